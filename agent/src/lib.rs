@@ -1,0 +1,1 @@
+//! leakscope CLR profiler agent.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One-time machine set-up for building and testing leakscope.
+#
+# Where crates.io is reachable nothing is changed: cargo fetches as usual.
+# Where it is not (these build machines), the Debian packages that carry the
+# crates we use are installed and cargo is pointed at /usr/share/cargo/registry
+# through $CARGO_HOME/config.toml — never through the repository, so the same
+# Cargo.lock builds from crates.io anywhere else.
+set -euo pipefail
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+DEBIAN_REGISTRY=/usr/share/cargo/registry
+
+# Debian package names (librust-NAME-dev) of the crates we depend on directly;
+# apt brings in their own dependencies.
+DEBIAN_CRATES=(
+  libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
+  tracing tracing-subscriber clap clap-derive tempfile
+)
+
+crates_io_reachable() {
+  command -v curl >/dev/null 2>&1 || return 1
+  curl -fsS --max-time 8 -o /dev/null https://index.crates.io/config.json 2>/dev/null
+}
+
+install_debian_crates() {
+  local missing=()
+  for c in "${DEBIAN_CRATES[@]}"; do
+    dpkg-query -W -f='${Status}' "librust-$c-dev" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("librust-$c-dev")
+  done
+  if ((${#missing[@]})); then
+    say "installing ${#missing[@]} Debian crate packages"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+point_cargo_at_debian() {
+  mkdir -p "$CARGO_HOME"
+  local cfg="$CARGO_HOME/config.toml"
+  if [ -f "$cfg" ] && grep -q 'debian-registry' "$cfg"; then return; fi
+  say "pointing cargo at $DEBIAN_REGISTRY in $cfg"
+  cat >>"$cfg" <<CFG
+
+# Added by leakscope scripts/setup.sh: crates.io is not reachable here.
+[source.crates-io]
+replace-with = "debian-registry"
+
+[source.debian-registry]
+directory = "$DEBIAN_REGISTRY"
+
+[net]
+offline = true
+CFG
+}
+
+if crates_io_reachable; then
+  say "crates.io reachable: using it"
+else
+  install_debian_crates
+  point_cargo_at_debian
+fi

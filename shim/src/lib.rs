@@ -1,0 +1,1 @@
+//! leakscope LD_PRELOAD shim.

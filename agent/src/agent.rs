@@ -1,0 +1,179 @@
+//! The agent's lifecycle: `Initialize` decides whether and how to run, `Shutdown` flushes.
+
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, bounded};
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+
+use crate::capture::{Capture, Counters, Event, Sampling};
+use crate::clr::events::{self, keyword, level};
+use crate::clr::profiler_info::{ProfilerInfo, RuntimeVersion};
+use crate::clr::types::*;
+use crate::com::guard;
+use crate::config::{self, Config};
+use crate::output::{Batch, Sink, records};
+
+/// Events the callbacks may queue before the agent thread catches up. At the default sampling
+/// rate that is over a second of allocation at a gigabyte per second.
+const QUEUE_CAPACITY: usize = 1 << 14;
+/// How long `Shutdown` waits for the last summary before letting the runtime go on.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Agent {
+    pub info: ProfilerInfo,
+    pub config: Config,
+    pub runtime: RuntimeVersion,
+    pub capture: Capture,
+    pub startup_problems: Vec<String>,
+    pub started: Instant,
+    pub start_unix_ms: u64,
+    session: Mutex<Option<EventPipeSession>>,
+    done: Receiver<()>,
+}
+
+static AGENT: OnceCell<Agent> = OnceCell::new();
+
+pub fn get() -> Option<&'static Agent> {
+    AGENT.get()
+}
+
+impl Agent {
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// Minimum `ICorProfilerInfo` version: 13 brings the weak handles survival tracking needs (.NET 7+).
+const MIN_INFO_VERSION: u32 = 13;
+
+/// `ICorProfilerCallback::Initialize`. Returns `S_OK` when the agent runs, or
+/// `CORPROF_E_PROFILER_CANCEL_ACTIVATION` when it declines (the host runs on unprofiled).
+///
+/// # Safety
+/// `unknown` must be NULL or the IUnknown the runtime passed to `Initialize`.
+pub unsafe fn initialize(unknown: *mut c_void) -> HRESULT {
+    let started = Instant::now();
+    let loaded = config::from_env();
+    crate::log::install(&loaded.config);
+    tracing::info!("leakscope agent {} loading into pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    for problem in &loaded.problems {
+        tracing::warn!("{problem}");
+    }
+    let config = loaded.config;
+    if loaded.disabled_by_user {
+        tracing::info!("LEAKSCOPE_ENABLED is off: not profiling");
+        return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
+    }
+    if config.socket.is_none() && config.output.is_none() {
+        tracing::warn!(
+            "neither LEAKSCOPE_SOCKET nor LEAKSCOPE_OUTPUT is set, so there is nowhere to report to: not profiling \
+             (run the app under `leakscope run`, or see `leakscope env`)"
+        );
+        return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
+    }
+    if unknown.is_null() {
+        return decline(&config, "the runtime passed no ICorProfilerInfo");
+    }
+    // SAFETY: `unknown` is non-NULL and, per this function's contract, the runtime's IUnknown.
+    let Some(info) = (unsafe { ProfilerInfo::query(unknown, MIN_INFO_VERSION) }) else {
+        return decline(
+            &config,
+            "this runtime does not offer ICorProfilerInfo13 (weak handles), which needs .NET 7 or later",
+        );
+    };
+    let runtime = info.runtime_version().unwrap_or_default();
+    let sampling = if runtime.major >= 10 { Sampling::AllocationSampled } else { Sampling::AllocationTick };
+    tracing::info!("runtime {runtime}, ICorProfilerInfo{}, sampling with {}", info.version(), sampling.name());
+
+    if let Err(hr) = info.set_event_mask2(monitor::ENABLE_STACK_SNAPSHOT, high_monitor::EVENT_PIPE) {
+        return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
+    }
+
+    let (queue, events) = bounded(QUEUE_CAPACITY);
+    let (done_tx, done) = bounded(1);
+    let capture = Capture {
+        sampling,
+        queue,
+        counters: Counters::default(),
+        max_tracked: config.max_tracked as u64,
+        memory_limit_bytes: config.memory_limit_bytes,
+        stack_depth: config.stack_depth,
+        providers: Default::default(),
+    };
+    let agent = Agent {
+        info,
+        config,
+        runtime,
+        capture,
+        startup_problems: loaded.problems,
+        started,
+        start_unix_ms: crate::pipeline::unix_ms(),
+        session: Mutex::new(None),
+        done,
+    };
+    if AGENT.set(agent).is_err() {
+        tracing::warn!("Initialize called twice; keeping the first agent");
+        return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
+    }
+    let agent = AGENT.get().expect("just set");
+    start(agent, events, done_tx)
+}
+
+fn start(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::Sender<()>) -> HRESULT {
+    if let Err(e) = crate::pipeline::spawn(agent, events, done) {
+        return decline(&agent.config, &format!("cannot start the agent thread: {e}"));
+    }
+    guard::activate();
+    let provider = to_utf16z(events::RUNTIME_PROVIDER);
+    let (keywords, level) = match agent.capture.sampling {
+        Sampling::AllocationSampled => (keyword::GC | keyword::ALLOCATION_SAMPLING, level::INFORMATIONAL),
+        // AllocationTick is only emitted at Verbose.
+        Sampling::AllocationTick => (keyword::GC, level::VERBOSE),
+    };
+    let config = EventPipeProviderConfig {
+        provider_name: provider.as_ptr(),
+        keywords,
+        logging_level: level,
+        filter_data: std::ptr::null(),
+    };
+    match agent.info.event_pipe_start_session(std::slice::from_ref(&config)) {
+        Ok(session) => {
+            *agent.session.lock() = Some(session);
+            tracing::info!("EventPipe session {session:#x} started (keywords {keywords:#x}, level {level})");
+            S_OK
+        }
+        Err(hr) => {
+            guard::disable(format!("cannot start the in-process EventPipe session ({hr:#x})"));
+            let _ = agent.capture.queue.try_send(Event::Stop);
+            CORPROF_E_PROFILER_CANCEL_ACTIVATION
+        }
+    }
+}
+
+/// Declines to profile, telling the collector why (best effort, bounded by short timeouts).
+fn decline(config: &Config, why: &str) -> HRESULT {
+    tracing::warn!("not profiling: {why}");
+    let mut sink = Sink::new(config.socket.as_deref(), config.output.as_deref());
+    let hello = records::line("hello", &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "mode": "off" }));
+    let message = format!("leakscope agent is not profiling this process: {why}");
+    let status = records::line("status", &records::Status { level: "error", message: &message });
+    sink.deliver(&Batch { hello: &hello, statuses: &[], stacks: &[], payload: &status }, &mut |_| String::new());
+    CORPROF_E_PROFILER_CANCEL_ACTIVATION
+}
+
+/// `ICorProfilerCallback::Shutdown`: stop the session, flush a final summary, release handles.
+pub fn shutdown() {
+    let Some(agent) = get() else { return };
+    if let Some(session) = agent.session.lock().take() {
+        let _ = agent.info.event_pipe_stop_session(session);
+    }
+    guard::deactivate();
+    if agent.capture.queue.send_timeout(Event::Stop, Duration::from_millis(500)).is_ok()
+        && agent.done.recv_timeout(SHUTDOWN_GRACE).is_err()
+    {
+        tracing::warn!("agent thread did not finish within {SHUTDOWN_GRACE:?}; shutting down without it");
+    }
+    tracing::info!("agent shut down");
+}

@@ -1,0 +1,234 @@
+//! The hot path: what runs on the runtime's threads, inside its callbacks.
+//!
+//! For a sampled allocation: make a weak handle to the object, walk the allocating thread's
+//! managed stack into a small vector of raw ids, and queue the record for the agent's own
+//! thread. Nothing here resolves names, takes a lock shared with the agent thread, or blocks:
+//! when the queue is full the sample is dropped and counted.
+
+pub mod stack;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
+use crate::clr::profiler_info::ProfilerInfo;
+use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID};
+pub use stack::Frame;
+
+/// Which runtime event feeds the allocation samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// .NET 10+: Bernoulli sampling per byte, mean one sample per 100 KiB.
+    AllocationSampled,
+    /// Older runtimes: one event per ~100 KB allocated, describing the last object.
+    AllocationTick,
+}
+
+impl Sampling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sampling::AllocationSampled => "AllocationSampled",
+            Sampling::AllocationTick => "AllocationTick",
+        }
+    }
+}
+
+/// One sampled allocation, as captured on the allocating thread.
+#[derive(Debug)]
+pub struct Sample {
+    pub class: ClassID,
+    pub size: u64,
+    pub heap: HeapKind,
+    /// AllocationTick only: bytes this sample stands for.
+    pub amount_since_last: u64,
+    pub handle: ObjectHandleID,
+    /// Number of the most recent GC when the object was allocated.
+    pub born_after_gc: u32,
+    /// Managed frames, innermost first.
+    pub frames: Vec<Frame>,
+}
+
+/// Everything the callbacks hand to the agent thread.
+#[derive(Debug)]
+pub enum Event {
+    Sample(Sample),
+    GcStart(GcStart),
+    GcEnd { count: u32, depth: u32 },
+    HeapStats(HeapStats),
+    SuspendBegin { at_ns: u64 },
+    RestartEnd { at_ns: u64 },
+    /// Sent by `Shutdown`: flush and stop.
+    Stop,
+}
+
+/// Counters the hot path updates and the agent thread reports.
+#[derive(Default)]
+pub struct Counters {
+    pub samples: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_budget: AtomicU64,
+    pub handle_failures: AtomicU64,
+    pub stack_failures: AtomicU64,
+    /// Samples queued or tracked; the budget check reads it without locking.
+    pub tracked: AtomicU64,
+    pub last_gc: AtomicU32,
+    /// Time spent creating handles and walking stacks on the allocating threads.
+    pub handle_ns: AtomicU64,
+    pub stack_ns: AtomicU64,
+}
+
+/// Everything the hot path needs, owned by the agent.
+pub struct Capture {
+    pub sampling: Sampling,
+    pub queue: Sender<Event>,
+    pub counters: Counters,
+    pub max_tracked: u64,
+    pub memory_limit_bytes: usize,
+    pub stack_depth: usize,
+    pub providers: ProviderFilter,
+}
+
+/// Remembers which EventPipe provider handle is the runtime's. Other providers (EventPipe's
+/// own ProcessInfo at session end, for one) reuse the same event ids with other payloads.
+#[derive(Default)]
+pub struct ProviderFilter {
+    runtime: AtomicUsize,
+    others: [AtomicUsize; 8],
+}
+
+impl ProviderFilter {
+    fn is_runtime(&self, info: &ProfilerInfo, provider: EventPipeProvider) -> bool {
+        if provider == 0 {
+            return false;
+        }
+        if self.runtime.load(Ordering::Relaxed) == provider {
+            return true;
+        }
+        if self.others.iter().any(|o| o.load(Ordering::Relaxed) == provider) {
+            return false;
+        }
+        // First event from this provider: ask its name once.
+        let is_runtime = info.event_pipe_provider_name(provider).is_ok_and(|n| n == events::RUNTIME_PROVIDER);
+        if is_runtime {
+            self.runtime.store(provider, Ordering::Relaxed);
+        } else if let Some(slot) = self.others.iter().find(|o| o.load(Ordering::Relaxed) == 0) {
+            let _ = slot.compare_exchange(0, provider, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        is_runtime
+    }
+}
+
+impl Capture {
+    /// Entry for every EventPipe event of the runtime provider.
+    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8]) {
+        if self.providers.is_runtime(info, provider) {
+            self.on_runtime_event(info, id, version, payload);
+        }
+    }
+
+    fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8]) {
+        match id {
+            events::id::ALLOCATION_SAMPLED if self.sampling == Sampling::AllocationSampled => {
+                if let Some(e) = events::parse_allocation_sampled(payload) {
+                    self.on_allocation(info, e);
+                }
+            }
+            events::id::GC_ALLOCATION_TICK if self.sampling == Sampling::AllocationTick => {
+                if let Some(e) = events::parse_allocation_tick(version, payload) {
+                    self.on_allocation(info, e);
+                }
+            }
+            events::id::GC_START => {
+                if let Some(start) = events::parse_gc_start(payload) {
+                    self.counters.last_gc.store(start.count, Ordering::Relaxed);
+                    self.send(Event::GcStart(start));
+                }
+            }
+            events::id::GC_END => {
+                if let Some((count, depth)) = events::parse_gc_end(payload) {
+                    self.send(Event::GcEnd { count, depth });
+                }
+            }
+            events::id::GC_HEAP_STATS => {
+                if let Some(stats) = events::parse_heap_stats(payload) {
+                    self.send(Event::HeapStats(stats));
+                }
+            }
+            events::id::GC_SUSPEND_EE_BEGIN => self.send(Event::SuspendBegin { at_ns: monotonic_ns() }),
+            events::id::GC_RESTART_EE_END => self.send(Event::RestartEnd { at_ns: monotonic_ns() }),
+            _ => {}
+        }
+    }
+
+    fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent) {
+        self.counters.samples.fetch_add(1, Ordering::Relaxed);
+        if e.address == 0 || e.type_id == 0 {
+            return;
+        }
+        if self.counters.tracked.load(Ordering::Relaxed) >= self.max_tracked
+            || crate::memory::allocated_bytes() >= self.memory_limit_bytes
+        {
+            self.counters.dropped_budget.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // The event fires before the allocator stores the object's MethodTable. Storing it now
+        // (the same value the runtime writes a moment later) keeps the object well-formed for
+        // anything that looks at it through the new handle.
+        // SAFETY: `address` is the start of an object the runtime has just carved out of the GC
+        // heap for this thread; its first word is the MethodTable slot, which is either still
+        // zero or already equal to `type_id`. No other thread can see the object yet.
+        unsafe {
+            let method_table = e.address as *mut usize;
+            if method_table.read_volatile() == 0 {
+                method_table.write_volatile(e.type_id);
+            }
+        }
+        let t0 = monotonic_ns();
+        let handle = match info.create_weak_handle(e.address) {
+            Ok(h) => h,
+            Err(_) => {
+                self.counters.handle_failures.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let t1 = monotonic_ns();
+        let frames = stack::capture_current_thread(info, self.stack_depth);
+        let t2 = monotonic_ns();
+        self.counters.handle_ns.fetch_add(t1 - t0, Ordering::Relaxed);
+        self.counters.stack_ns.fetch_add(t2 - t1, Ordering::Relaxed);
+        if frames.is_empty() {
+            self.counters.stack_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let sample = Sample {
+            class: e.type_id,
+            size: e.size,
+            heap: e.heap,
+            amount_since_last: e.amount_since_last,
+            handle,
+            born_after_gc: self.counters.last_gc.load(Ordering::Relaxed),
+            frames,
+        };
+        self.counters.tracked.fetch_add(1, Ordering::Relaxed);
+        if let Err(TrySendError::Full(Event::Sample(s)) | TrySendError::Disconnected(Event::Sample(s))) =
+            self.queue.try_send(Event::Sample(sample))
+        {
+            self.counters.tracked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            let _ = info.destroy_handle(s.handle);
+        }
+    }
+
+    fn send(&self, event: Event) {
+        // GC events are few; if the queue is full the agent thread is far behind and one lost
+        // GC notice only blurs a counter.
+        let _ = self.queue.try_send(event);
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

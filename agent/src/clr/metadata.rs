@@ -1,0 +1,127 @@
+//! Safe wrapper over `IMetaDataImport`, used to name types and methods.
+//! Slot numbers follow `cor.h` (IUnknown's three included).
+
+use std::ffi::c_void;
+
+use super::types::*;
+use super::vtable::{method, release};
+
+mod slot {
+    pub const GET_TYPE_DEF_PROPS: usize = 12;
+    pub const GET_METHOD_PROPS: usize = 30;
+    pub const GET_NESTED_CLASS_PROPS: usize = 62;
+}
+
+/// `tdNested` visibility bits of a TypeDef's flags: non-zero for a nested type.
+const TD_VISIBILITY_MASK: u32 = 0x7;
+const TD_NESTED_FIRST: u32 = 0x2;
+
+/// One module's metadata reader. Owns one COM reference.
+pub struct MetaDataImport {
+    ptr: *mut c_void,
+}
+
+// SAFETY: the runtime's metadata importers are safe to call from any thread for reading,
+// which is all we do; each instance is used from one thread at a time.
+unsafe impl Send for MetaDataImport {}
+
+/// A TypeDef's name and flags.
+#[derive(Clone, Debug)]
+pub struct TypeDefProps {
+    /// Full name including namespace, e.g. `System.Collections.Generic.List`1`.
+    pub name: String,
+    pub flags: u32,
+}
+
+impl TypeDefProps {
+    pub fn is_nested(&self) -> bool {
+        self.flags & TD_VISIBILITY_MASK >= TD_NESTED_FIRST
+    }
+}
+
+impl MetaDataImport {
+    /// # Safety
+    /// `ptr` must be an `IMetaDataImport` on which the caller transfers one reference.
+    pub unsafe fn from_owned(ptr: *mut c_void) -> Self {
+        MetaDataImport { ptr }
+    }
+
+    pub fn type_def_props(&self, type_def: mdToken) -> Result<TypeDefProps, HRESULT> {
+        type F = unsafe extern "system" fn(
+            *mut c_void, mdToken, *mut WCHAR, u32, *mut u32, *mut u32, *mut mdToken,
+        ) -> HRESULT;
+        let mut flags = 0u32;
+        let mut extends: mdToken = 0;
+        let name = read_string(|buf, cap, len| {
+            // SAFETY: slot 12 is GetTypeDefProps; `buf` has room for `cap` UTF-16 units.
+            unsafe {
+                method::<F>(self.ptr, slot::GET_TYPE_DEF_PROPS)(
+                    self.ptr, type_def, buf, cap, len, &mut flags, &mut extends,
+                )
+            }
+        })?;
+        Ok(TypeDefProps { name, flags })
+    }
+
+    /// The TypeDef enclosing a nested type.
+    pub fn enclosing_class(&self, nested: mdToken) -> Option<mdToken> {
+        type F = unsafe extern "system" fn(*mut c_void, mdToken, *mut mdToken) -> HRESULT;
+        let mut enclosing: mdToken = 0;
+        // SAFETY: slot 62 is GetNestedClassProps(mdTypeDef, mdTypeDef*).
+        let hr = unsafe {
+            method::<F>(self.ptr, slot::GET_NESTED_CLASS_PROPS)(self.ptr, nested, &mut enclosing)
+        };
+        (hr == S_OK && enclosing != 0 && enclosing != nested).then_some(enclosing)
+    }
+
+    /// A method's name and the TypeDef that declares it.
+    pub fn method_props(&self, method_def: mdToken) -> Result<(String, mdToken), HRESULT> {
+        type F = unsafe extern "system" fn(
+            *mut c_void, mdToken, *mut mdToken, *mut WCHAR, u32, *mut u32, *mut u32,
+            *mut *const u8, *mut u32, *mut u32, *mut u32,
+        ) -> HRESULT;
+        let mut class: mdToken = 0;
+        let mut attributes = 0u32;
+        let mut signature: *const u8 = std::ptr::null();
+        let mut signature_len = 0u32;
+        let mut rva = 0u32;
+        let mut impl_flags = 0u32;
+        let name = read_string(|buf, cap, len| {
+            // SAFETY: slot 30 is GetMethodProps; every out-pointer is valid and `buf` has room
+            // for `cap` UTF-16 units.
+            unsafe {
+                method::<F>(self.ptr, slot::GET_METHOD_PROPS)(
+                    self.ptr, method_def, &mut class, buf, cap, len, &mut attributes,
+                    &mut signature, &mut signature_len, &mut rva, &mut impl_flags,
+                )
+            }
+        })?;
+        Ok((name, class))
+    }
+}
+
+impl Drop for MetaDataImport {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (from_owned's contract).
+        unsafe { release(self.ptr) };
+    }
+}
+
+/// The metadata API's two-call pattern: try a stack buffer, retry with the reported length.
+fn read_string(
+    mut call: impl FnMut(*mut WCHAR, u32, *mut u32) -> HRESULT,
+) -> Result<String, HRESULT> {
+    let mut buf = vec![0u16; 512];
+    let mut len = 0u32;
+    for _ in 0..2 {
+        let hr = call(buf.as_mut_ptr(), buf.len() as u32, &mut len);
+        if !succeeded(hr) {
+            return Err(hr);
+        }
+        if (len as usize) <= buf.len() {
+            return Ok(utf16_to_string(&buf[..len as usize]));
+        }
+        buf = vec![0u16; len as usize + 1];
+    }
+    Err(E_FAIL)
+}

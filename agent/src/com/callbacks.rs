@@ -1,0 +1,82 @@
+//! The callbacks leakscope implements. Each is a thin, guarded hop into the safe core.
+
+use std::ffi::c_void;
+
+use super::guard;
+use super::object::ProfilerCallback;
+use crate::agent;
+use crate::clr::types::*;
+
+pub(super) unsafe extern "system" fn initialize(_this: *mut ProfilerCallback, unknown: *mut c_void) -> HRESULT {
+    // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
+    guard::com_entry("Initialize", CORPROF_E_PROFILER_CANCEL_ACTIVATION, || unsafe { agent::initialize(unknown) })
+}
+
+pub(super) unsafe extern "system" fn shutdown(_this: *mut ProfilerCallback) -> HRESULT {
+    guard::com_entry("Shutdown", S_OK, || {
+        agent::shutdown();
+        S_OK
+    })
+}
+
+/// Attaching to a running process is not supported yet: decline cleanly.
+pub(super) unsafe extern "system" fn initialize_for_attach(
+    _this: *mut ProfilerCallback,
+    _unknown: *mut c_void,
+    _client_data: *mut c_void,
+    _client_data_len: u32,
+) -> HRESULT {
+    CORPROF_E_PROFILER_CANCEL_ACTIVATION
+}
+
+/// Allocation sampling uses EventPipe, not this callback, which is never enabled.
+pub(super) unsafe extern "system" fn object_allocated(
+    _this: *mut ProfilerCallback,
+    _object: ObjectID,
+    _class: ClassID,
+) -> HRESULT {
+    S_OK
+}
+
+/// leakscope is a full profiler, not a notification-only one.
+pub(super) unsafe extern "system" fn load_as_notification_only(
+    _this: *mut ProfilerCallback,
+    notification_only: *mut BOOL,
+) -> HRESULT {
+    if !notification_only.is_null() {
+        // SAFETY: checked for NULL; the runtime passes a BOOL it owns.
+        unsafe { *notification_only = 0 };
+    }
+    S_OK
+}
+
+/// Runs on the thread that emitted the event: for allocation samples, the allocating thread,
+/// in the middle of the allocation; for GC events, a GC thread with the runtime suspended.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe extern "system" fn event_pipe_event_delivered(
+    _this: *mut ProfilerCallback,
+    provider: EventPipeProvider,
+    event_id: u32,
+    event_version: u32,
+    _metadata_len: u32,
+    _metadata: *const u8,
+    payload_len: u32,
+    payload: *const u8,
+    _activity_id: *const GUID,
+    _related_activity_id: *const GUID,
+    _thread: ThreadID,
+    _stack_frame_count: u32,
+    _stack_frames: *const usize,
+) -> HRESULT {
+    guard::callback("EventPipeEventDelivered", || {
+        let Some(agent) = agent::get() else { return Ok(()) };
+        if payload.is_null() || payload_len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the runtime guarantees `payload` holds `payload_len` bytes for the duration of
+        // this call; the slice does not outlive it.
+        let payload = unsafe { std::slice::from_raw_parts(payload, payload_len as usize) };
+        agent.capture.on_event(&agent.info, provider, event_id, event_version, payload);
+        Ok(())
+    })
+}

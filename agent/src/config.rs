@@ -1,0 +1,198 @@
+//! The agent's settings, read once from `LEAKSCOPE_*` environment variables.
+//!
+//! A bad value never stops the host: it is replaced by the default and reported (in the log and
+//! as a `status` record) so the user sees what was ignored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Unix stream socket of a listening collector.
+    pub socket: Option<PathBuf>,
+    /// File to append records to.
+    pub output: Option<PathBuf>,
+    pub interval: Duration,
+    pub log_file: Option<PathBuf>,
+    pub log_level: tracing::Level,
+    /// Most sampled objects tracked at once; beyond it new samples are counted, not tracked.
+    pub max_tracked: usize,
+    /// Ceiling on the agent's own heap; beyond it new samples are counted, not tracked.
+    pub memory_limit_bytes: usize,
+    /// Most (type, site) rows per summary.
+    pub max_sites: usize,
+    /// Deepest managed stack captured per sample.
+    pub stack_depth: usize,
+    /// Frames whose type name starts with one of these are framework code, not call sites.
+    pub framework_prefixes: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            output: None,
+            interval: Duration::from_secs(5),
+            log_file: None,
+            log_level: tracing::Level::WARN,
+            max_tracked: 100_000,
+            memory_limit_bytes: 64 << 20,
+            max_sites: 1000,
+            stack_depth: 64,
+            framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// The result of reading the environment: settings, plus one sentence per ignored value.
+pub struct Loaded {
+    pub config: Config,
+    pub problems: Vec<String>,
+    /// `LEAKSCOPE_ENABLED=0`: the user asked the agent to stay out.
+    pub disabled_by_user: bool,
+}
+
+pub fn from_env() -> Loaded {
+    from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+}
+
+pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
+    let mut c = Config::default();
+    let mut problems = Vec::new();
+    let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+    c.socket = non_empty("LEAKSCOPE_SOCKET").map(PathBuf::from);
+    c.output = non_empty("LEAKSCOPE_OUTPUT").map(PathBuf::from);
+    c.log_file = non_empty("LEAKSCOPE_LOG").map(PathBuf::from);
+    if c.log_file.is_some() {
+        c.log_level = tracing::Level::INFO;
+    }
+    if let Some(v) = non_empty("LEAKSCOPE_LOG_LEVEL") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "error" => c.log_level = tracing::Level::ERROR,
+            "warn" | "warning" => c.log_level = tracing::Level::WARN,
+            "info" => c.log_level = tracing::Level::INFO,
+            "debug" => c.log_level = tracing::Level::DEBUG,
+            "trace" => c.log_level = tracing::Level::TRACE,
+            _ => problems.push(format!(
+                "LEAKSCOPE_LOG_LEVEL={v:?} is not one of error, warn, info, debug, trace; using {}",
+                c.log_level
+            )),
+        }
+    }
+    if let Some(v) = non_empty("LEAKSCOPE_INTERVAL") {
+        match parse_duration(&v) {
+            Some(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => c.interval = d,
+            _ => problems.push(format!(
+                "LEAKSCOPE_INTERVAL={v:?} is not a duration between 100ms and 1h (e.g. 5s, 500ms); using 5s"
+            )),
+        }
+    }
+    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_TRACKED", 100, 50_000_000, &mut c.max_tracked);
+    let mut memory_mb = c.memory_limit_bytes >> 20;
+    number(&non_empty, &mut problems, "LEAKSCOPE_MEMORY_LIMIT_MB", 8, 1 << 20, &mut memory_mb);
+    c.memory_limit_bytes = memory_mb << 20;
+    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
+    number(&non_empty, &mut problems, "LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
+    if let Some(v) = get("LEAKSCOPE_FRAMEWORK_PREFIXES") {
+        c.framework_prefixes = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    }
+
+    let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => true,
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => false,
+        Some(v) => {
+            problems.push(format!("LEAKSCOPE_ENABLED={v:?} is not 0/1/true/false; staying enabled"));
+            false
+        }
+    };
+    Loaded { config: c, problems, disabled_by_user }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+    name: &str,
+    min: usize,
+    max: usize,
+    slot: &mut usize,
+) {
+    if let Some(v) = get(name) {
+        match v.trim().replace('_', "").parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => *slot = n,
+            _ => problems.push(format!("{name}={v:?} is not a whole number from {min} to {max}; using {slot}")),
+        }
+    }
+}
+
+/// `5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Loaded {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn durations_accept_common_spellings() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-3s"), None);
+    }
+
+    #[test]
+    fn garbage_values_fall_back_to_defaults_and_are_reported() {
+        let l = load(&[
+            ("LEAKSCOPE_INTERVAL", "banana"),
+            ("LEAKSCOPE_MAX_TRACKED", "-5"),
+            ("LEAKSCOPE_LOG_LEVEL", "loud"),
+            ("LEAKSCOPE_STACK_DEPTH", "0"),
+        ]);
+        assert_eq!(l.config.interval, Duration::from_secs(5));
+        assert_eq!(l.config.max_tracked, 100_000);
+        assert_eq!(l.config.stack_depth, 64);
+        assert_eq!(l.problems.len(), 4, "{:?}", l.problems);
+        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_LOG_LEVEL", "LEAKSCOPE_STACK_DEPTH"] {
+            assert!(l.problems.iter().any(|p| p.contains(name)), "{name} not reported");
+        }
+    }
+
+    #[test]
+    fn good_values_are_used() {
+        let l = load(&[
+            ("LEAKSCOPE_INTERVAL", "250ms"),
+            ("LEAKSCOPE_MAX_TRACKED", "200_000"),
+            ("LEAKSCOPE_SOCKET", "/tmp/x.sock"),
+            ("LEAKSCOPE_ENABLED", "0"),
+        ]);
+        assert!(l.problems.is_empty());
+        assert_eq!(l.config.interval, Duration::from_millis(250));
+        assert_eq!(l.config.max_tracked, 200_000);
+        assert_eq!(l.config.socket.as_deref(), Some(std::path::Path::new("/tmp/x.sock")));
+        assert!(l.disabled_by_user);
+    }
+}

@@ -1,0 +1,217 @@
+//! Where records go: a collector's Unix socket, a file, or both.
+//!
+//! Only the agent's own thread writes. A collector that is absent, slow or gone costs the host
+//! nothing: writes time out, the connection is dropped, and a reconnect is tried later with
+//! backoff. Nothing is queued while disconnected: on reconnect the collector gets a fresh
+//! `hello`, the recent status messages, every stack the next summary refers to, and the current
+//! state — memory stays bounded however long the outage.
+
+pub mod records;
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+enum Connection {
+    Socket(UnixStream),
+    File(File),
+}
+
+impl Connection {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Connection::Socket(s) => s.write_all(bytes),
+            Connection::File(f) => f.write_all(bytes),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Socket,
+    File,
+}
+
+struct Destination {
+    kind: Kind,
+    path: PathBuf,
+    connection: Option<Connection>,
+    /// Stacks this connection has already been sent.
+    sent_stacks: HashSet<u32>,
+    retry_at: Instant,
+    backoff: Duration,
+    /// Set while an outage is ongoing, so it is logged once, not on every retry.
+    outage: Option<String>,
+}
+
+/// One batch of output: what a new connection must see first, and the payload.
+pub struct Batch<'a> {
+    pub hello: &'a str,
+    pub statuses: &'a [String],
+    /// Stacks the payload refers to.
+    pub stacks: &'a [u32],
+    pub payload: &'a str,
+}
+
+pub struct Sink {
+    destinations: Vec<Destination>,
+}
+
+impl Sink {
+    pub fn new(socket: Option<&Path>, file: Option<&Path>) -> Sink {
+        let now = Instant::now();
+        let destination = |kind, path: &Path| Destination {
+            kind,
+            path: path.to_path_buf(),
+            connection: None,
+            sent_stacks: HashSet::new(),
+            retry_at: now,
+            backoff: FIRST_RETRY,
+            outage: None,
+        };
+        let mut destinations = Vec::new();
+        if let Some(p) = socket {
+            destinations.push(destination(Kind::Socket, p));
+        }
+        if let Some(p) = file {
+            destinations.push(destination(Kind::File, p));
+        }
+        Sink { destinations }
+    }
+
+    /// Writes the batch everywhere reachable. `stack_line` renders a stack record on demand.
+    pub fn deliver(&mut self, batch: &Batch<'_>, stack_line: &mut dyn FnMut(u32) -> String) {
+        for d in &mut self.destinations {
+            d.deliver(batch, stack_line);
+        }
+    }
+
+    /// Why output is not reaching anyone, if it is not.
+    pub fn problem(&self) -> Option<String> {
+        let down: Vec<&str> = self.destinations.iter().filter_map(|d| d.outage.as_deref()).collect();
+        (!down.is_empty() && down.len() == self.destinations.len()).then(|| down.join("; "))
+    }
+}
+
+impl Destination {
+    fn deliver(&mut self, batch: &Batch<'_>, stack_line: &mut dyn FnMut(u32) -> String) {
+        let mut buffer = String::new();
+        if self.connection.is_none() {
+            if Instant::now() < self.retry_at {
+                return;
+            }
+            match self.open() {
+                Ok(c) => {
+                    if let Some(was) = self.outage.take() {
+                        tracing::info!("output to {} restored (was: {was})", self.path.display());
+                    }
+                    self.connection = Some(c);
+                    self.backoff = FIRST_RETRY;
+                    self.sent_stacks.clear();
+                    buffer.push_str(batch.hello);
+                    for status in batch.statuses {
+                        buffer.push_str(status);
+                    }
+                }
+                Err(e) => {
+                    self.fail(format!("cannot open {} {}: {e}", self.kind_name(), self.path.display()));
+                    return;
+                }
+            }
+        }
+        for &id in batch.stacks {
+            if self.sent_stacks.insert(id) {
+                buffer.push_str(&stack_line(id));
+            }
+        }
+        buffer.push_str(batch.payload);
+        let result = self.connection.as_mut().map(|c| c.write_all(buffer.as_bytes()));
+        if let Some(Err(e)) = result {
+            self.connection = None;
+            self.fail(format!("cannot write to {} {}: {e}", self.kind_name(), self.path.display()));
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Connection> {
+        match self.kind {
+            Kind::Socket => {
+                let stream = UnixStream::connect(&self.path)?;
+                stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                Ok(Connection::Socket(stream))
+            }
+            Kind::File => Ok(Connection::File(OpenOptions::new().create(true).append(true).open(&self.path)?)),
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.outage.is_none() {
+            tracing::warn!("{message}; retrying in the background, the application is unaffected");
+        }
+        self.outage = Some(message);
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Socket => "collector socket",
+            Kind::File => "output file",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    fn batch<'a>(stacks: &'a [u32], payload: &'a str) -> Batch<'a> {
+        Batch { hello: "hello\n", statuses: &[], stacks, payload }
+    }
+
+    #[test]
+    fn file_gets_hello_once_and_each_stack_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = Sink::new(None, Some(&path));
+        let mut render = |id: u32| format!("stack {id}\n");
+        sink.deliver(&batch(&[1, 2], "summary 1\n"), &mut render);
+        sink.deliver(&batch(&[2, 3], "summary 2\n"), &mut render);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "hello\nstack 1\nstack 2\nsummary 1\nstack 3\nsummary 2\n");
+        assert!(sink.problem().is_none());
+    }
+
+    #[test]
+    fn absent_collector_is_a_reported_problem_and_a_later_one_gets_a_fresh_preamble() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let mut sink = Sink::new(Some(&path), None);
+        let mut render = |id: u32| format!("stack {id}\n");
+        sink.deliver(&batch(&[7], "summary 1\n"), &mut render);
+        assert!(sink.problem().unwrap().contains("cannot open collector socket"));
+
+        let listener = UnixListener::bind(&path).unwrap();
+        sink.destinations[0].retry_at = Instant::now();
+        sink.deliver(&batch(&[7], "summary 2\n"), &mut render);
+        let (conn, _) = listener.accept().unwrap();
+        drop(sink);
+        let lines: Vec<String> = BufReader::new(conn).lines().map(Result::unwrap).collect();
+        assert_eq!(lines, ["hello", "stack 7", "summary 2"]);
+    }
+
+    #[test]
+    fn unwritable_file_is_reported_not_fatal() {
+        let mut sink = Sink::new(None, Some(Path::new("/proc/definitely/not/writable.ndjson")));
+        sink.deliver(&batch(&[], "x\n"), &mut |_| String::new());
+        assert!(sink.problem().unwrap().contains("cannot open output file"));
+    }
+}

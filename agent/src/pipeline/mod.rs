@@ -1,0 +1,310 @@
+//! The agent's own thread: turns raw samples into named, aggregated survivor tables and sends
+//! a summary every interval.
+//!
+//! It is the only place that resolves names, checks handles, and does I/O. It is a thread the
+//! profiler created, so the runtime lets it call the Info methods at any time; it never runs
+//! managed code and is never suspended by the GC.
+
+pub mod gc_stats;
+pub mod names;
+pub mod stacks;
+pub mod survivors;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::agent::Agent;
+use crate::capture::{Event, Sample};
+use crate::output::records::{self, *};
+use crate::output::{Batch, Sink};
+use gc_stats::GcStats;
+use names::{ClrRuntime, Names};
+use stacks::Stacks;
+use survivors::{GcHistory, Survivors, Tracked};
+
+/// Statuses kept to replay to a collector that connects late.
+const STATUS_REPLAY: usize = 32;
+
+struct Pipeline<'a> {
+    agent: &'a Agent,
+    names: Names<ClrRuntime<'a>>,
+    stacks: Stacks,
+    survivors: Survivors,
+    gc: GcStats,
+    history: GcHistory,
+    sink: Sink,
+    hello: String,
+    statuses: Vec<String>,
+    seq: u64,
+    last_sweep: Duration,
+    swept_at_gc: u32,
+    budget_reported: bool,
+}
+
+/// Starts the agent thread. `done` is signalled when it has flushed and stopped.
+pub fn spawn(agent: &'static Agent, events: Receiver<Event>, done: Sender<()>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("leakscope-agent".into()).spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, events)));
+        if let Err(panic) = outcome {
+            crate::com::guard::disable(format!(
+                "panic on the agent thread: {}",
+                crate::com::guard::panic_message(&*panic)
+            ));
+        }
+        let _ = done.send(());
+    })?;
+    Ok(())
+}
+
+fn run(agent: &'static Agent, events: Receiver<Event>) {
+    if let Err(hr) = agent.info.initialize_current_thread() {
+        tracing::warn!("InitializeCurrentThread failed: {hr:#x}");
+    }
+    let config = &agent.config;
+    let mut p = Pipeline {
+        agent,
+        names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
+        stacks: Stacks::default(),
+        survivors: Survivors::default(),
+        gc: GcStats::default(),
+        history: GcHistory::default(),
+        sink: Sink::new(config.socket.as_deref(), config.output.as_deref()),
+        hello: hello_line(agent),
+        statuses: Vec::new(),
+        seq: 0,
+        last_sweep: Duration::ZERO,
+        swept_at_gc: 0,
+        budget_reported: false,
+    };
+    for problem in &agent.startup_problems {
+        p.status("warn", problem);
+    }
+    // First contact right away, so the collector knows the agent is alive.
+    p.publish();
+
+    let mut next_tick = Instant::now() + config.interval;
+    loop {
+        match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(Event::Stop) => break,
+            Ok(event) => p.apply(event),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_tick {
+            p.sweep();
+            p.publish();
+            next_tick = Instant::now() + config.interval;
+        }
+    }
+    tracing::debug!("agent thread stopping");
+    // Drain what the callbacks queued before Shutdown, then a last summary.
+    while let Ok(event) = events.try_recv() {
+        if !matches!(event, Event::Stop) {
+            p.apply(event);
+        }
+    }
+    tracing::debug!("final sweep");
+    p.sweep();
+    tracing::debug!("final publish");
+    p.publish();
+    tracing::debug!("bye");
+    let bye = records::line("bye", &Bye { t_ms: agent.elapsed_ms(), reason: "runtime shutdown" });
+    p.sink.deliver(&Batch { hello: &p.hello, statuses: &p.statuses, stacks: &[], payload: &bye }, &mut |_| String::new());
+    let info = &agent.info;
+    p.survivors.clear(|h| {
+        let _ = info.destroy_handle(h);
+    });
+    agent.capture.counters.tracked.store(0, Ordering::Relaxed);
+}
+
+impl Pipeline<'_> {
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Sample(sample) => self.track(sample),
+            Event::GcStart(start) => {
+                tracing::debug!("GC start {start:?}");
+                self.gc.on_start(start);
+                self.history.record(start.count, start.depth);
+            }
+            Event::GcEnd { count, depth } => {
+                tracing::debug!("GC end {count} depth {depth}");
+                self.history.record(count, depth)
+            }
+            Event::HeapStats(stats) => self.gc.heap = stats,
+            Event::SuspendBegin { at_ns } => self.gc.on_suspend_begin(at_ns),
+            Event::RestartEnd { at_ns } => self.gc.on_restart_end(at_ns),
+            Event::Stop => {}
+        }
+        // Keep within the tracking budget: sweep early rather than drop samples.
+        let counters = &self.agent.capture.counters;
+        if counters.tracked.load(Ordering::Relaxed) * 10 >= self.agent.capture.max_tracked * 9
+            && self.swept_at_gc != self.history.latest
+        {
+            // Only a GC can have freed samples, so at most one early sweep per GC.
+            self.sweep();
+        }
+    }
+
+    fn track(&mut self, sample: Sample) {
+        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, frames } = sample;
+        let stack = self.stacks.intern(frames, &mut self.names);
+        let (weight_objects, weight_bytes) = survivors::weights(self.agent.capture.sampling, size, amount_since_last);
+        let generation = survivors::initial_generation(heap);
+        self.survivors.add(Tracked {
+            handle,
+            class,
+            stack,
+            weight_objects,
+            weight_bytes,
+            born_after_gc,
+            generation,
+            generation_as_of_gc: born_after_gc,
+        });
+    }
+
+    /// Drops the samples the GC has collected and releases their handles.
+    fn sweep(&mut self) {
+        let started = Instant::now();
+        let info = &self.agent.info;
+        self.survivors.sweep(
+            &self.history,
+            |h| info.object_from_handle(h).map(|o| o != 0).unwrap_or(false),
+            |h| {
+                let _ = info.destroy_handle(h);
+            },
+        );
+        self.agent.capture.counters.tracked.store(self.survivors.count() as u64, Ordering::Relaxed);
+        self.last_sweep = started.elapsed();
+        self.swept_at_gc = self.history.latest;
+    }
+
+    fn status(&mut self, level: &'static str, message: &str) {
+        let line = records::line("status", &Status { level, message });
+        self.statuses.push(line.clone());
+        if self.statuses.len() > STATUS_REPLAY {
+            self.statuses.remove(0);
+        }
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &[], stacks: &[], payload: &line },
+            &mut |_| String::new(),
+        );
+    }
+
+    fn publish(&mut self) {
+        let agent = self.agent;
+        let counters = &agent.capture.counters;
+        let dropped_budget = counters.dropped_budget.load(Ordering::Relaxed);
+        if dropped_budget > 0 && !self.budget_reported {
+            self.budget_reported = true;
+            let message = format!(
+                "tracking budget reached ({} samples or {} MB of agent memory): further samples are counted, not tracked; \
+                 raise LEAKSCOPE_MAX_TRACKED / LEAKSCOPE_MEMORY_LIMIT_MB to track more",
+                agent.config.max_tracked,
+                agent.config.memory_limit_bytes >> 20
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
+        let rows = self.survivors.rows(&self.stacks, self.history.latest);
+        let mut sites = Vec::with_capacity(rows.len().min(agent.config.max_sites));
+        let mut stack_ids = Vec::new();
+        for row in rows.into_iter().take(agent.config.max_sites) {
+            stack_ids.push(row.stack);
+            sites.push(SiteRecord {
+                type_name: self.names.class(row.class),
+                site: row.site,
+                stack: row.stack,
+                samples: row.samples,
+                objects: row.objects.round() as u64,
+                bytes: row.bytes.round() as u64,
+                age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
+                gens: row.generations,
+            });
+        }
+        let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
+        let degraded = crate::com::guard::disabled_reason().or_else(|| self.sink.problem());
+        self.seq += 1;
+        let summary = Summary {
+            seq: self.seq,
+            t_ms: agent.elapsed_ms(),
+            unix_ms: unix_ms(),
+            gc: GcRecord {
+                count: self.gc.by_generation,
+                induced: self.gc.induced,
+                pause_ms_total: self.gc.pause_ns_total as f64 / 1e6,
+                pause_ms_max: self.gc.pause_ns_max as f64 / 1e6,
+                reasons: self.gc.reasons.clone(),
+            },
+            heap: HeapRecord {
+                gen0: self.gc.heap.gen0,
+                gen1: self.gc.heap.gen1,
+                gen2: self.gc.heap.gen2,
+                loh: self.gc.heap.loh,
+                poh: self.gc.heap.poh,
+            },
+            rss: gc_stats::resident_bytes(),
+            agent: AgentRecord {
+                tracked: self.survivors.count(),
+                young: self.survivors.young(self.history.latest),
+                max_tracked: agent.config.max_tracked,
+                samples: counters.samples.load(Ordering::Relaxed),
+                dropped: dropped_budget + dropped_queue,
+                dropped_budget,
+                dropped_queue,
+                handle_failures: counters.handle_failures.load(Ordering::Relaxed),
+                stack_failures: counters.stack_failures.load(Ordering::Relaxed),
+                stacks: self.stacks.count(),
+                memory_bytes: crate::memory::allocated_bytes(),
+                memory_limit_bytes: agent.config.memory_limit_bytes,
+                sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
+                capture_us_per_sample: {
+                    let n = counters.samples.load(Ordering::Relaxed).max(1) as f64;
+                    let ns = counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed);
+                    (ns as f64 / n / 10.0).round() / 100.0
+                },
+                stack_us_per_sample: {
+                    let n = counters.samples.load(Ordering::Relaxed).max(1) as f64;
+                    (counters.stack_ns.load(Ordering::Relaxed) as f64 / n / 10.0).round() / 100.0
+                },
+                degraded,
+            },
+            sites,
+        };
+        let payload = records::line("summary", &summary);
+        let stacks = &self.stacks;
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &stack_ids, payload: &payload },
+            &mut |id| records::line("stack", &records::Stack { id, frames: &stacks.get(id).frames }),
+        );
+    }
+}
+
+fn hello_line(agent: &Agent) -> String {
+    let cmdline = std::fs::read("/proc/self/cmdline")
+        .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    records::line(
+        "hello",
+        &Hello {
+            version: env!("CARGO_PKG_VERSION"),
+            cmdline,
+            start_unix_ms: agent.start_unix_ms,
+            interval_ms: agent.config.interval.as_millis() as u64,
+            runtime: agent.runtime.to_string(),
+            sampling: agent.capture.sampling.name(),
+            mode: "sampled",
+            config: HelloConfig {
+                max_tracked: agent.config.max_tracked,
+                memory_limit_bytes: agent.config.memory_limit_bytes,
+                stack_depth: agent.config.stack_depth,
+                log: crate::log::path(&agent.config).display().to_string(),
+            },
+        },
+    )
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,56 @@
+//! Interning captured stacks: each distinct stack gets a small id, its frames' names, and its
+//! call site — the first frame in user code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::names::{Names, Runtime};
+use crate::capture::Frame;
+
+pub type StackId = u32;
+
+pub struct StackInfo {
+    /// Frame names, innermost first.
+    pub frames: Vec<Arc<str>>,
+    /// The first user-code frame, or the innermost frame when all are framework code.
+    pub site: Arc<str>,
+}
+
+#[derive(Default)]
+pub struct Stacks {
+    ids: HashMap<Vec<Frame>, StackId>,
+    stacks: Vec<StackInfo>,
+}
+
+impl Stacks {
+    pub fn intern<R: Runtime>(&mut self, frames: Vec<Frame>, names: &mut Names<R>) -> StackId {
+        if let Some(&id) = self.ids.get(&frames) {
+            return id;
+        }
+        let resolved: Vec<_> = frames.iter().map(|f| names.function(f.function)).collect();
+        let site = resolved
+            .iter()
+            .find(|f| !f.is_framework)
+            .or(resolved.first())
+            .map(|f| f.display.clone())
+            .unwrap_or_else(|| Arc::from("<no managed frames>"));
+        let id = self.stacks.len() as StackId;
+        self.stacks.push(StackInfo { frames: resolved.into_iter().map(|f| f.display).collect(), site });
+        self.ids.insert(frames, id);
+        id
+    }
+
+    pub fn get(&self, id: StackId) -> &StackInfo {
+        &self.stacks[id as usize]
+    }
+
+    pub fn count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Rough bytes held, for the agent's memory report.
+    pub fn approximate_bytes(&self) -> usize {
+        self.ids.keys().map(|k| k.len() * std::mem::size_of::<Frame>() + 64).sum::<usize>()
+            + self.stacks.iter().map(|s| s.frames.len() * 16 + 64).sum::<usize>()
+    }
+}

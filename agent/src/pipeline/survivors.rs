@@ -1,0 +1,300 @@
+//! The tracked samples: which sampled objects are still alive, how old, in which generation,
+//! and what they stand for once upscaled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::stacks::{StackId, Stacks};
+use crate::capture::Sampling;
+use crate::clr::events::HeapKind;
+use crate::clr::types::{ClassID, ObjectHandleID};
+
+/// AllocationSampled's per-byte sampling probability: one byte in 102,400.
+const SAMPLING_PROBABILITY: f64 = 1.0 / 102_400.0;
+
+/// Generations as reported: 0, 1, 2, then the large and pinned object heaps.
+pub const GEN_SLOTS: usize = 5;
+const LOH: u8 = 3;
+const POH: u8 = 4;
+
+pub struct Tracked {
+    pub handle: ObjectHandleID,
+    pub class: ClassID,
+    pub stack: StackId,
+    /// Estimated objects and bytes this sample stands for.
+    pub weight_objects: f64,
+    pub weight_bytes: f64,
+    pub born_after_gc: u32,
+    /// Generation as of `generation_as_of_gc`, following the promotion rule below.
+    pub generation: u8,
+    pub generation_as_of_gc: u32,
+}
+
+/// Upscaling weights (objects, bytes) for one sample.
+///
+/// AllocationSampled draws a Bernoulli trial per byte with probability p and samples an object
+/// when any of its bytes hits, so an object of `size` bytes is sampled with probability
+/// 1 − (1 − p)^size. Weighting each sample by the inverse of that probability gives unbiased
+/// estimates of objects and bytes (Horvitz–Thompson). AllocationTick fires once per ~100 KB
+/// allocated and reports the amount since the previous tick, which the sample stands for.
+pub fn weights(sampling: Sampling, size: u64, amount_since_last: u64) -> (f64, f64) {
+    let size = size.max(1) as f64;
+    match sampling {
+        Sampling::AllocationSampled => {
+            let probability = -(size * (-SAMPLING_PROBABILITY).ln_1p()).exp_m1();
+            let objects = 1.0 / probability.max(f64::MIN_POSITIVE);
+            (objects, objects * size)
+        }
+        Sampling::AllocationTick => {
+            let bytes = (amount_since_last as f64).max(size);
+            (bytes / size, bytes)
+        }
+    }
+}
+
+/// Recent GCs' condemned generations, by GC number.
+#[derive(Default)]
+pub struct GcHistory {
+    depths: HashMap<u32, u8>,
+    pub latest: u32,
+}
+
+impl GcHistory {
+    const KEEP: u32 = 4096;
+
+    pub fn record(&mut self, count: u32, depth: u32) {
+        self.depths.insert(count, depth.min(2) as u8);
+        self.latest = self.latest.max(count);
+        if self.depths.len() > 2 * Self::KEEP as usize {
+            let horizon = self.latest.saturating_sub(Self::KEEP);
+            self.depths.retain(|&c, _| c > horizon);
+        }
+    }
+
+    /// Condemned generation of GC `count`; GCs too old to remember count as gen0, which only
+    /// makes an ancient survivor's generation lag, never jump ahead.
+    fn depth(&self, count: u32) -> u8 {
+        self.depths.get(&count).copied().unwrap_or(0)
+    }
+}
+
+/// A (type, call site) row of the summary.
+#[derive(Clone, Debug)]
+pub struct SiteRow {
+    pub class: ClassID,
+    pub site: Arc<str>,
+    /// The stack with the most live samples for this row.
+    pub stack: StackId,
+    pub samples: u64,
+    pub objects: f64,
+    pub bytes: f64,
+    pub mean_age_gcs: f64,
+    pub generations: [u64; GEN_SLOTS],
+}
+
+#[derive(Default)]
+pub struct Survivors {
+    tracked: Vec<Tracked>,
+}
+
+impl Survivors {
+    pub fn add(&mut self, t: Tracked) {
+        self.tracked.push(t);
+    }
+
+    pub fn count(&self) -> usize {
+        self.tracked.len()
+    }
+
+    pub fn approximate_bytes(&self) -> usize {
+        self.tracked.capacity() * std::mem::size_of::<Tracked>()
+    }
+
+    /// Drops every sample whose object the GC has collected (`is_alive` false), handing its
+    /// handle to `release`; brings the survivors' generations up to date. Returns how many died.
+    pub fn sweep(
+        &mut self,
+        history: &GcHistory,
+        mut is_alive: impl FnMut(ObjectHandleID) -> bool,
+        mut release: impl FnMut(ObjectHandleID),
+    ) -> usize {
+        let before = self.tracked.len();
+        self.tracked.retain_mut(|t| {
+            if !is_alive(t.handle) {
+                release(t.handle);
+                return false;
+            }
+            advance_generation(t, history);
+            true
+        });
+        before - self.tracked.len()
+    }
+
+    /// Releases every handle (at shutdown).
+    pub fn clear(&mut self, mut release: impl FnMut(ObjectHandleID)) {
+        for t in self.tracked.drain(..) {
+            release(t.handle);
+        }
+    }
+
+    /// Samples allocated since the latest GC: alive, but not yet survivors of anything.
+    pub fn young(&self, current_gc: u32) -> usize {
+        self.tracked.iter().filter(|t| t.born_after_gc >= current_gc).count()
+    }
+
+    /// Live samples that have survived at least one GC, grouped by (type, site), largest
+    /// estimated bytes first. Samples younger than the latest GC are left out: every fresh
+    /// allocation is alive until a GC has had a chance to collect it.
+    pub fn rows(&self, stacks: &Stacks, current_gc: u32) -> Vec<SiteRow> {
+        struct Acc {
+            row: SiteRow,
+            age_sum: f64,
+            per_stack: HashMap<StackId, u64>,
+        }
+        let mut groups: HashMap<(ClassID, Arc<str>), Acc> = HashMap::new();
+        for t in self.tracked.iter().filter(|t| t.born_after_gc < current_gc) {
+            let site = stacks.get(t.stack).site.clone();
+            let acc = groups.entry((t.class, site.clone())).or_insert_with(|| Acc {
+                row: SiteRow {
+                    class: t.class,
+                    site,
+                    stack: t.stack,
+                    samples: 0,
+                    objects: 0.0,
+                    bytes: 0.0,
+                    mean_age_gcs: 0.0,
+                    generations: [0; GEN_SLOTS],
+                },
+                age_sum: 0.0,
+                per_stack: HashMap::new(),
+            });
+            acc.row.samples += 1;
+            acc.row.objects += t.weight_objects;
+            acc.row.bytes += t.weight_bytes;
+            acc.row.generations[t.generation as usize] += 1;
+            acc.age_sum += current_gc.saturating_sub(t.born_after_gc) as f64;
+            *acc.per_stack.entry(t.stack).or_default() += 1;
+        }
+        let mut rows: Vec<SiteRow> = groups
+            .into_values()
+            .map(|mut acc| {
+                acc.row.mean_age_gcs = acc.age_sum / acc.row.samples as f64;
+                acc.row.stack = acc
+                    .per_stack
+                    .iter()
+                    .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+                    .map(|(id, _)| *id)
+                    .unwrap_or(acc.row.stack);
+                acc.row
+            })
+            .collect();
+        rows.sort_by(|a, b| b.bytes.total_cmp(&a.bytes).then_with(|| a.site.cmp(&b.site)));
+        rows
+    }
+}
+
+/// Initial generation of a new sample.
+pub fn initial_generation(heap: HeapKind) -> u8 {
+    match heap {
+        HeapKind::Small => 0,
+        HeapKind::Large => LOH,
+        HeapKind::Pinned => POH,
+    }
+}
+
+/// An object in generation g that is alive after a GC which condemned generation d ≥ g has
+/// survived it and moves to g + 1 (at most 2). Large and pinned objects stay where they are.
+/// (The GC may occasionally demote or not promote; this keeps the report cheap and never
+/// requires touching the object.)
+fn advance_generation(t: &mut Tracked, history: &GcHistory) {
+    if t.generation >= 2 {
+        t.generation_as_of_gc = history.latest;
+        return;
+    }
+    // GCs older than the remembered history are skipped: a survivor of that many GCs is gen2.
+    let horizon = history.latest.saturating_sub(GcHistory::KEEP);
+    if t.generation_as_of_gc.max(t.born_after_gc) < horizon {
+        t.generation = 2;
+    }
+    let mut gc = t.generation_as_of_gc.max(t.born_after_gc).max(horizon);
+    while gc < history.latest && t.generation < 2 {
+        gc += 1;
+        if t.generation <= history.depth(gc) {
+            t.generation += 1;
+        }
+    }
+    t.generation_as_of_gc = history.latest;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_weights_are_inverse_inclusion_probabilities() {
+        // A 100-byte object is sampled with probability ~1/1024: it stands for ~1024 objects.
+        let (objects, bytes) = weights(Sampling::AllocationSampled, 100, 0);
+        assert!((objects - 1024.5).abs() < 1.0, "{objects}");
+        assert!((bytes - objects * 100.0).abs() < 1e-6);
+        // A 1 MB object is almost surely sampled: it stands for itself.
+        let (objects, _) = weights(Sampling::AllocationSampled, 1 << 20, 0);
+        assert!((objects - 1.0).abs() < 1e-3, "{objects}");
+    }
+
+    #[test]
+    fn sampled_estimator_is_unbiased_in_simulation() {
+        // Simulate the runtime's per-byte Bernoulli trials with a small deterministic PRNG.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let size = 64u64;
+        let count = 2_000_000u64;
+        let p_object = 1.0 - (1.0 - SAMPLING_PROBABILITY).powf(size as f64);
+        let mut estimate = 0.0;
+        for _ in 0..count {
+            if next() < p_object {
+                estimate += weights(Sampling::AllocationSampled, size, 0).1;
+            }
+        }
+        let truth = (size * count) as f64;
+        assert!((estimate / truth - 1.0).abs() < 0.05, "estimate {estimate} vs {truth}");
+    }
+
+    #[test]
+    fn tick_weights_spread_the_amount_over_objects_of_the_sampled_size() {
+        assert_eq!(weights(Sampling::AllocationTick, 100, 100_000), (1000.0, 100_000.0));
+    }
+
+    fn tracked(handle: usize, born: u32) -> Tracked {
+        Tracked {
+            handle,
+            class: 1,
+            stack: 0,
+            weight_objects: 1.0,
+            weight_bytes: 10.0,
+            born_after_gc: born,
+            generation: 0,
+            generation_as_of_gc: born,
+        }
+    }
+
+    #[test]
+    fn survivors_are_promoted_by_the_gcs_that_condemned_their_generation() {
+        let mut history = GcHistory::default();
+        let mut s = Survivors::default();
+        s.add(tracked(1, 0));
+        s.add(tracked(2, 0));
+        for (count, depth) in [(1, 0), (2, 0), (3, 1)] {
+            history.record(count, depth);
+        }
+        let mut released = Vec::new();
+        let died = s.sweep(&history, |h| h != 2, |h| released.push(h));
+        assert_eq!((died, released), (1, vec![2]));
+        // gen0 GC #1 promotes to gen1; gen0 GC #2 leaves it; gen1 GC #3 promotes to gen2.
+        assert_eq!(s.tracked[0].generation, 2);
+    }
+}

@@ -1,0 +1,252 @@
+// Scenario programs for leakscope's integration tests. Each scenario is a small, realistic
+// shape of leak (or of non-leak) whose type and allocating method are known in advance.
+//
+// usage: LeakApp <scenario> [seconds] [options]
+// Every scenario prints "ready" once its steady state begins and "done <checksum>" at the end,
+// so tests can compare stdout with and without the agent.
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace LeakApp;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        string scenario = args.Length > 0 ? args[0] : "help";
+        double seconds = args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
+        var until = Stopwatch.StartNew();
+        bool Running() => until.Elapsed.TotalSeconds < seconds;
+
+        long checksum = scenario switch
+        {
+            "strings" => StringLeak.Run(Running, args),
+            "churn" => Churn.Run(Running),
+            "generic" => GenericLeak.Run(Running),
+            "threads" => ThreadedLeak.Run(Running),
+            "hold" => StringLeak.LeakThenHold(seconds, args),
+            "alloc-bench" => AllocBench.Run(args),
+            "exit-code" => ExitCode(),
+            _ => Help(),
+        };
+        Console.WriteLine($"done {checksum}");
+        return scenario == "exit-code" ? 3 : 0;
+    }
+
+    static long ExitCode()
+    {
+        Console.WriteLine("ready");
+        var list = new List<string>();
+        for (int i = 0; i < 20000; i++) list.Add(new string('x', i % 100));
+        return list.Count;
+    }
+
+    static long Help()
+    {
+        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench exit-code");
+        return -1;
+    }
+}
+
+/// The motivating leak: strings appended to a static list from one known method, under churn.
+public static class StringLeak
+{
+    public static readonly List<string> Retained = new();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void RecordAuditLine(int i)
+    {
+        Retained.Add($"audit entry {i:D8} for order {i * 7919 % 100000:D6} status=processed");
+    }
+
+    public static long Run(Func<bool> running, string[] args)
+    {
+        Console.WriteLine("ready");
+        long churn = 0;
+        int i = 0;
+        while (running())
+        {
+            for (int k = 0; k < 200; k++)
+            {
+                RecordAuditLine(i++);
+                churn += Churn.Garbage(k);
+            }
+            Thread.Sleep(2);
+        }
+        return Retained.Count + churn % 7;
+    }
+
+    /// Leaks `mb` megabytes of strings, then stops leaking and holds them for the rest of the run,
+    /// churning lightly, so an external heap dump and leakscope see the same steady heap.
+    public static long LeakThenHold(double seconds, string[] args)
+    {
+        int mb = args.Length > 2 ? int.Parse(args[2]) : 100;
+        long approx = 0;
+        int i = 0;
+        while (approx < (long)mb * 1024 * 1024)
+        {
+            RecordAuditLine(i++);
+            approx += 22 + 2 * Retained[^1].Length;
+        }
+        Console.WriteLine($"ready {Retained.Count}");
+        var sw = Stopwatch.StartNew();
+        long churn = 0;
+        while (sw.Elapsed.TotalSeconds < seconds)
+        {
+            for (int k = 0; k < 100; k++) churn += Churn.Garbage(k);
+            Thread.Sleep(5);
+        }
+        return Retained.Count + churn % 7;
+    }
+}
+
+/// Heavy garbage, nothing kept.
+public static class Churn
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static long Garbage(int k)
+    {
+        var parts = new string[8];
+        for (int j = 0; j < parts.Length; j++) parts[j] = (k * 31 + j).ToString();
+        var joined = string.Join(",", parts);
+        var bytes = new byte[64 + k % 512];
+        return joined.Length + bytes.Length;
+    }
+
+    public static long Run(Func<bool> running)
+    {
+        Console.WriteLine("ready");
+        long total = 0;
+        var window = new Queue<object>();
+        while (running())
+        {
+            for (int k = 0; k < 2000; k++)
+            {
+                total += Garbage(k);
+                // A small sliding window: objects live a little while, then die.
+                window.Enqueue(new byte[256]);
+                if (window.Count > 5000) window.Dequeue();
+            }
+            Thread.Sleep(1);
+        }
+        return total % 1000;
+    }
+}
+
+public sealed record Order(int Id, string Customer, decimal Amount);
+
+/// A generic-type leak: a cache keyed by customer whose lists are never trimmed.
+public static class GenericLeak
+{
+    public static readonly Dictionary<string, List<Order>> OrdersByCustomer = new();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void IndexOrder(int i)
+    {
+        // A new dictionary per batch of customers keeps Dictionary<String, List<Order>> instances
+        // alive; each holds lists of orders.
+        var customer = "customer-" + (i % 5000);
+        if (!OrdersByCustomer.TryGetValue(customer, out var list))
+        {
+            list = new List<Order>();
+            OrdersByCustomer[customer] = list;
+        }
+        list.Add(new Order(i, customer, i % 1000));
+        if (i % 1000 == 0) Snapshots.Add(new Dictionary<string, List<Order>>(8) { [customer] = list });
+    }
+
+    public static readonly List<Dictionary<string, List<Order>>> Snapshots = new();
+
+    public static long Run(Func<bool> running)
+    {
+        Console.WriteLine("ready");
+        int i = 0;
+        while (running())
+        {
+            for (int k = 0; k < 500; k++) IndexOrder(i++);
+            Thread.Sleep(2);
+        }
+        return OrdersByCustomer.Count;
+    }
+}
+
+/// Eight threads allocating and leaking at once, each from its own method.
+public static class ThreadedLeak
+{
+    public static readonly ConcurrentBag<byte[]> Buffers = new();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void LeakBuffer(int size) => Buffers.Add(new byte[size]);
+
+    public static long Run(Func<bool> running)
+    {
+        Console.WriteLine("ready");
+        var threads = new List<Thread>();
+        long total = 0;
+        for (int t = 0; t < 8; t++)
+        {
+            var thread = new Thread(() =>
+            {
+                long local = 0;
+                int n = 0;
+                while (running())
+                {
+                    for (int k = 0; k < 100; k++)
+                    {
+                        local += Churn.Garbage(k);
+                        if (++n % 4 == 0) LeakBuffer(1000);
+                    }
+                    Thread.Sleep(1);
+                }
+                Interlocked.Add(ref total, local);
+            });
+            thread.Start();
+            threads.Add(thread);
+        }
+        foreach (var thread in threads) thread.Join();
+        return Buffers.Count > 0 ? 1 : 0;
+    }
+}
+
+/// Allocation-heavy throughput benchmark: many short-lived objects of mixed sizes and a small
+/// long-lived set. Prints operations per second.
+public static class AllocBench
+{
+    public static long Run(string[] args)
+    {
+        double seconds = args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
+        int threads = args.Length > 2 ? int.Parse(args[2]) : 2;
+        long ops = 0;
+        var sw = Stopwatch.StartNew();
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+        {
+            var keep = new object[4096];
+            long local = 0;
+            int i = 0;
+            while (sw.Elapsed.TotalSeconds < seconds)
+            {
+                for (int k = 0; k < 1000; k++, i++)
+                {
+                    object o = (i % 4) switch
+                    {
+                        0 => new byte[32 + i % 200],
+                        1 => i.ToString(),
+                        2 => new List<int>(i % 16),
+                        _ => new Order(i, "c", i),
+                    };
+                    if (i % 64 == 0) keep[i / 64 % keep.Length] = o;
+                }
+                local += 1000;
+            }
+            Interlocked.Add(ref ops, local);
+        })).ToList();
+        workers.ForEach(w => w.Start());
+        workers.ForEach(w => w.Join());
+        double rate = ops / sw.Elapsed.TotalSeconds;
+        Console.WriteLine($"ops_per_sec {rate:F0}");
+        Console.WriteLine($"gc_pause_ms {GC.GetTotalPauseDuration().TotalMilliseconds:F1}");
+        Console.WriteLine($"gc_count {GC.CollectionCount(0)} {GC.CollectionCount(1)} {GC.CollectionCount(2)}");
+        return ops > 0 ? 1 : 0;
+    }
+}

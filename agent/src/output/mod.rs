@@ -27,10 +27,31 @@ enum Connection {
 impl Connection {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Connection::Socket(s) => s.write_all(bytes),
+            Connection::Socket(s) => send_all(s, bytes),
             Connection::File(f) => f.write_all(bytes),
         }
     }
+}
+
+/// Writes to a socket without ever raising SIGPIPE in the host (a plain write to a socket whose
+/// peer has gone kills a process that has not ignored SIGPIPE).
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        // SAFETY: sends from a live buffer of `bytes.len()` bytes on a socket we own.
+        let n = unsafe {
+            libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -144,7 +144,7 @@ public static class GenericLeak
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static void IndexOrder(int i)
     {
-        // A new dictionary per batch of customers keeps Dictionary<String, List<Order>> instances
+        // A small dictionary every 20 orders keeps Dictionary<String, List<Order>> instances
         // alive; each holds lists of orders.
         var customer = "customer-" + (i % 5000);
         if (!OrdersByCustomer.TryGetValue(customer, out var list))
@@ -153,7 +153,7 @@ public static class GenericLeak
             OrdersByCustomer[customer] = list;
         }
         list.Add(new Order(i, customer, i % 1000));
-        if (i % 1000 == 0) Snapshots.Add(new Dictionary<string, List<Order>>(8) { [customer] = list });
+        if (i % 20 == 0) Snapshots.Add(new Dictionary<string, List<Order>>(8) { [customer] = list });
     }
 
     public static readonly List<Dictionary<string, List<Order>>> Snapshots = new();

@@ -58,9 +58,27 @@ offline = true
 CFG
 }
 
+# .NET global tools the tests use as ground truth (dotnet-gcdump for heap contents).
+install_dotnet_tools() {
+  if ! command -v dotnet >/dev/null 2>&1; then
+    say "error: dotnet is not installed; install the .NET SDK 10 (https://dot.net) and re-run"
+    exit 1
+  fi
+  local tools_dir="$HOME/.dotnet/tools"
+  for tool in dotnet-gcdump; do
+    if [ ! -x "$tools_dir/$tool" ]; then
+      say "installing $tool"
+      DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet tool install -g "$tool" >/dev/null
+    fi
+  done
+}
+
 if crates_io_reachable; then
   say "crates.io reachable: using it"
 else
   install_debian_crates
   point_cargo_at_debian
+fi
+if [ "${1:-}" = "--with-test-tools" ]; then
+  install_dotnet_tools
 fi

@@ -64,6 +64,8 @@ pub struct GcStart {
     pub count: u32,
     pub depth: u32,
     pub reason: u32,
+    /// 0 blocking outside a background GC, 1 background, 2 blocking during a background GC.
+    pub kind: u32,
 }
 
 /// GCHeapStats_V2: generation sizes after a GC.
@@ -163,7 +165,7 @@ pub fn parse_allocation_tick(version: u32, data: &[u8]) -> Option<AllocationEven
 /// GCStart_V2: u32 Count, u32 Depth, u32 Reason, u32 Type, u16 ClrInstanceID, u64 ClientSequenceNumber.
 pub fn parse_gc_start(data: &[u8]) -> Option<GcStart> {
     let mut r = Reader::new(data);
-    Some(GcStart { count: r.u32()?, depth: r.u32()?, reason: r.u32()? })
+    Some(GcStart { count: r.u32()?, depth: r.u32()?, reason: r.u32()?, kind: r.u32().unwrap_or(0) })
 }
 
 /// GCEnd_V1: u32 Count, u32 Depth, u16 ClrInstanceID. Returns (count, depth).

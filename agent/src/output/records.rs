@@ -69,6 +69,8 @@ pub struct GcRecord {
     pub pause_ms_total: f64,
     pub pause_ms_max: f64,
     pub reasons: std::collections::BTreeMap<&'static str, u64>,
+    /// The collections since the previous summary.
+    pub recent: Vec<crate::pipeline::gc_stats::GcEntry>,
 }
 
 #[derive(Serialize)]

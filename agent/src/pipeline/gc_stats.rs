@@ -4,8 +4,26 @@ use std::collections::BTreeMap;
 
 use crate::clr::events::{GcStart, HeapStats, gc_reason_name};
 
+/// One collection, as reported in the next summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GcEntry {
+    pub n: u32,
+    #[serde(rename = "gen")]
+    pub generation: u32,
+    pub reason: &'static str,
+    pub background: bool,
+    pub pause_ms: f64,
+    /// Generation sizes after this GC: gen0, gen1, gen2, LOH, POH.
+    pub after: [u64; 5],
+}
+
+/// Most GCs listed per summary; beyond it the oldest are dropped (the counters stay exact).
+const MAX_LISTED: usize = 256;
+
 #[derive(Default)]
 pub struct GcStats {
+    /// GCs since the last summary, oldest first.
+    pub recent: Vec<GcEntry>,
     /// Collections by condemned generation (0, 1, 2).
     pub by_generation: [u64; 3],
     pub induced: u64,
@@ -26,6 +44,29 @@ impl GcStats {
         }
         *self.reasons.entry(reason).or_default() += 1;
         self.latest_gc = self.latest_gc.max(start.count);
+        if self.recent.len() == MAX_LISTED {
+            self.recent.remove(0);
+        }
+        self.recent.push(GcEntry {
+            n: start.count,
+            generation: start.depth,
+            reason,
+            background: start.kind == 1,
+            pause_ms: 0.0,
+            after: [0; 5],
+        });
+    }
+
+    pub fn on_heap_stats(&mut self, stats: HeapStats) {
+        self.heap = stats;
+        if let Some(last) = self.recent.last_mut() {
+            last.after = [stats.gen0, stats.gen1, stats.gen2, stats.loh, stats.poh];
+        }
+    }
+
+    /// The GCs since the previous call.
+    pub fn take_recent(&mut self) -> Vec<GcEntry> {
+        std::mem::take(&mut self.recent)
     }
 
     pub fn on_suspend_begin(&mut self, at_ns: u64) {
@@ -38,6 +79,9 @@ impl GcStats {
             let pause = at_ns.saturating_sub(began);
             self.pause_ns_total += pause;
             self.pause_ns_max = self.pause_ns_max.max(pause);
+            if let Some(last) = self.recent.iter_mut().rev().find(|g| !g.background && g.pause_ms == 0.0) {
+                last.pause_ms = pause as f64 / 1e6;
+            }
         }
     }
 
@@ -62,8 +106,9 @@ mod tests {
     #[test]
     fn counts_generations_reasons_and_pauses() {
         let mut s = GcStats::default();
-        s.on_start(GcStart { count: 1, depth: 0, reason: 0 });
-        s.on_start(GcStart { count: 2, depth: 2, reason: 1 });
+        s.on_start(GcStart { count: 1, depth: 0, reason: 0, kind: 0 });
+        s.on_start(GcStart { count: 2, depth: 2, reason: 1, kind: 0 });
+        s.on_heap_stats(HeapStats { gen2: 77, ..Default::default() });
         s.on_suspend_begin(1_000);
         s.on_restart_end(3_500);
         s.on_restart_end(9_000); // unmatched: ignored
@@ -72,6 +117,11 @@ mod tests {
         assert_eq!(s.reasons["Induced"], 1);
         assert_eq!((s.pause_ns_total, s.pause_ns_max), (2_500, 2_500));
         assert_eq!(s.latest_gc, 2);
+        let recent = s.take_recent();
+        assert_eq!(recent.len(), 2);
+        assert_eq!((recent[1].n, recent[1].generation, recent[1].reason, recent[1].after[2]), (2, 2, "Induced", 77));
+        assert_eq!(recent[1].pause_ms, 0.0025);
+        assert!(s.take_recent().is_empty());
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Pipeline<'_> {
                 tracing::debug!("GC end {count} depth {depth}");
                 self.history.record(count, depth)
             }
-            Event::HeapStats(stats) => self.gc.heap = stats,
+            Event::HeapStats(stats) => self.gc.on_heap_stats(stats),
             Event::SuspendBegin { at_ns } => self.gc.on_suspend_begin(at_ns),
             Event::RestartEnd { at_ns } => self.gc.on_restart_end(at_ns),
             Event::Stop => {}
@@ -236,6 +236,7 @@ impl Pipeline<'_> {
                 pause_ms_total: self.gc.pause_ns_total as f64 / 1e6,
                 pause_ms_max: self.gc.pause_ns_max as f64 / 1e6,
                 reasons: self.gc.reasons.clone(),
+                recent: self.gc.take_recent(),
             },
             heap: HeapRecord {
                 gen0: self.gc.heap.gen0,

@@ -209,44 +209,51 @@ public static class ThreadedLeak
     }
 }
 
-/// Allocation-heavy throughput benchmark: many short-lived objects of mixed sizes and a small
-/// long-lived set. Prints operations per second.
+/// Allocation-heavy throughput benchmark shaped like a message-processing worker: every
+/// operation formats strings, builds a small object graph and a buffer, consults a long-lived
+/// 100k-entry cache, and drops everything. Prints operations per second and GC figures.
 public static class AllocBench
 {
     public static long Run(string[] args)
     {
         double seconds = args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
         int threads = args.Length > 2 ? int.Parse(args[2]) : 2;
+        var cache = new Dictionary<int, string>();
+        for (int i = 0; i < 100_000; i++) cache[i] = "cached-value-" + i;
+
         long ops = 0;
+        long checksum = 0;
         var sw = Stopwatch.StartNew();
         var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
         {
-            var keep = new object[4096];
-            long local = 0;
-            int i = 0;
+            long local = 0, sum = 0;
+            int i = t * 1_000_003;
             while (sw.Elapsed.TotalSeconds < seconds)
             {
-                for (int k = 0; k < 1000; k++, i++)
-                {
-                    object o = (i % 4) switch
-                    {
-                        0 => new byte[32 + i % 200],
-                        1 => i.ToString(),
-                        2 => new List<int>(i % 16),
-                        _ => new Order(i, "c", i),
-                    };
-                    if (i % 64 == 0) keep[i / 64 % keep.Length] = o;
-                }
-                local += 1000;
+                for (int k = 0; k < 256; k++, i++) sum += Operation(i, cache);
+                local += 256;
             }
             Interlocked.Add(ref ops, local);
+            Interlocked.Add(ref checksum, sum);
         })).ToList();
         workers.ForEach(w => w.Start());
         workers.ForEach(w => w.Join());
-        double rate = ops / sw.Elapsed.TotalSeconds;
-        Console.WriteLine($"ops_per_sec {rate:F0}");
+        double elapsed = sw.Elapsed.TotalSeconds;
+        Console.WriteLine($"ops_per_sec {ops / elapsed:F0}");
         Console.WriteLine($"gc_pause_ms {GC.GetTotalPauseDuration().TotalMilliseconds:F1}");
         Console.WriteLine($"gc_count {GC.CollectionCount(0)} {GC.CollectionCount(1)} {GC.CollectionCount(2)}");
-        return ops > 0 ? 1 : 0;
+        Console.WriteLine($"allocated_mb {GC.GetTotalAllocatedBytes() / 1e6:F0}");
+        return checksum & 1;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static long Operation(int i, Dictionary<int, string> cache)
+    {
+        var order = new Order(i, cache[i % 100_000], i % 977);
+        var lines = new List<string>(4);
+        for (int j = 0; j < 4; j++) lines.Add($"{order.Customer}:{order.Id + j}:{order.Amount}");
+        var payload = new byte[64 + i % 192];
+        payload[0] = (byte)i;
+        return lines[3].Length + payload.Length + (order.Amount > 500 ? 1 : 0);
     }
 }

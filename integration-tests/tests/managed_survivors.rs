@@ -18,6 +18,12 @@ fn scenario(app: &DotnetApp, args: &[&str], env: &[(String, String)]) -> Command
     c
 }
 
+/// 1-based line of the first line of LeakApp's Program.cs containing `needle`.
+fn source_line(needle: &str) -> usize {
+    let source = std::fs::read_to_string(workspace_root().join("integration-tests/dotnet/LeakApp/Program.cs")).unwrap();
+    source.lines().position(|l| l.contains(needle)).expect("needle in Program.cs") + 1
+}
+
 fn last_summary(records: &[Value]) -> &Value {
     of_type(records, "summary").last().copied().expect("the agent wrote no summary")
 }
@@ -99,6 +105,8 @@ fn string_leak_is_the_top_survivor_and_matches_gcdump() {
     let top = top_site(summary);
     assert_eq!(top["type_name"], "System.String", "top site: {top}");
     assert_eq!(top["site"], "LeakApp.StringLeak.RecordAuditLine", "top site: {top}");
+    // The line of code: the statement that appends to the static list.
+    assert_eq!(top["location"], format!("Program.cs:{}", source_line("Retained.Add($\"audit entry")), "{top}");
     let stack = of_type(&records, "stack").into_iter().find(|s| s["id"] == top["stack"]).expect("top site's stack");
     let frames: Vec<&str> = stack["frames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(frames.contains(&"LeakApp.StringLeak.LeakThenHold") && frames.contains(&"LeakApp.Program.Main"), "{frames:?}");

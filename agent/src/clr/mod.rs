@@ -5,6 +5,7 @@
 pub mod events;
 pub mod guids;
 pub mod metadata;
+pub mod pdb;
 pub mod profiler_info;
 pub mod types;
 pub mod vtable;

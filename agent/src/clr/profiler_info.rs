@@ -13,6 +13,7 @@ use super::{guids, metadata::MetaDataImport};
 mod slot {
     pub const GET_CLASS_ID_INFO: usize = 14;
     pub const GET_TOKEN_AND_METADATA_FROM_FUNCTION: usize = 19;
+    pub const GET_MODULE_INFO: usize = 20;
     pub const GET_MODULE_META_DATA: usize = 21;
     pub const FORCE_GC: usize = 28;
     pub const IS_ARRAY_CLASS: usize = 11;
@@ -23,6 +24,9 @@ mod slot {
     pub const GET_OBJECT_GENERATION: usize = 55;
     pub const GET_RUNTIME_INFORMATION: usize = 67;
     pub const INITIALIZE_CURRENT_THREAD: usize = 72;
+    pub const GET_NATIVE_CODE_START_ADDRESSES: usize = 90;
+    pub const GET_IL_TO_NATIVE_MAPPING3: usize = 91;
+    pub const GET_CODE_INFO4: usize = 92;
     pub const SET_EVENT_MASK2: usize = 82;
     pub const EVENT_PIPE_START_SESSION: usize = 101;
     pub const EVENT_PIPE_STOP_SESSION: usize = 103;
@@ -42,6 +46,24 @@ pub type StackSnapshotCallback = unsafe extern "system" fn(
     context: *mut u8,
     client_data: *mut c_void,
 ) -> HRESULT;
+
+/// `COR_DEBUG_IL_TO_NATIVE_MAP`: native offsets `[native_start, native_end)` came from IL
+/// offset `il_offset` (negative values as u32 mark prolog, epilog, or no mapping).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IlToNativeMap {
+    pub il_offset: u32,
+    pub native_start: u32,
+    pub native_end: u32,
+}
+
+/// `COR_PRF_CODE_INFO`: one contiguous chunk of a method's native code.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodeChunk {
+    pub start: usize,
+    pub size: usize,
+}
 
 /// The runtime version as reported by `GetRuntimeInformation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -397,6 +419,75 @@ impl ProfilerInfo {
         }
         // SAFETY: the runtime returned an IMetaDataImport with one reference we now own.
         Ok((unsafe { MetaDataImport::from_owned(unknown) }, token))
+    }
+}
+
+impl ProfilerInfo {
+    /// The file a module was loaded from (empty for in-memory modules).
+    pub fn module_path(&self, module: ModuleID) -> Result<String, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ModuleID, *mut *const u8, u32, *mut u32, *mut WCHAR, *mut usize) -> HRESULT;
+        let mut base: *const u8 = std::ptr::null();
+        let mut assembly = 0usize;
+        let mut len = 0u32;
+        let mut buf = vec![0u16; 1024];
+        // SAFETY: Info slot 20 is GetModuleInfo(ModuleID, LPCBYTE*, ULONG cch, ULONG* pcch,
+        // WCHAR[], AssemblyID*); the buffer holds `buf.len()` units.
+        check(unsafe {
+            method::<F>(self.ptr, slot::GET_MODULE_INFO)(
+                self.ptr, module, &mut base, buf.len() as u32, &mut len, buf.as_mut_ptr(), &mut assembly,
+            )
+        })?;
+        Ok(utf16_to_string(&buf[..(len as usize).min(buf.len())]))
+    }
+
+    /// Start addresses of every compiled version (tiers) of a function.
+    pub fn native_code_starts(&self, function: FunctionID) -> Result<Vec<usize>, HRESULT> {
+        self.require(9)?;
+        type F = unsafe extern "system" fn(*mut c_void, FunctionID, usize, u32, *mut u32, *mut usize) -> HRESULT;
+        self.two_call(|cap, len, buf| {
+            // SAFETY: Info9 slot 90 is GetNativeCodeStartAddresses(FunctionID, ReJITID, ULONG32,
+            // ULONG32*, UINT_PTR[]); `buf` holds `cap` entries.
+            unsafe { method::<F>(self.ptr, slot::GET_NATIVE_CODE_START_ADDRESSES)(self.ptr, function, 0, cap, len, buf) }
+        })
+    }
+
+    /// The native code chunks of the code version starting at `start`.
+    pub fn code_chunks(&self, start: usize) -> Result<Vec<CodeChunk>, HRESULT> {
+        self.require(9)?;
+        type F = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut CodeChunk) -> HRESULT;
+        self.two_call(|cap, len, buf| {
+            // SAFETY: Info9 slot 92 is GetCodeInfo4(UINT_PTR, ULONG32, ULONG32*, COR_PRF_CODE_INFO[]).
+            unsafe { method::<F>(self.ptr, slot::GET_CODE_INFO4)(self.ptr, start, cap, len, buf) }
+        })
+    }
+
+    /// The IL-to-native map of the code version starting at `start`.
+    pub fn il_to_native_map(&self, start: usize) -> Result<Vec<IlToNativeMap>, HRESULT> {
+        self.require(9)?;
+        type F = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut IlToNativeMap) -> HRESULT;
+        self.two_call(|cap, len, buf| {
+            // SAFETY: Info9 slot 91 is GetILToNativeMapping3(UINT_PTR, ULONG32, ULONG32*,
+            // COR_DEBUG_IL_TO_NATIVE_MAP[]).
+            unsafe { method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf) }
+        })
+    }
+
+    /// The count-then-fill pattern: ask with a small buffer, retry with the reported count.
+    fn two_call<T: Default + Clone>(
+        &self,
+        mut call: impl FnMut(u32, *mut u32, *mut T) -> HRESULT,
+    ) -> Result<Vec<T>, HRESULT> {
+        let mut buf = vec![T::default(); 16];
+        for _ in 0..3 {
+            let mut len = 0u32;
+            check(call(buf.len() as u32, &mut len, buf.as_mut_ptr()))?;
+            if len as usize <= buf.len() {
+                buf.truncate(len as usize);
+                return Ok(buf);
+            }
+            buf = vec![T::default(); len as usize];
+        }
+        Err(E_FAIL)
     }
 }
 

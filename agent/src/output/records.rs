@@ -48,6 +48,8 @@ pub struct HelloConfig {
 pub struct Stack<'a> {
     pub id: u32,
     pub frames: &'a [std::sync::Arc<str>],
+    /// `File.cs:line` per frame, or null where unknown.
+    pub lines: &'a [Option<std::sync::Arc<str>>],
 }
 
 #[derive(Serialize)]
@@ -108,6 +110,8 @@ pub struct AgentRecord {
 pub struct SiteRecord {
     pub type_name: std::sync::Arc<str>,
     pub site: std::sync::Arc<str>,
+    /// `File.cs:line` of the call site, when the assembly's PDB is available.
+    pub location: Option<std::sync::Arc<str>>,
     pub stack: u32,
     pub samples: u64,
     pub objects: u64,

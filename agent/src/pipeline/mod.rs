@@ -6,6 +6,7 @@
 //! managed code and is never suspended by the GC.
 
 pub mod gc_stats;
+pub mod lines;
 pub mod names;
 pub mod stacks;
 pub mod survivors;
@@ -20,6 +21,7 @@ use crate::capture::{Event, Sample};
 use crate::output::records::{self, *};
 use crate::output::{Batch, Sink};
 use gc_stats::GcStats;
+use lines::Lines;
 use names::{ClrRuntime, Names};
 use stacks::Stacks;
 use survivors::{GcHistory, Survivors, Tracked};
@@ -30,6 +32,7 @@ const STATUS_REPLAY: usize = 32;
 struct Pipeline<'a> {
     agent: &'a Agent,
     names: Names<ClrRuntime<'a>>,
+    lines: Lines<'a>,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -66,6 +69,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut p = Pipeline {
         agent,
         names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
+        lines: Lines::new(&agent.info),
         stacks: Stacks::default(),
         survivors: Survivors::default(),
         gc: GcStats::default(),
@@ -149,7 +153,7 @@ impl Pipeline<'_> {
 
     fn track(&mut self, sample: Sample) {
         let Sample { class, size, heap, amount_since_last, handle, born_after_gc, frames } = sample;
-        let stack = self.stacks.intern(frames, &mut self.names);
+        let stack = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
         let (weight_objects, weight_bytes) = survivors::weights(self.agent.capture.sampling, size, amount_since_last);
         let generation = survivors::initial_generation(heap);
         self.survivors.add(Tracked {
@@ -215,6 +219,7 @@ impl Pipeline<'_> {
             sites.push(SiteRecord {
                 type_name: self.names.class(row.class),
                 site: row.site,
+                location: self.stacks.get(row.stack).site_line.clone(),
                 stack: row.stack,
                 samples: row.samples,
                 objects: row.objects.round() as u64,
@@ -277,7 +282,10 @@ impl Pipeline<'_> {
         let stacks = &self.stacks;
         self.sink.deliver(
             &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &stack_ids, payload: &payload },
-            &mut |id| records::line("stack", &records::Stack { id, frames: &stacks.get(id).frames }),
+            &mut |id| {
+                let stack = stacks.get(id);
+                records::line("stack", &records::Stack { id, frames: &stack.frames, lines: &stack.lines })
+            },
         );
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::lines::Lines;
 use super::names::{Names, Runtime};
 use crate::capture::Frame;
 
@@ -12,8 +13,11 @@ pub type StackId = u32;
 pub struct StackInfo {
     /// Frame names, innermost first.
     pub frames: Vec<Arc<str>>,
+    /// `File.cs:line` per frame, where the module has a PDB.
+    pub lines: Vec<Option<Arc<str>>>,
     /// The first user-code frame, or the innermost frame when all are framework code.
     pub site: Arc<str>,
+    pub site_line: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -23,19 +27,38 @@ pub struct Stacks {
 }
 
 impl Stacks {
-    pub fn intern<R: Runtime>(&mut self, frames: Vec<Frame>, names: &mut Names<R>) -> StackId {
+    pub fn intern<R: Runtime>(
+        &mut self,
+        frames: Vec<Frame>,
+        names: &mut Names<R>,
+        mut lines: Option<&mut Lines<'_>>,
+    ) -> StackId {
         if let Some(&id) = self.ids.get(&frames) {
             return id;
         }
         let resolved: Vec<_> = frames.iter().map(|f| names.function(f.function)).collect();
-        let site = resolved
+        let locations: Vec<Option<Arc<str>>> = frames
             .iter()
-            .find(|f| !f.is_framework)
-            .or(resolved.first())
+            .zip(&resolved)
+            .map(|(frame, name)| match lines.as_deref_mut() {
+                // Framework assemblies ship without PDBs beside them: don't look.
+                Some(lines) if !name.is_framework => lines.location(*frame),
+                _ => None,
+            })
+            .collect();
+        let site_index = resolved.iter().position(|f| !f.is_framework).unwrap_or(0);
+        let site = resolved
+            .get(site_index)
             .map(|f| f.display.clone())
             .unwrap_or_else(|| Arc::from("<no managed frames>"));
+        let site_line = locations.get(site_index).cloned().flatten();
         let id = self.stacks.len() as StackId;
-        self.stacks.push(StackInfo { frames: resolved.into_iter().map(|f| f.display).collect(), site });
+        self.stacks.push(StackInfo {
+            frames: resolved.into_iter().map(|f| f.display).collect(),
+            lines: locations,
+            site,
+            site_line,
+        });
         self.ids.insert(frames, id);
         id
     }

@@ -1,0 +1,574 @@
+//! Growth analysis of one site's live-bytes time series. Pure functions, no I/O.
+//!
+//! The question is the team's lesson (1)–(3) from PRODUCT.md: does the memory that *survives*
+//! at this site keep growing, or does it fluctuate (churn, garbage not yet collected) or level
+//! off (a bounded cache)? We answer it with tools that do not assume normal noise:
+//!
+//! * **Theil–Sen slope**: the median of all pairwise slopes. Up to ~29 % of the points can be
+//!   wild (a GC that has not run yet, a sampling burst) without moving it.
+//! * **Mann–Kendall trend test**: a rank test for a monotonic trend, with tie correction
+//!   (sampled estimates come in steps of the sampling quantum, so ties are common). It also
+//!   gives the classic 95 % confidence interval on the Theil–Sen slope (Sen 1968).
+//! * **Materiality**: a trend can be statistically real yet too small to matter; it must also
+//!   add enough bytes over the window, absolutely and relative to the site's peak.
+//! * **Still growing at the end**: a bounded cache rises and then stops; the slope over the
+//!   recent half tells a leak (keeps going) from a plateau (stopped).
+
+use serde::Serialize;
+
+/// One observation: producer time (ms) and estimated live bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub t_ms: f64,
+    pub bytes: f64,
+}
+
+/// Tunable constants; the defaults are what the live view and the reports use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thresholds {
+    /// One-sided Mann–Kendall significance level for "growing". Stricter than the textbook
+    /// 0.01 because the live view re-tests every site every interval (many comparisons);
+    /// a real leak passes it within minutes because its trend dominates the noise.
+    pub alpha: f64,
+    /// Growth over the window must exceed this many bytes. Sampled estimates move in steps of
+    /// the sampling quantum (~100 KiB for AllocationSampled), so anything below ~1 MB is a
+    /// handful of samples: not evidence of anything.
+    pub min_growth_bytes: f64,
+    /// …and this fraction of the site's peak, so a large steady cache with a slight drift in
+    /// its estimate is not called a leak. Leaks usually have a site of their own, starting
+    /// near zero, so their growth is most of their peak.
+    pub min_growth_fraction: f64,
+    /// Leading fraction of the run that is ignored: start-up fills caches, pools and the JIT.
+    pub warmup_fraction: f64,
+    /// Fewer points than this (after warm-up) give no verdict.
+    pub min_points: usize,
+    /// The recent-half slope must be at least this fraction of the whole-window slope for
+    /// "growing"; otherwise the site grew and stopped: "plateaued".
+    pub still_growing_fraction: f64,
+    /// Longer series are thinned evenly before the O(n²) pairwise work.
+    pub max_points: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            alpha: 0.001,
+            min_growth_bytes: 1_000_000.0,
+            min_growth_fraction: 0.10,
+            warmup_fraction: 0.20,
+            min_points: 8,
+            still_growing_fraction: 0.25,
+            max_points: 240,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Significant, material, and still rising at the end of the window: a leak suspect.
+    Growing,
+    /// Rose significantly but has stopped: typical of a cache filling up to its bound.
+    Plateaued,
+    /// No material upward trend: churn, or stable.
+    Steady,
+    /// Not enough points after warm-up to say.
+    InsufficientData,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Growing => "growing",
+            Verdict::Plateaued => "plateaued",
+            Verdict::Steady => "steady",
+            Verdict::InsufficientData => "insufficient_data",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    pub verdict: Verdict,
+    /// Theil–Sen slope over the analysed window.
+    pub bytes_per_min: f64,
+    /// 95 % confidence interval of the slope (Sen 1968), when computable.
+    pub ci95_bytes_per_min: Option<[f64; 2]>,
+    /// One-sided Mann–Kendall p-value for an increasing trend.
+    pub p_value: f64,
+    /// Slope × window length: how much the site grew over the analysed window.
+    pub growth_bytes: f64,
+    /// Producer time (ms) of the first analysed point, and the analysed span.
+    pub window_start_ms: f64,
+    pub window_ms: f64,
+    pub points: usize,
+}
+
+impl Growth {
+    fn insufficient(points: usize, window_start_ms: f64, window_ms: f64) -> Growth {
+        Growth {
+            verdict: Verdict::InsufficientData,
+            bytes_per_min: 0.0,
+            ci95_bytes_per_min: None,
+            p_value: 1.0,
+            growth_bytes: 0.0,
+            window_start_ms,
+            window_ms,
+            points,
+        }
+    }
+}
+
+/// Assesses a series (sorted by time). `peak_bytes` is the site's peak over its whole history;
+/// `recent_window_ms` limits the analysis to the most recent span (the live view's "recent
+/// window"); `None` analyses everything after warm-up (the report).
+pub fn assess(
+    points: &[Point],
+    peak_bytes: f64,
+    th: &Thresholds,
+    recent_window_ms: Option<f64>,
+) -> Growth {
+    let window = analysis_window(points, th, recent_window_ms);
+    let (start_ms, span) = match (window.first(), window.last()) {
+        (Some(a), Some(b)) => (a.t_ms, b.t_ms - a.t_ms),
+        _ => (0.0, 0.0),
+    };
+    if window.len() < th.min_points.max(3) || span <= 0.0 {
+        return Growth::insufficient(window.len(), start_ms, span);
+    }
+    let values: Vec<f64> = window.iter().map(|p| p.bytes).collect();
+    let mk = mann_kendall(&values);
+    let Some(sen) = theil_sen(&window, Some(mk.var_s)) else {
+        return Growth::insufficient(window.len(), start_ms, span);
+    };
+    let growth_bytes = sen.slope * span;
+    let peak = peak_bytes.max(values.iter().cloned().fold(0.0, f64::max));
+    let significant = mk.p_increasing < th.alpha;
+    let material =
+        growth_bytes > th.min_growth_bytes && growth_bytes > th.min_growth_fraction * peak;
+    let verdict = if significant && material {
+        let recent = &window[window.len() / 2..];
+        let recent_slope = theil_sen(recent, None).map(|s| s.slope).unwrap_or(0.0);
+        if recent.len() >= 4 && recent_slope < th.still_growing_fraction * sen.slope {
+            Verdict::Plateaued
+        } else {
+            Verdict::Growing
+        }
+    } else {
+        Verdict::Steady
+    };
+    const MS_PER_MIN: f64 = 60_000.0;
+    Growth {
+        verdict,
+        bytes_per_min: sen.slope * MS_PER_MIN,
+        ci95_bytes_per_min: sen.ci95.map(|(lo, hi)| [lo * MS_PER_MIN, hi * MS_PER_MIN]),
+        p_value: mk.p_increasing,
+        growth_bytes,
+        window_start_ms: start_ms,
+        window_ms: span,
+        points: window.len(),
+    }
+}
+
+/// Drops the warm-up, applies the recent window, and thins to `max_points`.
+fn analysis_window(points: &[Point], th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<Point> {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Vec::new();
+    };
+    let mut start = first.t_ms + th.warmup_fraction * (last.t_ms - first.t_ms);
+    if let Some(w) = recent_window_ms {
+        start = start.max(last.t_ms - w);
+    }
+    let kept: Vec<Point> = points.iter().copied().filter(|p| p.t_ms >= start).collect();
+    thin_evenly(kept, th.max_points.max(3))
+}
+
+/// Keeps `max` points spread evenly, always including the first and the last.
+fn thin_evenly(points: Vec<Point>, max: usize) -> Vec<Point> {
+    if points.len() <= max {
+        return points;
+    }
+    let n = points.len();
+    (0..max).map(|i| points[i * (n - 1) / (max - 1)]).collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SenSlope {
+    /// Bytes per millisecond.
+    pub slope: f64,
+    pub ci95: Option<(f64, f64)>,
+}
+
+/// Theil–Sen estimator. With `mk_var_s` (the Mann–Kendall variance of S for these values) it
+/// also returns Sen's 95 % confidence interval. Pairs with equal times are skipped.
+pub fn theil_sen(points: &[Point], mk_var_s: Option<f64>) -> Option<SenSlope> {
+    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            let dt = b.t_ms - a.t_ms;
+            if dt.abs() > f64::EPSILON {
+                slopes.push((b.bytes - a.bytes) / dt);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let n = slopes.len();
+    let slope = if n % 2 == 1 {
+        slopes[n / 2]
+    } else {
+        0.5 * (slopes[n / 2 - 1] + slopes[n / 2])
+    };
+    let ci95 = mk_var_s.filter(|v| *v > 0.0).map(|var_s| {
+        const Z_975: f64 = 1.959_964;
+        let c = Z_975 * var_s.sqrt();
+        let lower_rank = ((n as f64 - c) / 2.0).floor().max(0.0) as usize;
+        let upper_rank = ((n as f64 + c) / 2.0).ceil() as usize;
+        (slopes[lower_rank.min(n - 1)], slopes[upper_rank.min(n - 1)])
+    });
+    Some(SenSlope { slope, ci95 })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MannKendall {
+    pub s: f64,
+    pub var_s: f64,
+    pub z: f64,
+    /// One-sided p-value for an increasing trend.
+    pub p_increasing: f64,
+}
+
+/// Mann–Kendall test on values in time order, with the tie correction of the variance.
+pub fn mann_kendall(values: &[f64]) -> MannKendall {
+    let n = values.len();
+    let mut s = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match values[j].partial_cmp(&values[i]) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Less) => -1.0,
+                _ => 0.0,
+            };
+        }
+    }
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        let t = (j - i) as f64;
+        if t > 1.0 {
+            tie_term += t * (t - 1.0) * (2.0 * t + 5.0);
+        }
+        i = j;
+    }
+    let nf = n as f64;
+    let var_s = ((nf * (nf - 1.0) * (2.0 * nf + 5.0)) - tie_term) / 18.0;
+    let z = if var_s <= 0.0 {
+        0.0
+    } else if s > 0.0 {
+        (s - 1.0) / var_s.sqrt()
+    } else if s < 0.0 {
+        (s + 1.0) / var_s.sqrt()
+    } else {
+        0.0
+    };
+    MannKendall {
+        s,
+        var_s,
+        z,
+        p_increasing: upper_tail_normal(z),
+    }
+}
+
+/// P(Z > z) for a standard normal Z.
+fn upper_tail_normal(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Numerical Recipes `erfcc`, fractional error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small deterministic generator (xorshift64*), so the synthetic series are reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next_f64(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        /// Uniform in [-1, 1).
+        fn sym(&mut self) -> f64 {
+            2.0 * self.next_f64() - 1.0
+        }
+    }
+
+    const MB: f64 = 1e6;
+    /// Sampled estimates move in steps of the sampling quantum.
+    fn quantize(bytes: f64) -> f64 {
+        const QUANTUM: f64 = 102_400.0;
+        (bytes / QUANTUM).round().max(0.0) * QUANTUM
+    }
+
+    fn series(n: usize, interval_ms: f64, mut f: impl FnMut(usize, f64) -> f64) -> Vec<Point> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 * interval_ms;
+                Point {
+                    t_ms: t,
+                    bytes: quantize(f(i, t)),
+                }
+            })
+            .collect()
+    }
+
+    fn verdict_of(points: &[Point]) -> Growth {
+        let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+        assess(points, peak, &Thresholds::default(), None)
+    }
+
+    #[test]
+    fn erfc_and_normal_tail_match_tables() {
+        assert!((upper_tail_normal(0.0) - 0.5).abs() < 1e-7);
+        assert!((upper_tail_normal(1.959_964) - 0.025).abs() < 1e-6);
+        assert!((upper_tail_normal(3.090_232) - 0.001).abs() < 1e-6);
+        assert!((upper_tail_normal(-1.644_854) - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mann_kendall_matches_the_textbook_values() {
+        // Strictly increasing, n = 10: S = 45, Var(S) = 10·9·25/18 = 125.
+        let v: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let mk = mann_kendall(&v);
+        assert_eq!(mk.s, 45.0);
+        assert!((mk.var_s - 125.0).abs() < 1e-9);
+        assert!((mk.z - 44.0 / 125f64.sqrt()).abs() < 1e-9);
+        assert!(mk.p_increasing < 1e-4);
+        // All ties: no information, no trend.
+        let flat = mann_kendall(&[5.0; 12]);
+        assert_eq!(flat.s, 0.0);
+        assert!((flat.p_increasing - 0.5).abs() < 1e-6);
+        // Tie correction: two groups of two ties reduce the variance.
+        let tied = mann_kendall(&[1.0, 1.0, 2.0, 2.0, 3.0]);
+        let untied_var = 5.0 * 4.0 * 15.0 / 18.0;
+        assert!((tied.var_s - (untied_var - 2.0 * 2.0 * 1.0 * 9.0 / 18.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn theil_sen_is_exact_on_a_line_and_ignores_outliers() {
+        let line: Vec<Point> = (0..20)
+            .map(|i| Point {
+                t_ms: i as f64 * 1000.0,
+                bytes: 5.0 + 2.0 * i as f64 * 1000.0,
+            })
+            .collect();
+        let s = theil_sen(&line, None).unwrap();
+        assert!((s.slope - 2.0).abs() < 1e-12);
+        // A quarter of the points replaced by wild values: the slope barely moves.
+        let mut dirty = line.clone();
+        for i in (0..20).step_by(4) {
+            dirty[i].bytes = if i % 8 == 0 { 1e9 } else { 0.0 };
+        }
+        let s = theil_sen(&dirty, None).unwrap();
+        assert!((s.slope - 2.0).abs() < 0.2, "slope {}", s.slope);
+        assert!(
+            theil_sen(
+                &[Point {
+                    t_ms: 1.0,
+                    bytes: 1.0
+                }],
+                None
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn steady_leak_under_churn_is_flagged_with_its_rate() {
+        // 3 MB/min leak with ±0.6 MB of sampling noise, a point every 2 s for 50 s: the shape
+        // `leakscope demo` produces at its leak site.
+        let mut rng = Rng(7);
+        let noise: Vec<f64> = (0..25).map(|_| rng.sym() * 0.6 * MB).collect();
+        let pts = series(25, 2000.0, |i, t| {
+            10.0 * MB + 3.0 * MB * t / 60_000.0 + noise[i]
+        });
+        let g = verdict_of(&pts);
+        assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
+        assert!(
+            (g.bytes_per_min - 3.0 * MB).abs() < 0.6 * MB,
+            "rate {}",
+            g.bytes_per_min
+        );
+        let [lo, hi] = g.ci95_bytes_per_min.unwrap();
+        assert!(lo <= g.bytes_per_min && g.bytes_per_min <= hi);
+        assert!(g.p_value < 0.001);
+    }
+
+    #[test]
+    fn slow_leak_under_heavy_churn_is_flagged_over_a_longer_soak() {
+        // 1 MB/min under ±5 MB of churn: a point every 5 s for 12 minutes.
+        for seed in 1..=20 {
+            let mut rng = Rng(seed);
+            let noise: Vec<f64> = (0..144).map(|_| rng.sym() * 5.0 * MB).collect();
+            let pts = series(144, 5000.0, |i, t| {
+                20.0 * MB + 1.0 * MB * t / 60_000.0 + noise[i]
+            });
+            let g = verdict_of(&pts);
+            assert_eq!(g.verdict, Verdict::Growing, "seed {seed}: {g:?}");
+            assert!(
+                (g.bytes_per_min - MB).abs() < 0.35 * MB,
+                "seed {seed}: rate {}",
+                g.bytes_per_min
+            );
+        }
+    }
+
+    #[test]
+    fn a_leak_starting_from_zero_is_flagged() {
+        let pts = series(30, 5000.0, |_, t| 4.0 * MB * t / 60_000.0);
+        assert_eq!(verdict_of(&pts).verdict, Verdict::Growing);
+    }
+
+    #[test]
+    fn pure_churn_is_never_flagged() {
+        // Live bytes fluctuating around a constant level: uniform noise, heavy-tailed spikes
+        // (garbage the GC has not collected yet), and GC-timing sawtooth. Many seeds and sizes.
+        let mut flagged = Vec::new();
+        for seed in 1..=400u64 {
+            let mut rng = Rng(seed * 7919);
+            let level = (5.0 + 95.0 * rng.next_f64()) * MB;
+            let noise_frac = [0.05, 0.2, 0.5][(seed % 3) as usize];
+            let n = [12, 25, 60, 144][(seed % 4) as usize];
+            let shape = seed % 3;
+            let raw: Vec<f64> = (0..n)
+                .map(|i| match shape {
+                    0 => level * (1.0 + noise_frac * rng.sym()),
+                    1 => {
+                        let spike = if rng.next_f64() < 0.1 {
+                            level * 0.8 * rng.next_f64()
+                        } else {
+                            0.0
+                        };
+                        level * (1.0 + 0.5 * noise_frac * rng.sym()) + spike
+                    }
+                    _ => {
+                        let period = 7 + (seed % 5) as usize;
+                        level * (1.0 + noise_frac * ((i % period) as f64 / period as f64))
+                            + 0.1 * level * rng.sym()
+                    }
+                })
+                .collect();
+            let pts = series(n, 5000.0, |i, _| raw[i]);
+            let g = verdict_of(&pts);
+            if g.verdict == Verdict::Growing {
+                flagged.push((seed, g));
+            }
+        }
+        assert!(flagged.is_empty(), "churn flagged as growing: {flagged:?}");
+    }
+
+    #[test]
+    fn a_cache_that_fills_and_plateaus_is_not_a_leak() {
+        // A bounded cache fills to 20 MB over the first part of the run, then holds.
+        for (seed, fill_fraction) in [(3u64, 0.15), (4, 0.35), (5, 0.5), (6, 0.6)] {
+            let mut rng = Rng(seed);
+            let n = 60;
+            let fill_points = (n as f64 * fill_fraction) as usize;
+            let pts = series(n, 5000.0, |i, _| {
+                let filled = (i as f64 / fill_points as f64).min(1.0);
+                20.0 * MB * filled + 0.5 * MB * rng.sym()
+            });
+            let g = verdict_of(&pts);
+            assert_ne!(
+                g.verdict,
+                Verdict::Growing,
+                "fill fraction {fill_fraction}: {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_or_relative_tiny_growth_is_not_material() {
+        // Perfectly monotonic but only 500 kB in total: significant, not material.
+        let pts = series(40, 5000.0, |i, _| 1.0 * MB + 12_500.0 * i as f64 * 1.0);
+        assert_eq!(verdict_of(&pts).verdict, Verdict::Steady);
+        // A 2 GB cache drifting by 5 MB over the window: under 10 % of its peak.
+        let pts = series(40, 5000.0, |i, _| 2000.0 * MB + 0.125 * MB * i as f64);
+        assert_eq!(verdict_of(&pts).verdict, Verdict::Steady);
+    }
+
+    #[test]
+    fn too_few_points_give_no_verdict() {
+        let pts = series(5, 5000.0, |i, _| i as f64 * 10.0 * MB);
+        assert_eq!(verdict_of(&pts).verdict, Verdict::InsufficientData);
+        assert_eq!(verdict_of(&[]).verdict, Verdict::InsufficientData);
+        // Same timestamps everywhere: no time axis, no verdict, no panic.
+        let same_t: Vec<Point> = (0..20)
+            .map(|i| Point {
+                t_ms: 5.0,
+                bytes: i as f64,
+            })
+            .collect();
+        assert_eq!(verdict_of(&same_t).verdict, Verdict::InsufficientData);
+    }
+
+    #[test]
+    fn recent_window_sees_a_leak_that_started_late() {
+        // Flat for 50 minutes, then 2 MB/min for the last 10: the whole-run slope is diluted,
+        // the live view's 10-minute window shows it.
+        let pts = series(720, 5000.0, |i, t| {
+            let base = 30.0 * MB + if i % 2 == 0 { 0.3 * MB } else { -0.3 * MB };
+            if t > 50.0 * 60_000.0 {
+                base + 2.0 * MB * (t - 50.0 * 60_000.0) / 60_000.0
+            } else {
+                base
+            }
+        });
+        let g = assess(
+            &pts,
+            60.0 * MB,
+            &Thresholds::default(),
+            Some(10.0 * 60_000.0),
+        );
+        assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
+        assert!((g.bytes_per_min - 2.0 * MB).abs() < 0.3 * MB);
+    }
+
+    #[test]
+    fn thinning_keeps_the_endpoints() {
+        let pts: Vec<Point> = (0..1000)
+            .map(|i| Point {
+                t_ms: i as f64,
+                bytes: 0.0,
+            })
+            .collect();
+        let thin = thin_evenly(pts, 240);
+        assert_eq!(thin.len(), 240);
+        assert_eq!(thin[0].t_ms, 0.0);
+        assert_eq!(thin[239].t_ms, 999.0);
+    }
+}

@@ -1,0 +1,272 @@
+//! Command-line arguments (clap derive). Usage errors exit with code 2.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leakscope",
+    version,
+    about = "Find the call sites whose surviving memory keeps growing in long-running .NET services",
+    long_about = "Find the call sites whose surviving memory keeps growing in long-running .NET services.\n\n\
+        leakscope runs (or listens to) a .NET process with the leakscope agent (managed survivors by type and \
+        allocating call site) and shim (native survivors by call site), shows what grows while it runs, and writes a \
+        report when it ends.\n\nStart with `leakscope demo` to see a real finding in a minute.",
+    after_help = "Examples:\n  leakscope run -- dotnet Worker.dll\n  leakscope run --duration 30m --out soak1 -- dotnet Worker.dll\n  \
+        leakscope env --socket /run/leakscope.sock     # variables for a worker started elsewhere\n  \
+        leakscope listen --socket /run/leakscope.sock\n  leakscope tail /var/log/worker.leakscope.ndjson --follow\n  \
+        leakscope report leakscope-20250101-120000/\n  leakscope demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a command with the agent (and shim) enabled, watch it live, write a report when it ends
+    Run(RunArgs),
+    /// Print the environment variables that enable leakscope on a worker started elsewhere
+    Env(EnvArgs),
+    /// Receive from agents and shims of processes started elsewhere (see `leakscope env`)
+    Listen(ListenArgs),
+    /// Render an NDJSON file written with LEAKSCOPE_OUTPUT, optionally following it as it grows
+    Tail(TailArgs),
+    /// Re-render report.txt and report.json from a recording
+    Report(ReportArgs),
+    /// Build and run a bundled leaky .NET worker and show what leakscope finds (needs `dotnet`)
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LibraryArgs {
+    /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// The shim library (default: $LEAKSCOPE_SHIM, else next to this executable, else ../lib/)
+    #[arg(long, value_name = "PATH")]
+    pub shim: Option<PathBuf>,
+    /// Track managed memory only: no LD_PRELOAD shim
+    #[arg(long)]
+    pub no_native: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Directory for recording.ndjson, report.txt, report.json [default: ./leakscope-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How often producers report (e.g. 2s, 500ms, 1m)
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop the target after this long (SIGINT, then SIGTERM, then SIGKILL)
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+    /// One status line per interval instead of the full-screen view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
+    #[command(flatten)]
+    pub libs: LibraryArgs,
+    /// The command to run, after `--`
+    #[arg(required = true, value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Producers connect to this socket [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    #[arg(long, value_name = "PATH", conflicts_with = "output")]
+    pub socket: Option<PathBuf>,
+    /// Producers append to this file instead (read it with `leakscope tail FILE --follow`)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How often producers report
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub libs: LibraryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Socket to listen on [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Directory for recording.ndjson, report.txt, report.json [default: ./leakscope-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Stop listening after this long (default: until Ctrl-C)
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+    /// One status line per interval instead of the full-screen view
+    #[arg(long)]
+    pub plain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// NDJSON file written by producers with LEAKSCOPE_OUTPUT (or a recording.ndjson)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Keep reading as the file grows (Ctrl-C to stop and print the report)
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Also write report.txt and report.json into this directory
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print report.json instead of the text report
+    #[arg(long)]
+    pub json: bool,
+    /// With --follow: one status line per interval instead of the full-screen view
+    #[arg(long)]
+    pub plain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// An output directory of `run`/`listen`/`demo`, or an NDJSON recording file
+    #[arg(value_name = "DIR_OR_FILE")]
+    pub path: PathBuf,
+    /// Write report.txt and report.json here [default: the given directory; nowhere for a file]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print report.json instead of the text report
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long to run the demo worker
+    #[arg(long, value_name = "DUR", default_value = "50s", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+    /// How often producers report
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Directory for the recording and reports [default: ./leakscope-demo-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// One status line per interval instead of the full-screen view
+    #[arg(long)]
+    pub plain: bool,
+    /// Rebuild the demo worker even if a build is cached
+    #[arg(long)]
+    pub rebuild: bool,
+    #[command(flatten)]
+    pub libs: LibraryArgs,
+}
+
+/// 0 for --help/--version, 2 for usage errors (clap's own convention).
+pub fn clap_exit_code(err: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        _ => 2,
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// Intervals below 100 ms would make the agent work harder than the service; above an hour
+/// a leak hunt takes weeks.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err("must be between 100ms and 1h".to_string());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
+    }
+
+    #[test]
+    fn run_takes_the_command_after_double_dash_including_its_flags() {
+        let Command::Run(r) =
+            parse("leakscope run --interval 2s --duration 1m -- dotnet Worker.dll --urls x")
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(r.command, ["dotnet", "Worker.dll", "--urls", "x"]);
+        assert_eq!(r.interval, Duration::from_secs(2));
+        assert_eq!(r.duration, Some(Duration::from_secs(60)));
+        assert!(!r.libs.no_native);
+    }
+
+    #[test]
+    fn run_without_a_command_or_with_a_bad_interval_is_a_usage_error() {
+        assert_eq!(
+            parse("leakscope run")
+                .map(|_| ())
+                .map_err(|e| clap_exit_code(&e))
+                .unwrap_err(),
+            2
+        );
+        assert_eq!(
+            parse("leakscope run --interval 10ms -- x")
+                .map(|_| ())
+                .map_err(|e| clap_exit_code(&e))
+                .unwrap_err(),
+            2
+        );
+        assert_eq!(
+            parse("leakscope run --interval soon -- x")
+                .map(|_| ())
+                .map_err(|e| clap_exit_code(&e))
+                .unwrap_err(),
+            2
+        );
+        assert_eq!(
+            parse("leakscope frobnicate")
+                .map(|_| ())
+                .map_err(|e| clap_exit_code(&e))
+                .unwrap_err(),
+            2
+        );
+    }
+
+    #[test]
+    fn env_socket_and_output_are_exclusive() {
+        assert!(parse("leakscope env --socket /a --output /b").is_err());
+        let Command::Env(e) = parse("leakscope env --output /var/log/x.ndjson --no-native")
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(e.output, Some(PathBuf::from("/var/log/x.ndjson")));
+        assert!(e.libs.no_native);
+    }
+
+    #[test]
+    fn tail_report_demo_parse() {
+        let Command::Tail(t) = parse("leakscope tail f.ndjson -f --json").unwrap().command else {
+            panic!()
+        };
+        assert!(t.follow && t.json);
+        let Command::Report(r) = parse("leakscope report out/").unwrap().command else {
+            panic!()
+        };
+        assert_eq!(r.path, PathBuf::from("out/"));
+        let Command::Demo(d) = parse("leakscope demo").unwrap().command else {
+            panic!()
+        };
+        assert_eq!(d.duration, Duration::from_secs(50));
+        assert_eq!(d.interval, Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,38 @@
+//! One module per subcommand.
+
+pub mod demo;
+pub mod env;
+pub mod listen;
+pub mod report;
+pub mod run;
+pub mod tail;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliResult;
+use std::io::Write;
+
+/// Runs a parsed command line; returns the exit code.
+pub fn dispatch(cli: Cli) -> CliResult<i32> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Env(a) => env::env(a),
+        Command::Listen(a) => listen::listen(a),
+        Command::Tail(a) => tail::tail(a),
+        Command::Report(a) => report::report(a),
+        Command::Demo(a) => demo::demo(a),
+    }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`leakscope report x | head`).
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes to stderr (leakscope's own messages while a target owns stdout).
+pub fn print_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}

@@ -1,0 +1,66 @@
+//! `leakscope report DIR_OR_FILE`: re-render the reports from a recording.
+
+use crate::cli::ReportArgs;
+use crate::commands::print_stdout;
+use crate::error::{CliError, CliResult};
+use crate::ingest;
+use crate::live::ViewMode;
+use crate::report::{self, SessionInfo};
+use crate::session::Session;
+use std::path::PathBuf;
+
+pub fn report(args: ReportArgs) -> CliResult<i32> {
+    let meta = std::fs::metadata(&args.path)
+        .map_err(|e| CliError::io(format!("cannot open {}", args.path.display()), e))?;
+    let (recording, session_dir, default_out): (PathBuf, Option<PathBuf>, Option<PathBuf>) = if meta
+        .is_dir()
+    {
+        let rec = args.path.join("recording.ndjson");
+        if !rec.is_file() {
+            return Err(CliError::new(format!("{} has no recording.ndjson", args.path.display()))
+                .hint("give the output directory of `leakscope run`/`listen`/`demo`, or an NDJSON file"));
+        }
+        (rec, Some(args.path.clone()), Some(args.path.clone()))
+    } else {
+        let parent = args.path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        });
+        let is_recording = args
+            .path
+            .file_name()
+            .is_some_and(|n| n == "recording.ndjson");
+        (
+            args.path.clone(),
+            if is_recording { parent } else { None },
+            None,
+        )
+    };
+    // The run's own facts (command, exit code, notes) live beside the recording.
+    let info = session_dir
+        .as_deref()
+        .and_then(report::read_session)
+        .unwrap_or_else(|| SessionInfo::new("report"));
+    let mut session = Session::new(None, None, ViewMode::Quiet, info.clone());
+    ingest::read_file_lines(&recording, |ev| session.handle(ev))
+        .map_err(|e| CliError::io(format!("cannot read {}", recording.display()), e))?;
+    // Keep the recorded times, not the time of this re-rendering.
+    session.info = info;
+    let rendered = session.build_report();
+    if let Some(dir) = args.out.clone().or(default_out) {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
+        report::write_files(&dir, &rendered).map_err(|e| {
+            CliError::io(format!("cannot write the report into {}", dir.display()), e)
+        })?;
+    }
+    if args.json {
+        print_stdout(&(serde_json::to_string_pretty(&rendered).unwrap_or_default() + "\n"));
+    } else {
+        print_stdout(&report::render_text(&rendered));
+    }
+    Ok(0)
+}

@@ -1,0 +1,329 @@
+//! `leakscope run [OPTIONS] -- COMMAND…`: launch with the agent (and shim), watch, report.
+
+use crate::cli::{LibraryArgs, RunArgs};
+use crate::commands::print_stderr;
+use crate::error::{CliError, CliResult};
+use crate::ingest::{self, Recorder};
+use crate::launch::{self, CONFLICTING_VARS, Channel, ChildSpec};
+use crate::live::{Level, ViewMode};
+use crate::locate::{self, Library, PrivateDir};
+use crate::protocol::Source;
+use crate::report::{NativeTracking, Report, SessionInfo};
+use crate::session::{Session, tail_lines};
+use crate::signals;
+use crate::terminal;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// After the target exits, how long to wait for its producers' last lines.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn run(args: RunArgs) -> CliResult<i32> {
+    let outcome = run_target(TargetSpec {
+        argv: args.command,
+        out: args.out,
+        interval: args.interval,
+        duration: args.duration,
+        plain: args.plain,
+        libs: args.libs,
+        mode: "run",
+        out_prefix: "leakscope",
+    })?;
+    Ok(outcome.exit_code)
+}
+
+pub struct TargetSpec {
+    pub argv: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub plain: bool,
+    pub libs: LibraryArgs,
+    pub mode: &'static str,
+    pub out_prefix: &'static str,
+}
+
+pub struct Outcome {
+    pub exit_code: i32,
+    pub report: Report,
+    pub out_dir: PathBuf,
+}
+
+/// The agent (required) and the shim (optional, with the reason when it is off).
+pub struct Libraries {
+    pub agent: PathBuf,
+    pub shim: Option<PathBuf>,
+    pub native: NativeTracking,
+}
+
+pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
+    let agent = locate::find_library(Library::Agent, libs.agent.as_deref())
+        .map_err(|nf| nf.into_error())?;
+    if libs.no_native {
+        return Ok(Libraries {
+            agent,
+            shim: None,
+            native: NativeTracking {
+                enabled: false,
+                reason: Some("turned off with --no-native".into()),
+            },
+        });
+    }
+    let explicit =
+        libs.shim.is_some() || std::env::var_os("LEAKSCOPE_SHIM").is_some_and(|v| !v.is_empty());
+    match locate::find_library(Library::Shim, libs.shim.as_deref()) {
+        Ok(shim) => Ok(Libraries {
+            agent,
+            shim: Some(shim),
+            native: NativeTracking {
+                enabled: true,
+                reason: None,
+            },
+        }),
+        // Asked for a specific shim that is not there: say so rather than quietly run without.
+        Err(nf) if explicit => Err(nf
+            .into_error()
+            .hint("or run without native tracking: --no-native")),
+        Err(nf) => Ok(Libraries {
+            agent,
+            shim: None,
+            native: NativeTracking {
+                enabled: false,
+                reason: Some(format!(
+                    "{}; build it with `cargo build --release` or pass --shim PATH",
+                    nf.summary()
+                )),
+            },
+        }),
+    }
+}
+
+/// What to tell the user when no agent ever connected.
+pub fn no_agent_message(agent: &Path) -> String {
+    format!(
+        "no agent connected: is the target a .NET app? Was the profiler blocked? Check that: \
+         (1) the command starts a .NET (CoreCLR) process and no wrapper clears the environment (sudo, env -i, su -); \
+         (2) the CORECLR_* variables reach it: tr '\\0' '\\n' < /proc/PID/environ | grep CORECLR; \
+         (3) {} is readable by the target's user and built for this machine's architecture; \
+         (4) DOTNET_ProfAPI_ProfilerCompatibilitySetting is not PreventLoad; \
+         (5) the target's stderr has no message from the runtime or the agent",
+        agent.display()
+    )
+}
+
+pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
+    if spec.argv.is_empty() {
+        return Err(CliError::usage("no command given").hint("leakscope run -- dotnet Worker.dll"));
+    }
+    let libs = resolve_libraries(&spec.libs)?;
+    let (out_dir, out_note) = locate::create_out_dir(spec.out.as_deref(), spec.out_prefix)?;
+
+    let mut info = SessionInfo::new(spec.mode);
+    info.command = Some(spec.argv.clone());
+    info.interval_ms = Some(spec.interval.as_millis() as u64);
+    info.native_tracking = Some(libs.native.clone());
+    if let Some(n) = out_note {
+        info.note("warn", n);
+    }
+    if let Some(reason) = &libs.native.reason {
+        info.note("info", format!("native tracking off: {reason}"));
+    }
+
+    // The live view takes the terminal; the target's output then goes to log files.
+    let live = !spec.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
+    let mode = if live {
+        ViewMode::Live
+    } else {
+        ViewMode::Plain
+    };
+
+    let private = PrivateDir::create()?;
+    let socket = private.path.join("agent.sock");
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))?;
+    let (tx, rx) = ingest::channel();
+    ingest::serve(listener, tx);
+    let recording = out_dir.join("recording.ndjson");
+    let recorder = Recorder::create(&recording)
+        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+
+    let existing_preload = std::env::var("LD_PRELOAD").ok();
+    let env = launch::profiler_env(
+        &libs.agent,
+        libs.shim.as_deref(),
+        &Channel::Socket(socket.clone()),
+        spec.interval,
+        existing_preload.as_deref(),
+    );
+    let mut env = env;
+    // The agent's and shim's own logs land beside the report, unless the user chose a place.
+    let producer_log = out_dir.join("agent.log");
+    if std::env::var_os("LEAKSCOPE_LOG").is_none() {
+        env.push((
+            "LEAKSCOPE_LOG".to_string(),
+            producer_log.display().to_string(),
+        ));
+    }
+    let env_remove: Vec<String> = CONFLICTING_VARS
+        .iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .map(|v| v.to_string())
+        .collect();
+    if !env_remove.is_empty() {
+        info.note(
+            "warn",
+            format!("removed {} from the target's environment: it would load another profiler instead of ours", env_remove.join(", ")),
+        );
+    }
+    let (stdout_log, stderr_log) = if live {
+        (
+            Some(out_dir.join("stdout.log")),
+            Some(out_dir.join("stderr.log")),
+        )
+    } else {
+        (None, None)
+    };
+
+    signals::install();
+    let mut child = launch::spawn(ChildSpec {
+        argv: spec.argv.clone(),
+        env,
+        env_remove,
+        stdout_log: stdout_log.clone(),
+        stderr_log: stderr_log.clone(),
+        // Its own process group cannot read the terminal; services do not need stdin.
+        stdin_null: terminal::stdin_is_tty(),
+    })?;
+
+    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    if mode == ViewMode::Plain {
+        print_stderr(&format!(
+            "leakscope: running `{}` (pid {}), writing to {}\n",
+            spec.argv.join(" "),
+            child.pid,
+            out_dir.display()
+        ));
+        if let Some(reason) = &libs.native.reason {
+            print_stderr(&format!("leakscope: native tracking off: {reason}\n"));
+        }
+    }
+    let title = spec.argv.join(" ");
+    let no_agent_after = (spec.interval * 3).max(Duration::from_secs(10));
+    let deadline = spec.duration.map(|d| Instant::now() + d);
+    let mut signals_handled = 0;
+    let mut output_tail: Vec<String> = Vec::new();
+    let mut tail_read_at: Option<Instant> = None;
+
+    let exit = loop {
+        session.pump(Duration::from_millis(100));
+        if let Some(exit) = child.try_wait() {
+            break exit;
+        }
+        let received = signals::received();
+        if received > signals_handled {
+            if child.stopping() {
+                child.escalate();
+            } else {
+                child.request_stop(signals::last_signal_name());
+            }
+            signals_handled = received;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) && !child.stopping() {
+            child.request_stop("--duration elapsed");
+        }
+        child.tick();
+
+        let mut frame = session.frame_base(title.clone(), spec.interval);
+        frame.out_dir = Some(out_dir.display().to_string());
+        frame.waiting_on = Some(socket.display().to_string());
+        if let Some(s) = child.stop_status() {
+            frame.alerts.push((Level::Warn, s));
+        }
+        if let Some(reason) = &libs.native.reason {
+            frame
+                .alerts
+                .push((Level::Info, format!("native tracking off: {reason}")));
+        }
+        if !session.store.has_source(Source::Agent) && child.started.elapsed() >= no_agent_after {
+            frame.alerts.push((
+                Level::Error,
+                format!(
+                    "no agent connected after {}s: is the target a .NET app? Was the profiler blocked? (details in the report)",
+                    child.started.elapsed().as_secs()
+                ),
+            ));
+        }
+        if mode == ViewMode::Live {
+            if tail_read_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                output_tail = [&stderr_log, &stdout_log]
+                    .iter()
+                    .filter_map(|p| p.as_ref())
+                    .flat_map(|p| tail_lines(p, 1))
+                    .collect();
+                tail_read_at = Some(Instant::now());
+            }
+            frame.output_tail = output_tail.clone();
+            frame.footer = format!(
+                "Ctrl-C: stop the target and write the report · target output: {}/std{{out,err}}.log",
+                out_dir.display()
+            );
+        }
+        session.view.update(&session.store, &frame);
+    };
+
+    // Let producers finish their last lines (summary, bye) after the target is gone.
+    let drain_until = Instant::now() + DRAIN_TIMEOUT;
+    while session.open_connections > 0 && Instant::now() < drain_until {
+        session.pump(Duration::from_millis(50));
+    }
+    session.pump(Duration::from_millis(20));
+    session.finish();
+    drop(private);
+
+    session.info.exit = Some(exit);
+    session.info.stopped_by = child.stop_reason.clone();
+    let lifetime = child.started.elapsed();
+    if !session.store.has_source(Source::Agent) {
+        if lifetime < Duration::from_secs(2) && child.stop_reason.is_none() {
+            session.info.note(
+                "error",
+                format!(
+                    "the target exited after {} with {} before any agent connected: check the command and its output",
+                    crate::units::format_duration(lifetime),
+                    exit.describe()
+                ),
+            );
+        }
+        session.info.note("error", no_agent_message(&libs.agent));
+        if producer_log.is_file() {
+            session.info.note(
+                "info",
+                format!(
+                    "the agent/shim log may say more: {}",
+                    producer_log.display()
+                ),
+            );
+        }
+    }
+    if libs.shim.is_some()
+        && session.store.has_source(Source::Agent)
+        && !session.store.has_source(Source::Shim)
+    {
+        session.info.note(
+            "warn",
+            format!(
+                "the shim was preloaded but never connected, so native memory was not tracked: \
+                 check that LEAKSCOPE_NATIVE is not 0 and see {}",
+                producer_log.display()
+            ),
+        );
+    }
+    let report = session.write_outputs(&out_dir)?;
+    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    Ok(Outcome {
+        exit_code: exit.shell_code(),
+        report,
+        out_dir,
+    })
+}

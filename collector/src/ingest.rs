@@ -1,0 +1,437 @@
+//! Getting lines in: from producer connections on a Unix socket, or from an NDJSON file that
+//! may still be growing; and writing every received line, verbatim, to the recording.
+//!
+//! Reader threads do no parsing: they split bytes into lines (bounded by the protocol's 4 MiB
+//! limit) and hand them to the session's single consumer over a bounded channel, so a flood
+//! from a producer slows that producer's socket, never the collector's memory.
+
+use crate::protocol::MAX_LINE_BYTES;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread;
+use std::time::Duration;
+
+/// Lines in flight between readers and the session.
+const CHANNEL_CAPACITY: usize = 8192;
+/// More simultaneous producers than this is not a leak hunt; extra connections are refused.
+const MAX_CONNECTIONS: usize = 256;
+const READ_CHUNK: usize = 64 * 1024;
+
+pub type ConnId = u64;
+
+#[derive(Debug)]
+pub enum Event {
+    Connected(ConnId),
+    Line(ConnId, Vec<u8>),
+    /// A line over the size limit was discarded.
+    Oversize(ConnId),
+    /// The connection or file ended; `partial` bytes of an unfinished line were dropped.
+    Closed {
+        conn: ConnId,
+        partial: usize,
+    },
+    /// Something the user should know about the input (truncation, rotation, refused peer).
+    Notice(String),
+}
+
+/// Splits a byte stream into lines without ever holding more than one line (≤ the limit).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    discarding: bool,
+}
+
+pub enum Split {
+    Line(Vec<u8>),
+    Oversize,
+}
+
+impl LineSplitter {
+    pub fn new() -> Self {
+        LineSplitter::default()
+    }
+
+    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Split)) {
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    let (head, rest) = data.split_at(nl);
+                    data = &rest[1..];
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    if self.buf.len() + head.len() > MAX_LINE_BYTES {
+                        self.buf.clear();
+                        emit(Split::Oversize);
+                        continue;
+                    }
+                    let mut line = std::mem::take(&mut self.buf);
+                    line.extend_from_slice(head);
+                    emit(Split::Line(line));
+                }
+                None => {
+                    if !self.discarding {
+                        if self.buf.len() + data.len() > MAX_LINE_BYTES {
+                            self.buf = Vec::new();
+                            self.discarding = true;
+                            emit(Split::Oversize);
+                        } else {
+                            self.buf.extend_from_slice(data);
+                        }
+                    }
+                    data = &[];
+                }
+            }
+        }
+    }
+
+    /// Bytes of an unfinished line, dropped.
+    pub fn take_partial(&mut self) -> usize {
+        let n = self.buf.len();
+        self.buf = Vec::new();
+        self.discarding = false;
+        n
+    }
+}
+
+pub fn channel() -> (SyncSender<Event>, Receiver<Event>) {
+    sync_channel(CHANNEL_CAPACITY)
+}
+
+/// Accepts producers forever on a background thread, one reader thread per connection.
+pub fn serve(listener: UnixListener, tx: SyncSender<Event>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            let mut next_id: ConnId = 1;
+            for stream in listener.incoming() {
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if tx
+                            .send(Event::Notice(format!("accept failed: {e}")))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    let _ = tx.send(Event::Notice(format!(
+                        "refused a producer: already {MAX_CONNECTIONS} connections open"
+                    )));
+                    continue;
+                }
+                let id = next_id;
+                next_id += 1;
+                open.fetch_add(1, Ordering::Relaxed);
+                let conn_tx = tx.clone();
+                let open = Arc::clone(&open);
+                let spawned = thread::Builder::new()
+                    .name(format!("conn-{id}"))
+                    .spawn(move || {
+                        read_connection(id, stream, &conn_tx);
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if spawned.is_err() {
+                    let _ = tx.send(Event::Notice("could not start a reader thread".into()));
+                }
+            }
+        })
+        .ok();
+}
+
+fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>) {
+    if tx.send(Event::Connected(id)).is_err() {
+        return;
+    }
+    let mut splitter = LineSplitter::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut receiver_gone = false;
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        splitter.push(&chunk[..n], |split| {
+            if receiver_gone {
+                return;
+            }
+            let ev = match split {
+                Split::Line(l) => Event::Line(id, l),
+                Split::Oversize => Event::Oversize(id),
+            };
+            receiver_gone = tx.send(ev).is_err();
+        });
+        if receiver_gone {
+            return;
+        }
+    }
+    let _ = tx.send(Event::Closed {
+        conn: id,
+        partial: splitter.take_partial(),
+    });
+}
+
+/// Reads a whole file as lines; the unfinished last line, if any, is reported as truncated.
+pub fn read_file_lines(path: &Path, mut on_event: impl FnMut(Event)) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut splitter = LineSplitter::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        splitter.push(&chunk[..n], |split| {
+            on_event(match split {
+                Split::Line(l) => Event::Line(0, l),
+                Split::Oversize => Event::Oversize(0),
+            })
+        });
+    }
+    on_event(Event::Closed {
+        conn: 0,
+        partial: splitter.take_partial(),
+    });
+    Ok(())
+}
+
+/// Follows a file as it grows (polling), like `tail -F`: starts at the beginning, reopens it
+/// if it is replaced (rotation), and starts over if it shrinks (truncation).
+pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
+    thread::Builder::new()
+        .name("follow".into())
+        .spawn(move || {
+            let mut splitter = LineSplitter::new();
+            let mut chunk = vec![0u8; READ_CHUNK];
+            let mut file: Option<(File, u64)> = None; // (file, inode)
+            let mut offset: u64 = 0;
+            let mut waiting_reported = false;
+            loop {
+                if file.is_none() {
+                    match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.ino()))) {
+                        Ok(opened) => {
+                            file = Some(opened);
+                            offset = 0;
+                        }
+                        Err(e) => {
+                            if !waiting_reported {
+                                waiting_reported = true;
+                                let msg = format!("waiting for {}: {e}", path.display());
+                                if tx.send(Event::Notice(msg)).is_err() {
+                                    return;
+                                }
+                            }
+                            thread::sleep(poll);
+                            continue;
+                        }
+                    }
+                }
+                let Some((f, ino)) = file.as_mut() else {
+                    continue;
+                };
+                // Truncated or replaced?
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    if meta.ino() != *ino {
+                        let _ = tx.send(Event::Notice(format!(
+                            "{} was replaced; reading the new file",
+                            path.display()
+                        )));
+                        splitter.take_partial();
+                        file = None;
+                        continue;
+                    }
+                    if meta.len() < offset {
+                        let _ = tx.send(Event::Notice(format!(
+                            "{} was truncated; reading from the start",
+                            path.display()
+                        )));
+                        splitter.take_partial();
+                        offset = 0;
+                        if f.seek(SeekFrom::Start(0)).is_err() {
+                            file = None;
+                            continue;
+                        }
+                    }
+                }
+                let mut read_any = false;
+                loop {
+                    match f.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            read_any = true;
+                            offset += n as u64;
+                            let mut gone = false;
+                            splitter.push(&chunk[..n], |split| {
+                                if !gone {
+                                    gone = tx
+                                        .send(match split {
+                                            Split::Line(l) => Event::Line(0, l),
+                                            Split::Oversize => Event::Oversize(0),
+                                        })
+                                        .is_err();
+                                }
+                            });
+                            if gone {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            file = None;
+                            break;
+                        }
+                    }
+                }
+                if !read_any {
+                    thread::sleep(poll);
+                }
+            }
+        })
+        .ok();
+}
+
+/// `recording.ndjson`: every received line, verbatim, one per line, in arrival order.
+pub struct Recorder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    pub lines: u64,
+    pub bytes: u64,
+    failed: Option<String>,
+}
+
+impl Recorder {
+    pub fn create(path: &Path) -> io::Result<Recorder> {
+        let file = File::create(path)?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            lines: 0,
+            bytes: 0,
+            failed: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a line. A write failure (disk full) stops recording but not the session; the
+    /// error is kept for the report.
+    pub fn record(&mut self, line: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let result = self
+            .out
+            .write_all(line)
+            .and_then(|_| self.out.write_all(b"\n"));
+        match result {
+            Ok(()) => {
+                self.lines += 1;
+                self.bytes += line.len() as u64 + 1;
+            }
+            Err(e) => {
+                self.failed = Some(format!("recording to {} stopped: {e}", self.path.display()))
+            }
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if self.failed.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.failed = Some(format!("recording to {} stopped: {e}", self.path.display()));
+            }
+        }
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(chunks: &[&[u8]]) -> (Vec<String>, usize, usize) {
+        let mut s = LineSplitter::new();
+        let mut lines = Vec::new();
+        let mut oversize = 0;
+        for c in chunks {
+            s.push(c, |sp| match sp {
+                Split::Line(l) => lines.push(String::from_utf8_lossy(&l).into_owned()),
+                Split::Oversize => oversize += 1,
+            });
+        }
+        (lines, oversize, s.take_partial())
+    }
+
+    #[test]
+    fn lines_are_reassembled_across_chunks_and_partials_reported() {
+        let (lines, oversize, partial) = split_all(&[b"ab", b"c\nde", b"f\n\ng", b"hi"]);
+        assert_eq!(lines, ["abc", "def", ""]);
+        assert_eq!(oversize, 0);
+        assert_eq!(partial, 3, "`ghi` was never finished");
+    }
+
+    #[test]
+    fn oversize_lines_are_dropped_and_the_next_line_survives() {
+        let big = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
+        let (lines, oversize, partial) = split_all(&[&big, &big, &big, b"\nok\n"]);
+        assert_eq!(lines, ["ok"]);
+        assert_eq!(oversize, 1);
+        assert_eq!(partial, 0);
+        // Oversize detected at the newline too.
+        let (lines, oversize, _) = split_all(&[&big, &[&big[..], b"\nnext\n"].concat()]);
+        assert_eq!((lines, oversize), (vec!["next".to_string()], 1));
+    }
+
+    #[test]
+    fn a_socket_producer_that_dies_mid_line_yields_its_complete_lines() {
+        let dir = std::env::temp_dir().join(format!("leakscope-ingest-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let sock = dir.join("t.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).unwrap();
+        let (tx, rx) = channel();
+        serve(listener, tx);
+        {
+            let mut c = UnixStream::connect(&sock).unwrap();
+            c.write_all(b"{\"a\":1}\n{\"b\":").unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(ev) = rx.recv_timeout(Duration::from_secs(5)) {
+            let done = matches!(ev, Event::Closed { .. });
+            got.push(ev);
+            if done {
+                break;
+            }
+        }
+        assert!(matches!(got[0], Event::Connected(1)));
+        assert!(matches!(&got[1], Event::Line(1, l) if l == b"{\"a\":1}"));
+        assert!(matches!(
+            got[2],
+            Event::Closed {
+                conn: 1,
+                partial: 5
+            }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

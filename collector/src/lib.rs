@@ -1,0 +1,44 @@
+//! leakscope collector: the CLI that launches or listens to .NET workers running the leakscope
+//! agent (managed survivors) and shim (native survivors), keeps the time series, finds the
+//! call sites whose surviving memory keeps growing, and renders live views and reports.
+//!
+//! Data flow: producer lines (socket or file) → [`ingest`] (bounded line splitting) →
+//! [`protocol`] (tolerant parsing) → [`store`] (per-producer state and bounded series) →
+//! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
+
+pub mod analysis;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod ingest;
+pub mod launch;
+pub mod live;
+pub mod locate;
+pub mod protocol;
+pub mod report;
+pub mod session;
+pub mod signals;
+pub mod sites;
+pub mod store;
+pub mod terminal;
+pub mod units;
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main_entry() -> i32 {
+    use clap::Parser;
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // clap exits 2 on usage errors and 0 for --help/--version.
+            let _ = err.print();
+            return cli::clap_exit_code(&err);
+        }
+    };
+    match commands::dispatch(args) {
+        Ok(code) => code,
+        Err(err) => {
+            err.print();
+            err.exit_code
+        }
+    }
+}

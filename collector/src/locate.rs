@@ -1,0 +1,314 @@
+//! Where things are: the agent and shim libraries, default socket and output paths, the cache
+//! directory, executables on PATH.
+
+use crate::error::CliError;
+use std::path::{Path, PathBuf};
+
+pub const AGENT_FILE: &str = "libleakscope_agent.so";
+pub const SHIM_FILE: &str = "libleakscope_shim.so";
+/// The agent's COM class id (CORECLR_PROFILER).
+pub const AGENT_CLSID: &str = "{E3F826A5-7C38-4392-A672-1BB85AF76D18}";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Library {
+    Agent,
+    Shim,
+}
+
+impl Library {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Library::Agent => AGENT_FILE,
+            Library::Shim => SHIM_FILE,
+        }
+    }
+    fn env_var(self) -> &'static str {
+        match self {
+            Library::Agent => "LEAKSCOPE_AGENT",
+            Library::Shim => "LEAKSCOPE_SHIM",
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Library::Agent => "--agent",
+            Library::Shim => "--shim",
+        }
+    }
+}
+
+/// A library that could not be found, with every place that was tried.
+#[derive(Debug, Clone)]
+pub struct NotFound {
+    pub library: Library,
+    pub looked: Vec<String>,
+}
+
+impl NotFound {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} not found (looked at: {})",
+            self.library.file_name(),
+            self.looked.join(", ")
+        )
+    }
+
+    pub fn into_error(self) -> CliError {
+        let what = match self.library {
+            Library::Agent => "the leakscope agent",
+            Library::Shim => "the leakscope shim",
+        };
+        let mut err = CliError::usage(format!("cannot find {what} ({})", self.library.file_name()));
+        for place in &self.looked {
+            err = err.hint(format!("looked at {place}"));
+        }
+        err.hint("build it from the leakscope repository with `cargo build --release`; it lands in target/release/ next to the leakscope binary")
+            .hint(format!(
+                "or say where it is: {} PATH, or {}=PATH",
+                self.library.flag(),
+                self.library.env_var()
+            ))
+    }
+}
+
+/// Finds a library: the flag, else $LEAKSCOPE_AGENT / $LEAKSCOPE_SHIM, else next to the
+/// running executable, else in ../lib relative to it. An explicit flag or variable that
+/// points nowhere is an error rather than silently falling back.
+pub fn find_library(library: Library, flag: Option<&Path>) -> Result<PathBuf, NotFound> {
+    if let Some(p) = flag {
+        return existing_file(p).ok_or_else(|| NotFound {
+            library,
+            looked: vec![format!("{} (from {})", p.display(), library.flag())],
+        });
+    }
+    if let Some(p) = std::env::var_os(library.env_var()).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return existing_file(&p).ok_or_else(|| NotFound {
+            library,
+            looked: vec![format!("{} (from ${})", p.display(), library.env_var())],
+        });
+    }
+    let mut looked = Vec::new();
+    if let Some(dir) = exe_dir() {
+        for candidate in [
+            dir.join(library.file_name()),
+            dir.join("..").join("lib").join(library.file_name()),
+        ] {
+            if let Some(found) = existing_file(&candidate) {
+                return Ok(found);
+            }
+            looked.push(normalize(&candidate).display().to_string());
+        }
+    } else {
+        looked.push("the directory of the leakscope executable (unknown)".to_string());
+    }
+    Err(NotFound { library, looked })
+}
+
+fn existing_file(p: &Path) -> Option<PathBuf> {
+    let abs = std::fs::canonicalize(p).ok()?;
+    abs.is_file().then_some(abs)
+}
+
+fn exe_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    exe.parent().map(Path::to_path_buf)
+}
+
+/// `a/b/../c` → `a/c` without touching the filesystem (for messages).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn runtime_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+}
+
+/// `leakscope listen`'s default: `$XDG_RUNTIME_DIR/leakscope.sock`, else `/tmp/leakscope-$UID.sock`.
+pub fn default_listen_socket() -> PathBuf {
+    match runtime_dir() {
+        Some(dir) => dir.join("leakscope.sock"),
+        None => PathBuf::from(format!("/tmp/leakscope-{}.sock", uid())),
+    }
+}
+
+/// `$XDG_CACHE_HOME/leakscope`, else `~/.cache/leakscope`, else `/tmp/leakscope-cache-$UID`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return p.join("leakscope");
+    }
+    if let Some(home) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return home.join(".cache").join("leakscope");
+    }
+    PathBuf::from(format!("/tmp/leakscope-cache-{}", uid()))
+}
+
+/// Creates the output directory: the one asked for, or `./leakscope-<timestamp>` (suffixed if
+/// taken); when the current directory is not writable, the same name under the temp dir.
+/// Returns the absolute path and, for the fallback, a note saying why.
+pub fn create_out_dir(
+    requested: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<String>), CliError> {
+    if let Some(dir) = requested {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        return Ok((abs, None));
+    }
+    let name = format!("{prefix}-{}", crate::units::local_timestamp());
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match create_unique(&cwd, &name) {
+        Ok(p) => Ok((p, None)),
+        Err(e) => {
+            let tmp = std::env::temp_dir();
+            let p = create_unique(&tmp, &name).map_err(|e2| {
+                CliError::io(
+                    format!("cannot create an output directory in {}", tmp.display()),
+                    e2,
+                )
+            })?;
+            let note = format!(
+                "{} is not writable ({e}); writing to {} instead",
+                cwd.display(),
+                p.display()
+            );
+            Ok((p, Some(note)))
+        }
+    }
+}
+
+fn create_unique(parent: &Path, name: &str) -> std::io::Result<PathBuf> {
+    for n in 1..100 {
+        let candidate = if n == 1 {
+            parent.join(name)
+        } else {
+            parent.join(format!("{name}-{n}"))
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "too many output directories with this name",
+    ))
+}
+
+/// A private directory (mode 0700) for `run`'s socket, removed with everything in it on drop.
+/// Short on purpose: Unix socket paths are limited to 107 bytes.
+pub struct PrivateDir {
+    pub path: PathBuf,
+}
+
+impl PrivateDir {
+    pub fn create() -> Result<PrivateDir, CliError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = base.join(format!("leakscope-{}-{nanos:x}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| {
+                CliError::io(
+                    format!(
+                        "cannot create a private directory for the socket at {}",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(PrivateDir { path })
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Finds an executable on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// Quotes a value for a POSIX shell when needed.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_paths_that_do_not_exist_are_errors_naming_them() {
+        let err =
+            find_library(Library::Agent, Some(Path::new("/nonexistent/libx.so"))).unwrap_err();
+        assert_eq!(err.looked.len(), 1);
+        assert!(err.looked[0].contains("/nonexistent/libx.so"));
+        let e = err.into_error();
+        assert_eq!(e.exit_code, crate::error::EXIT_USAGE);
+        assert!(e.hints.iter().any(|h| h.contains("cargo build --release")));
+    }
+
+    #[test]
+    fn shell_quoting_only_when_needed() {
+        assert_eq!(shell_quote("/usr/lib/x.so"), "/usr/lib/x.so");
+        assert_eq!(shell_quote("{E3F8}"), "'{E3F8}'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn normalize_folds_parent_components() {
+        assert_eq!(
+            normalize(Path::new("/a/b/../lib/x")),
+            PathBuf::from("/a/lib/x")
+        );
+    }
+}

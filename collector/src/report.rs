@@ -1,0 +1,1165 @@
+//! `report.json` (schema `leakscope.report/1`, documented in docs/CLI.md) and `report.txt`.
+//!
+//! The report is built once from the store into [`Report`]; the text is rendered from that
+//! model, so both files always agree. Re-rendering a recording gives the same report, because
+//! the run's own facts (command, exit, notes) are kept beside it in `session.json`.
+
+use crate::analysis::{Growth, Thresholds, Verdict};
+use crate::launch::ExitInfo;
+use crate::protocol::{AgentHealth, GcStats, HeapSizes, Source};
+use crate::sites::{self, SiteRow};
+use crate::store::{Connection, InputStats, Note, Producer, Store, site_label};
+use crate::units::{format_bytes, format_count, format_duration, format_rate_per_min};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const REPORT_SCHEMA: &str = "leakscope.report/1";
+pub const SESSION_SCHEMA: &str = "leakscope.session/1";
+/// Sites listed per process and kind in report.json (growing ones always included).
+const JSON_TOP_SITES: usize = 50;
+/// …and in report.txt.
+const TEXT_TOP_SITES: usize = 15;
+/// Frames shown under a finding in report.txt (all of them are in report.json).
+const TEXT_FRAMES: usize = 8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NativeTracking {
+    pub enabled: bool,
+    pub reason: Option<String>,
+}
+
+/// What the collector knows about the session beyond the producers' lines: `session.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub schema: String,
+    /// `run`, `demo`, `listen`, `tail` or `report`.
+    pub mode: String,
+    pub command: Option<Vec<String>>,
+    pub started_unix_ms: Option<u64>,
+    pub ended_unix_ms: Option<u64>,
+    pub exit: Option<ExitInfo>,
+    /// Why leakscope stopped the target, if it did (`--duration elapsed`, `SIGINT (Ctrl-C)`).
+    pub stopped_by: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub native_tracking: Option<NativeTracking>,
+    pub notes: Vec<Note>,
+}
+
+impl SessionInfo {
+    pub fn new(mode: &str) -> Self {
+        SessionInfo {
+            schema: SESSION_SCHEMA.to_string(),
+            mode: mode.to_string(),
+            command: None,
+            started_unix_ms: None,
+            ended_unix_ms: None,
+            exit: None,
+            stopped_by: None,
+            interval_ms: None,
+            native_tracking: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn note(&mut self, level: &str, message: impl Into<String>) {
+        self.notes.push(Note {
+            level: level.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub generator: Generator,
+    pub generated_unix_ms: u64,
+    pub session: SessionSection,
+    pub thresholds: Thresholds,
+    pub input: InputStats,
+    pub processes: Vec<ProcessReport>,
+    pub findings: Vec<Finding>,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generator {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSection {
+    pub mode: String,
+    pub command: Option<Vec<String>>,
+    pub started_unix_ms: Option<u64>,
+    pub ended_unix_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub exit: Option<ExitInfo>,
+    pub exit_code: Option<i32>,
+    pub stopped_by: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub native_tracking: Option<NativeTracking>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub cmdline: Option<String>,
+    pub agent: Option<ProducerReport>,
+    pub shim: Option<ProducerReport>,
+    pub rss_bytes: Option<u64>,
+    pub gc: Option<GcStats>,
+    pub heap: Option<HeapSizes>,
+    pub heap_total_bytes: Option<u64>,
+    pub agent_health: Option<AgentHealth>,
+    pub native_totals: Option<NativeTotalsReport>,
+    pub managed_sites_total: usize,
+    pub managed_sites: Vec<SiteReport>,
+    pub native_sites_total: usize,
+    pub native_sites: Vec<SiteReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProducerReport {
+    pub version: Option<String>,
+    pub runtime: Option<String>,
+    pub sampling: Option<String>,
+    pub mode: Option<String>,
+    pub mean_bytes: Option<u64>,
+    pub interval_ms: Option<u64>,
+    pub start_unix_ms: Option<u64>,
+    pub config: Option<serde_json::Value>,
+    /// `summary` or `native` records received.
+    pub reports: u64,
+    pub first_t_ms: Option<u64>,
+    pub last_t_ms: Option<u64>,
+    pub duration_ms: u64,
+    /// `bye`, `lost` (connection closed without bye) or `open`.
+    pub ended: &'static str,
+    pub bye_reason: Option<String>,
+    pub degraded: Vec<String>,
+    pub status_messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NativeTotalsReport {
+    pub live_bytes: Option<u64>,
+    pub live_allocs: Option<u64>,
+    pub total_allocs: Option<u64>,
+    pub total_frees: Option<u64>,
+    pub mmap_bytes: Option<u64>,
+    pub sampling_mean_bytes: Option<u64>,
+    pub dropped: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteReport {
+    /// Managed type; null for native sites.
+    pub type_name: Option<String>,
+    pub site: String,
+    /// The call site's `File:line`, when the producer knows it.
+    pub location: Option<String>,
+    /// Full stack, innermost first; empty when the producer never sent it.
+    pub frames: Vec<String>,
+    /// `File:line` per frame (same length as `frames`), null where unknown.
+    pub frame_lines: Vec<Option<String>>,
+    pub live_bytes: u64,
+    /// Estimated live objects (managed) or allocations (native).
+    pub live_count: u64,
+    pub samples: u64,
+    pub age_gcs: Option<f64>,
+    pub gens: Vec<u64>,
+    pub peak_bytes: u64,
+    /// Listed in the producer's latest record.
+    pub present: bool,
+    pub growth: Growth,
+    /// Managed sites: full (gen2) GCs inside the analysed window (null for native sites).
+    pub full_gcs_in_window: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `managed` or `native`.
+    pub kind: &'static str,
+    pub pid: u32,
+    pub type_name: Option<String>,
+    pub site: String,
+    pub location: Option<String>,
+    pub frames: Vec<String>,
+    pub frame_lines: Vec<Option<String>>,
+    pub bytes_per_min: f64,
+    pub ci95_bytes_per_min: Option<[f64; 2]>,
+    pub p_value: f64,
+    pub live_bytes: u64,
+    pub live_count: u64,
+    pub window_ms: f64,
+    /// Managed: full (gen2) GCs in the window; 0 means the growth has not yet been seen to
+    /// survive a full GC (it could still be garbage waiting for one).
+    pub full_gcs_in_window: Option<u64>,
+    /// One line, as printed at the end of a run.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub level: String,
+    /// `agent`, `shim` or `collector`.
+    pub source: String,
+    pub pid: Option<u32>,
+    pub message: String,
+}
+
+pub fn build(store: &Store, session: &SessionInfo, th: &Thresholds) -> Report {
+    let managed = sites::ranked(store, Source::Agent, th, None);
+    let native = sites::ranked(store, Source::Shim, th, None);
+    let multi_process = store.processes().len() > 1;
+    let mut processes = Vec::new();
+    for view in store.processes() {
+        let select = |rows: &[SiteRow]| -> (usize, Vec<SiteReport>) {
+            let mine: Vec<&SiteRow> = rows.iter().filter(|r| r.pid == view.pid).collect();
+            let listed = mine
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| *i < JSON_TOP_SITES || r.growth.verdict == Verdict::Growing)
+                .map(|(_, r)| site_report(r))
+                .collect();
+            (mine.len(), listed)
+        };
+        let (managed_total, managed_sites) = select(&managed);
+        let (native_total, native_sites) = select(&native);
+        let agent = view.agent;
+        processes.push(ProcessReport {
+            pid: view.pid,
+            cmdline: view.cmdline().map(str::to_string),
+            agent: agent.map(producer_report),
+            shim: view.shim.map(producer_report),
+            rss_bytes: view.rss(),
+            gc: agent.and_then(|a| a.gc.clone()),
+            heap: agent.and_then(|a| a.heap.clone()),
+            heap_total_bytes: agent
+                .and_then(|a| a.heap.as_ref())
+                .map(|h| h.total() as u64),
+            agent_health: agent.and_then(|a| a.health.clone()),
+            native_totals: view
+                .shim
+                .and_then(|s| s.native.as_ref())
+                .map(|n| NativeTotalsReport {
+                    live_bytes: n.live_bytes,
+                    live_allocs: n.live_allocs,
+                    total_allocs: n.total_allocs,
+                    total_frees: n.total_frees,
+                    mmap_bytes: n.mmap_bytes,
+                    sampling_mean_bytes: n.sampling_mean_bytes,
+                    dropped: n.dropped,
+                }),
+            managed_sites_total: managed_total,
+            managed_sites,
+            native_sites_total: native_total,
+            native_sites,
+        });
+    }
+    let findings = managed
+        .iter()
+        .chain(native.iter())
+        .filter(|r| r.growth.verdict == Verdict::Growing)
+        .map(|r| finding(r, multi_process))
+        .collect();
+    let duration_ms = match (session.started_unix_ms, session.ended_unix_ms) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => store
+            .producers()
+            .map(Producer::duration_ms)
+            .max()
+            .unwrap_or(0),
+    };
+    Report {
+        schema: REPORT_SCHEMA,
+        generator: Generator {
+            name: "leakscope",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        generated_unix_ms: crate::units::unix_ms_now(),
+        session: SessionSection {
+            mode: session.mode.clone(),
+            command: session.command.clone(),
+            started_unix_ms: session.started_unix_ms,
+            ended_unix_ms: session.ended_unix_ms,
+            duration_ms,
+            exit: session.exit,
+            exit_code: session.exit.map(|e| e.shell_code()),
+            stopped_by: session.stopped_by.clone(),
+            interval_ms: session.interval_ms,
+            native_tracking: session.native_tracking.clone(),
+        },
+        thresholds: th.clone(),
+        input: store.input.clone(),
+        processes,
+        findings,
+        messages: messages(store, session),
+    }
+}
+
+fn producer_report(p: &Producer) -> ProducerReport {
+    let h = p.hello.clone().unwrap_or_default();
+    ProducerReport {
+        version: h.version,
+        runtime: h.runtime,
+        sampling: h.sampling,
+        mode: h.mode,
+        mean_bytes: h.mean_bytes.map(|n| n.u64()),
+        interval_ms: h.interval_ms.map(|n| n.u64()),
+        start_unix_ms: h.start_unix_ms.map(|n| n.u64()),
+        config: h.config,
+        reports: p.reports,
+        first_t_ms: p.first_t_ms,
+        last_t_ms: p.last_t_ms,
+        duration_ms: p.duration_ms(),
+        ended: match p.connection {
+            Connection::SaidBye => "bye",
+            Connection::Lost => "lost",
+            Connection::Open => "open",
+        },
+        bye_reason: p.bye.as_ref().and_then(|b| b.reason.clone()),
+        degraded: p.degraded_seen.clone(),
+        status_messages: p.status_total,
+    }
+}
+
+/// Frames and their `File:line`s as two arrays of the same length.
+fn frames_and_lines(r: &SiteRow) -> (Vec<String>, Vec<Option<String>>) {
+    match &r.frames {
+        Some(stack) => (
+            stack.frames.clone(),
+            (0..stack.frames.len())
+                .map(|i| stack.line(i).map(str::to_string))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    }
+}
+
+fn site_report(r: &SiteRow) -> SiteReport {
+    let (frames, frame_lines) = frames_and_lines(r);
+    SiteReport {
+        type_name: r.type_name.clone(),
+        site: r.site.clone(),
+        location: r.location.clone(),
+        frames,
+        frame_lines,
+        live_bytes: r.latest.bytes.max(0.0).round() as u64,
+        live_count: r.latest.count.max(0.0).round() as u64,
+        samples: r.latest.samples.max(0.0).round() as u64,
+        age_gcs: r.latest.age_gcs,
+        gens: r.latest.gens.clone(),
+        peak_bytes: r.peak_bytes.max(0.0).round() as u64,
+        present: r.present,
+        growth: r.growth.clone(),
+        full_gcs_in_window: r.full_gcs,
+    }
+}
+
+fn finding(r: &SiteRow, multi_process: bool) -> Finding {
+    let g = &r.growth;
+    let at = match &r.location {
+        Some(loc) => format!("{} ({loc})", r.site),
+        None => r.site.clone(),
+    };
+    let what = match &r.type_name {
+        Some(t) => format!("{t} allocated at {at}"),
+        None => format!("native memory allocated at {at}"),
+    };
+    let count_word = if r.source == Source::Agent {
+        "objects"
+    } else {
+        "allocations"
+    };
+    let mut text = format!(
+        "Leak suspect: {what}, {}",
+        format_rate_per_min(g.bytes_per_min)
+    );
+    if let Some([lo, hi]) = g.ci95_bytes_per_min {
+        let _ = write!(
+            text,
+            " (95% CI {} to {})",
+            format_rate_per_min(lo),
+            format_rate_per_min(hi)
+        );
+    }
+    let _ = write!(
+        text,
+        ", {} live in {} {count_word}, trend p {} over {}",
+        format_bytes(r.latest.bytes),
+        format_count(r.latest.count),
+        format_p(g.p_value),
+        format_duration(Duration::from_millis(g.window_ms as u64))
+    );
+    match r.full_gcs {
+        Some(0) => text.push_str(
+            "; no full GC in the window yet, so this could still be garbage waiting for one: record longer to confirm",
+        ),
+        Some(n) => {
+            let _ = write!(text, ", across {n} full GC{}", if n == 1 { "" } else { "s" });
+        }
+        None => {}
+    }
+    if multi_process {
+        let _ = write!(text, " [pid {}]", r.pid);
+    }
+    let (frames, frame_lines) = frames_and_lines(r);
+    Finding {
+        kind: if r.source == Source::Agent {
+            "managed"
+        } else {
+            "native"
+        },
+        pid: r.pid,
+        type_name: r.type_name.clone(),
+        site: r.site.clone(),
+        location: r.location.clone(),
+        frames,
+        frame_lines,
+        bytes_per_min: g.bytes_per_min,
+        ci95_bytes_per_min: g.ci95_bytes_per_min,
+        p_value: g.p_value,
+        live_bytes: r.latest.bytes.max(0.0).round() as u64,
+        live_count: r.latest.count.max(0.0).round() as u64,
+        window_ms: g.window_ms,
+        full_gcs_in_window: r.full_gcs,
+        text,
+    }
+}
+
+/// The frames worth reading: from the site down, with the count of runtime frames above it
+/// (allocation helpers such as `System.String.Ctor`). report.json keeps them all.
+pub fn frames_from_site<'a>(frames: &'a [String], site: &str) -> (usize, &'a [String]) {
+    match frames.iter().position(|f| f == site) {
+        Some(i) => (i, &frames[i..]),
+        None => (0, frames),
+    }
+}
+
+fn write_frames(
+    o: &mut String,
+    all_frames: &[String],
+    lines: &[Option<String>],
+    site: &str,
+    max: usize,
+) {
+    let (above, frames) = frames_from_site(all_frames, site);
+    for (i, frame) in frames.iter().take(max).enumerate() {
+        let line = match lines.get(above + i) {
+            Some(Some(l)) => format!(" ({l})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "      {} {frame}{line}",
+            if i == 0 { "at" } else { "  " }
+        );
+    }
+    if frames.len() > max {
+        let _ = writeln!(
+            o,
+            "         … {} more frames in report.json",
+            frames.len() - max
+        );
+    }
+    if above > 0 && !frames.is_empty() {
+        let _ = writeln!(
+            o,
+            "         ({above} runtime frame(s) above the site, in report.json)"
+        );
+    }
+}
+
+pub fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".to_string()
+    } else {
+        format!("= {p:.3}")
+    }
+}
+
+fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
+    let mut out = Vec::new();
+    for n in &session.notes {
+        out.push(Message {
+            level: n.level.clone(),
+            source: "collector".into(),
+            pid: None,
+            message: n.message.clone(),
+        });
+    }
+    for p in store.producers() {
+        if let Some(reason) = p.hello.as_ref().and_then(|h| h.native_off_reason()) {
+            out.push(Message {
+                level: "warn".into(),
+                source: p.key.source.as_str().into(),
+                pid: Some(p.key.pid),
+                message: format!("native tracking off: {reason}"),
+            });
+        }
+        for d in &p.degraded_seen {
+            out.push(Message {
+                level: "warn".into(),
+                source: p.key.source.as_str().into(),
+                pid: Some(p.key.pid),
+                message: format!("degraded: {d}"),
+            });
+        }
+        for s in &p.statuses {
+            out.push(Message {
+                level: s.level.clone(),
+                source: p.key.source.as_str().into(),
+                pid: Some(p.key.pid),
+                message: s.message.clone(),
+            });
+        }
+        if p.status_total > p.statuses.len() as u64 {
+            out.push(Message {
+                level: "info".into(),
+                source: "collector".into(),
+                pid: Some(p.key.pid),
+                message: format!(
+                    "{} earlier status messages not kept",
+                    p.status_total - p.statuses.len() as u64
+                ),
+            });
+        }
+        if p.series_evicted > 0 {
+            out.push(Message {
+                level: "info".into(),
+                source: "collector".into(),
+                pid: Some(p.key.pid),
+                message: format!("{} small sites dropped to bound memory", p.series_evicted),
+            });
+        }
+    }
+    for n in &store.notes {
+        out.push(Message {
+            level: n.level.clone(),
+            source: "collector".into(),
+            pid: None,
+            message: n.message.clone(),
+        });
+    }
+    out
+}
+
+/// Writes report.json and report.txt into `dir`.
+pub fn write_files(dir: &Path, report: &Report) -> std::io::Result<(PathBuf, PathBuf)> {
+    let json_path = dir.join("report.json");
+    let text_path = dir.join("report.txt");
+    let mut json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    json.push('\n');
+    write_atomically(&json_path, json.as_bytes())?;
+    write_atomically(&text_path, render_text(report).as_bytes())?;
+    Ok((text_path, json_path))
+}
+
+/// Write to a temporary name, then rename: a reader never sees half a report.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn write_session(dir: &Path, session: &SessionInfo) -> std::io::Result<()> {
+    let mut json = serde_json::to_string_pretty(session).map_err(std::io::Error::other)?;
+    json.push('\n');
+    write_atomically(&dir.join("session.json"), json.as_bytes())
+}
+
+pub fn read_session(dir: &Path) -> Option<SessionInfo> {
+    let text = std::fs::read_to_string(dir.join("session.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn opt_bytes(v: Option<u64>) -> String {
+    v.map(|b| format_bytes(b as f64))
+        .unwrap_or_else(|| "—".to_string())
+}
+
+/// The human report.
+pub fn render_text(r: &Report) -> String {
+    let mut o = String::new();
+    let s = &r.session;
+    let title = s
+        .command
+        .as_ref()
+        .map(|c| c.join(" "))
+        // The .NET process (the one with an agent) names the session, not a wrapper like `timeout`.
+        .or_else(|| {
+            r.processes
+                .iter()
+                .filter(|p| p.agent.is_some())
+                .find_map(|p| p.cmdline.clone())
+        })
+        .or_else(|| r.processes.iter().find_map(|p| p.cmdline.clone()))
+        .unwrap_or_else(|| "(unknown command)".to_string());
+    let _ = writeln!(o, "leakscope report: {title}");
+    let mut line = format!(
+        "{} session, {}",
+        s.mode,
+        format_duration(Duration::from_millis(s.duration_ms))
+    );
+    if let Some(exit) = &s.exit {
+        let _ = write!(line, "; target {}", exit.describe());
+    }
+    if let Some(by) = &s.stopped_by {
+        let _ = write!(line, " (stopped by leakscope: {by})");
+    }
+    let _ = writeln!(o, "{line}");
+    let th = &r.thresholds;
+    let _ = writeln!(
+        o,
+        "Sizes in decimal units (1 MB = 1,000,000 bytes). Growth: Theil–Sen slope after a {:.0}% warm-up. \
+         Growing: Mann–Kendall p < {} and > {} and > {:.0}% of the site's peak, still rising at the end.",
+        th.warmup_fraction * 100.0,
+        th.alpha,
+        format_bytes(th.min_growth_bytes),
+        th.min_growth_fraction * 100.0
+    );
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "FINDINGS");
+    if r.findings.is_empty() {
+        let connected = r
+            .processes
+            .iter()
+            .any(|p| p.agent.is_some() || p.shim.is_some());
+        if !connected {
+            let _ = writeln!(
+                o,
+                "  Nothing to analyse: no agent or shim sent data (see MESSAGES)."
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "  No leak suspect: no site's surviving memory grew both significantly and materially."
+            );
+            let insufficient = r
+                .processes
+                .iter()
+                .flat_map(|p| p.managed_sites.iter().chain(p.native_sites.iter()))
+                .any(|s| {
+                    s.growth.verdict == Verdict::InsufficientData
+                        && s.live_bytes as f64 > th.min_growth_bytes
+                });
+            if insufficient {
+                let _ = writeln!(
+                    o,
+                    "  Some large sites had too few points for a verdict: record longer (--duration)."
+                );
+            }
+        }
+    }
+    for f in &r.findings {
+        let _ = writeln!(o, "  {}", f.text);
+        write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
+    }
+
+    for p in &r.processes {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "PROCESS {}{}",
+            p.pid,
+            p.cmdline
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        );
+        if let Some(a) = &p.agent {
+            let _ = writeln!(
+                o,
+                "  agent {}: .NET {}, sampling {}{}, interval {}, {} summaries over {}, ended: {}",
+                a.version.as_deref().unwrap_or("?"),
+                a.runtime.as_deref().unwrap_or("?"),
+                a.sampling.as_deref().unwrap_or("?"),
+                a.mode
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default(),
+                a.interval_ms
+                    .map(|i| format_duration(Duration::from_millis(i)))
+                    .unwrap_or_else(|| "?".into()),
+                a.reports,
+                format_duration(Duration::from_millis(a.duration_ms)),
+                ended_text(a)
+            );
+        } else {
+            let _ = writeln!(o, "  agent: not connected (no managed data)");
+        }
+        if let Some(sh) = &p.shim {
+            let _ = writeln!(
+                o,
+                "  shim {}: sampling {}{}, {} reports over {}, ended: {}",
+                sh.version.as_deref().unwrap_or("?"),
+                sh.sampling.as_deref().unwrap_or("?"),
+                sh.mean_bytes
+                    .map(|m| format!(" (mean {})", format_bytes(m as f64)))
+                    .unwrap_or_default(),
+                sh.reports,
+                format_duration(Duration::from_millis(sh.duration_ms)),
+                ended_text(sh)
+            );
+        }
+        let mut mem = format!("  memory at end: RSS {}", opt_bytes(p.rss_bytes));
+        if let Some(h) = &p.heap {
+            let _ = write!(
+                mem,
+                "; managed heap {} ({})",
+                opt_bytes(p.heap_total_bytes),
+                heap_parts(h)
+            );
+        }
+        if let Some(n) = &p.native_totals {
+            let _ = write!(
+                mem,
+                "; native live {} in {} allocations, mmap {}",
+                opt_bytes(n.live_bytes),
+                n.live_allocs
+                    .map(|c| format_count(c as f64))
+                    .unwrap_or_else(|| "?".into()),
+                opt_bytes(n.mmap_bytes)
+            );
+        }
+        let _ = writeln!(o, "{mem}");
+        if let Some(gc) = &p.gc {
+            let _ = writeln!(o, "  gc: {}", gc_text(gc));
+        }
+        if let Some(h) = &p.agent_health {
+            let _ = writeln!(o, "  agent health: {}", health_text(h));
+        }
+        site_table(
+            &mut o,
+            "Managed survivors",
+            &p.managed_sites,
+            p.managed_sites_total,
+            true,
+        );
+        site_table(
+            &mut o,
+            "Native survivors",
+            &p.native_sites,
+            p.native_sites_total,
+            false,
+        );
+    }
+
+    if !r.messages.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "MESSAGES");
+        for m in &r.messages {
+            let who = match m.pid {
+                Some(pid) => format!("{} {pid}", m.source),
+                None => m.source.clone(),
+            };
+            let _ = writeln!(o, "  {:<5} {who}: {}", m.level, m.message);
+        }
+    }
+
+    let i = &r.input;
+    let _ = writeln!(o);
+    let _ = writeln!(o, "INPUT");
+    let _ = writeln!(
+        o,
+        "  {} lines, {} records, {} skipped{}",
+        i.lines,
+        i.records,
+        i.skipped(),
+        skipped_breakdown(i)
+    );
+    for ex in &i.examples {
+        let _ = writeln!(o, "    {ex}");
+    }
+    o
+}
+
+/// The short version printed when a session ends: findings, one memory line per process,
+/// the top sites, warnings, and where the files are.
+pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
+    const SUMMARY_SITES: usize = 5;
+    const SUMMARY_FRAMES: usize = 4;
+    let mut o = String::new();
+    let s = &r.session;
+    let _ = writeln!(o);
+    let mut head = format!(
+        "leakscope: {} session, {}",
+        s.mode,
+        format_duration(Duration::from_millis(s.duration_ms))
+    );
+    if let Some(exit) = &s.exit {
+        let _ = write!(head, "; target {}", exit.describe());
+    }
+    if let Some(by) = &s.stopped_by {
+        let _ = write!(head, " (stopped: {by})");
+    }
+    let _ = writeln!(o, "{head}");
+    for f in &r.findings {
+        let _ = writeln!(o, "  {}", f.text);
+        write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, SUMMARY_FRAMES);
+    }
+    let connected = r
+        .processes
+        .iter()
+        .any(|p| p.agent.is_some() || p.shim.is_some());
+    if r.findings.is_empty() && connected {
+        let _ = writeln!(
+            o,
+            "  No leak suspect: no site's surviving memory grew both significantly and materially."
+        );
+    }
+    for p in &r.processes {
+        let mut mem = format!("  pid {}: RSS {}", p.pid, opt_bytes(p.rss_bytes));
+        if p.heap.is_some() {
+            let _ = write!(mem, ", managed heap {}", opt_bytes(p.heap_total_bytes));
+        }
+        if let Some(n) = &p.native_totals {
+            let _ = write!(mem, ", native live {}", opt_bytes(n.live_bytes));
+        }
+        if let Some(h) = &p.agent_health {
+            if let Some(d) = h.degraded.as_ref().filter(|d| !d.is_empty()) {
+                let _ = write!(mem, "; agent degraded: {d}");
+            }
+        }
+        let _ = writeln!(o, "{mem}");
+        for site in p
+            .managed_sites
+            .iter()
+            .take(SUMMARY_SITES)
+            .chain(p.native_sites.iter().take(SUMMARY_SITES.min(3)))
+        {
+            let label = match &site.type_name {
+                Some(_) => site_label(
+                    site.type_name.as_deref(),
+                    &site.site,
+                    site.location.as_deref(),
+                ),
+                None => format!("native @ {}", site.site),
+            };
+            let growth = match site.growth.verdict {
+                Verdict::InsufficientData => "—".to_string(),
+                _ => format_rate_per_min(site.growth.bytes_per_min),
+            };
+            let _ = writeln!(
+                o,
+                "    {:<17} {:>14} {:>10}  {label}",
+                site.growth.verdict.as_str(),
+                growth,
+                format_bytes(site.live_bytes as f64)
+            );
+        }
+    }
+    for m in r
+        .messages
+        .iter()
+        .filter(|m| m.level == "warn" || m.level == "error")
+        .take(6)
+    {
+        let _ = writeln!(o, "  {}: {}", m.level, m.message);
+    }
+    if r.input.skipped() > 0 {
+        let _ = writeln!(
+            o,
+            "  {} input lines skipped{}",
+            r.input.skipped(),
+            skipped_breakdown(&r.input)
+        );
+    }
+    if let Some(dir) = out_dir {
+        let _ = writeln!(o, "Full report: {}", dir.join("report.txt").display());
+        let _ = writeln!(
+            o,
+            "             {} (JSON), recording.ndjson (re-render: leakscope report {})",
+            dir.join("report.json").display(),
+            dir.display()
+        );
+    }
+    o
+}
+
+fn ended_text(p: &ProducerReport) -> String {
+    match p.ended {
+        "bye" => format!(
+            "bye ({})",
+            p.bye_reason.as_deref().unwrap_or("no reason given")
+        ),
+        "lost" => "connection lost without bye".to_string(),
+        _ => "still connected".to_string(),
+    }
+}
+
+pub fn heap_parts(h: &HeapSizes) -> String {
+    let part = |name: &str, v: Option<crate::protocol::Num>| {
+        v.map(|n| format!("{name} {}", format_bytes(n.0)))
+    };
+    [
+        part("gen0", h.gen0),
+        part("gen1", h.gen1),
+        part("gen2", h.gen2),
+        part("LOH", h.loh),
+        part("POH", h.poh),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+pub fn gc_text(gc: &GcStats) -> String {
+    let mut t = gc
+        .count
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("gen{i} {}", c.u64()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if t.is_empty() {
+        t = "no collections reported".to_string();
+    }
+    if let Some(induced) = gc.induced.filter(|n| n.u64() > 0) {
+        let _ = write!(t, " ({} induced)", induced.u64());
+    }
+    if let Some(total) = gc.pause_ms_total {
+        let _ = write!(t, "; pause {:.1} ms total", total.0);
+    }
+    if let Some(max) = gc.pause_ms_max {
+        let _ = write!(t, ", {:.1} ms max", max.0);
+    }
+    t
+}
+
+pub fn health_text(h: &AgentHealth) -> String {
+    let n = |v: Option<crate::protocol::Num>| {
+        v.map(|x| x.u64().to_string()).unwrap_or_else(|| "?".into())
+    };
+    let mut t = format!(
+        "tracked {}/{} samples, {} dropped",
+        n(h.tracked),
+        n(h.max_tracked),
+        n(h.dropped)
+    );
+    if let Some(m) = h.memory_bytes {
+        let _ = write!(t, ", agent memory {}", format_bytes(m.0));
+    }
+    match &h.degraded {
+        Some(d) if !d.is_empty() => {
+            let _ = write!(t, "; DEGRADED: {d}");
+        }
+        _ => t.push_str("; not degraded"),
+    }
+    t
+}
+
+fn skipped_breakdown(i: &InputStats) -> String {
+    let parts: Vec<String> = [
+        (i.not_json, "not JSON"),
+        (i.malformed, "malformed"),
+        (i.unknown_version, "unknown version"),
+        (i.unknown_type, "unknown type"),
+        (i.unknown_source, "unknown source"),
+        (i.oversize, "over 4 MiB"),
+        (i.truncated, "truncated"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+fn site_table(o: &mut String, title: &str, sites: &[SiteReport], total: usize, managed: bool) {
+    if total == 0 {
+        return;
+    }
+    let shown = sites.len().min(TEXT_TOP_SITES);
+    let _ = writeln!(o, "  {title} (top {shown} of {total} sites)");
+    let count_head = if managed { "objects" } else { "allocs" };
+    let _ = writeln!(
+        o,
+        "    {:<17} {:>14} {:>10} {:>10} {:>10}  {}",
+        "verdict",
+        "growth",
+        "live",
+        "peak",
+        count_head,
+        if managed { "type @ site" } else { "site" }
+    );
+    for s in sites.iter().take(shown) {
+        let label = site_label(s.type_name.as_deref(), &s.site, s.location.as_deref());
+        let growth = match s.growth.verdict {
+            Verdict::InsufficientData => "—".to_string(),
+            _ => format_rate_per_min(s.growth.bytes_per_min),
+        };
+        let _ = writeln!(
+            o,
+            "    {:<17} {:>14} {:>10} {:>10} {:>10}  {label}",
+            s.growth.verdict.as_str(),
+            growth,
+            format_bytes(s.live_bytes as f64),
+            format_bytes(s.peak_bytes as f64),
+            format_count(s.live_count as f64),
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A synthetic session: one process with a leaking site, a churning one and a shim.
+    pub(crate) fn sample_store() -> Store {
+        let mut store = Store::new();
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":42,"version":"0.1.0","cmdline":"dotnet Demo.dll","interval_ms":2000,"runtime":"10.0.12","sampling":"AllocationSampled","mode":"sampled"}"#);
+        store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":42,"id":1,"frames":["Demo.OrderAudit.Record","Demo.OrderWorker.Handle","Demo.Program.Main"],"lines":["OrderAudit.cs:17","OrderWorker.cs:20",null]}"#);
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":42,"sampling":"poisson","mean_bytes":524288}"#);
+        for i in 0..30u64 {
+            let leak = 100_000 + i * 100_000;
+            let churn = if i % 2 == 0 { 5_000_000 } else { 4_500_000 };
+            store.ingest_line(format!(
+                r#"{{"v":1,"type":"summary","source":"agent","pid":42,"t_ms":{},"rss":90000000,"heap":{{"gen0":1,"gen2":{}}},"gc":{{"count":[{i},1,0]}},"agent":{{"tracked":10,"max_tracked":100000,"dropped":0}},"sites":[{{"type_name":"System.String","site":"Demo.OrderAudit.Record","location":"OrderAudit.cs:17","stack":1,"samples":{i},"objects":{},"bytes":{leak}}},{{"type_name":"System.Byte[]","site":"Demo.Parser.Parse","samples":3,"objects":10,"bytes":{churn}}}]}}"#,
+                2000 * (i + 1),
+                leak,
+                leak / 150
+            ).as_bytes());
+            store.ingest_line(format!(
+                r#"{{"v":1,"type":"native","source":"shim","pid":42,"t_ms":{},"live_bytes":1000000,"live_allocs":50,"sites":[{{"site":"malloc_steady (libx.so+0x10)","allocs":50,"bytes":1000000}}]}}"#,
+                2000 * (i + 1)
+            ).as_bytes());
+        }
+        store.ingest_line(br#"{"v":1,"type":"status","source":"agent","pid":42,"level":"warn","message":"tracking budget full"}"#);
+        store.ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":42,"t_ms":61000,"reason":"runtime shutdown"}"#);
+        store.ingest_line(b"garbage");
+        store
+    }
+
+    #[test]
+    fn report_names_the_leak_and_not_the_churn() {
+        let store = sample_store();
+        let mut session = SessionInfo::new("run");
+        session.command = Some(vec!["dotnet".into(), "Demo.dll".into()]);
+        session.exit = Some(ExitInfo {
+            code: Some(0),
+            signal: None,
+        });
+        let r = build(&store, &session, &Thresholds::default());
+        assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.type_name.as_deref(), Some("System.String"));
+        assert_eq!(f.site, "Demo.OrderAudit.Record");
+        assert_eq!(f.frames.len(), 3);
+        assert!(
+            (f.bytes_per_min - 3_000_000.0).abs() < 100_000.0,
+            "{}",
+            f.bytes_per_min
+        );
+        assert!(
+            f.text.starts_with(
+                "Leak suspect: System.String allocated at Demo.OrderAudit.Record (OrderAudit.cs:17), +3.00 MB/min"
+            ),
+            "{}",
+            f.text
+        );
+        let p = &r.processes[0];
+        assert_eq!(p.managed_sites_total, 2);
+        assert_eq!(p.managed_sites[1].growth.verdict, Verdict::Steady);
+        assert_eq!(p.native_sites[0].growth.verdict, Verdict::Steady);
+        assert_eq!(p.agent.as_ref().unwrap().ended, "bye");
+        assert_eq!(r.input.not_json, 1);
+        assert!(
+            r.messages
+                .iter()
+                .any(|m| m.message == "tracking budget full")
+        );
+    }
+
+    #[test]
+    fn report_json_is_versioned_and_has_the_documented_fields() {
+        let store = sample_store();
+        let r = build(&store, &SessionInfo::new("tail"), &Thresholds::default());
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(v["schema"], "leakscope.report/1");
+        for key in [
+            "generator",
+            "session",
+            "thresholds",
+            "input",
+            "processes",
+            "findings",
+            "messages",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        let site = &v["processes"][0]["managed_sites"][0];
+        for key in [
+            "type_name",
+            "site",
+            "frames",
+            "live_bytes",
+            "live_count",
+            "peak_bytes",
+            "growth",
+        ] {
+            assert!(site.get(key).is_some(), "site lacks {key}");
+        }
+        assert_eq!(site["growth"]["verdict"], "growing");
+        assert!(site["growth"]["ci95_bytes_per_min"].is_array());
+        assert_eq!(
+            v["processes"][0]["native_sites"][0]["type_name"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn text_report_reads_like_a_finding() {
+        let store = sample_store();
+        let r = build(&store, &SessionInfo::new("tail"), &Thresholds::default());
+        let text = render_text(&r);
+        assert!(
+            text.contains(
+                "FINDINGS\n  Leak suspect: System.String allocated at Demo.OrderAudit.Record"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("      at Demo.OrderAudit.Record (OrderAudit.cs:17)\n         Demo.OrderWorker.Handle (OrderWorker.cs:20)\n         Demo.Program.Main\n"),
+            "{text}"
+        );
+        assert!(text.contains("PROCESS 42: dotnet Demo.dll"));
+        assert!(text.contains("ended: bye (runtime shutdown)"));
+        assert!(text.contains("Native survivors (top 1 of 1 sites)"));
+        assert!(text.contains("1 skipped (1 not JSON)"));
+    }
+
+    #[test]
+    fn a_shim_that_turned_itself_off_is_reported_with_its_reason() {
+        let mut store = Store::new();
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":9,"native":"off","native_reason":"LEAKSCOPE_NATIVE=0"}"#);
+        let r = build(&store, &SessionInfo::new("listen"), &Thresholds::default());
+        assert!(
+            r.messages.iter().any(
+                |m| m.level == "warn" && m.message == "native tracking off: LEAKSCOPE_NATIVE=0"
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_session_says_nothing_connected() {
+        let mut session = SessionInfo::new("run");
+        session.note("error", "no agent connected: is the target a .NET app?");
+        let r = build(&Store::new(), &session, &Thresholds::default());
+        let text = render_text(&r);
+        assert!(text.contains("Nothing to analyse"));
+        assert!(text.contains("no agent connected"));
+    }
+}

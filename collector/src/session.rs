@@ -1,0 +1,210 @@
+//! One collection session: events in, store and recording updated, live view refreshed, and at
+//! the end the reports written. Shared by `run`, `demo`, `listen` and `tail`.
+
+use crate::analysis::Thresholds;
+use crate::ingest::{ConnId, Event, Recorder};
+use crate::live::{FrameInfo, LiveView, ViewMode};
+use crate::protocol::ProducerKey;
+use crate::report::{self, Report, SessionInfo};
+use crate::store::Store;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Events handled per pump before the caller gets control back (to redraw, check the child).
+const MAX_EVENTS_PER_PUMP: usize = 20_000;
+
+pub struct Session {
+    pub store: Store,
+    rx: Option<Receiver<Event>>,
+    pub recorder: Option<Recorder>,
+    conn_keys: HashMap<ConnId, BTreeSet<ProducerKey>>,
+    pub open_connections: usize,
+    pub connections_seen: u64,
+    pub view: LiveView,
+    pub started: Instant,
+    pub info: SessionInfo,
+    flushed_at: Instant,
+}
+
+impl Session {
+    pub fn new(
+        rx: Option<Receiver<Event>>,
+        recorder: Option<Recorder>,
+        mode: ViewMode,
+        mut info: SessionInfo,
+    ) -> Session {
+        info.started_unix_ms = Some(crate::units::unix_ms_now());
+        Session {
+            store: Store::new(),
+            rx,
+            recorder,
+            conn_keys: HashMap::new(),
+            open_connections: 0,
+            connections_seen: 0,
+            view: LiveView::new(mode),
+            started: Instant::now(),
+            info,
+            flushed_at: Instant::now(),
+        }
+    }
+
+    /// Handles queued events, waiting up to `wait` for the first one.
+    pub fn pump(&mut self, wait: Duration) {
+        let Some(rx) = self.rx.take() else {
+            std::thread::sleep(wait);
+            return;
+        };
+        let deadline = Instant::now() + wait;
+        let mut handled = 0;
+        loop {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(timeout) {
+                Ok(ev) => {
+                    self.handle(ev);
+                    handled += 1;
+                    if handled >= MAX_EVENTS_PER_PUMP {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(timeout);
+                    break;
+                }
+            }
+        }
+        self.rx = Some(rx);
+        if self.flushed_at.elapsed() >= FLUSH_EVERY {
+            if let Some(r) = self.recorder.as_mut() {
+                r.flush();
+            }
+            self.flushed_at = Instant::now();
+        }
+    }
+
+    pub fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Connected(id) => {
+                self.open_connections += 1;
+                self.connections_seen += 1;
+                self.conn_keys.insert(id, BTreeSet::new());
+            }
+            Event::Line(id, line) => {
+                if let Some(r) = self.recorder.as_mut() {
+                    r.record(&line);
+                }
+                if let Some(key) = self.store.ingest_line(&line) {
+                    if let Some(keys) = self.conn_keys.get_mut(&id) {
+                        keys.insert(key);
+                    }
+                }
+            }
+            Event::Oversize(_) => self.store.count_oversize(),
+            Event::Closed { conn, partial } => {
+                let socket_conn = self.conn_keys.contains_key(&conn);
+                if partial > 0 {
+                    let whose = if socket_conn {
+                        "a producer connection"
+                    } else {
+                        "the file"
+                    };
+                    self.store.count_truncated(partial, whose);
+                }
+                if let Some(keys) = self.conn_keys.remove(&conn) {
+                    self.open_connections = self.open_connections.saturating_sub(1);
+                    for key in keys {
+                        self.store.producer_disconnected(key);
+                    }
+                }
+            }
+            Event::Notice(text) => self.store.note("info", text),
+        }
+    }
+
+    /// Leaves the live view, flushes the recording and stamps the end time.
+    pub fn finish(&mut self) {
+        self.view.finish();
+        if let Some(r) = self.recorder.as_mut() {
+            r.flush();
+            if let Some(f) = r.failure() {
+                let f = f.to_string();
+                self.info.note("error", f);
+            }
+        }
+        self.info.ended_unix_ms = Some(crate::units::unix_ms_now());
+    }
+
+    pub fn build_report(&self) -> Report {
+        report::build(&self.store, &self.info, &Thresholds::default())
+    }
+
+    /// Writes report.txt, report.json and session.json into `dir`.
+    pub fn write_outputs(&self, dir: &Path) -> Result<Report, crate::error::CliError> {
+        let r = self.build_report();
+        report::write_session(dir, &self.info)
+            .and_then(|_| report::write_files(dir, &r))
+            .map_err(|e| {
+                crate::error::CliError::io(
+                    format!("cannot write the report into {}", dir.display()),
+                    e,
+                )
+            })?;
+        Ok(r)
+    }
+
+    pub fn frame_base(&self, title: String, interval: Duration) -> FrameInfo {
+        FrameInfo {
+            title,
+            elapsed: self.started.elapsed(),
+            interval,
+            ..FrameInfo::default()
+        }
+    }
+}
+
+/// The last `n` non-empty lines of a (log) file, reading at most its last 8 KiB.
+pub fn tail_lines(path: &PathBuf, n: usize) -> Vec<String> {
+    const WINDOW: u64 = 8 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > WINDOW && f.seek(SeekFrom::Start(len - WINDOW)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    if f.take(WINDOW).read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let keep = lines.len().saturating_sub(n);
+    lines.drain(..keep);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_lines_strips_control_characters_and_keeps_the_last() {
+        let p = std::env::temp_dir().join(format!("leakscope-tail-{}.log", std::process::id()));
+        std::fs::write(&p, "one\n\x1b[31mtwo\x1b[0m\n\nthree\n").unwrap();
+        assert_eq!(tail_lines(&p, 2), ["[31mtwo[0m", "three"]);
+        let _ = std::fs::remove_file(&p);
+        assert!(tail_lines(&PathBuf::from("/nonexistent"), 2).is_empty());
+    }
+}

@@ -1,0 +1,99 @@
+//! Ranking sites across producers: every series assessed, growing ones first.
+
+use crate::analysis::{self, Growth, Thresholds, Verdict};
+use crate::protocol::Source;
+use crate::store::{SiteLatest, Stack, Store, site_label};
+use std::sync::Arc;
+
+/// One site of one producer with its assessment; owned, so views can keep it across frames.
+#[derive(Debug, Clone)]
+pub struct SiteRow {
+    pub pid: u32,
+    pub source: Source,
+    pub type_name: Option<String>,
+    pub site: String,
+    pub frames: Option<Arc<Stack>>,
+    pub location: Option<String>,
+    pub latest: SiteLatest,
+    pub peak_bytes: f64,
+    pub present: bool,
+    pub growth: Growth,
+    /// Managed sites: full (gen2) GCs inside the analysed window.
+    pub full_gcs: Option<u64>,
+}
+
+impl SiteRow {
+    pub fn label(&self) -> String {
+        site_label(
+            self.type_name.as_deref(),
+            &self.site,
+            self.location.as_deref(),
+        )
+    }
+}
+
+/// Assesses every site of every producer of `source` and ranks them: growing first (fastest
+/// first), then by current live bytes. `recent_window_ms` as in [`analysis::assess`].
+pub fn ranked(
+    store: &Store,
+    source: Source,
+    th: &Thresholds,
+    recent_window_ms: Option<f64>,
+) -> Vec<SiteRow> {
+    let mut rows: Vec<SiteRow> = Vec::new();
+    // A site whose peak is under the materiality bound can never be "growing": a coarser look
+    // is enough for its rate column, and keeps ranking thousands of small sites cheap.
+    let small = Thresholds {
+        max_points: th.max_points.min(48),
+        ..th.clone()
+    };
+    for producer in store.producers().filter(|p| p.key.source == source) {
+        for series in producer.sites() {
+            let th = if series.peak_bytes <= th.min_growth_bytes {
+                &small
+            } else {
+                th
+            };
+            let growth = analysis::assess(
+                &series.analysis_points(),
+                series.peak_bytes,
+                th,
+                recent_window_ms,
+            );
+            rows.push(SiteRow {
+                pid: producer.key.pid,
+                source,
+                type_name: series.type_name.clone(),
+                site: series.site.clone(),
+                frames: producer.frames_of(series),
+                location: series.location.clone(),
+                latest: series.latest.clone(),
+                peak_bytes: series.peak_bytes,
+                present: series.present,
+                full_gcs: (source == Source::Agent).then(|| {
+                    producer.full_gcs_between(
+                        growth.window_start_ms,
+                        growth.window_start_ms + growth.window_ms,
+                    )
+                }),
+                growth,
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        let rank = |r: &SiteRow| match r.growth.verdict {
+            Verdict::Growing => 0,
+            _ => 1,
+        };
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| match a.growth.verdict {
+                Verdict::Growing => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
+                _ => std::cmp::Ordering::Equal,
+            })
+            .then_with(|| b.latest.bytes.total_cmp(&a.latest.bytes))
+            .then_with(|| b.peak_bytes.total_cmp(&a.peak_bytes))
+            .then_with(|| a.site.cmp(&b.site))
+    });
+    rows
+}

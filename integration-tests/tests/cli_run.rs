@@ -1,0 +1,128 @@
+//! The `leakscope` CLI driving the real agent in real `dotnet` processes: what a user runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::*;
+use serde_json::Value;
+
+fn leak_app() -> DotnetApp {
+    dotnet_app("LeakApp", Build::FrameworkDependent)
+}
+
+/// `leakscope run --no-native --out DIR --interval 500ms -- <LeakApp scenario…>`.
+fn leakscope_run(out: &Path, scenario: &[&str]) -> std::process::Output {
+    let app = leak_app();
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(scenario);
+    run_with_timeout(c, Duration::from_secs(180))
+}
+
+fn report(out: &Path) -> Value {
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json written");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+fn managed_sites(report: &Value) -> Vec<&Value> {
+    report["processes"].as_array().unwrap().iter().flat_map(|p| p["managed_sites"].as_array().unwrap()).collect()
+}
+
+#[test]
+fn run_names_the_leaking_type_site_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = leakscope_run(&out, &["strings", "12"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Not a terminal: the target's stdout passes through untouched.
+    assert!(stdout_of(&output).starts_with("ready\n") && stdout_of(&output).contains("done "));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine"), "{stderr}");
+
+    let report = report(&out);
+    assert_eq!(report["schema"], "leakscope.report/1");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["kind"], "managed");
+    assert_eq!(finding["type_name"], "System.String");
+    assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine");
+    assert!(finding["location"].as_str().unwrap().starts_with("Program.cs:"), "{finding}");
+    assert!(finding["bytes_per_min"].as_f64().unwrap() > 1e6, "{finding}");
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "only the real leak is a finding: {}", report["findings"]);
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    assert!(text.contains("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine"));
+    assert!(out.join("recording.ndjson").is_file());
+}
+
+#[test]
+fn run_on_pure_churn_reports_no_growing_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = leakscope_run(&out, &["churn", "12"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = report(&out);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "churn flagged: {}", report["findings"]);
+    let sites = managed_sites(&report);
+    assert!(!sites.is_empty(), "the agent reported nothing at all");
+    for site in sites {
+        assert_ne!(site["growth"]["verdict"], "growing", "{site}");
+    }
+    let health = &report["processes"][0]["agent_health"];
+    assert!(health.to_string().contains("dropped"), "{health}");
+}
+
+#[test]
+fn run_passes_the_exit_code_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = leakscope_run(&dir.path().join("run"), &["exit-code"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(stdout_of(&output), "ready\ndone 20000\n");
+}
+
+#[test]
+fn run_explains_a_target_that_is_not_dotnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--no-native", "--out"]).arg(dir.path().join("run")).args(["--", "/bin/true"]);
+    let output = run_with_timeout(c, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no agent connected"), "{stderr}");
+
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--no-native", "--out"]).arg(dir.path().join("run2")).args(["--", "/no/such/program"]);
+    let output = run_with_timeout(c, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(127), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// `leakscope env --output FILE` for a worker started elsewhere, then `leakscope tail FILE`.
+#[test]
+fn env_then_tail_follows_a_worker_started_elsewhere() {
+    let app = leak_app();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("worker.ndjson");
+    let mut c = Command::new(cli_path());
+    c.args(["env", "--no-native", "--interval", "500ms", "--output"]).arg(&file);
+    let env_out = run_with_timeout(c, Duration::from_secs(30));
+    assert!(env_out.status.success());
+    let exports: Vec<(String, String)> = stdout_of(&env_out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '\'' || c == '"').to_string()))
+        .collect();
+    assert!(exports.iter().any(|(k, _)| k == "CORECLR_PROFILER_PATH"), "{exports:?}");
+
+    let mut worker = app.command();
+    worker.args(["strings", "10"]).envs(exports.iter().map(|(k, v)| (k, v)));
+    let output = run_with_timeout(worker, Duration::from_secs(90));
+    assert!(output.status.success());
+
+    let mut c = Command::new(cli_path());
+    c.args(["tail", "--json"]).arg(&file);
+    let tailed = run_with_timeout(c, Duration::from_secs(60));
+    assert!(tailed.status.success(), "{}", String::from_utf8_lossy(&tailed.stderr));
+    let report: Value = serde_json::from_slice(&tailed.stdout).expect("tail --json prints the report");
+    assert_eq!(report["findings"][0]["type_name"], "System.String", "{}", report["findings"]);
+    assert_eq!(report["findings"][0]["site"], "LeakApp.StringLeak.RecordAuditLine");
+}

@@ -25,6 +25,8 @@ pub struct Config {
     pub stack_depth: usize,
     /// Frames whose type name starts with one of these are framework code, not call sites.
     pub framework_prefixes: Vec<String>,
+    /// Soak mode: the agent induces a full blocking GC this often.
+    pub induce_full_gc: Option<Duration>,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
                 .map(String::from)
                 .to_vec(),
+            induce_full_gc: None,
         }
     }
 }
@@ -87,6 +90,14 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
             Some(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => c.interval = d,
             _ => problems.push(format!(
                 "LEAKSCOPE_INTERVAL={v:?} is not a duration between 100ms and 1h (e.g. 5s, 500ms); using 5s"
+            )),
+        }
+    }
+    if let Some(v) = non_empty("LEAKSCOPE_INDUCE_FULL_GC") {
+        match parse_duration(&v) {
+            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.induce_full_gc = Some(d),
+            _ => problems.push(format!(
+                "LEAKSCOPE_INDUCE_FULL_GC={v:?} is not a duration between 1s and 24h (e.g. 30s); not inducing GCs"
             )),
         }
     }

@@ -120,6 +120,17 @@ pub struct SiteRecord {
     pub gens: [u64; 5],
 }
 
+/// What survived a full GC: sampled objects born before it and alive after it.
+#[derive(Serialize)]
+pub struct Retained {
+    /// The full GC's number.
+    pub gc: u32,
+    pub t_ms: u64,
+    pub unix_ms: u64,
+    pub heap: HeapRecord,
+    pub sites: Vec<SiteRecord>,
+}
+
 #[derive(Serialize)]
 pub struct Status<'a> {
     pub level: &'static str,

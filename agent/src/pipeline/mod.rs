@@ -28,6 +28,8 @@ use survivors::{GcHistory, Survivors, Tracked};
 
 /// Statuses kept to replay to a collector that connects late.
 const STATUS_REPLAY: usize = 32;
+/// Least time between two `retained` reports.
+const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
 struct Pipeline<'a> {
     agent: &'a Agent,
@@ -43,6 +45,9 @@ struct Pipeline<'a> {
     seq: u64,
     last_sweep: Duration,
     swept_at_gc: u32,
+    /// A full GC has ended and its survivors are not reported yet.
+    full_gc_to_report: Option<u32>,
+    last_retained_report: Option<Instant>,
     budget_reported: bool,
 }
 
@@ -80,6 +85,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         seq: 0,
         last_sweep: Duration::ZERO,
         swept_at_gc: 0,
+        full_gc_to_report: None,
+        last_retained_report: None,
         budget_reported: false,
     };
     for problem in &agent.startup_problems {
@@ -88,13 +95,32 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     // First contact right away, so the collector knows the agent is alive.
     p.publish();
 
+    if let Some(every) = config.induce_full_gc {
+        p.status("info", &format!(
+            "soak mode: inducing a full blocking GC every {:.0?} so that what survives is still referenced, not merely uncollected",
+            every
+        ));
+    }
     let mut next_tick = Instant::now() + config.interval;
+    let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+        let wake = next_induced.map_or(next_tick, |t| t.min(next_tick));
+        match events.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             Ok(Event::Stop) => break,
             Ok(event) => p.apply(event),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if events.is_empty() {
+            p.report_retained_after_full_gc();
+        }
+        if let (Some(due), Some(every)) = (next_induced, config.induce_full_gc) {
+            if Instant::now() >= due {
+                if let Err(hr) = agent.info.force_gc() {
+                    tracing::warn!("ForceGC failed: {hr:#x}");
+                }
+                next_induced = Some(Instant::now() + every);
+            }
         }
         if Instant::now() >= next_tick {
             p.sweep();
@@ -128,13 +154,14 @@ impl Pipeline<'_> {
         match event {
             Event::Sample(sample) => self.track(sample),
             Event::GcStart(start) => {
-                tracing::debug!("GC start {start:?}");
                 self.gc.on_start(start);
                 self.history.record(start.count, start.depth);
             }
             Event::GcEnd { count, depth } => {
-                tracing::debug!("GC end {count} depth {depth}");
-                self.history.record(count, depth)
+                self.history.record(count, depth);
+                if depth >= 2 {
+                    self.full_gc_to_report = Some(count);
+                }
             }
             Event::HeapStats(stats) => self.gc.on_heap_stats(stats),
             Event::SuspendBegin { at_ns } => self.gc.on_suspend_begin(at_ns),
@@ -184,6 +211,73 @@ impl Pipeline<'_> {
         self.swept_at_gc = self.history.latest;
     }
 
+    /// Right after a full GC everything unreachable is gone, so the samples born before it that
+    /// are still alive are what the application really retains: the comparable points a soak
+    /// verdict needs. Rate-limited, since some workloads run full GCs back to back.
+    fn report_retained_after_full_gc(&mut self) {
+        let Some(gc) = self.full_gc_to_report else { return };
+        if self.last_retained_report.is_some_and(|t| t.elapsed() < MIN_RETAINED_SPACING) {
+            return;
+        }
+        self.full_gc_to_report = None;
+        self.last_retained_report = Some(Instant::now());
+        self.sweep();
+        let (sites, stack_ids) = self.site_records(gc);
+        let record = Retained {
+            gc,
+            t_ms: self.agent.elapsed_ms(),
+            unix_ms: unix_ms(),
+            heap: self.heap_record(),
+            sites,
+        };
+        let payload = records::line("retained", &record);
+        self.deliver(&payload, &stack_ids);
+    }
+
+    /// Site rows of samples born before GC `born_before` that are alive now.
+    fn site_records(&mut self, born_before: u32) -> (Vec<SiteRecord>, Vec<u32>) {
+        let rows = self.survivors.rows(&self.stacks, born_before);
+        let mut sites = Vec::with_capacity(rows.len().min(self.agent.config.max_sites));
+        let mut stack_ids = Vec::new();
+        for row in rows.into_iter().take(self.agent.config.max_sites) {
+            stack_ids.push(row.stack);
+            sites.push(SiteRecord {
+                type_name: self.names.class(row.class),
+                site: row.site,
+                location: self.stacks.get(row.stack).site_line.clone(),
+                stack: row.stack,
+                samples: row.samples,
+                objects: row.objects.round() as u64,
+                bytes: row.bytes.round() as u64,
+                age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
+                gens: row.generations,
+            });
+        }
+        (sites, stack_ids)
+    }
+
+    fn heap_record(&self) -> HeapRecord {
+        HeapRecord {
+            gen0: self.gc.heap.gen0,
+            gen1: self.gc.heap.gen1,
+            gen2: self.gc.heap.gen2,
+            loh: self.gc.heap.loh,
+            poh: self.gc.heap.poh,
+        }
+    }
+
+    /// Sends a payload, preceded by any stacks it names that the destination has not seen.
+    fn deliver(&mut self, payload: &str, stack_ids: &[u32]) {
+        let stacks = &self.stacks;
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: stack_ids, payload },
+            &mut |id| {
+                let stack = stacks.get(id);
+                records::line("stack", &records::Stack { id, frames: &stack.frames, lines: &stack.lines })
+            },
+        );
+    }
+
     fn status(&mut self, level: &'static str, message: &str) {
         let line = records::line("status", &Status { level, message });
         self.statuses.push(line.clone());
@@ -211,23 +305,7 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
-        let rows = self.survivors.rows(&self.stacks, self.history.latest);
-        let mut sites = Vec::with_capacity(rows.len().min(agent.config.max_sites));
-        let mut stack_ids = Vec::new();
-        for row in rows.into_iter().take(agent.config.max_sites) {
-            stack_ids.push(row.stack);
-            sites.push(SiteRecord {
-                type_name: self.names.class(row.class),
-                site: row.site,
-                location: self.stacks.get(row.stack).site_line.clone(),
-                stack: row.stack,
-                samples: row.samples,
-                objects: row.objects.round() as u64,
-                bytes: row.bytes.round() as u64,
-                age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
-                gens: row.generations,
-            });
-        }
+        let (sites, stack_ids) = self.site_records(self.history.latest);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         let degraded = crate::com::guard::disabled_reason().or_else(|| self.sink.problem());
         self.seq += 1;
@@ -243,13 +321,7 @@ impl Pipeline<'_> {
                 reasons: self.gc.reasons.clone(),
                 recent: self.gc.take_recent(),
             },
-            heap: HeapRecord {
-                gen0: self.gc.heap.gen0,
-                gen1: self.gc.heap.gen1,
-                gen2: self.gc.heap.gen2,
-                loh: self.gc.heap.loh,
-                poh: self.gc.heap.poh,
-            },
+            heap: self.heap_record(),
             rss: gc_stats::resident_bytes(),
             agent: AgentRecord {
                 tracked: self.survivors.count(),
@@ -279,14 +351,7 @@ impl Pipeline<'_> {
             sites,
         };
         let payload = records::line("summary", &summary);
-        let stacks = &self.stacks;
-        self.sink.deliver(
-            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &stack_ids, payload: &payload },
-            &mut |id| {
-                let stack = stacks.get(id);
-                records::line("stack", &records::Stack { id, frames: &stack.frames, lines: &stack.lines })
-            },
-        );
+        self.deliver(&payload, &stack_ids);
     }
 }
 

@@ -364,3 +364,28 @@ fn agent_reconnects_when_the_collector_comes_back() {
     assert!(run.wait(Duration::from_secs(30)).success());
     assert!(log_text(&log).contains("restored"), "log: {}", log_text(&log));
 }
+
+/// Soak mode: the agent induces full GCs from its own thread and reports, after each, what the
+/// application still retains.
+#[test]
+fn soak_mode_reports_what_survives_each_induced_full_gc() {
+    let app = leak_app();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
+    let mut env = agent_env(&out, &log, "1s");
+    env.push(("LEAKSCOPE_INDUCE_FULL_GC".into(), "1s".into()));
+    let output = run_with_timeout(scenario(&app, &["strings", "8"], &env), Duration::from_secs(90));
+    assert!(output.status.success());
+    let records = read_records(&out);
+    assert!(
+        of_type(&records, "status").iter().any(|s| s["message"].as_str().unwrap().contains("inducing a full blocking GC")),
+        "soak mode not announced"
+    );
+    let retained = of_type(&records, "retained");
+    assert!(retained.len() >= 5, "only {} retained reports", retained.len());
+    let leak: Vec<f64> = retained.iter().map(|r| bytes_of_type(r, "System.String")).collect();
+    assert!(leak.windows(2).all(|w| w[1] >= w[0] * 0.9), "retained strings should keep rising: {leak:?}");
+    assert!(leak.last().unwrap() > &(leak[0] + 10e6), "{leak:?}");
+    assert_eq!(sites(retained.last().unwrap())[0]["site"], "LeakApp.StringLeak.RecordAuditLine");
+    assert!(last_summary(&records)["gc"]["induced"].as_u64().unwrap() >= 5);
+}

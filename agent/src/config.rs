@@ -27,6 +27,8 @@ pub struct Config {
     pub framework_prefixes: Vec<String>,
     /// Soak mode: the agent induces a full blocking GC this often.
     pub induce_full_gc: Option<Duration>,
+    /// With induced full GCs: also count the whole heap by type after each (.NET 9+).
+    pub census: bool,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             induce_full_gc: None,
+            census: true,
         }
     }
 }
@@ -111,6 +114,13 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
         c.framework_prefixes = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     }
 
+    if let Some(v) = non_empty("LEAKSCOPE_CENSUS") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "0" | "false" | "no" | "off" => c.census = false,
+            "1" | "true" | "yes" | "on" => c.census = true,
+            _ => problems.push(format!("LEAKSCOPE_CENSUS={v:?} is not 0/1/true/false; using {}", c.census)),
+        }
+    }
     let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => true,

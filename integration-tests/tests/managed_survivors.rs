@@ -388,4 +388,14 @@ fn soak_mode_reports_what_survives_each_induced_full_gc() {
     assert!(leak.last().unwrap() > &(leak[0] + 10e6), "{leak:?}");
     assert_eq!(sites(retained.last().unwrap())[0]["site"], "LeakApp.StringLeak.RecordAuditLine");
     assert!(last_summary(&records)["gc"]["induced"].as_u64().unwrap() >= 5);
+
+    // After each induced GC, a census of the whole heap: exact string counts, rising.
+    let censuses = of_type(&records, "census");
+    assert!(censuses.len() >= 5, "only {} censuses", censuses.len());
+    let strings: Vec<u64> = censuses
+        .iter()
+        .map(|c| c["types"].as_array().unwrap().iter().find(|t| t["type_name"] == "System.String").unwrap()["count"].as_u64().unwrap())
+        .collect();
+    assert!(strings.windows(2).all(|w| w[1] > w[0]), "census string counts should rise: {strings:?}");
+    assert!(censuses.iter().all(|c| c["pause_ms"].as_f64().unwrap() > 0.0 && c["unreadable"] == 0));
 }

@@ -11,6 +11,7 @@ use super::vtable::{method, release};
 use super::{guids, metadata::MetaDataImport};
 
 mod slot {
+    pub const GET_CLASS_FROM_OBJECT: usize = 3;
     pub const GET_CLASS_ID_INFO: usize = 14;
     pub const GET_TOKEN_AND_METADATA_FROM_FUNCTION: usize = 19;
     pub const GET_MODULE_INFO: usize = 20;
@@ -24,6 +25,7 @@ mod slot {
     pub const GET_OBJECT_GENERATION: usize = 55;
     pub const GET_RUNTIME_INFORMATION: usize = 67;
     pub const INITIALIZE_CURRENT_THREAD: usize = 72;
+    pub const GET_OBJECT_SIZE2: usize = 80;
     pub const GET_NATIVE_CODE_START_ADDRESSES: usize = 90;
     pub const GET_IL_TO_NATIVE_MAPPING3: usize = 91;
     pub const GET_CODE_INFO4: usize = 92;
@@ -34,6 +36,7 @@ mod slot {
     pub const CREATE_HANDLE: usize = 108;
     pub const DESTROY_HANDLE: usize = 109;
     pub const GET_OBJECT_ID_FROM_HANDLE: usize = 110;
+    pub const ENUMERATE_GC_HEAP_OBJECTS: usize = 114;
 }
 
 /// Called by `DoStackSnapshot` once per managed frame (and once per run of native frames,
@@ -64,6 +67,9 @@ pub struct CodeChunk {
     pub start: usize,
     pub size: usize,
 }
+
+/// Called by `EnumerateGCHeapObjects` once per object; returning FALSE (0) stops the walk.
+pub type ObjectCallback = unsafe extern "system" fn(object: ObjectID, state: *mut c_void) -> BOOL;
 
 /// The runtime version as reported by `GetRuntimeInformation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -470,6 +476,39 @@ impl ProfilerInfo {
             // COR_DEBUG_IL_TO_NATIVE_MAP[]).
             unsafe { method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf) }
         })
+    }
+
+    /// Walks every object on the GC heap with the runtime suspended (Info15, .NET 9+). Call it
+    /// from the profiler's own thread; the callback runs on this thread.
+    ///
+    /// # Safety
+    /// `state` must be what `callback` expects and outlive the call.
+    pub unsafe fn enumerate_gc_heap_objects(&self, callback: ObjectCallback, state: *mut c_void) -> Result<(), HRESULT> {
+        self.require(15)?;
+        type F = unsafe extern "system" fn(*mut c_void, ObjectCallback, *mut c_void) -> HRESULT;
+        // SAFETY: Info15 slot 114 is EnumerateGCHeapObjects(ObjectCallback, void*); the caller
+        // vouches for `state`.
+        check(unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) })
+    }
+
+    /// An object's class. Only while the runtime is suspended (in a GC or a heap walk) or
+    /// on the object's own allocating thread.
+    pub fn class_of_object(&self, object: ObjectID) -> Result<ClassID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut ClassID) -> HRESULT;
+        let mut class: ClassID = 0;
+        // SAFETY: Info slot 3 is GetClassFromObject(ObjectID, ClassID*).
+        check(unsafe { method::<F>(self.ptr, slot::GET_CLASS_FROM_OBJECT)(self.ptr, object, &mut class) })?;
+        Ok(class)
+    }
+
+    /// An object's size in bytes, under the same rules as `class_of_object`.
+    pub fn object_size(&self, object: ObjectID) -> Result<usize, HRESULT> {
+        self.require(4)?;
+        type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut usize) -> HRESULT;
+        let mut size = 0usize;
+        // SAFETY: Info4 slot 80 is GetObjectSize2(ObjectID, SIZE_T*).
+        check(unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) })?;
+        Ok(size)
     }
 
     /// The count-then-fill pattern: ask with a small buffer, retry with the reported count.

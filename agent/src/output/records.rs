@@ -131,6 +131,37 @@ pub struct Retained {
     pub sites: Vec<SiteRecord>,
 }
 
+/// Exact live objects by type, counted on the whole heap right after a full GC.
+#[derive(Serialize)]
+pub struct CensusRecord {
+    pub gc: u32,
+    pub t_ms: u64,
+    pub unix_ms: u64,
+    /// How long the heap walk paused the application.
+    pub pause_ms: f64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub unreadable: u64,
+    pub heap: HeapRecord,
+    /// Largest types first.
+    pub types: Vec<CensusType>,
+    pub other: CensusOther,
+}
+
+#[derive(Serialize)]
+pub struct CensusType {
+    pub type_name: std::sync::Arc<str>,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct CensusOther {
+    pub types: usize,
+    pub count: u64,
+    pub bytes: u64,
+}
+
 #[derive(Serialize)]
 pub struct Status<'a> {
     pub level: &'static str,

@@ -5,6 +5,7 @@
 //! profiler created, so the runtime lets it call the Info methods at any time; it never runs
 //! managed code and is never suspended by the GC.
 
+pub mod census;
 pub mod gc_stats;
 pub mod lines;
 pub mod names;
@@ -28,6 +29,8 @@ use survivors::{GcHistory, Survivors, Tracked};
 
 /// Statuses kept to replay to a collector that connects late.
 const STATUS_REPLAY: usize = 32;
+/// Most types listed in a census (the rest are summed in `other`).
+const MAX_CENSUS_TYPES: usize = 5000;
 /// Least time between two `retained` reports.
 const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
@@ -48,6 +51,7 @@ struct Pipeline<'a> {
     /// A full GC has ended and its survivors are not reported yet.
     full_gc_to_report: Option<u32>,
     last_retained_report: Option<Instant>,
+    census_unsupported: bool,
     budget_reported: bool,
 }
 
@@ -87,6 +91,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         swept_at_gc: 0,
         full_gc_to_report: None,
         last_retained_report: None,
+        census_unsupported: false,
         budget_reported: false,
     };
     for problem in &agent.startup_problems {
@@ -116,8 +121,22 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         }
         if let (Some(due), Some(every)) = (next_induced, config.induce_full_gc) {
             if Instant::now() >= due {
-                if let Err(hr) = agent.info.force_gc() {
-                    tracing::warn!("ForceGC failed: {hr:#x}");
+                match agent.info.force_gc() {
+                    Ok(()) => {
+                        // Take in the induced GC's own events first, so the census and the
+                        // retained report are stamped with its number.
+                        while let Ok(event) = events.try_recv() {
+                            if matches!(event, Event::Stop) {
+                                break;
+                            }
+                            p.apply(event);
+                        }
+                        if config.census {
+                            p.take_census();
+                        }
+                        p.report_retained_after_full_gc();
+                    }
+                    Err(hr) => tracing::warn!("ForceGC failed: {hr:#x}"),
                 }
                 next_induced = Some(Instant::now() + every);
             }
@@ -232,6 +251,55 @@ impl Pipeline<'_> {
         };
         let payload = records::line("retained", &record);
         self.deliver(&payload, &stack_ids);
+    }
+
+    /// Counts every object on the heap by type (right after a full GC) and reports it.
+    fn take_census(&mut self) {
+        if self.census_unsupported {
+            return;
+        }
+        match census::take(&self.agent.info) {
+            Ok(c) => {
+                let mut types: Vec<CensusType> = c
+                    .by_class
+                    .iter()
+                    .map(|(&class, t)| CensusType { type_name: self.names.class(class), count: t.count, bytes: t.bytes })
+                    .collect();
+                types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.type_name.cmp(&b.type_name)));
+                let kept = types.len().min(MAX_CENSUS_TYPES);
+                let rest = &types[kept..];
+                let other = CensusOther {
+                    types: rest.len(),
+                    count: rest.iter().map(|t| t.count).sum(),
+                    bytes: rest.iter().map(|t| t.bytes).sum(),
+                };
+                types.truncate(kept);
+                let record = CensusRecord {
+                    gc: self.history.latest,
+                    t_ms: self.agent.elapsed_ms(),
+                    unix_ms: unix_ms(),
+                    pause_ms: c.pause.as_secs_f64() * 1e3,
+                    objects: c.objects,
+                    bytes: c.bytes,
+                    unreadable: c.unreadable,
+                    heap: self.heap_record(),
+                    types,
+                    other,
+                };
+                tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
+                let payload = records::line("census", &record);
+                self.deliver(&payload, &[]);
+            }
+            Err(hr) => {
+                self.census_unsupported = true;
+                let message = format!(
+                    "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
+                     soak verdicts use sampled survivors only"
+                );
+                tracing::warn!("{message}");
+                self.status("warn", &message);
+            }
+        }
     }
 
     /// Site rows of samples born before GC `born_before` that are alive now.

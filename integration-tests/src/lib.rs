@@ -129,7 +129,10 @@ pub fn dotnet_app(name: &str, build: Build) -> DotnetApp {
             cmd.args(["publish", "-c", "Release", "-r", "linux-x64", "--self-contained", "-o"]).arg(&out);
         }
     }
-    cmd.current_dir(&project_dir).env("DOTNET_CLI_TELEMETRY_OPTOUT", "1").env("DOTNET_NOLOGO", "1");
+    cmd.current_dir(&project_dir)
+        .env("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
+        .env("DOTNET_NOLOGO", "1")
+        .env_remove("LD_PRELOAD");
     let output = cmd.output().expect("run dotnet build");
     assert!(
         output.status.success(),
@@ -205,7 +208,8 @@ pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread (so a chatty child never blocks on a full pipe).
+pub fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);

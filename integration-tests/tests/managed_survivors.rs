@@ -55,8 +55,10 @@ fn gcdump_report(pid: u32) -> GcDump {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if line.contains("GC Heap bytes") {
             dump.heap_bytes = number(fields[0]).unwrap();
-        } else if fields.len() >= 3 {
-            if let (Some(bytes), Some(count)) = (number(fields[0]), number(fields[1])) {
+        } else if let (true, Some(bytes), Some(count)) =
+            (fields.len() >= 3, fields.first().and_then(|f| number(f)), fields.get(1).and_then(|f| number(f)))
+        {
+            {
                 // "<bytes> <count> <type, may contain spaces>  [<module>]"
                 let rest = after_tokens(line, 2);
                 let type_name = rest.rfind("  [").map_or(rest, |end| &rest[..end]);

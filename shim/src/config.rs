@@ -1,0 +1,321 @@
+//! Configuration, read once from the environment the constructor receives.
+//!
+//! Every value that does not parse falls back to its default with a warning
+//! (logged, and sent as a `status` record once an output is up).
+
+use crate::log::Level;
+
+pub(crate) const DEFAULT_INTERVAL_MS: u64 = 5000;
+pub(crate) const DEFAULT_MEAN_BYTES: u64 = 256 * 1024;
+/// 32768 samples cover ~8 GiB of live native memory at the default mean;
+/// the live table for it is 1.5 MiB (resident: see live.rs).
+pub(crate) const DEFAULT_MAX_TRACKED: usize = 32_768;
+pub(crate) const DEFAULT_MAX_SITES: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// `LEAKSCOPE_NATIVE` (default on).
+    pub(crate) enabled: bool,
+    pub(crate) socket: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) log: Option<String>,
+    pub(crate) log_level: Level,
+    pub(crate) interval_ms: u64,
+    /// `LEAKSCOPE_NATIVE_SAMPLE_BYTES`: Poisson mean, in bytes.
+    pub(crate) mean_bytes: u64,
+    /// `LEAKSCOPE_NATIVE_MAX_TRACKED`: live-sample table capacity.
+    pub(crate) max_tracked: usize,
+    /// `LEAKSCOPE_NATIVE_STACK_DEPTH`: frames captured per sample.
+    pub(crate) max_depth: usize,
+    /// `LEAKSCOPE_MAX_SITES`: sites per `native` record.
+    pub(crate) max_sites: usize,
+    /// `LEAKSCOPE_NATIVE_MMAP`: track anonymous mmap/munmap/mremap.
+    pub(crate) track_mmap: bool,
+    /// Directory of the .NET perf map (`DOTNET_PerfMapJitDumpPath`, else /tmp).
+    pub(crate) perf_map_dir: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            socket: None,
+            output: None,
+            log: None,
+            log_level: Level::Info,
+            interval_ms: DEFAULT_INTERVAL_MS,
+            mean_bytes: DEFAULT_MEAN_BYTES,
+            max_tracked: DEFAULT_MAX_TRACKED,
+            max_depth: crate::stack::MAX_DEPTH,
+            max_sites: DEFAULT_MAX_SITES,
+            track_mmap: true,
+            perf_map_dir: "/tmp".to_string(),
+        }
+    }
+}
+
+/// `5s`, `500ms`, `2` (seconds), `1.5s`, `2m`, `1h` → milliseconds.
+pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    Some((v * mult).round() as u64)
+}
+
+/// `65536`, `64k`, `64KiB`, `1M`, `1MB`, `2g` → bytes (binary multiples).
+pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let lower = s.to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(digits_end);
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    let r = v * mult as f64;
+    if r > u64::MAX as f64 / 2.0 {
+        return None;
+    }
+    Some(r.round() as u64)
+}
+
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" | "" => Some(true),
+        "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_level(s: &str) -> Option<Level> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "debug" | "trace" => Some(Level::Debug),
+        "info" => Some(Level::Info),
+        "warn" | "warning" => Some(Level::Warn),
+        "error" => Some(Level::Error),
+        _ => None,
+    }
+}
+
+/// Builds the configuration from a variable lookup. Returns the warnings to
+/// report for values that were ignored.
+pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> (Config, Vec<String>) {
+    let mut c = Config::default();
+    let mut warnings = Vec::new();
+    let nonempty = |k: &str| {
+        get(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+
+    if let Some(v) = get("LEAKSCOPE_NATIVE") {
+        match parse_bool(v) {
+            Some(b) => c.enabled = b,
+            None => warnings.push(format!(
+                "LEAKSCOPE_NATIVE={v:?} is not 0/1/on/off; native tracking stays on"
+            )),
+        }
+    }
+    c.socket = nonempty("LEAKSCOPE_SOCKET");
+    c.output = nonempty("LEAKSCOPE_OUTPUT");
+    if c.socket.is_some() && c.output.is_some() {
+        warnings.push(
+            "both LEAKSCOPE_SOCKET and LEAKSCOPE_OUTPUT are set; using the socket".to_string(),
+        );
+        c.output = None;
+    }
+    c.log = nonempty("LEAKSCOPE_LOG");
+    if let Some(v) = get("LEAKSCOPE_LOG_LEVEL") {
+        match parse_level(v) {
+            Some(l) => c.log_level = l,
+            None => warnings.push(format!(
+                "LEAKSCOPE_LOG_LEVEL={v:?} is not debug/info/warn/error; using info"
+            )),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_INTERVAL") {
+        match parse_duration_ms(v) {
+            Some(ms) if (100..=3_600_000).contains(&ms) => c.interval_ms = ms,
+            _ => warnings.push(format!(
+                "LEAKSCOPE_INTERVAL={v:?} is not a duration between 100ms and 1h (e.g. 5s, 500ms, 2); using {}ms",
+                DEFAULT_INTERVAL_MS
+            )),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_NATIVE_SAMPLE_BYTES") {
+        match parse_bytes(v) {
+            Some(b) if (1..=1 << 30).contains(&b) => c.mean_bytes = b,
+            _ => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_SAMPLE_BYTES={v:?} is not a byte size between 1 and 1GiB (e.g. 262144, 256k, 1MiB); using {}",
+                DEFAULT_MEAN_BYTES
+            )),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_NATIVE_MAX_TRACKED") {
+        match v.trim().parse::<usize>() {
+            Ok(n) if (1000..=10_000_000).contains(&n) => c.max_tracked = n,
+            _ => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_MAX_TRACKED={v:?} is not a count between 1000 and 10000000; using {}",
+                DEFAULT_MAX_TRACKED
+            )),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_NATIVE_STACK_DEPTH") {
+        match v.trim().parse::<usize>() {
+            Ok(n) if (1..=crate::stack::MAX_DEPTH).contains(&n) => c.max_depth = n,
+            _ => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_STACK_DEPTH={v:?} is not between 1 and {}; using {}",
+                crate::stack::MAX_DEPTH,
+                crate::stack::MAX_DEPTH
+            )),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_MAX_SITES") {
+        match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => c.max_sites = n,
+            _ => warnings.push(format!("LEAKSCOPE_MAX_SITES={v:?} is not a count between 1 and 1000000; using {DEFAULT_MAX_SITES}")),
+        }
+    }
+    if let Some(v) = get("LEAKSCOPE_NATIVE_MMAP") {
+        match parse_bool(v) {
+            Some(b) => c.track_mmap = b,
+            None => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_MMAP={v:?} is not 0/1; mmap tracking stays on"
+            )),
+        }
+    }
+    if let Some(d) = nonempty("DOTNET_PerfMapJitDumpPath") {
+        c.perf_map_dir = d;
+    }
+    (c, warnings)
+}
+
+/// Looks `key` up in a NULL-terminated `envp` array of `KEY=VALUE` strings.
+///
+/// # Safety
+/// `envp` must be null or a valid NULL-terminated array of C strings that
+/// outlive `'a`.
+pub(crate) unsafe fn env_lookup<'a>(
+    envp: *const *const libc::c_char,
+    key: &str,
+) -> Option<&'a str> {
+    if envp.is_null() {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: `envp` is NULL-terminated (contract); we stop at the NULL.
+        let p = unsafe { *envp.add(i) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: each entry is a valid C string (contract).
+        let bytes = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+        if let Some(rest) = bytes.strip_prefix(key.as_bytes()) {
+            if let Some(val) = rest.strip_prefix(b"=") {
+                return core::str::from_utf8(val).ok();
+            }
+        }
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let m: &'static HashMap<String, String> = Box::leak(Box::new(m));
+        from_lookup(|k| m.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("5s"), Some(5000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("2"), Some(2000));
+        assert_eq!(parse_duration_ms("1.5s"), Some(1500));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("banana"), None);
+        assert_eq!(parse_duration_ms("-1s"), None);
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("65536"), Some(65536));
+        assert_eq!(parse_bytes("64k"), Some(65536));
+        assert_eq!(parse_bytes("64KiB"), Some(65536));
+        assert_eq!(parse_bytes("1MiB"), Some(1 << 20));
+        assert_eq!(parse_bytes("1.5m"), Some(3 << 19));
+        assert_eq!(parse_bytes("-5"), None);
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("10 parsecs"), None);
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let (c, w) = cfg(&[]);
+        assert_eq!(c, Config::default());
+        assert!(w.is_empty());
+        let (c, w) = cfg(&[
+            ("LEAKSCOPE_INTERVAL", "banana"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "-5"),
+            ("LEAKSCOPE_NATIVE_MAX_TRACKED", "3"),
+            ("LEAKSCOPE_NATIVE", "maybe"),
+        ]);
+        assert_eq!(c.interval_ms, DEFAULT_INTERVAL_MS);
+        assert_eq!(c.mean_bytes, DEFAULT_MEAN_BYTES);
+        assert_eq!(c.max_tracked, DEFAULT_MAX_TRACKED);
+        assert!(c.enabled);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(
+            w.iter()
+                .any(|m| m.contains("LEAKSCOPE_INTERVAL=\"banana\""))
+        );
+    }
+
+    #[test]
+    fn good_values() {
+        let (c, w) = cfg(&[
+            ("LEAKSCOPE_INTERVAL", "250ms"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64k"),
+            ("LEAKSCOPE_NATIVE", "0"),
+            ("LEAKSCOPE_OUTPUT", "/tmp/x.ndjson"),
+            ("LEAKSCOPE_NATIVE_STACK_DEPTH", "8"),
+        ]);
+        assert!(w.is_empty());
+        assert_eq!(c.interval_ms, 250);
+        assert_eq!(c.mean_bytes, 65536);
+        assert!(!c.enabled);
+        assert_eq!(c.output.as_deref(), Some("/tmp/x.ndjson"));
+        assert_eq!(c.max_depth, 8);
+    }
+}

@@ -126,3 +126,74 @@ fn env_then_tail_follows_a_worker_started_elsewhere() {
     assert_eq!(report["findings"][0]["type_name"], "System.String", "{}", report["findings"]);
     assert_eq!(report["findings"][0]["site"], "LeakApp.StringLeak.RecordAuditLine");
 }
+
+/// Native memory: with the shim (on by default), `run` names the managed method behind a
+/// `Marshal.AllocHGlobal` leak and shows native live bytes beside the managed heap.
+#[test]
+fn run_names_the_method_behind_a_native_leak() {
+    let app = dotnet_app("NativeLeakApp", Build::FrameworkDependent);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--interval", "500ms", "--shim"]).arg(shim_path()).arg("--out").arg(&out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(["--rounds", "24", "--count", "40", "--pause-ms", "250"]);
+    let output = run_with_timeout(c, Duration::from_secs(120));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout_of(&output).contains("leaked_bytes=62914560"));
+    let report = report(&out);
+    assert_eq!(report["session"]["native_tracking"]["enabled"], true);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["kind"], "native", "{finding}");
+    assert_eq!(finding["site"], "NativeLeakApp.Leaker.LeakBuffers", "{finding}");
+    let totals = &report["processes"][0]["native_totals"];
+    let live = totals["live_bytes"].as_f64().unwrap();
+    assert!(live > 62_914_560.0 && live < 62_914_560.0 * 1.2, "native live bytes {live}");
+    // The agent's own bookkeeping never shows up as the application's native memory.
+    let sites = report["processes"][0]["native_sites"].as_array().unwrap();
+    assert!(sites.iter().all(|s| !s["site"].as_str().unwrap_or("").contains("libleakscope_agent")), "{sites:?}");
+}
+
+/// The same app freeing everything: no native site grows.
+#[test]
+fn run_reports_no_native_growth_when_everything_is_freed() {
+    let app = dotnet_app("NativeLeakApp", Build::FrameworkDependent);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--interval", "500ms", "--shim"]).arg(shim_path()).arg("--out").arg(&out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(["--free", "--rounds", "24", "--count", "40", "--pause-ms", "250"]);
+    let output = run_with_timeout(c, Duration::from_secs(120));
+    assert!(output.status.success());
+    let report = report(&out);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{}", report["findings"]);
+    let sites = report["processes"][0]["native_sites"].as_array().unwrap();
+    assert!(!sites.is_empty(), "native tracking produced nothing");
+    assert!(sites.iter().all(|s| s["growth"]["verdict"] != "growing"), "{sites:?}");
+}
+
+/// An install without the shim: the run goes on, and the report says native tracking is off
+/// and why.
+#[test]
+fn run_without_the_shim_says_native_tracking_is_off_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = dir.path().join("bin");
+    std::fs::create_dir_all(&install).unwrap();
+    for file in [cli_path(), agent_path()] {
+        std::fs::copy(&file, install.join(file.file_name().unwrap())).unwrap();
+    }
+    let out = dir.path().join("run");
+    let app = leak_app();
+    let mut c = Command::new(install.join("leakscope"));
+    c.args(["run", "--interval", "500ms", "--out"]).arg(&out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(["exit-code"]);
+    c.env_remove("LEAKSCOPE_SHIM");
+    let output = run_with_timeout(c, Duration::from_secs(120));
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout_of(&output), "ready\ndone 20000\n");
+    let report = report(&out);
+    let native = &report["session"]["native_tracking"];
+    assert_eq!(native["enabled"], false, "{native}");
+    assert!(native["reason"].as_str().unwrap().contains("libleakscope_shim.so not found"), "{native}");
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    assert!(text.contains("native tracking off"), "{text}");
+}

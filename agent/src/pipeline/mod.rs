@@ -15,7 +15,7 @@ pub mod survivors;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::agent::Agent;
 use crate::capture::{Event, Sample};
@@ -27,6 +27,8 @@ use names::{ClrRuntime, Names};
 use stacks::Stacks;
 use survivors::{GcHistory, Survivors, Tracked};
 
+/// How often the agent thread looks at the queue.
+const POLL: Duration = Duration::from_millis(20);
 /// Statuses kept to replay to a collector that connects late.
 const STATUS_REPLAY: usize = 32;
 /// Most types listed in a census (the rest are summed in `other`).
@@ -109,27 +111,20 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut next_tick = Instant::now() + config.interval;
     let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        let wake = next_induced.map_or(next_tick, |t| t.min(next_tick));
-        match events.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-            Ok(Event::Stop) => break,
-            Ok(event) => p.apply(event),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        if p.drain(&events) {
+            break;
         }
-        if events.is_empty() {
-            p.report_retained_after_full_gc();
-        }
+        // The queue is empty: everything up to now is applied.
+        p.report_retained_after_full_gc();
         if let (Some(due), Some(every)) = (next_induced, config.induce_full_gc) {
             if Instant::now() >= due {
+                next_induced = Some(Instant::now() + every);
                 match agent.info.force_gc() {
                     Ok(()) => {
                         // Take in the induced GC's own events first, so the census and the
                         // retained report are stamped with its number.
-                        while let Ok(event) = events.try_recv() {
-                            if matches!(event, Event::Stop) {
-                                break;
-                            }
-                            p.apply(event);
+                        if p.drain(&events) {
+                            break;
                         }
                         if config.census {
                             p.take_census();
@@ -138,7 +133,6 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
                     }
                     Err(hr) => tracing::warn!("ForceGC failed: {hr:#x}"),
                 }
-                next_induced = Some(Instant::now() + every);
             }
         }
         if Instant::now() >= next_tick {
@@ -146,6 +140,10 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
             p.publish();
             next_tick = Instant::now() + config.interval;
         }
+        // Poll rather than block on the queue: a thread parked on the channel would make every
+        // callback that queues an event pay for waking it (a futex call and a context switch).
+        let wake = next_induced.map_or(next_tick, |t| t.min(next_tick)).min(Instant::now() + POLL);
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
     }
     tracing::debug!("agent thread stopping");
     // Drain what the callbacks queued before Shutdown, then a last summary.
@@ -169,6 +167,17 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
 }
 
 impl Pipeline<'_> {
+    /// Applies every queued event; true when told to stop (or the senders are gone).
+    fn drain(&mut self, events: &Receiver<Event>) -> bool {
+        loop {
+            match events.try_recv() {
+                Ok(Event::Stop) | Err(TryRecvError::Disconnected) => return true,
+                Ok(event) => self.apply(event),
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+    }
+
     fn apply(&mut self, event: Event) {
         match event {
             Event::Sample(sample) => self.track(sample),

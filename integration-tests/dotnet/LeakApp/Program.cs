@@ -240,6 +240,7 @@ public static class AllocBench
         workers.ForEach(w => w.Join());
         double elapsed = sw.Elapsed.TotalSeconds;
         Console.WriteLine($"ops_per_sec {ops / elapsed:F0}");
+        Console.WriteLine($"elapsed_s {elapsed:F3}");
         Console.WriteLine($"gc_pause_ms {GC.GetTotalPauseDuration().TotalMilliseconds:F1}");
         Console.WriteLine($"gc_count {GC.CollectionCount(0)} {GC.CollectionCount(1)} {GC.CollectionCount(2)}");
         Console.WriteLine($"allocated_mb {GC.GetTotalAllocatedBytes() / 1e6:F0}");

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Agent overhead benchmark: an allocation-heavy .NET workload with and without the agent,
+interleaved run by run in one session, so drift on the machine hits both sides alike.
+
+Reports throughput (operations/s), GC pause (total and per GC), peak RSS, and the agent's own
+heap, with ratios against the baseline measured in the same run. Optionally a peer: the same
+workload under `dotnet-trace` collecting allocation ticks (the closest built-in alternative).
+
+usage: bench/agent_overhead.py [--runs N] [--seconds S] [--threads T] [--peer]
+Needs: cargo build --release --workspace; dotnet; (for --peer) dotnet-trace.
+"""
+import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(ROOT, "target/release/libleakscope_agent.so")
+CLSID = "{E3F826A5-7C38-4392-A672-1BB85AF76D18}"
+
+
+def build_app(work):
+    out = os.path.join(work, "LeakApp")
+    src = os.path.join(ROOT, "integration-tests/dotnet/LeakApp")
+    copy = os.path.join(work, "src")
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("bin", "obj"))
+    subprocess.run(["dotnet", "build", "-c", "Release", "-o", out], cwd=copy, check=True,
+                   stdout=subprocess.DEVNULL)
+    return os.path.join(out, "LeakApp.dll")
+
+
+def run(cmd, env, work):
+    """Runs once; returns the workload's printed figures plus peak RSS (KiB) from GNU time."""
+    timing = os.path.join(work, "time.txt")
+    full = ["/usr/bin/time", "-f", "%M %U %S", "-o", timing] + cmd
+    p = subprocess.run(full, env=env, capture_output=True, text=True, check=True)
+    figures = dict(re.findall(r"^(\w+) (.*)$", p.stdout, re.M))
+    rss_kb, user_s, sys_s = open(timing).read().split()[-3:]
+    return {
+        "ops": float(figures["ops_per_sec"]),
+        "pause_ms": float(figures["gc_pause_ms"]),
+        "gcs": int(figures["gc_count"].split()[0]),
+        "rss_kb": int(rss_kb),
+        # Operations per CPU-second of the whole process (all threads, the agent's included):
+        # the cost measure that other load on the machine does not distort.
+        "ops_per_cpu_s": float(figures["ops_per_sec"]) * float(figures["elapsed_s"]) / (float(user_s) + float(sys_s)),
+    }
+
+
+def agent_env(base, output):
+    env = dict(base)
+    env.update({
+        "CORECLR_ENABLE_PROFILING": "1", "CORECLR_PROFILER": CLSID,
+        "CORECLR_PROFILER_PATH": AGENT, "LEAKSCOPE_OUTPUT": output, "LEAKSCOPE_INTERVAL": "1s",
+    })
+    return env
+
+
+def last_agent_record(path):
+    last = None
+    for line in open(path):
+        r = json.loads(line)
+        if r.get("type") == "summary":
+            last = r
+    return last
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peer", action="store_true", help="also run under dotnet-trace")
+    a = ap.parse_args()
+    if not os.path.exists(AGENT):
+        sys.exit("build first: cargo build --release --workspace")
+    work = tempfile.mkdtemp(prefix="leakscope-bench-")
+    dll = build_app(work)
+    cmd = ["dotnet", dll, "alloc-bench", str(a.seconds), str(a.threads)]
+    base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
+    sides = {"baseline": [], "agent": [], "dotnet-trace": []}
+    agent_mem, per_sample, samples = [], [], []
+    trace = shutil.which("dotnet-trace") or os.path.expanduser("~/.dotnet/tools/dotnet-trace")
+    for i in range(a.runs):
+        sides["baseline"].append(run(cmd, base_env, work))
+        out = os.path.join(work, f"agent{i}.ndjson")
+        sides["agent"].append(run(cmd, agent_env(base_env, out), work))
+        s = last_agent_record(out)
+        agent_mem.append(s["agent"]["memory_bytes"])
+        per_sample.append(s["agent"]["capture_us_per_sample"])
+        samples.append(s["agent"]["samples"])
+        if a.peer:
+            nettrace = os.path.join(work, f"peer{i}.nettrace")
+            sides["dotnet-trace"].append(run(
+                [trace, "collect", "--show-child-io", "-o", nettrace, "--providers",
+                 "Microsoft-Windows-DotNETRuntime:0x1:5", "--"] + cmd, base_env, work))
+        print(f"run {i + 1}/{a.runs}: " + ", ".join(
+            f"{k} {v[-1]['ops']:.0f} ops/s" for k, v in sides.items() if v), file=sys.stderr)
+
+    med = lambda side, key: statistics.median(r[key] for r in sides[side])
+    b_ops = med("baseline", "ops")
+    print(f"\nworkload: LeakApp alloc-bench, {a.threads} threads x {a.seconds:.0f} s, "
+          f"{a.runs} interleaved runs per side, medians")
+    print("| side | ops/s | ratio vs baseline | ops per CPU-second | ratio | GC pause total (ms) | pause per GC (ms) | GCs | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    b_ppg = med("baseline", "pause_ms") / med("baseline", "gcs")
+    for side, rs in sides.items():
+        if not rs:
+            continue
+        ppg = med(side, "pause_ms") / med(side, "gcs")
+        print(f"| {side} | {med(side, 'ops'):.0f} | {med(side, 'ops') / b_ops:.3f} | "
+              f"{med(side, 'ops_per_cpu_s'):.0f} | {med(side, 'ops_per_cpu_s') / med('baseline', 'ops_per_cpu_s'):.3f} | "
+              f"{med(side, 'pause_ms'):.0f} | {ppg:.3f} ({ppg - b_ppg:+.3f}) | {med(side, 'gcs'):.0f} | "
+              f"{med(side, 'rss_kb') / 1024:.0f} |")
+    for side in ("agent", "dotnet-trace"):
+        if sides[side]:
+            for key, label in (("ops", "throughput"), ("ops_per_cpu_s", "ops per CPU-second")):
+                pairs = [r[key] / b[key] for r, b in zip(sides[side], sides["baseline"])]
+                print(f"{side}: per-run {label} ratio vs the baseline run just before it: median "
+                      f"{statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}")
+    print(f"\nagent: heap {statistics.median(agent_mem) / 2**20:.1f} MB (max {max(agent_mem) / 2**20:.1f} MB), "
+          f"{statistics.median(samples):.0f} samples per run, "
+          f"{statistics.median(per_sample):.2f} us per sample on the allocating thread")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -127,17 +127,23 @@ fn env_then_tail_follows_a_worker_started_elsewhere() {
     assert_eq!(report["findings"][0]["site"], "LeakApp.StringLeak.RecordAuditLine");
 }
 
+/// `leakscope run` (shim on) on NativeLeakApp: 24 rounds of 40 x 64 KiB, 250 ms apart.
+fn leakscope_run_native_app(out: &Path, extra: &[&str]) -> std::process::Output {
+    let app = dotnet_app("NativeLeakApp", Build::FrameworkDependent);
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--interval", "500ms", "--shim"]).arg(shim_path()).arg("--out").arg(out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(extra);
+    c.args(["--rounds", "24", "--count", "40", "--pause-ms", "250"]);
+    run_with_timeout(c, Duration::from_secs(120))
+}
+
 /// Native memory: with the shim (on by default), `run` names the managed method behind a
 /// `Marshal.AllocHGlobal` leak and shows native live bytes beside the managed heap.
 #[test]
 fn run_names_the_method_behind_a_native_leak() {
-    let app = dotnet_app("NativeLeakApp", Build::FrameworkDependent);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut c = Command::new(cli_path());
-    c.args(["run", "--interval", "500ms", "--shim"]).arg(shim_path()).arg("--out").arg(&out).arg("--");
-    c.arg(&app.program).args(&app.leading_args).args(["--rounds", "24", "--count", "40", "--pause-ms", "250"]);
-    let output = run_with_timeout(c, Duration::from_secs(120));
+    let output = leakscope_run_native_app(&out, &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout_of(&output).contains("leaked_bytes=62914560"));
     let report = report(&out);
@@ -156,13 +162,9 @@ fn run_names_the_method_behind_a_native_leak() {
 /// The same app freeing everything: no native site grows.
 #[test]
 fn run_reports_no_native_growth_when_everything_is_freed() {
-    let app = dotnet_app("NativeLeakApp", Build::FrameworkDependent);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut c = Command::new(cli_path());
-    c.args(["run", "--interval", "500ms", "--shim"]).arg(shim_path()).arg("--out").arg(&out).arg("--");
-    c.arg(&app.program).args(&app.leading_args).args(["--free", "--rounds", "24", "--count", "40", "--pause-ms", "250"]);
-    let output = run_with_timeout(c, Duration::from_secs(120));
+    let output = leakscope_run_native_app(&out, &["--free"]);
     assert!(output.status.success());
     let report = report(&out);
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{}", report["findings"]);

@@ -24,6 +24,18 @@ fn source_line(needle: &str) -> usize {
     source.lines().position(|l| l.contains(needle)).expect("needle in Program.cs") + 1
 }
 
+/// Runs a LeakApp scenario to completion under the agent; returns its output and the records.
+fn run_scenario(args: &[&str], interval: &str, extra_env: &[(&str, &str)]) -> (std::process::Output, Vec<Value>) {
+    let app = leak_app();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
+    let mut env = agent_env(&out, &log, interval);
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let output = run_with_timeout(scenario(&app, args, &env), Duration::from_secs(90));
+    assert!(output.status.success(), "scenario {args:?} failed: {:?}\n{}", output.status, log_text(&log));
+    (output, read_records(&out))
+}
+
 fn last_summary(records: &[Value]) -> &Value {
     of_type(records, "summary").last().copied().expect("the agent wrote no summary")
 }
@@ -140,12 +152,7 @@ fn string_leak_is_the_top_survivor_and_matches_gcdump() {
 /// Heavy garbage with nothing kept: no site may show sustained growth.
 #[test]
 fn pure_churn_shows_no_sustained_growth() {
-    let app = leak_app();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    let output = run_with_timeout(scenario(&app, &["churn", "12"], &agent_env(&out, &log, "500ms")), Duration::from_secs(90));
-    assert!(output.status.success());
-    let records = read_records(&out);
+    let (_, records) = run_scenario(&["churn", "12"], "500ms", &[]);
     let summaries = of_type(&records, "summary");
     assert!(summaries.len() >= 15, "only {} summaries", summaries.len());
     let samples = last_summary(&records)["agent"]["samples"].as_u64().unwrap();
@@ -168,12 +175,7 @@ fn pure_churn_shows_no_sustained_growth() {
 /// A generic-type leak: type names are rendered fully and C#-style.
 #[test]
 fn generic_type_names_are_rendered_fully() {
-    let app = leak_app();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    let output = run_with_timeout(scenario(&app, &["generic", "8"], &agent_env(&out, &log, "1s")), Duration::from_secs(90));
-    assert!(output.status.success());
-    let records = read_records(&out);
+    let (_, records) = run_scenario(&["generic", "8"], "1s", &[]);
     let summary = last_summary(&records);
     let has = |type_name: &str, site: &str| sites(summary).iter().any(|s| s["type_name"] == type_name && s["site"] == site);
     let names: Vec<String> = sites(summary).iter().map(|s| format!("{} @ {}", s["type_name"], s["site"])).collect();
@@ -187,13 +189,8 @@ fn generic_type_names_are_rendered_fully() {
 /// Eight threads allocating and leaking at once: correct result, no crash, no deadlock.
 #[test]
 fn eight_threads_leaking_at_once() {
-    let app = leak_app();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    let output = run_with_timeout(scenario(&app, &["threads", "10"], &agent_env(&out, &log, "1s")), Duration::from_secs(90));
-    assert!(output.status.success(), "exit: {:?}", output.status);
+    let (output, records) = run_scenario(&["threads", "10"], "1s", &[]);
     assert_eq!(stdout_of(&output), "ready\ndone 1\n");
-    let records = read_records(&out);
     let summary = last_summary(&records);
     let top = top_site(summary);
     assert_eq!((top["type_name"].as_str(), top["site"].as_str()), (Some("System.Byte[]"), Some("LeakApp.ThreadedLeak.LeakBuffer")), "{top}");
@@ -371,14 +368,7 @@ fn agent_reconnects_when_the_collector_comes_back() {
 /// application still retains.
 #[test]
 fn soak_mode_reports_what_survives_each_induced_full_gc() {
-    let app = leak_app();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    let mut env = agent_env(&out, &log, "1s");
-    env.push(("LEAKSCOPE_INDUCE_FULL_GC".into(), "1s".into()));
-    let output = run_with_timeout(scenario(&app, &["strings", "8"], &env), Duration::from_secs(90));
-    assert!(output.status.success());
-    let records = read_records(&out);
+    let (_, records) = run_scenario(&["strings", "8"], "1s", &[("LEAKSCOPE_INDUCE_FULL_GC", "1s")]);
     assert!(
         of_type(&records, "status").iter().any(|s| s["message"].as_str().unwrap().contains("inducing a full blocking GC")),
         "soak mode not announced"

@@ -1,10 +1,11 @@
 //! The agent's lifecycle: `Initialize` decides whether and how to run, `Shutdown` flushes.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
-use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 
 use crate::capture::{Capture, Counters, Event, Sampling};
@@ -29,35 +30,83 @@ pub struct Agent {
     pub startup_problems: Vec<String>,
     pub started: Instant,
     pub start_unix_ms: u64,
+    /// Loaded into a running process through the diagnostics port, not at startup.
+    pub attached: bool,
     session: Mutex<Option<EventPipeSession>>,
     done: Receiver<()>,
 }
 
-static AGENT: OnceCell<Agent> = OnceCell::new();
+/// The running agent. A slot rather than a once-cell: after a detach the runtime may attach
+/// leakscope again without unloading the library, and the new agent replaces the old one
+/// (which is left in place, not freed, in case a late callback still holds it).
+static AGENT: AtomicPtr<Agent> = AtomicPtr::new(std::ptr::null_mut());
 
 pub fn get() -> Option<&'static Agent> {
-    AGENT.get()
+    let agent = AGENT.load(Ordering::Acquire);
+    // SAFETY: the slot only ever holds NULL or a leaked, never-freed `Agent`.
+    (!agent.is_null()).then(|| unsafe { &*agent })
 }
 
 impl Agent {
     pub fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+
+    /// Stops the EventPipe session, once.
+    pub fn stop_session(&self) {
+        if let Some(session) = self.session.lock().take() {
+            let _ = self.info.event_pipe_stop_session(session);
+        }
+    }
+}
+
+/// How the runtime is loading us.
+pub enum Start {
+    /// `Initialize`, at process start, configured by `LEAKSCOPE_*` variables.
+    Startup,
+    /// `InitializeForAttach`: the running process's environment predates us, so the attaching
+    /// CLI passes the settings as client data, `KEY=VALUE` lines that override the variables.
+    Attach { client_data: Vec<u8> },
+}
+
+fn settings_from_client_data(data: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(data)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("LEAKSCOPE_"))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
 }
 
 /// Minimum `ICorProfilerInfo` version: 13 brings the weak handles survival tracking needs (.NET 7+).
 const MIN_INFO_VERSION: u32 = 13;
 
-/// `ICorProfilerCallback::Initialize`. Returns `S_OK` when the agent runs, or
-/// `CORPROF_E_PROFILER_CANCEL_ACTIVATION` when it declines (the host runs on unprofiled).
+/// `ICorProfilerCallback::Initialize` / `InitializeForAttach`. Returns `S_OK` when the agent
+/// runs, or `CORPROF_E_PROFILER_CANCEL_ACTIVATION` when it declines (the host runs on
+/// unprofiled).
 ///
 /// # Safety
-/// `unknown` must be NULL or the IUnknown the runtime passed to `Initialize`.
-pub unsafe fn initialize(unknown: *mut c_void) -> HRESULT {
+/// `unknown` must be NULL or the IUnknown the runtime passed to `Initialize[ForAttach]`.
+pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
     let started = Instant::now();
-    let loaded = config::from_env();
+    let (attached, overrides) = match start {
+        Start::Startup => (false, HashMap::new()),
+        Start::Attach { client_data } => (true, settings_from_client_data(&client_data)),
+    };
+    let loaded = config::from_lookup(|name| {
+        overrides.get(name).cloned().or_else(|| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    });
     crate::log::install(&loaded.config);
-    tracing::info!("leakscope agent {} loading into pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    tracing::info!(
+        "leakscope agent {} {} pid {}",
+        env!("CARGO_PKG_VERSION"),
+        if attached { "attaching to" } else { "loading into" },
+        std::process::id()
+    );
+    if get().is_some() && guard::is_active() {
+        tracing::warn!("already profiling this process; declining a second load");
+        return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
+    }
     for problem in &loaded.problems {
         tracing::warn!("{problem}");
     }
@@ -110,18 +159,16 @@ pub unsafe fn initialize(unknown: *mut c_void) -> HRESULT {
         startup_problems: loaded.problems,
         started,
         start_unix_ms: crate::pipeline::unix_ms(),
+        attached,
         session: Mutex::new(None),
         done,
     };
-    if AGENT.set(agent).is_err() {
-        tracing::warn!("Initialize called twice; keeping the first agent");
-        return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
-    }
-    let agent = AGENT.get().expect("just set");
-    start(agent, events, done_tx)
+    let agent: &'static Agent = Box::leak(Box::new(agent));
+    AGENT.store(agent as *const Agent as *mut Agent, Ordering::Release);
+    run(agent, events, done_tx)
 }
 
-fn start(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::Sender<()>) -> HRESULT {
+fn run(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::Sender<()>) -> HRESULT {
     if let Err(e) = crate::pipeline::spawn(agent, events, done) {
         return decline(&agent.config, &format!("cannot start the agent thread: {e}"));
     }
@@ -166,9 +213,7 @@ fn decline(config: &Config, why: &str) -> HRESULT {
 /// `ICorProfilerCallback::Shutdown`: stop the session, flush a final summary, release handles.
 pub fn shutdown() {
     let Some(agent) = get() else { return };
-    if let Some(session) = agent.session.lock().take() {
-        let _ = agent.info.event_pipe_stop_session(session);
-    }
+    agent.stop_session();
     guard::deactivate();
     if agent.capture.queue.send_timeout(Event::Stop, Duration::from_millis(500)).is_ok()
         && agent.done.recv_timeout(SHUTDOWN_GRACE).is_err()

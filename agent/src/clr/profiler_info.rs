@@ -23,6 +23,7 @@ mod slot {
     pub const GET_CLASS_ID_INFO2: usize = 41;
     pub const GET_GENERATION_BOUNDS: usize = 54;
     pub const GET_OBJECT_GENERATION: usize = 55;
+    pub const REQUEST_PROFILER_DETACH: usize = 58;
     pub const GET_RUNTIME_INFORMATION: usize = 67;
     pub const INITIALIZE_CURRENT_THREAD: usize = 72;
     pub const GET_OBJECT_SIZE2: usize = 80;
@@ -173,6 +174,15 @@ impl ProfilerInfo {
             )
         })?;
         Ok(v)
+    }
+
+    /// Asks the runtime to detach and unload the profiler. Only from the profiler's own thread,
+    /// which must stop running profiler code within `expected_ms`.
+    pub fn request_profiler_detach(&self, expected_ms: u32) -> Result<(), HRESULT> {
+        self.require(3)?;
+        type F = unsafe extern "system" fn(*mut c_void, u32) -> HRESULT;
+        // SAFETY: Info3 slot 58 is RequestProfilerDetach(DWORD dwExpectedCompletionMilliseconds).
+        check(unsafe { method::<F>(self.ptr, slot::REQUEST_PROFILER_DETACH)(self.ptr, expected_ms) })
     }
 
     /// Must be called on a thread the profiler created before it uses other methods.

@@ -9,7 +9,9 @@ use crate::clr::types::*;
 
 pub(super) unsafe extern "system" fn initialize(_this: *mut ProfilerCallback, unknown: *mut c_void) -> HRESULT {
     // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
-    guard::com_entry("Initialize", CORPROF_E_PROFILER_CANCEL_ACTIVATION, || unsafe { agent::initialize(unknown) })
+    guard::com_entry("Initialize", CORPROF_E_PROFILER_CANCEL_ACTIVATION, || unsafe {
+        agent::initialize(unknown, agent::Start::Startup)
+    })
 }
 
 pub(super) unsafe extern "system" fn shutdown(_this: *mut ProfilerCallback) -> HRESULT {
@@ -19,14 +21,31 @@ pub(super) unsafe extern "system" fn shutdown(_this: *mut ProfilerCallback) -> H
     })
 }
 
-/// Attaching to a running process is not supported yet: decline cleanly.
+/// Loaded into a running process (`leakscope attach`): settings come as client data.
 pub(super) unsafe extern "system" fn initialize_for_attach(
     _this: *mut ProfilerCallback,
-    _unknown: *mut c_void,
-    _client_data: *mut c_void,
-    _client_data_len: u32,
+    unknown: *mut c_void,
+    client_data: *mut c_void,
+    client_data_len: u32,
 ) -> HRESULT {
-    CORPROF_E_PROFILER_CANCEL_ACTIVATION
+    guard::com_entry("InitializeForAttach", CORPROF_E_PROFILER_CANCEL_ACTIVATION, || {
+        let data = if client_data.is_null() || client_data_len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the runtime passes `client_data_len` readable bytes for this call; they
+            // are copied before it returns.
+            unsafe { std::slice::from_raw_parts(client_data as *const u8, client_data_len as usize) }.to_vec()
+        };
+        // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
+        unsafe { agent::initialize(unknown, agent::Start::Attach { client_data: data }) }
+    })
+}
+
+/// The runtime has unloaded nothing yet, but will release us: nothing left to do, the agent
+/// thread stopped itself before asking to detach.
+pub(super) unsafe extern "system" fn profiler_detach_succeeded(_this: *mut ProfilerCallback) -> HRESULT {
+    tracing::info!("profiler detached");
+    S_OK
 }
 
 /// Allocation sampling uses EventPipe, not this callback, which is never enabled.

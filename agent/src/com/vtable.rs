@@ -311,7 +311,7 @@ pub static VTABLE: CallbackVtable = CallbackVtable {
     handle_destroyed: ignore1::<usize>,
     initialize_for_attach: callbacks::initialize_for_attach,
     profiler_attach_complete: ignore0,
-    profiler_detach_succeeded: ignore0,
+    profiler_detach_succeeded: callbacks::profiler_detach_succeeded,
     re_jit_compilation_started: ignore3::<usize, usize, BOOL>,
     get_re_jit_parameters: ignore3::<usize, u32, *mut c_void>,
     re_jit_compilation_finished: ignore4::<usize, usize, HRESULT, BOOL>,

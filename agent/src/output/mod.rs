@@ -60,8 +60,13 @@ enum Kind {
     File,
 }
 
+/// Largest command line a collector may send; a longer one is dropped (and said so).
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
 struct Destination {
     kind: Kind,
+    /// Bytes received from the collector that do not yet make a whole line.
+    inbox: Vec<u8>,
     path: PathBuf,
     connection: Option<Connection>,
     /// Stacks this connection has already been sent.
@@ -92,6 +97,7 @@ impl Sink {
             kind,
             path: path.to_path_buf(),
             connection: None,
+            inbox: Vec::new(),
             sent_stacks: HashSet::new(),
             retry_at: now,
             backoff: FIRST_RETRY,
@@ -114,6 +120,16 @@ impl Sink {
         }
     }
 
+    /// Command lines the collector has sent since the last call (the socket link is two-way:
+    /// `leakscope` can ask for a census or a detach). Never blocks.
+    pub fn poll_commands(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for d in &mut self.destinations {
+            d.poll_commands(&mut lines);
+        }
+        lines
+    }
+
     /// Why output is not reaching anyone, if it is not.
     pub fn problem(&self) -> Option<String> {
         let down: Vec<&str> = self.destinations.iter().filter_map(|d| d.outage.as_deref()).collect();
@@ -134,6 +150,7 @@ impl Destination {
                         tracing::info!("output to {} restored (was: {was})", self.path.display());
                     }
                     self.connection = Some(c);
+                    self.inbox.clear();
                     self.backoff = FIRST_RETRY;
                     self.sent_stacks.clear();
                     buffer.push_str(batch.hello);
@@ -157,6 +174,33 @@ impl Destination {
         if let Some(Err(e)) = result {
             self.connection = None;
             self.fail(format!("cannot write to {} {}: {e}", self.kind_name(), self.path.display()));
+        }
+    }
+
+    fn poll_commands(&mut self, lines: &mut Vec<String>) {
+        use std::os::fd::AsRawFd;
+        let Some(Connection::Socket(stream)) = &self.connection else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: receives into a live buffer we own; MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+            };
+            if n <= 0 {
+                break; // nothing more now (EAGAIN), or the peer closed: the next write will tell
+            }
+            self.inbox.extend_from_slice(&buf[..n as usize]);
+        }
+        while let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.inbox.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line).trim().to_string();
+            if !text.is_empty() {
+                lines.push(text);
+            }
+        }
+        if self.inbox.len() > MAX_COMMAND_BYTES {
+            tracing::warn!("dropping {} bytes from the collector that never formed a line", self.inbox.len());
+            self.inbox.clear();
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Hello {
     pub runtime: String,
     pub sampling: &'static str,
     pub mode: &'static str,
+    /// Loaded into the running process with `leakscope attach` (not at startup).
+    pub attached: bool,
     pub config: HelloConfig,
 }
 

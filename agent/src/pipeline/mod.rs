@@ -27,6 +27,9 @@ use names::{ClrRuntime, Names};
 use stacks::Stacks;
 use survivors::{GcHistory, Survivors, Tracked};
 
+/// How long the runtime should wait, after our detach request, before unloading the library:
+/// ample time for this thread to return.
+const DETACH_GRACE_MS: u32 = 2000;
 /// How often the agent thread looks at the queue.
 const POLL: Duration = Duration::from_millis(20);
 /// Statuses kept to replay to a collector that connects late.
@@ -38,6 +41,7 @@ const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
 struct Pipeline<'a> {
     agent: &'a Agent,
+    events: Receiver<Event>,
     names: Names<ClrRuntime<'a>>,
     lines: Lines<'a>,
     stacks: Stacks,
@@ -79,6 +83,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let config = &agent.config;
     let mut p = Pipeline {
         agent,
+        events,
         names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
         lines: Lines::new(&agent.info),
         stacks: Stacks::default(),
@@ -111,7 +116,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut next_tick = Instant::now() + config.interval;
     let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        if p.drain(&events) {
+        if p.drain() {
             break;
         }
         // The queue is empty: everything up to now is applied.
@@ -119,20 +124,17 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         if let (Some(due), Some(every)) = (next_induced, config.induce_full_gc) {
             if Instant::now() >= due {
                 next_induced = Some(Instant::now() + every);
-                match agent.info.force_gc() {
-                    Ok(()) => {
-                        // Take in the induced GC's own events first, so the census and the
-                        // retained report are stamped with its number.
-                        if p.drain(&events) {
-                            break;
-                        }
-                        if config.census {
-                            p.take_census();
-                        }
-                        p.report_retained_after_full_gc();
-                    }
-                    Err(hr) => tracing::warn!("ForceGC failed: {hr:#x}"),
+                if p.full_gc_then_census(config.census) {
+                    break;
                 }
+            }
+        }
+        match p.take_commands() {
+            Command::Continue => {}
+            Command::Stop => break,
+            Command::Detach => {
+                p.detach();
+                return;
             }
         }
         if Instant::now() >= next_tick {
@@ -145,32 +147,96 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         let wake = next_induced.map_or(next_tick, |t| t.min(next_tick)).min(Instant::now() + POLL);
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
     }
-    tracing::debug!("agent thread stopping");
-    // Drain what the callbacks queued before Shutdown, then a last summary.
-    while let Ok(event) = events.try_recv() {
-        if !matches!(event, Event::Stop) {
-            p.apply(event);
-        }
-    }
-    tracing::debug!("final sweep");
-    p.sweep();
-    tracing::debug!("final publish");
-    p.publish();
-    tracing::debug!("bye");
-    let bye = records::line("bye", &Bye { t_ms: agent.elapsed_ms(), reason: "runtime shutdown" });
-    p.sink.deliver(&Batch { hello: &p.hello, statuses: &p.statuses, stacks: &[], payload: &bye }, &mut |_| String::new());
-    let info = &agent.info;
-    p.survivors.clear(|h| {
-        let _ = info.destroy_handle(h);
-    });
-    agent.capture.counters.tracked.store(0, Ordering::Relaxed);
+    // Shutdown: what the callbacks queued before it, a last summary, and goodbye.
+    let _ = p.drain();
+    p.finish("runtime shutdown");
+}
+
+/// What the collector asked for, as far as the loop is concerned.
+enum Command {
+    Continue,
+    Stop,
+    Detach,
 }
 
 impl Pipeline<'_> {
+    /// Induces a full blocking GC (from this thread, as the API requires), then reports the
+    /// census and what survived. True when told to stop meanwhile.
+    fn full_gc_then_census(&mut self, census: bool) -> bool {
+        if let Err(hr) = self.agent.info.force_gc() {
+            tracing::warn!("ForceGC failed: {hr:#x}");
+            return false;
+        }
+        // Take in the induced GC's own events first, so the census and the retained report are
+        // stamped with its number.
+        if self.drain() {
+            return true;
+        }
+        if census {
+            self.take_census();
+        }
+        self.report_retained_after_full_gc();
+        false
+    }
+
+    /// Acts on the collector's commands: `{"cmd":"census"}` (full GC, census, retained report),
+    /// `{"cmd":"detach"}` (stop tracking and unload).
+    fn take_commands(&mut self) -> Command {
+        for line in self.sink.poll_commands() {
+            let cmd = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
+            match cmd.as_deref() {
+                Some("census") => {
+                    tracing::info!("census requested by the collector");
+                    if self.full_gc_then_census(true) {
+                        return Command::Stop;
+                    }
+                }
+                Some("detach") => return Command::Detach,
+                _ => {
+                    let shown: String = line.chars().take(120).collect();
+                    self.status("warn", &format!("ignoring an unknown command from the collector: {shown}"));
+                }
+            }
+        }
+        Command::Continue
+    }
+
+    /// Stops tracking, flushes, releases every handle, and asks the runtime to unload us. The
+    /// application runs on as if leakscope had never come. Returns with nothing of ours left
+    /// running on this thread but the way out.
+    fn detach(&mut self) {
+        let agent = self.agent;
+        self.status("info", "detaching on request: tracking stops, the application runs on");
+        agent.stop_session();
+        crate::com::guard::deactivate();
+        // Whatever the callbacks queued before they went quiet.
+        let _ = self.drain();
+        self.finish("detached");
+        match agent.info.request_profiler_detach(DETACH_GRACE_MS) {
+            Ok(()) => tracing::info!("detach requested; the runtime unloads leakscope once no callback is running"),
+            Err(hr) => tracing::warn!("the runtime refused to detach ({hr:#x}); leakscope stays loaded but idle"),
+        }
+    }
+
+    /// A last survival check and summary, `bye`, and every handle released.
+    fn finish(&mut self, reason: &str) {
+        self.sweep();
+        self.publish();
+        let bye = records::line("bye", &Bye { t_ms: self.agent.elapsed_ms(), reason });
+        self.deliver(&bye, &[]);
+        let info = &self.agent.info;
+        self.survivors.clear(|h| {
+            let _ = info.destroy_handle(h);
+        });
+        self.agent.capture.counters.tracked.store(0, Ordering::Relaxed);
+    }
+
     /// Applies every queued event; true when told to stop (or the senders are gone).
-    fn drain(&mut self, events: &Receiver<Event>) -> bool {
+    fn drain(&mut self) -> bool {
         loop {
-            match events.try_recv() {
+            match self.events.try_recv() {
                 Ok(Event::Stop) | Err(TryRecvError::Disconnected) => return true,
                 Ok(event) => self.apply(event),
                 Err(TryRecvError::Empty) => return false,
@@ -446,6 +512,7 @@ fn hello_line(agent: &Agent) -> String {
             runtime: agent.runtime.to_string(),
             sampling: agent.capture.sampling.name(),
             mode: "sampled",
+            attached: agent.attached,
             config: HelloConfig {
                 max_tracked: agent.config.max_tracked,
                 memory_limit_bytes: agent.config.memory_limit_bytes,

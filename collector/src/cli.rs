@@ -14,6 +14,7 @@ use std::time::Duration;
         allocating call site) and shim (native survivors by call site), shows what grows while it runs, and writes a \
         report when it ends.\n\nStart with `leakscope demo` to see a real finding in a minute.",
     after_help = "Examples:\n  leakscope run -- dotnet Worker.dll\n  leakscope run --duration 30m --out soak1 -- dotnet Worker.dll\n  \
+        leakscope soak --duration 30m --fail-on 'growth > 1MB/h' -- dotnet Worker.dll   # exit 0 pass, 1 leak, 2 error\n  \
         leakscope env --socket /run/leakscope.sock     # variables for a worker started elsewhere\n  \
         leakscope listen --socket /run/leakscope.sock\n  leakscope tail /var/log/worker.leakscope.ndjson --follow\n  \
         leakscope report leakscope-20250101-120000/\n  leakscope demo"
@@ -33,6 +34,9 @@ pub enum Command {
     Listen(ListenArgs),
     /// Render an NDJSON file written with LEAKSCOPE_OUTPUT, optionally following it as it grows
     Tail(TailArgs),
+    /// Soak-test a worker: verdict per type and call site (leaking, plateaued, stable,
+    /// inconclusive), JSON + JUnit XML + HTML reports, exit 0 pass, 1 leak, 2 error
+    Soak(SoakArgs),
     /// Re-render report.txt and report.json from a recording
     Report(ReportArgs),
     /// Build and run a bundled leaky .NET worker and show what leakscope finds (needs `dotnet`)
@@ -65,6 +69,50 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
     /// One status line per interval instead of the full-screen view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
+    #[command(flatten)]
+    pub libs: LibraryArgs,
+    /// The command to run, after `--`
+    #[arg(required = true, value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    trailing_var_arg = true,
+    after_help = "Rules (--fail-on, repeatable): [scope] growth|live >|>= value\n  \
+        scope: type:PATTERN, site:PATTERN, native, native:PATTERN, managed, heap, rss (none: every type, site and native subject)\n  \
+        e.g. 'growth > 1MB/h'  'site:MyApp.Orders.* growth > 0'  'native growth > 5MB/h'  'type:MyApp.Session live > 50MB'\n\n\
+        Exit codes: 0 pass, 1 a rule is broken (a leak, or a regression against --baseline), 2 usage or infrastructure error.\n\
+        Files in --out: report.html, report.json, junit.xml, report.txt, recording.ndjson, session.json."
+)]
+pub struct SoakArgs {
+    /// How long to run the worker, e.g. 30m or 2h (Ctrl-C ends early, with a report)
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+    /// Leading time left out of the verdicts (start-up, caches filling) [default: 20% of --duration]
+    #[arg(long, value_name = "DUR", value_parser = crate::units::parse_duration)]
+    pub warmup: Option<Duration>,
+    /// How often the agent induces a full GC and counts the heap by type: the comparable points
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_gc_every)]
+    pub gc_every: Duration,
+    /// Fail when this rule is broken (repeatable) [default: 'growth > 100kB/h']
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
+    /// report.json of an earlier soak: known leaks are reported, new or faster ones fail
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Inconclusive verdicts of gated subjects fail too
+    #[arg(long)]
+    pub strict: bool,
+    /// Directory for the reports and the recording [default: ./leakscope-soak-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How often producers send summaries (the live view and the RSS/heap series)
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// One progress line at a time instead of the full-screen view, even on a terminal
     #[arg(long)]
     pub plain: bool,
     #[command(flatten)]
@@ -135,6 +183,12 @@ pub struct ReportArgs {
     /// Print report.json instead of the text report
     #[arg(long)]
     pub json: bool,
+    /// Soak recordings: compare with this earlier report.json (fail on regressions)
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Soak recordings: judge with these rules instead of the recorded ones (repeatable)
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +225,15 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = crate::units::parse_duration(s)?;
     if d.is_zero() {
         return Err("must be more than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// The agent accepts induced-GC periods from 1 s to 24 h.
+fn parse_gc_every(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("must be between 1s and 24h".to_string());
     }
     Ok(d)
 }
@@ -251,6 +314,55 @@ mod tests {
         };
         assert_eq!(e.output, Some(PathBuf::from("/var/log/x.ndjson")));
         assert!(e.libs.no_native);
+    }
+
+    #[test]
+    fn soak_takes_rules_and_the_command() {
+        let cli = Cli::try_parse_from([
+            "leakscope",
+            "soak",
+            "--duration",
+            "90s",
+            "--gc-every",
+            "5s",
+            "--fail-on",
+            "growth > 1MB/h",
+            "--fail-on",
+            "site:A.B.C growth > 0",
+            "--",
+            "dotnet",
+            "W.dll",
+            "--flag",
+        ])
+        .unwrap();
+        let Command::Soak(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.duration, Duration::from_secs(90));
+        assert_eq!(s.gc_every, Duration::from_secs(5));
+        assert_eq!(s.fail_on, ["growth > 1MB/h", "site:A.B.C growth > 0"]);
+        assert_eq!(s.command, ["dotnet", "W.dll", "--flag"]);
+        assert!(s.warmup.is_none() && !s.strict);
+        let code = |line: &str| {
+            parse(line)
+                .map(|_| 0)
+                .map_err(|e| clap_exit_code(&e))
+                .unwrap_err()
+        };
+        assert_eq!(
+            code("leakscope soak -- dotnet x"),
+            2,
+            "--duration is required"
+        );
+        assert_eq!(
+            code("leakscope soak --duration 1m --gc-every 100ms -- x"),
+            2
+        );
+        assert_eq!(
+            code("leakscope soak --duration 1m"),
+            2,
+            "a command is required"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod report;
 pub mod session;
 pub mod signals;
 pub mod sites;
+pub mod soak;
 pub mod store;
 pub mod terminal;
 pub mod units;

@@ -49,6 +49,10 @@ pub enum Record {
     Stack(StackRecord),
     Summary(Box<Summary>),
     Native(Box<NativeSummary>),
+    /// What survived a full GC (sampled survivors born before it), soak mode's comparable points.
+    Retained(Box<Retained>),
+    /// Exact live objects and bytes by type, counted right after an induced full GC.
+    Census(Box<Census>),
     Status(Status),
     Bye(Bye),
 }
@@ -172,6 +176,23 @@ pub struct GcStats {
     pub pause_ms_total: Option<Num>,
     pub pause_ms_max: Option<Num>,
     pub reasons: BTreeMap<String, Num>,
+    /// The collections since the previous summary (kept for the soak charts, not re-exported).
+    #[serde(skip_serializing)]
+    pub recent: Vec<GcEntry>,
+}
+
+/// One collection listed in `summary.gc.recent`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GcEntry {
+    pub n: Option<u64>,
+    #[serde(rename = "gen")]
+    pub generation: Option<u64>,
+    pub reason: Option<String>,
+    pub background: Option<bool>,
+    pub pause_ms: Option<Num>,
+    /// Generation sizes after it: gen0, gen1, gen2, LOH, POH.
+    pub after: Vec<Num>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -260,6 +281,50 @@ pub struct NativeSummary {
     pub sites: Vec<NativeSite>,
 }
 
+/// `retained`: sampled objects born before a full GC and alive after it, grouped like
+/// `summary.sites`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Retained {
+    pub gc: Option<u64>,
+    pub t_ms: Option<Num>,
+    pub unix_ms: Option<Num>,
+    pub heap: Option<HeapSizes>,
+    pub sites: Vec<ManagedSite>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CensusType {
+    pub type_name: String,
+    pub count: Option<Num>,
+    pub bytes: Option<Num>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CensusOther {
+    pub types: Option<Num>,
+    pub count: Option<Num>,
+    pub bytes: Option<Num>,
+}
+
+/// `census`: every live object counted by type on the whole heap after an induced full GC.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Census {
+    pub gc: Option<u64>,
+    pub t_ms: Option<Num>,
+    pub unix_ms: Option<Num>,
+    pub pause_ms: Option<Num>,
+    pub objects: Option<Num>,
+    pub bytes: Option<Num>,
+    pub unreadable: Option<Num>,
+    pub heap: Option<HeapSizes>,
+    pub types: Vec<CensusType>,
+    pub other: Option<CensusOther>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Status {
@@ -316,6 +381,8 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
         "stack" => Record::Stack(typed(value)?),
         "summary" => Record::Summary(Box::new(typed(value)?)),
         "native" => Record::Native(Box::new(typed(value)?)),
+        "retained" => Record::Retained(Box::new(typed(value)?)),
+        "census" => Record::Census(Box::new(typed(value)?)),
         "status" => Record::Status(typed(value)?),
         "bye" => Record::Bye(typed(value)?),
         _ => return Err(Skip::UnknownType(kind)),
@@ -434,9 +501,47 @@ mod tests {
                     "bye"
                 }
                 Record::Summary(_) => "summary",
+                Record::Retained(_) => "retained",
+                Record::Census(_) => "census",
             })
             .collect();
         assert_eq!(kinds, ["hello", "stack", "native", "status", "bye"]);
+    }
+
+    #[test]
+    fn parses_the_documented_retained_and_census_examples() {
+        let retained = r#"{"v":1,"type":"retained","source":"agent","pid":4242,"gc":57,"t_ms":61000,"unix_ms":1795000061000,
+ "heap":{"gen0":0,"gen1":400,"gen2":73400320,"loh":1000000,"poh":8192},
+ "sites":[{"type_name":"System.String","site":"Demo.Worker.LeakOne","location":"Worker.cs:42","stack":17,
+           "samples":800,"objects":1500000,"bytes":84000000,"age_gcs":30.5,"gens":[0,0,800,0,0]}]}"#;
+        let Record::Retained(r) = parse_line(&one_line(retained)).unwrap().record else {
+            panic!("not retained")
+        };
+        assert_eq!(r.gc, Some(57));
+        assert_eq!(r.t_ms.unwrap().u64(), 61000);
+        assert_eq!(r.sites[0].location.as_deref(), Some("Worker.cs:42"));
+        assert_eq!(r.sites[0].bytes.unwrap().u64(), 84_000_000);
+        let census = r#"{"v":1,"type":"census","source":"agent","pid":4242,"gc":57,"t_ms":61000,"unix_ms":1795000061000,
+ "pause_ms":45.2,"objects":293681,"bytes":42258228,"unreadable":0,
+ "heap":{"gen0":0,"gen1":400,"gen2":41000000,"loh":1000000,"poh":8192},
+ "types":[{"type_name":"System.String","count":291542,"bytes":37861182}],
+ "other":{"types":0,"count":0,"bytes":0}}"#;
+        let Record::Census(c) = parse_line(&one_line(census)).unwrap().record else {
+            panic!("not census")
+        };
+        assert_eq!(c.bytes.unwrap().u64(), 42_258_228);
+        assert_eq!(c.types[0].count.unwrap().u64(), 291_542);
+        assert_eq!(c.other.unwrap().types.unwrap().u64(), 0);
+        assert!((c.pause_ms.unwrap().0 - 45.2).abs() < 1e-9);
+        // `gc.recent` is read (for the soak charts) but not written back into report.json.
+        let summary = br#"{"v":1,"type":"summary","source":"agent","pid":1,"t_ms":5,"gc":{"count":[1,0,1],"recent":[{"n":55,"gen":2,"reason":"Induced","background":false,"pause_ms":3.1,"after":[0,400,73400320,1000000,8192]}]}}"#;
+        let Record::Summary(s) = parse_line(summary).unwrap().record else {
+            panic!()
+        };
+        let gc = s.gc.unwrap();
+        assert_eq!(gc.recent[0].generation, Some(2));
+        assert_eq!(gc.recent[0].after[2].u64(), 73_400_320);
+        assert!(!serde_json::to_string(&gc).unwrap().contains("recent"));
     }
 
     #[test]

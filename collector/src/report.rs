@@ -45,6 +45,9 @@ pub struct SessionInfo {
     pub interval_ms: Option<u64>,
     pub native_tracking: Option<NativeTracking>,
     pub notes: Vec<Note>,
+    /// `soak` sessions: what the user asked for (duration, warm-up, rules, baseline).
+    #[serde(default)]
+    pub soak: Option<crate::soak::SoakSettings>,
 }
 
 impl SessionInfo {
@@ -60,6 +63,7 @@ impl SessionInfo {
             interval_ms: None,
             native_tracking: None,
             notes: Vec::new(),
+            soak: None,
         }
     }
 
@@ -82,6 +86,8 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
     pub messages: Vec<Message>,
+    /// `soak` sessions: verdicts, rules, baseline (schema `leakscope.soak/1`); null otherwise.
+    pub soak: Option<crate::soak::SoakReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +219,16 @@ pub struct Message {
 }
 
 pub fn build(store: &Store, session: &SessionInfo, th: &Thresholds) -> Report {
+    build_with_soak(store, session, th, None)
+}
+
+/// Like [`build`], with the soak verdicts when `soak` is given (a `soak` session).
+pub fn build_with_soak(
+    store: &Store,
+    session: &SessionInfo,
+    th: &Thresholds,
+    soak: Option<&crate::soak::Context>,
+) -> Report {
     let managed = sites::ranked(store, Source::Agent, th, None);
     let native = sites::ranked(store, Source::Shim, th, None);
     let multi_process = store.processes().len() > 1;
@@ -299,6 +315,7 @@ pub fn build(store: &Store, session: &SessionInfo, th: &Thresholds) -> Report {
         processes,
         findings,
         messages: messages(store, session),
+        soak: soak.map(|ctx| crate::soak::evaluate(store, session, ctx)),
     }
 }
 
@@ -560,6 +577,21 @@ pub fn write_files(dir: &Path, report: &Report) -> std::io::Result<(PathBuf, Pat
     Ok((text_path, json_path))
 }
 
+/// Soak sessions: junit.xml and the self-contained report.html (charts need the store).
+pub fn write_soak_files(dir: &Path, report: &Report, store: &Store) -> std::io::Result<()> {
+    if report.soak.is_none() {
+        return Ok(());
+    }
+    write_atomically(
+        &dir.join("junit.xml"),
+        crate::soak::junit::render(report).as_bytes(),
+    )?;
+    write_atomically(
+        &dir.join("report.html"),
+        crate::soak::html::render(report, store).as_bytes(),
+    )
+}
+
 /// Write to a temporary name, then rename: a reader never sees half a report.
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -624,6 +656,10 @@ pub fn render_text(r: &Report) -> String {
         th.min_growth_fraction * 100.0
     );
     let _ = writeln!(o);
+    if let Some(soak) = &r.soak {
+        o.push_str(&crate::soak::render_text(soak));
+        let _ = writeln!(o);
+    }
 
     let _ = writeln!(o, "FINDINGS");
     if r.findings.is_empty() {

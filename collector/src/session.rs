@@ -28,6 +28,8 @@ pub struct Session {
     pub started: Instant,
     pub info: SessionInfo,
     flushed_at: Instant,
+    /// `soak` sessions: rules and baseline, for the verdicts in the report.
+    pub soak: Option<crate::soak::Context>,
 }
 
 impl Session {
@@ -49,6 +51,7 @@ impl Session {
             started: Instant::now(),
             info,
             flushed_at: Instant::now(),
+            soak: None,
         }
     }
 
@@ -139,14 +142,21 @@ impl Session {
     }
 
     pub fn build_report(&self) -> Report {
-        report::build(&self.store, &self.info, &Thresholds::default())
+        report::build_with_soak(
+            &self.store,
+            &self.info,
+            &Thresholds::default(),
+            self.soak.as_ref(),
+        )
     }
 
-    /// Writes report.txt, report.json and session.json into `dir`.
+    /// Writes report.txt, report.json and session.json (and for soaks junit.xml and
+    /// report.html) into `dir`.
     pub fn write_outputs(&self, dir: &Path) -> Result<Report, crate::error::CliError> {
         let r = self.build_report();
         report::write_session(dir, &self.info)
             .and_then(|_| report::write_files(dir, &r))
+            .and_then(|_| report::write_soak_files(dir, &r, &self.store))
             .map_err(|e| {
                 crate::error::CliError::io(
                     format!("cannot write the report into {}", dir.display()),

@@ -7,9 +7,10 @@
 
 use crate::analysis::Point;
 use crate::protocol::{
-    AgentHealth, Bye, Envelope, GcStats, HeapSizes, Hello, NativeSummary, ProducerKey, Record,
-    Skip, Source, Summary,
+    AgentHealth, Bye, Census, Envelope, GcStats, HeapSizes, Hello, NativeSummary, ProducerKey,
+    Record, Retained, Skip, Source, Summary,
 };
+use crate::soak::data::{RetainedSite, SoakData};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -140,7 +141,7 @@ pub fn site_label(type_name: Option<&str>, site: &str, location: Option<&str>) -
 }
 
 /// Merges the oldest two thirds pairwise (averaging), keeping recent points at full resolution.
-fn compact(points: &mut Vec<SeriesPoint>) {
+pub(crate) fn compact(points: &mut Vec<SeriesPoint>) {
     let old = points.len() * 2 / 3;
     let old = old - old % 2;
     let merged: Vec<SeriesPoint> = points[..old]
@@ -226,6 +227,8 @@ pub struct Producer {
     /// that survives full GCs is surely not garbage waiting for one.
     full_gc_times: VecDeque<u64>,
     last_gen2_count: Option<u64>,
+    /// Soak series: census, retained, RSS/heap, native totals.
+    pub soak: SoakData,
 }
 
 impl Producer {
@@ -255,6 +258,7 @@ impl Producer {
             degraded_seen: Vec::new(),
             full_gc_times: VecDeque::new(),
             last_gen2_count: None,
+            soak: SoakData::default(),
         }
     }
 
@@ -437,6 +441,26 @@ impl Producer {
             }
             self.last_gen2_count = Some(now);
         }
+        if let Some(t) = t {
+            let t = t as f64;
+            if let Some(rss) = s.rss {
+                self.soak.rss.push(t, rss.0, 0.0);
+            }
+            if let Some(h) = &s.heap {
+                self.soak.heap.push(t, h.total(), 0.0);
+                for (series, v) in self
+                    .soak
+                    .gens
+                    .iter_mut()
+                    .zip([h.gen0, h.gen1, h.gen2, h.loh, h.poh])
+                {
+                    series.push(t, v.map(|n| n.0).unwrap_or(0.0), 0.0);
+                }
+            }
+        }
+        if let Some(induced) = s.gc.as_ref().and_then(|g| g.induced) {
+            self.soak.induced_gcs = induced.u64();
+        }
         if s.gc.is_some() {
             self.gc = s.gc;
         }
@@ -477,11 +501,153 @@ impl Producer {
         self.add_observations(t, observed);
     }
 
+    /// A `retained` record: one point per (type, site) listed, and a zero for sites listed
+    /// before but not now (unless the record is full, when absent may mean "ranked out").
+    fn apply_retained(&mut self, r: Retained) {
+        let Some(t) = self.record_time(r.t_ms.map(|n| n.u64()), r.unix_ms.map(|n| n.u64())) else {
+            return;
+        };
+        let t = t as f64;
+        if self.soak.live_retained_time().is_some_and(|last| t <= last) {
+            self.out_of_order += 1;
+            return;
+        }
+        self.soak.retained_records += 1;
+        self.soak.retained_times.push(t, 0.0, 0.0);
+        let record_full = r.sites.len() >= self.max_sites_per_record();
+        let mut merged: HashMap<SiteKey, (crate::protocol::ManagedSite, f64, f64, f64)> =
+            HashMap::new();
+        for site in r.sites {
+            let key = (site.type_name.clone(), site.site.clone());
+            let bytes = site.bytes.map(|n| n.0).unwrap_or(0.0);
+            let count = site.objects.map(|n| n.0).unwrap_or(0.0);
+            let samples = site.samples.map(|n| n.0).unwrap_or(0.0);
+            match merged.get_mut(&key) {
+                Some(acc) => {
+                    acc.1 += bytes;
+                    acc.2 += count;
+                    acc.3 += samples;
+                }
+                None => {
+                    merged.insert(key, (site, bytes, count, samples));
+                }
+            }
+        }
+        for s in self.soak.retained.values_mut() {
+            s.present = false;
+        }
+        for (key, (site, bytes, count, samples)) in merged {
+            if !self.soak.retained.contains_key(&key) && !self.soak.room_for_site() {
+                continue;
+            }
+            let frames = site.stack.and_then(|id| self.stacks.get(&id).cloned());
+            let entry = self
+                .soak
+                .retained
+                .entry(key)
+                .or_insert_with(|| RetainedSite {
+                    type_name: site.type_name.clone(),
+                    site: site.site.clone(),
+                    location: None,
+                    stack_id: None,
+                    frames: None,
+                    series: Default::default(),
+                    samples: 0.0,
+                    present: false,
+                });
+            if site.stack.is_some() {
+                entry.stack_id = site.stack;
+            }
+            if frames.is_some() {
+                entry.frames = frames;
+            }
+            if let Some(loc) = site.location.filter(|l| !l.is_empty()) {
+                entry.location = Some(loc);
+            }
+            entry.series.push(t, bytes, count);
+            entry.samples = samples;
+            entry.present = true;
+        }
+        if !record_full {
+            for s in self.soak.retained.values_mut().filter(|s| !s.present) {
+                s.samples = 0.0;
+                s.series.push(t, 0.0, 0.0);
+            }
+        }
+        self.soak.set_retained_time(t);
+    }
+
+    /// A `census` record: exact bytes and objects per type; types listed before and absent now
+    /// are at zero when the census is complete (nothing was summed into `other`).
+    fn apply_census(&mut self, c: Census) {
+        let Some(t) = self.record_time(c.t_ms.map(|n| n.u64()), c.unix_ms.map(|n| n.u64())) else {
+            return;
+        };
+        let t = t as f64;
+        if !self.soak.live.push(
+            t,
+            c.bytes.map(|n| n.0).unwrap_or(0.0),
+            c.objects.map(|n| n.0).unwrap_or(0.0),
+        ) {
+            self.out_of_order += 1;
+            return;
+        }
+        if self.soak.census_records == 0 {
+            self.soak.censuses_complete = true;
+        }
+        self.soak.census_records += 1;
+        if let Some(p) = c.pause_ms {
+            self.soak.census_pause_ms_total += p.0;
+            self.soak.census_pause_ms_max = self.soak.census_pause_ms_max.max(p.0);
+        }
+        self.soak.census_unreadable += c.unreadable.map(|n| n.u64()).unwrap_or(0);
+        let complete = c
+            .other
+            .as_ref()
+            .and_then(|o| o.types)
+            .map(|n| n.u64() == 0)
+            .unwrap_or(true);
+        for s in self.soak.types.values_mut() {
+            s.present = false;
+        }
+        let mut merged: HashMap<String, (f64, f64)> = HashMap::new();
+        for ty in c.types {
+            let acc = merged.entry(ty.type_name).or_insert((0.0, 0.0));
+            acc.0 += ty.bytes.map(|n| n.0).unwrap_or(0.0);
+            acc.1 += ty.count.map(|n| n.0).unwrap_or(0.0);
+        }
+        for (name, (bytes, count)) in merged {
+            if !self.soak.types.contains_key(&name) && !self.soak.room_for_type() {
+                continue;
+            }
+            let entry = self.soak.types.entry(name).or_default();
+            entry.series.push(t, bytes, count);
+            entry.present = true;
+        }
+        if !complete {
+            self.soak.censuses_complete = false;
+        }
+        if complete {
+            for s in self.soak.types.values_mut().filter(|s| !s.present) {
+                s.series.push(t, 0.0, 0.0);
+            }
+        }
+    }
+
     fn apply_native(&mut self, n: NativeSummary) {
         self.reports += 1;
         let t = self.record_time(n.t_ms.map(|v| v.u64()), n.unix_ms.map(|v| v.u64()));
         if let Some(rss) = n.rss {
             self.rss = Some(rss.u64());
+        }
+        if let (Some(t), Some(live)) = (t, n.live_bytes) {
+            let t = t as f64;
+            self.soak
+                .native_live
+                .push(t, live.0, n.live_allocs.map(|v| v.0).unwrap_or(0.0));
+            if let Some(rss) = n.rss {
+                self.soak.rss.push(t, rss.0, 0.0);
+            }
         }
         self.native = Some(NativeTotals {
             live_bytes: n.live_bytes.map(|v| v.u64()),
@@ -694,7 +860,16 @@ impl Store {
                 producer.apply_native(*n);
                 self.data_version += 1;
             }
+            Record::Retained(r) => {
+                producer.apply_retained(*r);
+                self.data_version += 1;
+            }
+            Record::Census(c) => {
+                producer.apply_census(*c);
+                self.data_version += 1;
+            }
             Record::Status(s) => {
+                producer.soak.note_status(&s.message);
                 producer.status_total += 1;
                 if producer.statuses.len() >= MAX_STATUS_KEPT {
                     producer.statuses.pop_front();

@@ -42,6 +42,8 @@ pub fn demo(args: DemoArgs) -> CliResult<i32> {
         libs: args.libs,
         mode: "demo",
         out_prefix: "leakscope-demo",
+        extra_env: Vec::new(),
+        soak: None,
     })?;
 
     let findings = &outcome.report.findings;

@@ -5,6 +5,7 @@ pub mod env;
 pub mod listen;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod tail;
 
 use crate::cli::{Cli, Command};
@@ -18,6 +19,7 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Env(a) => env::env(a),
         Command::Listen(a) => listen::listen(a),
         Command::Tail(a) => tail::tail(a),
+        Command::Soak(a) => soak::soak(a),
         Command::Report(a) => report::report(a),
         Command::Demo(a) => demo::demo(a),
     }

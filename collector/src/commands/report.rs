@@ -1,6 +1,7 @@
 //! `leakscope report DIR_OR_FILE`: re-render the reports from a recording.
 
 use crate::cli::ReportArgs;
+
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
 use crate::ingest;
@@ -44,7 +45,9 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
         .as_deref()
         .and_then(report::read_session)
         .unwrap_or_else(|| SessionInfo::new("report"));
+    let soak = soak_context(&info, &args)?;
     let mut session = Session::new(None, None, ViewMode::Quiet, info.clone());
+    session.soak = soak;
     ingest::read_file_lines(&recording, |ev| session.handle(ev))
         .map_err(|e| CliError::io(format!("cannot read {}", recording.display()), e))?;
     // Keep the recorded times, not the time of this re-rendering.
@@ -53,14 +56,52 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
     if let Some(dir) = args.out.clone().or(default_out) {
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-        report::write_files(&dir, &rendered).map_err(|e| {
-            CliError::io(format!("cannot write the report into {}", dir.display()), e)
-        })?;
+        report::write_files(&dir, &rendered)
+            .and_then(|_| report::write_soak_files(&dir, &rendered, &session.store))
+            .map_err(|e| {
+                CliError::io(format!("cannot write the report into {}", dir.display()), e)
+            })?;
     }
     if args.json {
         print_stdout(&(serde_json::to_string_pretty(&rendered).unwrap_or_default() + "\n"));
     } else {
         print_stdout(&report::render_text(&rendered));
     }
-    Ok(0)
+    // A soak recording exits like the soak did: 0 pass, 1 leak or regression, 2 error.
+    Ok(crate::soak::exit_code_of(&rendered))
+}
+
+/// For a soak recording: the recorded settings, with `--baseline`/`--fail-on` overriding them.
+fn soak_context(info: &SessionInfo, args: &ReportArgs) -> CliResult<Option<crate::soak::Context>> {
+    let Some(recorded) = info.soak.clone() else {
+        if args.baseline.is_some() || !args.fail_on.is_empty() {
+            return Err(CliError::usage(
+                "--baseline and --fail-on apply to soak recordings only (made by `leakscope soak`)",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut settings = recorded;
+    if !args.fail_on.is_empty() {
+        settings.fail_on = args.fail_on.clone();
+    }
+    match &args.baseline {
+        Some(b) => settings.baseline = Some(b.clone()),
+        None => {
+            // The baseline recorded with the soak may have moved since: judge without it.
+            if settings.baseline.as_ref().is_some_and(|b| !b.is_file()) {
+                crate::commands::print_stderr(&format!(
+                    "leakscope: note: the recorded baseline {} is gone; judging without it (pass --baseline FILE)\n",
+                    settings
+                        .baseline
+                        .as_ref()
+                        .map(|b| b.display().to_string())
+                        .unwrap_or_default()
+                ));
+                settings.baseline = None;
+            }
+        }
+    }
+    let ctx = crate::soak::Context::new(settings)?;
+    Ok(Some(ctx))
 }

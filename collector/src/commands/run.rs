@@ -29,6 +29,8 @@ pub fn run(args: RunArgs) -> CliResult<i32> {
         libs: args.libs,
         mode: "run",
         out_prefix: "leakscope",
+        extra_env: Vec::new(),
+        soak: None,
     })?;
     Ok(outcome.exit_code)
 }
@@ -42,6 +44,10 @@ pub struct TargetSpec {
     pub libs: LibraryArgs,
     pub mode: &'static str,
     pub out_prefix: &'static str,
+    /// More variables for the target (soak mode: LEAKSCOPE_INDUCE_FULL_GC).
+    pub extra_env: Vec<(String, String)>,
+    /// `soak`: the rules and baseline; adds the progress line, verdicts and soak reports.
+    pub soak: Option<crate::soak::Context>,
 }
 
 pub struct Outcome {
@@ -120,6 +126,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let (out_dir, out_note) = locate::create_out_dir(spec.out.as_deref(), spec.out_prefix)?;
 
     let mut info = SessionInfo::new(spec.mode);
+    info.soak = spec.soak.as_ref().map(|c| c.settings.clone());
     info.command = Some(spec.argv.clone());
     info.interval_ms = Some(spec.interval.as_millis() as u64);
     info.native_tracking = Some(libs.native.clone());
@@ -157,6 +164,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         existing_preload.as_deref(),
     );
     let mut env = env;
+    env.extend(spec.extra_env.iter().cloned());
     // The agent's and shim's own logs land beside the report, unless the user chose a place.
     let producer_log = out_dir.join("agent.log");
     if std::env::var_os("LEAKSCOPE_LOG").is_none() {
@@ -196,7 +204,18 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         stdin_null: terminal::stdin_is_tty(),
     })?;
 
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    // A plain soak prints its own progress line instead of the generic status line.
+    let view_mode = if spec.soak.is_some() && mode == ViewMode::Plain {
+        ViewMode::Quiet
+    } else {
+        mode
+    };
+    let mut session = Session::new(Some(rx), Some(recorder), view_mode, info);
+    session.soak = spec.soak;
+    let progress_every = spec.interval.max(Duration::from_secs(10));
+    let mut progress_at: Option<Instant> = None;
+    let mut progress = String::new();
+    let mut progress_version = u64::MAX;
     if mode == ViewMode::Plain {
         print_stderr(&format!(
             "leakscope: running `{}` (pid {}), writing to {}\n",
@@ -234,7 +253,24 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         }
         child.tick();
 
+        if let Some(ctx) = session.soak.as_ref() {
+            let due = progress_at.is_none_or(|t| t.elapsed() >= progress_every);
+            let refresh = mode == ViewMode::Live
+                && progress_version != session.store.data_version
+                && progress_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+            if due || refresh {
+                progress = crate::soak::progress_line(&session.store, ctx, child.started.elapsed());
+                progress_version = session.store.data_version;
+                if mode == ViewMode::Plain && due {
+                    print_stderr(&format!("leakscope {progress}\n"));
+                }
+                progress_at = Some(Instant::now());
+            }
+        }
         let mut frame = session.frame_base(title.clone(), spec.interval);
+        if session.soak.is_some() && !progress.is_empty() {
+            frame.alerts.push((Level::Info, progress.clone()));
+        }
         frame.out_dir = Some(out_dir.display().to_string());
         frame.waiting_on = Some(socket.display().to_string());
         if let Some(s) = child.stop_status() {
@@ -320,7 +356,11 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         );
     }
     let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    if report.soak.is_some() {
+        print_stderr(&crate::soak::render_summary(&report, &out_dir));
+    } else {
+        print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    }
     Ok(Outcome {
         exit_code: exit.shell_code(),
         report,

@@ -1,0 +1,251 @@
+// Soak-test scenarios for `leakscope soak`. Every scenario runs a message worker with heavy
+// churn (short-lived messages, and a sliding window of recent ones that die old, in gen1/gen2),
+// plus one known shape of memory use with its own type and allocating method:
+//
+//   steady-leak       SoakApp.AuditRecord @ SoakApp.AuditLog.Append     ~100 kB/s, forever
+//   bounded-cache     SoakApp.CacheEntry  @ SoakApp.PriceCache.Put      fills in ~27 s, then evicts
+//   warmup-then-flat  SoakApp.Product     @ SoakApp.ReferenceData.Load  grows for ~25 s, then stops
+//   bursts            SoakApp.BatchItem   @ SoakApp.BatchJob.Run        ~8 MB held 1.5 s every 7.3 s
+//   churn             (nothing kept)
+//   slow-drip         SoakApp.DripEntry   @ SoakApp.Drip.Add            ~350 B/s under heavier churn
+//
+// usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
+// Prints "ready" when the worker starts and "done <checksum>" when it stops.
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace SoakApp;
+
+public static class Program
+{
+    static volatile bool stop;
+
+    public static int Main(string[] args)
+    {
+        string scenario = args.Length > 0 ? args[0] : "help";
+        double seconds = args.Length > 1
+            ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture)
+            : double.PositiveInfinity;
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop = true; };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop = true;
+
+        Action<double>? extra = scenario switch
+        {
+            "steady-leak" => AuditLog.Tick,
+            "bounded-cache" => PriceCache.Tick,
+            "warmup-then-flat" => ReferenceData.Tick,
+            "bursts" => BatchJob.Tick,
+            "churn" => _ => { },
+            "slow-drip" => Drip.Tick,
+            _ => null,
+        };
+        if (extra == null)
+        {
+            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip");
+            return 2;
+        }
+        // Heavy churn everywhere; heavier under the slow drip, which must be found anyway.
+        int messagesPerTick = scenario == "slow-drip" ? 160 : 80;
+        Console.WriteLine("ready");
+        var clock = Stopwatch.StartNew();
+        var worker = new Worker();
+        long checksum = 0;
+        while (!stop && clock.Elapsed.TotalSeconds < seconds)
+        {
+            double now = clock.Elapsed.TotalSeconds;
+            for (int i = 0; i < messagesPerTick; i++) checksum += worker.Handle();
+            extra(now);
+            Thread.Sleep(10);
+        }
+        Console.WriteLine($"done {checksum % 1000}");
+        return 0;
+    }
+}
+
+/// A message as a queue consumer sees it: a payload and a few strings.
+public sealed class Message
+{
+    public long Id;
+    public string Customer = "";
+    public string Body = "";
+    public byte[] Payload = Array.Empty<byte>();
+}
+
+/// The churn: every message is parsed, formatted and dropped; the last few thousand are kept in
+/// a sliding window (a retry buffer), so they die old, after being promoted.
+public sealed class Worker
+{
+    readonly Queue<Message> recent = new();
+    long next;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public long Handle()
+    {
+        long id = next++;
+        var m = new Message
+        {
+            Id = id,
+            Customer = "customer-" + (id % 997),
+            Body = $"order {id} for {id % 997} amount {(id * 31) % 10000}",
+            Payload = new byte[512 + (int)(id % 1536)],
+        };
+        m.Payload[0] = (byte)id;
+        var parts = m.Body.Split(' ');
+        recent.Enqueue(m);
+        if (recent.Count > 3000) recent.Dequeue();
+        return parts.Length + m.Payload.Length;
+    }
+}
+
+/// The steady leak: every processed batch appends audit records to a static list nobody trims.
+public sealed class AuditRecord
+{
+    public long Id;
+    public long At;
+    public string Line = "";
+}
+
+public static class AuditLog
+{
+    static readonly List<AuditRecord> records = new();
+    static long n;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Append()
+    {
+        long id = n++;
+        records.Add(new AuditRecord { Id = id, At = Environment.TickCount64, Line = $"audit {id:D10} processed ok" });
+    }
+
+    // 1000 records a second (~100 B each, with their strings): ~100 kB/s, ~360 MB/h.
+    public static void Tick(double now)
+    {
+        while (n < (long)(now * 1000)) Append();
+    }
+}
+
+/// A bounded cache: fills up to its capacity in ~27 s, then evicts the oldest entry per insert.
+public sealed class CacheEntry
+{
+    public long Key;
+    public decimal Price;
+    public byte[] Blob = Array.Empty<byte>();
+}
+
+public static class PriceCache
+{
+    const int Capacity = 40_000;
+    static readonly Dictionary<long, CacheEntry> entries = new();
+    static readonly Queue<long> order = new();
+    static long next;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Put(long key)
+    {
+        if (entries.Count >= Capacity) entries.Remove(order.Dequeue());
+        entries[key] = new CacheEntry { Key = key, Price = key % 1000, Blob = new byte[96] };
+        order.Enqueue(key);
+    }
+
+    // 1500 inserts a second: full after ~27 s (≈ 7 MB), then every insert evicts one.
+    public static void Tick(double now)
+    {
+        while (next < (long)(now * 1500)) Put(next++);
+    }
+}
+
+/// Start-up growth: reference data loaded gradually for the first ~25 s, then never again.
+public sealed class Product
+{
+    public long Sku;
+    public string Name = "";
+    public int[] Tiers = Array.Empty<int>();
+}
+
+public static class ReferenceData
+{
+    static readonly List<Product> products = new();
+    const double LoadSeconds = 25;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Load(int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            long sku = products.Count;
+            products.Add(new Product { Sku = sku, Name = $"product {sku:D8}", Tiers = new int[16] });
+        }
+    }
+
+    // 1000 products a second (~200 kB/s with their names and arrays) while loading.
+    public static void Tick(double now)
+    {
+        long target = (long)(Math.Min(now, LoadSeconds) * 1000);
+        if (products.Count < target) Load((int)(target - products.Count));
+    }
+}
+
+/// Periodic bursts: a batch of ~100k items (~8 MB) built every 7.3 s, held 1.5 s, dropped.
+public sealed class BatchItem
+{
+    public long Id;
+    public long Amount;
+    public string? Note;
+}
+
+public static class BatchJob
+{
+    static List<BatchItem>? current;
+    static double startedAt = -1;
+    static double nextAt = 3;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static List<BatchItem> Run()
+    {
+        var items = new List<BatchItem>(100_000);
+        for (int i = 0; i < 100_000; i++) items.Add(new BatchItem { Id = i, Amount = i * 7 });
+        return items;
+    }
+
+    public static void Tick(double now)
+    {
+        if (current == null && now >= nextAt)
+        {
+            current = Run();
+            startedAt = now;
+            nextAt += 7.3;
+        }
+        else if (current != null && now - startedAt >= 1.5)
+        {
+            current = null;
+        }
+    }
+}
+
+/// The slow drip: one wide record a second, kept forever (~350 B/s, ~1.2 MB/h) — far below
+/// the sampling rate (one sample per ~100 KiB), so only an exact census sees it in minutes.
+public sealed class DripEntry
+{
+    public long A0, A1, A2, A3, A4, A5, A6, A7, A8, A9;
+    public long B0, B1, B2, B3, B4, B5, B6, B7, B8, B9;
+    public long C0, C1, C2, C3, C4, C5, C6, C7, C8, C9;
+    public long D0, D1, D2, D3, D4, D5, D6, D7, D8, D9;
+}
+
+public static class Drip
+{
+    static readonly List<DripEntry> kept = new();
+    static double nextAt;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Add(long id) => kept.Add(new DripEntry { A0 = id, D9 = id });
+
+    public static void Tick(double now)
+    {
+        if (now >= nextAt)
+        {
+            Add(kept.Count);
+            nextAt += 1.0;
+        }
+    }
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Shim overhead benchmark: a malloc-heavy C program (shim/bench/malloc_bench.c)
+# Shim overhead benchmark: a malloc-heavy C program (bench/malloc_bench.c)
 # timed without the shim, with the shim, and under heaptrack, in the same run.
 #
-#   shim/bench/run.sh [THREADS] [OPS_PER_THREAD] [REPEATS]
+#   bench/shim_overhead.sh [THREADS] [OPS_PER_THREAD] [REPEATS]
 #
 # Env: LEAKSCOPE_SHIM=path/to/libleakscope_shim.so (default: build it into
 # $CARGO_TARGET_DIR or ./target), NO_HEAPTRACK=1 to skip heaptrack, and any
@@ -18,7 +18,7 @@ ops=${2:-1000000}
 repeats=${3:-7}
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+root=$(cd "$here/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

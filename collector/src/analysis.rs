@@ -390,6 +390,9 @@ pub enum TrendReason {
     Straddles,
     /// Grew over the window, but the recent part's interval straddles the threshold.
     RecentUnclear,
+    /// The interval is above the threshold, but the trend test does not reach the strict
+    /// level a leak call needs (many subjects are judged at once).
+    WeakTrend,
     /// A sampled call site that seems to grow while the exact census of its type does not:
     /// sampling noise (survivor samples stay correlated for as long as their objects live).
     NotCorroborated,
@@ -425,6 +428,9 @@ pub struct Trend {
     pub flat_since_ms: Option<f64>,
     /// Inconclusive: a rough estimate of how much longer the soak must run to decide.
     pub more_ms: Option<f64>,
+    /// Sampled series: samples gained over the window; the interval then includes the
+    /// sampling error (±1.96/√k).
+    pub samples_gained: Option<f64>,
 }
 
 /// Theil–Sen slope with Sen's interval at `confidence`; `None` with fewer than two times.
@@ -637,6 +643,7 @@ pub fn assess_trend(
         end_bytes,
         flat_since_ms: None,
         more_ms: None,
+        samples_gained: None,
     };
     if n < s.min_points.max(3) || span <= 0.0 {
         if n >= 2 && span > 0.0 {
@@ -701,11 +708,13 @@ pub fn assess_trend(
         }
         return trend;
     }
-    // Plateaued or stable: the recent part confidently grows no faster than τ — or its slope is
-    // under τ and confidently far below the early slope (the rise has stopped; a residual
-    // growth up to the recent interval's upper end is not ruled out yet, and the evidence says so).
-    let levelled = recent_slope <= tau
-        && early_slope.is_some_and(|e| e > tau && recent_hi < e * s.slowing_ratio);
+    // Plateaued or stable: the recent part confidently grows no faster than τ — or it shows no
+    // trend of its own and is confidently far below the early slope (the rise has stopped; a
+    // residual growth up to the recent interval's upper end is not ruled out yet, and the
+    // evidence says so).
+    let recent_trend = recent_slope > tau && p_recent < s.recent_alpha;
+    let levelled =
+        !recent_trend && early_slope.is_some_and(|e| e > tau && recent_hi < e * s.slowing_ratio);
     if recent_hi <= tau || levelled {
         // It rose if the trend test says so, or if the rise dwarfs the recent fluctuation.
         let recent_spread = recent_values
@@ -734,6 +743,11 @@ pub fn assess_trend(
     }
     // Inconclusive. The interval narrows roughly as T^(-3/2) with a point every fixed period:
     // estimate when its half-width falls below the slope's distance from the threshold.
+    if !grows_whole && whole.lo > tau {
+        trend.reason = TrendReason::WeakTrend;
+        trend.more_ms = Some(span * 0.5);
+        return trend;
+    }
     let (fit, fit_span) = if grows_whole {
         trend.reason = TrendReason::RecentUnclear;
         let rspan = recent.last().map(|p| p.t_ms).unwrap_or(0.0)

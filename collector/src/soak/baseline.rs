@@ -1,8 +1,9 @@
 //! `--baseline FILE`: compare with an earlier soak's report.json and fail on regressions only.
 //!
 //! A subject that breaks a rule now is **known** when the baseline already had it leaking at a
-//! comparable rate (the current interval's lower end is not above the baseline interval's upper
-//! end) — it is reported, not failed, so a team can ratchet: known leaks stay visible, new leaks
+//! comparable rate — it is reported, not failed. It regresses ("growth up") when its interval's
+//! lower end is above the baseline interval's upper end *and* above 1.25× the baseline rate
+//! (exact census intervals are so narrow that run-to-run timing alone would otherwise count) — so a team can ratchet: known leaks stay visible, new leaks
 //! and faster leaks fail. Subjects are matched by their `id` (`type:…`, `site:… @ …`, `native`,
 //! …), which carries no pid.
 
@@ -11,6 +12,9 @@ use crate::analysis::SoakVerdict;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// A known leak regresses when it grows at least this much faster (beyond both intervals).
+pub const GROWTH_UP_FACTOR: f64 = 1.25;
 
 #[derive(Debug, Clone)]
 pub struct BaseSubject {
@@ -144,7 +148,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
                     .map(|c| c[0])
                     .unwrap_or(s.growth.bytes_per_hour);
                 let then_hi = base.ci.map(|c| c[1]).unwrap_or(base.bytes_per_hour);
-                if now_lo > then_hi {
+                if now_lo > then_hi && now_lo > GROWTH_UP_FACTOR * base.bytes_per_hour {
                     c.regressions.push(Regression {
                         subject: s.id.clone(),
                         kind: "growth_up",

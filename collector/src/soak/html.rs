@@ -339,52 +339,6 @@ pub fn render(report: &Report, store: &Store) -> String {
     }
     o.push_str("</section>\n");
 
-    // Verdict table.
-    let _ = write!(
-        o,
-        "<section id=\"verdicts\"><h2>Verdicts</h2><p>{} judged: {} leaking, {} plateaued, {} stable, {} inconclusive{}. \
-         <label><input type=\"checkbox\" id=\"show-stable\"> show stable subjects</label></p>\
-         <table id=\"verdict-table\"><thead><tr><th>verdict</th><th>kind</th><th>subject</th><th>growth</th><th>95% CI</th><th>live</th><th>since</th></tr></thead><tbody>",
-        soak.counts.judged,
-        soak.counts.leaking,
-        soak.counts.plateaued,
-        soak.counts.stable,
-        soak.counts.inconclusive,
-        if soak.counts.unlisted > 0 {
-            format!(" ({} not listed)", soak.counts.unlisted)
-        } else {
-            String::new()
-        }
-    );
-    for s in &soak.subjects {
-        let v = s.verdict.as_str();
-        let ci = s
-            .growth
-            .ci_bytes_per_hour
-            .map(|[a, b]| format!("{} … {}", rate(a), rate(b)))
-            .unwrap_or_else(|| "—".into());
-        let _ = write!(
-            o,
-            "<tr class=\"verdict {v}{}\" data-verdict=\"{v}\" data-kind=\"{}\" data-subject=\"{}\"><td><span class=\"badge {v}\">{v}{}</span></td><td>{}</td><td class=\"subject\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            if s.failing() { " failing" } else { "" },
-            s.kind.as_str(),
-            escape(&s.id),
-            if s.failing() { " ✗" } else { "" },
-            s.kind.as_str(),
-            escape(&s.label),
-            rate(s.growth.bytes_per_hour),
-            ci,
-            escape(&format_bytes(s.live_bytes)),
-            s.verdict_since_ms.map(clock).unwrap_or_else(|| "—".into())
-        );
-        let _ = write!(
-            o,
-            "<tr class=\"evidence {v}\"><td></td><td colspan=\"6\">{}</td></tr>",
-            escape(&s.evidence)
-        );
-    }
-    o.push_str("</tbody></table></section>\n");
-
     // Charts.
     o.push_str("<section id=\"charts\"><h2>Charts</h2>\n");
     let types = chart_subjects(soak, SubjectKind::Type);
@@ -494,6 +448,52 @@ pub fn render(report: &Report, store: &Store) -> String {
         ));
     }
     o.push_str("</section>\n");
+    // Verdict table.
+    let _ = write!(
+        o,
+        "<section id=\"verdicts\"><h2>Verdicts</h2><p>{} judged: {} leaking, {} plateaued, {} stable, {} inconclusive{}. \
+         <label><input type=\"checkbox\" id=\"show-stable\"> show stable subjects</label></p>\
+         <table id=\"verdict-table\"><thead><tr><th>verdict</th><th>kind</th><th>subject</th><th>growth</th><th>95% CI</th><th>live</th><th>since</th></tr></thead><tbody>",
+        soak.counts.judged,
+        soak.counts.leaking,
+        soak.counts.plateaued,
+        soak.counts.stable,
+        soak.counts.inconclusive,
+        if soak.counts.unlisted > 0 {
+            format!(" ({} not listed)", soak.counts.unlisted)
+        } else {
+            String::new()
+        }
+    );
+    for s in &soak.subjects {
+        let v = s.verdict.as_str();
+        let ci = s
+            .growth
+            .ci_bytes_per_hour
+            .map(|[a, b]| format!("{} … {}", rate(a), rate(b)))
+            .unwrap_or_else(|| "—".into());
+        let _ = write!(
+            o,
+            "<tr class=\"verdict {v}{}\" data-verdict=\"{v}\" data-kind=\"{}\" data-subject=\"{}\"><td><span class=\"badge {v}\">{v}{}</span></td><td>{}</td><td class=\"subject\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            if s.failing() { " failing" } else { "" },
+            s.kind.as_str(),
+            escape(&s.id),
+            if s.failing() { " ✗" } else { "" },
+            s.kind.as_str(),
+            escape(&s.label),
+            rate(s.growth.bytes_per_hour),
+            ci,
+            escape(&format_bytes(s.live_bytes)),
+            s.verdict_since_ms.map(clock).unwrap_or_else(|| "—".into())
+        );
+        let _ = write!(
+            o,
+            "<tr class=\"evidence {v}\"><td></td><td colspan=\"6\">{}</td></tr>",
+            escape(&s.evidence)
+        );
+    }
+    o.push_str("</tbody></table></section>\n");
+
     let _ = write!(
         o,
         "<footer>leakscope {} · report.json schema {} / {} · generated {}</footer>\n<script>{SCRIPT}</script>\n</body></html>\n",

@@ -222,7 +222,8 @@ pub struct Subject {
     /// Objects (managed) or allocations (native) at the end.
     pub live_count: f64,
     pub peak_bytes: f64,
-    /// Type verdicts: the sampled call sites of this type, largest first (empty: none sampled).
+    /// Type (and native) verdicts: the sampled call sites of this type (of native memory),
+    /// leaking first, then largest (empty: none sampled).
     pub sites: Vec<SiteRef>,
     /// Producer time (ms since the process started) from which this verdict held to the end.
     pub verdict_since_ms: Option<f64>,
@@ -360,6 +361,8 @@ struct Candidate {
     live_bytes: f64,
     live_count: f64,
     peak_bytes: f64,
+    /// Sampled subjects: live samples behind the latest point (for the sampling error).
+    samples: Option<f64>,
 }
 
 impl Candidate {
@@ -505,6 +508,7 @@ fn total_candidate(kind: SubjectKind, pid: u32, series: &data::Series, exact: bo
         live_bytes: last.bytes,
         live_count: last.count,
         peak_bytes: series.peak_bytes(),
+        samples: None,
     }
 }
 
@@ -531,6 +535,7 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
                 live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
                 live_count: last.map(|l| l.count).unwrap_or(0.0),
                 peak_bytes: ts.series.peak_bytes(),
+                samples: None,
             });
         }
     } else if soak.retained_records > 0 {
@@ -570,6 +575,7 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
                     .collect(),
                 live_bytes: last.1,
                 live_count: last.2,
+                samples: Some(sites.iter().map(|s| s.samples).sum()),
             });
         }
     }
@@ -595,6 +601,7 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
             live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
             live_count: last.map(|l| l.count).unwrap_or(0.0),
             peak_bytes: s.series.peak_bytes(),
+            samples: Some(s.samples),
         });
     }
 }
@@ -617,6 +624,7 @@ fn shim_candidates(_store: &Store, p: &Producer, out: &mut Vec<Candidate>) {
             live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
             live_count: last.map(|l| l.count).unwrap_or(0.0),
             peak_bytes: soak.native_live.peak_bytes(),
+            samples: None,
         });
     }
     for s in p.sites() {
@@ -633,6 +641,7 @@ fn shim_candidates(_store: &Store, p: &Producer, out: &mut Vec<Candidate>) {
             live_bytes: s.latest.bytes,
             live_count: s.latest.count,
             peak_bytes: s.peak_bytes,
+            samples: Some(s.latest.samples),
         });
     }
 }
@@ -837,13 +846,20 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
         .min_by(|a, b| a.value.total_cmp(&b.value))
         .copied();
     let tau = strictest.map(|r| r.value).unwrap_or(info_tau);
-    let growth = assess_trend(&c.points, warmup, tau, &ctx.trend);
+    let judge_at = |tau: f64| {
+        let mut g = assess_trend(&c.points, warmup, tau, &ctx.trend);
+        if let Some(samples) = c.samples {
+            widen_for_sampling(&mut g, samples, c.live_bytes);
+        }
+        g
+    };
+    let growth = judge_at(tau);
     let mut failed_rules = Vec::new();
     for r in &growth_rules {
         let verdict = if r.value == tau {
             growth.verdict
         } else {
-            assess_trend(&c.points, warmup, r.value, &ctx.trend).verdict
+            judge_at(r.value).verdict
         };
         if verdict == SoakVerdict::Leaking {
             failed_rules.push(r.text.clone());
@@ -952,11 +968,41 @@ fn corroborate_sites(store: &Store, ctx: &Context, subjects: &mut [Subject], war
     }
 }
 
+/// A sampled series that grows is a counting process: each new sample adds one weight, so the
+/// growth over the window is known to about ±1.96/√k with k samples gained — wider than Sen's
+/// interval, which treats the points' scatter as independent. The reported interval is the
+/// hull of both.
+fn widen_for_sampling(g: &mut Trend, samples: f64, live_bytes: f64) {
+    let (Some([lo, hi]), true) = (g.ci_bytes_per_hour, samples > 0.0 && live_bytes > 0.0) else {
+        return;
+    };
+    let bytes_per_sample = live_bytes / samples;
+    let gained = ((g.end_bytes - g.start_bytes) / bytes_per_sample).abs();
+    if gained < 1.0 {
+        return;
+    }
+    let rel = 1.96 / gained.sqrt();
+    let slope = g.bytes_per_hour;
+    let (plo, phi) = (slope - rel * slope.abs(), slope + rel * slope.abs());
+    g.ci_bytes_per_hour = Some([lo.min(plo), hi.max(phi)]);
+    g.samples_gained = Some(gained);
+    // A leak call needs the wider interval above the threshold too.
+    if g.verdict == SoakVerdict::Leaking && lo.min(plo) <= g.threshold_bytes_per_hour {
+        g.verdict = SoakVerdict::Inconclusive;
+        g.reason = TrendReason::Straddles;
+    }
+}
+
 /// Names the sampled call sites of each type verdict.
 fn attach_sites(subjects: &mut [Subject]) {
+    // Keyed by (pid, type); native sites under the native total's empty type.
     let mut by_type: HashMap<(u32, String), Vec<SiteRef>> = HashMap::new();
-    for s in subjects.iter().filter(|s| s.kind == SubjectKind::Site) {
-        let (Some(t), Some(site)) = (&s.type_name, &s.site) else {
+    for s in subjects
+        .iter()
+        .filter(|s| matches!(s.kind, SubjectKind::Site | SubjectKind::NativeSite))
+    {
+        let t = s.type_name.clone().unwrap_or_default();
+        let Some(site) = &s.site else {
             continue;
         };
         if s.peak_bytes <= 0.0 {
@@ -984,11 +1030,13 @@ fn attach_sites(subjects: &mut [Subject]) {
         });
         refs.truncate(SITES_PER_TYPE);
     }
-    for s in subjects.iter_mut().filter(|s| s.kind == SubjectKind::Type) {
-        if let Some(t) = &s.type_name {
-            if let Some(refs) = by_type.get(&(s.pid, t.clone())) {
-                s.sites = refs.clone();
-            }
+    for s in subjects
+        .iter_mut()
+        .filter(|s| matches!(s.kind, SubjectKind::Type | SubjectKind::Native))
+    {
+        let t = s.type_name.clone().unwrap_or_default();
+        if let Some(refs) = by_type.get(&(s.pid, t)) {
+            s.sites = refs.clone();
         }
     }
 }
@@ -1082,8 +1130,9 @@ fn evidence(s: &Subject) -> String {
                     format!(", within the {threshold} threshold")
                 } else {
                     format!(
-                        ", far below the early {} — a residual growth under the {threshold} threshold cannot be ruled out yet",
-                        rate(g.early_bytes_per_hour.unwrap_or(0.0))
+                        ", far below the early {} — a residual growth of up to {} cannot be ruled out yet",
+                        rate(g.early_bytes_per_hour.unwrap_or(0.0)),
+                        rate(recent_hi)
                     )
                 }
             );
@@ -1095,6 +1144,17 @@ fn evidence(s: &Subject) -> String {
                 rate(g.bytes_per_hour),
                 ci_text(g.ci_bytes_per_hour),
                 span_text(g.window_ms)
+            );
+        }
+        TrendReason::WeakTrend => {
+            let _ = write!(
+                e,
+                "{} over {} ({}), above the {threshold} threshold, but the trend test reaches only p {} where a leak call needs p < {}: soak longer to tell",
+                rate(g.bytes_per_hour),
+                span_text(g.window_ms),
+                ci_text(g.ci_bytes_per_hour),
+                p_text(g.p_value),
+                TrendSettings::default().alpha
             );
         }
         TrendReason::NotCorroborated => {
@@ -1130,6 +1190,13 @@ fn evidence(s: &Subject) -> String {
             );
         }
     }
+    if let Some(k) = g.samples_gained.filter(|k| *k >= 1.0) {
+        let _ = write!(
+            e,
+            " (the interval includes the sampling error of the ~{k:.0} samples gained, ±{:.0}%)",
+            196.0 / k.sqrt()
+        );
+    }
     let count_word = match s.kind {
         SubjectKind::Native | SubjectKind::NativeSite => "allocations",
         _ => "objects",
@@ -1147,7 +1214,7 @@ fn evidence(s: &Subject) -> String {
     } else {
         let _ = write!(e, "; {} at the end ({what})", format_bytes(s.live_bytes));
     }
-    if s.kind == SubjectKind::Type {
+    if matches!(s.kind, SubjectKind::Type | SubjectKind::Native) {
         if s.sites.is_empty() {
             if s.verdict == SoakVerdict::Leaking || !s.failed_rules.is_empty() {
                 e.push_str(
@@ -1325,7 +1392,8 @@ fn list_subjects(mut subjects: Vec<Subject>) -> Vec<Subject> {
                 SoakVerdict::Leaking | SoakVerdict::Inconclusive => {
                     b.growth.bytes_per_hour.total_cmp(&a.growth.bytes_per_hour)
                 }
-                _ => b.live_bytes.total_cmp(&a.live_bytes),
+                // Largest at any point first: a burst that ended at zero is still listed.
+                _ => b.peak_bytes.total_cmp(&a.peak_bytes),
             })
             .then_with(|| a.id.cmp(&b.id))
     });

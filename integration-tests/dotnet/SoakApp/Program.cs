@@ -8,11 +8,14 @@
 //   bursts            SoakApp.BatchItem   @ SoakApp.BatchJob.Run        ~8 MB held 1.5 s every 7.3 s
 //   churn             (nothing kept)
 //   slow-drip         SoakApp.DripEntry   @ SoakApp.Drip.Add            ~350 B/s under heavier churn
+//   native-leak       native memory       @ SoakApp.NativeBuffers.Leak  64 KiB twice a second
+//                     (Marshal.AllocHGlobal, never freed), beside native churn that frees all
 //
 // usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
 // Prints "ready" when the worker starts and "done <checksum>" when it stops.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace SoakApp;
 
@@ -37,11 +40,12 @@ public static class Program
             "bursts" => BatchJob.Tick,
             "churn" => _ => { },
             "slow-drip" => Drip.Tick,
+            "native-leak" => NativeBuffers.Tick,
             _ => null,
         };
         if (extra == null)
         {
-            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip");
+            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak");
             return 2;
         }
         // Heavy churn everywhere; heavier under the slow drip, which must be found anyway.
@@ -247,5 +251,36 @@ public static class Drip
             Add(kept.Count);
             nextAt += 1.0;
         }
+    }
+}
+
+/// A native leak: unmanaged buffers kept forever (~470 MB/h), beside native churn.
+public static class NativeBuffers
+{
+    static readonly List<IntPtr> kept = new();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Leak()
+    {
+        IntPtr p = Marshal.AllocHGlobal(64 * 1024);
+        Marshal.WriteByte(p, 0, 1);
+        kept.Add(p);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Churn(int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            IntPtr p = Marshal.AllocHGlobal(1024 + i * 64);
+            Marshal.WriteByte(p, 0, 1);
+            Marshal.FreeHGlobal(p);
+        }
+    }
+
+    public static void Tick(double now)
+    {
+        Churn(20);
+        while (kept.Count < (long)(now * 2)) Leak();
     }
 }

@@ -73,6 +73,16 @@ install_dotnet_tools() {
   done
 }
 
+# Headless Chromium (Debian's `chromium` package) for the soak report test, which loads
+# report.html and checks that the verdicts and the SVG charts are rendered.
+install_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  say "installing chromium (headless browser for the report.html test)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
 if crates_io_reachable; then
   say "crates.io reachable: using it"
 else
@@ -81,4 +91,5 @@ else
 fi
 if [ "${1:-}" = "--with-test-tools" ]; then
   install_dotnet_tools
+  install_chromium
 fi

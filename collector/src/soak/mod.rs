@@ -1866,7 +1866,11 @@ pub fn progress_line(store: &Store, ctx: &Context, elapsed: Duration) -> String 
     }
     let census: u64 = agents.iter().map(|p| p.soak.census_records).sum();
     let retained: u64 = agents.iter().map(|p| p.soak.retained_records).sum();
-    let induced: u64 = agents.iter().map(|p| p.soak.induced_gcs).sum();
+    // Summaries report the induced count every interval; a census follows each induced GC.
+    let induced: u64 = agents
+        .iter()
+        .map(|p| p.soak.induced_gcs.max(p.soak.census_records))
+        .sum();
     let _ = write!(line, " · {induced} full GCs induced, {census} censuses");
     if census == 0 && retained == 0 {
         line.push_str(" · waiting for the first full GC");

@@ -893,6 +893,10 @@ fn hours_of_data_stay_bounded() {
     s.duration_ms = 8 * 3_600_000;
     let ctx = Context::new(s).unwrap();
     let r = evaluate(&store, &soak_session(), &ctx);
+    eprintln!(
+        "8 h of censuses over 300 types: {bytes} bytes of soak series, judged in {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "{:?}",

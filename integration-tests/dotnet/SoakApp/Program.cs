@@ -12,7 +12,8 @@
 //                     (Marshal.AllocHGlobal, never freed), beside native churn that frees all
 //
 // usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
-// Prints "ready" when the worker starts and "done <checksum>" when it stops.
+// Prints "ready" when the worker starts, "done <checksum>" and its message and allocation
+// rates when it stops.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -62,6 +63,8 @@ public static class Program
             Thread.Sleep(10);
         }
         Console.WriteLine($"done {checksum % 1000}");
+        double elapsed = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"messages_per_s {worker.Handled / elapsed:F0} allocated_mb_per_s {GC.GetTotalAllocatedBytes() / 1e6 / elapsed:F1}");
         return 0;
     }
 }
@@ -81,6 +84,8 @@ public sealed class Worker
 {
     readonly Queue<Message> recent = new();
     long next;
+
+    public long Handled => next;
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     public long Handle()

@@ -661,7 +661,14 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(o);
     }
 
-    let _ = writeln!(o, "FINDINGS");
+    if r.soak.is_some() {
+        let _ = writeln!(
+            o,
+            "FINDINGS OF THE LIVE VIEW (sampled survivors per summary; the soak verdicts above decide)"
+        );
+    } else {
+        let _ = writeln!(o, "FINDINGS");
+    }
     if r.findings.is_empty() {
         let connected = r
             .processes

@@ -748,6 +748,15 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
                 p.key.pid
             ));
         }
+        if p.soak.census_records == 0
+            && p.soak.retained_records > 0
+            && p.soak.census_unavailable.is_none()
+        {
+            warnings.push(format!(
+                "pid {}: no census records (LEAKSCOPE_CENSUS=0?): type verdicts are sampled estimates, and slow drips may go unseen",
+                p.key.pid
+            ));
+        }
         if let Some(msg) = &p.soak.census_unavailable {
             warnings.push(format!(
                 "pid {}: {msg} — type verdicts are sampled estimates, and slow drips may go unseen",

@@ -931,3 +931,26 @@ fn progress_line_reports_elapsed_remaining_and_top_growth() {
     let empty = progress_line(&Store::new(), &ctx, std::time::Duration::from_secs(1));
     assert!(empty.contains("waiting for the agent"));
 }
+
+#[test]
+fn strict_fails_inconclusive_gated_subjects() {
+    let store = worker(false, false).store();
+    let r = evaluate_with(&store, &[]);
+    assert_eq!(r.outcome, Outcome::Pass);
+    assert!(
+        r.counts.inconclusive > 0,
+        "the noisy churn is inconclusive in a minute"
+    );
+    let mut s = settings(&[]);
+    s.strict = true;
+    let ctx = Context::new(s).unwrap();
+    let r = evaluate(&store, &soak_session(), &ctx);
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.headline);
+    assert!(
+        r.subjects
+            .iter()
+            .filter(|s| s.failing())
+            .all(|s| s.verdict == SoakVerdict::Inconclusive
+                && s.failed_rules == ["--strict (inconclusive)"])
+    );
+}

@@ -150,6 +150,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         memory_limit_bytes: config.memory_limit_bytes,
         stack_depth: config.stack_depth,
         providers: Default::default(),
+        keep_one_in: std::sync::atomic::AtomicU32::new(1),
     };
     let agent = Agent {
         info,

@@ -19,6 +19,9 @@ pub struct Config {
     pub max_tracked: usize,
     /// Ceiling on the agent's own heap; beyond it new samples are counted, not tracked.
     pub memory_limit_bytes: usize,
+    /// Most samples a second the allocating threads walk stacks for; beyond it samples are
+    /// thinned at random (0 = never thin).
+    pub max_samples_per_sec: usize,
     /// Most (type, site) rows per summary.
     pub max_sites: usize,
     /// Deepest managed stack captured per sample.
@@ -41,6 +44,7 @@ impl Default for Config {
             log_level: tracing::Level::WARN,
             max_tracked: 100_000,
             memory_limit_bytes: 64 << 20,
+            max_samples_per_sec: 5000,
             max_sites: 1000,
             stack_depth: 64,
             framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
@@ -108,6 +112,7 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
     let mut memory_mb = c.memory_limit_bytes >> 20;
     number(&non_empty, &mut problems, "LEAKSCOPE_MEMORY_LIMIT_MB", 8, 1 << 20, &mut memory_mb);
     c.memory_limit_bytes = memory_mb << 20;
+    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SAMPLES_PER_SEC", 0, 10_000_000, &mut c.max_samples_per_sec);
     number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
     number(&non_empty, &mut problems, "LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
     if let Some(v) = get("LEAKSCOPE_FRAMEWORK_PREFIXES") {

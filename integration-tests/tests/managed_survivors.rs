@@ -391,3 +391,25 @@ fn soak_mode_reports_what_survives_each_induced_full_gc() {
     assert!(strings.windows(2).all(|w| w[1] > w[0]), "census string counts should rise: {strings:?}");
     assert!(censuses.iter().all(|c| c["pause_ms"].as_f64().unwrap() > 0.0 && c["unreadable"] == 0));
 }
+
+/// Past `LEAKSCOPE_MAX_SAMPLES_PER_SEC` the agent follows one sample in N, says so, and its
+/// estimate stays unbiased: the leaked strings are still counted within ±30%.
+#[test]
+fn thinned_sampling_says_so_and_keeps_the_estimate_honest() {
+    let (output, records) = run_scenario(&["strings", "8"], "1s", &[("LEAKSCOPE_MAX_SAMPLES_PER_SEC", "100")]);
+    let leaked: f64 = stdout_of(&output).lines().last().unwrap().trim_start_matches("done ").parse().unwrap();
+    let summary = last_summary(&records);
+    assert!(summary["agent"]["keep_one_in"].as_u64().unwrap() > 1, "{}", summary["agent"]);
+    assert!(summary["agent"]["thinned"].as_u64().unwrap() > 0);
+    assert!(
+        of_type(&records, "status").iter().any(|s| s["message"].as_str().unwrap().contains("following 1 sample in")),
+        "thinning not announced"
+    );
+    let site = sites(summary)
+        .iter()
+        .find(|s| s["type_name"] == "System.String" && s["site"] == "LeakApp.StringLeak.RecordAuditLine")
+        .expect("the leak site");
+    let error = site["objects"].as_f64().unwrap() / leaked - 1.0;
+    eprintln!("thinned estimate: {} objects vs {leaked} leaked ({:+.1}%)", site["objects"], error * 100.0);
+    assert!(error.abs() <= 0.30, "estimate off by {:.1}%", error * 100.0);
+}

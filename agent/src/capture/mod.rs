@@ -45,6 +45,8 @@ pub struct Sample {
     pub handle: ObjectHandleID,
     /// Number of the most recent GC when the object was allocated.
     pub born_after_gc: u32,
+    /// The thinning in force when it was taken: it stands for this many samples.
+    pub keep_one_in: u32,
     /// Managed frames, innermost first.
     pub frames: Vec<Frame>,
 }
@@ -68,6 +70,8 @@ pub struct Counters {
     pub samples: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_budget: AtomicU64,
+    /// Samples skipped by thinning (see `Capture::keep_one_in`).
+    pub thinned: AtomicU64,
     pub handle_failures: AtomicU64,
     pub stack_failures: AtomicU64,
     /// Samples queued or tracked; the budget check reads it without locking.
@@ -87,6 +91,46 @@ pub struct Capture {
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
     pub providers: ProviderFilter,
+    /// Follow one runtime sample in this many; the agent thread raises it when samples arrive
+    /// faster than `LEAKSCOPE_MAX_SAMPLES_PER_SEC`, and lowers it again when they slow down.
+    pub keep_one_in: AtomicU32,
+}
+
+/// A per-thread random draw for thinning, without locks or allocation.
+mod thinning {
+    use std::cell::Cell;
+
+    thread_local! {
+        // Const-initialised and free of destructors: safe on any thread at any time.
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// True with probability 1 / `one_in`.
+    pub fn keep(one_in: u32) -> bool {
+        STATE.with(|state| {
+            let mut x = state.get();
+            if x == 0 {
+                // Seed from this thread's stack address and the clock.
+                let local = 0u8;
+                x = (&local as *const u8 as u64) ^ super::monotonic_ns() ^ 0x9E37_79B9_7F4A_7C15;
+            }
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            state.set(x);
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % one_in as u64 == 0
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn keeps_about_one_in_n() {
+            let kept = (0..100_000).filter(|_| super::keep(8)).count();
+            assert!((11_500..13_500).contains(&kept), "{kept}");
+        }
+    }
 }
 
 /// Remembers which EventPipe provider handle is the runtime's. Other providers (EventPipe's
@@ -172,6 +216,13 @@ impl Capture {
             self.counters.dropped_budget.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        // Thinning: under a very high allocation rate, follow one sample in `keep_one_in` (chosen
+        // at random) so the time spent here stays within budget; the kept ones weigh that much more.
+        let keep_one_in = self.keep_one_in.load(Ordering::Relaxed).max(1);
+        if keep_one_in > 1 && !thinning::keep(keep_one_in) {
+            self.counters.thinned.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // The event fires before the allocator stores the object's MethodTable. Storing it now
         // (the same value the runtime writes a moment later) keeps the object well-formed for
         // anything that looks at it through the new handle.
@@ -207,6 +258,7 @@ impl Capture {
             amount_since_last: e.amount_since_last,
             handle,
             born_after_gc: self.counters.last_gc.load(Ordering::Relaxed),
+            keep_one_in,
             frames,
         };
         self.counters.tracked.fetch_add(1, Ordering::Relaxed);

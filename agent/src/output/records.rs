@@ -96,13 +96,16 @@ pub struct AgentRecord {
     pub dropped: u64,
     pub dropped_budget: u64,
     pub dropped_queue: u64,
+    /// Samples skipped by thinning, and the thinning now in force (1 = none).
+    pub thinned: u64,
+    pub keep_one_in: u32,
     pub handle_failures: u64,
     pub stack_failures: u64,
     pub stacks: usize,
     pub memory_bytes: usize,
     pub memory_limit_bytes: usize,
     pub sweep_ms: f64,
-    /// Mean time a sample costs the allocating thread (handle + stack walk), microseconds.
+    /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
     pub degraded: Option<String>,

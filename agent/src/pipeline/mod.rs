@@ -58,6 +58,9 @@ struct Pipeline<'a> {
     full_gc_to_report: Option<u32>,
     last_retained_report: Option<Instant>,
     census_unsupported: bool,
+    thinning_window: Instant,
+    thinning_samples: u64,
+    thinning_reported: bool,
     budget_reported: bool,
 }
 
@@ -99,6 +102,9 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         full_gc_to_report: None,
         last_retained_report: None,
         census_unsupported: false,
+        thinning_window: Instant::now(),
+        thinning_samples: 0,
+        thinning_reported: false,
         budget_reported: false,
     };
     for problem in &agent.startup_problems {
@@ -129,6 +135,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
                 }
             }
         }
+        p.adjust_thinning();
         match p.take_commands() {
             Command::Continue => {}
             Command::Stop => break,
@@ -160,6 +167,40 @@ enum Command {
 }
 
 impl Pipeline<'_> {
+    /// Keeps the samples the allocating threads pay for under `LEAKSCOPE_MAX_SAMPLES_PER_SEC`:
+    /// once a second, from the rate of runtime samples, picks the thinning (a power of two) that
+    /// brings the followed ones under the limit, and says so when it starts thinning.
+    fn adjust_thinning(&mut self) {
+        let limit = self.agent.config.max_samples_per_sec;
+        let elapsed = self.thinning_window.elapsed();
+        if limit == 0 || elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let counters = &self.agent.capture.counters;
+        let samples = counters.samples.load(Ordering::Relaxed);
+        let rate = (samples - self.thinning_samples) as f64 / elapsed.as_secs_f64();
+        self.thinning_samples = samples;
+        self.thinning_window = Instant::now();
+        let wanted = ((rate / limit as f64).ceil() as u32).clamp(1, 1024).next_power_of_two();
+        let current = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
+        // Lower it only once the rate is well under the limit, so it does not flap.
+        let next = if wanted >= current || rate * 2.0 < (limit as f64) * (current as f64) { wanted } else { current };
+        if next != current {
+            self.agent.capture.keep_one_in.store(next, Ordering::Relaxed);
+            tracing::info!("thinning: following 1 in {next} samples ({rate:.0} samples/s, limit {limit}/s)");
+            if next > 1 && !self.thinning_reported {
+                self.thinning_reported = true;
+                self.status(
+                    "info",
+                    &format!(
+                        "allocation rate is high ({rate:.0} samples/s): following 1 sample in {next} to stay within \
+                         LEAKSCOPE_MAX_SAMPLES_PER_SEC={limit}; estimates stay unbiased, with wider error"
+                    ),
+                );
+            }
+        }
+    }
+
     /// Induces a full blocking GC (from this thread, as the API requires), then reports the
     /// census and what survived. True when told to stop meanwhile.
     fn full_gc_then_census(&mut self, census: bool) -> bool {
@@ -273,9 +314,10 @@ impl Pipeline<'_> {
     }
 
     fn track(&mut self, sample: Sample) {
-        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, frames } = sample;
+        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, keep_one_in, frames } = sample;
         let stack = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
         let (weight_objects, weight_bytes) = survivors::weights(self.agent.capture.sampling, size, amount_since_last);
+        let (weight_objects, weight_bytes) = (weight_objects * keep_one_in as f64, weight_bytes * keep_one_in as f64);
         let generation = survivors::initial_generation(heap);
         self.survivors.add(Tracked {
             handle,
@@ -450,6 +492,13 @@ impl Pipeline<'_> {
         }
         let (sites, stack_ids) = self.site_records(self.history.latest);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
+        // Mean cost, in microseconds, of the samples the allocating threads actually followed.
+        let followed = counters
+            .samples
+            .load(Ordering::Relaxed)
+            .saturating_sub(counters.thinned.load(Ordering::Relaxed) + dropped_budget)
+            .max(1);
+        let per_followed_sample_us = |ns: u64| (ns as f64 / followed as f64 / 10.0).round() / 100.0;
         let degraded = crate::com::guard::disabled_reason().or_else(|| self.sink.problem());
         self.seq += 1;
         let summary = Summary {
@@ -474,21 +523,16 @@ impl Pipeline<'_> {
                 dropped: dropped_budget + dropped_queue,
                 dropped_budget,
                 dropped_queue,
+                thinned: counters.thinned.load(Ordering::Relaxed),
+                keep_one_in: agent.capture.keep_one_in.load(Ordering::Relaxed),
                 handle_failures: counters.handle_failures.load(Ordering::Relaxed),
                 stack_failures: counters.stack_failures.load(Ordering::Relaxed),
                 stacks: self.stacks.count(),
                 memory_bytes: crate::memory::allocated_bytes(),
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
-                capture_us_per_sample: {
-                    let n = counters.samples.load(Ordering::Relaxed).max(1) as f64;
-                    let ns = counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed);
-                    (ns as f64 / n / 10.0).round() / 100.0
-                },
-                stack_us_per_sample: {
-                    let n = counters.samples.load(Ordering::Relaxed).max(1) as f64;
-                    (counters.stack_ns.load(Ordering::Relaxed) as f64 / n / 10.0).round() / 100.0
-                },
+                capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
+                stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
                 degraded,
             },
             sites,

@@ -9,7 +9,7 @@ workload under `dotnet-trace` collecting allocation ticks (the closest built-in 
 usage: bench/agent_overhead.py [--runs N] [--seconds S] [--threads T] [--peer]
 Needs: cargo build --release --workspace; dotnet; (for --peer) dotnet-trace.
 """
-import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.path.join(ROOT, "target/release/libleakscope_agent.so")
@@ -62,12 +62,21 @@ def last_agent_record(path):
     return last
 
 
+def bootstrap_median_ci(values, rounds=4000, seed=1):
+    """95% percentile-bootstrap interval of the median: how sure the headline ratio is."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer", action="store_true", help="also run under dotnet-trace")
+    ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra LEAKSCOPE_* settings for the agent side (repeatable)")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
@@ -81,7 +90,9 @@ def main():
     for i in range(a.runs):
         sides["baseline"].append(run(cmd, base_env, work))
         out = os.path.join(work, f"agent{i}.ndjson")
-        sides["agent"].append(run(cmd, agent_env(base_env, out), work))
+        env = agent_env(base_env, out)
+        env.update(kv.split("=", 1) for kv in a.agent_env)
+        sides["agent"].append(run(cmd, env, work))
         s = last_agent_record(out)
         agent_mem.append(s["agent"]["memory_bytes"])
         per_sample.append(s["agent"]["capture_us_per_sample"])
@@ -113,8 +124,10 @@ def main():
         if sides[side]:
             for key, label in (("ops", "throughput"), ("ops_per_cpu_s", "ops per CPU-second")):
                 pairs = [r[key] / b[key] for r, b in zip(sides[side], sides["baseline"])]
+                lo, hi = bootstrap_median_ci(pairs)
                 print(f"{side}: per-run {label} ratio vs the baseline run just before it: median "
-                      f"{statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}")
+                      f"{statistics.median(pairs):.3f} (95% bootstrap CI {lo:.3f}-{hi:.3f}), "
+                      f"range {min(pairs):.3f}-{max(pairs):.3f}, {len(pairs)} pairs")
     print(f"\nagent: heap {statistics.median(agent_mem) / 2**20:.1f} MB (max {max(agent_mem) / 2**20:.1f} MB), "
           f"{statistics.median(samples):.0f} samples per run, "
           f"{statistics.median(per_sample):.2f} us per sample on the allocating thread")

@@ -44,7 +44,7 @@ impl Default for Config {
             log_level: tracing::Level::WARN,
             max_tracked: 100_000,
             memory_limit_bytes: 64 << 20,
-            max_samples_per_sec: 5000,
+            max_samples_per_sec: 2000,
             max_sites: 1000,
             stack_depth: 64,
             framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]

@@ -17,7 +17,7 @@ use std::time::Duration;
         leakscope soak --duration 30m --fail-on 'growth > 1MB/h' -- dotnet Worker.dll   # exit 0 pass, 1 leak, 2 error\n  \
         leakscope env --socket /run/leakscope.sock     # variables for a worker started elsewhere\n  \
         leakscope listen --socket /run/leakscope.sock\n  leakscope tail /var/log/worker.leakscope.ndjson --follow\n  \
-        leakscope report leakscope-20250101-120000/\n  leakscope demo"
+        leakscope report leakscope-20250101-120000/\n  leakscope ps\n  leakscope attach 4242 --duration 10m   # no restart\n  leakscope demo"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -41,6 +41,51 @@ pub enum Command {
     Report(ReportArgs),
     /// Build and run a bundled leaky .NET worker and show what leakscope finds (needs `dotnet`)
     Demo(DemoArgs),
+    /// List the running .NET processes, their runtime, and whether leakscope is in them
+    Ps(PsArgs),
+    /// Attach to a running .NET process (no restart), watch it, detach on Ctrl-C
+    Attach(AttachArgs),
+    /// Detach from a process attached with `leakscope attach` (from another terminal)
+    Detach(DetachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The process to attach to (see `leakscope ps`)
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+    /// Directory for recording.ndjson, report.txt, report.json [default: ./leakscope-attach-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How often the agent reports (e.g. 2s, 500ms, 1m)
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Detach after this long (default: on Ctrl-C)
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+    /// Soak-style measurement points: the agent induces a full GC this often and counts the heap
+    #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
+    pub gc_every: Option<Duration>,
+    /// One status line per interval instead of the full-screen view
+    #[arg(long)]
+    pub plain: bool,
+    /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The process `leakscope attach` attached to
+    #[arg(value_name = "PID")]
+    pub pid: u32,
 }
 
 #[derive(Debug, Args, Clone)]

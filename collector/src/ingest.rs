@@ -105,8 +105,43 @@ pub fn channel() -> (SyncSender<Event>, Receiver<Event>) {
     sync_channel(CHANNEL_CAPACITY)
 }
 
+/// The write side of every open producer connection, so the collector can talk back (agents
+/// accept `{"cmd":"census"}` and `{"cmd":"detach"}`).
+#[derive(Clone, Default)]
+pub struct Replies {
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<ConnId, UnixStream>>>,
+}
+
+impl Replies {
+    /// Sends one line to every open connection; returns how many took it. A producer that does
+    /// not read (the shim) or has gone is skipped; writes time out rather than block.
+    pub fn broadcast(&self, line: &str) -> usize {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = 0;
+        streams.retain(|_, s| {
+            let ok = s.write_all(line.as_bytes()).and_then(|_| s.write_all(b"\n")).is_ok();
+            sent += ok as usize;
+            ok
+        });
+        sent
+    }
+
+    fn add(&self, id: ConnId, stream: &UnixStream) {
+        if let Ok(writer) = stream.try_clone() {
+            let _ = writer.set_write_timeout(Some(Duration::from_secs(2)));
+            self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id, writer);
+        }
+    }
+
+    fn remove(&self, id: ConnId) {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
 /// Accepts producers forever on a background thread, one reader thread per connection.
-pub fn serve(listener: UnixListener, tx: SyncSender<Event>) {
+pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
+    let replies = Replies::default();
+    let conn_replies = replies.clone();
     let open = Arc::new(AtomicUsize::new(0));
     thread::Builder::new()
         .name("accept".into())
@@ -137,10 +172,13 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) {
                 open.fetch_add(1, Ordering::Relaxed);
                 let conn_tx = tx.clone();
                 let open = Arc::clone(&open);
+                let replies = conn_replies.clone();
+                replies.add(id, &stream);
                 let spawned = thread::Builder::new()
                     .name(format!("conn-{id}"))
                     .spawn(move || {
                         read_connection(id, stream, &conn_tx);
+                        replies.remove(id);
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
                 if spawned.is_err() {
@@ -149,6 +187,7 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) {
             }
         })
         .ok();
+    replies
 }
 
 fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>) {

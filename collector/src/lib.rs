@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod commands;
+pub mod diagnostics_ipc;
 pub mod error;
 pub mod ingest;
 pub mod launch;

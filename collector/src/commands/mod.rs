@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod attach;
 pub mod demo;
 pub mod env;
 pub mod listen;
+pub mod ps;
 pub mod report;
 pub mod run;
 pub mod soak;
@@ -22,6 +24,9 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Soak(a) => soak::soak(a),
         Command::Report(a) => report::report(a),
         Command::Demo(a) => demo::demo(a),
+        Command::Ps(a) => ps::ps(a),
+        Command::Attach(a) => attach::attach(a),
+        Command::Detach(a) => attach::detach(a),
     }
 }
 

@@ -1,0 +1,351 @@
+//! A client for the .NET runtime's diagnostics IPC: the Unix socket every .NET process opens
+//! (`$TMPDIR/dotnet-diagnostic-<pid>-<key>-socket`) and the binary protocol spoken on it
+//! (dotnet/diagnostics `documentation/design-docs/ipc-protocol.md`). leakscope uses two
+//! commands: ProcessInfo2, to describe a process, and AttachProfiler, to load the agent into it.
+//!
+//! Message: a 20-byte header — magic `DOTNET_IPC_V1\0`, u16 total size, u8 command set,
+//! u8 command id, u16 reserved — then the payload, little-endian. Strings are a u32 count of
+//! UTF-16 units (NUL included) followed by the units. The runtime answers with command set
+//! 0xFF: id 0x00 (OK) or 0xFF (error, payload = u32 HRESULT).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MAGIC: &[u8; 14] = b"DOTNET_IPC_V1\0";
+const HEADER_LEN: usize = 20;
+const SERVER_SET: u8 = 0xFF;
+const SERVER_OK: u8 = 0x00;
+const SERVER_ERROR: u8 = 0xFF;
+const PROFILER_SET: u8 = 0x03;
+const ATTACH_PROFILER: u8 = 0x01;
+const PROCESS_SET: u8 = 0x04;
+const PROCESS_INFO: u8 = 0x00;
+const PROCESS_INFO2: u8 = 0x04;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub enum IpcError {
+    Io(std::io::Error),
+    /// The runtime answered with an error HRESULT.
+    Runtime(u32),
+    Protocol(String),
+}
+
+impl std::fmt::Display for IpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpcError::Io(e) => write!(f, "{e}"),
+            IpcError::Runtime(hr) => write!(f, "the runtime answered {hr:#010x}{}", explain_hresult(*hr)),
+            IpcError::Protocol(m) => write!(f, "unexpected answer on the diagnostics socket: {m}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for IpcError {
+    fn from(e: std::io::Error) -> Self {
+        IpcError::Io(e)
+    }
+}
+
+/// Known HRESULTs the runtime returns to AttachProfiler, in words.
+pub fn explain_hresult(hr: u32) -> &'static str {
+    match hr {
+        0x8013_136A => " (CORPROF_E_PROFILER_ALREADY_ACTIVE: a profiler is already loaded in this process)",
+        0x8013_1369 => " (CORPROF_E_PROFILER_NOT_ATTACHABLE: the profiler refused attach)",
+        0x8013_1375 => " (CORPROF_E_PROFILER_CANCEL_ACTIVATION: the agent declined; its log says why)",
+        0x8013_1373 => " (CORPROF_E_PROFILER_DETACHING: the previous attach is still detaching; try again shortly)",
+        0x8000_4005 => " (E_FAIL)",
+        0x8007_0002 => " (file not found: the agent path must exist inside the target's filesystem)",
+        0x8000_4002 => " (E_NOINTERFACE)",
+        _ => "",
+    }
+}
+
+/// What the runtime says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u64,
+    pub command_line: String,
+    pub os: String,
+    pub arch: String,
+    pub entrypoint_assembly: String,
+    /// The runtime's product version, e.g. `10.0.12+95017c711e`.
+    pub runtime_version: String,
+}
+
+pub fn encode(command_set: u8, command_id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEADER_LEN + payload.len());
+    m.extend_from_slice(MAGIC);
+    m.extend_from_slice(&((HEADER_LEN + payload.len()) as u16).to_le_bytes());
+    m.push(command_set);
+    m.push(command_id);
+    m.extend_from_slice(&0u16.to_le_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+fn push_string(out: &mut Vec<u8>, s: &str) {
+    let units: Vec<u16> = s.encode_utf16().chain(std::iter::once(0)).collect();
+    out.extend_from_slice(&(units.len() as u32).to_le_bytes());
+    for u in units {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+}
+
+/// The AttachProfiler payload: timeout, CLSID (in its in-memory layout), path, client data.
+pub fn attach_payload(timeout_ms: u32, clsid: [u8; 16], path: &str, client_data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&timeout_ms.to_le_bytes());
+    p.extend_from_slice(&clsid);
+    push_string(&mut p, path);
+    p.extend_from_slice(&(client_data.len() as u32).to_le_bytes());
+    p.extend_from_slice(client_data);
+    p
+}
+
+/// Parses a `{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}` GUID into COM's in-memory byte order.
+pub fn guid_bytes(text: &str) -> Option<[u8; 16]> {
+    let hex: String = text.trim_matches(|c| c == '{' || c == '}').split('-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok();
+    let mut raw = [0u8; 16];
+    for (i, b) in raw.iter_mut().enumerate() {
+        *b = byte(i)?;
+    }
+    // data1 (u32), data2 (u16), data3 (u16) are little-endian in memory; data4 is bytes.
+    raw[0..4].reverse();
+    raw[4..6].reverse();
+    raw[6..8].reverse();
+    Some(raw)
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], IpcError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(|| IpcError::Protocol("payload too short".into()))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, IpcError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, IpcError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn string(&mut self) -> Result<String, IpcError> {
+        let units = self.u32()? as usize;
+        if units > 1 << 20 {
+            return Err(IpcError::Protocol("string too long".into()));
+        }
+        let bytes = self.take(units * 2)?;
+        let utf16: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let end = utf16.iter().position(|&u| u == 0).unwrap_or(utf16.len());
+        Ok(String::from_utf16_lossy(&utf16[..end]))
+    }
+}
+
+pub fn decode_process_info(payload: &[u8], v2: bool) -> Result<ProcessInfo, IpcError> {
+    let mut r = Reader { data: payload, at: 0 };
+    let pid = r.u64()?;
+    r.take(16)?; // runtime instance cookie
+    let mut info = ProcessInfo {
+        pid,
+        command_line: r.string()?,
+        os: r.string()?,
+        arch: r.string()?,
+        ..Default::default()
+    };
+    if v2 {
+        info.entrypoint_assembly = r.string()?;
+        info.runtime_version = r.string()?;
+    }
+    Ok(info)
+}
+
+/// Sends one command and reads the answer's payload.
+fn exchange(socket: &Path, message: &[u8]) -> Result<Vec<u8>, IpcError> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(message)?;
+    let mut header = [0u8; HEADER_LEN];
+    stream.read_exact(&mut header)?;
+    if &header[..14] != MAGIC {
+        return Err(IpcError::Protocol("bad magic".into()));
+    }
+    let size = u16::from_le_bytes([header[14], header[15]]) as usize;
+    let mut payload = vec![0u8; size.saturating_sub(HEADER_LEN)];
+    stream.read_exact(&mut payload)?;
+    match (header[16], header[17]) {
+        (SERVER_SET, SERVER_OK) => Ok(payload),
+        (SERVER_SET, SERVER_ERROR) => {
+            let hr = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(0);
+            Err(IpcError::Runtime(hr))
+        }
+        (set, id) => Err(IpcError::Protocol(format!("command set {set:#x} id {id:#x}"))),
+    }
+}
+
+/// Asks a runtime to describe itself (ProcessInfo2, falling back to ProcessInfo on old runtimes).
+pub fn process_info(socket: &Path) -> Result<ProcessInfo, IpcError> {
+    match exchange(socket, &encode(PROCESS_SET, PROCESS_INFO2, &[])) {
+        Ok(payload) => decode_process_info(&payload, true),
+        Err(IpcError::Runtime(_)) => decode_process_info(&exchange(socket, &encode(PROCESS_SET, PROCESS_INFO, &[]))?, false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks a runtime to load a profiler. Ok means the runtime accepted and the profiler's
+/// `InitializeForAttach` returned success.
+pub fn attach_profiler(socket: &Path, clsid: [u8; 16], path: &str, client_data: &[u8], timeout_ms: u32) -> Result<(), IpcError> {
+    let payload = exchange(socket, &encode(PROFILER_SET, ATTACH_PROFILER, &attach_payload(timeout_ms, clsid, path, client_data)))?;
+    let hr = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(0);
+    if hr as i32 >= 0 { Ok(()) } else { Err(IpcError::Runtime(hr)) }
+}
+
+/// Where a process's diagnostics socket is, seen from here. The process may live in another
+/// mount namespace (a container) with its own `TMPDIR` and its own pid numbering: the socket is
+/// looked up under `/proc/<pid>/root`, in the target's `TMPDIR` (from its environment) or `/tmp`,
+/// named after the pid the target knows itself by (the last `NSpid` entry).
+pub fn find_socket(pid: u32) -> Option<PathBuf> {
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let inner_pid = namespace_pid(pid).unwrap_or(pid);
+    let mut dirs = Vec::new();
+    if let Some(tmp) = target_env(pid, "TMPDIR") {
+        dirs.push(tmp);
+    }
+    dirs.push("/tmp".to_string());
+    let prefix = format!("dotnet-diagnostic-{inner_pid}-");
+    for dir in dirs {
+        for base in [root.join(dir.trim_start_matches('/')), PathBuf::from(&dir)] {
+            let Ok(entries) = std::fs::read_dir(&base) else { continue };
+            let found = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with(&prefix) && n.ends_with("-socket"));
+            if let Some(name) = found {
+                return Some(base.join(name));
+            }
+        }
+    }
+    None
+}
+
+/// The pid a process has in its own pid namespace.
+fn namespace_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// A variable of a process's environment (as it was at its start).
+pub fn target_env(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+        .map(str::to_string)
+}
+
+/// Every process this user can see that has loaded the .NET runtime.
+pub fn dotnet_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| maps_contain(pid, "libcoreclr.so"))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether a process has mapped a library whose path contains `needle`.
+pub fn maps_contain(pid: u32, needle: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|maps| maps.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn guids_are_laid_out_like_com() {
+        let g = guid_bytes("{E3F826A5-7C38-4392-A672-1BB85AF76D18}").unwrap();
+        assert_eq!(g, [0xA5, 0x26, 0xF8, 0xE3, 0x38, 0x7C, 0x92, 0x43, 0xA6, 0x72, 0x1B, 0xB8, 0x5A, 0xF7, 0x6D, 0x18]);
+        assert_eq!(guid_bytes("not a guid"), None);
+    }
+
+    #[test]
+    fn attach_message_has_the_documented_layout() {
+        let m = encode(PROFILER_SET, ATTACH_PROFILER, &attach_payload(5000, [7; 16], "/a.so", b"K=V"));
+        assert_eq!(&m[..14], MAGIC);
+        assert_eq!(u16::from_le_bytes([m[14], m[15]]) as usize, m.len());
+        assert_eq!((m[16], m[17]), (3, 1));
+        assert_eq!(u32::from_le_bytes(m[20..24].try_into().unwrap()), 5000);
+        assert_eq!(&m[24..40], &[7; 16]);
+        assert_eq!(u32::from_le_bytes(m[40..44].try_into().unwrap()), 6); // "/a.so" + NUL
+        let data_len_at = 44 + 12;
+        assert_eq!(u32::from_le_bytes(m[data_len_at..data_len_at + 4].try_into().unwrap()), 3);
+        assert_eq!(&m[data_len_at + 4..], b"K=V");
+    }
+
+    fn serve_once(answer: Vec<u8>) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipc.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut header = [0u8; HEADER_LEN];
+            conn.read_exact(&mut header).unwrap();
+            let size = u16::from_le_bytes([header[14], header[15]]) as usize;
+            let mut rest = vec![0u8; size - HEADER_LEN];
+            conn.read_exact(&mut rest).unwrap();
+            conn.write_all(&answer).unwrap();
+            [header.to_vec(), rest].concat()
+        });
+        (dir, path, handle)
+    }
+
+    #[test]
+    fn process_info2_round_trips() {
+        let mut payload = 4242u64.to_le_bytes().to_vec();
+        payload.extend([0u8; 16]);
+        for s in ["dotnet Worker.dll", "Linux", "x64", "Worker", "10.0.12+abc"] {
+            push_string(&mut payload, s);
+        }
+        let (_dir, path, server) = serve_once(encode(SERVER_SET, SERVER_OK, &payload));
+        let info = process_info(&path).unwrap();
+        assert_eq!(info.pid, 4242);
+        assert_eq!(info.command_line, "dotnet Worker.dll");
+        assert_eq!(info.runtime_version, "10.0.12+abc");
+        let sent = server.join().unwrap();
+        assert_eq!((sent[16], sent[17]), (PROCESS_SET, PROCESS_INFO2));
+    }
+
+    #[test]
+    fn runtime_errors_are_reported_with_their_meaning() {
+        let (_dir, path, _server) = serve_once(encode(SERVER_SET, SERVER_ERROR, &0x8013_136Au32.to_le_bytes()));
+        let err = attach_profiler(&path, [0; 16], "/x.so", b"", 1000).unwrap_err();
+        assert!(err.to_string().contains("already loaded"), "{err}");
+    }
+
+    #[test]
+    fn truncated_answers_are_protocol_errors_not_panics() {
+        assert!(decode_process_info(&[1, 2, 3], true).is_err());
+        let mut payload = 1u64.to_le_bytes().to_vec();
+        payload.extend([0u8; 16]);
+        payload.extend(1000u32.to_le_bytes());
+        assert!(decode_process_info(&payload, false).is_err());
+    }
+}

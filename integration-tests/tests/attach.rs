@@ -1,0 +1,217 @@
+//! `leakscope ps`, `attach` and `detach` against real .NET processes started without any
+//! leakscope variables: no restart.
+
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::*;
+use serde_json::Value;
+
+fn leak_app() -> DotnetApp {
+    dotnet_app("LeakApp", Build::FrameworkDependent)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A worker started the ordinary way: no CORECLR_* or LEAKSCOPE_* in its environment.
+fn plain_worker(seconds: &str) -> Running {
+    let mut c = leak_app().command();
+    c.args(["strings", seconds]);
+    for var in ["CORECLR_ENABLE_PROFILING", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "LD_PRELOAD"] {
+        c.env_remove(var);
+    }
+    let mut run = Running::start(c);
+    run.wait_for_line("ready", Duration::from_secs(60));
+    run
+}
+
+fn leakscope(args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(cli_path());
+    c.args(args);
+    run_with_timeout(c, Duration::from_secs(120))
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn attach_for(pid: u32, out: &std::path::Path, seconds: &str) -> (std::process::Output, Value) {
+    let output = leakscope(&[
+        "attach",
+        &pid.to_string(),
+        "--interval",
+        "1s",
+        "--duration",
+        seconds,
+        "--plain",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report = std::fs::read_to_string(out.join("report.json")).map(|t| serde_json::from_str(&t).unwrap());
+    (output, report.unwrap_or(Value::Null))
+}
+
+/// A growth verdict needs 8 points after the warm-up: attach for 12 s at a 1 s interval.
+fn assert_names_the_leak(report: &Value) {
+    let finding = &report["findings"][0];
+    assert_eq!(finding["type_name"], "System.String", "{}", report["findings"]);
+    assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine", "{finding}");
+}
+
+#[test]
+fn ps_lists_dotnet_processes_with_their_runtime_and_nothing_else() {
+    let worker = plain_worker("30");
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let output = leakscope(&["ps", "--json"]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(output.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&output.stdout).expect("ps --json");
+    let me = listed.iter().find(|p| p["pid"] == worker.pid()).unwrap_or_else(|| panic!("worker not listed: {listed:?}"));
+    assert!(me["runtime"].as_str().unwrap().starts_with("10.0."), "{me}");
+    assert_eq!(me["agent"], "no");
+    assert!(me["command_line"].as_str().unwrap().contains("LeakApp.dll"), "{me}");
+    assert!(listed.iter().all(|p| p["pid"] != sleeper.id()), "a non-.NET process was listed");
+}
+
+/// The motivating case: a worker that cannot be restarted. Attach, find the leak, detach; the
+/// worker runs on and ends as it would have; a second attach works too.
+#[test]
+fn attach_names_the_leak_and_detaching_leaves_the_worker_running() {
+    let mut worker = plain_worker("45");
+    let pid = worker.pid();
+    let dir = tempfile::tempdir().unwrap();
+
+    let (output, report) = attach_for(pid, &dir.path().join("first"), "12s");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_names_the_leak(&report);
+    assert!(stderr_of(&output).contains("detached; the process keeps running"), "{}", stderr_of(&output));
+    let native = &report["session"]["native_tracking"];
+    assert_eq!(native["enabled"], false);
+    assert!(native["reason"].as_str().unwrap().contains("LD_PRELOAD"), "{native}");
+    assert!(worker.child.try_wait().unwrap().is_none(), "the worker stopped after the detach");
+
+    let (output, report) = attach_for(pid, &dir.path().join("second"), "12s");
+    assert_eq!(output.status.code(), Some(0), "second attach: {}", stderr_of(&output));
+    assert_names_the_leak(&report);
+
+    let done = worker.wait_for_line("done", Duration::from_secs(90));
+    assert!(done.starts_with("done "), "{done}");
+    assert!(worker.wait(Duration::from_secs(30)).success(), "the worker's exit code changed");
+}
+
+#[test]
+fn attach_refuses_gone_foreign_and_non_dotnet_processes_with_exit_code_2() {
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let output = leakscope(&["attach", &gone_pid.to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("no process with pid"), "{}", stderr_of(&output));
+
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let output = leakscope(&["attach", &sleeper.id().to_string()]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("not a .NET process"), "{}", stderr_of(&output));
+
+    // A worker of another user: as root, run leakscope as `nobody` against a root-owned worker.
+    let worker = plain_worker("30");
+    let output = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(cli_path());
+        c.args(["attach", &worker.pid().to_string()]).env("HOME", "/tmp");
+        run_with_timeout(c, Duration::from_secs(60))
+    } else {
+        leakscope(&["attach", "1"]) // pid 1 belongs to root
+    };
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("belongs to another user"), "{}", stderr_of(&output));
+}
+
+/// Container-like targets: another TMPDIR (socket found through the target's environment) and,
+/// as root, another mount namespace with a private /tmp (socket, agent copy and collector
+/// socket all placed through /proc/PID/root).
+#[test]
+fn attach_reaches_a_worker_with_its_own_tmpdir_or_mount_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let private_tmp = dir.path().join("worker-tmp");
+    std::fs::create_dir_all(&private_tmp).unwrap();
+    let app = leak_app();
+    let mut c = app.command();
+    c.args(["strings", "30"]).env("TMPDIR", &private_tmp);
+    let mut worker = Running::start(c);
+    worker.wait_for_line("ready", Duration::from_secs(60));
+    let (output, report) = attach_for(worker.pid(), &dir.path().join("tmpdir"), "12s");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_names_the_leak(&report);
+    drop(worker);
+
+    if !is_root() {
+        eprintln!("not root: a private mount namespace cannot be made here; TMPDIR case only");
+        return;
+    }
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"]);
+    c.arg(format!(
+        "mount -t tmpfs leakscope-test /tmp && exec {} {} strings 30",
+        app.program.display(),
+        app.leading_args.join(" ")
+    ));
+    let mut worker = Running::start(c);
+    worker.wait_for_line("ready", Duration::from_secs(60));
+    let dotnet_pid = std::fs::read_to_string(format!("/proc/{}/task/{}/children", worker.pid(), worker.pid()))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(worker.pid()); // `exec` keeps the pid
+    let hidden = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&format!("dotnet-diagnostic-{dotnet_pid}-")));
+    assert!(!hidden, "the worker's diagnostics socket should not be visible in our /tmp");
+    let (output, report) = attach_for(dotnet_pid, &dir.path().join("mountns"), "12s");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_names_the_leak(&report);
+}
+
+/// `leakscope detach PID` from another terminal ends a running `attach`: it detaches, writes its
+/// report, and the worker runs on.
+#[test]
+fn detach_command_ends_an_attach_session_from_another_terminal() {
+    let mut worker = plain_worker("40");
+    let pid = worker.pid().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("attached");
+    let mut attach = Command::new(cli_path())
+        .args(["attach", &pid, "--interval", "1s", "--plain", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let ps = leakscope(&["ps", "--json"]);
+    let listed: Vec<Value> = serde_json::from_slice(&ps.stdout).unwrap();
+    let me = listed.iter().find(|p| p["pid"] == worker.pid()).expect("worker listed");
+    assert_eq!(me["agent"], "attached", "{me}");
+
+    let output = leakscope(&["detach", &pid]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let status = wait_with_deadline(&mut attach, Duration::from_secs(30)).expect("attach ended after detach");
+    assert!(status.success());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["processes"][0]["agent"]["bye_reason"], "detached", "{}", report["processes"][0]["agent"]);
+    assert!(worker.child.try_wait().unwrap().is_none(), "the worker stopped");
+    let ps = leakscope(&["ps", "--json"]);
+    let listed: Vec<Value> = serde_json::from_slice(&ps.stdout).unwrap();
+    let me = listed.iter().find(|p| p["pid"] == worker.pid()).expect("worker listed");
+    assert_eq!(me["agent"], "idle", "after detach: {me}");
+
+    let output = leakscope(&["detach", &pid]);
+    assert_eq!(output.status.code(), Some(2), "detaching twice should be a clear error");
+    assert!(worker.wait(Duration::from_secs(60)).success());
+}

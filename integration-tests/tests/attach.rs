@@ -134,8 +134,8 @@ fn attach_refuses_gone_foreign_and_non_dotnet_processes_with_exit_code_2() {
 }
 
 /// Container-like targets: another TMPDIR (socket found through the target's environment) and,
-/// as root, another mount namespace with a private /tmp (socket, agent copy and collector
-/// socket all placed through /proc/PID/root).
+/// as root, another mount namespace whose temporary directory is a private tmpfs (its socket and
+/// the collector's socket both reached through /proc/PID/root).
 #[test]
 fn attach_reaches_a_worker_with_its_own_tmpdir_or_mount_namespace() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,24 +155,23 @@ fn attach_reaches_a_worker_with_its_own_tmpdir_or_mount_namespace() {
         eprintln!("not root: a private mount namespace cannot be made here; TMPDIR case only");
         return;
     }
+    // A tmpfs mounted only inside the worker's mount namespace, as its TMPDIR: from here the
+    // directory stays empty, and the worker's sockets are reachable only through /proc/PID/root.
+    let ns_tmp = dir.path().join("namespace-tmp");
+    std::fs::create_dir_all(&ns_tmp).unwrap();
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "--", "sh", "-c"]);
     c.arg(format!(
-        "mount -t tmpfs leakscope-test /tmp && exec {} {} strings 30",
+        "mount -t tmpfs leakscope-test {tmp} && TMPDIR={tmp} exec {} {} strings 30",
         app.program.display(),
-        app.leading_args.join(" ")
+        app.leading_args.join(" "),
+        tmp = ns_tmp.display()
     ));
     let mut worker = Running::start(c);
     worker.wait_for_line("ready", Duration::from_secs(60));
-    let dotnet_pid = std::fs::read_to_string(format!("/proc/{}/task/{}/children", worker.pid(), worker.pid()))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
-        .unwrap_or(worker.pid()); // `exec` keeps the pid
-    let hidden = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(&format!("dotnet-diagnostic-{dotnet_pid}-")));
-    assert!(!hidden, "the worker's diagnostics socket should not be visible in our /tmp");
+    let dotnet_pid = worker.pid(); // `exec` keeps the pid
+    let visible_here = std::fs::read_dir(&ns_tmp).unwrap().count();
+    assert_eq!(visible_here, 0, "the worker's temporary directory should look empty from outside its namespace");
     let (output, report) = attach_for(dotnet_pid, &dir.path().join("mountns"), "12s");
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_names_the_leak(&report);

@@ -293,7 +293,7 @@ impl Pipeline<'_> {
                 self.history.record(start.count, start.depth);
             }
             Event::GcEnd { count, depth } => {
-                self.history.record(count, depth);
+                self.history.finished(count, depth);
                 if depth >= 2 {
                     self.full_gc_to_report = Some(count);
                 }
@@ -306,7 +306,7 @@ impl Pipeline<'_> {
         // Keep within the tracking budget: sweep early rather than drop samples.
         let counters = &self.agent.capture.counters;
         if counters.tracked.load(Ordering::Relaxed) * 10 >= self.agent.capture.max_tracked * 9
-            && self.swept_at_gc != self.history.latest
+            && self.swept_at_gc != self.history.completed
         {
             // Only a GC can have freed samples, so at most one early sweep per GC.
             self.sweep();
@@ -344,7 +344,7 @@ impl Pipeline<'_> {
         );
         self.agent.capture.counters.tracked.store(self.survivors.count() as u64, Ordering::Relaxed);
         self.last_sweep = started.elapsed();
-        self.swept_at_gc = self.history.latest;
+        self.swept_at_gc = self.history.completed;
     }
 
     /// Right after a full GC everything unreachable is gone, so the samples born before it that
@@ -392,7 +392,7 @@ impl Pipeline<'_> {
                 };
                 types.truncate(kept);
                 let record = CensusRecord {
-                    gc: self.history.latest,
+                    gc: self.history.completed,
                     t_ms: self.agent.elapsed_ms(),
                     unix_ms: unix_ms(),
                     pause_ms: c.pause.as_secs_f64() * 1e3,
@@ -490,7 +490,7 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
-        let (sites, stack_ids) = self.site_records(self.history.latest);
+        let (sites, stack_ids) = self.site_records(self.history.completed);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         // Mean cost, in microseconds, of the samples the allocating threads actually followed.
         let followed = counters
@@ -517,7 +517,7 @@ impl Pipeline<'_> {
             rss: gc_stats::resident_bytes(),
             agent: AgentRecord {
                 tracked: self.survivors.count(),
-                young: self.survivors.young(self.history.latest),
+                young: self.survivors.young(self.history.completed),
                 max_tracked: agent.config.max_tracked,
                 samples: counters.samples.load(Ordering::Relaxed),
                 dropped: dropped_budget + dropped_queue,

@@ -56,7 +56,11 @@ pub fn weights(sampling: Sampling, size: u64, amount_since_last: u64) -> (f64, f
 #[derive(Default)]
 pub struct GcHistory {
     depths: HashMap<u32, u8>,
+    /// The newest GC seen to start.
     pub latest: u32,
+    /// The newest GC seen to finish. A sample counts as a survivor only once a GC after its birth
+    /// has finished: mid-GC, the handles of objects that GC is collecting still read as alive.
+    pub completed: u32,
 }
 
 impl GcHistory {
@@ -69,6 +73,12 @@ impl GcHistory {
             let horizon = self.latest.saturating_sub(Self::KEEP);
             self.depths.retain(|&c, _| c > horizon);
         }
+    }
+
+    /// Records the end of GC `count`.
+    pub fn finished(&mut self, count: u32, depth: u32) {
+        self.record(count, depth);
+        self.completed = self.completed.max(count);
     }
 
     /// Condemned generation of GC `count`; GCs too old to remember count as gen0, which only
@@ -208,22 +218,22 @@ pub fn initial_generation(heap: HeapKind) -> u8 {
 /// requires touching the object.)
 fn advance_generation(t: &mut Tracked, history: &GcHistory) {
     if t.generation >= 2 {
-        t.generation_as_of_gc = history.latest;
+        t.generation_as_of_gc = history.completed;
         return;
     }
     // GCs older than the remembered history are skipped: a survivor of that many GCs is gen2.
-    let horizon = history.latest.saturating_sub(GcHistory::KEEP);
+    let horizon = history.completed.saturating_sub(GcHistory::KEEP);
     if t.generation_as_of_gc.max(t.born_after_gc) < horizon {
         t.generation = 2;
     }
     let mut gc = t.generation_as_of_gc.max(t.born_after_gc).max(horizon);
-    while gc < history.latest && t.generation < 2 {
+    while gc < history.completed && t.generation < 2 {
         gc += 1;
         if t.generation <= history.depth(gc) {
             t.generation += 1;
         }
     }
-    t.generation_as_of_gc = history.latest;
+    t.generation_as_of_gc = history.completed;
 }
 
 #[cfg(test)]
@@ -290,11 +300,30 @@ mod tests {
         s.add(tracked(2, 0));
         for (count, depth) in [(1, 0), (2, 0), (3, 1)] {
             history.record(count, depth);
+            history.finished(count, depth);
         }
         let mut released = Vec::new();
         let died = s.sweep(&history, |h| h != 2, |h| released.push(h));
         assert_eq!((died, released), (1, vec![2]));
         // gen0 GC #1 promotes to gen1; gen0 GC #2 leaves it; gen1 GC #3 promotes to gen2.
         assert_eq!(s.tracked[0].generation, 2);
+    }
+
+    #[test]
+    fn a_gc_that_has_started_but_not_finished_makes_no_survivors() {
+        let mut history = GcHistory::default();
+        let mut s = Survivors::default();
+        s.add(tracked(1, 0));
+        // GC #1 has started: its dead objects' handles still read as alive.
+        history.record(1, 0);
+        s.sweep(&history, |_| true, |_| {});
+        let stacks = Stacks::default();
+        assert!(s.rows(&stacks, history.completed).is_empty(), "counted before its GC finished");
+        assert_eq!(s.young(history.completed), 1);
+        assert_eq!(s.tracked[0].generation, 0);
+        history.finished(1, 0);
+        s.sweep(&history, |_| true, |_| {});
+        assert_eq!(s.young(history.completed), 0);
+        assert_eq!(s.tracked[0].generation, 1);
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
         leakscope soak --duration 30m --fail-on 'growth > 1MB/h' -- dotnet Worker.dll   # exit 0 pass, 1 leak, 2 error\n  \
         leakscope env --socket /run/leakscope.sock     # variables for a worker started elsewhere\n  \
         leakscope listen --socket /run/leakscope.sock\n  leakscope tail /var/log/worker.leakscope.ndjson --follow\n  \
-        leakscope report leakscope-20250101-120000/\n  leakscope ps\n  leakscope attach 4242 --duration 10m   # no restart\n  leakscope demo"
+        leakscope report leakscope-20250101-120000/\n  leakscope ps\n  leakscope attach 4242 --duration 10m   # no restart\n  leakscope snapshot 4242 -o before.ndjson; leakscope snapshot 4242 -o after.ndjson; leakscope diff before.ndjson after.ndjson\n  leakscope demo"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,6 +47,51 @@ pub enum Command {
     Attach(AttachArgs),
     /// Detach from a process attached with `leakscope attach` (from another terminal)
     Detach(DetachArgs),
+    /// Count a running process's heap by type (exact, like dumpheap -stat) with the call sites
+    /// whose allocations survive, into a file for `leakscope diff`; no restart
+    Snapshot(SnapshotArgs),
+    /// Compare two heap censuses by type, growth first: two snapshots, two recordings, or the
+    /// first and last census of one recording
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The process to count (see `leakscope ps`)
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+    /// Where to write the snapshot (NDJSON) [default: ./leakscope-snapshot-<pid>-<timestamp>.ndjson]
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How long to sample allocations before counting, so the snapshot can name the call sites
+    /// whose allocations survive (0s: the census only)
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = crate::units::parse_duration)]
+    pub sample: Duration,
+    /// Types to print
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub top: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A snapshot, a recording (NDJSON), or an output directory of run/attach/soak
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The later one; without it, the first and the last census of A are compared
+    #[arg(value_name = "B")]
+    pub b: Option<PathBuf>,
+    /// Types to print (growing types first)
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub top: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -41,39 +41,51 @@ const RESTART_NOTE: &str = "attached to a running process: native memory trackin
     preloaded at start (LD_PRELOAD), so only managed memory is tracked; restart the worker under \
     `leakscope run` (or with `leakscope env`'s variables) to see native memory too";
 
-pub fn attach(args: AttachArgs) -> CliResult<i32> {
-    let pid = args.pid;
+/// The agent loaded into a running process and reporting to a socket of ours.
+pub struct Attachment {
+    pub place: Place,
+    pub diag_socket: PathBuf,
+    pub replies: Replies,
+    pub events: std::sync::mpsc::Receiver<ingest::Event>,
+}
+
+/// Checks `pid`, makes a place it can reach, starts listening there, and asks its runtime to load
+/// the agent with `settings` (KEY=VALUE lines) on top of the socket, interval and log.
+pub fn load_agent(pid: u32, agent: Option<&Path>, interval: Duration, settings: &str) -> CliResult<Attachment> {
     check_target(pid)?;
     let diag_socket = diagnostics_ipc::find_socket(pid).ok_or_else(|| {
         CliError::usage(format!("process {pid} has no .NET diagnostics socket"))
             .hint("the runtime opens one unless DOTNET_EnableDiagnostics=0 (or DOTNET_EnableDiagnostics_IPC=0) is set")
             .hint("a process in another container must have its /tmp reachable through /proc/PID/root")
     })?;
-    let agent = locate::find_library(Library::Agent, args.agent.as_deref()).map_err(|nf| nf.into_error())?;
+    let agent = locate::find_library(Library::Agent, agent).map_err(|nf| nf.into_error())?;
     let place = Place::prepare(pid, &agent)?;
     let listener = UnixListener::bind(&place.host_socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", place.host_socket.display()), e))?;
     place.hand_over_to_target(pid);
+    let (tx, events) = ingest::channel();
+    let replies = ingest::serve(listener, tx);
+    let settings = format!(
+        "LEAKSCOPE_SOCKET={}\nLEAKSCOPE_INTERVAL={}ms\nLEAKSCOPE_LOG={}\n{settings}",
+        place.target_socket,
+        interval.as_millis(),
+        place.target_log
+    );
+    let clsid = diagnostics_ipc::guid_bytes(locate::AGENT_CLSID).expect("the agent's CLSID parses");
+    diagnostics_ipc::attach_profiler(&diag_socket, clsid, &place.target_agent, settings.as_bytes(), ATTACH_TIMEOUT_MS)
+        .map_err(|e| attach_error(pid, e, &place))?;
+    Ok(Attachment { place, diag_socket, replies, events })
+}
 
+pub fn attach(args: AttachArgs) -> CliResult<i32> {
+    let pid = args.pid;
+    let settings = args.gc_every.map(|every| format!("LEAKSCOPE_INDUCE_FULL_GC={}ms\n", every.as_millis())).unwrap_or_default();
+    // The output directory comes after the checks, so a refused attach leaves nothing behind.
+    let Attachment { place, diag_socket, replies, events: rx } = load_agent(pid, args.agent.as_deref(), args.interval, &settings)?;
     let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope-attach")?;
     let recording = out_dir.join("recording.ndjson");
     let recorder = Recorder::create(&recording)
         .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
-    let (tx, rx) = ingest::channel();
-    let replies = ingest::serve(listener, tx);
-
-    let mut settings = format!(
-        "LEAKSCOPE_SOCKET={}\nLEAKSCOPE_INTERVAL={}ms\nLEAKSCOPE_LOG={}\n",
-        place.target_socket,
-        args.interval.as_millis(),
-        place.target_log
-    );
-    if let Some(every) = args.gc_every {
-        settings.push_str(&format!("LEAKSCOPE_INDUCE_FULL_GC={}ms\n", every.as_millis()));
-    }
-    let clsid = diagnostics_ipc::guid_bytes(locate::AGENT_CLSID).expect("the agent's CLSID parses");
-    diagnostics_ipc::attach_profiler(&diag_socket, clsid, &place.target_agent, settings.as_bytes(), ATTACH_TIMEOUT_MS)
-        .map_err(|e| attach_error(pid, e, &place))?;
 
     let _state = AttachState::write(pid, &place.host_socket, &out_dir);
     let mut info = SessionInfo::new("attach");
@@ -139,7 +151,7 @@ enum Ending {
 }
 
 /// Asks the agent to detach and waits for its last summary and `bye`.
-fn detach_now(session: &mut Session, replies: &Replies) -> String {
+pub fn detach_now(session: &mut Session, replies: &Replies) -> String {
     if replies.broadcast(r#"{"cmd":"detach"}"#) == 0 {
         return "the agent was not connected, so it could not be asked to detach; it stays loaded and retries \
                 to connect (run `leakscope detach PID` to finish)"
@@ -156,7 +168,7 @@ fn detach_now(session: &mut Session, replies: &Replies) -> String {
     }
 }
 
-fn agent_said_bye(session: &Session) -> bool {
+pub fn agent_said_bye(session: &Session) -> bool {
     session.store.producers().any(|p| p.key.source == Source::Agent && p.bye.is_some())
 }
 
@@ -214,10 +226,10 @@ fn attach_error(pid: u32, e: IpcError, place: &Place) -> CliError {
 /// Where the files the target must reach live: the socket the agent reports to, its log, and
 /// (for a target with another root) a copy of the agent; each with its path seen from here and
 /// from the target.
-struct Place {
+pub struct Place {
     dir: PathBuf,
     host_socket: PathBuf,
-    host_log: PathBuf,
+    pub host_log: PathBuf,
     target_socket: String,
     target_log: String,
     target_agent: String,

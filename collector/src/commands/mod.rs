@@ -2,11 +2,13 @@
 
 pub mod attach;
 pub mod demo;
+pub mod diff;
 pub mod env;
 pub mod listen;
 pub mod ps;
 pub mod report;
 pub mod run;
+pub mod snapshot;
 pub mod soak;
 pub mod tail;
 
@@ -27,6 +29,8 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Ps(a) => ps::ps(a),
         Command::Attach(a) => attach::attach(a),
         Command::Detach(a) => attach::detach(a),
+        Command::Snapshot(a) => snapshot::snapshot(a),
+        Command::Diff(a) => diff::diff(a),
     }
 }
 

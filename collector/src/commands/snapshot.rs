@@ -1,0 +1,182 @@
+//! `leakscope snapshot PID`: attach, sample allocations for a moment (so the snapshot can name
+//! the call sites whose allocations survive), ask the agent for a heap census (a full GC, then
+//! every object counted by type), detach, and keep it all in one NDJSON file for `diff`.
+
+use crate::cli::SnapshotArgs;
+use crate::commands::attach::{self, Attachment};
+use crate::commands::diff::{self, Point};
+use crate::commands::{print_stderr, print_stdout};
+use crate::error::{CliError, CliResult};
+use crate::ingest::Recorder;
+use crate::live::ViewMode;
+use crate::protocol::Source;
+use crate::report::SessionInfo;
+use crate::session::Session;
+use crate::units::{format_bytes, format_count, format_duration};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long the agent may take to connect after the runtime loaded it.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// How long a census may take: a full GC and a walk of the heap (seconds at 10M objects).
+const CENSUS_WAIT: Duration = Duration::from_secs(120);
+/// After the census, how long to wait for the survivors of the same GC.
+const RETAINED_WAIT: Duration = Duration::from_secs(5);
+const INTERVAL: Duration = Duration::from_secs(1);
+
+pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
+    let pid = args.pid;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("leakscope-snapshot-{pid}-{}.ndjson", crate::units::local_timestamp())));
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CliError::io(format!("cannot create {}", parent.display()), e))?;
+    }
+    let Attachment { place, replies, events, .. } = attach::load_agent(pid, args.agent.as_deref(), INTERVAL, "")?;
+    let recorder = Recorder::create(&out).map_err(|e| CliError::io(format!("cannot create {}", out.display()), e))?;
+    let mut session = Session::new(Some(events), Some(recorder), ViewMode::Quiet, SessionInfo::new("snapshot"));
+    let gone = |pid: u32| !Path::new(&format!("/proc/{pid}")).exists();
+
+    let until = Instant::now() + CONNECT_WAIT;
+    while session.connections_seen == 0 && Instant::now() < until && !gone(pid) {
+        session.pump(Duration::from_millis(100));
+    }
+    if session.connections_seen == 0 {
+        return Err(CliError::new(format!("the agent loaded into {pid} but did not report within {CONNECT_WAIT:?}"))
+            .with_code(2)
+            .hint(format!("its log: {}", place.host_log.display())));
+    }
+    if !args.sample.is_zero() {
+        print_stderr(&format!(
+            "leakscope: attached to {pid}; sampling allocations for {} to find the call sites…\n",
+            format_duration(args.sample)
+        ));
+    }
+    let until = Instant::now() + args.sample;
+    while Instant::now() < until && !gone(pid) {
+        session.pump(Duration::from_millis(100));
+    }
+    print_stderr("leakscope: counting the heap (a full GC, then every object)…\n");
+    replies.broadcast(r#"{"cmd":"census"}"#);
+    let census_count = |s: &Session| agent(s).map_or(0, |p| p.soak.census_records);
+    let retained_count = |s: &Session| agent(s).map_or(0, |p| p.soak.retained_records);
+    let retained_before = retained_count(&session);
+    let until = Instant::now() + CENSUS_WAIT;
+    let mut failure = None;
+    while census_count(&session) == 0 && Instant::now() < until {
+        session.pump(Duration::from_millis(100));
+        if gone(pid) {
+            failure = Some(format!("process {pid} exited before the census"));
+            break;
+        }
+        if let Some(why) = census_refused(&session) {
+            failure = Some(why);
+            break;
+        }
+    }
+    if census_count(&session) > 0 {
+        let until = Instant::now() + RETAINED_WAIT;
+        while retained_count(&session) == retained_before && Instant::now() < until {
+            session.pump(Duration::from_millis(100));
+        }
+    } else if failure.is_none() {
+        failure = Some(format!("no census within {CENSUS_WAIT:?}"));
+    }
+    let outcome = if gone(pid) { "the process exited".to_string() } else { attach::detach_now(&mut session, &replies) };
+    session.finish();
+    if let Some(why) = failure {
+        return Err(CliError::new(format!("no snapshot of {pid}: {why}"))
+            .with_code(2)
+            .hint(format!("what was received is in {}", out.display())));
+    }
+    let points = diff::load(&out)?;
+    let point = points.last().expect("a census was received");
+    if args.json {
+        let text = serde_json::to_string_pretty(&json(point, args.top))
+            .map_err(|e| CliError::new(format!("cannot encode JSON: {e}")))?;
+        print_stdout(&format!("{text}\n"));
+    } else {
+        print_stdout(&render(point, args.top));
+    }
+    print_stderr(&format!("leakscope: snapshot written to {}; {outcome}\n", out.display()));
+    print_stderr(&format!(
+        "leakscope: later, `leakscope snapshot {pid} -o after.ndjson` and `leakscope diff {} after.ndjson`\n",
+        out.display()
+    ));
+    Ok(0)
+}
+
+fn agent(session: &Session) -> Option<&crate::store::Producer> {
+    session.store.producers().find(|p| p.key.source == Source::Agent)
+}
+
+/// The agent's word that it cannot count the heap on this runtime.
+fn census_refused(session: &Session) -> Option<String> {
+    agent(session)?
+        .statuses
+        .iter()
+        .find(|s| s.message.contains("census unavailable"))
+        .map(|s| s.message.clone())
+}
+
+fn json(point: &Point, top: usize) -> serde_json::Value {
+    let c = &point.census;
+    serde_json::json!({
+        "pid": point.pid,
+        "gc": c.gc,
+        "unix_ms": c.unix_ms.map(|n| n.u64()),
+        "pause_ms": c.pause_ms.map(|n| n.0),
+        "objects": c.objects.map(|n| n.u64()),
+        "bytes": c.bytes.map(|n| n.u64()),
+        "types": c.types.iter().take(top).map(|t| serde_json::json!({
+            "type_name": t.type_name,
+            "count": t.count.map(|n| n.u64()),
+            "bytes": t.bytes.map(|n| n.u64()),
+        })).collect::<Vec<_>>(),
+        "sites": point.sites.iter().take(top).map(|s| serde_json::json!({
+            "type_name": s.type_name,
+            "site": s.site,
+            "location": s.location,
+            "objects": s.objects.map(|n| n.0),
+            "bytes": s.bytes.map(|n| n.0),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Like `dumpheap -stat`, largest first, then the call sites whose sampled allocations survive.
+fn render(point: &Point, top: usize) -> String {
+    let c = &point.census;
+    let mut out = format!(
+        "heap of pid {}: {} objects, {} (counted in {:.0} ms after a full GC)\n\n",
+        point.pid,
+        format_count(c.objects.map_or(0.0, |n| n.0)),
+        format_bytes(c.bytes.map_or(0.0, |n| n.0)),
+        c.pause_ms.map_or(0.0, |n| n.0)
+    );
+    out.push_str(&format!("{:>12}  {:>10}  TYPE\n", "BYTES", "COUNT"));
+    for t in c.types.iter().take(top) {
+        out.push_str(&format!(
+            "{:>12}  {:>10}  {}\n",
+            format_bytes(t.bytes.map_or(0.0, |n| n.0)),
+            format_count(t.count.map_or(0.0, |n| n.0)),
+            t.type_name
+        ));
+    }
+    if c.types.len() > top {
+        out.push_str(&format!("… {} more types (--top N)\n", c.types.len() - top));
+    }
+    if !point.sites.is_empty() {
+        out.push_str("\nsurviving sampled allocations by type and call site (estimated):\n");
+        for s in point.sites.iter().take(top.min(10)) {
+            let at = s.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+            out.push_str(&format!(
+                "{:>12}  {}  ←  {}{at}\n",
+                format_bytes(s.bytes.map_or(0.0, |n| n.0)),
+                s.type_name,
+                s.site
+            ));
+        }
+    }
+    out
+}

@@ -32,6 +32,9 @@ pub struct Config {
     pub induce_full_gc: Option<Duration>,
     /// With induced full GCs: also count the whole heap by type after each (.NET 9+).
     pub census: bool,
+    /// With induced full GCs: also report the retention paths of these types after each
+    /// (`LEAKSCOPE_RETENTION`).
+    pub retention: Vec<String>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
                 .to_vec(),
             induce_full_gc: None,
             census: true,
+            retention: Vec::new(),
         }
     }
 }
@@ -125,6 +129,9 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
             "1" | "true" | "yes" | "on" => c.census = true,
             _ => problems.push(format!("LEAKSCOPE_CENSUS={v:?} is not 0/1/true/false; using {}", c.census)),
         }
+    }
+    if let Some(v) = non_empty("LEAKSCOPE_RETENTION") {
+        c.retention = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     }
     let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
         None => false,

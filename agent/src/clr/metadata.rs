@@ -7,9 +7,27 @@ use super::types::*;
 use super::vtable::{method, release};
 
 mod slot {
+    pub const CLOSE_ENUM: usize = 3;
+    pub const ENUM_TYPE_DEFS: usize = 6;
     pub const GET_TYPE_DEF_PROPS: usize = 12;
+    pub const ENUM_METHODS: usize = 18;
+    pub const ENUM_FIELDS: usize = 20;
     pub const GET_METHOD_PROPS: usize = 30;
+    pub const GET_FIELD_PROPS: usize = 57;
     pub const GET_NESTED_CLASS_PROPS: usize = 62;
+}
+
+/// `fdStatic`, `fdLiteral` (constants: no storage) and `fdHasFieldRVA` field attributes.
+pub const FD_STATIC: u32 = 0x0010;
+pub const FD_LITERAL: u32 = 0x0040;
+pub const FD_HAS_FIELD_RVA: u32 = 0x0100;
+
+/// A field's name, attributes and signature.
+#[derive(Clone, Debug)]
+pub struct FieldProps {
+    pub name: String,
+    pub flags: u32,
+    pub signature: Vec<u8>,
 }
 
 /// `tdNested` visibility bits of a TypeDef's flags: non-zero for a nested type.
@@ -97,6 +115,92 @@ impl MetaDataImport {
             }
         })?;
         Ok((name, class))
+    }
+}
+
+impl MetaDataImport {
+    /// Every TypeDef of the module.
+    pub fn type_defs(&self) -> Vec<mdToken> {
+        type F = unsafe extern "system" fn(*mut c_void, *mut usize, *mut mdToken, u32, *mut u32) -> HRESULT;
+        self.enumerate(|handle, buf, cap, len| {
+            // SAFETY: slot 6 is EnumTypeDefs(HCORENUM*, mdTypeDef[], ULONG, ULONG*).
+            unsafe { method::<F>(self.ptr, slot::ENUM_TYPE_DEFS)(self.ptr, handle, buf, cap, len) }
+        })
+    }
+
+    /// The fields a TypeDef declares.
+    pub fn fields(&self, type_def: mdToken) -> Vec<mdToken> {
+        type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
+        self.enumerate(|handle, buf, cap, len| {
+            // SAFETY: slot 20 is EnumFields(HCORENUM*, mdTypeDef, mdFieldDef[], ULONG, ULONG*).
+            unsafe { method::<F>(self.ptr, slot::ENUM_FIELDS)(self.ptr, handle, type_def, buf, cap, len) }
+        })
+    }
+
+    /// The methods a TypeDef declares.
+    pub fn methods(&self, type_def: mdToken) -> Vec<mdToken> {
+        type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
+        self.enumerate(|handle, buf, cap, len| {
+            // SAFETY: slot 18 is EnumMethods(HCORENUM*, mdTypeDef, mdMethodDef[], ULONG, ULONG*).
+            unsafe { method::<F>(self.ptr, slot::ENUM_METHODS)(self.ptr, handle, type_def, buf, cap, len) }
+        })
+    }
+
+    pub fn field_props(&self, field: mdToken) -> Result<FieldProps, HRESULT> {
+        type F = unsafe extern "system" fn(
+            *mut c_void, mdToken, *mut mdToken, *mut WCHAR, u32, *mut u32, *mut u32, *mut *const u8, *mut u32,
+            *mut u32, *mut *const c_void, *mut u32,
+        ) -> HRESULT;
+        let mut class: mdToken = 0;
+        let mut flags = 0u32;
+        let mut signature: *const u8 = std::ptr::null();
+        let mut signature_len = 0u32;
+        let mut constant_type = 0u32;
+        let mut constant: *const c_void = std::ptr::null();
+        let mut constant_len = 0u32;
+        let name = read_string(|buf, cap, len| {
+            // SAFETY: slot 57 is GetFieldProps; every out-pointer is valid and `buf` has room for
+            // `cap` UTF-16 units.
+            unsafe {
+                method::<F>(self.ptr, slot::GET_FIELD_PROPS)(
+                    self.ptr, field, &mut class, buf, cap, len, &mut flags, &mut signature, &mut signature_len,
+                    &mut constant_type, &mut constant, &mut constant_len,
+                )
+            }
+        })?;
+        let signature = if signature.is_null() || signature_len == 0 || signature_len > 4096 {
+            Vec::new()
+        } else {
+            // SAFETY: the importer returned a pointer to `signature_len` bytes of its own
+            // metadata, valid while the importer lives; they are copied at once.
+            unsafe { std::slice::from_raw_parts(signature, signature_len as usize) }.to_vec()
+        };
+        Ok(FieldProps { name, flags, signature })
+    }
+
+    /// The metadata enumeration pattern: fill batches until the enumerator runs dry, then close
+    /// it. Capped, so a corrupt module cannot keep us here.
+    fn enumerate(&self, mut call: impl FnMut(*mut usize, *mut mdToken, u32, *mut u32) -> HRESULT) -> Vec<mdToken> {
+        const MAX_TOKENS: usize = 1 << 22;
+        let mut handle = 0usize;
+        let mut tokens = Vec::new();
+        let mut batch = [0 as mdToken; 256];
+        loop {
+            let mut fetched = 0u32;
+            let hr = call(&mut handle, batch.as_mut_ptr(), batch.len() as u32, &mut fetched);
+            let fetched = (fetched as usize).min(batch.len());
+            tokens.extend_from_slice(&batch[..fetched]);
+            if hr != S_OK || fetched == 0 || tokens.len() >= MAX_TOKENS {
+                break;
+            }
+        }
+        if handle != 0 {
+            type Close = unsafe extern "system" fn(*mut c_void, usize);
+            // SAFETY: slot 3 is CloseEnum(HCORENUM), which returns nothing; the handle came
+            // from this importer and is closed once.
+            unsafe { method::<Close>(self.ptr, slot::CLOSE_ENUM)(self.ptr, handle) };
+        }
+        tokens
     }
 }
 

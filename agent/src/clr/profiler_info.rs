@@ -12,6 +12,13 @@ use super::{guids, metadata::MetaDataImport};
 
 mod slot {
     pub const GET_CLASS_FROM_OBJECT: usize = 3;
+    pub const GET_FUNCTION_FROM_TOKEN: usize = 8;
+    pub const GET_FUNCTION_INFO: usize = 15;
+    pub const GET_ASSEMBLY_INFO: usize = 26;
+    pub const GET_CLASS_LAYOUT: usize = 40;
+    pub const GET_APP_DOMAIN_STATIC_ADDRESS: usize = 50;
+    pub const ENUM_MODULES: usize = 66;
+    pub const ENUMERATE_OBJECT_REFERENCES: usize = 93;
     pub const GET_CLASS_ID_INFO: usize = 14;
     pub const GET_TOKEN_AND_METADATA_FROM_FUNCTION: usize = 19;
     pub const GET_MODULE_INFO: usize = 20;
@@ -71,6 +78,19 @@ pub struct CodeChunk {
 
 /// Called by `EnumerateGCHeapObjects` once per object; returning FALSE (0) stops the walk.
 pub type ObjectCallback = unsafe extern "system" fn(object: ObjectID, state: *mut c_void) -> BOOL;
+
+/// Called by `EnumerateObjectReferences` once per reference an object holds: `slot` is the
+/// address of the field (or array element) that holds it. Returning FALSE stops the walk.
+pub type ObjectReferenceCallback =
+    unsafe extern "system" fn(object: ObjectID, slot: *const ObjectID, state: *mut c_void) -> BOOL;
+
+/// `COR_FIELD_OFFSET`: a field's token and its offset in the object.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FieldOffset {
+    pub field: mdToken,
+    pub offset: u32,
+}
 
 /// The runtime version as reported by `GetRuntimeInformation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -519,6 +539,137 @@ impl ProfilerInfo {
         // SAFETY: Info4 slot 80 is GetObjectSize2(ObjectID, SIZE_T*).
         check(unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) })?;
         Ok(size)
+    }
+
+    /// Calls `callback` for every reference `object` holds, with the address of the slot that
+    /// holds it (Info10). Only while the runtime is suspended (inside `EnumerateGCHeapObjects`
+    /// or a GC callback), when objects cannot move. S_FALSE: the object holds no references.
+    ///
+    /// # Safety
+    /// `object` must be a live object and the runtime suspended; `state` must be what
+    /// `callback` expects and outlive the call.
+    pub unsafe fn enumerate_object_references(
+        &self,
+        object: ObjectID,
+        callback: ObjectReferenceCallback,
+        state: *mut c_void,
+    ) -> Result<(), HRESULT> {
+        self.require(10)?;
+        type F = unsafe extern "system" fn(*mut c_void, ObjectID, ObjectReferenceCallback, *mut c_void) -> HRESULT;
+        // SAFETY: Info10 slot 93 is EnumerateObjectReferences(ObjectID, ObjectReferenceCallback,
+        // void*); the caller vouches for the object and `state`.
+        check(unsafe { method::<F>(self.ptr, slot::ENUMERATE_OBJECT_REFERENCES)(self.ptr, object, callback, state) })
+    }
+
+    /// Every module loaded now (Info3 `EnumModules`).
+    pub fn modules(&self) -> Result<Vec<ModuleID>, HRESULT> {
+        self.require(3)?;
+        type F = unsafe extern "system" fn(*mut c_void, *mut *mut c_void) -> HRESULT;
+        let mut enumerator: *mut c_void = std::ptr::null_mut();
+        // SAFETY: Info3 slot 66 is EnumModules(ICorProfilerModuleEnum**).
+        check(unsafe { method::<F>(self.ptr, slot::ENUM_MODULES)(self.ptr, &mut enumerator) })?;
+        if enumerator.is_null() {
+            return Err(E_FAIL);
+        }
+        // ICorProfilerModuleEnum: 3 Skip, 4 Reset, 5 Clone, 6 GetCount, 7 Next.
+        type Next = unsafe extern "system" fn(*mut c_void, u32, *mut ModuleID, *mut u32) -> HRESULT;
+        let mut modules = Vec::new();
+        let mut batch = [0 as ModuleID; 64];
+        loop {
+            let mut fetched = 0u32;
+            // SAFETY: slot 7 of ICorProfilerModuleEnum is Next(ULONG, ModuleID[], ULONG*); the
+            // buffer holds `batch.len()` ids.
+            let hr = unsafe { method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched) };
+            modules.extend_from_slice(&batch[..(fetched as usize).min(batch.len())]);
+            if hr != S_OK || fetched == 0 || modules.len() > 1_000_000 {
+                break;
+            }
+        }
+        // SAFETY: we own the enumerator's one reference.
+        unsafe { release(enumerator) };
+        Ok(modules)
+    }
+
+    /// The FunctionID of a method, only if the runtime has already loaded it (a lookup in the
+    /// module's map: never loads a type). Generic methods have none.
+    pub fn loaded_function(&self, module: ModuleID, method_def: mdToken) -> Result<FunctionID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ModuleID, mdToken, *mut FunctionID) -> HRESULT;
+        let mut function: FunctionID = 0;
+        // SAFETY: Info slot 8 is GetFunctionFromToken(ModuleID, mdToken, FunctionID*).
+        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_TOKEN)(self.ptr, module, method_def, &mut function) })?;
+        if function == 0 { Err(E_FAIL) } else { Ok(function) }
+    }
+
+    /// The class declaring a function (0 for generic classes).
+    pub fn function_class(&self, function: FunctionID) -> Result<ClassID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, FunctionID, *mut ClassID, *mut ModuleID, *mut mdToken) -> HRESULT;
+        let (mut class, mut module, mut token) = (0 as ClassID, 0 as ModuleID, 0 as mdToken);
+        // SAFETY: Info slot 15 is GetFunctionInfo(FunctionID, ClassID*, ModuleID*, mdToken*).
+        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_INFO)(self.ptr, function, &mut class, &mut module, &mut token) })?;
+        Ok(class)
+    }
+
+    /// The AppDomain a module's assembly lives in (CoreCLR has one).
+    pub fn module_app_domain(&self, module: ModuleID) -> Result<usize, HRESULT> {
+        type Info = unsafe extern "system" fn(*mut c_void, ModuleID, *mut *const u8, u32, *mut u32, *mut WCHAR, *mut usize) -> HRESULT;
+        let mut base: *const u8 = std::ptr::null();
+        let mut assembly = 0usize;
+        let mut name_len = 0u32;
+        // SAFETY: Info slot 20 is GetModuleInfo; a zero-length name buffer asks for no name.
+        check(unsafe {
+            method::<Info>(self.ptr, slot::GET_MODULE_INFO)(
+                self.ptr, module, &mut base, 0, &mut name_len, std::ptr::null_mut(), &mut assembly,
+            )
+        })?;
+        type Asm = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut WCHAR, *mut usize, *mut ModuleID) -> HRESULT;
+        let mut domain = 0usize;
+        let mut manifest: ModuleID = 0;
+        // SAFETY: Info slot 26 is GetAssemblyInfo(AssemblyID, ULONG, ULONG*, WCHAR[],
+        // AppDomainID*, ModuleID*); no name buffer is asked for.
+        check(unsafe {
+            method::<Asm>(self.ptr, slot::GET_ASSEMBLY_INFO)(
+                self.ptr, assembly, 0, std::ptr::null_mut(), std::ptr::null_mut(), &mut domain, &mut manifest,
+            )
+        })?;
+        if domain == 0 { Err(E_FAIL) } else { Ok(domain) }
+    }
+
+    /// Where a static field of an initialised class lives. `CORPROF_E_DATAINCOMPLETE` while
+    /// the class is not initialised yet; an error for thread statics, RVA statics and literals.
+    pub fn static_field_address(&self, class: ClassID, field: mdToken, app_domain: usize) -> Result<usize, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ClassID, mdToken, usize, *mut usize) -> HRESULT;
+        let mut address = 0usize;
+        // SAFETY: Info2 slot 50 is GetAppDomainStaticAddress(ClassID, mdFieldDef, AppDomainID, void**).
+        check(unsafe {
+            method::<F>(self.ptr, slot::GET_APP_DOMAIN_STATIC_ADDRESS)(self.ptr, class, field, app_domain, &mut address)
+        })?;
+        if address == 0 { Err(E_FAIL) } else { Ok(address) }
+    }
+
+    /// The instance fields a class declares (not its base classes'), with their offsets.
+    pub fn class_layout(&self, class: ClassID) -> Result<Vec<FieldOffset>, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ClassID, *mut FieldOffset, u32, *mut u32, *mut u32) -> HRESULT;
+        let mut size = 0u32;
+        self.two_call(|cap, len, buf| {
+            // SAFETY: Info2 slot 40 is GetClassLayout(ClassID, COR_FIELD_OFFSET[], ULONG,
+            // ULONG*, ULONG*); `buf` holds `cap` entries.
+            unsafe { method::<F>(self.ptr, slot::GET_CLASS_LAYOUT)(self.ptr, class, buf, cap, len, &mut size) }
+        })
+    }
+
+    /// A class's base class (0 for System.Object and for classes without one).
+    pub fn parent_class(&self, class: ClassID) -> Result<ClassID, HRESULT> {
+        type F = unsafe extern "system" fn(
+            *mut c_void, ClassID, *mut ModuleID, *mut mdToken, *mut ClassID, u32, *mut u32, *mut ClassID,
+        ) -> HRESULT;
+        let (mut module, mut type_def, mut parent, mut count) = (0 as ModuleID, 0 as mdToken, 0 as ClassID, 0u32);
+        // SAFETY: Info2 slot 41 is GetClassIDInfo2; no type-argument buffer is asked for.
+        check(unsafe {
+            method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
+                self.ptr, class, &mut module, &mut type_def, &mut parent, 0, &mut count, std::ptr::null_mut(),
+            )
+        })?;
+        Ok(parent)
     }
 
     /// The count-then-fill pattern: ask with a small buffer, retry with the reported count.

@@ -178,3 +178,99 @@ pub struct Bye<'a> {
     pub t_ms: u64,
     pub reason: &'a str,
 }
+
+/// Type-level paths from GC roots to the instances of requested types (`{"cmd":"retention"}`).
+#[derive(Serialize)]
+pub struct RetentionRecord {
+    /// The full GC the heap was walked after.
+    pub gc: u32,
+    pub t_ms: u64,
+    pub unix_ms: u64,
+    /// The whole request, from the induced GC to the record.
+    pub elapsed_ms: f64,
+    /// How long the heap walk paused the application.
+    pub pause_ms: f64,
+    /// Objects and references walked.
+    pub objects: u64,
+    pub references: u64,
+    /// Most bytes the agent held above its usual heap for this (the object graph, mostly).
+    pub memory_bytes: usize,
+    pub memory_budget_bytes: usize,
+    pub time_budget_ms: u64,
+    /// A budget stopped the walk or the search: counts and paths are partial.
+    pub truncated: bool,
+    /// Which budgets: `memory`, `time`.
+    pub truncated_by: Vec<&'static str>,
+    pub statics: RetentionStatics,
+    /// Set when the walk could not happen at all; `types` is then empty.
+    pub error: Option<String>,
+    pub types: Vec<RetentionType>,
+}
+
+#[derive(Serialize)]
+pub struct RetentionStatics {
+    /// Static reference fields of initialised classes located.
+    pub fields: usize,
+    /// Of those, holding an object.
+    pub with_value: usize,
+    /// A GC moved objects between locating the fields and the walk: statics are not named.
+    pub stale: bool,
+}
+
+#[derive(Serialize)]
+pub struct RetentionType {
+    /// As requested.
+    pub type_name: String,
+    /// The runtime's names that matched (generic instantiations can be several).
+    pub matched: Vec<std::sync::Arc<str>>,
+    pub instances: u64,
+    /// Their own (shallow) size.
+    pub bytes: u64,
+    /// Instances no path reached because a budget stopped the search.
+    pub unreached: u64,
+    /// Most instances first, at most `max_paths`.
+    pub paths: Vec<RetentionPath>,
+    /// The instances on the paths not listed.
+    pub other: RetentionOther,
+}
+
+#[derive(Serialize)]
+pub struct RetentionPath {
+    pub root: RetentionRoot,
+    /// From the object the root holds down to an instance of the type.
+    pub steps: Vec<RetentionStep>,
+    pub instances: u64,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct RetentionRoot {
+    /// `static`, or `other` (held from outside the heap: a stack, a GC handle, the finalizer
+    /// queue, or a cycle only those reach).
+    pub kind: &'static str,
+    /// The static field, `Namespace.Type.Field`; null for the runtime's statics storage
+    /// reached through a field not identified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<std::sync::Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct RetentionStep {
+    pub type_name: std::sync::Arc<str>,
+    /// The field of the previous step's object holding this one (`[]` for an array element);
+    /// absent for the first step and where unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<std::sync::Arc<str>>,
+    /// Further steps of this same type were folded into this one (lists, trees).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+#[derive(Serialize, Default)]
+pub struct RetentionOther {
+    pub paths: usize,
+    pub instances: u64,
+    pub bytes: u64,
+}

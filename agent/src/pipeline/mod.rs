@@ -9,6 +9,7 @@ pub mod census;
 pub mod gc_stats;
 pub mod lines;
 pub mod names;
+pub mod retention;
 pub mod stacks;
 pub mod survivors;
 
@@ -58,6 +59,8 @@ struct Pipeline<'a> {
     full_gc_to_report: Option<u32>,
     last_retained_report: Option<Instant>,
     census_unsupported: bool,
+    /// Located statics and field layouts, kept between retention requests.
+    retention: retention::Retention,
     thinning_window: Instant,
     thinning_samples: u64,
     thinning_reported: bool,
@@ -102,6 +105,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         full_gc_to_report: None,
         last_retained_report: None,
         census_unsupported: false,
+        retention: retention::Retention::default(),
         thinning_window: Instant::now(),
         thinning_samples: 0,
         thinning_reported: false,
@@ -217,21 +221,66 @@ impl Pipeline<'_> {
             self.take_census();
         }
         self.report_retained_after_full_gc();
+        if !self.agent.config.retention.is_empty() {
+            let request = retention::Request::new(self.agent.config.retention.clone());
+            self.report_retention(&request);
+        }
         false
     }
 
+    /// Walks the heap (right after a full GC) and reports the retention paths of `request`'s
+    /// types.
+    fn report_retention(&mut self, request: &retention::Request) {
+        let gc = self.history.completed;
+        let names = &mut self.names;
+        let prefixes = &self.agent.config.framework_prefixes;
+        let is_framework = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
+        let record = self.retention.run(self.agent, request, gc, &mut |class| names.class(class), &is_framework);
+        tracing::info!(
+            "retention: {} types in {:.1} ms (pause {:.1} ms), {} objects, {} MB, truncated by {:?}",
+            record.types.len(),
+            record.elapsed_ms,
+            record.pause_ms,
+            record.objects,
+            record.memory_bytes >> 20,
+            record.truncated_by
+        );
+        if let Some(error) = &record.error {
+            let message = format!("retention paths unavailable: {error}");
+            self.status("warn", &message);
+        }
+        let payload = records::line("retention", &record);
+        self.deliver(&payload, &[]);
+    }
+
     /// Acts on the collector's commands: `{"cmd":"census"}` (full GC, census, retained report),
-    /// `{"cmd":"detach"}` (stop tracking and unload).
+    /// `{"cmd":"retention","types":[…]}` (full GC, retention paths), `{"cmd":"detach"}` (stop
+    /// tracking and unload).
     fn take_commands(&mut self) -> Command {
         for line in self.sink.poll_commands() {
-            let cmd = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
+            let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
+            let cmd = parsed.as_ref().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
             match cmd.as_deref() {
                 Some("census") => {
                     tracing::info!("census requested by the collector");
                     if self.full_gc_then_census(true) {
                         return Command::Stop;
+                    }
+                }
+                Some("retention") => {
+                    match retention::Request::from_command(parsed.as_ref().unwrap_or(&serde_json::Value::Null)) {
+                        Ok(request) => {
+                            tracing::info!("retention paths requested for {:?}", request.types);
+                            if let Err(hr) = self.agent.info.force_gc() {
+                                tracing::warn!("ForceGC failed: {hr:#x}");
+                            }
+                            // The induced GC's own events first, so the record carries its number.
+                            if self.drain() {
+                                return Command::Stop;
+                            }
+                            self.report_retention(&request);
+                        }
+                        Err(why) => self.status("warn", &format!("ignoring a retention command: {why}")),
                     }
                 }
                 Some("detach") => return Command::Detach,

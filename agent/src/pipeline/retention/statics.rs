@@ -1,0 +1,211 @@
+//! Static reference fields, so that a path can start with the field that holds it.
+//!
+//! CoreCLR keeps statics in runtime-owned object arrays reached through handles: a heap walk
+//! sees those arrays, not which field a slot belongs to. So fields are matched by value: the
+//! metadata of every loaded module lists its static fields of reference type, the runtime says
+//! where each one of an initialised class lives (`GetAppDomainStaticAddress`), and the values
+//! read there while the heap walk holds the runtime suspended are the objects those fields hold.
+//!
+//! Nothing here loads a type: a class's ClassID is taken only from one of its methods the
+//! runtime has already loaded (`GetFunctionFromToken` is a lookup, unlike `GetClassFromToken`).
+//! A class that is not loaded has no statics yet anyway. Generic classes (statics per
+//! instantiation) and thread statics are not named.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::clr::metadata::{FD_HAS_FIELD_RVA, FD_LITERAL, FD_STATIC};
+use crate::clr::profiler_info::ProfilerInfo;
+use crate::clr::types::{ClassID, ModuleID, ObjectID, mdToken};
+
+/// Methods tried per class to find its ClassID.
+const METHODS_TRIED: usize = 4;
+
+/// A named static field.
+#[derive(Clone, Debug)]
+pub struct StaticField {
+    /// `Namespace.Type.Field`.
+    pub name: Arc<str>,
+    /// Declared by framework code (`System.*`, …): its paths rank after the application's.
+    pub framework: bool,
+}
+
+/// Where one static field's value lives, and (once read) the value.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    pub address: usize,
+    pub field: u32,
+    pub value: ObjectID,
+}
+
+struct TypeStatics {
+    methods: Vec<mdToken>,
+    /// 0 until the runtime has loaded the class.
+    class: ClassID,
+    /// (field token, field name, index in `Statics::fields` once the class is known).
+    fields: Vec<(mdToken, String, Option<u32>)>,
+}
+
+struct ModuleStatics {
+    app_domain: usize,
+    types: Vec<TypeStatics>,
+}
+
+#[derive(Default)]
+pub struct Statics {
+    modules: HashMap<ModuleID, ModuleStatics>,
+    pub fields: Vec<StaticField>,
+}
+
+impl Statics {
+    /// Reads the metadata of modules loaded since the last call, forgets unloaded ones, and
+    /// returns the addresses of every static reference field of an initialised class.
+    /// `class_name` names a ClassID; `is_framework` tells framework type names.
+    pub fn slots(
+        &mut self,
+        info: &ProfilerInfo,
+        class_name: &mut dyn FnMut(ClassID) -> Arc<str>,
+        is_framework: &dyn Fn(&str) -> bool,
+    ) -> Vec<Slot> {
+        let Ok(loaded) = info.modules() else { return Vec::new() };
+        let live: HashSet<ModuleID> = loaded.iter().copied().collect();
+        // A module gone (collectible load context unloaded) must never be asked about again.
+        self.modules.retain(|m, _| live.contains(m));
+        for &module in &loaded {
+            if !self.modules.contains_key(&module) {
+                if let Some(found) = discover(info, module) {
+                    self.modules.insert(module, found);
+                } else {
+                    self.modules.insert(module, ModuleStatics { app_domain: 0, types: Vec::new() });
+                }
+            }
+        }
+        let mut slots = Vec::new();
+        for (&module, statics) in &mut self.modules {
+            if statics.app_domain == 0 {
+                continue;
+            }
+            for t in &mut statics.types {
+                if t.class == 0 {
+                    t.class = loaded_class(info, module, &t.methods);
+                    if t.class == 0 {
+                        continue;
+                    }
+                }
+                for (token, name, index) in &mut t.fields {
+                    let Ok(address) = info.static_field_address(t.class, *token, statics.app_domain) else { continue };
+                    let field = *index.get_or_insert_with(|| {
+                        let type_name = class_name(t.class);
+                        let framework = is_framework(&type_name);
+                        self.fields.push(StaticField { name: format!("{type_name}.{name}").into(), framework });
+                        (self.fields.len() - 1) as u32
+                    });
+                    slots.push(Slot { address, field, value: 0 });
+                }
+            }
+        }
+        slots
+    }
+}
+
+/// The ClassID of a class, if the runtime has loaded one of its methods (0 otherwise, and for
+/// generic classes).
+fn loaded_class(info: &ProfilerInfo, module: ModuleID, methods: &[mdToken]) -> ClassID {
+    methods
+        .iter()
+        .filter_map(|&m| info.loaded_function(module, m).ok())
+        .find_map(|f| info.function_class(f).ok().filter(|&c| c != 0))
+        .unwrap_or(0)
+}
+
+/// The static reference fields a module declares (metadata only).
+fn discover(info: &ProfilerInfo, module: ModuleID) -> Option<ModuleStatics> {
+    let metadata = info.module_metadata(module).ok()?;
+    let app_domain = info.module_app_domain(module).ok()?;
+    let mut types = Vec::new();
+    for type_def in metadata.type_defs() {
+        let fields: Vec<(mdToken, String, Option<u32>)> = metadata
+            .fields(type_def)
+            .into_iter()
+            .filter_map(|f| {
+                let props = metadata.field_props(f).ok()?;
+                let storage = props.flags & FD_STATIC != 0 && props.flags & (FD_LITERAL | FD_HAS_FIELD_RVA) == 0;
+                (storage && is_reference_field(&props.signature)).then_some((f, props.name, None))
+            })
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let methods: Vec<mdToken> = metadata.methods(type_def).into_iter().take(METHODS_TRIED).collect();
+        if !methods.is_empty() {
+            types.push(TypeStatics { methods, class: 0, fields });
+        }
+    }
+    Some(ModuleStatics { app_domain, types })
+}
+
+/// `ELEMENT_TYPE_*` values used below (ECMA-335 II.23.1.16).
+mod element {
+    pub const STRING: u8 = 0x0e;
+    pub const VALUETYPE: u8 = 0x11;
+    pub const CLASS: u8 = 0x12;
+    pub const ARRAY: u8 = 0x14;
+    pub const GENERICINST: u8 = 0x15;
+    pub const OBJECT: u8 = 0x1c;
+    pub const SZARRAY: u8 = 0x1d;
+    pub const CMOD_REQD: u8 = 0x1f;
+    pub const CMOD_OPT: u8 = 0x20;
+}
+
+/// Whether a field signature (`FIELD CustomMod* Type`) is of a reference type: a class, a
+/// string, object, an array, or a generic class instantiation. Value types, pointers and
+/// generic parameters are not.
+pub fn is_reference_field(signature: &[u8]) -> bool {
+    if signature.first() != Some(&0x06) {
+        return false;
+    }
+    let mut i = 1;
+    while let Some(&b) = signature.get(i) {
+        if b != element::CMOD_REQD && b != element::CMOD_OPT {
+            break;
+        }
+        // A modifier is followed by a compressed TypeDefOrRef token.
+        i += 1 + compressed_len(signature.get(i + 1).copied().unwrap_or(0));
+    }
+    match signature.get(i) {
+        Some(&(element::STRING | element::CLASS | element::OBJECT | element::SZARRAY | element::ARRAY)) => true,
+        Some(&element::GENERICINST) => signature.get(i + 1) == Some(&element::CLASS),
+        Some(&element::VALUETYPE) | Some(_) | None => false,
+    }
+}
+
+/// Length of an ECMA-335 compressed integer from its first byte.
+fn compressed_len(first: u8) -> usize {
+    if first & 0x80 == 0 {
+        1
+    } else if first & 0xC0 == 0x80 {
+        2
+    } else {
+        4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_fields_are_told_from_value_fields() {
+        assert!(is_reference_field(&[0x06, 0x0e])); // string
+        assert!(is_reference_field(&[0x06, 0x12, 0x49])); // class token
+        assert!(is_reference_field(&[0x06, 0x1d, 0x0e])); // string[]
+        assert!(is_reference_field(&[0x06, 0x15, 0x12, 0x81, 0x02, 0x01, 0x0e])); // List<string>
+        assert!(is_reference_field(&[0x06, 0x1f, 0x81, 0x10, 0x12, 0x08])); // volatile (modreq) class
+        assert!(!is_reference_field(&[0x06, 0x08])); // int
+        assert!(!is_reference_field(&[0x06, 0x11, 0x10])); // struct
+        assert!(!is_reference_field(&[0x06, 0x15, 0x11, 0x10, 0x01, 0x08])); // KeyValuePair<…>-like struct
+        assert!(!is_reference_field(&[0x06, 0x13, 0x00])); // T
+        assert!(!is_reference_field(&[0x07, 0x0e]));
+        assert!(!is_reference_field(&[]));
+    }
+}

@@ -27,6 +27,7 @@ public static class Program
             "threads" => ThreadedLeak.Run(Running),
             "hold" => StringLeak.LeakThenHold(seconds, args),
             "alloc-bench" => AllocBench.Run(args),
+            "retention" => RetentionLeaks.Run(Running, args),
             "exit-code" => ExitCode(),
             _ => Help(),
         };
@@ -44,7 +45,7 @@ public static class Program
 
     static long Help()
     {
-        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench exit-code");
+        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench retention exit-code");
         return -1;
     }
 }
@@ -256,5 +257,66 @@ public static class AllocBench
         var payload = new byte[64 + i % 192];
         payload[0] = (byte)i;
         return lines[3].Length + payload.Length + (order.Amount > 500 ? 1 : 0);
+    }
+}
+
+/// A clock with a static event: whoever subscribes and never unsubscribes stays alive for as
+/// long as the process does.
+public static class Clock
+{
+    public static event EventHandler? Tick;
+
+    public static int Raise()
+    {
+        Tick?.Invoke(null, EventArgs.Empty);
+        return Tick?.GetInvocationList().Length ?? 0;
+    }
+}
+
+/// Subscribes in its constructor and never unsubscribes: the event-handler leak.
+public sealed class Subscriber
+{
+    readonly byte[] _state = new byte[32];
+    public int Ticks;
+
+    public Subscriber() => Clock.Tick += OnTick;
+
+    void OnTick(object? sender, EventArgs e) => Ticks += _state.Length > 0 ? 1 : 0;
+}
+
+public sealed class Session(int id)
+{
+    public readonly string Id = "session-" + id;
+    public readonly byte[] Data = new byte[64];
+}
+
+/// Sessions registered and never removed: the static-list leak.
+public static class SessionRegistry
+{
+    public static readonly List<Session> Sessions = new();
+}
+
+/// Retention-path scenarios: subscribers that never unsubscribe from a static event, sessions
+/// added to a static list, and audit strings in the string leak's static list, then churn.
+/// usage: retention [seconds] [subscribers] [sessions]
+public static class RetentionLeaks
+{
+    public static long Run(Func<bool> running, string[] args)
+    {
+        int subscribers = args.Length > 2 ? int.Parse(args[2]) : 5000;
+        int sessions = args.Length > 3 ? int.Parse(args[3]) : 20000;
+        for (int i = 0; i < subscribers; i++) _ = new Subscriber();
+        for (int i = 0; i < sessions; i++) SessionRegistry.Sessions.Add(new Session(i));
+        for (int i = 0; i < 5000; i++) StringLeak.RecordAuditLine(i);
+        Console.WriteLine($"ready subscribers={subscribers} sessions={sessions}");
+        long churn = 0;
+        int ticks = 0;
+        while (running())
+        {
+            for (int k = 0; k < 200; k++) churn += Churn.Garbage(k);
+            if (++ticks % 20 == 0) churn += Clock.Raise();
+            Thread.Sleep(5);
+        }
+        return Clock.Raise() + SessionRegistry.Sessions.Count + churn % 7;
     }
 }

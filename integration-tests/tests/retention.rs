@@ -1,0 +1,250 @@
+//! Retention paths end to end: a real .NET app under the real agent, asked over its two-way
+//! socket (`{"cmd":"retention",…}`) which chains of references keep its leaked objects alive.
+//! The event-handler leak must be traced to the static event, the static-list leaks to their
+//! static fields.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use integration_tests::*;
+use serde_json::{Value, json};
+
+/// The app under the agent, with the collector's end of the agent's connection.
+struct Session {
+    run: Running,
+    to_agent: UnixStream,
+    from_agent: Receiver<String>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Session {
+    fn start(args: &[&str], extra_env: &[(&str, &str)]) -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("collector.sock");
+        let log = dir.path().join("agent.log");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut c = dotnet_app("LeakApp", Build::FrameworkDependent).command();
+        c.args(args)
+            .env("CORECLR_ENABLE_PROFILING", "1")
+            .env("CORECLR_PROFILER", AGENT_CLSID)
+            .env("CORECLR_PROFILER_PATH", agent_path())
+            .env("LEAKSCOPE_SOCKET", &socket)
+            .env("LEAKSCOPE_LOG", &log)
+            .env("LEAKSCOPE_INTERVAL", "1s")
+            .env("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
+            .envs(extra_env.iter().copied());
+        let run = Running::start(c);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("the agent never connected: {e}\n{}", log_text(&log)),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let reader = conn.try_clone().unwrap();
+        let (tx, from_agent) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Session { run, to_agent: conn, from_agent, log, _dir: dir }
+    }
+
+    /// Sends a command and returns the first record of `kind` that follows.
+    fn ask(&mut self, command: &Value, kind: &str, timeout: Duration) -> Value {
+        writeln!(self.to_agent, "{command}").unwrap();
+        self.next(kind, timeout)
+    }
+
+    fn next(&mut self, kind: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .from_agent
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {kind} record within {timeout:?}\n{}", log_text(&self.log)));
+            let record: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {e}: {line}"));
+            if record["type"] == kind {
+                return record;
+            }
+        }
+    }
+
+    /// The app runs to its end as it would have without us.
+    fn finishes_normally(mut self) {
+        let done = self.run.wait_for_line("done", Duration::from_secs(120));
+        assert!(done.starts_with("done "), "{done}");
+        let status = self.run.wait(Duration::from_secs(30));
+        assert!(status.success(), "the app's exit changed: {status:?}\n{}", log_text(&self.log));
+    }
+}
+
+fn log_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// `ready subscribers=5000 sessions=20000` → (5000, 20000).
+fn created(ready: &str) -> (u64, u64) {
+    let value = |key: &str| -> u64 {
+        ready.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()).unwrap()
+    };
+    (value("subscribers="), value("sessions="))
+}
+
+fn of_type<'a>(record: &'a Value, type_name: &str) -> &'a Value {
+    record["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type_name"] == type_name)
+        .unwrap_or_else(|| panic!("no entry for {type_name}: {record}"))
+}
+
+fn step_types(path: &Value) -> Vec<&str> {
+    path["steps"].as_array().unwrap().iter().map(|s| s["type_name"].as_str().unwrap()).collect()
+}
+
+fn render(path: &Value) -> String {
+    let root = &path["root"];
+    let mut text = match root["name"].as_str() {
+        Some(name) => format!("{} {name}", root["kind"].as_str().unwrap()),
+        None => root["kind"].as_str().unwrap().to_string(),
+    };
+    for step in path["steps"].as_array().unwrap() {
+        text.push_str(" → ");
+        text.push_str(step["type_name"].as_str().unwrap());
+        if let Some(field) = step["field"].as_str() {
+            text.push_str(&format!(" ({field})"));
+        }
+        if step["repeated"] == true {
+            text.push_str(" ⟲");
+        }
+    }
+    format!("{text}: {} instances, {} bytes", path["instances"], path["bytes"])
+}
+
+#[test]
+fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
+    let mut session = Session::start(&["retention", "40", "5000", "20000"], &[]);
+    let ready = session.run.wait_for_line("ready", Duration::from_secs(60));
+    let (subscribers, sessions) = created(&ready);
+    let command = json!({
+        "cmd": "retention",
+        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.NoSuchType"],
+        "max_paths": 5,
+    });
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    eprintln!(
+        "retention: {} objects, {} references, pause {} ms, elapsed {} ms, {} MB of {} MB, statics {}",
+        record["objects"],
+        record["references"],
+        record["pause_ms"],
+        record["elapsed_ms"],
+        record["memory_bytes"].as_u64().unwrap() >> 20,
+        record["memory_budget_bytes"].as_u64().unwrap() >> 20,
+        record["statics"]
+    );
+    for t in record["types"].as_array().unwrap() {
+        for path in t["paths"].as_array().unwrap() {
+            eprintln!("  {}: {}", t["type_name"].as_str().unwrap(), render(path));
+        }
+    }
+    assert!(record["error"].is_null(), "{}", record["error"]);
+    assert_eq!(record["truncated"], false, "{record}");
+    assert!(record["gc"].as_u64().unwrap() > 0);
+    assert!(record["elapsed_ms"].as_f64().unwrap() > 0.0 && record["pause_ms"].as_f64().unwrap() > 0.0);
+    assert!(record["time_budget_ms"].as_u64().unwrap() > 0 && record["memory_budget_bytes"].as_u64().unwrap() > 0);
+    assert!(record["memory_bytes"].as_u64().unwrap() <= record["memory_budget_bytes"].as_u64().unwrap());
+    assert_eq!(record["statics"]["stale"], false);
+    assert!(record["statics"]["with_value"].as_u64().unwrap() >= 3, "{}", record["statics"]);
+
+    // The event-handler leak: the static event, its invocation list, one handler per subscriber.
+    let subscriber = of_type(&record, "LeakApp.Subscriber");
+    let found = subscriber["instances"].as_u64().unwrap();
+    assert!(found * 10 >= subscribers * 9 && found <= subscribers, "{found} subscribers of {subscribers} created");
+    let top = &subscriber["paths"][0];
+    assert_eq!(top["root"]["kind"], "static", "{}", render(top));
+    assert_eq!(top["root"]["name"], "LeakApp.Clock.Tick", "{}", render(top));
+    assert_eq!(
+        step_types(top),
+        ["System.EventHandler", "System.Object[]", "System.EventHandler", "LeakApp.Subscriber"],
+        "{}",
+        render(top)
+    );
+    assert!(top["instances"].as_u64().unwrap() * 10 >= subscribers * 9, "{}", render(top));
+    assert_eq!(top["steps"][2]["field"], "[]");
+
+    // The static-list leak: the list field, its backing array, the sessions.
+    let session_type = of_type(&record, "LeakApp.Session");
+    let found = session_type["instances"].as_u64().unwrap();
+    assert!(found * 10 >= sessions * 9 && found <= sessions, "{found} sessions of {sessions} created");
+    let top = &session_type["paths"][0];
+    assert_eq!((&top["root"]["kind"], &top["root"]["name"]), (&json!("static"), &json!("LeakApp.SessionRegistry.Sessions")));
+    assert_eq!(*step_types(top).last().unwrap(), "LeakApp.Session", "{}", render(top));
+    assert!(top["instances"].as_u64().unwrap() * 10 >= sessions * 9, "{}", render(top));
+
+    // The original string leak, among all the process's strings: through StringLeak.Retained.
+    let strings = of_type(&record, "System.String");
+    let audit = strings["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["root"]["name"] == "LeakApp.StringLeak.Retained")
+        .unwrap_or_else(|| panic!("no path through StringLeak.Retained: {}", strings["paths"]));
+    assert!(audit["instances"].as_u64().unwrap() >= 4500, "{}", render(audit));
+    assert_eq!(*step_types(audit).last().unwrap(), "System.String");
+
+    let missing = of_type(&record, "LeakApp.NoSuchType");
+    assert_eq!((missing["instances"].as_u64(), missing["paths"].as_array().map(Vec::len)), (Some(0), Some(0)));
+
+    // The agent carries on: summaries still flow, and the app ends as it would have.
+    session.next("summary", Duration::from_secs(10));
+    session.finishes_normally();
+}
+
+#[test]
+fn budgets_that_run_out_truncate_the_walk_and_say_so() {
+    let mut session = Session::start(&["retention", "25", "5000", "20000"], &[]);
+    session.run.wait_for_line("ready", Duration::from_secs(60));
+    let command = json!({"cmd": "retention", "types": ["LeakApp.Subscriber"], "max_memory_mb": 1});
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    assert_eq!(record["truncated"], true, "{record}");
+    assert_eq!(record["truncated_by"], json!(["memory"]), "{record}");
+    assert!(record["memory_bytes"].as_u64().unwrap() <= 1 << 20, "{record}");
+    assert!(record["objects"].as_u64().unwrap() > 0);
+
+    let bad = session.ask(&json!({"cmd": "retention"}), "status", Duration::from_secs(10));
+    assert!(bad["message"].as_str().unwrap().contains("retention"), "{bad}");
+    session.finishes_normally();
+}
+
+/// Soak mode with `LEAKSCOPE_RETENTION`: a retention record after each induced full GC.
+#[test]
+fn soak_mode_reports_retention_after_each_census() {
+    let mut session = Session::start(
+        &["retention", "12", "2000", "1000"],
+        &[("LEAKSCOPE_INDUCE_FULL_GC", "3s"), ("LEAKSCOPE_RETENTION", "LeakApp.Subscriber")],
+    );
+    session.run.wait_for_line("ready", Duration::from_secs(60));
+    let mut seen = 0;
+    while seen < 2 {
+        let record = session.next("retention", Duration::from_secs(30));
+        let subscriber = of_type(&record, "LeakApp.Subscriber");
+        if subscriber["instances"] == 2000 {
+            assert_eq!(subscriber["paths"][0]["root"]["name"], "LeakApp.Clock.Tick", "{record}");
+            seen += 1;
+        }
+    }
+    session.finishes_normally();
+}

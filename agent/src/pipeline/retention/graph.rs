@@ -27,6 +27,9 @@ pub struct Node {
     pub edges: u32,
 }
 
+/// Most ascending runs searched one by one; with more, the nodes are sorted.
+const MAX_RUNS: usize = 32;
+
 /// A reference target not found among the walked objects (a frozen object, or one allocated
 /// after the walk began), once edges are resolved.
 pub const MISSING: u64 = u64::MAX;
@@ -39,7 +42,7 @@ const EDGE_BYTES: usize = std::mem::size_of::<u64>() + std::mem::size_of::<u32>(
 
 #[derive(Default)]
 pub struct Graph {
-    /// Sorted by `id` once the walk is over.
+    /// In walk order (see [`Graph::index`]).
     pub nodes: Vec<Node>,
     /// Per reference: the referenced ObjectID while walking; after [`Graph::resolve_edges`],
     /// the index of the referenced node (or [`MISSING`]).
@@ -48,6 +51,8 @@ pub struct Graph {
     pub offsets: Vec<u32>,
     /// Distinct classes, in order of first appearance.
     pub classes: Vec<ClassID>,
+    /// Ascending runs of `nodes`: (first address, last address, first index, end index).
+    runs: Vec<(ObjectID, ObjectID, u32, u32)>,
     class_index: HashMap<ClassID, u32>,
 }
 
@@ -67,9 +72,17 @@ impl Graph {
         i
     }
 
-    /// The node holding object `id`.
+    /// The node holding object `id` (after [`Graph::index`]).
     pub fn find(&self, id: ObjectID) -> Option<u32> {
-        self.nodes.binary_search_by_key(&id, |n| n.id).ok().map(|i| i as u32)
+        self.runs.iter().filter(|r| r.0 <= id && id <= r.1).find_map(|&(_, _, start, end)| {
+            let slice = &self.nodes[start as usize..end as usize];
+            slice.binary_search_by_key(&id, |n| n.id).ok().map(|i| start + i as u32)
+        })
+    }
+
+    /// Ascending runs lookups search (1 once sorted).
+    pub fn runs(&self) -> usize {
+        self.runs.len()
     }
 
     pub fn edge_range(&self, node: u32) -> std::ops::Range<usize> {
@@ -77,27 +90,52 @@ impl Graph {
         n.first_edge as usize..(n.first_edge as usize + n.edges as usize)
     }
 
-    /// Sorts the nodes by address (edge ranges move with them).
-    pub fn sort(&mut self) {
-        self.nodes.sort_unstable_by_key(|n| n.id);
+    /// Makes objects findable by address. The walk visits the heap region by region, each in
+    /// address order, so the nodes form a few ascending runs: they are searched as they are.
+    /// Only when there are many runs are the nodes sorted (edge ranges move with them).
+    pub fn index(&mut self) {
+        self.runs.clear();
+        let mut start = 0;
+        for i in 1..=self.nodes.len() {
+            if i == self.nodes.len() || self.nodes[i].id <= self.nodes[i - 1].id {
+                if start < i {
+                    self.runs.push((self.nodes[start].id, self.nodes[i - 1].id, start as u32, i as u32));
+                }
+                start = i;
+            }
+        }
+        if self.runs.len() > MAX_RUNS {
+            self.nodes.sort_unstable_by_key(|n| n.id);
+            self.runs.clear();
+            if let (Some(first), Some(last)) = (self.nodes.first(), self.nodes.last()) {
+                self.runs.push((first.id, last.id, 0, self.nodes.len() as u32));
+            }
+        }
+        // The largest runs first: most lookups end in them.
+        self.runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.3 - r.2));
     }
 
     /// Replaces each reference's ObjectID with the index of its node, and returns which nodes
-    /// are referenced by some other node. Stops early (false) past `deadline`.
+    /// are referenced by some other node. Stops early (None) past `deadline`.
     pub fn resolve_edges(&mut self, deadline: Instant) -> Option<Vec<bool>> {
         let mut referenced = vec![false; self.nodes.len()];
-        for (i, target) in self.targets.iter_mut().enumerate() {
+        for i in 0..self.nodes.len() {
             if i % 65536 == 0 && Instant::now() > deadline {
                 return None;
             }
-            let id = *target as ObjectID;
-            *target = match self.nodes.binary_search_by_key(&id, |n| n.id) {
-                Ok(found) => {
-                    referenced[found] = true;
-                    found as u64
-                }
-                Err(_) => MISSING,
-            };
+            for e in self.edge_range(i as u32) {
+                let id = self.targets[e] as ObjectID;
+                // Objects often point at what was allocated right after them: look there first.
+                let near = (i + 1..(i + 5).min(self.nodes.len())).find(|&j| self.nodes[j].id == id);
+                let found = near.or_else(|| self.find(id).map(|j| j as usize));
+                self.targets[e] = match found {
+                    Some(j) => {
+                        referenced[j] = true;
+                        j as u64
+                    }
+                    None => MISSING,
+                };
+            }
         }
         Some(referenced)
     }
@@ -292,6 +330,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overlapping_runs_are_searched_and_many_runs_sorted() {
+        let mut g = Graph::default();
+        for id in [0x1000, 0x3000, 0x2000, 0x4000] {
+            g.nodes.push(Node { id, ..Node::default() });
+        }
+        g.index();
+        assert_eq!(g.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [0x1000, 0x3000, 0x2000, 0x4000]);
+        assert_eq!((g.find(0x3000), g.find(0x2000), g.find(0x4000), g.find(0x4001)), (Some(1), Some(2), Some(3), None));
+
+        let mut g = Graph::default();
+        for id in (0..1000).rev() {
+            g.nodes.push(Node { id: 0x1000 + id * 16, ..Node::default() });
+        }
+        g.index();
+        assert!(g.nodes.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(g.find(0x1000 + 16 * 500), Some(500));
+    }
+
+    #[test]
     fn room_is_refused_past_the_budget_and_granted_within_it() {
         let mut g = Graph::default();
         assert!(g.make_room(100, 100, 1 << 20));
@@ -311,13 +368,16 @@ mod tests {
         }
         g.targets = vec![0x1000, 0x2000, 0x9999, 0x3000];
         g.offsets = vec![8, 8, 16, 8];
-        g.sort();
+        g.index();
         let referenced = g.resolve_edges(Instant::now() + Duration::from_secs(5)).unwrap();
-        assert_eq!(g.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [0x1000, 0x2000, 0x3000]);
-        assert_eq!(g.targets, [0, 1, MISSING, 2]);
+        // Two ascending runs, [0x3000] and [0x1000, 0x2000], indexed in place.
+        assert_eq!(g.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [0x3000, 0x1000, 0x2000]);
+        assert_eq!(g.targets, [1, 2, MISSING, 0]);
         assert_eq!(referenced, [true, true, true]);
-        assert_eq!(g.edge_range(0), 1..3);
-        assert_eq!(g.find(0x2000), Some(1));
+        assert_eq!(g.edge_range(1), 1..3);
+        assert_eq!(g.find(0x2000), Some(2));
+        assert_eq!(g.find(0x0fff), None);
+        assert_eq!(g.find(0x9999), None);
         assert_eq!(g.find(0x2001), None);
     }
 }

@@ -155,6 +155,7 @@ impl Retention {
         let mut slots = self.statics.slots(info, class_name, is_framework);
         record.statics.fields = slots.len();
         let mut reader = SlotReader { slots: &mut slots, gc_counter: counter, located_at_gc, stale: false };
+        let walk_started = Instant::now();
         // An eighth is kept for names, statics and the paths' tables; the graph gets the rest.
         let walked = match graph::walk(info, budget - budget / 8, deadline, self.expected_objects, &mut reader) {
             Ok(w) => w,
@@ -188,8 +189,11 @@ impl Retention {
             walked.stopped
         );
 
-        graph.sort();
+        let phase = Instant::now();
+        graph.index();
+        let indexed = phase.elapsed();
         let referenced = graph.resolve_edges(deadline);
+        let resolved = phase.elapsed();
 
         // Which classes are requested, and which are arrays (their slots are elements).
         let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| class_name(c)).collect();
@@ -251,6 +255,15 @@ impl Retention {
             }
         };
         peak = peak.max(crate::memory::allocated_bytes().saturating_sub(baseline));
+        tracing::info!(
+            "retention: statics located in {:?}, indexed by {:?} ({} runs), edges resolved by {:?}, paths counted by {:?} ({} signatures)",
+            walk_started - started,
+            indexed,
+            graph.runs(),
+            resolved,
+            phase.elapsed(),
+            signatures.len()
+        );
 
         let root_of = |root: u32| -> RetentionRoot {
             if root < fixed {

@@ -270,7 +270,10 @@ pub fn tally(
                 };
                 signatures.extend(sig, class, field)
             };
-            memo.insert(at, sig);
+            // The instance itself is rarely another's ancestor: only its ancestors are kept.
+            if at != node as u32 {
+                memo.insert(at, sig);
+            }
         }
         let slot = tally.by_path.entry(sig).or_default();
         slot.0 += 1;
@@ -299,7 +302,7 @@ mod tests {
             }
             g.nodes.push(Node { id, class, size, first_edge, edges: refs.len() as u32 });
         }
-        g.sort();
+        g.index();
         let referenced = g.resolve_edges(Instant::now() + Duration::from_secs(5)).unwrap();
         (g, referenced)
     }

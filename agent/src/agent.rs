@@ -28,6 +28,8 @@ pub struct Agent {
     pub runtime: RuntimeVersion,
     pub capture: Capture,
     pub startup_problems: Vec<String>,
+    /// The event mask set in `Initialize` (low word).
+    pub base_mask: u32,
     pub started: Instant,
     pub start_unix_ms: u64,
     /// Loaded into a running process through the diagnostics port, not at startup.
@@ -50,6 +52,12 @@ pub fn get() -> Option<&'static Agent> {
 impl Agent {
     pub fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Exact mode: switches the `ObjectAllocated` callbacks on (only possible when
+    /// `ENABLE_OBJECT_ALLOCATED` was asked for at startup).
+    pub fn follow_every_allocation(&self) -> Result<(), HRESULT> {
+        self.info.set_event_mask2(self.base_mask | monitor::OBJECT_ALLOCATED, high_monitor::EVENT_PIPE)
     }
 
     /// Stops the EventPipe session, once.
@@ -107,6 +115,15 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         tracing::warn!("already profiling this process; declining a second load");
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
     }
+    let mut loaded = loaded;
+    if attached && loaded.config.exact != config::Exact::Off {
+        loaded.config.exact = config::Exact::Off;
+        loaded.problems.push(
+            "LEAKSCOPE_EXACT needs the agent loaded at startup (the runtime only lets ObjectAllocated be switched on \
+             in Initialize): exact mode is off for this attach"
+                .to_string(),
+        );
+    }
     for problem in &loaded.problems {
         tracing::warn!("{problem}");
     }
@@ -136,7 +153,11 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
     let sampling = if runtime.major >= 10 { Sampling::AllocationSampled } else { Sampling::AllocationTick };
     tracing::info!("runtime {runtime}, ICorProfilerInfo{}, sampling with {}", info.version(), sampling.name());
 
-    if let Err(hr) = info.set_event_mask2(monitor::ENABLE_STACK_SNAPSHOT, high_monitor::EVENT_PIPE) {
+    // Exact mode must ask for ObjectAllocated now or never; the callbacks themselves stay off
+    // until a type is aimed at (`Agent::follow_every_allocation`).
+    let base_mask = monitor::ENABLE_STACK_SNAPSHOT
+        | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
+    if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
         return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
     }
 
@@ -151,6 +172,8 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         stack_depth: config.stack_depth,
         providers: Default::default(),
         keep_one_in: std::sync::atomic::AtomicU32::new(1),
+        aim: Default::default(),
+        exact_keep_one_in: std::sync::atomic::AtomicU32::new(1),
     };
     let agent = Agent {
         info,
@@ -158,6 +181,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         runtime,
         capture,
         startup_problems: loaded.problems,
+        base_mask,
         started,
         start_unix_ms: crate::pipeline::unix_ms(),
         attached,

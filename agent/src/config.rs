@@ -32,9 +32,24 @@ pub struct Config {
     pub induce_full_gc: Option<Duration>,
     /// With induced full GCs: also count the whole heap by type after each (.NET 9+).
     pub census: bool,
+    /// Exact mode (`LEAKSCOPE_EXACT`): follow every allocation of suspect types.
+    pub exact: Exact,
     /// With induced full GCs: also report the retention paths of these types after each
     /// (`LEAKSCOPE_RETENTION`).
     pub retention: Vec<String>,
+}
+
+/// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
+/// which must be switched on at startup and slows every allocation in the process).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Exact {
+    #[default]
+    Off,
+    /// Types whose live count the census sees rising several times in a row.
+    Auto,
+    /// These types (full names as leakscope prints them), once the census or a sample meets them;
+    /// and, as with `Auto`, types the census sees rising.
+    Types(Vec<String>),
 }
 
 impl Default for Config {
@@ -55,6 +70,7 @@ impl Default for Config {
                 .to_vec(),
             induce_full_gc: None,
             census: true,
+            exact: Exact::Off,
             retention: Vec::new(),
         }
     }
@@ -130,6 +146,20 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
             _ => problems.push(format!("LEAKSCOPE_CENSUS={v:?} is not 0/1/true/false; using {}", c.census)),
         }
     }
+    if let Some(v) = non_empty("LEAKSCOPE_EXACT") {
+        let t = v.trim();
+        c.exact = match t.to_ascii_lowercase().as_str() {
+            "0" | "false" | "no" | "off" => Exact::Off,
+            "1" | "true" | "yes" | "on" | "auto" => Exact::Auto,
+            _ => Exact::Types(t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+        };
+        if c.exact != Exact::Off && c.induce_full_gc.is_none() {
+            problems.push(format!(
+                "LEAKSCOPE_EXACT={v:?} aims at the types a census sees growing, and censuses need \
+                 LEAKSCOPE_INDUCE_FULL_GC: only types named in LEAKSCOPE_EXACT that samples meet will be aimed at"
+            ));
+        }
+    }
     if let Some(v) = non_empty("LEAKSCOPE_RETENTION") {
         c.retention = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     }
@@ -195,6 +225,16 @@ mod tests {
         assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("-3s"), None);
+    }
+
+    #[test]
+    fn exact_mode_reads_auto_off_and_type_lists() {
+        assert_eq!(load(&[]).config.exact, Exact::Off);
+        let auto = load(&[("LEAKSCOPE_EXACT", "auto"), ("LEAKSCOPE_INDUCE_FULL_GC", "10s")]);
+        assert_eq!((auto.config.exact, auto.problems.len()), (Exact::Auto, 0));
+        let list = load(&[("LEAKSCOPE_EXACT", "App.Session, App.Order ,")]);
+        assert_eq!(list.config.exact, Exact::Types(vec!["App.Session".into(), "App.Order".into()]));
+        assert_eq!(list.problems.len(), 1, "no census points: said so");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! thread. Nothing here resolves names, takes a lock shared with the agent thread, or blocks:
 //! when the queue is full the sample is dropped and counted.
 
+pub mod aim;
 pub mod stack;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID};
+use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID, ObjectID};
 pub use stack::Frame;
 
 /// Which runtime event feeds the allocation samples.
@@ -47,6 +48,8 @@ pub struct Sample {
     pub born_after_gc: u32,
     /// The thinning in force when it was taken: it stands for this many samples.
     pub keep_one_in: u32,
+    /// Exact mode: one allocation of an aimed-at type, standing for itself (times `keep_one_in`).
+    pub exact: bool,
     /// Managed frames, innermost first.
     pub frames: Vec<Frame>,
 }
@@ -80,6 +83,9 @@ pub struct Counters {
     /// Time spent creating handles and walking stacks on the allocating threads.
     pub handle_ns: AtomicU64,
     pub stack_ns: AtomicU64,
+    /// Exact mode: allocations of aimed-at types seen, and those skipped by its own thinning.
+    pub exact_allocations: AtomicU64,
+    pub exact_thinned: AtomicU64,
 }
 
 /// Everything the hot path needs, owned by the agent.
@@ -94,6 +100,10 @@ pub struct Capture {
     /// Follow one runtime sample in this many; the agent thread raises it when samples arrive
     /// faster than `LEAKSCOPE_MAX_SAMPLES_PER_SEC`, and lowers it again when they slow down.
     pub keep_one_in: AtomicU32,
+    /// Exact mode: the types whose every allocation is followed (empty: exact mode idle).
+    pub aim: aim::Aim,
+    /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
+    pub exact_keep_one_in: AtomicU32,
 }
 
 /// A per-thread random draw for thinning, without locks or allocation.
@@ -206,21 +216,23 @@ impl Capture {
     }
 
     fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent) {
-        self.counters.samples.fetch_add(1, Ordering::Relaxed);
         if e.address == 0 || e.type_id == 0 {
             return;
         }
-        if self.counters.tracked.load(Ordering::Relaxed) >= self.max_tracked
-            || crate::memory::allocated_bytes() >= self.memory_limit_bytes
-        {
-            self.counters.dropped_budget.fetch_add(1, Ordering::Relaxed);
+        // An aimed-at type is followed allocation by allocation in `on_object_allocated`; a
+        // sample of it here would count it twice.
+        if !self.aim.is_empty() && self.aim.contains(e.type_id) {
             return;
         }
+        self.counters.samples.fetch_add(1, Ordering::Relaxed);
         // Thinning: under a very high allocation rate, follow one sample in `keep_one_in` (chosen
         // at random) so the time spent here stays within budget; the kept ones weigh that much more.
         let keep_one_in = self.keep_one_in.load(Ordering::Relaxed).max(1);
         if keep_one_in > 1 && !thinning::keep(keep_one_in) {
             self.counters.thinned.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.within_budget() {
             return;
         }
         // The event fires before the allocator stores the object's MethodTable. Storing it now
@@ -235,8 +247,55 @@ impl Capture {
                 method_table.write_volatile(e.type_id);
             }
         }
+        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, keep_one_in, false);
+    }
+
+    /// `ObjectAllocated` (exact mode only): every allocation in the process comes through here
+    /// while some type is aimed at, so anything else returns after a scan of a few atomics.
+    pub fn on_object_allocated(&self, info: &ProfilerInfo, object: ObjectID, class: ClassID) {
+        if object == 0 || !self.aim.contains(class) {
+            return;
+        }
+        self.counters.exact_allocations.fetch_add(1, Ordering::Relaxed);
+        let keep_one_in = self.exact_keep_one_in.load(Ordering::Relaxed).max(1);
+        if keep_one_in > 1 && !thinning::keep(keep_one_in) {
+            self.counters.exact_thinned.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.within_budget() {
+            return;
+        }
+        // Inside ObjectAllocated the thread is in cooperative mode: the object can be sized.
+        let size = info.object_size(object).map(|s| s as u64).unwrap_or(0);
+        let heap = if size >= LARGE_OBJECT_BYTES { HeapKind::Large } else { HeapKind::Small };
+        self.follow(info, object, class, size, heap, 0, keep_one_in, true);
+    }
+
+    fn within_budget(&self) -> bool {
+        if self.counters.tracked.load(Ordering::Relaxed) >= self.max_tracked
+            || crate::memory::allocated_bytes() >= self.memory_limit_bytes
+        {
+            self.counters.dropped_budget.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Weak handle, stack walk, queue: what following one allocation costs.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        info: &ProfilerInfo,
+        object: ObjectID,
+        class: ClassID,
+        size: u64,
+        heap: HeapKind,
+        amount_since_last: u64,
+        keep_one_in: u32,
+        exact: bool,
+    ) {
         let t0 = monotonic_ns();
-        let handle = match info.create_weak_handle(e.address) {
+        let handle = match info.create_weak_handle(object) {
             Ok(h) => h,
             Err(_) => {
                 self.counters.handle_failures.fetch_add(1, Ordering::Relaxed);
@@ -252,13 +311,14 @@ impl Capture {
             self.counters.stack_failures.fetch_add(1, Ordering::Relaxed);
         }
         let sample = Sample {
-            class: e.type_id,
-            size: e.size,
-            heap: e.heap,
-            amount_since_last: e.amount_since_last,
+            class,
+            size,
+            heap,
+            amount_since_last,
             handle,
             born_after_gc: self.counters.last_gc.load(Ordering::Relaxed),
             keep_one_in,
+            exact,
             frames,
         };
         self.counters.tracked.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +337,9 @@ impl Capture {
         let _ = self.queue.try_send(event);
     }
 }
+
+/// Objects this large go to the large object heap.
+const LARGE_OBJECT_BYTES: u64 = 85_000;
 
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -48,13 +48,18 @@ pub(super) unsafe extern "system" fn profiler_detach_succeeded(_this: *mut Profi
     S_OK
 }
 
-/// Allocation sampling uses EventPipe, not this callback, which is never enabled.
+/// Exact mode only: every allocation in the process while some type is aimed at.
 pub(super) unsafe extern "system" fn object_allocated(
     _this: *mut ProfilerCallback,
-    _object: ObjectID,
-    _class: ClassID,
+    object: ObjectID,
+    class: ClassID,
 ) -> HRESULT {
-    S_OK
+    guard::callback("ObjectAllocated", || {
+        if let Some(agent) = agent::get() {
+            agent.capture.on_object_allocated(&agent.info, object, class);
+        }
+        Ok(())
+    })
 }
 
 /// leakscope is a full profiler, not a notification-only one.

@@ -109,6 +109,19 @@ pub struct AgentRecord {
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
     pub degraded: Option<String>,
+    /// Exact mode (`LEAKSCOPE_EXACT`), when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<ExactRecord>,
+}
+
+/// Exact mode: the types whose every allocation is followed, and what that has cost.
+#[derive(Serialize)]
+pub struct ExactRecord {
+    pub aimed: Vec<std::sync::Arc<str>>,
+    /// Allocations of aimed-at types seen, and skipped by exact mode's own thinning.
+    pub allocations: u64,
+    pub thinned: u64,
+    pub keep_one_in: u32,
 }
 
 #[derive(Serialize)]
@@ -144,6 +157,8 @@ pub struct CensusRecord {
     pub unix_ms: u64,
     /// How long the heap walk paused the application.
     pub pause_ms: f64,
+    /// How long the induced full GC before it took (a pause of its own, right before the walk).
+    pub gc_ms: f64,
     pub objects: u64,
     pub bytes: u64,
     pub unreadable: u64,

@@ -5,6 +5,7 @@
 //! profiler created, so the runtime lets it call the Info methods at any time; it never runs
 //! managed code and is never suspended by the GC.
 
+pub mod aim;
 pub mod census;
 pub mod gc_stats;
 pub mod lines;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::agent::Agent;
+use crate::clr::types::ClassID;
 use crate::capture::{Event, Sample};
 use crate::output::records::{self, *};
 use crate::output::{Batch, Sink};
@@ -65,6 +67,11 @@ struct Pipeline<'a> {
     thinning_samples: u64,
     thinning_reported: bool,
     budget_reported: bool,
+    /// Exact mode: which types to follow allocation by allocation.
+    aiming: aim::Aiming,
+    exact_allocations: u64,
+    /// How long the latest induced full GC took.
+    forced_gc: Duration,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -110,6 +117,12 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         thinning_samples: 0,
         thinning_reported: false,
         budget_reported: false,
+        aiming: aim::Aiming::new(match &config.exact {
+            crate::config::Exact::Types(names) => names.clone(),
+            _ => Vec::new(),
+        }),
+        exact_allocations: 0,
+        forced_gc: Duration::ZERO,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -185,10 +198,9 @@ impl Pipeline<'_> {
         let rate = (samples - self.thinning_samples) as f64 / elapsed.as_secs_f64();
         self.thinning_samples = samples;
         self.thinning_window = Instant::now();
-        let wanted = ((rate / limit as f64).ceil() as u32).clamp(1, 1024).next_power_of_two();
         let current = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
-        // Lower it only once the rate is well under the limit, so it does not flap.
-        let next = if wanted >= current || rate * 2.0 < (limit as f64) * (current as f64) { wanted } else { current };
+        let next = next_keep_one_in(rate, limit, current);
+        self.adjust_exact_thinning(elapsed, limit);
         if next != current {
             self.agent.capture.keep_one_in.store(next, Ordering::Relaxed);
             tracing::info!("thinning: following 1 in {next} samples ({rate:.0} samples/s, limit {limit}/s)");
@@ -205,13 +217,74 @@ impl Pipeline<'_> {
         }
     }
 
+    /// Exact mode has its own thinning: a busy aimed-at type must not make every allocating
+    /// thread walk its stack at the full allocation rate.
+    fn adjust_exact_thinning(&mut self, elapsed: Duration, limit: usize) {
+        let capture = &self.agent.capture;
+        if capture.aim.is_empty() {
+            return;
+        }
+        let seen = capture.counters.exact_allocations.load(Ordering::Relaxed);
+        let rate = (seen - self.exact_allocations) as f64 / elapsed.as_secs_f64();
+        self.exact_allocations = seen;
+        let current = capture.exact_keep_one_in.load(Ordering::Relaxed);
+        let next = next_keep_one_in(rate, limit, current);
+        if next != current {
+            capture.exact_keep_one_in.store(next, Ordering::Relaxed);
+            tracing::info!("exact mode: following 1 in {next} allocations of aimed-at types ({rate:.0}/s)");
+        }
+    }
+
+    /// Exact mode: after a census, aims at the types it shows rising again and again (and at
+    /// types named in `LEAKSCOPE_EXACT` that it meets).
+    fn aim_after_census(&mut self, by_class: &std::collections::HashMap<ClassID, census::TypeTotals>) {
+        if self.agent.config.exact == crate::config::Exact::Off {
+            return;
+        }
+        let room = crate::capture::aim::SLOTS.saturating_sub(self.agent.capture.aim.len());
+        let mut suspects = self.aiming.after_census(by_class, room);
+        if let crate::config::Exact::Types(_) = &self.agent.config.exact {
+            for &class in by_class.keys() {
+                let name = self.names.class(class);
+                suspects.extend(self.aiming.named(class, &name));
+            }
+        }
+        for suspect in suspects {
+            self.aim_at(suspect);
+        }
+    }
+
+    fn aim_at(&mut self, suspect: aim::Suspect) {
+        let capture = &self.agent.capture;
+        let first = capture.aim.is_empty();
+        if !capture.aim.add(suspect.class) {
+            return;
+        }
+        self.aiming.aimed_at(suspect.class);
+        if first {
+            if let Err(hr) = self.agent.follow_every_allocation() {
+                let message = format!("exact mode unavailable: the runtime would not switch ObjectAllocated on ({hr:#x})");
+                tracing::warn!("{message}");
+                self.status("warn", &message);
+                return;
+            }
+        }
+        let name = self.names.class(suspect.class);
+        let message = format!("exact mode: following every allocation of {name} ({})", suspect.reason);
+        tracing::info!("{message}");
+        self.status("info", &message);
+    }
+
     /// Induces a full blocking GC (from this thread, as the API requires), then reports the
     /// census and what survived. True when told to stop meanwhile.
     fn full_gc_then_census(&mut self, census: bool) -> bool {
+        let gc_started = Instant::now();
         if let Err(hr) = self.agent.info.force_gc() {
             tracing::warn!("ForceGC failed: {hr:#x}");
             return false;
         }
+        // ForceGC returns once the blocking GC is over: the application stood still that long too.
+        self.forced_gc = gc_started.elapsed();
         // Take in the induced GC's own events first, so the census and the retained report are
         // stamped with its number.
         if self.drain() {
@@ -363,9 +436,21 @@ impl Pipeline<'_> {
     }
 
     fn track(&mut self, sample: Sample) {
-        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, keep_one_in, frames } = sample;
+        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, keep_one_in, exact, frames } = sample;
+        if let crate::config::Exact::Types(_) = &self.agent.config.exact {
+            if !exact && !self.agent.capture.aim.is_full() {
+                let name = self.names.class(class);
+                if let Some(suspect) = self.aiming.named(class, &name) {
+                    self.aim_at(suspect);
+                }
+            }
+        }
         let stack = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
-        let (weight_objects, weight_bytes) = survivors::weights(self.agent.capture.sampling, size, amount_since_last);
+        let (weight_objects, weight_bytes) = if exact {
+            (1.0, size as f64)
+        } else {
+            survivors::weights(self.agent.capture.sampling, size, amount_since_last)
+        };
         let (weight_objects, weight_bytes) = (weight_objects * keep_one_in as f64, weight_bytes * keep_one_in as f64);
         let generation = survivors::initial_generation(heap);
         self.survivors.add(Tracked {
@@ -445,6 +530,7 @@ impl Pipeline<'_> {
                     t_ms: self.agent.elapsed_ms(),
                     unix_ms: unix_ms(),
                     pause_ms: c.pause.as_secs_f64() * 1e3,
+                    gc_ms: self.forced_gc.as_secs_f64() * 1e3,
                     objects: c.objects,
                     bytes: c.bytes,
                     unreadable: c.unreadable,
@@ -455,6 +541,7 @@ impl Pipeline<'_> {
                 tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
                 let payload = records::line("census", &record);
                 self.deliver(&payload, &[]);
+                self.aim_after_census(&c.by_class);
             }
             Err(hr) => {
                 self.census_unsupported = true;
@@ -583,6 +670,12 @@ impl Pipeline<'_> {
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
                 degraded,
+                exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
+                    aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
+                    allocations: counters.exact_allocations.load(Ordering::Relaxed),
+                    thinned: counters.exact_thinned.load(Ordering::Relaxed),
+                    keep_one_in: agent.capture.exact_keep_one_in.load(Ordering::Relaxed),
+                }),
             },
             sites,
         };
@@ -618,4 +711,11 @@ fn hello_line(agent: &Agent) -> String {
 
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The thinning that keeps `rate` events a second within `limit` followed ones: a power of two,
+/// lowered only once the rate is well under the limit, so it does not flap.
+fn next_keep_one_in(rate: f64, limit: usize, current: u32) -> u32 {
+    let wanted = ((rate / limit as f64).ceil() as u32).clamp(1, 1024).next_power_of_two();
+    if wanted >= current || rate * 2.0 < (limit as f64) * (current as f64) { wanted } else { current }
 }

@@ -46,8 +46,17 @@ public sealed class SessionState
     public long Hits, Misses, BytesIn, BytesOut;
 }
 
+/// The slow leak of `slowleak`: small, rare, easy for allocation sampling to miss.
+public sealed class Subscription
+{
+    public required int Topic { get; init; }
+    public long Since { get; init; }
+}
+
 public static class World
 {
+    public static readonly List<Subscription> Subscriptions = new();
+
     public static readonly Dictionary<string, Customer> Customers = new();
     public static readonly List<Invoice> Invoices = new();
     public static readonly Queue<AuditEvent> Audit = new();
@@ -82,6 +91,9 @@ public static class World
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Subscribe(int topic) => Subscriptions.Add(new Subscription { Topic = topic, Since = topic * 10L });
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static void OpenSession(int i) =>
         Sessions.Add(new SessionState { User = "anonymous", Opened = i, Expires = i + 3600, Id = new Guid(i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) });
 }
@@ -101,7 +113,14 @@ public static class Program
         int i = 0;
         while (DateTime.UtcNow < until)
         {
-            if (mode == "grow")
+            if (mode == "slowleak")
+            {
+                // 20 small objects a second kept (~640 B/s) under ~20 MB/s of garbage.
+                World.Subscribe(i++);
+                for (int k = 0; k < 400; k++) churn += new byte[2000 + k].Length + $"message {k}".Length;
+                Thread.Sleep(50);
+            }
+            else if (mode == "grow")
             {
                 for (int k = 0; k < 50; k++)
                 {
@@ -116,7 +135,7 @@ public static class Program
                 Thread.Sleep(50);
             }
         }
-        Console.WriteLine($"done {World.Sessions.Count} {churn % 7}");
+        Console.WriteLine($"done {World.Sessions.Count} {World.Subscriptions.Count} {churn % 7}");
         return 0;
     }
 }

@@ -1,0 +1,136 @@
+//! Exact mode's choice of suspects: a type whose live count rises census after census is
+//! leaking or filling a cache; sampling one allocation per ~100 KiB may take hours to catch the
+//! call site of a slow one, so from then on every allocation of it is followed.
+//!
+//! Pure bookkeeping over census results; the agent thread applies the decisions.
+
+use std::collections::HashMap;
+
+use crate::clr::types::ClassID;
+use crate::pipeline::census::TypeTotals;
+
+/// Censuses in a row whose live count of a type must each exceed the one before.
+pub const RISES_TO_AIM: u8 = 3;
+
+/// A type to follow from now on, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspect {
+    pub class: ClassID,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct Aiming {
+    /// Per type: live count at the latest census, and how many censuses in a row it rose.
+    last: HashMap<ClassID, (u64, u8)>,
+    /// Counts seen over the current rise, for the message.
+    history: HashMap<ClassID, Vec<u64>>,
+    aimed: Vec<ClassID>,
+    /// `LEAKSCOPE_EXACT=Type,…`: names to aim at as soon as they are met.
+    named: Vec<String>,
+}
+
+impl Aiming {
+    pub fn new(named: Vec<String>) -> Aiming {
+        Aiming { named, ..Aiming::default() }
+    }
+
+    pub fn aimed(&self) -> &[ClassID] {
+        &self.aimed
+    }
+
+    pub fn is_aimed(&self, class: ClassID) -> bool {
+        self.aimed.contains(&class)
+    }
+
+    /// Records a decision the caller could carry out.
+    pub fn aimed_at(&mut self, class: ClassID) {
+        if !self.aimed.contains(&class) {
+            self.aimed.push(class);
+        }
+    }
+
+    /// Whether a type met by name (in a census or a sample) was asked for by the user.
+    pub fn named(&self, class: ClassID, name: &str) -> Option<Suspect> {
+        (!self.is_aimed(class) && self.named.iter().any(|n| n == name))
+            .then(|| Suspect { class, reason: "named in LEAKSCOPE_EXACT".to_string() })
+    }
+
+    /// Takes in one census; returns the types that have now risen `RISES_TO_AIM` times in a row
+    /// and are not aimed at yet, fastest-growing (in bytes) first, at most `room`.
+    pub fn after_census(&mut self, by_class: &HashMap<ClassID, TypeTotals>, room: usize) -> Vec<Suspect> {
+        let mut rising: Vec<(u64, Suspect)> = Vec::new();
+        let mut next = HashMap::with_capacity(by_class.len());
+        for (&class, totals) in by_class {
+            let streak = match self.last.get(&class) {
+                Some(&(before, streak)) if totals.count > before => streak.saturating_add(1),
+                _ => 0,
+            };
+            next.insert(class, (totals.count, streak));
+            let seen = self.history.entry(class).or_default();
+            if streak == 0 {
+                seen.clear();
+            }
+            seen.push(totals.count);
+            if streak >= RISES_TO_AIM && !self.aimed.contains(&class) {
+                let first = seen.first().copied().unwrap_or(0);
+                let counts: Vec<String> = seen.iter().map(u64::to_string).collect();
+                let grown_bytes = totals.bytes.saturating_sub(totals.bytes * first / totals.count.max(1));
+                rising.push((
+                    grown_bytes,
+                    Suspect { class, reason: format!("live count rose in {streak} censuses in a row: {}", counts.join(" → ")) },
+                ));
+            }
+        }
+        // Types gone from the heap forget their history.
+        self.history.retain(|class, _| next.contains_key(class));
+        self.last = next;
+        rising.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.class.cmp(&b.1.class)));
+        rising.into_iter().take(room).map(|(_, s)| s).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn census(pairs: &[(ClassID, u64)]) -> HashMap<ClassID, TypeTotals> {
+        pairs.iter().map(|&(c, n)| (c, TypeTotals { count: n, bytes: n * 40 })).collect()
+    }
+
+    #[test]
+    fn a_type_rising_three_censuses_in_a_row_is_aimed_at_once() {
+        let mut aim = Aiming::default();
+        // 1 leaks steadily; 2 churns up and down; 3 is still.
+        let series = [[(1, 10), (2, 50), (3, 7)], [(1, 12), (2, 60), (3, 7)], [(1, 15), (2, 40), (3, 7)], [(1, 19), (2, 55), (3, 7)]];
+        let mut found = Vec::new();
+        for c in series {
+            found = aim.after_census(&census(&c), 8);
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].class, 1);
+        assert!(found[0].reason.contains("10 → 12 → 15 → 19"), "{}", found[0].reason);
+        aim.aimed_at(1);
+        assert!(aim.after_census(&census(&[(1, 25)]), 8).is_empty(), "aimed at once only");
+    }
+
+    #[test]
+    fn a_pause_in_growth_restarts_the_count_and_room_limits_the_choice() {
+        let mut aim = Aiming::default();
+        for c in [[(1, 1), (2, 1)], [(1, 2), (2, 2)], [(1, 2), (2, 3)], [(1, 3), (2, 4)]] {
+            let found = aim.after_census(&census(&c), 0);
+            assert!(found.is_empty(), "no room");
+        }
+        let found = aim.after_census(&census(&[(1, 4), (2, 9)]), 1);
+        assert_eq!(found.iter().map(|s| s.class).collect::<Vec<_>>(), vec![2], "1 paused once, 2 never did");
+    }
+
+    #[test]
+    fn named_types_are_aimed_at_when_met() {
+        let mut aim = Aiming::new(vec!["App.Session".into()]);
+        assert!(aim.named(5, "App.Other").is_none());
+        assert_eq!(aim.named(5, "App.Session").map(|s| s.class), Some(5));
+        aim.aimed_at(5);
+        assert!(aim.named(5, "App.Session").is_none());
+    }
+}

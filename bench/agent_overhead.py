@@ -7,6 +7,7 @@ heap, with ratios against the baseline measured in the same run. Optionally a pe
 workload under `dotnet-trace` collecting allocation ticks (the closest built-in alternative).
 
 usage: bench/agent_overhead.py [--runs N] [--seconds S] [--threads T] [--peer]
+                              [--side 'LABEL:KEY=VALUE,...']...   (more agent configurations)
 Needs: cargo build --release --workspace; dotnet; (for --peer) dotnet-trace.
 """
 import argparse, json, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
@@ -77,14 +78,22 @@ def main():
     ap.add_argument("--peer", action="store_true", help="also run under dotnet-trace")
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra LEAKSCOPE_* settings for the agent side (repeatable)")
+    ap.add_argument("--side", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
+                    help="another agent side with these settings, interleaved with the rest (repeatable), "
+                         "e.g. 'exact:LEAKSCOPE_EXACT=System.String'")
     a = ap.parse_args()
+    extra = {}
+    for spec in a.side:
+        label, _, settings = spec.partition(":")
+        extra[label] = dict(kv.split("=", 1) for kv in settings.split(",") if kv)
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     work = tempfile.mkdtemp(prefix="leakscope-bench-")
     dll = build_app(work)
     cmd = ["dotnet", dll, "alloc-bench", str(a.seconds), str(a.threads)]
     base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
-    sides = {"baseline": [], "agent": [], "dotnet-trace": []}
+    sides = {"baseline": [], "agent": [], **{label: [] for label in extra}, "dotnet-trace": []}
+    extra_records = {label: [] for label in extra}
     agent_mem, per_sample, samples = [], [], []
     trace = shutil.which("dotnet-trace") or os.path.expanduser("~/.dotnet/tools/dotnet-trace")
     for i in range(a.runs):
@@ -97,6 +106,12 @@ def main():
         agent_mem.append(s["agent"]["memory_bytes"])
         per_sample.append(s["agent"]["capture_us_per_sample"])
         samples.append(s["agent"]["samples"])
+        for label, settings in extra.items():
+            out = os.path.join(work, f"{label}{i}.ndjson")
+            env = agent_env(base_env, out)
+            env.update(settings)
+            sides[label].append(run(cmd, env, work))
+            extra_records[label].append(last_agent_record(out)["agent"])
         if a.peer:
             nettrace = os.path.join(work, f"peer{i}.nettrace")
             sides["dotnet-trace"].append(run(
@@ -120,7 +135,7 @@ def main():
               f"{med(side, 'ops_per_cpu_s'):.0f} | {med(side, 'ops_per_cpu_s') / med('baseline', 'ops_per_cpu_s'):.3f} | "
               f"{med(side, 'pause_ms'):.0f} | {ppg:.3f} ({ppg - b_ppg:+.3f}) | {med(side, 'gcs'):.0f} | "
               f"{med(side, 'rss_kb') / 1024:.0f} |")
-    for side in ("agent", "dotnet-trace"):
+    for side in ("agent", *extra, "dotnet-trace"):
         if sides[side]:
             for key, label in (("ops", "throughput"), ("ops_per_cpu_s", "ops per CPU-second")):
                 pairs = [r[key] / b[key] for r, b in zip(sides[side], sides["baseline"])]
@@ -131,6 +146,10 @@ def main():
     print(f"\nagent: heap {statistics.median(agent_mem) / 2**20:.1f} MB (max {max(agent_mem) / 2**20:.1f} MB), "
           f"{statistics.median(samples):.0f} samples per run, "
           f"{statistics.median(per_sample):.2f} us per sample on the allocating thread")
+    for label, records in extra_records.items():
+        print(f"{label}: {json.dumps(records[-1].get('exact') or {})}; heap "
+              f"{statistics.median(r['memory_bytes'] for r in records) / 2**20:.1f} MB, "
+              f"{statistics.median(r['samples'] for r in records):.0f} samples per run")
     shutil.rmtree(work, ignore_errors=True)
 
 

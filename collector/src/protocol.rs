@@ -317,6 +317,8 @@ pub struct Census {
     pub t_ms: Option<Num>,
     pub unix_ms: Option<Num>,
     pub pause_ms: Option<Num>,
+    /// The induced full GC before the walk (agents since the census gained it).
+    pub gc_ms: Option<Num>,
     pub objects: Option<Num>,
     pub bytes: Option<Num>,
     pub unreadable: Option<Num>,

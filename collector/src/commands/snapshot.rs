@@ -127,6 +127,7 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
         "gc": c.gc,
         "unix_ms": c.unix_ms.map(|n| n.u64()),
         "pause_ms": c.pause_ms.map(|n| n.0),
+        "gc_ms": c.gc_ms.map(|n| n.0),
         "objects": c.objects.map(|n| n.u64()),
         "bytes": c.bytes.map(|n| n.u64()),
         "types": c.types.iter().take(top).map(|t| serde_json::json!({
@@ -147,8 +148,9 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
 /// Like `dumpheap -stat`, largest first, then the call sites whose sampled allocations survive.
 fn render(point: &Point, top: usize) -> String {
     let c = &point.census;
+    let gc = c.gc_ms.map(|n| format!(" of {:.0} ms", n.0)).unwrap_or_default();
     let mut out = format!(
-        "heap of pid {}: {} objects, {} (counted in {:.0} ms after a full GC)\n\n",
+        "heap of pid {}: {} objects, {} (counted in {:.0} ms after a full GC{gc}: the application's pause)\n\n",
         point.pid,
         format_count(c.objects.map_or(0.0, |n| n.0)),
         format_bytes(c.bytes.map_or(0.0, |n| n.0)),

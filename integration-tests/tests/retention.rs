@@ -94,12 +94,12 @@ fn log_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// `ready subscribers=5000 sessions=20000` → (5000, 20000).
-fn created(ready: &str) -> (u64, u64) {
+/// `ready subscribers=5000 sessions=20002 listed=20000` → (5000, 20002, 20000).
+fn created(ready: &str) -> (u64, u64, u64) {
     let value = |key: &str| -> u64 {
         ready.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()).unwrap()
     };
-    (value("subscribers="), value("sessions="))
+    (value("subscribers="), value("sessions="), value("listed="))
 }
 
 fn of_type<'a>(record: &'a Value, type_name: &str) -> &'a Value {
@@ -138,7 +138,7 @@ fn render(path: &Value) -> String {
 fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     let mut session = Session::start(&["retention", "40", "5000", "20000"], &[]);
     let ready = session.run.wait_for_line("ready", Duration::from_secs(60));
-    let (subscribers, sessions) = created(&ready);
+    let (subscribers, sessions, listed) = created(&ready);
     let command = json!({
         "cmd": "retention",
         "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.NoSuchType"],
@@ -167,6 +167,9 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     assert!(record["time_budget_ms"].as_u64().unwrap() > 0 && record["memory_budget_bytes"].as_u64().unwrap() > 0);
     assert!(record["memory_bytes"].as_u64().unwrap() <= record["memory_budget_bytes"].as_u64().unwrap());
     assert_eq!(record["statics"]["stale"], false);
+    // With background GC on (the default) the runtime does not report roots, and says why.
+    assert_eq!(record["roots"]["reported"], false, "{}", record["roots"]);
+    assert!(record["roots"]["why"].as_str().unwrap().contains("DOTNET_gcConcurrent=0"), "{}", record["roots"]);
     assert!(record["statics"]["with_value"].as_u64().unwrap() >= 3, "{}", record["statics"]);
 
     // The event-handler leak: the static event, its invocation list, one handler per subscriber.
@@ -192,7 +195,7 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     let top = &session_type["paths"][0];
     assert_eq!((&top["root"]["kind"], &top["root"]["name"]), (&json!("static"), &json!("LeakApp.SessionRegistry.Sessions")));
     assert_eq!(*step_types(top).last().unwrap(), "LeakApp.Session", "{}", render(top));
-    assert!(top["instances"].as_u64().unwrap() * 10 >= sessions * 9, "{}", render(top));
+    assert!(top["instances"].as_u64().unwrap() * 10 >= listed * 9, "{}", render(top));
 
     // The original string leak, among all the process's strings: through StringLeak.Retained.
     let strings = of_type(&record, "System.String");
@@ -226,6 +229,38 @@ fn budgets_that_run_out_truncate_the_walk_and_say_so() {
 
     let bad = session.ask(&json!({"cmd": "retention"}), "status", Duration::from_secs(10));
     assert!(bad["message"].as_str().unwrap().contains("retention"), "{bad}");
+    session.finishes_normally();
+}
+
+/// With background GC off the runtime reports its roots: what no static holds starts at the
+/// stack frame or the GC handle that holds it.
+#[test]
+fn with_background_gc_off_paths_start_at_stack_frames_and_handles() {
+    let mut session = Session::start(&["retention", "25", "1000", "3000"], &[("DOTNET_gcConcurrent", "0")]);
+    let ready = session.run.wait_for_line("ready", Duration::from_secs(60));
+    let (subscribers, sessions, listed) = created(&ready);
+    let command = json!({"cmd": "retention", "types": ["LeakApp.Session", "LeakApp.Subscriber"], "max_paths": 10});
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    let session_type = of_type(&record, "LeakApp.Session");
+    for path in session_type["paths"].as_array().unwrap() {
+        eprintln!("  {}", render(path));
+    }
+    assert_eq!(record["roots"]["reported"], true, "{}", record["roots"]);
+    assert!(record["roots"]["count"].as_u64().unwrap() > 10, "{}", record["roots"]);
+    assert_eq!(session_type["instances"].as_u64(), Some(sessions));
+    let paths = session_type["paths"].as_array().unwrap();
+    let by_root = |kind: &str| paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"));
+    assert_eq!(paths[0]["root"]["name"], "LeakApp.SessionRegistry.Sessions");
+    assert_eq!(paths[0]["instances"].as_u64(), Some(listed));
+    let stack = by_root("stack");
+    assert_eq!(stack["root"]["name"], "LeakApp.RetentionLeaks.Run", "{}", render(stack));
+    assert_eq!((stack["instances"].as_u64(), step_types(stack)), (Some(1), vec!["LeakApp.Session"]));
+    let handle = by_root("handle");
+    assert_eq!((handle["instances"].as_u64(), step_types(handle)), (Some(1), vec!["LeakApp.Session"]), "{}", render(handle));
+    // Statics still come first.
+    let subscriber = of_type(&record, "LeakApp.Subscriber");
+    assert_eq!(subscriber["instances"].as_u64(), Some(subscribers));
+    assert_eq!(subscriber["paths"][0]["root"]["name"], "LeakApp.Clock.Tick");
     session.finishes_normally();
 }
 

@@ -37,6 +37,7 @@ mod slot {
     pub const GET_NATIVE_CODE_START_ADDRESSES: usize = 90;
     pub const GET_IL_TO_NATIVE_MAPPING3: usize = 91;
     pub const GET_CODE_INFO4: usize = 92;
+    pub const GET_EVENT_MASK2: usize = 81;
     pub const SET_EVENT_MASK2: usize = 82;
     pub const EVENT_PIPE_START_SESSION: usize = 101;
     pub const EVENT_PIPE_STOP_SESSION: usize = 103;
@@ -175,6 +176,16 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, u32, u32) -> HRESULT;
         // SAFETY: Info5 slot 82 is SetEventMask2(DWORD, DWORD); version checked above.
         check(unsafe { method::<F>(self.ptr, slot::SET_EVENT_MASK2)(self.ptr, low, high) })
+    }
+
+    /// The event mask in force (low, high words).
+    pub fn event_mask2(&self) -> Result<(u32, u32), HRESULT> {
+        self.require(5)?;
+        type F = unsafe extern "system" fn(*mut c_void, *mut u32, *mut u32) -> HRESULT;
+        let (mut low, mut high) = (0u32, 0u32);
+        // SAFETY: Info5 slot 81 is GetEventMask2(DWORD*, DWORD*).
+        check(unsafe { method::<F>(self.ptr, slot::GET_EVENT_MASK2)(self.ptr, &mut low, &mut high) })?;
+        Ok((low, high))
     }
 
     pub fn runtime_version(&self) -> Result<RuntimeVersion, HRESULT> {

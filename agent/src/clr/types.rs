@@ -86,7 +86,23 @@ pub mod monitor {
     pub const ENABLE_OBJECT_ALLOCATED: u32 = 0x0080_0000;
     pub const OBJECT_ALLOCATED: u32 = 0x0000_0100;
     pub const ENABLE_STACK_SNAPSHOT: u32 = 0x1000_0000;
+    /// GC callbacks, among them `RootReferences2` (also a heap walk at the end of each GC).
+    pub const GC: u32 = 0x0000_0080;
 }
+
+/// `COR_PRF_GC_ROOT_KIND` and `COR_PRF_GC_ROOT_FLAGS`.
+pub mod root {
+    pub const OTHER: u32 = 0;
+    pub const STACK: u32 = 1;
+    pub const FINALIZER: u32 = 2;
+    pub const HANDLE: u32 = 3;
+    pub const FLAG_PINNING: u32 = 0x1;
+    pub const FLAG_WEAKREF: u32 = 0x2;
+}
+
+/// `CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE`: GC callbacks asked for after startup while
+/// background GC is on.
+pub const CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE: HRESULT = 0x8013_1376_u32 as i32;
 
 /// Event-mask bits (`COR_PRF_HIGH_MONITOR`, high word).
 pub mod high_monitor {

@@ -3,6 +3,7 @@
 //! through [`guard`] and hands off to the safe core in [`crate::agent`].
 
 mod callbacks;
+mod gc_roots;
 pub mod guard;
 mod object;
 mod vtable;

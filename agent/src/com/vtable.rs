@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 
-use super::callbacks;
+use super::{callbacks, gc_roots};
 use super::object::ProfilerCallback;
 use crate::clr::types::{BOOL, GUID, HRESULT, S_OK, WCHAR};
 
@@ -281,7 +281,7 @@ pub static VTABLE: CallbackVtable = CallbackVtable {
     moved_references: ignore4::<u32, *const usize, *const usize, *const u32>,
     object_allocated: callbacks::object_allocated,
     objects_allocated_by_class: ignore3::<u32, *const usize, *const u32>,
-    object_references: ignore4::<usize, usize, u32, *const usize>,
+    object_references: gc_roots::object_references,
     root_references: ignore2::<u32, *const usize>,
     exception_thrown: ignore1::<usize>,
     exception_search_function_enter: ignore1::<usize>,
@@ -306,7 +306,7 @@ pub static VTABLE: CallbackVtable = CallbackVtable {
     surviving_references: ignore3::<u32, *const usize, *const u32>,
     garbage_collection_finished: ignore0,
     finalizeable_object_queued: ignore2::<u32, usize>,
-    root_references2: ignore5::<u32, *const usize, *const u32, *const u32, *const usize>,
+    root_references2: gc_roots::root_references2,
     handle_created: ignore2::<usize, usize>,
     handle_destroyed: ignore1::<usize>,
     initialize_for_attach: callbacks::initialize_for_attach,
@@ -342,10 +342,5 @@ unsafe extern "system" fn ignore3<A, B, C>(_: *mut ProfilerCallback, _: A, _: B,
     S_OK
 }
 unsafe extern "system" fn ignore4<A, B, C, D>(_: *mut ProfilerCallback, _: A, _: B, _: C, _: D) -> HRESULT {
-    S_OK
-}
-unsafe extern "system" fn ignore5<A, B, C, D, E>(
-    _: *mut ProfilerCallback, _: A, _: B, _: C, _: D, _: E,
-) -> HRESULT {
     S_OK
 }

@@ -217,6 +217,8 @@ pub struct RetentionRecord {
     /// Which budgets: `memory`, `time`.
     pub truncated_by: Vec<&'static str>,
     pub statics: RetentionStatics,
+    /// Whether the GC reported its roots (root kinds `stack`, `handle`, `finalizer`).
+    pub roots: RetentionRoots,
     /// Set when the walk could not happen at all; `types` is then empty.
     pub error: Option<String>,
     pub types: Vec<RetentionType>,
@@ -230,6 +232,16 @@ pub struct RetentionStatics {
     pub with_value: usize,
     /// A GC moved objects between locating the fields and the walk: statics are not named.
     pub stale: bool,
+}
+
+#[derive(Serialize)]
+pub struct RetentionRoots {
+    pub reported: bool,
+    /// Roots the GC reported (weak ones left out).
+    pub count: usize,
+    /// Why they were not reported, or were incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -258,13 +270,13 @@ pub struct RetentionPath {
     pub bytes: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Debug)]
 pub struct RetentionRoot {
-    /// `static`, or `other` (held from outside the heap: a stack, a GC handle, the finalizer
-    /// queue, or a cycle only those reach).
+    /// `static`; `stack`, `handle`, `finalizer` when the GC reported its roots; else `other`
+    /// (an object nothing references, or a cycle only such objects reach).
     pub kind: &'static str,
-    /// The static field, `Namespace.Type.Field`; null for the runtime's statics storage
-    /// reached through a field not identified.
+    /// The static field (`Namespace.Type.Field`; absent for the runtime's statics storage
+    /// reached through a field not identified), or the method of a stack frame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<std::sync::Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]

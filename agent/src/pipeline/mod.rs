@@ -176,6 +176,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     p.finish("runtime shutdown");
 }
 
+type Hresult = crate::clr::types::HRESULT;
+
 /// What the collector asked for, as far as the loop is concerned.
 enum Command {
     Continue,
@@ -279,7 +281,8 @@ impl Pipeline<'_> {
     /// census and what survived. True when told to stop meanwhile.
     fn full_gc_then_census(&mut self, census: bool) -> bool {
         let gc_started = Instant::now();
-        if let Err(hr) = self.agent.info.force_gc() {
+        let (forced, gc_roots) = self.force_gc_reporting_roots(!self.agent.config.retention.is_empty());
+        if let Err(hr) = forced {
             tracing::warn!("ForceGC failed: {hr:#x}");
             return false;
         }
@@ -296,19 +299,34 @@ impl Pipeline<'_> {
         self.report_retained_after_full_gc();
         if !self.agent.config.retention.is_empty() {
             let request = retention::Request::new(self.agent.config.retention.clone());
-            self.report_retention(&request);
+            self.report_retention(&request, gc_roots);
         }
         false
     }
 
+    /// `ForceGC`, with the GC's root reports switched on around it when `roots` is asked for and
+    /// the runtime allows it (it does only with background GC off): retention paths then start
+    /// at named stack frames and handles. Returns ForceGC's result and whether roots were on.
+    fn force_gc_reporting_roots(&mut self, roots: bool) -> (Result<(), Hresult>, Result<(), Hresult>) {
+        let info = &self.agent.info;
+        let armed = if roots { retention::roots::arm(info) } else { Err(crate::clr::types::E_FAIL) };
+        let forced = info.force_gc();
+        match armed {
+            Ok(armed) => {
+                armed.disarm(info);
+                (forced, Ok(()))
+            }
+            Err(hr) => (forced, Err(hr)),
+        }
+    }
+
     /// Walks the heap (right after a full GC) and reports the retention paths of `request`'s
     /// types.
-    fn report_retention(&mut self, request: &retention::Request) {
+    fn report_retention(&mut self, request: &retention::Request, gc_roots: Result<(), Hresult>) {
         let gc = self.history.completed;
-        let names = &mut self.names;
         let prefixes = &self.agent.config.framework_prefixes;
         let is_framework = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
-        let record = self.retention.run(self.agent, request, gc, &mut |class| names.class(class), &is_framework);
+        let record = self.retention.run(self.agent, request, gc, gc_roots, &mut self.names, &is_framework);
         tracing::info!(
             "retention: {} types in {:.1} ms (pause {:.1} ms), {} objects, {} MB, truncated by {:?}",
             record.types.len(),
@@ -344,14 +362,15 @@ impl Pipeline<'_> {
                     match retention::Request::from_command(parsed.as_ref().unwrap_or(&serde_json::Value::Null)) {
                         Ok(request) => {
                             tracing::info!("retention paths requested for {:?}", request.types);
-                            if let Err(hr) = self.agent.info.force_gc() {
+                            let (forced, gc_roots) = self.force_gc_reporting_roots(true);
+                            if let Err(hr) = forced {
                                 tracing::warn!("ForceGC failed: {hr:#x}");
                             }
                             // The induced GC's own events first, so the record carries its number.
                             if self.drain() {
                                 return Command::Stop;
                             }
-                            self.report_retention(&request);
+                            self.report_retention(&request, gc_roots);
                         }
                         Err(why) => self.status("warn", &format!("ignoring a retention command: {why}")),
                     }

@@ -308,7 +308,10 @@ public static class RetentionLeaks
         for (int i = 0; i < subscribers; i++) _ = new Subscriber();
         for (int i = 0; i < sessions; i++) SessionRegistry.Sessions.Add(new Session(i));
         for (int i = 0; i < 5000; i++) StringLeak.RecordAuditLine(i);
-        Console.WriteLine($"ready subscribers={subscribers} sessions={sessions}");
+        // Two more sessions, held from outside the heap: one by this frame, one by a GC handle.
+        var heldByStack = new Session(-1);
+        var handle = System.Runtime.InteropServices.GCHandle.Alloc(new Session(-2));
+        Console.WriteLine($"ready subscribers={subscribers} sessions={sessions + 2} listed={sessions}");
         long churn = 0;
         int ticks = 0;
         while (running())
@@ -317,6 +320,8 @@ public static class RetentionLeaks
             if (++ticks % 20 == 0) churn += Clock.Raise();
             Thread.Sleep(5);
         }
+        GC.KeepAlive(heldByStack);
+        handle.Free();
         return Clock.Raise() + SessionRegistry.Sessions.Count + churn % 7;
     }
 }

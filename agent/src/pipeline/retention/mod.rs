@@ -12,6 +12,7 @@
 pub mod fields;
 pub mod graph;
 pub mod paths;
+pub mod roots;
 pub mod statics;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
-use crate::clr::types::ClassID;
+use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, ClassID, FunctionID, HRESULT, root};
 use crate::output::records::*;
 use graph::{AtSuspension, Limit};
 use paths::{ARRAY_ELEMENT, ELIDED, Roots, Signatures};
@@ -108,15 +109,32 @@ impl AtSuspension for SlotReader<'_> {
     }
 }
 
+/// Names for classes and methods, from the pipeline's caches.
+pub trait Namer {
+    fn class(&mut self, class: ClassID) -> Arc<str>;
+    fn function(&mut self, function: FunctionID) -> Arc<str>;
+}
+
+impl<R: crate::pipeline::names::Runtime> Namer for crate::pipeline::names::Names<R> {
+    fn class(&mut self, class: ClassID) -> Arc<str> {
+        crate::pipeline::names::Names::class(self, class)
+    }
+    fn function(&mut self, function: FunctionID) -> Arc<str> {
+        crate::pipeline::names::Names::function(self, function).display
+    }
+}
+
 impl Retention {
     /// Walks the heap and reports the paths to the requested types. Call on the agent thread
-    /// right after a full GC (numbered `gc`). `class_name` names classes (cached by the caller).
+    /// right after a full GC (numbered `gc`); `gc_roots` says whether [`roots::arm`] had the
+    /// runtime report that GC's roots.
     pub fn run(
         &mut self,
         agent: &Agent,
         request: &Request,
         gc: u32,
-        class_name: &mut dyn FnMut(ClassID) -> Arc<str>,
+        gc_roots: Result<(), HRESULT>,
+        names: &mut dyn Namer,
         is_framework: &dyn Fn(&str) -> bool,
     ) -> RetentionRecord {
         let started = Instant::now();
@@ -138,6 +156,7 @@ impl Retention {
             truncated: false,
             truncated_by: Vec::new(),
             statics: RetentionStatics { fields: 0, with_value: 0, stale: false },
+            roots: RetentionRoots { reported: false, count: 0, why: None },
             error: None,
             types: Vec::new(),
         };
@@ -152,7 +171,7 @@ impl Retention {
         let info = &agent.info;
         let counter = &agent.capture.counters.last_gc;
         let located_at_gc = counter.load(Ordering::SeqCst);
-        let mut slots = self.statics.slots(info, class_name, is_framework);
+        let mut slots = self.statics.slots(info, &mut |c| names.class(c), is_framework);
         record.statics.fields = slots.len();
         let mut reader = SlotReader { slots: &mut slots, gc_counter: counter, located_at_gc, stale: false };
         let walk_started = Instant::now();
@@ -196,7 +215,7 @@ impl Retention {
         let resolved = phase.elapsed();
 
         // Which classes are requested, and which are arrays (their slots are elements).
-        let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| class_name(c)).collect();
+        let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| names.class(c)).collect();
         let is_array: Vec<bool> = graph.classes.iter().map(|&c| matches!(info.array_info(c), Ok(Some(_)))).collect();
         let mut matched: Vec<Vec<Arc<str>>> = vec![Vec::new(); request.types.len()];
         let target_of_class: Vec<Option<usize>> = class_names
@@ -210,22 +229,41 @@ impl Retention {
             })
             .collect();
 
-        // Roots: the application's statics first, then the framework's.
-        let mut root_names: Vec<Arc<str>> = Vec::new();
+        // Roots: the application's statics first, then the framework's; then the GC's roots
+        // (handles, stack frames, finalizer queue), when it reported them for this GC.
+        let mut descs: Vec<RetentionRoot> = Vec::new();
         let mut statics_seeds: Vec<(u32, u32, bool)> = Vec::new();
         if !stale {
             for slot in slots.iter().filter(|s| s.value != 0) {
                 if let Some(node) = graph.find(slot.value) {
                     let field = &self.statics.fields[slot.field as usize];
-                    statics_seeds.push((node, root_names.len() as u32, field.framework));
-                    root_names.push(field.name.clone());
+                    statics_seeds.push((node, descs.len() as u32, field.framework));
+                    descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail: None });
                 }
             }
         }
         statics_seeds.sort_by_key(|&(_, _, framework)| framework);
-        let fixed = root_names.len() as u32;
+        let (gc_seeds, gc_roots_record) = self.gc_roots(gc_roots, located_at_gc, stale, &graph, &mut descs, names);
+        record.roots = gc_roots_record;
+        let fixed = descs.len() as u32;
+        descs.push(RetentionRoot {
+            kind: "static",
+            name: None,
+            detail: Some("the runtime's storage for statics, through a field not identified (a generic class's, or a thread static)"),
+        });
+        descs.push(RetentionRoot {
+            kind: "other",
+            name: None,
+            detail: Some(if record.roots.reported {
+                "referenced by no object and not a root the GC reported (a dependent handle's value, or allocated since)"
+            } else {
+                "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
+            }),
+        });
+        descs.push(RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap") });
         let roots = Roots {
             statics: statics_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
+            gc: gc_seeds,
             storage_root: fixed,
             unreferenced_root: fixed + 1,
             other_root: fixed + 2,
@@ -265,25 +303,6 @@ impl Retention {
             signatures.len()
         );
 
-        let root_of = |root: u32| -> RetentionRoot {
-            if root < fixed {
-                RetentionRoot { kind: "static", name: Some(root_names[root as usize].clone()), detail: None }
-            } else if root == roots.storage_root {
-                RetentionRoot {
-                    kind: "static",
-                    name: None,
-                    detail: Some("the runtime's storage for statics, through a field not identified (a generic class's, or a thread static)"),
-                }
-            } else if root == roots.unreferenced_root {
-                RetentionRoot {
-                    kind: "other",
-                    name: None,
-                    detail: Some("referenced by no object: held by a stack frame, a GC handle or the finalizer queue"),
-                }
-            } else {
-                RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap") }
-            }
-        };
         for (t, tally) in tallies.into_iter().enumerate() {
             let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.into_iter().collect();
             by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -318,7 +337,7 @@ impl Retention {
                     let last = matched[t].first().cloned().unwrap_or_else(|| request.types[t].as_str().into());
                     steps.push(RetentionStep { type_name: last, field: None, repeated: false });
                 }
-                listed.push(RetentionPath { root: root_of(entries[0].field), steps, instances, bytes });
+                listed.push(RetentionPath { root: descs[entries[0].field as usize].clone(), steps, instances, bytes });
             }
             record.types.push(RetentionType {
                 type_name: request.types[t].clone(),
@@ -342,6 +361,77 @@ impl Retention {
         record.memory_bytes = peak;
         record.elapsed_ms = ms(started.elapsed());
         record
+    }
+}
+
+impl Retention {
+    /// Seeds from the roots the GC reported for the walked GC (handles first, then stack
+    /// frames, the finalizer queue, others), each with its description.
+    fn gc_roots(
+        &mut self,
+        armed: Result<(), HRESULT>,
+        walked_after_gc: u32,
+        stale: bool,
+        graph: &graph::Graph,
+        descs: &mut Vec<RetentionRoot>,
+        names: &mut dyn Namer,
+    ) -> (Vec<(u32, u32)>, RetentionRoots) {
+        let not = |why: String| (Vec::new(), RetentionRoots { reported: false, count: 0, why: Some(why) });
+        if let Err(hr) = armed {
+            return not(if hr == CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE {
+                "the runtime reports GC roots to a profiler only with background GC off (DOTNET_gcConcurrent=0): \
+                 paths a static does not hold start at an object nothing references"
+                    .to_string()
+            } else {
+                format!("the runtime would not report GC roots ({hr:#x})")
+            });
+        }
+        let (gc, reported, dropped) = roots::RECORDER.take();
+        if reported.is_empty() {
+            return not("the GC reported no roots".to_string());
+        }
+        if stale || gc != walked_after_gc {
+            return not(format!("another GC ran between the root scan (GC {gc}) and the heap walk"));
+        }
+        let priority = |kind: u32| match kind {
+            root::HANDLE => 0,
+            root::STACK => 1,
+            root::FINALIZER => 2,
+            _ => 3,
+        };
+        let mut seeds: Vec<(u32, u32, u32)> = Vec::new();
+        let mut index: std::collections::HashMap<(u32, usize), u32> = std::collections::HashMap::new();
+        for r in &reported {
+            let Some(node) = graph.find(r.object) else { continue };
+            // One description per handle kind, per stack frame's method.
+            let key = match r.kind {
+                root::STACK => (r.kind, r.id),
+                root::HANDLE => (r.kind, (r.flags & root::FLAG_PINNING) as usize),
+                kind => (kind, 0),
+            };
+            let desc = *index.entry(key).or_insert_with(|| {
+                descs.push(match r.kind {
+                    root::STACK => RetentionRoot {
+                        kind: "stack",
+                        name: (r.id != 0).then(|| names.function(r.id)),
+                        detail: None,
+                    },
+                    root::HANDLE => RetentionRoot {
+                        kind: "handle",
+                        name: None,
+                        detail: (r.flags & root::FLAG_PINNING != 0).then_some("pinned"),
+                    },
+                    root::FINALIZER => RetentionRoot { kind: "finalizer", name: None, detail: None },
+                    _ => RetentionRoot { kind: "other", name: None, detail: Some("a root the GC reports as other") },
+                });
+                (descs.len() - 1) as u32
+            });
+            seeds.push((node, desc, priority(r.kind)));
+        }
+        seeds.sort_by_key(|&(_, _, p)| p);
+        let count = reported.len();
+        let why = (dropped > 0).then(|| format!("{dropped} roots beyond the first {count} were not kept"));
+        (seeds.into_iter().map(|(n, d, _)| (n, d)).collect(), RetentionRoots { reported: true, count, why })
     }
 }
 

@@ -4,9 +4,9 @@
 //! are counted per signature.
 //!
 //! Roots come in phases: first the values of static fields (so whatever a static keeps alive
-//! is attributed to it, however short another path is), then objects nothing on the heap
-//! references (held by a stack, a GC handle or the finalizer queue), then anything left (cycles
-//! held from outside the heap).
+//! is attributed to it, however short another path is), then the roots the GC reported (GC
+//! handles, stack frames, the finalizer queue), when it did, then objects nothing on the heap
+//! references, then anything left (cycles held from outside the heap).
 //!
 //! Recursive shapes (linked lists, trees, a node's children holding nodes) would make every
 //! depth its own signature; a step (type and field) that already appears within the last few
@@ -28,11 +28,12 @@ const MAX_DEPTH: u16 = 48;
 /// How far back a repeated type folds.
 const FOLD_WINDOW: usize = 8;
 
-/// The roots a search starts from: named statics (phase 1, in priority order), plus the
-/// fixed root indices for the other kinds.
+/// The roots a search starts from: named statics (phase 1) and the GC's roots (phase 2), each
+/// in priority order, plus the fixed root indices for the other kinds.
 pub struct Roots {
     /// (node, index of its root description).
     pub statics: Vec<(u32, u32)>,
+    pub gc: Vec<(u32, u32)>,
     pub storage_root: u32,
     pub unreferenced_root: u32,
     pub other_root: u32,
@@ -79,13 +80,22 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
         tree.complete = false;
         return tree;
     }
-    // Phase 2: objects nothing references.
+    // An array holding statics' values is the runtime's storage for statics.
+    let holds_statics =
+        |node: u32| graph.targets[graph.edge_range(node)].iter().any(|&t| t != MISSING && is_static[t as usize]);
+    // Phase 2: the GC's roots.
+    for &(node, root) in &roots.gc {
+        let root = if holds_statics(node) { roots.storage_root } else { root };
+        seed(&mut tree, &mut queue, node, root);
+    }
+    if !drain(graph, &mut tree, &mut queue, &mut head, deadline) {
+        tree.complete = false;
+        return tree;
+    }
+    // Phase 3: objects nothing references.
     for node in 0..n as u32 {
         if !referenced[node as usize] {
-            let holds_statics = graph.targets[graph.edge_range(node)]
-                .iter()
-                .any(|&t| t != MISSING && is_static[t as usize]);
-            let root = if holds_statics { roots.storage_root } else { roots.unreferenced_root };
+            let root = if holds_statics(node) { roots.storage_root } else { roots.unreferenced_root };
             seed(&mut tree, &mut queue, node, root);
         }
     }
@@ -93,7 +103,7 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
         tree.complete = false;
         return tree;
     }
-    // Phase 3: whatever is left, in address order.
+    // Phase 4: whatever is left, in address order.
     for node in 0..n as u32 {
         if tree.parent[node as usize] == UNVISITED {
             seed(&mut tree, &mut queue, node, roots.other_root);
@@ -342,6 +352,7 @@ mod tests {
     fn roots(g: &Graph, statics: &[usize]) -> Roots {
         Roots {
             statics: statics.iter().enumerate().map(|(i, &id)| (g.find(id).unwrap(), i as u32)).collect(),
+            gc: Vec::new(),
             storage_root: 100,
             unreferenced_root: 101,
             other_root: 102,
@@ -389,6 +400,25 @@ mod tests {
         let top = t.by_path.iter().max_by_key(|(_, c)| c.0).map(|(&s, _)| sigs.steps(s)).unwrap();
         assert_eq!(top[0].class, STORAGE);
         assert_eq!(top[0].field, 101);
+    }
+
+    #[test]
+    fn reported_roots_come_before_unreferenced_objects() {
+        let (g, referenced) = event_leak();
+        let mut r = roots(&g, &[]);
+        // The GC says the storage array is held by a handle and the local by a stack frame.
+        r.gc = vec![(g.find(0x100).unwrap(), 50), (g.find(0x600).unwrap(), 51)];
+        let tree = search(&g, &referenced, &r, later());
+        let mut targets = vec![None; 5];
+        targets[SUBSCRIBER as usize] = Some(0);
+        let mut sigs = Signatures::default();
+        let t = &tally(&g, &tree, &targets, &is_array(), 1, &mut sigs)[0];
+        let mut firsts: Vec<(u64, u32, u32)> =
+            t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
+        firsts.sort();
+        // 0x500 and 0x510 through the handle's array; 0x520 now through the stack frame (both
+        // phase 2, and the frame's local is one step closer); 0x700 still unreferenced.
+        assert_eq!(firsts, [(1, SUBSCRIBER, 101), (1, LOCAL, 51), (2, STORAGE, 50)]);
     }
 
     #[test]

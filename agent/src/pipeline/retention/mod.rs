@@ -169,6 +169,14 @@ impl Retention {
             return record;
         }
         let info = &agent.info;
+        if info.version() < 15 {
+            record.error = Some(format!(
+                "cannot walk the heap: this runtime offers ICorProfilerInfo{} and EnumerateGCHeapObjects needs \
+                 ICorProfilerInfo15 (.NET 9 or later)",
+                info.version()
+            ));
+            return record;
+        }
         let counter = &agent.capture.counters.last_gc;
         let located_at_gc = counter.load(Ordering::SeqCst);
         let mut slots = self.statics.slots(info, &mut |c| names.class(c), is_framework);

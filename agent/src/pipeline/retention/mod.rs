@@ -438,7 +438,7 @@ impl Retention {
         }
         seeds.sort_by_key(|&(_, _, p)| p);
         let count = reported.len();
-        let why = (dropped > 0).then(|| format!("{dropped} roots beyond the first {count} were not kept"));
+        let why = (dropped > 0).then(|| format!("{dropped} roots were not kept (past {MAX} or reported concurrently)", MAX = roots::MAX_ROOTS));
         (seeds.into_iter().map(|(n, d, _)| (n, d)).collect(), RetentionRoots { reported: true, count, why })
     }
 }

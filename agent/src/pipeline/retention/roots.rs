@@ -11,7 +11,7 @@
 //! behind a lock nothing else holds at that time (`try_lock`, never waiting), bounded, and
 //! keeps only the latest GC's roots.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -19,7 +19,7 @@ use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{HRESULT, ObjectID, monitor, root};
 
 /// Most roots kept from one GC; further ones are counted.
-const MAX_ROOTS: usize = 1 << 20;
+pub const MAX_ROOTS: usize = 1 << 20;
 
 /// One root: the object, what holds it, and the runtime's id for the holder (for a stack root,
 /// the FunctionID of the frame's method; for a handle, the handle).
@@ -40,10 +40,15 @@ struct State {
 pub struct Recorder {
     armed: AtomicBool,
     state: Mutex<State>,
+    /// Roots not kept because another GC thread held the lock (counted, never waited for).
+    contended: AtomicU64,
 }
 
-pub static RECORDER: Recorder =
-    Recorder { armed: AtomicBool::new(false), state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }) };
+pub static RECORDER: Recorder = Recorder {
+    armed: AtomicBool::new(false),
+    state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }),
+    contended: AtomicU64::new(0),
+};
 
 impl Recorder {
     /// From `RootReferences2`: keeps the strong roots of GC `gc` while armed.
@@ -51,7 +56,10 @@ impl Recorder {
         if !self.armed.load(Ordering::Acquire) {
             return;
         }
-        let Some(mut state) = self.state.try_lock() else { return };
+        let Some(mut state) = self.state.try_lock() else {
+            self.contended.fetch_add(objects.len() as u64, Ordering::Relaxed);
+            return;
+        };
         if state.gc != gc {
             state.gc = gc;
             state.roots.clear();
@@ -74,7 +82,8 @@ impl Recorder {
     pub fn take(&self) -> (u32, Vec<GcRoot>, u64) {
         let mut state = self.state.lock();
         let roots = std::mem::take(&mut state.roots);
-        (state.gc, roots, std::mem::take(&mut state.dropped))
+        let dropped = std::mem::take(&mut state.dropped) + self.contended.swap(0, Ordering::Relaxed);
+        (state.gc, roots, dropped)
     }
 }
 
@@ -111,7 +120,11 @@ mod tests {
 
     #[test]
     fn keeps_only_strong_roots_of_the_latest_gc_while_armed() {
-        let r = Recorder { armed: AtomicBool::new(false), state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }) };
+        let r = Recorder {
+            armed: AtomicBool::new(false),
+            state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }),
+            contended: AtomicU64::new(0),
+        };
         r.record(1, &[0x10], &[root::STACK], &[0], &[7]);
         assert!(r.take().1.is_empty(), "not armed: nothing kept");
         r.armed.store(true, Ordering::Release);

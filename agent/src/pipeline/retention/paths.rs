@@ -165,6 +165,10 @@ impl Signatures {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     fn intern(&mut self, parent: u32, class: u32, field: u32) -> u32 {
         if let Some(&s) = self.index.get(&(parent, class, field)) {
             return s;

@@ -72,13 +72,9 @@ impl Statics {
         // A module gone (collectible load context unloaded) must never be asked about again.
         self.modules.retain(|m, _| live.contains(m));
         for &module in &loaded {
-            if !self.modules.contains_key(&module) {
-                if let Some(found) = discover(info, module) {
-                    self.modules.insert(module, found);
-                } else {
-                    self.modules.insert(module, ModuleStatics { app_domain: 0, types: Vec::new() });
-                }
-            }
+            self.modules
+                .entry(module)
+                .or_insert_with(|| discover(info, module).unwrap_or(ModuleStatics { app_domain: 0, types: Vec::new() }));
         }
         let mut slots = Vec::new();
         for (&module, statics) in &mut self.modules {

@@ -70,6 +70,10 @@ pub struct SnapshotArgs {
     /// Types to print
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub top: usize,
+    /// Also find what keeps these types alive (reference paths from static fields, stacks,
+    /// handles); with no TYPE, the types of the top 3 surviving call sites
+    #[arg(long, value_name = "TYPE", num_args = 0..)]
+    pub paths: Option<Vec<String>>,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

@@ -53,6 +53,8 @@ pub enum Record {
     Retained(Box<Retained>),
     /// Exact live objects and bytes by type, counted right after an induced full GC.
     Census(Box<Census>),
+    /// What keeps instances of given types alive: paths from roots, by shape.
+    Retention(Box<Retention>),
     Status(Status),
     Bye(Bye),
 }
@@ -327,6 +329,90 @@ pub struct Census {
     pub other: Option<CensusOther>,
 }
 
+/// `retention`: for each requested type, the shapes of the reference chains that keep its
+/// instances alive, from a root (a named static field, a stack frame, a handle…).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Retention {
+    pub gc: Option<u64>,
+    pub t_ms: Option<Num>,
+    pub unix_ms: Option<Num>,
+    pub elapsed_ms: Option<Num>,
+    pub pause_ms: Option<Num>,
+    pub objects: Option<Num>,
+    pub truncated: bool,
+    pub truncated_by: Vec<String>,
+    pub roots: Option<RetentionRoots>,
+    pub error: Option<String>,
+    pub types: Vec<RetentionType>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionRoots {
+    pub reported: bool,
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionType {
+    pub type_name: String,
+    pub matched: Vec<String>,
+    pub instances: Option<Num>,
+    pub bytes: Option<Num>,
+    pub unreached: Option<Num>,
+    pub paths: Vec<RetentionPath>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionPath {
+    pub root: RetentionRoot,
+    pub steps: Vec<RetentionStep>,
+    pub instances: Option<Num>,
+    pub bytes: Option<Num>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionRoot {
+    pub kind: String,
+    pub name: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionStep {
+    pub type_name: String,
+    pub field: Option<String>,
+    pub repeated: bool,
+}
+
+impl RetentionPath {
+    /// `static LeakApp.Clock.Tick → System.EventHandler → System.Object[] (_invocationList) → …`
+    pub fn render(&self) -> String {
+        let root = match (&self.root.name, &self.root.detail) {
+            (Some(name), _) => format!("{} {name}", self.root.kind),
+            (None, Some(detail)) if self.root.kind == "other" => format!("({detail})"),
+            _ => self.root.kind.clone(),
+        };
+        let mut out = root;
+        for step in &self.steps {
+            out.push_str(" → ");
+            out.push_str(&step.type_name);
+            if let Some(field) = &step.field {
+                out.push_str(&format!(" ({field})"));
+            }
+            if step.repeated {
+                out.push_str(" ×n");
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Status {
@@ -385,6 +471,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
         "native" => Record::Native(Box::new(typed(value)?)),
         "retained" => Record::Retained(Box::new(typed(value)?)),
         "census" => Record::Census(Box::new(typed(value)?)),
+        "retention" => Record::Retention(Box::new(typed(value)?)),
         "status" => Record::Status(typed(value)?),
         "bye" => Record::Bye(typed(value)?),
         _ => return Err(Skip::UnknownType(kind)),
@@ -505,6 +592,7 @@ mod tests {
                 Record::Summary(_) => "summary",
                 Record::Retained(_) => "retained",
                 Record::Census(_) => "census",
+                Record::Retention(_) => "retention",
             })
             .collect();
         assert_eq!(kinds, ["hello", "stack", "native", "status", "bye"]);

@@ -229,6 +229,8 @@ pub struct Producer {
     last_gen2_count: Option<u64>,
     /// Soak series: census, retained, RSS/heap, native totals.
     pub soak: SoakData,
+    /// The latest `retention` record.
+    pub retention: Option<Box<crate::protocol::Retention>>,
 }
 
 impl Producer {
@@ -259,6 +261,7 @@ impl Producer {
             full_gc_times: VecDeque::new(),
             last_gen2_count: None,
             soak: SoakData::default(),
+            retention: None,
         }
     }
 
@@ -866,6 +869,10 @@ impl Store {
             }
             Record::Census(c) => {
                 producer.apply_census(*c);
+                self.data_version += 1;
+            }
+            Record::Retention(r) => {
+                producer.retention = Some(r);
                 self.data_version += 1;
             }
             Record::Status(s) => {

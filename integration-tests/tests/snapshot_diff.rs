@@ -44,17 +44,14 @@ fn json_of(output: &Output) -> Value {
 }
 
 fn snapshot(pid: u32, out: &Path, sample: &str) -> Value {
-    json_of(&leakscope(&[
-        "snapshot",
-        &pid.to_string(),
-        "--sample",
-        sample,
-        "--json",
-        "--top",
-        "40",
-        "-o",
-        out.to_str().unwrap(),
-    ]))
+    snapshot_with(pid, out, sample, &[])
+}
+
+fn snapshot_with(pid: u32, out: &Path, sample: &str, extra: &[&str]) -> Value {
+    let pid = pid.to_string();
+    let mut args = vec!["snapshot", &pid, "--sample", sample, "--json", "--top", "40", "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    json_of(&leakscope(&args))
 }
 
 fn diff(a: &Path, b: Option<&Path>) -> Value {
@@ -183,7 +180,12 @@ fn diff_of_a_leaking_process_puts_the_leaking_type_first() {
     let run = worker("grow", "120");
     snapshot(run.pid(), &a, "2s");
     std::thread::sleep(Duration::from_secs(3));
-    let snap_b = snapshot(run.pid(), &b, "3s");
+    // B also asks what keeps the top surviving site's type alive.
+    let snap_b = snapshot_with(run.pid(), &b, "3s", &["--paths"]);
+    let kept = &snap_b["retention"]["types"][0];
+    assert_eq!(kept["type_name"], "HeapApp.SessionState", "{:#}", snap_b["retention"]);
+    assert_eq!(kept["paths"][0]["root"]["name"], "HeapApp.World.Sessions", "{kept:#}");
+    assert!(kept["paths"][0]["instances"].as_u64().unwrap() as f64 >= 0.9 * kept["instances"].as_u64().unwrap() as f64);
     let d = diff(&a, Some(&b));
     let first = &d["types"][0];
     assert_eq!(first["type_name"], "HeapApp.SessionState", "{:#}", d["types"]);
@@ -200,6 +202,8 @@ fn diff_of_a_leaking_process_puts_the_leaking_type_first() {
     assert!(Path::new(&format!("/proc/{}", run.pid())).exists());
     let text = stdout_of(&leakscope(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]));
     assert!(text.contains("HeapApp.SessionState") && text.contains("↳ surviving allocations from HeapApp.World.OpenSession"), "{text}");
+    assert!(text.contains("↳ kept alive by static HeapApp.World.Sessions → "), "{text}");
+    assert_eq!(first["paths"][0]["path"].as_str().unwrap().split(" → ").next(), Some("static HeapApp.World.Sessions"), "{first:#}");
     drop(run);
 }
 

@@ -32,6 +32,8 @@ pub struct Point {
     pub census: Census,
     /// The sampled survivors of the same full GC (`retained`), else the latest summary's.
     pub sites: Vec<ManagedSite>,
+    /// The latest `retention` record after this census and before the next one.
+    pub retention: Option<crate::protocol::Retention>,
 }
 
 impl Point {
@@ -94,7 +96,13 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
                 census: *c,
                 // Filled below, once the matching `retained` (sent after the census) is read.
                 sites: entry.latest_sites.clone(),
+                retention: None,
             }),
+            Record::Retention(r) => {
+                if let Some(last) = entry.points.last_mut() {
+                    last.retention = Some(*r);
+                }
+            }
             _ => {}
         }
     }
@@ -156,6 +164,14 @@ pub struct TypeDiff {
     /// Only when both points come from one process: bytes per hour.
     pub bytes_per_hour: Option<f64>,
     pub sites: Vec<SiteShare>,
+    /// What keeps it alive in B, when B asked (`snapshot --paths`, `LEAKSCOPE_RETENTION`).
+    pub paths: Vec<PathShare>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathShare {
+    pub path: String,
+    pub instances: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +242,9 @@ pub fn compare(a: &Point, b: &Point) -> Diff {
                 (true, Some(s), Some(_), Some(_)) => Some(delta_bytes as f64 / s * 3600.0),
                 _ => None,
             };
-            let sites = if matches!(change, Change::Growing | Change::New) { sites_of(b, name) } else { Vec::new() };
+            let growing = matches!(change, Change::Growing | Change::New);
+            let sites = if growing { sites_of(b, name) } else { Vec::new() };
+            let paths = if growing { paths_of(b, name) } else { Vec::new() };
             TypeDiff {
                 type_name: name.to_string(),
                 change,
@@ -238,6 +256,7 @@ pub fn compare(a: &Point, b: &Point) -> Diff {
                 delta_bytes,
                 bytes_per_hour,
                 sites,
+                paths,
             }
         })
         .collect();
@@ -276,6 +295,17 @@ fn classify(a: Option<u64>, b: Option<u64>) -> Change {
         _ if -delta > floor => Change::Shrinking,
         _ => Change::Steady,
     }
+}
+
+fn paths_of(point: &Point, type_name: &str) -> Vec<PathShare> {
+    let Some(r) = &point.retention else { return Vec::new() };
+    r.types
+        .iter()
+        .filter(|t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
+        .flat_map(|t| t.paths.iter())
+        .take(SITES_PER_TYPE)
+        .map(|p| PathShare { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) })
+        .collect()
 }
 
 fn sites_of(point: &Point, type_name: &str) -> Vec<SiteShare> {
@@ -390,6 +420,9 @@ pub fn render(d: &Diff, a: &Point, b: &Point, top: usize) -> String {
             let at = s.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
             out.push_str(&format!("    ↳ surviving allocations from {}{at}: ~{}\n", s.site, format_bytes(s.bytes)));
         }
+        for p in &t.paths {
+            out.push_str(&format!("    ↳ kept alive by {} ({} instances)\n", p.path, format_count(p.instances as f64)));
+        }
         if matches!(t.change, Change::Growing | Change::New) && t.sites.is_empty() {
             out.push_str("    ↳ no sampled survivors of this type in B: sample longer (`leakscope snapshot --sample 30s`)\n");
         }
@@ -426,6 +459,7 @@ mod tests {
                 ..Census::default()
             },
             sites: Vec::new(),
+            retention: None,
         }
     }
 

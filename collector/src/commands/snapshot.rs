@@ -83,6 +83,11 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
     } else if failure.is_none() {
         failure = Some(format!("no census within {CENSUS_WAIT:?}"));
     }
+    if failure.is_none() {
+        if let Some(asked) = &args.paths {
+            failure = ask_retention(&mut session, &replies, asked, pid);
+        }
+    }
     let outcome = if gone(pid) { "the process exited".to_string() } else { attach::detach_now(&mut session, &replies) };
     session.finish();
     if let Some(why) = failure {
@@ -107,6 +112,45 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
     Ok(0)
 }
 
+/// How long a retention walk may take (the agent's own budget is 10 s; then the reply).
+const RETENTION_WAIT: Duration = Duration::from_secs(30);
+/// Types asked about when `--paths` names none.
+const DEFAULT_PATH_TYPES: usize = 3;
+
+/// Asks the agent what keeps `asked` (or the types of the top surviving call sites) alive and
+/// waits for the answer; returns why not, if it failed.
+fn ask_retention(session: &mut Session, replies: &crate::ingest::Replies, asked: &[String], pid: u32) -> Option<String> {
+    let types: Vec<String> = if asked.is_empty() {
+        let mut types: Vec<String> = Vec::new();
+        let sites = agent(session).map(|p| p.soak.latest_retained_sites()).unwrap_or_default();
+        for t in sites {
+            if !types.contains(&t) && types.len() < DEFAULT_PATH_TYPES {
+                types.push(t);
+            }
+        }
+        types
+    } else {
+        asked.to_vec()
+    };
+    if types.is_empty() {
+        return Some("no surviving call sites to ask about: name the types (`--paths TYPE`)".to_string());
+    }
+    print_stderr(&format!("leakscope: finding what keeps {} alive…\n", types.join(", ")));
+    let command = serde_json::json!({"cmd": "retention", "types": types}).to_string();
+    replies.broadcast(&command);
+    let until = Instant::now() + RETENTION_WAIT;
+    while agent(session).is_none_or(|p| p.retention.is_none()) && Instant::now() < until {
+        session.pump(Duration::from_millis(100));
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Some(format!("process {pid} exited before the retention walk"));
+        }
+    }
+    match agent(session).and_then(|p| p.retention.as_ref()) {
+        None => Some(format!("no retention answer within {RETENTION_WAIT:?}")),
+        Some(r) => r.error.clone().map(|e| format!("retention paths: {e}")),
+    }
+}
+
 fn agent(session: &Session) -> Option<&crate::store::Producer> {
     session.store.producers().find(|p| p.key.source == Source::Agent)
 }
@@ -123,6 +167,7 @@ fn census_refused(session: &Session) -> Option<String> {
 fn json(point: &Point, top: usize) -> serde_json::Value {
     let c = &point.census;
     serde_json::json!({
+        "retention": point.retention,
         "pid": point.pid,
         "gc": c.gc,
         "unix_ms": c.unix_ms.map(|n| n.u64()),
@@ -143,6 +188,32 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
             "bytes": s.bytes.map(|n| n.0),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What keeps each asked-about type alive, most instances first.
+pub fn render_retention(r: &crate::protocol::Retention) -> String {
+    let mut out = String::new();
+    for t in &r.types {
+        out.push_str(&format!(
+            "\nwhat keeps {} alive ({} instances, {}):\n",
+            t.type_name,
+            format_count(t.instances.map_or(0.0, |n| n.0)),
+            format_bytes(t.bytes.map_or(0.0, |n| n.0))
+        ));
+        if t.paths.is_empty() {
+            out.push_str("    (no instances reached)\n");
+        }
+        for p in &t.paths {
+            out.push_str(&format!("  {:>10}  {}\n", format_count(p.instances.map_or(0.0, |n| n.0)), p.render()));
+        }
+    }
+    if r.truncated {
+        out.push_str(&format!("(partial: the {} budget ran out)\n", r.truncated_by.join(" and ")));
+    }
+    if let Some(why) = r.roots.as_ref().filter(|roots| !roots.reported).and_then(|roots| roots.why.as_ref()) {
+        out.push_str(&format!("(roots other than static fields are not told apart: {why})\n"));
+    }
+    out
 }
 
 /// Like `dumpheap -stat`, largest first, then the call sites whose sampled allocations survive.
@@ -179,6 +250,9 @@ fn render(point: &Point, top: usize) -> String {
                 s.site
             ));
         }
+    }
+    if let Some(r) = &point.retention {
+        out.push_str(&render_retention(r));
     }
     out
 }

@@ -155,6 +155,18 @@ impl SoakData {
     }
 
     /// Has any comparable point (after a full GC) arrived?
+    /// Types of the (type, site) pairs in the latest `retained` record, largest first.
+    pub fn latest_retained_sites(&self) -> Vec<String> {
+        let mut present: Vec<(&RetainedSite, f64)> = self
+            .retained
+            .values()
+            .filter(|s| s.present)
+            .map(|s| (s, s.series.last().map_or(0.0, |p| p.bytes)))
+            .collect();
+        present.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.site.cmp(&b.0.site)));
+        present.into_iter().map(|(s, _)| s.type_name.clone()).collect()
+    }
+
     pub fn has_comparable_points(&self) -> bool {
         self.census_records > 0 || self.retained_records > 0
     }

@@ -138,16 +138,33 @@ fn ask_retention(session: &mut Session, replies: &crate::ingest::Replies, asked:
     print_stderr(&format!("leakscope: finding what keeps {} alive…\n", types.join(", ")));
     let command = serde_json::json!({"cmd": "retention", "types": types}).to_string();
     replies.broadcast(&command);
-    let until = Instant::now() + RETENTION_WAIT;
+    let started = Instant::now();
+    let until = started + RETENTION_WAIT;
+    let mut told = 0;
     while agent(session).is_none_or(|p| p.retention.is_none()) && Instant::now() < until {
         session.pump(Duration::from_millis(100));
+        // Progress: the walk is bounded by the agent's time budget (10 s by default).
+        let waited = started.elapsed().as_secs();
+        if waited >= told + 2 {
+            told = waited;
+            print_stderr(&format!("leakscope: … {waited} s (the agent stops at its 10 s budget and says so)\n"));
+        }
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Some(format!("process {pid} exited before the retention walk"));
         }
     }
     match agent(session).and_then(|p| p.retention.as_ref()) {
         None => Some(format!("no retention answer within {RETENTION_WAIT:?}")),
-        Some(r) => r.error.clone().map(|e| format!("retention paths: {e}")),
+        Some(r) if r.error.is_some() => r.error.clone().map(|e| format!("retention paths: {e}")),
+        Some(r) => {
+            print_stderr(&format!(
+                "leakscope: paths found in {:.0} ms ({} objects walked; the application paused {:.0} ms)\n",
+                r.elapsed_ms.map_or(0.0, |n| n.0),
+                format_count(r.objects.map_or(0.0, |n| n.0)),
+                r.pause_ms.map_or(0.0, |n| n.0)
+            ));
+            None
+        }
     }
 }
 

@@ -512,12 +512,16 @@ fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
     }
     for p in store.producers() {
         if let Some(reason) = p.hello.as_ref().and_then(|h| h.native_off_reason()) {
-            out.push(Message {
-                level: "warn".into(),
-                source: p.key.source.as_str().into(),
-                pid: Some(p.key.pid),
-                message: format!("native tracking off: {reason}"),
-            });
+            let message = format!("native tracking off: {reason}");
+            // The shim usually says it in a status too (with its own level): once is enough.
+            if !p.statuses.iter().any(|st| st.message == message) {
+                out.push(Message {
+                    level: "warn".into(),
+                    source: p.key.source.as_str().into(),
+                    pid: Some(p.key.pid),
+                    message,
+                });
+            }
         }
         for d in &p.degraded_seen {
             out.push(Message {
@@ -1194,6 +1198,16 @@ pub(crate) mod tests {
                 |m| m.level == "warn" && m.message == "native tracking off: LEAKSCOPE_NATIVE=0"
             )
         );
+    }
+
+    #[test]
+    fn a_shim_reason_said_in_a_status_too_is_reported_once() {
+        let mut store = Store::new();
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":9,"native":"off","native_reason":"not first in LD_PRELOAD"}"#);
+        store.ingest_line(br#"{"v":1,"type":"status","source":"shim","pid":9,"level":"error","message":"native tracking off: not first in LD_PRELOAD"}"#);
+        let r = build(&store, &SessionInfo::new("listen"), &Thresholds::default());
+        let said: Vec<&str> = r.messages.iter().filter(|m| m.message.contains("LD_PRELOAD")).map(|m| m.level.as_str()).collect();
+        assert_eq!(said, ["error"], "{:?}", r.messages);
     }
 
     #[test]

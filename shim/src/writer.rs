@@ -800,7 +800,9 @@ pub(crate) fn announce_off(cfg: &Config, warnings: &[String], level: &str, reaso
         return;
     }
     let pid = state::pid();
-    let mut lines = vec![hello_line(cfg, pid, &cmdline(), 0, false, reason)];
+    // The hello's reason is the bare cause; readers add "native tracking off" themselves.
+    let cause = reason.strip_prefix("native tracking off: ").unwrap_or(reason);
+    let mut lines = vec![hello_line(cfg, pid, &cmdline(), 0, false, cause)];
     lines.extend(warnings.iter().map(|w| status_line(pid, "warn", w)));
     lines.push(status_line(pid, level, reason));
     lines.push(bye_line(pid, "native tracking off"));

@@ -74,6 +74,14 @@ pub struct SnapshotArgs {
     /// handles); with no TYPE, the types of the top 3 surviving call sites
     #[arg(long, value_name = "TYPE", num_args = 0..)]
     pub paths: Option<Vec<String>>,
+    /// Also show a few instances of this type (first, middle and last found on the heap) with
+    /// their fields' values, like `dumpobj`; repeat for more types (at most 8)
+    #[arg(long, value_name = "TYPE")]
+    pub peek: Vec<String>,
+    /// With --peek: show string fields' contents (truncated to 64 characters) instead of only
+    /// their length; they may hold user data
+    #[arg(long, requires = "peek")]
+    pub peek_strings: bool,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

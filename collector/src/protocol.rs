@@ -55,6 +55,8 @@ pub enum Record {
     Census(Box<Census>),
     /// What keeps instances of given types alive: paths from roots, by shape.
     Retention(Box<Retention>),
+    /// A few instances of given types with their fields' values.
+    Peek(Box<Peek>),
     Status(Status),
     Bye(Bye),
 }
@@ -390,6 +392,46 @@ pub struct RetentionStep {
     pub repeated: bool,
 }
 
+/// `peek`: a few instances of each requested type, with their fields' values as the agent
+/// rendered them (numbers, `null`, `"<Type>"`, `"System.Byte[1024]"`, `"<string, 9 chars>"`,
+/// or a string's contents when asked for).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Peek {
+    pub gc: Option<u64>,
+    pub t_ms: Option<Num>,
+    pub pause_ms: Option<Num>,
+    pub strings: bool,
+    pub error: Option<String>,
+    pub types: Vec<PeekType>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PeekType {
+    pub type_name: String,
+    pub matched: Vec<String>,
+    pub instances: Option<Num>,
+    pub samples: Vec<PeekInstance>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PeekInstance {
+    pub type_name: String,
+    pub size: Option<Num>,
+    pub fields: Vec<PeekField>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PeekField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: serde_json::Value,
+}
+
 impl RetentionPath {
     /// `static LeakApp.Clock.Tick → System.EventHandler → System.Object[] (_invocationList) → …`
     pub fn render(&self) -> String {
@@ -472,6 +514,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
         "retained" => Record::Retained(Box::new(typed(value)?)),
         "census" => Record::Census(Box::new(typed(value)?)),
         "retention" => Record::Retention(Box::new(typed(value)?)),
+        "peek" => Record::Peek(Box::new(typed(value)?)),
         "status" => Record::Status(typed(value)?),
         "bye" => Record::Bye(typed(value)?),
         _ => return Err(Skip::UnknownType(kind)),
@@ -593,6 +636,7 @@ mod tests {
                 Record::Retained(_) => "retained",
                 Record::Census(_) => "census",
                 Record::Retention(_) => "retention",
+                Record::Peek(_) => "peek",
             })
             .collect();
         assert_eq!(kinds, ["hello", "stack", "native", "status", "bye"]);

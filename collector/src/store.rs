@@ -231,6 +231,8 @@ pub struct Producer {
     pub soak: SoakData,
     /// The latest `retention` record.
     pub retention: Option<Box<crate::protocol::Retention>>,
+    /// The latest `peek` record.
+    pub peek: Option<Box<crate::protocol::Peek>>,
 }
 
 impl Producer {
@@ -262,6 +264,7 @@ impl Producer {
             last_gen2_count: None,
             soak: SoakData::default(),
             retention: None,
+            peek: None,
         }
     }
 
@@ -873,6 +876,10 @@ impl Store {
             }
             Record::Retention(r) => {
                 producer.retention = Some(r);
+                self.data_version += 1;
+            }
+            Record::Peek(p) => {
+                producer.peek = Some(p);
                 self.data_version += 1;
             }
             Record::Status(s) => {

@@ -258,3 +258,59 @@ fn bad_input_gets_a_clear_message_and_exit_code_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a .NET process"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.path().join("x.ndjson").exists(), "a refused snapshot leaves no file");
 }
+
+/// `snapshot --peek`: a few instances of the leaking type with their fields' values; a string
+/// field shows only its length unless `--peek-strings` asks for its contents.
+#[test]
+fn peek_shows_sample_instances_and_string_contents_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    let run = worker("grow", "120");
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = run.pid().to_string();
+    let args = ["snapshot", &pid, "--sample", "0s", "--json", "-o", a.to_str().unwrap(), "--peek", "HeapApp.SessionState"];
+    let output = leakscope(&args);
+    let snap = json_of(&output);
+    let peek = &snap["peek"];
+    let t = &peek["types"][0];
+    assert_eq!((t["type_name"].as_str(), t["matched"][0].as_str()), (Some("HeapApp.SessionState"), Some("HeapApp.SessionState")), "{peek:#}");
+    assert!(t["instances"].as_u64().unwrap() >= 3, "{t:#}");
+    let samples = t["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3, "{t:#}");
+    let field = |s: &Value, name: &str| -> Value {
+        s["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no {name}: {s:#}"))["value"].clone()
+    };
+    let mut opened = Vec::new();
+    for s in samples {
+        assert_eq!(s["type_name"], "HeapApp.SessionState", "{s:#}");
+        assert!(s["size"].as_u64().unwrap() >= 80, "{s:#}");
+        let names: Vec<&str> = s["fields"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
+        assert_eq!(names, ["User", "Opened", "Expires", "Id", "Hits", "Misses", "BytesIn", "BytesOut"], "{s:#}");
+        assert_eq!(field(s, "User"), "<string, 9 chars>", "{s:#}");
+        let o = field(s, "Opened").as_i64().unwrap_or_else(|| panic!("Opened: {s:#}"));
+        assert_eq!(field(s, "Expires").as_i64(), Some(o + 3600), "{s:#}");
+        assert_eq!(field(s, "Hits").as_i64(), Some(0), "{s:#}");
+        assert_eq!(field(s, "Id"), "<System.Guid>", "{s:#}");
+        opened.push(o);
+    }
+    // Spread over the heap: three different instances.
+    opened.sort();
+    opened.dedup();
+    assert_eq!(opened.len(), 3, "{t:#}");
+    // The contents were not asked for: they appear nowhere.
+    let everything = format!("{}{}{}", stdout_of(&output), String::from_utf8_lossy(&output.stderr), std::fs::read_to_string(&a).unwrap());
+    assert!(!everything.contains("anonymous"), "string contents leaked without --peek-strings");
+
+    let snap = snapshot_with(run.pid(), &b, "0s", &["--peek", "HeapApp.SessionState", "--peek-strings"]);
+    let samples = snap["peek"]["types"][0]["samples"].as_array().unwrap().clone();
+    assert_eq!(samples.len(), 3, "{:#}", snap["peek"]);
+    for s in &samples {
+        assert_eq!(field(s, "User"), "anonymous", "{s:#}");
+    }
+    assert_eq!(snap["peek"]["strings"], true);
+    // The table shows them too, one field per line.
+    let text = stdout_of(&leakscope(&["snapshot", &pid, "--sample", "0s", "-o", dir.path().join("c.ndjson").to_str().unwrap(), "--peek", "SessionState"]));
+    assert!(text.contains("HeapApp.SessionState #1 (") && text.contains("      User = <string, 9 chars>\n"), "{text}");
+    assert!(Path::new(&format!("/proc/{}", run.pid())).exists());
+    drop(run);
+}

@@ -10,6 +10,7 @@ mod slot {
     pub const CLOSE_ENUM: usize = 3;
     pub const ENUM_TYPE_DEFS: usize = 6;
     pub const GET_TYPE_DEF_PROPS: usize = 12;
+    pub const GET_TYPE_REF_PROPS: usize = 14;
     pub const ENUM_METHODS: usize = 18;
     pub const ENUM_FIELDS: usize = 20;
     pub const GET_METHOD_PROPS: usize = 30;
@@ -79,6 +80,17 @@ impl MetaDataImport {
             }
         })?;
         Ok(TypeDefProps { name, flags })
+    }
+
+    /// A TypeRef's full name (`System.Guid`).
+    pub fn type_ref_name(&self, type_ref: mdToken) -> Result<String, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, mdToken, *mut mdToken, *mut WCHAR, u32, *mut u32) -> HRESULT;
+        let mut scope: mdToken = 0;
+        read_string(|buf, cap, len| {
+            // SAFETY: slot 14 is GetTypeRefProps(mdTypeRef, mdToken*, LPWSTR, ULONG, ULONG*);
+            // `buf` has room for `cap` UTF-16 units.
+            unsafe { method::<F>(self.ptr, slot::GET_TYPE_REF_PROPS)(self.ptr, type_ref, &mut scope, buf, cap, len) }
+        })
     }
 
     /// The TypeDef enclosing a nested type.

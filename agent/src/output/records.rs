@@ -301,3 +301,49 @@ pub struct RetentionOther {
     pub instances: u64,
     pub bytes: u64,
 }
+
+/// A few instances of requested types with their fields' values (`{"cmd":"peek"}`).
+#[derive(Serialize)]
+pub struct PeekRecord {
+    /// The full GC the heap was walked after.
+    pub gc: u32,
+    pub t_ms: u64,
+    pub unix_ms: u64,
+    /// How long the heap walk paused the application.
+    pub pause_ms: f64,
+    /// String contents were asked for (`"strings":true`).
+    pub strings: bool,
+    /// Set when the walk could not happen at all; `types` is then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub types: Vec<PeekType>,
+}
+
+#[derive(Serialize)]
+pub struct PeekType {
+    /// As requested.
+    pub type_name: String,
+    /// The runtime's names that matched.
+    pub matched: Vec<std::sync::Arc<str>>,
+    /// Instances found on the heap.
+    pub instances: u64,
+    /// Spread over the heap walk (first, …, last found), at most `count`.
+    pub samples: Vec<PeekInstance>,
+}
+
+#[derive(Serialize)]
+pub struct PeekInstance {
+    pub type_name: std::sync::Arc<str>,
+    pub size: u64,
+    /// Base classes' fields first, each class's in declaration order; at most 64.
+    pub fields: Vec<PeekField>,
+}
+
+#[derive(Serialize)]
+pub struct PeekField {
+    pub name: std::sync::Arc<str>,
+    /// `int64`, `string`, `ref`, `struct`, …
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: serde_json::Value,
+}

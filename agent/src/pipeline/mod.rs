@@ -10,6 +10,7 @@ pub mod census;
 pub mod gc_stats;
 pub mod lines;
 pub mod names;
+pub mod peek;
 pub mod retention;
 pub mod stacks;
 pub mod survivors;
@@ -344,8 +345,44 @@ impl Pipeline<'_> {
         self.deliver(&payload, &[]);
     }
 
+    /// Samples instances of `request`'s types with their fields (right after a full GC).
+    fn report_peek(&mut self, request: &peek::Request) {
+        let gc = self.history.completed;
+        let info = &self.agent.info;
+        // The classes on the heap, named: which of them are asked for.
+        let classes: Vec<(ClassID, std::sync::Arc<str>)> = match census::take(info) {
+            Ok(c) => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Err(hr) => {
+                let record = PeekRecord {
+                    gc,
+                    t_ms: self.agent.elapsed_ms(),
+                    unix_ms: unix_ms(),
+                    pause_ms: 0.0,
+                    strings: request.strings,
+                    error: Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)")),
+                    types: Vec::new(),
+                };
+                self.status("warn", "peek unavailable: the runtime cannot walk its heap (.NET 9 or later needed)");
+                let payload = records::line("peek", &record);
+                self.deliver(&payload, &[]);
+                return;
+            }
+        };
+        let t_ms = self.agent.elapsed_ms();
+        let record = peek::run(info, request, gc, &classes, &mut self.retention.fields, &mut self.names, t_ms);
+        tracing::info!(
+            "peek: {} types, {} samples, pause {:.1} ms",
+            record.types.len(),
+            record.types.iter().map(|t| t.samples.len()).sum::<usize>(),
+            record.pause_ms
+        );
+        let payload = records::line("peek", &record);
+        self.deliver(&payload, &[]);
+    }
+
     /// Acts on the collector's commands: `{"cmd":"census"}` (full GC, census, retained report),
-    /// `{"cmd":"retention","types":[…]}` (full GC, retention paths), `{"cmd":"detach"}` (stop
+    /// `{"cmd":"retention","types":[…]}` (full GC, retention paths), `{"cmd":"peek","types":[…]}`
+    /// (full GC, sample instances with their fields), `{"cmd":"detach"}` (stop
     /// tracking and unload).
     fn take_commands(&mut self) -> Command {
         for line in self.sink.poll_commands() {
@@ -375,6 +412,19 @@ impl Pipeline<'_> {
                         Err(why) => self.status("warn", &format!("ignoring a retention command: {why}")),
                     }
                 }
+                Some("peek") => match peek::Request::from_command(parsed.as_ref().unwrap_or(&serde_json::Value::Null)) {
+                    Ok(request) => {
+                        tracing::info!("peek requested for {:?}", request.types);
+                        if let Err(hr) = self.agent.info.force_gc() {
+                            tracing::warn!("ForceGC failed: {hr:#x}");
+                        }
+                        if self.drain() {
+                            return Command::Stop;
+                        }
+                        self.report_peek(&request);
+                    }
+                    Err(why) => self.status("warn", &format!("ignoring a peek command: {why}")),
+                },
                 Some("detach") => return Command::Detach,
                 _ => {
                     let shown: String = line.chars().take(120).collect();

@@ -34,6 +34,8 @@ pub struct Point {
     pub sites: Vec<ManagedSite>,
     /// The latest `retention` record after this census and before the next one.
     pub retention: Option<crate::protocol::Retention>,
+    /// The latest `peek` record after this census and before the next one.
+    pub peek: Option<crate::protocol::Peek>,
 }
 
 impl Point {
@@ -97,10 +99,16 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
                 // Filled below, once the matching `retained` (sent after the census) is read.
                 sites: entry.latest_sites.clone(),
                 retention: None,
+                peek: None,
             }),
             Record::Retention(r) => {
                 if let Some(last) = entry.points.last_mut() {
                     last.retention = Some(*r);
+                }
+            }
+            Record::Peek(p) => {
+                if let Some(last) = entry.points.last_mut() {
+                    last.peek = Some(*p);
                 }
             }
             _ => {}
@@ -460,6 +468,7 @@ mod tests {
             },
             sites: Vec::new(),
             retention: None,
+            peek: None,
         }
     }
 

@@ -88,6 +88,9 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
             failure = ask_retention(&mut session, &replies, asked, pid);
         }
     }
+    if failure.is_none() && !args.peek.is_empty() {
+        failure = ask_peek(&mut session, &replies, &args.peek, args.peek_strings, pid);
+    }
     let outcome = if gone(pid) { "the process exited".to_string() } else { attach::detach_now(&mut session, &replies) };
     session.finish();
     if let Some(why) = failure {
@@ -168,6 +171,31 @@ fn ask_retention(session: &mut Session, replies: &crate::ingest::Replies, asked:
     }
 }
 
+/// How long a peek may take: a full GC, a count of the classes and a heap walk.
+const PEEK_WAIT: Duration = Duration::from_secs(60);
+/// Instances shown per type.
+const PEEK_COUNT: usize = 3;
+
+/// Asks the agent for a few instances of `types` with their fields and waits for the answer;
+/// returns why not, if it failed.
+fn ask_peek(session: &mut Session, replies: &crate::ingest::Replies, types: &[String], strings: bool, pid: u32) -> Option<String> {
+    print_stderr(&format!("leakscope: reading a few instances of {}…\n", types.join(", ")));
+    let command = serde_json::json!({"cmd": "peek", "types": types, "count": PEEK_COUNT, "strings": strings}).to_string();
+    replies.broadcast(&command);
+    let until = Instant::now() + PEEK_WAIT;
+    while agent(session).is_none_or(|p| p.peek.is_none()) && Instant::now() < until {
+        session.pump(Duration::from_millis(100));
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Some(format!("process {pid} exited before the peek"));
+        }
+    }
+    match agent(session).and_then(|p| p.peek.as_ref()) {
+        None => Some(format!("no peek answer within {PEEK_WAIT:?}")),
+        Some(p) if p.error.is_some() && p.types.is_empty() => p.error.clone().map(|e| format!("peek: {e}")),
+        Some(_) => None,
+    }
+}
+
 fn agent(session: &Session) -> Option<&crate::store::Producer> {
     session.store.producers().find(|p| p.key.source == Source::Agent)
 }
@@ -185,6 +213,7 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
     let c = &point.census;
     serde_json::json!({
         "retention": point.retention,
+        "peek": point.peek,
         "pid": point.pid,
         "gc": c.gc,
         "unix_ms": c.unix_ms.map(|n| n.u64()),
@@ -270,6 +299,35 @@ fn render(point: &Point, top: usize) -> String {
     }
     if let Some(r) = &point.retention {
         out.push_str(&render_retention(r));
+    }
+    if let Some(p) = &point.peek {
+        out.push_str(&render_peek(p));
+    }
+    out
+}
+
+/// `HeapApp.SessionState #1 (88 B):` then one field per line, indented.
+pub fn render_peek(p: &crate::protocol::Peek) -> String {
+    let mut out = String::new();
+    for t in &p.types {
+        let found = t.instances.map_or(0.0, |n| n.0);
+        out.push_str(&format!("\n{} ({} instances on the heap):\n", t.type_name, format_count(found)));
+        if t.samples.is_empty() {
+            out.push_str("    (none found)\n");
+        }
+        for (i, s) in t.samples.iter().enumerate() {
+            out.push_str(&format!("  {} #{} ({}):\n", s.type_name, i + 1, format_bytes(s.size.map_or(0.0, |n| n.0))));
+            for f in &s.fields {
+                let value = match &f.value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("      {} = {value}\n", f.name));
+            }
+        }
+    }
+    if let Some(error) = &p.error {
+        out.push_str(&format!("(peek: {error})\n"));
     }
     out
 }

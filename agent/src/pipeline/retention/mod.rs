@@ -81,7 +81,7 @@ impl Request {
 #[derive(Default)]
 pub struct Retention {
     statics: Statics,
-    fields: fields::FieldNames,
+    pub fields: fields::FieldNames,
     expected_objects: usize,
 }
 

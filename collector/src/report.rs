@@ -205,9 +205,23 @@ pub struct Finding {
     /// Managed: full (gen2) GCs in the window; 0 means the growth has not yet been seen to
     /// survive a full GC (it could still be garbage waiting for one).
     pub full_gcs_in_window: Option<u64>,
+    /// Managed: what keeps the type alive (reference paths from roots), when the agent was asked
+    /// before the end (`retention` record), most instances first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_alive_by: Vec<KeptAliveBy>,
     /// One line, as printed at the end of a run.
     pub text: String,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptAliveBy {
+    /// `static LeakApp.Clock.Tick → System.EventHandler → …`
+    pub path: String,
+    pub instances: u64,
+}
+
+/// Paths kept per finding.
+const PATHS_PER_FINDING: usize = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
@@ -281,7 +295,11 @@ pub fn build_with_soak(
         .iter()
         .chain(native.iter())
         .filter(|r| r.growth.verdict == Verdict::Growing)
-        .map(|r| finding(r, multi_process))
+        .map(|r| {
+            let mut f = finding(r, multi_process);
+            f.kept_alive_by = kept_alive_by(store, &f);
+            f
+        })
         .collect();
     let duration_ms = match (session.started_unix_ms, session.ended_unix_ms) {
         (Some(a), Some(b)) if b > a => b - a,
@@ -378,6 +396,35 @@ fn site_report(r: &SiteRow) -> SiteReport {
     }
 }
 
+/// The paths of the producer's latest `retention` record for a managed finding's type.
+fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
+    let Some(type_name) = f.type_name.as_deref() else { return Vec::new() };
+    let Some(r) = store.producers().find(|p| p.key.pid == f.pid && p.key.source == Source::Agent).and_then(|p| p.retention.as_ref())
+    else {
+        return Vec::new();
+    };
+    r.types
+        .iter()
+        .filter(|t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
+        .flat_map(|t| t.paths.iter())
+        .take(PATHS_PER_FINDING)
+        .map(|p| KeptAliveBy { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) })
+        .collect()
+}
+
+/// Managed types of the growing findings: what to ask the agent about before a run ends.
+pub fn growing_managed_types(store: &Store, th: &Thresholds) -> Vec<(u32, String)> {
+    let mut out: Vec<(u32, String)> = Vec::new();
+    for r in sites::ranked(store, Source::Agent, th, None).iter().filter(|r| r.growth.verdict == Verdict::Growing) {
+        if let Some(t) = &r.type_name {
+            if !out.iter().any(|(pid, name)| *pid == r.pid && name == t) {
+                out.push((r.pid, t.clone()));
+            }
+        }
+    }
+    out
+}
+
 fn finding(r: &SiteRow, multi_process: bool) -> Finding {
     let g = &r.growth;
     let at = match &r.location {
@@ -445,6 +492,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         live_count: r.latest.count.max(0.0).round() as u64,
         window_ms: g.window_ms,
         full_gcs_in_window: r.full_gcs,
+        kept_alive_by: Vec::new(),
         text,
     }
 }
@@ -707,6 +755,7 @@ pub fn render_text(r: &Report) -> String {
     for f in &r.findings {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
+        write_kept_alive_by(&mut o, f);
     }
 
     for p in &r.processes {
@@ -829,6 +878,22 @@ pub fn render_text(r: &Report) -> String {
 
 /// The short version printed when a session ends: findings, one memory line per process,
 /// the top sites, warnings, and where the files are.
+/// The main path in full; the others (in report.json) only counted: a common type such as
+/// String has many holders, and the leak's is the one with most instances.
+fn write_kept_alive_by(o: &mut String, f: &Finding) {
+    let Some(top) = f.kept_alive_by.first() else { return };
+    let _ = writeln!(o, "      kept alive by {} ({} instances)", top.path, format_count(top.instances as f64));
+    let others: u64 = f.kept_alive_by[1..].iter().map(|k| k.instances).sum();
+    if others > 0 {
+        let _ = writeln!(
+            o,
+            "      (and {} more instances of the type on {} other paths, in report.json)",
+            format_count(others as f64),
+            f.kept_alive_by.len() - 1
+        );
+    }
+}
+
 pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
     const SUMMARY_SITES: usize = 5;
     const SUMMARY_FRAMES: usize = 4;
@@ -850,6 +915,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
     for f in &r.findings {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, SUMMARY_FRAMES);
+        write_kept_alive_by(&mut o, f);
     }
     let connected = r
         .processes

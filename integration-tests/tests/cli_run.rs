@@ -54,6 +54,30 @@ fn run_names_the_leaking_type_site_and_line() {
     assert!(out.join("recording.ndjson").is_file());
 }
 
+/// When `--duration` ends the run, leakscope asks the agent what keeps the growing type alive
+/// before stopping the worker: the finding names the static field.
+#[test]
+fn run_ended_by_duration_says_what_keeps_the_leak_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let app = leak_app();
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--no-native", "--interval", "500ms", "--duration", "10s", "--out"]).arg(&out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(["strings", "120"]);
+    let output = run_with_timeout(c, Duration::from_secs(180));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = report(&out);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine", "{stderr}");
+    let top = &finding["kept_alive_by"][0];
+    assert!(
+        top["path"].as_str().unwrap().starts_with("static LeakApp.StringLeak.Retained → System.Collections.Generic.List<String>"),
+        "{finding:#}"
+    );
+    assert!(top["instances"].as_u64().unwrap() > 10_000, "{top}");
+    assert!(stderr.contains("kept alive by static LeakApp.StringLeak.Retained"), "{stderr}");
+}
+
 #[test]
 fn run_on_pure_churn_reports_no_growing_site() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,7 @@ pub fn demo(args: DemoArgs) -> CliResult<i32> {
         out_prefix: "leakscope-demo",
         extra_env: Vec::new(),
         soak: None,
+        ask_paths: true,
     })?;
 
     let findings = &outcome.report.findings;

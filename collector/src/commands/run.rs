@@ -31,6 +31,7 @@ pub fn run(args: RunArgs) -> CliResult<i32> {
         out_prefix: "leakscope",
         extra_env: Vec::new(),
         soak: None,
+        ask_paths: !args.no_paths,
     })?;
     Ok(outcome.exit_code)
 }
@@ -48,6 +49,8 @@ pub struct TargetSpec {
     pub extra_env: Vec<(String, String)>,
     /// `soak`: the rules and baseline; adds the progress line, verdicts and soak reports.
     pub soak: Option<crate::soak::Context>,
+    /// When `duration` runs out, ask the agent what keeps the growing types alive first.
+    pub ask_paths: bool,
 }
 
 pub struct Outcome {
@@ -61,6 +64,34 @@ pub struct Libraries {
     pub agent: PathBuf,
     pub shim: Option<PathBuf>,
     pub native: NativeTracking,
+}
+
+/// How long to wait for the agent's retention answer before stopping the target anyway.
+const PATHS_WAIT: Duration = Duration::from_secs(15);
+
+/// Asks each agent what keeps its growing managed types (at most 3) alive, and waits for the
+/// answers, which the report then shows under the findings.
+fn ask_paths_before_stopping(session: &mut Session, replies: &ingest::Replies) {
+    let types = crate::report::growing_managed_types(&session.store, &crate::analysis::Thresholds::default());
+    let mut names: Vec<String> = Vec::new();
+    for (_, t) in types {
+        if !names.contains(&t) && names.len() < 3 {
+            names.push(t);
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    let before = session.store.producers().filter(|p| p.retention.is_some()).count();
+    let command = serde_json::json!({"cmd": "retention", "types": names}).to_string();
+    if replies.broadcast(&command) == 0 {
+        return;
+    }
+    session.info.note("info", format!("asked the agent what keeps {} alive before stopping", names.join(", ")));
+    let until = Instant::now() + PATHS_WAIT;
+    while Instant::now() < until && session.store.producers().filter(|p| p.retention.is_some()).count() == before {
+        session.pump(Duration::from_millis(100));
+    }
 }
 
 pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
@@ -150,7 +181,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let listener = UnixListener::bind(&socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))?;
     let (tx, rx) = ingest::channel();
-    ingest::serve(listener, tx);
+    let replies = ingest::serve(listener, tx);
     let recording = out_dir.join("recording.ndjson");
     let recorder = Recorder::create(&recording)
         .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
@@ -249,6 +280,9 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             signals_handled = received;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) && !child.stopping() {
+            if spec.ask_paths {
+                ask_paths_before_stopping(&mut session, &replies);
+            }
             child.request_stop("--duration elapsed");
         }
         child.tick();

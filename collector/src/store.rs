@@ -841,6 +841,12 @@ impl Store {
                 producer.hellos += 1;
                 producer.connection = Connection::Open;
                 producer.bye = None;
+                // Soak mode said in the hello's settings (agents since hello carried them), not
+                // only in a status line.
+                let period = h.config.as_ref().and_then(|c| c.get("induce_full_gc_ms")).and_then(|v| v.as_u64());
+                if let (Some(ms), None) = (period, &producer.soak.announced) {
+                    producer.soak.announced = Some(format!("soak mode: inducing a full blocking GC every {ms} ms"));
+                }
                 producer.hello = Some(h);
             }
             Record::Stack(s) => {

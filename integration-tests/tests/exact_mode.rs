@@ -69,6 +69,11 @@ fn auto_exact_mode_finds_a_slow_leak_from_the_census_trend() {
     assert!(objects as f64 >= 0.6 * live as f64 && objects <= live, "followed {objects} of {live}");
     assert!(site["location"].as_str().is_some_and(|l| l.starts_with("Program.cs:")), "{site}");
 
+    // The hello says how the agent was set up; comparable points carry the process's RSS.
+    let hello = of_type(&records, "hello")[0];
+    assert_eq!((hello["config"]["induce_full_gc_ms"].as_u64(), hello["config"]["exact"].as_str()), (Some(1000), Some("auto")));
+    let census = of_type(&records, "census").into_iter().last().unwrap();
+    assert!(census["rss"].as_u64().unwrap() > 10_000_000 && census["gc_ms"].as_f64().unwrap() > 0.0, "{}", census["rss"]);
     let exact = &last_summary(&records)["agent"]["exact"];
     assert_eq!(exact["aimed"][0], "HeapApp.Subscription", "{exact}");
     assert!(exact["allocations"].as_u64().unwrap() >= objects, "{exact}");

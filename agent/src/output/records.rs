@@ -44,6 +44,14 @@ pub struct HelloConfig {
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
     pub log: String,
+    /// Soak mode: the induced full GC's period (null when off).
+    pub induce_full_gc_ms: Option<u64>,
+    /// With soak mode: a census after each induced GC.
+    pub census: bool,
+    /// `off`, `auto`, or the type names of `LEAKSCOPE_EXACT`.
+    pub exact: String,
+    /// `LEAKSCOPE_RETENTION`'s types (retention after each soak census).
+    pub retention: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +154,8 @@ pub struct Retained {
     pub t_ms: u64,
     pub unix_ms: u64,
     pub heap: HeapRecord,
+    /// The process's resident set, bytes.
+    pub rss: u64,
     pub sites: Vec<SiteRecord>,
 }
 
@@ -159,6 +169,8 @@ pub struct CensusRecord {
     pub pause_ms: f64,
     /// How long the induced full GC before it took (a pause of its own, right before the walk).
     pub gc_ms: f64,
+    /// The process's resident set right after, bytes: native memory at the same comparable point.
+    pub rss: u64,
     pub objects: u64,
     pub bytes: u64,
     pub unreadable: u64,

@@ -567,6 +567,7 @@ impl Pipeline<'_> {
             t_ms: self.agent.elapsed_ms(),
             unix_ms: unix_ms(),
             heap: self.heap_record(),
+            rss: gc_stats::resident_bytes(),
             sites,
         };
         let payload = records::line("retained", &record);
@@ -600,6 +601,7 @@ impl Pipeline<'_> {
                     unix_ms: unix_ms(),
                     pause_ms: c.pause.as_secs_f64() * 1e3,
                     gc_ms: self.forced_gc.as_secs_f64() * 1e3,
+                    rss: gc_stats::resident_bytes(),
                     objects: c.objects,
                     bytes: c.bytes,
                     unreadable: c.unreadable,
@@ -773,6 +775,14 @@ fn hello_line(agent: &Agent) -> String {
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 stack_depth: agent.config.stack_depth,
                 log: crate::log::path(&agent.config).display().to_string(),
+                induce_full_gc_ms: agent.config.induce_full_gc.map(|d| d.as_millis() as u64),
+                census: agent.config.census,
+                exact: match &agent.config.exact {
+                    crate::config::Exact::Off => "off".to_string(),
+                    crate::config::Exact::Auto => "auto".to_string(),
+                    crate::config::Exact::Types(names) => names.join(","),
+                },
+                retention: agent.config.retention.clone(),
             },
         },
     )

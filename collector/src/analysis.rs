@@ -199,9 +199,9 @@ pub struct SenSlope {
     pub ci95: Option<(f64, f64)>,
 }
 
-/// Theil–Sen estimator. With `mk_var_s` (the Mann–Kendall variance of S for these values) it
-/// also returns Sen's 95 % confidence interval. Pairs with equal times are skipped.
-pub fn theil_sen(points: &[Point], mk_var_s: Option<f64>) -> Option<SenSlope> {
+/// The slopes between every pair of points (pairs with equal times skipped), sorted; None when
+/// there are none.
+fn pairwise_slopes(points: &[Point]) -> Option<Vec<f64>> {
     let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
     for (i, a) in points.iter().enumerate() {
         for b in &points[i + 1..] {
@@ -215,12 +215,25 @@ pub fn theil_sen(points: &[Point], mk_var_s: Option<f64>) -> Option<SenSlope> {
         return None;
     }
     slopes.sort_by(f64::total_cmp);
-    let n = slopes.len();
-    let slope = if n % 2 == 1 {
-        slopes[n / 2]
+    Some(slopes)
+}
+
+/// The median of a sorted, non-empty slice.
+fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
     } else {
-        0.5 * (slopes[n / 2 - 1] + slopes[n / 2])
-    };
+        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+    }
+}
+
+/// Theil–Sen estimator. With `mk_var_s` (the Mann–Kendall variance of S for these values) it
+/// also returns Sen's 95 % confidence interval. Pairs with equal times are skipped.
+pub fn theil_sen(points: &[Point], mk_var_s: Option<f64>) -> Option<SenSlope> {
+    let slopes = pairwise_slopes(points)?;
+    let n = slopes.len();
+    let slope = median_of_sorted(&slopes);
     let ci95 = mk_var_s.filter(|v| *v > 0.0).map(|var_s| {
         const Z_975: f64 = 1.959_964;
         let c = Z_975 * var_s.sqrt();
@@ -443,25 +456,9 @@ pub struct SenFit {
 }
 
 pub fn sen_fit(points: &[Point], confidence: f64) -> Option<SenFit> {
-    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
-    for (i, a) in points.iter().enumerate() {
-        for b in &points[i + 1..] {
-            let dt = b.t_ms - a.t_ms;
-            if dt.abs() > f64::EPSILON {
-                slopes.push((b.bytes - a.bytes) / dt);
-            }
-        }
-    }
-    if slopes.is_empty() {
-        return None;
-    }
-    slopes.sort_by(f64::total_cmp);
+    let slopes = pairwise_slopes(points)?;
     let m = slopes.len();
-    let slope = if m % 2 == 1 {
-        slopes[m / 2]
-    } else {
-        0.5 * (slopes[m / 2 - 1] + slopes[m / 2])
-    };
+    let slope = median_of_sorted(&slopes);
     let tail = (1.0 - confidence.clamp(0.5, 0.9999)) / 2.0;
     let lower_index = if points.len() <= EXACT_KENDALL_MAX_N {
         kendall_lower_index_exact(points.len(), tail)

@@ -432,6 +432,17 @@ pub struct PeekField {
     pub value: serde_json::Value,
 }
 
+impl Retention {
+    /// The paths found for `type_name` (asked for by that name, or matched by it), most
+    /// instances first.
+    pub fn paths_for<'a>(&'a self, type_name: &'a str) -> impl Iterator<Item = &'a RetentionPath> + 'a {
+        self.types
+            .iter()
+            .filter(move |t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
+            .flat_map(|t| t.paths.iter())
+    }
+}
+
 impl RetentionPath {
     /// `static LeakApp.Clock.Tick → System.EventHandler → System.Object[] (_invocationList) → …`
     pub fn render(&self) -> String {

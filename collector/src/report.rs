@@ -220,6 +220,12 @@ pub struct KeptAliveBy {
     pub instances: u64,
 }
 
+impl From<&crate::protocol::RetentionPath> for KeptAliveBy {
+    fn from(p: &crate::protocol::RetentionPath) -> KeptAliveBy {
+        KeptAliveBy { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) }
+    }
+}
+
 /// Paths kept per finding.
 const PATHS_PER_FINDING: usize = 3;
 
@@ -403,12 +409,9 @@ fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
     else {
         return Vec::new();
     };
-    r.types
-        .iter()
-        .filter(|t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
-        .flat_map(|t| t.paths.iter())
+    r.paths_for(type_name)
         .take(PATHS_PER_FINDING)
-        .map(|p| KeptAliveBy { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) })
+        .map(KeptAliveBy::from)
         .collect()
 }
 

@@ -10,6 +10,7 @@ use crate::cli::DiffArgs;
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
 use crate::protocol::{self, Census, ManagedSite, Record, Source};
+use crate::report::KeptAliveBy;
 use crate::units::{format_bytes, format_count, format_duration};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -173,14 +174,9 @@ pub struct TypeDiff {
     pub bytes_per_hour: Option<f64>,
     pub sites: Vec<SiteShare>,
     /// What keeps it alive in B, when B asked (`snapshot --paths`, `LEAKSCOPE_RETENTION`).
-    pub paths: Vec<PathShare>,
+    pub paths: Vec<KeptAliveBy>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PathShare {
-    pub path: String,
-    pub instances: u64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PointInfo {
@@ -305,14 +301,11 @@ fn classify(a: Option<u64>, b: Option<u64>) -> Change {
     }
 }
 
-fn paths_of(point: &Point, type_name: &str) -> Vec<PathShare> {
+fn paths_of(point: &Point, type_name: &str) -> Vec<KeptAliveBy> {
     let Some(r) = &point.retention else { return Vec::new() };
-    r.types
-        .iter()
-        .filter(|t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
-        .flat_map(|t| t.paths.iter())
+    r.paths_for(type_name)
         .take(SITES_PER_TYPE)
-        .map(|p| PathShare { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) })
+        .map(KeptAliveBy::from)
         .collect()
 }
 

@@ -792,6 +792,24 @@ pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The `"types"` of a command (`retention`, `peek`): non-empty names, trimmed, at most `max`.
+fn requested_types(command: &serde_json::Value, cmd: &str, max: usize) -> Result<Vec<String>, String> {
+    let types: Vec<String> = command
+        .get("types")
+        .and_then(|t| t.as_array())
+        .ok_or_else(|| format!("{cmd} needs \"types\": a list of type names"))?
+        .iter()
+        .filter_map(|t| t.as_str())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .take(max)
+        .collect();
+    if types.is_empty() {
+        return Err(format!("{cmd} needs at least one type name in \"types\""));
+    }
+    Ok(types)
+}
+
 /// The thinning that keeps `rate` events a second within `limit` followed ones: a power of two,
 /// lowered only once the rate is well under the limit, so it does not flap.
 fn next_keep_one_in(rate: f64, limit: usize, current: u32) -> u32 {

@@ -38,19 +38,7 @@ pub struct Request {
 impl Request {
     /// `{"cmd":"peek","types":["HeapApp.SessionState"],"count":3,"strings":false}`.
     pub fn from_command(command: &serde_json::Value) -> Result<Request, String> {
-        let types: Vec<String> = command
-            .get("types")
-            .and_then(|t| t.as_array())
-            .ok_or("peek needs \"types\": a list of type names")?
-            .iter()
-            .filter_map(|t| t.as_str())
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .take(MAX_TYPES)
-            .collect();
-        if types.is_empty() {
-            return Err("peek needs at least one type name in \"types\"".into());
-        }
+        let types = super::requested_types(command, "peek", MAX_TYPES)?;
         let count = command.get("count").and_then(|v| v.as_u64()).map_or(DEFAULT_COUNT, |n| (n as usize).clamp(1, MAX_COUNT));
         let strings = command.get("strings").and_then(|v| v.as_bool()).unwrap_or(false);
         Ok(Request { types, count, strings })

@@ -50,19 +50,7 @@ impl Request {
 
     /// `{"cmd":"retention","types":["A","B"],"max_paths":5,"max_ms":10000,"max_memory_mb":64}`.
     pub fn from_command(command: &serde_json::Value) -> Result<Request, String> {
-        let types: Vec<String> = command
-            .get("types")
-            .and_then(|t| t.as_array())
-            .ok_or("retention needs \"types\": a list of type names")?
-            .iter()
-            .filter_map(|t| t.as_str())
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .take(MAX_TYPES)
-            .collect();
-        if types.is_empty() {
-            return Err("retention needs at least one type name in \"types\"".into());
-        }
+        let types = super::requested_types(command, "retention", MAX_TYPES)?;
         let mut request = Request::new(types);
         if let Some(n) = command.get("max_paths").and_then(|v| v.as_u64()) {
             request.max_paths = (n as usize).clamp(1, MAX_PATHS);

@@ -302,8 +302,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Builds a graph from (id, class, size, [targets with offsets]) and resolves it.
-    fn graph(objects: &[(usize, u32, u32, &[(usize, u32)])], classes: usize) -> (Graph, Vec<bool>) {
+    /// (id, class, size, [(target, offset)]) of one test object.
+    type TestObject<'a> = (usize, u32, u32, &'a [(usize, u32)]);
+    /// The same, owning its references.
+    type OwnedTestObject = (usize, u32, u32, Vec<(usize, u32)>);
+
+    /// Builds a graph from test objects and resolves it.
+    fn graph(objects: &[TestObject<'_>], classes: usize) -> (Graph, Vec<bool>) {
         let mut g = Graph::default();
         for c in 0..classes {
             g.class_id(0x1000 + c);
@@ -430,7 +435,7 @@ mod tests {
         // static → list head → node → node → … (each node holds a payload and the next node).
         const NODE: u32 = 1;
         const PAYLOAD: u32 = 3;
-        let mut objects: Vec<(usize, u32, u32, Vec<(usize, u32)>)> = Vec::new();
+        let mut objects: Vec<OwnedTestObject> = Vec::new();
         let n = 1000;
         for i in 0..n {
             let mut refs = vec![(0x10_0000 + i * 0x100, 8)];
@@ -440,7 +445,7 @@ mod tests {
             objects.push((0x1000 + i * 0x100, NODE, 32, refs));
             objects.push((0x10_0000 + i * 0x100, PAYLOAD, 24, vec![]));
         }
-        let borrowed: Vec<(usize, u32, u32, &[(usize, u32)])> =
+        let borrowed: Vec<TestObject<'_>> =
             objects.iter().map(|(a, b, c, d)| (*a, *b, *c, d.as_slice())).collect();
         let (g, referenced) = graph(&borrowed, 5);
         let tree = search(&g, &referenced, &roots(&g, &[0x1000]), later());

@@ -294,6 +294,20 @@ pub fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == kind).collect()
 }
 
+/// The last `summary` record.
+pub fn last_summary(records: &[Value]) -> &Value {
+    of_type(records, "summary").last().copied().expect("the agent wrote no summary")
+}
+
+/// A worker started the ordinary way: none of leakscope's loader variables inherited from the
+/// test's environment.
+pub fn without_profiler_env(command: &mut Command) -> &mut Command {
+    for var in ["CORECLR_ENABLE_PROFILING", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "LD_PRELOAD"] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// The summary's site rows.
 pub fn sites(summary: &Value) -> &[Value] {
     summary["sites"].as_array().map(Vec::as_slice).unwrap_or(&[])

@@ -20,9 +20,7 @@ fn is_root() -> bool {
 fn plain_worker(seconds: &str) -> Running {
     let mut c = leak_app().command();
     c.args(["strings", seconds]);
-    for var in ["CORECLR_ENABLE_PROFILING", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "LD_PRELOAD"] {
-        c.env_remove(var);
-    }
+    without_profiler_env(&mut c);
     let mut run = Running::start(c);
     run.wait_for_line("ready", Duration::from_secs(60));
     run

@@ -27,10 +27,6 @@ fn slow_leak_under(exact: &str, dir: &Path) -> Vec<Value> {
     read_records(&out)
 }
 
-fn last_summary(records: &[Value]) -> &Value {
-    of_type(records, "summary").into_iter().last().expect("a summary")
-}
-
 fn statuses(records: &[Value]) -> Vec<String> {
     of_type(records, "status").iter().map(|s| s["message"].as_str().unwrap_or("").to_string()).collect()
 }
@@ -102,9 +98,7 @@ fn exact_mode_is_refused_after_attach_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = heap_app().command();
     c.args(["slowleak", "60", "1"]).env("LEAKSCOPE_EXACT", "auto");
-    for var in ["CORECLR_ENABLE_PROFILING", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "LD_PRELOAD"] {
-        c.env_remove(var);
-    }
+    without_profiler_env(&mut c);
     let mut run = Running::start(c);
     run.wait_for_line("ready", Duration::from_secs(60));
     let out = dir.path().join("attach");

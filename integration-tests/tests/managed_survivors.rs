@@ -36,10 +36,6 @@ fn run_scenario(args: &[&str], interval: &str, extra_env: &[(&str, &str)]) -> (s
     (output, read_records(&out))
 }
 
-fn last_summary(records: &[Value]) -> &Value {
-    of_type(records, "summary").last().copied().expect("the agent wrote no summary")
-}
-
 fn top_site(summary: &Value) -> &Value {
     sites(summary).first().expect("no survivor sites in the summary")
 }

@@ -18,9 +18,7 @@ fn heap_app() -> DotnetApp {
 fn worker(mode: &str, seconds: &str) -> Running {
     let mut c = heap_app().command();
     c.args([mode, seconds, "10"]);
-    for var in ["CORECLR_ENABLE_PROFILING", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "LD_PRELOAD"] {
-        c.env_remove(var);
-    }
+    without_profiler_env(&mut c);
     let mut run = Running::start(c);
     run.wait_for_line("ready", Duration::from_secs(60));
     run

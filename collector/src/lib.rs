@@ -23,6 +23,7 @@ pub mod signals;
 pub mod sites;
 pub mod soak;
 pub mod store;
+pub mod target_root;
 pub mod terminal;
 pub mod units;
 

@@ -166,8 +166,9 @@ fn collect(session: &mut Session, replies: &Replies, args: &SnapshotArgs, pid: u
     Ok(())
 }
 
-/// How long a retention walk may take (the agent's own budget is 10 s; then the reply).
-const RETENTION_WAIT: Duration = Duration::from_secs(30);
+/// How long a retention walk may take: its turn (the agent spaces pausing commands by up to 30 s),
+/// the agent's own budget (10 s), then the reply.
+const RETENTION_WAIT: Duration = Duration::from_secs(60);
 /// Types asked about when `--paths` names none.
 const DEFAULT_PATH_TYPES: usize = 3;
 
@@ -228,8 +229,9 @@ fn ask_retention(session: &mut Session, replies: &Replies, asked: &[String], pid
     }
 }
 
-/// How long a peek may take: a full GC, a count of the classes and a heap walk.
-const PEEK_WAIT: Duration = Duration::from_secs(60);
+/// How long a peek may take: its turn (up to 30 s after the previous pausing command), a full GC,
+/// a count of the classes and a heap walk.
+const PEEK_WAIT: Duration = Duration::from_secs(90);
 /// Instances shown per type.
 const PEEK_COUNT: usize = 3;
 

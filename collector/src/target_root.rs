@@ -40,6 +40,22 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
 }
 
+/// How `path`, resolved inside `root`, is shown in messages: `..` never climbs above `root`
+/// (symlinks are shown as they are named, not followed).
+fn shown_inside(root: &Path, path: &str) -> PathBuf {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    parts.iter().fold(root.to_path_buf(), |p, name| p.join(name))
+}
+
 /// A directory held open (`O_PATH`), with the path it is shown as in messages.
 #[derive(Debug)]
 pub struct Dir {
@@ -99,7 +115,7 @@ impl Dir {
     /// The directory `path` names, resolved inside this one as its root.
     pub fn resolve_dir(&self, path: &str) -> io::Result<Dir> {
         let fd = self.resolve_fd(path, libc::O_PATH | libc::O_DIRECTORY)?;
-        Ok(Dir { fd, shown: self.shown.join(path.trim_start_matches('/')) })
+        Ok(Dir { fd, shown: shown_inside(&self.shown, path) })
     }
 
     /// What `path` names, resolved inside this directory as its root.
@@ -232,6 +248,8 @@ mod tests {
 
         let top = inside.resolve_dir("/../../..").unwrap();
         assert_eq!(top.metadata().unwrap().ino(), ino(&root), "`..` went above the root");
+        assert_eq!(top.shown(), root.as_path());
+        assert_eq!(inside.resolve_dir("/tmp/../var/./tmp").unwrap().shown(), root.join("var/tmp"));
         let linked = inside.resolve_dir("/tmp/link").unwrap();
         assert_eq!(linked.metadata().unwrap().ino(), ino(&root.join("var/tmp")), "an absolute symlink left the root");
         // A symlink to a host path names that path inside the root, where it does not exist.

@@ -561,12 +561,24 @@ fn attach_as_root_never_writes_outside_a_containers_root() {
         let mut worker = Running::start(c);
         worker.wait_for_line("ready", Duration::from_secs(90));
         let pid = worker.pid();
-        let out = {
-            let mut c = Command::new(cli_path());
-            c.args(["attach", &pid.to_string(), "--plain", "--interval", "1s", "--duration", "6s", "--out"]);
-            c.arg(host.path().join(format!("out{round}")));
-            run_with_timeout(c, Duration::from_secs(120))
-        };
+        let mut attach = Command::new(cli_path())
+            .args(["attach", &pid.to_string(), "--plain", "--interval", "1s", "--duration", "8s", "--out"])
+            .arg(host.path().join(format!("out{round}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = drain(attach.stderr.take().unwrap());
+        // Positive evidence: the session's directory appears in the container's own directory
+        // (the tmpfs at its /var/tmp is visible only through its root).
+        let inside = if round == 0 { root.clone() } else { PathBuf::from(format!("/proc/{pid}/root/var/tmp")) };
+        let until = Instant::now() + Duration::from_secs(60);
+        while place_dirs(&inside, pid).is_empty() && Instant::now() < until && attach.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let made_inside = !place_dirs(&inside, pid).is_empty();
+        let status = wait_with_deadline(&mut attach, Duration::from_secs(120)).expect("attach ended");
+        let out = std::process::Output { status, stdout: Vec::new(), stderr: stderr.join().unwrap() };
         let escaped: Vec<PathBuf> = [host.path().to_path_buf(), PathBuf::from("/var/tmp"), PathBuf::from("/")]
             .iter()
             .flat_map(|d| place_dirs(d, pid))
@@ -576,7 +588,10 @@ fn attach_as_root_never_writes_outside_a_containers_root() {
         }
         assert!(escaped.is_empty(), "TMPDIR={tmpdir}: attach wrote outside the container's root: {escaped:?}");
         assert_eq!(out.status.code(), Some(0), "TMPDIR={tmpdir}: {}", text(&out.stderr));
+        assert!(made_inside, "TMPDIR={tmpdir}: the session's directory never appeared in {}", inside.display());
         let err = text(&out.stderr);
+        let socket_dir = if round == 0 { format!("/proc/{pid}/root/dotnet-diagnostic-") } else { format!("/proc/{pid}/root/tmp/link/dotnet-diagnostic-") };
+        assert!(err.contains(&format!("attached to pid {pid} ({socket_dir}")), "TMPDIR={tmpdir}: {err}");
         assert!(err.contains("detached; the process keeps running"), "TMPDIR={tmpdir}: {err}");
         let report: Value = serde_json::from_str(&std::fs::read_to_string(host.path().join(format!("out{round}/report.json"))).unwrap()).unwrap();
         assert!(report["processes"][0]["agent"]["reports"].as_u64().unwrap_or(0) >= 2, "TMPDIR={tmpdir}: the agent did not report: {}", report["processes"]);

@@ -11,8 +11,28 @@ use std::time::{Duration, Instant};
 pub const MIN_SPACING: Duration = Duration::from_secs(1);
 pub const MAX_SPACING: Duration = Duration::from_secs(30);
 pub const SPACING_FACTOR: u32 = 4;
-/// Least time between two refusal statuses.
-const REFUSAL_NOTICE_EVERY: Duration = Duration::from_secs(1);
+/// Least time between two statuses about the collector's commands (refusals, ignored lines).
+const NOTICE_EVERY: Duration = Duration::from_secs(1);
+
+/// At most one notice a second; the ones in between are counted into the next.
+#[derive(Default)]
+pub struct Quiet {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Quiet {
+    /// `Some(n)` when a notice may go out now (`n` others were held back since the last one);
+    /// `None` when this one is held back.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < NOTICE_EVERY) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
 
 /// What to do with a pausing command that was just received.
 #[derive(Debug, PartialEq)]
@@ -36,14 +56,13 @@ pub struct Gate<T> {
     /// When the next pausing command may start (`None`: now).
     ready_at: Option<Instant>,
     waiting: Option<T>,
-    last_notice: Option<Instant>,
-    unreported: u64,
+    notices: Quiet,
     pub refused_total: u64,
 }
 
 impl<T> Default for Gate<T> {
     fn default() -> Self {
-        Gate { ready_at: None, waiting: None, last_notice: None, unreported: 0, refused_total: 0 }
+        Gate { ready_at: None, waiting: None, notices: Quiet::default(), refused_total: 0 }
     }
 }
 
@@ -84,13 +103,7 @@ impl<T> Gate<T> {
     /// Counts a refusal; returns the status to send, unless one went out less than a second ago
     /// (then this refusal is counted into the next).
     pub fn notice(&mut self, retry_after: Duration, now: Instant) -> Option<Notice> {
-        if self.last_notice.is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_NOTICE_EVERY) {
-            self.unreported += 1;
-            return None;
-        }
-        self.last_notice = Some(now);
-        let also_refused = std::mem::take(&mut self.unreported);
-        Some(Notice { retry_after, also_refused })
+        self.notices.allow(now).map(|also_refused| Notice { retry_after, also_refused })
     }
 }
 

@@ -76,6 +76,8 @@ struct Pipeline<'a> {
     forced_gc: Duration,
     /// Spaces the collector's pausing commands and refuses a flood.
     gate: gate::Gate<Pausing>,
+    /// Keeps warnings about ignored command lines to one a second.
+    ignored: gate::Quiet,
     /// When a collector was last connected (attached agents detach after
     /// `LEAKSCOPE_ORPHAN_TIMEOUT` without one).
     collector_seen: Instant,
@@ -131,6 +133,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         exact_allocations: 0,
         forced_gc: Duration::ZERO,
         gate: gate::Gate::default(),
+        ignored: gate::Quiet::default(),
         collector_seen: Instant::now(),
     };
     for problem in &agent.startup_problems {
@@ -426,21 +429,21 @@ impl Pipeline<'_> {
                 Some("retention") => match retention::Request::from_command(command) {
                     Ok(request) => Pausing::Retention(request),
                     Err(why) => {
-                        self.command_warning(&format!("ignoring a retention command: {why}"));
+                        self.ignoring(&format!("a retention command: {why}"));
                         continue;
                     }
                 },
                 Some("peek") => match peek::Request::from_command(command) {
                     Ok(request) => Pausing::Peek(request),
                     Err(why) => {
-                        self.command_warning(&format!("ignoring a peek command: {why}"));
+                        self.ignoring(&format!("a peek command: {why}"));
                         continue;
                     }
                 },
                 Some("detach") => return Command::Detach,
                 _ => {
                     let shown: String = line.chars().take(120).collect();
-                    self.command_warning(&format!("ignoring an unknown command from the collector: {shown}"));
+                    self.ignoring(&format!("an unknown command from the collector: {shown}"));
                     continue;
                 }
             };
@@ -506,6 +509,15 @@ impl Pipeline<'_> {
         };
         self.gate.finished(started, Instant::now());
         stop
+    }
+
+    /// Says a command line was ignored, at most once a second (the rest are counted in).
+    fn ignoring(&mut self, what: &str) {
+        match self.ignored.allow(Instant::now()) {
+            Some(0) => self.command_warning(&format!("ignoring {what}")),
+            Some(more) => self.command_warning(&format!("ignoring {what} ({more} more ignored since the last notice)")),
+            None => tracing::debug!("ignoring {what}"),
+        }
     }
 
     /// A `status` about a command, not kept for replay to later connections.

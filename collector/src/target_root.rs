@@ -4,7 +4,8 @@
 //! from the target — its `TMPDIR` — can therefore never lead to a file outside the target's root
 //! (`TMPDIR=/../../..` is the container's `/`, not the host's), and what leakscope creates there
 //! is created relative to a directory descriptor it holds, never through a path that could be
-//! swapped for a symlink in between.
+//! swapped for a symlink in between. Kernels without openat2 (before 5.6) get the same
+//! resolution done one component at a time ([`walk_in_root`]).
 //!
 //! A [`Dir`] is such a descriptor. Its [`Dir::path`] (`/proc/self/fd/N`) lets ordinary file APIs
 //! (read a directory, bind a socket) work on exactly that directory while the `Dir` lives.
@@ -38,6 +39,66 @@ fn plain_name(name: &str) -> io::Result<CString> {
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+/// Most symlinks followed in one resolution (as the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// `RESOLVE_IN_ROOT` by hand, for kernels without openat2: each component is opened relative to
+/// the directory before it without following it (`O_PATH|O_NOFOLLOW`); a symlink's target is
+/// read and resolved again from `root` (absolute) or from where it sits (relative); `..` goes
+/// back along the directories held, never above `root`. Returns an `O_PATH` descriptor.
+fn walk_in_root(root: &OwnedFd, path: &str, want_dir: bool) -> io::Result<OwnedFd> {
+    let mut held: Vec<OwnedFd> = vec![root.try_clone()?];
+    let mut pending: std::collections::VecDeque<String> = path.split('/').map(str::to_string).collect();
+    let mut followed = 0;
+    while let Some(part) = pending.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if held.len() > 1 {
+                    held.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let c = cstring(part.as_bytes())?;
+        let here = held.last().expect("the root is always held").as_raw_fd();
+        // SAFETY: openat with a descriptor we hold and a NUL-terminated name.
+        let fd = check(unsafe { libc::openat(here, c.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) })?;
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = File::from(fd);
+        if file.metadata()?.file_type().is_symlink() {
+            followed += 1;
+            if followed > MAX_SYMLINKS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let mut target = vec![0u8; libc::PATH_MAX as usize];
+            let empty = cstring(b"")?;
+            // SAFETY: readlinkat on the symlink's own O_PATH descriptor (empty name) into a
+            // buffer of the length given.
+            let n = unsafe { libc::readlinkat(file.as_raw_fd(), empty.as_ptr(), target.as_mut_ptr().cast(), target.len()) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let target = String::from_utf8_lossy(&target[..n as usize]).into_owned();
+            if target.starts_with('/') {
+                held.truncate(1);
+            }
+            for (i, p) in target.split('/').enumerate() {
+                pending.insert(i, p.to_string());
+            }
+            continue;
+        }
+        held.push(OwnedFd::from(file));
+    }
+    let last = held.pop().expect("the root is always held");
+    if want_dir && !File::from(last.try_clone()?).metadata()?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    Ok(last)
 }
 
 /// How `path`, resolved inside `root`, is shown in messages: `..` never climbs above `root`
@@ -101,10 +162,8 @@ impl Dir {
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ENOSYS) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "this kernel has no openat2 (Linux 5.6+), which resolving a target's paths safely inside its root needs",
-                ));
+                // Before Linux 5.6: the same resolution, one component at a time.
+                return walk_in_root(&self.fd, path, flags & libc::O_DIRECTORY != 0);
             }
             return Err(e);
         }
@@ -268,5 +327,34 @@ mod tests {
         assert!(!root.join("var/tmp/private").exists());
         assert_eq!(std::fs::read(host.path().join("victim")).unwrap(), b"secret");
         assert!(linked.create_dir("../x", 0o700).is_err());
+    }
+
+    /// The by-hand resolution (kernels without openat2) agrees with openat2's.
+    #[test]
+    fn the_walk_for_old_kernels_stays_inside_the_root_too() {
+        let host = tempfile::tempdir().unwrap();
+        let root = host.path().join("a/b/container");
+        std::fs::create_dir_all(root.join("tmp/deep")).unwrap();
+        std::fs::create_dir_all(root.join("var/tmp")).unwrap();
+        std::os::unix::fs::symlink("/var/tmp", root.join("tmp/link")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("tmp/deep/up")).unwrap();
+        std::os::unix::fs::symlink(host.path(), root.join("tmp/out")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("tmp/loop")).unwrap();
+        let inside = Dir::open(&root).unwrap();
+        let ino = |fd: OwnedFd| File::from(fd).metadata().unwrap().ino();
+        let ino_of = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        for (path, expected) in [
+            ("/../../..", root.clone()),
+            ("/tmp/link", root.join("var/tmp")),
+            ("tmp/link/../../tmp", root.join("tmp")),
+            ("/tmp/deep/up", root.clone()),
+        ] {
+            let walked = walk_in_root(&inside.fd, path, true).unwrap();
+            assert_eq!(ino(walked), ino_of(&expected), "{path}");
+            let kernel = inside.resolve_fd(path, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+            assert_eq!(ino(kernel), ino_of(&expected), "{path} (openat2)");
+        }
+        assert!(walk_in_root(&inside.fd, "/tmp/out", true).is_err(), "a host path named by a symlink");
+        assert_eq!(walk_in_root(&inside.fd, "/tmp/loop", true).unwrap_err().raw_os_error(), Some(libc::ELOOP));
     }
 }

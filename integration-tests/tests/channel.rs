@@ -362,10 +362,16 @@ fn a_flood_of_pausing_commands_is_spaced_and_refused() {
     let listener = UnixListener::bind(&socket).unwrap();
     let mut worker = heap_worker_reporting_to(&socket, &[], "hold");
     let mut collector = TestCollector::accept(&listener);
-    // The heap built (and the app's own GC.Collect done) before counting induced GCs.
+    // The heap built (and the app's own GC.Collect done) before counting induced GCs: the first
+    // summary made a whole interval after "ready" (earlier ones may still be queued here).
     worker.wait_for_line("ready", Duration::from_secs(60));
-    collector.wait_for("summary", Duration::from_secs(60));
-    let before = collector.wait_for("summary", Duration::from_secs(60));
+    let ready_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before = loop {
+        let summary = collector.wait_for("summary", Duration::from_secs(60));
+        if summary["unix_ms"].as_u64().unwrap() > ready_unix_ms + 1500 {
+            break summary;
+        }
+    };
     let commands = [
         r#"{"cmd":"census"}"#,
         r#"{"cmd":"retention","types":["HeapApp.Customer"]}"#,

@@ -116,6 +116,17 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
     }
     let mut loaded = loaded;
+    if attached {
+        // The worker's own environment may forbid string contents; the attaching CLI (its owner
+        // or root, the only ones the diagnostics socket lets in) may allow them.
+        let environment = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        let client = |name: &str| overrides.get(name).cloned();
+        let mut ignored = Vec::new();
+        loaded.config.peek_strings = config::PeekStrings::decide(
+            config::switch(&environment, &mut ignored, "LEAKSCOPE_PEEK_STRINGS", ""),
+            config::switch(&client, &mut ignored, "LEAKSCOPE_PEEK_STRINGS", ""),
+        );
+    }
     if attached && loaded.config.exact != config::Exact::Off {
         loaded.config.exact = config::Exact::Off;
         loaded.problems.push(

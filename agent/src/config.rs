@@ -37,6 +37,53 @@ pub struct Config {
     /// With induced full GCs: also report the retention paths of these types after each
     /// (`LEAKSCOPE_RETENTION`).
     pub retention: Vec<String>,
+    /// Whether `peek` may send string contents (`LEAKSCOPE_PEEK_STRINGS`): only the worker's
+    /// owner decides, never the collector that asks.
+    pub peek_strings: PeekStrings,
+    /// Attached agents only: detach after this long without a collector
+    /// (`LEAKSCOPE_ORPHAN_TIMEOUT`).
+    pub orphan_timeout: Duration,
+}
+
+/// `LEAKSCOPE_PEEK_STRINGS`: may string contents leave the process in a `peek`?
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PeekStrings {
+    /// Not said: lengths only.
+    #[default]
+    NotAllowed,
+    /// `1`: the owner allows them (the worker's environment, or `leakscope snapshot
+    /// --peek-strings` attaching as the owner or root).
+    Allowed,
+    /// `0` in the worker's environment: never, not even for an attaching `snapshot`.
+    Forbidden,
+}
+
+impl PeekStrings {
+    /// From the worker's environment and, for an attach, the attaching CLI's client data
+    /// (which only the process's owner or root can send: the runtime's diagnostics socket is
+    /// theirs alone). A `0` anywhere wins.
+    pub fn decide(environment: Option<bool>, attach: Option<bool>) -> PeekStrings {
+        match (environment, attach) {
+            (Some(false), _) | (_, Some(false)) => PeekStrings::Forbidden,
+            (Some(true), _) | (_, Some(true)) => PeekStrings::Allowed,
+            _ => PeekStrings::NotAllowed,
+        }
+    }
+
+    /// Why string contents are withheld, with how to allow them; `None` when they are allowed.
+    pub fn withheld_because(self) -> Option<&'static str> {
+        match self {
+            PeekStrings::Allowed => None,
+            PeekStrings::NotAllowed => Some(
+                "string contents are withheld: this worker's owner has not allowed them (start the worker with \
+                 LEAKSCOPE_PEEK_STRINGS=1, or let its owner or root attach with `leakscope snapshot --peek-strings`)",
+            ),
+            PeekStrings::Forbidden => Some(
+                "string contents are withheld: this worker's environment sets LEAKSCOPE_PEEK_STRINGS=0, which forbids \
+                 them to every collector, an attaching `snapshot` included (restart it without that to allow them)",
+            ),
+        }
+    }
 }
 
 /// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
@@ -72,6 +119,8 @@ impl Default for Config {
             census: true,
             exact: Exact::Off,
             retention: Vec::new(),
+            peek_strings: PeekStrings::NotAllowed,
+            orphan_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -163,6 +212,16 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
     if let Some(v) = non_empty("LEAKSCOPE_RETENTION") {
         c.retention = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     }
+    let peek_strings = switch(&non_empty, &mut problems, "LEAKSCOPE_PEEK_STRINGS", "not allowing string contents");
+    c.peek_strings = PeekStrings::decide(peek_strings, None);
+    if let Some(v) = non_empty("LEAKSCOPE_ORPHAN_TIMEOUT") {
+        match parse_duration(&v) {
+            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.orphan_timeout = d,
+            _ => problems.push(format!(
+                "LEAKSCOPE_ORPHAN_TIMEOUT={v:?} is not a duration between 1s and 24h (e.g. 60s); using 60s"
+            )),
+        }
+    }
     let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => true,
@@ -187,6 +246,25 @@ fn number(
         match v.trim().replace('_', "").parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => *slot = n,
             _ => problems.push(format!("{name}={v:?} is not a whole number from {min} to {max}; using {slot}")),
+        }
+    }
+}
+
+/// A yes/no setting: `Some(true)` for 1/true/yes/on, `Some(false)` for 0/false/no/off, `None`
+/// when unset or unreadable (reported, with what happens instead).
+pub fn switch(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+    name: &str,
+    otherwise: &str,
+) -> Option<bool> {
+    let v = get(name)?;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => {
+            problems.push(format!("{name}={v:?} is not 0/1/true/false; {otherwise}"));
+            None
         }
     }
 }
@@ -252,6 +330,27 @@ mod tests {
         for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_LOG_LEVEL", "LEAKSCOPE_STACK_DEPTH"] {
             assert!(l.problems.iter().any(|p| p.contains(name)), "{name} not reported");
         }
+    }
+
+    #[test]
+    fn peek_strings_need_a_yes_and_a_no_anywhere_wins() {
+        assert_eq!(load(&[]).config.peek_strings, PeekStrings::NotAllowed);
+        assert_eq!(load(&[("LEAKSCOPE_PEEK_STRINGS", "1")]).config.peek_strings, PeekStrings::Allowed);
+        assert_eq!(load(&[("LEAKSCOPE_PEEK_STRINGS", "off")]).config.peek_strings, PeekStrings::Forbidden);
+        let odd = load(&[("LEAKSCOPE_PEEK_STRINGS", "please")]);
+        assert_eq!((odd.config.peek_strings, odd.problems.len()), (PeekStrings::NotAllowed, 1));
+        assert_eq!(PeekStrings::decide(None, Some(true)), PeekStrings::Allowed);
+        assert_eq!(PeekStrings::decide(Some(false), Some(true)), PeekStrings::Forbidden);
+        assert!(PeekStrings::Forbidden.withheld_because().unwrap().contains("LEAKSCOPE_PEEK_STRINGS=0"));
+        assert!(PeekStrings::Allowed.withheld_because().is_none());
+    }
+
+    #[test]
+    fn orphan_timeout_defaults_to_a_minute_and_reads_durations() {
+        assert_eq!(load(&[]).config.orphan_timeout, Duration::from_secs(60));
+        assert_eq!(load(&[("LEAKSCOPE_ORPHAN_TIMEOUT", "5s")]).config.orphan_timeout, Duration::from_secs(5));
+        let bad = load(&[("LEAKSCOPE_ORPHAN_TIMEOUT", "0s")]);
+        assert_eq!((bad.config.orphan_timeout, bad.problems.len()), (Duration::from_secs(60), 1));
     }
 
     #[test]

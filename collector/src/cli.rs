@@ -130,12 +130,24 @@ pub struct AttachArgs {
     /// Soak-style measurement points: the agent induces a full GC this often and counts the heap
     #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
     pub gc_every: Option<Duration>,
+    /// If this session dies without detaching (kill -9), the agent detaches itself after this
+    /// long without a collector (1s–24h)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_orphan_timeout)]
+    pub orphan_timeout: Duration,
     /// One status line per interval instead of the full-screen view
     #[arg(long)]
     pub plain: bool,
     /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+}
+
+fn parse_orphan_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("the orphan timeout must be between 1s and 24h".to_string());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -234,7 +246,8 @@ pub struct SoakArgs {
 
 #[derive(Debug, Args)]
 pub struct EnvArgs {
-    /// Producers connect to this socket [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    /// Producers connect to this socket [default: $XDG_RUNTIME_DIR/leakscope/leakscope.sock or
+    /// $TMPDIR/leakscope-$UID/leakscope.sock, in a directory only you may enter]
     #[arg(long, value_name = "PATH", conflicts_with = "output")]
     pub socket: Option<PathBuf>,
     /// Producers append to this file instead (read it with `leakscope tail FILE --follow`)
@@ -249,7 +262,8 @@ pub struct EnvArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Socket to listen on [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    /// Socket to listen on (made 0600) [default: $XDG_RUNTIME_DIR/leakscope/leakscope.sock or
+    /// $TMPDIR/leakscope-$UID/leakscope.sock, in a directory only you may enter]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Directory for recording.ndjson, report.txt, report.json [default: ./leakscope-<timestamp>]

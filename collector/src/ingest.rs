@@ -5,6 +5,7 @@
 //! limit) and hand them to the session's single consumer over a bounded channel, so a flood
 //! from a producer slows that producer's socket, never the collector's memory.
 
+use crate::owner_only::Allowed;
 use crate::protocol::MAX_LINE_BYTES;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -36,8 +37,10 @@ pub enum Event {
         conn: ConnId,
         partial: usize,
     },
-    /// Something the user should know about the input (truncation, rotation, refused peer).
+    /// Something the user should know about the input (truncation, rotation).
     Notice(String),
+    /// A peer that may not report here was turned away (said once per uid).
+    Refused(String),
 }
 
 /// Splits a byte stream into lines without ever holding more than one line (≤ the limit).
@@ -138,8 +141,15 @@ impl Replies {
     }
 }
 
-/// Accepts producers forever on a background thread, one reader thread per connection.
+/// Accepts producers of this user and root forever on a background thread, one reader thread
+/// per connection.
 pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
+    serve_allowing(listener, tx, Allowed::owner_and_root())
+}
+
+/// Like [`serve`], admitting only peers whose uid (as the kernel reports it) `allowed` admits;
+/// anyone else is disconnected before a byte is read, and the session is told once per uid.
+pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Allowed) -> Replies {
     let replies = Replies::default();
     let conn_replies = replies.clone();
     let open = Arc::new(AtomicUsize::new(0));
@@ -147,6 +157,7 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
         .name("accept".into())
         .spawn(move || {
             let mut next_id: ConnId = 1;
+            let mut refused_uids = std::collections::HashSet::new();
             for stream in listener.incoming() {
                 let stream = match stream {
                     Ok(s) => s,
@@ -161,6 +172,21 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
                         continue;
                     }
                 };
+                match crate::owner_only::peer(&stream) {
+                    Ok(peer) if allowed.admits(peer.uid) => {}
+                    Ok(peer) => {
+                        if refused_uids.insert(peer.uid) {
+                            let _ = tx.send(Event::Refused(allowed.refusal(&peer)));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Refused(format!(
+                            "refused a producer connection: cannot tell who it is ({e})"
+                        )));
+                        continue;
+                    }
+                }
                 if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
                     let _ = tx.send(Event::Notice(format!(
                         "refused a producer: already {MAX_CONNECTIONS} connections open"

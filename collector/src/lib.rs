@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod launch;
 pub mod live;
 pub mod locate;
+pub mod owner_only;
 pub mod protocol;
 pub mod report;
 pub mod session;
@@ -22,6 +23,7 @@ pub mod signals;
 pub mod sites;
 pub mod soak;
 pub mod store;
+pub mod target_root;
 pub mod terminal;
 pub mod units;
 

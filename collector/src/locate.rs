@@ -134,18 +134,10 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-fn runtime_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-}
-
-/// `leakscope listen`'s default: `$XDG_RUNTIME_DIR/leakscope.sock`, else `/tmp/leakscope-$UID.sock`.
+/// `leakscope listen`'s and `env`'s default socket: `$XDG_RUNTIME_DIR/leakscope/leakscope.sock`,
+/// else `$TMPDIR/leakscope-$UID/leakscope.sock` (see [`crate::owner_only`]).
 pub fn default_listen_socket() -> PathBuf {
-    match runtime_dir() {
-        Some(dir) => dir.join("leakscope.sock"),
-        None => PathBuf::from(format!("/tmp/leakscope-{}.sock", uid())),
-    }
+    crate::owner_only::default_socket()
 }
 
 /// `$XDG_CACHE_HOME/leakscope`, else `~/.cache/leakscope`, else `/tmp/leakscope-cache-$UID`.
@@ -227,8 +219,8 @@ pub struct PrivateDir {
 
 impl PrivateDir {
     pub fn create() -> Result<PrivateDir, CliError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let base = crate::owner_only::runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -246,7 +238,11 @@ impl PrivateDir {
                     e,
                 )
             })?;
-        Ok(PrivateDir { path })
+        let private = PrivateDir { path };
+        // Exactly 0700 whatever the umask (which may have removed the owner's own bits).
+        std::fs::set_permissions(&private.path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| CliError::io(format!("cannot set the mode of {}", private.path.display()), e))?;
+        Ok(private)
     }
 }
 

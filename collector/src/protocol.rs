@@ -402,6 +402,9 @@ pub struct Peek {
     pub t_ms: Option<Num>,
     pub pause_ms: Option<Num>,
     pub strings: bool,
+    /// String contents were asked for but the worker's owner has not allowed them: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strings_withheld: Option<String>,
     pub error: Option<String>,
     pub types: Vec<PeekType>,
 }

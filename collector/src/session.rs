@@ -125,6 +125,7 @@ impl Session {
                 }
             }
             Event::Notice(text) => self.store.note("info", text),
+            Event::Refused(text) => self.store.note("warn", text),
         }
     }
 

@@ -344,3 +344,110 @@ pub fn read_records_lenient(path: &Path) -> Vec<Value> {
 pub fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Whether the tests run as root (CI does).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A second local user, for tests that play another user of the same host (a squatter, an
+/// intruder). Created once, idempotently and safely against a concurrent creator; the tests that
+/// need it fail (never skip) when it cannot be had.
+#[derive(Clone, Debug)]
+pub struct OtherUser {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl OtherUser {
+    /// `program` to be run as this user (no supplementary groups).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Runs a short command as this user; panics with its output unless it succeeds.
+    pub fn run(&self, program: &str, args: &[&str]) {
+        let mut c = self.command(program);
+        c.args(args);
+        let out = run_with_timeout(c, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} as {} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn other_user() -> OtherUser {
+    const NAME: &str = "leakscope-other";
+    let lookup = || -> Option<OtherUser> {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, NAME]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+        };
+        Some(OtherUser { name: NAME, uid: id("-u")?, gid: id("-g")? })
+    };
+    if let Some(user) = lookup() {
+        return user;
+    }
+    assert!(is_root(), "this test plays a second local user and must create one: run it as root (CI does)");
+    let created = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", NAME])
+        .output()
+        .expect("run useradd");
+    // Another test may have created it meanwhile: look again before calling it a failure.
+    lookup().unwrap_or_else(|| {
+        panic!("cannot create the test user {NAME}: {}", String::from_utf8_lossy(&created.stderr))
+    })
+}
+
+/// A directory like `/tmp` (mode 1777: everyone may create entries, only owners remove them),
+/// private to one test, to stand in for the shared temporary directory.
+pub fn shared_tmp() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+/// The state `leakscope ps --json` gives the agent in `pid`.
+pub fn ps_agent_state(pid: u32) -> String {
+    let mut c = Command::new(cli_path());
+    c.args(["ps", "--json"]);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("ps --json");
+    listed
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .map(|p| p["agent"].as_str().unwrap_or("?").to_string())
+        .unwrap_or_else(|| "not listed".to_string())
+}
+
+/// Polls `ps` until the agent in `pid` is in `state`; returns how long it took, or panics with
+/// the last state seen.
+pub fn wait_for_agent_state(pid: u32, state: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = ps_agent_state(pid);
+        if now == state {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "the agent in {pid} is {now:?}, not {state:?}, after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether the agent's own thread runs in `pid` (it ends when the agent detaches).
+pub fn agent_thread_running(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
+}

@@ -54,6 +54,34 @@ fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Refuses a collector socket served by anyone but this process's user or root, as the kernel
+/// reports the listener (`SO_PEERCRED`): another local user who binds the path first (a squatted
+/// default socket) gets a connection and nothing else.
+fn check_listener(stream: &UnixStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid == me || cred.uid == 0 {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing it: it is served by uid {}, not by this process's user (uid {me}) or root, so nothing is sent to it",
+            cred.uid
+        ),
+    ))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Socket,
@@ -130,6 +158,11 @@ impl Sink {
         lines
     }
 
+    /// Whether a collector is connected: `None` without a socket destination.
+    pub fn collector_connected(&self) -> Option<bool> {
+        self.destinations.iter().find(|d| d.kind == Kind::Socket).map(|d| d.connection.is_some())
+    }
+
     /// Why output is not reaching anyone, if it is not.
     pub fn problem(&self) -> Option<String> {
         let down: Vec<&str> = self.destinations.iter().filter_map(|d| d.outage.as_deref()).collect();
@@ -181,13 +214,18 @@ impl Destination {
         use std::os::fd::AsRawFd;
         let Some(Connection::Socket(stream)) = &self.connection else { return };
         let mut buf = [0u8; 4096];
+        let mut closed = false;
         loop {
             // SAFETY: receives into a live buffer we own; MSG_DONTWAIT never blocks.
             let n = unsafe {
                 libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
             };
-            if n <= 0 {
-                break; // nothing more now (EAGAIN), or the peer closed: the next write will tell
+            if n == 0 {
+                closed = true; // the collector has gone; what it sent before is still read below
+                break;
+            }
+            if n < 0 {
+                break; // nothing more now (EAGAIN), or an error the next write will tell
             }
             self.inbox.extend_from_slice(&buf[..n as usize]);
         }
@@ -202,12 +240,19 @@ impl Destination {
             tracing::warn!("dropping {} bytes from the collector that never formed a line", self.inbox.len());
             self.inbox.clear();
         }
+        if closed {
+            self.connection = None;
+            self.fail(format!("the collector at {} closed the connection", self.path.display()));
+        }
     }
 
     fn open(&self) -> std::io::Result<Connection> {
         match self.kind {
             Kind::Socket => {
                 let stream = UnixStream::connect(&self.path)?;
+                // Before a single byte (even `hello`) is written: whoever serves the path must
+                // be this process's own user or root.
+                check_listener(&stream)?;
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 Ok(Connection::Socket(stream))
             }

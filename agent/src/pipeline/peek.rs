@@ -213,7 +213,16 @@ pub fn run(
     t_ms: u64,
 ) -> PeekRecord {
     let mut record =
-        PeekRecord { gc, t_ms, unix_ms: crate::pipeline::unix_ms(), pause_ms: 0.0, strings: request.strings, error: None, types: Vec::new() };
+        PeekRecord {
+        gc,
+        t_ms,
+        unix_ms: crate::pipeline::unix_ms(),
+        pause_ms: 0.0,
+        strings: request.strings,
+        strings_withheld: None,
+        error: None,
+        types: Vec::new(),
+    };
     let mut matched: Vec<Vec<Arc<str>>> = vec![Vec::new(); request.types.len()];
     let mut wanted: HashMap<ClassID, (usize, Arc<[Field]>)> = HashMap::new();
     for (class, name) in classes {

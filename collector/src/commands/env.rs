@@ -14,7 +14,14 @@ pub fn env(args: EnvArgs) -> CliResult<i32> {
     let channel = match (&args.socket, &args.output) {
         (_, Some(file)) => Channel::Output(absolute(file)),
         (Some(sock), None) => Channel::Socket(absolute(sock)),
-        (None, None) => Channel::Socket(locate::default_listen_socket()),
+        (None, None) => {
+            // Claim the owner-only directory now, before a worker is pointed at it.
+            let socket = locate::default_listen_socket();
+            if let Some(dir) = socket.parent() {
+                crate::owner_only::ensure_private_dir(dir)?;
+            }
+            Channel::Socket(socket)
+        }
     };
     // The worker's own LD_PRELOAD is unknown here: the shell line keeps it, the others cannot.
     let vars = launch::profiler_env(
@@ -55,6 +62,12 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
                 o,
                 "# (start the listener first; the agent retries if it is not there yet)"
             );
+            let _ = writeln!(
+                o,
+                "# Run the worker and the listener as the same user (uid {}): producers talk only to a",
+                crate::owner_only::euid()
+            );
+            let _ = writeln!(o, "# listener of their own user or root, and it accepts only its own user's and root's.");
         }
         Channel::Output(p) => {
             let _ = writeln!(

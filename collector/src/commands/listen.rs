@@ -19,10 +19,16 @@ use std::time::{Duration, Instant};
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn listen(args: ListenArgs) -> CliResult<i32> {
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(locate::default_listen_socket);
+    let socket = match args.socket.clone() {
+        Some(socket) => socket,
+        None => {
+            let socket = locate::default_listen_socket();
+            if let Some(dir) = socket.parent() {
+                crate::owner_only::ensure_private_dir(dir)?;
+            }
+            socket
+        }
+    };
     let listener = bind_exclusive(&socket)?;
     let socket_guard = RemoveOnDrop(socket.clone());
     let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
@@ -99,8 +105,8 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     Ok(0)
 }
 
-/// Binds the socket, replacing a stale one, refusing if a listener is alive or the path is
-/// something other than a socket.
+/// Binds the socket (0600: only this user may connect), replacing a stale one, refusing if a
+/// listener is alive or the path is something other than a socket.
 pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         if !meta.file_type().is_socket() {
@@ -146,7 +152,7 @@ pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
         ))
         .hint("choose a shorter path with --socket"));
     }
-    UnixListener::bind(socket)
+    crate::owner_only::bind(socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))
 }
 

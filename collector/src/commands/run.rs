@@ -12,7 +12,6 @@ use crate::report::{NativeTracking, Report, SessionInfo};
 use crate::session::{Session, tail_lines};
 use crate::signals;
 use crate::terminal;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -178,7 +177,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
 
     let private = PrivateDir::create()?;
     let socket = private.path.join("agent.sock");
-    let listener = UnixListener::bind(&socket)
+    let listener = crate::owner_only::bind(&socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))?;
     let (tx, rx) = ingest::channel();
     let replies = ingest::serve(listener, tx);

@@ -1,7 +1,7 @@
 //! The agent's lifecycle: `Initialize` decides whether and how to run, `Shutdown` flushes.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
+use std::ffi::{OsString, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,14 +96,14 @@ const MIN_INFO_VERSION: u32 = 13;
 /// # Safety
 /// `unknown` must be NULL or the IUnknown the runtime passed to `Initialize[ForAttach]`.
 pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
+    // First of all: no panic of ours may reach the host's stderr, not even while reading settings.
+    crate::log::install_panic_hook();
     let started = Instant::now();
     let (attached, overrides) = match start {
         Start::Startup => (false, HashMap::new()),
         Start::Attach { client_data } => (true, settings_from_client_data(&client_data)),
     };
-    let loaded = config::from_lookup(|name| {
-        overrides.get(name).cloned().or_else(|| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
-    });
+    let loaded = config::from_lookup(|name| overrides.get(name).map(OsString::from).or_else(|| std::env::var_os(name)));
     crate::log::install(&loaded.config);
     tracing::info!(
         "leakscope agent {} {} pid {}",

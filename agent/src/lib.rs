@@ -15,6 +15,7 @@ pub mod capture;
 pub mod clr;
 pub mod com;
 pub mod config;
+pub mod files;
 pub mod log;
 pub mod memory;
 pub mod output;

@@ -154,6 +154,8 @@ pub unsafe extern "system" fn DllGetClassObject(
     iid: *const GUID,
     out: *mut *mut c_void,
 ) -> HRESULT {
+    // The runtime's first call into the library: from here on no panic reaches stderr.
+    crate::log::install_panic_hook();
     guard::com_entry("DllGetClassObject", E_FAIL, || {
         if clsid.is_null() || iid.is_null() || out.is_null() {
             return E_POINTER;

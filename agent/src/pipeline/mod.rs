@@ -73,6 +73,8 @@ struct Pipeline<'a> {
     exact_allocations: u64,
     /// How long the latest induced full GC took.
     forced_gc: Duration,
+    /// The log file's problem (a refused path) has been sent as a status.
+    log_problem_reported: bool,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -124,6 +126,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         }),
         exact_allocations: 0,
         forced_gc: Duration::ZERO,
+        log_problem_reported: false,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -752,6 +755,21 @@ impl Pipeline<'_> {
         };
         let payload = records::line("summary", &summary);
         self.deliver(&payload, &stack_ids);
+        self.report_output_problems();
+    }
+
+    /// Tells the collector (through whatever output still works) about a destination that has
+    /// just failed or a log file that was refused, once each.
+    fn report_output_problems(&mut self) {
+        for problem in self.sink.take_new_problems() {
+            self.status("warn", &problem);
+        }
+        if !self.log_problem_reported {
+            if let Some(problem) = crate::log::problem() {
+                self.log_problem_reported = true;
+                self.status("warn", &problem);
+            }
+        }
     }
 }
 

@@ -138,18 +138,17 @@ pub(crate) unsafe fn init(envp: *const *const libc::c_char) {
     });
 }
 
-fn open_log(cfg: &Config) {
-    let Some(path) = cfg.log.as_deref() else {
-        return;
-    };
-    let fd = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644);
-    match sys::OwnedFd::adopt(fd, sys::Expect::File(path)) {
+/// Opens `LEAKSCOPE_LOG` (see [`sys::open_private_append`]). Why it could not be opened is
+/// returned, for the collector: there is no log to say it in, and never the host's stderr.
+fn open_log(cfg: &Config) -> Option<String> {
+    let path = cfg.log.as_deref()?;
+    match sys::open_private_append("LEAKSCOPE_LOG", path) {
         // The log descriptor is kept for the life of the process.
-        Some(f) => log::set_fd(f.get().unwrap_or(-1), cfg.log_level),
-        None => log::stderr_once(format_args!(
-            "cannot open LEAKSCOPE_LOG={path}: {}",
-            std::io::Error::from_raw_os_error(sys::errno())
-        )),
+        Ok(f) => {
+            log::set_fd(f.get().unwrap_or(-1), cfg.log_level);
+            None
+        }
+        Err(e) => Some(format!("no log file: {e}")),
     }
 }
 
@@ -197,8 +196,8 @@ fn check_first() -> Result<(), String> {
     Ok(())
 }
 
-fn init_inner(cfg: Config, warnings: Vec<String>) {
-    open_log(&cfg);
+fn init_inner(cfg: Config, mut warnings: Vec<String>) {
+    warnings.extend(open_log(&cfg));
     for w in &warnings {
         warn!("{w}");
     }
@@ -231,9 +230,11 @@ fn init_inner(cfg: Config, warnings: Vec<String>) {
     let sink = match writer::Sink::open(&cfg) {
         Ok(s) => s,
         Err(e) => {
+            // The output is the only way to the collector: the log (if any) is all that can
+            // hear this. Nothing goes to the host's stderr.
             let r = format!("native tracking off: {e}");
             go_off(&r);
-            log::stderr_once(format_args!("{r}"));
+            error!("{r}");
             return;
         }
     };

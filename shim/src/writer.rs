@@ -56,12 +56,7 @@ fn os_err() -> String {
 }
 
 fn open_append(path: &str) -> Result<OwnedFd, String> {
-    let fd = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644);
-    if fd < 0 {
-        return Err(format!("cannot open LEAKSCOPE_OUTPUT={path}: {}", os_err()));
-    }
-    OwnedFd::adopt(fd, sys::Expect::File(path))
-        .ok_or_else(|| format!("LEAKSCOPE_OUTPUT={path}: the descriptor was taken over by the host while opening"))
+    sys::open_private_append("LEAKSCOPE_OUTPUT", path)
 }
 
 fn connect_unix(path: &str) -> Result<OwnedFd, String> {

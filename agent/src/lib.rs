@@ -20,6 +20,7 @@ pub mod log;
 pub mod memory;
 pub mod output;
 pub mod pipeline;
+pub mod stop;
 
 pub use com::DllGetClassObject;
 

@@ -8,6 +8,7 @@
 pub mod aim;
 pub mod census;
 pub mod gc_stats;
+pub mod heap_walk;
 pub mod lines;
 pub mod names;
 pub mod peek;
@@ -143,7 +144,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut next_tick = Instant::now() + config.interval;
     let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        if p.drain() {
+        // Shutdown also queues a Stop, but the queue may be full.
+        if p.drain() || crate::stop::shutting_down() {
             break;
         }
         // The queue is empty: everything up to now is applied.
@@ -354,7 +356,11 @@ impl Pipeline<'_> {
         let info = &self.agent.info;
         // The classes on the heap, named: which of them are asked for.
         let classes: Vec<(ClassID, std::sync::Arc<str>)> = match census::take(info) {
-            Ok(c) => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(c) if c.stopped.is_none() => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(_) => {
+                tracing::info!("peek abandoned: {}", crate::stop::why().unwrap_or_default());
+                return;
+            }
             Err(hr) => {
                 let record = PeekRecord {
                     gc,
@@ -583,6 +589,10 @@ impl Pipeline<'_> {
             return;
         }
         match census::take(&self.agent.info) {
+            Ok(c) if c.stopped.is_some() => {
+                // Part of the heap only: a census that says less than is there is not sent.
+                tracing::info!("census abandoned: {:?}", c.stopped);
+            }
             Ok(c) => {
                 let mut types: Vec<CensusType> = c
                     .by_class

@@ -76,6 +76,8 @@ struct Pipeline<'a> {
     forced_gc: Duration,
     /// The log file's problem (a refused path) has been sent as a status.
     log_problem_reported: bool,
+    /// Malformed runtime events have been mentioned in a status.
+    bad_events_reported: bool,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -128,6 +130,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         exact_allocations: 0,
         forced_gc: Duration::ZERO,
         log_problem_reported: false,
+        bad_events_reported: false,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -147,6 +150,10 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         // Shutdown also queues a Stop, but the queue may be full.
         if p.drain() || crate::stop::shutting_down() {
             break;
+        }
+        if let Some(size) = crate::memory::failure() {
+            p.out_of_memory(size);
+            return;
         }
         // The queue is empty: everything up to now is applied.
         p.report_retained_after_full_gc();
@@ -461,6 +468,21 @@ impl Pipeline<'_> {
         }
     }
 
+    /// The system refused the agent memory (served from the emergency reserve, see
+    /// `memory.rs`): the callbacks are already off; stop tracking, say why, flush and release
+    /// everything, and end this thread. The application runs on as if leakscope had gone.
+    fn out_of_memory(&mut self, size: usize) {
+        let message = format!(
+            "out of memory: the system refused the agent an allocation of {size} bytes; the agent has turned \
+             itself off (the application runs on, unaffected)"
+        );
+        crate::com::guard::disable(message.clone());
+        self.status("error", &message);
+        self.agent.stop_session();
+        let _ = self.drain();
+        self.finish("out of memory");
+    }
+
     /// A last survival check and summary, `bye`, and every handle released.
     fn finish(&mut self, reason: &str) {
         self.sweep();
@@ -710,6 +732,16 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
+        let bad_events = counters.bad_events.load(Ordering::Relaxed);
+        if bad_events > 0 && !self.bad_events_reported {
+            self.bad_events_reported = true;
+            let message = format!(
+                "{bad_events} runtime event(s) had a version or size the agent does not know and were skipped \
+                 (counted in agent.bad_events); samples or GC counters may be missing"
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
         let (sites, stack_ids) = self.site_records(self.history.completed);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         // Mean cost, in microseconds, of the samples the allocating threads actually followed.
@@ -753,6 +785,7 @@ impl Pipeline<'_> {
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
+                bad_events: counters.bad_events.load(Ordering::Relaxed),
                 degraded,
                 exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
                     aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),

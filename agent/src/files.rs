@@ -6,7 +6,8 @@
 //! a device, a hard link, or a file of their own (they would read what we write). So the path
 //! is never followed, never opened in a way that can block, and what is opened is used only if
 //! it is a regular file with one link, owned by our effective uid (or root). A new file is
-//! created with `O_EXCL` and mode 0600, so it is ours from the first byte.
+//! created with `O_EXCL` and mode 0600, so it is ours from the first byte. A file the agent only
+//! reads (an assembly's PDB) is read only if it is a regular file, and never in a way that blocks.
 
 use std::fs::File;
 use std::io;
@@ -36,6 +37,25 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     };
     check(path, &file.metadata()?)?;
     Ok(file)
+}
+
+/// Reads a file the agent only reads (an assembly's PDB, next to the application): followed if
+/// a symlink, but only a regular file of at most `max` bytes, and never blocking (a FIFO there
+/// would otherwise hold the agent thread forever).
+pub fn read_regular(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// ELOOP from `O_NOFOLLOW` means a symlink; say so rather than "too many levels of links".
@@ -141,6 +161,19 @@ mod tests {
         assert!(e.to_string().contains("hard links"), "{e}");
 
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn reads_take_regular_files_only_and_never_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdb = dir.path().join("app.pdb");
+        std::fs::write(&pdb, b"BSJB").unwrap();
+        assert_eq!(read_regular(&pdb, 100).as_deref(), Some(&b"BSJB"[..]));
+        assert_eq!(read_regular(&pdb, 3), None, "over the size limit");
+        let fifo = dir.path().join("fifo.pdb");
+        mkfifo(&fifo);
+        assert_eq!(read_regular(&fifo, 100), None);
+        assert_eq!(read_regular(Path::new("/dev/zero"), 100), None);
     }
 
     /// Needs root (as CI runs): the file must belong to someone else.

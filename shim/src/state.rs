@@ -126,11 +126,15 @@ pub(crate) unsafe fn init(envp: *const *const libc::c_char) {
     START_UNIX_MS.store(sys::unix_ms(), Ordering::Relaxed);
     tls::with(|t| {
         let Some(_busy) = t.enter() else { return };
-        // SAFETY: forwarded contract.
-        let envp_lookup = |k: &str| unsafe { config::env_lookup(envp, k) };
-        let (cfg, warnings) = config::from_lookup(envp_lookup);
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init_inner(cfg, warnings)));
+        // First of all (our copy of std only): a panic is logged, never printed on the host's
+        // stderr, and the one below is caught.
+        std::panic::set_hook(Box::new(|info| error!("panic: {info}")));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: forwarded contract.
+            let envp_lookup = |k: &str| unsafe { config::env_lookup(envp, k) };
+            let (cfg, warnings) = config::from_lookup(envp_lookup);
+            init_inner(cfg, warnings)
+        }));
         if outcome.is_err() {
             go_off("internal error during initialisation; native tracking off");
             error!("internal error during initialisation; native tracking off");

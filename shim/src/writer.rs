@@ -720,8 +720,6 @@ pub(crate) fn start(
     table_bytes: usize,
 ) -> Result<(), String> {
     let tables = state::tables().ok_or("tables missing")?;
-    // Our copy of std only: never print panics to the host's stderr.
-    std::panic::set_hook(Box::new(|info| error!("panic: {info}")));
     let w = Writer::new(cfg, warnings, sink, tables, table_bytes);
     match WRITER.lock() {
         Ok(mut g) => *g = Some(w),

@@ -61,6 +61,9 @@ fn signal_name(sig: c_int) -> &'static str {
 /// Atomics, so the handler reads them without a lock.
 static PREVIOUS_HANDLER: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
 static PREVIOUS_FLAGS: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+/// Per signal: the replaced action was one-shot (`SA_RESETHAND`) and has been used up, so the
+/// default action is what must be restored.
+static USED_UP: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
 /// Per signal: someone installed a handler over ours during a walk (and may chain to it), so
 /// ours stays where it is and is never installed again: its saved predecessor stays valid.
 static LEFT_IN_PLACE: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
@@ -78,6 +81,12 @@ extern "C" fn on_terminating(sig: c_int, info: *mut libc::siginfo_t, context: *m
     if let Some(i) = TERMINATING.iter().position(|&s| s == sig) {
         let handler = PREVIOUS_HANDLER[i].load(Ordering::Acquire);
         let flags = PREVIOUS_FLAGS[i].load(Ordering::Acquire);
+        if flags & libc::SA_RESETHAND != 0 && handler != libc::SIG_DFL {
+            // A one-shot handler: after this delivery the kernel would have reset it.
+            PREVIOUS_HANDLER[i].store(libc::SIG_DFL, Ordering::Release);
+            PREVIOUS_FLAGS[i].store(0, Ordering::Release);
+            USED_UP[i].store(true, Ordering::Release);
+        }
         if handler == libc::SIG_DFL {
             // The default action (terminate, or core dump for SIGQUIT): restore it and send the
             // signal again; it is blocked while this handler runs and is delivered on return.
@@ -135,6 +144,7 @@ impl SignalWatch {
             }
             PREVIOUS_HANDLER[i].store(current.sa_sigaction, Ordering::Release);
             PREVIOUS_FLAGS[i].store(current.sa_flags, Ordering::Release);
+            USED_UP[i].store(false, Ordering::Release);
             // SAFETY: as above.
             let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
             ours.sa_sigaction = our_handler();
@@ -167,8 +177,13 @@ impl Drop for SignalWatch {
                 continue;
             }
             if current.sa_sigaction == our_handler() {
-                // SAFETY: `previous` is the complete action sigaction gave us.
-                unsafe { libc::sigaction(sig, &previous, std::ptr::null_mut()) };
+                let mut restore = previous;
+                if USED_UP[i].load(Ordering::Acquire) {
+                    restore.sa_sigaction = libc::SIG_DFL;
+                    restore.sa_flags = 0;
+                }
+                // SAFETY: `restore` is the complete action sigaction gave us (or the default).
+                unsafe { libc::sigaction(sig, &restore, std::ptr::null_mut()) };
             } else {
                 LEFT_IN_PLACE[i].store(true, Ordering::Relaxed);
             }
@@ -218,5 +233,23 @@ mod tests {
         // SAFETY: raise delivers SIGHUP to the restored counting handler.
         unsafe { libc::raise(libc::SIGHUP) };
         assert_eq!(SEEN.load(Ordering::SeqCst), 2);
+
+        // A one-shot handler (SA_RESETHAND) is used up by a signal during the walk: afterwards
+        // the default action is in place, as the kernel would have left it.
+        // SAFETY: an all-zero sigaction is valid; installs the counting handler, one-shot.
+        unsafe {
+            let mut once: libc::sigaction = std::mem::zeroed();
+            once.sa_sigaction = counting as *const () as usize;
+            once.sa_flags = libc::SA_RESETHAND;
+            libc::sigaction(libc::SIGHUP, &once, std::ptr::null_mut());
+        }
+        let watch = SignalWatch::start();
+        // SAFETY: raise delivers SIGHUP to our handler, which forwards it once.
+        unsafe { libc::raise(libc::SIGHUP) };
+        assert_eq!(SEEN.load(Ordering::SeqCst), 3);
+        drop(watch);
+        assert_eq!(handler_of(libc::SIGHUP), libc::SIG_DFL, "a one-shot handler is not put back");
+        // SAFETY: leave SIGHUP with a harmless handler for the rest of the test process.
+        unsafe { libc::signal(libc::SIGHUP, counting as *const () as usize) };
     }
 }

@@ -258,6 +258,10 @@ pub struct EnvArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub libs: LibraryArgs,
+    /// The worker's command, optional (after `--`): its C library is checked, and for a musl
+    /// program (Alpine) the native shim is left out, since preloading it would stop it starting
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -438,6 +442,15 @@ mod tests {
         };
         assert_eq!(e.output, Some(PathBuf::from("/var/log/x.ndjson")));
         assert!(e.libs.no_native);
+        assert!(e.command.is_empty());
+    }
+
+    #[test]
+    fn env_takes_the_workers_command_after_the_separator() {
+        let Command::Env(e) = parse("leakscope env --interval 2s -- ./worker --port 80").unwrap().command else {
+            panic!()
+        };
+        assert_eq!(e.command, ["./worker", "--port", "80"]);
     }
 
     #[test]

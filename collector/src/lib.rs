@@ -24,6 +24,7 @@ pub mod sites;
 pub mod soak;
 pub mod store;
 pub mod target_root;
+pub mod target_libc;
 pub mod terminal;
 pub mod units;
 

@@ -2,7 +2,7 @@
 
 use crate::cli::EnvArgs;
 use crate::commands::print_stdout;
-use crate::commands::run::resolve_libraries;
+use crate::commands::run::{keep_shim_only_for_glibc, resolve_libraries};
 use crate::error::CliResult;
 use crate::launch::{self, Channel};
 use crate::locate::{self, shell_quote};
@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub fn env(args: EnvArgs) -> CliResult<i32> {
-    let libs = resolve_libraries(&args.libs)?;
+    let mut libs = resolve_libraries(&args.libs)?;
+    keep_shim_only_for_glibc(&mut libs, &args.command);
     let channel = match (&args.socket, &args.output) {
         (_, Some(file)) => Channel::Output(absolute(file)),
         (Some(sock), None) => Channel::Socket(absolute(sock)),
@@ -79,6 +80,12 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
     }
     if let Some(reason) = native_off {
         let _ = writeln!(o, "# Native tracking off: {reason}");
+    } else if vars.iter().any(|(k, _)| k == "LD_PRELOAD") {
+        let _ = writeln!(
+            o,
+            "# The native shim (LD_PRELOAD) needs glibc: for a musl-based image (Alpine) use `leakscope env --no-native`,"
+        );
+        let _ = writeln!(o, "# or put the worker's command after `--` to have it checked.");
     }
     for (k, v) in vars {
         if k == "LD_PRELOAD" {

@@ -135,6 +135,18 @@ pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
     }
 }
 
+/// Leaves the shim out when the program about to be launched is not a glibc program (musl:
+/// preloading it would stop the process from starting), and says why.
+pub fn keep_shim_only_for_glibc(libs: &mut Libraries, argv: &[String]) {
+    if libs.shim.is_none() {
+        return;
+    }
+    if let Some(reason) = crate::target_libc::shim_refusal(argv) {
+        libs.shim = None;
+        libs.native = NativeTracking { enabled: false, reason: Some(reason) };
+    }
+}
+
 /// What to tell the user when no agent ever connected.
 pub fn no_agent_message(agent: &Path) -> String {
     format!(
@@ -152,7 +164,8 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     if spec.argv.is_empty() {
         return Err(CliError::usage("no command given").hint("leakscope run -- dotnet Worker.dll"));
     }
-    let libs = resolve_libraries(&spec.libs)?;
+    let mut libs = resolve_libraries(&spec.libs)?;
+    keep_shim_only_for_glibc(&mut libs, &spec.argv);
     let (out_dir, out_note) = locate::create_out_dir(spec.out.as_deref(), spec.out_prefix)?;
 
     let mut info = SessionInfo::new(spec.mode);

@@ -7,10 +7,12 @@
 //! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
+pub mod files;
 pub mod ingest;
 pub mod launch;
 pub mod live;
@@ -24,6 +26,7 @@ pub mod soak;
 pub mod store;
 pub mod terminal;
 pub mod units;
+pub mod untrusted;
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main_entry() -> i32 {

@@ -82,10 +82,9 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     let settings = args.gc_every.map(|every| format!("LEAKSCOPE_INDUCE_FULL_GC={}ms\n", every.as_millis())).unwrap_or_default();
     // The output directory comes after the checks, so a refused attach leaves nothing behind.
     let Attachment { place, diag_socket, replies, events: rx } = load_agent(pid, args.agent.as_deref(), args.interval, &settings)?;
-    let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope-attach")?;
-    let recording = out_dir.join("recording.ndjson");
-    let recorder = Recorder::create(&recording)
-        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let (out, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope-attach")?;
+    let out_dir = out.path().to_path_buf();
+    let recorder = out.create_file("recording.ndjson");
 
     let _state = AttachState::write(pid, &place.host_socket, &out_dir);
     let mut info = SessionInfo::new("attach");
@@ -96,6 +95,13 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     if let Some(n) = out_note {
         info.note("warn", n);
     }
+    let recorder = match recorder {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live { ViewMode::Live } else { ViewMode::Plain };
     signals::install();
@@ -104,7 +110,7 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
         diag_socket.display(),
         out_dir.display()
     ));
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut session = Session::new(Some(rx), recorder, mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
     let ended = loop {
         session.pump(Duration::from_millis(100));
@@ -137,12 +143,17 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     };
     session.finish();
     session.info.note("info", outcome.clone());
-    let _ = std::fs::copy(&place.host_log, out_dir.join("agent.log"));
-    let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    let _ = crate::files::copy_into(&place.host_log, &out, "agent.log", MAX_LOG_COPY);
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
+    print_stderr(&crate::report::render_summary(&report, shown_dir));
+    print_stderr(&written.render_failures());
     print_stderr(&format!("leakscope: {outcome}\n"));
     Ok(0)
 }
+
+/// The agent's log copied beside the report: its warnings, not a flood.
+const MAX_LOG_COPY: u64 = 16 << 20;
 
 enum Ending {
     Detach,
@@ -320,15 +331,15 @@ impl AttachState {
     }
 
     fn write(pid: u32, socket: &Path, out_dir: &Path) -> Option<AttachState> {
-        let path = Self::path_for(pid);
-        std::fs::create_dir_all(path.parent()?).ok()?;
+        // In the user's private cache (0700, never through a link), as 0600 files.
+        let dir = crate::files::Dir::private(&locate::cache_dir()).ok()?.private_subdir("attached").ok()?;
         let record = AttachRecord { cli_pid: std::process::id(), socket: socket.to_path_buf(), out_dir: out_dir.to_path_buf() };
-        std::fs::write(&path, serde_json::to_vec(&record).ok()?).ok()?;
+        let path = dir.write_file(&format!("{pid}.json"), &serde_json::to_vec(&record).ok()?).ok()?;
         Some(AttachState { path })
     }
 
     fn read(pid: u32) -> Option<AttachRecord> {
-        serde_json::from_slice(&std::fs::read(Self::path_for(pid)).ok()?).ok()
+        serde_json::from_slice(&crate::files::read_regular_nofollow(&Self::path_for(pid), 1 << 20).ok()?).ok()
     }
 }
 

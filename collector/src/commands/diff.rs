@@ -68,40 +68,70 @@ fn num(n: Option<protocol::Num>) -> u64 {
     n.map(|n| n.u64()).unwrap_or(0)
 }
 
-/// Every census in a recording, in order, for the process with the most of them.
+/// The first and the last census in a recording (one point if it has one), for the process
+/// with the most of them. Read line by line (lines over the protocol's limit are discarded),
+/// keeping two points per process, so any size of file is read in bounded memory.
 pub fn load(path: &Path) -> CliResult<Vec<Point>> {
     let file = if path.is_dir() { path.join("recording.ndjson") } else { path.to_path_buf() };
-    let text = std::fs::read(&file).map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    let opened = crate::files::open_regular(&file).map_err(|e| e.to_cli("cannot read"))?;
     struct PerPid {
         cmdline: Option<String>,
+        censuses: u64,
+        /// The first census and, once there is a second, the latest.
         points: Vec<Point>,
-        retained: Vec<(Option<u64>, Vec<ManagedSite>)>,
+        /// Whether each point's sites came from the `retained` record of its GC.
+        from_retained: Vec<bool>,
         latest_sites: Vec<ManagedSite>,
     }
     let mut by_pid: BTreeMap<u32, PerPid> = BTreeMap::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Ok(env) = protocol::parse_line(line) else { continue };
+    let mut oversize = 0u64;
+    let mut on_line = |line: &[u8]| {
+        let Ok(env) = protocol::parse_line(line) else { return };
         if env.key.source != Source::Agent {
-            continue;
+            return;
         }
         let pid = env.key.pid;
-        let entry = by_pid
-            .entry(pid)
-            .or_insert_with(|| PerPid { cmdline: None, points: Vec::new(), retained: Vec::new(), latest_sites: Vec::new() });
+        // Producers per file are bounded like a session's (store::MAX_PRODUCERS).
+        if !by_pid.contains_key(&pid) && by_pid.len() >= crate::store::MAX_PRODUCERS {
+            return;
+        }
+        let entry = by_pid.entry(pid).or_insert_with(|| PerPid {
+            cmdline: None,
+            censuses: 0,
+            points: Vec::new(),
+            from_retained: Vec::new(),
+            latest_sites: Vec::new(),
+        });
         match env.record {
             Record::Hello(h) => entry.cmdline = h.cmdline.or(entry.cmdline.take()),
             Record::Summary(s) => entry.latest_sites = s.sites,
-            Record::Retained(r) => entry.retained.push((r.gc, r.sites)),
-            Record::Census(c) => entry.points.push(Point {
-                file: file.clone(),
-                pid,
-                cmdline: entry.cmdline.clone(),
-                census: *c,
-                // Filled below, once the matching `retained` (sent after the census) is read.
-                sites: entry.latest_sites.clone(),
-                retention: None,
-                peek: None,
-            }),
+            Record::Retained(r) => {
+                // The survivors of the same full GC as a census (sent after it).
+                for (point, done) in entry.points.iter_mut().zip(entry.from_retained.iter_mut()) {
+                    if !*done && r.gc.is_some() && r.gc == point.census.gc {
+                        point.sites = r.sites.clone();
+                        *done = true;
+                    }
+                }
+            }
+            Record::Census(c) => {
+                entry.censuses += 1;
+                if entry.points.len() == 2 {
+                    entry.points.pop();
+                    entry.from_retained.pop();
+                }
+                entry.points.push(Point {
+                    file: file.clone(),
+                    pid,
+                    cmdline: entry.cmdline.clone(),
+                    census: *c,
+                    // Replaced by the matching `retained`, if one follows.
+                    sites: entry.latest_sites.clone(),
+                    retention: None,
+                    peek: None,
+                });
+                entry.from_retained.push(false);
+            }
             Record::Retention(r) => {
                 if let Some(last) = entry.points.last_mut() {
                     last.retention = Some(*r);
@@ -114,17 +144,29 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
             }
             _ => {}
         }
-    }
-    let Some((_, mut chosen)) = by_pid.into_iter().max_by_key(|(_, p)| p.points.len()) else {
+    };
+    crate::ingest::read_file_lines(opened, |ev| match ev {
+        crate::ingest::Event::Line(_, line) => on_line(&line),
+        crate::ingest::Event::Oversize(_) => oversize += 1,
+        _ => {}
+    })
+    .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    let no_census = |file: &Path| {
+        let e = no_census(file);
+        if oversize > 0 {
+            e.hint(format!(
+                "{oversize} line(s) longer than {} MiB were discarded: is it a recording?",
+                protocol::MAX_LINE_BYTES >> 20
+            ))
+        } else {
+            e
+        }
+    };
+    let Some((_, mut chosen)) = by_pid.into_iter().max_by_key(|(_, p)| p.censuses) else {
         return Err(no_census(&file));
     };
     if chosen.points.is_empty() {
         return Err(no_census(&file));
-    }
-    for point in &mut chosen.points {
-        if let Some((_, sites)) = chosen.retained.iter().find(|(gc, _)| gc.is_some() && *gc == point.census.gc) {
-            point.sites = sites.clone();
-        }
     }
     // A census with no summary before it (a snapshot of an idle process) takes the last one seen.
     if let Some(last) = chosen.points.last_mut() {

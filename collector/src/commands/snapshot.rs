@@ -30,11 +30,17 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("leakscope-snapshot-{pid}-{}.ndjson", crate::units::local_timestamp())));
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| CliError::io(format!("cannot create {}", parent.display()), e))?;
-    }
-    let Attachment { place, replies, events, .. } = attach::load_agent(pid, args.agent.as_deref(), INTERVAL, "")?;
-    let recorder = Recorder::create(&out).map_err(|e| CliError::io(format!("cannot create {}", out.display()), e))?;
+    // The snapshot may hold string values (--peek-strings): 0600, never through a link; made
+    // before attaching, so a refused path never leaves an agent loaded.
+    let (file, created) = crate::files::create_named_file(&out).map_err(|e| e.to_cli("cannot create"))?;
+    let Attachment { place, replies, events, .. } = match attach::load_agent(pid, args.agent.as_deref(), INTERVAL, "") {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_file(&created);
+            return Err(e);
+        }
+    };
+    let recorder = Recorder::new(file, out.clone());
     let mut session = Session::new(Some(events), Some(recorder), ViewMode::Quiet, SessionInfo::new("snapshot"));
     let gone = |pid: u32| !Path::new(&format!("/proc/{pid}")).exists();
 

@@ -42,9 +42,10 @@ const MAX_GC_REASONS: usize = 64;
 const MAX_CONFIG_ENTRIES: usize = 64;
 /// Longest `File:line` kept for a site.
 const MAX_LOCATION_BYTES: usize = 512;
-/// What a producer costs before any series or stack: its latest counters, the fixed soak
-/// series, status messages and `agent.degraded` sentences at their caps.
-const PRODUCER_COST: usize = std::mem::size_of::<Producer>()
+/// What a producer holds beyond its series, stacks and latest records (which are charged to the
+/// budget): its latest counters, the fixed soak series, status messages and `agent.degraded`
+/// sentences at their caps. Bounded by this times [`MAX_PRODUCERS`] (about 30 MiB).
+pub const PRODUCER_BYTES: usize = std::mem::size_of::<Producer>()
     + 10 * SOAK_SERIES_BYTES
     + (MAX_STATUS_KEPT + MAX_DEGRADED_KEPT) * (crate::untrusted::MAX_TEXT_BYTES + 64)
     + MAX_FULL_GCS_KEPT * 8
@@ -282,16 +283,15 @@ pub struct Producer {
     pub peek: Option<Box<crate::protocol::Peek>>,
     /// Series, stacks and records dropped because the session's memory budget was full.
     pub budget_dropped: u64,
-    /// This producer's share of the memory budget: itself, its hello, its latest retention
-    /// and peek records (series and stacks carry their own).
-    _charge: Charge,
+    /// This producer's share of the memory budget: its hello, its latest retention and peek
+    /// records (series and stacks carry their own).
     hello_charge: Charge,
     retention_charge: Charge,
     peek_charge: Charge,
 }
 
 impl Producer {
-    fn new(key: ProducerKey, charge: Charge) -> Self {
+    fn new(key: ProducerKey) -> Self {
         Producer {
             key,
             hello: None,
@@ -321,7 +321,6 @@ impl Producer {
             retention: None,
             peek: None,
             budget_dropped: 0,
-            _charge: charge,
             hello_charge: Charge::default(),
             retention_charge: Charge::default(),
             peek_charge: Charge::default(),
@@ -837,8 +836,7 @@ pub struct Store {
     pub data_version: u64,
     /// The session's memory budget for what producers send.
     pub budget: Budget,
-    /// Records of producers the session did not keep (beyond [`MAX_PRODUCERS`], or with the
-    /// budget full), dropped.
+    /// Records of producers beyond [`MAX_PRODUCERS`], dropped.
     pub refused: Refused,
 }
 
@@ -961,30 +959,19 @@ impl Store {
             approx_bytes,
         } = env;
         if !self.producers.contains_key(&key) {
-            let charge = if self.producers.len() >= MAX_PRODUCERS {
-                Err(format!("at most {MAX_PRODUCERS} producers are kept per session"))
-            } else {
-                self.budget.charge(PRODUCER_COST).ok_or_else(|| {
-                    format!(
-                        "the collector's memory budget ({}) is full",
-                        crate::units::format_bytes(self.budget.limit() as f64)
-                    )
-                })
-            };
-            match charge {
-                Ok(c) => {
-                    self.producers.insert(key, Producer::new(key, c));
+            // A producer's own state is bounded (PRODUCER_BYTES); their number is capped here,
+            // outside the budget, so a flood of data never locks out the session's processes.
+            if self.producers.len() >= MAX_PRODUCERS {
+                let r = &mut self.refused;
+                r.records += 1;
+                if r.pids.len() < 5 && !r.pids.contains(&key.pid) {
+                    r.pids.push(key.pid);
                 }
-                Err(why) => {
-                    let r = &mut self.refused;
-                    r.records += 1;
-                    if r.pids.len() < 5 && !r.pids.contains(&key.pid) {
-                        r.pids.push(key.pid);
-                    }
-                    r.reason.get_or_insert(why);
-                    return;
-                }
+                r.reason
+                    .get_or_insert_with(|| format!("at most {MAX_PRODUCERS} producers are kept per session"));
+                return;
             }
+            self.producers.insert(key, Producer::new(key));
         }
         let budget = self.budget.clone();
         let Some(producer) = self.producers.get_mut(&key) else {

@@ -65,6 +65,10 @@ fn follow(args: &TailArgs, info: SessionInfo) -> CliResult<Session> {
             "leakscope: {} does not exist yet; waiting for it\n",
             args.file.display()
         ));
+    } else if let Err(e) = crate::files::open_regular(&args.file) {
+        print_stderr(&format!(
+            "leakscope: not reading {e}; waiting for a regular file there (Ctrl-C to stop)\n"
+        ));
     }
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live {

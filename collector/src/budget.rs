@@ -73,6 +73,14 @@ impl Charge {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Takes over `other`'s bytes (of the same budget): both are given back together.
+    pub fn absorb(&mut self, mut other: Charge) {
+        if self.counter.is_none() {
+            self.counter = other.counter.take();
+        }
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
 }
 
 impl Clone for Charge {

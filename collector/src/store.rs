@@ -544,6 +544,9 @@ impl Producer {
         if let Some(mut gc) = s.gc {
             gc.count.truncate(MAX_GENS);
             gc.recent.truncate(MAX_RECENT_GCS);
+            for e in &mut gc.recent {
+                e.after.truncate(MAX_GENS);
+            }
             if gc.reasons.len() > MAX_GC_REASONS {
                 gc.reasons = std::mem::take(&mut gc.reasons).into_iter().take(MAX_GC_REASONS).collect();
             }

@@ -800,12 +800,13 @@ fn the_live_view_draws_hostile_names_escaped() {
     let sock_file = t.path().join("socket-path");
     let done = t.path().join("done");
     let script = format!(
-        "printf '%s' \"$LEAKSCOPE_SOCKET\" > {}; while [ ! -e {} ]; do sleep 0.1; done; exit 7",
+        "echo worker-says-hi; printf '%s' \"$LEAKSCOPE_SOCKET\" > {}; while [ ! -e {} ]; do sleep 0.1; done; exit 7",
         sock_file.display(),
         done.display()
     );
+    let out = t.path().join("out");
     let mut c = Command::new(cli_path());
-    c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(t.path().join("out"));
+    c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(&out);
     c.args(["--", "sh", "-c", &script]).env("TERM", "xterm-256color").env_remove("NO_COLOR");
     c.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -843,4 +844,7 @@ fn the_live_view_draws_hostile_names_escaped() {
     for raw in ["\u{1b}]", "\u{1b}[38;5;199m", "\u{9b}", "\u{1b}P", "\u{7}", "\nFINDINGS: none"] {
         assert!(!text.contains(raw), "{raw:?} reached the terminal");
     }
+    // With the view on, the worker's output went to its log in the output directory (0600).
+    assert_eq!(std::fs::read_to_string(out.join("stdout.log")).unwrap(), "worker-says-hi\n");
+    assert_owner_only(&out);
 }

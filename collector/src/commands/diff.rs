@@ -6,6 +6,7 @@
 //! the moment of the GC). A type is called growing only when it grew by more than that noise
 //! floor: [`NOISE_FLOOR_BYTES`] and [`NOISE_FLOOR_SHARE`] of its earlier size.
 
+use crate::budget::{Budget, Charge};
 use crate::cli::DiffArgs;
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
@@ -81,8 +82,15 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
         points: Vec<Point>,
         /// Whether each point's sites came from the `retained` record of its GC.
         from_retained: Vec<bool>,
+        /// What each point holds, charged to the memory budget.
+        charges: Vec<Charge>,
         latest_sites: Vec<ManagedSite>,
+        latest_charge: Charge,
     }
+    // What is kept is charged to a memory budget, as a session's store is: a crafted file
+    // cannot make diff hold more, whatever it repeats.
+    let budget = Budget::default();
+    let mut not_kept = 0u64;
     let mut by_pid: BTreeMap<u32, PerPid> = BTreeMap::new();
     let mut oversize = 0u64;
     let mut on_line = |line: &[u8]| {
@@ -91,6 +99,10 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
             return;
         }
         let pid = env.key.pid;
+        let Some(charge) = budget.charge(env.approx_bytes) else {
+            not_kept += 1;
+            return;
+        };
         // Producers per file are bounded like a session's (store::MAX_PRODUCERS).
         if !by_pid.contains_key(&pid) && by_pid.len() >= crate::store::MAX_PRODUCERS {
             return;
@@ -100,18 +112,27 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
             censuses: 0,
             points: Vec::new(),
             from_retained: Vec::new(),
+            charges: Vec::new(),
             latest_sites: Vec::new(),
+            latest_charge: Charge::default(),
         });
         match env.record {
             Record::Hello(h) => entry.cmdline = h.cmdline.or(entry.cmdline.take()),
-            Record::Summary(s) => entry.latest_sites = s.sites,
+            Record::Summary(s) => {
+                entry.latest_sites = s.sites;
+                entry.latest_charge = charge;
+            }
             Record::Retained(r) => {
                 // The survivors of the same full GC as a census (sent after it).
-                for (point, done) in entry.points.iter_mut().zip(entry.from_retained.iter_mut()) {
-                    if !*done && r.gc.is_some() && r.gc == point.census.gc {
-                        point.sites = r.sites.clone();
-                        *done = true;
-                    }
+                let matching = entry
+                    .points
+                    .iter()
+                    .zip(&entry.from_retained)
+                    .position(|(point, done)| !*done && r.gc.is_some() && r.gc == point.census.gc);
+                if let Some(i) = matching {
+                    entry.points[i].sites = r.sites;
+                    entry.from_retained[i] = true;
+                    entry.charges[i].absorb(charge);
                 }
             }
             Record::Census(c) => {
@@ -119,6 +140,15 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
                 if entry.points.len() == 2 {
                     entry.points.pop();
                     entry.from_retained.pop();
+                    entry.charges.pop();
+                }
+                let mut charge = charge;
+                // The sites copied from the latest summary count once more.
+                if let Some(copy) = budget.charge(entry.latest_charge.bytes()) {
+                    charge.absorb(copy);
+                } else {
+                    not_kept += 1;
+                    return;
                 }
                 entry.points.push(Point {
                     file: file.clone(),
@@ -131,15 +161,18 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
                     peek: None,
                 });
                 entry.from_retained.push(false);
+                entry.charges.push(charge);
             }
             Record::Retention(r) => {
-                if let Some(last) = entry.points.last_mut() {
+                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
                     last.retention = Some(*r);
+                    held.absorb(charge);
                 }
             }
             Record::Peek(p) => {
-                if let Some(last) = entry.points.last_mut() {
+                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
                     last.peek = Some(*p);
+                    held.absorb(charge);
                 }
             }
             _ => {}
@@ -151,6 +184,13 @@ pub fn load(path: &Path) -> CliResult<Vec<Point>> {
         _ => {}
     })
     .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    if not_kept > 0 {
+        crate::commands::print_stderr(&format!(
+            "leakscope: note: {}: {not_kept} record(s) not kept: the memory budget ({}) was full\n",
+            file.display(),
+            format_bytes(budget.limit() as f64)
+        ));
+    }
     let no_census = |file: &Path| {
         let e = no_census(file);
         if oversize > 0 {

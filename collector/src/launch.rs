@@ -96,9 +96,9 @@ pub struct ChildSpec {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub env_remove: Vec<String>,
-    /// Redirect stdout/stderr to these files; `None` inherits.
-    pub stdout_log: Option<PathBuf>,
-    pub stderr_log: Option<PathBuf>,
+    /// Redirect stdout/stderr to these files (see `files::Dir::create_file`); `None` inherits.
+    pub stdout_log: Option<File>,
+    pub stderr_log: Option<File>,
     /// Give the child /dev/null as stdin.
     pub stdin_null: bool,
 }
@@ -133,14 +133,11 @@ pub fn spawn(spec: ChildSpec) -> Result<Child, CliError> {
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let open_log = |p: &PathBuf| {
-        File::create(p).map_err(|e| CliError::io(format!("cannot create {}", p.display()), e))
-    };
-    if let Some(p) = &spec.stdout_log {
-        cmd.stdout(Stdio::from(open_log(p)?));
+    if let Some(f) = spec.stdout_log {
+        cmd.stdout(Stdio::from(f));
     }
-    if let Some(p) = &spec.stderr_log {
-        cmd.stderr(Stdio::from(open_log(p)?));
+    if let Some(f) = spec.stderr_log {
+        cmd.stderr(Stdio::from(f));
     }
     if spec.stdin_null {
         cmd.stdin(Stdio::null());

@@ -7,10 +7,12 @@
 //! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
+pub mod files;
 pub mod ingest;
 pub mod launch;
 pub mod live;
@@ -27,6 +29,7 @@ pub mod target_root;
 pub mod target_libc;
 pub mod terminal;
 pub mod units;
+pub mod untrusted;
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main_entry() -> i32 {

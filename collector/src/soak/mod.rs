@@ -2097,7 +2097,7 @@ pub fn render_text(r: &SoakReport) -> String {
 }
 
 /// What `leakscope soak` prints when it ends: the verdict, what fails, where the files are.
-pub fn render_summary(r: &crate::report::Report, out_dir: &std::path::Path) -> String {
+pub fn render_summary(r: &crate::report::Report, out_dir: Option<&std::path::Path>) -> String {
     const SHOWN: usize = 8;
     let mut o = String::new();
     let Some(soak) = &r.soak else {
@@ -2143,13 +2143,15 @@ pub fn render_summary(r: &crate::report::Report, out_dir: &std::path::Path) -> S
     if let Some(t) = soak.decided_after_ms {
         let _ = writeln!(o, "  verdict reached after {} of the run", clock(t));
     }
-    let _ = writeln!(
-        o,
-        "Reports: {} (charts and verdicts), {}, {}",
-        out_dir.join("report.html").display(),
-        out_dir.join("report.json").display(),
-        out_dir.join("junit.xml").display()
-    );
+    if let Some(out_dir) = out_dir {
+        let _ = writeln!(
+            o,
+            "Reports: {} (charts and verdicts), {}, {}",
+            out_dir.join("report.html").display(),
+            out_dir.join("report.json").display(),
+            out_dir.join("junit.xml").display()
+        );
+    }
     o
 }
 

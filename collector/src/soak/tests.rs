@@ -316,6 +316,8 @@ fn settings(rules: &[&str]) -> SoakSettings {
         duration_ms: 70_000,
         warmup_ms: None,
         gc_every_ms: 5000,
+        gc_every_chosen: false,
+        allow_short: false,
         fail_on: rules.iter().map(|r| r.to_string()).collect(),
         baseline: None,
         strict: false,

@@ -22,6 +22,7 @@ pub mod signals;
 pub mod sites;
 pub mod soak;
 pub mod store;
+pub mod sufficiency;
 pub mod terminal;
 pub mod units;
 

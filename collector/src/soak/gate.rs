@@ -110,22 +110,26 @@ pub fn assess(
         points_needed: needed,
         ..Sufficiency::default()
     };
+    let marks: Vec<(bool, bool)> = subjects
+        .iter()
+        .map(|s| {
+            let is_material = material(
+                s.peak_bytes.max(s.live_bytes),
+                s.growth.threshold_bytes_per_hour,
+                window,
+            );
+            let short = s.rule.is_some() && s.growth.reason == TrendReason::TooFewPoints;
+            (is_material, short && is_material && !covered(s))
+        })
+        .collect();
     let mut blocking: Vec<usize> = Vec::new();
-    for i in 0..subjects.len() {
-        let s = &subjects[i];
-        let is_material = material(
-            s.peak_bytes.max(s.live_bytes),
-            s.growth.threshold_bytes_per_hour,
-            window,
-        );
+    for (i, (s, (is_material, blocks))) in subjects.iter_mut().zip(marks).enumerate() {
         let short = s.rule.is_some() && s.growth.reason == TrendReason::TooFewPoints;
-        let blocks = short && is_material && !covered(s);
         if short && !is_material {
             out.too_small_to_matter += 1;
         } else if short && !blocks {
             out.covered_by_exact += 1;
         }
-        let s = &mut subjects[i];
         s.material = is_material;
         s.blocking = blocks;
         if blocks {
@@ -241,14 +245,14 @@ pub struct GrowingType {
     pub verdict: SoakVerdict,
 }
 
-/// The fastest-growing types of each process (census, else sampled), whatever their verdict:
-/// where a total that grows with no type to blame is going.
-pub fn largest_growing_types(subjects: &[Subject]) -> HashMap<u32, Vec<GrowingType>> {
+/// The fastest steadily growing types of each process (census, else sampled), whatever their
+/// verdict: where a total that grows with no type to blame is going. Steadily: the trend test
+/// reaches `alpha` (the plateau level, 0.05), so a type whose slope is only noise is not named.
+pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, Vec<GrowingType>> {
     let mut by_pid: HashMap<u32, Vec<GrowingType>> = HashMap::new();
-    for s in subjects
-        .iter()
-        .filter(|s| s.kind == SubjectKind::Type && s.growth.bytes_per_hour > 0.0)
-    {
+    for s in subjects.iter().filter(|s| {
+        s.kind == SubjectKind::Type && s.growth.bytes_per_hour > 0.0 && s.growth.p_value < alpha
+    }) {
         by_pid.entry(s.pid).or_default().push(GrowingType {
             id: s.id.clone(),
             label: s.label.clone(),
@@ -280,7 +284,7 @@ pub fn annotate_total(s: &mut Subject, types: Option<&Vec<GrowingType>>) {
     }
     if let Some(types) = types.filter(|t| !t.is_empty()) {
         if s.growth.bytes_per_hour > 0.0 {
-            s.evidence.push_str(&format!("; the fastest-growing types: {}", name_types(types)));
+            s.evidence.push_str(&format!("; the fastest steadily growing types: {}", name_types(types)));
         }
     }
     if s.verdict == SoakVerdict::Leaking && s.failed_rules.is_empty() && s.rule.as_deref() == Some(DEFAULT_MANAGED_RULE) {
@@ -343,7 +347,7 @@ pub fn process_signals(
             let named = growing
                 .get(&m.pid)
                 .filter(|t| !t.is_empty())
-                .map(|t| format!(" — the fastest-growing types: {}", name_types(t)))
+                .map(|t| format!(" — the fastest steadily growing types: {}", name_types(t)))
                 .unwrap_or_default();
             format!(
                 "the application keeps objects, spread over types each below its rule's threshold{named}; `--fail-on '{DEFAULT_MANAGED_RULE}'` gates on the total"

@@ -311,7 +311,7 @@ pub struct ProcessMemory {
     /// RSS (or the heap) grew while live data did not: memory kept by the GC or the allocator.
     pub kept_not_leaked: bool,
     pub interpretation: Vec<String>,
-    /// The fastest-growing types (census), whatever their verdict: where live data goes.
+    /// The fastest steadily growing types (census), whatever their verdict: where live data goes.
     pub growing_types: Vec<gate::GrowingType>,
     /// Set when RSS, the heap, live data or native memory leaks while no rule breaks: what
     /// grows and what it means (also in `warnings`).
@@ -697,7 +697,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         .baseline
         .as_ref()
         .map(|b| baseline::compare(b, &mut subjects));
-    let growing = gate::largest_growing_types(&subjects);
+    let growing = gate::largest_growing_types(&subjects, ctx.trend.plateau_alpha);
     for s in subjects.iter_mut() {
         s.evidence = evidence(s);
         gate::annotate_total(s, growing.get(&s.pid));

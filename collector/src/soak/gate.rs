@@ -15,8 +15,11 @@
 //!   decides, as it does when the two disagree.
 //! * **Process-level signals.** The default rule on the census total fails a soak in which no
 //!   type or site breaks a rule but live managed data leaks (a leak spread thinly over many
-//!   types); RSS, the managed heap or native memory judged leaking while no rule breaks turns a
-//!   PASS into "PASS with a warning" that says so and what it means.
+//!   types). RSS, the managed heap or native memory judged leaking while no rule breaks is
+//!   never a plain PASS: when live managed data is flat (the GC or the allocator keeps the
+//!   memory) or leaking under rules that do not cover it, "PASS with a warning" says so and what
+//!   it means; when live data cannot be judged, leakscope cannot tell objects from GC memory,
+//!   and the soak is INCONCLUSIVE.
 
 use super::plan::{Plan, round_up_duration};
 use super::rules::{Quantity, Rule};
@@ -301,49 +304,63 @@ pub struct Signal {
     pub short: String,
     /// The sentence for the warnings, with the interpretation.
     pub full: String,
+    /// Set when the growth is not explained — live managed data neither flat nor leaking, or
+    /// not measured — so the soak cannot pass: the INCONCLUSIVE headline.
+    pub unexplained: Option<String>,
 }
 
-/// RSS, the managed heap, live managed data or native memory judged leaking in a process where
-/// no subject breaks a rule.
+/// RSS, the managed heap, live managed data or native memory judged leaking (at
+/// [`super::MEMORY_THRESHOLD_PER_HOUR`]) in a process where no subject breaks a rule. A total
+/// that a rule of the user's judges (`heap growth > 50MB/h`) raises no signal: it was judged.
 pub fn process_signals(
     memory: &[ProcessMemory],
     subjects: &[Subject],
     growing: &HashMap<u32, Vec<GrowingType>>,
     native_tracked: bool,
+    duration_ms: u64,
 ) -> Vec<Signal> {
     let mut out = Vec::new();
     for m in memory {
         if subjects.iter().any(|s| s.pid == m.pid && !s.failed_rules.is_empty()) {
             continue;
         }
-        let leaking = |line: &Option<super::MemoryLine>| {
+        let judged_by_a_rule =
+            |kind: SubjectKind| subjects.iter().any(|s| s.pid == m.pid && s.kind == kind && s.gated);
+        let leaking = |line: &Option<super::MemoryLine>, kind: SubjectKind| {
             line.as_ref()
-                .filter(|l| l.growth.verdict == SoakVerdict::Leaking)
+                .filter(|l| l.growth.verdict == SoakVerdict::Leaking && !judged_by_a_rule(kind))
                 .map(|l| rate(l.growth.bytes_per_hour))
         };
+        let live = leaking(&m.live, SubjectKind::Managed);
+        let heap = leaking(&m.heap, SubjectKind::Heap);
+        let rss = leaking(&m.rss, SubjectKind::Rss);
+        let native = leaking(&m.native, SubjectKind::Native);
         let mut grows = Vec::new();
-        if let Some(r) = leaking(&m.live) {
-            grows.push(format!("live managed data grows at {r} (leaking)"));
-        }
-        if let Some(r) = leaking(&m.heap) {
-            grows.push(format!("the managed heap grows at {r} (leaking)"));
-        }
-        if let Some(r) = leaking(&m.rss) {
-            grows.push(format!("RSS grows at {r} (leaking)"));
-        }
-        if let Some(r) = leaking(&m.native) {
-            grows.push(format!("native live memory grows at {r} (leaking)"));
+        for (what, r) in [
+            ("live managed data", &live),
+            ("the managed heap", &heap),
+            ("RSS", &rss),
+            ("native live memory", &native),
+        ] {
+            if let Some(r) = r {
+                grows.push(format!("{what} grows at {r} (leaking)"));
+            }
         }
         if grows.is_empty() {
             continue;
         }
         let short = grows.join(", ");
-        let live_verdict = m
+        let live_flat = m.live.as_ref().is_some_and(|l| {
+            matches!(l.growth.verdict, SoakVerdict::Stable | SoakVerdict::Plateaued)
+        });
+        let live_leaking = m
             .live
             .as_ref()
-            .map(|l| l.growth.verdict.as_str())
-            .unwrap_or("not measured (no census)");
-        let meaning = if m.live.as_ref().is_some_and(|l| l.growth.verdict == SoakVerdict::Leaking) {
+            .is_some_and(|l| l.growth.verdict == SoakVerdict::Leaking);
+        // Native memory explains RSS; only the managed side needs live data to be told apart.
+        let needs_live = heap.is_some() || (rss.is_some() && m.native.as_ref().is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
+        let mut unexplained = None;
+        let meaning = if live.is_some() {
             let named = growing
                 .get(&m.pid)
                 .filter(|t| !t.is_empty())
@@ -352,15 +369,47 @@ pub fn process_signals(
             format!(
                 "the application keeps objects, spread over types each below its rule's threshold{named}; `--fail-on '{DEFAULT_MANAGED_RULE}'` gates on the total"
             )
-        } else if m.kept_not_leaked {
-            let mut t = "memory the GC or the allocator keeps (see memory), not objects the application keeps".to_string();
-            if !native_tracked {
+        } else if !needs_live {
+            "no rule judges it (see the native verdicts)".to_string()
+        } else if live_flat || live_leaking {
+            let mut t = if m.kept_not_leaked || live_flat {
+                "memory the GC or the allocator keeps (see memory), not objects the application keeps".to_string()
+            } else {
+                "live managed data grows too, under rules that do not judge it".to_string()
+            };
+            if rss.is_some() && !native_tracked {
                 t.push_str("; native memory was not tracked, so a native leak is not ruled out");
             }
             t
         } else {
+            // Live data neither flat nor leaking (or not measured): objects, or the GC? No
+            // verdict can say yet, so no pass either.
+            let more = m
+                .live
+                .as_ref()
+                .and_then(|l| l.growth.more_ms)
+                .unwrap_or(duration_ms as f64);
+            let longer = round_up_duration(Duration::from_millis(duration_ms + more.max(0.0) as u64));
+            let live_text = match &m.live {
+                Some(l) if l.growth.reason == TrendReason::TooFewPoints => format!(
+                    "live managed data has {} comparable point{} after the warm-up",
+                    l.growth.points,
+                    if l.growth.points == 1 { "" } else { "s" }
+                ),
+                Some(l) => format!(
+                    "live managed data is {} ({}, {})",
+                    l.growth.verdict.as_str(),
+                    rate(l.growth.bytes_per_hour),
+                    super::ci_text(l.growth.ci_bytes_per_hour)
+                ),
+                None => "live managed data was not measured (no census)".to_string(),
+            };
+            unexplained = Some(format!(
+                "INCONCLUSIVE: {short} while no rule breaks and {live_text}: soak longer, e.g. --duration {}",
+                format_duration(longer)
+            ));
             format!(
-                "live managed data is {live_verdict}, so leakscope cannot tell yet whether the application keeps objects or the GC or the allocator keeps memory: soak longer"
+                "{live_text}, so leakscope cannot tell yet whether the application keeps objects or the GC or the allocator keeps memory: soak longer"
             )
         };
         let mut full = format!("{short} while no rule breaks: {meaning}");
@@ -371,6 +420,7 @@ pub fn process_signals(
             pid: m.pid,
             short,
             full,
+            unexplained,
         });
     }
     out

@@ -752,10 +752,45 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
             ));
         }
     }
-    // Too little evidence is a problem of its own, after the ones that explain it.
-    let insufficient = problems.is_empty() && !sufficiency.enough;
-    if insufficient {
+    let types_leak: Vec<u32> = subjects
+        .iter()
+        .filter(|s| s.kind == SubjectKind::Type && s.verdict == SoakVerdict::Leaking)
+        .map(|s| s.pid)
+        .collect();
+    let mut memory = memory_report(store, warmup, &ctx.trend, &types_leak);
+    for m in memory.iter_mut() {
+        m.growing_types = growing.get(&m.pid).cloned().unwrap_or_default();
+    }
+    let native_tracked = session.native_tracking.as_ref().is_none_or(|n| n.enabled);
+    let signals = gate::process_signals(
+        &memory,
+        &subjects,
+        &growing,
+        native_tracked,
+        ctx.settings.duration_ms,
+    );
+    for sig in &signals {
+        warnings.push(sig.full.clone());
+        if let Some(m) = memory.iter_mut().find(|m| m.pid == sig.pid) {
+            m.warning = Some(sig.full.clone());
+        }
+    }
+    // Too little evidence is a problem of its own, after the ones that explain it; so is
+    // memory that grows while leakscope cannot tell whether objects or the GC keep it.
+    let mut inconclusive: Option<String> = None;
+    if problems.is_empty() && !sufficiency.enough {
         problems.push(insufficiency_problem(&sufficiency, measurement.points_after_warmup));
+        inconclusive = sufficiency.headline().map(|mut h| {
+            for sig in &signals {
+                let _ = write!(h, "; meanwhile {}", sig.short);
+            }
+            h
+        });
+    } else if problems.is_empty() && failing_subjects(&subjects) == 0 {
+        if let Some(sig) = signals.iter().find(|s| s.unexplained.is_some()) {
+            problems.push(format!("memory grows and leakscope cannot tell why: {}", sig.full));
+            inconclusive = sig.unexplained.clone();
+        }
     }
     if let Some(by) = &session.stopped_by {
         if by != "--duration elapsed" {
@@ -805,7 +840,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         }
     }
 
-    let failing = subjects.iter().filter(|s| s.failing()).count();
+    let failing = failing_subjects(&subjects);
     let regressions = comparison
         .as_ref()
         .map(|c| c.regressions.len())
@@ -823,18 +858,6 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         Outcome::Error => EXIT_USAGE,
     };
     let rules_report = rule_reports(ctx, &subjects, &sufficiency);
-    let mut memory = memory_report(store, warmup, &ctx.trend);
-    for m in memory.iter_mut() {
-        m.growing_types = growing.get(&m.pid).cloned().unwrap_or_default();
-    }
-    let native_tracked = session.native_tracking.as_ref().is_none_or(|n| n.enabled);
-    let signals = gate::process_signals(&memory, &subjects, &growing, native_tracked);
-    for sig in &signals {
-        warnings.push(sig.full.clone());
-        if let Some(m) = memory.iter_mut().find(|m| m.pid == sig.pid) {
-            m.warning = Some(sig.full.clone());
-        }
-    }
     let (decided_after_ms, decided_by) = decided_after(store, ctx, &subjects, warmup, outcome);
 
     let mut counts = Counts {
@@ -860,7 +883,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         failing,
         regressions,
         counts: &counts,
-        sufficiency: insufficient.then_some(&sufficiency),
+        inconclusive,
         signals: &signals,
     });
     SoakReport {
@@ -894,6 +917,10 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         decided_after_ms,
         decided_by,
     }
+}
+
+fn failing_subjects(subjects: &[Subject]) -> usize {
+    subjects.iter().filter(|s| s.failing()).count()
 }
 
 /// The problem a soak without enough evidence reports: it keeps the words "too short" when the
@@ -1512,8 +1539,8 @@ struct Verdicts<'a> {
     failing: usize,
     regressions: usize,
     counts: &'a Counts,
-    /// Set when the soak lacked the evidence for a verdict: the headline says INCONCLUSIVE.
-    sufficiency: Option<&'a gate::Sufficiency>,
+    /// Set when the soak lacked the evidence for a verdict: the INCONCLUSIVE headline.
+    inconclusive: Option<String>,
     /// Process memory that grows while no rule breaks.
     signals: &'a [gate::Signal],
 }
@@ -1552,12 +1579,8 @@ fn headline(v: &Verdicts<'_>) -> String {
             )
         }
         Outcome::Error => {
-            if let Some(h) = v.sufficiency.and_then(gate::Sufficiency::headline) {
-                let mut h = h;
-                for s in v.signals {
-                    let _ = write!(h, "; meanwhile {}", s.short);
-                }
-                return h;
+            if let Some(h) = &v.inconclusive {
+                return h.clone();
             }
             format!(
                 "ERROR: could not judge the soak: {}",
@@ -1631,7 +1654,13 @@ fn flat(m: &Option<MemoryLine>) -> bool {
 }
 
 /// RSS, heap and live data side by side, and what their trends mean together.
-fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings) -> Vec<ProcessMemory> {
+/// `types_leak`: processes with a type judged leaking (else live data grows spread thinly).
+fn memory_report(
+    store: &Store,
+    warmup: f64,
+    ts: &TrendSettings,
+    types_leak: &[u32],
+) -> Vec<ProcessMemory> {
     let mut out = Vec::new();
     for view in store.processes() {
         let agent = view.agent.map(|a| &a.soak);
@@ -1657,8 +1686,13 @@ fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings) -> Vec<ProcessM
         };
         if grows(&live) {
             lines.push(format!(
-                "{live_name} grows at {}: the application keeps objects — see the leaking types",
-                r(&live)
+                "{live_name} grows at {}: the application keeps objects — {}",
+                r(&live),
+                if types_leak.contains(&view.pid) {
+                    "see the leaking types"
+                } else {
+                    "spread over types none of which is leaking on its own (see the fastest steadily growing types)"
+                }
             ));
         }
         if grows(&native) {

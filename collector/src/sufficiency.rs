@@ -198,8 +198,14 @@ mod tests {
         assert!(line.starts_with("Not enough data to judge yet: 2 full GCs seen, 3 points after the warm-up where a verdict needs 8; about 5 more (31s) would do"), "{line}");
         // 15 s + 31 s + one interval spare, rounded up: 8 points after a 20 % warm-up need
         // a 44 s span.
-        assert!(line.contains("record longer, e.g. --duration 1m00s"), "{line}");
-        for text in [crate::report::render_text(&r), crate::report::render_summary(&r, None)] {
+        assert!(
+            line.contains("record longer, e.g. --duration 1m00s"),
+            "{line}"
+        );
+        for text in [
+            crate::report::render_text(&r),
+            crate::report::render_summary(&r, None),
+        ] {
             assert!(text.contains("Not enough data to judge yet"), "{text}");
             assert!(!text.contains("No leak suspect"), "{text}");
         }
@@ -237,9 +243,17 @@ mod tests {
         let r = report_of(&store, "run");
         let s = r.sufficiency.as_ref().unwrap();
         assert!(!s.enough);
-        assert_eq!((s.sites_judged, s.sites_waiting, s.bytes_waiting), (1, 1, 4_000_000));
+        assert_eq!(
+            (s.sites_judged, s.sites_waiting, s.bytes_waiting),
+            (1, 1, 4_000_000)
+        );
         let line = verdict_line(s, "run");
-        assert!(line.starts_with("Not enough data to judge every site yet: 1 site holding 4.00 MB has too few points"), "{line}");
+        assert!(
+            line.starts_with(
+                "Not enough data to judge every site yet: 1 site holding 4.00 MB has too few points"
+            ),
+            "{line}"
+        );
         assert!(!crate::report::render_summary(&r, None).contains("No leak suspect"));
     }
 }

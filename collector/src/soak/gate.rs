@@ -212,7 +212,12 @@ pub fn assess(
 
 /// A rule's result: `fail` when a subject breaks it (and is not known in the baseline),
 /// `inconclusive` when the soak lacked the evidence to check it, else `pass`.
-pub fn rule_result(rule: &Rule, failing: usize, sufficiency: &Sufficiency, unjudged: usize) -> &'static str {
+pub fn rule_result(
+    rule: &Rule,
+    failing: usize,
+    sufficiency: &Sufficiency,
+    unjudged: usize,
+) -> &'static str {
     if failing > 0 {
         "fail"
     } else if rule.quantity == Quantity::Growth && (unjudged > 0 || !sufficiency.enough) {
@@ -264,7 +269,11 @@ pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, V
         });
     }
     for v in by_pid.values_mut() {
-        v.sort_by(|a, b| b.bytes_per_hour.total_cmp(&a.bytes_per_hour).then_with(|| a.id.cmp(&b.id)));
+        v.sort_by(|a, b| {
+            b.bytes_per_hour
+                .total_cmp(&a.bytes_per_hour)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         v.truncate(GROWING_TYPES_NAMED);
     }
     by_pid
@@ -274,7 +283,14 @@ pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, V
 pub fn name_types(types: &[GrowingType]) -> String {
     types
         .iter()
-        .map(|t| format!("{} {} ({})", t.label, rate(t.bytes_per_hour), t.verdict.as_str()))
+        .map(|t| {
+            format!(
+                "{} {} ({})",
+                t.label,
+                rate(t.bytes_per_hour),
+                t.verdict.as_str()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -287,10 +303,16 @@ pub fn annotate_total(s: &mut Subject, types: Option<&Vec<GrowingType>>) {
     }
     if let Some(types) = types.filter(|t| !t.is_empty()) {
         if s.growth.bytes_per_hour > 0.0 {
-            s.evidence.push_str(&format!("; the fastest steadily growing types: {}", name_types(types)));
+            s.evidence.push_str(&format!(
+                "; the fastest steadily growing types: {}",
+                name_types(types)
+            ));
         }
     }
-    if s.verdict == SoakVerdict::Leaking && s.failed_rules.is_empty() && s.rule.as_deref() == Some(DEFAULT_MANAGED_RULE) {
+    if s.verdict == SoakVerdict::Leaking
+        && s.failed_rules.is_empty()
+        && s.rule.as_deref() == Some(DEFAULT_MANAGED_RULE)
+    {
         s.evidence
             .push_str("; not counted as a failure of its own: the types and sites that break a rule account for it");
     }
@@ -321,11 +343,17 @@ pub fn process_signals(
 ) -> Vec<Signal> {
     let mut out = Vec::new();
     for m in memory {
-        if subjects.iter().any(|s| s.pid == m.pid && !s.failed_rules.is_empty()) {
+        if subjects
+            .iter()
+            .any(|s| s.pid == m.pid && !s.failed_rules.is_empty())
+        {
             continue;
         }
-        let judged_by_a_rule =
-            |kind: SubjectKind| subjects.iter().any(|s| s.pid == m.pid && s.kind == kind && s.gated);
+        let judged_by_a_rule = |kind: SubjectKind| {
+            subjects
+                .iter()
+                .any(|s| s.pid == m.pid && s.kind == kind && s.gated)
+        };
         let leaking = |line: &Option<super::MemoryLine>, kind: SubjectKind| {
             line.as_ref()
                 .filter(|l| l.growth.verdict == SoakVerdict::Leaking && !judged_by_a_rule(kind))
@@ -351,14 +379,21 @@ pub fn process_signals(
         }
         let short = grows.join(", ");
         let live_flat = m.live.as_ref().is_some_and(|l| {
-            matches!(l.growth.verdict, SoakVerdict::Stable | SoakVerdict::Plateaued)
+            matches!(
+                l.growth.verdict,
+                SoakVerdict::Stable | SoakVerdict::Plateaued
+            )
         });
         let live_leaking = m
             .live
             .as_ref()
             .is_some_and(|l| l.growth.verdict == SoakVerdict::Leaking);
         // Native memory explains RSS; only the managed side needs live data to be told apart.
-        let needs_live = heap.is_some() || (rss.is_some() && m.native.as_ref().is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
+        let needs_live = heap.is_some()
+            || (rss.is_some()
+                && m.native
+                    .as_ref()
+                    .is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
         let mut unexplained = None;
         let meaning = if live.is_some() {
             let named = growing
@@ -389,7 +424,8 @@ pub fn process_signals(
                 .as_ref()
                 .and_then(|l| l.growth.more_ms)
                 .unwrap_or(duration_ms as f64);
-            let longer = round_up_duration(Duration::from_millis(duration_ms + more.max(0.0) as u64));
+            let longer =
+                round_up_duration(Duration::from_millis(duration_ms + more.max(0.0) as u64));
             let live_text = match &m.live {
                 Some(l) if l.growth.reason == TrendReason::TooFewPoints => format!(
                     "live managed data has {} comparable point{} after the warm-up",

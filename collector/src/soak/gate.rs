@@ -16,10 +16,10 @@
 //! * **Process-level signals.** The default rule on the census total fails a soak in which no
 //!   type or site breaks a rule but live managed data leaks (a leak spread thinly over many
 //!   types). RSS, the managed heap or native memory judged leaking while no rule breaks is
-//!   never a plain PASS: when live managed data is flat (the GC or the allocator keeps the
-//!   memory) or leaking under rules that do not cover it, "PASS with a warning" says so and what
-//!   it means; when live data cannot be judged, leakscope cannot tell objects from GC memory,
-//!   and the soak is INCONCLUSIVE.
+//!   never a plain PASS: "PASS with a warning" says what grows and what it means — memory the GC
+//!   or the allocator keeps (live data flat), objects under rules that do not cover them (live
+//!   data leaking), or, with live data not judged, that leakscope cannot tell yet (RSS and the
+//!   heap also grow in the first minutes of a healthy worker, so this does not fail the gate).
 
 use super::plan::{Plan, round_up_duration};
 use super::rules::{Quantity, Rule};
@@ -326,9 +326,6 @@ pub struct Signal {
     pub short: String,
     /// The sentence for the warnings, with the interpretation.
     pub full: String,
-    /// Set when the growth is not explained — live managed data neither flat nor leaking, or
-    /// not measured — so the soak cannot pass: the INCONCLUSIVE headline.
-    pub unexplained: Option<String>,
 }
 
 /// RSS, the managed heap, live managed data or native memory judged leaking (at
@@ -394,7 +391,6 @@ pub fn process_signals(
                 && m.native
                     .as_ref()
                     .is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
-        let mut unexplained = None;
         let meaning = if live.is_some() {
             let named = growing
                 .get(&m.pid)
@@ -418,7 +414,8 @@ pub fn process_signals(
             t
         } else {
             // Live data neither flat nor leaking (or not measured): objects, or the GC? No
-            // verdict can say yet, so no pass either.
+            // verdict can say yet. RSS and the heap grow in the first minutes of a healthy .NET
+            // worker too (the GC sizing its budgets), so this warns rather than fails the gate.
             let more = m
                 .live
                 .as_ref()
@@ -440,12 +437,9 @@ pub fn process_signals(
                 ),
                 None => "live managed data was not measured (no census)".to_string(),
             };
-            unexplained = Some(format!(
-                "INCONCLUSIVE: {short} while no rule breaks and {live_text}: soak longer, e.g. --duration {}",
-                format_duration(longer)
-            ));
             format!(
-                "{live_text}, so leakscope cannot tell yet whether the application keeps objects or the GC or the allocator keeps memory: soak longer"
+                "{live_text}, so leakscope cannot tell yet whether the application keeps objects or the GC or the allocator keeps memory: soak longer, e.g. --duration {}",
+                format_duration(longer)
             )
         };
         let mut full = format!("{short} while no rule breaks: {meaning}");
@@ -456,7 +450,6 @@ pub fn process_signals(
             pid: m.pid,
             short,
             full,
-            unexplained,
         });
     }
     out

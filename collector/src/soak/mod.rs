@@ -775,8 +775,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
             m.warning = Some(sig.full.clone());
         }
     }
-    // Too little evidence is a problem of its own, after the ones that explain it; so is
-    // memory that grows while leakscope cannot tell whether objects or the GC keep it.
+    // Too little evidence is a problem of its own, after the ones that explain it.
     let mut inconclusive: Option<String> = None;
     if problems.is_empty() && !sufficiency.enough {
         problems.push(insufficiency_problem(&sufficiency, measurement.points_after_warmup));
@@ -786,11 +785,6 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
             }
             h
         });
-    } else if problems.is_empty() && failing_subjects(&subjects) == 0 {
-        if let Some(sig) = signals.iter().find(|s| s.unexplained.is_some()) {
-            problems.push(format!("memory grows and leakscope cannot tell why: {}", sig.full));
-            inconclusive = sig.unexplained.clone();
-        }
     }
     if let Some(by) = &session.stopped_by {
         if by != "--duration elapsed" {

@@ -1253,7 +1253,7 @@ fn the_census_total_is_not_one_more_failure_when_its_types_already_fail() {
 }
 
 #[test]
-fn memory_growing_while_no_rule_breaks_is_a_warning_or_inconclusive_never_a_plain_pass() {
+fn memory_growing_while_no_rule_breaks_is_a_pass_with_a_warning_never_a_plain_pass() {
     // RSS climbs 1.5 MB every 5 s while the census stays flat: the GC or the allocator keeps it.
     let mut sim = Sim::new();
     for k in 1..=14u64 {
@@ -1277,8 +1277,8 @@ fn memory_growing_while_no_rule_breaks_is_a_warning_or_inconclusive_never_a_plai
     let w = r.memory[0].warning.as_deref().unwrap();
     assert!(w.contains("memory the GC or the allocator keeps"), "{w}");
     assert!(w.contains("native memory was not tracked"), "{w}");
-    // Without the census, live data cannot be judged: leakscope cannot tell objects from GC
-    // memory, so the soak cannot pass.
+    // Without the census, live data cannot be judged: the warning says leakscope cannot tell
+    // objects from GC memory yet.
     let mut sim = Sim::new();
     for k in 1..=14u64 {
         let t = k * 5000;
@@ -1288,19 +1288,17 @@ fn memory_growing_while_no_rule_breaks_is_a_warning_or_inconclusive_never_a_plai
         sim.summary(t, 60.0 * MB + 1.5 * MB * k as f64, 8.0 * MB + 1.0 * MB * k as f64);
     }
     let r = evaluate_with(&sim.store(), &[]);
-    assert_eq!((r.outcome, r.exit_code), (Outcome::Error, 2), "{}", r.headline);
-    assert!(
-        r.headline.starts_with("INCONCLUSIVE: the managed heap grows at +"),
-        "{}",
-        r.headline
-    );
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
     assert!(
         r.headline
-            .contains("while no rule breaks and live managed data was not measured (no census): soak longer, e.g. --duration"),
+            .starts_with("PASS with a warning: the managed heap grows at +"),
         "{}",
         r.headline
     );
     let w = r.memory[0].warning.as_deref().unwrap();
-    assert!(w.contains("cannot tell yet whether the application keeps objects"), "{w}");
-    assert!(r.decided_after_ms.is_none());
+    assert!(
+        w.contains("live managed data was not measured (no census), so leakscope cannot tell yet whether the application keeps objects"),
+        "{w}"
+    );
+    assert!(w.contains("soak longer, e.g. --duration "), "{w}");
 }

@@ -86,6 +86,8 @@ pub struct Report {
     pub input: InputStats,
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
+    /// Whether the sites had the points for a verdict (null when no producer connected).
+    pub sufficiency: Option<crate::sufficiency::DataSufficiency>,
     pub messages: Vec<Message>,
     /// `soak` sessions: verdicts, rules, baseline (schema `leakscope.soak/1`); null otherwise.
     pub soak: Option<crate::soak::SoakReport>,
@@ -337,6 +339,7 @@ pub fn build_with_soak(
         },
         thresholds: th.clone(),
         input: store.input.clone(),
+        sufficiency: crate::sufficiency::assess(&processes, session.interval_ms, th),
         processes,
         findings,
         messages: messages(store, session),
@@ -819,25 +822,8 @@ pub fn render_text(r: &Report) -> String {
                 o,
                 "  Nothing to analyse: no agent or shim sent data (see MESSAGES)."
             );
-        } else {
-            let _ = writeln!(
-                o,
-                "  No leak suspect: no site's surviving memory grew both significantly and materially."
-            );
-            let insufficient = r
-                .processes
-                .iter()
-                .flat_map(|p| p.managed_sites.iter().chain(p.native_sites.iter()))
-                .any(|s| {
-                    s.growth.verdict == Verdict::InsufficientData
-                        && s.live_bytes as f64 > th.min_growth_bytes
-                });
-            if insufficient {
-                let _ = writeln!(
-                    o,
-                    "  Some large sites had too few points for a verdict: record longer (--duration)."
-                );
-            }
+        } else if let Some(s) = &r.sufficiency {
+            let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(s, &r.session.mode));
         }
     }
     for f in &r.findings {
@@ -1009,11 +995,8 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
         .processes
         .iter()
         .any(|p| p.agent.is_some() || p.shim.is_some());
-    if r.findings.is_empty() && connected {
-        let _ = writeln!(
-            o,
-            "  No leak suspect: no site's surviving memory grew both significantly and materially."
-        );
+    if let (true, true, Some(suff)) = (r.findings.is_empty(), connected, &r.sufficiency) {
+        let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(suff, &s.mode));
     }
     for p in &r.processes {
         let mut mem = format!("  pid {}: RSS {}", p.pid, opt_bytes(p.rss_bytes));

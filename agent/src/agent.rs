@@ -34,6 +34,8 @@ pub struct Agent {
     pub start_unix_ms: u64,
     /// Loaded into a running process through the diagnostics port, not at startup.
     pub attached: bool,
+    /// Set when the runtime shuts down: long work on the agent thread (heap walks) gives up.
+    pub stopping: std::sync::atomic::AtomicBool,
     session: Mutex<Option<EventPipeSession>>,
     done: Receiver<()>,
 }
@@ -155,7 +157,9 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
 
     // Exact mode must ask for ObjectAllocated now or never; the callbacks themselves stay off
     // until a type is aimed at (`Agent::follow_every_allocation`).
+    // Class loads: generic instantiations, whose statics retention paths name.
     let base_mask = monitor::ENABLE_STACK_SNAPSHOT
+        | monitor::CLASS_LOADS
         | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
     if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
         return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
@@ -185,6 +189,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         started,
         start_unix_ms: crate::pipeline::unix_ms(),
         attached,
+        stopping: std::sync::atomic::AtomicBool::new(false),
         session: Mutex::new(None),
         done,
     };
@@ -238,6 +243,7 @@ fn decline(config: &Config, why: &str) -> HRESULT {
 /// `ICorProfilerCallback::Shutdown`: stop the session, flush a final summary, release handles.
 pub fn shutdown() {
     let Some(agent) = get() else { return };
+    agent.stopping.store(true, Ordering::Release);
     agent.stop_session();
     guard::deactivate();
     if agent.capture.queue.send_timeout(Event::Stop, Duration::from_millis(500)).is_ok()

@@ -40,7 +40,7 @@ const POLL: Duration = Duration::from_millis(20);
 const STATUS_REPLAY: usize = 32;
 /// Events held while a retention search lets the application run between its walks (beyond
 /// it, the queue itself fills and drops as it would anyway).
-const HELD_EVENTS: usize = 1 << 14;
+const HELD_EVENTS: usize = 1 << 12;
 /// Most types listed in a census (the rest are summed in `other`).
 const MAX_CENSUS_TYPES: usize = 5000;
 /// Least time between two `retained` reports.
@@ -317,7 +317,8 @@ impl Pipeline<'_> {
         // Between the search's walks the application runs; its events are taken in meanwhile
         // (up to a bound) and applied once the search is over.
         let events = &self.events;
-        let mut held: Vec<Event> = Vec::new();
+        // Allocated before the request counts its memory, so that it does not count against it.
+        let mut held: Vec<Event> = Vec::with_capacity(HELD_EVENTS);
         let mut stop = false;
         let mut idle = |d: Duration| -> bool {
             let until = Instant::now() + d;

@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn followed_objects_become_nodes_with_their_live_references() {
-        let mut t = Tracked::new(16 << 20);
+        let mut t = Tracked::new(16 << 20, crate::memory::allocated_bytes());
         t.make_room(3, 3);
         let a = t.add(0x10, 0x100, 24, 0, 1);
         let b = t.add(0x20, 0x200, 32, 0, 1);

@@ -18,6 +18,7 @@ pub mod generics;
 pub mod graph;
 pub mod heap_dump;
 pub mod paths;
+pub mod retained;
 pub mod root_kinds;
 pub mod roots;
 pub mod search;
@@ -51,6 +52,11 @@ const SAMPLES_PER_TYPE: u64 = 4096;
 const SAMPLES_TOTAL: u64 = 16384;
 /// Fewest followed per type, however many types are asked for.
 const MIN_SAMPLES_PER_TYPE: u64 = 256;
+/// Paths per type whose retained size is measured (the top ones), and instances per path.
+const MEASURED_PATHS: usize = 3;
+/// A walk this quick means a small heap, where the GC's roots cost little.
+const CHEAP_WALK: Duration = Duration::from_millis(100);
+const MEASURED_PER_PATH: usize = 16;
 
 /// What the collector asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,7 +229,7 @@ impl Retention {
             no_references: &no_references,
         };
         let mut host = Host { agent, statics: &mut self.statics, cx: &mut *cx, fields_located: 0 };
-        let searched = search::run(info, &mut host, &mut targets, &target_of, budget - budget / 8, &limits);
+        let searched = search::run(info, &mut host, &mut targets, &target_of, budget, baseline, &limits);
         let fields_located = host.fields_located;
         let mut searched = match searched {
             Ok(s) => s,
@@ -236,20 +242,19 @@ impl Retention {
         record.statics.fields = fields_located;
         record.statics.stale = !searched.statics_read;
         record.statics.with_value = searched.tracked.nodes.iter().filter(|n| n.static_field != NONE).count();
-        for w in &searched.walks {
-            record.walks.push(RetentionWalk {
-                pause_ms: ms(w.pause),
-                objects: w.objects,
-                followed: w.followed as u64,
-                unsettled: w.unsettled as u64,
-            });
-        }
         record.objects = searched.heap_objects;
         record.samples = targets.iter().map(|t| t.samples.len() as u64).sum();
 
         // Roots other than statics, for paths that end at objects nothing references.
         let mut holders: Vec<root_kinds::Holder> = Vec::new();
-        if needs_gc_roots(&searched.tracked) && searched.stopped.is_none() {
+        let wanted = roots_wanted(&searched.tracked, &targets);
+        let longest = searched.walks.iter().map(|w| w.pause).max().unwrap_or_default();
+        // On a big heap the roots cost a pause longer than a walk's (the heap dump lists every
+        // object): only for a share of instances worth it.
+        let worth = targets.iter().zip(&wanted).any(|(t, &w)| {
+            w > 0 && (longest < CHEAP_WALK || w * 100 >= t.samples.len() as u64)
+        });
+        if worth && searched.stopped.is_none() {
             match root_kinds::collect(info) {
                 Ok(collected) => {
                     record.roots.source = Some(collected.source);
@@ -272,6 +277,12 @@ impl Retention {
             }
         } else if searched.stopped.is_some() {
             record.roots.why = Some("not asked for: the search was cut short".into());
+        } else if wanted.iter().any(|&w| w > 0) {
+            record.roots.why = Some(format!(
+                "not asked for: fewer than 1 % of the sampled instances end at objects nothing references, and on a heap \
+                 this size the GC's root report pauses the application longer than a walk ({} sampled instances)",
+                wanted.iter().sum::<u64>()
+            ));
         }
 
         // Root descriptions: statics, the GC's roots, then the fixed kinds.
@@ -321,7 +332,7 @@ impl Retention {
                 .into(),
             ),
         });
-        let cut_short = cut_short(&searched, budget - budget / 8, request.time_budget, started.elapsed());
+        let cut_short = cut_short(&searched, budget, request.time_budget, started.elapsed());
         descs.push(RetentionRoot { kind: "unknown", name: None, detail: Some(cut_short.clone().into()) });
         descs.push(RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap".into()) });
 
@@ -347,7 +358,65 @@ impl Retention {
         let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| cx.names.class(c)).collect();
         let is_array: Vec<bool> = graph.classes.iter().map(|&c| matches!(info.array_info(c), Ok(Some(_)))).collect();
         let mut signatures = Signatures::default();
-        let tallies = paths::tally(&graph, &tree, &samples, &is_array, request.types.len(), &mut signatures);
+        let (tallies, sig_of) = paths::tally(&graph, &tree, &samples, &is_array, request.types.len(), &mut signatures);
+
+        // Retained size of the first object of the application's own on the top paths.
+        let mut top: Vec<(usize, u32)> = Vec::new();
+        for (t, tally) in tallies.iter().enumerate() {
+            let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.iter().map(|(&k, &v)| (k, v)).collect();
+            by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            // The top paths that hold a fair share of the type (a path of a stray instance or
+            // two is not worth walks of its own).
+            let floor = (tally.instances / 20).max(1);
+            top.extend(
+                by_path
+                    .iter()
+                    .take(MEASURED_PATHS.min(request.max_paths))
+                    .filter(|(_, (sampled, _))| *sampled >= floor)
+                    .map(|&(sig, _)| (t, sig)),
+            );
+        }
+        // The application's own: not the framework's, and not an array (a container, like the
+        // framework's collections).
+        let own = |name: &str| !(cx.is_framework)(name) && !name.ends_with(']');
+        let is_user = |node: u32| own(&class_names[graph.nodes[node as usize].class as usize]);
+        let mut starts: Vec<u32> = Vec::new();
+        let mut starts_of: HashMap<(usize, u32), Vec<usize>> = HashMap::new();
+        // Per top path: the distinct such objects among all its samples.
+        let mut distinct: HashMap<(usize, u32), std::collections::HashSet<u32>> = HashMap::new();
+        for (i, &(node, t)) in samples.iter().enumerate() {
+            let sig = sig_of[i];
+            if !top.contains(&(t, sig)) {
+                continue;
+            }
+            let chain = tree.chain(node);
+            let Some(&u) = chain.iter().find(|&&x| is_user(x)).or(chain.first()) else { continue };
+            distinct.entry((t, sig)).or_default().insert(u);
+            let of = starts_of.entry((t, sig)).or_default();
+            if of.len() >= MEASURED_PER_PATH {
+                continue;
+            }
+            let k = starts.iter().position(|&s| s == u).unwrap_or_else(|| {
+                starts.push(u);
+                starts.len() - 1
+            });
+            if !of.contains(&k) {
+                of.push(k);
+            }
+        }
+        let measured = if starts.is_empty() || searched.stopped.is_some() {
+            Vec::new()
+        } else {
+            let mut host = Host { agent, statics: &mut self.statics, cx: &mut *cx, fields_located: 0 };
+            let last_pause = searched.walks.last().map_or(Duration::ZERO, |w| w.pause);
+            match retained::measure(info, &mut host, &mut searched, &starts, &limits, last_pause) {
+                Ok(m) => m,
+                Err(hr) => {
+                    tracing::warn!("retained size: cannot walk ({hr:#x})");
+                    Vec::new()
+                }
+            }
+        };
 
         for (t, tally) in tallies.into_iter().enumerate() {
             let target = &targets[t];
@@ -392,13 +461,31 @@ impl Retention {
                     let last = matched[t].first().cloned().unwrap_or_else(|| request.types[t].as_str().into());
                     steps.push(RetentionStep { type_name: last, field: None, repeated: false });
                 }
+                let retained = starts_of.get(&(t, sig)).filter(|_| !measured.is_empty()).map(|of| {
+                    // The step of the first type of the application's own (else the root's object).
+                    let step = entries.iter().position(|e| e.class != ELIDED && own(&class_names[e.class as usize])).unwrap_or(0);
+                    let total: u64 = of.iter().map(|&k| measured[k].bytes).sum();
+                    let per = total / of.len().max(1) as u64;
+                    // About one such object per sampled instance: as many as the instances;
+                    // shared ones (a list at the root): the sample saw them all.
+                    let seen = distinct.get(&(t, sig)).map_or(0, |d| d.len() as u64);
+                    let objects = if seen * 2 >= sampled { (seen as f64 * scale).round() as u64 } else { seen };
+                    RetainedSize {
+                        step: step as i32,
+                        type_name: steps.get(step).map_or_else(|| "?".into(), |s| s.type_name.clone()),
+                        bytes_per_instance: per,
+                        bytes: per * objects,
+                        measured: of.len() as u64,
+                        lower_bound: of.iter().any(|&k| measured[k].lower_bound),
+                    }
+                });
                 listed.push(RetentionPath {
                     root: descs[entries[0].field as usize].clone(),
                     steps,
                     instances,
                     bytes,
                     sampled,
-                    retained: None,
+                    retained,
                 });
             }
             record.types.push(RetentionType {
@@ -411,6 +498,14 @@ impl Retention {
                 unreached: tally.unreached,
                 paths: listed,
                 other,
+            });
+        }
+        for w in &searched.walks {
+            record.walks.push(RetentionWalk {
+                pause_ms: ms(w.pause),
+                objects: w.objects,
+                followed: w.followed as u64,
+                unsettled: w.unsettled as u64,
             });
         }
         record.followed = searched.tracked.nodes.len() as u64;
@@ -446,16 +541,46 @@ fn no_references(
         .collect()
 }
 
-/// Whether some followed object is referenced by nothing on the heap, held by no static, and
-/// known completely: only the GC's roots can say what holds it.
-fn needs_gc_roots(t: &tracked::Tracked) -> bool {
-    t.nodes.iter().any(|n| {
-        !n.has(flag::DEAD)
-            && n.referrers == 0
-            && n.static_field == NONE
-            && !n.has(flag::HOLDS_STATIC)
-            && !search::still_open(n)
-    })
+/// Per requested type, the sampled instances no static reaches and that are held, as far as
+/// the search knows for sure, by objects nothing on the heap references: only the GC's roots
+/// can say what holds those.
+fn roots_wanted(t: &tracked::Tracked, targets: &[Target]) -> Vec<u64> {
+    let n = t.nodes.len();
+    let live: Vec<tracked::Edge> = t
+        .edges
+        .iter()
+        .filter(|e| !t.nodes[e.child as usize].has(flag::DEAD) && !t.nodes[e.parent as usize].has(flag::DEAD))
+        .copied()
+        .collect();
+    let children = search::Csr::new(n, &live, |e| (e.parent, e.child));
+    let reach = |seeds: &mut dyn Iterator<Item = u32>| {
+        let mut seen = vec![false; n];
+        let mut stack: Vec<u32> = seeds.collect();
+        for &s in &stack {
+            seen[s as usize] = true;
+        }
+        while let Some(i) = stack.pop() {
+            for &j in children.of(i) {
+                if !seen[j as usize] {
+                    seen[j as usize] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        seen
+    };
+    let live_node = |i: usize| !t.nodes[i].has(flag::DEAD);
+    let from_statics = reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
+    let from_unreferenced = reach(&mut (0..n).filter(|&i| {
+        let x = &t.nodes[i];
+        live_node(i) && x.referrers == 0 && x.static_field == NONE && !x.has(flag::HOLDS_STATIC) && !search::still_open(x)
+    }).map(|i| i as u32));
+    targets
+        .iter()
+        .map(|target| {
+            target.samples.iter().filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize]).count() as u64
+        })
+        .collect()
 }
 
 /// What a search cut short got to, and what would have let it finish.

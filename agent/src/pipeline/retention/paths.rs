@@ -22,6 +22,8 @@ use super::graph::Graph;
 
 const UNVISITED: u32 = u32::MAX;
 const SEED: u32 = u32::MAX - 1;
+/// A sample's signature when the search did not reach it.
+pub const NO_PATH: u32 = u32::MAX;
 /// `field` of a step into an array element.
 pub const ARRAY_ELEMENT: u32 = u32::MAX;
 /// Class of the step standing for elided steps of a very deep path.
@@ -61,6 +63,25 @@ impl Tree {
     pub fn visited(&self, node: u32) -> bool {
         self.parent[node as usize] != UNVISITED
     }
+
+    /// The nodes from the root down to `node` (empty if it was not reached).
+    pub fn chain(&self, node: u32) -> Vec<u32> {
+        let mut chain = Vec::new();
+        if !self.visited(node) {
+            return chain;
+        }
+        let mut at = node;
+        loop {
+            chain.push(at);
+            let parent = self.parent[at as usize];
+            if parent == SEED {
+                break;
+            }
+            at = parent;
+        }
+        chain.reverse();
+        chain
+    }
 }
 
 /// Seeds one phase of the search.
@@ -81,7 +102,7 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
     let storage = |node: u32| roots.storage.get(node as usize).copied().unwrap_or(false);
     let open = |node: u32| roots.open.get(node as usize).copied().unwrap_or(false);
     let mut head = 0;
-    let phases: [&Phase; 4] = [
+    let phases: [&Phase<'_>; 4] = [
         // Phase 1: statics.
         &|tree, queue| {
             for &(node, root) in &roots.statics {
@@ -243,7 +264,8 @@ pub struct TypeTally {
 }
 
 /// Counts the sampled instances of the requested types by path. `samples` are (node, index of
-/// its requested type); `is_array[c]` says whether class `c` is an array.
+/// its requested type); `is_array[c]` says whether class `c` is an array. Also returns each
+/// sample's signature (`NO_PATH` if the search did not reach it).
 pub fn tally(
     graph: &Graph,
     tree: &Tree,
@@ -251,11 +273,12 @@ pub fn tally(
     is_array: &[bool],
     types: usize,
     signatures: &mut Signatures,
-) -> Vec<TypeTally> {
+) -> (Vec<TypeTally>, Vec<u32>) {
     let mut tallies: Vec<TypeTally> = (0..types).map(|_| TypeTally::default()).collect();
     let mut memo: HashMap<u32, u32> = HashMap::new();
     let mut chain: Vec<u32> = Vec::new();
-    for &(node, t) in samples {
+    let mut sig_of = vec![NO_PATH; samples.len()];
+    for (sample, &(node, t)) in samples.iter().enumerate() {
         let n = &graph.nodes[node as usize];
         let node = node as usize;
         let tally = &mut tallies[t];
@@ -305,8 +328,9 @@ pub fn tally(
         let slot = tally.by_path.entry(sig).or_default();
         slot.0 += 1;
         slot.1 += n.size as u64;
+        sig_of[sample] = sig;
     }
-    tallies
+    (tallies, sig_of)
 }
 
 #[cfg(test)]
@@ -406,7 +430,7 @@ mod tests {
         let tree = search(&g, &referenced, &roots(&g, &[0x200]), later());
         assert!(tree.complete);
         let mut sigs = Signatures::default();
-        let tallies = tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs);
+        let (tallies, _) = tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs);
         let t = &tallies[0];
         assert_eq!((t.instances, t.bytes, t.unreached), (4, 128, 0));
         let mut paths: Vec<_> = t.by_path.iter().map(|(&s, &c)| (c.0, sigs.steps(s))).collect();
@@ -429,7 +453,7 @@ mod tests {
         // named, the storage array is merely unreferenced.
         let tree = search(&g, &referenced, &roots(&g, &[]), later());
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         let top = t.by_path.iter().max_by_key(|(_, c)| c.0).map(|(&s, _)| sigs.steps(s)).unwrap();
         assert_eq!(top[0].class, STORAGE);
         assert_eq!(top[0].field, 101);
@@ -443,7 +467,7 @@ mod tests {
         r.gc = vec![(find(&g, 0x100), 50), (find(&g, 0x600), 51)];
         let tree = search(&g, &referenced, &r, later());
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         let mut firsts: Vec<(u64, u32, u32)> =
             t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
         firsts.sort();
@@ -472,7 +496,7 @@ mod tests {
         let (g, referenced) = graph(&borrowed, 5);
         let tree = search(&g, &referenced, &roots(&g, &[0x1000]), later());
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &samples_of(&g, PAYLOAD), &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, PAYLOAD), &is_array(), 1, &mut sigs).0[0];
         assert_eq!(t.instances, n as u64);
         // The head's payload, and every other one through the folded chain of `next` fields.
         assert_eq!(t.by_path.len(), 2, "{:?}", t.by_path);
@@ -490,7 +514,7 @@ mod tests {
         let tree = search(&g, &referenced, &roots(&g, &[0x200]), Instant::now() - Duration::from_secs(1));
         assert!(!tree.complete);
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         assert_eq!(t.instances, 4);
         assert_eq!(t.unreached, 4);
     }
@@ -511,7 +535,7 @@ mod tests {
         referenced[find(&g, 0x100) as usize] = true;
         let tree = search(&g, &referenced, &r, later());
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         let mut firsts: Vec<(u64, u32, u32)> =
             t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
         firsts.sort();

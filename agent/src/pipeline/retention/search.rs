@@ -33,6 +33,8 @@ use crate::clr::types::{ClassID, HRESULT, ObjectID};
 const MIN_GAP: Duration = Duration::from_millis(20);
 /// Most walks of one search.
 pub const MAX_WALKS: u16 = 24;
+/// Most objects followed down from one object whose retained size is measured.
+pub const MAX_FOLLOWED_DOWN: u32 = 4096;
 
 /// One requested type: its classes, its exact count (from the census) and its sample.
 #[derive(Debug, Default)]
@@ -103,6 +105,10 @@ pub struct Searched {
     pub elapsed: Duration,
     /// Largest memory the followed objects took (bytes).
     pub peak_bytes: usize,
+    /// The GC count at the end of the last walk.
+    last_gc: u32,
+    /// Whether an object's first word is still taken as its ClassID (see `Visitor::class_of`).
+    method_table_is_class: bool,
 }
 
 pub struct Limits<'a> {
@@ -124,11 +130,12 @@ pub fn run(
     targets: &mut [Target],
     target_of: &AddrMap<usize>,
     budget: usize,
+    baseline: usize,
     limits: &Limits<'_>,
 ) -> Result<Searched, HRESULT> {
     let started = Instant::now();
     let mut s = Searched {
-        tracked: Tracked::new(budget),
+        tracked: Tracked::new(budget, baseline),
         walks: Vec::new(),
         stopped: None,
         unsettled: 0,
@@ -137,53 +144,20 @@ pub fn run(
         statics_read: false,
         elapsed: Duration::ZERO,
         peak_bytes: 0,
+        last_gc: limits.gc.load(Ordering::SeqCst),
+        method_table_is_class: true,
     };
-    let mut last_gc = limits.gc.load(Ordering::SeqCst);
-    let mut method_table_is_class = true;
     loop {
-        let number = s.walks.len() as u16 + 1;
-        let (slots, located_at_gc) = host.locate_statics();
-        let mut v = Visitor {
-            info,
-            tracked: &mut s.tracked,
-            walk: number,
-            sampling: number == 1,
-            targets: &mut *targets,
-            target_of,
-            slots: &slots,
-            located_at_gc,
-            statics: AddrMap::default(),
-            gc: limits.gc,
-            last_gc,
-            current: 0,
-            current_node: NONE,
-            visited: 0,
-            unreadable: 0,
-            deadline: limits.deadline,
-            stop: limits.stop,
-            stopped: None,
-            first_new: 0,
-            no_references: limits.no_references,
-            method_table_is_class,
-            gen0: Vec::new(),
-        };
-        let pause = walk::suspended(info, &mut v)?;
-        method_table_is_class = v.method_table_is_class;
-        let (visited, unreadable, stopped, statics_read) = (v.visited, v.unreadable, v.stopped, !v.statics.is_empty());
-        last_gc = v.last_gc;
-        s.statics_read |= statics_read;
-        s.tracked.dedup_edges();
-        s.peak_bytes = s.peak_bytes.max(s.tracked.bytes());
-        if stopped.is_none() {
-            s.heap_objects = visited;
-            s.unreadable = unreadable;
-            mark_scanned(&mut s.tracked, number);
-        }
+        let sampling = s.walks.is_empty();
+        let (pause, stopped) = s.walk(info, host, limits, if sampling { Some((&mut *targets, target_of)) } else { None })?;
         let settled = settle(&mut s.tracked, targets);
         s.unsettled = settled.unsettled;
-        s.walks.push(WalkRecord { pause, objects: visited, followed: s.tracked.nodes.len(), unsettled: settled.unsettled });
+        if let Some(last) = s.walks.last_mut() {
+            last.unsettled = settled.unsettled;
+        }
         tracing::info!(
-            "retention walk {number}: {visited} objects in {pause:?}, {} followed ({} KB), {} unsettled, {} to expand, stopped {stopped:?}",
+            "retention walk {}: {pause:?}, {} followed ({} KB), {} unsettled, {} to expand, stopped {stopped:?}",
+            s.walks.len(),
             s.tracked.nodes.len(),
             s.tracked.bytes() >> 10,
             settled.unsettled,
@@ -196,23 +170,90 @@ pub fn run(
         if settled.unsettled == 0 || settled.expand == 0 {
             break;
         }
-        if number >= limits.max_walks {
-            s.stopped = Some(Stopped::Walks);
-            break;
-        }
-        let gap = pause.max(MIN_GAP);
-        // Another walk must fit before the deadline (it takes about as long as the last).
-        if Instant::now() + gap + pause > limits.deadline {
-            s.stopped = Some(Stopped::Time);
-            break;
-        }
-        if !host.idle(gap) || limits.stop.load(Ordering::Relaxed) {
-            s.stopped = Some(Stopped::Shutdown);
+        if !s.room_for_another(host, limits, pause) {
             break;
         }
     }
     s.elapsed = started.elapsed();
     Ok(s)
+}
+
+impl Searched {
+    /// One walk: records the referrers of objects wanted (`EXPAND`), the references of
+    /// objects followed down (`FORWARD`), and, with `sampling`, picks the samples.
+    pub fn walk(
+        &mut self,
+        info: &ProfilerInfo,
+        host: &mut dyn Host,
+        limits: &Limits<'_>,
+        sampling: Option<(&mut [Target], &AddrMap<usize>)>,
+    ) -> Result<(Duration, Option<Stopped>), HRESULT> {
+        let number = self.walks.len() as u16 + 1;
+        let (slots, located_at_gc) = host.locate_statics();
+        let empty = AddrMap::default();
+        let (targets, target_of, is_sampling) = match sampling {
+            Some((t, o)) => (t, o, true),
+            None => (&mut [][..], &empty, false),
+        };
+        let mut v = Visitor {
+            info,
+            tracked: &mut self.tracked,
+            walk: number,
+            sampling: is_sampling,
+            targets,
+            target_of,
+            slots: &slots,
+            located_at_gc,
+            statics: AddrMap::default(),
+            gc: limits.gc,
+            last_gc: self.last_gc,
+            current: 0,
+            current_node: NONE,
+            visited: 0,
+            unreadable: 0,
+            deadline: limits.deadline,
+            stop: limits.stop,
+            stopped: None,
+            first_new: 0,
+            no_references: limits.no_references,
+            method_table_is_class: self.method_table_is_class,
+            gen0: Vec::new(),
+        };
+        let pause = walk::suspended(info, &mut v)?;
+        let (visited, unreadable, stopped, statics_read) = (v.visited, v.unreadable, v.stopped, !v.statics.is_empty());
+        self.method_table_is_class = v.method_table_is_class;
+        self.last_gc = v.last_gc;
+        self.statics_read |= statics_read;
+        self.tracked.dedup_edges();
+        self.peak_bytes = self.peak_bytes.max(self.tracked.bytes());
+        if stopped.is_none() {
+            self.heap_objects = visited;
+            self.unreadable = unreadable;
+            mark_scanned(&mut self.tracked, number);
+        }
+        self.walks.push(WalkRecord { pause, objects: visited, followed: self.tracked.nodes.len(), unsettled: 0 });
+        Ok((pause, stopped))
+    }
+
+    /// Whether another walk fits (walks, time) after letting the application run as long as
+    /// the last one paused it; records why not.
+    pub fn room_for_another(&mut self, host: &mut dyn Host, limits: &Limits<'_>, last_pause: Duration) -> bool {
+        if self.walks.len() as u16 >= limits.max_walks {
+            self.stopped = Some(Stopped::Walks);
+            return false;
+        }
+        let gap = last_pause.max(MIN_GAP);
+        // Another walk must fit before the deadline (it takes about as long as the last).
+        if Instant::now() + gap + last_pause > limits.deadline {
+            self.stopped = Some(Stopped::Time);
+            return false;
+        }
+        if !host.idle(gap) || limits.stop.load(Ordering::Relaxed) {
+            self.stopped = Some(Stopped::Shutdown);
+            return false;
+        }
+        true
+    }
 }
 
 struct Visitor<'a> {
@@ -249,6 +290,57 @@ struct Visitor<'a> {
 }
 
 impl Visitor<'_> {
+    /// Follows `target`, referenced by the object being visited, which is followed down.
+    fn follow_child(&mut self, target: ObjectID) -> Option<u32> {
+        let owner = self.tracked.nodes[self.current_node as usize].owner;
+        if owner != NONE {
+            let (count, capped) = &mut self.tracked.owners[owner as usize];
+            if *count >= MAX_FOLLOWED_DOWN {
+                *capped = true;
+                return None;
+            }
+            *count += 1;
+        }
+        let info = self.info;
+        // SAFETY: `target` is referenced by a live object with the runtime suspended, so it is
+        // a live object whose first word is its MethodTable.
+        let class = if self.method_table_is_class { unsafe { (target as *const usize).read() } } else { info.class_of_object(target).ok()? };
+        let Ok(size) = info.object_size(target) else {
+            self.unreadable += 1;
+            return None;
+        };
+        if !self.tracked.make_room(1, 1) {
+            self.stopped = Some(Stopped::Memory);
+            return None;
+        }
+        let field = self.statics.get(&target).copied().unwrap_or(NONE);
+        // A static's value is held by more than this object: its references are not followed.
+        let flags = if field == NONE { flag::FORWARD | flag::EXPAND } else { 0 };
+        let node = self.tracked.add(target, class, size, flags, self.walk);
+        let n = &mut self.tracked.nodes[node as usize];
+        n.static_field = field;
+        n.owner = owner;
+        Some(node)
+    }
+
+    /// Counts an object already followed towards the retained size of the visited object's
+    /// owner, and follows it down too.
+    fn adopt(&mut self, child: u32) {
+        let owner = self.tracked.nodes[self.current_node as usize].owner;
+        if owner == NONE {
+            return;
+        }
+        let (count, capped) = &mut self.tracked.owners[owner as usize];
+        if *count >= MAX_FOLLOWED_DOWN {
+            *capped = true;
+            return;
+        }
+        *count += 1;
+        let n = &mut self.tracked.nodes[child as usize];
+        n.owner = owner;
+        n.flags |= flag::FORWARD | flag::EXPAND;
+    }
+
     /// An object's class. The ClassID of an object is its MethodTable pointer, the object's
     /// first word (as the runtime's `GetClassFromObject` returns it), which is read directly;
     /// every few thousand objects that is checked against the runtime's answer, and at the
@@ -390,36 +482,48 @@ impl Visit for Visitor<'_> {
                 None => self.unreadable += 1,
             }
         }
+        let forward = self.current_node != NONE && self.tracked.nodes[self.current_node as usize].has(flag::FORWARD);
         // Strings and arrays of numbers reference nothing: no need to ask.
-        if class.is_some_and(|c| self.no_references.contains(&c)) {
-            return true;
+        if !class.is_some_and(|c| self.no_references.contains(&c)) {
+            walk::references(info, object, self);
         }
-        walk::references(info, object, self);
+        if forward && self.stopped.is_none() {
+            self.tracked.nodes[self.current_node as usize].flags |= flag::CHILDREN;
+        }
         self.stopped.is_none()
     }
 
     fn reference(&mut self, target: ObjectID, slot: usize) -> bool {
-        let Some(child) = self.tracked.lookup(target) else {
-            if self.current_node != NONE && self.statics.contains_key(&target) {
-                self.tracked.nodes[self.current_node as usize].flags |= flag::HOLDS_STATIC;
-            }
-            return true;
-        };
-        if child == self.current_node {
-            return true;
+        let current = self.current_node;
+        if current != NONE && self.statics.contains_key(&target) {
+            self.tracked.nodes[current as usize].flags |= flag::HOLDS_STATIC;
         }
-        if self.current_node != NONE && self.statics.contains_key(&target) {
-            self.tracked.nodes[self.current_node as usize].flags |= flag::HOLDS_STATIC;
+        // An object followed down: everything it references is followed too.
+        let forward = current != NONE && self.tracked.nodes[current as usize].has(flag::FORWARD);
+        let child = match self.tracked.lookup(target) {
+            Some(child) => child,
+            None if forward => match self.follow_child(target) {
+                Some(child) => child,
+                None => return self.stopped.is_none(),
+            },
+            None => return true,
+        };
+        if child == current {
+            return true;
         }
         let c = self.tracked.nodes[child as usize];
-        if !c.has(flag::EXPAND) {
+        if forward && c.owner == NONE && !c.has(flag::FORWARD) && c.static_field == NONE {
+            // Followed already (a sample, say): now also down, for the same owner.
+            self.adopt(child);
+        }
+        if !forward && !c.has(flag::EXPAND) {
             return true;
         }
         if c.referrers >= MAX_REFERRERS {
             self.tracked.nodes[child as usize].flags |= flag::CAPPED;
             return true;
         }
-        if self.current_node == NONE {
+        if current == NONE {
             match self.follow_current() {
                 Some(node) => self.current_node = node,
                 None => return self.stopped.is_none(),

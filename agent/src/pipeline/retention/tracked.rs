@@ -29,6 +29,8 @@ pub mod flag {
     pub const HOLDS_STATIC: u8 = 0x10;
     /// What it references is wanted (retained size).
     pub const FORWARD: u8 = 0x20;
+    /// What it references has been recorded.
+    pub const CHILDREN: u8 = 0x40;
 }
 
 /// Most referrers kept per object (a string shared by a million records keeps this many).
@@ -46,6 +48,9 @@ pub struct Node {
     pub static_field: u32,
     /// The GC root (index in the search's root descriptions) holding it, or [`NONE`].
     pub root: u32,
+    /// For objects followed down (retained size): the object whose retained size it counts
+    /// towards (index in [`Tracked::owners`]), or [`NONE`].
+    pub owner: u32,
     pub flags: u8,
     /// The walk it was found in.
     pub found_in: u16,
@@ -94,13 +99,17 @@ impl Hasher for AddrHasher {
 pub type AddrMap<V> = HashMap<ObjectID, V, BuildHasherDefault<AddrHasher>>;
 pub type AddrSet = std::collections::HashSet<usize, BuildHasherDefault<AddrHasher>>;
 
-/// Bits of the address filter: 4 Mi bits, 512 KiB, so that 100 000 followed objects leave
-/// about 98 % of lookups at the filter.
+/// Bits of the address filter: at most 4 Mi bits (512 KiB), so that 100 000 followed objects
+/// leave about 98 % of lookups at the filter; at most a sixteenth of the budget.
 const FILTER_BITS: u32 = 22;
+const MIN_FILTER_BITS: u32 = 12;
 
-/// Bytes per node besides the node itself: its index entry, its share of the analysis arrays
-/// (distances, queues, the final graph) and a margin.
-const NODE_OVERHEAD: usize = 64;
+/// Bytes the analysis after the walks needs per node (distances, queues, the final graph, the
+/// path tree) and per reference, kept free while the walks grow.
+const ANALYSIS_PER_NODE: usize = 64;
+const ANALYSIS_PER_EDGE: usize = 16;
+/// Bytes per entry of the address index at its fullest, while it grows (old and new tables).
+const INDEX_ENTRY: usize = 40;
 
 #[derive(Default)]
 pub struct Tracked {
@@ -108,31 +117,38 @@ pub struct Tracked {
     pub edges: Vec<Edge>,
     /// Distinct classes, in order of first appearance.
     pub classes: Vec<ClassID>,
+    /// Objects whose retained size is measured: (objects followed down from it, whether the
+    /// per-object cap stopped that).
+    pub owners: Vec<(u32, bool)>,
     class_index: HashMap<ClassID, u32>,
     index: AddrMap<u32>,
     filter: Vec<u64>,
+    filter_bits: u32,
     budget: usize,
+    /// The agent's heap when the request began: the budget is for what it adds.
+    baseline: usize,
 }
 
 impl Tracked {
-    pub fn new(budget: usize) -> Tracked {
-        Tracked { budget, filter: vec![0; 1 << (FILTER_BITS - 6)], ..Default::default() }
+    /// Objects to be followed within `budget` bytes more than the agent's heap held at
+    /// `baseline` (everything the request allocates counts, not only this table).
+    pub fn new(budget: usize, baseline: usize) -> Tracked {
+        let bits = ((budget / 16 * 8).max(1).ilog2()).clamp(MIN_FILTER_BITS, FILTER_BITS);
+        Tracked { budget, baseline, filter: vec![0; 1 << (bits - 6)], filter_bits: bits, ..Default::default() }
     }
 
-    /// Bytes held now (at current capacities).
+    /// Bytes the request has added to the agent's heap so far.
     pub fn bytes(&self) -> usize {
-        self.nodes.capacity() * (std::mem::size_of::<Node>() + NODE_OVERHEAD)
-            + self.edges.capacity() * std::mem::size_of::<Edge>()
-            + self.filter.len() * 8
-            + self.classes.capacity() * 24
+        crate::memory::allocated_bytes().saturating_sub(self.baseline)
     }
 
     pub fn budget(&self) -> usize {
         self.budget
     }
 
-    /// Room for one more node and one more edge within the budget, growing by half again (or
-    /// exactly, near the budget). False when they do not fit.
+    /// Room for `more_nodes` nodes and `more_edges` edges within the budget (with room kept for
+    /// the analysis of that many), growing by half again, or exactly as needed near the budget.
+    /// False when they do not fit.
     pub fn make_room(&mut self, more_nodes: usize, more_edges: usize) -> bool {
         let need_nodes = self.nodes.len() + more_nodes;
         let need_edges = self.edges.len() + more_edges;
@@ -140,17 +156,18 @@ impl Tracked {
             return true;
         }
         let grow = |cap: usize, need: usize| if need <= cap { cap } else { need.max(cap + cap / 2).max(1024) };
-        let cost = |n: usize, e: usize| {
-            n * (std::mem::size_of::<Node>() + NODE_OVERHEAD)
-                + e * std::mem::size_of::<Edge>()
-                + self.filter.len() * 8
-                + self.classes.capacity() * 24
+        let used = self.bytes();
+        let fits = |n: usize, e: usize| {
+            let growth = (n - self.nodes.capacity()) * std::mem::size_of::<Node>()
+                + (e - self.edges.capacity()) * std::mem::size_of::<Edge>()
+                + if n > self.index.capacity() { n * INDEX_ENTRY } else { 0 };
+            used + growth + n * ANALYSIS_PER_NODE + e * ANALYSIS_PER_EDGE <= self.budget
         };
         let (mut n, mut e) = (grow(self.nodes.capacity(), need_nodes), grow(self.edges.capacity(), need_edges));
-        if cost(n, e) > self.budget {
+        if !fits(n, e) {
             n = need_nodes.max(self.nodes.capacity());
             e = need_edges.max(self.edges.capacity());
-            if cost(n, e) > self.budget {
+            if !fits(n, e) {
                 return false;
             }
         }
@@ -172,15 +189,15 @@ impl Tracked {
         i
     }
 
-    fn filter_slot(addr: ObjectID) -> (usize, u64) {
-        let h = ((addr as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS);
+    fn filter_slot(&self, addr: ObjectID) -> (usize, u64) {
+        let h = ((addr as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.filter_bits);
         ((h >> 6) as usize, 1u64 << (h & 63))
     }
 
     /// The node at `addr`, if followed.
     #[inline]
     pub fn lookup(&self, addr: ObjectID) -> Option<u32> {
-        let (word, bit) = Self::filter_slot(addr);
+        let (word, bit) = self.filter_slot(addr);
         if self.filter[word] & bit == 0 {
             return None;
         }
@@ -198,13 +215,14 @@ impl Tracked {
             size: size.min(u32::MAX as usize) as u32,
             static_field: NONE,
             root: NONE,
+            owner: NONE,
             flags,
             found_in: walk,
             referrers: 0,
             scanned_in: 0,
         });
         self.index.insert(addr, i);
-        let (word, bit) = Self::filter_slot(addr);
+        let (word, bit) = self.filter_slot(addr);
         self.filter[word] |= bit;
         i
     }
@@ -218,7 +236,7 @@ impl Tracked {
                 continue;
             }
             self.index.insert(n.addr, i as u32);
-            let (word, bit) = Self::filter_slot(n.addr);
+            let (word, bit) = self.filter_slot(n.addr);
             self.filter[word] |= bit;
         }
     }
@@ -244,7 +262,7 @@ mod tests {
 
     #[test]
     fn lookups_find_added_nodes_and_survive_a_reindex() {
-        let mut t = Tracked::new(16 << 20);
+        let mut t = Tracked::new(16 << 20, crate::memory::allocated_bytes());
         assert!(t.make_room(3, 0));
         let a = t.add(0x1000, 0x77, 24, flag::SAMPLE, 1);
         let b = t.add(0x2000, 0x78, 32, 0, 1);
@@ -258,15 +276,15 @@ mod tests {
 
     #[test]
     fn room_is_refused_past_the_budget() {
-        let mut t = Tracked::new(1 << 20);
+        let mut t = Tracked::new(1 << 20, crate::memory::allocated_bytes());
         assert!(t.make_room(100, 100));
         assert!(!t.make_room(1 << 20, 0), "a million nodes do not fit in 1 MiB");
-        assert!(t.bytes() <= 1 << 20);
+        assert!(t.nodes.capacity() < 1 << 14);
     }
 
     #[test]
     fn duplicate_edges_collapse_and_referrers_are_recounted() {
-        let mut t = Tracked::new(16 << 20);
+        let mut t = Tracked::new(16 << 20, crate::memory::allocated_bytes());
         t.make_room(2, 3);
         let a = t.add(0x10, 1, 24, 0, 1);
         let b = t.add(0x20, 1, 24, 0, 1);

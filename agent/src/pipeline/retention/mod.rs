@@ -14,6 +14,7 @@
 //! Needs `EnumerateGCHeapObjects` (.NET 9+).
 
 pub mod fields;
+pub mod generic_statics;
 pub mod generics;
 pub mod graph;
 pub mod heap_dump;
@@ -95,6 +96,9 @@ impl Request {
 pub struct Retention {
     statics: Statics,
     pub fields: fields::FieldNames,
+    /// Generic classes' statics named by type: name → index among the statics' fields.
+    by_type: HashMap<Arc<str>, u32>,
+    matcher: generic_statics::Matcher,
 }
 
 /// What a request needs from the pipeline besides the agent.
@@ -245,6 +249,10 @@ impl Retention {
         record.objects = searched.heap_objects;
         record.samples = targets.iter().map(|t| t.samples.len() as u64).sum();
 
+        // A generic class's statics: the runtime gives no address, so what the storage for statics
+        // holds is named by its type where exactly one loaded instantiation's field fits.
+        let by_type = self.name_generic_statics(info, &mut searched.tracked, &mut *cx.names, cx.is_framework);
+
         // Roots other than statics, for paths that end at objects nothing references.
         let mut holders: Vec<root_kinds::Holder> = Vec::new();
         let wanted = roots_wanted(&searched.tracked, &targets);
@@ -295,7 +303,10 @@ impl Retention {
             }
             let field = &self.statics.fields[n.static_field as usize];
             let d = *static_desc.entry(n.static_field).or_insert_with(|| {
-                descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail: None });
+                let detail = by_type.contains(&n.static_field).then(|| {
+                    Arc::from("named by the type it holds: the runtime gives no address for a generic class's statics")
+                });
+                descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail });
                 (descs.len() - 1) as u32
             });
             statics_seeds.push((i as u32, d, field.framework));
@@ -539,6 +550,66 @@ fn no_references(
             Err(_) => false,
         })
         .collect()
+}
+
+impl Retention {
+    /// Names the values the runtime's storage for statics holds without a located field, when
+    /// exactly one static field of a loaded generic instantiation is declared with the value's
+    /// type; returns the fields so named.
+    fn name_generic_statics(
+        &mut self,
+        info: &crate::clr::profiler_info::ProfilerInfo,
+        t: &mut tracked::Tracked,
+        names: &mut dyn Namer,
+        is_framework: &dyn Fn(&str) -> bool,
+    ) -> std::collections::HashSet<u32> {
+        let mut named = std::collections::HashSet::new();
+        let is_storage = |n: &tracked::Node, names: &mut dyn Namer, classes: &[ClassID]| {
+            !n.has(flag::DEAD)
+                && (n.has(flag::HOLDS_STATIC) || (n.referrers == 0 && !search::still_open(n)))
+                && &*names.class(classes[n.class as usize]) == "System.Object[]"
+        };
+        let mut values: Vec<u32> = Vec::new();
+        for e in &t.edges {
+            let (parent, child) = (&t.nodes[e.parent as usize], &t.nodes[e.child as usize]);
+            if child.static_field == NONE && !child.has(flag::DEAD) && is_storage(parent, names, &t.classes) {
+                values.push(e.child);
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        if values.is_empty() {
+            return named;
+        }
+        let mut found: Vec<(u32, Arc<str>, bool)> = Vec::new();
+        {
+            let candidates = self.statics.generic_candidates();
+            for &v in &values {
+                let class = t.classes[t.nodes[v as usize].class as usize];
+                let fits = self.matcher.fitting(info, &candidates, class, 2);
+                if let [one] = fits[..] {
+                    let c = &candidates[one];
+                    let owner = names.class(c.class);
+                    found.push((v, format!("{owner}.{}", c.field).into(), is_framework(&owner)));
+                }
+            }
+        }
+        for (v, name, framework) in found {
+            let field = match self.by_type.get(&name) {
+                Some(&f) => f,
+                None => {
+                    let f = self.statics.add_field(name.clone(), framework);
+                    self.by_type.insert(name, f);
+                    f
+                }
+            };
+            let n = &mut t.nodes[v as usize];
+            n.static_field = field;
+            n.flags &= !flag::EXPAND;
+            named.insert(field);
+        }
+        named
+    }
 }
 
 /// Per requested type, the sampled instances no static reaches and that are held, as far as

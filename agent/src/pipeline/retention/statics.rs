@@ -47,6 +47,8 @@ struct TypeStatics {
     class: ClassID,
     /// (field token, field name, index in `Statics::fields` once the class is known).
     fields: Vec<(mdToken, String, Option<u32>)>,
+    /// The fields' signatures, in the same order (for naming a generic class's by type).
+    signatures: Vec<Vec<u8>>,
 }
 
 struct ModuleStatics {
@@ -114,6 +116,28 @@ impl Statics {
         slots
     }
 
+    /// The static reference fields of the generic instantiations the runtime has loaded, for
+    /// naming one by the type of what it holds.
+    pub fn generic_candidates(&self) -> Vec<super::generic_statics::Candidate<'_>> {
+        let mut out = Vec::new();
+        for (&class, place) in &self.instantiations {
+            let Some((module, type_def)) = *place else { continue };
+            let Some(t) = self.modules.get(&module).and_then(|m| m.types.iter().find(|t| t.type_def == type_def)) else {
+                continue;
+            };
+            for ((_, name, _), signature) in t.fields.iter().zip(&t.signatures) {
+                out.push(super::generic_statics::Candidate { class, module, field: name, signature });
+            }
+        }
+        out
+    }
+
+    /// Registers a static field named some other way (by type) and returns its index.
+    pub fn add_field(&mut self, name: Arc<str>, framework: bool) -> u32 {
+        self.fields.push(StaticField { name, framework });
+        (self.fields.len() - 1) as u32
+    }
+
     /// The statics of the generic instantiations the runtime has loaded.
     fn instantiation_slots(
         &mut self,
@@ -167,13 +191,13 @@ fn discover(info: &ProfilerInfo, module: ModuleID) -> Option<ModuleStatics> {
     let app_domain = info.module_app_domain(module).ok()?;
     let mut types = Vec::new();
     for type_def in metadata.type_defs() {
-        let fields: Vec<(mdToken, String, Option<u32>)> = metadata
+        let fields: Vec<(mdToken, String, Option<u32>, Vec<u8>)> = metadata
             .fields(type_def)
             .into_iter()
             .filter_map(|f| {
                 let props = metadata.field_props(f).ok()?;
                 let storage = props.flags & FD_STATIC != 0 && props.flags & (FD_LITERAL | FD_HAS_FIELD_RVA) == 0;
-                (storage && is_reference_field(&props.signature)).then_some((f, props.name, None))
+                (storage && is_reference_field(&props.signature)).then_some((f, props.name, None, props.signature))
             })
             .collect();
         if fields.is_empty() {
@@ -181,7 +205,8 @@ fn discover(info: &ProfilerInfo, module: ModuleID) -> Option<ModuleStatics> {
         }
         // Without methods a class's ClassID can only come from a generic instantiation.
         let methods: Vec<mdToken> = metadata.methods(type_def).into_iter().take(METHODS_TRIED).collect();
-        types.push(TypeStatics { type_def, methods, class: 0, fields });
+        let (fields, signatures) = fields.into_iter().map(|(t, n, i, sig)| ((t, n, i), sig)).unzip();
+        types.push(TypeStatics { type_def, methods, class: 0, fields, signatures });
     }
     Some(ModuleStatics { app_domain, types })
 }

@@ -143,7 +143,7 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     let (subscribers, sessions, listed) = created(&ready);
     let command = json!({
         "cmd": "retention",
-        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.NoSuchType"],
+        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.Tag", "LeakApp.NoSuchType"],
         "max_paths": 5,
     });
     let record = session.ask(&command, "retention", Duration::from_secs(60));
@@ -218,6 +218,14 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
         .unwrap_or_else(|| panic!("no path through StringLeak.Retained: {}", strings["paths"]));
     assert!(audit["instances"].as_u64().unwrap() >= 4500, "{}", render(audit));
     assert_eq!(*step_types(audit).last().unwrap(), "System.String");
+
+    // A generic class's static: the runtime gives no address, so it is named by the type it
+    // holds, and says so.
+    let tags = of_type(&record, "LeakApp.Tag");
+    let top = &tags["paths"][0];
+    assert_eq!(top["root"]["name"], "LeakApp.Registry<Tag>.Items", "{}", render(top));
+    assert!(top["root"]["detail"].as_str().unwrap().contains("named by the type"), "{}", render(top));
+    assert_eq!(top["instances"].as_u64(), Some(1000), "{}", render(top));
 
     let missing = of_type(&record, "LeakApp.NoSuchType");
     assert_eq!((missing["instances"].as_u64(), missing["paths"].as_array().map(Vec::len)), (Some(0), Some(0)));

@@ -310,6 +310,11 @@ public static class RetentionLeaks
         for (int i = 0; i < subscribers; i++) _ = new Subscriber();
         for (int i = 0; i < sessions; i++) SessionRegistry.Sessions.Add(new Session(i));
         for (int i = 0; i < 5000; i++) StringLeak.RecordAuditLine(i);
+        // A generic class's static (one per instantiation) and a thread static.
+        for (int i = 0; i < 1000; i++) Registry<Tag>.Items.Add(new Tag("tag-" + i));
+        var notes = new Thread(NoteKeeper.Keep) { IsBackground = true, Name = "notes" };
+        notes.Start();
+        NoteKeeper.Started.Wait();
         // Two more sessions, held from outside the heap: one by this frame, one by a GC handle.
         var heldByStack = new Session(-1);
         var handle = System.Runtime.InteropServices.GCHandle.Alloc(new Session(-2));
@@ -403,5 +408,34 @@ public static class BigHeap
             Thread.Sleep(5);
         }
         return Retries.Count + Records.Count + churn % 7;
+    }
+}
+
+public sealed record Tag(string Name);
+
+/// A registry per item type: each instantiation has its own static list.
+public static class Registry<T>
+{
+    public static readonly List<T> Items = new();
+}
+
+public sealed class Note(int id)
+{
+    public readonly int Id = id;
+    public readonly byte[] Text = new byte[16];
+}
+
+/// A thread that keeps notes in a thread-static list for as long as it lives.
+public static class NoteKeeper
+{
+    [ThreadStatic] static List<Note>? t_notes;
+    public static readonly ManualResetEventSlim Started = new();
+
+    public static void Keep()
+    {
+        t_notes = new List<Note>();
+        for (int i = 0; i < 700; i++) t_notes.Add(new Note(i));
+        Started.Set();
+        Thread.Sleep(Timeout.Infinite);
     }
 }

@@ -564,10 +564,10 @@ impl Retention {
         is_framework: &dyn Fn(&str) -> bool,
     ) -> std::collections::HashSet<u32> {
         let mut named = std::collections::HashSet::new();
+        // Only an array known to be the storage for statics (it holds a located static's value):
+        // other arrays nothing references (a thread's statics, say) hold other things.
         let is_storage = |n: &tracked::Node, names: &mut dyn Namer, classes: &[ClassID]| {
-            !n.has(flag::DEAD)
-                && (n.has(flag::HOLDS_STATIC) || (n.referrers == 0 && !search::still_open(n)))
-                && &*names.class(classes[n.class as usize]) == "System.Object[]"
+            !n.has(flag::DEAD) && n.has(flag::HOLDS_STATIC) && &*names.class(classes[n.class as usize]) == "System.Object[]"
         };
         let mut values: Vec<u32> = Vec::new();
         for e in &t.edges {

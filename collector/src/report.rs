@@ -209,20 +209,104 @@ pub struct Finding {
     /// before the end (`retention` record), most instances first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept_alive_by: Vec<KeptAliveBy>,
+    /// Managed: the path whose instances kept rising over successive retention records: the
+    /// owner to fix, even with no call site sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_to_fix: Option<crate::path_growth::GrowingPath>,
     /// One line, as printed at the end of a run.
     pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptAliveBy {
-    /// `static LeakApp.Clock.Tick → System.EventHandler → …`
+    /// `static LeakApp.Clock.Tick → System.EventHandler → …`; `unknown (walk cut short: …)`
+    /// when a budget stopped the search before this path's root.
     pub path: String,
+    /// Instances on it (estimated, when the agent followed a sample of them).
     pub instances: u64,
+    /// Their share of all the type's instances (when the record says how many there are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// The search found the root (false: `unknown`, cut short).
+    pub finished: bool,
+    /// Their own (shallow) bytes.
+    pub bytes: u64,
+    /// What the path's first object of the application's own keeps alive by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained: Option<Retained>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Retained {
+    pub type_name: String,
+    pub bytes_per_instance: u64,
+    pub bytes: u64,
+    /// Cut short: at least this much.
+    pub lower_bound: bool,
 }
 
 impl From<&crate::protocol::RetentionPath> for KeptAliveBy {
     fn from(p: &crate::protocol::RetentionPath) -> KeptAliveBy {
-        KeptAliveBy { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) }
+        KeptAliveBy {
+            path: p.render(),
+            instances: p.instances.map_or(0, |n| n.u64()),
+            share: None,
+            finished: p.finished(),
+            bytes: p.bytes.map_or(0, |n| n.u64()),
+            retained: p.retained.as_ref().map(|r| Retained {
+                type_name: r.type_name.clone(),
+                bytes_per_instance: r.bytes_per_instance.map_or(0, |n| n.u64()),
+                bytes: r.bytes.map_or(0, |n| n.u64()),
+                lower_bound: r.lower_bound,
+            }),
+        }
+    }
+}
+
+impl KeptAliveBy {
+    /// The paths of a retention record for a type, with their shares; an unknown (cut short)
+    /// path is kept among them however far down it ranks.
+    pub fn of_type(r: &crate::protocol::Retention, type_name: &str, keep: usize) -> Vec<KeptAliveBy> {
+        let total = r.type_entry(type_name).and_then(|t| t.instances).map(|n| n.u64()).filter(|&n| n > 0);
+        let mut out: Vec<KeptAliveBy> = Vec::new();
+        for (i, p) in r.paths_for(type_name).enumerate() {
+            if i < keep || !p.finished() {
+                let mut k = KeptAliveBy::from(p);
+                k.share = total.map(|t| k.instances as f64 / t as f64);
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// `static X → … (2 400 instances, 98 % of them; 77 KB shallow, 2.4 MB retained by X: 1 KB each)`
+    pub fn line(&self) -> String {
+        let mut o = format!("{} ({} instances", self.path, format_count(self.instances as f64));
+        if let Some(share) = self.share {
+            o.push_str(&format!(", {:.0} % of them", share * 100.0));
+        }
+        if let Some(r) = &self.retained {
+            o.push_str(&format!(
+                "; {} shallow, {}{} retained by {} ({}{} each)",
+                format_bytes(self.bytes as f64),
+                if r.lower_bound { "≥ " } else { "" },
+                format_bytes(r.bytes as f64),
+                short_type(&r.type_name),
+                if r.lower_bound { "≥ " } else { "" },
+                format_bytes(r.bytes_per_instance as f64)
+            ));
+        }
+        o.push(')');
+        o
+    }
+}
+
+/// `LeakApp.PayloadSubscriber` → `PayloadSubscriber` (generic arguments kept).
+fn short_type(name: &str) -> &str {
+    let head = name.split('<').next().unwrap_or(name);
+    match head.rfind('.') {
+        Some(i) => &name[i + 1..],
+        None => name,
     }
 }
 
@@ -304,6 +388,7 @@ pub fn build_with_soak(
         .map(|r| {
             let mut f = finding(r, multi_process);
             f.kept_alive_by = kept_alive_by(store, &f);
+            f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
             f
         })
         .collect();
@@ -409,10 +494,13 @@ fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
     else {
         return Vec::new();
     };
-    r.paths_for(type_name)
-        .take(PATHS_PER_FINDING)
-        .map(KeptAliveBy::from)
-        .collect()
+    KeptAliveBy::of_type(r, type_name, PATHS_PER_FINDING)
+}
+
+/// The path of a managed type whose instances kept rising over the producer's retention records.
+pub fn owner_to_fix(store: &Store, pid: u32, type_name: Option<&str>) -> Option<crate::path_growth::GrowingPath> {
+    let producer = store.producers().find(|p| p.key.pid == pid && p.key.source == Source::Agent)?;
+    crate::path_growth::growing_path(producer.retention_history.iter().map(|r| r.as_ref()), type_name?)
 }
 
 /// Managed types of the growing findings: what to ask the agent about before a run ends.
@@ -496,6 +584,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         window_ms: g.window_ms,
         full_gcs_in_window: r.full_gcs,
         kept_alive_by: Vec::new(),
+        owner_to_fix: None,
         text,
     }
 }
@@ -790,6 +879,16 @@ pub fn render_text(r: &Report) -> String {
                 format_duration(Duration::from_millis(a.duration_ms)),
                 ended_text(a)
             );
+            if let Some(kinds) = a.config.as_ref().and_then(|c| c.get("retention_roots")) {
+                let list = |k: &str| {
+                    kinds[k].as_array().map(|v| v.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                };
+                let _ = writeln!(o, "  retention paths can start at: {}", list("named"));
+                let not = list("not_named");
+                if !not.is_empty() {
+                    let _ = writeln!(o, "  retention paths cannot name: {not}");
+                }
+            }
         } else {
             let _ = writeln!(o, "  agent: not connected (no managed data)");
         }
@@ -884,17 +983,34 @@ pub fn render_text(r: &Report) -> String {
 /// The main path in full; the others (in report.json) only counted: a common type such as
 /// String has many holders, and the leak's is the one with most instances.
 fn write_kept_alive_by(o: &mut String, f: &Finding) {
-    let Some(top) = f.kept_alive_by.first() else { return };
-    let _ = writeln!(o, "      kept alive by {} ({} instances)", top.path, format_count(top.instances as f64));
-    let others: u64 = f.kept_alive_by[1..].iter().map(|k| k.instances).sum();
-    if others > 0 {
-        let _ = writeln!(
-            o,
-            "      (and {} more instances of the type on {} other paths, in report.json)",
-            format_count(others as f64),
-            f.kept_alive_by.len() - 1
-        );
+    if let Some(owner) = &f.owner_to_fix {
+        let _ = writeln!(o, "      owner to fix: {}", owner.text());
     }
+    for line in kept_alive_lines(&f.kept_alive_by) {
+        let _ = writeln!(o, "      {line}");
+    }
+}
+
+/// `kept alive by: …` lines: the main path; and, when a budget cut the search short, the share
+/// whose path is unknown (with what would have been needed), never a guessed root.
+pub fn kept_alive_lines(paths: &[KeptAliveBy]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(top) = paths.first() else { return lines };
+    lines.push(format!("kept alive by: {}", top.line()));
+    if let Some(unknown) = paths[1..].iter().find(|k| !k.finished) {
+        lines.push(format!("kept alive by: {}", unknown.line()));
+    }
+    let shown: u64 = top.instances + paths[1..].iter().find(|k| !k.finished).map_or(0, |k| k.instances);
+    let others: u64 = paths.iter().map(|k| k.instances).sum::<u64>() - shown;
+    let other_paths = paths.len() - 1 - paths[1..].iter().any(|k| !k.finished) as usize;
+    if others > 0 {
+        lines.push(format!(
+            "(and {} more instances of the type on {} other paths, in report.json)",
+            format_count(others as f64),
+            other_paths
+        ));
+    }
+    lines
 }
 
 pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {

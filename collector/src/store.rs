@@ -197,6 +197,9 @@ struct Observation {
     latest: SiteLatest,
 }
 
+/// Retention records kept per producer (each asked for at most every half minute or so).
+const RETENTION_HISTORY: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct Producer {
     pub key: ProducerKey,
@@ -231,6 +234,8 @@ pub struct Producer {
     pub soak: SoakData,
     /// The latest `retention` record.
     pub retention: Option<Box<crate::protocol::Retention>>,
+    /// The retention records so far, oldest first (bounded): which path of a type grows.
+    pub retention_history: VecDeque<Box<crate::protocol::Retention>>,
     /// The latest `peek` record.
     pub peek: Option<Box<crate::protocol::Peek>>,
 }
@@ -264,6 +269,7 @@ impl Producer {
             last_gen2_count: None,
             soak: SoakData::default(),
             retention: None,
+            retention_history: VecDeque::new(),
             peek: None,
         }
     }
@@ -881,6 +887,10 @@ impl Store {
                 self.data_version += 1;
             }
             Record::Retention(r) => {
+                if producer.retention_history.len() >= RETENTION_HISTORY {
+                    producer.retention_history.pop_front();
+                }
+                producer.retention_history.push_back(r.clone());
                 producer.retention = Some(r);
                 self.data_version += 1;
             }

@@ -75,7 +75,7 @@ fn run_ended_by_duration_says_what_keeps_the_leak_alive() {
         "{finding:#}"
     );
     assert!(top["instances"].as_u64().unwrap() > 10_000, "{top}");
-    assert!(stderr.contains("kept alive by static LeakApp.StringLeak.Retained"), "{stderr}");
+    assert!(stderr.contains("kept alive by: static LeakApp.StringLeak.Retained"), "{stderr}");
 }
 
 #[test]

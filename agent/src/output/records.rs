@@ -52,6 +52,14 @@ pub struct HelloConfig {
     pub exact: String,
     /// `LEAKSCOPE_RETENTION`'s types (retention after each soak census).
     pub retention: Vec<String>,
+    /// Which roots retention paths can start from in this mode, and which they cannot name.
+    pub retention_roots: RetentionRootKinds,
+}
+
+#[derive(Serialize)]
+pub struct RetentionRootKinds {
+    pub named: Vec<&'static str>,
+    pub not_named: Vec<&'static str>,
 }
 
 #[derive(Serialize)]

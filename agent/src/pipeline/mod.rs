@@ -805,6 +805,7 @@ fn hello_line(agent: &Agent) -> String {
                     crate::config::Exact::Types(names) => names.join(","),
                 },
                 retention: agent.config.retention.clone(),
+                retention_roots: retention::root_kinds::capabilities(agent.attached, agent.info.version()),
             },
         },
     )

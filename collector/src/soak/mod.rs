@@ -227,6 +227,12 @@ pub struct Subject {
     pub sites: Vec<SiteRef>,
     /// Producer time (ms since the process started) from which this verdict held to the end.
     pub verdict_since_ms: Option<f64>,
+    /// Type verdicts: the retention path whose instances kept rising (the owner to fix, even
+    /// with no call site sampled), and the main path of the latest retention record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_to_fix: Option<crate::path_growth::GrowingPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_alive_by: Option<String>,
     /// One paragraph: what was measured and why this verdict.
     pub evidence: String,
 }
@@ -657,6 +663,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         .collect();
     corroborate_sites(store, ctx, &mut subjects, warmup);
     attach_sites(&mut subjects);
+    attach_paths(store, &mut subjects);
     let comparison = ctx
         .baseline
         .as_ref()
@@ -919,6 +926,8 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
         peak_bytes: c.peak_bytes,
         sites: Vec::new(),
         verdict_since_ms: None,
+        owner_to_fix: None,
+        kept_alive_by: None,
         evidence: String::new(),
     }
 }
@@ -1047,6 +1056,34 @@ fn attach_sites(subjects: &mut [Subject]) {
         if let Some(refs) = by_type.get(&(s.pid, t)) {
             s.sites = refs.clone();
         }
+    }
+}
+
+/// The managed types whose census already says leaking (during the run, after the planned
+/// warm-up): what to ask the agent about, call site sampled or not.
+pub fn leaking_types(store: &Store, ctx: &Context) -> Vec<(u32, String)> {
+    let warmup = warmup_end_ms(&ctx.settings, ctx.settings.duration_ms as f64);
+    let info_tau = ctx.info_threshold();
+    candidates(store, ctx)
+        .into_iter()
+        .map(|c| judge(c, ctx, warmup, info_tau))
+        .filter(|s| s.kind == SubjectKind::Type && s.verdict == SoakVerdict::Leaking)
+        .filter_map(|s| Some((s.pid, s.type_name?)))
+        .collect()
+}
+
+/// Type verdicts: what keeps the type alive, from the agent's retention records.
+fn attach_paths(store: &Store, subjects: &mut [Subject]) {
+    for s in subjects.iter_mut().filter(|s| s.kind == SubjectKind::Type) {
+        let Some(type_name) = s.type_name.clone() else { continue };
+        s.owner_to_fix = crate::report::owner_to_fix(store, s.pid, Some(&type_name));
+        let latest = store
+            .producers()
+            .find(|p| p.key.pid == s.pid && p.key.source == Source::Agent)
+            .and_then(|p| p.retention.as_ref());
+        s.kept_alive_by = latest.and_then(|r| {
+            crate::report::kept_alive_lines(&crate::report::KeptAliveBy::of_type(r, &type_name, 3)).into_iter().next()
+        });
     }
 }
 
@@ -1248,6 +1285,11 @@ fn evidence(s: &Subject) -> String {
                 .collect();
             let _ = write!(e, "; allocated at {}", sites.join("; "));
         }
+    }
+    if let Some(owner) = &s.owner_to_fix {
+        let _ = write!(e, "; owner to fix: {}", owner.text());
+    } else if let Some(kept) = &s.kept_alive_by {
+        let _ = write!(e, "; {kept}");
     }
     if !s.failed_rules.is_empty() {
         let _ = write!(e, "; breaks `{}`", s.failed_rules.join("`, `"));

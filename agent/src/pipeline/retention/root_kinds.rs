@@ -19,6 +19,31 @@ use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, FunctionID, ObjectID, root};
 use crate::output::records::RetentionRoot;
 
+/// Which roots this agent can name in its mode (for the hello): the same in every GC mode,
+/// since without `RootReferences2` (background GC on) the heap dump names them.
+pub fn capabilities(attached: bool, info_version: u32) -> crate::output::records::RetentionRootKinds {
+    if info_version < 15 {
+        return crate::output::records::RetentionRootKinds {
+            named: Vec::new(),
+            not_named: vec!["any: retention paths need EnumerateGCHeapObjects (.NET 9 or later)"],
+        };
+    }
+    let mut not_named = vec!["thread statics (their storage is shown, or the stack frame holding them)"];
+    if attached {
+        not_named.push("statics of generic classes loaded before the agent attached");
+    }
+    crate::output::records::RetentionRootKinds {
+        named: vec![
+            "static fields (a generic class's by the type it holds)",
+            "stack frames, with their method",
+            "GC handles by kind (strong, pinned, ref-counted)",
+            "dependent handles (ConditionalWeakTable)",
+            "the finalizer queue",
+        ],
+        not_named,
+    }
+}
+
 /// What holds a root object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Holder {

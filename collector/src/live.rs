@@ -391,10 +391,7 @@ fn kept_alive_line(store: &Store, r: &SiteRow) -> Option<String> {
         return None;
     }
     let type_name = r.type_name.as_deref()?;
-    let record = store
-        .producers()
-        .find(|p| p.key.pid == r.pid && p.key.source == crate::protocol::Source::Agent)
-        .and_then(|p| p.retention.as_ref())?;
+    let record = crate::report::latest_retention(store, r.pid, type_name)?;
     let paths = crate::report::KeptAliveBy::of_type(record, type_name, 3);
     crate::report::kept_alive_lines(&paths).into_iter().next()
 }

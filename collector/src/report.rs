@@ -490,11 +490,16 @@ fn site_report(r: &SiteRow) -> SiteReport {
 /// The paths of the producer's latest `retention` record for a managed finding's type.
 fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
     let Some(type_name) = f.type_name.as_deref() else { return Vec::new() };
-    let Some(r) = store.producers().find(|p| p.key.pid == f.pid && p.key.source == Source::Agent).and_then(|p| p.retention.as_ref())
-    else {
-        return Vec::new();
-    };
-    KeptAliveBy::of_type(r, type_name, PATHS_PER_FINDING)
+    match latest_retention(store, f.pid, type_name) {
+        Some(r) => KeptAliveBy::of_type(r, type_name, PATHS_PER_FINDING),
+        None => Vec::new(),
+    }
+}
+
+/// The latest retention record of a process's agent that answers for `type_name`.
+pub fn latest_retention<'a>(store: &'a Store, pid: u32, type_name: &str) -> Option<&'a crate::protocol::Retention> {
+    let producer = store.producers().find(|p| p.key.pid == pid && p.key.source == Source::Agent)?;
+    producer.retention_history.iter().rev().map(|r| r.as_ref()).find(|r| r.type_entry(type_name).is_some())
 }
 
 /// The path of a managed type whose instances kept rising over the producer's retention records.
@@ -1247,6 +1252,25 @@ fn site_table(o: &mut String, title: &str, sites: &[SiteReport], total: usize, m
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A search a budget cut short: report.txt keeps the path it finished (as a share of the
+    /// instances) and says `unknown` for the rest, with the budget that would have sufficed,
+    /// never a root kind.
+    #[test]
+    fn a_search_cut_short_prints_unknown_with_the_budget_needed() {
+        let mut store = sample_store();
+        store.ingest_line(br#"{"v":1,"type":"retention","source":"agent","pid":42,"t_ms":61000,"truncated":true,"truncated_by":["memory"],"cut_short":"walk cut short: 900 of 4096 sampled instances (22 %) not followed to a root after 3 walks of 3.10 M objects, memory budget 1 MB ran out following 12 k objects; at least 3 MB needed","types":[{"type_name":"System.String","instances":10000,"sampled":4096,"unknown":2200,"paths":[{"root":{"kind":"static","name":"Demo.OrderAudit.Lines"},"steps":[{"type_name":"System.Collections.Generic.List<String>"},{"type_name":"System.String[]","field":"_items"},{"type_name":"System.String","field":"[]"}],"instances":7800,"bytes":624000},{"root":{"kind":"unknown","detail":"walk cut short: 900 of 4096 sampled instances (22 %) not followed to a root after 3 walks of 3.10 M objects, memory budget 1 MB ran out following 12 k objects; at least 3 MB needed"},"steps":[{"type_name":"System.String"}],"instances":2200,"bytes":176000}]}]}"#);
+        let report = build(&store, &SessionInfo::new("run"), &Thresholds::default());
+        let finding = report.findings.iter().find(|f| f.type_name.as_deref() == Some("System.String")).unwrap();
+        let lines = kept_alive_lines(&finding.kept_alive_by);
+        assert_eq!(lines[0], "kept alive by: static Demo.OrderAudit.Lines → System.Collections.Generic.List<String> → System.String[] (_items) → System.String ([]) (7800 instances, 78 % of them)");
+        assert!(lines[1].starts_with("kept alive by: unknown (walk cut short: "), "{lines:?}");
+        assert!(lines[1].contains("memory budget 1 MB") && lines[1].contains("at least 3 MB needed"), "{lines:?}");
+        assert!(lines[1].ends_with("(2200 instances, 22 % of them)"), "{lines:?}");
+        let text = render_text(&report);
+        assert!(text.contains("      kept alive by: unknown (walk cut short: "), "{text}");
+        assert!(!text.contains("referenced by no object"), "{text}");
+    }
 
     /// A synthetic session: one process with a leaking site, a churning one and a shim.
     pub(crate) fn sample_store() -> Store {

@@ -17,8 +17,9 @@ use crate::session::Session;
 
 /// Least time between two requests.
 const MIN_SPACING: Duration = Duration::from_secs(30);
-/// In a soak: a type already asked about is asked about again after this long.
-const SOAK_REASK: Duration = Duration::from_secs(60);
+/// In a soak: a type already asked about is asked about again after this long (successive
+/// records tell which path grows: four at least).
+const SOAK_REASK: Duration = Duration::from_secs(30);
 /// Types per request.
 const MAX_TYPES: usize = 3;
 

@@ -305,6 +305,9 @@ pub struct RetentionType {
     pub sampled: u64,
     /// Estimated instances whose path the search could not finish (root `unknown`).
     pub unknown: u64,
+    /// Estimated instances collected while the search ran (garbage at the census, or freed
+    /// since): on no path.
+    pub collected: u64,
     /// Sampled instances the path assignment did not reach (its deadline passed).
     pub unreached: u64,
     /// Most instances first, at most `max_paths`.

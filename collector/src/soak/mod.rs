@@ -1077,10 +1077,7 @@ fn attach_paths(store: &Store, subjects: &mut [Subject]) {
     for s in subjects.iter_mut().filter(|s| s.kind == SubjectKind::Type) {
         let Some(type_name) = s.type_name.clone() else { continue };
         s.owner_to_fix = crate::report::owner_to_fix(store, s.pid, Some(&type_name));
-        let latest = store
-            .producers()
-            .find(|p| p.key.pid == s.pid && p.key.source == Source::Agent)
-            .and_then(|p| p.retention.as_ref());
+        let latest = crate::report::latest_retention(store, s.pid, &type_name);
         s.kept_alive_by = latest.and_then(|r| {
             crate::report::kept_alive_lines(&crate::report::KeptAliveBy::of_type(r, &type_name, 3)).into_iter().next()
         });

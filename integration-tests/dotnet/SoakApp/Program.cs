@@ -10,6 +10,10 @@
 //   slow-drip         SoakApp.DripEntry   @ SoakApp.Drip.Add            ~350 B/s under heavier churn
 //   native-leak       native memory       @ SoakApp.NativeBuffers.Leak  64 KiB twice a second
 //                     (Marshal.AllocHGlobal, never freed), beside native churn that frees all
+//   rooted            SoakApp.Pending     held by a local of SoakApp.Rooted.Loop (a stack frame)
+//                     SoakApp.Parked      held through a GCHandle kept in native memory
+//   string-drip       System.String       4 a second into static SoakApp.StringDrip.AuditTrail,
+//                     under heavier churn (strings everywhere: the type alone says nothing)
 //
 // usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
 // Prints "ready" when the worker starts, "done <checksum>" and its message and allocation
@@ -42,15 +46,17 @@ public static class Program
             "churn" => _ => { },
             "slow-drip" => Drip.Tick,
             "native-leak" => NativeBuffers.Tick,
+            "rooted" => Rooted.Tick,
+            "string-drip" => StringDrip.Tick,
             _ => null,
         };
         if (extra == null)
         {
-            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak");
+            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak rooted string-drip");
             return 2;
         }
         // Heavy churn everywhere; heavier under the slow drip, which must be found anyway.
-        int messagesPerTick = scenario == "slow-drip" ? 160 : 80;
+        int messagesPerTick = scenario == "slow-drip" || scenario == "string-drip" ? 160 : 80;
         Console.WriteLine("ready");
         var clock = Stopwatch.StartNew();
         var worker = new Worker();
@@ -287,5 +293,71 @@ public static class NativeBuffers
     {
         Churn(20);
         while (kept.Count < (long)(now * 2)) Leak();
+    }
+}
+
+/// Held from outside the heap: records kept by a long-running method's local list (its stack
+/// frame is the root) and by a list only a GCHandle holds, the handle kept in native memory.
+public sealed class Pending
+{
+    public long Id;
+    public byte[] Data = new byte[64];
+}
+
+public sealed class Parked
+{
+    public long Id;
+    public byte[] Data = new byte[64];
+}
+
+public static class Rooted
+{
+    static IntPtr table;
+    static long parked;
+    static Thread? loop;
+
+    // A worker loop that never lets go of what it queued.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void Loop()
+    {
+        var pending = new List<Pending>();
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            while (pending.Count < (long)(clock.Elapsed.TotalSeconds * 200))
+                pending.Add(new Pending { Id = pending.Count });
+            Thread.Sleep(20);
+            GC.KeepAlive(pending);
+        }
+    }
+
+    public static void Tick(double now)
+    {
+        if (loop == null)
+        {
+            loop = new Thread(Loop) { IsBackground = true, Name = "rooted-loop" };
+            loop.Start();
+            var handle = GCHandle.Alloc(new List<Parked>());
+            table = Marshal.AllocHGlobal(IntPtr.Size);
+            Marshal.WriteIntPtr(table, GCHandle.ToIntPtr(handle));
+        }
+        var list = (List<Parked>)GCHandle.FromIntPtr(Marshal.ReadIntPtr(table)).Target!;
+        while (parked < (long)(now * 200))
+            list.Add(new Parked { Id = parked++ });
+    }
+}
+
+/// A slow leak of the commonest type: audit strings kept in a static list.
+public static class StringDrip
+{
+    public static readonly List<string> AuditTrail = new();
+    static long next;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Record(long i) => AuditTrail.Add($"audit {i:D8} user={i % 97} action=read");
+
+    public static void Tick(double now)
+    {
+        while (next < (long)(now * 4)) Record(next++);
     }
 }

@@ -431,9 +431,12 @@ impl Retention {
 
         for (t, tally) in tallies.into_iter().enumerate() {
             let target = &targets[t];
-            // Each sampled instance stands for this many (one when all are followed).
-            let scale = if tally.instances == 0 { 0.0 } else { target.instances as f64 / tally.instances as f64 };
-            let byte_scale = if tally.bytes == 0 { 0.0 } else { target.bytes as f64 / tally.bytes as f64 };
+            // Each sampled instance stands for this many: over all the samples taken, including
+            // those collected since (they stood for instances that died too, not for the others).
+            let taken = target.samples.len() as f64;
+            let taken_bytes: f64 = target.samples.iter().map(|&s| searched.tracked.nodes[s as usize].size as f64).sum();
+            let scale = if taken == 0.0 { 0.0 } else { target.instances as f64 / taken };
+            let byte_scale = if taken_bytes == 0.0 { 0.0 } else { target.bytes as f64 / taken_bytes };
             let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.into_iter().collect();
             by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             let mut listed = Vec::new();
@@ -506,6 +509,7 @@ impl Retention {
                 bytes: target.bytes,
                 sampled: tally.instances,
                 unknown,
+                collected: ((taken - samples.iter().filter(|&&(_, st)| st == t).count() as f64) * scale).round() as u64,
                 unreached: tally.unreached,
                 paths: listed,
                 other,

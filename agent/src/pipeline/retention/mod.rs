@@ -218,6 +218,16 @@ impl Retention {
             }
         }
         let no_references = no_references(info, by_class.keys().copied(), &mut *cx.names);
+        // The application's own classes (not the framework's, not arrays): their instances the
+        // search follows are followed down too, from the start, for their retained size.
+        let own_classes: tracked::AddrSet = by_class
+            .keys()
+            .copied()
+            .filter(|&c| {
+                let name = cx.names.class(c);
+                !(cx.is_framework)(&name) && !name.ends_with(']')
+            })
+            .collect();
         let per_type = (SAMPLES_TOTAL / request.types.len().max(1) as u64).clamp(MIN_SAMPLES_PER_TYPE, SAMPLES_PER_TYPE);
         for t in &mut targets {
             t.stride = t.instances.div_ceil(per_type).max(1);
@@ -231,6 +241,7 @@ impl Retention {
             stop,
             gc: &agent.capture.counters.last_gc,
             no_references: &no_references,
+            own_classes: &own_classes,
         };
         let mut host = Host { agent, statics: &mut self.statics, cx: &mut *cx, fields_located: 0 };
         let searched = search::run(info, &mut host, &mut targets, &target_of, budget, baseline, &limits);

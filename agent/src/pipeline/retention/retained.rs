@@ -40,19 +40,39 @@ pub fn measure(
     limits: &Limits<'_>,
     mut last_pause: Duration,
 ) -> Result<Vec<Measured>, HRESULT> {
+    // Only what is followed down still needs its referrers.
     for n in &mut s.tracked.nodes {
-        n.flags &= !flag::EXPAND;
+        if !n.has(flag::FORWARD) {
+            n.flags &= !flag::EXPAND;
+        }
     }
-    s.tracked.owners.clear();
-    for (i, &u) in starts.iter().enumerate() {
-        s.tracked.owners.push((0, false));
+    // Samples of the application's own types were followed down from the first walk on; the
+    // other starts begin now.
+    let mut owners = Vec::with_capacity(starts.len());
+    for &u in starts {
         let n = &mut s.tracked.nodes[u as usize];
-        n.owner = i as u32;
-        n.flags |= flag::FORWARD;
+        if n.owner == NONE || !n.has(flag::FORWARD) {
+            n.owner = s.tracked.owners.len() as u32;
+            n.flags |= flag::FORWARD;
+            s.tracked.owners.push((0, false));
+        }
+        owners.push(s.tracked.nodes[u as usize].owner);
     }
-    let mut complete = false;
+    // Done when everything followed down from the starts has its references recorded and (but
+    // for the starts, whose own referrers do not matter) all its referrers. (An object with more
+    // referrers than are kept never completes: no walk would help.)
+    let pending = |s: &Searched| {
+        s.tracked.nodes.iter().enumerate().any(|(i, n)| {
+            n.has(flag::FORWARD)
+                && !n.has(flag::DEAD)
+                && owners.contains(&n.owner)
+                && (!n.has(flag::CHILDREN)
+                    || (n.scanned_in == 0 && !n.has(flag::CAPPED) && !starts.contains(&(i as u32))))
+        })
+    };
+    let mut complete = !pending(s);
     let mut walks = 0;
-    while walks < MAX_WALKS && s.stopped.is_none() && s.room_for_another(host, limits, last_pause) {
+    while !complete && walks < MAX_WALKS && s.stopped.is_none() && s.room_for_another(host, limits, last_pause) {
         walks += 1;
         let (pause, stopped) = s.walk(info, host, limits, None)?;
         last_pause = pause;
@@ -60,20 +80,8 @@ pub fn measure(
             s.stopped = stopped;
             break;
         }
-        // Done when everything followed down has its references recorded and (but for the
-        // starts, whose own referrers do not matter) all its referrers.
-        // (An object with more referrers than are kept never completes: no walk would help.)
-        let pending = s.tracked.nodes.iter().enumerate().any(|(i, n)| {
-            n.has(flag::FORWARD)
-                && !n.has(flag::DEAD)
-                && (!n.has(flag::CHILDREN)
-                    || (n.scanned_in == 0 && !n.has(flag::CAPPED) && !starts.contains(&(i as u32))))
-        });
-        tracing::info!("retained size: walk {} in {pause:?}, {} followed, pending {pending}", s.walks.len(), s.tracked.nodes.len());
-        if !pending {
-            complete = true;
-            break;
-        }
+        complete = !pending(s);
+        tracing::info!("retained size: walk {} in {pause:?}, {} followed, complete {complete}", s.walks.len(), s.tracked.nodes.len());
     }
     let children = Csr::new(s.tracked.nodes.len(), &live_edges(s), |e| (e.parent, e.child));
     let parents = Csr::new(s.tracked.nodes.len(), &live_edges(s), |e| (e.child, e.parent));
@@ -81,8 +89,9 @@ pub fn measure(
         .iter()
         .enumerate()
         .map(|(i, &u)| {
-            let capped = s.tracked.owners.get(i).is_some_and(|o| o.1);
-            let mut m = dominated(s, u, i as u32, &children, &parents);
+            let owner = owners[i];
+            let capped = s.tracked.owners.get(owner as usize).is_some_and(|o| o.1);
+            let mut m = dominated(s, u, owner, &children, &parents);
             m.lower_bound |= capped || !complete;
             m
         })

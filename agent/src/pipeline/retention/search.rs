@@ -120,6 +120,8 @@ pub struct Limits<'a> {
     pub gc: &'a AtomicU32,
     /// Classes whose instances hold no references (strings, arrays of numbers).
     pub no_references: &'a AddrSet,
+    /// Classes of the application's own (not the framework's, not arrays).
+    pub own_classes: &'a AddrSet,
 }
 
 /// Samples the requested types (`targets`: classes and counts; `target_of`: class → target)
@@ -216,6 +218,7 @@ impl Searched {
             stopped: None,
             first_new: 0,
             no_references: limits.no_references,
+            own_classes: limits.own_classes,
             method_table_is_class: self.method_table_is_class,
             gen0: Vec::new(),
         };
@@ -283,6 +286,7 @@ struct Visitor<'a> {
     first_new: usize,
     /// Classes whose instances hold no references (strings, arrays of numbers).
     no_references: &'a AddrSet,
+    own_classes: &'a AddrSet,
     /// Whether an object's first word is taken as its ClassID (see `class_of`).
     method_table_is_class: bool,
     /// Gen0's address ranges, read at the start of the walk.
@@ -384,10 +388,20 @@ impl Visitor<'_> {
         }
         let field = self.statics.get(&self.current).copied().unwrap_or(NONE);
         // What a static holds is attributed to it: its referrers (the runtime's storage for
-        // statics) are not wanted.
-        let flags = if field == NONE { flag::EXPAND } else { 0 };
+        // statics) are not wanted. An object of the application's own type may be the one whose
+        // retained size is wanted: followed down too.
+        let own = field == NONE && self.own_classes.contains(&class);
+        let flags = match (field == NONE, own) {
+            (false, _) => 0,
+            (true, false) => flag::EXPAND,
+            (true, true) => flag::EXPAND | flag::FORWARD,
+        };
         let node = self.tracked.add(self.current, class, size, flags, self.walk);
         self.tracked.nodes[node as usize].static_field = field;
+        if own {
+            self.tracked.nodes[node as usize].owner = self.tracked.owners.len() as u32;
+            self.tracked.owners.push((0, false));
+        }
         Some(node)
     }
 }
@@ -471,8 +485,17 @@ impl Visit for Visitor<'_> {
                                 return false;
                             }
                             let field = self.statics.get(&object).copied().unwrap_or(NONE);
-                            let node = self.tracked.add(object, class, size, flag::SAMPLE | flag::EXPAND, self.walk);
+                            // An instance of the application's own type is likely the object
+                            // whose retained size is wanted: followed down from now on, so that
+                            // the search's walks measure it too.
+                            let own = field == NONE && self.own_classes.contains(&class);
+                            let flags = flag::SAMPLE | flag::EXPAND | if own { flag::FORWARD } else { 0 };
+                            let node = self.tracked.add(object, class, size, flags, self.walk);
                             self.tracked.nodes[node as usize].static_field = field;
+                            if own {
+                                self.tracked.nodes[node as usize].owner = self.tracked.owners.len() as u32;
+                                self.tracked.owners.push((0, false));
+                            }
                             self.targets[t].samples.push(node);
                             self.current_node = node;
                         }
@@ -666,7 +689,8 @@ fn settle(t: &mut Tracked, targets: &[Target]) -> Settled {
         if needed[i] != FAR && open(node) {
             node.flags |= flag::EXPAND;
             expand += 1;
-        } else {
+        } else if !node.has(flag::FORWARD) {
+            // (Objects followed down keep theirs: their retained size needs all their referrers.)
             node.flags &= !flag::EXPAND;
         }
     }

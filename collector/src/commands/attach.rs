@@ -106,17 +106,22 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     ));
     let mut session = Session::new(Some(rx), Some(recorder), mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
+    // What keeps the growing types alive: asked as each is confirmed, and once more before detaching.
+    let mut paths = crate::retention_asker::PathAsker::new(false);
     let ended = loop {
         session.pump(Duration::from_millis(100));
         if !Path::new(&format!("/proc/{pid}")).exists() {
             break Ending::TargetExited;
         }
+        paths.tick(&mut session, &replies, &[]);
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 1);
             break Ending::Detach;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             session.info.stopped_by = Some("--duration elapsed".to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 0);
             break Ending::Detach;
         }
         if agent_said_bye(&session) {
@@ -151,6 +156,9 @@ enum Ending {
 }
 
 /// Asks the agent to detach and waits for its last summary and `bye`.
+/// How long to wait, before detaching, for the agent's retention answer.
+const PATHS_WAIT: Duration = Duration::from_secs(15);
+
 pub fn detach_now(session: &mut Session, replies: &Replies) -> String {
     if replies.broadcast(r#"{"cmd":"detach"}"#) == 0 {
         return "the agent was not connected, so it could not be asked to detach; it stays loaded and retries \

@@ -121,6 +121,9 @@ pub struct ProcessReport {
     pub heap: Option<HeapSizes>,
     pub heap_total_bytes: Option<u64>,
     pub agent_health: Option<AgentHealth>,
+    /// What the retention requests (`kept alive by`) cost the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_cost: Option<RetentionCost>,
     pub native_totals: Option<NativeTotalsReport>,
     pub managed_sites_total: usize,
     pub managed_sites: Vec<SiteReport>,
@@ -310,6 +313,35 @@ fn short_type(name: &str) -> &str {
     }
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionCost {
+    pub requests: usize,
+    /// All their pauses together, and the longest single one (a walk, or the roots' GC).
+    pub pause_ms: f64,
+    pub max_pause_ms: f64,
+    /// Requests that asked the GC for its roots, where from, and the longest such pause.
+    pub roots_requests: usize,
+    pub roots_source: Option<String>,
+    pub roots_max_pause_ms: f64,
+}
+
+fn retention_cost(p: &Producer) -> Option<RetentionCost> {
+    let h = &p.retention_history;
+    if h.is_empty() {
+        return None;
+    }
+    let f = |n: Option<crate::protocol::Num>| n.map_or(0.0, |n| n.0);
+    let with_roots: Vec<_> = h.iter().filter_map(|r| r.roots.as_ref().filter(|x| x.reported)).collect();
+    Some(RetentionCost {
+        requests: h.len(),
+        pause_ms: h.iter().map(|r| f(r.pause_ms)).sum(),
+        max_pause_ms: h.iter().map(|r| f(r.max_pause_ms)).fold(0.0, f64::max),
+        roots_requests: with_roots.len(),
+        roots_source: with_roots.iter().find_map(|x| x.source.clone()),
+        roots_max_pause_ms: with_roots.iter().map(|x| f(x.pause_ms)).fold(0.0, f64::max),
+    })
+}
+
 /// Paths kept per finding.
 const PATHS_PER_FINDING: usize = 3;
 
@@ -363,6 +395,7 @@ pub fn build_with_soak(
                 .and_then(|a| a.heap.as_ref())
                 .map(|h| h.total() as u64),
             agent_health: agent.and_then(|a| a.health.clone()),
+            retention_cost: agent.and_then(retention_cost),
             native_totals: view
                 .shim
                 .and_then(|s| s.native.as_ref())
@@ -884,6 +917,29 @@ pub fn render_text(r: &Report) -> String {
                 format_duration(Duration::from_millis(a.duration_ms)),
                 ended_text(a)
             );
+            if let Some(c) = &p.retention_cost {
+                let mut line = format!(
+                    "  retention paths: {} request{}, pausing the application {:.0} ms in all, {:.0} ms at most",
+                    c.requests,
+                    if c.requests == 1 { "" } else { "s" },
+                    c.pause_ms,
+                    c.max_pause_ms
+                );
+                if c.roots_requests > 0 {
+                    let _ = write!(
+                        line,
+                        "; GC roots asked for {} time{} ({}, up to {:.0} ms)",
+                        c.roots_requests,
+                        if c.roots_requests == 1 { "" } else { "s" },
+                        match c.roots_source.as_deref() {
+                            Some("heap-dump") => "the runtime's heap dump: needs no setting, background GC stays on",
+                            _ => "GC callbacks",
+                        },
+                        c.roots_max_pause_ms
+                    );
+                }
+                let _ = writeln!(o, "{line}");
+            }
             if let Some(kinds) = a.config.as_ref().and_then(|c| c.get("retention_roots")) {
                 let list = |k: &str| {
                     kinds[k].as_array().map(|v| v.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()

@@ -302,6 +302,8 @@ fn roots_are_named_by_kind(r: &SoakRun) {
     let evidence = parked["evidence"].as_str().unwrap();
     assert!(evidence.contains("strong handle → System.Collections.Generic.List<Parked>"), "{evidence}");
     assert!(report_txt.contains("stack frame of SoakApp.Rooted.Loop") && report_txt.contains("strong handle"), "{report_txt}");
+    // What it cost, and that it needed no setting (background GC stays on).
+    assert!(report_txt.contains("GC roots asked for") && report_txt.contains("needs no setting, background GC stays on"), "{report_txt}");
     // The root kinds the agent can name are stated.
     assert!(report_txt.contains("retention paths can start at: static fields"), "{report_txt}");
     assert!(report_txt.contains("GC handles by kind"), "{report_txt}");

@@ -5,13 +5,15 @@
 //! one step are good in the others.
 //!
 //! The visitor is asked to give up (deadline, shutdown) every few thousand objects by its own
-//! `object` returning false; a walk given up still resumes the runtime.
+//! `object` returning false; a walk given up still resumes the runtime. A panic in the visitor
+//! never crosses into the runtime: the walk stops, the runtime resumes, and the walk fails.
 
 use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, HRESULT, ObjectID};
+use crate::clr::types::{BOOL, E_FAIL, HRESULT, ObjectID};
 
 pub trait Visit {
     /// The runtime is suspended; no object visited yet.
@@ -29,16 +31,30 @@ pub trait Visit {
 pub fn suspended(info: &ProfilerInfo, visitor: &mut dyn Visit) -> Result<Duration, HRESULT> {
     let started = Instant::now();
     info.suspend_runtime()?;
-    let mut state = State { info, visitor };
-    state.visitor.before(info);
-    // SAFETY: `on_object` gets `&mut state` back and `state` outlives the synchronous call;
-    // the callbacks run on this thread while the runtime is suspended.
-    let walked = unsafe { info.enumerate_gc_heap_objects(on_object, &mut state as *mut State<'_> as *mut c_void) };
-    state.visitor.after(info);
+    let mut state = State { info, visitor, panicked: None };
+    let before = catch_unwind(AssertUnwindSafe(|| state.visitor.before(info)));
+    let walked = match before {
+        // SAFETY: `on_object` gets `&mut state` back and `state` outlives the synchronous call;
+        // the callbacks run on this thread while the runtime is suspended.
+        Ok(()) => unsafe { info.enumerate_gc_heap_objects(on_object, &mut state as *mut State<'_> as *mut c_void) },
+        Err(panic) => {
+            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+            Ok(())
+        }
+    };
+    if state.panicked.is_none() {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| state.visitor.after(info))) {
+            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+        }
+    }
     let resumed = info.resume_runtime();
     let pause = started.elapsed();
     if let Err(hr) = resumed {
         tracing::error!("ResumeRuntime failed ({hr:#x})");
+    }
+    if let Some(why) = state.panicked {
+        tracing::error!("heap walk stopped by a panic: {why}");
+        return Err(E_FAIL);
     }
     walked?;
     Ok(pause)
@@ -50,11 +66,16 @@ pub fn references(info: &ProfilerInfo, object: ObjectID, visitor: &mut dyn Visit
     // SAFETY: the runtime is suspended for the walk and `object` is the live object it handed
     // us; `on_reference` gets `v` back, which outlives the synchronous call.
     let _ = unsafe { info.enumerate_object_references(object, on_reference, &mut v as *mut &mut dyn Visit as *mut c_void) };
+    if let Some(panic) = REFERENCE_PANIC.with(|p| p.borrow_mut().take()) {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 struct State<'a> {
     info: &'a ProfilerInfo,
     visitor: &'a mut dyn Visit,
+    /// A panic in the visitor: the walk stops and fails.
+    panicked: Option<String>,
 }
 
 unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOOL {
@@ -64,7 +85,17 @@ unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOO
     // SAFETY: `state` is the `State` passed by `suspended`, alive for the walk; the runtime
     // calls back on the walking thread only.
     let state = unsafe { &mut *(state as *mut State<'_>) };
-    state.visitor.object(state.info, object) as BOOL
+    if state.panicked.is_some() {
+        return 0;
+    }
+    let info = state.info;
+    match catch_unwind(AssertUnwindSafe(|| state.visitor.object(info, object))) {
+        Ok(go_on) => go_on as BOOL,
+        Err(panic) => {
+            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+            0
+        }
+    }
 }
 
 unsafe extern "system" fn on_reference(_object: ObjectID, slot: *const ObjectID, state: *mut c_void) -> BOOL {
@@ -79,7 +110,20 @@ unsafe extern "system" fn on_reference(_object: ObjectID, slot: *const ObjectID,
     if target == 0 {
         return 1;
     }
-    visitor.reference(target, slot as usize) as BOOL
+    match catch_unwind(AssertUnwindSafe(|| visitor.reference(target, slot as usize))) {
+        Ok(go_on) => go_on as BOOL,
+        Err(panic) => {
+            // Not across the runtime's frames: raised again once `EnumerateObjectReferences`
+            // has returned (see `references`).
+            REFERENCE_PANIC.with(|p| *p.borrow_mut() = Some(panic));
+            0
+        }
+    }
+}
+
+thread_local! {
+    /// A panic caught in `on_reference`, to raise again on our side of the runtime's call.
+    static REFERENCE_PANIC: std::cell::RefCell<Option<Box<dyn std::any::Any + Send>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `f` with the runtime suspended (no walk): for reading handles consistently with

@@ -167,7 +167,9 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
 
     // Exact mode must ask for ObjectAllocated now or never; the callbacks themselves stay off
     // until a type is aimed at (`Agent::follow_every_allocation`).
+    // Class loads: generic instantiations, whose statics retention paths name.
     let base_mask = monitor::ENABLE_STACK_SNAPSHOT
+        | monitor::CLASS_LOADS
         | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
     if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
         return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));

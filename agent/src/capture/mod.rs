@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use crate::pipeline::retention::heap_dump;
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID, ObjectID};
@@ -215,6 +216,12 @@ impl Capture {
             }
             events::id::GC_RESTART_EE_END => {
                 self.send(Event::RestartEnd { at_ns: monotonic_ns() });
+                Some(())
+            }
+            // A heap dump the retention search asked for (roots with background GC on); its
+            // parser checks every count against the payload's size.
+            heap_dump::id::GC_BULK_NODE | heap_dump::id::GC_BULK_ROOT_EDGE | heap_dump::id::GC_BULK_ROOT_CWT_EDGE => {
+                heap_dump::RECORDER.on_event(id, payload, self.counters.last_gc.load(Ordering::Relaxed));
                 Some(())
             }
             _ => Some(()),

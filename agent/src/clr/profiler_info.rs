@@ -20,6 +20,8 @@ mod slot {
     pub const GET_APP_DOMAIN_STATIC_ADDRESS: usize = 50;
     pub const ENUM_MODULES: usize = 66;
     pub const ENUMERATE_OBJECT_REFERENCES: usize = 93;
+    pub const SUSPEND_RUNTIME: usize = 97;
+    pub const RESUME_RUNTIME: usize = 98;
     pub const GET_CLASS_ID_INFO: usize = 14;
     pub const GET_TOKEN_AND_METADATA_FROM_FUNCTION: usize = 19;
     pub const GET_MODULE_INFO: usize = 20;
@@ -289,8 +291,9 @@ impl ProfilerInfo {
         })
     }
 
-    /// Creates a weak GC handle to a freshly allocated object. Call only on the allocating
-    /// thread, before the allocation returns to managed code, or during a GC callback.
+    /// Creates a weak GC handle to an object. Call only where the object cannot move: on the
+    /// allocating thread before the allocation returns to managed code, during a GC callback,
+    /// or while the runtime is suspended.
     pub fn create_weak_handle(&self, object: ObjectID) -> Result<ObjectHandleID, HRESULT> {
         self.require(13)?;
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, u32, *mut ObjectHandleID) -> HRESULT;
@@ -531,6 +534,26 @@ impl ProfilerInfo {
         // SAFETY: Info15 slot 114 is EnumerateGCHeapObjects(ObjectCallback, void*); the caller
         // vouches for `state`.
         check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) }))
+    }
+
+    /// Stops every managed thread at a safe point (Info10), as a GC does, until
+    /// [`ProfilerInfo::resume_runtime`]. From the profiler's own thread only; a heap walk inside
+    /// the suspension does not suspend again.
+    pub fn suspend_runtime(&self) -> Result<(), HRESULT> {
+        self.require(10)?;
+        type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
+        // SAFETY: Info10 slot 97 is SuspendRuntime().
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::SUSPEND_RUNTIME)(self.ptr) }))
+    }
+
+    /// Lets the threads [`ProfilerInfo::suspend_runtime`] stopped run again. Not through the
+    /// gate: a suspension we began must end, so its caller holds the gate across both
+    /// ([`gate::Gate::hold`]) and `Shutdown` waits for the resume.
+    pub fn resume_runtime(&self) -> Result<(), HRESULT> {
+        self.require(10)?;
+        type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
+        // SAFETY: Info10 slot 98 is ResumeRuntime().
+        check(unsafe { method::<F>(self.ptr, slot::RESUME_RUNTIME)(self.ptr) })
     }
 
     /// An object's class. Only while the runtime is suspended (in a GC or a heap walk) or

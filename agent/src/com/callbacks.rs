@@ -108,3 +108,23 @@ pub(super) unsafe extern "system" fn event_pipe_event_delivered(
         Ok(())
     })
 }
+
+/// Every class the runtime finishes loading: generic instantiations are kept for their statics.
+pub(super) unsafe extern "system" fn class_load_finished(_this: *mut ProfilerCallback, class: ClassID, status: HRESULT) -> HRESULT {
+    guard::callback("ClassLoadFinished", || {
+        if status >= 0 {
+            if let Some(agent) = agent::get() {
+                crate::pipeline::retention::generics::LOADED.on_load(&agent.info, class);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A class of a collectible assembly is going away: its ClassID must not be used again.
+pub(super) unsafe extern "system" fn class_unload_started(_this: *mut ProfilerCallback, class: ClassID) -> HRESULT {
+    guard::callback("ClassUnloadStarted", || {
+        crate::pipeline::retention::generics::LOADED.on_unload(class);
+        Ok(())
+    })
+}

@@ -40,13 +40,16 @@ const DETACH_GRACE_MS: u32 = 2000;
 const POLL: Duration = Duration::from_millis(20);
 /// Statuses kept to replay to a collector that connects late.
 const STATUS_REPLAY: usize = 32;
+/// Events held while a retention search lets the application run between its walks (beyond
+/// it, the queue itself fills and drops as it would anyway).
+const HELD_EVENTS: usize = 1 << 12;
 /// Most types listed in a census (the rest are summed in `other`).
 const MAX_CENSUS_TYPES: usize = 5000;
 /// Least time between two `retained` reports.
 const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
 struct Pipeline<'a> {
-    agent: &'a Agent,
+    agent: &'static Agent,
     events: Receiver<Event>,
     names: Names<ClrRuntime<'a>>,
     lines: Lines<'a>,
@@ -209,7 +212,6 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     p.finish("runtime shutdown");
 }
 
-type Hresult = crate::clr::types::HRESULT;
 
 /// A command that pauses the worker (an induced full GC and a heap walk).
 enum Pausing {
@@ -321,8 +323,7 @@ impl Pipeline<'_> {
     /// census and what survived. True when told to stop meanwhile.
     fn full_gc_then_census(&mut self, census: bool) -> bool {
         let gc_started = Instant::now();
-        let (forced, gc_roots) = self.force_gc_reporting_roots(!self.agent.config.retention.is_empty());
-        if let Err(hr) = forced {
+        if let Err(hr) = self.agent.info.force_gc() {
             tracing::warn!("ForceGC failed: {hr:#x}");
             return false;
         }
@@ -333,47 +334,66 @@ impl Pipeline<'_> {
         if self.drain() {
             return true;
         }
-        if census {
-            self.take_census();
-        }
+        let by_class = if census { self.take_census() } else { None };
         self.report_retained_after_full_gc();
         if !self.agent.config.retention.is_empty() {
             let request = retention::Request::new(self.agent.config.retention.clone());
-            self.report_retention(&request, gc_roots);
+            return self.report_retention(&request, by_class.as_ref());
         }
         false
     }
 
-    /// `ForceGC`, with the GC's root reports switched on around it when `roots` is asked for and
-    /// the runtime allows it (it does only with background GC off): retention paths then start
-    /// at named stack frames and handles. Returns ForceGC's result and whether roots were on.
-    fn force_gc_reporting_roots(&mut self, roots: bool) -> (Result<(), Hresult>, Result<(), Hresult>) {
-        let info = &self.agent.info;
-        let armed = if roots { retention::roots::arm(info) } else { Err(crate::clr::types::E_FAIL) };
-        let forced = info.force_gc();
-        match armed {
-            Ok(armed) => {
-                armed.disarm(info);
-                (forced, Ok(()))
-            }
-            Err(hr) => (forced, Err(hr)),
-        }
-    }
-
-    /// Walks the heap (right after a full GC) and reports the retention paths of `request`'s
-    /// types.
-    fn report_retention(&mut self, request: &retention::Request, gc_roots: Result<(), Hresult>) {
+    /// Follows `request`'s types up to their roots (right after a full GC; `census`: the census
+    /// of that GC, if one was just taken) and reports the paths. True when told to stop meanwhile.
+    fn report_retention(
+        &mut self,
+        request: &retention::Request,
+        census: Option<&std::collections::HashMap<ClassID, census::TypeTotals>>,
+    ) -> bool {
         let gc = self.history.completed;
         let prefixes = &self.agent.config.framework_prefixes;
         let is_framework = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
-        let record = self.retention.run(self.agent, request, gc, gc_roots, &mut self.names, &is_framework);
+        // Between the search's walks the application runs; its events are taken in meanwhile
+        // (up to a bound) and applied once the search is over.
+        let events = &self.events;
+        // Allocated before the request counts its memory, so that it does not count against it.
+        let mut held: Vec<Event> = Vec::with_capacity(HELD_EVENTS);
+        let mut stop = false;
+        let mut idle = |d: Duration| -> bool {
+            let until = Instant::now() + d;
+            loop {
+                while held.len() < HELD_EVENTS {
+                    match events.try_recv() {
+                        Ok(Event::Stop) | Err(TryRecvError::Disconnected) => {
+                            stop = true;
+                            return false;
+                        }
+                        Ok(event) => held.push(event),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                let now = Instant::now();
+                if now >= until {
+                    return true;
+                }
+                std::thread::sleep((until - now).min(POLL));
+            }
+        };
+        let mut cx = retention::Context { names: &mut self.names, is_framework: &is_framework, census, idle: &mut idle };
+        let record = self.retention.run(self.agent, request, gc, &mut cx);
+        for event in held {
+            self.apply(event);
+        }
         tracing::info!(
-            "retention: {} types in {:.1} ms (pause {:.1} ms), {} objects, {} MB, truncated by {:?}",
+            "retention: {} types in {:.1} ms ({} walks, pause {:.1} ms, longest {:.1} ms), {} objects, {} followed, {} KB, truncated by {:?}",
             record.types.len(),
             record.elapsed_ms,
+            record.walks.len(),
             record.pause_ms,
+            record.max_pause_ms,
             record.objects,
-            record.memory_bytes >> 20,
+            record.followed,
+            record.memory_bytes >> 10,
             record.truncated_by
         );
         if let Some(error) = &record.error {
@@ -382,6 +402,7 @@ impl Pipeline<'_> {
         }
         let payload = records::line("retention", &record);
         self.deliver(&payload, &[]);
+        stop
     }
 
     /// Samples instances of `request`'s types with their fields (right after a full GC).
@@ -495,16 +516,11 @@ impl Pipeline<'_> {
             }
             Pausing::Retention(request) => {
                 tracing::info!("retention paths requested for {:?}", request.types);
-                let (forced, gc_roots) = self.force_gc_reporting_roots(true);
-                if let Err(hr) = forced {
+                if let Err(hr) = self.agent.info.force_gc() {
                     tracing::warn!("ForceGC failed: {hr:#x}");
                 }
                 // The induced GC's own events first, so the record carries its number.
-                let stop = self.drain();
-                if !stop {
-                    self.report_retention(&request, gc_roots);
-                }
-                stop
+                self.drain() || self.report_retention(&request, None)
             }
             Pausing::Peek(mut request) => {
                 tracing::info!("peek requested for {:?}", request.types);
@@ -739,15 +755,17 @@ impl Pipeline<'_> {
         self.deliver(&payload, &stack_ids);
     }
 
-    /// Counts every object on the heap by type (right after a full GC) and reports it.
-    fn take_census(&mut self) {
+    /// Counts every object on the heap by type (right after a full GC) and reports it; returns
+    /// the counts by class.
+    fn take_census(&mut self) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
         if self.census_unsupported {
-            return;
+            return None;
         }
         match census::take(&self.agent.info) {
             Ok(c) if c.stopped.is_some() => {
                 // Part of the heap only: a census that says less than is there is not sent.
                 tracing::info!("census abandoned: {:?}", c.stopped);
+                None
             }
             Ok(c) => {
                 let mut types: Vec<CensusType> = c
@@ -782,6 +800,7 @@ impl Pipeline<'_> {
                 let payload = records::line("census", &record);
                 self.deliver(&payload, &[]);
                 self.aim_after_census(&c.by_class);
+                Some(c.by_class)
             }
             Err(hr) => {
                 self.census_unsupported = true;
@@ -791,6 +810,7 @@ impl Pipeline<'_> {
                 );
                 tracing::warn!("{message}");
                 self.status("warn", &message);
+                None
             }
         }
     }
@@ -978,6 +998,7 @@ fn hello_line(agent: &Agent) -> String {
                     crate::config::Exact::Types(names) => names.join(","),
                 },
                 retention: agent.config.retention.clone(),
+                retention_roots: retention::root_kinds::capabilities(agent.attached, agent.info.version()),
             },
         },
     )

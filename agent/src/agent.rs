@@ -155,7 +155,9 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
 
     // Exact mode must ask for ObjectAllocated now or never; the callbacks themselves stay off
     // until a type is aimed at (`Agent::follow_every_allocation`).
+    // Module unloads: the frame walk's knowledge of code addresses must be dropped then.
     let base_mask = monitor::ENABLE_STACK_SNAPSHOT
+        | monitor::MODULE_LOADS
         | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
     if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
         return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
@@ -170,6 +172,9 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         max_tracked: config.max_tracked as u64,
         memory_limit_bytes: config.memory_limit_bytes,
         stack_depth: config.stack_depth,
+        stack_capture: config.stack_capture,
+        verdicts: crate::capture::verdicts::Verdicts::new(crate::capture::VERDICT_TABLE_BITS),
+        unloads: Default::default(),
         providers: Default::default(),
         keep_one_in: std::sync::atomic::AtomicU32::new(1),
         aim: Default::default(),

@@ -26,6 +26,8 @@ pub struct Config {
     pub max_sites: usize,
     /// Deepest managed stack captured per sample.
     pub stack_depth: usize,
+    /// How the allocating thread captures a sample's stack (`LEAKSCOPE_STACK_CAPTURE`).
+    pub stack_capture: StackCapture,
     /// Frames whose type name starts with one of these are framework code, not call sites.
     pub framework_prefixes: Vec<String>,
     /// Soak mode: the agent induces a full blocking GC this often.
@@ -37,6 +39,20 @@ pub struct Config {
     /// With induced full GCs: also report the retention paths of these types after each
     /// (`LEAKSCOPE_RETENTION`).
     pub retention: Vec<String>,
+}
+
+/// `LEAKSCOPE_STACK_CAPTURE`: how a sample's stack is captured on the allocating thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StackCapture {
+    /// Return addresses from the frame-record chain, resolved on the agent thread; samples
+    /// whose chain cannot be trusted fall back to `DoStackSnapshot`.
+    #[default]
+    Frames,
+    /// `DoStackSnapshot` for every sample (the runtime's unwinder: slower, the reference).
+    Snapshot,
+    /// Both for every sample the walk completes, compared on the agent thread and counted in
+    /// the summary (`agent.stack_check`): for testing and diagnosis.
+    Check,
 }
 
 /// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
@@ -65,6 +81,7 @@ impl Default for Config {
             max_samples_per_sec: 2000,
             max_sites: 1000,
             stack_depth: 64,
+            stack_capture: StackCapture::Frames,
             framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
                 .map(String::from)
                 .to_vec(),
@@ -135,6 +152,14 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
     number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SAMPLES_PER_SEC", 0, 10_000_000, &mut c.max_samples_per_sec);
     number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
     number(&non_empty, &mut problems, "LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
+    if let Some(v) = non_empty("LEAKSCOPE_STACK_CAPTURE") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "frames" => c.stack_capture = StackCapture::Frames,
+            "snapshot" => c.stack_capture = StackCapture::Snapshot,
+            "check" => c.stack_capture = StackCapture::Check,
+            _ => problems.push(format!("LEAKSCOPE_STACK_CAPTURE={v:?} is not frames, snapshot or check; using frames")),
+        }
+    }
     if let Some(v) = get("LEAKSCOPE_FRAMEWORK_PREFIXES") {
         c.framework_prefixes = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     }

@@ -1,12 +1,15 @@
 //! The hot path: what runs on the runtime's threads, inside its callbacks.
 //!
-//! For a sampled allocation: make a weak handle to the object, walk the allocating thread's
-//! managed stack into a small vector of raw ids, and queue the record for the agent's own
-//! thread. Nothing here resolves names, takes a lock shared with the agent thread, or blocks:
-//! when the queue is full the sample is dropped and counted.
+//! For a sampled allocation: make a weak handle to the object, read the allocating thread's
+//! managed return addresses from its frame records (`frame_walk.rs`; `DoStackSnapshot` when
+//! the chain cannot be trusted), and queue the record for the agent's own thread. Nothing here
+//! resolves names, takes a lock shared with the agent thread, or blocks: when the queue is full
+//! the sample is dropped and counted.
 
 pub mod aim;
+pub mod frame_walk;
 pub mod stack;
+pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -14,8 +17,14 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID, ObjectID};
+use crate::clr::types::{ClassID, EventPipeProvider, ModuleID, ObjectHandleID, ObjectID};
+use crate::config::StackCapture;
 pub use stack::Frame;
+
+/// Slots of the frame walk's verdict table (2^16: 512 KiB, up to 49 152 return addresses).
+pub const VERDICT_TABLE_BITS: u32 = 16;
+/// Longest a module unload waits for the agent thread to resolve what was captured before it.
+const UNLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Which runtime event feeds the allocation samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +59,14 @@ pub struct Sample {
     pub keep_one_in: u32,
     /// Exact mode: one allocation of an aimed-at type, standing for itself (times `keep_one_in`).
     pub exact: bool,
-    /// Managed frames, innermost first.
+    /// Managed frames, innermost first. Frames from the frame walk carry only their return
+    /// address (`function` 0): the agent thread resolves them.
     pub frames: Vec<Frame>,
+    /// Return addresses the frame walk did not know (the sample fell back to DoStackSnapshot):
+    /// for the agent thread to classify.
+    pub unknown_returns: Vec<usize>,
+    /// `LEAKSCOPE_STACK_CAPTURE=check`: DoStackSnapshot's frames for the same sample.
+    pub check: Option<Vec<Frame>>,
 }
 
 /// Everything the callbacks hand to the agent thread.
@@ -63,6 +78,9 @@ pub enum Event {
     HeapStats(HeapStats),
     SuspendBegin { at_ns: u64 },
     RestartEnd { at_ns: u64 },
+    /// A module is unloading: resolve everything queued before this, forget code addresses,
+    /// then acknowledge number `ticket` (`Unloads::done`).
+    ModuleUnloading { module: ModuleID, ticket: u64 },
     /// Sent by `Shutdown`: flush and stop.
     Stop,
 }
@@ -83,6 +101,11 @@ pub struct Counters {
     /// Time spent creating handles and walking stacks on the allocating threads.
     pub handle_ns: AtomicU64,
     pub stack_ns: AtomicU64,
+    /// Samples whose stack came from the frame walk, and those that fell back to DoStackSnapshot.
+    pub walked: AtomicU64,
+    pub fell_back: AtomicU64,
+    /// Time spent in DoStackSnapshot (fallbacks and checks).
+    pub snapshot_ns: AtomicU64,
     /// Exact mode: allocations of aimed-at types seen, and those skipped by its own thinning.
     pub exact_allocations: AtomicU64,
     pub exact_thinned: AtomicU64,
@@ -96,6 +119,10 @@ pub struct Capture {
     pub max_tracked: u64,
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
+    pub stack_capture: StackCapture,
+    /// What the frame walk knows about return addresses (written by the agent thread).
+    pub verdicts: verdicts::Verdicts,
+    pub unloads: Unloads,
     pub providers: ProviderFilter,
     /// Follow one runtime sample in this many; the agent thread raises it when samples arrive
     /// faster than `LEAKSCOPE_MAX_SAMPLES_PER_SEC`, and lowers it again when they slow down.
@@ -104,6 +131,14 @@ pub struct Capture {
     pub aim: aim::Aim,
     /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
     pub exact_keep_one_in: AtomicU32,
+}
+
+/// Module unloads, numbered: the unloading thread waits until the agent thread has handled its
+/// number.
+#[derive(Default)]
+pub struct Unloads {
+    pub requested: AtomicU64,
+    pub done: AtomicU64,
 }
 
 /// A per-thread random draw for thinning, without locks or allocation.
@@ -175,22 +210,23 @@ impl ProviderFilter {
 
 impl Capture {
     /// Entry for every EventPipe event of the runtime provider.
-    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8]) {
+    /// `frame`: the frame record of the callback's entry trampoline, where a stack walk starts.
+    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8], frame: usize) {
         if self.providers.is_runtime(info, provider) {
-            self.on_runtime_event(info, id, version, payload);
+            self.on_runtime_event(info, id, version, payload, frame);
         }
     }
 
-    fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8]) {
+    fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8], frame: usize) {
         match id {
             events::id::ALLOCATION_SAMPLED if self.sampling == Sampling::AllocationSampled => {
                 if let Some(e) = events::parse_allocation_sampled(payload) {
-                    self.on_allocation(info, e);
+                    self.on_allocation(info, e, frame);
                 }
             }
             events::id::GC_ALLOCATION_TICK if self.sampling == Sampling::AllocationTick => {
                 if let Some(e) = events::parse_allocation_tick(version, payload) {
-                    self.on_allocation(info, e);
+                    self.on_allocation(info, e, frame);
                 }
             }
             events::id::GC_START => {
@@ -215,7 +251,7 @@ impl Capture {
         }
     }
 
-    fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent) {
+    fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent, frame: usize) {
         if e.address == 0 || e.type_id == 0 {
             return;
         }
@@ -247,12 +283,12 @@ impl Capture {
                 method_table.write_volatile(e.type_id);
             }
         }
-        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, keep_one_in, false);
+        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, keep_one_in, false, frame);
     }
 
     /// `ObjectAllocated` (exact mode only): every allocation in the process comes through here
     /// while some type is aimed at, so anything else returns after a scan of a few atomics.
-    pub fn on_object_allocated(&self, info: &ProfilerInfo, object: ObjectID, class: ClassID) {
+    pub fn on_object_allocated(&self, info: &ProfilerInfo, object: ObjectID, class: ClassID, frame: usize) {
         if object == 0 || !self.aim.contains(class) {
             return;
         }
@@ -268,7 +304,7 @@ impl Capture {
         // Inside ObjectAllocated the thread is in cooperative mode: the object can be sized.
         let size = info.object_size(object).map(|s| s as u64).unwrap_or(0);
         let heap = if size >= LARGE_OBJECT_BYTES { HeapKind::Large } else { HeapKind::Small };
-        self.follow(info, object, class, size, heap, 0, keep_one_in, true);
+        self.follow(info, object, class, size, heap, 0, keep_one_in, true, frame);
     }
 
     fn within_budget(&self) -> bool {
@@ -293,6 +329,7 @@ impl Capture {
         amount_since_last: u64,
         keep_one_in: u32,
         exact: bool,
+        frame: usize,
     ) {
         let t0 = monotonic_ns();
         let handle = match info.create_weak_handle(object) {
@@ -303,7 +340,7 @@ impl Capture {
             }
         };
         let t1 = monotonic_ns();
-        let frames = stack::capture_current_thread(info, self.stack_depth);
+        let (frames, unknown_returns, check) = self.capture_stack(info, frame);
         let t2 = monotonic_ns();
         self.counters.handle_ns.fetch_add(t1 - t0, Ordering::Relaxed);
         self.counters.stack_ns.fetch_add(t2 - t1, Ordering::Relaxed);
@@ -320,6 +357,8 @@ impl Capture {
             keep_one_in,
             exact,
             frames,
+            unknown_returns,
+            check,
         };
         self.counters.tracked.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(Event::Sample(s)) | TrySendError::Disconnected(Event::Sample(s))) =
@@ -328,6 +367,45 @@ impl Capture {
             self.counters.tracked.fetch_sub(1, Ordering::Relaxed);
             self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             let _ = info.destroy_handle(s.handle);
+        }
+    }
+
+    /// The allocating thread's managed frames: from the frame walk when it completes, else
+    /// from DoStackSnapshot (with the addresses the walk did not know, for the agent thread).
+    fn capture_stack(&self, info: &ProfilerInfo, frame: usize) -> (Vec<Frame>, Vec<usize>, Option<Vec<Frame>>) {
+        if self.stack_capture != StackCapture::Snapshot && frame != 0 {
+            let mut walk = frame_walk::Walk::new();
+            frame_walk::walk(&self.verdicts, frame, self.stack_depth, &mut walk);
+            let unknown = walk.unknown().to_vec();
+            if walk.complete {
+                self.counters.walked.fetch_add(1, Ordering::Relaxed);
+                let frames = walk.returns().iter().map(|&ip| Frame { function: 0, ip }).collect();
+                let check = (self.stack_capture == StackCapture::Check).then(|| self.snapshot(info));
+                return (frames, unknown, check);
+            }
+            self.counters.fell_back.fetch_add(1, Ordering::Relaxed);
+            return (self.snapshot(info), unknown, None);
+        }
+        (self.snapshot(info), Vec::new(), None)
+    }
+
+    fn snapshot(&self, info: &ProfilerInfo) -> Vec<Frame> {
+        let t0 = monotonic_ns();
+        let frames = stack::capture_current_thread(info, self.stack_depth);
+        self.counters.snapshot_ns.fetch_add(monotonic_ns() - t0, Ordering::Relaxed);
+        frames
+    }
+
+    /// `ModuleUnloadStarted`: waits (bounded) until the agent thread has resolved every sample
+    /// captured before, while the module's code is still there, and forgotten its addresses.
+    pub fn on_module_unloading(&self, module: ModuleID) {
+        let ticket = self.unloads.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.queue.try_send(Event::ModuleUnloading { module, ticket }).is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + UNLOAD_WAIT;
+        while self.unloads.done.load(Ordering::Acquire) < ticket && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

@@ -116,10 +116,37 @@ pub struct AgentRecord {
     /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
+    /// How stacks were captured: by the frame walk, or by DoStackSnapshot when it could not be
+    /// trusted; and what the agent thread has learnt about return addresses.
+    pub stack_capture: StackCaptureRecord,
     pub degraded: Option<String>,
     /// Exact mode (`LEAKSCOPE_EXACT`), when on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact: Option<ExactRecord>,
+}
+
+#[derive(Serialize)]
+pub struct StackCaptureRecord {
+    /// `frames`, `snapshot` or `check` (`LEAKSCOPE_STACK_CAPTURE`).
+    pub mode: &'static str,
+    pub walked: u64,
+    pub fell_back: u64,
+    /// Mean DoStackSnapshot time per call, microseconds (fallbacks and checks).
+    pub snapshot_us: f64,
+    /// Return addresses classified: managed, runtime, foreign, and opaque (never walked through).
+    pub learnt: [u64; 4],
+    /// Verdicts the walk's table could not hold (full): samples through them keep falling back.
+    pub refused: u64,
+    /// `check` mode: samples compared, those whose call site agreed, those whose whole stack did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<StackCheckRecord>,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+pub struct StackCheckRecord {
+    pub compared: u64,
+    pub site_agreed: u64,
+    pub stack_agreed: u64,
 }
 
 /// Exact mode: the types whose every allocation is followed, and what that has cost.

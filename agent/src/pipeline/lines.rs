@@ -26,6 +26,12 @@ impl<'a> Lines<'a> {
         Lines { info, pdbs: HashMap::new(), frames: HashMap::new() }
     }
 
+    /// Code was unloaded: function and module ids may be reused.
+    pub fn forget_code(&mut self) {
+        self.frames.clear();
+        self.pdbs.clear();
+    }
+
     /// `File.cs:line` of a frame, when the module has a portable PDB next to it.
     pub fn location(&mut self, frame: Frame) -> Option<Arc<str>> {
         if let Some(known) = self.frames.get(&frame) {

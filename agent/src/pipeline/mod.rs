@@ -8,9 +8,12 @@
 pub mod aim;
 pub mod census;
 pub mod gc_stats;
+pub mod ip_resolve;
 pub mod lines;
 pub mod names;
+pub mod native_code;
 pub mod peek;
+pub mod prologue;
 pub mod retention;
 pub mod stacks;
 pub mod survivors;
@@ -26,6 +29,7 @@ use crate::capture::{Event, Sample};
 use crate::output::records::{self, *};
 use crate::output::{Batch, Sink};
 use gc_stats::GcStats;
+use ip_resolve::IpResolver;
 use lines::Lines;
 use names::{ClrRuntime, Names};
 use stacks::Stacks;
@@ -48,6 +52,8 @@ struct Pipeline<'a> {
     events: Receiver<Event>,
     names: Names<ClrRuntime<'a>>,
     lines: Lines<'a>,
+    ips: IpResolver<'a>,
+    stack_check: StackCheckRecord,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -100,6 +106,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         events,
         names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
         lines: Lines::new(&agent.info),
+        ips: IpResolver::new(&agent.info),
+        stack_check: StackCheckRecord::default(),
         stacks: Stacks::default(),
         survivors: Survivors::default(),
         gc: GcStats::default(),
@@ -492,6 +500,15 @@ impl Pipeline<'_> {
             Event::HeapStats(stats) => self.gc.on_heap_stats(stats),
             Event::SuspendBegin { at_ns } => self.gc.on_suspend_begin(at_ns),
             Event::RestartEnd { at_ns } => self.gc.on_restart_end(at_ns),
+            Event::ModuleUnloading { module, ticket } => {
+                // Everything queued before this is applied: forget what code addresses meant.
+                tracing::debug!("module {module:#x} unloading: forgetting code addresses");
+                self.ips.forget(&self.agent.capture.verdicts);
+                self.stacks.forget_code();
+                self.names.forget_code();
+                self.lines.forget_code();
+                self.agent.capture.unloads.done.fetch_max(ticket, Ordering::AcqRel);
+            }
             Event::Stop => {}
         }
         // Keep within the tracking budget: sweep early rather than drop samples.
@@ -505,7 +522,24 @@ impl Pipeline<'_> {
     }
 
     fn track(&mut self, sample: Sample) {
-        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, keep_one_in, exact, frames } = sample;
+        let Sample {
+            class,
+            size,
+            heap,
+            amount_since_last,
+            handle,
+            born_after_gc,
+            keep_one_in,
+            exact,
+            mut frames,
+            unknown_returns,
+            check,
+        } = sample;
+        self.ips.learn(&self.agent.capture.verdicts, &unknown_returns);
+        self.ips.resolve(&mut frames);
+        if let Some(reference) = check {
+            self.check_stack(&frames, reference);
+        }
         if let crate::config::Exact::Types(_) = &self.agent.config.exact {
             if !exact && !self.agent.capture.aim.is_full() {
                 let name = self.names.class(class);
@@ -532,6 +566,28 @@ impl Pipeline<'_> {
             generation,
             generation_as_of_gc: born_after_gc,
         });
+    }
+
+    /// `LEAKSCOPE_STACK_CAPTURE=check`: compares the frame walk's stack with DoStackSnapshot's
+    /// for the same sample, by call site and by whole stack (functions in order).
+    fn check_stack(&mut self, walked: &[crate::capture::Frame], reference: Vec<crate::capture::Frame>) {
+        let site = |p: &mut Self, frames: &[crate::capture::Frame]| {
+            let names: Vec<_> = frames.iter().map(|f| p.names.function(f.function)).collect();
+            names.iter().find(|n| !n.is_framework).or(names.first()).map(|n| n.display.clone())
+        };
+        let (a, b) = (site(self, walked), site(self, &reference));
+        let same_stack = walked.len() == reference.len()
+            && walked.iter().zip(&reference).all(|(x, y)| x.function == y.function);
+        self.stack_check.compared += 1;
+        self.stack_check.site_agreed += u64::from(a == b);
+        self.stack_check.stack_agreed += u64::from(same_stack);
+        if a != b || !same_stack {
+            let render = |p: &mut Self, frames: &[crate::capture::Frame]| {
+                frames.iter().map(|f| format!("{}@{:#x}", p.names.function(f.function).display, f.ip)).collect::<Vec<_>>().join(" < ")
+            };
+            let (x, y) = (render(self, walked), render(self, &reference));
+            tracing::info!("stack check: {} walked [{x}] vs DoStackSnapshot [{y}]", if a == b { "stack differs" } else { "SITE DIFFERS" });
+        }
     }
 
     /// Drops the samples the GC has collected and releases their handles.
@@ -740,6 +796,7 @@ impl Pipeline<'_> {
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
+                stack_capture: self.stack_capture_record(),
                 degraded,
                 exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
                     aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
@@ -752,6 +809,33 @@ impl Pipeline<'_> {
         };
         let payload = records::line("summary", &summary);
         self.deliver(&payload, &stack_ids);
+    }
+}
+
+impl Pipeline<'_> {
+    fn stack_capture_record(&self) -> StackCaptureRecord {
+        let capture = &self.agent.capture;
+        let counters = &capture.counters;
+        let (walked, fell_back) = (counters.walked.load(Ordering::Relaxed), counters.fell_back.load(Ordering::Relaxed));
+        let snapshots = match capture.stack_capture {
+            crate::config::StackCapture::Frames => fell_back,
+            crate::config::StackCapture::Snapshot => counters.samples.load(Ordering::Relaxed),
+            crate::config::StackCapture::Check => fell_back + walked,
+        };
+        let learnt = self.ips.learnt;
+        StackCaptureRecord {
+            mode: match capture.stack_capture {
+                crate::config::StackCapture::Frames => "frames",
+                crate::config::StackCapture::Snapshot => "snapshot",
+                crate::config::StackCapture::Check => "check",
+            },
+            walked,
+            fell_back,
+            snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
+            learnt: [learnt.managed, learnt.runtime, learnt.foreign, learnt.opaque],
+            refused: learnt.refused,
+            check: (capture.stack_capture == crate::config::StackCapture::Check).then_some(self.stack_check),
+        }
     }
 }
 

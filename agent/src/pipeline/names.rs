@@ -73,6 +73,12 @@ impl<R: Runtime> Names<R> {
         name
     }
 
+    /// Code was unloaded: its class and function ids may be reused for others.
+    pub fn forget_code(&mut self) {
+        self.classes.clear();
+        self.functions.clear();
+    }
+
     pub fn cached_counts(&self) -> (usize, usize) {
         (self.classes.len(), self.functions.len())
     }

@@ -63,6 +63,12 @@ impl Stacks {
         id
     }
 
+    /// Code was unloaded: its ids may be reused for other code, so stacks seen from now on are
+    /// interned afresh (the stacks already named keep their names).
+    pub fn forget_code(&mut self) {
+        self.ids.clear();
+    }
+
     pub fn get(&self, id: StackId) -> &StackInfo {
         &self.stacks[id as usize]
     }

@@ -133,20 +133,48 @@ pub struct StackCaptureRecord {
     pub fell_back: u64,
     /// Mean DoStackSnapshot time per call, microseconds (fallbacks and checks).
     pub snapshot_us: f64,
-    /// Return addresses classified: managed, runtime, foreign, and opaque (never walked through).
-    pub learnt: [u64; 4],
+    /// Return addresses classified, and how their frames are laid out.
+    pub learnt: LearntRecord,
     /// Verdicts the walk's table could not hold (full): samples through them keep falling back.
     pub refused: u64,
+    /// Modules unloaded meanwhile (their code addresses forgotten each time).
+    pub unloads: u64,
     /// `check` mode: samples compared, those whose call site agreed, those whose whole stack did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<StackCheckRecord>,
 }
 
-#[derive(Serialize, Clone, Copy, Default)]
+/// Return addresses the agent thread has classified for the frame walk.
+#[derive(Serialize, Clone, Copy, Default, Debug)]
+pub struct LearntRecord {
+    pub managed: u64,
+    pub runtime: u64,
+    /// Native code outside the runtime, where walks end.
+    pub foreign: u64,
+    /// Code that cannot be walked through: samples through it use DoStackSnapshot.
+    pub opaque: u64,
+    /// Of the managed and runtime ones: frames without a frame pointer, with RBP saved as an
+    /// ordinary register, and on-stack-replacement methods.
+    pub frameless: u64,
+    pub saved_rbp: u64,
+    pub osr: u64,
+}
+
+#[derive(Serialize, Clone, Default)]
 pub struct StackCheckRecord {
     pub compared: u64,
     pub site_agreed: u64,
     pub stack_agreed: u64,
+    /// Per call site (DoStackSnapshot's): samples compared and those whose site agreed; the
+    /// most compared sites first, at most 64.
+    pub by_site: Vec<StackCheckSite>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct StackCheckSite {
+    pub site: std::sync::Arc<str>,
+    pub compared: u64,
+    pub agreed: u64,
 }
 
 /// Exact mode: the types whose every allocation is followed, and what that has cost.

@@ -15,38 +15,32 @@ use super::native_code::{NativeHome, NativeModules};
 use super::prologue;
 use crate::capture::verdicts::{Shape, Verdict, Verdicts};
 use crate::capture::Frame;
+use crate::output::records::LearntRecord;
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::FunctionID;
+use crate::clr::types::{FunctionID, ModuleID};
 
 /// Prologue bytes read to classify code.
 const PROLOGUE_BYTES: usize = 64;
 
-/// What the resolver has done, for the summary and the log.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Learnt {
-    pub managed: u64,
-    pub runtime: u64,
-    pub foreign: u64,
-    pub opaque: u64,
-    /// Verdicts the table could not take (full).
-    pub refused: u64,
-}
 
 pub struct IpResolver<'a> {
     info: &'a ProfilerInfo,
     /// Return address → the function holding the call before it (0: not managed code).
     functions: HashMap<usize, FunctionID>,
     native: NativeModules,
-    /// Addresses already classified (the table may have refused some).
-    classified: HashMap<usize, Verdict>,
-    pub learnt: Learnt,
+    /// Addresses already classified (the table may have refused some), with the module of
+    /// the managed function holding them.
+    classified: HashMap<usize, (Verdict, Option<ModuleID>)>,
+    pub learnt: LearntRecord,
+    /// Verdicts the table could not take (full).
+    pub refused: u64,
 }
 
 impl<'a> IpResolver<'a> {
     pub fn new(info: &'a ProfilerInfo) -> Self {
         let mut native = NativeModules::default();
         native.refresh();
-        IpResolver { info, functions: HashMap::new(), native, classified: HashMap::new(), learnt: Learnt::default() }
+        IpResolver { info, functions: HashMap::new(), native, classified: HashMap::new(), learnt: LearntRecord::default(), refused: 0 }
     }
 
     /// The managed function holding the call that returns to `ret`, or 0.
@@ -72,8 +66,19 @@ impl<'a> IpResolver<'a> {
             }
             let verdict = self.classify(address);
             match verdict {
-                Verdict::Managed(_) => self.learnt.managed += 1,
-                Verdict::Runtime(_) => self.learnt.runtime += 1,
+                Verdict::Managed(shape) | Verdict::Runtime(shape) => {
+                    if matches!(verdict, Verdict::Managed(_)) {
+                        self.learnt.managed += 1;
+                    } else {
+                        self.learnt.runtime += 1;
+                    }
+                    match shape {
+                        Shape::Framed => {}
+                        Shape::Frameless { .. } => self.learnt.frameless += 1,
+                        Shape::SavedRbp { .. } => self.learnt.saved_rbp += 1,
+                        Shape::Osr => self.learnt.osr += 1,
+                    }
+                }
                 Verdict::Foreign => self.learnt.foreign += 1,
                 Verdict::Opaque => {
                     self.learnt.opaque += 1;
@@ -84,17 +89,28 @@ impl<'a> IpResolver<'a> {
                 }
             }
             if !verdicts.insert(address, verdict) {
-                self.learnt.refused += 1;
+                self.refused += 1;
             }
-            self.classified.insert(address, verdict);
+            let module = match verdict {
+                Verdict::Managed(_) => self.info.function_info(self.function(address)).ok().map(|i| i.module),
+                _ => None,
+            };
+            self.classified.insert(address, (verdict, module));
         }
     }
 
-    /// Code may have been unloaded: forget every address.
-    pub fn forget(&mut self, verdicts: &Verdicts) {
-        self.functions.clear();
-        self.classified.clear();
+    /// `module` is unloading: its code addresses may soon hold other code. Forgets them, and
+    /// rebuilds the walk's table from what remains (the table cannot delete in place; samples
+    /// taken meanwhile fall back).
+    pub fn forget_module(&mut self, verdicts: &Verdicts, module: ModuleID, in_module: impl Fn(FunctionID) -> bool) {
+        self.functions.retain(|_, f| *f == 0 || !in_module(*f));
+        self.classified.retain(|_, (_, m)| *m != Some(module));
+        // Unclassified stubs of the module may also go: forget every opaque verdict too.
+        self.classified.retain(|_, (v, _)| *v != Verdict::Opaque);
         verdicts.clear();
+        for (&address, &(verdict, _)) in &self.classified {
+            verdicts.insert(address, verdict);
+        }
         self.native.refresh();
     }
 

@@ -54,6 +54,10 @@ struct Pipeline<'a> {
     lines: Lines<'a>,
     ips: IpResolver<'a>,
     stack_check: StackCheckRecord,
+    /// `check` mode, per DoStackSnapshot call site: (compared, agreed).
+    stack_check_sites: std::collections::HashMap<std::sync::Arc<str>, (u64, u64)>,
+    /// Modules unloaded while running (collectible assemblies).
+    code_unloads: u64,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -108,6 +112,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         lines: Lines::new(&agent.info),
         ips: IpResolver::new(&agent.info),
         stack_check: StackCheckRecord::default(),
+        code_unloads: 0,
+        stack_check_sites: Default::default(),
         stacks: Stacks::default(),
         survivors: Survivors::default(),
         gc: GcStats::default(),
@@ -502,11 +508,17 @@ impl Pipeline<'_> {
             Event::RestartEnd { at_ns } => self.gc.on_restart_end(at_ns),
             Event::ModuleUnloading { module, ticket } => {
                 // Everything queued before this is applied: forget what code addresses meant.
-                tracing::debug!("module {module:#x} unloading: forgetting code addresses");
-                self.ips.forget(&self.agent.capture.verdicts);
-                self.stacks.forget_code();
-                self.names.forget_code();
-                self.lines.forget_code();
+                tracing::debug!("module {module:#x} unloading: forgetting its code addresses");
+                let info = &self.agent.info;
+                let modules = std::cell::RefCell::new(std::collections::HashMap::new());
+                let in_module = |f: crate::clr::types::FunctionID| {
+                    *modules.borrow_mut().entry(f).or_insert_with(|| info.function_info(f).is_ok_and(|i| i.module == module))
+                };
+                self.ips.forget_module(&self.agent.capture.verdicts, module, in_module);
+                self.stacks.forget_module(in_module);
+                self.lines.forget_module(module, in_module);
+                self.names.forget_module(module);
+                self.code_unloads += 1;
                 self.agent.capture.unloads.done.fetch_max(ticket, Ordering::AcqRel);
             }
             Event::Stop => {}
@@ -580,6 +592,11 @@ impl Pipeline<'_> {
             && walked.iter().zip(&reference).all(|(x, y)| x.function == y.function);
         self.stack_check.compared += 1;
         self.stack_check.site_agreed += u64::from(a == b);
+        if let Some(site) = &b {
+            let entry = self.stack_check_sites.entry(site.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(a == b);
+        }
         self.stack_check.stack_agreed += u64::from(same_stack);
         if a != b || !same_stack {
             let render = |p: &mut Self, frames: &[crate::capture::Frame]| {
@@ -822,7 +839,6 @@ impl Pipeline<'_> {
             crate::config::StackCapture::Snapshot => counters.samples.load(Ordering::Relaxed),
             crate::config::StackCapture::Check => fell_back + walked,
         };
-        let learnt = self.ips.learnt;
         StackCaptureRecord {
             mode: match capture.stack_capture {
                 crate::config::StackCapture::Frames => "frames",
@@ -832,9 +848,21 @@ impl Pipeline<'_> {
             walked,
             fell_back,
             snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
-            learnt: [learnt.managed, learnt.runtime, learnt.foreign, learnt.opaque],
-            refused: learnt.refused,
-            check: (capture.stack_capture == crate::config::StackCapture::Check).then_some(self.stack_check),
+            learnt: self.ips.learnt,
+            refused: self.ips.refused,
+            unloads: self.code_unloads,
+            check: (capture.stack_capture == crate::config::StackCapture::Check).then(|| {
+                let mut check = self.stack_check.clone();
+                let mut sites: Vec<_> = self
+                    .stack_check_sites
+                    .iter()
+                    .map(|(site, &(compared, agreed))| StackCheckSite { site: site.clone(), compared, agreed })
+                    .collect();
+                sites.sort_by(|a, b| b.compared.cmp(&a.compared).then_with(|| a.site.cmp(&b.site)));
+                sites.truncate(64);
+                check.by_site = sites;
+                check
+            }),
         }
     }
 }

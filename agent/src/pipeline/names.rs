@@ -19,6 +19,8 @@ pub trait Runtime {
     fn enclosing_class(&mut self, module: ModuleID, type_def: mdToken) -> Option<mdToken>;
     /// A method's name and declaring TypeDef.
     fn method(&mut self, module: ModuleID, function: FunctionID, token: mdToken) -> Option<(String, mdToken)>;
+    /// Drops what is cached about a module that is unloading.
+    fn forget_module(&mut self, _module: ModuleID) {}
 }
 
 /// A resolved frame.
@@ -73,10 +75,12 @@ impl<R: Runtime> Names<R> {
         name
     }
 
-    /// Code was unloaded: its class and function ids may be reused for others.
-    pub fn forget_code(&mut self) {
-        self.classes.clear();
-        self.functions.clear();
+    /// A module is unloading: forgets its classes and functions (their ids may be reused).
+    pub fn forget_module(&mut self, module: ModuleID) {
+        let runtime = &mut self.runtime;
+        self.functions.retain(|&f, _| runtime.function_info(f).is_ok_and(|i| i.module != module));
+        self.classes.retain(|&c, _| runtime.class_info(c).map_or(true, |i| i.module != module));
+        runtime.forget_module(module);
     }
 
     pub fn cached_counts(&self) -> (usize, usize) {
@@ -229,6 +233,12 @@ impl<'a> ClrRuntime<'a> {
 }
 
 impl Runtime for ClrRuntime<'_> {
+    fn forget_module(&mut self, module: ModuleID) {
+        self.modules.remove(&module);
+        let info = self.info;
+        self.functions.retain(|&f, _| info.function_info(f).is_ok_and(|i| i.module != module));
+    }
+
     fn array_info(&mut self, class: ClassID) -> Result<Option<ArrayInfo>, HRESULT> {
         self.info.array_info(class)
     }

@@ -63,10 +63,10 @@ impl Stacks {
         id
     }
 
-    /// Code was unloaded: its ids may be reused for other code, so stacks seen from now on are
-    /// interned afresh (the stacks already named keep their names).
-    pub fn forget_code(&mut self) {
-        self.ids.clear();
+    /// A module is unloading: stacks through its functions are no longer looked up by id (the
+    /// ids may be reused for other code); the stacks already named keep their names.
+    pub fn forget_module(&mut self, in_module: impl Fn(crate::clr::types::FunctionID) -> bool) {
+        self.ids.retain(|frames, _| !frames.iter().any(|f| in_module(f.function)));
     }
 
     pub fn get(&self, id: StackId) -> &StackInfo {

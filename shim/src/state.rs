@@ -104,6 +104,7 @@ fn set_reason(s: &str) {
 
 /// Turns tracking off for good (pass-through) and says so once.
 pub(crate) fn go_off(reason: &str) {
+    crate::fast::disarm();
     STATE.store(OFF, Ordering::Release);
     set_reason(reason);
 }
@@ -261,6 +262,9 @@ fn init_inner(cfg: Config, warnings: Vec<String>) {
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     set_reason("active");
     STATE.store(ENABLED, Ordering::Release);
+    if let Some(tables) = self::tables() {
+        crate::fast::arm(tables);
+    }
     info!(
         "native tracking on ({}; sampling mean {} bytes, interval {} ms, up to {} live samples)",
         own_path(),
@@ -289,6 +293,7 @@ fn make_tables(cfg: &Config) -> Option<Tables> {
 /// execs loads the shim afresh (LD_PRELOAD is inherited) with its own hello.
 extern "C" fn after_fork_in_child() {
     if STATE.load(Ordering::Relaxed) == ENABLED {
+        crate::fast::disarm();
         STATE.store(CHILD, Ordering::Release);
         info!(
             "forked child: native tracking off in this process (programs it execs are tracked afresh)"
@@ -312,6 +317,7 @@ pub(crate) fn shutdown(reason: &str) {
         t.set_busy_forever();
         busy
     });
+    crate::fast::disarm();
     if !inside_shim {
         writer::final_flush(reason);
     }

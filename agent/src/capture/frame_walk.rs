@@ -140,8 +140,9 @@ pub fn walk(verdicts: &Verdicts, record: usize, limit: usize, out: &mut Walk) {
     // Whether the last code walked through was the runtime's (our trampoline's caller is).
     let mut from_runtime = true;
     let mut complete = true;
+    let table = verdicts.table();
     for _ in 0..MAX_STEPS {
-        let shape = match verdicts.get(ret) {
+        let shape = match table.get(ret) {
             None => {
                 out.note_unknown(ret);
                 complete = false;

@@ -9,6 +9,7 @@
 pub mod aim;
 pub mod frame_walk;
 pub mod stack;
+pub mod striped;
 pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -88,11 +89,12 @@ pub enum Event {
 /// Counters the hot path updates and the agent thread reports.
 #[derive(Default)]
 pub struct Counters {
-    pub samples: AtomicU64,
+    /// Bumped on every runtime sample, by every allocating thread: striped.
+    pub samples: striped::Striped,
     pub dropped_queue_full: AtomicU64,
     pub dropped_budget: AtomicU64,
     /// Samples skipped by thinning (see `Capture::keep_one_in`).
-    pub thinned: AtomicU64,
+    pub thinned: striped::Striped,
     pub handle_failures: AtomicU64,
     pub stack_failures: AtomicU64,
     /// Samples queued or tracked; the budget check reads it without locking.

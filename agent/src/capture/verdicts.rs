@@ -7,9 +7,12 @@
 //! the table. An address that is not there is unknown: the walk falls back to `DoStackSnapshot`
 //! for that sample and hands the address to the agent thread, which classifies it
 //! (`pipeline/ip_resolve.rs`) and inserts it here. The table only grows, up to three quarters
-//! full; it is cleared when a module unloads, since its code addresses may then be reused.
+//! full of its largest size; it is rebuilt when a module unloads, since that module's code
+//! addresses may then be reused.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 
 const ADDRESS_BITS: u32 = 48;
 const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
@@ -88,17 +91,16 @@ impl Verdict {
     }
 }
 
-pub struct Verdicts {
+/// One open-addressing table of slots.
+pub struct Table {
     slots: Box<[AtomicU64]>,
     mask: usize,
-    len: AtomicUsize,
 }
 
-impl Verdicts {
-    /// A table of `2^bits` slots.
-    pub fn new(bits: u32) -> Self {
+impl Table {
+    fn new(bits: u32) -> Self {
         let n = 1usize << bits;
-        Verdicts { slots: (0..n).map(|_| AtomicU64::new(0)).collect(), mask: n - 1, len: AtomicUsize::new(0) }
+        Table { slots: (0..n).map(|_| AtomicU64::new(0)).collect(), mask: n - 1 }
     }
 
     #[inline(always)]
@@ -127,22 +129,14 @@ impl Verdicts {
         None
     }
 
-    /// Records a verdict (agent thread only). False when the table is too full to take it.
-    pub fn insert(&self, address: usize, verdict: Verdict) -> bool {
-        let key = address as u64;
-        if key == 0 || key > ADDRESS_MASK || self.len.load(Ordering::Relaxed) * 4 >= self.slots.len() * 3 {
-            return false;
-        }
-        let value = key | ((verdict.encode() as u64) << ADDRESS_BITS);
-        let mut i = self.home(address);
+    /// Stores `value` for `key`; false when no slot is free within the probe limit. Returns
+    /// whether a new slot was taken through `added`.
+    fn put(&self, key: u64, value: u64, added: &mut bool) -> bool {
+        let mut i = self.home(key as usize);
         for _ in 0..MAX_PROBES {
             let slot = self.slots[i].load(Ordering::Relaxed);
-            if slot == 0 {
-                self.slots[i].store(value, Ordering::Release);
-                self.len.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            if slot & ADDRESS_MASK == key {
+            if slot == 0 || slot & ADDRESS_MASK == key {
+                *added = slot == 0;
                 self.slots[i].store(value, Ordering::Release);
                 return true;
             }
@@ -150,10 +144,98 @@ impl Verdicts {
         }
         false
     }
+}
 
-    /// Forgets everything (agent thread only): code addresses may be reused after an unload.
+/// The table the walk reads, grown by the agent thread as addresses are learnt: it starts small
+/// (32 KiB, so that a walk's lookups stay in cache) and is replaced by one four times larger
+/// when three quarters full, up to `max_bits`. Replaced tables are kept, never freed: a walk on
+/// another thread may still be reading one.
+pub struct Verdicts {
+    current: AtomicPtr<Table>,
+    // Boxed: a reader's `&Table` must stay valid when the vector reallocates.
+    #[allow(clippy::vec_box)]
+    retired: Mutex<Vec<Box<Table>>>,
+    bits: AtomicUsize,
+    max_bits: u32,
+    len: AtomicUsize,
+}
+
+/// The first table's size.
+const INITIAL_BITS: u32 = 12;
+
+impl Verdicts {
+    /// A table that may grow to `2^max_bits` slots.
+    pub fn new(max_bits: u32) -> Self {
+        let bits = INITIAL_BITS.min(max_bits);
+        Verdicts {
+            current: AtomicPtr::new(Box::into_raw(Box::new(Table::new(bits)))),
+            retired: Mutex::new(Vec::new()),
+            bits: AtomicUsize::new(bits as usize),
+            max_bits,
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// The table in use now: a walk looks every address up in the same one.
+    #[inline]
+    pub fn table(&self) -> &Table {
+        // SAFETY: `current` always holds a table from `Box::into_raw` that is never freed while
+        // `self` lives (replaced ones move to `retired`; `Drop` frees them all).
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// The verdict on `address`, if any (any thread).
+    pub fn get(&self, address: usize) -> Option<Verdict> {
+        self.table().get(address)
+    }
+
+    /// Records a verdict (agent thread only). False when the table is full at its largest.
+    pub fn insert(&self, address: usize, verdict: Verdict) -> bool {
+        let key = address as u64;
+        if key == 0 || key > ADDRESS_MASK {
+            return false;
+        }
+        if self.len.load(Ordering::Relaxed) >= self.capacity_now() && !self.grow() {
+            return false;
+        }
+        let value = key | ((verdict.encode() as u64) << ADDRESS_BITS);
+        let mut added = false;
+        if !self.table().put(key, value, &mut added) {
+            return false;
+        }
+        if added {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Replaces the table with one four times larger holding the same entries.
+    fn grow(&self) -> bool {
+        let bits = self.bits.load(Ordering::Relaxed) as u32;
+        if bits >= self.max_bits {
+            return false;
+        }
+        let bits = (bits + 2).min(self.max_bits);
+        let bigger = Table::new(bits);
+        let old = self.table();
+        for slot in old.slots.iter() {
+            let value = slot.load(Ordering::Relaxed);
+            if value != 0 {
+                let mut added = false;
+                bigger.put(value & ADDRESS_MASK, value, &mut added);
+            }
+        }
+        let old = self.current.swap(Box::into_raw(Box::new(bigger)), Ordering::AcqRel);
+        // SAFETY: `old` came from `Box::into_raw` and is no longer current; it is kept alive in
+        // `retired` because other threads may still be reading it.
+        self.retired.lock().push(unsafe { Box::from_raw(old) });
+        self.bits.store(bits as usize, Ordering::Relaxed);
+        true
+    }
+
+    /// Forgets everything (agent thread only).
     pub fn clear(&self) {
-        for slot in self.slots.iter() {
+        for slot in self.table().slots.iter() {
             slot.store(0, Ordering::Release);
         }
         self.len.store(0, Ordering::Relaxed);
@@ -167,12 +249,21 @@ impl Verdicts {
         self.len() == 0
     }
 
-    pub fn capacity(&self) -> usize {
-        self.slots.len() * 3 / 4
+    fn capacity_now(&self) -> usize {
+        (1usize << self.bits.load(Ordering::Relaxed)) * 3 / 4
     }
 
-    pub fn approximate_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<AtomicU64>()
+    /// Most entries the table holds at its largest.
+    pub fn capacity(&self) -> usize {
+        (1usize << self.max_bits) * 3 / 4
+    }
+}
+
+impl Drop for Verdicts {
+    fn drop(&mut self) {
+        // SAFETY: the current table came from `Box::into_raw`; nothing can read it once `self`
+        // is being dropped.
+        drop(unsafe { Box::from_raw(self.current.load(Ordering::Acquire)) });
     }
 }
 
@@ -207,10 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_refuses_instead_of_degrading() {
-        let t = Verdicts::new(6);
-        let accepted = (1..1000usize).filter(|i| t.insert(i * 4096, Verdict::Foreign)).count();
+    fn the_table_grows_keeping_what_it_knew_then_refuses_when_full() {
+        let t = Verdicts::new(16);
+        let accepted = (1..100_000usize).take_while(|i| t.insert(i * 4096, Verdict::Foreign)).count();
         assert_eq!(accepted, t.capacity());
         assert!((1..=accepted).all(|i| t.get(i * 4096) == Some(Verdict::Foreign)));
+        assert_eq!(t.get(4096 * 99_999), None);
     }
 }

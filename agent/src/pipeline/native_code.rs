@@ -146,10 +146,10 @@ mod tests {
         let mut m = NativeModules::default();
         m.refresh();
         // libc's own functions are foreign: not the runtime.
-        assert_eq!(m.home(libc::getpid as usize), Some(NativeHome::Foreign));
+        assert_eq!(m.home(libc::getpid as *const () as usize), Some(NativeHome::Foreign));
         assert_eq!(m.home(0x10), None);
         // The table of this test binary finds the start of one of its functions.
-        let here = finds_the_start_of_a_function_in_a_loaded_library as usize;
+        let here = finds_the_start_of_a_function_in_a_loaded_library as *const () as usize;
         let module = m.modules.iter().find(|m| m.code.iter().any(|&(s, e)| (s..e).contains(&here))).unwrap();
         let (hdr, size) = module.eh_frame_hdr.unwrap();
         assert_eq!(function_start(hdr, size, here + 5), Some(here));

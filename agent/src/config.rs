@@ -55,6 +55,16 @@ pub enum StackCapture {
     Check,
 }
 
+impl StackCapture {
+    pub fn name(self) -> &'static str {
+        match self {
+            StackCapture::Frames => "frames",
+            StackCapture::Snapshot => "snapshot",
+            StackCapture::Check => "check",
+        }
+    }
+}
+
 /// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
 /// which must be switched on at startup and slows every allocation in the process).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -269,12 +279,20 @@ mod tests {
             ("LEAKSCOPE_MAX_TRACKED", "-5"),
             ("LEAKSCOPE_LOG_LEVEL", "loud"),
             ("LEAKSCOPE_STACK_DEPTH", "0"),
+            ("LEAKSCOPE_STACK_CAPTURE", "unwind"),
         ]);
         assert_eq!(l.config.interval, Duration::from_secs(5));
         assert_eq!(l.config.max_tracked, 100_000);
         assert_eq!(l.config.stack_depth, 64);
-        assert_eq!(l.problems.len(), 4, "{:?}", l.problems);
-        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_LOG_LEVEL", "LEAKSCOPE_STACK_DEPTH"] {
+        assert_eq!(l.config.stack_capture, StackCapture::Frames);
+        assert_eq!(l.problems.len(), 5, "{:?}", l.problems);
+        for name in [
+            "LEAKSCOPE_INTERVAL",
+            "LEAKSCOPE_MAX_TRACKED",
+            "LEAKSCOPE_LOG_LEVEL",
+            "LEAKSCOPE_STACK_DEPTH",
+            "LEAKSCOPE_STACK_CAPTURE",
+        ] {
             assert!(l.problems.iter().any(|p| p.contains(name)), "{name} not reported");
         }
     }

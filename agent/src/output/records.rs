@@ -43,6 +43,8 @@ pub struct HelloConfig {
     pub max_tracked: usize,
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
+    /// `frames`, `snapshot` or `check` (`LEAKSCOPE_STACK_CAPTURE`).
+    pub stack_capture: &'static str,
     pub log: String,
     /// Soak mode: the induced full GC's period (null when off).
     pub induce_full_gc_ms: Option<u64>,
@@ -113,6 +115,8 @@ pub struct AgentRecord {
     pub memory_bytes: usize,
     pub memory_limit_bytes: usize,
     pub sweep_ms: f64,
+    /// CPU time the agent's own thread has used since it started, milliseconds.
+    pub thread_cpu_ms: f64,
     /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,

@@ -811,6 +811,7 @@ impl Pipeline<'_> {
                 memory_bytes: crate::memory::allocated_bytes(),
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
+                thread_cpu_ms: thread_cpu_ms(),
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
                 stack_capture: self.stack_capture_record(),
@@ -840,11 +841,7 @@ impl Pipeline<'_> {
             crate::config::StackCapture::Check => fell_back + walked,
         };
         StackCaptureRecord {
-            mode: match capture.stack_capture {
-                crate::config::StackCapture::Frames => "frames",
-                crate::config::StackCapture::Snapshot => "snapshot",
-                crate::config::StackCapture::Check => "check",
-            },
+            mode: capture.stack_capture.name(),
             walked,
             fell_back,
             snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
@@ -886,6 +883,7 @@ fn hello_line(agent: &Agent) -> String {
                 max_tracked: agent.config.max_tracked,
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 stack_depth: agent.config.stack_depth,
+                stack_capture: agent.config.stack_capture.name(),
                 log: crate::log::path(&agent.config).display().to_string(),
                 induce_full_gc_ms: agent.config.induce_full_gc.map(|d| d.as_millis() as u64),
                 census: agent.config.census,
@@ -898,6 +896,14 @@ fn hello_line(agent: &Agent) -> String {
             },
         },
     )
+}
+
+/// CPU time of the calling thread (the agent's), milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 pub fn unix_ms() -> u64 {

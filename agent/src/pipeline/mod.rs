@@ -58,6 +58,10 @@ struct Pipeline<'a> {
     stack_check_sites: std::collections::HashMap<std::sync::Arc<str>, (u64, u64)>,
     /// Modules unloaded while running (collectible assemblies).
     code_unloads: u64,
+    /// The module of every function seen in a stack, recorded when first seen (while its code is
+    /// certainly loaded), so that an unload can tell its functions without asking the runtime
+    /// about functions whose code may be gone.
+    function_modules: std::collections::HashMap<crate::clr::types::FunctionID, Option<crate::clr::types::ModuleID>>,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -113,6 +117,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         ips: IpResolver::new(&agent.info),
         stack_check: StackCheckRecord::default(),
         code_unloads: 0,
+        function_modules: Default::default(),
         stack_check_sites: Default::default(),
         stacks: Stacks::default(),
         survivors: Survivors::default(),
@@ -509,15 +514,13 @@ impl Pipeline<'_> {
             Event::ModuleUnloading { module, ticket } => {
                 // Everything queued before this is applied: forget what code addresses meant.
                 tracing::debug!("module {module:#x} unloading: forgetting its code addresses");
-                let info = &self.agent.info;
-                let modules = std::cell::RefCell::new(std::collections::HashMap::new());
-                let in_module = |f: crate::clr::types::FunctionID| {
-                    *modules.borrow_mut().entry(f).or_insert_with(|| info.function_info(f).is_ok_and(|i| i.module == module))
-                };
+                let modules = &self.function_modules;
+                let in_module = |f: crate::clr::types::FunctionID| modules.get(&f) == Some(&Some(module));
                 self.ips.forget_module(&self.agent.capture.verdicts, module, in_module);
                 self.stacks.forget_module(in_module);
                 self.lines.forget_module(module, in_module);
-                self.names.forget_module(module);
+                self.names.forget_module(module, in_module);
+                self.function_modules.retain(|_, m| *m != Some(module));
                 self.code_unloads += 1;
                 self.agent.capture.unloads.done.fetch_max(ticket, Ordering::AcqRel);
             }
@@ -549,7 +552,9 @@ impl Pipeline<'_> {
         } = sample;
         self.ips.learn(&self.agent.capture.verdicts, &unknown_returns);
         self.ips.resolve(&mut frames);
+        self.note_modules(&frames);
         if let Some(reference) = check {
+            self.note_modules(&reference);
             self.check_stack(&frames, reference);
         }
         if let crate::config::Exact::Types(_) = &self.agent.config.exact {
@@ -578,6 +583,16 @@ impl Pipeline<'_> {
             generation,
             generation_as_of_gc: born_after_gc,
         });
+    }
+
+    /// Records the module of functions seen for the first time (see `function_modules`).
+    fn note_modules(&mut self, frames: &[crate::capture::Frame]) {
+        let info = &self.agent.info;
+        for frame in frames {
+            self.function_modules
+                .entry(frame.function)
+                .or_insert_with(|| info.function_info(frame.function).ok().map(|i| i.module));
+        }
     }
 
     /// `LEAKSCOPE_STACK_CAPTURE=check`: compares the frame walk's stack with DoStackSnapshot's

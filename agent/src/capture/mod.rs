@@ -56,7 +56,8 @@ pub struct Sample {
     pub handle: ObjectHandleID,
     /// Number of the most recent GC when the object was allocated.
     pub born_after_gc: u32,
-    /// The thinning in force when it was taken: it stands for this many samples.
+    /// The thinning in force when it was taken (after delivery, times the duty cycle of
+    /// allocation sampling): it stands for this many samples.
     pub keep_one_in: u32,
     /// Exact mode: one allocation of an aimed-at type, standing for itself (times `keep_one_in`).
     pub exact: bool,
@@ -129,6 +130,9 @@ pub struct Capture {
     /// Follow one runtime sample in this many; the agent thread raises it when samples arrive
     /// faster than `LEAKSCOPE_MAX_SAMPLES_PER_SEC`, and lowers it again when they slow down.
     pub keep_one_in: AtomicU32,
+    /// Allocation sampling is on in one time window in this many, chosen at random
+    /// (`pipeline/duty_cycle.rs`): a sample taken in an on-window stands for this many more.
+    pub window_one_in: AtomicU32,
     /// Exact mode: the types whose every allocation is followed (empty: exact mode idle).
     pub aim: aim::Aim,
     /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
@@ -285,7 +289,8 @@ impl Capture {
                 method_table.write_volatile(e.type_id);
             }
         }
-        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, keep_one_in, false, frame);
+        let weight = keep_one_in.saturating_mul(self.window_one_in.load(Ordering::Relaxed).max(1));
+        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, weight, false, frame);
     }
 
     /// `ObjectAllocated` (exact mode only): every allocation in the process comes through here

@@ -109,6 +109,10 @@ pub struct AgentRecord {
     /// Samples skipped by thinning, and the thinning now in force (1 = none).
     pub thinned: u64,
     pub keep_one_in: u32,
+    /// .NET 10: allocation sampling is on in one time window in `one_in` (thinning at the source,
+    /// before `keep_one_in`); `switches` and `switch_ms`: how often it was switched, and the time
+    /// that took on the agent's thread.
+    pub sampling_windows: SamplingWindowsRecord,
     pub handle_failures: u64,
     pub stack_failures: u64,
     pub stacks: usize,
@@ -127,6 +131,13 @@ pub struct AgentRecord {
     /// Exact mode (`LEAKSCOPE_EXACT`), when on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact: Option<ExactRecord>,
+}
+
+#[derive(Serialize)]
+pub struct SamplingWindowsRecord {
+    pub one_in: u32,
+    pub switches: u64,
+    pub switch_ms: f64,
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@
 
 pub mod aim;
 pub mod census;
+pub mod duty_cycle;
 pub mod gc_stats;
 pub mod ip_resolve;
 pub mod lines;
@@ -80,6 +81,8 @@ struct Pipeline<'a> {
     retention: retention::Retention,
     thinning_window: Instant,
     thinning_samples: u64,
+    /// .NET 10: allocation sampling switched on in some windows only, when thinning is needed.
+    duty: duty_cycle::DutyCycle,
     thinning_reported: bool,
     budget_reported: bool,
     /// Exact mode: which types to follow allocation by allocation.
@@ -135,6 +138,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         retention: retention::Retention::default(),
         thinning_window: Instant::now(),
         thinning_samples: 0,
+        duty: duty_cycle::DutyCycle::new(),
         thinning_reported: false,
         budget_reported: false,
         aiming: aim::Aiming::new(match &config.exact {
@@ -173,6 +177,12 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
             }
         }
         p.adjust_thinning();
+        if p.agent.capture.sampling == crate::capture::Sampling::AllocationSampled {
+            if let Some(problem) = p.duty.tick(p.agent) {
+                tracing::warn!("{problem}");
+                p.status("warn", &problem);
+            }
+        }
         match p.take_commands() {
             Command::Continue => {}
             Command::Stop => break,
@@ -215,17 +225,35 @@ impl Pipeline<'_> {
         if limit == 0 || elapsed < Duration::from_secs(1) {
             return;
         }
+        // Samples arrive only while allocation sampling is on: the rate is per second of that.
+        let duty_cycled = self.agent.capture.sampling == crate::capture::Sampling::AllocationSampled;
+        let on = if duty_cycled { self.duty.take_on_time() } else { elapsed };
         let counters = &self.agent.capture.counters;
         let samples = counters.samples.load(Ordering::Relaxed);
-        let rate = (samples - self.thinning_samples) as f64 / elapsed.as_secs_f64();
-        self.thinning_samples = samples;
-        self.thinning_window = Instant::now();
-        let current = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
-        let next = next_keep_one_in(rate, limit, current);
         self.adjust_exact_thinning(elapsed, limit);
+        self.thinning_window = Instant::now();
+        if on < 2 * duty_cycle::WINDOW {
+            self.duty.give_back(on);
+            return; // too little on-time yet to measure the rate by (it comes within ~4 s)
+        }
+        let rate = (samples - self.thinning_samples) as f64 / on.as_secs_f64();
+        self.thinning_samples = samples;
+        let keep = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
+        let current = keep * self.duty.one_in();
+        let next = next_keep_one_in(rate, limit, current);
         if next != current {
-            self.agent.capture.keep_one_in.store(next, Ordering::Relaxed);
-            tracing::info!("thinning: following 1 in {next} samples ({rate:.0} samples/s, limit {limit}/s)");
+            // Skip whole windows for most of it (the runtime then does no sampling work at all),
+            // and thin what is delivered by at least 2: twice the on-time halves what the choice
+            // of windows adds to the estimates' variance.
+            let windows = if duty_cycled { (next / 2).clamp(1, duty_cycle::MAX_ONE_IN) } else { 1 };
+            self.duty.set_one_in(windows);
+            let keep = next / self.duty.one_in();
+            self.agent.capture.keep_one_in.store(keep, Ordering::Relaxed);
+            tracing::info!(
+                "thinning: following 1 in {next} samples (sampling on in 1 window in {}, then 1 in {keep}; \
+                 {rate:.0} samples/s, limit {limit}/s)",
+                self.duty.one_in()
+            );
             if next > 1 && !self.thinning_reported {
                 self.thinning_reported = true;
                 self.status(
@@ -820,6 +848,11 @@ impl Pipeline<'_> {
                 dropped_queue,
                 thinned: counters.thinned.load(Ordering::Relaxed),
                 keep_one_in: agent.capture.keep_one_in.load(Ordering::Relaxed),
+                sampling_windows: SamplingWindowsRecord {
+                    one_in: self.duty.one_in(),
+                    switches: self.duty.switches,
+                    switch_ms: self.duty.switch_time.as_secs_f64() * 1e3,
+                },
                 handle_failures: counters.handle_failures.load(Ordering::Relaxed),
                 stack_failures: counters.stack_failures.load(Ordering::Relaxed),
                 stacks: self.stacks.count(),

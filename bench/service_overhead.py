@@ -175,7 +175,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--triples", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=20, help="seconds of load before measuring: tiered JIT settles")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--leak", action="store_true", help="plant a leak; leakscope must name its call site")
     a = ap.parse_args()

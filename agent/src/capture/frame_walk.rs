@@ -164,7 +164,8 @@ pub fn walk(verdicts: &Verdicts, record: usize, limit: usize, out: &mut Walk) {
                 shape
             }
             Some(Verdict::Foreign) => {
-                out.complete = complete && from_runtime;
+                // A sample always comes from managed code: a walk that found none is not trusted.
+                out.complete = complete && from_runtime && out.len > 0;
                 return;
             }
             Some(Verdict::Opaque) => return,
@@ -173,7 +174,7 @@ pub fn walk(verdicts: &Verdicts, record: usize, limit: usize, out: &mut Walk) {
             Shape::Framed => {
                 if rbp < after || !readable(rbp) || !readable(rbp + 8) {
                     // The chain ends. That is the thread's base only if runtime code had it.
-                    out.complete = complete && from_runtime && rbp == 0;
+                    out.complete = complete && from_runtime && rbp == 0 && out.len > 0;
                     return;
                 }
                 ret = read(rbp + 8);

@@ -418,6 +418,14 @@ impl ProfilerInfo {
         Ok(info)
     }
 
+    /// An address in the runtime's own code (where one of this interface's methods is): which
+    /// loaded module is the runtime, even when it is linked into a single-file app's host.
+    pub fn runtime_code_address(&self) -> usize {
+        // SAFETY: `ptr` is the live interface (see `query`); slot 38 exists in every version we
+        // accept and holds a function pointer, read here as a plain address.
+        unsafe { method::<usize>(self.ptr, slot::GET_FUNCTION_INFO2) }
+    }
+
     /// The managed function whose compiled code holds `ip` (JIT-compiled or ReadyToRun); an
     /// error for any other address.
     pub fn function_from_ip(&self, ip: usize) -> Result<FunctionID, HRESULT> {

@@ -38,8 +38,7 @@ pub struct IpResolver<'a> {
 
 impl<'a> IpResolver<'a> {
     pub fn new(info: &'a ProfilerInfo) -> Self {
-        let mut native = NativeModules::default();
-        native.refresh();
+        let native = NativeModules::new(info.runtime_code_address());
         IpResolver { info, functions: HashMap::new(), native, classified: HashMap::new(), learnt: LearntRecord::default(), refused: 0 }
     }
 

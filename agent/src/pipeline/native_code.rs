@@ -27,15 +27,31 @@ pub enum NativeHome {
 #[derive(Default)]
 pub struct NativeModules {
     modules: Vec<Module>,
+    /// An address in the runtime's code: its module is the runtime whatever its file is called
+    /// (libcoreclr.so, or a single-file app's host).
+    runtime_address: usize,
 }
 
 impl NativeModules {
+    /// The modules loaded now, the one holding `runtime_address` taken as the runtime.
+    pub fn new(runtime_address: usize) -> Self {
+        let mut m = NativeModules { modules: Vec::new(), runtime_address };
+        m.refresh();
+        m
+    }
+
     /// Reads the loaded modules (again): new native libraries load at any time.
     pub fn refresh(&mut self) {
         let mut modules: Vec<Module> = Vec::new();
         // SAFETY: dl_iterate_phdr calls `visit` synchronously with valid `dl_phdr_info` pointers
         // and passes our `&mut Vec` back as `data`.
         unsafe { libc::dl_iterate_phdr(Some(visit), &mut modules as *mut Vec<Module> as *mut libc::c_void) };
+        let runtime = self.runtime_address;
+        for m in &mut modules {
+            if m.code.iter().any(|&(s, e)| (s..e).contains(&runtime)) {
+                m.is_runtime = true;
+            }
+        }
         self.modules = modules;
     }
 
@@ -143,10 +159,13 @@ mod tests {
 
     #[test]
     fn finds_the_start_of_a_function_in_a_loaded_library() {
-        let mut m = NativeModules::default();
-        m.refresh();
+        let mut m = NativeModules::new(0);
         // libc's own functions are foreign: not the runtime.
         assert_eq!(m.home(libc::getpid as *const () as usize), Some(NativeHome::Foreign));
+        // Unless an address says libc is the runtime (as a single-file host would be).
+        let libc_is_runtime = NativeModules::new(libc::getpid as *const () as usize);
+        assert!(matches!(libc_is_runtime.home(libc::getppid as *const () as usize), Some(NativeHome::Runtime { .. })));
+        m.refresh();
         assert_eq!(m.home(0x10), None);
         // The table of this test binary finds the start of one of its functions.
         let here = finds_the_start_of_a_function_in_a_loaded_library as *const () as usize;

@@ -6,7 +6,9 @@
 //! (catch, filter, finally funclets), tiny methods compiled without a frame pointer, managed
 //! frames with the runtime's own frames between them (finalizer, reflection), a reverse
 //! P/Invoke from libc's qsort, and emitted code in collectible assemblies that are unloaded
-//! every few milliseconds. With `LEAKSCOPE_STACK_CAPTURE=check` the agent takes both the frame
+//! every few milliseconds. The runtime writes its perf map (`DOTNET_PerfMapEnabled=3`, as
+//! `leakscope run` sets it), through which the walk finds dynamic methods such as reflection's
+//! invoke stubs. With `LEAKSCOPE_STACK_CAPTURE=check` the agent takes both the frame
 //! walk's stack and `DoStackSnapshot`'s for every sample the walk completes, and counts how
 //! often the call site (and the whole stack) agree.
 
@@ -20,7 +22,11 @@ fn stack_capture_record(extra_env: &[(&str, &str)]) -> Value {
     let out = dir.path().join("out.ndjson");
     let app = dotnet_app("StackShapes", Build::FrameworkDependent);
     let mut c = app.command();
-    c.arg("6").envs(agent_env(&out, &dir.path().join("agent.log"), "1s")).envs(extra_env.iter().copied());
+    c.arg("6")
+        .envs(agent_env(&out, &dir.path().join("agent.log"), "1s"))
+        .env("DOTNET_PerfMapEnabled", "3")
+        .env("DOTNET_PerfMapJitDumpPath", dir.path())
+        .envs(extra_env.iter().copied());
     let output = run_with_timeout(c, Duration::from_secs(50));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout_of(&output).contains("done"), "{}", stdout_of(&output));
@@ -55,6 +61,7 @@ fn frame_walk_agrees_with_do_stack_snapshot_on_every_shape_of_call_site() {
         ("StackShapes.Handlers.CleanUp", "a finally funclet"),
         ("StackShapes.Tiny.Make", "a method without a frame pointer"),
         ("StackShapes.ThroughRuntime.Finalized.Finalize", "a finalizer called by the runtime"),
+        ("StackShapes.ThroughRuntime.Reflected.Describe", "reflection, through an emitted invoke stub"),
         ("Plugin.Allocator.Allocate", "emitted code in a collectible assembly"),
     ] {
         let s = site(name).unwrap_or_else(|| panic!("{shape} ({name}) never compared: {by_site:#?}"));
@@ -67,9 +74,10 @@ fn frame_walk_agrees_with_do_stack_snapshot_on_every_shape_of_call_site() {
     // classified and walked through, and collectible modules unloaded under the agent.
     let learnt = &record["learnt"];
     assert!(count(learnt, "frameless") > 0 && count(learnt, "osr") > 0, "{record:#}");
+    assert!(count(learnt, "dynamic") > 0, "no dynamic method walked through: {record:#}");
     assert!(count(&record, "unloads") >= 5, "no collectible module unloaded: {record:#}");
-    // The reverse P/Invoke (managed code called from libc) and reflection's emitted invoke stubs
-    // cannot be walked: those samples fell back to DoStackSnapshot.
+    // The reverse P/Invoke (managed code called from libc) cannot be walked: those samples fell
+    // back to DoStackSnapshot.
     assert!(count(&record, "fell_back") > 0, "{record:#}");
 }
 
@@ -79,8 +87,8 @@ fn by_default_most_samples_take_the_frame_walk() {
     assert_eq!(record["mode"], "frames", "{record:#}");
     assert!(record.get("check").is_none(), "{record:#}");
     let (walked, fell_back) = (count(&record, "walked"), count(&record, "fell_back"));
-    // Everything but the reverse P/Invoke, reflection and each new collectible assembly's first
-    // samples is walked.
+    // Everything but the reverse P/Invoke and each new collectible assembly's first samples is
+    // walked.
     assert!(walked >= 2 * fell_back && walked >= 5000, "walked {walked}, fell back {fell_back}: {record:#}");
     assert_eq!(count(&record, "refused"), 0, "{record:#}");
 }

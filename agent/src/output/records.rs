@@ -173,6 +173,9 @@ pub struct LearntRecord {
     pub frameless: u64,
     pub saved_rbp: u64,
     pub osr: u64,
+    /// Dynamic methods (compiled expression trees, invoke stubs) found through the runtime's
+    /// perf map: walked through like runtime code (counted among `runtime` too).
+    pub dynamic: u64,
 }
 
 #[derive(Serialize, Clone, Default)]

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use super::native_code::{NativeHome, NativeModules};
+use super::perf_map::{self, PerfMap};
 use super::prologue;
 use crate::capture::verdicts::{Shape, Verdict, Verdicts};
 use crate::capture::Frame;
@@ -28,6 +29,8 @@ pub struct IpResolver<'a> {
     /// Return address → the function holding the call before it (0: not managed code).
     functions: HashMap<usize, FunctionID>,
     native: NativeModules,
+    /// Where dynamic methods' code is (when the runtime writes a perf map).
+    perf_map: PerfMap,
     /// Addresses already classified (the table may have refused some), with the module of
     /// the managed function holding them.
     classified: HashMap<usize, (Verdict, Option<ModuleID>)>,
@@ -39,7 +42,7 @@ pub struct IpResolver<'a> {
 impl<'a> IpResolver<'a> {
     pub fn new(info: &'a ProfilerInfo) -> Self {
         let native = NativeModules::new(info.runtime_code_address());
-        IpResolver { info, functions: HashMap::new(), native, classified: HashMap::new(), learnt: LearntRecord::default(), refused: 0 }
+        IpResolver { info, functions: HashMap::new(), native, perf_map: PerfMap::from_env(), classified: HashMap::new(), learnt: LearntRecord::default(), refused: 0 }
     }
 
     /// The managed function holding the call that returns to `ret`, or 0.
@@ -165,7 +168,7 @@ impl<'a> IpResolver<'a> {
     fn classify_managed(&mut self, ret: usize) -> Verdict {
         let function = self.function(ret);
         if function == 0 {
-            return Verdict::Opaque; // a stub or unknown code
+            return self.classify_dynamic(ret);
         }
         let Some((start, size)) = self.code_version_of(function, ret.wrapping_sub(1)) else {
             return Verdict::Opaque;
@@ -174,6 +177,26 @@ impl<'a> IpResolver<'a> {
         // which stays mapped while the function's module is loaded (until `forget`).
         let code = unsafe { std::slice::from_raw_parts(start as *const u8, size.min(PROLOGUE_BYTES)) };
         prologue::decode(code).map_or(Verdict::Opaque, Verdict::Managed)
+    }
+
+    /// Code the runtime does not map to a function: a dynamic method (a compiled expression tree,
+    /// reflection's invoke stub) or a stub. Dynamic methods are in the perf map, when there is
+    /// one; `DoStackSnapshot` does not report their frames either, so they are walked through
+    /// like the runtime's own code, not recorded. Anything else stays opaque.
+    fn classify_dynamic(&mut self, ret: usize) -> Verdict {
+        let Some((start, size)) = self.perf_map.range_of(ret.wrapping_sub(1)) else {
+            return Verdict::Opaque;
+        };
+        let Some(code) = perf_map::read_own_memory(start, size.min(PROLOGUE_BYTES)) else {
+            return Verdict::Opaque;
+        };
+        match prologue::decode(&code) {
+            Some(shape) => {
+                self.learnt.dynamic += 1;
+                Verdict::Runtime(shape)
+            }
+            None => Verdict::Opaque,
+        }
     }
 
     /// Start and size of the first code chunk of the compiled version (tier) of `function`

@@ -14,6 +14,7 @@ pub mod lines;
 pub mod names;
 pub mod native_code;
 pub mod peek;
+pub mod perf_map;
 pub mod prologue;
 pub mod retention;
 pub mod stacks;

@@ -13,6 +13,7 @@ use super::{guids, metadata::MetaDataImport};
 
 mod slot {
     pub const GET_CLASS_FROM_OBJECT: usize = 3;
+    pub const GET_FUNCTION_FROM_IP: usize = 7;
     pub const GET_FUNCTION_FROM_TOKEN: usize = 8;
     pub const GET_FUNCTION_INFO: usize = 15;
     pub const GET_ASSEMBLY_INFO: usize = 26;
@@ -419,6 +420,24 @@ impl ProfilerInfo {
             }))?;
         }
         Ok(info)
+    }
+
+    /// An address in the runtime's own code (where one of this interface's methods is): which
+    /// loaded module is the runtime, even when it is linked into a single-file app's host.
+    pub fn runtime_code_address(&self) -> usize {
+        // SAFETY: `ptr` is the live interface (see `query`); slot 38 exists in every version we
+        // accept and holds a function pointer, read here as a plain address.
+        unsafe { method::<usize>(self.ptr, slot::GET_FUNCTION_INFO2) }
+    }
+
+    /// The managed function whose compiled code holds `ip` (JIT-compiled or ReadyToRun); an
+    /// error for any other address.
+    pub fn function_from_ip(&self, ip: usize) -> Result<FunctionID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, usize, *mut FunctionID) -> HRESULT;
+        let mut function: FunctionID = 0;
+        // SAFETY: Info slot 7 is GetFunctionFromIP(LPCBYTE ip, FunctionID*); `ip` is only looked up.
+        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_IP)(self.ptr, ip, &mut function) })?;
+        if function == 0 { Err(E_FAIL) } else { Ok(function) }
     }
 
     pub fn function_info(&self, function: FunctionID) -> Result<FunctionInfo, HRESULT> {

@@ -43,6 +43,8 @@ pub struct HelloConfig {
     pub max_tracked: usize,
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
+    /// `frames`, `snapshot` or `check` (`LEAKSCOPE_STACK_CAPTURE`).
+    pub stack_capture: &'static str,
     pub log: String,
     /// Soak mode: the induced full GC's period (null when off).
     pub induce_full_gc_ms: Option<u64>,
@@ -115,21 +117,92 @@ pub struct AgentRecord {
     /// Samples skipped by thinning, and the thinning now in force (1 = none).
     pub thinned: u64,
     pub keep_one_in: u32,
+    /// .NET 10: allocation sampling is on in one time window in `one_in` (thinning at the source,
+    /// before `keep_one_in`); `switches` and `switch_ms`: how often it was switched, and the time
+    /// that took on the agent's thread.
+    pub sampling_windows: SamplingWindowsRecord,
     pub handle_failures: u64,
     pub stack_failures: u64,
     pub stacks: usize,
     pub memory_bytes: usize,
     pub memory_limit_bytes: usize,
     pub sweep_ms: f64,
+    /// CPU time the agent's own thread has used since it started, milliseconds.
+    pub thread_cpu_ms: f64,
     /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
     /// Runtime events skipped because their version or size was not the known layout.
     pub bad_events: u64,
+    /// How stacks were captured: by the frame walk, or by DoStackSnapshot when it could not be
+    /// trusted; and what the agent thread has learnt about return addresses.
+    pub stack_capture: StackCaptureRecord,
     pub degraded: Option<String>,
     /// Exact mode (`LEAKSCOPE_EXACT`), when on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact: Option<ExactRecord>,
+}
+
+#[derive(Serialize)]
+pub struct SamplingWindowsRecord {
+    pub one_in: u32,
+    pub switches: u64,
+    pub switch_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct StackCaptureRecord {
+    /// `frames`, `snapshot` or `check` (`LEAKSCOPE_STACK_CAPTURE`).
+    pub mode: &'static str,
+    pub walked: u64,
+    pub fell_back: u64,
+    /// Mean DoStackSnapshot time per call, microseconds (fallbacks and checks).
+    pub snapshot_us: f64,
+    /// Return addresses classified, and how their frames are laid out.
+    pub learnt: LearntRecord,
+    /// Verdicts the walk's table could not hold (full): samples through them keep falling back.
+    pub refused: u64,
+    /// Modules unloaded meanwhile (their code addresses forgotten each time).
+    pub unloads: u64,
+    /// `check` mode: samples compared, those whose call site agreed, those whose whole stack did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<StackCheckRecord>,
+}
+
+/// Return addresses the agent thread has classified for the frame walk.
+#[derive(Serialize, Clone, Copy, Default, Debug)]
+pub struct LearntRecord {
+    pub managed: u64,
+    pub runtime: u64,
+    /// Native code outside the runtime, where walks end.
+    pub foreign: u64,
+    /// Code that cannot be walked through: samples through it use DoStackSnapshot.
+    pub opaque: u64,
+    /// Of the managed and runtime ones: frames without a frame pointer, with RBP saved as an
+    /// ordinary register, and on-stack-replacement methods.
+    pub frameless: u64,
+    pub saved_rbp: u64,
+    pub osr: u64,
+    /// Dynamic methods (compiled expression trees, invoke stubs) found through the runtime's
+    /// perf map: walked through like runtime code (counted among `runtime` too).
+    pub dynamic: u64,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct StackCheckRecord {
+    pub compared: u64,
+    pub site_agreed: u64,
+    pub stack_agreed: u64,
+    /// Per call site (DoStackSnapshot's): samples compared and those whose site agreed; the
+    /// most compared sites first, at most 64.
+    pub by_site: Vec<StackCheckSite>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct StackCheckSite {
+    pub site: std::sync::Arc<str>,
+    pub compared: u64,
+    pub agreed: u64,
 }
 
 /// Exact mode: the types whose every allocation is followed, and what that has cost.

@@ -615,6 +615,7 @@ fn a_full_disk_keeps_the_summary_and_the_exit_code_and_leaves_no_partial_file() 
     let stderr = stderr_of(&o);
     let stated = stderr
         .lines()
+        .filter(|l| l.contains("(exit "))
         .find_map(|l| l.strip_prefix("leakscope soak: ").and_then(|r| r.rsplit("(exit ").next()?.strip_suffix(')')))
         .unwrap_or_else(|| panic!("no soak summary:\n{stderr}"));
     assert_eq!(o.status.code().map(|c| c.to_string()).as_deref(), Some(stated), "{stderr}");

@@ -188,6 +188,24 @@ impl Retention {
         let by_class = match cx.census {
             Some(c) => c,
             None => match crate::pipeline::census::take(info) {
+                // The census that finds the instances was cut short: nothing to search from.
+                Ok(c) if c.stopped.is_some() => {
+                    record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
+                    let (label, why) = match c.stopped {
+                        Some(crate::pipeline::heap_walk::Stopped::Interrupted(why)) => ("interrupted", why),
+                        _ => ("time", "out of time".to_string()),
+                    };
+                    record.truncated = true;
+                    record.truncated_by.push(label);
+                    record.cut_short = Some(format!(
+                        "walk cut short: the census that finds the instances stopped after {} objects, {why}",
+                        c.objects
+                    ));
+                    record.pause_ms = ms(c.pause);
+                    record.max_pause_ms = ms(c.pause);
+                    record.elapsed_ms = ms(started.elapsed());
+                    return record;
+                }
                 Ok(c) => {
                     record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
                     taken = c.by_class;
@@ -704,7 +722,7 @@ fn cut_short(s: &search::Searched, budget: usize, time_budget: Duration, elapsed
         Some(Stopped::Walks) => {
             format!("walk cut short: {pending}, at most {} walks per request; paths are deeper", search::MAX_WALKS)
         }
-        Some(Stopped::Shutdown) => format!(
+        Some(Stopped::Interrupted) => format!(
             "walk cut short: {pending}, {}",
             crate::stop::why().unwrap_or_else(|| "the agent was stopped".to_string())
         ),

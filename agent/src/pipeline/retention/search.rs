@@ -55,7 +55,9 @@ pub enum Stopped {
     Time,
     Memory,
     Walks,
-    Shutdown,
+    /// The runtime is shutting down, or the process was sent a termination signal during a
+    /// walk ([`crate::stop::why`]).
+    Interrupted,
 }
 
 impl Stopped {
@@ -64,7 +66,7 @@ impl Stopped {
             Stopped::Time => "time",
             Stopped::Memory => "memory",
             Stopped::Walks => "walks",
-            Stopped::Shutdown => "shutdown",
+            Stopped::Interrupted => "interrupted",
         }
     }
 }
@@ -149,6 +151,7 @@ pub fn run(
     };
     loop {
         let sampling = s.walks.is_empty();
+        tracing::info!("retention walk {} begins", s.walks.len() + 1);
         let (pause, stopped) = s.walk(info, host, limits, if sampling { Some((&mut *targets, target_of)) } else { None })?;
         let settled = settle(&mut s.tracked, targets);
         s.unsettled = settled.unsettled;
@@ -249,7 +252,7 @@ impl Searched {
             return false;
         }
         if !host.idle(gap) || crate::stop::walk_should_stop() {
-            self.stopped = Some(Stopped::Shutdown);
+            self.stopped = Some(Stopped::Interrupted);
             return false;
         }
         true
@@ -455,7 +458,7 @@ impl Visit for Visitor<'_> {
         if self.visited % 4096 == 0 {
             // Shutdown, or a termination signal during this suspension (`crate::stop`).
             if crate::stop::walk_should_stop() {
-                self.stopped = Some(Stopped::Shutdown);
+                self.stopped = Some(Stopped::Interrupted);
             } else if Instant::now() > self.deadline {
                 self.stopped = Some(Stopped::Time);
             }

@@ -92,6 +92,7 @@ unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOO
         return 0;
     }
     let info = state.info;
+    crate::pipeline::heap_walk::test_delay();
     match catch_unwind(AssertUnwindSafe(|| state.visitor.object(info, object))) {
         Ok(go_on) => go_on as BOOL,
         Err(panic) => {

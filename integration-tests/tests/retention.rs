@@ -217,8 +217,19 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
         .find(|p| p["root"]["name"] == "LeakApp.StringLeak.Retained")
         .unwrap_or_else(|| panic!("no path through StringLeak.Retained: {}", strings["paths"]));
     let strings_summary: Vec<_> = strings.as_object().unwrap().iter().filter(|(k, _)| *k != "paths").collect();
+    eprintln!("strings: {strings_summary:?}");
     assert!(audit["instances"].as_u64().unwrap() >= 4500, "{}\n{strings_summary:?}", render(audit));
     assert_eq!(*step_types(audit).last().unwrap(), "System.String");
+    // The sessions' ids, each reached through its session (which the search follows down for
+    // its retained size): sampled like any other string, so about one per listed session.
+    let ids = strings["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["root"]["name"] == "LeakApp.SessionRegistry.Sessions")
+        .unwrap_or_else(|| panic!("no path through SessionRegistry.Sessions: {}", strings["paths"]));
+    assert!(ids["instances"].as_u64().unwrap() * 10 >= listed * 9, "{}\n{strings_summary:?}", render(ids));
+    assert!(step_types(ids).ends_with(&["LeakApp.Session", "System.String"]), "{}", render(ids));
 
     // A generic class's static: the runtime gives no address, so it is named by the type it
     // holds, and says so.

@@ -385,8 +385,12 @@ pub struct RetentionType {
     pub instances: u64,
     /// Their own (shallow) size.
     pub bytes: u64,
+    /// Instances the search's first walk met (after the census, with the application running
+    /// in between): the population the samples are drawn from and the paths' estimates scale to.
+    pub walked: u64,
     /// Instances followed up to a root (all of them when there are few; else a spread-out
-    /// sample, and the paths' counts are estimates: sampled share times `instances`).
+    /// sample, and the paths' counts are estimates: samples on the path times `walked` per
+    /// sample taken).
     pub sampled: u64,
     /// Estimated instances whose path the search could not finish (root `unknown`).
     pub unknown: u64,

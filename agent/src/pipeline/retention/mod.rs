@@ -458,12 +458,13 @@ impl Retention {
 
         for (t, tally) in tallies.into_iter().enumerate() {
             let target = &targets[t];
-            // Each sampled instance stands for this many: over all the samples taken, including
-            // those collected since (they stood for instances that died too, not for the others).
-            let taken = target.samples.len() as f64;
-            let taken_bytes: f64 = target.samples.iter().map(|&s| searched.tracked.nodes[s as usize].size as f64).sum();
-            let scale = if taken == 0.0 { 0.0 } else { target.instances as f64 / taken };
-            let byte_scale = if taken_bytes == 0.0 { 0.0 } else { target.bytes as f64 / taken_bytes };
+            // Each sampled instance stands for this many of those the sampling walk met: over
+            // all the samples taken, including those collected since (they stood for instances
+            // that died too, not for the others). Bytes scale alike (each instance had the same
+            // chance to be sampled, whatever its size).
+            let taken = target.samples.len() as u64;
+            let scale = target.scale();
+            let byte_scale = scale;
             let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.into_iter().collect();
             by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             let mut listed = Vec::new();
@@ -471,7 +472,7 @@ impl Retention {
             let mut unknown = 0u64;
             for (i, (sig, (sampled, bytes))) in by_path.into_iter().enumerate() {
                 let entries = signatures.steps(sig);
-                let instances = (sampled as f64 * scale).round() as u64;
+                let instances = target.estimate(sampled);
                 let bytes = (bytes as f64 * byte_scale).round() as u64;
                 if entries[0].field == fixed + 2 {
                     unknown += instances;
@@ -536,7 +537,8 @@ impl Retention {
                 bytes: target.bytes,
                 sampled: tally.instances,
                 unknown,
-                collected: ((taken - samples.iter().filter(|&&(_, st)| st == t).count() as f64) * scale).round() as u64,
+                walked: target.seen,
+                collected: target.estimate(taken - samples.iter().filter(|&&(_, st)| st == t).count() as u64),
                 unreached: tally.unreached,
                 paths: listed,
                 other,

@@ -7,6 +7,7 @@
 //! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
 
 pub mod analysis;
+pub mod capture_rules;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn listen(args: ListenArgs) -> CliResult<i32> {
+    let capture = crate::capture_rules::Settings::from_args(&args.capture)?;
     let socket = match args.socket.clone() {
         Some(socket) => socket,
         None => {
@@ -36,7 +37,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let recorder = Recorder::create(&recording)
         .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
     let (tx, rx) = ingest::channel();
-    ingest::serve(listener, tx);
+    let replies = ingest::serve(listener, tx);
 
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live {
@@ -57,6 +58,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
         ));
     }
     let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut captures = capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
         "no producer connected yet: start the worker with the variables from `leakscope env --socket {}`",
@@ -64,6 +66,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     );
     loop {
         session.pump(Duration::from_millis(100));
+        if let Some(c) = captures.as_mut() {
+            c.tick(&mut session, &replies);
+        }
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
             break;
@@ -92,8 +97,14 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
                 session.open_connections, session.connections_seen
             ),
         ));
+        if let Some(alert) = captures.as_ref().and_then(|c| c.alert()) {
+            frame.alerts.push(alert);
+        }
         frame.footer = "Ctrl-C: stop listening and write the report".to_string();
         session.view.update(&session.store, &frame);
+    }
+    if let Some(c) = captures.as_mut() {
+        c.flush(&mut session);
     }
     session.finish();
     drop(socket_guard);

@@ -7,11 +7,13 @@
 //! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
 
 pub mod analysis;
+pub mod budget;
 pub mod capture_rules;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
+pub mod files;
 pub mod ingest;
 pub mod launch;
 pub mod live;
@@ -24,9 +26,12 @@ pub mod signals;
 pub mod sites;
 pub mod soak;
 pub mod store;
+pub mod sufficiency;
+pub mod target_libc;
 pub mod target_root;
 pub mod terminal;
 pub mod units;
+pub mod untrusted;
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main_entry() -> i32 {

@@ -241,4 +241,9 @@ fn bad_capture_settings_are_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("symbolic link"), "{}", text(&o.stderr));
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    // A directory others may write to (they could swap a snapshot) is refused too.
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = cli(&["listen", "--on", "rss > 2GB", "--capture", target.to_str().unwrap(), "--duration", "1s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("writable by other users"), "{}", text(&o.stderr));
 }

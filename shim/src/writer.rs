@@ -63,12 +63,7 @@ fn os_err() -> String {
 }
 
 fn open_append(path: &str) -> Result<OwnedFd, String> {
-    let fd = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644);
-    if fd < 0 {
-        return Err(format!("cannot open LEAKSCOPE_OUTPUT={path}: {}", os_err()));
-    }
-    OwnedFd::adopt(fd, sys::Expect::File(path))
-        .ok_or_else(|| format!("LEAKSCOPE_OUTPUT={path}: the descriptor was taken over by the host while opening"))
+    sys::open_private_append("LEAKSCOPE_OUTPUT", path)
 }
 
 /// Why a connection could not be made.
@@ -794,8 +789,6 @@ pub(crate) fn start(
     table_bytes: usize,
 ) -> Result<(), String> {
     let tables = state::tables().ok_or("tables missing")?;
-    // Our copy of std only: never print panics to the host's stderr.
-    std::panic::set_hook(Box::new(|info| error!("panic: {info}")));
     let w = Writer::new(cfg, warnings, sink, tables, table_bytes);
     match WRITER.lock() {
         Ok(mut g) => *g = Some(w),

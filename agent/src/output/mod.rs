@@ -9,7 +9,7 @@
 pub mod records;
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,8 @@ struct Destination {
     backoff: Duration,
     /// Set while an outage is ongoing, so it is logged once, not on every retry.
     outage: Option<String>,
+    /// A new outage the pipeline has not yet told the collector about.
+    unreported: Option<String>,
 }
 
 /// One batch of output: what a new connection must see first, and the payload.
@@ -130,6 +132,7 @@ impl Sink {
             retry_at: now,
             backoff: FIRST_RETRY,
             outage: None,
+            unreported: None,
         };
         let mut destinations = Vec::new();
         if let Some(p) = socket {
@@ -161,6 +164,12 @@ impl Sink {
     /// Whether a collector is connected: `None` without a socket destination.
     pub fn collector_connected(&self) -> Option<bool> {
         self.destinations.iter().find(|d| d.kind == Kind::Socket).map(|d| d.connection.is_some())
+    }
+
+    /// Outages that began since the last call, one sentence each: the pipeline sends them as
+    /// `status` records, which reach whichever destination still works.
+    pub fn take_new_problems(&mut self) -> Vec<String> {
+        self.destinations.iter_mut().filter_map(|d| d.unreported.take()).collect()
     }
 
     /// Why output is not reaching anyone, if it is not.
@@ -256,13 +265,15 @@ impl Destination {
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 Ok(Connection::Socket(stream))
             }
-            Kind::File => Ok(Connection::File(OpenOptions::new().create(true).append(true).open(&self.path)?)),
+            // Never follows a symlink, never blocks on a FIFO, only a private regular file.
+            Kind::File => Ok(Connection::File(crate::files::open_append(&self.path)?)),
         }
     }
 
     fn fail(&mut self, message: String) {
         if self.outage.is_none() {
             tracing::warn!("{message}; retrying in the background, the application is unaffected");
+            self.unreported = Some(message.clone());
         }
         self.outage = Some(message);
         self.retry_at = Instant::now() + self.backoff;
@@ -316,6 +327,22 @@ mod tests {
         drop(sink);
         let lines: Vec<String> = BufReader::new(conn).lines().map(Result::unwrap).collect();
         assert_eq!(lines, ["hello", "stack 7", "summary 2"]);
+    }
+
+    #[test]
+    fn a_fifo_at_the_output_path_is_refused_at_once_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        let mut sink = Sink::new(None, Some(&fifo));
+        let started = Instant::now();
+        sink.deliver(&batch(&[], "x\n"), &mut |_| String::new());
+        assert!(started.elapsed() < Duration::from_secs(1), "opening the FIFO blocked");
+        let problems = sink.take_new_problems();
+        assert!(problems.len() == 1 && problems[0].contains("FIFO"), "{problems:?}");
+        assert!(sink.take_new_problems().is_empty(), "reported once");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct AgentRecord {
     /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
+    /// Runtime events skipped because their version or size was not the known layout.
+    pub bad_events: u64,
     pub degraded: Option<String>,
     /// Exact mode (`LEAKSCOPE_EXACT`), when on.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@ pub mod aim;
 pub mod census;
 pub mod gate;
 pub mod gc_stats;
+pub mod heap_walk;
 pub mod lines;
 pub mod names;
 pub mod peek;
@@ -81,6 +82,10 @@ struct Pipeline<'a> {
     /// When a collector was last connected (attached agents detach after
     /// `LEAKSCOPE_ORPHAN_TIMEOUT` without one).
     collector_seen: Instant,
+    /// The log file's problem (a refused path) has been sent as a status.
+    log_problem_reported: bool,
+    /// Malformed runtime events have been mentioned in a status.
+    bad_events_reported: bool,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -135,6 +140,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         gate: gate::Gate::default(),
         ignored: gate::Quiet::default(),
         collector_seen: Instant::now(),
+        log_problem_reported: false,
+        bad_events_reported: false,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -151,8 +158,13 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut next_tick = Instant::now() + config.interval;
     let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        if p.drain() {
+        // Shutdown also queues a Stop, but the queue may be full.
+        if p.drain() || crate::stop::shutting_down() {
             break;
+        }
+        if let Some(size) = crate::memory::failure() {
+            p.out_of_memory(size);
+            return;
         }
         // The queue is empty: everything up to now is applied.
         p.report_retained_after_full_gc();
@@ -378,7 +390,11 @@ impl Pipeline<'_> {
         let info = &self.agent.info;
         // The classes on the heap, named: which of them are asked for.
         let classes: Vec<(ClassID, std::sync::Arc<str>)> = match census::take(info) {
-            Ok(c) => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(c) if c.stopped.is_none() => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(_) => {
+                tracing::info!("peek abandoned: {}", crate::stop::why().unwrap_or_default());
+                return;
+            }
             Err(hr) => {
                 let record = PeekRecord {
                     gc,
@@ -586,6 +602,21 @@ impl Pipeline<'_> {
         }
     }
 
+    /// The system refused the agent memory (served from the emergency reserve, see
+    /// `memory.rs`): the callbacks are already off; stop tracking, say why, flush and release
+    /// everything, and end this thread. The application runs on as if leakscope had gone.
+    fn out_of_memory(&mut self, size: usize) {
+        let message = format!(
+            "out of memory: the system refused the agent an allocation of {size} bytes; the agent has turned \
+             itself off (the application runs on, unaffected)"
+        );
+        crate::com::guard::disable(message.clone());
+        self.status("error", &message);
+        self.agent.stop_session();
+        let _ = self.drain();
+        self.finish("out of memory");
+    }
+
     /// A last survival check and summary, `bye`, and every handle released.
     fn finish(&mut self, reason: &str) {
         self.sweep();
@@ -714,6 +745,10 @@ impl Pipeline<'_> {
             return;
         }
         match census::take(&self.agent.info) {
+            Ok(c) if c.stopped.is_some() => {
+                // Part of the heap only: a census that says less than is there is not sent.
+                tracing::info!("census abandoned: {:?}", c.stopped);
+            }
             Ok(c) => {
                 let mut types: Vec<CensusType> = c
                     .by_class
@@ -831,6 +866,16 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
+        let bad_events = counters.bad_events.load(Ordering::Relaxed);
+        if bad_events > 0 && !self.bad_events_reported {
+            self.bad_events_reported = true;
+            let message = format!(
+                "{bad_events} runtime event(s) had a version or size the agent does not know and were skipped \
+                 (counted in agent.bad_events); samples or GC counters may be missing"
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
         let (sites, stack_ids) = self.site_records(self.history.completed);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         // Mean cost, in microseconds, of the samples the allocating threads actually followed.
@@ -874,6 +919,7 @@ impl Pipeline<'_> {
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
+                bad_events: counters.bad_events.load(Ordering::Relaxed),
                 degraded,
                 exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
                     aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
@@ -886,6 +932,21 @@ impl Pipeline<'_> {
         };
         let payload = records::line("summary", &summary);
         self.deliver(&payload, &stack_ids);
+        self.report_output_problems();
+    }
+
+    /// Tells the collector (through whatever output still works) about a destination that has
+    /// just failed or a log file that was refused, once each.
+    fn report_output_problems(&mut self) {
+        for problem in self.sink.take_new_problems() {
+            self.status("warn", &problem);
+        }
+        if !self.log_problem_reported {
+            if let Some(problem) = crate::log::problem() {
+                self.log_problem_reported = true;
+                self.status("warn", &problem);
+            }
+        }
     }
 }
 

@@ -39,8 +39,7 @@ const JUDGE_EVERY: Duration = Duration::from_secs(2);
 /// A capture keeps at most this much of a worker's lines; the rest is dropped, and the file says so.
 const MAX_CAPTURE_BYTES: usize = 32 << 20;
 
-/// `--on`, `--capture`, `--capture-every`, `--capture-warmup`, checked.
-#[derive(Debug, Clone)]
+/// `--on`, `--capture`, `--capture-every`, `--capture-warmup`, checked, and DIR open.
 pub struct Settings {
     pub rules: Vec<Rule>,
     dir: out::CaptureDir,
@@ -168,7 +167,6 @@ struct Worker {
 
 pub struct Captures {
     settings: Settings,
-    dir: out::CaptureDir,
     trend: TrendSettings,
     tap: Rc<RefCell<Tap>>,
     workers: HashMap<u32, Worker>,
@@ -181,7 +179,6 @@ pub struct Captures {
 impl Captures {
     /// Creates (or checks) DIR and hooks into the session's lines.
     pub fn start(settings: Settings, session: &mut Session) -> Captures {
-        let dir = settings.dir.clone();
         let tap = Rc::new(RefCell::new(Tap::default()));
         let hook = Rc::clone(&tap);
         session.tap = Some(Box::new(move |key, line| hook.borrow_mut().line(key, line)));
@@ -190,13 +187,12 @@ impl Captures {
             format!(
                 "capture rules: {} → snapshots in {} (at most one per worker every {})",
                 settings.rules.iter().map(|r| format!("'{}'", r.text)).collect::<Vec<_>>().join(", "),
-                dir.path().display(),
+                settings.dir.path().display(),
                 crate::units::format_duration(settings.every)
             ),
         );
         Captures {
             settings,
-            dir,
             trend: TrendSettings::default(),
             tap,
             workers: HashMap::new(),
@@ -401,7 +397,7 @@ impl Captures {
             ndjson.push(b'\n');
         }
         let stem = format!("capture-{pid}-{}", crate::units::local_timestamp());
-        let file = match self.dir.write_new(&stem, "ndjson", &ndjson) {
+        let file = match self.settings.dir.write_new(&stem, "ndjson", &ndjson) {
             Ok(f) => f,
             Err(e) => {
                 let text = format!("capture: cannot write the snapshot of pid {pid}: {e}");
@@ -433,7 +429,7 @@ impl Captures {
         }
         text.push('\n');
         text.push_str(&render_snapshot(&file, pid, session));
-        let text_file = self.dir.write_new(&stem, "txt", text.as_bytes()).ok();
+        let text_file = self.settings.dir.write_new(&stem, "txt", text.as_bytes()).ok();
         Some(CaptureEvent {
             pid,
             cmdline,

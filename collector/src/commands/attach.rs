@@ -107,17 +107,13 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     }
     // The output directory comes after the checks, so a refused attach leaves nothing behind.
     let attachment = load_agent(pid, args.agent.as_deref(), args.interval, &settings)?;
-    let output = locate::create_out_dir(args.out.as_deref(), "leakscope-attach").and_then(|(dir, note)| {
-        let recording = dir.join("recording.ndjson");
-        let recorder = Recorder::create(&recording)
-            .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
-        Ok((dir, note, recorder))
-    });
-    let (out_dir, out_note, recorder) = match output {
+    let (out, out_note) = match locate::create_out_dir(args.out.as_deref(), "leakscope-attach") {
         Ok(output) => output,
         Err(e) => return Err(abandon(attachment, e)),
     };
     let Attachment { place, diag_socket, replies, events: rx, .. } = attachment;
+    let out_dir = out.path().to_path_buf();
+    let recorder = out.create_file("recording.ndjson");
 
     let _state = AttachState::write(pid, &place.target_dir, &out_dir);
     let mut info = SessionInfo::new("attach");
@@ -128,6 +124,13 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     if let Some(n) = out_note {
         info.note("warn", n);
     }
+    let recorder = match recorder {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live { ViewMode::Live } else { ViewMode::Plain };
     print_stderr(&format!(
@@ -135,7 +138,7 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
         diag_socket.shown().display(),
         out_dir.display()
     ));
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut session = Session::new(Some(rx), recorder, mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
     let ended = loop {
         session.pump(Duration::from_millis(100));
@@ -168,12 +171,17 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     };
     session.finish();
     session.info.note("info", outcome.clone());
-    let _ = place.copy_log(&out_dir.join("agent.log"));
-    let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    place.copy_log(&out, MAX_LOG_COPY);
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
+    print_stderr(&crate::report::render_summary(&report, shown_dir));
+    print_stderr(&written.render_failures());
     print_stderr(&format!("leakscope: {outcome}\n"));
     Ok(0)
 }
+
+/// The agent's log copied beside the report: its warnings, not a flood.
+const MAX_LOG_COPY: u64 = 16 << 20;
 
 enum Ending {
     Detach,
@@ -350,9 +358,13 @@ impl Place {
 
     /// Copies the agent's log out (never through a symlink, never blocking on a FIFO: the
     /// directory is the target's once handed over).
-    pub fn copy_log(&self, to: &Path) -> std::io::Result<u64> {
-        let mut from = self.dir.open_file("agent.log")?;
-        std::io::copy(&mut from, &mut File::create(to)?)
+    pub fn copy_log(&self, out: &crate::files::Dir, max: u64) {
+        use std::io::Read;
+        let mut log = Vec::new();
+        let Ok(from) = self.dir.open_file("agent.log") else { return };
+        if from.take(max).read_to_end(&mut log).is_ok() {
+            let _ = out.write_file("agent.log", &log);
+        }
     }
 
     /// As root attaching to another user's process, the private directory must be theirs for
@@ -459,15 +471,15 @@ impl AttachState {
     }
 
     fn write(pid: u32, target_dir: &str, out_dir: &Path) -> Option<AttachState> {
-        let path = Self::path_for(pid);
-        std::fs::create_dir_all(path.parent()?).ok()?;
+        // In the user's private cache (0700, never through a link), as 0600 files.
+        let dir = crate::files::Dir::private(&locate::cache_dir()).ok()?.private_subdir("attached").ok()?;
         let record = AttachRecord { cli_pid: std::process::id(), target_dir: target_dir.to_string(), out_dir: out_dir.to_path_buf() };
-        std::fs::write(&path, serde_json::to_vec(&record).ok()?).ok()?;
+        let path = dir.write_file(&format!("{pid}.json"), &serde_json::to_vec(&record).ok()?).ok()?;
         Some(AttachState { path })
     }
 
     fn read(pid: u32) -> Option<AttachRecord> {
-        serde_json::from_slice(&std::fs::read(Self::path_for(pid)).ok()?).ok()
+        serde_json::from_slice(&crate::files::read_regular_nofollow(&Self::path_for(pid), 1 << 20).ok()?).ok()
     }
 }
 

@@ -32,10 +32,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     };
     let listener = bind_exclusive(&socket)?;
     let socket_guard = RemoveOnDrop(socket.clone());
-    let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
-    let recording = out_dir.join("recording.ndjson");
-    let recorder = Recorder::create(&recording)
-        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let (out, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
+    let out_dir = out.path().to_path_buf();
+    let recorder = out.create_file("recording.ndjson");
     let (tx, rx) = ingest::channel();
     let replies = ingest::serve(listener, tx);
 
@@ -49,6 +48,13 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     if let Some(n) = out_note {
         info.note("warn", n);
     }
+    let recorder = match recorder {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
     signals::install();
     if mode == ViewMode::Plain {
         print_stderr(&format!(
@@ -56,8 +62,11 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
             socket.display(),
             out_dir.display()
         ));
+        for n in info.notes.iter() {
+            print_stderr(&format!("leakscope: {}: {}\n", n.level, n.message));
+        }
     }
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut session = Session::new(Some(rx), recorder, mode, info);
     let mut captures = capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
@@ -111,8 +120,10 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     if session.connections_seen == 0 {
         session.info.note("warn", hint);
     }
-    let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
+    print_stderr(&crate::report::render_summary(&report, shown_dir));
+    print_stderr(&written.render_failures());
     Ok(0)
 }
 

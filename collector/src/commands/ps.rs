@@ -63,10 +63,12 @@ pub fn describe(pid: u32) -> DotnetProcess {
         .map(|i| i.command_line.clone())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| proc_cmdline(pid));
+    // Another process's words: shown escaped, never acted on by the terminal.
+    let clean = |s: &str| crate::untrusted::clean(s).into_owned();
     DotnetProcess {
         pid,
-        runtime: info.as_ref().map(|i| i.runtime_version.clone()).filter(|v| !v.is_empty()),
-        command_line,
+        runtime: info.as_ref().map(|i| clean(&i.runtime_version)).filter(|v| !v.is_empty()),
+        command_line: clean(&command_line),
         agent: agent_state(pid),
         shim: diagnostics_ipc::maps_contain(pid, "libleakscope_shim.so"),
         diagnostics: socket

@@ -33,18 +33,20 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("leakscope-snapshot-{pid}-{}.ndjson", crate::units::local_timestamp())));
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| CliError::io(format!("cannot create {}", parent.display()), e))?;
-    }
+    // The snapshot may hold string values (--peek-strings): 0600, never through a link; made
+    // before attaching, so a refused path never leaves an agent loaded.
+    let (file, created) = crate::files::create_named_file(&out).map_err(|e| e.to_cli("cannot create"))?;
     // `--peek-strings` is the owner's (or root's) say-so: only they can reach the runtime's
     // diagnostics socket that carries it. The worker's environment can still forbid it.
     let settings = if args.peek_strings { "LEAKSCOPE_PEEK_STRINGS=1\n" } else { "" };
-    let attachment = attach::load_agent(pid, args.agent.as_deref(), INTERVAL, settings)?;
-    let recorder = match Recorder::create(&out) {
-        Ok(r) => r,
-        Err(e) => return Err(attach::abandon(attachment, CliError::io(format!("cannot create {}", out.display()), e))),
+    let Attachment { place, replies, events, .. } = match attach::load_agent(pid, args.agent.as_deref(), INTERVAL, settings) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_file(&created);
+            return Err(e);
+        }
     };
-    let Attachment { place, replies, events, .. } = attachment;
+    let recorder = Recorder::new(file, out.clone());
     let mut session = Session::new(Some(events), Some(recorder), ViewMode::Quiet, SessionInfo::new("snapshot"));
     let failure = collect(&mut session, &replies, &args, pid, &place).err();
     // Every way out detaches: success, failure and interruption alike.

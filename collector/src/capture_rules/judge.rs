@@ -174,3 +174,71 @@ fn types(p: &Producer) -> Vec<Subject<'_>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ProducerKey;
+    use crate::soak::rules::parse_rule;
+
+    /// A worker whose site `Leak` grows by `leak` bytes a second and whose site `Churn`
+    /// alternates around 1 MB, one summary a second, with this RSS.
+    fn store(seconds: u64, leak: u64, rss: u64) -> Store {
+        let mut store = Store::new();
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":7,"interval_ms":1000}"#);
+        for i in 0..seconds {
+            let churn = if i % 2 == 0 { 1_000_000 } else { 900_000 };
+            let line = format!(
+                r#"{{"v":1,"type":"summary","source":"agent","pid":7,"seq":{i},"t_ms":{t},"rss":{rss},
+                "sites":[{{"type_name":"App.Entry","site":"App.Cache.Leak","samples":{s},"objects":{s},"bytes":{b}}},
+                         {{"type_name":"System.Byte[]","site":"App.Work.Churn","samples":100,"objects":100,"bytes":{churn}}}]}}"#,
+                t = 1000 * (i + 1),
+                s = 100 + i * 10,
+                b = 1_000_000 + leak * i
+            )
+            .replace('\n', " ");
+            store.ingest_line(line.as_bytes());
+        }
+        store
+    }
+
+    fn breaches(store: &Store, rules: &[&str], warmup_ms: f64) -> Vec<Breach> {
+        let rules: Vec<Rule> = rules.iter().map(|r| parse_rule(r).unwrap()).collect();
+        let p = store.producer(&ProducerKey { pid: 7, source: Source::Agent }).unwrap();
+        breaches_of(store, p, &rules, warmup_ms, &TrendSettings::default())
+    }
+
+    #[test]
+    fn a_growing_site_and_its_type_break_a_growth_rule_churn_does_not() {
+        // 100 kB/s = 360 MB/h.
+        let s = store(30, 100_000, 50_000_000);
+        let got = breaches(&s, &["growth > 1MB/h"], 5000.0);
+        let subjects: Vec<&str> = got.iter().map(|b| b.subject.as_str()).collect();
+        assert!(subjects.contains(&"site:App.Entry @ App.Cache.Leak"), "{got:?}");
+        assert!(subjects.contains(&"type:App.Entry"), "{got:?}");
+        assert!(!subjects.iter().any(|s| s.contains("Churn") || s.contains("Byte")), "{got:?}");
+        assert_eq!(got[0].type_name.as_deref(), Some("App.Entry"));
+        // Above the growth: not broken.
+        assert!(breaches(&s, &["growth > 1GB/h"], 5000.0).is_empty());
+        // Scoped to the churn: not broken.
+        assert!(breaches(&s, &["site:App.Work.* growth > 0"], 5000.0).is_empty());
+    }
+
+    #[test]
+    fn too_few_points_after_the_warmup_break_nothing() {
+        let s = store(30, 100_000, 50_000_000);
+        // 30 s of data, 25 s of warm-up: 5 points, fewer than a verdict needs.
+        assert!(breaches(&s, &["growth > 1MB/h"], 25_000.0).is_empty());
+    }
+
+    #[test]
+    fn size_rules_read_the_latest_value() {
+        let s = store(3, 0, 3_000_000_000);
+        let got = breaches(&s, &["rss > 2GB", "rss > 4GB"], 0.0);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].rule.as_str(), got[0].subject.as_str(), got[0].evidence.as_str()), ("rss > 2GB", "rss", "3.00 GB"));
+        assert!(got[0].type_name.is_none());
+        let got = breaches(&s, &["type:App.* > 900kB"], 0.0);
+        assert_eq!(got.iter().map(|b| b.subject.as_str()).collect::<Vec<_>>(), ["type:App.Entry"]);
+    }
+}

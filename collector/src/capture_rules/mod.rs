@@ -37,7 +37,7 @@ const MAX_PATH_TYPES: usize = 3;
 /// Least time between two evaluations of the rules (each judges every series of every worker).
 const JUDGE_EVERY: Duration = Duration::from_secs(2);
 /// A capture keeps at most this much of a worker's lines; the rest is dropped, and the file says so.
-const MAX_CAPTURE_BYTES: usize = 32 << 20;
+const MAX_CAPTURE_BYTES: usize = 16 << 20;
 
 /// `--on`, `--capture`, `--capture-every`, `--capture-warmup`, checked, and DIR open.
 pub struct Settings {
@@ -116,6 +116,8 @@ struct Pending {
     breaches: Vec<Breach>,
     paths_for: Vec<String>,
     lines: Vec<Vec<u8>>,
+    /// Where in `lines` the latest summary is.
+    summary_at: Option<usize>,
     bytes: usize,
     dropped: usize,
     census: bool,
@@ -136,7 +138,23 @@ impl Tap {
             return;
         }
         let Some(p) = self.pending.get_mut(&key.pid) else { return };
-        match crate::protocol::parse_line(line).map(|e| e.record) {
+        let record = crate::protocol::parse_line(line).map(|e| e.record);
+        if let Ok(Record::Summary(_)) = record {
+            // Only the latest summary: the census and the paths are what the capture waits for.
+            if let Some(i) = p.summary_at.take() {
+                let old = p.lines.remove(i);
+                p.bytes -= old.len();
+            }
+            if p.bytes + line.len() <= MAX_CAPTURE_BYTES {
+                p.summary_at = Some(p.lines.len());
+                p.bytes += line.len();
+                p.lines.push(line.to_vec());
+            } else {
+                p.dropped += 1;
+            }
+            return;
+        }
+        match record {
             Ok(Record::Census(_)) => {
                 p.census = true;
                 p.census_at = Some(Instant::now());
@@ -455,6 +473,7 @@ fn pending(conn: ConnId, breaches: Vec<Breach>, paths_for: Vec<String>) -> Pendi
         breaches,
         paths_for,
         lines: Vec::new(),
+        summary_at: None,
         bytes: 0,
         dropped: 0,
         census: false,

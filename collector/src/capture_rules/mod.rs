@@ -124,6 +124,14 @@ struct Pending {
     census_at: Option<Instant>,
     census_refused: Option<String>,
     retention: bool,
+    /// Requests the agent refused, to send again at these times.
+    resend: Vec<(Instant, Resend)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Resend {
+    Census,
+    Retention,
 }
 
 /// What the session's line tap fills: lines of the workers being captured.
@@ -162,6 +170,19 @@ impl Tap {
             Ok(Record::Retention(_)) if p.census => p.retention = true,
             Ok(Record::Status(s)) if s.message.contains("census unavailable") => {
                 p.census_refused = Some(s.message.clone());
+            }
+            Ok(Record::Status(_)) => {
+                // The agent keeps one pausing command waiting and refuses more (someone else's
+                // request got there first): ask again when it says to.
+                let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+                let retry = Duration::from_millis(v["retry_after_ms"].as_u64().unwrap_or(1000).min(60_000));
+                match v["refused"].as_str() {
+                    Some("census") if !p.census => p.resend.push((Instant::now() + retry, Resend::Census)),
+                    Some("retention") if !p.retention && !p.paths_for.is_empty() => {
+                        p.resend.push((Instant::now() + retry, Resend::Retention));
+                    }
+                    _ => {}
+                }
             }
             _ => {}
         }
@@ -237,6 +258,7 @@ impl Captures {
             self.judged_at = Some(Instant::now());
             self.judge(session, replies);
         }
+        self.resend_refused(replies);
         self.finish_ready(session)
     }
 
@@ -275,7 +297,7 @@ impl Captures {
         w.last_capture = Some(Instant::now());
         w.captured.extend(breaches.iter().map(|b| (b.rule.clone(), b.subject.clone())));
         let agent = ProducerKey { pid, source: Source::Agent };
-        let conn = session.connection_of(&agent).filter(|c| replies.send_to(*c, r#"{"cmd":"census"}"#));
+        let conn = session.connection_of(&agent).filter(|c| replies.send_to(*c, &census_command()));
         let Some(conn) = conn else {
             // A shim alone, or a file being read: nobody to ask; the snapshot is what we have.
             let mut p = pending(0, breaches, Vec::new());
@@ -295,8 +317,7 @@ impl Captures {
         }
         if !types.is_empty() {
             // Queued by the agent behind the census (it keeps one pausing command waiting).
-            let command = serde_json::json!({"cmd": "retention", "types": types}).to_string();
-            if !replies.send_to(conn, &command) {
+            if !replies.send_to(conn, &retention_command(&types)) {
                 types.clear();
             }
         }
@@ -307,6 +328,21 @@ impl Captures {
         );
         self.say(session, text);
         self.tap.borrow_mut().pending.insert(pid, pending(conn, breaches, types));
+    }
+
+    fn resend_refused(&mut self, replies: &Replies) {
+        let now = Instant::now();
+        for p in self.tap.borrow_mut().pending.values_mut() {
+            let due: Vec<Resend> = p.resend.iter().filter(|(t, _)| *t <= now).map(|(_, r)| *r).collect();
+            p.resend.retain(|(t, _)| *t > now);
+            for r in due {
+                let command = match r {
+                    Resend::Census => census_command(),
+                    Resend::Retention => retention_command(&p.paths_for),
+                };
+                replies.send_to(p.conn, &command);
+            }
+        }
     }
 
     fn finish_ready(&mut self, session: &mut Session) -> Vec<CaptureEvent> {
@@ -465,6 +501,14 @@ impl Captures {
     }
 }
 
+fn census_command() -> String {
+    r#"{"cmd":"census"}"#.to_string()
+}
+
+fn retention_command(types: &[String]) -> String {
+    serde_json::json!({"cmd": "retention", "types": types}).to_string()
+}
+
 fn pending(conn: ConnId, breaches: Vec<Breach>, paths_for: Vec<String>) -> Pending {
     Pending {
         conn,
@@ -480,6 +524,7 @@ fn pending(conn: ConnId, breaches: Vec<Breach>, paths_for: Vec<String>) -> Pendi
         census_at: None,
         census_refused: None,
         retention: false,
+        resend: Vec::new(),
     }
 }
 
@@ -511,4 +556,53 @@ fn render_snapshot(file: &std::path::Path, pid: u32, session: &Session) -> Strin
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tap_with(pid: u32, paths_for: &[&str]) -> Tap {
+        let mut tap = Tap::default();
+        tap.pending.insert(pid, pending(1, Vec::new(), paths_for.iter().map(|t| t.to_string()).collect()));
+        tap
+    }
+
+    fn agent(pid: u32) -> ProducerKey {
+        ProducerKey { pid, source: Source::Agent }
+    }
+
+    #[test]
+    fn refused_requests_are_sent_again_when_the_agent_says() {
+        let mut tap = tap_with(7, &["App.Entry"]);
+        let refused = br#"{"v":1,"type":"status","source":"agent","pid":7,"level":"warn","refused":"retention","retry_after_ms":2400,"message":"refused a retention command"}"#;
+        tap.line(&agent(7), refused);
+        let p = &tap.pending[&7];
+        assert_eq!(p.resend.len(), 1);
+        assert_eq!(p.resend[0].1, Resend::Retention);
+        let wait = p.resend[0].0.saturating_duration_since(Instant::now());
+        assert!(wait > Duration::from_secs(2) && wait <= Duration::from_millis(2400), "{wait:?}");
+        // Another worker's lines and the shim's are not this capture's.
+        tap.line(&agent(8), refused);
+        tap.line(&ProducerKey { pid: 7, source: Source::Shim }, refused);
+        assert_eq!(tap.pending[&7].lines.len(), 1);
+    }
+
+    #[test]
+    fn a_capture_keeps_the_latest_summary_and_sees_its_answers() {
+        let mut tap = tap_with(7, &["App.Entry"]);
+        for seq in 0..5 {
+            let line = format!(r#"{{"v":1,"type":"summary","source":"agent","pid":7,"seq":{seq},"t_ms":{}}}"#, seq * 1000);
+            tap.line(&agent(7), line.as_bytes());
+        }
+        tap.line(&agent(7), br#"{"v":1,"type":"census","source":"agent","pid":7,"gc":3,"types":[]}"#);
+        tap.line(&agent(7), br#"{"v":1,"type":"retention","source":"agent","pid":7,"types":[]}"#);
+        let p = &tap.pending[&7];
+        assert!(p.census && p.retention);
+        let summaries: Vec<&Vec<u8>> = p.lines.iter().filter(|l| l.windows(9).any(|w| w == b"\"summary\"")).collect();
+        assert_eq!(summaries.len(), 1, "{:?}", p.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>());
+        assert!(String::from_utf8_lossy(summaries[0]).contains(r#""seq":4"#));
+        assert_eq!(p.lines.len(), 3);
+        assert_eq!(p.bytes, p.lines.iter().map(|l| l.len()).sum::<usize>());
+    }
 }

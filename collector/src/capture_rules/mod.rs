@@ -254,15 +254,18 @@ impl Captures {
     /// Judges the rules (every few seconds), starts captures for workers that newly break one,
     /// and finishes those whose answers are in. Returns the snapshots written by this call.
     pub fn tick(&mut self, session: &mut Session, replies: &Replies) -> Vec<CaptureEvent> {
+        let mut events = Vec::new();
         if self.judged_at.is_none_or(|t| t.elapsed() >= JUDGE_EVERY) {
             self.judged_at = Some(Instant::now());
-            self.judge(session, replies);
+            events = self.judge(session, replies);
         }
         self.resend_refused(replies);
-        self.finish_ready(session)
+        events.extend(self.finish_ready(session));
+        events
     }
 
-    fn judge(&mut self, session: &mut Session, replies: &Replies) {
+    /// Returns the snapshots written at once (a worker without an agent to ask).
+    fn judge(&mut self, session: &mut Session, replies: &Replies) -> Vec<CaptureEvent> {
         let warmup_ms = self.settings.warmup.as_secs_f64() * 1000.0;
         let mut starts: Vec<(u32, Vec<Breach>)> = Vec::new();
         let pending: BTreeSet<u32> = self.tap.borrow().pending.keys().copied().collect();
@@ -286,13 +289,11 @@ impl Captures {
                 starts.push((pid, breaches));
             }
         }
-        for (pid, breaches) in starts {
-            self.ask(session, replies, pid, breaches);
-        }
+        starts.into_iter().filter_map(|(pid, breaches)| self.ask(session, replies, pid, breaches)).collect()
     }
 
     /// Asks the worker's agent for a census, then for the paths of the breaking types.
-    fn ask(&mut self, session: &mut Session, replies: &Replies, pid: u32, breaches: Vec<Breach>) {
+    fn ask(&mut self, session: &mut Session, replies: &Replies, pid: u32, breaches: Vec<Breach>) -> Option<CaptureEvent> {
         let w = self.workers.entry(pid).or_default();
         w.last_capture = Some(Instant::now());
         w.captured.extend(breaches.iter().map(|b| (b.rule.clone(), b.subject.clone())));
@@ -303,8 +304,8 @@ impl Captures {
             let mut p = pending(0, breaches, Vec::new());
             p.census_refused = Some("no agent connection to ask for a census".to_string());
             let ev = self.write(session, pid, p);
-            self.done(session, ev);
-            return;
+            self.done(session, ev.clone());
+            return ev;
         };
         let mut types: Vec<String> = Vec::new();
         let growing = crate::report::growing_managed_types(&session.store, &crate::analysis::Thresholds::default());
@@ -328,6 +329,7 @@ impl Captures {
         );
         self.say(session, text);
         self.tap.borrow_mut().pending.insert(pid, pending(conn, breaches, types));
+        None
     }
 
     fn resend_refused(&mut self, replies: &Replies) {

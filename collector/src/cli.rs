@@ -190,6 +190,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_paths: bool,
     #[command(flatten)]
+    pub capture: CaptureArgs,
+    #[command(flatten)]
     pub libs: LibraryArgs,
     /// The command to run, after `--`
     #[arg(required = true, value_name = "COMMAND", allow_hyphen_values = true)]
@@ -288,6 +290,28 @@ pub struct ListenArgs {
     /// One status line per interval instead of the full-screen view
     #[arg(long)]
     pub plain: bool,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// Collection rules: `--on RULE --capture DIR` (run, listen).
+#[derive(Debug, Clone, Args)]
+pub struct CaptureArgs {
+    /// When a worker breaks this rule, write a snapshot (census, top sites, what keeps the
+    /// breaking types alive) into --capture DIR; repeatable; soak's --fail-on grammar, plus a
+    /// scope and a size alone, e.g. 'growth > 1MB/h', 'type:MyApp.* growth > 0', 'rss > 2GB'
+    #[arg(long = "on", value_name = "RULE")]
+    pub on: Vec<String>,
+    /// Directory for the snapshots of --on (created owner-only when missing)
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
+    /// At most one snapshot per worker this often
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_positive_duration)]
+    pub capture_every: Duration,
+    /// Growth rules judge each worker's data after this much of its own time (start-up, JIT,
+    /// caches filling)
+    #[arg(long, value_name = "DUR", default_value = "2m", value_parser = crate::units::parse_duration)]
+    pub capture_warmup: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -199,6 +199,18 @@ impl Replies {
         sent
     }
 
+    /// Sends one line to one connection (one worker's agent); false if it is gone or does not
+    /// take it (the write times out rather than blocks).
+    pub fn send_to(&self, id: ConnId, line: &str) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = streams.get_mut(&id) else { return false };
+        let ok = s.write_all(line.as_bytes()).and_then(|_| s.write_all(b"\n")).is_ok();
+        if !ok {
+            streams.remove(&id);
+        }
+        ok
+    }
+
     fn add(&self, id: ConnId, stream: &UnixStream) {
         if let Ok(writer) = stream.try_clone() {
             let _ = writer.set_write_timeout(Some(Duration::from_secs(2)));

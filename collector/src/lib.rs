@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod budget;
+pub mod capture_rules;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;

@@ -73,6 +73,8 @@ pub enum Skip {
     UnknownVersion(u64),
     UnknownType(String),
     UnknownSource(String),
+    /// A line the collector itself wrote into the recording (`capture`): not a producer's.
+    Collector,
 }
 
 impl fmt::Display for Skip {
@@ -84,6 +86,7 @@ impl fmt::Display for Skip {
             Skip::UnknownVersion(v) => write!(f, "unknown protocol version {v}"),
             Skip::UnknownType(t) => write!(f, "unknown record type `{t}`"),
             Skip::UnknownSource(s) => write!(f, "unknown source `{s}`"),
+            Skip::Collector => write!(f, "the collector's own record"),
         }
     }
 }
@@ -573,6 +576,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
     let source = match obj.get("source").and_then(|s| s.as_str()) {
         Some("agent") => Source::Agent,
         Some("shim") => Source::Shim,
+        Some("collector") => return Err(Skip::Collector),
         Some(other) => return Err(Skip::UnknownSource(other.to_string())),
         None => return Err(Skip::Malformed("missing `source`".to_string())),
     };

@@ -31,7 +31,13 @@ pub struct Session {
     flushed_at: Instant,
     /// `soak` sessions: rules and baseline, for the verdicts in the report.
     pub soak: Option<crate::soak::Context>,
+    /// Sees every producer line the store accepted, with its producer (capture rules keep a
+    /// worker's census and paths for its snapshot file).
+    pub tap: Option<LineTap>,
 }
+
+/// A watcher of accepted producer lines.
+pub type LineTap = Box<dyn FnMut(&ProducerKey, &[u8])>;
 
 impl Session {
     pub fn new(
@@ -53,6 +59,7 @@ impl Session {
             info,
             flushed_at: Instant::now(),
             soak: None,
+            tap: None,
         }
     }
 
@@ -105,6 +112,9 @@ impl Session {
                     if let Some(keys) = self.conn_keys.get_mut(&id) {
                         keys.insert(key);
                     }
+                    if let Some(tap) = self.tap.as_mut() {
+                        tap(&key, &line);
+                    }
                 }
             }
             Event::Oversize(_) => self.store.count_oversize(),
@@ -128,6 +138,16 @@ impl Session {
             Event::Notice(text) => self.store.note("info", text),
             Event::Refused(text) => self.store.note("warn", text),
         }
+    }
+
+    /// The producer connections open now.
+    pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conn_keys.keys().copied()
+    }
+
+    /// The open connection a producer's lines arrive on (to talk to that worker alone).
+    pub fn connection_of(&self, key: &ProducerKey) -> Option<ConnId> {
+        self.conn_keys.iter().find(|(_, keys)| keys.contains(key)).map(|(id, _)| *id)
     }
 
     /// Leaves the live view, flushes the recording and stamps the end time.

@@ -923,6 +923,8 @@ impl Store {
                 i.empty += 1;
                 return;
             }
+            // Ours (a `capture` line in a recording): nothing the producers got wrong.
+            Skip::Collector => return,
             Skip::NotJson(_) => i.not_json += 1,
             Skip::Malformed(_) => i.malformed += 1,
             Skip::UnknownVersion(_) => i.unknown_version += 1,

@@ -50,6 +50,7 @@ pub fn demo(args: DemoArgs) -> CliResult<i32> {
         extra_env: Vec::new(),
         soak: None,
         ask_paths: true,
+        capture: None,
     })?;
 
     let findings = &outcome.report.findings;

@@ -22,6 +22,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const PATHS_WAIT: Duration = Duration::from_secs(15);
 
 pub fn listen(args: ListenArgs) -> CliResult<i32> {
+    let capture = crate::capture_rules::Settings::from_args(&args.capture)?;
     let socket = match args.socket.clone() {
         Some(socket) => socket,
         None => {
@@ -69,6 +70,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
         }
     }
     let mut session = Session::new(Some(rx), recorder, mode, info);
+    let mut captures = capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
         "no producer connected yet: start the worker with the variables from `leakscope env --socket {}`",
@@ -78,6 +80,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let mut paths = crate::retention_asker::PathAsker::new(false);
     loop {
         session.pump(Duration::from_millis(100));
+        if let Some(c) = captures.as_mut() {
+            c.tick(&mut session, &replies);
+        }
         paths.tick(&mut session, &replies, &[]);
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
@@ -109,8 +114,14 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
                 session.open_connections, session.connections_seen
             ),
         ));
+        if let Some(alert) = captures.as_ref().and_then(|c| c.alert()) {
+            frame.alerts.push(alert);
+        }
         frame.footer = "Ctrl-C: stop listening and write the report".to_string();
         session.view.update(&session.store, &frame);
+    }
+    if let Some(c) = captures.as_mut() {
+        c.flush(&mut session);
     }
     session.finish();
     drop(socket_guard);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn run(args: RunArgs) -> CliResult<i32> {
+    let capture = crate::capture_rules::Settings::from_args(&args.capture)?;
     let outcome = run_target(TargetSpec {
         argv: args.command,
         out: args.out,
@@ -31,6 +32,7 @@ pub fn run(args: RunArgs) -> CliResult<i32> {
         extra_env: Vec::new(),
         soak: None,
         ask_paths: !args.no_paths,
+        capture,
     })?;
     Ok(outcome.exit_code)
 }
@@ -50,6 +52,8 @@ pub struct TargetSpec {
     pub soak: Option<crate::soak::Context>,
     /// When `duration` runs out, ask the agent what keeps the growing types alive first.
     pub ask_paths: bool,
+    /// `--on RULE --capture DIR`: snapshots when a rule breaks.
+    pub capture: Option<crate::capture_rules::Settings>,
 }
 
 pub struct Outcome {
@@ -270,6 +274,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     };
     let mut session = Session::new(Some(rx), recorder, view_mode, info);
     session.soak = spec.soak;
+    let mut captures = spec.capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
     let progress_every = spec.interval.max(Duration::from_secs(10));
     let mut progress_at: Option<Instant> = None;
     let mut progress = String::new();
@@ -302,6 +307,9 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         session.pump(Duration::from_millis(100));
         if let Some(exit) = child.try_wait() {
             break exit;
+        }
+        if let Some(c) = captures.as_mut().filter(|_| !child.stopping()) {
+            c.tick(&mut session, &replies);
         }
         if spec.ask_paths && !child.stopping() && paths.ready() {
             let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
@@ -353,6 +361,9 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         if let Some(s) = child.stop_status() {
             frame.alerts.push((Level::Warn, s));
         }
+        if let Some(alert) = captures.as_ref().and_then(|c| c.alert()) {
+            frame.alerts.push(alert);
+        }
         if let Some(reason) = &libs.native.reason {
             frame
                 .alerts
@@ -391,6 +402,10 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         session.pump(Duration::from_millis(50));
     }
     session.pump(Duration::from_millis(20));
+    if let Some(c) = captures.as_mut() {
+        // A capture the worker could not finish answering is written with what came.
+        c.flush(&mut session);
+    }
     session.finish();
     drop(private);
 

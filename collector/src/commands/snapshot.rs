@@ -353,7 +353,7 @@ pub fn render_retention(r: &crate::protocol::Retention) -> String {
 }
 
 /// Like `dumpheap -stat`, largest first, then the call sites whose sampled allocations survive.
-fn render(point: &Point, top: usize) -> String {
+pub(crate) fn render(point: &Point, top: usize) -> String {
     let c = &point.census;
     let gc = c.gc_ms.map(|n| format!(" of {:.0} ms", n.0)).unwrap_or_default();
     let mut out = format!(

@@ -60,6 +60,7 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
         )],
         soak: Some(ctx),
         ask_paths: !args.no_paths,
+        capture: None,
     })
     // Whatever kept the soak from running (no agent library, command not found, output
     // directory not writable) is an infrastructure error for a CI gate: exit 2.

@@ -1088,7 +1088,7 @@ fn corroborate_sites(store: &Store, ctx: &Context, subjects: &mut [Subject], war
 /// growth over the window is known to about ±1.96/√k with k samples gained — wider than Sen's
 /// interval, which treats the points' scatter as independent. The reported interval is the
 /// hull of both.
-fn widen_for_sampling(g: &mut Trend, samples: f64, live_bytes: f64) {
+pub(crate) fn widen_for_sampling(g: &mut Trend, samples: f64, live_bytes: f64) {
     let (Some([lo, hi]), true) = (g.ci_bytes_per_hour, samples > 0.0 && live_bytes > 0.0) else {
         return;
     };

@@ -1,7 +1,7 @@
 //! `--fail-on` rules: a small hand-written parser with errors that point at the problem.
 //!
 //! ```text
-//! rule    := [scope] quantity op value
+//! rule    := [scope] quantity op value  |  scope op size     (the second: `live`, as in `rss > 2GB`)
 //! scope   := type:PATTERN | site:PATTERN | native[:PATTERN] | managed | heap | rss
 //! quantity:= growth | live
 //! op      := > | >=
@@ -113,9 +113,14 @@ pub struct RuleError {
 impl RuleError {
     /// The message, the rule, and a caret under the offending spot.
     pub fn render(&self) -> String {
+        self.render_for("--fail-on")
+    }
+
+    /// The same, naming the option the rule came from (`--on` for capture rules).
+    pub fn render_for(&self, option: &str) -> String {
         let col = self.rule[..self.at.min(self.rule.len())].chars().count();
         format!(
-            "bad --fail-on rule: {}\n    {}\n    {}^",
+            "bad {option} rule: {}\n    {}\n    {}^",
             self.message,
             self.rule,
             " ".repeat(col)
@@ -130,7 +135,7 @@ impl fmt::Display for RuleError {
 }
 
 pub const RULE_EXAMPLES: &str = "rules look like 'growth > 1MB/h', 'type:MyApp.Order growth > 0', \
-    'site:MyApp.Cache.Add live > 50MB', 'native growth > 5MB/h', 'rss growth >= 20MB/h'";
+    'site:MyApp.Cache.Add live > 50MB', 'native growth > 5MB/h', 'rss growth >= 20MB/h', 'rss > 2GB'";
 
 struct Lexer<'a> {
     text: &'a str,
@@ -191,6 +196,8 @@ pub fn parse_rule(input: &str) -> Result<Rule, RuleError> {
     let quantity = match word {
         "growth" => Quantity::Growth,
         "live" => Quantity::Live,
+        // `rss > 2GB`: a scope and a size say "this much is too much" without the word.
+        "" if scope != Scope::Any && lx.rest().starts_with(['>', '<', '=']) => Quantity::Live,
         "" => {
             return Err(lx.error(at, "expected `growth` or `live`"));
         }
@@ -493,6 +500,20 @@ mod tests {
             Scope::NativeSite("leak_*".into())
         );
         assert_eq!(ok("growth > 300B/s").value, 300.0 * 3600.0);
+    }
+
+    #[test]
+    fn a_scope_and_a_size_mean_live() {
+        let r = ok("rss > 2GB");
+        assert_eq!((r.scope.clone(), r.quantity, r.inclusive, r.value), (Scope::Rss, Quantity::Live, false, 2e9));
+        let r = ok("type:MyApp.Session >= 50MB");
+        assert_eq!((r.scope.clone(), r.quantity, r.inclusive), (Scope::Type("MyApp.Session".into()), Quantity::Live, true));
+        // A rate needs the word: `rss > 20MB/h` is not a size.
+        assert!(err("rss > 20MB/h").message.contains("size"), "{}", err("rss > 20MB/h").message);
+        // Without a scope there is nothing to measure.
+        assert!(parse_rule("> 2GB").is_err());
+        assert!(err("rss < 2GB").message.starts_with("only `>` and `>=`"), "{}", err("rss < 2GB").message);
+        assert!(err("rss < 2GB").render_for("--on").starts_with("bad --on rule"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ DEBIAN_REGISTRY=/usr/share/cargo/registry
 DEBIAN_CRATES=(
   libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
   tracing tracing-subscriber clap clap-derive tempfile
+  prometheus tiny-http serde-yaml
 )
 
 crates_io_reachable() {
@@ -89,7 +90,18 @@ else
   install_debian_crates
   point_cargo_at_debian
 fi
+# Debian's `prometheus` package: a real Prometheus server scrapes `listen --metrics` in the
+# fleet test, and `promtool` checks and unit-tests the alert rules in deploy/prometheus.
+install_prometheus() {
+  if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then return; fi
+  say "installing prometheus (server and promtool, for the metrics and alert-rule tests)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 if [ "${1:-}" = "--with-test-tools" ]; then
   install_dotnet_tools
   install_chromium
+  install_prometheus
 fi

@@ -261,6 +261,15 @@ pub struct ListenArgs {
     /// One status line per interval instead of the full-screen view
     #[arg(long)]
     pub plain: bool,
+    /// Serve Prometheus metrics of every connected worker at http://ADDR/metrics: PORT or
+    /// :PORT (loopback), 127.0.0.1:9464, or e.g. 0.0.0.0:9464 to be reachable from other hosts
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_metrics_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// With --metrics: sites (managed and native, each) and census types exported per worker;
+    /// the rest are counted in leakscope_series_omitted
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub metrics_top: u32,
 }
 
 #[derive(Debug, Args)]

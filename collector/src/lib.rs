@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod launch;
 pub mod live;
 pub mod locate;
+pub mod metrics;
 pub mod protocol;
 pub mod report;
 pub mod session;

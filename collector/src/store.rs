@@ -847,7 +847,7 @@ impl Store {
                 if let (Some(ms), None) = (period, &producer.soak.announced) {
                     producer.soak.announced = Some(format!("soak mode: inducing a full blocking GC every {ms} ms"));
                 }
-                producer.hello = Some(h);
+                producer.hello = Some(*h);
             }
             Record::Stack(s) => {
                 if producer.stacks.len() < MAX_STACKS_PER_PRODUCER

@@ -6,10 +6,12 @@ use crate::error::{CliError, CliResult};
 use crate::ingest::{self, Recorder};
 use crate::live::{Level, ViewMode};
 use crate::locate;
+use crate::metrics::Exporter;
 use crate::report::SessionInfo;
 use crate::session::Session;
 use crate::signals;
 use crate::terminal;
+use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,12 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let recording = out_dir.join("recording.ndjson");
     let recorder = Recorder::create(&recording)
         .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let mut metrics = match args.metrics {
+        Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).map_err(|e| {
+            CliError::new(e).hint("choose another address or port with --metrics")
+        })?),
+        None => None,
+    };
     let (tx, rx) = ingest::channel();
     ingest::serve(listener, tx);
 
@@ -50,6 +58,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
             out_dir.display()
         ));
     }
+    if let Some(m) = &metrics {
+        print_stderr(&metrics_banner(m.addr()));
+    }
     let mut session = Session::new(Some(rx), Some(recorder), mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
@@ -58,6 +69,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     );
     loop {
         session.pump(Duration::from_millis(100));
+        if let Some(m) = metrics.as_mut() {
+            m.refresh(&session.store);
+        }
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
             break;
@@ -97,6 +111,18 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let report = session.write_outputs(&out_dir)?;
     print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
     Ok(0)
+}
+
+/// Says where the metrics are, and warns when they are reachable from other hosts.
+fn metrics_banner(addr: SocketAddr) -> String {
+    let mut s = format!("leakscope: serving metrics at http://{addr}/metrics\n");
+    if !addr.ip().is_loopback() {
+        s.push_str(
+            "leakscope: warning: the metrics endpoint is reachable from other hosts; it names \
+             the workers' types and methods and has no authentication\n",
+        );
+    }
+    s
 }
 
 /// Binds the socket, replacing a stale one, refusing if a listener is alive or the path is

@@ -245,6 +245,14 @@ pub struct EnvArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub libs: LibraryArgs,
+    /// Where the worker finds libleakscope_agent.so and libleakscope_shim.so when that is not
+    /// where this leakscope finds them (a volume in a container): used as given, not checked
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["agent", "shim"])]
+    pub lib_dir: Option<PathBuf>,
+    /// The worker's service name in fleet metrics (sets LEAKSCOPE_SERVICE) [default: the entry
+    /// assembly, else the command]
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,28 +3,41 @@
 use crate::cli::EnvArgs;
 use crate::commands::print_stdout;
 use crate::commands::run::resolve_libraries;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::launch::{self, Channel};
-use crate::locate::{self, shell_quote};
+use crate::locate::{self, AGENT_FILE, SHIM_FILE, shell_quote};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub fn env(args: EnvArgs) -> CliResult<i32> {
-    let libs = resolve_libraries(&args.libs)?;
+    let (agent, shim, native_off) = match &args.lib_dir {
+        Some(dir) => {
+            if !dir.is_absolute() {
+                return Err(CliError::usage(format!(
+                    "--lib-dir {} is relative; the worker needs an absolute path",
+                    dir.display()
+                )));
+            }
+            let shim = (!args.libs.no_native).then(|| dir.join(SHIM_FILE));
+            let off = args.libs.no_native.then(|| "turned off with --no-native".to_string());
+            (dir.join(AGENT_FILE), shim, off)
+        }
+        None => {
+            let libs = resolve_libraries(&args.libs)?;
+            (libs.agent, libs.shim, libs.native.reason)
+        }
+    };
     let channel = match (&args.socket, &args.output) {
         (_, Some(file)) => Channel::Output(absolute(file)),
         (Some(sock), None) => Channel::Socket(absolute(sock)),
         (None, None) => Channel::Socket(locate::default_listen_socket()),
     };
     // The worker's own LD_PRELOAD is unknown here: the shell line keeps it, the others cannot.
-    let vars = launch::profiler_env(
-        &libs.agent,
-        libs.shim.as_deref(),
-        &channel,
-        args.interval,
-        None,
-    );
-    print_stdout(&render(&vars, &channel, libs.native.reason.as_deref()));
+    let mut vars = launch::profiler_env(&agent, shim.as_deref(), &channel, args.interval, None);
+    if let Some(service) = args.service.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        vars.push(("LEAKSCOPE_SERVICE".to_string(), service.to_string()));
+    }
+    print_stdout(&render(&vars, &channel, native_off.as_deref()));
     Ok(0)
 }
 
@@ -91,8 +104,10 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
     let _ = writeln!(o, "# mounted at the same path in the pod):");
     let _ = writeln!(o, "#   env:");
     for (k, v) in vars {
+        // A JSON string is a valid YAML double-quoted scalar: quotes and backslashes escaped.
+        let quoted = serde_json::to_string(v).unwrap_or_default();
         let _ = writeln!(o, "#     - name: {k}");
-        let _ = writeln!(o, "#       value: \"{v}\"");
+        let _ = writeln!(o, "#       value: {quoted}");
     }
     o
 }

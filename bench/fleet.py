@@ -143,6 +143,7 @@ def one_side(args, preamble, ticks, metrics):
         time.sleep(args.scrape_every)
     cpu = (proc_cpu_s(p.pid) - cpu0) / (time.monotonic() - t0) * 100
     hwm = proc_hwm_kb(p.pid)
+    load = os.getloadavg()
     stop.set()
     for w in workers:
         w.join(5)
@@ -153,7 +154,8 @@ def one_side(args, preamble, ticks, metrics):
         open(args.keep_metrics, "wb").write(body)
     subprocess.run(["rm", "-rf", work])
     out = {"metrics": metrics, "cpu_pct": cpu, "peak_rss_mb": hwm / 1024,
-           "ticks_sent": sum(w.sent for w in workers), "worker_errors": errors}
+           "ticks_sent": sum(w.sent for w in workers), "worker_errors": errors,
+           "loadavg_1_5_15": [round(x, 2) for x in load]}
     if latencies:
         q = statistics.quantiles(latencies, n=100, method="inclusive")
         out.update(scrapes=len(latencies), p50_ms=statistics.median(latencies), p99_ms=q[98],

@@ -84,6 +84,16 @@ install_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
+# Debian packages the tests need: musl-gcc (musl-tools) builds the musl program that checks
+# leakscope never preloads the glibc-only shim into a musl process.
+install_test_packages() {
+  command -v musl-gcc >/dev/null 2>&1 && return
+  say "installing musl-tools (musl-gcc, for the musl test)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends musl-tools >/dev/null
+}
+
 if crates_io_reachable; then
   say "crates.io reachable: using it"
 else
@@ -103,5 +113,6 @@ install_prometheus() {
 if [ "${1:-}" = "--with-test-tools" ]; then
   install_dotnet_tools
   install_chromium
+  install_test_packages
   install_prometheus
 fi

@@ -29,6 +29,14 @@ const RENDER_EVERY: Duration = Duration::from_secs(1);
 
 type ChangeKey = (u64, u64, u32, u32, bool, bool);
 
+/// What the served text was built from.
+#[derive(PartialEq)]
+struct Version {
+    data: u64,
+    captures: u64,
+    connected: Vec<crate::protocol::ProducerKey>,
+}
+
 pub struct Exporter {
     addr: SocketAddr,
     top: usize,
@@ -39,7 +47,7 @@ pub struct Exporter {
     cache: HashMap<u32, (ChangeKey, Vec<Sample>)>,
     captures: HashMap<u32, u64>,
     rendered_at: Option<Instant>,
-    rendered_version: Option<u64>,
+    rendered_version: Option<Version>,
     changes: u64,
 }
 
@@ -81,13 +89,13 @@ impl Exporter {
     /// Rebuilds the served text when the store (or a capture count) changed and the last
     /// rebuild is at least a second old. Cheap to call on every turn of the main loop.
     pub fn refresh(&mut self, store: &Store) {
-        let version = store.data_version.wrapping_add(self.changes);
-        let connections: u64 = store
-            .producers()
-            .map(|p| worker::connected(p) as u64 * (p.key.pid as u64 + 1))
-            .sum();
-        let version = version.wrapping_add(connections << 20);
-        if self.rendered_version == Some(version) {
+        // Data, capture counts, and which producers are connected (a disconnect changes no data).
+        let version = Version {
+            data: store.data_version,
+            captures: self.changes,
+            connected: store.producers().filter(|p| worker::connected(p)).map(|p| p.key).collect(),
+        };
+        if self.rendered_version.as_ref() == Some(&version) {
             return;
         }
         if self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {

@@ -18,6 +18,7 @@ DEBIAN_REGISTRY=/usr/share/cargo/registry
 DEBIAN_CRATES=(
   libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
   tracing tracing-subscriber clap clap-derive tempfile
+  prometheus tiny-http serde-yaml
 )
 
 crates_io_reachable() {
@@ -102,6 +103,16 @@ else
   install_debian_crates
   point_cargo_at_debian
 fi
+# Debian's `prometheus` package: a real Prometheus server scrapes `listen --metrics` in the
+# fleet test, and `promtool` checks and unit-tests the alert rules in deploy/prometheus.
+install_prometheus() {
+  if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then return; fi
+  say "installing prometheus (server and promtool, for the metrics and alert-rule tests)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 # What the benchmarks (bench/*.py, bench/*.sh) drive or compare against: wrk for the service
 # benchmark, heaptrack for the shim's, dotnet-trace and dotnet-gcdump as the runtime's own tools.
 install_bench_tools() {
@@ -121,6 +132,7 @@ case "${1:-}" in
     install_dotnet_tools
     install_chromium
     install_test_packages
+    install_prometheus
     ;;
   --with-bench-tools)
     install_dotnet_tools

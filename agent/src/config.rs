@@ -41,6 +41,9 @@ pub struct Config {
     /// With induced full GCs: also report the retention paths of these types after each
     /// (`LEAKSCOPE_RETENTION`).
     pub retention: Vec<String>,
+    /// `LEAKSCOPE_SERVICE`: the service this worker belongs to, sent in `hello` so a fleet's
+    /// metrics can be labelled by it (the collector falls back to the entry assembly).
+    pub service: Option<String>,
     /// Whether `peek` may send string contents (`LEAKSCOPE_PEEK_STRINGS`): only the worker's
     /// owner decides, never the collector that asks.
     pub peek_strings: PeekStrings,
@@ -151,6 +154,7 @@ impl Default for Config {
             census: true,
             exact: Exact::Off,
             retention: Vec::new(),
+            service: None,
             peek_strings: PeekStrings::NotAllowed,
             orphan_timeout: Duration::from_secs(60),
             test_walk_delay_us: 0,
@@ -164,6 +168,14 @@ pub struct Loaded {
     pub problems: Vec<String>,
     /// `LEAKSCOPE_ENABLED=0`: the user asked the agent to stay out.
     pub disabled_by_user: bool,
+}
+
+/// Most characters of `LEAKSCOPE_SERVICE` kept: it becomes a metrics label.
+pub const MAX_SERVICE_CHARS: usize = 128;
+
+/// `LEAKSCOPE_SERVICE`, trimmed, without control characters, at most [`MAX_SERVICE_CHARS`].
+fn service_name(v: &str) -> String {
+    v.trim().chars().filter(|c| !c.is_control()).take(MAX_SERVICE_CHARS).collect()
 }
 
 /// Longest path the agent accepts for a file (Linux's `PATH_MAX`).
@@ -294,6 +306,9 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     }
     if let Some(v) = non_empty("LEAKSCOPE_RETENTION", &mut problems) {
         c.retention = list(&v, "LEAKSCOPE_RETENTION", &mut problems);
+    }
+    if let Some(v) = non_empty("LEAKSCOPE_SERVICE", &mut problems) {
+        c.service = Some(service_name(&v));
     }
     let peek_raw = non_empty("LEAKSCOPE_PEEK_STRINGS", &mut problems);
     let peek_strings = switch(&|_: &str| peek_raw.clone(), &mut problems, "LEAKSCOPE_PEEK_STRINGS", "not allowing string contents");
@@ -574,5 +589,16 @@ mod tests {
         assert_eq!(l.config.max_tracked, 200_000);
         assert_eq!(l.config.socket.as_deref(), Some(std::path::Path::new("/tmp/x.sock")));
         assert!(l.disabled_by_user);
+    }
+
+    #[test]
+    fn service_name_is_trimmed_cleaned_and_bounded() {
+        assert_eq!(load(&[]).config.service, None);
+        assert_eq!(load(&[("LEAKSCOPE_SERVICE", "  ")]).config.service, None);
+        let l = load(&[("LEAKSCOPE_SERVICE", " orders-api\n\u{1b}[31m ")]);
+        assert_eq!(l.config.service.as_deref(), Some("orders-api[31m"));
+        let long = "s".repeat(500);
+        let l = load(&[("LEAKSCOPE_SERVICE", long.as_str())]);
+        assert_eq!(l.config.service.map(|s| s.len()), Some(MAX_SERVICE_CHARS));
     }
 }

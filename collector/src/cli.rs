@@ -269,6 +269,14 @@ pub struct EnvArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub libs: LibraryArgs,
+    /// Where the worker finds libleakscope_agent.so and libleakscope_shim.so when that is not
+    /// where this leakscope finds them (a volume in a container): used as given, not checked
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["agent", "shim"])]
+    pub lib_dir: Option<PathBuf>,
+    /// The worker's service name in fleet metrics (sets LEAKSCOPE_SERVICE) [default: the entry
+    /// assembly, else the command]
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
     /// The worker's command, optional (after `--`): its C library is checked, and for a musl
     /// program (Alpine) the native shim is left out, since preloading it would stop it starting
     #[arg(last = true, value_name = "COMMAND")]
@@ -290,6 +298,15 @@ pub struct ListenArgs {
     /// One status line per interval instead of the full-screen view
     #[arg(long)]
     pub plain: bool,
+    /// Serve Prometheus metrics of every connected worker at http://ADDR/metrics: PORT or
+    /// :PORT (loopback), 127.0.0.1:9464, or e.g. 0.0.0.0:9464 to be reachable from other hosts
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_metrics_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// With --metrics: sites (managed and native, each) and census types exported per worker;
+    /// the rest are counted in leakscope_series_omitted
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub metrics_top: u32,
     #[command(flatten)]
     pub capture: CaptureArgs,
 }

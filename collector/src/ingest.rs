@@ -23,9 +23,9 @@ use std::time::Duration;
 const CHANNEL_CAPACITY: usize = 8192;
 /// Bytes of lines in flight between readers and the session, all connections together.
 pub const MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
-/// More simultaneous producers than this is not a leak hunt; extra connections are refused.
-/// (Each may hold one unfinished line of up to 4 MiB.)
-pub const MAX_CONNECTIONS: usize = 64;
+/// Simultaneous connections: 64 workers with an agent and a shim each; more are refused.
+/// (Each may hold one unfinished line of up to 4 MiB, outside the bytes in flight.)
+pub const MAX_CONNECTIONS: usize = 128;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub type ConnId = u64;

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod launch;
 pub mod live;
 pub mod locate;
+pub mod metrics;
 pub mod owner_only;
 pub mod path_growth;
 pub mod protocol;

@@ -47,7 +47,7 @@ pub struct Envelope {
 
 #[derive(Debug, Clone)]
 pub enum Record {
-    Hello(Hello),
+    Hello(Box<Hello>),
     Stack(StackRecord),
     Summary(Box<Summary>),
     Native(Box<NativeSummary>),
@@ -154,6 +154,8 @@ pub struct Hello {
     /// Shim: `"on"`, or `"off"` when it disabled itself, with `native_reason` saying why.
     pub native: Option<String>,
     pub native_reason: Option<String>,
+    /// `LEAKSCOPE_SERVICE` of the worker, when set.
+    pub service: Option<String>,
 }
 
 impl Hello {
@@ -232,6 +234,8 @@ pub struct AgentHealth {
     pub dropped: Option<Num>,
     pub samples: Option<Num>,
     pub memory_bytes: Option<Num>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<Num>,
     pub degraded: Option<String>,
 }
 
@@ -586,7 +590,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
             .filter(|p| *p <= u32::MAX as u64)
             .ok_or_else(|| Skip::Malformed("missing or invalid `pid`".to_string()))? as u32;
     let record = match kind.as_str() {
-        "hello" => Record::Hello(typed(value)?),
+        "hello" => Record::Hello(Box::new(typed(value)?)),
         "stack" => Record::Stack(typed(value)?),
         "summary" => Record::Summary(Box::new(typed(value)?)),
         "native" => Record::Native(Box::new(typed(value)?)),

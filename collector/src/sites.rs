@@ -2,7 +2,7 @@
 
 use crate::analysis::{self, Growth, Thresholds, Verdict};
 use crate::protocol::Source;
-use crate::store::{SiteLatest, Stack, Store, site_label};
+use crate::store::{Producer, SiteLatest, Stack, Store, site_label};
 use std::sync::Arc;
 
 /// One site of one producer with its assessment; owned, so views can keep it across frames.
@@ -40,15 +40,27 @@ pub fn ranked(
     th: &Thresholds,
     recent_window_ms: Option<f64>,
 ) -> Vec<SiteRow> {
-    let mut rows: Vec<SiteRow> = Vec::new();
+    let mut rows: Vec<SiteRow> = store
+        .producers()
+        .filter(|p| p.key.source == source)
+        .flat_map(|p| assessed(p, th, recent_window_ms))
+        .collect();
+    sort_ranked(&mut rows);
+    rows
+}
+
+/// Every site of one producer with its assessment, unsorted.
+pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<SiteRow> {
+    let source = producer.key.source;
     // A site whose peak is under the materiality bound can never be "growing": a coarser look
     // is enough for its rate column, and keeps ranking thousands of small sites cheap.
     let small = Thresholds {
         max_points: th.max_points.min(48),
         ..th.clone()
     };
-    for producer in store.producers().filter(|p| p.key.source == source) {
-        for series in producer.sites() {
+    producer
+        .sites()
+        .map(|series| {
             let th = if series.peak_bytes <= th.min_growth_bytes {
                 &small
             } else {
@@ -60,7 +72,7 @@ pub fn ranked(
                 th,
                 recent_window_ms,
             );
-            rows.push(SiteRow {
+            SiteRow {
                 pid: producer.key.pid,
                 source,
                 type_name: series.type_name.clone(),
@@ -77,9 +89,13 @@ pub fn ranked(
                     )
                 }),
                 growth,
-            });
-        }
-    }
+            }
+        })
+        .collect()
+}
+
+/// Growing first (fastest first), then by current live bytes.
+pub fn sort_ranked(rows: &mut [SiteRow]) {
     rows.sort_by(|a, b| {
         let rank = |r: &SiteRow| match r.growth.verdict {
             Verdict::Growing => 0,
@@ -95,5 +111,4 @@ pub fn ranked(
             .then_with(|| b.peak_bytes.total_cmp(&a.peak_bytes))
             .then_with(|| a.site.cmp(&b.site))
     });
-    rows
 }

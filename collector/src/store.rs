@@ -31,9 +31,10 @@ const MAX_SKIP_EXAMPLES: usize = 5;
 const MAX_NOTES: usize = 100;
 /// PROTOCOL.md: a summary lists at most this many sites unless the hello's config says otherwise.
 const DEFAULT_MAX_SITES: usize = 1000;
-/// Producers (the agent or the shim of one process) per session. Records of more are dropped,
-/// counted and reported: nobody hunts leaks in 64 processes at once, and pids are self-declared.
-pub const MAX_PRODUCERS: usize = 64;
+/// Producers (the agent or the shim of one process) per session: a fleet of 64 workers with
+/// both on one `listen`. Records of more are dropped, counted and reported (pids are
+/// self-declared); the store's memory budget is shared by all of them.
+pub const MAX_PRODUCERS: usize = 128;
 /// Entries kept of the lists and maps of a producer's latest state that the protocol bounds
 /// but a stranger might not (GC generations, recent GCs, GC reasons, hello settings).
 const MAX_GENS: usize = 8;
@@ -1014,7 +1015,7 @@ impl Store {
                 match budget.charge(approx_bytes) {
                     Some(c) => {
                         producer.hello_charge = c;
-                        producer.hello = Some(h);
+                        producer.hello = Some(*h);
                     }
                     None => producer.budget_dropped += 1,
                 }
@@ -1360,7 +1361,7 @@ mod tests {
         assert_eq!(store.refused.records, 2 * (1000 - MAX_PRODUCERS as u64));
         assert_eq!(store.refused.pids.len(), 5);
         let said = crate::report::bounds_messages(&store).join("\n");
-        assert!(said.contains("at most 64 producers"), "{said}");
+        assert!(said.contains("at most 128 producers"), "{said}");
     }
 
     #[test]

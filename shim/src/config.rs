@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) track_mmap: bool,
     /// Directory of the .NET perf map (`DOTNET_PerfMapJitDumpPath`, else /tmp).
     pub(crate) perf_map_dir: String,
+    /// `LEAKSCOPE_SERVICE`: the worker's service name for fleet metrics (sent in `hello`).
+    pub(crate) service: Option<String>,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             max_sites: DEFAULT_MAX_SITES,
             track_mmap: true,
             perf_map_dir: "/tmp".to_string(),
+            service: None,
         }
     }
 }
@@ -253,6 +256,10 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
     if let Some(d) = path("DOTNET_PerfMapJitDumpPath", MAX_PATH_BYTES, &mut warnings) {
         c.perf_map_dir = d;
     }
+    // Same cleaning as the agent's: it becomes a metrics label.
+    c.service = text("LEAKSCOPE_SERVICE", &mut warnings)
+        .map(|v| v.trim().chars().filter(|ch| !ch.is_control()).take(128).collect::<String>())
+        .filter(|v| !v.is_empty());
     (c, warnings)
 }
 
@@ -412,5 +419,8 @@ mod tests {
         assert!(!c.enabled);
         assert_eq!(c.output.as_deref(), Some("/tmp/x.ndjson"));
         assert_eq!(c.max_depth, 8);
+        assert_eq!(c.service, None);
+        let (c, _) = cfg(&[("LEAKSCOPE_SERVICE", " billing\u{7} ")]);
+        assert_eq!(c.service.as_deref(), Some("billing"));
     }
 }

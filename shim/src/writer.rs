@@ -377,6 +377,9 @@ fn hello_line(
             .str("native", if native_on { "on" } else { "off" })
             .str("native_reason", reason)
             .str("preload", &state::own_path());
+        if let Some(service) = &cfg.service {
+            o.str("service", service);
+        }
         o.with("config", |out| {
             let mut c = Obj::new(out);
             c.u64("max_tracked", cfg.max_tracked as u64)

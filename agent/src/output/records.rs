@@ -35,6 +35,9 @@ pub struct Hello {
     pub mode: &'static str,
     /// Loaded into the running process with `leakscope attach` (not at startup).
     pub attached: bool,
+    /// `LEAKSCOPE_SERVICE`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub config: HelloConfig,
 }
 

@@ -1143,6 +1143,7 @@ fn hello_line(agent: &Agent) -> String {
             sampling: agent.capture.sampling.name(),
             mode: "sampled",
             attached: agent.attached,
+            service: agent.config.service.clone(),
             config: HelloConfig {
                 max_tracked: agent.config.max_tracked,
                 memory_limit_bytes: agent.config.memory_limit_bytes,

@@ -2,16 +2,20 @@
 
 use crate::cli::EnvArgs;
 use crate::commands::print_stdout;
-use crate::commands::run::{keep_shim_only_for_glibc, resolve_libraries};
+use crate::commands::run::{Libraries, keep_shim_only_for_glibc, resolve_libraries};
+use crate::report::NativeTracking;
 use crate::error::{CliError, CliResult};
 use crate::untrusted::clean;
 use crate::launch::{self, Channel};
-use crate::locate::{self, shell_quote};
+use crate::locate::{self, AGENT_FILE, SHIM_FILE, shell_quote};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub fn env(args: EnvArgs) -> CliResult<i32> {
-    let mut libs = resolve_libraries(&args.libs)?;
+    let mut libs = match &args.lib_dir {
+        Some(dir) => libraries_in(dir, args.libs.no_native)?,
+        None => resolve_libraries(&args.libs)?,
+    };
     keep_shim_only_for_glibc(&mut libs, &args.command);
     let channel = match (&args.socket, &args.output) {
         (_, Some(file)) => Channel::Output(absolute(file)),
@@ -39,15 +43,37 @@ pub fn env(args: EnvArgs) -> CliResult<i32> {
         }
     }
     // The worker's own LD_PRELOAD is unknown here: the shell line keeps it, the others cannot.
-    let vars = launch::profiler_env(
+    let mut vars = launch::profiler_env(
         &libs.agent,
         libs.shim.as_deref(),
         &channel,
         args.interval,
         None,
     );
+    if let Some(service) = args.service.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        vars.push(("LEAKSCOPE_SERVICE".to_string(), service.to_string()));
+    }
     print_stdout(&render(&vars, &channel, libs.native.reason.as_deref()));
     Ok(0)
+}
+
+/// `--lib-dir DIR`: the libraries as the worker will see them (a volume in a container), which
+/// need not exist here.
+fn libraries_in(dir: &Path, no_native: bool) -> CliResult<Libraries> {
+    if !dir.is_absolute() {
+        return Err(CliError::usage(format!(
+            "--lib-dir {} is relative; the worker needs an absolute path",
+            dir.display()
+        )));
+    }
+    Ok(Libraries {
+        agent: dir.join(AGENT_FILE),
+        shim: (!no_native).then(|| dir.join(SHIM_FILE)),
+        native: NativeTracking {
+            enabled: !no_native,
+            reason: no_native.then(|| "turned off with --no-native".to_string()),
+        },
+    })
 }
 
 fn absolute(p: &Path) -> PathBuf {

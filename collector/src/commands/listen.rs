@@ -6,10 +6,12 @@ use crate::error::{CliError, CliResult};
 use crate::ingest::{self, Recorder};
 use crate::live::{Level, ViewMode};
 use crate::locate;
+use crate::metrics::Exporter;
 use crate::report::SessionInfo;
 use crate::session::Session;
 use crate::signals;
 use crate::terminal;
+use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -38,6 +40,12 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let (out, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
     let out_dir = out.path().to_path_buf();
     let recorder = out.create_file("recording.ndjson");
+    let mut metrics = match args.metrics {
+        Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).map_err(|e| {
+            CliError::new(e).hint("choose another address or port with --metrics")
+        })?),
+        None => None,
+    };
     let (tx, rx) = ingest::channel();
     let replies = ingest::serve(listener, tx);
 
@@ -69,6 +77,9 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
             print_stderr(&format!("leakscope: {}: {}\n", n.level, n.message));
         }
     }
+    if let Some(m) = &metrics {
+        print_stderr(&metrics_banner(m.addr()));
+    }
     let mut session = Session::new(Some(rx), recorder, mode, info);
     let mut captures = capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
     let deadline = args.duration.map(|d| Instant::now() + d);
@@ -81,7 +92,15 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     loop {
         session.pump(Duration::from_millis(100));
         if let Some(c) = captures.as_mut() {
-            c.tick(&mut session, &replies);
+            // Each capture is also counted in the metrics (leakscope_captures_total).
+            for written in c.tick(&mut session, &replies) {
+                if let Some(m) = metrics.as_mut() {
+                    m.record_capture(written.pid);
+                }
+            }
+        }
+        if let Some(m) = metrics.as_mut() {
+            m.refresh(&session.store);
         }
         paths.tick(&mut session, &replies, &[]);
         if signals::received() > 0 {
@@ -133,6 +152,18 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     print_stderr(&crate::report::render_summary(&report, shown_dir));
     print_stderr(&written.render_failures());
     Ok(0)
+}
+
+/// Says where the metrics are, and warns when they are reachable from other hosts.
+fn metrics_banner(addr: SocketAddr) -> String {
+    let mut s = format!("leakscope: serving metrics at http://{addr}/metrics\n");
+    if !addr.ip().is_loopback() {
+        s.push_str(
+            "leakscope: warning: the metrics endpoint is reachable from other hosts; it names \
+             the workers' types and methods and has no authentication\n",
+        );
+    }
+    s
 }
 
 /// Binds the socket (0600: only this user may connect), replacing a stale one, refusing if a

@@ -1,0 +1,274 @@
+//! `leakscope listen --metrics` scraped by a real Prometheus server (Debian's `prometheus`)
+//! while a real leaking .NET worker runs under the real agent and shim; the alert rules in
+//! deploy/prometheus checked and unit-tested with the real `promtool`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::*;
+use serde_json::Value;
+
+/// SoakApp steady-leak: 1000 AuditRecords a second from SoakApp.AuditLog.Append, each 40 bytes
+/// (header, method table, two longs, one reference) plus its 29-character string (80 bytes).
+const PLANTED_BYTES_PER_S: f64 = 1000.0 * (40.0 + 80.0);
+
+fn tool(name: &str) -> PathBuf {
+    let path = PathBuf::from("/usr/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: install Debian's `prometheus` package (scripts/setup.sh --with-test-tools)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET; returns (status, body).
+fn http_get(addr: &str, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant query against Prometheus' HTTP API: each result's labels and value.
+fn query(prom: &str, promql: &str) -> Vec<(Value, f64)> {
+    let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", url_encode(promql))).expect("query Prometheus");
+    assert_eq!(status, 200, "{promql}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success", "{promql}: {body}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse::<f64>().unwrap()))
+        .collect()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `leakscope listen --metrics 127.0.0.1:0` and returns it with the address it serves.
+fn start_listener(dir: &Path, socket: &Path) -> (Killed, String) {
+    let mut c = Command::new(cli_path());
+    c.args(["listen", "--plain", "--duration", "300s", "--metrics", "127.0.0.1:0", "--socket"])
+        .arg(socket)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("start leakscope listen");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let listener = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("listen did not say where it serves metrics");
+        if let Some(rest) = line.strip_prefix("leakscope: serving metrics at http://") {
+            let addr = rest.trim_end_matches("/metrics").to_string();
+            assert!(addr.starts_with("127.0.0.1:"), "{line}");
+            return (listener, addr);
+        }
+    }
+}
+
+fn start_prometheus(dir: &Path, target: &str) -> (Killed, String) {
+    let rules = workspace_root().join("deploy/prometheus/leakscope-rules.yml");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let prom = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http_get(&addr, "/-/ready"), Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus not ready: {}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (prom, addr)
+}
+
+#[test]
+fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("l.sock");
+    let (_listener, metrics_addr) = start_listener(dir.path(), &socket);
+    let (_prom, prom) = start_prometheus(dir.path(), &metrics_addr);
+
+    let app = dotnet_app("SoakApp", Build::FrameworkDependent);
+    let mut worker = app.command();
+    without_profiler_env(&mut worker)
+        .args(["steady-leak", "150"])
+        .env("CORECLR_ENABLE_PROFILING", "1")
+        .env("CORECLR_PROFILER", AGENT_CLSID)
+        .env("CORECLR_PROFILER_PATH", agent_path())
+        .env("LD_PRELOAD", shim_path())
+        .env("LEAKSCOPE_SOCKET", &socket)
+        .env("LEAKSCOPE_INTERVAL", "1s")
+        .env("LEAKSCOPE_SERVICE", "audit-worker")
+        .env("TMPDIR", dir.path());
+    let mut worker = Running::start(worker);
+    worker.wait_for_line("ready", Duration::from_secs(60));
+    let pid = worker.pid().to_string();
+    let started = Instant::now();
+
+    // Enough for a minute of 1 s points after the collector's warm-up.
+    let leak = format!(
+        "leakscope_site_live_bytes{{pid=\"{pid}\",site=\"SoakApp.AuditLog.Append\",type=~\"SoakApp.AuditRecord|System.String\"}}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let ready = started.elapsed() >= Duration::from_secs(80)
+            && query(&prom, &format!("count_over_time({leak}[60s])")).len() == 2;
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus has no minute of the leak's series: {:?}", query(&prom, &leak));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // The worker's labels: pid, LEAKSCOPE_SERVICE, this host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let info = query(&prom, &format!("leakscope_worker_info{{pid=\"{pid}\"}}"));
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].0["service"], "audit-worker", "{info:?}");
+    assert_eq!(info[0].0["host"], host.as_str(), "{info:?}");
+    assert_eq!((info[0].0["agent"].as_str(), info[0].0["shim"].as_str()), (Some("yes"), Some("yes")));
+
+    // The leak's growth, as Prometheus computes it from the scraped live bytes and as leakscope
+    // reports it: above half the planted rate (sampling is an estimate), below twice it.
+    let lower = PLANTED_BYTES_PER_S / 2.0;
+    let upper = PLANTED_BYTES_PER_S * 2.0;
+    let deriv = query(&prom, &format!("sum(deriv({leak}[60s]))"));
+    let deriv = deriv.first().map(|r| r.1).unwrap_or(0.0);
+    assert!(deriv > lower && deriv < upper, "deriv of the leak's live bytes: {deriv} B/s (planted {PLANTED_BYTES_PER_S})");
+    let growth_q = leak.replace("leakscope_site_live_bytes", "leakscope_site_growth_bytes_per_second");
+    let growth = query(&prom, &format!("sum({growth_q})"));
+    let growth = growth.first().map(|r| r.1).unwrap_or(0.0);
+    assert!(growth > lower && growth < upper, "leakscope's growth of the leak: {growth} B/s");
+    let growing = query(
+        &prom,
+        &format!("leakscope_site_verdict{{pid=\"{pid}\",type=\"SoakApp.AuditRecord\",site=\"SoakApp.AuditLog.Append\",verdict=\"growing\"}}"),
+    );
+    assert_eq!(growing.iter().map(|r| r.1).collect::<Vec<_>>(), [1.0], "{growing:?}");
+    let verdict = query(&prom, &format!("leakscope_verdict{{pid=\"{pid}\"}} == 1"));
+    assert_eq!(verdict.len(), 1);
+    assert_eq!(verdict[0].0["verdict"], "leak_suspected");
+
+    // The churn (a sliding window of recent messages) stays flat.
+    let churn = format!("leakscope_site_live_bytes{{pid=\"{pid}\",site=\"SoakApp.Worker.Handle\"}}");
+    let churn_series = query(&prom, &churn);
+    assert!(!churn_series.is_empty(), "the churn site is exported");
+    let churn_deriv = query(&prom, &format!("sum(deriv({churn}[60s]))"))[0].1;
+    assert!(
+        churn_deriv.abs() < PLANTED_BYTES_PER_S / 4.0,
+        "the churn site moves {churn_deriv} B/s (the leak: {deriv})"
+    );
+    let churn_growing = query(
+        &prom,
+        &format!("leakscope_site_verdict{{pid=\"{pid}\",site=\"SoakApp.Worker.Handle\",verdict=\"growing\"}} == 1"),
+    );
+    assert!(churn_growing.is_empty(), "{churn_growing:?}");
+
+    // Native memory, GC, RSS and the agent's health are there too.
+    for (metric, min) in [
+        ("leakscope_native_live_bytes", 1.0),
+        ("leakscope_rss_bytes", 1e6),
+        ("leakscope_gc_collections_total", 1.0),
+        ("leakscope_agent_tracked_samples_budget", 1.0),
+    ] {
+        let r = query(&prom, &format!("max({metric}{{pid=\"{pid}\"}})"));
+        assert!(r.first().is_some_and(|r| r.1 >= min), "{metric}: {r:?}");
+    }
+    let degraded = query(&prom, &format!("leakscope_agent_degraded{{pid=\"{pid}\"}}"));
+    assert_eq!(degraded.iter().map(|r| r.1).collect::<Vec<_>>(), [0.0]);
+
+    // The example alert rules load and evaluate in a real server.
+    let (status, body) = http_get(&prom, "/api/v1/rules").unwrap();
+    assert_eq!(status, 200);
+    let rules: Value = serde_json::from_str(&body).unwrap();
+    let loaded: Vec<(String, String)> = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["health"].as_str().unwrap().to_string()))
+        .collect();
+    let names: Vec<&str> = loaded.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["LeakscopeSiteLeaking", "LeakscopeNativeGrowth", "LeakscopeAgentDegraded"]);
+    assert!(loaded.iter().all(|r| r.1 == "ok"), "{loaded:?}");
+}
+
+#[test]
+fn promtool_checks_the_alert_rules_and_their_unit_tests_pass() {
+    let dir = workspace_root().join("deploy/prometheus");
+    let check = Command::new(tool("promtool")).args(["check", "rules", "leakscope-rules.yml"]).current_dir(&dir).output().unwrap();
+    assert!(check.status.success(), "{}{}", stdout_of(&check), String::from_utf8_lossy(&check.stderr));
+    assert!(stdout_of(&check).contains("SUCCESS: 3 rules found"), "{}", stdout_of(&check));
+    let test = Command::new(tool("promtool")).args(["test", "rules", "leakscope-rules.test.yml"]).current_dir(&dir).output().unwrap();
+    assert!(test.status.success(), "{}{}", stdout_of(&test), String::from_utf8_lossy(&test.stderr));
+
+    // The unit tests do test the rules: with the leak rule's `for` dropped, they fail.
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(dir.join("leakscope-rules.yml")).unwrap();
+    let leak_rule_for = "\n        for: 30m\n";
+    assert!(rules.contains(leak_rule_for));
+    std::fs::write(tmp.path().join("leakscope-rules.yml"), rules.replacen(leak_rule_for, "\n        for: 0m\n", 1)).unwrap();
+    std::fs::copy(dir.join("leakscope-rules.test.yml"), tmp.path().join("leakscope-rules.test.yml")).unwrap();
+    let broken = Command::new(tool("promtool")).args(["test", "rules", "leakscope-rules.test.yml"]).current_dir(tmp.path()).output().unwrap();
+    assert!(!broken.status.success(), "promtool passed rules that fire too early");
+}

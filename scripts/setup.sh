@@ -17,7 +17,7 @@ DEBIAN_REGISTRY=/usr/share/cargo/registry
 # apt brings in their own dependencies.
 DEBIAN_CRATES=(
   libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
-  tracing tracing-subscriber clap clap-derive tempfile
+  tracing tracing-subscriber clap clap-derive tempfile prost prost-derive flate2
 )
 
 crates_io_reachable() {
@@ -83,6 +83,16 @@ install_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
+# Go's toolchain (Debian's `golang-go`) for the pprof test: `go tool pprof` must read the
+# profiles `leakscope report --pprof` writes.
+install_go() {
+  if command -v go >/dev/null 2>&1; then return; fi
+  say "installing golang-go (go tool pprof, for the pprof export test)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+}
+
 if crates_io_reachable; then
   say "crates.io reachable: using it"
 else
@@ -92,4 +102,5 @@ fi
 if [ "${1:-}" = "--with-test-tools" ]; then
   install_dotnet_tools
   install_chromium
+  install_go
 fi

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod launch;
 pub mod live;

@@ -4,6 +4,7 @@ use crate::cli::ReportArgs;
 
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
+use crate::export::pprof::Moment;
 use crate::ingest;
 use crate::live::ViewMode;
 use crate::report::{self, SessionInfo};
@@ -62,6 +63,14 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
                 CliError::io(format!("cannot write the report into {}", dir.display()), e)
             })?;
     }
+    if let Some(path) = &args.pprof {
+        let samples = crate::export::write_pprof(path, &session.store, moment_of(&rendered))?;
+        crate::commands::print_stderr(&format!(
+            "leakscope: pprof profile of {samples} call sites written to {} (`go tool pprof -top {}`)\n",
+            path.display(),
+            path.display()
+        ));
+    }
     if args.json {
         print_stdout(&(serde_json::to_string_pretty(&rendered).unwrap_or_default() + "\n"));
     } else {
@@ -69,6 +78,22 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
     }
     // A soak recording exits like the soak did: 0 pass, 1 leak or regression, 2 error.
     Ok(crate::soak::exit_code_of(&rendered))
+}
+
+/// The moment of the recording's last record (else the session's end) and the span it covers.
+fn moment_of(rendered: &report::Report) -> Moment {
+    let last_record = rendered
+        .processes
+        .iter()
+        .flat_map(|p| p.agent.iter().chain(p.shim.iter()))
+        .filter_map(|p| Some(p.start_unix_ms? + p.last_t_ms?))
+        .max();
+    Moment {
+        unix_ms: last_record
+            .or(rendered.session.ended_unix_ms)
+            .unwrap_or(rendered.generated_unix_ms),
+        duration_ms: rendered.session.duration_ms,
+    }
 }
 
 /// For a soak recording: the recorded settings, with `--baseline`/`--fail-on` overriding them.

@@ -98,6 +98,14 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
             .with_code(2)
             .hint(format!("what was received is in {}", out.display())));
     }
+    if let Some(path) = &args.pprof {
+        let moment = crate::export::pprof::Moment {
+            unix_ms: crate::units::unix_ms_now(),
+            duration_ms: args.sample.as_millis() as u64,
+        };
+        let samples = crate::export::write_pprof(path, &session.store, moment)?;
+        print_stderr(&format!("leakscope: pprof profile of {samples} call sites written to {}\n", path.display()));
+    }
     let points = diff::load(&out)?;
     let point = points.last().expect("a census was received");
     if args.json {

@@ -83,14 +83,18 @@ install_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
-# Go's toolchain (Debian's `golang-go`) for the pprof test: `go tool pprof` must read the
-# profiles `leakscope report --pprof` writes.
-install_go() {
-  if command -v go >/dev/null 2>&1; then return; fi
-  say "installing golang-go (go tool pprof, for the pprof export test)"
+# Debian packages the tests need: musl-gcc (musl-tools) builds the musl program that checks
+# leakscope never preloads the glibc-only shim into a musl process; `go tool pprof`
+# (golang-go) must read the profiles `leakscope report --pprof` writes.
+install_test_packages() {
+  local missing=()
+  command -v musl-gcc >/dev/null 2>&1 || missing+=(musl-tools)
+  command -v go >/dev/null 2>&1 || missing+=(golang-go)
+  ((${#missing[@]})) || return 0
+  say "installing ${missing[*]} (for the musl and pprof tests)"
   local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 if crates_io_reachable; then
@@ -102,5 +106,5 @@ fi
 if [ "${1:-}" = "--with-test-tools" ]; then
   install_dotnet_tools
   install_chromium
-  install_go
+  install_test_packages
 fi

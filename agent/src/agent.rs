@@ -1,7 +1,7 @@
 //! The agent's lifecycle: `Initialize` decides whether and how to run, `Shutdown` flushes.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
+use std::ffi::{OsString, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,14 +96,14 @@ const MIN_INFO_VERSION: u32 = 13;
 /// # Safety
 /// `unknown` must be NULL or the IUnknown the runtime passed to `Initialize[ForAttach]`.
 pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
+    // First of all: no panic of ours may reach the host's stderr, not even while reading settings.
+    crate::log::install_panic_hook();
     let started = Instant::now();
     let (attached, overrides) = match start {
         Start::Startup => (false, HashMap::new()),
         Start::Attach { client_data } => (true, settings_from_client_data(&client_data)),
     };
-    let loaded = config::from_lookup(|name| {
-        overrides.get(name).cloned().or_else(|| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
-    });
+    let loaded = config::from_lookup(|name| overrides.get(name).map(OsString::from).or_else(|| std::env::var_os(name)));
     crate::log::install(&loaded.config);
     tracing::info!(
         "leakscope agent {} {} pid {}",
@@ -116,6 +116,17 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
     }
     let mut loaded = loaded;
+    if attached {
+        // The worker's own environment may forbid string contents; the attaching CLI (its owner
+        // or root, the only ones the diagnostics socket lets in) may allow them.
+        let environment = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        let client = |name: &str| overrides.get(name).cloned();
+        let mut ignored = Vec::new();
+        loaded.config.peek_strings = config::PeekStrings::decide(
+            config::switch(&environment, &mut ignored, "LEAKSCOPE_PEEK_STRINGS", ""),
+            config::switch(&client, &mut ignored, "LEAKSCOPE_PEEK_STRINGS", ""),
+        );
+    }
     if attached && loaded.config.exact != config::Exact::Off {
         loaded.config.exact = config::Exact::Off;
         loaded.problems.push(
@@ -128,6 +139,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         tracing::warn!("{problem}");
     }
     let config = loaded.config;
+    crate::pipeline::heap_walk::set_test_delay_us(config.test_walk_delay_us);
     if loaded.disabled_by_user {
         tracing::info!("LEAKSCOPE_ENABLED is off: not profiling");
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
@@ -235,9 +247,17 @@ fn decline(config: &Config, why: &str) -> HRESULT {
     CORPROF_E_PROFILER_CANCEL_ACTIVATION
 }
 
+/// After the agent thread's grace, how long `Shutdown` waits for calls of ours still inside the
+/// runtime to come back.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
+
 /// `ICorProfilerCallback::Shutdown`: stop the session, flush a final summary, release handles.
+/// Returns only once no call of ours is inside the runtime (or, if one never comes back, after a
+/// bounded wait, saying so), since the runtime tears itself down right after.
 pub fn shutdown() {
     let Some(agent) = get() else { return };
+    // A walk in progress gives up at its next object; nothing new is started.
+    crate::stop::request_shutdown();
     agent.stop_session();
     guard::deactivate();
     if agent.capture.queue.send_timeout(Event::Stop, Duration::from_millis(500)).is_ok()
@@ -245,5 +265,13 @@ pub fn shutdown() {
     {
         tracing::warn!("agent thread did not finish within {SHUTDOWN_GRACE:?}; shutting down without it");
     }
-    tracing::info!("agent shut down");
+    let waited = Instant::now();
+    if crate::clr::gate::RUNTIME.close_and_wait(LEAVE_GRACE) {
+        tracing::info!("agent shut down (no call of ours left inside the runtime; waited {:?} for it)", waited.elapsed());
+    } else {
+        tracing::warn!(
+            "{} call(s) of the agent still inside the runtime after {LEAVE_GRACE:?}; letting the runtime shut down",
+            crate::clr::gate::RUNTIME.inside()
+        );
+    }
 }

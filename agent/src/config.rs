@@ -3,6 +3,8 @@
 //! A bad value never stops the host: it is replaced by the default and reported (in the log and
 //! as a `status` record) so the user sees what was ignored.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +39,56 @@ pub struct Config {
     /// With induced full GCs: also report the retention paths of these types after each
     /// (`LEAKSCOPE_RETENTION`).
     pub retention: Vec<String>,
+    /// Whether `peek` may send string contents (`LEAKSCOPE_PEEK_STRINGS`): only the worker's
+    /// owner decides, never the collector that asks.
+    pub peek_strings: PeekStrings,
+    /// Attached agents only: detach after this long without a collector
+    /// (`LEAKSCOPE_ORPHAN_TIMEOUT`).
+    pub orphan_timeout: Duration,
+    /// Fault injection for tests (`LEAKSCOPE_TEST_WALK_DELAY_US`): every object a heap walk
+    /// visits costs this many extra microseconds, so a test can catch a walk in progress.
+    pub test_walk_delay_us: usize,
+}
+
+/// `LEAKSCOPE_PEEK_STRINGS`: may string contents leave the process in a `peek`?
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PeekStrings {
+    /// Not said: lengths only.
+    #[default]
+    NotAllowed,
+    /// `1`: the owner allows them (the worker's environment, or `leakscope snapshot
+    /// --peek-strings` attaching as the owner or root).
+    Allowed,
+    /// `0` in the worker's environment: never, not even for an attaching `snapshot`.
+    Forbidden,
+}
+
+impl PeekStrings {
+    /// From the worker's environment and, for an attach, the attaching CLI's client data
+    /// (which only the process's owner or root can send: the runtime's diagnostics socket is
+    /// theirs alone). A `0` anywhere wins.
+    pub fn decide(environment: Option<bool>, attach: Option<bool>) -> PeekStrings {
+        match (environment, attach) {
+            (Some(false), _) | (_, Some(false)) => PeekStrings::Forbidden,
+            (Some(true), _) | (_, Some(true)) => PeekStrings::Allowed,
+            _ => PeekStrings::NotAllowed,
+        }
+    }
+
+    /// Why string contents are withheld, with how to allow them; `None` when they are allowed.
+    pub fn withheld_because(self) -> Option<&'static str> {
+        match self {
+            PeekStrings::Allowed => None,
+            PeekStrings::NotAllowed => Some(
+                "string contents are withheld: this worker's owner has not allowed them (start the worker with \
+                 LEAKSCOPE_PEEK_STRINGS=1, or let its owner or root attach with `leakscope snapshot --peek-strings`)",
+            ),
+            PeekStrings::Forbidden => Some(
+                "string contents are withheld: this worker's environment sets LEAKSCOPE_PEEK_STRINGS=0, which forbids \
+                 them to every collector, an attaching `snapshot` included (restart it without that to allow them)",
+            ),
+        }
+    }
 }
 
 /// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
@@ -72,6 +124,9 @@ impl Default for Config {
             census: true,
             exact: Exact::Off,
             retention: Vec::new(),
+            peek_strings: PeekStrings::NotAllowed,
+            orphan_timeout: Duration::from_secs(60),
+            test_walk_delay_us: 0,
         }
     }
 }
@@ -84,22 +139,45 @@ pub struct Loaded {
     pub disabled_by_user: bool,
 }
 
+/// Longest path the agent accepts for a file (Linux's `PATH_MAX`).
+const MAX_PATH_BYTES: usize = 4096;
+/// Longest path a Unix socket address can hold (`sun_path` less its NUL).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+/// Most entries a list setting keeps (type names, framework prefixes).
+const MAX_LIST_ENTRIES: usize = 256;
+/// Longest value quoted whole in a problem message; longer ones are cut (their size is given).
+const MAX_SHOWN_CHARS: usize = 64;
+
 pub fn from_env() -> Loaded {
-    from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    from_lookup(|name| std::env::var_os(name))
 }
 
-pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
+/// Reads the settings through `get`, which returns a variable's raw value. Any value, of any
+/// size or bytes, either is used or falls back to its default with a sentence in `problems`:
+/// reading never panics and never prints.
+pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     let mut c = Config::default();
     let mut problems = Vec::new();
-    let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    // Settings other than paths are text: non-UTF-8 bytes are a reported problem.
+    let text = |name: &str, problems: &mut Vec<String>| -> Option<String> {
+        let raw = get(name)?;
+        match raw.into_string() {
+            Ok(v) => Some(v),
+            Err(raw) => {
+                problems.push(format!("{name}={} is not valid UTF-8; using the default", shown(&raw)));
+                None
+            }
+        }
+    };
+    let non_empty = |name: &str, problems: &mut Vec<String>| text(name, problems).filter(|v| !v.trim().is_empty());
 
-    c.socket = non_empty("LEAKSCOPE_SOCKET").map(PathBuf::from);
-    c.output = non_empty("LEAKSCOPE_OUTPUT").map(PathBuf::from);
-    c.log_file = non_empty("LEAKSCOPE_LOG").map(PathBuf::from);
+    c.socket = path(&get, &mut problems, "LEAKSCOPE_SOCKET", MAX_SOCKET_PATH_BYTES);
+    c.output = path(&get, &mut problems, "LEAKSCOPE_OUTPUT", MAX_PATH_BYTES);
+    c.log_file = path(&get, &mut problems, "LEAKSCOPE_LOG", MAX_PATH_BYTES);
     if c.log_file.is_some() {
         c.log_level = tracing::Level::INFO;
     }
-    if let Some(v) = non_empty("LEAKSCOPE_LOG_LEVEL") {
+    if let Some(v) = non_empty("LEAKSCOPE_LOG_LEVEL", &mut problems) {
         match v.trim().to_ascii_lowercase().as_str() {
             "error" => c.log_level = tracing::Level::ERROR,
             "warn" | "warning" => c.log_level = tracing::Level::WARN,
@@ -107,86 +185,161 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Loaded {
             "debug" => c.log_level = tracing::Level::DEBUG,
             "trace" => c.log_level = tracing::Level::TRACE,
             _ => problems.push(format!(
-                "LEAKSCOPE_LOG_LEVEL={v:?} is not one of error, warn, info, debug, trace; using {}",
+                "LEAKSCOPE_LOG_LEVEL={} is not one of error, warn, info, debug, trace; using {}",
+                shown(&v),
                 c.log_level
             )),
         }
     }
-    if let Some(v) = non_empty("LEAKSCOPE_INTERVAL") {
+    if let Some(v) = non_empty("LEAKSCOPE_INTERVAL", &mut problems) {
         match parse_duration(&v) {
             Some(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => c.interval = d,
             _ => problems.push(format!(
-                "LEAKSCOPE_INTERVAL={v:?} is not a duration between 100ms and 1h (e.g. 5s, 500ms); using 5s"
+                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms); using 5s",
+                shown(&v)
             )),
         }
     }
-    if let Some(v) = non_empty("LEAKSCOPE_INDUCE_FULL_GC") {
+    if let Some(v) = non_empty("LEAKSCOPE_INDUCE_FULL_GC", &mut problems) {
         match parse_duration(&v) {
             Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.induce_full_gc = Some(d),
             _ => problems.push(format!(
-                "LEAKSCOPE_INDUCE_FULL_GC={v:?} is not a duration between 1s and 24h (e.g. 30s); not inducing GCs"
+                "LEAKSCOPE_INDUCE_FULL_GC={} is not a duration between 1s and 24h (e.g. 30s); not inducing GCs",
+                shown(&v)
             )),
         }
     }
-    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_TRACKED", 100, 50_000_000, &mut c.max_tracked);
+    let mut number = |name: &str, min: usize, max: usize, slot: &mut usize| {
+        if let Some(v) = text(name, &mut problems) {
+            match v.trim().replace('_', "").parse::<usize>() {
+                Ok(n) if (min..=max).contains(&n) => *slot = n,
+                _ => problems.push(format!(
+                    "{name}={} is not a whole number from {min} to {max}; using {slot}",
+                    shown(&v)
+                )),
+            }
+        }
+    };
+    number("LEAKSCOPE_MAX_TRACKED", 100, 50_000_000, &mut c.max_tracked);
     let mut memory_mb = c.memory_limit_bytes >> 20;
-    number(&non_empty, &mut problems, "LEAKSCOPE_MEMORY_LIMIT_MB", 8, 1 << 20, &mut memory_mb);
+    number("LEAKSCOPE_MEMORY_LIMIT_MB", 8, 1 << 20, &mut memory_mb);
     c.memory_limit_bytes = memory_mb << 20;
-    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SAMPLES_PER_SEC", 0, 10_000_000, &mut c.max_samples_per_sec);
-    number(&non_empty, &mut problems, "LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
-    number(&non_empty, &mut problems, "LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
-    if let Some(v) = get("LEAKSCOPE_FRAMEWORK_PREFIXES") {
-        c.framework_prefixes = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    number("LEAKSCOPE_MAX_SAMPLES_PER_SEC", 0, 10_000_000, &mut c.max_samples_per_sec);
+    number("LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
+    number("LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
+    number("LEAKSCOPE_TEST_WALK_DELAY_US", 0, 10_000, &mut c.test_walk_delay_us);
+    if let Some(v) = text("LEAKSCOPE_FRAMEWORK_PREFIXES", &mut problems) {
+        c.framework_prefixes = list(&v, "LEAKSCOPE_FRAMEWORK_PREFIXES", &mut problems);
     }
 
-    if let Some(v) = non_empty("LEAKSCOPE_CENSUS") {
+    if let Some(v) = non_empty("LEAKSCOPE_CENSUS", &mut problems) {
         match v.trim().to_ascii_lowercase().as_str() {
             "0" | "false" | "no" | "off" => c.census = false,
             "1" | "true" | "yes" | "on" => c.census = true,
-            _ => problems.push(format!("LEAKSCOPE_CENSUS={v:?} is not 0/1/true/false; using {}", c.census)),
+            _ => problems.push(format!("LEAKSCOPE_CENSUS={} is not 0/1/true/false; using {}", shown(&v), c.census)),
         }
     }
-    if let Some(v) = non_empty("LEAKSCOPE_EXACT") {
+    if let Some(v) = non_empty("LEAKSCOPE_EXACT", &mut problems) {
         let t = v.trim();
         c.exact = match t.to_ascii_lowercase().as_str() {
             "0" | "false" | "no" | "off" => Exact::Off,
             "1" | "true" | "yes" | "on" | "auto" => Exact::Auto,
-            _ => Exact::Types(t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+            _ => Exact::Types(list(t, "LEAKSCOPE_EXACT", &mut problems)),
         };
         if c.exact != Exact::Off && c.induce_full_gc.is_none() {
             problems.push(format!(
-                "LEAKSCOPE_EXACT={v:?} aims at the types a census sees growing, and censuses need \
-                 LEAKSCOPE_INDUCE_FULL_GC: only types named in LEAKSCOPE_EXACT that samples meet will be aimed at"
+                "LEAKSCOPE_EXACT={} aims at the types a census sees growing, and censuses need \
+                 LEAKSCOPE_INDUCE_FULL_GC: only types named in LEAKSCOPE_EXACT that samples meet will be aimed at",
+                shown(&v)
             ));
         }
     }
-    if let Some(v) = non_empty("LEAKSCOPE_RETENTION") {
-        c.retention = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if let Some(v) = non_empty("LEAKSCOPE_RETENTION", &mut problems) {
+        c.retention = list(&v, "LEAKSCOPE_RETENTION", &mut problems);
     }
-    let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
+    let peek_raw = non_empty("LEAKSCOPE_PEEK_STRINGS", &mut problems);
+    let peek_strings = switch(&|_: &str| peek_raw.clone(), &mut problems, "LEAKSCOPE_PEEK_STRINGS", "not allowing string contents");
+    c.peek_strings = PeekStrings::decide(peek_strings, None);
+    if let Some(v) = non_empty("LEAKSCOPE_ORPHAN_TIMEOUT", &mut problems) {
+        match parse_duration(&v) {
+            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.orphan_timeout = d,
+            _ => problems.push(format!(
+                "LEAKSCOPE_ORPHAN_TIMEOUT={} is not a duration between 1s and 24h (e.g. 60s); using 60s",
+                shown(&v)
+            )),
+        }
+    }
+    let disabled_by_user = match non_empty("LEAKSCOPE_ENABLED", &mut problems).map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => true,
         Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => false,
         Some(v) => {
-            problems.push(format!("LEAKSCOPE_ENABLED={v:?} is not 0/1/true/false; staying enabled"));
+            problems.push(format!("LEAKSCOPE_ENABLED={} is not 0/1/true/false; staying enabled", shown(&v)));
             false
         }
     };
     Loaded { config: c, problems, disabled_by_user }
 }
 
-fn number(
+/// A path setting: any bytes (Linux paths need not be UTF-8), but not longer than the system
+/// can use; blank means unset.
+fn path(
+    get: &impl Fn(&str) -> Option<OsString>,
+    problems: &mut Vec<String>,
+    name: &str,
+    max_bytes: usize,
+) -> Option<PathBuf> {
+    let raw = get(name)?;
+    if raw.to_string_lossy().trim().is_empty() {
+        return None;
+    }
+    if raw.as_bytes().len() > max_bytes || raw.as_bytes().contains(&0) {
+        problems.push(format!("{name}={} is not a usable path (at most {max_bytes} bytes); ignoring it", shown(&raw)));
+        return None;
+    }
+    Some(PathBuf::from(raw))
+}
+
+/// A comma-separated list, trimmed, blanks dropped, at most [`MAX_LIST_ENTRIES`] entries.
+fn list(value: &str, name: &str, problems: &mut Vec<String>) -> Vec<String> {
+    let mut entries: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if entries.len() > MAX_LIST_ENTRIES {
+        problems.push(format!(
+            "{name} lists {} entries; keeping the first {MAX_LIST_ENTRIES}",
+            entries.len()
+        ));
+        entries.truncate(MAX_LIST_ENTRIES);
+    }
+    entries
+}
+
+/// A value as a problem message quotes it: whole when short, else its start and its size.
+pub fn shown(value: impl AsRef<OsStr>) -> String {
+    let raw = value.as_ref();
+    let text = raw.to_string_lossy();
+    let chars = text.chars().count();
+    if chars <= MAX_SHOWN_CHARS {
+        return format!("{text:?}");
+    }
+    let start: String = text.chars().take(MAX_SHOWN_CHARS).collect();
+    format!("{start:?}… ({} bytes)", raw.as_bytes().len())
+}
+
+/// A yes/no setting: `Some(true)` for 1/true/yes/on, `Some(false)` for 0/false/no/off, `None`
+/// when unset or unreadable (reported, with what happens instead).
+pub fn switch(
     get: &impl Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
     name: &str,
-    min: usize,
-    max: usize,
-    slot: &mut usize,
-) {
-    if let Some(v) = get(name) {
-        match v.trim().replace('_', "").parse::<usize>() {
-            Ok(n) if (min..=max).contains(&n) => *slot = n,
-            _ => problems.push(format!("{name}={v:?} is not a whole number from {min} to {max}; using {slot}")),
+    otherwise: &str,
+) -> Option<bool> {
+    let v = get(name)?;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => {
+            problems.push(format!("{name}={v:?} is not 0/1/true/false; {otherwise}"));
+            None
         }
     }
 }
@@ -204,7 +357,11 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => value * 3600.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // `try_`: a finite value too large for a Duration (`1e23`) is a bad value, not a panic.
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return None;
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -213,8 +370,91 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Loaded {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, OsString> = pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
         from_lookup(|k| map.get(k).cloned())
+    }
+
+    /// Every variable the agent reads.
+    const VARIABLES: &[&str] = &[
+        "LEAKSCOPE_SOCKET",
+        "LEAKSCOPE_OUTPUT",
+        "LEAKSCOPE_LOG",
+        "LEAKSCOPE_LOG_LEVEL",
+        "LEAKSCOPE_INTERVAL",
+        "LEAKSCOPE_INDUCE_FULL_GC",
+        "LEAKSCOPE_MAX_TRACKED",
+        "LEAKSCOPE_MEMORY_LIMIT_MB",
+        "LEAKSCOPE_MAX_SAMPLES_PER_SEC",
+        "LEAKSCOPE_MAX_SITES",
+        "LEAKSCOPE_STACK_DEPTH",
+        "LEAKSCOPE_TEST_WALK_DELAY_US",
+        "LEAKSCOPE_FRAMEWORK_PREFIXES",
+        "LEAKSCOPE_CENSUS",
+        "LEAKSCOPE_EXACT",
+        "LEAKSCOPE_RETENTION",
+        "LEAKSCOPE_ENABLED",
+    ];
+
+    /// Values that once panicked or misread: huge, negative, not-a-number, endless, not UTF-8.
+    fn extreme_values() -> Vec<OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        vec![
+            OsString::from("100000000000000000000000"),
+            OsString::from("1e400"),
+            OsString::from("-1"),
+            OsString::from("NaN"),
+            OsString::from("inf"),
+            OsString::from("18446744073709551616"),
+            OsString::from("x".repeat(10_000)),
+            OsString::from(",".repeat(10_000)),
+            OsString::from_vec(vec![0xff, 0xfe, b'5', b's', 0x80]),
+        ]
+    }
+    #[test]
+    fn extreme_values_of_every_variable_fall_back_without_panicking() {
+        for value in extreme_values() {
+            for name in VARIABLES {
+                let loaded = from_lookup(|k| (k == *name).then(|| value.clone()));
+                let c = &loaded.config;
+                assert_eq!(c.interval, Duration::from_secs(5), "{name}");
+                assert!((100..=50_000_000).contains(&c.max_tracked), "{name}");
+                assert!(c.memory_limit_bytes >= 8 << 20, "{name}");
+                assert!(c.framework_prefixes.len() <= MAX_LIST_ENTRIES, "{name}");
+                for problem in &loaded.problems {
+                    assert!(problem.len() < 400, "{name}: problem too long ({} bytes)", problem.len());
+                }
+            }
+        }
+        // Numbers out of range and text that is not a number are reported, naming the variable.
+        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_INDUCE_FULL_GC", "LEAKSCOPE_STACK_DEPTH"] {
+            for value in ["100000000000000000000000", "-1", "NaN", "inf"] {
+                let l = load(&[(name, value)]);
+                assert!(l.problems.iter().any(|p| p.contains(name)), "{name}={value} not reported: {:?}", l.problems);
+            }
+        }
+        assert_eq!(parse_duration("100000000000000000000000"), None);
+        assert_eq!(parse_duration("1e400"), None);
+    }
+
+    #[test]
+    fn paths_may_be_any_bytes_but_not_longer_than_the_system_takes() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(b"/tmp/caf\xe9.ndjson".to_vec());
+        let l = from_lookup(|k| (k == "LEAKSCOPE_OUTPUT").then(|| odd.clone()));
+        assert_eq!(l.config.output.as_deref().map(|p| p.as_os_str()), Some(odd.as_os_str()));
+        assert!(l.problems.is_empty());
+        let long = OsString::from(format!("/tmp/{}", "s".repeat(200)));
+        let l = from_lookup(|k| (k == "LEAKSCOPE_SOCKET").then(|| long.clone()));
+        assert!(l.config.socket.is_none());
+        assert!(l.problems[0].contains("LEAKSCOPE_SOCKET") && l.problems[0].contains("bytes)"), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn long_values_are_quoted_cut_with_their_size() {
+        let v = "y".repeat(10_000);
+        let s = shown(&v);
+        assert!(s.len() < 100 && s.ends_with("(10000 bytes)"), "{s}");
+        assert_eq!(shown("5s"), "\"5s\"");
     }
 
     #[test]
@@ -252,6 +492,27 @@ mod tests {
         for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_LOG_LEVEL", "LEAKSCOPE_STACK_DEPTH"] {
             assert!(l.problems.iter().any(|p| p.contains(name)), "{name} not reported");
         }
+    }
+
+    #[test]
+    fn peek_strings_need_a_yes_and_a_no_anywhere_wins() {
+        assert_eq!(load(&[]).config.peek_strings, PeekStrings::NotAllowed);
+        assert_eq!(load(&[("LEAKSCOPE_PEEK_STRINGS", "1")]).config.peek_strings, PeekStrings::Allowed);
+        assert_eq!(load(&[("LEAKSCOPE_PEEK_STRINGS", "off")]).config.peek_strings, PeekStrings::Forbidden);
+        let odd = load(&[("LEAKSCOPE_PEEK_STRINGS", "please")]);
+        assert_eq!((odd.config.peek_strings, odd.problems.len()), (PeekStrings::NotAllowed, 1));
+        assert_eq!(PeekStrings::decide(None, Some(true)), PeekStrings::Allowed);
+        assert_eq!(PeekStrings::decide(Some(false), Some(true)), PeekStrings::Forbidden);
+        assert!(PeekStrings::Forbidden.withheld_because().unwrap().contains("LEAKSCOPE_PEEK_STRINGS=0"));
+        assert!(PeekStrings::Allowed.withheld_because().is_none());
+    }
+
+    #[test]
+    fn orphan_timeout_defaults_to_a_minute_and_reads_durations() {
+        assert_eq!(load(&[]).config.orphan_timeout, Duration::from_secs(60));
+        assert_eq!(load(&[("LEAKSCOPE_ORPHAN_TIMEOUT", "5s")]).config.orphan_timeout, Duration::from_secs(5));
+        let bad = load(&[("LEAKSCOPE_ORPHAN_TIMEOUT", "0s")]);
+        assert_eq!((bad.config.orphan_timeout, bad.problems.len()), (Duration::from_secs(60), 1));
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub mod capture;
 pub mod clr;
 pub mod com;
 pub mod config;
+pub mod files;
 pub mod log;
 pub mod memory;
 pub mod output;
 pub mod pipeline;
+pub mod stop;
 
 pub use com::DllGetClassObject;
 

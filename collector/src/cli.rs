@@ -133,12 +133,24 @@ pub struct AttachArgs {
     /// Soak-style measurement points: the agent induces a full GC this often and counts the heap
     #[arg(long, value_name = "DUR", value_parser = parse_positive_duration)]
     pub gc_every: Option<Duration>,
+    /// If this session dies without detaching (kill -9), the agent detaches itself after this
+    /// long without a collector (1s–24h)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_orphan_timeout)]
+    pub orphan_timeout: Duration,
     /// One status line per interval instead of the full-screen view
     #[arg(long)]
     pub plain: bool,
     /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+}
+
+fn parse_orphan_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("the orphan timeout must be between 1s and 24h".to_string());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -192,8 +204,10 @@ pub struct RunArgs {
     trailing_var_arg = true,
     after_help = "Rules (--fail-on, repeatable): [scope] growth|live >|>= value\n  \
         scope: type:PATTERN, site:PATTERN, native, native:PATTERN, managed, heap, rss (none: every type, site and native subject)\n  \
+        default: 'growth > 100kB/h' and 'managed growth > 1MB/h' (the census total, when no type or site breaks a rule)\n  \
         e.g. 'growth > 1MB/h'  'site:MyApp.Orders.* growth > 0'  'native growth > 5MB/h'  'type:MyApp.Session live > 50MB'\n\n\
-        Exit codes: 0 pass, 1 a rule is broken (a leak, or a regression against --baseline), 2 usage or infrastructure error.\n\
+        Exit codes: 0 pass, 1 a rule is broken (a leak, or a regression against --baseline), 2 inconclusive (too few\n\
+        comparable points to judge) or a usage or infrastructure error.\n\
         Files in --out: report.html, report.json, junit.xml, report.txt, recording.ndjson, session.json."
 )]
 pub struct SoakArgs {
@@ -204,9 +218,15 @@ pub struct SoakArgs {
     #[arg(long, value_name = "DUR", value_parser = crate::units::parse_duration)]
     pub warmup: Option<Duration>,
     /// How often the agent induces a full GC and counts the heap by type: the comparable points
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_gc_every)]
-    pub gc_every: Duration,
-    /// Fail when this rule is broken (repeatable) [default: 'growth > 100kB/h']
+    /// [default: chosen from --duration and --warmup so that about 12 follow the warm-up, 2s–30s]
+    #[arg(long, value_name = "DUR", value_parser = parse_gc_every)]
+    pub gc_every: Option<Duration>,
+    /// Start even when the settings cannot give the 8 comparable points a verdict needs (the
+    /// soak then ends INCONCLUSIVE, exit 2, unless it finds a leak)
+    #[arg(long)]
+    pub allow_short: bool,
+    /// Fail when this rule is broken (repeatable); given rules replace the defaults
+    /// [default: 'growth > 100kB/h', 'managed growth > 1MB/h']
     #[arg(long = "fail-on", value_name = "EXPR")]
     pub fail_on: Vec<String>,
     /// report.json of an earlier soak: known leaks are reported, new or faster ones fail
@@ -218,9 +238,10 @@ pub struct SoakArgs {
     /// Directory for the reports and the recording [default: ./leakscope-soak-<timestamp>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// How often producers send summaries (the live view and the RSS/heap series)
-    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// How often producers send summaries (the live view, the RSS/heap and native series)
+    /// [default: 5s, or the full-GC period when that is shorter]
+    #[arg(long, value_name = "DUR", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
     /// One progress line at a time instead of the full-screen view, even on a terminal
     #[arg(long)]
     pub plain: bool,
@@ -237,7 +258,8 @@ pub struct SoakArgs {
 
 #[derive(Debug, Args)]
 pub struct EnvArgs {
-    /// Producers connect to this socket [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    /// Producers connect to this socket [default: $XDG_RUNTIME_DIR/leakscope/leakscope.sock or
+    /// $TMPDIR/leakscope-$UID/leakscope.sock, in a directory only you may enter]
     #[arg(long, value_name = "PATH", conflicts_with = "output")]
     pub socket: Option<PathBuf>,
     /// Producers append to this file instead (read it with `leakscope tail FILE --follow`)
@@ -248,11 +270,16 @@ pub struct EnvArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub libs: LibraryArgs,
+    /// The worker's command, optional (after `--`): its C library is checked, and for a musl
+    /// program (Alpine) the native shim is left out, since preloading it would stop it starting
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Socket to listen on [default: $XDG_RUNTIME_DIR/leakscope.sock or /tmp/leakscope-$UID.sock]
+    /// Socket to listen on (made 0600) [default: $XDG_RUNTIME_DIR/leakscope/leakscope.sock or
+    /// $TMPDIR/leakscope-$UID/leakscope.sock, in a directory only you may enter]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Directory for recording.ndjson, report.txt, report.json [default: ./leakscope-<timestamp>]
@@ -430,6 +457,15 @@ mod tests {
         };
         assert_eq!(e.output, Some(PathBuf::from("/var/log/x.ndjson")));
         assert!(e.libs.no_native);
+        assert!(e.command.is_empty());
+    }
+
+    #[test]
+    fn env_takes_the_workers_command_after_the_separator() {
+        let Command::Env(e) = parse("leakscope env --interval 2s -- ./worker --port 80").unwrap().command else {
+            panic!()
+        };
+        assert_eq!(e.command, ["./worker", "--port", "80"]);
     }
 
     #[test]
@@ -455,7 +491,7 @@ mod tests {
             panic!()
         };
         assert_eq!(s.duration, Duration::from_secs(90));
-        assert_eq!(s.gc_every, Duration::from_secs(5));
+        assert_eq!(s.gc_every, Some(Duration::from_secs(5)));
         assert_eq!(s.fail_on, ["growth > 1MB/h", "site:A.B.C growth > 0"]);
         assert_eq!(s.command, ["dotnet", "W.dll", "--flag"]);
         assert!(s.warmup.is_none() && !s.strict);

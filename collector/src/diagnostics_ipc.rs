@@ -8,6 +8,7 @@
 //! UTF-16 units (NUL included) followed by the units. The runtime answers with command set
 //! 0xFF: id 0x00 (OK) or 0xFF (error, payload = u32 HRESULT).
 
+use crate::target_root::Dir;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub enum IpcError {
     /// The runtime answered with an error HRESULT.
     Runtime(u32),
     Protocol(String),
+    /// The socket is not the target's: nothing was sent.
+    Refused(String),
 }
 
 impl std::fmt::Display for IpcError {
@@ -39,6 +42,7 @@ impl std::fmt::Display for IpcError {
             IpcError::Io(e) => write!(f, "{e}"),
             IpcError::Runtime(hr) => write!(f, "the runtime answered {hr:#010x}{}", explain_hresult(*hr)),
             IpcError::Protocol(m) => write!(f, "unexpected answer on the diagnostics socket: {m}"),
+            IpcError::Refused(m) => write!(f, "refusing the diagnostics socket: {m}; nothing was sent to it"),
         }
     }
 }
@@ -172,9 +176,66 @@ pub fn decode_process_info(payload: &[u8], v2: bool) -> Result<ProcessInfo, IpcE
     Ok(info)
 }
 
+/// A process's diagnostics socket: the directory it was found in (held open, resolved inside the
+/// process's root), its name, and whose it must be.
+#[derive(Debug)]
+pub struct DiagSocket {
+    dir: Dir,
+    name: String,
+    /// The process it belongs to, as this process sees it.
+    pub pid: u32,
+    /// The process's user: the socket's owner, and the only user (besides root) it may answer as.
+    pub uid: u32,
+}
+
+impl DiagSocket {
+    /// `name` in `dir`, expected to be served by process `pid` of user `uid`.
+    pub fn new(dir: Dir, name: String, pid: u32, uid: u32) -> DiagSocket {
+        DiagSocket { dir, name, pid, uid }
+    }
+
+    /// Where it is, for messages.
+    pub fn shown(&self) -> PathBuf {
+        self.dir.shown().join(&self.name)
+    }
+
+    /// Connects, after checking that the file is a socket of the process's user (not a symlink
+    /// somebody put in its place) and, once connected, that the process listening is the
+    /// target itself (`SO_PEERCRED`): nothing is sent to anyone else.
+    fn connect(&self) -> Result<UnixStream, IpcError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = self.dir.entry_metadata(&self.name)?;
+        if !meta.file_type().is_socket() {
+            return Err(IpcError::Refused(format!("{} is not a socket", self.shown().display())));
+        }
+        if meta.uid() != self.uid && meta.uid() != 0 {
+            return Err(IpcError::Refused(format!(
+                "{} belongs to uid {}, not to the process's user (uid {})",
+                self.shown().display(),
+                meta.uid(),
+                self.uid
+            )));
+        }
+        let stream = UnixStream::connect(self.dir.entry(&self.name))?;
+        let peer = crate::owner_only::peer(&stream)?;
+        let right_process = peer.pid == 0 || peer.pid == self.pid;
+        if !right_process || (peer.uid != self.uid && peer.uid != 0) {
+            return Err(IpcError::Refused(format!(
+                "{} is served by pid {} (uid {}), not by process {} (uid {})",
+                self.shown().display(),
+                peer.pid,
+                peer.uid,
+                self.pid,
+                self.uid
+            )));
+        }
+        Ok(stream)
+    }
+}
+
 /// Sends one command and reads the answer's payload.
-fn exchange(socket: &Path, message: &[u8]) -> Result<Vec<u8>, IpcError> {
-    let mut stream = UnixStream::connect(socket)?;
+fn exchange(socket: &DiagSocket, message: &[u8]) -> Result<Vec<u8>, IpcError> {
+    let mut stream = socket.connect()?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(message)?;
@@ -197,7 +258,7 @@ fn exchange(socket: &Path, message: &[u8]) -> Result<Vec<u8>, IpcError> {
 }
 
 /// Asks a runtime to describe itself (ProcessInfo2, falling back to ProcessInfo on old runtimes).
-pub fn process_info(socket: &Path) -> Result<ProcessInfo, IpcError> {
+pub fn process_info(socket: &DiagSocket) -> Result<ProcessInfo, IpcError> {
     match exchange(socket, &encode(PROCESS_SET, PROCESS_INFO2, &[])) {
         Ok(payload) => decode_process_info(&payload, true),
         Err(IpcError::Runtime(_)) => decode_process_info(&exchange(socket, &encode(PROCESS_SET, PROCESS_INFO, &[]))?, false),
@@ -207,38 +268,42 @@ pub fn process_info(socket: &Path) -> Result<ProcessInfo, IpcError> {
 
 /// Asks a runtime to load a profiler. Ok means the runtime accepted and the profiler's
 /// `InitializeForAttach` returned success.
-pub fn attach_profiler(socket: &Path, clsid: [u8; 16], path: &str, client_data: &[u8], timeout_ms: u32) -> Result<(), IpcError> {
+pub fn attach_profiler(socket: &DiagSocket, clsid: [u8; 16], path: &str, client_data: &[u8], timeout_ms: u32) -> Result<(), IpcError> {
     let payload = exchange(socket, &encode(PROFILER_SET, ATTACH_PROFILER, &attach_payload(timeout_ms, clsid, path, client_data)))?;
     let hr = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(0);
     if hr as i32 >= 0 { Ok(()) } else { Err(IpcError::Runtime(hr)) }
 }
 
-/// Where a process's diagnostics socket is, seen from here. The process may live in another
-/// mount namespace (a container) with its own `TMPDIR` and its own pid numbering: the socket is
-/// looked up under `/proc/<pid>/root`, in the target's `TMPDIR` (from its environment) or `/tmp`,
-/// named after the pid the target knows itself by (the last `NSpid` entry).
-pub fn find_socket(pid: u32) -> Option<PathBuf> {
-    let root = PathBuf::from(format!("/proc/{pid}/root"));
+/// Where a process's diagnostics socket is. The process may live in another mount namespace (a
+/// container) with its own `TMPDIR` and its own pid numbering: the socket is looked for in its
+/// `TMPDIR` (from its environment) or `/tmp`, both resolved inside its root (`/proc/PID/root`;
+/// our own root when that cannot be opened), named after the pid the target knows itself by
+/// (the last `NSpid` entry).
+pub fn find_socket(pid: u32) -> Option<DiagSocket> {
+    let root = Dir::root_of(pid).or_else(|_| Dir::open(Path::new("/"))).ok()?;
+    let uid = process_uid(pid)?;
     let inner_pid = namespace_pid(pid).unwrap_or(pid);
     let mut dirs = Vec::new();
-    if let Some(tmp) = target_env(pid, "TMPDIR") {
+    if let Some(tmp) = target_env(pid, "TMPDIR").filter(|t| !t.is_empty()) {
         dirs.push(tmp);
     }
     dirs.push("/tmp".to_string());
     let prefix = format!("dotnet-diagnostic-{inner_pid}-");
     for dir in dirs {
-        for base in [root.join(dir.trim_start_matches('/')), PathBuf::from(&dir)] {
-            let Ok(entries) = std::fs::read_dir(&base) else { continue };
-            let found = entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|n| n.starts_with(&prefix) && n.ends_with("-socket"));
-            if let Some(name) = found {
-                return Some(base.join(name));
-            }
+        let Ok(found_in) = root.resolve_dir(&dir) else { continue };
+        let Ok(names) = found_in.names() else { continue };
+        if let Some(name) = names.into_iter().find(|n| n.starts_with(&prefix) && n.ends_with("-socket")) {
+            return Some(DiagSocket::new(found_in, name, pid, uid));
         }
     }
     None
+}
+
+/// A process's effective uid, as this process's user namespace sees it.
+pub fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// The pid a process has in its own pid namespace.
@@ -300,7 +365,12 @@ mod tests {
         assert_eq!(&m[data_len_at + 4..], b"K=V");
     }
 
-    fn serve_once(answer: Vec<u8>) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<Vec<u8>>) {
+    /// A diagnostics socket served by this test process (the runtime, as far as checks go).
+    fn ours(dir: &tempfile::TempDir) -> DiagSocket {
+        DiagSocket::new(Dir::open(dir.path()).unwrap(), "ipc.sock".into(), std::process::id(), crate::owner_only::euid())
+    }
+
+    fn serve_once(answer: Vec<u8>) -> (tempfile::TempDir, DiagSocket, std::thread::JoinHandle<Vec<u8>>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ipc.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -314,7 +384,8 @@ mod tests {
             conn.write_all(&answer).unwrap();
             [header.to_vec(), rest].concat()
         });
-        (dir, path, handle)
+        let socket = ours(&dir);
+        (dir, socket, handle)
     }
 
     #[test]
@@ -338,6 +409,17 @@ mod tests {
         let (_dir, path, _server) = serve_once(encode(SERVER_SET, SERVER_ERROR, &0x8013_136Au32.to_le_bytes()));
         let err = attach_profiler(&path, [0; 16], "/x.so", b"", 1000).unwrap_err();
         assert!(err.to_string().contains("already loaded"), "{err}");
+    }
+
+    #[test]
+    fn a_socket_of_another_process_or_a_symlink_gets_nothing() {
+        let (dir, socket, _server) = serve_once(encode(SERVER_SET, SERVER_OK, &[]));
+        let elsewhere = DiagSocket::new(Dir::open(dir.path()).unwrap(), "ipc.sock".into(), 1, socket.uid);
+        let err = process_info(&elsewhere).unwrap_err();
+        assert!(matches!(err, IpcError::Refused(_)) && err.to_string().contains("not by process 1"), "{err}");
+        std::os::unix::fs::symlink(dir.path().join("ipc.sock"), dir.path().join("link.sock")).unwrap();
+        let linked = DiagSocket::new(Dir::open(dir.path()).unwrap(), "link.sock".into(), socket.pid, socket.uid);
+        assert!(process_info(&linked).unwrap_err().to_string().contains("not a socket"));
     }
 
     #[test]

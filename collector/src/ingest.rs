@@ -2,12 +2,14 @@
 //! may still be growing; and writing every received line, verbatim, to the recording.
 //!
 //! Reader threads do no parsing: they split bytes into lines (bounded by the protocol's 4 MiB
-//! limit) and hand them to the session's single consumer over a bounded channel, so a flood
-//! from a producer slows that producer's socket, never the collector's memory.
+//! limit) and hand them to the session's single consumer over a channel bounded in lines and
+//! in bytes, so a flood from a producer slows that producer's socket, never grows the
+//! collector's memory.
 
+use crate::owner_only::Allowed;
 use crate::protocol::MAX_LINE_BYTES;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,8 +21,11 @@ use std::time::Duration;
 
 /// Lines in flight between readers and the session.
 const CHANNEL_CAPACITY: usize = 8192;
+/// Bytes of lines in flight between readers and the session, all connections together.
+pub const MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
 /// More simultaneous producers than this is not a leak hunt; extra connections are refused.
-const MAX_CONNECTIONS: usize = 256;
+/// (Each may hold one unfinished line of up to 4 MiB.)
+pub const MAX_CONNECTIONS: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub type ConnId = u64;
@@ -28,7 +33,7 @@ pub type ConnId = u64;
 #[derive(Debug)]
 pub enum Event {
     Connected(ConnId),
-    Line(ConnId, Vec<u8>),
+    Line(ConnId, Line),
     /// A line over the size limit was discarded.
     Oversize(ConnId),
     /// The connection or file ended; `partial` bytes of an unfinished line were dropped.
@@ -36,8 +41,76 @@ pub enum Event {
         conn: ConnId,
         partial: usize,
     },
-    /// Something the user should know about the input (truncation, rotation, refused peer).
+    /// Something the user should know about the input (truncation, rotation).
     Notice(String),
+    /// A peer that may not report here was turned away (said once per uid).
+    Refused(String),
+}
+
+/// One line read, not yet handled. Its bytes count against [`MAX_BYTES_IN_FLIGHT`] until it
+/// is dropped.
+#[derive(Debug)]
+pub struct Line {
+    bytes: Vec<u8>,
+    _permit: Option<Permit>,
+}
+
+impl Line {
+    /// A line read synchronously (a file), which nothing waits on.
+    pub fn unmetered(bytes: Vec<u8>) -> Line {
+        Line {
+            bytes,
+            _permit: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Line {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Bytes of lines in flight; readers wait while it is over the limit.
+#[derive(Debug, Default)]
+struct InFlight {
+    bytes: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+#[derive(Debug)]
+struct Permit {
+    pool: Arc<InFlight>,
+    bytes: usize,
+}
+
+impl InFlight {
+    /// A line of `bytes` to send: waits until it fits (one line always fits when nothing else
+    /// is in flight, so a single long line never deadlocks).
+    fn metered(self: &Arc<Self>, bytes: Vec<u8>) -> Line {
+        let n = bytes.len();
+        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *held > 0 && *held + n > MAX_BYTES_IN_FLIGHT {
+            held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        *held += n;
+        Line {
+            bytes,
+            _permit: Some(Permit {
+                pool: Arc::clone(self),
+                bytes: n,
+            }),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut held = self.pool.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *held -= self.bytes;
+        self.pool.freed.notify_all();
+    }
 }
 
 /// Splits a byte stream into lines without ever holding more than one line (≤ the limit).
@@ -138,15 +211,24 @@ impl Replies {
     }
 }
 
-/// Accepts producers forever on a background thread, one reader thread per connection.
+/// Accepts producers of this user and root forever on a background thread, one reader thread
+/// per connection.
 pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
+    serve_allowing(listener, tx, Allowed::owner_and_root())
+}
+
+/// Like [`serve`], admitting only peers whose uid (as the kernel reports it) `allowed` admits;
+/// anyone else is disconnected before a byte is read, and the session is told once per uid.
+pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Allowed) -> Replies {
     let replies = Replies::default();
     let conn_replies = replies.clone();
     let open = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(InFlight::default());
     thread::Builder::new()
         .name("accept".into())
         .spawn(move || {
             let mut next_id: ConnId = 1;
+            let mut refused_uids = std::collections::HashSet::new();
             for stream in listener.incoming() {
                 let stream = match stream {
                     Ok(s) => s,
@@ -161,6 +243,21 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
                         continue;
                     }
                 };
+                match crate::owner_only::peer(&stream) {
+                    Ok(peer) if allowed.admits(peer.uid) => {}
+                    Ok(peer) => {
+                        if refused_uids.insert(peer.uid) {
+                            let _ = tx.send(Event::Refused(allowed.refusal(&peer)));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Refused(format!(
+                            "refused a producer connection: cannot tell who it is ({e})"
+                        )));
+                        continue;
+                    }
+                }
                 if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
                     let _ = tx.send(Event::Notice(format!(
                         "refused a producer: already {MAX_CONNECTIONS} connections open"
@@ -172,12 +269,13 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
                 open.fetch_add(1, Ordering::Relaxed);
                 let conn_tx = tx.clone();
                 let open = Arc::clone(&open);
+                let in_flight = Arc::clone(&in_flight);
                 let replies = conn_replies.clone();
                 replies.add(id, &stream);
                 let spawned = thread::Builder::new()
                     .name(format!("conn-{id}"))
                     .spawn(move || {
-                        read_connection(id, stream, &conn_tx);
+                        read_connection(id, stream, &conn_tx, &in_flight);
                         replies.remove(id);
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
@@ -190,7 +288,12 @@ pub fn serve(listener: UnixListener, tx: SyncSender<Event>) -> Replies {
     replies
 }
 
-fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>) {
+fn read_connection(
+    id: ConnId,
+    mut stream: UnixStream,
+    tx: &SyncSender<Event>,
+    in_flight: &Arc<InFlight>,
+) {
     if tx.send(Event::Connected(id)).is_err() {
         return;
     }
@@ -209,7 +312,7 @@ fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>) {
                 return;
             }
             let ev = match split {
-                Split::Line(l) => Event::Line(id, l),
+                Split::Line(l) => Event::Line(id, in_flight.metered(l)),
                 Split::Oversize => Event::Oversize(id),
             };
             receiver_gone = tx.send(ev).is_err();
@@ -224,9 +327,10 @@ fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>) {
     });
 }
 
-/// Reads a whole file as lines; the unfinished last line, if any, is reported as truncated.
-pub fn read_file_lines(path: &Path, mut on_event: impl FnMut(Event)) -> io::Result<()> {
-    let mut file = File::open(path)?;
+/// Reads a whole file as lines (each at most [`MAX_LINE_BYTES`]: longer ones are discarded and
+/// counted, whatever the file holds); the unfinished last line, if any, is reported as
+/// truncated. Open it with [`crate::files::open_regular`], so a FIFO never blocks.
+pub fn read_file_lines(mut file: File, mut on_event: impl FnMut(Event)) -> io::Result<()> {
     let mut splitter = LineSplitter::new();
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
@@ -238,7 +342,7 @@ pub fn read_file_lines(path: &Path, mut on_event: impl FnMut(Event)) -> io::Resu
         };
         splitter.push(&chunk[..n], |split| {
             on_event(match split {
-                Split::Line(l) => Event::Line(0, l),
+                Split::Line(l) => Event::Line(0, Line::unmetered(l)),
                 Split::Oversize => Event::Oversize(0),
             })
         });
@@ -256,6 +360,7 @@ pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
     thread::Builder::new()
         .name("follow".into())
         .spawn(move || {
+            let in_flight = Arc::new(InFlight::default());
             let mut splitter = LineSplitter::new();
             let mut chunk = vec![0u8; READ_CHUNK];
             let mut file: Option<(File, u64)> = None; // (file, inode)
@@ -263,7 +368,10 @@ pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
             let mut waiting_reported = false;
             loop {
                 if file.is_none() {
-                    match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.ino()))) {
+                    // A regular file only: a FIFO or device put at the path is refused (and
+                    // waited out like a missing file), never read from or blocked on.
+                    let opened = crate::files::open_regular(&path).map_err(|e| e.problem_text());
+                    match opened.and_then(|f| f.metadata().map(|m| (f, m.ino())).map_err(|e| e.to_string())) {
                         Ok(opened) => {
                             file = Some(opened);
                             offset = 0;
@@ -320,7 +428,7 @@ pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
                                 if !gone {
                                     gone = tx
                                         .send(match split {
-                                            Split::Line(l) => Event::Line(0, l),
+                                            Split::Line(l) => Event::Line(0, in_flight.metered(l)),
                                             Split::Oversize => Event::Oversize(0),
                                         })
                                         .is_err();
@@ -346,24 +454,36 @@ pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
 }
 
 /// `recording.ndjson`: every received line, verbatim, one per line, in arrival order.
+///
+/// Lines are buffered and written in batches. When a write fails (a full disk) recording
+/// stops, the file is cut back to the last whole line written, and the reason is kept for the
+/// report: the file is never left ending in half a line.
 pub struct Recorder {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    buf: Vec<u8>,
+    buffered_lines: u64,
+    /// Lines and bytes on disk.
     pub lines: u64,
     pub bytes: u64,
     failed: Option<String>,
 }
 
+/// Bytes buffered before a write.
+const RECORD_BUFFER: usize = 64 * 1024;
+
 impl Recorder {
-    pub fn create(path: &Path) -> io::Result<Recorder> {
-        let file = File::create(path)?;
-        Ok(Recorder {
-            path: path.to_path_buf(),
-            out: BufWriter::new(file),
+    /// Records into `file` (created by the caller, see [`crate::files::Dir::create_file`]).
+    pub fn new(file: File, path: PathBuf) -> Recorder {
+        Recorder {
+            path,
+            file,
+            buf: Vec::with_capacity(RECORD_BUFFER),
+            buffered_lines: 0,
             lines: 0,
             bytes: 0,
             failed: None,
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -376,25 +496,40 @@ impl Recorder {
         if self.failed.is_some() {
             return;
         }
-        let result = self
-            .out
-            .write_all(line)
-            .and_then(|_| self.out.write_all(b"\n"));
-        match result {
-            Ok(()) => {
-                self.lines += 1;
-                self.bytes += line.len() as u64 + 1;
-            }
-            Err(e) => {
-                self.failed = Some(format!("recording to {} stopped: {e}", self.path.display()))
-            }
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        self.buffered_lines += 1;
+        if self.buf.len() >= RECORD_BUFFER {
+            self.flush();
         }
     }
 
     pub fn flush(&mut self) {
-        if self.failed.is_none() {
-            if let Err(e) = self.out.flush() {
-                self.failed = Some(format!("recording to {} stopped: {e}", self.path.display()));
+        if self.failed.is_some() || self.buf.is_empty() {
+            return;
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.bytes += self.buf.len() as u64;
+                self.lines += self.buffered_lines;
+                self.buf.clear();
+                self.buffered_lines = 0;
+            }
+            Err(e) => {
+                // Part of the batch may be on disk: cut back to the last whole line.
+                let cut = self.file.set_len(self.bytes).is_ok();
+                self.failed = Some(format!(
+                    "recording to {} stopped after {} lines: {e}{}",
+                    self.path.display(),
+                    self.lines,
+                    if cut {
+                        "; the file holds those whole lines only"
+                    } else {
+                        "; its last line may be cut short"
+                    }
+                ));
+                self.buf = Vec::new();
+                self.buffered_lines = 0;
             }
         }
     }
@@ -463,7 +598,7 @@ mod tests {
             }
         }
         assert!(matches!(got[0], Event::Connected(1)));
-        assert!(matches!(&got[1], Event::Line(1, l) if l == b"{\"a\":1}"));
+        assert!(matches!(&got[1], Event::Line(1, l) if &l[..] == b"{\"a\":1}"));
         assert!(matches!(
             got[2],
             Event::Closed {

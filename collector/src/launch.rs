@@ -96,9 +96,9 @@ pub struct ChildSpec {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub env_remove: Vec<String>,
-    /// Redirect stdout/stderr to these files; `None` inherits.
-    pub stdout_log: Option<PathBuf>,
-    pub stderr_log: Option<PathBuf>,
+    /// Redirect stdout/stderr to these files (see `files::Dir::create_file`); `None` inherits.
+    pub stdout_log: Option<File>,
+    pub stderr_log: Option<File>,
     /// Give the child /dev/null as stdin.
     pub stdin_null: bool,
 }
@@ -133,14 +133,11 @@ pub fn spawn(spec: ChildSpec) -> Result<Child, CliError> {
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let open_log = |p: &PathBuf| {
-        File::create(p).map_err(|e| CliError::io(format!("cannot create {}", p.display()), e))
-    };
-    if let Some(p) = &spec.stdout_log {
-        cmd.stdout(Stdio::from(open_log(p)?));
+    if let Some(f) = spec.stdout_log {
+        cmd.stdout(Stdio::from(f));
     }
-    if let Some(p) = &spec.stderr_log {
-        cmd.stderr(Stdio::from(open_log(p)?));
+    if let Some(f) = spec.stderr_log {
+        cmd.stderr(Stdio::from(f));
     }
     if spec.stdin_null {
         cmd.stdin(Stdio::null());
@@ -148,12 +145,13 @@ pub fn spawn(spec: ChildSpec) -> Result<Child, CliError> {
     // Its own process group: Ctrl-C reaches leakscope only, which then stops the whole group in
     // order (a `dotnet run` or a shell wrapper passes it on to the real worker).
     cmd.process_group(0);
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-    // async-signal-safe. If leakscope dies, the child gets SIGTERM instead of running on unseen.
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, sigaction
+    // and sigprocmask, which are async-signal-safe. If leakscope dies, the child gets SIGTERM
+    // instead of running on unseen.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-            Ok(())
+            restore_stop_signals()
         });
     }
     let child = cmd.spawn().map_err(|e| {
@@ -174,6 +172,33 @@ pub fn spawn(spec: ChildSpec) -> Result<Child, CliError> {
         stop_reason: None,
         exit: None,
     })
+}
+
+/// The signals leakscope stops the target with (SIGINT, then SIGTERM) get their default
+/// disposition and are unblocked, whatever leakscope inherited: a background job of a
+/// non-interactive shell (`bash -c '… &'`) starts with SIGINT ignored, and an ignored signal
+/// stays ignored across exec, so the worker would sit out the whole grace period. Called in the
+/// forked child before exec: only async-signal-safe calls.
+fn restore_stop_signals() -> std::io::Result<()> {
+    // SAFETY: `sa` and `set` are fully initialised (zeroed, then emptied) before use; sigaction
+    // and sigprocmask only read them, and are async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut sa.sa_mask);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 impl Child {
@@ -362,8 +387,67 @@ mod tests {
         assert_eq!(err.exit_code, 127);
     }
 
+    /// Tests that change this process's signal dispositions, and tests whose children must not
+    /// inherit such a change, run one at a time.
+    static SIGNALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// The `SigIgn`/`SigBlk` masks of /proc/PID/status, as bit sets (bit n-1: signal n).
+    fn ignored_and_blocked(status: &str) -> (u64, u64) {
+        let mask = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap()
+        };
+        (mask("SigIgn:"), mask("SigBlk:"))
+    }
+
+    #[test]
+    fn the_child_gets_default_stop_signals_even_when_leakscope_ignores_them() {
+        let _one = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("status");
+        let ignore = |sig: libc::c_int, how: libc::sighandler_t| {
+            // SAFETY: a zeroed sigaction with an empty mask and SIG_IGN/SIG_DFL as the handler.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = how;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        };
+        // As in a background job of `bash -c '… &'` (SIGINT), and under nohup-like wrappers.
+        ignore(libc::SIGINT, libc::SIG_IGN);
+        ignore(libc::SIGTERM, libc::SIG_IGN);
+        let spec = ChildSpec {
+            argv: vec!["cat".into(), "/proc/self/status".into()],
+            env: vec![],
+            env_remove: vec![],
+            stdout_log: Some(std::fs::File::create(&out).unwrap()),
+            stderr_log: None,
+            stdin_null: true,
+        };
+        let spawned = spawn(spec);
+        ignore(libc::SIGINT, libc::SIG_DFL);
+        ignore(libc::SIGTERM, libc::SIG_DFL);
+        let mut child = spawned.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().is_none() {
+            assert!(Instant::now() < deadline, "cat did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (ignored, blocked) = ignored_and_blocked(&std::fs::read_to_string(&out).unwrap());
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let bit = 1u64 << (sig - 1);
+            assert_eq!(ignored & bit, 0, "signal {sig} is ignored in the child: SigIgn {ignored:x}");
+            assert_eq!(blocked & bit, 0, "signal {sig} is blocked in the child: SigBlk {blocked:x}");
+        }
+    }
+
     #[test]
     fn a_child_that_ignores_sigint_is_stopped_with_sigterm_on_escalation() {
+        let _one = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
         let spec = ChildSpec {
             argv: vec!["sh".into(), "-c".into(), "trap '' INT; sleep 30".into()],
             env: vec![],

@@ -7,15 +7,18 @@
 //! [`analysis`] (robust growth verdicts) → [`live`] (terminal view) and [`report`] (files).
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod ingest;
 pub mod launch;
 pub mod live;
 pub mod locate;
+pub mod owner_only;
 pub mod protocol;
 pub mod report;
 pub mod session;
@@ -23,8 +26,12 @@ pub mod signals;
 pub mod sites;
 pub mod soak;
 pub mod store;
+pub mod sufficiency;
+pub mod target_libc;
+pub mod target_root;
 pub mod terminal;
 pub mod units;
+pub mod untrusted;
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main_entry() -> i32 {

@@ -237,6 +237,7 @@ pub fn render_frame(
             "{skipped} input line(s) skipped (details in the report)"
         ));
     }
+    notes.extend(crate::report::bounds_messages(store).into_iter().map(|m| format!("collector: {m}")));
 
     let mut bottom: Vec<String> = Vec::new();
     if !notes.is_empty() {

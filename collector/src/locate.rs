@@ -2,6 +2,7 @@
 //! directory, executables on PATH.
 
 use crate::error::CliError;
+use crate::files::{Dir, FileError};
 use std::path::{Path, PathBuf};
 
 pub const AGENT_FILE: &str = "libleakscope_agent.so";
@@ -134,18 +135,10 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-fn runtime_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-}
-
-/// `leakscope listen`'s default: `$XDG_RUNTIME_DIR/leakscope.sock`, else `/tmp/leakscope-$UID.sock`.
+/// `leakscope listen`'s and `env`'s default socket: `$XDG_RUNTIME_DIR/leakscope/leakscope.sock`,
+/// else `$TMPDIR/leakscope-$UID/leakscope.sock` (see [`crate::owner_only`]).
 pub fn default_listen_socket() -> PathBuf {
-    match runtime_dir() {
-        Some(dir) => dir.join("leakscope.sock"),
-        None => PathBuf::from(format!("/tmp/leakscope-{}.sock", uid())),
-    }
+    crate::owner_only::default_socket()
 }
 
 /// `$XDG_CACHE_HOME/leakscope`, else `~/.cache/leakscope`, else `/tmp/leakscope-cache-$UID`.
@@ -165,58 +158,70 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/leakscope-cache-{}", uid()))
 }
 
-/// Creates the output directory: the one asked for, or `./leakscope-<timestamp>` (suffixed if
-/// taken); when the current directory is not writable, the same name under the temp dir.
-/// Returns the absolute path and, for the fallback, a note saying why.
+/// Opens or creates the output directory: the one asked for, or `./leakscope-<timestamp>`
+/// (suffixed if taken); when the current directory is not writable, the same name under the
+/// temp dir. Directories it creates are 0700. A requested path that is a symbolic link or not
+/// a directory is never written through: the default is used instead, with a note saying why.
+/// Returns the directory and, for a fallback, that note.
 pub fn create_out_dir(
     requested: Option<&Path>,
     prefix: &str,
-) -> Result<(PathBuf, Option<String>), CliError> {
+) -> Result<(Dir, Option<String>), CliError> {
+    let mut refused = None;
     if let Some(dir) = requested {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        return Ok((abs, None));
+        match Dir::open_or_create(dir) {
+            Ok((d, _)) => return Ok((d, None)),
+            Err(e) if e.is_refusal() => refused = Some(e),
+            Err(e) => return Err(e.to_cli("cannot use the output directory")),
+        }
     }
     let name = format!("{prefix}-{}", crate::units::local_timestamp());
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match create_unique(&cwd, &name) {
-        Ok(p) => Ok((p, None)),
+    let (dir, fallback) = match create_unique(&cwd, &name) {
+        Ok(d) => (d, None),
         Err(e) => {
             let tmp = std::env::temp_dir();
-            let p = create_unique(&tmp, &name).map_err(|e2| {
-                CliError::io(
-                    format!("cannot create an output directory in {}", tmp.display()),
-                    e2,
-                )
-            })?;
+            let d = create_unique(&tmp, &name)
+                .map_err(|e2| e2.to_cli("cannot create an output directory in"))?;
             let note = format!(
-                "{} is not writable ({e}); writing to {} instead",
+                "{} is not writable ({}); writing to {} instead",
                 cwd.display(),
-                p.display()
+                e.problem_text(),
+                d.path().display()
             );
-            Ok((p, Some(note)))
+            (d, Some(note))
         }
-    }
+    };
+    let note = match (refused, fallback) {
+        (Some(e), _) => Some(format!(
+            "not writing to --out {e}; writing to {} instead",
+            dir.path().display()
+        )),
+        (None, f) => f,
+    };
+    Ok((dir, note))
 }
 
-fn create_unique(parent: &Path, name: &str) -> std::io::Result<PathBuf> {
+fn create_unique(parent: &Path, name: &str) -> Result<Dir, FileError> {
     for n in 1..100 {
         let candidate = if n == 1 {
             parent.join(name)
         } else {
             parent.join(format!("{name}-{n}"))
         };
-        match std::fs::create_dir(&candidate) {
-            Ok(()) => return Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+        match Dir::create_new(&candidate) {
+            Ok(d) => return Ok(d),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AlreadyExists,
-        "too many output directories with this name",
-    ))
+    Err(FileError {
+        path: parent.join(name),
+        problem: crate::files::Problem::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "too many output directories with this name",
+        )),
+    })
 }
 
 /// A private directory (mode 0700) for `run`'s socket, removed with everything in it on drop.
@@ -227,8 +232,8 @@ pub struct PrivateDir {
 
 impl PrivateDir {
     pub fn create() -> Result<PrivateDir, CliError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let base = crate::owner_only::runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -246,7 +251,11 @@ impl PrivateDir {
                     e,
                 )
             })?;
-        Ok(PrivateDir { path })
+        let private = PrivateDir { path };
+        // Exactly 0700 whatever the umask (which may have removed the owner's own bits).
+        std::fs::set_permissions(&private.path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| CliError::io(format!("cannot set the mode of {}", private.path.display()), e))?;
+        Ok(private)
     }
 }
 
@@ -269,7 +278,14 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// Quotes a value for a POSIX shell when needed.
+/// Whether a library at `path` can be named in LD_PRELOAD, which the dynamic loader splits at
+/// spaces and colons.
+pub fn preloadable(path: &Path) -> bool {
+    !path.as_os_str().as_encoded_bytes().iter().any(|b| matches!(b, b' ' | b':'))
+}
+
+/// Quotes a value for a POSIX shell when needed: single quotes, in which every character but
+/// the quote itself is literal (newlines too), and a quote written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()

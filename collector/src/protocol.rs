@@ -41,6 +41,8 @@ pub struct ProducerKey {
 pub struct Envelope {
     pub key: ProducerKey,
     pub record: Record,
+    /// An estimate from above of the memory the record holds (what keeping it costs).
+    pub approx_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -402,6 +404,9 @@ pub struct Peek {
     pub t_ms: Option<Num>,
     pub pause_ms: Option<Num>,
     pub strings: bool,
+    /// String contents were asked for but the worker's owner has not allowed them: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strings_withheld: Option<String>,
     pub error: Option<String>,
     pub types: Vec<PeekType>,
 }
@@ -487,8 +492,10 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
     if trimmed.is_empty() {
         return Err(Skip::Empty);
     }
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(trimmed).map_err(|e| Skip::NotJson(short_error(&e)))?;
+    // Producer text is untrusted: escaped and length-capped here, once, for every output.
+    let approx_bytes = crate::untrusted::clean_value(&mut value);
     let serde_json::Value::Object(ref obj) = value else {
         return Err(Skip::Malformed("not a JSON object".to_string()));
     };
@@ -533,6 +540,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
     Ok(Envelope {
         key: ProducerKey { pid, source },
         record,
+        approx_bytes,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::sites::{self, SiteRow};
 use crate::store::{Connection, InputStats, Note, Producer, Store, site_label};
 use crate::units::{format_bytes, format_count, format_duration, format_rate_per_min};
 use serde::{Deserialize, Serialize};
+use crate::files::{Dir, FileError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,6 +86,8 @@ pub struct Report {
     pub input: InputStats,
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
+    /// Whether the sites had the points for a verdict (null when no producer connected).
+    pub sufficiency: Option<crate::sufficiency::DataSufficiency>,
     pub messages: Vec<Message>,
     /// `soak` sessions: verdicts, rules, baseline (schema `leakscope.soak/1`); null otherwise.
     pub soak: Option<crate::soak::SoakReport>,
@@ -336,6 +339,7 @@ pub fn build_with_soak(
         },
         thresholds: th.clone(),
         input: store.input.clone(),
+        sufficiency: crate::sufficiency::assess(&processes, session.interval_ms, th),
         processes,
         findings,
         messages: messages(store, session),
@@ -618,51 +622,135 @@ fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
             message: n.message.clone(),
         });
     }
+    for m in bounds_messages(store) {
+        out.push(Message {
+            level: "warn".into(),
+            source: "collector".into(),
+            pid: None,
+            message: m,
+        });
+    }
     out
 }
 
+/// What the collector's bounds dropped (producers beyond the cap, data over the memory
+/// budget, stacks over their cap), so no report looks complete when it is not.
+pub fn bounds_messages(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    let r = &store.refused;
+    if r.records > 0 {
+        let pids: Vec<String> = r.pids.iter().map(u32::to_string).collect();
+        out.push(format!(
+            "{} record(s) of producers the session did not keep were dropped ({}); pid(s) {}{}",
+            r.records,
+            r.reason.as_deref().unwrap_or("over the limit"),
+            pids.join(", "),
+            if r.pids.len() >= 5 { ", …" } else { "" }
+        ));
+    }
+    for p in store.producers() {
+        if p.budget_dropped > 0 {
+            out.push(format!(
+                "{} pid {}: {} series, stacks or records dropped: the collector's memory budget ({}) was full",
+                p.key.source.as_str(),
+                p.key.pid,
+                p.budget_dropped,
+                format_bytes(store.budget.limit() as f64)
+            ));
+        } else if p.stacks_dropped > 0 {
+            out.push(format!(
+                "{} pid {}: {} stacks dropped (more than {} distinct): some sites show no frames",
+                p.key.source.as_str(),
+                p.key.pid,
+                p.stacks_dropped,
+                crate::store::MAX_STACKS_PER_PRODUCER
+            ));
+        }
+    }
+    out
+}
+
+/// The files a session wrote into its output directory, and the ones it could not write (a
+/// full disk, a link or FIFO planted there). A failure never stops the others, nor the summary.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub failed: Vec<FileError>,
+}
+
+impl Written {
+    pub fn add(&mut self, result: Result<PathBuf, FileError>) {
+        match result {
+            Ok(p) => self.files.push(p),
+            Err(e) => self.failed.push(e),
+        }
+    }
+
+    /// Whether `name` was written (by this call, into that directory).
+    pub fn has(&self, name: &str) -> bool {
+        self.files
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == name))
+    }
+
+    /// One line per file that could not be written, naming it and why (for stderr).
+    pub fn render_failures(&self) -> String {
+        let mut o = String::new();
+        for e in &self.failed {
+            let _ = writeln!(o, "leakscope: error: could not write {e}");
+        }
+        if self.failed.iter().any(|e| e.io_kind().is_some()) {
+            let _ = writeln!(
+                o,
+                "  hint: nothing half-written was left; free some space (or pick another --out) and re-render with `leakscope report`"
+            );
+        }
+        o
+    }
+}
+
 /// Writes report.json and report.txt into `dir`.
-pub fn write_files(dir: &Path, report: &Report) -> std::io::Result<(PathBuf, PathBuf)> {
-    let json_path = dir.join("report.json");
-    let text_path = dir.join("report.txt");
-    let mut json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    json.push('\n');
-    write_atomically(&json_path, json.as_bytes())?;
-    write_atomically(&text_path, render_text(report).as_bytes())?;
-    Ok((text_path, json_path))
+pub fn write_files(dir: &Dir, report: &Report, written: &mut Written) {
+    let json = serde_json::to_string_pretty(report).map(|mut j| {
+        j.push('\n');
+        j
+    });
+    match json {
+        Ok(json) => written.add(dir.write_file("report.json", json.as_bytes())),
+        Err(e) => written.add(Err(FileError {
+            path: dir.join("report.json"),
+            problem: crate::files::Problem::Io(std::io::Error::other(e)),
+        })),
+    }
+    written.add(dir.write_file("report.txt", render_text(report).as_bytes()));
 }
 
 /// Soak sessions: junit.xml and the self-contained report.html (charts need the store).
-pub fn write_soak_files(dir: &Path, report: &Report, store: &Store) -> std::io::Result<()> {
+pub fn write_soak_files(dir: &Dir, report: &Report, store: &Store, written: &mut Written) {
     if report.soak.is_none() {
-        return Ok(());
+        return;
     }
-    write_atomically(
-        &dir.join("junit.xml"),
-        crate::soak::junit::render(report).as_bytes(),
-    )?;
-    write_atomically(
-        &dir.join("report.html"),
+    written.add(dir.write_file("junit.xml", crate::soak::junit::render(report).as_bytes()));
+    written.add(dir.write_file(
+        "report.html",
         crate::soak::html::render(report, store).as_bytes(),
-    )
+    ));
 }
 
-/// Write to a temporary name, then rename: a reader never sees half a report.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
-}
-
-pub fn write_session(dir: &Path, session: &SessionInfo) -> std::io::Result<()> {
-    let mut json = serde_json::to_string_pretty(session).map_err(std::io::Error::other)?;
+pub fn write_session(dir: &Dir, session: &SessionInfo, written: &mut Written) {
+    let mut json = serde_json::to_string_pretty(session).unwrap_or_default();
     json.push('\n');
-    write_atomically(&dir.join("session.json"), json.as_bytes())
+    written.add(dir.write_file("session.json", json.as_bytes()));
 }
 
+/// session.json is small; anything this large is not one of ours.
+const MAX_SESSION_BYTES: u64 = 16 << 20;
+
+/// The session.json beside a recording (never through a link, never more than 16 MiB).
 pub fn read_session(dir: &Path) -> Option<SessionInfo> {
-    let text = std::fs::read_to_string(dir.join("session.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let text =
+        crate::files::read_regular_nofollow(&dir.join("session.json"), MAX_SESSION_BYTES).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 fn opt_bytes(v: Option<u64>) -> String {
@@ -734,25 +822,8 @@ pub fn render_text(r: &Report) -> String {
                 o,
                 "  Nothing to analyse: no agent or shim sent data (see MESSAGES)."
             );
-        } else {
-            let _ = writeln!(
-                o,
-                "  No leak suspect: no site's surviving memory grew both significantly and materially."
-            );
-            let insufficient = r
-                .processes
-                .iter()
-                .flat_map(|p| p.managed_sites.iter().chain(p.native_sites.iter()))
-                .any(|s| {
-                    s.growth.verdict == Verdict::InsufficientData
-                        && s.live_bytes as f64 > th.min_growth_bytes
-                });
-            if insufficient {
-                let _ = writeln!(
-                    o,
-                    "  Some large sites had too few points for a verdict: record longer (--duration)."
-                );
-            }
+        } else if let Some(s) = &r.sufficiency {
+            let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(s, &r.session.mode));
         }
     }
     for f in &r.findings {
@@ -924,11 +995,8 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
         .processes
         .iter()
         .any(|p| p.agent.is_some() || p.shim.is_some());
-    if r.findings.is_empty() && connected {
-        let _ = writeln!(
-            o,
-            "  No leak suspect: no site's surviving memory grew both significantly and materially."
-        );
+    if let (true, true, Some(suff)) = (r.findings.is_empty(), connected, &r.sufficiency) {
+        let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(suff, &s.mode));
     }
     for p in &r.processes {
         let mut mem = format!("  pid {}: RSS {}", p.pid, opt_bytes(p.rss_bytes));

@@ -5,11 +5,12 @@ use crate::analysis::Thresholds;
 use crate::ingest::{ConnId, Event, Recorder};
 use crate::live::{FrameInfo, LiveView, ViewMode};
 use crate::protocol::ProducerKey;
-use crate::report::{self, Report, SessionInfo};
+use crate::files::Dir;
+use crate::report::{self, Report, SessionInfo, Written};
 use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,7 @@ impl Session {
                 }
             }
             Event::Notice(text) => self.store.note("info", text),
+            Event::Refused(text) => self.store.note("warn", text),
         }
     }
 
@@ -151,19 +153,14 @@ impl Session {
     }
 
     /// Writes report.txt, report.json and session.json (and for soaks junit.xml and
-    /// report.html) into `dir`.
-    pub fn write_outputs(&self, dir: &Path) -> Result<Report, crate::error::CliError> {
+    /// report.html) into `dir`: each whole or not at all, each failure named in the result.
+    pub fn write_outputs(&self, dir: &Dir) -> (Report, Written) {
         let r = self.build_report();
-        report::write_session(dir, &self.info)
-            .and_then(|_| report::write_files(dir, &r))
-            .and_then(|_| report::write_soak_files(dir, &r, &self.store))
-            .map_err(|e| {
-                crate::error::CliError::io(
-                    format!("cannot write the report into {}", dir.display()),
-                    e,
-                )
-            })?;
-        Ok(r)
+        let mut written = Written::default();
+        report::write_session(dir, &self.info, &mut written);
+        report::write_files(dir, &r, &mut written);
+        report::write_soak_files(dir, &r, &self.store, &mut written);
+        (r, written)
     }
 
     pub fn frame_base(&self, title: String, interval: Duration) -> FrameInfo {
@@ -177,9 +174,10 @@ impl Session {
 }
 
 /// The last `n` non-empty lines of a (log) file, reading at most its last 8 KiB.
-pub fn tail_lines(path: &PathBuf, n: usize) -> Vec<String> {
+pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     const WINDOW: u64 = 8 * 1024;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    // Our own logs, but in a directory others may reach: never through a link, never a FIFO.
+    let Ok(mut f) = crate::files::open_regular_nofollow(path) else {
         return Vec::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -208,6 +206,7 @@ pub fn tail_lines(path: &PathBuf, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn tail_lines_strips_control_characters_and_keeps_the_last() {

@@ -34,6 +34,11 @@ pub fn received() -> usize {
     RECEIVED.load(Ordering::Relaxed)
 }
 
+/// The number of the last stop signal received (0 if none).
+pub fn last_signal() -> i32 {
+    LAST.load(Ordering::Relaxed)
+}
+
 pub fn last_signal_name() -> &'static str {
     match LAST.load(Ordering::Relaxed) {
         libc::SIGINT => "SIGINT (Ctrl-C)",

@@ -1,9 +1,11 @@
 //! Collector state: one [`Producer`] per (source, pid), each with its stacks, latest counters
 //! and a bounded time series per site.
 //!
-//! Memory stays bounded on long runs: series are compacted (older points merged pairwise) past
-//! [`MAX_SERIES_POINTS`], sites per producer are capped, stacks per producer are capped, and
-//! status messages are kept as the most recent few plus a count.
+//! Memory stays bounded on long runs and against hostile producers: series are compacted
+//! (older points merged pairwise) past [`MAX_SERIES_POINTS`], sites and stacks per producer are
+//! capped, status messages are kept as the most recent few plus a count, at most
+//! [`MAX_PRODUCERS`] producers are kept per session, and everything kept is charged to one
+//! memory budget for the session ([`crate::budget`]). What a cap drops is counted and reported.
 
 use crate::analysis::Point;
 use crate::protocol::{
@@ -11,6 +13,7 @@ use crate::protocol::{
     Record, Retained, Skip, Source, Summary,
 };
 use crate::soak::data::{RetainedSite, SoakData};
+use crate::budget::{Budget, Charge};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -28,12 +31,55 @@ const MAX_SKIP_EXAMPLES: usize = 5;
 const MAX_NOTES: usize = 100;
 /// PROTOCOL.md: a summary lists at most this many sites unless the hello's config says otherwise.
 const DEFAULT_MAX_SITES: usize = 1000;
+/// Producers (the agent or the shim of one process) per session. Records of more are dropped,
+/// counted and reported: nobody hunts leaks in 64 processes at once, and pids are self-declared.
+pub const MAX_PRODUCERS: usize = 64;
+/// Entries kept of the lists and maps of a producer's latest state that the protocol bounds
+/// but a stranger might not (GC generations, recent GCs, GC reasons, hello settings).
+const MAX_GENS: usize = 8;
+const MAX_RECENT_GCS: usize = 256;
+const MAX_GC_REASONS: usize = 64;
+const MAX_CONFIG_ENTRIES: usize = 64;
+/// Longest `File:line` kept for a site.
+const MAX_LOCATION_BYTES: usize = 512;
+/// What a producer holds beyond its series, stacks and latest records (which are charged to the
+/// budget): its latest counters, the fixed soak series, status messages and `agent.degraded`
+/// sentences at their caps. Bounded by this times [`MAX_PRODUCERS`] (about 30 MiB).
+pub const PRODUCER_BYTES: usize = std::mem::size_of::<Producer>()
+    + 10 * SOAK_SERIES_BYTES
+    + (MAX_STATUS_KEPT + MAX_DEGRADED_KEPT) * (crate::untrusted::MAX_TEXT_BYTES + 64)
+    + MAX_FULL_GCS_KEPT * 8
+    + MAX_RECENT_GCS * 96;
+/// A live series at its largest: its points' capacity, then compaction keeps it there.
+const SERIES_BYTES: usize = (MAX_SERIES_POINTS.next_power_of_two()) * std::mem::size_of::<SeriesPoint>();
+const SOAK_SERIES_BYTES: usize = crate::soak::data::SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
+
+/// What keeping one more series costs: its points at their largest, its names, a location.
+fn series_cost(points: usize, names: &[&str]) -> usize {
+    points + 256 + MAX_LOCATION_BYTES + names.iter().map(|n| n.len()).sum::<usize>()
+}
+
+fn capped_location(l: Option<String>) -> Option<String> {
+    l.filter(|l| !l.is_empty()).map(|mut l| {
+        if l.len() > MAX_LOCATION_BYTES {
+            let mut end = MAX_LOCATION_BYTES;
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l.truncate(end);
+            l.push('…');
+        }
+        l
+    })
+}
 
 /// A resolved call stack, innermost first, with `File:line` per frame where known.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stack {
     pub frames: Vec<String>,
     pub lines: Vec<Option<String>>,
+    /// Held by the producer's table and by the series naming it; given back with the last one.
+    pub charge: Charge,
 }
 
 impl Stack {
@@ -74,6 +120,7 @@ pub struct SiteSeries {
     pub latest: SiteLatest,
     /// Listed in the most recent record of its producer.
     pub present: bool,
+    _charge: Charge,
 }
 
 impl SiteSeries {
@@ -88,6 +135,7 @@ impl SiteSeries {
             peak_bytes: 0.0,
             latest: SiteLatest::default(),
             present: false,
+            _charge: Charge::default(),
         }
     }
 
@@ -233,6 +281,13 @@ pub struct Producer {
     pub retention: Option<Box<crate::protocol::Retention>>,
     /// The latest `peek` record.
     pub peek: Option<Box<crate::protocol::Peek>>,
+    /// Series, stacks and records dropped because the session's memory budget was full.
+    pub budget_dropped: u64,
+    /// This producer's share of the memory budget: its hello, its latest retention and peek
+    /// records (series and stacks carry their own).
+    hello_charge: Charge,
+    retention_charge: Charge,
+    peek_charge: Charge,
 }
 
 impl Producer {
@@ -265,7 +320,20 @@ impl Producer {
             soak: SoakData::default(),
             retention: None,
             peek: None,
+            budget_dropped: 0,
+            hello_charge: Charge::default(),
+            retention_charge: Charge::default(),
+            peek_charge: Charge::default(),
         }
+    }
+
+    /// Charges a new series, or counts it dropped.
+    fn charge_series(&mut self, budget: &Budget, points: usize, names: &[&str]) -> Option<Charge> {
+        let charge = budget.charge(series_cost(points, names));
+        if charge.is_none() {
+            self.budget_dropped += 1;
+        }
+        charge
     }
 
     pub fn sites(&self) -> impl Iterator<Item = &SiteSeries> {
@@ -337,7 +405,7 @@ impl Producer {
 
     /// Adds one observation per listed site (duplicates summed), and a zero for sites that were
     /// listed before but not now, unless the record is full (absent may then mean "ranked out").
-    fn add_observations(&mut self, t: Option<u64>, observed: Vec<Observation>) {
+    fn add_observations(&mut self, t: Option<u64>, observed: Vec<Observation>, budget: &Budget) {
         let Some(t) = t else { return };
         if let Some(last) = self.last_t_ms {
             if t <= last {
@@ -366,21 +434,27 @@ impl Producer {
             series.present = false;
         }
         for (key, obs) in merged {
-            if !self.sites.contains_key(&key) && !self.make_room() {
-                continue;
+            if !self.sites.contains_key(&key) {
+                if !self.make_room() {
+                    continue;
+                }
+                let Some(charge) = self.charge_series(budget, SERIES_BYTES, &[&key.0, &key.1]) else {
+                    continue;
+                };
+                let mut series = SiteSeries::new(obs.type_name.clone(), key.1.clone());
+                series._charge = charge;
+                self.sites.insert(key.clone(), series);
             }
             let Observation {
-                type_name,
                 stack,
                 location,
                 latest,
                 ..
             } = obs;
             let frames = stack.and_then(|id| self.stacks.get(&id).cloned());
-            let series = self
-                .sites
-                .entry(key.clone())
-                .or_insert_with(|| SiteSeries::new(type_name, key.1.clone()));
+            let Some(series) = self.sites.get_mut(&key) else {
+                continue;
+            };
             if stack.is_some() {
                 series.stack_id = stack;
             }
@@ -434,7 +508,7 @@ impl Producer {
         }
     }
 
-    fn apply_summary(&mut self, s: Summary) {
+    fn apply_summary(&mut self, s: Summary, budget: &Budget) {
         self.reports += 1;
         let t = self.record_time(s.t_ms.map(|n| n.u64()), s.unix_ms.map(|n| n.u64()));
         let gen2 = s.gc.as_ref().and_then(|g| g.count.get(2)).map(|n| n.u64());
@@ -467,8 +541,16 @@ impl Producer {
         if let Some(induced) = s.gc.as_ref().and_then(|g| g.induced) {
             self.soak.induced_gcs = induced.u64();
         }
-        if s.gc.is_some() {
-            self.gc = s.gc;
+        if let Some(mut gc) = s.gc {
+            gc.count.truncate(MAX_GENS);
+            gc.recent.truncate(MAX_RECENT_GCS);
+            for e in &mut gc.recent {
+                e.after.truncate(MAX_GENS);
+            }
+            if gc.reasons.len() > MAX_GC_REASONS {
+                gc.reasons = std::mem::take(&mut gc.reasons).into_iter().take(MAX_GC_REASONS).collect();
+            }
+            self.gc = Some(gc);
         }
         if s.heap.is_some() {
             self.heap = s.heap;
@@ -493,23 +575,23 @@ impl Producer {
                     count: site.objects.map(|n| n.0).unwrap_or(0.0),
                     samples: site.samples.map(|n| n.0).unwrap_or(0.0),
                     age_gcs: site.age_gcs.map(|n| n.0),
-                    gens: site.gens.iter().map(|n| n.u64()).collect(),
+                    gens: site.gens.iter().take(MAX_GENS).map(|n| n.u64()).collect(),
                 };
                 Observation {
                     key: (site.type_name.clone(), site.site),
                     type_name: Some(site.type_name),
                     stack: site.stack,
-                    location: site.location.filter(|l| !l.is_empty()),
+                    location: capped_location(site.location),
                     latest,
                 }
             })
             .collect();
-        self.add_observations(t, observed);
+        self.add_observations(t, observed, budget);
     }
 
     /// A `retained` record: one point per (type, site) listed, and a zero for sites listed
     /// before but not now (unless the record is full, when absent may mean "ranked out").
-    fn apply_retained(&mut self, r: Retained) {
+    fn apply_retained(&mut self, r: Retained, budget: &Budget) {
         let Some(t) = self.record_time(r.t_ms.map(|n| n.u64()), r.unix_ms.map(|n| n.u64())) else {
             return;
         };
@@ -543,31 +625,39 @@ impl Producer {
             s.present = false;
         }
         for (key, (site, bytes, count, samples)) in merged {
-            if !self.soak.retained.contains_key(&key) && !self.soak.room_for_site() {
-                continue;
+            if !self.soak.retained.contains_key(&key) {
+                if !self.soak.room_for_site() {
+                    continue;
+                }
+                let Some(charge) = self.charge_series(budget, SOAK_SERIES_BYTES, &[&key.0, &key.1, &key.0, &key.1]) else {
+                    continue;
+                };
+                self.soak.retained.insert(
+                    key.clone(),
+                    RetainedSite {
+                        type_name: site.type_name.clone(),
+                        site: site.site.clone(),
+                        location: None,
+                        stack_id: None,
+                        frames: None,
+                        series: Default::default(),
+                        samples: 0.0,
+                        present: false,
+                        charge,
+                    },
+                );
             }
             let frames = site.stack.and_then(|id| self.stacks.get(&id).cloned());
-            let entry = self
-                .soak
-                .retained
-                .entry(key)
-                .or_insert_with(|| RetainedSite {
-                    type_name: site.type_name.clone(),
-                    site: site.site.clone(),
-                    location: None,
-                    stack_id: None,
-                    frames: None,
-                    series: Default::default(),
-                    samples: 0.0,
-                    present: false,
-                });
+            let Some(entry) = self.soak.retained.get_mut(&key) else {
+                continue;
+            };
             if site.stack.is_some() {
                 entry.stack_id = site.stack;
             }
             if frames.is_some() {
                 entry.frames = frames;
             }
-            if let Some(loc) = site.location.filter(|l| !l.is_empty()) {
+            if let Some(loc) = capped_location(site.location) {
                 entry.location = Some(loc);
             }
             entry.series.push(t, bytes, count);
@@ -585,7 +675,7 @@ impl Producer {
 
     /// A `census` record: exact bytes and objects per type; types listed before and absent now
     /// are at zero when the census is complete (nothing was summed into `other`).
-    fn apply_census(&mut self, c: Census) {
+    fn apply_census(&mut self, c: Census, budget: &Budget) {
         let Some(t) = self.record_time(c.t_ms.map(|n| n.u64()), c.unix_ms.map(|n| n.u64())) else {
             return;
         };
@@ -623,10 +713,24 @@ impl Producer {
             acc.1 += ty.count.map(|n| n.0).unwrap_or(0.0);
         }
         for (name, (bytes, count)) in merged {
-            if !self.soak.types.contains_key(&name) && !self.soak.room_for_type() {
-                continue;
+            if !self.soak.types.contains_key(&name) {
+                if !self.soak.room_for_type() {
+                    continue;
+                }
+                let Some(charge) = self.charge_series(budget, SOAK_SERIES_BYTES, &[&name, &name]) else {
+                    continue;
+                };
+                self.soak.types.insert(
+                    name.clone(),
+                    crate::soak::data::TypeSeries {
+                        charge,
+                        ..Default::default()
+                    },
+                );
             }
-            let entry = self.soak.types.entry(name).or_default();
+            let Some(entry) = self.soak.types.get_mut(&name) else {
+                continue;
+            };
             entry.series.push(t, bytes, count);
             entry.present = true;
         }
@@ -640,7 +744,7 @@ impl Producer {
         }
     }
 
-    fn apply_native(&mut self, n: NativeSummary) {
+    fn apply_native(&mut self, n: NativeSummary, budget: &Budget) {
         self.reports += 1;
         let t = self.record_time(n.t_ms.map(|v| v.u64()), n.unix_ms.map(|v| v.u64()));
         if let Some(rss) = n.rss {
@@ -684,7 +788,7 @@ impl Producer {
                 }
             })
             .collect();
-        self.add_observations(t, observed);
+        self.add_observations(t, observed, budget);
     }
 }
 
@@ -733,6 +837,20 @@ pub struct Store {
     pub notes: VecDeque<Note>,
     /// Bumped whenever series change, so views recompute analysis only when needed.
     pub data_version: u64,
+    /// The session's memory budget for what producers send.
+    pub budget: Budget,
+    /// Records of producers beyond [`MAX_PRODUCERS`], dropped.
+    pub refused: Refused,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Refused {
+    /// Records dropped.
+    pub records: u64,
+    /// Producers refused (each counted once while there are few; then records tell).
+    pub pids: Vec<u32>,
+    /// Why the first one was refused.
+    pub reason: Option<String>,
 }
 
 /// An agent and a shim of the same process, side by side.
@@ -763,6 +881,14 @@ impl ProcessView<'_> {
 impl Store {
     pub fn new() -> Self {
         Store::default()
+    }
+
+    /// A store with a memory budget other than the default (tests, small machines).
+    pub fn with_budget(limit: usize) -> Self {
+        Store {
+            budget: Budget::new(limit),
+            ..Store::default()
+        }
     }
 
     /// Parses and applies one line. Returns the producer it came from, if it was a record.
@@ -830,12 +956,40 @@ impl Store {
     }
 
     pub fn apply(&mut self, env: Envelope) {
-        let producer = self
-            .producers
-            .entry(env.key)
-            .or_insert_with(|| Producer::new(env.key));
-        match env.record {
-            Record::Hello(h) => {
+        let Envelope {
+            key,
+            record,
+            approx_bytes,
+        } = env;
+        if !self.producers.contains_key(&key) {
+            // A producer's own state is bounded (PRODUCER_BYTES); their number is capped here,
+            // outside the budget, so a flood of data never locks out the session's processes.
+            if self.producers.len() >= MAX_PRODUCERS {
+                let r = &mut self.refused;
+                r.records += 1;
+                if r.pids.len() < 5 && !r.pids.contains(&key.pid) {
+                    r.pids.push(key.pid);
+                }
+                r.reason
+                    .get_or_insert_with(|| format!("at most {MAX_PRODUCERS} producers are kept per session"));
+                return;
+            }
+            self.producers.insert(key, Producer::new(key));
+        }
+        let budget = self.budget.clone();
+        let Some(producer) = self.producers.get_mut(&key) else {
+            return;
+        };
+        match record {
+            Record::Hello(mut h) => {
+                // Only a few settings are ever read; a stranger's hello may carry thousands.
+                match h.config.as_mut() {
+                    Some(serde_json::Value::Object(map)) if map.len() > MAX_CONFIG_ENTRIES => {
+                        *map = std::mem::take(map).into_iter().take(MAX_CONFIG_ENTRIES).collect();
+                    }
+                    Some(serde_json::Value::Object(_)) | None => {}
+                    Some(_) => h.config = None,
+                }
                 // A new connection or file segment: stack ids are re-sent and may be reused.
                 producer.stacks.clear();
                 producer.hellos += 1;
@@ -847,47 +1001,70 @@ impl Store {
                 if let (Some(ms), None) = (period, &producer.soak.announced) {
                     producer.soak.announced = Some(format!("soak mode: inducing a full blocking GC every {ms} ms"));
                 }
-                producer.hello = Some(h);
+                match budget.charge(approx_bytes) {
+                    Some(c) => {
+                        producer.hello_charge = c;
+                        producer.hello = Some(h);
+                    }
+                    None => producer.budget_dropped += 1,
+                }
             }
             Record::Stack(s) => {
                 if producer.stacks.len() < MAX_STACKS_PER_PRODUCER
                     || producer.stacks.contains_key(&s.id)
                 {
-                    producer.stacks.insert(
-                        s.id,
-                        Arc::new(Stack {
-                            frames: s.frames,
-                            lines: s.lines,
-                        }),
-                    );
+                    match budget.charge(approx_bytes) {
+                        Some(charge) => {
+                            producer.stacks.insert(
+                                s.id,
+                                Arc::new(Stack {
+                                    frames: s.frames,
+                                    lines: s.lines,
+                                    charge,
+                                }),
+                            );
+                        }
+                        None => {
+                            producer.stacks_dropped += 1;
+                            producer.budget_dropped += 1;
+                        }
+                    }
                 } else {
                     producer.stacks_dropped += 1;
                 }
             }
             Record::Summary(s) => {
-                producer.apply_summary(*s);
+                producer.apply_summary(*s, &budget);
                 self.data_version += 1;
             }
             Record::Native(n) => {
-                producer.apply_native(*n);
+                producer.apply_native(*n, &budget);
                 self.data_version += 1;
             }
             Record::Retained(r) => {
-                producer.apply_retained(*r);
+                producer.apply_retained(*r, &budget);
                 self.data_version += 1;
             }
             Record::Census(c) => {
-                producer.apply_census(*c);
+                producer.apply_census(*c, &budget);
                 self.data_version += 1;
             }
-            Record::Retention(r) => {
-                producer.retention = Some(r);
-                self.data_version += 1;
-            }
-            Record::Peek(p) => {
-                producer.peek = Some(p);
-                self.data_version += 1;
-            }
+            Record::Retention(r) => match budget.charge(approx_bytes) {
+                Some(c) => {
+                    producer.retention_charge = c;
+                    producer.retention = Some(r);
+                    self.data_version += 1;
+                }
+                None => producer.budget_dropped += 1,
+            },
+            Record::Peek(p) => match budget.charge(approx_bytes) {
+                Some(c) => {
+                    producer.peek_charge = c;
+                    producer.peek = Some(p);
+                    self.data_version += 1;
+                }
+                None => producer.budget_dropped += 1,
+            },
             Record::Status(s) => {
                 producer.soak.note_status(&s.message);
                 producer.status_total += 1;
@@ -1146,5 +1323,63 @@ mod tests {
         assert_eq!(shim.connection, Connection::Lost);
         assert_eq!(store.notes.len(), 1);
         assert_eq!(store.processes().len(), 2);
+    }
+
+    #[test]
+    fn producers_beyond_the_cap_are_dropped_counted_and_said() {
+        let mut store = Store::new();
+        for pid in 1..=1000u32 {
+            store.ingest_line(
+                format!(r#"{{"v":1,"type":"hello","source":"agent","pid":{pid},"cmdline":"w"}}"#).as_bytes(),
+            );
+            store.ingest_line(summary(pid, 1000, &[("T", "S", 100)]).as_bytes());
+        }
+        assert_eq!(store.producers().count(), MAX_PRODUCERS);
+        assert_eq!(store.refused.records, 2 * (1000 - MAX_PRODUCERS as u64));
+        assert_eq!(store.refused.pids.len(), 5);
+        let said = crate::report::bounds_messages(&store).join("\n");
+        assert!(said.contains("at most 64 producers"), "{said}");
+    }
+
+    #[test]
+    fn the_memory_budget_caps_series_and_stacks_and_gives_back_what_is_evicted() {
+        let limit = 4 << 20;
+        let mut store = Store::with_budget(limit);
+        let big_frame = "F".repeat(3000);
+        for round in 0..200u64 {
+            let frames: Vec<String> = (0..100).map(|_| format!("\"{big_frame}\"")).collect();
+            store.ingest_line(
+                format!(r#"{{"v":1,"type":"stack","source":"agent","pid":1,"id":{round},"frames":[{}]}}"#, frames.join(","))
+                    .as_bytes(),
+            );
+            let sites: Vec<(String, String, u64)> =
+                (0..50).map(|i| (format!("T{round}"), format!("S{i}"), 100)).collect();
+            let sites: Vec<(&str, &str, u64)> = sites.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)).collect();
+            store.ingest_line(summary(1, 1000 + round, &sites).as_bytes());
+            assert!(store.budget.held() <= limit);
+        }
+        let key = ProducerKey { pid: 1, source: Source::Agent };
+        let p = store.producer(&key).unwrap();
+        assert!(p.budget_dropped > 0, "the budget ran out");
+        assert!(p.site_count() > 0);
+        let said = crate::report::bounds_messages(&store).join("\n");
+        assert!(said.contains("memory budget"), "{said}");
+        // A new connection's hello drops the stack table: its bytes come back unless a series
+        // still names the stack.
+        let before = store.budget.held();
+        store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":1}"#);
+        assert!(store.budget.held() < before);
+        drop(store);
+    }
+
+    #[test]
+    fn long_and_hostile_names_are_capped_and_escaped_before_they_are_kept() {
+        let mut store = Store::new();
+        let long = "N".repeat(100_000);
+        store.ingest_line(summary(1, 1000, &[(&long, "\\u001b]0;pwned\\u0007", 100)]).as_bytes());
+        let key = ProducerKey { pid: 1, source: Source::Agent };
+        let site = store.producer(&key).unwrap().sites().next().unwrap();
+        assert!(site.type_name.as_ref().unwrap().len() <= crate::untrusted::MAX_TEXT_BYTES + 4);
+        assert_eq!(site.site, "\\x1b]0;pwned\\x07");
     }
 }

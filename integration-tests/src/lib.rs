@@ -344,3 +344,217 @@ pub fn read_records_lenient(path: &Path) -> Vec<Value> {
 pub fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Whether the tests run as root (CI does).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A second local user, for tests that play another user of the same host (a squatter, an
+/// intruder). Created once, idempotently and safely against a concurrent creator; the tests that
+/// need it fail (never skip) when it cannot be had.
+#[derive(Clone, Debug)]
+pub struct OtherUser {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl OtherUser {
+    /// `program` to be run as this user (no supplementary groups).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Runs a short command as this user; panics with its output unless it succeeds.
+    pub fn run(&self, program: &str, args: &[&str]) {
+        let mut c = self.command(program);
+        c.args(args);
+        let out = run_with_timeout(c, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} as {} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn other_user() -> OtherUser {
+    const NAME: &str = "leakscope-other";
+    let lookup = || -> Option<OtherUser> {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, NAME]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+        };
+        Some(OtherUser { name: NAME, uid: id("-u")?, gid: id("-g")? })
+    };
+    if let Some(user) = lookup() {
+        return user;
+    }
+    assert!(is_root(), "this test plays a second local user and must create one: run it as root (CI does)");
+    let created = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", NAME])
+        .output()
+        .expect("run useradd");
+    // Another test may have created it meanwhile: look again before calling it a failure.
+    lookup().unwrap_or_else(|| {
+        panic!("cannot create the test user {NAME}: {}", String::from_utf8_lossy(&created.stderr))
+    })
+}
+
+/// A directory like `/tmp` (mode 1777: everyone may create entries, only owners remove them),
+/// private to one test, to stand in for the shared temporary directory.
+pub fn shared_tmp() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+/// The state `leakscope ps --json` gives the agent in `pid`.
+pub fn ps_agent_state(pid: u32) -> String {
+    let mut c = Command::new(cli_path());
+    c.args(["ps", "--json"]);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("ps --json");
+    listed
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .map(|p| p["agent"].as_str().unwrap_or("?").to_string())
+        .unwrap_or_else(|| "not listed".to_string())
+}
+
+/// Polls `ps` until the agent in `pid` is in `state`; returns how long it took, or panics with
+/// the last state seen.
+pub fn wait_for_agent_state(pid: u32, state: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = ps_agent_state(pid);
+        if now == state {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "the agent in {pid} is {now:?}, not {state:?}, after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether the agent's own thread runs in `pid` (it ends when the agent detaches).
+pub fn agent_thread_running(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
+}
+/// Compiles `integration-tests/native/<name>.c` with `compiler` (`cc`, `musl-gcc`) into `dir`.
+/// Fails (never skips) when the compiler is missing, saying how to get it.
+pub fn compile_c(name: &str, compiler: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{name}-{}", Path::new(compiler).file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let source = workspace_root().join("integration-tests/native").join(format!("{name}.c"));
+    let result = Command::new(compiler)
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-Wall", "-pthread"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&out)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {compiler} ({e}): install it with `scripts/setup.sh --with-test-tools` (musl-gcc comes with musl-tools)")
+        });
+    assert!(result.status.success(), "compiling {name}.c with {compiler} failed:\n{}", String::from_utf8_lossy(&result.stderr));
+    out
+}
+
+/// A collector's end of a Unix socket: accepts producers, and keeps every line they send, in
+/// order, with the connection it came from (so commands can be sent back).
+pub struct Collector {
+    pub socket: PathBuf,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<Value>,
+    connections: std::sync::Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl Collector {
+    /// Listens at `socket` (in a directory of the test's own).
+    pub fn listen(socket: &Path) -> Collector {
+        let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind the test collector's socket");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let connections = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let kept = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                if let Ok(writer) = stream.try_clone() {
+                    kept.lock().unwrap_or_else(|e| e.into_inner()).push(writer);
+                }
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Collector { socket: socket.to_path_buf(), lines, seen: Vec::new(), connections }
+    }
+
+    /// Waits until a record satisfies `wanted` (or fails after `timeout`), and returns it.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(found) = self.seen.iter().find(|r| wanted(r)) {
+            return found.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let record: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {e}: {line}"));
+                    self.seen.push(record.clone());
+                    if wanted(&record) {
+                        return record;
+                    }
+                }
+                Err(_) => panic!("no {what} within {timeout:?}; records so far:\n{}", self.dump()),
+            }
+        }
+    }
+
+    /// Every record received so far (waiting `settle` for stragglers first).
+    pub fn records(&mut self, settle: Duration) -> &[Value] {
+        let deadline = Instant::now() + settle;
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let Ok(record) = serde_json::from_str(&line) {
+                self.seen.push(record);
+            }
+        }
+        &self.seen
+    }
+
+    /// The `message` of every `status` record received so far.
+    pub fn statuses(&mut self, settle: Duration) -> Vec<String> {
+        self.records(settle)
+            .iter()
+            .filter(|r| r["type"] == "status")
+            .filter_map(|r| r["message"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// Sends a command line to every connected producer.
+    pub fn send(&self, command: &Value) {
+        use std::io::Write;
+        for stream in self.connections.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            let _ = writeln!(stream, "{command}");
+        }
+    }
+
+    fn dump(&self) -> String {
+        self.seen.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
+    }
+}

@@ -11,11 +11,6 @@ fn leak_app() -> DotnetApp {
     dotnet_app("LeakApp", Build::FrameworkDependent)
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// A worker started the ordinary way: no CORECLR_* or LEAKSCOPE_* in its environment.
 fn plain_worker(seconds: &str) -> Running {
     let mut c = leak_app().command();

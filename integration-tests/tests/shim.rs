@@ -653,7 +653,7 @@ fn unwritable_output_leaves_the_host_alone_and_says_why() {
         run.log
     );
 
-    // No log file either: exactly one line on stderr, stdout untouched.
+    // No log file either: the host's stdout and stderr stay untouched all the same.
     let (status, stdout, stderr, _) = run_raw(
         &prog,
         &["x"],
@@ -665,11 +665,7 @@ fn unwritable_output_leaves_the_host_alone_and_says_why() {
     );
     assert_eq!(status.code(), base_status.code());
     assert_eq!(stdout, base_out);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("leakscope-shim[") && stderr.contains("cannot open LEAKSCOPE_OUTPUT"),
-        "{stderr}"
-    );
+    assert!(stderr.is_empty(), "the shim wrote to the host's stderr: {stderr}");
 }
 
 #[test]

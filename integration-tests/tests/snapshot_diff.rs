@@ -227,7 +227,7 @@ fn diff_of_one_recording_compares_its_first_and_last_census() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("soak");
     let mut c = Command::new(cli_path());
-    c.args(["soak", "--duration", "12s", "--gc-every", "2s", "--plain", "--out"]).arg(&out).arg("--");
+    c.args(["soak", "--duration", "12s", "--gc-every", "2s", "--allow-short", "--plain", "--out"]).arg(&out).arg("--");
     let app = heap_app();
     c.arg(&app.program).args(&app.leading_args).args(["grow", "60", "2"]);
     let output = run_with_timeout(c, Duration::from_secs(120));

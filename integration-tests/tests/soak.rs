@@ -525,7 +525,7 @@ fn bad_fail_on_rules_and_bad_arguments_exit_2_with_a_clear_error() {
 fn a_target_without_an_agent_or_a_missing_command_is_an_infrastructure_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("true");
-    let o = soak_quick(&["--duration", "5s", "--no-native", "--plain", "--out", out.to_str().unwrap(), "--", "/bin/true"]);
+    let o = soak_quick(&["--duration", "5s", "--allow-short", "--no-native", "--plain", "--out", out.to_str().unwrap(), "--", "/bin/true"]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["soak"]["outcome"], "error");
@@ -533,7 +533,7 @@ fn a_target_without_an_agent_or_a_missing_command_is_an_infrastructure_error() {
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     well_formed(&xml);
     assert!(xml.contains("<error "), "{xml}");
-    let o = soak_quick(&["--duration", "5s", "--no-native", "--out", dir.path().join("none").to_str().unwrap(), "--", "/no/such/program"]);
+    let o = soak_quick(&["--duration", "5s", "--allow-short", "--no-native", "--out", dir.path().join("none").to_str().unwrap(), "--", "/no/such/program"]);
     assert_eq!(o.status.code(), Some(2));
 }
 

@@ -119,95 +119,138 @@ fn parse_level(s: &str) -> Option<Level> {
     }
 }
 
-/// Builds the configuration from a variable lookup. Returns the warnings to
-/// report for values that were ignored.
-pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> (Config, Vec<String>) {
+/// Longest value quoted whole in a warning; longer ones are cut (their size is given).
+const MAX_SHOWN_CHARS: usize = 64;
+/// Longest path accepted for a file (`PATH_MAX`) and for a Unix socket (`sun_path` less NUL).
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// A value as a warning quotes it: whole when short, else its start and its size.
+pub(crate) fn shown(v: &str) -> String {
+    if v.chars().count() <= MAX_SHOWN_CHARS {
+        return format!("{v:?}");
+    }
+    let start: String = v.chars().take(MAX_SHOWN_CHARS).collect();
+    format!("{start:?}… ({} bytes)", v.len())
+}
+
+/// Builds the configuration from a variable lookup (raw bytes, as the
+/// environment holds them). Returns the warnings to report for values that
+/// were ignored. Any value, of any size or bytes, is either used or replaced
+/// by its default with a warning: nothing here panics or prints.
+pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config, Vec<String>) {
     let mut c = Config::default();
     let mut warnings = Vec::new();
-    let nonempty = |k: &str| {
-        get(k)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
+    let text = |k: &str, warnings: &mut Vec<String>| -> Option<&'a str> {
+        let raw = get(k)?;
+        match core::str::from_utf8(raw) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let lossy = String::from_utf8_lossy(raw);
+                warnings.push(format!("{k}={} is not valid UTF-8; using the default", shown(&lossy)));
+                None
+            }
+        }
+    };
+    let path = |k: &str, max: usize, warnings: &mut Vec<String>| -> Option<String> {
+        let v = text(k, warnings)?.trim();
+        if v.is_empty() {
+            return None;
+        }
+        if v.len() > max {
+            warnings.push(format!("{k}={} is longer than a usable path ({max} bytes); ignoring it", shown(v)));
+            return None;
+        }
+        Some(v.to_string())
     };
 
-    if let Some(v) = get("LEAKSCOPE_NATIVE") {
+    if let Some(v) = text("LEAKSCOPE_NATIVE", &mut warnings) {
         match parse_bool(v) {
             Some(b) => c.enabled = b,
             None => warnings.push(format!(
-                "LEAKSCOPE_NATIVE={v:?} is not 0/1/on/off; native tracking stays on"
+                "LEAKSCOPE_NATIVE={} is not 0/1/on/off; native tracking stays on",
+                shown(v)
             )),
         }
     }
-    c.socket = nonempty("LEAKSCOPE_SOCKET");
-    c.output = nonempty("LEAKSCOPE_OUTPUT");
+    c.socket = path("LEAKSCOPE_SOCKET", MAX_SOCKET_PATH_BYTES, &mut warnings);
+    c.output = path("LEAKSCOPE_OUTPUT", MAX_PATH_BYTES, &mut warnings);
     if c.socket.is_some() && c.output.is_some() {
         warnings.push(
             "both LEAKSCOPE_SOCKET and LEAKSCOPE_OUTPUT are set; using the socket".to_string(),
         );
         c.output = None;
     }
-    c.log = nonempty("LEAKSCOPE_LOG");
-    if let Some(v) = get("LEAKSCOPE_LOG_LEVEL") {
+    c.log = path("LEAKSCOPE_LOG", MAX_PATH_BYTES, &mut warnings);
+    if let Some(v) = text("LEAKSCOPE_LOG_LEVEL", &mut warnings) {
         match parse_level(v) {
             Some(l) => c.log_level = l,
             None => warnings.push(format!(
-                "LEAKSCOPE_LOG_LEVEL={v:?} is not debug/info/warn/error; using info"
+                "LEAKSCOPE_LOG_LEVEL={} is not debug/info/warn/error; using info",
+                shown(v)
             )),
         }
     }
-    if let Some(v) = get("LEAKSCOPE_INTERVAL") {
+    if let Some(v) = text("LEAKSCOPE_INTERVAL", &mut warnings) {
         match parse_duration_ms(v) {
             Some(ms) if (100..=3_600_000).contains(&ms) => c.interval_ms = ms,
             _ => warnings.push(format!(
-                "LEAKSCOPE_INTERVAL={v:?} is not a duration between 100ms and 1h (e.g. 5s, 500ms, 2); using {}ms",
+                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms, 2); using {}ms",
+                shown(v),
                 DEFAULT_INTERVAL_MS
             )),
         }
     }
-    if let Some(v) = get("LEAKSCOPE_NATIVE_SAMPLE_BYTES") {
+    if let Some(v) = text("LEAKSCOPE_NATIVE_SAMPLE_BYTES", &mut warnings) {
         match parse_bytes(v) {
             Some(b) if (1..=1 << 30).contains(&b) => c.mean_bytes = b,
             _ => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_SAMPLE_BYTES={v:?} is not a byte size between 1 and 1GiB (e.g. 262144, 256k, 1MiB); using {}",
+                "LEAKSCOPE_NATIVE_SAMPLE_BYTES={} is not a byte size between 1 and 1GiB (e.g. 262144, 256k, 1MiB); using {}",
+                shown(v),
                 DEFAULT_MEAN_BYTES
             )),
         }
     }
-    if let Some(v) = get("LEAKSCOPE_NATIVE_MAX_TRACKED") {
+    if let Some(v) = text("LEAKSCOPE_NATIVE_MAX_TRACKED", &mut warnings) {
         match v.trim().parse::<usize>() {
             Ok(n) if (1000..=10_000_000).contains(&n) => c.max_tracked = n,
             _ => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_MAX_TRACKED={v:?} is not a count between 1000 and 10000000; using {}",
+                "LEAKSCOPE_NATIVE_MAX_TRACKED={} is not a count between 1000 and 10000000; using {}",
+                shown(v),
                 DEFAULT_MAX_TRACKED
             )),
         }
     }
-    if let Some(v) = get("LEAKSCOPE_NATIVE_STACK_DEPTH") {
+    if let Some(v) = text("LEAKSCOPE_NATIVE_STACK_DEPTH", &mut warnings) {
         match v.trim().parse::<usize>() {
             Ok(n) if (1..=crate::stack::MAX_DEPTH).contains(&n) => c.max_depth = n,
             _ => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_STACK_DEPTH={v:?} is not between 1 and {}; using {}",
+                "LEAKSCOPE_NATIVE_STACK_DEPTH={} is not between 1 and {}; using {}",
+                shown(v),
                 crate::stack::MAX_DEPTH,
                 crate::stack::MAX_DEPTH
             )),
         }
     }
-    if let Some(v) = get("LEAKSCOPE_MAX_SITES") {
+    if let Some(v) = text("LEAKSCOPE_MAX_SITES", &mut warnings) {
         match v.trim().parse::<usize>() {
             Ok(n) if (1..=1_000_000).contains(&n) => c.max_sites = n,
-            _ => warnings.push(format!("LEAKSCOPE_MAX_SITES={v:?} is not a count between 1 and 1000000; using {DEFAULT_MAX_SITES}")),
-        }
-    }
-    if let Some(v) = get("LEAKSCOPE_NATIVE_MMAP") {
-        match parse_bool(v) {
-            Some(b) => c.track_mmap = b,
-            None => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_MMAP={v:?} is not 0/1; mmap tracking stays on"
+            _ => warnings.push(format!(
+                "LEAKSCOPE_MAX_SITES={} is not a count between 1 and 1000000; using {DEFAULT_MAX_SITES}",
+                shown(v)
             )),
         }
     }
-    if let Some(d) = nonempty("DOTNET_PerfMapJitDumpPath") {
+    if let Some(v) = text("LEAKSCOPE_NATIVE_MMAP", &mut warnings) {
+        match parse_bool(v) {
+            Some(b) => c.track_mmap = b,
+            None => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_MMAP={} is not 0/1; mmap tracking stays on",
+                shown(v)
+            )),
+        }
+    }
+    if let Some(d) = path("DOTNET_PerfMapJitDumpPath", MAX_PATH_BYTES, &mut warnings) {
         c.perf_map_dir = d;
     }
     (c, warnings)
@@ -221,7 +264,7 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> (Config,
 pub(crate) unsafe fn env_lookup<'a>(
     envp: *const *const libc::c_char,
     key: &str,
-) -> Option<&'a str> {
+) -> Option<&'a [u8]> {
     if envp.is_null() {
         return None;
     }
@@ -236,7 +279,7 @@ pub(crate) unsafe fn env_lookup<'a>(
         let bytes = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
         if let Some(rest) = bytes.strip_prefix(key.as_bytes()) {
             if let Some(val) = rest.strip_prefix(b"=") {
-                return core::str::from_utf8(val).ok();
+                return Some(val);
             }
         }
         i += 1;
@@ -254,7 +297,59 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let m: &'static HashMap<String, String> = Box::leak(Box::new(m));
-        from_lookup(|k| m.get(k).map(String::as_str))
+        from_lookup(|k| m.get(k).map(|v| v.as_bytes()))
+    }
+
+    /// Every variable the shim reads.
+    const VARIABLES: &[&str] = &[
+        "LEAKSCOPE_NATIVE",
+        "LEAKSCOPE_SOCKET",
+        "LEAKSCOPE_OUTPUT",
+        "LEAKSCOPE_LOG",
+        "LEAKSCOPE_LOG_LEVEL",
+        "LEAKSCOPE_INTERVAL",
+        "LEAKSCOPE_NATIVE_SAMPLE_BYTES",
+        "LEAKSCOPE_NATIVE_MAX_TRACKED",
+        "LEAKSCOPE_NATIVE_STACK_DEPTH",
+        "LEAKSCOPE_MAX_SITES",
+        "LEAKSCOPE_NATIVE_MMAP",
+        "DOTNET_PerfMapJitDumpPath",
+    ];
+
+    #[test]
+    fn extreme_values_of_every_variable_fall_back_and_are_reported_briefly() {
+        let long = "x".repeat(10_000);
+        let values: Vec<&[u8]> = vec![
+            b"100000000000000000000000",
+            b"1e400",
+            b"-1",
+            b"NaN",
+            b"inf",
+            b"18446744073709551616",
+            long.as_bytes(),
+            b"\xff\xfe5s\x80",
+        ];
+        for value in &values {
+            for name in VARIABLES {
+                let (c, w) = from_lookup(|k| (k == *name).then_some(*value));
+                assert_eq!(c.interval_ms, DEFAULT_INTERVAL_MS, "{name}");
+                assert_eq!(c.mean_bytes, DEFAULT_MEAN_BYTES, "{name}");
+                assert_eq!(c.max_tracked, DEFAULT_MAX_TRACKED, "{name}");
+                for m in &w {
+                    assert!(m.len() < 300, "{name}: warning too long ({} bytes)", m.len());
+                }
+            }
+        }
+        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_NATIVE_SAMPLE_BYTES", "LEAKSCOPE_NATIVE_MAX_TRACKED", "LEAKSCOPE_LOG"] {
+            let (_, w) = from_lookup(|k| (k == name).then_some(&b"\xff\xfe"[..]));
+            assert!(w.iter().any(|m| m.contains(name) && m.contains("UTF-8")), "{name}: {w:?}");
+        }
+        for (name, value) in [("LEAKSCOPE_INTERVAL", "100000000000000000000000"), ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "NaN")] {
+            let (_, w) = from_lookup(|k| (k == name).then_some(value.as_bytes()));
+            assert!(w.iter().any(|m| m.contains(name)), "{name}: {w:?}");
+        }
+        let (c, w) = from_lookup(|k| (k == "LEAKSCOPE_SOCKET").then_some(long.as_bytes()));
+        assert!(c.socket.is_none() && w[0].contains("(10000 bytes)"), "{w:?}");
     }
 
     #[test]

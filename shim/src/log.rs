@@ -1,14 +1,14 @@
 //! The shim's log: one line per message, formatted into a stack buffer and
 //! written with a single `write(2)` to the file named by `LEAKSCOPE_LOG`
 //! (opened `O_APPEND`, moved to a high close-on-exec descriptor). Never the
-//! host's stdout; stderr only through [`stderr_once`] for a hard
-//! misconfiguration when no log file is usable.
+//! host's stdout or stderr: without a usable log file a message goes only to
+//! the collector (as a `status`), when the output works.
 //!
 //! Safe to call from the constructor, the writer thread, the exit path and a
 //! forked child (no allocation, no lock). Never called from a hook fast path.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -39,7 +39,6 @@ static LOG_FD: AtomicI32 = AtomicI32::new(-1);
 static LOG_DEV: AtomicU64 = AtomicU64::new(0);
 static LOG_INO: AtomicU64 = AtomicU64::new(0);
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
-static STDERR_USED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the log descriptor (already opened `O_APPEND`, close-on-exec).
 pub(crate) fn set_fd(fd: i32, min: Level) {
@@ -143,22 +142,6 @@ pub(crate) fn log(level: Level, args: fmt::Arguments<'_>) {
     // with the agent's, which may share the file.
     // SAFETY: valid buffer; `fd` is our log descriptor.
     unsafe { libc::write(fd, line.as_bytes().as_ptr().cast(), line.as_bytes().len()) };
-}
-
-/// For a hard misconfiguration that leaves native tracking off: log it, and
-/// when no log file is usable, print the single line to stderr, at most once
-/// per process.
-pub(crate) fn stderr_once(args: fmt::Arguments<'_>) {
-    if log_fd().is_some() {
-        log(Level::Error, args);
-        return;
-    }
-    if STDERR_USED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let line = format_line(Level::Error, args);
-    // SAFETY: valid buffer; fd 2 is the host's stderr, written once.
-    unsafe { libc::write(2, line.as_bytes().as_ptr().cast(), line.as_bytes().len()) };
 }
 
 macro_rules! log_at {

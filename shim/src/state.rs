@@ -126,11 +126,15 @@ pub(crate) unsafe fn init(envp: *const *const libc::c_char) {
     START_UNIX_MS.store(sys::unix_ms(), Ordering::Relaxed);
     tls::with(|t| {
         let Some(_busy) = t.enter() else { return };
-        // SAFETY: forwarded contract.
-        let envp_lookup = |k: &str| unsafe { config::env_lookup(envp, k) };
-        let (cfg, warnings) = config::from_lookup(envp_lookup);
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init_inner(cfg, warnings)));
+        // First of all (our copy of std only): a panic is logged, never printed on the host's
+        // stderr, and the one below is caught.
+        std::panic::set_hook(Box::new(|info| error!("panic: {info}")));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: forwarded contract.
+            let envp_lookup = |k: &str| unsafe { config::env_lookup(envp, k) };
+            let (cfg, warnings) = config::from_lookup(envp_lookup);
+            init_inner(cfg, warnings)
+        }));
         if outcome.is_err() {
             go_off("internal error during initialisation; native tracking off");
             error!("internal error during initialisation; native tracking off");
@@ -138,18 +142,17 @@ pub(crate) unsafe fn init(envp: *const *const libc::c_char) {
     });
 }
 
-fn open_log(cfg: &Config) {
-    let Some(path) = cfg.log.as_deref() else {
-        return;
-    };
-    let fd = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644);
-    match sys::OwnedFd::adopt(fd, sys::Expect::File(path)) {
+/// Opens `LEAKSCOPE_LOG` (see [`sys::open_private_append`]). Why it could not be opened is
+/// returned, for the collector: there is no log to say it in, and never the host's stderr.
+fn open_log(cfg: &Config) -> Option<String> {
+    let path = cfg.log.as_deref()?;
+    match sys::open_private_append("LEAKSCOPE_LOG", path) {
         // The log descriptor is kept for the life of the process.
-        Some(f) => log::set_fd(f.get().unwrap_or(-1), cfg.log_level),
-        None => log::stderr_once(format_args!(
-            "cannot open LEAKSCOPE_LOG={path}: {}",
-            std::io::Error::from_raw_os_error(sys::errno())
-        )),
+        Ok(f) => {
+            log::set_fd(f.get().unwrap_or(-1), cfg.log_level);
+            None
+        }
+        Err(e) => Some(format!("no log file: {e}")),
     }
 }
 
@@ -197,8 +200,8 @@ fn check_first() -> Result<(), String> {
     Ok(())
 }
 
-fn init_inner(cfg: Config, warnings: Vec<String>) {
-    open_log(&cfg);
+fn init_inner(cfg: Config, mut warnings: Vec<String>) {
+    warnings.extend(open_log(&cfg));
     for w in &warnings {
         warn!("{w}");
     }
@@ -231,9 +234,11 @@ fn init_inner(cfg: Config, warnings: Vec<String>) {
     let sink = match writer::Sink::open(&cfg) {
         Ok(s) => s,
         Err(e) => {
+            // The output is the only way to the collector: the log (if any) is all that can
+            // hear this. Nothing goes to the host's stderr.
             let r = format!("native tracking off: {e}");
             go_off(&r);
-            log::stderr_once(format_args!("{r}"));
+            error!("{r}");
             return;
         }
     };

@@ -209,8 +209,9 @@ fn identity_if(fd: i32, expect: Expect<'_>) -> Option<(u64, u64)> {
             let c = std::ffi::CString::new(path).ok()?;
             // SAFETY: an all-zero `stat` is a valid value of the plain C struct.
             let mut at_path: libc::stat = unsafe { core::mem::zeroed() };
+            // lstat: the path itself, never what a symlink put there since points to.
             // SAFETY: `c` is NUL-terminated and `at_path` a valid out-pointer.
-            if unsafe { libc::stat(c.as_ptr(), &mut at_path) } != 0 {
+            if unsafe { libc::lstat(c.as_ptr(), &mut at_path) } != 0 {
                 return None;
             }
             (at_path.st_dev == st.st_dev && at_path.st_ino == st.st_ino).then_some((st.st_dev, st.st_ino))
@@ -235,6 +236,108 @@ pub(crate) fn open(path: &str, flags: i32, mode: u32) -> i32 {
     };
     // SAFETY: `c` is a valid NUL-terminated path.
     unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) }
+}
+
+/// Opens a file the shim writes in a place other users may reach (`LEAKSCOPE_OUTPUT`,
+/// `LEAKSCOPE_LOG`) for appending: never through a symlink (`O_NOFOLLOW`), never blocking on a
+/// FIFO (`O_NONBLOCK`), created with `O_EXCL` and mode 0600, and used only if it is a regular
+/// file with one link owned by our effective uid (or root). `what` names the setting in
+/// messages. The descriptor is adopted high and close-on-exec ([`OwnedFd::adopt`]).
+pub(crate) fn open_private_append(what: &str, path: &str) -> Result<OwnedFd, String> {
+    let base = libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let mut fd = open(path, base | libc::O_CREAT | libc::O_EXCL, 0o600);
+    if fd < 0 && errno() == libc::EEXIST {
+        // Look before opening, so a FIFO or device is never opened at all; the check of the
+        // open descriptor below is the one that counts.
+        let found = lstat(path).ok_or_else(|| format!("cannot open {what}={path}: {}", os_error()))?;
+        acceptable(&found).map_err(|why| refusal(what, path, &why))?;
+        fd = open(path, base, 0);
+    }
+    if fd < 0 {
+        let e = errno();
+        return Err(if e == libc::ELOOP {
+            refusal(what, path, "it is a symbolic link")
+        } else {
+            format!("cannot open {what}={path}: {}", std::io::Error::from_raw_os_error(e))
+        });
+    }
+    let checked = fstat(fd).ok_or_else(os_error).and_then(|st| acceptable(&st));
+    if let Err(why) = checked {
+        // SAFETY: `fd` was opened just above and is not shared yet.
+        unsafe { libc::close(fd) };
+        return Err(refusal(what, path, &why));
+    }
+    OwnedFd::adopt(fd, Expect::File(path))
+        .ok_or_else(|| format!("{what}={path}: the descriptor was taken over by the host while opening"))
+}
+
+/// Opens a file the shim only reads (the perf map, ELF objects) without blocking: a regular
+/// file, else nothing. With `nofollow` the path may not be a symlink and the file must be ours
+/// or root's (for files in shared directories, like `/tmp/perf-PID.map`).
+pub(crate) fn open_regular_readonly(path: &str, nofollow: bool) -> Option<i32> {
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
+    let fd = open(path, flags, 0);
+    if fd < 0 {
+        return None;
+    }
+    let ok = fstat(fd).is_some_and(|st| {
+        if nofollow { acceptable(&st).is_ok() } else { st.st_mode & libc::S_IFMT == libc::S_IFREG }
+    });
+    if !ok {
+        // SAFETY: `fd` was opened just above.
+        unsafe { libc::close(fd) };
+        return None;
+    }
+    Some(fd)
+}
+
+/// Regular, a single link, ours or root's: else why not.
+fn acceptable(st: &libc::stat) -> Result<(), String> {
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFLNK => Some("a symbolic link"),
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFCHR => Some("a character device"),
+        libc::S_IFBLK => Some("a block device"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFDIR => Some("a directory"),
+        _ => Some("not a regular file"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!("it is {kind}"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if st.st_uid != me && st.st_uid != 0 {
+        return Err(format!("it belongs to uid {}, not to this process's uid {me}", st.st_uid));
+    }
+    if st.st_nlink > 1 {
+        return Err(format!("it has {} hard links", st.st_nlink));
+    }
+    Ok(())
+}
+
+fn refusal(what: &str, path: &str, why: &str) -> String {
+    format!("refusing {what}={path}: {why}; leakscope writes only to a regular file of its own")
+}
+
+fn os_error() -> String {
+    std::io::Error::from_raw_os_error(errno()).to_string()
+}
+
+fn fstat(fd: i32) -> Option<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of the plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+}
+
+fn lstat(path: &str) -> Option<libc::stat> {
+    let c = std::ffi::CString::new(path).ok()?;
+    // SAFETY: an all-zero `stat` is a valid value of the plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` a valid out-pointer.
+    (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some(st)
 }
 
 /// Writes all of `buf` to a regular file or pipe descriptor, retrying on
@@ -315,4 +418,74 @@ pub(crate) fn rss_bytes() -> Option<u64> {
     let text = core::str::from_utf8(&s).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mkfifo(path: &str) {
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    }
+
+    #[test]
+    fn private_files_are_created_0600_and_reopened_only_if_regular_and_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        let victim = at("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+
+        // SAFETY: umask only changes this process's file creation mask; restored below.
+        let old = unsafe { libc::umask(0) };
+        let fresh = open_private_append("LEAKSCOPE_OUTPUT", &at("out"));
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let fresh = fresh.unwrap();
+        assert!(write_all(fresh.get().unwrap(), b"one\n"));
+        fresh.close();
+        let mode = std::fs::metadata(at("out")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+        assert_eq!(mode.unwrap() & 0o777, 0o600);
+        let again = open_private_append("LEAKSCOPE_OUTPUT", &at("out")).unwrap();
+        assert!(write_all(again.get().unwrap(), b"two\n"));
+        again.close();
+        assert_eq!(std::fs::read_to_string(at("out")).unwrap(), "one\ntwo\n");
+
+        std::os::unix::fs::symlink(&victim, at("link")).unwrap();
+        let e = open_private_append("LEAKSCOPE_LOG", &at("link")).unwrap_err();
+        assert!(e.contains("refusing LEAKSCOPE_LOG=") && e.contains("symbolic link"), "{e}");
+        std::os::unix::fs::symlink(at("nowhere"), at("dangling")).unwrap();
+        assert!(open_private_append("LEAKSCOPE_LOG", &at("dangling")).unwrap_err().contains("symbolic link"));
+        assert!(!dir.path().join("nowhere").exists());
+        mkfifo(&at("fifo"));
+        assert!(open_private_append("LEAKSCOPE_OUTPUT", &at("fifo")).unwrap_err().contains("FIFO"));
+        assert!(open_private_append("LEAKSCOPE_OUTPUT", "/dev/null").unwrap_err().contains("character device"));
+        std::fs::hard_link(&victim, at("hard")).unwrap();
+        assert!(open_private_append("LEAKSCOPE_OUTPUT", &at("hard")).unwrap_err().contains("hard links"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+
+        // Someone else's file (needs root to make, as CI runs).
+        std::fs::write(at("theirs"), "").unwrap();
+        std::os::unix::fs::chown(at("theirs"), Some(65534), Some(65534)).expect("chown to nobody needs root (CI runs as root)");
+        assert!(open_private_append("LEAKSCOPE_OUTPUT", &at("theirs")).unwrap_err().contains("belongs to uid 65534"));
+    }
+
+    #[test]
+    fn read_only_opens_take_regular_files_only_and_never_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        std::fs::write(at("map"), "1 2 x\n").unwrap();
+        let fd = open_regular_readonly(&at("map"), true).unwrap();
+        // SAFETY: opened above.
+        unsafe { libc::close(fd) };
+        mkfifo(&at("fifo"));
+        assert!(open_regular_readonly(&at("fifo"), true).is_none());
+        assert!(open_regular_readonly(&at("fifo"), false).is_none());
+        std::os::unix::fs::symlink(at("map"), at("link")).unwrap();
+        assert!(open_regular_readonly(&at("link"), true).is_none());
+        let fd = open_regular_readonly(&at("link"), false).expect("a symlink is fine where following is allowed");
+        // SAFETY: opened above.
+        unsafe { libc::close(fd) };
+    }
 }

@@ -49,22 +49,68 @@ pub(crate) struct Sink {
     fresh: bool,
     connects: u32,
     last_error: Option<String>,
+    /// After a listener of another user was refused: no new attempt before this (monotonic ms).
+    refused_until_ms: u64,
+    refusal_backoff_ms: u64,
 }
+
+/// Backoff after a refused listener: doubling from 1 s up to a minute.
+const FIRST_REFUSAL_BACKOFF_MS: u64 = 1000;
+const MAX_REFUSAL_BACKOFF_MS: u64 = 60_000;
 
 fn os_err() -> String {
     std::io::Error::from_raw_os_error(sys::errno()).to_string()
 }
 
 fn open_append(path: &str) -> Result<OwnedFd, String> {
-    let fd = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644);
-    if fd < 0 {
-        return Err(format!("cannot open LEAKSCOPE_OUTPUT={path}: {}", os_err()));
-    }
-    OwnedFd::adopt(fd, sys::Expect::File(path))
-        .ok_or_else(|| format!("LEAKSCOPE_OUTPUT={path}: the descriptor was taken over by the host while opening"))
+    sys::open_private_append("LEAKSCOPE_OUTPUT", path)
 }
 
-fn connect_unix(path: &str) -> Result<OwnedFd, String> {
+/// Why a connection could not be made.
+enum ConnectError {
+    /// The path could not be reached (nobody listening yet, …): try again next tick.
+    Failed(String),
+    /// Someone is listening, but not this process's user or root: never send them anything;
+    /// try again with backoff (the rightful collector may take the path back).
+    Refused(String),
+}
+
+/// The listener's uid is this process's or root's (`SO_PEERCRED`), so it may hear what we send.
+fn check_listener(fd: i32, path: &str) -> Result<(), String> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(format!("refusing LEAKSCOPE_SOCKET={path}: cannot tell who serves it ({})", os_err()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid == me || cred.uid == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing LEAKSCOPE_SOCKET={path}: it is served by uid {}, not by this process's user (uid {me}) or root, so nothing is sent to it",
+        cred.uid
+    ))
+}
+
+fn connect_unix(path: &str) -> Result<OwnedFd, ConnectError> {
+    connect_unix_any(path).map_err(ConnectError::Failed).and_then(|fd| {
+        let raw = fd.get().ok_or_else(|| ConnectError::Failed("descriptor vanished".to_string()))?;
+        match check_listener(raw, path) {
+            Ok(()) => Ok(fd),
+            Err(why) => {
+                fd.close();
+                Err(ConnectError::Refused(why))
+            }
+        }
+    })
+}
+
+fn connect_unix_any(path: &str) -> Result<OwnedFd, String> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe {
         libc::socket(
@@ -160,6 +206,8 @@ impl Sink {
                 fresh: true,
                 connects: 0,
                 last_error: None,
+                refused_until_ms: 0,
+                refusal_backoff_ms: FIRST_REFUSAL_BACKOFF_MS,
             });
         }
         let Some(path) = &cfg.output else {
@@ -172,6 +220,8 @@ impl Sink {
             fresh: true,
             connects: 1,
             last_error: None,
+            refused_until_ms: 0,
+            refusal_backoff_ms: FIRST_REFUSAL_BACKOFF_MS,
         })
     }
 
@@ -191,7 +241,24 @@ impl Sink {
         }
         let fd = match &self.target {
             Target::File(p) => open_append(p),
-            Target::Socket(p) => connect_unix(p),
+            Target::Socket(p) => {
+                let now = sys::monotonic_ms();
+                if now < self.refused_until_ms {
+                    return Err(self.last_error.clone().unwrap_or_default());
+                }
+                match connect_unix(p) {
+                    Ok(fd) => {
+                        self.refusal_backoff_ms = FIRST_REFUSAL_BACKOFF_MS;
+                        Ok(fd)
+                    }
+                    Err(ConnectError::Failed(e)) => Err(e),
+                    Err(ConnectError::Refused(e)) => {
+                        self.refused_until_ms = now + self.refusal_backoff_ms;
+                        self.refusal_backoff_ms = (self.refusal_backoff_ms * 2).min(MAX_REFUSAL_BACKOFF_MS);
+                        Err(e)
+                    }
+                }
+            }
         }?;
         let raw = fd.get().ok_or("descriptor vanished")?;
         self.fd = Some(fd);
@@ -406,10 +473,7 @@ impl Writer {
     fn ready(&mut self, deadline: u64) -> bool {
         if let Err(e) = self.sink.ensure() {
             if !self.outage_logged || self.sink.last_error.as_deref() != Some(e.as_str()) {
-                warn!(
-                    "{e}; retrying every {} ms (the host is not affected)",
-                    self.cfg.interval_ms
-                );
+                warn!("{e}; will retry (the host is not affected)");
                 self.outage_logged = true;
             }
             self.sink.last_error = Some(e);
@@ -725,8 +789,6 @@ pub(crate) fn start(
     table_bytes: usize,
 ) -> Result<(), String> {
     let tables = state::tables().ok_or("tables missing")?;
-    // Our copy of std only: never print panics to the host's stderr.
-    std::panic::set_hook(Box::new(|info| error!("panic: {info}")));
     let w = Writer::new(cfg, warnings, sink, tables, table_bytes);
     match WRITER.lock() {
         Ok(mut g) => *g = Some(w),

@@ -86,6 +86,9 @@ pub struct Counters {
     /// Exact mode: allocations of aimed-at types seen, and those skipped by its own thinning.
     pub exact_allocations: AtomicU64,
     pub exact_thinned: AtomicU64,
+    /// Runtime events skipped because their version or size is not the layout the agent
+    /// knows (their fields are never read).
+    pub bad_events: AtomicU64,
 }
 
 /// Everything the hot path needs, owned by the agent.
@@ -182,36 +185,42 @@ impl Capture {
     }
 
     fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8]) {
-        match id {
+        // A parser says None when the event's version or size is not one it knows: skipped,
+        // and counted (the summary reports it).
+        let parsed = match id {
             events::id::ALLOCATION_SAMPLED if self.sampling == Sampling::AllocationSampled => {
-                if let Some(e) = events::parse_allocation_sampled(payload) {
-                    self.on_allocation(info, e);
-                }
+                events::parse_allocation_sampled(version, payload).map(|e| self.on_allocation(info, e))
             }
             events::id::GC_ALLOCATION_TICK if self.sampling == Sampling::AllocationTick => {
-                if let Some(e) = events::parse_allocation_tick(version, payload) {
-                    self.on_allocation(info, e);
+                // Versions before 4 carry no address: nothing to follow, not a malformed event.
+                if version < 4 {
+                    return;
                 }
+                events::parse_allocation_tick(version, payload).map(|e| self.on_allocation(info, e))
             }
-            events::id::GC_START => {
-                if let Some(start) = events::parse_gc_start(payload) {
-                    self.counters.last_gc.store(start.count, Ordering::Relaxed);
-                    self.send(Event::GcStart(start));
-                }
-            }
+            events::id::GC_START => events::parse_gc_start(version, payload).map(|start| {
+                self.counters.last_gc.store(start.count, Ordering::Relaxed);
+                self.send(Event::GcStart(start));
+            }),
             events::id::GC_END => {
-                if let Some((count, depth)) = events::parse_gc_end(payload) {
-                    self.send(Event::GcEnd { count, depth });
-                }
+                events::parse_gc_end(version, payload).map(|(count, depth)| self.send(Event::GcEnd { count, depth }))
             }
             events::id::GC_HEAP_STATS => {
-                if let Some(stats) = events::parse_heap_stats(payload) {
-                    self.send(Event::HeapStats(stats));
-                }
+                events::parse_heap_stats(version, payload).map(|stats| self.send(Event::HeapStats(stats)))
             }
-            events::id::GC_SUSPEND_EE_BEGIN => self.send(Event::SuspendBegin { at_ns: monotonic_ns() }),
-            events::id::GC_RESTART_EE_END => self.send(Event::RestartEnd { at_ns: monotonic_ns() }),
-            _ => {}
+            // No payload fields are read from these two.
+            events::id::GC_SUSPEND_EE_BEGIN => {
+                self.send(Event::SuspendBegin { at_ns: monotonic_ns() });
+                Some(())
+            }
+            events::id::GC_RESTART_EE_END => {
+                self.send(Event::RestartEnd { at_ns: monotonic_ns() });
+                Some(())
+            }
+            _ => Some(()),
+        };
+        if parsed.is_none() {
+            self.counters.bad_events.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -3,7 +3,8 @@
 use std::ffi::c_void;
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{FunctionID, HRESULT, S_FALSE, S_OK};
+use crate::clr::types::FunctionID;
+use crate::com::walks::{FrameVisitor, on_frame};
 
 /// One managed frame: the function and the instruction pointer within it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,30 +25,19 @@ pub fn capture_current_thread(info: &ProfilerInfo, limit: usize) -> Vec<Frame> {
     // SAFETY: `on_frame` receives `&mut walk` back as client data; `walk` outlives the call,
     // which is synchronous.
     let _ = unsafe {
-        info.do_stack_snapshot_current_thread(on_frame, &mut walk as *mut Walk as *mut c_void)
+        info.do_stack_snapshot_current_thread(on_frame::<Walk>, &mut walk as *mut Walk as *mut c_void)
     };
     walk.frames
 }
 
-unsafe extern "system" fn on_frame(
-    function: FunctionID,
-    ip: usize,
-    _frame_info: usize,
-    _context_size: u32,
-    _context: *mut u8,
-    client_data: *mut c_void,
-) -> HRESULT {
-    if client_data.is_null() {
-        return S_FALSE;
-    }
-    // SAFETY: `client_data` is the `Walk` passed by capture_current_thread, alive for the walk,
-    // and the runtime calls this callback on the walking thread only.
-    let walk = unsafe { &mut *(client_data as *mut Walk) };
-    if function != 0 {
-        walk.frames.push(Frame { function, ip });
-        if walk.frames.len() >= walk.limit {
-            return S_FALSE;
+impl FrameVisitor for Walk {
+    fn frame(&mut self, function: FunctionID, ip: usize) -> bool {
+        if function != 0 {
+            self.frames.push(Frame { function, ip });
+            if self.frames.len() >= self.limit {
+                return false;
+            }
         }
+        true
     }
-    S_OK
 }

@@ -4,6 +4,7 @@
 use std::ffi::c_void;
 
 use super::types::*;
+use super::gate;
 use super::vtable::{method, release};
 
 mod slot {
@@ -73,11 +74,11 @@ impl MetaDataImport {
         let mut extends: mdToken = 0;
         let name = read_string(|buf, cap, len| {
             // SAFETY: slot 12 is GetTypeDefProps; `buf` has room for `cap` UTF-16 units.
-            unsafe {
+            gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_TYPE_DEF_PROPS)(
                     self.ptr, type_def, buf, cap, len, &mut flags, &mut extends,
                 )
-            }
+            })
         })?;
         Ok(TypeDefProps { name, flags })
     }
@@ -89,7 +90,7 @@ impl MetaDataImport {
         read_string(|buf, cap, len| {
             // SAFETY: slot 14 is GetTypeRefProps(mdTypeRef, mdToken*, LPWSTR, ULONG, ULONG*);
             // `buf` has room for `cap` UTF-16 units.
-            unsafe { method::<F>(self.ptr, slot::GET_TYPE_REF_PROPS)(self.ptr, type_ref, &mut scope, buf, cap, len) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_TYPE_REF_PROPS)(self.ptr, type_ref, &mut scope, buf, cap, len) })
         })
     }
 
@@ -98,9 +99,9 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, mdToken, *mut mdToken) -> HRESULT;
         let mut enclosing: mdToken = 0;
         // SAFETY: slot 62 is GetNestedClassProps(mdTypeDef, mdTypeDef*).
-        let hr = unsafe {
+        let hr = gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_NESTED_CLASS_PROPS)(self.ptr, nested, &mut enclosing)
-        };
+        });
         (hr == S_OK && enclosing != 0 && enclosing != nested).then_some(enclosing)
     }
 
@@ -119,12 +120,12 @@ impl MetaDataImport {
         let name = read_string(|buf, cap, len| {
             // SAFETY: slot 30 is GetMethodProps; every out-pointer is valid and `buf` has room
             // for `cap` UTF-16 units.
-            unsafe {
+            gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_METHOD_PROPS)(
                     self.ptr, method_def, &mut class, buf, cap, len, &mut attributes,
                     &mut signature, &mut signature_len, &mut rva, &mut impl_flags,
                 )
-            }
+            })
         })?;
         Ok((name, class))
     }
@@ -136,7 +137,7 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 6 is EnumTypeDefs(HCORENUM*, mdTypeDef[], ULONG, ULONG*).
-            unsafe { method::<F>(self.ptr, slot::ENUM_TYPE_DEFS)(self.ptr, handle, buf, cap, len) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_TYPE_DEFS)(self.ptr, handle, buf, cap, len) })
         })
     }
 
@@ -145,7 +146,7 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 20 is EnumFields(HCORENUM*, mdTypeDef, mdFieldDef[], ULONG, ULONG*).
-            unsafe { method::<F>(self.ptr, slot::ENUM_FIELDS)(self.ptr, handle, type_def, buf, cap, len) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_FIELDS)(self.ptr, handle, type_def, buf, cap, len) })
         })
     }
 
@@ -154,7 +155,7 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 18 is EnumMethods(HCORENUM*, mdTypeDef, mdMethodDef[], ULONG, ULONG*).
-            unsafe { method::<F>(self.ptr, slot::ENUM_METHODS)(self.ptr, handle, type_def, buf, cap, len) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_METHODS)(self.ptr, handle, type_def, buf, cap, len) })
         })
     }
 
@@ -173,12 +174,12 @@ impl MetaDataImport {
         let name = read_string(|buf, cap, len| {
             // SAFETY: slot 57 is GetFieldProps; every out-pointer is valid and `buf` has room for
             // `cap` UTF-16 units.
-            unsafe {
+            gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_FIELD_PROPS)(
                     self.ptr, field, &mut class, buf, cap, len, &mut flags, &mut signature, &mut signature_len,
                     &mut constant_type, &mut constant, &mut constant_len,
                 )
-            }
+            })
         })?;
         let signature = if signature.is_null() || signature_len == 0 || signature_len > 4096 {
             Vec::new()
@@ -210,7 +211,10 @@ impl MetaDataImport {
             type Close = unsafe extern "system" fn(*mut c_void, usize);
             // SAFETY: slot 3 is CloseEnum(HCORENUM), which returns nothing; the handle came
             // from this importer and is closed once.
-            unsafe { method::<Close>(self.ptr, slot::CLOSE_ENUM)(self.ptr, handle) };
+            gate::RUNTIME.call(|| unsafe {
+                method::<Close>(self.ptr, slot::CLOSE_ENUM)(self.ptr, handle);
+                S_OK
+            });
         }
         tokens
     }
@@ -219,7 +223,7 @@ impl MetaDataImport {
 impl Drop for MetaDataImport {
     fn drop(&mut self) {
         // SAFETY: we own one reference (from_owned's contract).
-        unsafe { release(self.ptr) };
+        gate::RUNTIME.call(|| unsafe { release(self.ptr) });
     }
 }
 

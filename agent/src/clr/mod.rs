@@ -3,6 +3,7 @@
 //! the runtime events we subscribe to.
 
 pub mod events;
+pub mod gate;
 pub mod guids;
 pub mod metadata;
 pub mod pdb;

@@ -7,6 +7,7 @@
 use std::ffi::c_void;
 
 use super::types::*;
+use super::gate;
 use super::vtable::{method, release};
 use super::{guids, metadata::MetaDataImport};
 
@@ -175,7 +176,7 @@ impl ProfilerInfo {
         self.require(5)?;
         type F = unsafe extern "system" fn(*mut c_void, u32, u32) -> HRESULT;
         // SAFETY: Info5 slot 82 is SetEventMask2(DWORD, DWORD); version checked above.
-        check(unsafe { method::<F>(self.ptr, slot::SET_EVENT_MASK2)(self.ptr, low, high) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::SET_EVENT_MASK2)(self.ptr, low, high) }))
     }
 
     /// The event mask in force (low, high words).
@@ -184,7 +185,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, *mut u32, *mut u32) -> HRESULT;
         let (mut low, mut high) = (0u32, 0u32);
         // SAFETY: Info5 slot 81 is GetEventMask2(DWORD*, DWORD*).
-        check(unsafe { method::<F>(self.ptr, slot::GET_EVENT_MASK2)(self.ptr, &mut low, &mut high) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_EVENT_MASK2)(self.ptr, &mut low, &mut high) }))?;
         Ok((low, high))
     }
 
@@ -198,12 +199,12 @@ impl ProfilerInfo {
         let mut runtime_type = 0u32;
         // SAFETY: Info3 slot 67 is GetRuntimeInformation; every out-pointer is valid or NULL,
         // and a zero-length version-string buffer is allowed.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_RUNTIME_INFORMATION)(
                 self.ptr, std::ptr::null_mut(), &mut runtime_type, &mut v.major, &mut v.minor,
                 &mut v.build, &mut v.qfe, 0, std::ptr::null_mut(), std::ptr::null_mut(),
             )
-        })?;
+        }))?;
         Ok(v)
     }
 
@@ -213,7 +214,7 @@ impl ProfilerInfo {
         self.require(3)?;
         type F = unsafe extern "system" fn(*mut c_void, u32) -> HRESULT;
         // SAFETY: Info3 slot 58 is RequestProfilerDetach(DWORD dwExpectedCompletionMilliseconds).
-        check(unsafe { method::<F>(self.ptr, slot::REQUEST_PROFILER_DETACH)(self.ptr, expected_ms) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::REQUEST_PROFILER_DETACH)(self.ptr, expected_ms) }))
     }
 
     /// Must be called on a thread the profiler created before it uses other methods.
@@ -221,7 +222,7 @@ impl ProfilerInfo {
         self.require(4)?;
         type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
         // SAFETY: Info4 slot 72 is InitializeCurrentThread().
-        check(unsafe { method::<F>(self.ptr, slot::INITIALIZE_CURRENT_THREAD)(self.ptr) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::INITIALIZE_CURRENT_THREAD)(self.ptr) }))
     }
 
     /// Starts an in-process EventPipe session delivering events to `EventPipeEventDelivered`.
@@ -236,11 +237,11 @@ impl ProfilerInfo {
         let mut session: EventPipeSession = 0;
         // SAFETY: Info12 slot 101 is EventPipeStartSession; `providers` outlives the call and
         // every name pointer in it points to NUL-terminated UTF-16 owned by the caller.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::EVENT_PIPE_START_SESSION)(
                 self.ptr, providers.len() as u32, providers.as_ptr(), 0, &mut session,
             )
-        })?;
+        }))?;
         Ok(session)
     }
 
@@ -248,7 +249,7 @@ impl ProfilerInfo {
         self.require(12)?;
         type F = unsafe extern "system" fn(*mut c_void, EventPipeSession) -> HRESULT;
         // SAFETY: Info12 slot 103 is EventPipeStopSession(EVENTPIPE_SESSION).
-        check(unsafe { method::<F>(self.ptr, slot::EVENT_PIPE_STOP_SESSION)(self.ptr, session) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::EVENT_PIPE_STOP_SESSION)(self.ptr, session) }))
     }
 
     /// The name of an EventPipe provider.
@@ -259,11 +260,11 @@ impl ProfilerInfo {
         let mut len = 0u32;
         // SAFETY: Info12 slot 105 is EventPipeGetProviderInfo(provider, ULONG cch, ULONG* pcch,
         // WCHAR[]); the buffer holds 128 units.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::EVENT_PIPE_GET_PROVIDER_INFO)(
                 self.ptr, provider, buf.len() as u32, &mut len, buf.as_mut_ptr(),
             )
-        })?;
+        }))?;
         Ok(utf16_to_string(&buf[..(len as usize).min(buf.len())]))
     }
 
@@ -281,11 +282,11 @@ impl ProfilerInfo {
         ) -> HRESULT;
         // SAFETY: Info2 slot 36 is DoStackSnapshot; thread 0 means the current thread, no
         // seed context is passed, and the caller vouches for `client_data`.
-        unsafe {
+        gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::DO_STACK_SNAPSHOT)(
                 self.ptr, 0, callback, 0, client_data, std::ptr::null_mut(), 0,
             )
-        }
+        })
     }
 
     /// Creates a weak GC handle to a freshly allocated object. Call only on the allocating
@@ -295,9 +296,9 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, u32, *mut ObjectHandleID) -> HRESULT;
         let mut handle: ObjectHandleID = 0;
         // SAFETY: Info13 slot 108 is CreateHandle(ObjectID, COR_PRF_HANDLE_TYPE, ObjectHandleID*).
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::CREATE_HANDLE)(self.ptr, object, HANDLE_TYPE_WEAK, &mut handle)
-        })?;
+        }))?;
         if handle == 0 { Err(E_FAIL) } else { Ok(handle) }
     }
 
@@ -306,7 +307,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectHandleID) -> HRESULT;
         // SAFETY: Info13 slot 109 is DestroyHandle(ObjectHandleID); the handle came from
         // create_weak_handle and is destroyed once.
-        check(unsafe { method::<F>(self.ptr, slot::DESTROY_HANDLE)(self.ptr, handle) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::DESTROY_HANDLE)(self.ptr, handle) }))
     }
 
     /// The object a handle refers to, or 0 once the GC has collected it.
@@ -315,9 +316,9 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectHandleID, *mut ObjectID) -> HRESULT;
         let mut object: ObjectID = 0;
         // SAFETY: Info13 slot 110 is GetObjectIDFromHandle(ObjectHandleID, ObjectID*).
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_OBJECT_ID_FROM_HANDLE)(self.ptr, handle, &mut object)
-        })?;
+        }))?;
         Ok(object)
     }
 
@@ -331,11 +332,11 @@ impl ProfilerInfo {
             out.reserve(capacity);
             // SAFETY: Info2 slot 54 is GetGenerationBounds(ULONG cap, ULONG* count, RANGE[]);
             // the buffer holds `capacity` entries.
-            check(unsafe {
+            check(gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_GENERATION_BOUNDS)(
                     self.ptr, capacity as u32, &mut needed, out.as_mut_ptr(),
                 )
-            })?;
+            }))?;
             if needed as usize <= capacity {
                 // SAFETY: the runtime initialised the first `needed` entries.
                 unsafe { out.set_len(needed as usize) };
@@ -350,9 +351,9 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut GenerationRange) -> HRESULT;
         let mut range = GenerationRange::default();
         // SAFETY: Info2 slot 55 is GetObjectGeneration(ObjectID, RANGE*).
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_OBJECT_GENERATION)(self.ptr, object, &mut range)
-        })?;
+        }))?;
         Ok(range.generation)
     }
 
@@ -360,7 +361,7 @@ impl ProfilerInfo {
     pub fn force_gc(&self) -> Result<(), HRESULT> {
         type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
         // SAFETY: Info slot 28 is ForceGC().
-        check(unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) }))
     }
 
     /// `Some` for array classes.
@@ -368,11 +369,11 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ClassID, *mut u32, *mut ClassID, *mut u32) -> HRESULT;
         let mut info = ArrayInfo { element_type: 0, element_class: 0, rank: 0 };
         // SAFETY: Info slot 11 is IsArrayClass(ClassID, CorElementType*, ClassID*, ULONG*).
-        let hr = unsafe {
+        let hr = gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::IS_ARRAY_CLASS)(
                 self.ptr, class, &mut info.element_type, &mut info.element_class, &mut info.rank,
             )
-        };
+        });
         match hr {
             S_OK => Ok(Some(info)),
             S_FALSE => Ok(None),
@@ -389,30 +390,30 @@ impl ProfilerInfo {
         let mut count = 0u32;
         // SAFETY: Info2 slot 41 is GetClassIDInfo2; a zero-capacity type-argument buffer asks
         // only for the count.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
                 self.ptr, class, &mut info.module, &mut info.type_def, &mut parent, 0, &mut count,
                 std::ptr::null_mut(),
             )
-        })?;
+        }))?;
         if count > 0 {
             info.type_args = vec![0; count as usize];
             // SAFETY: as above, with a buffer of `count` entries.
-            check(unsafe {
+            check(gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
                     self.ptr, class, &mut info.module, &mut info.type_def, &mut parent, count,
                     &mut count, info.type_args.as_mut_ptr(),
                 )
-            })?;
+            }))?;
             info.type_args.truncate(count as usize);
         }
         if info.module == 0 {
             // Some classes answer only the v1 query.
             type F1 = unsafe extern "system" fn(*mut c_void, ClassID, *mut ModuleID, *mut mdToken) -> HRESULT;
             // SAFETY: Info slot 14 is GetClassIDInfo(ClassID, ModuleID*, mdTypeDef*).
-            check(unsafe {
+            check(gate::RUNTIME.call(|| unsafe {
                 method::<F1>(self.ptr, slot::GET_CLASS_ID_INFO)(self.ptr, class, &mut info.module, &mut info.type_def)
-            })?;
+            }))?;
         }
         Ok(info)
     }
@@ -424,12 +425,12 @@ impl ProfilerInfo {
         let mut info = FunctionInfo::default();
         let mut count = 0u32;
         // SAFETY: Info2 slot 38 is GetFunctionInfo2; frame info 0 and no type-argument buffer.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_FUNCTION_INFO2)(
                 self.ptr, function, 0, &mut info.class, &mut info.module, &mut info.token, 0,
                 &mut count, std::ptr::null_mut(),
             )
-        })?;
+        }))?;
         Ok(info)
     }
 
@@ -438,11 +439,11 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ModuleID, u32, *const GUID, *mut *mut c_void) -> HRESULT;
         let mut unknown: *mut c_void = std::ptr::null_mut();
         // SAFETY: Info slot 21 is GetModuleMetaData(ModuleID, DWORD ofRead=0, REFIID, IUnknown**).
-        let hr = unsafe {
+        let hr = gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_MODULE_META_DATA)(
                 self.ptr, module, 0, &guids::IID_IMETADATAIMPORT, &mut unknown,
             )
-        };
+        });
         if hr != S_OK || unknown.is_null() {
             return Err(if hr == S_OK || hr == S_FALSE { E_FAIL } else { hr });
         }
@@ -456,11 +457,11 @@ impl ProfilerInfo {
         let mut unknown: *mut c_void = std::ptr::null_mut();
         let mut token: mdToken = 0;
         // SAFETY: Info slot 19 is GetTokenAndMetaDataFromFunction(FunctionID, REFIID, IUnknown**, mdToken*).
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_TOKEN_AND_METADATA_FROM_FUNCTION)(
                 self.ptr, function, &guids::IID_IMETADATAIMPORT, &mut unknown, &mut token,
             )
-        })?;
+        }))?;
         if unknown.is_null() {
             return Err(E_FAIL);
         }
@@ -479,11 +480,11 @@ impl ProfilerInfo {
         let mut buf = vec![0u16; 1024];
         // SAFETY: Info slot 20 is GetModuleInfo(ModuleID, LPCBYTE*, ULONG cch, ULONG* pcch,
         // WCHAR[], AssemblyID*); the buffer holds `buf.len()` units.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_MODULE_INFO)(
                 self.ptr, module, &mut base, buf.len() as u32, &mut len, buf.as_mut_ptr(), &mut assembly,
             )
-        })?;
+        }))?;
         Ok(utf16_to_string(&buf[..(len as usize).min(buf.len())]))
     }
 
@@ -494,7 +495,7 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 90 is GetNativeCodeStartAddresses(FunctionID, ReJITID, ULONG32,
             // ULONG32*, UINT_PTR[]); `buf` holds `cap` entries.
-            unsafe { method::<F>(self.ptr, slot::GET_NATIVE_CODE_START_ADDRESSES)(self.ptr, function, 0, cap, len, buf) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_NATIVE_CODE_START_ADDRESSES)(self.ptr, function, 0, cap, len, buf) })
         })
     }
 
@@ -504,7 +505,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut CodeChunk) -> HRESULT;
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 92 is GetCodeInfo4(UINT_PTR, ULONG32, ULONG32*, COR_PRF_CODE_INFO[]).
-            unsafe { method::<F>(self.ptr, slot::GET_CODE_INFO4)(self.ptr, start, cap, len, buf) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CODE_INFO4)(self.ptr, start, cap, len, buf) })
         })
     }
 
@@ -515,7 +516,7 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 91 is GetILToNativeMapping3(UINT_PTR, ULONG32, ULONG32*,
             // COR_DEBUG_IL_TO_NATIVE_MAP[]).
-            unsafe { method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf) })
         })
     }
 
@@ -529,7 +530,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectCallback, *mut c_void) -> HRESULT;
         // SAFETY: Info15 slot 114 is EnumerateGCHeapObjects(ObjectCallback, void*); the caller
         // vouches for `state`.
-        check(unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) }))
     }
 
     /// An object's class. Only while the runtime is suspended (in a GC or a heap walk) or
@@ -538,7 +539,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut ClassID) -> HRESULT;
         let mut class: ClassID = 0;
         // SAFETY: Info slot 3 is GetClassFromObject(ObjectID, ClassID*).
-        check(unsafe { method::<F>(self.ptr, slot::GET_CLASS_FROM_OBJECT)(self.ptr, object, &mut class) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CLASS_FROM_OBJECT)(self.ptr, object, &mut class) }))?;
         Ok(class)
     }
 
@@ -548,7 +549,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut usize) -> HRESULT;
         let mut size = 0usize;
         // SAFETY: Info4 slot 80 is GetObjectSize2(ObjectID, SIZE_T*).
-        check(unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) }))?;
         Ok(size)
     }
 
@@ -569,7 +570,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, ObjectReferenceCallback, *mut c_void) -> HRESULT;
         // SAFETY: Info10 slot 93 is EnumerateObjectReferences(ObjectID, ObjectReferenceCallback,
         // void*); the caller vouches for the object and `state`.
-        check(unsafe { method::<F>(self.ptr, slot::ENUMERATE_OBJECT_REFERENCES)(self.ptr, object, callback, state) })
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_OBJECT_REFERENCES)(self.ptr, object, callback, state) }))
     }
 
     /// Every module loaded now (Info3 `EnumModules`).
@@ -578,7 +579,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, *mut *mut c_void) -> HRESULT;
         let mut enumerator: *mut c_void = std::ptr::null_mut();
         // SAFETY: Info3 slot 66 is EnumModules(ICorProfilerModuleEnum**).
-        check(unsafe { method::<F>(self.ptr, slot::ENUM_MODULES)(self.ptr, &mut enumerator) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_MODULES)(self.ptr, &mut enumerator) }))?;
         if enumerator.is_null() {
             return Err(E_FAIL);
         }
@@ -590,14 +591,14 @@ impl ProfilerInfo {
             let mut fetched = 0u32;
             // SAFETY: slot 7 of ICorProfilerModuleEnum is Next(ULONG, ModuleID[], ULONG*); the
             // buffer holds `batch.len()` ids.
-            let hr = unsafe { method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched) };
+            let hr = gate::RUNTIME.call(|| unsafe { method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched) });
             modules.extend_from_slice(&batch[..(fetched as usize).min(batch.len())]);
             if hr != S_OK || fetched == 0 || modules.len() > 1_000_000 {
                 break;
             }
         }
         // SAFETY: we own the enumerator's one reference.
-        unsafe { release(enumerator) };
+        gate::RUNTIME.call(|| unsafe { release(enumerator) });
         Ok(modules)
     }
 
@@ -607,7 +608,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ModuleID, mdToken, *mut FunctionID) -> HRESULT;
         let mut function: FunctionID = 0;
         // SAFETY: Info slot 8 is GetFunctionFromToken(ModuleID, mdToken, FunctionID*).
-        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_TOKEN)(self.ptr, module, method_def, &mut function) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_TOKEN)(self.ptr, module, method_def, &mut function) }))?;
         if function == 0 { Err(E_FAIL) } else { Ok(function) }
     }
 
@@ -616,7 +617,7 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, FunctionID, *mut ClassID, *mut ModuleID, *mut mdToken) -> HRESULT;
         let (mut class, mut module, mut token) = (0 as ClassID, 0 as ModuleID, 0 as mdToken);
         // SAFETY: Info slot 15 is GetFunctionInfo(FunctionID, ClassID*, ModuleID*, mdToken*).
-        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_INFO)(self.ptr, function, &mut class, &mut module, &mut token) })?;
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_INFO)(self.ptr, function, &mut class, &mut module, &mut token) }))?;
         Ok(class)
     }
 
@@ -627,21 +628,21 @@ impl ProfilerInfo {
         let mut assembly = 0usize;
         let mut name_len = 0u32;
         // SAFETY: Info slot 20 is GetModuleInfo; a zero-length name buffer asks for no name.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<Info>(self.ptr, slot::GET_MODULE_INFO)(
                 self.ptr, module, &mut base, 0, &mut name_len, std::ptr::null_mut(), &mut assembly,
             )
-        })?;
+        }))?;
         type Asm = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut WCHAR, *mut usize, *mut ModuleID) -> HRESULT;
         let mut domain = 0usize;
         let mut manifest: ModuleID = 0;
         // SAFETY: Info slot 26 is GetAssemblyInfo(AssemblyID, ULONG, ULONG*, WCHAR[],
         // AppDomainID*, ModuleID*); no name buffer is asked for.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<Asm>(self.ptr, slot::GET_ASSEMBLY_INFO)(
                 self.ptr, assembly, 0, std::ptr::null_mut(), std::ptr::null_mut(), &mut domain, &mut manifest,
             )
-        })?;
+        }))?;
         if domain == 0 { Err(E_FAIL) } else { Ok(domain) }
     }
 
@@ -651,9 +652,9 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ClassID, mdToken, usize, *mut usize) -> HRESULT;
         let mut address = 0usize;
         // SAFETY: Info2 slot 50 is GetAppDomainStaticAddress(ClassID, mdFieldDef, AppDomainID, void**).
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_APP_DOMAIN_STATIC_ADDRESS)(self.ptr, class, field, app_domain, &mut address)
-        })?;
+        }))?;
         if address == 0 { Err(E_FAIL) } else { Ok(address) }
     }
 
@@ -664,7 +665,7 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info2 slot 40 is GetClassLayout(ClassID, COR_FIELD_OFFSET[], ULONG,
             // ULONG*, ULONG*); `buf` holds `cap` entries.
-            unsafe { method::<F>(self.ptr, slot::GET_CLASS_LAYOUT)(self.ptr, class, buf, cap, len, &mut size) }
+            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CLASS_LAYOUT)(self.ptr, class, buf, cap, len, &mut size) })
         })
     }
 
@@ -675,11 +676,11 @@ impl ProfilerInfo {
         ) -> HRESULT;
         let (mut module, mut type_def, mut parent, mut count) = (0 as ModuleID, 0 as mdToken, 0 as ClassID, 0u32);
         // SAFETY: Info2 slot 41 is GetClassIDInfo2; no type-argument buffer is asked for.
-        check(unsafe {
+        check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
                 self.ptr, class, &mut module, &mut type_def, &mut parent, 0, &mut count, std::ptr::null_mut(),
             )
-        })?;
+        }))?;
         Ok(parent)
     }
 
@@ -705,7 +706,7 @@ impl ProfilerInfo {
 impl Drop for ProfilerInfo {
     fn drop(&mut self) {
         // SAFETY: we own the reference obtained by QueryInterface in `query`.
-        unsafe { release(self.ptr) };
+        gate::RUNTIME.call(|| unsafe { release(self.ptr) });
     }
 }
 

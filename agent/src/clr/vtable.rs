@@ -39,11 +39,12 @@ pub unsafe fn query_interface(this: *mut c_void, iid: &GUID) -> Option<*mut c_vo
     (hr >= 0 && !out.is_null()).then_some(out)
 }
 
-/// `IUnknown::Release` (slot 2).
+/// `IUnknown::Release` (slot 2). Returns `S_OK`, to pass through [`super::gate`].
 ///
 /// # Safety
 /// `this` must be a live COM object on which the caller owns one reference.
-pub unsafe fn release(this: *mut c_void) {
+pub unsafe fn release(this: *mut c_void) -> HRESULT {
     // SAFETY: slot 2 of every COM vtable is Release; the caller gives up its reference.
     unsafe { method::<RefCountFn>(this, 2)(this) };
+    super::types::S_OK
 }

@@ -44,8 +44,10 @@ pub(super) unsafe extern "system" fn initialize_for_attach(
 /// The runtime has unloaded nothing yet, but will release us: nothing left to do, the agent
 /// thread stopped itself before asking to detach.
 pub(super) unsafe extern "system" fn profiler_detach_succeeded(_this: *mut ProfilerCallback) -> HRESULT {
-    tracing::info!("profiler detached");
-    S_OK
+    guard::com_entry("ProfilerDetachSucceeded", S_OK, || {
+        tracing::info!("profiler detached");
+        S_OK
+    })
 }
 
 /// Exact mode only: every allocation in the process while some type is aimed at.
@@ -67,11 +69,13 @@ pub(super) unsafe extern "system" fn load_as_notification_only(
     _this: *mut ProfilerCallback,
     notification_only: *mut BOOL,
 ) -> HRESULT {
-    if !notification_only.is_null() {
-        // SAFETY: checked for NULL; the runtime passes a BOOL it owns.
-        unsafe { *notification_only = 0 };
-    }
-    S_OK
+    guard::com_entry("LoadAsNotificationOnly", S_OK, || {
+        if !notification_only.is_null() {
+            // SAFETY: checked for NULL; the runtime passes a BOOL it owns.
+            unsafe { *notification_only = 0 };
+        }
+        S_OK
+    })
 }
 
 /// Runs on the thread that emitted the event: for allocation samples, the allocating thread,

@@ -7,5 +7,6 @@ mod gc_roots;
 pub mod guard;
 mod object;
 mod vtable;
+pub mod walks;
 
 pub use object::DllGetClassObject;

@@ -50,16 +50,18 @@ pub(super) unsafe extern "system" fn query_interface(
 }
 
 pub(super) unsafe extern "system" fn add_ref(_this: *mut ProfilerCallback) -> u32 {
-    PROFILER.references.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    guard::entry("AddRef", 1, || PROFILER.references.fetch_add(1, Ordering::Relaxed).wrapping_add(1))
 }
 
 /// The object is static, so reaching zero frees nothing; the count is kept for COM's sake.
 pub(super) unsafe extern "system" fn release(_this: *mut ProfilerCallback) -> u32 {
-    let previous = PROFILER
-        .references
-        .fetch_update(Ordering::Release, Ordering::Relaxed, |n| Some(n.saturating_sub(1)))
-        .unwrap_or(0);
-    previous.saturating_sub(1)
+    guard::entry("Release", 1, || {
+        let previous = PROFILER
+            .references
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| Some(n.saturating_sub(1)))
+            .unwrap_or(0);
+        previous.saturating_sub(1)
+    })
 }
 
 /// `IClassFactory`: slots 0–2 IUnknown, 3 CreateInstance, 4 LockServer.
@@ -113,6 +115,7 @@ unsafe extern "system" fn factory_query_interface(
     })
 }
 
+// The factory is static and counts nothing: these cannot fail, and have nothing to guard.
 unsafe extern "system" fn factory_add_ref(_this: *mut ClassFactory) -> u32 {
     1
 }
@@ -139,6 +142,7 @@ unsafe extern "system" fn factory_create_instance(
     })
 }
 
+/// Nothing to lock: the factory is static. Cannot fail.
 unsafe extern "system" fn factory_lock_server(_this: *mut ClassFactory, _lock: BOOL) -> HRESULT {
     S_OK
 }
@@ -154,6 +158,8 @@ pub unsafe extern "system" fn DllGetClassObject(
     iid: *const GUID,
     out: *mut *mut c_void,
 ) -> HRESULT {
+    // The runtime's first call into the library: from here on no panic reaches stderr.
+    crate::log::install_panic_hook();
     guard::com_entry("DllGetClassObject", E_FAIL, || {
         if clsid.is_null() || iid.is_null() || out.is_null() {
             return E_POINTER;

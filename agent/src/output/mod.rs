@@ -9,7 +9,7 @@
 pub mod records;
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,34 @@ fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Refuses a collector socket served by anyone but this process's user or root, as the kernel
+/// reports the listener (`SO_PEERCRED`): another local user who binds the path first (a squatted
+/// default socket) gets a connection and nothing else.
+fn check_listener(stream: &UnixStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid == me || cred.uid == 0 {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing it: it is served by uid {}, not by this process's user (uid {me}) or root, so nothing is sent to it",
+            cred.uid
+        ),
+    ))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Socket,
@@ -75,6 +103,8 @@ struct Destination {
     backoff: Duration,
     /// Set while an outage is ongoing, so it is logged once, not on every retry.
     outage: Option<String>,
+    /// A new outage the pipeline has not yet told the collector about.
+    unreported: Option<String>,
 }
 
 /// One batch of output: what a new connection must see first, and the payload.
@@ -102,6 +132,7 @@ impl Sink {
             retry_at: now,
             backoff: FIRST_RETRY,
             outage: None,
+            unreported: None,
         };
         let mut destinations = Vec::new();
         if let Some(p) = socket {
@@ -128,6 +159,17 @@ impl Sink {
             d.poll_commands(&mut lines);
         }
         lines
+    }
+
+    /// Whether a collector is connected: `None` without a socket destination.
+    pub fn collector_connected(&self) -> Option<bool> {
+        self.destinations.iter().find(|d| d.kind == Kind::Socket).map(|d| d.connection.is_some())
+    }
+
+    /// Outages that began since the last call, one sentence each: the pipeline sends them as
+    /// `status` records, which reach whichever destination still works.
+    pub fn take_new_problems(&mut self) -> Vec<String> {
+        self.destinations.iter_mut().filter_map(|d| d.unreported.take()).collect()
     }
 
     /// Why output is not reaching anyone, if it is not.
@@ -181,13 +223,18 @@ impl Destination {
         use std::os::fd::AsRawFd;
         let Some(Connection::Socket(stream)) = &self.connection else { return };
         let mut buf = [0u8; 4096];
+        let mut closed = false;
         loop {
             // SAFETY: receives into a live buffer we own; MSG_DONTWAIT never blocks.
             let n = unsafe {
                 libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
             };
-            if n <= 0 {
-                break; // nothing more now (EAGAIN), or the peer closed: the next write will tell
+            if n == 0 {
+                closed = true; // the collector has gone; what it sent before is still read below
+                break;
+            }
+            if n < 0 {
+                break; // nothing more now (EAGAIN), or an error the next write will tell
             }
             self.inbox.extend_from_slice(&buf[..n as usize]);
         }
@@ -202,22 +249,31 @@ impl Destination {
             tracing::warn!("dropping {} bytes from the collector that never formed a line", self.inbox.len());
             self.inbox.clear();
         }
+        if closed {
+            self.connection = None;
+            self.fail(format!("the collector at {} closed the connection", self.path.display()));
+        }
     }
 
     fn open(&self) -> std::io::Result<Connection> {
         match self.kind {
             Kind::Socket => {
                 let stream = UnixStream::connect(&self.path)?;
+                // Before a single byte (even `hello`) is written: whoever serves the path must
+                // be this process's own user or root.
+                check_listener(&stream)?;
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 Ok(Connection::Socket(stream))
             }
-            Kind::File => Ok(Connection::File(OpenOptions::new().create(true).append(true).open(&self.path)?)),
+            // Never follows a symlink, never blocks on a FIFO, only a private regular file.
+            Kind::File => Ok(Connection::File(crate::files::open_append(&self.path)?)),
         }
     }
 
     fn fail(&mut self, message: String) {
         if self.outage.is_none() {
             tracing::warn!("{message}; retrying in the background, the application is unaffected");
+            self.unreported = Some(message.clone());
         }
         self.outage = Some(message);
         self.retry_at = Instant::now() + self.backoff;
@@ -271,6 +327,22 @@ mod tests {
         drop(sink);
         let lines: Vec<String> = BufReader::new(conn).lines().map(Result::unwrap).collect();
         assert_eq!(lines, ["hello", "stack 7", "summary 2"]);
+    }
+
+    #[test]
+    fn a_fifo_at_the_output_path_is_refused_at_once_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        let mut sink = Sink::new(None, Some(&fifo));
+        let started = Instant::now();
+        sink.deliver(&batch(&[], "x\n"), &mut |_| String::new());
+        assert!(started.elapsed() < Duration::from_secs(1), "opening the FIFO blocked");
+        let problems = sink.take_new_problems();
+        assert!(problems.len() == 1 && problems[0].contains("FIFO"), "{problems:?}");
+        assert!(sink.take_new_problems().is_empty(), "reported once");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct AgentRecord {
     /// Mean time a followed sample costs the allocating thread (handle + stack walk), microseconds.
     pub capture_us_per_sample: f64,
     pub stack_us_per_sample: f64,
+    /// Runtime events skipped because their version or size was not the known layout.
+    pub bad_events: u64,
     pub degraded: Option<String>,
     /// Exact mode (`LEAKSCOPE_EXACT`), when on.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +200,16 @@ pub struct CensusOther {
 pub struct Status<'a> {
     pub level: &'static str,
     pub message: &'a str,
+}
+
+/// A `status` refusing a pausing command, with when to retry.
+#[derive(Serialize)]
+pub struct Refusal<'a> {
+    pub level: &'static str,
+    pub message: &'a str,
+    /// The command refused (`census`, `retention`, `peek`).
+    pub refused: &'a str,
+    pub retry_after_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -323,8 +335,12 @@ pub struct PeekRecord {
     pub unix_ms: u64,
     /// How long the heap walk paused the application.
     pub pause_ms: f64,
-    /// String contents were asked for (`"strings":true`).
+    /// String contents were asked for (`"strings":true`) and allowed.
     pub strings: bool,
+    /// Set when they were asked for but the worker's owner has not allowed them: why, and how
+    /// to allow them (`LEAKSCOPE_PEEK_STRINGS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strings_withheld: Option<&'static str>,
     /// Set when the walk could not happen at all; `types` is then empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -4,11 +4,12 @@
 //! measured and reported with the result.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
+use super::heap_walk::{self, Pace, Stopped};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, ClassID, HRESULT, ObjectID};
+use crate::clr::types::{ClassID, HRESULT, ObjectID};
+use crate::com::walks::ObjectVisitor;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TypeTotals {
@@ -24,6 +25,8 @@ pub struct Census {
     pub pause: Duration,
     /// Objects whose class or size the runtime would not give.
     pub unreadable: u64,
+    /// Set when the walk was interrupted: the counts cover part of the heap only.
+    pub stopped: Option<Stopped>,
 }
 
 struct Walk<'a> {
@@ -33,19 +36,27 @@ struct Walk<'a> {
     /// Runs of same-type objects are common (arrays of records, strings in a list): count
     /// them here and touch the map once per run.
     run: (ClassID, TypeTotals),
+    pace: Pace,
+    stopped: Option<Stopped>,
 }
 
 /// Walks the heap. The runtime suspends itself for the duration.
 pub fn take(info: &ProfilerInfo) -> Result<Census, HRESULT> {
-    let mut walk = Walk { info, by_class: HashMap::with_capacity(4096), unreadable: 0, run: (0, TypeTotals::default()) };
+    let mut walk = Walk {
+        info,
+        by_class: HashMap::with_capacity(4096),
+        unreadable: 0,
+        run: (0, TypeTotals::default()),
+        pace: Pace::new(None),
+        stopped: None,
+    };
     let started = Instant::now();
-    // SAFETY: `on_object` receives `&mut walk` back, and `walk` outlives the synchronous call.
-    unsafe { info.enumerate_gc_heap_objects(on_object, &mut walk as *mut Walk<'_> as *mut c_void)? };
+    heap_walk::walk(info, &mut walk)?;
     let pause = started.elapsed();
     walk.flush_run();
     let objects = walk.by_class.values().map(|t| t.count).sum();
     let bytes = walk.by_class.values().map(|t| t.bytes).sum();
-    Ok(Census { by_class: walk.by_class, objects, bytes, pause, unreadable: walk.unreadable })
+    Ok(Census { by_class: walk.by_class, objects, bytes, pause, unreadable: walk.unreadable, stopped: walk.stopped })
 }
 
 impl Walk<'_> {
@@ -59,23 +70,25 @@ impl Walk<'_> {
     }
 }
 
-unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() {
-        return 0;
-    }
-    // SAFETY: `state` is the `Walk` passed by `take`, alive for the walk; the runtime calls
-    // back on the walking thread only.
-    let walk = unsafe { &mut *(state as *mut Walk<'_>) };
-    match (walk.info.class_of_object(object), walk.info.object_size(object)) {
-        (Ok(class), Ok(size)) => {
-            if class != walk.run.0 {
-                walk.flush_run();
-                walk.run.0 = class;
-            }
-            walk.run.1.count += 1;
-            walk.run.1.bytes += size as u64;
+impl ObjectVisitor for Walk<'_> {
+    const WALK: &'static str = "the census heap walk";
+
+    fn object(&mut self, object: ObjectID) -> bool {
+        if let Some(why) = self.pace.step() {
+            self.stopped = Some(why);
+            return false;
         }
-        _ => walk.unreadable += 1,
+        match (self.info.class_of_object(object), self.info.object_size(object)) {
+            (Ok(class), Ok(size)) => {
+                if class != self.run.0 {
+                    self.flush_run();
+                    self.run.0 = class;
+                }
+                self.run.1.count += 1;
+                self.run.1.bytes += size as u64;
+            }
+            _ => self.unreadable += 1,
+        }
+        true
     }
-    1
 }

@@ -50,10 +50,7 @@ impl<'a> Lines<'a> {
             .or_insert_with(|| {
                 let path = info.module_path(module).ok()?;
                 let pdb_path = Path::new(&path).with_extension("pdb");
-                if std::fs::metadata(&pdb_path).ok()?.len() > MAX_PDB_BYTES {
-                    return None;
-                }
-                PortablePdb::parse(std::fs::read(&pdb_path).ok()?).map(Rc::new)
+                PortablePdb::parse(crate::files::read_regular(&pdb_path, MAX_PDB_BYTES)?).map(Rc::new)
             })
             .clone()
     }

@@ -7,7 +7,9 @@
 
 pub mod aim;
 pub mod census;
+pub mod gate;
 pub mod gc_stats;
+pub mod heap_walk;
 pub mod lines;
 pub mod names;
 pub mod peek;
@@ -73,6 +75,17 @@ struct Pipeline<'a> {
     exact_allocations: u64,
     /// How long the latest induced full GC took.
     forced_gc: Duration,
+    /// Spaces the collector's pausing commands and refuses a flood.
+    gate: gate::Gate<Pausing>,
+    /// Keeps warnings about ignored command lines to one a second.
+    ignored: gate::Quiet,
+    /// When a collector was last connected (attached agents detach after
+    /// `LEAKSCOPE_ORPHAN_TIMEOUT` without one).
+    collector_seen: Instant,
+    /// The log file's problem (a refused path) has been sent as a status.
+    log_problem_reported: bool,
+    /// Malformed runtime events have been mentioned in a status.
+    bad_events_reported: bool,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -124,6 +137,11 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         }),
         exact_allocations: 0,
         forced_gc: Duration::ZERO,
+        gate: gate::Gate::default(),
+        ignored: gate::Quiet::default(),
+        collector_seen: Instant::now(),
+        log_problem_reported: false,
+        bad_events_reported: false,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -140,8 +158,13 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     let mut next_tick = Instant::now() + config.interval;
     let mut next_induced = config.induce_full_gc.map(|every| Instant::now() + every);
     loop {
-        if p.drain() {
+        // Shutdown also queues a Stop, but the queue may be full.
+        if p.drain() || crate::stop::shutting_down() {
             break;
+        }
+        if let Some(size) = crate::memory::failure() {
+            p.out_of_memory(size);
+            return;
         }
         // The queue is empty: everything up to now is applied.
         p.report_retained_after_full_gc();
@@ -158,9 +181,18 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
             Command::Continue => {}
             Command::Stop => break,
             Command::Detach => {
-                p.detach();
+                p.detach("detaching on request: tracking stops, the application runs on", "detached");
                 return;
             }
+        }
+        if p.orphaned() {
+            let message = format!(
+                "no collector for {:.0?} (LEAKSCOPE_ORPHAN_TIMEOUT): detaching; tracking stops, the application runs on",
+                config.orphan_timeout
+            );
+            tracing::warn!("{message}");
+            p.detach(&message, "orphaned");
+            return;
         }
         if Instant::now() >= next_tick {
             p.sweep();
@@ -178,6 +210,13 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
 }
 
 type Hresult = crate::clr::types::HRESULT;
+
+/// A command that pauses the worker (an induced full GC and a heap walk).
+enum Pausing {
+    Census,
+    Retention(retention::Request),
+    Peek(peek::Request),
+}
 
 /// What the collector asked for, as far as the loop is concerned.
 enum Command {
@@ -346,12 +385,16 @@ impl Pipeline<'_> {
     }
 
     /// Samples instances of `request`'s types with their fields (right after a full GC).
-    fn report_peek(&mut self, request: &peek::Request) {
+    fn report_peek(&mut self, request: &peek::Request, strings_withheld: Option<&'static str>) {
         let gc = self.history.completed;
         let info = &self.agent.info;
         // The classes on the heap, named: which of them are asked for.
         let classes: Vec<(ClassID, std::sync::Arc<str>)> = match census::take(info) {
-            Ok(c) => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(c) if c.stopped.is_none() => c.by_class.keys().map(|&class| (class, self.names.class(class))).collect(),
+            Ok(_) => {
+                tracing::info!("peek abandoned: {}", crate::stop::why().unwrap_or_default());
+                return;
+            }
             Err(hr) => {
                 let record = PeekRecord {
                     gc,
@@ -359,6 +402,7 @@ impl Pipeline<'_> {
                     unix_ms: unix_ms(),
                     pause_ms: 0.0,
                     strings: request.strings,
+                    strings_withheld,
                     error: Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)")),
                     types: Vec::new(),
                 };
@@ -369,7 +413,8 @@ impl Pipeline<'_> {
             }
         };
         let t_ms = self.agent.elapsed_ms();
-        let record = peek::run(info, request, gc, &classes, &mut self.retention.fields, &mut self.names, t_ms);
+        let mut record = peek::run(info, request, gc, &classes, &mut self.retention.fields, &mut self.names, t_ms);
+        record.strings_withheld = strings_withheld;
         tracing::info!(
             "peek: {} types, {} samples, pause {:.1} ms",
             record.types.len(),
@@ -383,73 +428,193 @@ impl Pipeline<'_> {
     /// Acts on the collector's commands: `{"cmd":"census"}` (full GC, census, retained report),
     /// `{"cmd":"retention","types":[…]}` (full GC, retention paths), `{"cmd":"peek","types":[…]}`
     /// (full GC, sample instances with their fields), `{"cmd":"detach"}` (stop
-    /// tracking and unload).
+    /// tracking and unload). The first three pause the worker: they go through the gate, which
+    /// spaces them and refuses a flood (`gate.rs`).
     fn take_commands(&mut self) -> Command {
+        if let Some(waiting) = self.gate.due(Instant::now()) {
+            if self.run_pausing(waiting) {
+                return Command::Stop;
+            }
+        }
         for line in self.sink.poll_commands() {
             let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
             let cmd = parsed.as_ref().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
-            match cmd.as_deref() {
-                Some("census") => {
-                    tracing::info!("census requested by the collector");
-                    if self.full_gc_then_census(true) {
-                        return Command::Stop;
+            let command = parsed.as_ref().unwrap_or(&serde_json::Value::Null);
+            let pausing = match cmd.as_deref() {
+                Some("census") => Pausing::Census,
+                Some("retention") => match retention::Request::from_command(command) {
+                    Ok(request) => Pausing::Retention(request),
+                    Err(why) => {
+                        self.ignoring(&format!("a retention command: {why}"));
+                        continue;
                     }
-                }
-                Some("retention") => {
-                    match retention::Request::from_command(parsed.as_ref().unwrap_or(&serde_json::Value::Null)) {
-                        Ok(request) => {
-                            tracing::info!("retention paths requested for {:?}", request.types);
-                            let (forced, gc_roots) = self.force_gc_reporting_roots(true);
-                            if let Err(hr) = forced {
-                                tracing::warn!("ForceGC failed: {hr:#x}");
-                            }
-                            // The induced GC's own events first, so the record carries its number.
-                            if self.drain() {
-                                return Command::Stop;
-                            }
-                            self.report_retention(&request, gc_roots);
-                        }
-                        Err(why) => self.status("warn", &format!("ignoring a retention command: {why}")),
+                },
+                Some("peek") => match peek::Request::from_command(command) {
+                    Ok(request) => Pausing::Peek(request),
+                    Err(why) => {
+                        self.ignoring(&format!("a peek command: {why}"));
+                        continue;
                     }
-                }
-                Some("peek") => match peek::Request::from_command(parsed.as_ref().unwrap_or(&serde_json::Value::Null)) {
-                    Ok(request) => {
-                        tracing::info!("peek requested for {:?}", request.types);
-                        if let Err(hr) = self.agent.info.force_gc() {
-                            tracing::warn!("ForceGC failed: {hr:#x}");
-                        }
-                        if self.drain() {
-                            return Command::Stop;
-                        }
-                        self.report_peek(&request);
-                    }
-                    Err(why) => self.status("warn", &format!("ignoring a peek command: {why}")),
                 },
                 Some("detach") => return Command::Detach,
                 _ => {
                     let shown: String = line.chars().take(120).collect();
-                    self.status("warn", &format!("ignoring an unknown command from the collector: {shown}"));
+                    self.ignoring(&format!("an unknown command from the collector: {shown}"));
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match self.gate.offer(pausing, now) {
+                gate::Offer::Run(pausing) => {
+                    if self.run_pausing(pausing) {
+                        return Command::Stop;
+                    }
+                }
+                gate::Offer::Queued { runs_in } => {
+                    tracing::info!("{} command waits {runs_in:.1?} for its turn (pausing commands are spaced)", cmd.unwrap_or_default());
+                }
+                gate::Offer::Refused { retry_after } => {
+                    let what = cmd.unwrap_or_default();
+                    tracing::debug!("refused a {what} command (another one is waiting)");
+                    if let Some(notice) = self.gate.notice(retry_after, now) {
+                        self.refusal(&what, &notice);
+                    }
                 }
             }
         }
         Command::Continue
     }
 
+    /// Runs one pausing command; true when told to stop meanwhile.
+    fn run_pausing(&mut self, pausing: Pausing) -> bool {
+        let started = Instant::now();
+        let stop = match pausing {
+            Pausing::Census => {
+                tracing::info!("census requested by the collector");
+                self.full_gc_then_census(true)
+            }
+            Pausing::Retention(request) => {
+                tracing::info!("retention paths requested for {:?}", request.types);
+                let (forced, gc_roots) = self.force_gc_reporting_roots(true);
+                if let Err(hr) = forced {
+                    tracing::warn!("ForceGC failed: {hr:#x}");
+                }
+                // The induced GC's own events first, so the record carries its number.
+                let stop = self.drain();
+                if !stop {
+                    self.report_retention(&request, gc_roots);
+                }
+                stop
+            }
+            Pausing::Peek(mut request) => {
+                tracing::info!("peek requested for {:?}", request.types);
+                let withheld = if request.strings { self.agent.config.peek_strings.withheld_because() } else { None };
+                if let Some(why) = withheld {
+                    request.strings = false;
+                    self.command_warning(why);
+                }
+                if let Err(hr) = self.agent.info.force_gc() {
+                    tracing::warn!("ForceGC failed: {hr:#x}");
+                }
+                let stop = self.drain();
+                if !stop {
+                    self.report_peek(&request, withheld);
+                }
+                stop
+            }
+        };
+        self.gate.finished(started, Instant::now());
+        stop
+    }
+
+    /// Says a command line was ignored, at most once a second (the rest are counted in).
+    fn ignoring(&mut self, what: &str) {
+        match self.ignored.allow(Instant::now()) {
+            Some(0) => self.command_warning(&format!("ignoring {what}")),
+            Some(more) => self.command_warning(&format!("ignoring {what} ({more} more ignored since the last notice)")),
+            None => tracing::debug!("ignoring {what}"),
+        }
+    }
+
+    /// A `status` about a command, not kept for replay to later connections.
+    fn command_warning(&mut self, message: &str) {
+        tracing::warn!("{message}");
+        let line = records::line("status", &Status { level: "warn", message });
+        self.notify(&line);
+    }
+
+    /// Tells the collector a pausing command was refused, and when to try again.
+    fn refusal(&mut self, what: &str, notice: &gate::Notice) {
+        let retry_after_ms = notice.retry_after.as_millis() as u64;
+        let also = if notice.also_refused > 0 {
+            format!(" ({} more refused since the last notice)", notice.also_refused)
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "refused a {what} command: another pausing command is already waiting for its turn. Commands that pause \
+             the application (census, retention, peek) run one at a time, spaced by four times the previous one's \
+             duration (at least {:?}); retry in {:.1} s{also}",
+            gate::MIN_SPACING,
+            notice.retry_after.as_secs_f64()
+        );
+        tracing::warn!("{message}");
+        let line = records::line("status", &Refusal { level: "warn", message: &message, refused: what, retry_after_ms });
+        self.notify(&line);
+    }
+
+    /// Sends one line without keeping it for replay.
+    fn notify(&mut self, line: &str) {
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &[], payload: line },
+            &mut |_| String::new(),
+        );
+    }
+
     /// Stops tracking, flushes, releases every handle, and asks the runtime to unload us. The
     /// application runs on as if leakscope had never come. Returns with nothing of ours left
     /// running on this thread but the way out.
-    fn detach(&mut self) {
+    fn detach(&mut self, message: &str, reason: &str) {
         let agent = self.agent;
-        self.status("info", "detaching on request: tracking stops, the application runs on");
+        self.status("info", message);
         agent.stop_session();
         crate::com::guard::deactivate();
         // Whatever the callbacks queued before they went quiet.
         let _ = self.drain();
-        self.finish("detached");
+        self.finish(reason);
         match agent.info.request_profiler_detach(DETACH_GRACE_MS) {
             Ok(()) => tracing::info!("detach requested; the runtime unloads leakscope once no callback is running"),
             Err(hr) => tracing::warn!("the runtime refused to detach ({hr:#x}); leakscope stays loaded but idle"),
         }
+    }
+
+    /// An attached agent whose collector has been gone (or never came) for
+    /// `LEAKSCOPE_ORPHAN_TIMEOUT`: nobody will ever tell it to detach, so it should go by itself.
+    /// An agent loaded at startup stays: a `listen` may come later.
+    fn orphaned(&mut self) -> bool {
+        match self.sink.collector_connected() {
+            Some(true) => {
+                self.collector_seen = Instant::now();
+                false
+            }
+            Some(false) => self.agent.attached && self.collector_seen.elapsed() >= self.agent.config.orphan_timeout,
+            None => false,
+        }
+    }
+
+    /// The system refused the agent memory (served from the emergency reserve, see
+    /// `memory.rs`): the callbacks are already off; stop tracking, say why, flush and release
+    /// everything, and end this thread. The application runs on as if leakscope had gone.
+    fn out_of_memory(&mut self, size: usize) {
+        let message = format!(
+            "out of memory: the system refused the agent an allocation of {size} bytes; the agent has turned \
+             itself off (the application runs on, unaffected)"
+        );
+        crate::com::guard::disable(message.clone());
+        self.status("error", &message);
+        self.agent.stop_session();
+        let _ = self.drain();
+        self.finish("out of memory");
     }
 
     /// A last survival check and summary, `bye`, and every handle released.
@@ -580,6 +745,10 @@ impl Pipeline<'_> {
             return;
         }
         match census::take(&self.agent.info) {
+            Ok(c) if c.stopped.is_some() => {
+                // Part of the heap only: a census that says less than is there is not sent.
+                tracing::info!("census abandoned: {:?}", c.stopped);
+            }
             Ok(c) => {
                 let mut types: Vec<CensusType> = c
                     .by_class
@@ -697,6 +866,16 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
+        let bad_events = counters.bad_events.load(Ordering::Relaxed);
+        if bad_events > 0 && !self.bad_events_reported {
+            self.bad_events_reported = true;
+            let message = format!(
+                "{bad_events} runtime event(s) had a version or size the agent does not know and were skipped \
+                 (counted in agent.bad_events); samples or GC counters may be missing"
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
         let (sites, stack_ids) = self.site_records(self.history.completed);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         // Mean cost, in microseconds, of the samples the allocating threads actually followed.
@@ -740,6 +919,7 @@ impl Pipeline<'_> {
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
+                bad_events: counters.bad_events.load(Ordering::Relaxed),
                 degraded,
                 exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
                     aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
@@ -752,6 +932,21 @@ impl Pipeline<'_> {
         };
         let payload = records::line("summary", &summary);
         self.deliver(&payload, &stack_ids);
+        self.report_output_problems();
+    }
+
+    /// Tells the collector (through whatever output still works) about a destination that has
+    /// just failed or a log file that was refused, once each.
+    fn report_output_problems(&mut self) {
+        for problem in self.sink.take_new_problems() {
+            self.status("warn", &problem);
+        }
+        if !self.log_problem_reported {
+            if let Some(problem) = crate::log::problem() {
+                self.log_problem_reported = true;
+                self.status("warn", &problem);
+            }
+        }
     }
 }
 

@@ -8,12 +8,13 @@
 //! once the application runs again.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::heap_walk::{self, Pace, Stopped};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, ClassID, ObjectID};
+use crate::clr::types::{ClassID, ObjectID};
+use crate::com::walks::ObjectVisitor;
 use crate::output::records::{PeekField, PeekInstance, PeekRecord, PeekType};
 use crate::pipeline::retention::Namer;
 use crate::pipeline::retention::fields::{Field, FieldNames, Kind};
@@ -84,16 +85,16 @@ struct Walk<'a> {
     /// Samples kept per type before thinning (twice what is reported).
     keep: usize,
     strings: bool,
-    deadline: Instant,
-    visited: u64,
-    timed_out: bool,
+    pace: Pace,
+    stopped: Option<Stopped>,
 }
 
-impl Walk<'_> {
+impl ObjectVisitor for Walk<'_> {
+    const WALK: &'static str = "the peek heap walk";
+
     fn object(&mut self, object: ObjectID) -> bool {
-        self.visited += 1;
-        if self.visited % 4096 == 0 && Instant::now() > self.deadline {
-            self.timed_out = true;
+        if let Some(why) = self.pace.step() {
+            self.stopped = Some(why);
             return false;
         }
         let Ok(class) = self.info.class_of_object(object) else { return true };
@@ -191,16 +192,6 @@ fn read_referenced(info: &ProfilerInfo, target: ObjectID, text: bool) -> Raw {
     Raw::Object { class, length, text }
 }
 
-unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() {
-        return 0;
-    }
-    // SAFETY: `state` is the `Walk` passed by `run`, alive for the synchronous heap walk; the
-    // runtime calls back on the walking thread only.
-    let walk = unsafe { &mut *(state as *mut Walk<'_>) };
-    walk.object(object) as BOOL
-}
-
 /// Walks the heap (call on the agent thread right after a full GC, numbered `gc`) and reports
 /// the samples. `classes` lists the classes on the heap with their names (a census's).
 pub fn run(
@@ -213,7 +204,16 @@ pub fn run(
     t_ms: u64,
 ) -> PeekRecord {
     let mut record =
-        PeekRecord { gc, t_ms, unix_ms: crate::pipeline::unix_ms(), pause_ms: 0.0, strings: request.strings, error: None, types: Vec::new() };
+        PeekRecord {
+        gc,
+        t_ms,
+        unix_ms: crate::pipeline::unix_ms(),
+        pause_ms: 0.0,
+        strings: request.strings,
+        strings_withheld: None,
+        error: None,
+        types: Vec::new(),
+    };
     let mut matched: Vec<Vec<Arc<str>>> = vec![Vec::new(); request.types.len()];
     let mut wanted: HashMap<ClassID, (usize, Arc<[Field]>)> = HashMap::new();
     for (class, name) in classes {
@@ -231,22 +231,25 @@ pub fn run(
         tallies: (0..request.types.len()).map(|_| Tally { stride: 1, ..Tally::default() }).collect(),
         keep: 2 * request.count,
         strings: request.strings,
-        deadline: Instant::now() + TIME_BUDGET,
-        visited: 0,
-        timed_out: false,
+        pace: Pace::new(Some(Instant::now() + TIME_BUDGET)),
+        stopped: None,
     };
     if !wanted.is_empty() {
         let started = Instant::now();
-        // SAFETY: `on_object` receives `&mut walk` back and the walk outlives the synchronous
-        // call; the callbacks run on this thread while the runtime is suspended.
-        let result = unsafe { info.enumerate_gc_heap_objects(on_object, &mut walk as *mut Walk<'_> as *mut c_void) };
+        let result = heap_walk::walk(info, &mut walk);
         record.pause_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
         if let Err(hr) = result {
             record.error = Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
             return record;
         }
-        if walk.timed_out {
-            record.error = Some(format!("the heap walk stopped after {TIME_BUDGET:?}: samples come from part of the heap"));
+        match &walk.stopped {
+            Some(Stopped::Time) => {
+                record.error = Some(format!("the heap walk stopped after {TIME_BUDGET:?}: samples come from part of the heap"));
+            }
+            Some(Stopped::Interrupted(why)) => {
+                record.error = Some(format!("the heap walk was interrupted ({why}): samples come from part of the heap"));
+            }
+            None => {}
         }
     }
     let tallies = std::mem::take(&mut walk.tallies);

@@ -10,23 +10,31 @@
 //!
 //! Containers: a target in another mount namespace sees its own `/tmp`. Its diagnostics socket is
 //! found through `/proc/PID/root`, and the socket the agent reports to is placed in the target's
-//! own temporary directory through the same path (with a copy of the agent when the target cannot
-//! see ours), so the paths handed to the runtime resolve inside the container.
+//! own temporary directory through the same root (with a copy of the agent when the target cannot
+//! see ours), so the paths handed to the runtime resolve inside the container. Every path taken
+//! from the target is resolved inside its root and everything is created relative to directory
+//! descriptors (`target_root.rs`): nothing is ever written outside the target's root.
+//!
+//! Every way out detaches: Ctrl-C, SIGTERM and SIGHUP at any phase, `--duration`, and errors after
+//! the agent is loaded. A session killed outright (`kill -9`) leaves an agent with no collector:
+//! `ps` calls it orphaned, and it detaches itself after `--orphan-timeout`.
 
 use crate::cli::{AttachArgs, DetachArgs};
 use crate::commands::{print_stderr, ps};
-use crate::diagnostics_ipc::{self, IpcError};
+use crate::diagnostics_ipc::{self, DiagSocket, IpcError};
 use crate::error::{CliError, CliResult};
 use crate::ingest::{self, Recorder, Replies};
 use crate::live::{Level, ViewMode};
 use crate::locate::{self, Library};
+use crate::owner_only::Allowed;
 use crate::protocol::Source;
 use crate::report::{NativeTracking, SessionInfo};
 use crate::session::Session;
 use crate::signals;
+use crate::target_root::Dir;
 use crate::terminal;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,8 +51,9 @@ const RESTART_NOTE: &str = "attached to a running process: native memory trackin
 
 /// The agent loaded into a running process and reporting to a socket of ours.
 pub struct Attachment {
+    pub pid: u32,
     pub place: Place,
-    pub diag_socket: PathBuf,
+    pub diag_socket: DiagSocket,
     pub replies: Replies,
     pub events: std::sync::mpsc::Receiver<ingest::Event>,
 }
@@ -60,34 +69,53 @@ pub fn load_agent(pid: u32, agent: Option<&Path>, interval: Duration, settings: 
     })?;
     let agent = locate::find_library(Library::Agent, agent).map_err(|nf| nf.into_error())?;
     let place = Place::prepare(pid, &agent)?;
-    let listener = UnixListener::bind(&place.host_socket)
-        .map_err(|e| CliError::io(format!("cannot listen on {}", place.host_socket.display()), e))?;
+    let listener = crate::owner_only::bind(&place.host_socket())
+        .map_err(|e| CliError::io(format!("cannot listen on {}", place.shown_socket().display()), e))?;
     place.hand_over_to_target(pid);
     let (tx, events) = ingest::channel();
-    let replies = ingest::serve(listener, tx);
+    // The agent runs as the target's user: root attaching to another user's process lets that
+    // user (and only that one) report here.
+    let replies = ingest::serve_allowing(listener, tx, Allowed::owner_and_root().and(diag_socket.uid));
     let settings = format!(
         "LEAKSCOPE_SOCKET={}\nLEAKSCOPE_INTERVAL={}ms\nLEAKSCOPE_LOG={}\n{settings}",
-        place.target_socket,
+        place.target_socket(),
         interval.as_millis(),
-        place.target_log
+        place.target_log()
     );
     let clsid = diagnostics_ipc::guid_bytes(locate::AGENT_CLSID).expect("the agent's CLSID parses");
     diagnostics_ipc::attach_profiler(&diag_socket, clsid, &place.target_agent, settings.as_bytes(), ATTACH_TIMEOUT_MS)
         .map_err(|e| attach_error(pid, e, &place))?;
-    Ok(Attachment { place, diag_socket, replies, events })
+    Ok(Attachment { pid, place, diag_socket, replies, events })
+}
+
+/// Ends an attachment that cannot go on (an error after the agent was loaded): detaches it, and
+/// returns `err` with what became of the agent.
+pub fn abandon(attachment: Attachment, err: CliError) -> CliError {
+    let Attachment { pid, replies, events, .. } = attachment;
+    let mut session = Session::new(Some(events), None, ViewMode::Quiet, SessionInfo::new("attach"));
+    let outcome = detach_now(&mut session, &replies, pid);
+    err.hint(format!("the agent in {pid}: {outcome}"))
 }
 
 pub fn attach(args: AttachArgs) -> CliResult<i32> {
+    // First of all: a Ctrl-C while the runtime loads the agent is seen afterwards, and detaches.
+    signals::install();
     let pid = args.pid;
-    let settings = args.gc_every.map(|every| format!("LEAKSCOPE_INDUCE_FULL_GC={}ms\n", every.as_millis())).unwrap_or_default();
+    let mut settings = format!("LEAKSCOPE_ORPHAN_TIMEOUT={}ms\n", args.orphan_timeout.as_millis());
+    if let Some(every) = args.gc_every {
+        settings.push_str(&format!("LEAKSCOPE_INDUCE_FULL_GC={}ms\n", every.as_millis()));
+    }
     // The output directory comes after the checks, so a refused attach leaves nothing behind.
-    let Attachment { place, diag_socket, replies, events: rx } = load_agent(pid, args.agent.as_deref(), args.interval, &settings)?;
-    let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope-attach")?;
-    let recording = out_dir.join("recording.ndjson");
-    let recorder = Recorder::create(&recording)
-        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let attachment = load_agent(pid, args.agent.as_deref(), args.interval, &settings)?;
+    let (out, out_note) = match locate::create_out_dir(args.out.as_deref(), "leakscope-attach") {
+        Ok(output) => output,
+        Err(e) => return Err(abandon(attachment, e)),
+    };
+    let Attachment { place, diag_socket, replies, events: rx, .. } = attachment;
+    let out_dir = out.path().to_path_buf();
+    let recorder = out.create_file("recording.ndjson");
 
-    let _state = AttachState::write(pid, &place.host_socket, &out_dir);
+    let _state = AttachState::write(pid, &place.target_dir, &out_dir);
     let mut info = SessionInfo::new("attach");
     info.command = Some(vec![format!("attach {pid}"), ps::describe(pid).command_line]);
     info.interval_ms = Some(args.interval.as_millis() as u64);
@@ -96,15 +124,21 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     if let Some(n) = out_note {
         info.note("warn", n);
     }
+    let recorder = match recorder {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live { ViewMode::Live } else { ViewMode::Plain };
-    signals::install();
     print_stderr(&format!(
         "leakscope: attached to pid {pid} ({}), writing to {} — Ctrl-C to detach; the process keeps running\n",
-        diag_socket.display(),
+        diag_socket.shown().display(),
         out_dir.display()
     ));
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut session = Session::new(Some(rx), recorder, mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
     let ended = loop {
         session.pump(Duration::from_millis(100));
@@ -125,24 +159,29 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
         let mut frame = session.frame_base(format!("attached to pid {pid}"), args.interval);
         frame.out_dir = Some(out_dir.display().to_string());
         if session.connections_seen == 0 && session.started.elapsed() > QUIET_WARNING {
-            frame.alerts.push((Level::Warn, format!("the agent has not reported yet: see {}", place.host_log.display())));
+            frame.alerts.push((Level::Warn, format!("the agent has not reported yet: see {}", place.shown_log().display())));
         }
         frame.footer = "Ctrl-C: detach (the process keeps running) and write the report".to_string();
         session.view.update(&session.store, &frame);
     };
     let outcome = match ended {
-        Ending::Detach => detach_now(&mut session, &replies),
+        Ending::Detach => detach_now(&mut session, &replies, pid),
         Ending::TargetExited => format!("pid {pid} exited while attached"),
         Ending::AgentLeft => format!("the agent in pid {pid} stopped on its own; see the report's messages"),
     };
     session.finish();
     session.info.note("info", outcome.clone());
-    let _ = std::fs::copy(&place.host_log, out_dir.join("agent.log"));
-    let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    place.copy_log(&out, MAX_LOG_COPY);
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
+    print_stderr(&crate::report::render_summary(&report, shown_dir));
+    print_stderr(&written.render_failures());
     print_stderr(&format!("leakscope: {outcome}\n"));
     Ok(0)
 }
+
+/// The agent's log copied beside the report: its warnings, not a flood.
+const MAX_LOG_COPY: u64 = 16 << 20;
 
 enum Ending {
     Detach,
@@ -150,15 +189,29 @@ enum Ending {
     AgentLeft,
 }
 
-/// Asks the agent to detach and waits for its last summary and `bye`.
-pub fn detach_now(session: &mut Session, replies: &Replies) -> String {
+/// How long a detach waits for an agent that has not connected yet (a Ctrl-C right after the
+/// attach), so it can still be told.
+const DETACH_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Asks the agent to detach and waits for its last summary and `bye`. A further signal (a second
+/// Ctrl-C) cuts the waits short.
+pub fn detach_now(session: &mut Session, replies: &Replies, pid: u32) -> String {
+    let signals_before = signals::received();
+    let hurry = || signals::received() > signals_before;
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let until = Instant::now() + DETACH_CONNECT_WAIT;
+    while session.open_connections == 0 && Instant::now() < until && alive() && !hurry() {
+        session.pump(Duration::from_millis(100));
+    }
     if replies.broadcast(r#"{"cmd":"detach"}"#) == 0 {
-        return "the agent was not connected, so it could not be asked to detach; it stays loaded and retries \
-                to connect (run `leakscope detach PID` to finish)"
-            .to_string();
+        return format!(
+            "the agent was not connected, so it could not be asked to detach; it detaches itself once it has been \
+             without a collector for its orphan timeout (60 s unless --orphan-timeout said otherwise), or run \
+             `leakscope detach {pid}`"
+        );
     }
     let until = Instant::now() + DETACH_WAIT;
-    while Instant::now() < until && !agent_said_bye(session) {
+    while Instant::now() < until && !agent_said_bye(session) && !hurry() {
         session.pump(Duration::from_millis(100));
     }
     if agent_said_bye(session) {
@@ -195,6 +248,13 @@ fn check_target(pid: u32) -> CliResult<()> {
             return Err(CliError::usage(format!("process {pid} is not a .NET process (it has not loaded libcoreclr.so)"))
                 .hint("list the .NET processes with `leakscope ps`"));
         }
+        Ok(maps) if maps.contains("libleakscope_agent.so") && ps::agent_state(pid) == "orphaned" => {
+            return Err(CliError::usage(format!(
+                "leakscope's agent in process {pid} is orphaned: the session that attached it is gone"
+            ))
+            .hint("it detaches itself once it has been without a collector for its orphan timeout (60 s unless `attach --orphan-timeout` said otherwise); try again then")
+            .hint(format!("or end it now with `leakscope detach {pid}` (as the user who attached it)")));
+        }
         Ok(maps) if maps.contains("libleakscope_agent.so") && ps::agent_state(pid) != "idle" => {
             return Err(CliError::usage(format!(
                 "leakscope's agent is already profiling process {pid} ({})",
@@ -218,85 +278,175 @@ fn attach_error(pid: u32, e: IpcError, place: &Place) -> CliError {
             CliError::usage(format!("not allowed to talk to process {pid}'s runtime: {io}"))
                 .hint("run leakscope as the process's user (or as root)")
         }
+        IpcError::Refused(_) => CliError::usage(format!("not attaching to process {pid}: {e}"))
+            .hint("another process may have put a socket of its own where the runtime's should be"),
         _ => CliError::new(format!("the runtime of process {pid} did not load the agent: {e}")).with_code(2),
     };
-    err.hint(format!("the agent's log, if it got that far: {}", place.host_log.display()))
+    err.hint(format!("the agent's log, if it got that far: {}", place.shown_log().display()))
 }
 
-/// Where the files the target must reach live: the socket the agent reports to, its log, and
-/// (for a target with another root) a copy of the agent; each with its path seen from here and
-/// from the target.
+/// What a private directory of an attach session is called: `leakscope-attach-<pid>-<cli pid>`,
+/// so `ps` can tell whether the session that made it is still running.
+const PLACE_PREFIX: &str = "leakscope-attach-";
+
+/// Where the files the target must reach live, in its own temporary directory: the socket the
+/// agent reports to, its log, and (for a target with another root) a copy of the agent. Held as
+/// directory descriptors resolved inside the target's root; paths as the target sees them are
+/// what the runtime is given.
 pub struct Place {
-    dir: PathBuf,
-    host_socket: PathBuf,
-    pub host_log: PathBuf,
-    target_socket: String,
-    target_log: String,
+    /// The target's temporary directory, and our private directory in it.
+    tmp: Dir,
+    name: String,
+    dir: Dir,
+    /// Our directory, the socket's and the agent's paths as the target sees them.
+    target_dir: String,
     target_agent: String,
 }
 
 impl Place {
-    /// Makes a private directory in the target's own temporary directory, reached from here
-    /// through `/proc/PID/root` (the same place when the target shares our mounts; the
-    /// container's `/tmp` when it does not). The agent is copied there too when the target cannot
-    /// see it at our path.
+    /// Makes a private directory (0700) in the target's own temporary directory (its `TMPDIR`,
+    /// else `/tmp`, resolved inside its root: the container's `/tmp` when it has one). The
+    /// agent is copied there too when the target cannot see it at our path.
     fn prepare(pid: u32, agent: &Path) -> CliResult<Place> {
-        use std::os::unix::fs::DirBuilderExt;
-        let name = format!("leakscope-attach-{pid}-{}", std::process::id());
-        let target_tmp = diagnostics_ipc::target_env(pid, "TMPDIR")
-            .filter(|t| t.starts_with('/'))
-            .unwrap_or_else(|| "/tmp".to_string());
-        let target_dir = PathBuf::from(&target_tmp).join(&name);
-        let host_dir = through_target_root(pid, &target_dir);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&host_dir)
-            .map_err(|e| CliError::io(format!("cannot create {} (the target's temporary directory)", host_dir.display()), e))?;
-        let target_agent = if target_sees_same_file(pid, agent) {
-            agent.display().to_string()
-        } else {
-            let copy = host_dir.join(locate::AGENT_FILE);
-            std::fs::copy(agent, &copy)
-                .map_err(|e| CliError::io(format!("cannot copy the agent into the target's filesystem ({})", copy.display()), e))?;
-            target_dir.join(locate::AGENT_FILE).display().to_string()
-        };
-        Ok(Place {
-            host_socket: host_dir.join("agent.sock"),
-            host_log: host_dir.join("agent.log"),
-            target_socket: target_dir.join("agent.sock").display().to_string(),
-            target_log: target_dir.join("agent.log").display().to_string(),
-            target_agent,
-            dir: host_dir,
-        })
+        let root = Dir::root_of(pid)
+            .map_err(|e| CliError::io(format!("cannot reach process {pid}'s filesystem (/proc/{pid}/root)"), e))?;
+        let (tmp, target_tmp) = target_tmp(&root, pid)
+            .map_err(|e| CliError::io(format!("cannot find process {pid}'s temporary directory"), e))?;
+        remove_stale_places(&tmp, pid);
+        let name = format!("{PLACE_PREFIX}{pid}-{}", std::process::id());
+        let dir = tmp
+            .create_dir(&name, 0o700)
+            .map_err(|e| CliError::io(format!("cannot create {} (the target's temporary directory)", tmp.shown().join(&name).display()), e))?;
+        let target_dir = format!("{}/{name}", target_tmp.trim_end_matches('/'));
+        let mut place = Place { tmp, name, dir, target_agent: agent.display().to_string(), target_dir };
+        if !target_sees_same_file(&root, agent) {
+            let copied = File::open(agent).and_then(|mut from| {
+                let mut to = place.dir.create_file(locate::AGENT_FILE, 0o755)?;
+                std::io::copy(&mut from, &mut to)
+            });
+            copied.map_err(|e| {
+                CliError::io(
+                    format!("cannot copy the agent into the target's filesystem ({})", place.dir.shown().join(locate::AGENT_FILE).display()),
+                    e,
+                )
+            })?;
+            place.target_agent = format!("{}/{}", place.target_dir, locate::AGENT_FILE);
+        }
+        Ok(place)
+    }
+
+    /// The socket, for binding it (valid while `self` lives).
+    pub fn host_socket(&self) -> PathBuf {
+        self.dir.entry("agent.sock")
+    }
+
+    pub fn shown_socket(&self) -> PathBuf {
+        self.dir.shown().join("agent.sock")
+    }
+
+    pub fn shown_log(&self) -> PathBuf {
+        self.dir.shown().join("agent.log")
+    }
+
+    fn target_socket(&self) -> String {
+        format!("{}/agent.sock", self.target_dir)
+    }
+
+    fn target_log(&self) -> String {
+        format!("{}/agent.log", self.target_dir)
+    }
+
+    /// Copies the agent's log out (never through a symlink, never blocking on a FIFO: the
+    /// directory is the target's once handed over).
+    pub fn copy_log(&self, out: &crate::files::Dir, max: u64) {
+        use std::io::Read;
+        let mut log = Vec::new();
+        let Ok(from) = self.dir.open_file("agent.log") else { return };
+        if from.take(max).read_to_end(&mut log).is_ok() {
+            let _ = out.write_file("agent.log", &log);
+        }
     }
 
     /// As root attaching to another user's process, the private directory must be theirs for
-    /// the agent (running as them) to connect and log.
+    /// the agent (running as them) to connect and log. The socket first, while the directory is
+    /// still ours alone, so nothing can be swapped in its place.
     fn hand_over_to_target(&self, pid: u32) {
         let Ok(meta) = std::fs::metadata(format!("/proc/{pid}")) else { return };
-        if locate::uid() == 0 && meta.uid() != 0 {
-            for path in [&self.dir, &self.host_socket] {
-                let _ = std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()));
-            }
+        if crate::owner_only::euid() == 0 && meta.uid() != 0 {
+            let _ = self.dir.chown_entry("agent.sock", meta.uid(), meta.gid());
+            let _ = self.dir.chown(meta.uid(), meta.gid());
         }
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = self.tmp.remove_tree(&self.name);
     }
 }
 
-/// A path as the target sees it, reached from here.
-fn through_target_root(pid: u32, target_path: &Path) -> PathBuf {
-    PathBuf::from(format!("/proc/{pid}/root")).join(target_path.strip_prefix("/").unwrap_or(target_path))
+/// The target's temporary directory resolved inside its root, and its path as the target sees
+/// it: its `TMPDIR` when that resolves to a directory there, else `/tmp`.
+fn target_tmp(root: &Dir, pid: u32) -> std::io::Result<(Dir, String)> {
+    if let Some(tmp) = diagnostics_ipc::target_env(pid, "TMPDIR").filter(|t| t.starts_with('/')) {
+        if let Ok(dir) = root.resolve_dir(&tmp) {
+            return Ok((dir, tmp));
+        }
+    }
+    Ok((root.resolve_dir("/tmp")?, "/tmp".to_string()))
+}
+
+/// The places of earlier sessions for `pid` whose `leakscope` is gone (killed before it could
+/// clean up): removed, so they do not pile up.
+fn remove_stale_places(tmp: &Dir, pid: u32) {
+    for (name, cli) in places_in(tmp, pid) {
+        let is_dir = tmp.entry_metadata(&name).is_ok_and(|m| m.file_type().is_dir());
+        if is_dir && !session_alive(cli) {
+            let _ = tmp.remove_tree(&name);
+        }
+    }
+}
+
+/// `(name, cli pid)` of every attach place for `pid` in `tmp`.
+fn places_in(tmp: &Dir, pid: u32) -> Vec<(String, u32)> {
+    let prefix = format!("{PLACE_PREFIX}{pid}-");
+    tmp.names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|name| {
+            let cli = name.strip_prefix(&prefix)?.parse::<u32>().ok()?;
+            Some((name, cli))
+        })
+        .collect()
+}
+
+/// Whether `cli` is a running `leakscope` (not a process that reused its pid).
+fn session_alive(cli: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{cli}/comm")).is_ok_and(|comm| comm.trim().starts_with("leakscope"))
+}
+
+/// The `leakscope attach`/`snapshot` sessions that attached to `pid` and are still running
+/// (found by their private directories in the target's temporary directories).
+pub fn live_sessions(pid: u32) -> Vec<u32> {
+    let Ok(root) = Dir::root_of(pid) else { return Vec::new() };
+    let mut dirs = vec!["/tmp".to_string()];
+    dirs.extend(diagnostics_ipc::target_env(pid, "TMPDIR").filter(|t| t.starts_with('/')));
+    let mut sessions: Vec<u32> = dirs
+        .iter()
+        .filter_map(|d| root.resolve_dir(d).ok())
+        .flat_map(|tmp| places_in(&tmp, pid))
+        .map(|(_, cli)| cli)
+        .filter(|&cli| session_alive(cli))
+        .collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    sessions
 }
 
 /// Whether `path` names the same file for the target as for us (no container in between).
-fn target_sees_same_file(pid: u32, path: &Path) -> bool {
+fn target_sees_same_file(root: &Dir, path: &Path) -> bool {
     let Ok(path) = path.canonicalize() else { return false };
-    match (std::fs::metadata(through_target_root(pid, &path)), std::fs::metadata(&path)) {
+    match (root.resolve_metadata(&path.display().to_string()), std::fs::metadata(&path)) {
         (Ok(theirs), Ok(ours)) => theirs.dev() == ours.dev() && theirs.ino() == ours.ino(),
         _ => false,
     }
@@ -310,7 +460,8 @@ struct AttachState {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct AttachRecord {
     cli_pid: u32,
-    socket: PathBuf,
+    /// The session's private directory, as the target sees it (resolved again in its root).
+    target_dir: String,
     out_dir: PathBuf,
 }
 
@@ -319,16 +470,16 @@ impl AttachState {
         locate::cache_dir().join("attached").join(format!("{pid}.json"))
     }
 
-    fn write(pid: u32, socket: &Path, out_dir: &Path) -> Option<AttachState> {
-        let path = Self::path_for(pid);
-        std::fs::create_dir_all(path.parent()?).ok()?;
-        let record = AttachRecord { cli_pid: std::process::id(), socket: socket.to_path_buf(), out_dir: out_dir.to_path_buf() };
-        std::fs::write(&path, serde_json::to_vec(&record).ok()?).ok()?;
+    fn write(pid: u32, target_dir: &str, out_dir: &Path) -> Option<AttachState> {
+        // In the user's private cache (0700, never through a link), as 0600 files.
+        let dir = crate::files::Dir::private(&locate::cache_dir()).ok()?.private_subdir("attached").ok()?;
+        let record = AttachRecord { cli_pid: std::process::id(), target_dir: target_dir.to_string(), out_dir: out_dir.to_path_buf() };
+        let path = dir.write_file(&format!("{pid}.json"), &serde_json::to_vec(&record).ok()?).ok()?;
         Some(AttachState { path })
     }
 
     fn read(pid: u32) -> Option<AttachRecord> {
-        serde_json::from_slice(&std::fs::read(Self::path_for(pid)).ok()?).ok()
+        serde_json::from_slice(&crate::files::read_regular_nofollow(&Self::path_for(pid), 1 << 20).ok()?).ok()
     }
 }
 
@@ -336,11 +487,6 @@ impl Drop for AttachState {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Whether a `leakscope attach` session of this user is attached to `pid` (its note exists).
-pub fn attached_by_session(pid: u32) -> bool {
-    AttachState::read(pid).is_some()
 }
 
 /// `leakscope detach PID`: ends an attach session from another terminal. If the `attach` that
@@ -359,7 +505,14 @@ pub fn detach(args: DetachArgs) -> CliResult<i32> {
         return Err(CliError::usage(format!("process {pid} was not attached by this user's `leakscope attach`"))
             .hint("an agent loaded at startup by leakscope's variables stays until the process exits"));
     };
-    if Path::new(&format!("/proc/{}", record.cli_pid)).exists() {
+    if ps::agent_state(pid) == "idle" {
+        let _ = std::fs::remove_file(AttachState::path_for(pid));
+        return Err(CliError::usage(format!(
+            "leakscope's agent in process {pid} is not active any more: it has detached already"
+        ))
+        .hint("an agent whose session died detaches itself after its orphan timeout"));
+    }
+    if session_alive(record.cli_pid) {
         // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
         unsafe { libc::kill(record.cli_pid as i32, libc::SIGINT) };
         let until = Instant::now() + DETACH_WAIT + Duration::from_secs(10);
@@ -373,12 +526,21 @@ pub fn detach(args: DetachArgs) -> CliResult<i32> {
         ));
         return Ok(0);
     }
-    // The attach session is gone: take over its socket; the agent retries it with backoff.
-    let _ = std::fs::remove_file(&record.socket);
-    let listener = UnixListener::bind(&record.socket)
-        .map_err(|e| CliError::io(format!("cannot listen on {}", record.socket.display()), e))?;
+    // The attach session is gone: take over its socket (resolved again inside the target's
+    // root); the agent retries it with backoff.
+    let dir = Dir::root_of(pid)
+        .and_then(|root| root.resolve_dir(&record.target_dir))
+        .map_err(|e| CliError::io(format!("cannot reach the attach session's directory {}", record.target_dir), e))?;
+    let _ = dir.remove_file("agent.sock");
+    let listener = crate::owner_only::bind(&dir.entry("agent.sock"))
+        .map_err(|e| CliError::io(format!("cannot listen on {}", dir.shown().join("agent.sock").display()), e))?;
+    let target_uid = diagnostics_ipc::process_uid(pid).unwrap_or(0);
+    if crate::owner_only::euid() == 0 && target_uid != 0 {
+        let gid = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.gid()).unwrap_or(0);
+        let _ = dir.chown_entry("agent.sock", target_uid, gid);
+    }
     let (tx, rx) = ingest::channel();
-    let replies = ingest::serve(listener, tx);
+    let replies = ingest::serve_allowing(listener, tx, Allowed::owner_and_root().and(target_uid));
     let mut session = Session::new(Some(rx), None, ViewMode::Plain, SessionInfo::new("detach"));
     let until = Instant::now() + Duration::from_secs(60);
     while session.connections_seen == 0 && Instant::now() < until {
@@ -387,7 +549,7 @@ pub fn detach(args: DetachArgs) -> CliResult<i32> {
     if session.connections_seen == 0 {
         return Err(CliError::new(format!("the agent in {pid} did not reconnect within a minute")).with_code(2));
     }
-    let outcome = detach_now(&mut session, &replies);
+    let outcome = detach_now(&mut session, &replies, pid);
     let _ = std::fs::remove_file(AttachState::path_for(pid));
     print_stderr(&format!("leakscope: {outcome}\n"));
     Ok(0)

@@ -5,6 +5,7 @@ use crate::cli::DemoArgs;
 use crate::commands::print_stderr;
 use crate::commands::run::{TargetSpec, resolve_libraries, run_target};
 use crate::error::{CliError, CliResult};
+use crate::files::Dir;
 use crate::locate;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,8 +27,12 @@ pub fn demo(args: DemoArgs) -> CliResult<i32> {
     // Check the prerequisites before spending time on a build.
     resolve_libraries(&args.libs)?;
     let dotnet = find_dotnet().ok_or_else(dotnet_missing)?;
-    let dir = locate::cache_dir().join(format!("demo-{:016x}", sources_hash()));
-    let dll = build(&dotnet, &dir, args.rebuild)?;
+    // The build is run, so its directory must be this user's alone (the cache may be in /tmp).
+    let cache = Dir::private(&locate::cache_dir())
+        .and_then(|c| c.private_subdir(&format!("demo-{:016x}", sources_hash())))
+        .map_err(|e| e.to_cli("cannot use the cache directory"))?;
+    let dir = cache.path().to_path_buf();
+    let dll = build(&dotnet, &cache, args.rebuild)?;
 
     print_stderr(&format!(
         "leakscope demo: running the demo worker for {} (it leaks in Demo.OrderAudit.Record; churn and a bounded cache are decoys)\n",
@@ -112,29 +117,29 @@ fn dotnet_missing() -> CliError {
 }
 
 /// Writes the sources into `dir` and builds them once; later runs reuse the build.
-fn build(dotnet: &Path, dir: &Path, rebuild: bool) -> CliResult<PathBuf> {
+fn build(dotnet: &Path, cache: &Dir, rebuild: bool) -> CliResult<PathBuf> {
+    let dir = cache.path();
     let bin = dir.join("bin");
     let dll = bin.join("Demo.dll");
     if !rebuild && bin.join(BUILT_STAMP).is_file() && dll.is_file() {
         return Ok(dll);
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
     for sub in ["bin", "obj"] {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }
     for (name, text) in SOURCES {
-        let p = dir.join(name);
-        std::fs::write(&p, text)
-            .map_err(|e| CliError::io(format!("cannot write {}", p.display()), e))?;
+        cache
+            .write_file(name, text.as_bytes())
+            .map_err(|e| e.to_cli("cannot write"))?;
     }
     print_stderr(&format!(
         "leakscope demo: building the demo worker in {} (first run only) …\n",
         dir.display()
     ));
     let log_path = dir.join("build.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| CliError::io(format!("cannot create {}", log_path.display()), e))?;
+    let log = cache
+        .create_file("build.log")
+        .map_err(|e| e.to_cli("cannot create"))?;
     let log_err = log
         .try_clone()
         .map_err(|e| CliError::io("cannot open the build log", e))?;

@@ -6,6 +6,7 @@
 //! the moment of the GC). A type is called growing only when it grew by more than that noise
 //! floor: [`NOISE_FLOOR_BYTES`] and [`NOISE_FLOOR_SHARE`] of its earlier size.
 
+use crate::budget::{Budget, Charge};
 use crate::cli::DiffArgs;
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
@@ -68,63 +69,144 @@ fn num(n: Option<protocol::Num>) -> u64 {
     n.map(|n| n.u64()).unwrap_or(0)
 }
 
-/// Every census in a recording, in order, for the process with the most of them.
+/// The first and the last census in a recording (one point if it has one), for the process
+/// with the most of them. Read line by line (lines over the protocol's limit are discarded),
+/// keeping two points per process, so any size of file is read in bounded memory.
 pub fn load(path: &Path) -> CliResult<Vec<Point>> {
     let file = if path.is_dir() { path.join("recording.ndjson") } else { path.to_path_buf() };
-    let text = std::fs::read(&file).map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    let opened = crate::files::open_regular(&file).map_err(|e| e.to_cli("cannot read"))?;
     struct PerPid {
         cmdline: Option<String>,
+        censuses: u64,
+        /// The first census and, once there is a second, the latest.
         points: Vec<Point>,
-        retained: Vec<(Option<u64>, Vec<ManagedSite>)>,
+        /// Whether each point's sites came from the `retained` record of its GC.
+        from_retained: Vec<bool>,
+        /// What each point holds, charged to the memory budget.
+        charges: Vec<Charge>,
         latest_sites: Vec<ManagedSite>,
+        latest_charge: Charge,
     }
+    // What is kept is charged to a memory budget, as a session's store is: a crafted file
+    // cannot make diff hold more, whatever it repeats.
+    let budget = Budget::default();
+    let mut not_kept = 0u64;
     let mut by_pid: BTreeMap<u32, PerPid> = BTreeMap::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Ok(env) = protocol::parse_line(line) else { continue };
+    let mut oversize = 0u64;
+    let mut on_line = |line: &[u8]| {
+        let Ok(env) = protocol::parse_line(line) else { return };
         if env.key.source != Source::Agent {
-            continue;
+            return;
         }
         let pid = env.key.pid;
-        let entry = by_pid
-            .entry(pid)
-            .or_insert_with(|| PerPid { cmdline: None, points: Vec::new(), retained: Vec::new(), latest_sites: Vec::new() });
+        let Some(charge) = budget.charge(env.approx_bytes) else {
+            not_kept += 1;
+            return;
+        };
+        // Producers per file are bounded like a session's (store::MAX_PRODUCERS).
+        if !by_pid.contains_key(&pid) && by_pid.len() >= crate::store::MAX_PRODUCERS {
+            return;
+        }
+        let entry = by_pid.entry(pid).or_insert_with(|| PerPid {
+            cmdline: None,
+            censuses: 0,
+            points: Vec::new(),
+            from_retained: Vec::new(),
+            charges: Vec::new(),
+            latest_sites: Vec::new(),
+            latest_charge: Charge::default(),
+        });
         match env.record {
             Record::Hello(h) => entry.cmdline = h.cmdline.or(entry.cmdline.take()),
-            Record::Summary(s) => entry.latest_sites = s.sites,
-            Record::Retained(r) => entry.retained.push((r.gc, r.sites)),
-            Record::Census(c) => entry.points.push(Point {
-                file: file.clone(),
-                pid,
-                cmdline: entry.cmdline.clone(),
-                census: *c,
-                // Filled below, once the matching `retained` (sent after the census) is read.
-                sites: entry.latest_sites.clone(),
-                retention: None,
-                peek: None,
-            }),
+            Record::Summary(s) => {
+                entry.latest_sites = s.sites;
+                entry.latest_charge = charge;
+            }
+            Record::Retained(r) => {
+                // The survivors of the same full GC as a census (sent after it).
+                let matching = entry
+                    .points
+                    .iter()
+                    .zip(&entry.from_retained)
+                    .position(|(point, done)| !*done && r.gc.is_some() && r.gc == point.census.gc);
+                if let Some(i) = matching {
+                    entry.points[i].sites = r.sites;
+                    entry.from_retained[i] = true;
+                    entry.charges[i].absorb(charge);
+                }
+            }
+            Record::Census(c) => {
+                entry.censuses += 1;
+                if entry.points.len() == 2 {
+                    entry.points.pop();
+                    entry.from_retained.pop();
+                    entry.charges.pop();
+                }
+                let mut charge = charge;
+                // The sites copied from the latest summary count once more.
+                if let Some(copy) = budget.charge(entry.latest_charge.bytes()) {
+                    charge.absorb(copy);
+                } else {
+                    not_kept += 1;
+                    return;
+                }
+                entry.points.push(Point {
+                    file: file.clone(),
+                    pid,
+                    cmdline: entry.cmdline.clone(),
+                    census: *c,
+                    // Replaced by the matching `retained`, if one follows.
+                    sites: entry.latest_sites.clone(),
+                    retention: None,
+                    peek: None,
+                });
+                entry.from_retained.push(false);
+                entry.charges.push(charge);
+            }
             Record::Retention(r) => {
-                if let Some(last) = entry.points.last_mut() {
+                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
                     last.retention = Some(*r);
+                    held.absorb(charge);
                 }
             }
             Record::Peek(p) => {
-                if let Some(last) = entry.points.last_mut() {
+                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
                     last.peek = Some(*p);
+                    held.absorb(charge);
                 }
             }
             _ => {}
         }
+    };
+    crate::ingest::read_file_lines(opened, |ev| match ev {
+        crate::ingest::Event::Line(_, line) => on_line(&line),
+        crate::ingest::Event::Oversize(_) => oversize += 1,
+        _ => {}
+    })
+    .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    if not_kept > 0 {
+        crate::commands::print_stderr(&format!(
+            "leakscope: note: {}: {not_kept} record(s) not kept: the memory budget ({}) was full\n",
+            file.display(),
+            format_bytes(budget.limit() as f64)
+        ));
     }
-    let Some((_, mut chosen)) = by_pid.into_iter().max_by_key(|(_, p)| p.points.len()) else {
+    let no_census = |file: &Path| {
+        let e = no_census(file);
+        if oversize > 0 {
+            e.hint(format!(
+                "{oversize} line(s) longer than {} MiB were discarded: is it a recording?",
+                protocol::MAX_LINE_BYTES >> 20
+            ))
+        } else {
+            e
+        }
+    };
+    let Some((_, mut chosen)) = by_pid.into_iter().max_by_key(|(_, p)| p.censuses) else {
         return Err(no_census(&file));
     };
     if chosen.points.is_empty() {
         return Err(no_census(&file));
-    }
-    for point in &mut chosen.points {
-        if let Some((_, sites)) = chosen.retained.iter().find(|(gc, _)| gc.is_some() && *gc == point.census.gc) {
-            point.sites = sites.clone();
-        }
     }
     // A census with no summary before it (a snapshot of an idle process) takes the last one seen.
     if let Some(last) = chosen.points.last_mut() {

@@ -2,20 +2,42 @@
 
 use crate::cli::EnvArgs;
 use crate::commands::print_stdout;
-use crate::commands::run::resolve_libraries;
-use crate::error::CliResult;
+use crate::commands::run::{keep_shim_only_for_glibc, resolve_libraries};
+use crate::error::{CliError, CliResult};
+use crate::untrusted::clean;
 use crate::launch::{self, Channel};
 use crate::locate::{self, shell_quote};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub fn env(args: EnvArgs) -> CliResult<i32> {
-    let libs = resolve_libraries(&args.libs)?;
+    let mut libs = resolve_libraries(&args.libs)?;
+    keep_shim_only_for_glibc(&mut libs, &args.command);
     let channel = match (&args.socket, &args.output) {
         (_, Some(file)) => Channel::Output(absolute(file)),
         (Some(sock), None) => Channel::Socket(absolute(sock)),
-        (None, None) => Channel::Socket(locate::default_listen_socket()),
+        (None, None) => {
+            // Claim the owner-only directory now, before a worker is pointed at it.
+            let socket = locate::default_listen_socket();
+            if let Some(dir) = socket.parent() {
+                crate::owner_only::ensure_private_dir(dir)?;
+            }
+            Channel::Socket(socket)
+        }
     };
+    // The variables are printed as text: a path that is not UTF-8 could not be given back.
+    let channel_path = match &channel {
+        Channel::Socket(p) | Channel::Output(p) => p,
+    };
+    for p in [Some(&libs.agent), libs.shim.as_ref(), Some(channel_path)].into_iter().flatten() {
+        if p.to_str().is_none() {
+            return Err(CliError::usage(format!(
+                "{} is not valid UTF-8, so it cannot be printed as a variable",
+                p.display()
+            ))
+            .hint("use a path made of UTF-8 characters"));
+        }
+    }
     // The worker's own LD_PRELOAD is unknown here: the shell line keeps it, the others cannot.
     let vars = launch::profiler_env(
         &libs.agent,
@@ -38,6 +60,9 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// The variables as shell `export`s (each value single-quoted, so any character — a space,
+/// quote, `$`, backtick or newline — comes back exactly through `sh`), then as commented
+/// systemd and Kubernetes hints, escaped so that no value can end a comment line.
 pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&str>) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -49,28 +74,44 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
             let _ = writeln!(
                 o,
                 "# Watch it with: leakscope listen --socket {}",
-                shell_quote(&p.display().to_string())
+                clean(&shell_quote(&p.display().to_string()))
             );
             let _ = writeln!(
                 o,
                 "# (start the listener first; the agent retries if it is not there yet)"
             );
+            let _ = writeln!(
+                o,
+                "# Run the worker and the listener as the same user (uid {}): producers talk only to a",
+                crate::owner_only::euid()
+            );
+            let _ = writeln!(o, "# listener of their own user or root, and it accepts only its own user's and root's.");
         }
         Channel::Output(p) => {
             let _ = writeln!(
                 o,
                 "# Watch it with: leakscope tail {} --follow",
-                shell_quote(&p.display().to_string())
+                clean(&shell_quote(&p.display().to_string()))
             );
         }
     }
     if let Some(reason) = native_off {
-        let _ = writeln!(o, "# Native tracking off: {reason}");
+        let _ = writeln!(o, "# Native tracking off: {}", clean(reason));
+    } else if vars.iter().any(|(k, _)| k == "LD_PRELOAD") {
+        let _ = writeln!(
+            o,
+            "# The native shim (LD_PRELOAD) needs glibc: for a musl-based image (Alpine) use `leakscope env --no-native`,"
+        );
+        let _ = writeln!(o, "# or put the worker's command after `--` to have it checked.");
     }
     for (k, v) in vars {
         if k == "LD_PRELOAD" {
             // Keep whatever the worker already preloads, after the shim.
-            let _ = writeln!(o, "export LD_PRELOAD=\"{v}${{LD_PRELOAD:+:$LD_PRELOAD}}\"");
+            let _ = writeln!(
+                o,
+                "export LD_PRELOAD={}\"${{LD_PRELOAD:+:$LD_PRELOAD}}\"",
+                shell_quote(v)
+            );
         } else {
             let _ = writeln!(o, "export {k}={}", shell_quote(v));
         }
@@ -81,7 +122,7 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
         "# systemd: `systemctl edit WORKER.service`, then under [Service]:"
     );
     for (k, v) in vars {
-        let _ = writeln!(o, "#   Environment=\"{k}={v}\"");
+        let _ = writeln!(o, "#   Environment={}", systemd_quote(&format!("{k}={v}")));
     }
     let _ = writeln!(o, "#");
     let _ = writeln!(
@@ -92,8 +133,46 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
     let _ = writeln!(o, "#   env:");
     for (k, v) in vars {
         let _ = writeln!(o, "#     - name: {k}");
-        let _ = writeln!(o, "#       value: \"{v}\"");
+        let _ = writeln!(o, "#       value: {}", yaml_quote(v));
     }
+    o
+}
+
+/// A double-quoted systemd value: C-style escapes, and `%` doubled (systemd expands `%x`).
+fn systemd_quote(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '%' => o.push_str("%%"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                o.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// A double-quoted YAML scalar.
+fn yaml_quote(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            c if c.is_control() => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
     o
 }
 
@@ -123,7 +202,7 @@ mod tests {
         assert!(text.contains("export LEAKSCOPE_SOCKET=/run/user/1000/leakscope.sock\n"));
         assert!(text.contains("export LEAKSCOPE_INTERVAL=5000ms\n"));
         assert!(text.contains(
-            "export LD_PRELOAD=\"/opt/leakscope/libleakscope_shim.so${LD_PRELOAD:+:$LD_PRELOAD}\"\n"
+            "export LD_PRELOAD=/opt/leakscope/libleakscope_shim.so\"${LD_PRELOAD:+:$LD_PRELOAD}\"\n"
         ));
         assert!(text.contains("export DOTNET_PerfMapEnabled=3\n"));
         assert!(text.contains("#   Environment=\"CORECLR_ENABLE_PROFILING=1\""));
@@ -135,5 +214,33 @@ mod tests {
                 .filter(|l| !l.starts_with('#'))
                 .all(|l| l.starts_with("export "))
         );
+    }
+
+    #[test]
+    fn hostile_values_come_back_exactly_through_sh_and_never_leave_a_comment() {
+        let dir = "/tmp/a b/it's \"q\" $(touch /tmp/leakscope-pwned) `id` $HOME %h\nnext\tline\\";
+        let channel = Channel::Output(PathBuf::from(format!("{dir}/out.ndjson")));
+        let agent = PathBuf::from(format!("{dir}/libleakscope_agent.so"));
+        let shim = PathBuf::from(format!("{dir}/libleakscope_shim.so"));
+        let vars = launch::profiler_env(&agent, Some(&shim), &channel, Duration::from_secs(5), None);
+        let text = render(&vars, &channel, Some("reason with\na newline"));
+        // A comment line stays one line: every line is a comment, an export, or the inside of
+        // a single-quoted value.
+        for line in text.lines() {
+            assert!(!line.starts_with("#   Environment") || !line.contains('\n'));
+        }
+        let script = format!("{text}\nprintf '%s\\0' \"$CORECLR_PROFILER_PATH\" \"$LEAKSCOPE_OUTPUT\" \"$LD_PRELOAD\"");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("LD_PRELOAD", "/usr/lib/other.so")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
+        assert_eq!(got[0], agent.to_str().unwrap().as_bytes());
+        assert_eq!(got[1], format!("{dir}/out.ndjson").as_bytes());
+        assert_eq!(got[2], format!("{}:/usr/lib/other.so", shim.display()).as_bytes());
+        assert!(!Path::new("/tmp/leakscope-pwned").exists());
     }
 }

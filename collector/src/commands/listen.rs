@@ -19,16 +19,21 @@ use std::time::{Duration, Instant};
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn listen(args: ListenArgs) -> CliResult<i32> {
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(locate::default_listen_socket);
+    let socket = match args.socket.clone() {
+        Some(socket) => socket,
+        None => {
+            let socket = locate::default_listen_socket();
+            if let Some(dir) = socket.parent() {
+                crate::owner_only::ensure_private_dir(dir)?;
+            }
+            socket
+        }
+    };
     let listener = bind_exclusive(&socket)?;
     let socket_guard = RemoveOnDrop(socket.clone());
-    let (out_dir, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
-    let recording = out_dir.join("recording.ndjson");
-    let recorder = Recorder::create(&recording)
-        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let (out, out_note) = locate::create_out_dir(args.out.as_deref(), "leakscope")?;
+    let out_dir = out.path().to_path_buf();
+    let recorder = out.create_file("recording.ndjson");
     let (tx, rx) = ingest::channel();
     ingest::serve(listener, tx);
 
@@ -42,6 +47,13 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     if let Some(n) = out_note {
         info.note("warn", n);
     }
+    let recorder = match recorder {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
     signals::install();
     if mode == ViewMode::Plain {
         print_stderr(&format!(
@@ -49,8 +61,11 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
             socket.display(),
             out_dir.display()
         ));
+        for n in info.notes.iter() {
+            print_stderr(&format!("leakscope: {}: {}\n", n.level, n.message));
+        }
     }
-    let mut session = Session::new(Some(rx), Some(recorder), mode, info);
+    let mut session = Session::new(Some(rx), recorder, mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
         "no producer connected yet: start the worker with the variables from `leakscope env --socket {}`",
@@ -94,13 +109,15 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     if session.connections_seen == 0 {
         session.info.note("warn", hint);
     }
-    let report = session.write_outputs(&out_dir)?;
-    print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
+    print_stderr(&crate::report::render_summary(&report, shown_dir));
+    print_stderr(&written.render_failures());
     Ok(0)
 }
 
-/// Binds the socket, replacing a stale one, refusing if a listener is alive or the path is
-/// something other than a socket.
+/// Binds the socket (0600: only this user may connect), replacing a stale one, refusing if a
+/// listener is alive or the path is something other than a socket.
 pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         if !meta.file_type().is_socket() {
@@ -146,7 +163,7 @@ pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
         ))
         .hint("choose a shorter path with --socket"));
     }
-    UnixListener::bind(socket)
+    crate::owner_only::bind(socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))
 }
 

@@ -13,8 +13,9 @@ pub struct DotnetProcess {
     /// The runtime's product version, when its diagnostics socket answered.
     pub runtime: Option<String>,
     pub command_line: String,
-    /// `startup` (loaded by its environment), `attached` (by a `leakscope attach` session),
-    /// `idle` (loaded earlier, detached since), or `no`.
+    /// `startup` (loaded by its environment), `attached` (by a running `leakscope attach` or
+    /// `snapshot`), `orphaned` (attached by a session that is gone), `idle` (loaded earlier,
+    /// detached since), or `no`.
     pub agent: &'static str,
     pub shim: bool,
     /// The diagnostics socket, or why there is none.
@@ -56,26 +57,31 @@ pub fn ps(args: PsArgs) -> CliResult<i32> {
 
 pub fn describe(pid: u32) -> DotnetProcess {
     let socket = diagnostics_ipc::find_socket(pid);
-    let info: Option<ProcessInfo> = socket.as_deref().and_then(|s| diagnostics_ipc::process_info(s).ok());
+    let info: Option<ProcessInfo> = socket.as_ref().and_then(|s| diagnostics_ipc::process_info(s).ok());
     let command_line = info
         .as_ref()
         .map(|i| i.command_line.clone())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| proc_cmdline(pid));
+    // Another process's words: shown escaped, never acted on by the terminal.
+    let clean = |s: &str| crate::untrusted::clean(s).into_owned();
     DotnetProcess {
         pid,
-        runtime: info.as_ref().map(|i| i.runtime_version.clone()).filter(|v| !v.is_empty()),
-        command_line,
+        runtime: info.as_ref().map(|i| clean(&i.runtime_version)).filter(|v| !v.is_empty()),
+        command_line: clean(&command_line),
         agent: agent_state(pid),
         shim: diagnostics_ipc::maps_contain(pid, "libleakscope_shim.so"),
         diagnostics: socket
-            .map(|s| s.display().to_string())
+            .map(|s| s.shown().display().to_string())
             .ok_or_else(|| "no diagnostics socket (DOTNET_EnableDiagnostics=0?)".to_string()),
     }
 }
 
 /// Whether the agent is in the process, and how it came. The runtime keeps the library mapped
-/// after a detach, so "mapped" alone does not mean "profiling".
+/// after a detach, so "mapped" alone does not mean "profiling": an agent that is working has its
+/// thread (`leakscope-agent`). An attached one is `attached` while the `leakscope attach` or
+/// `snapshot` that loaded it runs, `orphaned` once that is gone (it then detaches itself after
+/// its orphan timeout).
 pub fn agent_state(pid: u32) -> &'static str {
     if !diagnostics_ipc::maps_contain(pid, "libleakscope_agent.so") {
         return "no";
@@ -86,11 +92,19 @@ pub fn agent_state(pid: u32) -> &'static str {
         .any(|kv| kv.starts_with(b"CORECLR_PROFILER_PATH") && kv.windows(9).any(|w| w == b"leakscope"));
     if at_startup {
         "startup"
-    } else if crate::commands::attach::attached_by_session(pid) {
+    } else if !agent_thread_running(pid) {
+        "idle"
+    } else if !crate::commands::attach::live_sessions(pid).is_empty() {
         "attached"
     } else {
-        "idle"
+        "orphaned"
     }
+}
+
+/// Whether the agent's own thread is alive in `pid` (it ends when the agent detaches).
+pub fn agent_thread_running(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
 }
 
 fn proc_cmdline(pid: u32) -> String {

@@ -2,23 +2,26 @@
 
 use crate::cli::ReportArgs;
 
-use crate::commands::print_stdout;
+use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
 use crate::export::pprof::Moment;
+use crate::files::{self, Dir};
 use crate::ingest;
 use crate::live::ViewMode;
-use crate::report::{self, SessionInfo};
+use crate::report::{self, SessionInfo, Written};
 use crate::session::Session;
-use std::path::PathBuf;
+use crate::store::Store;
+use std::path::{Path, PathBuf};
 
 pub fn report(args: ReportArgs) -> CliResult<i32> {
+    // stat, not open: nothing is opened before it is known to be a directory or a regular file.
     let meta = std::fs::metadata(&args.path)
         .map_err(|e| CliError::io(format!("cannot open {}", args.path.display()), e))?;
     let (recording, session_dir, default_out): (PathBuf, Option<PathBuf>, Option<PathBuf>) = if meta
         .is_dir()
     {
         let rec = args.path.join("recording.ndjson");
-        if !rec.is_file() {
+        if std::fs::symlink_metadata(&rec).is_err() {
             return Err(CliError::new(format!("{} has no recording.ndjson", args.path.display()))
                 .hint("give the output directory of `leakscope run`/`listen`/`demo`, or an NDJSON file"));
         }
@@ -41,6 +44,14 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
             None,
         )
     };
+    // A recording inside an output directory is leakscope's own file: never read through a
+    // link there. A file named directly is the user's choice; either must be a regular file.
+    let file = if session_dir.is_some() {
+        files::open_regular_nofollow(&recording)
+    } else {
+        files::open_regular(&recording)
+    }
+    .map_err(|e| e.to_cli("cannot read"))?;
     // The run's own facts (command, exit code, notes) live beside the recording.
     let info = session_dir
         .as_deref()
@@ -49,27 +60,41 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
     let soak = soak_context(&info, &args)?;
     let mut session = Session::new(None, None, ViewMode::Quiet, info.clone());
     session.soak = soak;
-    ingest::read_file_lines(&recording, |ev| session.handle(ev))
+    ingest::read_file_lines(file, |ev| session.handle(ev))
         .map_err(|e| CliError::io(format!("cannot read {}", recording.display()), e))?;
+    if let Some(note) = input_note(&session.store, &recording) {
+        print_stderr(&note);
+    }
     // Keep the recorded times, not the time of this re-rendering.
     session.info = info;
     let rendered = session.build_report();
     if let Some(dir) = args.out.clone().or(default_out) {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-        report::write_files(&dir, &rendered)
-            .and_then(|_| report::write_soak_files(&dir, &rendered, &session.store))
-            .map_err(|e| {
-                CliError::io(format!("cannot write the report into {}", dir.display()), e)
-            })?;
+        // Whatever cannot be written is named; the report is still printed and the exit code
+        // is still the verdict's.
+        let mut written = Written::default();
+        match Dir::open_or_create(&dir) {
+            Ok((out, _)) => {
+                report::write_files(&out, &rendered, &mut written);
+                report::write_soak_files(&out, &rendered, &session.store, &mut written);
+            }
+            Err(e) => written.failed.push(e),
+        }
+        print_stderr(&written.render_failures());
     }
     if let Some(path) = &args.pprof {
-        let samples = crate::export::write_pprof(path, &session.store, moment_of(&rendered))?;
-        crate::commands::print_stderr(&format!(
-            "leakscope: pprof profile of {samples} call sites written to {} (`go tool pprof -top {}`)\n",
-            path.display(),
-            path.display()
-        ));
+        // Like the report files: a profile that cannot be written is named, and the exit code
+        // stays the verdict's.
+        match crate::export::write_pprof(path, &session.store, moment_of(&rendered)) {
+            Ok((written, samples)) => print_stderr(&format!(
+                "leakscope: pprof profile of {samples} call sites written to {} (`go tool pprof -top {}`)\n",
+                written.display(),
+                written.display()
+            )),
+            Err(e) => {
+                let failed = Written { files: Vec::new(), failed: vec![e] };
+                print_stderr(&failed.render_failures());
+            }
+        }
     }
     if args.json {
         print_stdout(&(serde_json::to_string_pretty(&rendered).unwrap_or_default() + "\n"));
@@ -78,6 +103,29 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
     }
     // A soak recording exits like the soak did: 0 pass, 1 leak or regression, 2 error.
     Ok(crate::soak::exit_code_of(&rendered))
+}
+
+/// What the user should know about a file that was not a clean recording: lines over the
+/// limit discarded, or nothing usable in it at all.
+pub fn input_note(store: &Store, file: &Path) -> Option<String> {
+    let i = &store.input;
+    let mut o = String::new();
+    if i.oversize > 0 {
+        o.push_str(&format!(
+            "leakscope: note: {}: {} line(s) longer than {} MiB discarded (read line by line; nothing longer is kept)\n",
+            file.display(),
+            i.oversize,
+            crate::protocol::MAX_LINE_BYTES >> 20
+        ));
+    }
+    if i.records == 0 && i.lines > i.empty {
+        o.push_str(&format!(
+            "leakscope: note: {} holds no leakscope records ({} line(s) skipped): is it a recording (LEAKSCOPE_OUTPUT, recording.ndjson)?\n",
+            file.display(),
+            i.skipped()
+        ));
+    }
+    (!o.is_empty()).then_some(o)
 }
 
 /// The moment of the recording's last record (else the session's end) and the span it covers.

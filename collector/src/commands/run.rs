@@ -12,7 +12,6 @@ use crate::report::{NativeTracking, Report, SessionInfo};
 use crate::session::{Session, tail_lines};
 use crate::signals;
 use crate::terminal;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -110,6 +109,25 @@ pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
     let explicit =
         libs.shim.is_some() || std::env::var_os("LEAKSCOPE_SHIM").is_some_and(|v| !v.is_empty());
     match locate::find_library(Library::Shim, libs.shim.as_deref()) {
+        // The dynamic loader splits LD_PRELOAD at spaces and colons: such a path cannot be
+        // preloaded, and the loader would complain on the target's stderr.
+        Ok(shim) if !locate::preloadable(&shim) => {
+            let reason = format!(
+                "the shim's path {} has a space or a colon, which LD_PRELOAD cannot hold; put it (or a copy) at a path without and pass --shim PATH",
+                crate::untrusted::clean(&shim.display().to_string())
+            );
+            if explicit {
+                return Err(CliError::usage(reason).hint("or run without native tracking: --no-native"));
+            }
+            Ok(Libraries {
+                agent,
+                shim: None,
+                native: NativeTracking {
+                    enabled: false,
+                    reason: Some(reason),
+                },
+            })
+        }
         Ok(shim) => Ok(Libraries {
             agent,
             shim: Some(shim),
@@ -136,6 +154,18 @@ pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
     }
 }
 
+/// Leaves the shim out when the program about to be launched is not a glibc program (musl:
+/// preloading it would stop the process from starting), and says why.
+pub fn keep_shim_only_for_glibc(libs: &mut Libraries, argv: &[String]) {
+    if libs.shim.is_none() {
+        return;
+    }
+    if let Some(reason) = crate::target_libc::shim_refusal(argv) {
+        libs.shim = None;
+        libs.native = NativeTracking { enabled: false, reason: Some(reason) };
+    }
+}
+
 /// What to tell the user when no agent ever connected.
 pub fn no_agent_message(agent: &Path) -> String {
     format!(
@@ -153,8 +183,10 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     if spec.argv.is_empty() {
         return Err(CliError::usage("no command given").hint("leakscope run -- dotnet Worker.dll"));
     }
-    let libs = resolve_libraries(&spec.libs)?;
-    let (out_dir, out_note) = locate::create_out_dir(spec.out.as_deref(), spec.out_prefix)?;
+    let mut libs = resolve_libraries(&spec.libs)?;
+    keep_shim_only_for_glibc(&mut libs, &spec.argv);
+    let (out, out_note) = locate::create_out_dir(spec.out.as_deref(), spec.out_prefix)?;
+    let out_dir = out.path().to_path_buf();
 
     let mut info = SessionInfo::new(spec.mode);
     info.soak = spec.soak.as_ref().map(|c| c.settings.clone());
@@ -168,8 +200,19 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         info.note("info", format!("native tracking off: {reason}"));
     }
 
-    // The live view takes the terminal; the target's output then goes to log files.
-    let live = !spec.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
+    // The live view takes the terminal; the target's output then goes to log files (when
+    // they cannot be created, the output passes through and the view is plain).
+    let mut live = !spec.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
+    let mut output_logs = None;
+    if live {
+        match (out.create_file("stdout.log"), out.create_file("stderr.log")) {
+            (Ok(o), Ok(e)) => output_logs = Some((o, e)),
+            (Err(e), _) | (_, Err(e)) => {
+                info.note("warn", format!("not capturing the target's output: {e}; it passes through, with a plain view"));
+                live = false;
+            }
+        }
+    }
     let mode = if live {
         ViewMode::Live
     } else {
@@ -178,13 +221,17 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
 
     let private = PrivateDir::create()?;
     let socket = private.path.join("agent.sock");
-    let listener = UnixListener::bind(&socket)
+    let listener = crate::owner_only::bind(&socket)
         .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))?;
     let (tx, rx) = ingest::channel();
     let replies = ingest::serve(listener, tx);
-    let recording = out_dir.join("recording.ndjson");
-    let recorder = Recorder::create(&recording)
-        .map_err(|e| CliError::io(format!("cannot create {}", recording.display()), e))?;
+    let recorder = match out.create_file("recording.ndjson") {
+        Ok(f) => Some(Recorder::new(f, out.join("recording.ndjson"))),
+        Err(e) => {
+            info.note("error", format!("not recording: {e}"));
+            None
+        }
+    };
 
     let existing_preload = std::env::var("LD_PRELOAD").ok();
     let env = launch::profiler_env(
@@ -197,12 +244,16 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let mut env = env;
     env.extend(spec.extra_env.iter().cloned());
     // The agent's and shim's own logs land beside the report, unless the user chose a place.
+    // Created here (0600, never through a link) so the producers only append to it.
     let producer_log = out_dir.join("agent.log");
     if std::env::var_os("LEAKSCOPE_LOG").is_none() {
-        env.push((
-            "LEAKSCOPE_LOG".to_string(),
-            producer_log.display().to_string(),
-        ));
+        match out.create_file("agent.log") {
+            Ok(_) => env.push((
+                "LEAKSCOPE_LOG".to_string(),
+                producer_log.display().to_string(),
+            )),
+            Err(e) => info.note("warn", format!("the agent logs to its default place instead: {e}")),
+        }
     }
     let env_remove: Vec<String> = CONFLICTING_VARS
         .iter()
@@ -215,13 +266,14 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             format!("removed {} from the target's environment: it would load another profiler instead of ours", env_remove.join(", ")),
         );
     }
-    let (stdout_log, stderr_log) = if live {
-        (
-            Some(out_dir.join("stdout.log")),
-            Some(out_dir.join("stderr.log")),
-        )
+    let (stdout_log, stderr_log) = if output_logs.is_some() {
+        (Some(out.join("stdout.log")), Some(out.join("stderr.log")))
     } else {
         (None, None)
+    };
+    let (stdout_file, stderr_file) = match output_logs {
+        Some((o, e)) => (Some(o), Some(e)),
+        None => (None, None),
     };
 
     signals::install();
@@ -229,8 +281,8 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         argv: spec.argv.clone(),
         env,
         env_remove,
-        stdout_log: stdout_log.clone(),
-        stderr_log: stderr_log.clone(),
+        stdout_log: stdout_file,
+        stderr_log: stderr_file,
         // Its own process group cannot read the terminal; services do not need stdin.
         stdin_null: terminal::stdin_is_tty(),
     })?;
@@ -241,7 +293,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     } else {
         mode
     };
-    let mut session = Session::new(Some(rx), Some(recorder), view_mode, info);
+    let mut session = Session::new(Some(rx), recorder, view_mode, info);
     session.soak = spec.soak;
     let progress_every = spec.interval.max(Duration::from_secs(10));
     let mut progress_at: Option<Instant> = None;
@@ -256,6 +308,9 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         ));
         if let Some(reason) = &libs.native.reason {
             print_stderr(&format!("leakscope: native tracking off: {reason}\n"));
+        }
+        for n in session.info.notes.iter().filter(|n| n.level != "info") {
+            print_stderr(&format!("leakscope: {}: {}\n", n.level, n.message));
         }
     }
     let title = spec.argv.join(" ");
@@ -366,7 +421,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             );
         }
         session.info.note("error", no_agent_message(&libs.agent));
-        if producer_log.is_file() {
+        if std::fs::symlink_metadata(&producer_log).is_ok_and(|m| m.is_file() && m.len() > 0) {
             session.info.note(
                 "info",
                 format!(
@@ -389,12 +444,16 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             ),
         );
     }
-    let report = session.write_outputs(&out_dir)?;
+    // Whatever could not be written (a full disk), the summary is printed and the exit code
+    // stays the target's.
+    let (report, written) = session.write_outputs(&out);
+    let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
     if report.soak.is_some() {
-        print_stderr(&crate::soak::render_summary(&report, &out_dir));
+        print_stderr(&crate::soak::render_summary(&report, shown_dir));
     } else {
-        print_stderr(&crate::report::render_summary(&report, Some(&out_dir)));
+        print_stderr(&crate::report::render_summary(&report, shown_dir));
     }
+    print_stderr(&written.render_failures());
     Ok(Outcome {
         exit_code: exit.shell_code(),
         report,

@@ -1,11 +1,13 @@
-//! `leakscope soak --duration D [--warmup W] [--fail-on EXPR…] [--baseline FILE] -- COMMAND…`:
+//! `leakscope soak --duration D [--warmup W] [--gc-every P] [--fail-on EXPR…] [--baseline FILE] -- COMMAND…`:
 //! run a worker with the agent inducing full GCs at fixed points, judge every type and call
 //! site, write report.json, junit.xml and report.html, and exit 0 (pass), 1 (a rule is broken)
-//! or 2 (usage or infrastructure error).
+//! or 2 (too few points to judge, or a usage or infrastructure error).
 
 use crate::cli::SoakArgs;
+use crate::commands::print_stderr;
 use crate::commands::run::{TargetSpec, run_target};
 use crate::error::{CliError, CliResult, EXIT_USAGE};
+use crate::soak::plan::Plan;
 use crate::soak::{Context, SoakSettings};
 
 pub fn soak(args: SoakArgs) -> CliResult<i32> {
@@ -19,37 +21,34 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
             .hint("the verdicts need comparable points after the warm-up"));
         }
     }
+    let plan = Plan::new(args.duration, args.warmup, args.gc_every, args.interval);
     let settings = SoakSettings {
         duration_ms: args.duration.as_millis() as u64,
         warmup_ms: args.warmup.map(|w| w.as_millis() as u64),
-        gc_every_ms: args.gc_every.as_millis() as u64,
+        gc_every_ms: plan.gc_every.as_millis() as u64,
+        gc_every_chosen: plan.gc_every_chosen,
+        allow_short: args.allow_short,
         fail_on: args.fail_on.clone(),
         baseline: args.baseline.clone(),
         strict: args.strict,
     };
     let ctx = Context::new(settings)?;
-    let points_possible = args.duration.as_secs_f64()
-        * (1.0
-            - ctx
-                .settings
-                .warmup_ms
-                .map_or(crate::soak::DEFAULT_WARMUP_FRACTION, |w| {
-                    w as f64 / args.duration.as_millis() as f64
-                }))
-        / args.gc_every.as_secs_f64();
-    if points_possible < ctx.trend.min_points as f64 {
-        crate::commands::print_stderr(&format!(
-            "leakscope: warning: with a full GC every {} this soak gives about {:.0} comparable points after warm-up; \
-             verdicts need at least {} (use a longer --duration or a shorter --gc-every)\n",
-            crate::units::format_duration(args.gc_every),
-            points_possible.floor(),
-            ctx.trend.min_points
+    if let Some(short) = plan.shortfall(ctx.trend.min_points as u64, !args.libs.no_native) {
+        if !args.allow_short {
+            return Err(CliError::usage(short.problem)
+                .hint(short.fix)
+                .hint("or --allow-short to run anyway: the soak then ends INCONCLUSIVE (exit 2) unless it finds a leak"));
+        }
+        print_stderr(&format!(
+            "leakscope: warning: {} (--allow-short: running anyway; without enough points the soak ends INCONCLUSIVE)\n",
+            short.problem
         ));
     }
+    print_stderr(&format!("leakscope soak: {}\n", plan.describe()));
     let outcome = run_target(TargetSpec {
         argv: args.command,
         out: args.out,
-        interval: args.interval,
+        interval: plan.interval,
         duration: Some(args.duration),
         plain: args.plain,
         libs: args.libs,
@@ -57,7 +56,7 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
         out_prefix: "leakscope-soak",
         extra_env: vec![(
             "LEAKSCOPE_INDUCE_FULL_GC".to_string(),
-            format!("{}ms", args.gc_every.as_millis()),
+            format!("{}ms", plan.gc_every.as_millis()),
         )],
         soak: Some(ctx),
         ask_paths: !args.no_paths,

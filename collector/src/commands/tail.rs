@@ -5,7 +5,8 @@ use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
 use crate::ingest;
 use crate::live::ViewMode;
-use crate::report::{self, SessionInfo};
+use crate::files::Dir;
+use crate::report::{self, SessionInfo, Written};
 use crate::session::Session;
 use crate::signals;
 use crate::terminal;
@@ -27,13 +28,15 @@ pub fn tail(args: TailArgs) -> CliResult<i32> {
     session.info.ended_unix_ms = None;
     let report = session.build_report();
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-        report::write_session(dir, &session.info)
-            .and_then(|_| report::write_files(dir, &report))
-            .map_err(|e| {
-                CliError::io(format!("cannot write the report into {}", dir.display()), e)
-            })?;
+        let mut written = Written::default();
+        match Dir::open_or_create(dir) {
+            Ok((out, _)) => {
+                report::write_session(&out, &session.info, &mut written);
+                report::write_files(&out, &report, &mut written);
+            }
+            Err(e) => written.failed.push(e),
+        }
+        print_stderr(&written.render_failures());
     }
     if args.json {
         print_stdout(&(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
@@ -45,8 +48,13 @@ pub fn tail(args: TailArgs) -> CliResult<i32> {
 
 fn read_once(args: &TailArgs, info: SessionInfo) -> CliResult<Session> {
     let mut session = Session::new(None, None, ViewMode::Quiet, info);
-    ingest::read_file_lines(&args.file, |ev| session.handle(ev))
+    // A regular file only, opened without blocking: a FIFO here is refused, not waited on.
+    let file = crate::files::open_regular(&args.file).map_err(|e| e.to_cli("cannot read"))?;
+    ingest::read_file_lines(file, |ev| session.handle(ev))
         .map_err(|e| CliError::io(format!("cannot read {}", args.file.display()), e))?;
+    if let Some(note) = crate::commands::report::input_note(&session.store, &args.file) {
+        print_stderr(&note);
+    }
     session.finish();
     Ok(session)
 }
@@ -56,6 +64,10 @@ fn follow(args: &TailArgs, info: SessionInfo) -> CliResult<Session> {
         print_stderr(&format!(
             "leakscope: {} does not exist yet; waiting for it\n",
             args.file.display()
+        ));
+    } else if let Err(e) = crate::files::open_regular(&args.file) {
+        print_stderr(&format!(
+            "leakscope: not reading {e}; waiting for a regular file there (Ctrl-C to stop)\n"
         ));
     }
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();

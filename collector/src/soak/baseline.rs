@@ -31,11 +31,15 @@ pub struct Baseline {
     pub subjects: HashMap<String, BaseSubject>,
 }
 
+/// A soak's report.json lists a few hundred subjects: far below this.
+const MAX_BASELINE_BYTES: u64 = 64 << 20;
+
 /// Reads a report.json with a `soak` section.
 pub fn load(path: &Path) -> Result<Baseline, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the baseline {}: {e}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
+    // A regular file (a FIFO is refused, not waited on), and no larger than a report.json.
+    let text = crate::files::read_regular(path, MAX_BASELINE_BYTES)
+        .map_err(|e| format!("cannot read the baseline {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| format!("the baseline {} is not JSON: {e}", path.display()))?;
     parse(path, &v)
 }

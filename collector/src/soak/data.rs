@@ -78,6 +78,8 @@ pub struct RetainedSite {
     pub samples: f64,
     /// Listed in the latest `retained` record.
     pub present: bool,
+    /// Its share of the session's memory budget.
+    pub charge: crate::budget::Charge,
 }
 
 /// One type's exact census counts.
@@ -85,6 +87,8 @@ pub struct RetainedSite {
 pub struct TypeSeries {
     pub series: Series,
     pub present: bool,
+    /// Its share of the session's memory budget.
+    pub charge: crate::budget::Charge,
 }
 
 /// Everything soak verdicts need from one producer.

@@ -250,12 +250,18 @@ pub fn render(report: &Report, store: &Store) -> String {
     let warmup = soak.settings.warmup_ms;
     let x_max = soak.measurement.data_ms;
     let outcome = soak.outcome.as_str();
+    // A soak that lacked the evidence is not an infrastructure error: its badge says so.
+    let (badge, badge_class) = if soak.outcome == Outcome::Error && !soak.sufficiency.enough && soak.headline.starts_with("INCONCLUSIVE") {
+        ("INCONCLUSIVE".to_string(), "inconclusive")
+    } else {
+        (outcome.to_uppercase(), outcome)
+    };
     let mut o = String::new();
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>leakscope soak: {} — {}</title><style>{STYLE}</style></head>\n<body data-outcome=\"{outcome}\">\n",
-        outcome.to_uppercase(),
+         <title>leakscope soak: {} — {}</title><style>{STYLE}</style></head>\n<body data-outcome=\"{outcome}\" data-enough-evidence=\"{}\">\n",
+        badge,
         escape(
             &report
                 .session
@@ -263,18 +269,18 @@ pub fn render(report: &Report, store: &Store) -> String {
                 .as_ref()
                 .map(|c| c.join(" "))
                 .unwrap_or_default()
-        )
+        ),
+        soak.sufficiency.enough
     );
     let _ = write!(
         o,
-        "<header><h1>leakscope soak <span class=\"outcome {outcome}\">{}</span></h1><p class=\"headline\">{}</p>",
-        outcome.to_uppercase(),
+        "<header><h1>leakscope soak <span class=\"outcome {badge_class}\">{badge}</span></h1><p class=\"headline\">{}</p>",
         escape(&soak.headline)
     );
     let m = &soak.measurement;
     let _ = write!(
         o,
-        "<p class=\"meta\">{}<br>{} of data · warm-up {} · a full GC induced every {} · {} censuses, {} retained reports after full GCs · census pause {:.1} ms mean, {:.1} ms max · exit code {}{}</p></header>",
+        "<p class=\"meta\">{}<br>{} of data · warm-up {} · a full GC induced every {}{} · {} censuses, {} retained reports after full GCs · census pause {:.1} ms mean, {:.1} ms max · exit code {}{}</p></header>",
         report
             .session
             .command
@@ -284,6 +290,11 @@ pub fn render(report: &Report, store: &Store) -> String {
         clock(m.data_ms),
         clock(soak.settings.warmup_ms),
         clock(soak.settings.gc_every_ms as f64),
+        if soak.settings.gc_every_chosen {
+            " (chosen for the duration)"
+        } else {
+            ""
+        },
         m.census_records,
         m.retained_records,
         m.census_pause_ms_mean,
@@ -510,7 +521,7 @@ pub fn render(report: &Report, store: &Store) -> String {
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}\
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde}\
-.outcome{padding:2px 10px;border-radius:4px;color:#fff}.outcome.pass{background:#2e7d32}.outcome.fail{background:#c62828}.outcome.error{background:#6d4c41}\
+.outcome{padding:2px 10px;border-radius:4px;color:#fff}.outcome.pass{background:#2e7d32}.outcome.fail{background:#c62828}.outcome.error{background:#6d4c41}.outcome.inconclusive{background:#ef6c00}\
 .headline{font-size:15px;font-weight:600}.meta{color:#556}code{background:#f3f4f7;padding:0 3px;border-radius:3px}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef;vertical-align:top}\
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}td.subject{word-break:break-all}\

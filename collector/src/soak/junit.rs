@@ -4,7 +4,10 @@
 //! subject listed in report.json (`classname` = `leakscope.type`, `leakscope.site`,
 //! `leakscope.native`, …). A subject that breaks a rule is a `<failure>`; an inconclusive one is
 //! `<skipped>` (no verdict yet); the others pass with their evidence in `<system-out>`. A soak
-//! that could not be judged has one `<error>` testcase saying why.
+//! that could not be judged has one `<error>` testcase saying why (for too few points: the
+//! INCONCLUSIVE headline), and each growth rule it could not check is an `<error>` too, never a
+//! pass. Process memory that grows while no rule breaks is a `leakscope.memory` testcase with
+//! the warning in `<system-out>`.
 
 use super::{Outcome, SoakReport, Subject};
 use crate::analysis::SoakVerdict;
@@ -175,12 +178,53 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
             out: String::new(),
         });
     }
+    // Process memory that grows while no rule breaks: shown with the pass, never hidden.
+    for m in &soak.memory {
+        let Some(warning) = &m.warning else { continue };
+        let mut name = "process memory".to_string();
+        if soak.memory.len() > 1 {
+            let _ = write!(name, " [pid {}]", m.pid);
+        }
+        cases.push(Case {
+            classname: "leakscope.memory".into(),
+            name,
+            outcome: None,
+            out: format!("warning: {warning}"),
+        });
+    }
     for r in &soak.rules {
         let failing: Vec<&String> = r
             .violations
             .iter()
             .filter(|v| !r.known_in_baseline.contains(v))
             .collect();
+        let outcome = if !failing.is_empty() {
+            Some((
+                "failure",
+                format!("{} subject(s) break `{}`", failing.len(), r.rule),
+                failing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ))
+        } else if r.result == "inconclusive" {
+            // Not checked is not passed: a gate must not show green for it.
+            Some((
+                "error",
+                format!(
+                    "`{}` could not be checked: {}",
+                    r.rule,
+                    soak.sufficiency
+                        .missing
+                        .as_deref()
+                        .unwrap_or("too few comparable points")
+                ),
+                soak.sufficiency.suffice.clone().unwrap_or_default(),
+            ))
+        } else {
+            None
+        };
         cases.push(Case {
             classname: "leakscope.rule".into(),
             name: format!(
@@ -188,17 +232,7 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
                 r.rule,
                 if r.default { " (default)" } else { "" }
             ),
-            outcome: (!failing.is_empty()).then(|| {
-                (
-                    "failure",
-                    format!("{} subject(s) break `{}`", failing.len(), r.rule),
-                    failing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            }),
+            outcome,
             out: format!("{} subjects checked", r.subjects),
         });
     }

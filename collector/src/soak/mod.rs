@@ -21,8 +21,10 @@
 
 pub mod baseline;
 pub mod data;
+pub mod gate;
 pub mod html;
 pub mod junit;
+pub mod plan;
 pub mod rules;
 
 use crate::analysis::{
@@ -46,8 +48,10 @@ pub const SOAK_SCHEMA: &str = "leakscope.soak/1";
 /// The gate when no `--fail-on` is given: the motivating leak (100 MB a week ≈ 600 kB/h) is
 /// well above it; runtime caches that add a few objects after warm-up are well below it.
 pub const DEFAULT_RULE: &str = "growth > 100kB/h";
-/// Default induced full GC period: a comparable point every 30 s costs one blocking GC (and a
-/// heap walk) per 30 s, and gives 8 points after warm-up in about 5 minutes.
+/// The longest induced full GC period leakscope chooses by itself (without `--gc-every`, the
+/// period is chosen from the duration: [`plan::choose_gc_every`]). A comparable point every
+/// 30 s costs one blocking GC (and a heap walk) per 30 s, and gives 12 points after the warm-up
+/// of a soak of about 8 minutes; shorter soaks get a shorter period.
 pub const DEFAULT_GC_EVERY: Duration = Duration::from_secs(30);
 /// Default warm-up: this fraction of the soak (of `--duration`, or of the data when the soak
 /// ended early).
@@ -70,7 +74,13 @@ pub struct SoakSettings {
     /// `--warmup`, when given.
     pub warmup_ms: Option<u64>,
     pub gc_every_ms: u64,
-    /// `--fail-on` rules as written; empty means the default rule.
+    /// `--gc-every` was not given: the period was chosen from the duration.
+    #[serde(default)]
+    pub gc_every_chosen: bool,
+    /// `--allow-short`: started although the settings could not give enough points.
+    #[serde(default)]
+    pub allow_short: bool,
+    /// `--fail-on` rules as written; empty means the default rules.
     pub fail_on: Vec<String>,
     pub baseline: Option<PathBuf>,
     /// `--strict`: inconclusive gated subjects fail too.
@@ -83,7 +93,7 @@ pub struct SoakSettings {
 pub struct Context {
     pub settings: SoakSettings,
     pub rules: Vec<Rule>,
-    /// No `--fail-on` was given: [`DEFAULT_RULE`] applies.
+    /// No `--fail-on` was given: [`DEFAULT_RULE`] and [`gate::DEFAULT_MANAGED_RULE`] apply.
     pub default_rule: bool,
     pub baseline: Option<baseline::Baseline>,
     pub trend: TrendSettings,
@@ -100,7 +110,9 @@ impl Context {
         }
         let default_rule = rules.is_empty();
         if default_rule {
-            rules.push(rules::parse_rule(DEFAULT_RULE).expect("the default rule parses"));
+            for text in [DEFAULT_RULE, gate::DEFAULT_MANAGED_RULE] {
+                rules.push(rules::parse_rule(text).expect("the default rules parse"));
+            }
         }
         let baseline = match &settings.baseline {
             Some(path) => Some(baseline::load(path).map_err(|e| {
@@ -217,6 +229,11 @@ pub struct Subject {
     pub failed_rules: Vec<String>,
     /// Its failures were already in the baseline at a comparable rate: reported, not failed.
     pub known_in_baseline: bool,
+    /// Its peak is at least what its growth threshold allows over the judged window: enough
+    /// memory for a verdict to matter ([`gate::material`]).
+    pub material: bool,
+    /// Gated, material, and too few comparable points: it keeps the soak from passing.
+    pub blocking: bool,
     pub growth: Trend,
     pub live_bytes: f64,
     /// Objects (managed) or allocations (native) at the end.
@@ -246,6 +263,9 @@ pub struct RuleReport {
     /// Subject ids breaking it (including ones known in the baseline).
     pub violations: Vec<String>,
     pub known_in_baseline: Vec<String>,
+    /// Subjects it covers that carry material memory but had too few points for a verdict.
+    pub unjudged: usize,
+    /// `fail`, `pass`, or `inconclusive` (the soak lacked the evidence to check it).
     pub result: &'static str,
 }
 
@@ -291,6 +311,11 @@ pub struct ProcessMemory {
     /// RSS (or the heap) grew while live data did not: memory kept by the GC or the allocator.
     pub kept_not_leaked: bool,
     pub interpretation: Vec<String>,
+    /// The fastest steadily growing types (census), whatever their verdict: where live data goes.
+    pub growing_types: Vec<gate::GrowingType>,
+    /// Set when RSS, the heap, live data or native memory leaks while no rule breaks: what
+    /// grows and what it means (also in `warnings`).
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -299,6 +324,9 @@ pub struct Counts {
     pub plateaued: usize,
     pub stable: usize,
     pub inconclusive: usize,
+    /// Gated subjects left without a verdict (too few points) whose memory is too small to
+    /// matter ([`gate::material`]): they do not keep the soak from passing.
+    pub too_small_to_matter: usize,
     /// Subjects judged in all.
     pub judged: usize,
     /// Stable and inconclusive subjects judged but not listed in `subjects`.
@@ -312,6 +340,9 @@ pub struct SettingsReport {
     /// `--warmup` was not given: the default fraction of the soak was used.
     pub warmup_default: bool,
     pub gc_every_ms: u64,
+    /// `--gc-every` was not given: chosen from `--duration` and `--warmup`.
+    pub gc_every_chosen: bool,
+    pub allow_short: bool,
     pub fail_on: Vec<String>,
     pub default_rule: bool,
     pub strict: bool,
@@ -331,6 +362,8 @@ pub struct SoakReport {
     pub headline: String,
     /// Why the soak could not be judged (outcome `error`), or what weakens it.
     pub problems: Vec<String>,
+    /// Whether it had the evidence a verdict needs; what was missing and what would suffice.
+    pub sufficiency: gate::Sufficiency,
     pub warnings: Vec<String>,
     pub settings: SettingsReport,
     pub measurement: Measurement,
@@ -657,15 +690,28 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         .collect();
     corroborate_sites(store, ctx, &mut subjects, warmup);
     attach_sites(&mut subjects);
+    if ctx.default_rule {
+        gate::release_explained_total(&mut subjects);
+    }
     let comparison = ctx
         .baseline
         .as_ref()
         .map(|b| baseline::compare(b, &mut subjects));
+    let growing = gate::largest_growing_types(&subjects, ctx.trend.plateau_alpha);
     for s in subjects.iter_mut() {
         s.evidence = evidence(s);
+        gate::annotate_total(s, growing.get(&s.pid));
     }
 
     let measurement = measurement(store, warmup, data_ms);
+    let sufficiency = gate::assess(
+        &mut subjects,
+        ctx,
+        measurement.points_after_warmup,
+        warmup,
+        data_ms,
+        session.interval_ms,
+    );
     let mut problems = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let agents: Vec<&Producer> = store
@@ -686,33 +732,10 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
                 .to_string(),
         );
     }
-    let judgeable = |s: &&Subject| s.growth.reason != TrendReason::TooFewPoints;
-    let any_gated = subjects.iter().any(|s| s.gated);
-    let enough = if any_gated {
-        subjects.iter().filter(|s| s.gated).any(|s| judgeable(&s))
-            || ctx.rules.iter().any(|r| r.quantity == Quantity::Live)
-    } else {
-        subjects.iter().any(|s| judgeable(&s))
-    };
-    for r in &ctx.rules {
+    for r in ctx.rules.iter().filter(|_| !ctx.default_rule) {
         if !subjects.iter().any(|s| rule_target_matches(r, s)) && !subjects.is_empty() {
             warnings.push(format!("rule `{}` matched no subject", r.text));
         }
-    }
-    if problems.is_empty() && !enough {
-        problems.push(format!(
-            "the soak was too short to judge: only {} comparable point{} after the {} warm-up \
-             (at least {} are needed); run longer (--duration) or induce full GCs more often \
-             (--gc-every)",
-            measurement.points_after_warmup,
-            if measurement.points_after_warmup == 1 {
-                ""
-            } else {
-                "s"
-            },
-            format_duration(Duration::from_millis(warmup as u64)),
-            ctx.trend.min_points
-        ));
     }
     if let (None, Some(exit)) = (&session.stopped_by, &session.exit) {
         let ended_early = (data_ms as u64) < ctx.settings.duration_ms.saturating_sub(1000);
@@ -729,6 +752,40 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
             ));
         }
     }
+    let types_leak: Vec<u32> = subjects
+        .iter()
+        .filter(|s| s.kind == SubjectKind::Type && s.verdict == SoakVerdict::Leaking)
+        .map(|s| s.pid)
+        .collect();
+    let mut memory = memory_report(store, warmup, &ctx.trend, &types_leak);
+    for m in memory.iter_mut() {
+        m.growing_types = growing.get(&m.pid).cloned().unwrap_or_default();
+    }
+    let native_tracked = session.native_tracking.as_ref().is_none_or(|n| n.enabled);
+    let signals = gate::process_signals(
+        &memory,
+        &subjects,
+        &growing,
+        native_tracked,
+        ctx.settings.duration_ms,
+    );
+    for sig in &signals {
+        warnings.push(sig.full.clone());
+        if let Some(m) = memory.iter_mut().find(|m| m.pid == sig.pid) {
+            m.warning = Some(sig.full.clone());
+        }
+    }
+    // Too little evidence is a problem of its own, after the ones that explain it.
+    let mut inconclusive: Option<String> = None;
+    if problems.is_empty() && !sufficiency.enough {
+        problems.push(insufficiency_problem(&sufficiency, measurement.points_after_warmup));
+        inconclusive = sufficiency.headline().map(|mut h| {
+            for sig in &signals {
+                let _ = write!(h, "; meanwhile {}", sig.short);
+            }
+            h
+        });
+    }
     if let Some(by) = &session.stopped_by {
         if by != "--duration elapsed" {
             warnings.push(format!(
@@ -736,6 +793,12 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
                 format_duration(Duration::from_millis(data_ms as u64))
             ));
         }
+    }
+    if ctx.settings.allow_short {
+        warnings.push(
+            "started with --allow-short: the settings could not promise the points a verdict needs"
+                .to_string(),
+        );
     }
     for p in &agents {
         if p.soak.has_comparable_points()
@@ -771,7 +834,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         }
     }
 
-    let failing = subjects.iter().filter(|s| s.failing()).count();
+    let failing = failing_subjects(&subjects);
     let regressions = comparison
         .as_ref()
         .map(|c| c.regressions.len())
@@ -788,12 +851,12 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         Outcome::Fail => EXIT_FAILURE,
         Outcome::Error => EXIT_USAGE,
     };
-    let rules_report = rule_reports(ctx, &subjects);
-    let memory = memory_report(store, warmup, &ctx.trend);
+    let rules_report = rule_reports(ctx, &subjects, &sufficiency);
     let (decided_after_ms, decided_by) = decided_after(store, ctx, &subjects, warmup, outcome);
 
     let mut counts = Counts {
         judged: subjects.len(),
+        too_small_to_matter: sufficiency.too_small_to_matter,
         ..Counts::default()
     };
     for s in &subjects {
@@ -807,19 +870,31 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
     let mut listed = list_subjects(subjects);
     counts.unlisted = counts.judged - listed.len();
     set_verdict_times(store, ctx, &mut listed, warmup);
-    let headline = headline(outcome, &listed, &problems, failing, regressions, &counts);
+    let headline = headline(&Verdicts {
+        outcome,
+        subjects: &listed,
+        problems: &problems,
+        failing,
+        regressions,
+        counts: &counts,
+        inconclusive,
+        signals: &signals,
+    });
     SoakReport {
         schema: SOAK_SCHEMA,
         outcome,
         exit_code,
         headline,
         problems,
+        sufficiency,
         warnings,
         settings: SettingsReport {
             duration_ms: ctx.settings.duration_ms,
             warmup_ms: warmup,
             warmup_default: ctx.settings.warmup_ms.is_none(),
             gc_every_ms: ctx.settings.gc_every_ms,
+            gc_every_chosen: ctx.settings.gc_every_chosen,
+            allow_short: ctx.settings.allow_short,
             fail_on: ctx.rules.iter().map(|r| r.text.clone()).collect(),
             default_rule: ctx.default_rule,
             strict: ctx.settings.strict,
@@ -835,6 +910,27 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         baseline: comparison,
         decided_after_ms,
         decided_by,
+    }
+}
+
+fn failing_subjects(subjects: &[Subject]) -> usize {
+    subjects.iter().filter(|s| s.failing()).count()
+}
+
+/// The problem a soak without enough evidence reports: it keeps the words "too short" when the
+/// whole soak lacked points.
+fn insufficiency_problem(s: &gate::Sufficiency, points: usize) -> String {
+    let suffice = s.suffice.clone().unwrap_or_default();
+    if points < s.points_needed {
+        format!(
+            "the soak was too short to judge: only {}; {suffice}",
+            s.missing.clone().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "not every subject could be judged: {}; {suffice}",
+            s.missing.clone().unwrap_or_default()
+        )
     }
 }
 
@@ -913,6 +1009,8 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
         rule: strictest.map(|r| r.text.clone()),
         failed_rules,
         known_in_baseline: false,
+        material: false,
+        blocking: false,
         growth,
         live_bytes: c.live_bytes,
         live_count: c.live_count,
@@ -1323,7 +1421,7 @@ fn measurement(store: &Store, warmup: f64, data_ms: f64) -> Measurement {
     m
 }
 
-fn rule_reports(ctx: &Context, subjects: &[Subject]) -> Vec<RuleReport> {
+fn rule_reports(ctx: &Context, subjects: &[Subject], sufficiency: &gate::Sufficiency) -> Vec<RuleReport> {
     ctx.rules
         .iter()
         .map(|r| {
@@ -1341,18 +1439,18 @@ fn rule_reports(ctx: &Context, subjects: &[Subject]) -> Vec<RuleReport> {
                 .filter(|s| s.known_in_baseline && s.failed_rules.iter().any(|f| f == &r.text))
                 .map(|s| s.id.clone())
                 .collect();
-            let result = if violations.len() > known.len() {
-                "fail"
-            } else {
-                "pass"
-            };
+            let unjudged = subjects
+                .iter()
+                .filter(|s| s.blocking && rule_target_matches(r, s))
+                .count();
             RuleReport {
                 rule: r.text.clone(),
                 default: ctx.default_rule,
                 subjects: applicable,
+                result: gate::rule_result(r, violations.len() - known.len(), sufficiency, unjudged),
                 violations,
                 known_in_baseline: known,
-                result,
+                unjudged,
             }
         })
         .collect()
@@ -1427,17 +1525,27 @@ fn list_subjects(mut subjects: Vec<Subject>) -> Vec<Subject> {
     subjects
 }
 
-fn headline(
+/// What the headline is made of.
+struct Verdicts<'a> {
     outcome: Outcome,
-    subjects: &[Subject],
-    problems: &[String],
+    subjects: &'a [Subject],
+    problems: &'a [String],
     failing: usize,
     regressions: usize,
-    counts: &Counts,
-) -> String {
-    match outcome {
+    counts: &'a Counts,
+    /// Set when the soak lacked the evidence for a verdict: the INCONCLUSIVE headline.
+    inconclusive: Option<String>,
+    /// Process memory that grows while no rule breaks.
+    signals: &'a [gate::Signal],
+}
+
+fn headline(v: &Verdicts<'_>) -> String {
+    let counts = v.counts;
+    let failing = v.failing;
+    match v.outcome {
         Outcome::Fail => {
-            let names: Vec<String> = subjects
+            let names: Vec<String> = v
+                .subjects
                 .iter()
                 .filter(|s| s.failing())
                 .take(3)
@@ -1448,10 +1556,11 @@ fn headline(
             } else {
                 String::new()
             };
-            let reg = if regressions > 0 {
+            let reg = if v.regressions > 0 {
                 format!(
-                    " ({regressions} regression{} against the baseline)",
-                    if regressions == 1 { "" } else { "s" }
+                    " ({} regression{} against the baseline)",
+                    v.regressions,
+                    if v.regressions == 1 { "" } else { "s" }
                 )
             } else {
                 String::new()
@@ -1463,16 +1572,29 @@ fn headline(
                 names.join("; ")
             )
         }
-        Outcome::Error => format!(
-            "ERROR: could not judge the soak: {}",
-            problems
-                .first()
-                .map(String::as_str)
-                .unwrap_or("unknown problem")
-        ),
+        Outcome::Error => {
+            if let Some(h) = &v.inconclusive {
+                return h.clone();
+            }
+            format!(
+                "ERROR: could not judge the soak: {}",
+                v.problems
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("unknown problem")
+            )
+        }
         Outcome::Pass => {
-            let mut h = format!(
-                "PASS: no leak found ({} plateaued, {} stable",
+            let mut h = match v.signals.first() {
+                Some(s) => format!(
+                    "PASS with a warning: {} while no rule breaks, see the warnings (",
+                    s.short
+                ),
+                None => "PASS: no leak found (".to_string(),
+            };
+            let _ = write!(
+                h,
+                "{} plateaued, {} stable",
                 counts.plateaued, counts.stable
             );
             if counts.leaking > 0 {
@@ -1484,6 +1606,13 @@ fn headline(
             }
             if counts.inconclusive > 0 {
                 let _ = write!(h, ", {} inconclusive", counts.inconclusive);
+                if counts.too_small_to_matter > 0 {
+                    let _ = write!(
+                        h,
+                        " of which {} too small to matter",
+                        counts.too_small_to_matter
+                    );
+                }
             }
             h.push(')');
             h
@@ -1519,7 +1648,13 @@ fn flat(m: &Option<MemoryLine>) -> bool {
 }
 
 /// RSS, heap and live data side by side, and what their trends mean together.
-fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings) -> Vec<ProcessMemory> {
+/// `types_leak`: processes with a type judged leaking (else live data grows spread thinly).
+fn memory_report(
+    store: &Store,
+    warmup: f64,
+    ts: &TrendSettings,
+    types_leak: &[u32],
+) -> Vec<ProcessMemory> {
     let mut out = Vec::new();
     for view in store.processes() {
         let agent = view.agent.map(|a| &a.soak);
@@ -1545,8 +1680,13 @@ fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings) -> Vec<ProcessM
         };
         if grows(&live) {
             lines.push(format!(
-                "{live_name} grows at {}: the application keeps objects — see the leaking types",
-                r(&live)
+                "{live_name} grows at {}: the application keeps objects — {}",
+                r(&live),
+                if types_leak.contains(&view.pid) {
+                    "see the leaking types"
+                } else {
+                    "spread over types none of which is leaking on its own (see the fastest steadily growing types)"
+                }
             ));
         }
         if grows(&native) {
@@ -1600,6 +1740,8 @@ fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings) -> Vec<ProcessM
             native,
             kept_not_leaked: kept,
             interpretation: lines,
+            growing_types: Vec::new(),
+            warning: None,
         });
     }
     out
@@ -1985,7 +2127,7 @@ pub fn render_text(r: &SoakReport) -> String {
     let s = &r.settings;
     let _ = writeln!(
         o,
-        "  {} soak, warm-up {}{}, a full GC induced every {}; {} comparable points after warm-up ({} censuses, {} retained reports, census pause {:.1} ms mean, {:.1} ms max)",
+        "  {} soak, warm-up {}{}, a full GC induced every {}{}; {} comparable points after warm-up ({} censuses, {} retained reports, census pause {:.1} ms mean, {:.1} ms max)",
         span_text(r.measurement.data_ms),
         span_text(s.warmup_ms),
         if s.warmup_default {
@@ -1994,6 +2136,11 @@ pub fn render_text(r: &SoakReport) -> String {
             ""
         },
         span_text(s.gc_every_ms as f64),
+        if s.gc_every_chosen {
+            " (chosen for the duration)"
+        } else {
+            ""
+        },
         r.measurement.points_after_warmup,
         r.measurement.census_records,
         r.measurement.retained_records,
@@ -2020,6 +2167,10 @@ pub fn render_text(r: &SoakReport) -> String {
                 String::new()
             } else {
                 format!(", {} known in the baseline", rule.known_in_baseline.len())
+            } + &if rule.unjudged > 0 {
+                format!(", {} with material memory but too few points", rule.unjudged)
+            } else {
+                String::new()
             }
         );
     }
@@ -2039,13 +2190,34 @@ pub fn render_text(r: &SoakReport) -> String {
     }
     let _ = writeln!(
         o,
-        "  {} subjects judged: {} leaking, {} plateaued, {} stable, {} inconclusive",
+        "  {} subjects judged: {} leaking, {} plateaued, {} stable, {} inconclusive{}",
         r.counts.judged,
         r.counts.leaking,
         r.counts.plateaued,
         r.counts.stable,
-        r.counts.inconclusive
+        r.counts.inconclusive,
+        if r.counts.too_small_to_matter > 0 {
+            format!(
+                " ({} without a verdict but too small to matter)",
+                r.counts.too_small_to_matter
+            )
+        } else {
+            String::new()
+        }
     );
+    if !r.sufficiency.enough {
+        if let Some(m) = &r.sufficiency.missing {
+            let _ = writeln!(
+                o,
+                "  not enough evidence for a verdict: {m}{}",
+                r.sufficiency
+                    .suffice
+                    .as_ref()
+                    .map(|s| format!(" — {s}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     for m in &r.memory {
         for line in &m.interpretation {
             let _ = writeln!(o, "  memory (pid {}): {line}", m.pid);
@@ -2097,7 +2269,7 @@ pub fn render_text(r: &SoakReport) -> String {
 }
 
 /// What `leakscope soak` prints when it ends: the verdict, what fails, where the files are.
-pub fn render_summary(r: &crate::report::Report, out_dir: &std::path::Path) -> String {
+pub fn render_summary(r: &crate::report::Report, out_dir: Option<&std::path::Path>) -> String {
     const SHOWN: usize = 8;
     let mut o = String::new();
     let Some(soak) = &r.soak else {
@@ -2143,13 +2315,15 @@ pub fn render_summary(r: &crate::report::Report, out_dir: &std::path::Path) -> S
     if let Some(t) = soak.decided_after_ms {
         let _ = writeln!(o, "  verdict reached after {} of the run", clock(t));
     }
-    let _ = writeln!(
-        o,
-        "Reports: {} (charts and verdicts), {}, {}",
-        out_dir.join("report.html").display(),
-        out_dir.join("report.json").display(),
-        out_dir.join("junit.xml").display()
-    );
+    if let Some(out_dir) = out_dir {
+        let _ = writeln!(
+            o,
+            "Reports: {} (charts and verdicts), {}, {}",
+            out_dir.join("report.html").display(),
+            out_dir.join("report.json").display(),
+            out_dir.join("junit.xml").display()
+        );
+    }
     o
 }
 

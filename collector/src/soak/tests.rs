@@ -316,6 +316,8 @@ fn settings(rules: &[&str]) -> SoakSettings {
         duration_ms: 70_000,
         warmup_ms: None,
         gc_every_ms: 5000,
+        gc_every_chosen: false,
+        allow_short: false,
         fail_on: rules.iter().map(|r| r.to_string()).collect(),
         baseline: None,
         strict: false,
@@ -953,4 +955,350 @@ fn strict_fails_inconclusive_gated_subjects() {
             .all(|s| s.verdict == SoakVerdict::Inconclusive
                 && s.failed_rules == ["--strict (inconclusive)"])
     );
+}
+
+// ───────────────────────────── the gate: evidence, material memory, process signals ─────────────────────────────
+
+/// `report.txt`, `junit.xml` and `report.html` of a soak judged on `store` with `ctx`.
+fn rendered(store: &Store, ctx: &Context) -> (crate::report::Report, String, String, String) {
+    let mut session = soak_session();
+    session.soak = Some(ctx.settings.clone());
+    let report = build_with_soak(
+        store,
+        &session,
+        &crate::analysis::Thresholds::default(),
+        Some(ctx),
+    );
+    let text = crate::report::render_text(&report);
+    let xml = junit::render(&report);
+    let html = html::render(&report, store);
+    (report, text, xml, html)
+}
+
+/// The testcase element of `name` in a JUnit report (up to its end).
+fn testcase<'a>(xml: &'a str, classname: &str, name: &str) -> &'a str {
+    let needle = format!("<testcase classname=\"{classname}\" name=\"{name}\"");
+    let at = xml
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no testcase {needle} in {xml}"));
+    let rest = &xml[at..];
+    let end = if rest[..rest.find('>').unwrap()].ends_with('/') {
+        rest.find('>').unwrap() + 1
+    } else {
+        rest.find("</testcase>").unwrap() + "</testcase>".len()
+    };
+    &rest[..end]
+}
+
+#[test]
+fn a_soak_with_one_point_after_warm_up_is_inconclusive_never_a_pass() {
+    // The issue's soak: 60 s, a full GC every 30 s, a worker leaking ~150 MB/h; summaries every
+    // 5 s show RSS and the heap climbing.
+    let mut sim = Sim::new();
+    for k in 1..=1u64 {
+        let t = k * 30_000;
+        let secs = t as f64 / 1000.0;
+        sim.full_gc(
+            t,
+            &[
+                ("System.Byte[]", 4.0 * MB, 3000.0),
+                ("Shop.AuditRecord", 40.0 * secs * 1000.0, 1000.0 * secs),
+            ],
+            &[],
+        );
+    }
+    for k in 1..=12u64 {
+        let t = k * 5000;
+        sim.summary(t, 60.0 * MB + 2.5 * MB * k as f64, 8.0 * MB + 2.0 * MB * k as f64);
+    }
+    let mut s = settings(&[]);
+    s.duration_ms = 60_000;
+    s.gc_every_ms = 30_000;
+    let ctx = Context::new(s).unwrap();
+    let (report, text, xml, html) = rendered(&sim.store(), &ctx);
+    let r = report.soak.as_ref().unwrap();
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Error, 2), "{}", r.headline);
+    assert!(
+        r.headline.starts_with(
+            "INCONCLUSIVE: 1 comparable point after the 12s warm-up, 8 needed: use --duration 6m00s or more, or --gc-every 5s"
+        ),
+        "{}",
+        r.headline
+    );
+    assert!(
+        r.headline.contains("; meanwhile ") && r.headline.contains("RSS grows at +"),
+        "the process-level growth is named: {}",
+        r.headline
+    );
+    assert!(r.problems[0].contains("too short"), "{:?}", r.problems);
+    let suff = &r.sufficiency;
+    assert!(!suff.enough);
+    assert_eq!((suff.points_after_warmup, suff.points_needed), (1, 8));
+    assert!(suff.blocking >= 2, "{suff:?}");
+    assert_eq!(suff.suggested_duration_ms, Some(360_000));
+    assert_eq!(suff.suggested_gc_every_ms, Some(5000));
+    let leak = subject(r, "type:Shop.AuditRecord");
+    assert!(leak.material && leak.blocking, "{leak:?}");
+    assert_eq!(leak.verdict, SoakVerdict::Inconclusive);
+    // No verdict, so no time to verdict anywhere.
+    assert_eq!(r.decided_after_ms, None);
+    assert!(!text.contains("verdict reached after"), "{text}");
+    assert!(!html.contains("verdict reached after"));
+    let summary = render_summary(&report, Some(std::path::Path::new("/tmp/x")));
+    assert!(!summary.contains("verdict reached after"), "{summary}");
+    assert!(summary.contains("leakscope soak: INCONCLUSIVE: "), "{summary}");
+    assert!(text.contains("SOAK VERDICT: INCONCLUSIVE: "), "{text}");
+    assert!(text.contains("not enough evidence for a verdict: 1 comparable point"), "{text}");
+    // JUnit: an error, no pass for the leaking type or the rules it could not check.
+    well_formed(&xml);
+    assert!(xml.contains("errors=\"3\""), "the soak and both default rules: {xml}");
+    let case = testcase(&xml, "leakscope.type", "Shop.AuditRecord");
+    assert!(case.contains("<skipped ") || case.contains("<error ") || case.contains("<failure "), "{case}");
+    for rule in ["growth &gt; 100kB/h", "managed growth &gt; 1MB/h"] {
+        let case = testcase(&xml, "leakscope.rule", &format!("fail-on: {rule} (default)"));
+        assert!(case.contains("<error message=\"`"), "{case}");
+    }
+    assert!(r.rules.iter().all(|x| x.result == "inconclusive"), "{:?}", r.rules);
+    // HTML: the badge says what happened.
+    assert!(html.contains("<span class=\"outcome inconclusive\">INCONCLUSIVE</span>"));
+    assert!(html.contains("data-enough-evidence=\"false\""));
+}
+
+#[test]
+fn a_soak_ended_early_says_the_planned_duration_would_have_sufficed() {
+    let mut sim = Sim::new();
+    for k in 1..=4u64 {
+        sim.full_gc(k * 5000, &[("Shop.Order", 5.0 * MB + k as f64, 1000.0)], &[]);
+        sim.summary(k * 5000, 60.0 * MB, 8.0 * MB);
+    }
+    let ctx = Context::new(settings(&[])).unwrap();
+    let mut session = soak_session();
+    session.stopped_by = Some("SIGINT (Ctrl-C)".into());
+    let r = evaluate(&sim.store(), &session, &ctx);
+    assert_eq!(r.outcome, Outcome::Error);
+    assert!(
+        r.headline
+            .contains("let the soak run its full --duration 1m10s (it ended after 20s)"),
+        "{}",
+        r.headline
+    );
+}
+
+/// Census lines that lump the smallest types into `other` (so a type first seen late has no
+/// known zeros before it), and a shim whose native sites come and go.
+fn incomplete_censuses(late_bytes: f64) -> Store {
+    let mut sim = Sim::new();
+    for k in 1..=14u64 {
+        let t = k * 5000;
+        let mut types = format!(r#"{{"type_name":"Shop.Order","count":1000,"bytes":{}}}"#, 5_000_000);
+        if k >= 12 {
+            types.push_str(&format!(
+                r#",{{"type_name":"Shop.Late","count":10,"bytes":{}}}"#,
+                (late_bytes * (k - 11) as f64) as u64
+            ));
+        }
+        sim.push(format!(
+            r#"{{"v":1,"type":"census","source":"agent","pid":7,"gc":{k},"t_ms":{t},"pause_ms":3.5,"objects":1000,"bytes":5000000,"unreadable":0,"types":[{types}],"other":{{"types":3,"count":10,"bytes":500}}}}"#
+        ));
+        sim.push(format!(
+            r#"{{"v":1,"type":"retained","source":"agent","pid":7,"gc":{k},"t_ms":{},"sites":[]}}"#,
+            t + 1
+        ));
+    }
+    sim.push(r#"{"v":1,"type":"hello","source":"shim","pid":7,"sampling":"poisson","mean_bytes":524288}"#.to_string());
+    sim.push(r#"{"v":1,"type":"stack","source":"shim","pid":7,"id":3,"frames":["late_site (libx.so+0x10)"]}"#.to_string());
+    for k in 1..=14u64 {
+        let t = k * 5000 + 3;
+        let sites = if k >= 12 {
+            r#"[{"site":"late_site (libx.so+0x10)","stack":3,"samples":1,"allocs":1,"bytes":524288}]"#
+        } else {
+            "[]"
+        };
+        sim.push(format!(
+            r#"{{"v":1,"type":"native","source":"shim","pid":7,"t_ms":{t},"live_bytes":20000000,"live_allocs":100,"rss":80000000,"sites":{sites}}}"#
+        ));
+    }
+    sim.store()
+}
+
+#[test]
+fn material_subjects_without_a_verdict_block_the_pass_and_small_ones_are_counted() {
+    // A type first seen in the last three censuses, holding 300 kB: material (100 kB/h over the
+    // 56 s window allows 1.6 kB), three points: the soak cannot pass.
+    let r = evaluate_with(&incomplete_censuses(100_000.0), &[]);
+    assert_eq!(r.outcome, Outcome::Error, "{}", r.headline);
+    let late = subject(&r, "type:Shop.Late");
+    assert_eq!(late.growth.reason, TrendReason::TooFewPoints);
+    assert!(late.material && late.blocking);
+    assert!(
+        r.headline.starts_with(
+            "INCONCLUSIVE: 1 subject with material memory had too few comparable points after the 14s warm-up (Shop.Late (3 points); 8 needed): soak longer: use --duration"
+        ),
+        "{}",
+        r.headline
+    );
+    assert!(r.problems[0].starts_with("not every subject could be judged"), "{:?}", r.problems);
+    // The late native site is sampled and its exact native total was judged: it does not block.
+    let site = subject(&r, "native:late_site (libx.so+0x10)");
+    assert_eq!(site.growth.reason, TrendReason::TooFewPoints);
+    assert!(site.material && !site.blocking, "{site:?}");
+    assert_eq!(r.sufficiency.covered_by_exact, 1);
+    assert_eq!(r.sufficiency.blocking, 1);
+    let rule = r.rules.iter().find(|x| x.rule == DEFAULT_RULE).unwrap();
+    assert_eq!((rule.result, rule.unjudged), ("inconclusive", 1));
+
+    // The same type holding 300 bytes: too little to matter. It stays inconclusive, the soak
+    // passes, and the report counts it.
+    let r = evaluate_with(&incomplete_censuses(100.0), &[]);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
+    let late = subject(&r, "type:Shop.Late");
+    assert_eq!(late.verdict, SoakVerdict::Inconclusive);
+    assert!(!late.material && !late.blocking);
+    assert_eq!(r.counts.too_small_to_matter, 1);
+    assert_eq!(r.sufficiency.too_small_to_matter, 1);
+    assert!(r.sufficiency.enough);
+    assert!(
+        r.headline.contains("of which 1 too small to matter"),
+        "{}",
+        r.headline
+    );
+    assert!(r.decided_after_ms.is_some());
+}
+
+/// 70 s of a worker whose leak is spread over 100 types, each growing ~50 kB/h (one 80-byte
+/// object every 5.76 s), 5 MB/h in all, beside garbage-only churn.
+fn thin_leak() -> Sim {
+    let mut sim = Sim::new();
+    let mut rng = Rng(7);
+    let names: Vec<String> = (0..100).map(|i| format!("Shop.Shard<M{}, M{}>", i / 10, i % 10)).collect();
+    for k in 1..=14u64 {
+        let t = k * 5000;
+        let secs = t as f64 / 1000.0;
+        let mut types: Vec<(&str, f64, f64)> = vec![("System.Byte[]", 400.0 * KB + 3.0 * KB * rng.sym(), 300.0)];
+        for (i, n) in names.iter().enumerate() {
+            let objects = (secs / 5.76 + i as f64 / 100.0).floor();
+            types.push((n.as_str(), 80.0 * objects, objects));
+        }
+        sim.full_gc(t, &types, &[]);
+        sim.summary(t, 60.0 * MB, 8.0 * MB);
+    }
+    sim
+}
+
+#[test]
+fn a_leak_spread_thinly_over_many_types_fails_the_default_rule_on_the_census_total() {
+    let store = thin_leak().store();
+    let r = evaluate_with(&store, &[]);
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Fail, 1), "{}", r.headline);
+    let failing: Vec<&str> = r.subjects.iter().filter(|s| s.failing()).map(|s| s.id.as_str()).collect();
+    assert_eq!(failing, ["managed"], "only the total fails: no single type is above 100 kB/h");
+    let total = subject(&r, "managed");
+    assert_eq!(total.failed_rules, [gate::DEFAULT_MANAGED_RULE]);
+    assert!(
+        (total.growth.bytes_per_hour - 5.0 * MB).abs() < 0.5 * MB,
+        "{:?}",
+        total.growth
+    );
+    for s in r.subjects.iter().filter(|s| s.kind == SubjectKind::Type && s.id.contains("Shard")) {
+        assert!(s.growth.bytes_per_hour < 100.0 * KB, "{} {:?}", s.id, s.growth);
+    }
+    let named = total
+        .evidence
+        .split("the fastest steadily growing types: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", total.evidence));
+    assert!(named.matches("Shop.Shard<M").count() >= 4, "{named}");
+    assert_eq!(r.memory[0].growing_types.len(), gate::GROWING_TYPES_NAMED);
+    assert!(r.headline.starts_with("FAIL: 1 subject breaks the rules: live managed data +"), "{}", r.headline);
+}
+
+#[test]
+fn with_rules_that_do_not_cover_the_total_a_thin_leak_is_a_pass_with_a_warning_not_a_plain_pass() {
+    let store = thin_leak().store();
+    let ctx = Context::new(settings(&["growth > 100kB/h"])).unwrap();
+    let (report, text, xml, _) = rendered(&store, &ctx);
+    let r = report.soak.as_ref().unwrap();
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
+    assert!(
+        r.headline.starts_with("PASS with a warning: live managed data grows at +"),
+        "{}",
+        r.headline
+    );
+    assert!(!r.headline.contains("no leak found"), "{}", r.headline);
+    let w = r.memory[0].warning.as_deref().unwrap();
+    assert!(w.contains("while no rule breaks: the application keeps objects"), "{w}");
+    assert!(w.contains("the fastest steadily growing types: "), "{w}");
+    assert!(w.matches("Shop.Shard<M").count() >= 4, "{w}");
+    assert!(w.contains("--fail-on 'managed growth > 1MB/h'"), "{w}");
+    assert!(r.warnings.iter().any(|x| x == w));
+    assert!(text.contains("PASS with a warning"), "{text}");
+    let case = testcase(&xml, "leakscope.memory", "process memory");
+    assert!(case.contains("<system-out>warning: live managed data grows"), "{case}");
+}
+
+#[test]
+fn the_census_total_is_not_one_more_failure_when_its_types_already_fail() {
+    let r = evaluate_with(&worker(true, false).store(), &[]);
+    let total = subject(&r, "managed");
+    assert_eq!(total.verdict, SoakVerdict::Leaking);
+    assert!(total.failed_rules.is_empty() && !total.failing());
+    assert!(
+        total.evidence.contains("the types and sites that break a rule account for it"),
+        "{}",
+        total.evidence
+    );
+    let rule = r.rules.iter().find(|x| x.rule == gate::DEFAULT_MANAGED_RULE).unwrap();
+    assert_eq!(rule.result, "pass");
+    assert!(r.memory[0].warning.is_none(), "a rule breaks: nothing contradicts the verdict");
+}
+
+#[test]
+fn memory_growing_while_no_rule_breaks_is_a_pass_with_a_warning_never_a_plain_pass() {
+    // RSS climbs 1.5 MB every 5 s while the census stays flat: the GC or the allocator keeps it.
+    let mut sim = Sim::new();
+    for k in 1..=14u64 {
+        let t = k * 5000;
+        sim.full_gc(t, &[("Shop.Order", 5.0 * MB, 1000.0)], &[]);
+        sim.summary(t, 60.0 * MB + 1.5 * MB * k as f64, 8.0 * MB);
+    }
+    let ctx = Context::new(settings(&[])).unwrap();
+    let mut session = soak_session();
+    session.native_tracking = Some(crate::report::NativeTracking {
+        enabled: false,
+        reason: Some("turned off with --no-native".into()),
+    });
+    let r = evaluate(&sim.store(), &session, &ctx);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
+    assert!(
+        r.headline.starts_with("PASS with a warning: RSS grows at +"),
+        "{}",
+        r.headline
+    );
+    let w = r.memory[0].warning.as_deref().unwrap();
+    assert!(w.contains("memory the GC or the allocator keeps"), "{w}");
+    assert!(w.contains("native memory was not tracked"), "{w}");
+    // Without the census, live data cannot be judged: the warning says leakscope cannot tell
+    // objects from GC memory yet.
+    let mut sim = Sim::new();
+    for k in 1..=14u64 {
+        let t = k * 5000;
+        sim.push(format!(
+            r#"{{"v":1,"type":"retained","source":"agent","pid":7,"gc":{k},"t_ms":{t},"sites":[{{"type_name":"Shop.Order","site":"Shop.Audit.Append","stack":1,"samples":5,"objects":5,"bytes":512000}}]}}"#
+        ));
+        sim.summary(t, 60.0 * MB + 1.5 * MB * k as f64, 8.0 * MB + 1.0 * MB * k as f64);
+    }
+    let r = evaluate_with(&sim.store(), &[]);
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
+    assert!(
+        r.headline
+            .starts_with("PASS with a warning: the managed heap grows at +"),
+        "{}",
+        r.headline
+    );
+    let w = r.memory[0].warning.as_deref().unwrap();
+    assert!(
+        w.contains("live managed data was not measured (no census), so leakscope cannot tell yet whether the application keeps objects"),
+        "{w}"
+    );
+    assert!(w.contains("soak longer, e.g. --duration "), "{w}");
 }

@@ -1,7 +1,10 @@
 // HeapApp: builds a heap of a few dozen types with known counts, then either holds it still
 // (`hold SECONDS`: no allocation at all, so two heap counts taken moments apart must agree) or
-// keeps leaking one type from one method under churn (`grow SECONDS`).
+// keeps leaking one type from one method under churn (`grow SECONDS`). `serve SECONDS` holds it
+// like a service that ends gracefully on SIGTERM/SIGINT (as the generic host does): it then
+// prints its last line and exits with code 42.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace HeapApp;
 
@@ -107,11 +110,14 @@ public static class Program
         int scale = args.Length > 2 ? int.Parse(args[2]) : 10;
         World.Build(scale);
         GC.Collect();
+        var stop = new ManualResetEventSlim();
+        using var onTerm = mode == "serve" ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Set(); }) : null;
+        using var onInt = mode == "serve" ? PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Set(); }) : null;
         Console.WriteLine($"ready {World.Customers.Count}");
         var until = DateTime.UtcNow.AddSeconds(seconds);
         long churn = 0;
         int i = 0;
-        while (DateTime.UtcNow < until)
+        while (DateTime.UtcNow < until && !stop.IsSet)
         {
             if (mode == "slowleak")
             {
@@ -129,6 +135,10 @@ public static class Program
                 }
                 Thread.Sleep(5);
             }
+            else if (mode == "serve")
+            {
+                stop.Wait(50);
+            }
             else
             {
                 // Holding still: no allocation at all.
@@ -136,6 +146,6 @@ public static class Program
             }
         }
         Console.WriteLine($"done {World.Sessions.Count} {World.Subscriptions.Count} {churn % 7}");
-        return 0;
+        return stop.IsSet ? 42 : 0;
     }
 }

@@ -10,6 +10,8 @@
 //   slow-drip         SoakApp.DripEntry   @ SoakApp.Drip.Add            ~350 B/s under heavier churn
 //   native-leak       native memory       @ SoakApp.NativeBuffers.Leak  64 KiB twice a second
 //                     (Marshal.AllocHGlobal, never freed), beside native churn that frees all
+//   thin-leak         SoakApp.Shard<Mi, Mj> (100 types) @ SoakApp.ThinLeak.Keep  ~50 kB/h each,
+//                     5 MB/h in all, under light churn that keeps no window of recent messages
 //
 // usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
 // Prints "ready" when the worker starts, "done <checksum>" and its message and allocation
@@ -42,18 +44,25 @@ public static class Program
             "churn" => _ => { },
             "slow-drip" => Drip.Tick,
             "native-leak" => NativeBuffers.Tick,
+            "thin-leak" => ThinLeak.Tick,
             _ => null,
         };
         if (extra == null)
         {
-            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak");
+            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak thin-leak");
             return 2;
         }
-        // Heavy churn everywhere; heavier under the slow drip, which must be found anyway.
-        int messagesPerTick = scenario == "slow-drip" ? 160 : 80;
+        // Heavy churn everywhere; heavier under the slow drip, which must be found anyway. The
+        // thin leak's worker is light: the census runs just after each induced GC while the
+        // worker goes on, so it also counts what the worker allocated in those few ms (up to a
+        // tick's messages, ~100 kB at 80 a tick) — more than a 5 MB/h leak adds between two
+        // points of a one-minute soak.
+        int messagesPerTick = scenario switch { "slow-drip" => 160, "thin-leak" => 8, _ => 80 };
         Console.WriteLine("ready");
         var clock = Stopwatch.StartNew();
-        var worker = new Worker();
+        // The thin leak is 1.4 kB/s in all: the retry window's ups and downs would drown it in a
+        // one-minute soak, so that worker keeps nothing (every message dies young).
+        var worker = new Worker(scenario == "thin-leak" ? 0 : 3000);
         long checksum = 0;
         while (!stop && clock.Elapsed.TotalSeconds < seconds)
         {
@@ -80,7 +89,7 @@ public sealed class Message
 
 /// The churn: every message is parsed, formatted and dropped; the last few thousand are kept in
 /// a sliding window (a retry buffer), so they die old, after being promoted.
-public sealed class Worker
+public sealed class Worker(int window)
 {
     readonly Queue<Message> recent = new();
     long next;
@@ -100,8 +109,11 @@ public sealed class Worker
         };
         m.Payload[0] = (byte)id;
         var parts = m.Body.Split(' ');
-        recent.Enqueue(m);
-        if (recent.Count > 3000) recent.Dequeue();
+        if (window > 0)
+        {
+            recent.Enqueue(m);
+            if (recent.Count > window) recent.Dequeue();
+        }
         return parts.Length + m.Payload.Length;
     }
 }
@@ -287,5 +299,53 @@ public static class NativeBuffers
     {
         Churn(20);
         while (kept.Count < (long)(now * 2)) Leak();
+    }
+}
+
+/// A leak spread thinly over many types: 100 closed generic types (Shard<Mi, Mj> over ten marker
+/// classes), one 80-byte object of the next type kept every 57.6 ms, round robin — each type grows
+/// ~50 kB/h, below a per-type 100 kB/h gate, and the census total 5 MB/h.
+public sealed class Shard<TA, TB>
+{
+    public long A0, A1, A2, A3, A4, A5, A6, A7;
+}
+
+public sealed class M0 { }
+public sealed class M1 { }
+public sealed class M2 { }
+public sealed class M3 { }
+public sealed class M4 { }
+public sealed class M5 { }
+public sealed class M6 { }
+public sealed class M7 { }
+public sealed class M8 { }
+public sealed class M9 { }
+
+public static class ThinLeak
+{
+    // Room for hours: the list's own array never grows (it would be one more growing type).
+    static readonly List<object> kept = new(400_000);
+    static readonly Func<object>[] makers = Makers();
+    static long made;
+
+    static Func<object>[] Makers()
+    {
+        Type[] tags = [typeof(M0), typeof(M1), typeof(M2), typeof(M3), typeof(M4), typeof(M5), typeof(M6), typeof(M7), typeof(M8), typeof(M9)];
+        var make = typeof(ThinLeak).GetMethod(nameof(Make), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
+        var all = new List<Func<object>>();
+        foreach (var a in tags)
+            foreach (var b in tags)
+                all.Add(make.MakeGenericMethod(a, b).CreateDelegate<Func<object>>());
+        return all.ToArray();
+    }
+
+    static object Make<TA, TB>() => new Shard<TA, TB> { A0 = 1 };
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Keep(long i) => kept.Add(makers[i % makers.Length]());
+
+    public static void Tick(double now)
+    {
+        while (made < (long)(now / 0.0576)) Keep(made++);
     }
 }

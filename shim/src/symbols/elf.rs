@@ -55,8 +55,9 @@ impl Drop for File {
 
 impl File {
     fn open(path: &str) -> Option<File> {
-        let fd = sys::open(path, libc::O_RDONLY, 0);
-        if fd < 0 { None } else { Some(File { fd }) }
+        // Paths come from /proc/self/maps and the debug directory (whose build-id entries are
+        // symlinks): followed, but only a regular file is read, and opening never blocks.
+        sys::open_regular_readonly(path, false).map(|fd| File { fd })
     }
 
     fn read(&self, off: u64, len: u64) -> Option<Vec<u8>> {

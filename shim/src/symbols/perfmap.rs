@@ -37,10 +37,11 @@ impl PerfMap {
 
     /// Reads whatever was appended since the last call.
     pub(crate) fn refresh(&mut self) {
-        let fd = sys::open(&self.path, libc::O_RDONLY, 0);
-        if fd < 0 {
+        // Usually in /tmp, where anyone may have put something at the name first: a regular
+        // file of ours (or root's) only, never through a symlink, never blocking on a FIFO.
+        let Some(fd) = sys::open_regular_readonly(&self.path, true) else {
             return;
-        }
+        };
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = sys::pread(fd, &mut buf, self.offset);

@@ -12,7 +12,9 @@ use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, ClassID, HRESULT, ObjectID};
+use crate::clr::types::{ClassID, HRESULT, ObjectID};
+use crate::com::walks::{ObjectVisitor, ReferenceVisitor, on_reference};
+use crate::pipeline::heap_walk::{self, Pace, Stopped};
 
 /// One object. `class` indexes [`Graph::classes`]; its references are
 /// `targets[first_edge .. first_edge + edges]`.
@@ -116,11 +118,12 @@ impl Graph {
     }
 
     /// Replaces each reference's ObjectID with the index of its node, and returns which nodes
-    /// are referenced by some other node. Stops early (None) past `deadline`.
+    /// are referenced by some other node. Stops early (None) past `deadline`, or when the agent
+    /// must stop ([`crate::stop`]).
     pub fn resolve_edges(&mut self, deadline: Instant) -> Option<Vec<bool>> {
         let mut referenced = vec![false; self.nodes.len()];
         for i in 0..self.nodes.len() {
-            if i % 65536 == 0 && Instant::now() > deadline {
+            if i % 65536 == 0 && (Instant::now() > deadline || crate::stop::walk_should_stop()) {
                 return None;
             }
             for e in self.edge_range(i as u32) {
@@ -162,10 +165,11 @@ impl Graph {
                 return false;
             }
         }
-        self.nodes.reserve_exact(nodes_cap - self.nodes.len());
-        self.targets.reserve_exact(edges_cap - self.targets.len());
-        self.offsets.reserve_exact(edges_cap - self.offsets.len());
-        true
+        // Fallible: a heap this size may not fit even within the budget (an allocation the
+        // system refuses); the walk then stops for memory instead of aborting the host.
+        self.nodes.try_reserve_exact(nodes_cap - self.nodes.len()).is_ok()
+            && self.targets.try_reserve_exact(edges_cap - self.targets.len()).is_ok()
+            && self.offsets.try_reserve_exact(edges_cap - self.offsets.len()).is_ok()
     }
 }
 
@@ -174,6 +178,8 @@ impl Graph {
 pub enum Limit {
     Memory,
     Time,
+    /// The runtime is shutting down, or the process was asked to end ([`crate::stop::why`]).
+    Interrupted,
 }
 
 /// What the first callback does while the runtime is suspended, before any object is
@@ -195,13 +201,12 @@ struct Walk<'a> {
     info: &'a ProfilerInfo,
     graph: Graph,
     budget: usize,
-    deadline: Instant,
+    pace: Pace,
     stopped: Option<Limit>,
     unreadable: u64,
     first: Option<&'a mut dyn AtSuspension>,
     current: ObjectID,
     last_class: (ClassID, u32),
-    visited: u64,
 }
 
 /// Walks the heap (the runtime suspends itself for it; .NET 9+) into a graph of at most
@@ -221,32 +226,33 @@ pub fn walk(
         info,
         graph,
         budget,
-        deadline,
+        pace: Pace::new(Some(deadline)),
         stopped: None,
         unreadable: 0,
         first: Some(at_suspension),
         current: 0,
         last_class: (0, 0),
-        visited: 0,
     };
     let started = Instant::now();
-    // SAFETY: `on_object` receives `&mut walk` back and the walk outlives the synchronous call;
-    // the callbacks run on this thread while the runtime is suspended.
-    let result = unsafe { info.enumerate_gc_heap_objects(on_object, &mut walk as *mut Walk<'_> as *mut c_void) };
+    let result = heap_walk::walk(info, &mut walk);
     let pause = started.elapsed();
     result?;
     let Walk { graph, stopped, unreadable, .. } = walk;
     Ok(Walked { graph, stopped, unreadable, pause })
 }
 
-impl Walk<'_> {
+impl ObjectVisitor for Walk<'_> {
+    const WALK: &'static str = "the retention heap walk";
+
     fn object(&mut self, object: ObjectID) -> bool {
         if let Some(first) = self.first.take() {
             first.suspended();
         }
-        self.visited += 1;
-        if self.visited % 1024 == 0 && Instant::now() > self.deadline {
-            self.stopped = Some(Limit::Time);
+        if let Some(why) = self.pace.step() {
+            self.stopped = Some(match why {
+                Stopped::Time => Limit::Time,
+                Stopped::Interrupted(_) => Limit::Interrupted,
+            });
             return false;
         }
         let (class, size) = match (self.info.class_of_object(object), self.info.object_size(object)) {
@@ -274,9 +280,9 @@ impl Walk<'_> {
         }
         self.current = object;
         // SAFETY: the runtime is suspended for the heap walk, `object` is the live object it
-        // handed us, and `on_reference` gets this walk back.
+        // handed us, and `on_reference` gets this walk back, on this thread.
         let _ = unsafe {
-            self.info.enumerate_object_references(object, on_reference, self as *mut Walk<'_> as *mut c_void)
+            self.info.enumerate_object_references(object, on_reference::<Self>, self as *mut Self as *mut c_void)
         };
         let edges = self.graph.targets.len() - first_edge;
         self.graph.nodes.push(Node {
@@ -288,7 +294,9 @@ impl Walk<'_> {
         });
         self.stopped.is_none()
     }
+}
 
+impl ReferenceVisitor for Walk<'_> {
     fn reference(&mut self, target: ObjectID, slot: usize) -> bool {
         if target == 0 {
             return true;
@@ -301,28 +309,6 @@ impl Walk<'_> {
         self.graph.offsets.push(slot.wrapping_sub(self.current).min(u32::MAX as usize) as u32);
         true
     }
-}
-
-unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() {
-        return 0;
-    }
-    // SAFETY: `state` is the `Walk` passed by `walk`, alive for the walk; the runtime calls back
-    // on the walking thread only.
-    let walk = unsafe { &mut *(state as *mut Walk<'_>) };
-    walk.object(object) as BOOL
-}
-
-unsafe extern "system" fn on_reference(_object: ObjectID, slot: *const ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() || slot.is_null() {
-        return 1;
-    }
-    // SAFETY: `state` is the `Walk` that started this enumeration, on this thread.
-    let walk = unsafe { &mut *(state as *mut Walk<'_>) };
-    // SAFETY: the runtime passes the address of a reference slot inside a live object while it
-    // is suspended; the slot holds an ObjectID (or 0).
-    let target = unsafe { slot.read_volatile() };
-    walk.reference(target, slot as usize) as BOOL
 }
 
 #[cfg(test)]

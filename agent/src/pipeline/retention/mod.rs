@@ -265,17 +265,19 @@ impl Retention {
             other_root: fixed + 2,
         };
         let mut signatures = Signatures::default();
+        // A search cut short by the agent's stop is interrupted, not out of time.
+        let cut = || if crate::stop::walk_should_stop() { Limit::Interrupted } else { Limit::Time };
         let tallies = match &referenced {
             Some(referenced) => {
                 let tree = paths::search(&graph, referenced, &roots, deadline);
                 peak = peak.max(crate::memory::allocated_bytes().saturating_sub(baseline));
                 if !tree.complete {
-                    limits.push(Limit::Time);
+                    limits.push(cut());
                 }
                 paths::tally(&graph, &tree, &target_of_class, &is_array, request.types.len(), &mut signatures)
             }
             None => {
-                limits.push(Limit::Time);
+                limits.push(cut());
                 // No search: count the instances, all unreached.
                 let mut tallies: Vec<paths::TypeTally> = (0..request.types.len()).map(|_| Default::default()).collect();
                 for n in &graph.nodes {
@@ -352,8 +354,13 @@ impl Retention {
             .map(|l| match l {
                 Limit::Memory => "memory",
                 Limit::Time => "time",
+                Limit::Interrupted => "interrupted",
             })
             .collect();
+        if limits.contains(&Limit::Interrupted) && record.error.is_none() {
+            let why = crate::stop::why().unwrap_or_else(|| "the agent was stopped".to_string());
+            record.error = Some(format!("the walk was interrupted ({why}): counts and paths cover part of the heap"));
+        }
         record.memory_bytes = peak;
         record.elapsed_ms = ms(started.elapsed());
         record

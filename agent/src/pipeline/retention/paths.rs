@@ -118,7 +118,7 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
 
 fn drain(graph: &Graph, tree: &mut Tree, queue: &mut Vec<u32>, head: &mut usize, deadline: Instant) -> bool {
     while *head < queue.len() {
-        if *head % 65536 == 0 && Instant::now() > deadline {
+        if *head % 65536 == 0 && (Instant::now() > deadline || crate::stop::walk_should_stop()) {
             return false;
         }
         let node = queue[*head];

@@ -1,0 +1,69 @@
+//! What every walk of the whole heap shares (census, retention graph, peek): the runtime
+//! suspends itself for it, so it must be able to stop at any object — at its deadline, when the
+//! runtime is shutting down, or when the process is asked to end meanwhile ([`crate::stop`]).
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::clr::profiler_info::ProfilerInfo;
+use crate::clr::types::HRESULT;
+use crate::com::walks::{ObjectVisitor, on_object};
+
+/// `LEAKSCOPE_TEST_WALK_DELAY_US`, set once at start-up.
+static TEST_DELAY_US: AtomicU32 = AtomicU32::new(0);
+
+/// Fault injection for tests: every object a heap walk visits costs `us` extra microseconds,
+/// so a test can catch a long walk in progress on an ordinary heap.
+pub fn set_test_delay_us(us: usize) {
+    TEST_DELAY_US.store(us.min(u32::MAX as usize) as u32, Ordering::Relaxed);
+}
+
+/// Why a walk stopped before the end of the heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its deadline passed.
+    Time,
+    /// The runtime is shutting down or the process was asked to end (the reason).
+    Interrupted(String),
+}
+
+/// Per-object bookkeeping of a walk: call [`Pace::step`] at every object.
+pub struct Pace {
+    deadline: Option<Instant>,
+    delay: Duration,
+    visited: u64,
+}
+
+impl Pace {
+    pub fn new(deadline: Option<Instant>) -> Pace {
+        Pace { deadline, delay: Duration::from_micros(TEST_DELAY_US.load(Ordering::Relaxed) as u64), visited: 0 }
+    }
+
+    /// None to go on; why to stop. Cheap: two relaxed loads, and the clock every 1024 objects.
+    pub fn step(&mut self) -> Option<Stopped> {
+        if crate::stop::walk_should_stop() {
+            return Some(Stopped::Interrupted(crate::stop::why().unwrap_or_else(|| "stop requested".to_string())));
+        }
+        if !self.delay.is_zero() {
+            let until = Instant::now() + self.delay;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        self.visited += 1;
+        if self.visited % 1024 == 0 && self.deadline.is_some_and(|d| Instant::now() > d) {
+            return Some(Stopped::Time);
+        }
+        None
+    }
+}
+
+/// Walks the heap with `visitor` (`EnumerateGCHeapObjects`; .NET 9+), with the termination
+/// signals watched for the length of the suspension.
+pub fn walk<V: ObjectVisitor>(info: &ProfilerInfo, visitor: &mut V) -> Result<(), HRESULT> {
+    let _signals = crate::stop::SignalWatch::start();
+    // SAFETY: `on_object::<V>` receives `visitor` back; it outlives the synchronous walk and
+    // nothing else touches it meanwhile.
+    unsafe { info.enumerate_gc_heap_objects(on_object::<V>, visitor as *mut V as *mut c_void) }
+}

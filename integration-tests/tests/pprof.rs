@@ -128,6 +128,21 @@ fn report_pprof_lists_the_leaking_site_first_with_the_report_total() {
     // And the leaking site's growth per hour is its slope per minute × 60.
     let leak_growth = finding["bytes_per_min"].as_f64().unwrap() * 60.0;
     assert!(raw_total(&raw, "growth_space") as f64 >= 0.9 * leak_growth, "{raw}");
+
+    // Owner-only, and never written through a link planted at the path.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&profile).unwrap().permissions().mode() & 0o777, 0o600);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let planted = dir.path().join("planted.pb.gz");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let mut c = Command::new(cli_path());
+    c.args(["report"]).arg(&out).arg("--pprof").arg(&planted);
+    let refused = run_with_timeout(c, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("could not write") && stderr.contains("planted.pb.gz"), "{stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
 }
 
 #[test]

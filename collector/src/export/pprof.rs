@@ -311,6 +311,7 @@ mod tests {
                 Arc::new(Stack {
                     frames: frames.iter().map(|f| f.0.to_string()).collect(),
                     lines: frames.iter().map(|f| f.1.map(str::to_string)).collect(),
+                    charge: Default::default(),
                 })
             }),
             location: None,

@@ -9,7 +9,7 @@ steady-leak`). Its steady-state part (after the first 40 % of each producer's sp
 with every record's `t_ms`, `unix_ms` and `seq` shifted by one cycle per copy, so the synthetic
 recording has the real records' shapes, sizes, sites and interval (5 s by default), but values
 that repeat cycle after cycle. Stack records are kept once (their ids stay defined); hello records
-open it and bye records close it.
+open it and bye records close it; answers to one-time questions (retention, peek) are left out.
 
 For each length, `leakscope report DIR/recording.ndjson --json` (with the source's session.json
 beside it, so a soak is judged as one) runs `--runs` times, the lengths interleaved
@@ -26,6 +26,8 @@ import sys
 import tempfile
 
 ONE_OFF = {"hello", "stack", "bye"}
+# Answers to the collector's one-time questions (the paths asked at a soak's end): not repeated.
+ANSWERS = {"retention", "peek"}
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -58,6 +60,8 @@ def split(records):
         kind = r.get("type")
         if kind == "bye":
             closing.append(r)
+        elif kind in ANSWERS:
+            continue
         elif kind in ONE_OFF or "t_ms" not in r or key not in start:
             preamble.append(r)
         elif r["t_ms"] < start[key]:

@@ -8,6 +8,11 @@ workload under `dotnet-trace` collecting allocation ticks (the closest built-in 
 
 usage: bench/agent_overhead.py [--runs N] [--seconds S] [--threads T] [--peer]
                               [--side 'LABEL:KEY=VALUE,...']...   (more agent configurations)
+What the cost is made of: add sides such as 'snapshot:LEAKSCOPE_STACK_CAPTURE=snapshot' (every
+stack by DoStackSnapshot, as before the frame walk) and 'events:LEAKSCOPE_MAX_SAMPLES_PER_SEC=1'
+(the runtime's sampling and event delivery, almost nothing followed); every agent side also
+reports its followed samples, the allocating threads' time per followed sample, the frame walk's
+share and the agent thread's own CPU time, from the agent's last summary.
 Needs: cargo build --release --workspace; dotnet; (for --peer) dotnet-trace.
 """
 import argparse, json, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
@@ -95,6 +100,7 @@ def main():
     sides = {"baseline": [], "agent": [], **{label: [] for label in extra}, "dotnet-trace": []}
     extra_records = {label: [] for label in extra}
     agent_mem, per_sample, samples = [], [], []
+    records = {"agent": []}
     trace = shutil.which("dotnet-trace") or os.path.expanduser("~/.dotnet/tools/dotnet-trace")
     for i in range(a.runs):
         sides["baseline"].append(run(cmd, base_env, work))
@@ -103,6 +109,7 @@ def main():
         env.update(kv.split("=", 1) for kv in a.agent_env)
         sides["agent"].append(run(cmd, env, work))
         s = last_agent_record(out)
+        records["agent"].append(s["agent"])
         agent_mem.append(s["agent"]["memory_bytes"])
         per_sample.append(s["agent"]["capture_us_per_sample"])
         samples.append(s["agent"]["samples"])
@@ -146,10 +153,21 @@ def main():
     print(f"\nagent: heap {statistics.median(agent_mem) / 2**20:.1f} MB (max {max(agent_mem) / 2**20:.1f} MB), "
           f"{statistics.median(samples):.0f} samples per run, "
           f"{statistics.median(per_sample):.2f} us per sample on the allocating thread")
-    for label, records in extra_records.items():
-        print(f"{label}: {json.dumps(records[-1].get('exact') or {})}; heap "
-              f"{statistics.median(r['memory_bytes'] for r in records) / 2**20:.1f} MB, "
-              f"{statistics.median(r['samples'] for r in records):.0f} samples per run")
+    for label, recs in extra_records.items():
+        if recs and recs[-1].get("exact"):
+            print(f"{label}: {json.dumps(recs[-1]['exact'])}")
+    print("\nwhat each agent side spent (medians over its runs; followed = not thinned):")
+    print("| side | followed samples/s | us per followed sample (allocating thread, wall) | frame walk / fell back | agent thread CPU (ms/s) | agent heap (MB) |")
+    print("|---|---|---|---|---|---|")
+    for label, recs in {**records, **extra_records}.items():
+        if not recs:
+            continue
+        followed = statistics.median((r["samples"] - r["thinned"]) / a.seconds for r in recs)
+        walked = sum(r.get("stack_capture", {}).get("walked", 0) for r in recs)
+        fell = sum(r.get("stack_capture", {}).get("fell_back", 0) for r in recs)
+        cpu = statistics.median(r.get("thread_cpu_ms", 0) / a.seconds for r in recs)
+        print(f"| {label} | {followed:.0f} | {statistics.median(r['capture_us_per_sample'] for r in recs):.2f} | "
+              f"{walked} / {fell} | {cpu:.1f} | {statistics.median(r['memory_bytes'] for r in recs) / 2**20:.1f} |")
     shutil.rmtree(work, ignore_errors=True)
 
 

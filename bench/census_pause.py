@@ -51,8 +51,8 @@ def now_ms():
 class Target:
     """One HeapBuilder process: its stdout (ready, gap, stats lines) and its CPU time, sampled."""
 
-    def __init__(self, dll, objects, env):
-        self.p = subprocess.Popen(["dotnet", dll, str(objects), "0", str(TICKER_MS)], env=env,
+    def __init__(self, dll, objects, env, leaks=False):
+        self.p = subprocess.Popen(["dotnet", dll, str(objects), "0", str(TICKER_MS), "1" if leaks else "0"], env=env,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.lock = threading.Lock()
         self.ready = None          # (unix ms, objects, heap bytes, customers, orders)
@@ -235,8 +235,8 @@ def leakscope_side(dll, objects, runs, period, work, base_env):
     }
 
 
-def gcdump_side(dll, objects, runs, work, base_env, gcdump):
-    t = Target(dll, objects, base_env)
+def gcdump_side(dll, objects, runs, work, base_env, gcdump, leaks=False):
+    t = Target(dll, objects, base_env, leaks)
     ready_ms, allocated, heap_bytes, customers, orders = t.wait_ready(600)
     time.sleep(3)  # idle, for the idle CPU rate
     runs_out, windows = [], []

@@ -34,15 +34,21 @@ cc -O2 -pthread "$here/malloc_bench.c" -o "$work/malloc_bench"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-base=() with=()
+# CPU seconds (user + sys) of one run, from GNU time: steadier than elapsed time on a busy machine.
+cpu_of() { awk '{ printf "%.4f\n", $1 + $2 }' "$work/time.txt"; }
+
+base=() with=() base_cpu=() with_cpu=()
 for ((i = 0; i < repeats; i++)); do
-  base+=("$("$work/malloc_bench" "$threads" "$ops")")
-  with+=("$(LD_PRELOAD="$shim" LEAKSCOPE_OUTPUT="$work/out.ndjson" "$work/malloc_bench" "$threads" "$ops")")
+  base+=("$(/usr/bin/time -f '%U %S' -o "$work/time.txt" "$work/malloc_bench" "$threads" "$ops")")
+  base_cpu+=("$(cpu_of)")
+  with+=("$(LD_PRELOAD="$shim" LEAKSCOPE_OUTPUT="$work/out.ndjson" /usr/bin/time -f '%U %S' -o "$work/time.txt" "$work/malloc_bench" "$threads" "$ops")")
+  with_cpu+=("$(cpu_of)")
 done
 b=$(printf '%s\n' "${base[@]}" | median)
 w=$(printf '%s\n' "${with[@]}" | median)
 
 ratio=$(for ((i = 0; i < repeats; i++)); do awk -v b="${base[$i]}" -v w="${with[$i]}" 'BEGIN { printf "%.4f\n", w / b }'; done | median)
+cpu_ratio=$(for ((i = 0; i < repeats; i++)); do awk -v b="${base_cpu[$i]}" -v w="${with_cpu[$i]}" 'BEGIN { printf "%.4f\n", w / b }'; done | median)
 
 h="" hb=""
 if [ -z "${NO_HEAPTRACK:-}" ] && command -v heaptrack >/dev/null; then
@@ -59,6 +65,7 @@ echo "  cpu:       $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's
 echo "  baseline:  ${b}s   (runs: ${base[*]})"
 echo "  shim:      ${w}s   (runs: ${with[*]})   mean sample ${LEAKSCOPE_NATIVE_SAMPLE_BYTES:-256KiB (default)}; allocations counted: ${samples:-?}"
 awk -v r="$ratio" -v b="$b" -v w="$w" 'BEGIN { printf "  shim / baseline      = %.2fx   (median of per-pair ratios; ratio of medians %.2fx)\n", r, w / b }'
+awk -v r="$cpu_ratio" 'BEGIN { printf "  shim / baseline, CPU time (user+sys) = %.2fx   (median of per-pair ratios)\n", r }'
 if [ -n "$h" ]; then
   echo "  heaptrack: ${h}s   (one run; baseline run just before it: ${hb}s)"
   awk -v b="$hb" -v h="$h" 'BEGIN { printf "  heaptrack / baseline = %.1fx\n", h / b }'

@@ -58,14 +58,17 @@ offline = true
 CFG
 }
 
-# .NET global tools the tests use as ground truth (dotnet-gcdump for heap contents).
+# .NET global tools the tests use as ground truth (dotnet-gcdump for heap contents), or those
+# named as arguments.
 install_dotnet_tools() {
   if ! command -v dotnet >/dev/null 2>&1; then
     say "error: dotnet is not installed; install the .NET SDK 10 (https://dot.net) and re-run"
     exit 1
   fi
   local tools_dir="$HOME/.dotnet/tools"
-  for tool in dotnet-gcdump; do
+  local tools=("$@")
+  ((${#tools[@]})) || tools=(dotnet-gcdump)
+  for tool in "${tools[@]}"; do
     if [ ! -x "$tools_dir/$tool" ]; then
       say "installing $tool"
       DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet tool install -g "$tool" >/dev/null
@@ -103,8 +106,28 @@ else
   install_debian_crates
   point_cargo_at_debian
 fi
-if [ "${1:-}" = "--with-test-tools" ]; then
-  install_dotnet_tools
-  install_chromium
-  install_test_packages
-fi
+# What the benchmarks (bench/*.py, bench/*.sh) drive or compare against: wrk for the service
+# benchmark, heaptrack for the shim's, dotnet-trace and dotnet-gcdump as the runtime's own tools.
+install_bench_tools() {
+  local missing=()
+  for tool in wrk heaptrack; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]} (benchmarks)"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  install_dotnet_tools dotnet-trace
+}
+
+case "${1:-}" in
+  --with-test-tools)
+    install_dotnet_tools
+    install_chromium
+    install_test_packages
+    ;;
+  --with-bench-tools)
+    install_dotnet_tools
+    install_bench_tools
+    ;;
+esac

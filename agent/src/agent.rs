@@ -35,6 +35,9 @@ pub struct Agent {
     /// Loaded into a running process through the diagnostics port, not at startup.
     pub attached: bool,
     session: Mutex<Option<EventPipeSession>>,
+    /// .NET 10: the session of AllocationSampled events alone, switched on and off by the agent
+    /// thread (`pipeline/duty_cycle.rs`).
+    sampling_session: Mutex<Option<EventPipeSession>>,
     done: Receiver<()>,
 }
 
@@ -60,11 +63,30 @@ impl Agent {
         self.info.set_event_mask2(self.base_mask | monitor::OBJECT_ALLOCATED, high_monitor::EVENT_PIPE)
     }
 
-    /// Stops the EventPipe session, once.
+    /// Stops the EventPipe sessions, once.
     pub fn stop_session(&self) {
+        if let Some(session) = self.sampling_session.lock().take() {
+            let _ = self.info.event_pipe_stop_session(session);
+        }
         if let Some(session) = self.session.lock().take() {
             let _ = self.info.event_pipe_stop_session(session);
         }
+    }
+
+    /// .NET 10: starts or stops the runtime's allocation sampling (its own session). With it
+    /// off the runtime neither draws sampling points nor builds events: its allocations cost
+    /// what they cost without leakscope.
+    pub fn set_allocation_sampling(&self, on: bool) -> Result<(), HRESULT> {
+        let mut session = self.sampling_session.lock();
+        match (on, *session) {
+            (true, None) => *session = Some(start_session(&self.info, keyword::ALLOCATION_SAMPLING, level::INFORMATIONAL)?),
+            (false, Some(id)) => {
+                *session = None;
+                self.info.event_pipe_stop_session(id)?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -167,7 +189,11 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
 
     // Exact mode must ask for ObjectAllocated now or never; the callbacks themselves stay off
     // until a type is aimed at (`Agent::follow_every_allocation`).
+    // Class loads: generic instantiations, whose statics retention paths name. Module unloads:
+    // the frame walk's knowledge of code addresses must be dropped then.
     let base_mask = monitor::ENABLE_STACK_SNAPSHOT
+        | monitor::CLASS_LOADS
+        | monitor::MODULE_LOADS
         | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
     if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
         return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
@@ -182,8 +208,12 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         max_tracked: config.max_tracked as u64,
         memory_limit_bytes: config.memory_limit_bytes,
         stack_depth: config.stack_depth,
+        stack_capture: config.stack_capture,
+        verdicts: crate::capture::verdicts::Verdicts::new(crate::capture::VERDICT_TABLE_BITS),
+        unloads: Default::default(),
         providers: Default::default(),
         keep_one_in: std::sync::atomic::AtomicU32::new(1),
+        window_one_in: std::sync::atomic::AtomicU32::new(1),
         aim: Default::default(),
         exact_keep_one_in: std::sync::atomic::AtomicU32::new(1),
     };
@@ -198,6 +228,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         start_unix_ms: crate::pipeline::unix_ms(),
         attached,
         session: Mutex::new(None),
+        sampling_session: Mutex::new(None),
         done,
     };
     let agent: &'static Agent = Box::leak(Box::new(agent));
@@ -210,30 +241,42 @@ fn run(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::
         return decline(&agent.config, &format!("cannot start the agent thread: {e}"));
     }
     guard::activate();
-    let provider = to_utf16z(events::RUNTIME_PROVIDER);
     let (keywords, level) = match agent.capture.sampling {
-        Sampling::AllocationSampled => (keyword::GC | keyword::ALLOCATION_SAMPLING, level::INFORMATIONAL),
+        // Allocation sampling gets a session of its own, so that it can be switched off and on.
+        Sampling::AllocationSampled => (keyword::GC, level::INFORMATIONAL),
         // AllocationTick is only emitted at Verbose.
         Sampling::AllocationTick => (keyword::GC, level::VERBOSE),
     };
+    let started = start_session(&agent.info, keywords, level).and_then(|session| {
+        *agent.session.lock() = Some(session);
+        if agent.capture.sampling == Sampling::AllocationSampled {
+            agent.set_allocation_sampling(true)?;
+        }
+        Ok(())
+    });
+    match started {
+        Ok(()) => S_OK,
+        Err(hr) => {
+            agent.stop_session();
+            guard::disable(format!("cannot start the in-process EventPipe session ({hr:#x})"));
+            let _ = agent.capture.queue.try_send(Event::Stop);
+            CORPROF_E_PROFILER_CANCEL_ACTIVATION
+        }
+    }
+}
+
+/// One EventPipe session on the runtime provider with these keywords.
+fn start_session(info: &ProfilerInfo, keywords: u64, level: u32) -> Result<EventPipeSession, HRESULT> {
+    let provider = to_utf16z(events::RUNTIME_PROVIDER);
     let config = EventPipeProviderConfig {
         provider_name: provider.as_ptr(),
         keywords,
         logging_level: level,
         filter_data: std::ptr::null(),
     };
-    match agent.info.event_pipe_start_session(std::slice::from_ref(&config)) {
-        Ok(session) => {
-            *agent.session.lock() = Some(session);
-            tracing::info!("EventPipe session {session:#x} started (keywords {keywords:#x}, level {level})");
-            S_OK
-        }
-        Err(hr) => {
-            guard::disable(format!("cannot start the in-process EventPipe session ({hr:#x})"));
-            let _ = agent.capture.queue.try_send(Event::Stop);
-            CORPROF_E_PROFILER_CANCEL_ACTIVATION
-        }
-    }
+    let session = info.event_pipe_start_session(std::slice::from_ref(&config))?;
+    tracing::debug!("EventPipe session {session:#x} started (keywords {keywords:#x}, level {level})");
+    Ok(session)
 }
 
 /// Declines to profile, telling the collector why (best effort, bounded by short timeouts).

@@ -28,6 +28,8 @@ pub struct Config {
     pub max_sites: usize,
     /// Deepest managed stack captured per sample.
     pub stack_depth: usize,
+    /// How the allocating thread captures a sample's stack (`LEAKSCOPE_STACK_CAPTURE`).
+    pub stack_capture: StackCapture,
     /// Frames whose type name starts with one of these are framework code, not call sites.
     pub framework_prefixes: Vec<String>,
     /// Soak mode: the agent induces a full blocking GC this often.
@@ -91,6 +93,30 @@ impl PeekStrings {
     }
 }
 
+/// `LEAKSCOPE_STACK_CAPTURE`: how a sample's stack is captured on the allocating thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StackCapture {
+    /// Return addresses from the frame-record chain, resolved on the agent thread; samples
+    /// whose chain cannot be trusted fall back to `DoStackSnapshot`.
+    #[default]
+    Frames,
+    /// `DoStackSnapshot` for every sample (the runtime's unwinder: slower, the reference).
+    Snapshot,
+    /// Both for every sample the walk completes, compared on the agent thread and counted in
+    /// the summary (`agent.stack_check`): for testing and diagnosis.
+    Check,
+}
+
+impl StackCapture {
+    pub fn name(self) -> &'static str {
+        match self {
+            StackCapture::Frames => "frames",
+            StackCapture::Snapshot => "snapshot",
+            StackCapture::Check => "check",
+        }
+    }
+}
+
 /// `LEAKSCOPE_EXACT`: which types get every allocation followed (through `ObjectAllocated`,
 /// which must be switched on at startup and slows every allocation in the process).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +143,7 @@ impl Default for Config {
             max_samples_per_sec: 2000,
             max_sites: 1000,
             stack_depth: 64,
+            stack_capture: StackCapture::Frames,
             framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
                 .map(String::from)
                 .to_vec(),
@@ -228,6 +255,17 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     number("LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
     number("LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
     number("LEAKSCOPE_TEST_WALK_DELAY_US", 0, 10_000, &mut c.test_walk_delay_us);
+    if let Some(v) = non_empty("LEAKSCOPE_STACK_CAPTURE", &mut problems) {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "frames" => c.stack_capture = StackCapture::Frames,
+            "snapshot" => c.stack_capture = StackCapture::Snapshot,
+            "check" => c.stack_capture = StackCapture::Check,
+            _ => problems.push(format!(
+                "LEAKSCOPE_STACK_CAPTURE={} is not frames, snapshot or check; using frames",
+                shown(&v)
+            )),
+        }
+    }
     if let Some(v) = text("LEAKSCOPE_FRAMEWORK_PREFIXES", &mut problems) {
         c.framework_prefixes = list(&v, "LEAKSCOPE_FRAMEWORK_PREFIXES", &mut problems);
     }
@@ -484,12 +522,20 @@ mod tests {
             ("LEAKSCOPE_MAX_TRACKED", "-5"),
             ("LEAKSCOPE_LOG_LEVEL", "loud"),
             ("LEAKSCOPE_STACK_DEPTH", "0"),
+            ("LEAKSCOPE_STACK_CAPTURE", "unwind"),
         ]);
         assert_eq!(l.config.interval, Duration::from_secs(5));
         assert_eq!(l.config.max_tracked, 100_000);
         assert_eq!(l.config.stack_depth, 64);
-        assert_eq!(l.problems.len(), 4, "{:?}", l.problems);
-        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_LOG_LEVEL", "LEAKSCOPE_STACK_DEPTH"] {
+        assert_eq!(l.config.stack_capture, StackCapture::Frames);
+        assert_eq!(l.problems.len(), 5, "{:?}", l.problems);
+        for name in [
+            "LEAKSCOPE_INTERVAL",
+            "LEAKSCOPE_MAX_TRACKED",
+            "LEAKSCOPE_LOG_LEVEL",
+            "LEAKSCOPE_STACK_DEPTH",
+            "LEAKSCOPE_STACK_CAPTURE",
+        ] {
             assert!(l.problems.iter().any(|p| p.contains(name)), "{name} not reported");
         }
     }

@@ -34,11 +34,11 @@ pub fn walk_should_stop() -> bool {
 }
 
 /// Why [`walk_should_stop`] says so.
+/// A signal during the walk comes first: it is the cause when a graceful exit then shuts the
+/// runtime down.
 pub fn why() -> Option<String> {
-    if shutting_down() {
-        return Some("the runtime is shutting down".to_string());
-    }
     match SIGNALLED.load(Ordering::Relaxed) {
+        0 if shutting_down() => Some("the runtime is shutting down".to_string()),
         0 => None,
         sig => Some(format!("the process received {} during the walk", signal_name(sig))),
     }

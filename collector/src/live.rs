@@ -275,6 +275,7 @@ pub fn render_frame(
         } else {
             room
         };
+        let kept = |r: &SiteRow| kept_alive_line(store, r);
         site_lines(
             &mut middle,
             "MANAGED SURVIVORS",
@@ -283,6 +284,7 @@ pub fn render_frame(
             managed_room,
             multi,
             colour,
+            &kept,
         );
         room = room.saturating_sub(middle.len());
     }
@@ -299,6 +301,7 @@ pub fn render_frame(
             room,
             multi,
             colour,
+            &|_| None,
         );
     }
 
@@ -382,6 +385,19 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
     }
 }
 
+/// A growing managed row's first `kept alive by: …` line, from the agent's latest retention
+/// record for its type.
+fn kept_alive_line(store: &Store, r: &SiteRow) -> Option<String> {
+    if r.growth.verdict != Verdict::Growing {
+        return None;
+    }
+    let type_name = r.type_name.as_deref()?;
+    let record = crate::report::latest_retention(store, r.pid, type_name)?;
+    let paths = crate::report::KeptAliveBy::of_type(record, type_name, 3);
+    crate::report::kept_alive_lines(&paths).into_iter().next()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn site_lines(
     out: &mut Vec<String>,
     title: &str,
@@ -390,6 +406,7 @@ fn site_lines(
     room: usize,
     multi: bool,
     colour: bool,
+    kept: &dyn Fn(&SiteRow) -> Option<String>,
 ) {
     let pid_col = if multi { 8 } else { 0 };
     let what = if count_head == "objects" {
@@ -441,6 +458,9 @@ fn site_lines(
             pad_left(&growth, 15),
             pad_right(&verdict_mark(r.growth.verdict, colour), 11),
         ));
+        if let Some(line) = kept(r) {
+            out.push(paint(&format!("{}↳ {line}", " ".repeat(46)), Style::Dim, colour));
+        }
     }
     if rows.len() > shown && shown > 0 {
         if let Some(last) = out.last_mut() {

@@ -342,10 +342,20 @@ pub struct Retention {
     pub t_ms: Option<Num>,
     pub unix_ms: Option<Num>,
     pub elapsed_ms: Option<Num>,
+    /// All the walks' pauses together; `max_pause_ms` the longest one.
     pub pause_ms: Option<Num>,
+    pub max_pause_ms: Option<Num>,
+    pub walks: Vec<RetentionWalk>,
     pub objects: Option<Num>,
+    pub followed: Option<Num>,
+    pub samples: Option<Num>,
+    pub memory_bytes: Option<Num>,
+    pub memory_budget_bytes: Option<Num>,
+    pub time_budget_ms: Option<Num>,
     pub truncated: bool,
     pub truncated_by: Vec<String>,
+    /// When truncated: how far the search got and what budget it would have needed.
+    pub cut_short: Option<String>,
     pub roots: Option<RetentionRoots>,
     pub error: Option<String>,
     pub types: Vec<RetentionType>,
@@ -353,8 +363,18 @@ pub struct Retention {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
+pub struct RetentionWalk {
+    pub pause_ms: Option<Num>,
+    pub objects: Option<Num>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
 pub struct RetentionRoots {
     pub reported: bool,
+    /// `heap-dump` or `gc-callbacks`.
+    pub source: Option<String>,
+    pub pause_ms: Option<Num>,
     pub why: Option<String>,
 }
 
@@ -365,6 +385,10 @@ pub struct RetentionType {
     pub matched: Vec<String>,
     pub instances: Option<Num>,
     pub bytes: Option<Num>,
+    /// Instances followed (all, or a sample); path counts are then estimates.
+    pub sampled: Option<Num>,
+    /// Estimated instances whose path the search could not finish.
+    pub unknown: Option<Num>,
     pub unreached: Option<Num>,
     pub paths: Vec<RetentionPath>,
 }
@@ -376,6 +400,20 @@ pub struct RetentionPath {
     pub steps: Vec<RetentionStep>,
     pub instances: Option<Num>,
     pub bytes: Option<Num>,
+    pub sampled: Option<Num>,
+    pub retained: Option<RetainedSize>,
+}
+
+/// What the path's first object of the application's own keeps alive by itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetainedSize {
+    pub step: Option<i64>,
+    pub type_name: String,
+    pub bytes_per_instance: Option<Num>,
+    pub bytes: Option<Num>,
+    pub measured: Option<Num>,
+    pub lower_bound: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -448,12 +486,31 @@ impl Retention {
     }
 }
 
+impl Retention {
+    /// The entry of the type asked for as `type_name` (or that matched it).
+    pub fn type_entry(&self, type_name: &str) -> Option<&RetentionType> {
+        self.types.iter().find(|t| t.type_name == type_name || t.matched.iter().any(|m| m == type_name))
+    }
+}
+
 impl RetentionPath {
-    /// `static LeakApp.Clock.Tick → System.EventHandler → System.Object[] (_invocationList) → …`
+    /// Whether the search finished this path (its root is known, not cut short).
+    pub fn finished(&self) -> bool {
+        self.root.kind != "unknown"
+    }
+
+    /// `static LeakApp.Clock.Tick → System.EventHandler → System.Object[] (_invocationList) → …`;
+    /// a path a budget cut short: `unknown (walk cut short: …) → …`.
     pub fn render(&self) -> String {
         let root = match (&self.root.name, &self.root.detail) {
+            (Some(name), Some(detail)) if detail.starts_with("named by the type") => {
+                format!("{} {name} (named by its type)", self.root.kind)
+            }
+            (Some(name), _) if self.root.kind == "stack" => format!("stack frame of {name}"),
             (Some(name), _) => format!("{} {name}", self.root.kind),
             (None, Some(detail)) if self.root.kind == "other" => format!("({detail})"),
+            (None, Some(detail)) if self.root.kind == "unknown" => format!("unknown ({detail})"),
+            (None, Some(detail)) if self.root.kind == "handle" => format!("{detail} handle"),
             _ => self.root.kind.clone(),
         };
         let mut out = root;

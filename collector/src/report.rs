@@ -124,6 +124,9 @@ pub struct ProcessReport {
     pub heap: Option<HeapSizes>,
     pub heap_total_bytes: Option<u64>,
     pub agent_health: Option<AgentHealth>,
+    /// What the retention requests (`kept alive by`) cost the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_cost: Option<RetentionCost>,
     pub native_totals: Option<NativeTotalsReport>,
     pub managed_sites_total: usize,
     pub managed_sites: Vec<SiteReport>,
@@ -212,21 +215,134 @@ pub struct Finding {
     /// before the end (`retention` record), most instances first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept_alive_by: Vec<KeptAliveBy>,
+    /// Managed: the path whose instances kept rising over successive retention records: the
+    /// owner to fix, even with no call site sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_to_fix: Option<crate::path_growth::GrowingPath>,
     /// One line, as printed at the end of a run.
     pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptAliveBy {
-    /// `static LeakApp.Clock.Tick → System.EventHandler → …`
+    /// `static LeakApp.Clock.Tick → System.EventHandler → …`; `unknown (walk cut short: …)`
+    /// when a budget stopped the search before this path's root.
     pub path: String,
+    /// Instances on it (estimated, when the agent followed a sample of them).
     pub instances: u64,
+    /// Their share of all the type's instances (when the record says how many there are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// The search found the root (false: `unknown`, cut short).
+    pub finished: bool,
+    /// Their own (shallow) bytes.
+    pub bytes: u64,
+    /// What the path's first object of the application's own keeps alive by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained: Option<Retained>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Retained {
+    pub type_name: String,
+    pub bytes_per_instance: u64,
+    pub bytes: u64,
+    /// Cut short: at least this much.
+    pub lower_bound: bool,
 }
 
 impl From<&crate::protocol::RetentionPath> for KeptAliveBy {
     fn from(p: &crate::protocol::RetentionPath) -> KeptAliveBy {
-        KeptAliveBy { path: p.render(), instances: p.instances.map_or(0, |n| n.u64()) }
+        KeptAliveBy {
+            path: p.render(),
+            instances: p.instances.map_or(0, |n| n.u64()),
+            share: None,
+            finished: p.finished(),
+            bytes: p.bytes.map_or(0, |n| n.u64()),
+            retained: p.retained.as_ref().map(|r| Retained {
+                type_name: r.type_name.clone(),
+                bytes_per_instance: r.bytes_per_instance.map_or(0, |n| n.u64()),
+                bytes: r.bytes.map_or(0, |n| n.u64()),
+                lower_bound: r.lower_bound,
+            }),
+        }
     }
+}
+
+impl KeptAliveBy {
+    /// The paths of a retention record for a type, with their shares; an unknown (cut short)
+    /// path is kept among them however far down it ranks.
+    pub fn of_type(r: &crate::protocol::Retention, type_name: &str, keep: usize) -> Vec<KeptAliveBy> {
+        let total = r.type_entry(type_name).and_then(|t| t.instances).map(|n| n.u64()).filter(|&n| n > 0);
+        let mut out: Vec<KeptAliveBy> = Vec::new();
+        for (i, p) in r.paths_for(type_name).enumerate() {
+            if i < keep || !p.finished() {
+                let mut k = KeptAliveBy::from(p);
+                k.share = total.map(|t| k.instances as f64 / t as f64);
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// `static X → … (2 400 instances, 98 % of them; 77 KB shallow, 2.4 MB retained by X: 1 KB each)`
+    pub fn line(&self) -> String {
+        let mut o = format!("{} ({} instances", self.path, format_count(self.instances as f64));
+        if let Some(share) = self.share {
+            o.push_str(&format!(", {:.0} % of them", share * 100.0));
+        }
+        if let Some(r) = &self.retained {
+            o.push_str(&format!(
+                "; {} shallow, {}{} retained by {} ({}{} each)",
+                format_bytes(self.bytes as f64),
+                if r.lower_bound { "≥ " } else { "" },
+                format_bytes(r.bytes as f64),
+                short_type(&r.type_name),
+                if r.lower_bound { "≥ " } else { "" },
+                format_bytes(r.bytes_per_instance as f64)
+            ));
+        }
+        o.push(')');
+        o
+    }
+}
+
+/// `LeakApp.PayloadSubscriber` → `PayloadSubscriber` (generic arguments kept).
+fn short_type(name: &str) -> &str {
+    let head = name.split('<').next().unwrap_or(name);
+    match head.rfind('.') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionCost {
+    pub requests: usize,
+    /// All their pauses together, and the longest single one (a walk, or the roots' GC).
+    pub pause_ms: f64,
+    pub max_pause_ms: f64,
+    /// Requests that asked the GC for its roots, where from, and the longest such pause.
+    pub roots_requests: usize,
+    pub roots_source: Option<String>,
+    pub roots_max_pause_ms: f64,
+}
+
+fn retention_cost(p: &Producer) -> Option<RetentionCost> {
+    let h = &p.retention_history;
+    if h.is_empty() {
+        return None;
+    }
+    let f = |n: Option<crate::protocol::Num>| n.map_or(0.0, |n| n.0);
+    let with_roots: Vec<_> = h.iter().filter_map(|r| r.roots.as_ref().filter(|x| x.reported)).collect();
+    Some(RetentionCost {
+        requests: h.len(),
+        pause_ms: h.iter().map(|r| f(r.pause_ms)).sum(),
+        max_pause_ms: h.iter().map(|r| f(r.max_pause_ms)).fold(0.0, f64::max),
+        roots_requests: with_roots.len(),
+        roots_source: with_roots.iter().find_map(|x| x.source.clone()),
+        roots_max_pause_ms: with_roots.iter().map(|x| f(x.pause_ms)).fold(0.0, f64::max),
+    })
 }
 
 /// Paths kept per finding.
@@ -282,6 +398,7 @@ pub fn build_with_soak(
                 .and_then(|a| a.heap.as_ref())
                 .map(|h| h.total() as u64),
             agent_health: agent.and_then(|a| a.health.clone()),
+            retention_cost: agent.and_then(retention_cost),
             native_totals: view
                 .shim
                 .and_then(|s| s.native.as_ref())
@@ -307,6 +424,7 @@ pub fn build_with_soak(
         .map(|r| {
             let mut f = finding(r, multi_process);
             f.kept_alive_by = kept_alive_by(store, &f);
+            f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
             f
         })
         .collect();
@@ -409,14 +527,22 @@ fn site_report(r: &SiteRow) -> SiteReport {
 /// The paths of the producer's latest `retention` record for a managed finding's type.
 fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
     let Some(type_name) = f.type_name.as_deref() else { return Vec::new() };
-    let Some(r) = store.producers().find(|p| p.key.pid == f.pid && p.key.source == Source::Agent).and_then(|p| p.retention.as_ref())
-    else {
-        return Vec::new();
-    };
-    r.paths_for(type_name)
-        .take(PATHS_PER_FINDING)
-        .map(KeptAliveBy::from)
-        .collect()
+    match latest_retention(store, f.pid, type_name) {
+        Some(r) => KeptAliveBy::of_type(r, type_name, PATHS_PER_FINDING),
+        None => Vec::new(),
+    }
+}
+
+/// The latest retention record of a process's agent that answers for `type_name`.
+pub fn latest_retention<'a>(store: &'a Store, pid: u32, type_name: &str) -> Option<&'a crate::protocol::Retention> {
+    let producer = store.producers().find(|p| p.key.pid == pid && p.key.source == Source::Agent)?;
+    producer.retention_history.iter().rev().map(|r| r.as_ref()).find(|r| r.type_entry(type_name).is_some())
+}
+
+/// The path of a managed type whose instances kept rising over the producer's retention records.
+pub fn owner_to_fix(store: &Store, pid: u32, type_name: Option<&str>) -> Option<crate::path_growth::GrowingPath> {
+    let producer = store.producers().find(|p| p.key.pid == pid && p.key.source == Source::Agent)?;
+    crate::path_growth::growing_path(producer.retention_history.iter().map(|r| r.as_ref()), type_name?)
 }
 
 /// Managed types of the growing findings: what to ask the agent about before a run ends.
@@ -500,6 +626,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         window_ms: g.window_ms,
         full_gcs_in_window: r.full_gcs,
         kept_alive_by: Vec::new(),
+        owner_to_fix: None,
         text,
     }
 }
@@ -861,6 +988,39 @@ pub fn render_text(r: &Report) -> String {
                 format_duration(Duration::from_millis(a.duration_ms)),
                 ended_text(a)
             );
+            if let Some(c) = &p.retention_cost {
+                let mut line = format!(
+                    "  retention paths: {} request{}, pausing the application {:.0} ms in all, {:.0} ms at most",
+                    c.requests,
+                    if c.requests == 1 { "" } else { "s" },
+                    c.pause_ms,
+                    c.max_pause_ms
+                );
+                if c.roots_requests > 0 {
+                    let _ = write!(
+                        line,
+                        "; GC roots asked for {} time{} ({}, up to {:.0} ms)",
+                        c.roots_requests,
+                        if c.roots_requests == 1 { "" } else { "s" },
+                        match c.roots_source.as_deref() {
+                            Some("heap-dump") => "the runtime's heap dump: needs no setting, background GC stays on",
+                            _ => "GC callbacks",
+                        },
+                        c.roots_max_pause_ms
+                    );
+                }
+                let _ = writeln!(o, "{line}");
+            }
+            if let Some(kinds) = a.config.as_ref().and_then(|c| c.get("retention_roots")) {
+                let list = |k: &str| {
+                    kinds[k].as_array().map(|v| v.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                };
+                let _ = writeln!(o, "  retention paths can start at: {}", list("named"));
+                let not = list("not_named");
+                if !not.is_empty() {
+                    let _ = writeln!(o, "  retention paths cannot name: {not}");
+                }
+            }
         } else {
             let _ = writeln!(o, "  agent: not connected (no managed data)");
         }
@@ -955,17 +1115,34 @@ pub fn render_text(r: &Report) -> String {
 /// The main path in full; the others (in report.json) only counted: a common type such as
 /// String has many holders, and the leak's is the one with most instances.
 fn write_kept_alive_by(o: &mut String, f: &Finding) {
-    let Some(top) = f.kept_alive_by.first() else { return };
-    let _ = writeln!(o, "      kept alive by {} ({} instances)", top.path, format_count(top.instances as f64));
-    let others: u64 = f.kept_alive_by[1..].iter().map(|k| k.instances).sum();
-    if others > 0 {
-        let _ = writeln!(
-            o,
-            "      (and {} more instances of the type on {} other paths, in report.json)",
-            format_count(others as f64),
-            f.kept_alive_by.len() - 1
-        );
+    if let Some(owner) = &f.owner_to_fix {
+        let _ = writeln!(o, "      owner to fix: {}", owner.text());
     }
+    for line in kept_alive_lines(&f.kept_alive_by) {
+        let _ = writeln!(o, "      {line}");
+    }
+}
+
+/// `kept alive by: …` lines: the main path; and, when a budget cut the search short, the share
+/// whose path is unknown (with what would have been needed), never a guessed root.
+pub fn kept_alive_lines(paths: &[KeptAliveBy]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(top) = paths.first() else { return lines };
+    lines.push(format!("kept alive by: {}", top.line()));
+    if let Some(unknown) = paths[1..].iter().find(|k| !k.finished) {
+        lines.push(format!("kept alive by: {}", unknown.line()));
+    }
+    let shown: u64 = top.instances + paths[1..].iter().find(|k| !k.finished).map_or(0, |k| k.instances);
+    let others: u64 = paths.iter().map(|k| k.instances).sum::<u64>() - shown;
+    let other_paths = paths.len() - 1 - paths[1..].iter().any(|k| !k.finished) as usize;
+    if others > 0 {
+        lines.push(format!(
+            "(and {} more instances of the type on {} other paths, in report.json)",
+            format_count(others as f64),
+            other_paths
+        ));
+    }
+    lines
 }
 
 pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
@@ -1199,6 +1376,25 @@ fn site_table(o: &mut String, title: &str, sites: &[SiteReport], total: usize, m
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A search a budget cut short: report.txt keeps the path it finished (as a share of the
+    /// instances) and says `unknown` for the rest, with the budget that would have sufficed,
+    /// never a root kind.
+    #[test]
+    fn a_search_cut_short_prints_unknown_with_the_budget_needed() {
+        let mut store = sample_store();
+        store.ingest_line(br#"{"v":1,"type":"retention","source":"agent","pid":42,"t_ms":61000,"truncated":true,"truncated_by":["memory"],"cut_short":"walk cut short: 900 of 4096 sampled instances (22 %) not followed to a root after 3 walks of 3.10 M objects, memory budget 1 MB ran out following 12 k objects; at least 3 MB needed","types":[{"type_name":"System.String","instances":10000,"sampled":4096,"unknown":2200,"paths":[{"root":{"kind":"static","name":"Demo.OrderAudit.Lines"},"steps":[{"type_name":"System.Collections.Generic.List<String>"},{"type_name":"System.String[]","field":"_items"},{"type_name":"System.String","field":"[]"}],"instances":7800,"bytes":624000},{"root":{"kind":"unknown","detail":"walk cut short: 900 of 4096 sampled instances (22 %) not followed to a root after 3 walks of 3.10 M objects, memory budget 1 MB ran out following 12 k objects; at least 3 MB needed"},"steps":[{"type_name":"System.String"}],"instances":2200,"bytes":176000}]}]}"#);
+        let report = build(&store, &SessionInfo::new("run"), &Thresholds::default());
+        let finding = report.findings.iter().find(|f| f.type_name.as_deref() == Some("System.String")).unwrap();
+        let lines = kept_alive_lines(&finding.kept_alive_by);
+        assert_eq!(lines[0], "kept alive by: static Demo.OrderAudit.Lines → System.Collections.Generic.List<String> → System.String[] (_items) → System.String ([]) (7800 instances, 78 % of them)");
+        assert!(lines[1].starts_with("kept alive by: unknown (walk cut short: "), "{lines:?}");
+        assert!(lines[1].contains("memory budget 1 MB") && lines[1].contains("at least 3 MB needed"), "{lines:?}");
+        assert!(lines[1].ends_with("(2200 instances, 22 % of them)"), "{lines:?}");
+        let text = render_text(&report);
+        assert!(text.contains("      kept alive by: unknown (walk cut short: "), "{text}");
+        assert!(!text.contains("referenced by no object"), "{text}");
+    }
 
     /// A synthetic session: one process with a leaking site, a churning one and a shim.
     pub(crate) fn sample_store() -> Store {

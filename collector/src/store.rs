@@ -245,6 +245,9 @@ struct Observation {
     latest: SiteLatest,
 }
 
+/// Retention records kept per producer (each asked for at most every half minute or so).
+const RETENTION_HISTORY: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct Producer {
     pub key: ProducerKey,
@@ -279,6 +282,8 @@ pub struct Producer {
     pub soak: SoakData,
     /// The latest `retention` record.
     pub retention: Option<Box<crate::protocol::Retention>>,
+    /// The retention records so far, oldest first (bounded): which path of a type grows.
+    pub retention_history: VecDeque<Box<crate::protocol::Retention>>,
     /// The latest `peek` record.
     pub peek: Option<Box<crate::protocol::Peek>>,
     /// Series, stacks and records dropped because the session's memory budget was full.
@@ -287,6 +292,7 @@ pub struct Producer {
     /// records (series and stacks carry their own).
     hello_charge: Charge,
     retention_charge: Charge,
+    retention_history_charges: VecDeque<Charge>,
     peek_charge: Charge,
 }
 
@@ -319,10 +325,12 @@ impl Producer {
             last_gen2_count: None,
             soak: SoakData::default(),
             retention: None,
+            retention_history: VecDeque::new(),
             peek: None,
             budget_dropped: 0,
             hello_charge: Charge::default(),
             retention_charge: Charge::default(),
+            retention_history_charges: VecDeque::new(),
             peek_charge: Charge::default(),
         }
     }
@@ -1051,6 +1059,18 @@ impl Store {
             }
             Record::Retention(r) => match budget.charge(approx_bytes) {
                 Some(c) => {
+                    // The history (which path grows) holds a copy, charged on its own.
+                    if producer.retention_history.len() >= RETENTION_HISTORY {
+                        producer.retention_history.pop_front();
+                        producer.retention_history_charges.pop_front();
+                    }
+                    match budget.charge(approx_bytes) {
+                        Some(kept) => {
+                            producer.retention_history.push_back(r.clone());
+                            producer.retention_history_charges.push_back(kept);
+                        }
+                        None => producer.budget_dropped += 1,
+                    }
                     producer.retention_charge = c;
                     producer.retention = Some(r);
                     self.data_version += 1;

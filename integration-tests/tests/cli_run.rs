@@ -75,7 +75,7 @@ fn run_ended_by_duration_says_what_keeps_the_leak_alive() {
         "{finding:#}"
     );
     assert!(top["instances"].as_u64().unwrap() > 10_000, "{top}");
-    assert!(stderr.contains("kept alive by static LeakApp.StringLeak.Retained"), "{stderr}");
+    assert!(stderr.contains("kept alive by: static LeakApp.StringLeak.Retained"), "{stderr}");
 }
 
 #[test]
@@ -222,4 +222,53 @@ fn run_without_the_shim_says_native_tracking_is_off_and_why() {
     assert!(native["reason"].as_str().unwrap().contains("libleakscope_shim.so not found"), "{native}");
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
     assert!(text.contains("native tracking off"), "{text}");
+}
+
+/// A worker that exits by itself: leakscope asked what keeps the leak alive as soon as the
+/// suspect was confirmed, so report.txt shows it under the suspect though nobody stopped the run.
+#[test]
+fn a_worker_that_exits_by_itself_shows_what_kept_its_leak_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = leakscope_run(&out, &["strings", "25"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = report(&out);
+    assert_eq!(report["session"]["stopped_by"], Value::Null, "the worker ended by itself: {}", report["session"]);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine", "{stderr}");
+    let top = &finding["kept_alive_by"][0];
+    assert!(top["path"].as_str().unwrap_or("").starts_with("static LeakApp.StringLeak.Retained → "), "{finding:#}");
+    assert_eq!(top["finished"], true, "{top}");
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    let suspect = text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
+    assert!(text[suspect..].contains("kept alive by: static LeakApp.StringLeak.Retained"), "{text}");
+}
+
+/// Ctrl-C: the worker is still there, so leakscope asks (again) before stopping it.
+#[test]
+fn a_run_ended_by_ctrl_c_shows_what_keeps_the_leak_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let app = leak_app();
+    let mut c = Command::new(cli_path());
+    c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(&out).arg("--");
+    c.arg(&app.program).args(&app.leading_args).args(["strings", "120"]);
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn leakscope run");
+    std::thread::sleep(Duration::from_secs(15));
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "leakscope did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = report(&out);
+    assert_eq!(report["session"]["stopped_by"], "SIGINT (Ctrl-C)", "{}", report["session"]);
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    let suspect = text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
+    assert!(text[suspect..].contains("kept alive by: static LeakApp.StringLeak.Retained"), "{text}");
 }

@@ -159,7 +159,7 @@ fn soak_never_writes_its_reports_through_planted_links() {
     }
     let app = leak_app();
     let mut c = Command::new(cli_path());
-    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--interval", "500ms", "--out"]);
+    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--allow-short", "--interval", "500ms", "--out"]);
     c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
     let o = run_with_timeout(c, Duration::from_secs(120));
     let stderr = stderr_of(&o);
@@ -609,12 +609,13 @@ fn a_full_disk_keeps_the_summary_and_the_exit_code_and_leaves_no_partial_file() 
     let app = leak_app();
     let out = fs.dir.join("soak");
     let mut c = Command::new(cli_path());
-    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--interval", "500ms", "--out"]);
+    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--allow-short", "--interval", "500ms", "--out"]);
     c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
     let o = run_with_timeout(c, Duration::from_secs(120));
     let stderr = stderr_of(&o);
     let stated = stderr
         .lines()
+        .filter(|l| l.contains("(exit "))
         .find_map(|l| l.strip_prefix("leakscope soak: ").and_then(|r| r.rsplit("(exit ").next()?.strip_suffix(')')))
         .unwrap_or_else(|| panic!("no soak summary:\n{stderr}"));
     assert_eq!(o.status.code().map(|c| c.to_string()).as_deref(), Some(stated), "{stderr}");
@@ -754,7 +755,7 @@ fn under_umask_000_everything_the_collector_creates_is_owner_only() {
     assert_eq!(o.status.code(), Some(WORKER_EXIT), "{}", stderr_of(&o));
     assert_owner_only(&t.path().join("a"));
 
-    let o = run(&format!("soak --no-native --duration 3s --gc-every 1s --out {base}/soak -- {worker}"));
+    let o = run(&format!("soak --no-native --duration 3s --gc-every 1s --allow-short --out {base}/soak -- {worker}"));
     assert!(o.status.code().is_some(), "{}", stderr_of(&o));
     assert!(t.path().join("soak/junit.xml").is_file());
     assert_owner_only(&t.path().join("soak"));

@@ -1,7 +1,9 @@
 //! Retention paths end to end: a real .NET app under the real agent, asked over its two-way
 //! socket (`{"cmd":"retention",…}`) which chains of references keep its leaked objects alive.
 //! The event-handler leak must be traced to the static event, the static-list leaks to their
-//! static fields.
+//! static fields; objects held by a stack frame or a GC handle to those roots, named, with
+//! background GC on (the default); a budget too small gives `unknown`, never a root; and the
+//! retained size of a subscriber is what it owns.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -141,7 +143,7 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     let (subscribers, sessions, listed) = created(&ready);
     let command = json!({
         "cmd": "retention",
-        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.NoSuchType"],
+        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String", "LeakApp.Tag", "LeakApp.NoSuchType"],
         "max_paths": 5,
     });
     let record = session.ask(&command, "retention", Duration::from_secs(60));
@@ -167,10 +169,13 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     assert!(record["time_budget_ms"].as_u64().unwrap() > 0 && record["memory_budget_bytes"].as_u64().unwrap() > 0);
     assert!(record["memory_bytes"].as_u64().unwrap() <= record["memory_budget_bytes"].as_u64().unwrap());
     assert_eq!(record["statics"]["stale"], false);
-    // With background GC on (the default) the runtime does not report roots, and says why.
-    assert_eq!(record["roots"]["reported"], false, "{}", record["roots"]);
-    assert!(record["roots"]["why"].as_str().unwrap().contains("DOTNET_gcConcurrent=0"), "{}", record["roots"]);
+    // Two sessions are held from outside the heap: with background GC on (the default) the
+    // runtime's heap dump names what holds them.
+    assert_eq!(record["roots"]["reported"], true, "{}", record["roots"]);
+    assert_eq!(record["roots"]["source"], "heap-dump", "{}", record["roots"]);
     assert!(record["statics"]["with_value"].as_u64().unwrap() >= 3, "{}", record["statics"]);
+    // Small heap: every subscriber and session is followed, not a sample.
+    assert!(record["walks"].as_array().unwrap().len() >= 2, "{}", record["walks"]);
 
     // The event-handler leak: the static event, its invocation list, one handler per subscriber.
     let subscriber = of_type(&record, "LeakApp.Subscriber");
@@ -187,6 +192,12 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     );
     assert!(top["instances"].as_u64().unwrap() * 10 >= subscribers * 9, "{}", render(top));
     assert_eq!(top["steps"][2]["field"], "[]");
+    // What one subscriber keeps alive by itself: itself and its 32-byte state array.
+    let retained = &top["retained"];
+    assert_eq!(retained["type_name"], "LeakApp.Subscriber", "{retained}");
+    let per = retained["bytes_per_instance"].as_u64().unwrap();
+    assert!((80..=120).contains(&per), "{retained}");
+    assert_eq!(retained["lower_bound"], false, "{retained}");
 
     // The static-list leak: the list field, its backing array, the sessions.
     let session_type = of_type(&record, "LeakApp.Session");
@@ -205,8 +216,17 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
         .iter()
         .find(|p| p["root"]["name"] == "LeakApp.StringLeak.Retained")
         .unwrap_or_else(|| panic!("no path through StringLeak.Retained: {}", strings["paths"]));
-    assert!(audit["instances"].as_u64().unwrap() >= 4500, "{}", render(audit));
+    let strings_summary: Vec<_> = strings.as_object().unwrap().iter().filter(|(k, _)| *k != "paths").collect();
+    assert!(audit["instances"].as_u64().unwrap() >= 4500, "{}\n{strings_summary:?}", render(audit));
     assert_eq!(*step_types(audit).last().unwrap(), "System.String");
+
+    // A generic class's static: the runtime gives no address, so it is named by the type it
+    // holds, and says so.
+    let tags = of_type(&record, "LeakApp.Tag");
+    let top = &tags["paths"][0];
+    assert_eq!(top["root"]["name"], "LeakApp.Registry<Tag>.Items", "{}", render(top));
+    assert!(top["root"]["detail"].as_str().unwrap().contains("named by the type"), "{}", render(top));
+    assert_eq!(top["instances"].as_u64(), Some(1000), "{}", render(top));
 
     let missing = of_type(&record, "LeakApp.NoSuchType");
     assert_eq!((missing["instances"].as_u64(), missing["paths"].as_array().map(Vec::len)), (Some(0), Some(0)));
@@ -216,19 +236,132 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     session.finishes_normally();
 }
 
+/// A budget too small to follow the instances up to their roots: the search stops, says where
+/// and why, and names the budget that would have been needed; the paths it did not finish are
+/// `unknown`, never a root kind guessed from a cut-off walk.
 #[test]
-fn budgets_that_run_out_truncate_the_walk_and_say_so() {
-    let mut session = Session::start(&["retention", "25", "5000", "20000"], &[]);
+fn a_budget_too_small_gives_unknown_paths_and_the_budget_needed() {
+    let mut session = Session::start(&["retention", "25", "20000", "20000"], &[]);
     session.run.wait_for_line("ready", Duration::from_secs(60));
-    let command = json!({"cmd": "retention", "types": ["LeakApp.Subscriber"], "max_memory_mb": 1});
+    let command = json!({
+        "cmd": "retention",
+        "types": ["LeakApp.Subscriber", "LeakApp.Session", "System.String"],
+        "max_memory_mb": 1,
+    });
     let record = session.ask(&command, "retention", Duration::from_secs(60));
+    assert!(record["error"].is_null(), "{record}");
     assert_eq!(record["truncated"], true, "{record}");
     assert_eq!(record["truncated_by"], json!(["memory"]), "{record}");
     assert!(record["memory_bytes"].as_u64().unwrap() <= 1 << 20, "{record}");
-    assert!(record["objects"].as_u64().unwrap() > 0);
+    let cut = record["cut_short"].as_str().unwrap_or_else(|| panic!("no cut_short: {record}"));
+    assert!(cut.contains("memory budget 1 MB"), "{cut}");
+    let needed: u64 = cut
+        .split("at least ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no budget named in: {cut}"));
+    assert!(needed > 1, "{cut}");
+    let mut unknown = 0;
+    for t in record["types"].as_array().unwrap() {
+        for path in t["paths"].as_array().unwrap() {
+            let kind = path["root"]["kind"].as_str().unwrap();
+            // A cut-off walk never yields "referenced by no object" or a GC root kind.
+            assert!(kind == "unknown" || kind == "static", "{}", render(path));
+            if kind == "unknown" {
+                assert_eq!(path["root"]["detail"].as_str(), Some(cut), "{}", render(path));
+                unknown += path["instances"].as_u64().unwrap();
+            }
+        }
+    }
+    assert!(unknown > 0, "{record}");
 
     let bad = session.ask(&json!({"cmd": "retention"}), "status", Duration::from_secs(10));
     assert!(bad["message"].as_str().unwrap().contains("retention"), "{bad}");
+    session.finishes_normally();
+}
+
+/// With background GC on (the default), what no static holds starts at the stack frame (and
+/// its method) or the GC handle (and its kind) that holds it: the runtime's heap dump says so.
+#[test]
+fn with_background_gc_on_paths_start_at_named_stack_frames_and_handles() {
+    let mut session = Session::start(&["retention", "25", "1000", "3000"], &[]);
+    session.run.wait_for_line("ready", Duration::from_secs(60));
+    let command = json!({"cmd": "retention", "types": ["LeakApp.Session"], "max_paths": 10});
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    let session_type = of_type(&record, "LeakApp.Session");
+    for path in session_type["paths"].as_array().unwrap() {
+        eprintln!("  {}", render(path));
+    }
+    assert_eq!(record["roots"]["reported"], true, "{}", record["roots"]);
+    assert_eq!(record["roots"]["source"], "heap-dump", "{}", record["roots"]);
+    assert!(record["roots"]["pause_ms"].as_f64().unwrap() > 0.0, "{}", record["roots"]);
+    let paths = session_type["paths"].as_array().unwrap();
+    let by_root = |kind: &str| paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"));
+    assert_eq!(paths[0]["root"]["name"], "LeakApp.SessionRegistry.Sessions");
+    let stack = by_root("stack");
+    assert_eq!(stack["root"]["name"], "LeakApp.RetentionLeaks.Run", "{}", render(stack));
+    assert_eq!((stack["instances"].as_u64(), step_types(stack)), (Some(1), vec!["LeakApp.Session"]));
+    let handle = by_root("handle");
+    assert_eq!(handle["root"]["detail"], "strong", "{}", render(handle));
+    assert_eq!((handle["instances"].as_u64(), step_types(handle)), (Some(1), vec!["LeakApp.Session"]), "{}", render(handle));
+    session.finishes_normally();
+}
+
+/// Retained size: a subscriber that owns a 1 KB payload keeps about that much alive by itself.
+#[test]
+fn a_subscribers_retained_size_is_its_payload() {
+    let mut session = Session::start(&["retained", "25", "3000", "1024"], &[]);
+    session.run.wait_for_line("ready", Duration::from_secs(60));
+    let command = json!({"cmd": "retention", "types": ["LeakApp.PayloadSubscriber"]});
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    let t = of_type(&record, "LeakApp.PayloadSubscriber");
+    let top = &t["paths"][0];
+    eprintln!("{}: {}", render(top), top["retained"]);
+    assert_eq!(top["root"]["name"], "LeakApp.Ticker.Tick", "{}", render(top));
+    let retained = &top["retained"];
+    assert_eq!(retained["type_name"], "LeakApp.PayloadSubscriber", "{retained}");
+    assert_eq!(retained["lower_bound"], false, "{retained}");
+    assert!(retained["measured"].as_u64().unwrap() >= 8, "{retained}");
+    let per = retained["bytes_per_instance"].as_u64().unwrap() as f64;
+    assert!((per - 1024.0).abs() <= 102.4, "retained {per} B per subscriber, planted 1024 B: {retained}");
+    // Beside the shallow bytes: the subscribers' own size is far less.
+    let shallow = top["bytes"].as_u64().unwrap() as f64 / top["instances"].as_u64().unwrap() as f64;
+    assert!(shallow < 100.0, "{shallow}");
+    assert!(retained["bytes"].as_u64().unwrap() >= 3000 * 1024, "{retained}");
+    session.finishes_normally();
+}
+
+/// A heap of a million objects: the closures' dominant path is found within the default
+/// budgets (64 MB agent memory, 10 s), a third of the heap, and the search keeps only a few MB.
+#[test]
+fn a_million_object_heap_is_traced_within_the_default_budgets() {
+    let mut session = Session::start(&["big-heap", "25", "1000000"], &[]);
+    session.run.wait_for_line("ready", Duration::from_secs(120));
+    let command = json!({"cmd": "retention", "types": ["System.Int32[]", "System.Func<Int32>"]});
+    let record = session.ask(&command, "retention", Duration::from_secs(60));
+    eprintln!(
+        "{} objects, {} walks, pause {} ms (longest {} ms), {} ms, {} KB, {} followed",
+        record["objects"],
+        record["walks"].as_array().unwrap().len(),
+        record["pause_ms"],
+        record["max_pause_ms"],
+        record["elapsed_ms"],
+        record["memory_bytes"].as_u64().unwrap() >> 10,
+        record["followed"]
+    );
+    assert!(record["objects"].as_u64().unwrap() >= 1_000_000, "{record}");
+    assert_eq!(record["truncated"], false, "{record}");
+    assert!(record["memory_bytes"].as_u64().unwrap() < 16 << 20, "{record}");
+    assert!(record["elapsed_ms"].as_f64().unwrap() < 10_000.0, "{record}");
+    for type_name in ["System.Int32[]", "System.Func<Int32>"] {
+        let t = of_type(&record, type_name);
+        let top = &t["paths"][0];
+        eprintln!("  {type_name}: {} of {}, sampled {}", render(top), t["instances"], t["sampled"]);
+        assert_eq!(top["root"]["name"], "LeakApp.BigHeap.Retries", "{}", render(top));
+        assert!(t["sampled"].as_u64().unwrap() < t["instances"].as_u64().unwrap(), "{t}");
+        assert!(top["instances"].as_u64().unwrap() * 10 >= t["instances"].as_u64().unwrap() * 9, "{}", render(top));
+    }
     session.finishes_normally();
 }
 

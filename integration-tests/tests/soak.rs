@@ -23,7 +23,10 @@ const DURATION: &str = "70s";
 const GC_EVERY: &str = "5s";
 /// The Ctrl-C soak asks for 10 minutes and is interrupted after this long.
 const CTRL_C_AFTER: Duration = Duration::from_secs(62);
-const SOAK_TIMEOUT: Duration = Duration::from_secs(300);
+const SOAK_TIMEOUT: Duration = Duration::from_secs(420);
+/// The slow string leak's soak: a verdict within a couple of minutes, then a retention record
+/// every 30 s, of which the path growth needs four.
+const STRING_DRIP_DURATION: &str = "270s";
 
 const SCENARIOS: [&str; 6] = ["steady-leak", "bounded-cache", "warmup-then-flat", "bursts", "churn", "slow-drip"];
 
@@ -162,6 +165,17 @@ fn farm() -> &'static Farm {
         let out = dir.join("native-leak");
         let extra = vec!["--shim".into(), shim_path().display().to_string(), "--fail-on".into(), "native growth > 5MB/h".into()];
         jobs.push(("native-leak".into(), soak_command(&out, "native-leak", DURATION, &extra, false), out, None));
+        // Roots other than statics, named by kind with the default settings (background GC on).
+        let out = dir.join("rooted");
+        jobs.push(("rooted".into(), soak_command(&out, "rooted", DURATION, &["--no-native".into()], false), out, None));
+        // A slow leak of strings among strings: long enough for several retention records.
+        let out = dir.join("string-drip");
+        jobs.push((
+            "string-drip".into(),
+            soak_command(&out, "string-drip", STRING_DRIP_DURATION, &["--no-native".into()], false),
+            out,
+            None,
+        ));
         // A 10-minute soak, interrupted with Ctrl-C.
         let out = dir.join("ctrl-c");
         let extra = vec!["--no-native".into(), "--baseline".into(), baseline.display().to_string()];
@@ -273,6 +287,57 @@ fn slow_drip_fails_by_type(r: &SoakRun) {
         Some(site) => assert_eq!(site["site"], "SoakApp.Drip.Add", "{d}"),
         None => assert!(evidence.contains("no sampled call site yet"), "{evidence}"),
     }
+}
+
+/// With background GC on (the default), what holds the leaks from outside the heap is named by
+/// kind: the stack frame of the method whose local list keeps them, and the GC handle.
+fn roots_are_named_by_kind(r: &SoakRun) {
+    let report_txt = std::fs::read_to_string(r.out.join("report.txt")).unwrap_or_default();
+    let pending = r.subject("type:SoakApp.Pending");
+    assert_eq!(pending["verdict"], "leaking", "{}", r.summary());
+    let evidence = pending["evidence"].as_str().unwrap();
+    assert!(evidence.contains("stack frame of SoakApp.Rooted.Loop → System.Collections.Generic.List<Pending>"), "{evidence}");
+    let parked = r.subject("type:SoakApp.Parked");
+    assert_eq!(parked["verdict"], "leaking", "{}", r.summary());
+    let evidence = parked["evidence"].as_str().unwrap();
+    assert!(evidence.contains("strong handle → System.Collections.Generic.List<Parked>"), "{evidence}");
+    assert!(report_txt.contains("stack frame of SoakApp.Rooted.Loop") && report_txt.contains("strong handle"), "{report_txt}");
+    // What it cost, and that it needed no setting (background GC stays on).
+    assert!(report_txt.contains("GC roots asked for") && report_txt.contains("needs no setting, background GC stays on"), "{report_txt}");
+    // The root kinds the agent can name are stated.
+    assert!(report_txt.contains("retention paths can start at: static fields"), "{report_txt}");
+    assert!(report_txt.contains("GC handles by kind"), "{report_txt}");
+}
+
+/// A slow leak of strings among strings: the type's verdict cannot say where, and the sampler
+/// may not have met the call site yet; successive retention records name the path that grows.
+fn string_drip_names_the_growing_path(r: &SoakRun) {
+    let s = r.subject("type:System.String");
+    assert_eq!(s["verdict"], "leaking", "{}", r.summary());
+    let owner = &s["owner_to_fix"];
+    let path = owner["path"].as_str().unwrap_or_else(|| panic!("no owner to fix: {s}\n{}", r.summary()));
+    assert!(path.starts_with("static SoakApp.StringDrip.AuditTrail → System.Collections.Generic.List<String>"), "{owner}");
+    let per_hour = owner["per_hour"].as_f64().unwrap();
+    // 4 strings a second: 14 400 an hour (counts per path are sampled estimates).
+    assert!(per_hour > 7_200.0 && per_hour < 28_800.0, "{owner}");
+    assert!(owner["records"].as_u64().unwrap() >= 4, "{owner}");
+    let evidence = s["evidence"].as_str().unwrap();
+    assert!(evidence.contains("owner to fix: static SoakApp.StringDrip.AuditTrail"), "{evidence}");
+    eprintln!(
+        "string-drip: {}; sampled call sites of String: {}",
+        owner,
+        s["sites"].as_array().map_or(0, |a| a.len())
+    );
+}
+
+#[test]
+fn stack_frame_and_gc_handle_roots_are_named_by_kind_with_background_gc_on() {
+    roots_are_named_by_kind(run("rooted"));
+}
+
+#[test]
+fn a_slow_string_leak_gets_its_growing_path_named() {
+    string_drip_names_the_growing_path(run("string-drip"));
 }
 
 #[test]

@@ -16,7 +16,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::{real, state, sys, track};
+use crate::{fast, real, state, sys, track};
 
 /// Declares an exported allocation hook `$name` whose body is `$imp(args.., frame)`.
 /// `$reg` is the register that carries the extra `frame` argument.
@@ -94,14 +94,14 @@ traced_hook! {
 unsafe extern "C" fn malloc_impl(size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards to glibc's allocator with the caller's arguments.
     let p = unsafe { real::malloc(size) };
-    track::alloc(p, frame);
+    fast::alloc(p, frame);
     p
 }
 
 unsafe extern "C" fn calloc_impl(n: usize, size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards to glibc's allocator with the caller's arguments.
     let p = unsafe { real::calloc(n, size) };
-    track::alloc(p, frame);
+    fast::alloc(p, frame);
     p
 }
 
@@ -231,7 +231,7 @@ unsafe extern "C" fn pvalloc_impl(size: usize, frame: *const usize) -> *mut c_vo
 /// The C library function's contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    track::free(p);
+    fast::free(p);
     // SAFETY: `p` is the caller's pointer, passed through unchanged.
     unsafe { real::free(p) }
 }

@@ -21,6 +21,7 @@ mod log;
 
 mod config;
 mod counters;
+mod fast;
 pub mod hooks;
 mod json;
 mod live;

@@ -41,7 +41,7 @@ static HEADER_MODE: AtomicU8 = AtomicU8::new(0);
 /// `malloc_usable_size` once per process ([`check_header_layout`]); on any
 /// mismatch the shim uses glibc's function.
 #[inline(always)]
-fn header_usable(p: *mut c_void) -> usize {
+pub(crate) fn header_usable(p: *mut c_void) -> usize {
     // SAFETY: `p` is a live glibc block (caller's contract): the word before
     // it is its chunk's size field, readable for the block's lifetime.
     let size = unsafe { *(p as *const usize).sub(1) };
@@ -69,6 +69,14 @@ pub(crate) unsafe fn usable_size(p: *mut c_void) -> usize {
         // SAFETY: forwarded contract.
         _ => unsafe { glibc_usable_size(p) },
     }
+}
+
+/// Whether the chunk-header shortcut is known to agree with glibc (checking it now if not yet).
+pub(crate) fn header_layout_verified() -> bool {
+    if HEADER_MODE.load(Ordering::Relaxed) == 0 {
+        check_header_layout();
+    }
+    HEADER_MODE.load(Ordering::Relaxed) == 1
 }
 
 /// Compares the header shortcut with `malloc_usable_size` on blocks of many

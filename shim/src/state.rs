@@ -104,6 +104,7 @@ fn set_reason(s: &str) {
 
 /// Turns tracking off for good (pass-through) and says so once.
 pub(crate) fn go_off(reason: &str) {
+    crate::fast::disarm();
     STATE.store(OFF, Ordering::Release);
     set_reason(reason);
 }
@@ -266,6 +267,9 @@ fn init_inner(cfg: Config, mut warnings: Vec<String>) {
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     set_reason("active");
     STATE.store(ENABLED, Ordering::Release);
+    if let Some(tables) = self::tables() {
+        crate::fast::arm(tables);
+    }
     info!(
         "native tracking on ({}; sampling mean {} bytes, interval {} ms, up to {} live samples)",
         own_path(),
@@ -294,6 +298,7 @@ fn make_tables(cfg: &Config) -> Option<Tables> {
 /// execs loads the shim afresh (LD_PRELOAD is inherited) with its own hello.
 extern "C" fn after_fork_in_child() {
     if STATE.load(Ordering::Relaxed) == ENABLED {
+        crate::fast::disarm();
         STATE.store(CHILD, Ordering::Release);
         info!(
             "forked child: native tracking off in this process (programs it execs are tracked afresh)"
@@ -317,6 +322,7 @@ pub(crate) fn shutdown(reason: &str) {
         t.set_busy_forever();
         busy
     });
+    crate::fast::disarm();
     if !inside_shim {
         writer::final_flush(reason);
     }

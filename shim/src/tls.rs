@@ -58,7 +58,7 @@ static FAST_OFFSET: core::sync::atomic::AtomicIsize = core::sync::atomic::Atomic
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn thread_pointer() -> usize {
+pub(crate) fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86-64 glibc, fs:0 holds the TCB's self pointer.
     unsafe {
@@ -78,6 +78,18 @@ pub(crate) fn enable_fast_path() {
             FAST_OFFSET.store(off, core::sync::atomic::Ordering::Release);
         }
     }
+}
+
+/// The static TLS offset of `STATE`, once the fast path is enabled (x86-64 only).
+pub(crate) fn fast_offset() -> Option<isize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let off = FAST_OFFSET.load(core::sync::atomic::Ordering::Acquire);
+        if off != 0 {
+            return Some(off);
+        }
+    }
+    None
 }
 
 /// Checks, on the calling thread, that the fast path finds the same slot as
@@ -146,6 +158,19 @@ impl ThreadState {
     /// Marks this thread as a shim thread for good (writer thread).
     pub(crate) fn set_busy_forever(&self) {
         self.busy.set(true);
+    }
+
+    /// This thread's own counter block, when the common route may use it: not inside the shim,
+    /// a block claimed, and not the shared overflow block.
+    #[inline(always)]
+    pub(crate) fn owned_counters(&self) -> Option<&'static ThreadCounters> {
+        let p = self.counters.get();
+        if self.busy.get() || p.is_null() || self.shared.get() {
+            return None;
+        }
+        // SAFETY: `p` came from `counters::claim`, which hands out blocks of a static pool that
+        // is never freed.
+        Some(unsafe { &*p })
     }
 
     #[inline(always)]

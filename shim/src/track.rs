@@ -134,6 +134,20 @@ fn unsample(t: &ThreadState, tables: &Tables, addr: usize) -> Option<Entry> {
     tables.live.remove(addr)
 }
 
+/// The fast route's way out when a freed block may be a sample (`fast.rs`).
+#[cold]
+#[inline(never)]
+pub(crate) fn unsample_now(t: &ThreadState, tables: &Tables, addr: usize) {
+    let _ = unsample(t, tables, addr);
+}
+
+/// The fast route's way out when the countdown runs out (`fast.rs`).
+#[cold]
+#[inline(never)]
+pub(crate) fn sample_now(t: &ThreadState, p: *mut c_void, u: usize, frame: *const usize) {
+    sample(t, p, u, frame);
+}
+
 #[cold]
 #[inline(never)]
 fn sample(t: &ThreadState, p: *mut c_void, u: usize, frame: *const usize) {

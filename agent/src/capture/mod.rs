@@ -1,21 +1,32 @@
 //! The hot path: what runs on the runtime's threads, inside its callbacks.
 //!
-//! For a sampled allocation: make a weak handle to the object, walk the allocating thread's
-//! managed stack into a small vector of raw ids, and queue the record for the agent's own
-//! thread. Nothing here resolves names, takes a lock shared with the agent thread, or blocks:
-//! when the queue is full the sample is dropped and counted.
+//! For a sampled allocation: make a weak handle to the object, read the allocating thread's
+//! managed return addresses from its frame records (`frame_walk.rs`; `DoStackSnapshot` when
+//! the chain cannot be trusted), and queue the record for the agent's own thread. Nothing here
+//! resolves names, takes a lock shared with the agent thread, or blocks: when the queue is full
+//! the sample is dropped and counted.
 
 pub mod aim;
+pub mod frame_walk;
 pub mod stack;
+pub mod striped;
+pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use crate::pipeline::retention::heap_dump;
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{ClassID, EventPipeProvider, ObjectHandleID, ObjectID};
+use crate::clr::types::{ClassID, EventPipeProvider, ModuleID, ObjectHandleID, ObjectID};
+use crate::config::StackCapture;
 pub use stack::Frame;
+
+/// Slots of the frame walk's verdict table (2^16: 512 KiB, up to 49 152 return addresses).
+pub const VERDICT_TABLE_BITS: u32 = 16;
+/// Longest a module unload waits for the agent thread to resolve what was captured before it.
+const UNLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Which runtime event feeds the allocation samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,12 +57,19 @@ pub struct Sample {
     pub handle: ObjectHandleID,
     /// Number of the most recent GC when the object was allocated.
     pub born_after_gc: u32,
-    /// The thinning in force when it was taken: it stands for this many samples.
+    /// The thinning in force when it was taken (after delivery, times the duty cycle of
+    /// allocation sampling): it stands for this many samples.
     pub keep_one_in: u32,
     /// Exact mode: one allocation of an aimed-at type, standing for itself (times `keep_one_in`).
     pub exact: bool,
-    /// Managed frames, innermost first.
+    /// Managed frames, innermost first. Frames from the frame walk carry only their return
+    /// address (`function` 0): the agent thread resolves them.
     pub frames: Vec<Frame>,
+    /// Return addresses the frame walk did not know (the sample fell back to DoStackSnapshot):
+    /// for the agent thread to classify.
+    pub unknown_returns: Vec<usize>,
+    /// `LEAKSCOPE_STACK_CAPTURE=check`: DoStackSnapshot's frames for the same sample.
+    pub check: Option<Vec<Frame>>,
 }
 
 /// Everything the callbacks hand to the agent thread.
@@ -63,6 +81,9 @@ pub enum Event {
     HeapStats(HeapStats),
     SuspendBegin { at_ns: u64 },
     RestartEnd { at_ns: u64 },
+    /// A module is unloading: resolve everything queued before this, forget code addresses,
+    /// then acknowledge number `ticket` (`Unloads::done`).
+    ModuleUnloading { module: ModuleID, ticket: u64 },
     /// Sent by `Shutdown`: flush and stop.
     Stop,
 }
@@ -70,11 +91,12 @@ pub enum Event {
 /// Counters the hot path updates and the agent thread reports.
 #[derive(Default)]
 pub struct Counters {
-    pub samples: AtomicU64,
+    /// Bumped on every runtime sample, by every allocating thread: striped.
+    pub samples: striped::Striped,
     pub dropped_queue_full: AtomicU64,
     pub dropped_budget: AtomicU64,
     /// Samples skipped by thinning (see `Capture::keep_one_in`).
-    pub thinned: AtomicU64,
+    pub thinned: striped::Striped,
     pub handle_failures: AtomicU64,
     pub stack_failures: AtomicU64,
     /// Samples queued or tracked; the budget check reads it without locking.
@@ -83,6 +105,11 @@ pub struct Counters {
     /// Time spent creating handles and walking stacks on the allocating threads.
     pub handle_ns: AtomicU64,
     pub stack_ns: AtomicU64,
+    /// Samples whose stack came from the frame walk, and those that fell back to DoStackSnapshot.
+    pub walked: AtomicU64,
+    pub fell_back: AtomicU64,
+    /// Time spent in DoStackSnapshot (fallbacks and checks).
+    pub snapshot_ns: AtomicU64,
     /// Exact mode: allocations of aimed-at types seen, and those skipped by its own thinning.
     pub exact_allocations: AtomicU64,
     pub exact_thinned: AtomicU64,
@@ -99,14 +126,29 @@ pub struct Capture {
     pub max_tracked: u64,
     pub memory_limit_bytes: usize,
     pub stack_depth: usize,
+    pub stack_capture: StackCapture,
+    /// What the frame walk knows about return addresses (written by the agent thread).
+    pub verdicts: verdicts::Verdicts,
+    pub unloads: Unloads,
     pub providers: ProviderFilter,
     /// Follow one runtime sample in this many; the agent thread raises it when samples arrive
     /// faster than `LEAKSCOPE_MAX_SAMPLES_PER_SEC`, and lowers it again when they slow down.
     pub keep_one_in: AtomicU32,
+    /// Allocation sampling is on in one time window in this many, chosen at random
+    /// (`pipeline/duty_cycle.rs`): a sample taken in an on-window stands for this many more.
+    pub window_one_in: AtomicU32,
     /// Exact mode: the types whose every allocation is followed (empty: exact mode idle).
     pub aim: aim::Aim,
     /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
     pub exact_keep_one_in: AtomicU32,
+}
+
+/// Module unloads, numbered: the unloading thread waits until the agent thread has handled its
+/// number.
+#[derive(Default)]
+pub struct Unloads {
+    pub requested: AtomicU64,
+    pub done: AtomicU64,
 }
 
 /// A per-thread random draw for thinning, without locks or allocation.
@@ -178,25 +220,26 @@ impl ProviderFilter {
 
 impl Capture {
     /// Entry for every EventPipe event of the runtime provider.
-    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8]) {
+    /// `frame`: the frame record of the callback's entry trampoline, where a stack walk starts.
+    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8], frame: usize) {
         if self.providers.is_runtime(info, provider) {
-            self.on_runtime_event(info, id, version, payload);
+            self.on_runtime_event(info, id, version, payload, frame);
         }
     }
 
-    fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8]) {
+    fn on_runtime_event(&self, info: &ProfilerInfo, id: u32, version: u32, payload: &[u8], frame: usize) {
         // A parser says None when the event's version or size is not one it knows: skipped,
         // and counted (the summary reports it).
         let parsed = match id {
             events::id::ALLOCATION_SAMPLED if self.sampling == Sampling::AllocationSampled => {
-                events::parse_allocation_sampled(version, payload).map(|e| self.on_allocation(info, e))
+                events::parse_allocation_sampled(version, payload).map(|e| self.on_allocation(info, e, frame))
             }
             events::id::GC_ALLOCATION_TICK if self.sampling == Sampling::AllocationTick => {
                 // Versions before 4 carry no address: nothing to follow, not a malformed event.
                 if version < 4 {
                     return;
                 }
-                events::parse_allocation_tick(version, payload).map(|e| self.on_allocation(info, e))
+                events::parse_allocation_tick(version, payload).map(|e| self.on_allocation(info, e, frame))
             }
             events::id::GC_START => events::parse_gc_start(version, payload).map(|start| {
                 self.counters.last_gc.store(start.count, Ordering::Relaxed);
@@ -217,6 +260,12 @@ impl Capture {
                 self.send(Event::RestartEnd { at_ns: monotonic_ns() });
                 Some(())
             }
+            // A heap dump the retention search asked for (roots with background GC on); its
+            // parser checks every count against the payload's size.
+            heap_dump::id::GC_BULK_NODE | heap_dump::id::GC_BULK_ROOT_EDGE | heap_dump::id::GC_BULK_ROOT_CWT_EDGE => {
+                heap_dump::RECORDER.on_event(id, payload, self.counters.last_gc.load(Ordering::Relaxed));
+                Some(())
+            }
             _ => Some(()),
         };
         if parsed.is_none() {
@@ -224,7 +273,7 @@ impl Capture {
         }
     }
 
-    fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent) {
+    fn on_allocation(&self, info: &ProfilerInfo, e: AllocationEvent, frame: usize) {
         if e.address == 0 || e.type_id == 0 {
             return;
         }
@@ -256,12 +305,13 @@ impl Capture {
                 method_table.write_volatile(e.type_id);
             }
         }
-        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, keep_one_in, false);
+        let weight = keep_one_in.saturating_mul(self.window_one_in.load(Ordering::Relaxed).max(1));
+        self.follow(info, e.address, e.type_id, e.size, e.heap, e.amount_since_last, weight, false, frame);
     }
 
     /// `ObjectAllocated` (exact mode only): every allocation in the process comes through here
     /// while some type is aimed at, so anything else returns after a scan of a few atomics.
-    pub fn on_object_allocated(&self, info: &ProfilerInfo, object: ObjectID, class: ClassID) {
+    pub fn on_object_allocated(&self, info: &ProfilerInfo, object: ObjectID, class: ClassID, frame: usize) {
         if object == 0 || !self.aim.contains(class) {
             return;
         }
@@ -277,7 +327,7 @@ impl Capture {
         // Inside ObjectAllocated the thread is in cooperative mode: the object can be sized.
         let size = info.object_size(object).map(|s| s as u64).unwrap_or(0);
         let heap = if size >= LARGE_OBJECT_BYTES { HeapKind::Large } else { HeapKind::Small };
-        self.follow(info, object, class, size, heap, 0, keep_one_in, true);
+        self.follow(info, object, class, size, heap, 0, keep_one_in, true, frame);
     }
 
     fn within_budget(&self) -> bool {
@@ -302,6 +352,7 @@ impl Capture {
         amount_since_last: u64,
         keep_one_in: u32,
         exact: bool,
+        frame: usize,
     ) {
         let t0 = monotonic_ns();
         let handle = match info.create_weak_handle(object) {
@@ -312,7 +363,7 @@ impl Capture {
             }
         };
         let t1 = monotonic_ns();
-        let frames = stack::capture_current_thread(info, self.stack_depth);
+        let (frames, unknown_returns, check) = self.capture_stack(info, frame);
         let t2 = monotonic_ns();
         self.counters.handle_ns.fetch_add(t1 - t0, Ordering::Relaxed);
         self.counters.stack_ns.fetch_add(t2 - t1, Ordering::Relaxed);
@@ -329,6 +380,8 @@ impl Capture {
             keep_one_in,
             exact,
             frames,
+            unknown_returns,
+            check,
         };
         self.counters.tracked.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(Event::Sample(s)) | TrySendError::Disconnected(Event::Sample(s))) =
@@ -337,6 +390,45 @@ impl Capture {
             self.counters.tracked.fetch_sub(1, Ordering::Relaxed);
             self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             let _ = info.destroy_handle(s.handle);
+        }
+    }
+
+    /// The allocating thread's managed frames: from the frame walk when it completes, else
+    /// from DoStackSnapshot (with the addresses the walk did not know, for the agent thread).
+    fn capture_stack(&self, info: &ProfilerInfo, frame: usize) -> (Vec<Frame>, Vec<usize>, Option<Vec<Frame>>) {
+        if self.stack_capture != StackCapture::Snapshot && frame != 0 {
+            let mut walk = frame_walk::Walk::new();
+            frame_walk::walk(&self.verdicts, frame, self.stack_depth, &mut walk);
+            let unknown = walk.unknown().to_vec();
+            if walk.complete {
+                self.counters.walked.fetch_add(1, Ordering::Relaxed);
+                let frames = walk.returns().iter().map(|&ip| Frame { function: 0, ip }).collect();
+                let check = (self.stack_capture == StackCapture::Check).then(|| self.snapshot(info));
+                return (frames, unknown, check);
+            }
+            self.counters.fell_back.fetch_add(1, Ordering::Relaxed);
+            return (self.snapshot(info), unknown, None);
+        }
+        (self.snapshot(info), Vec::new(), None)
+    }
+
+    fn snapshot(&self, info: &ProfilerInfo) -> Vec<Frame> {
+        let t0 = monotonic_ns();
+        let frames = stack::capture_current_thread(info, self.stack_depth);
+        self.counters.snapshot_ns.fetch_add(monotonic_ns() - t0, Ordering::Relaxed);
+        frames
+    }
+
+    /// `ModuleUnloadStarted`: waits (bounded) until the agent thread has resolved every sample
+    /// captured before, while the module's code is still there, and forgotten its addresses.
+    pub fn on_module_unloading(&self, module: ModuleID) {
+        let ticket = self.unloads.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.queue.try_send(Event::ModuleUnloading { module, ticket }).is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + UNLOAD_WAIT;
+        while self.unloads.done.load(Ordering::Acquire) < ticket && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

@@ -43,6 +43,16 @@ impl Gate {
         call()
     }
 
+    /// Counts one call in for as long as the returned guard lives: for work that spans several
+    /// calls and must not be cut between them (a suspension and its resume). None once closed.
+    pub fn hold(&self) -> Option<Held<'_>> {
+        if self.0.fetch_add(ONE, Ordering::SeqCst) & CLOSED != 0 {
+            self.0.fetch_sub(ONE, Ordering::SeqCst);
+            return None;
+        }
+        Some(Held(&self.0))
+    }
+
     /// Calls in progress right now.
     pub fn inside(&self) -> usize {
         self.0.load(Ordering::SeqCst) / ONE
@@ -62,6 +72,15 @@ impl Gate {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// One call counted in by [`Gate::hold`], counted out on drop.
+pub struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(ONE, Ordering::SeqCst);
     }
 }
 
@@ -99,6 +118,17 @@ mod tests {
         assert!(gate.close_and_wait(Duration::from_secs(5)));
         assert_eq!(caller.join().unwrap(), S_OK, "the call already inside completes");
         assert_eq!(gate.inside(), 0);
+    }
+
+    #[test]
+    fn a_hold_keeps_the_gate_waiting_and_none_is_given_once_closed() {
+        let gate = Gate::new();
+        let held = gate.hold().expect("open");
+        assert_eq!(gate.inside(), 1);
+        assert!(!gate.close_and_wait(Duration::from_millis(20)), "the hold is still inside");
+        drop(held);
+        assert!(gate.close_and_wait(Duration::from_millis(20)));
+        assert!(gate.hold().is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{guids, metadata::MetaDataImport};
 
 mod slot {
     pub const GET_CLASS_FROM_OBJECT: usize = 3;
+    pub const GET_FUNCTION_FROM_IP: usize = 7;
     pub const GET_FUNCTION_FROM_TOKEN: usize = 8;
     pub const GET_FUNCTION_INFO: usize = 15;
     pub const GET_ASSEMBLY_INFO: usize = 26;
@@ -20,6 +21,8 @@ mod slot {
     pub const GET_APP_DOMAIN_STATIC_ADDRESS: usize = 50;
     pub const ENUM_MODULES: usize = 66;
     pub const ENUMERATE_OBJECT_REFERENCES: usize = 93;
+    pub const SUSPEND_RUNTIME: usize = 97;
+    pub const RESUME_RUNTIME: usize = 98;
     pub const GET_CLASS_ID_INFO: usize = 14;
     pub const GET_TOKEN_AND_METADATA_FROM_FUNCTION: usize = 19;
     pub const GET_MODULE_INFO: usize = 20;
@@ -289,8 +292,9 @@ impl ProfilerInfo {
         })
     }
 
-    /// Creates a weak GC handle to a freshly allocated object. Call only on the allocating
-    /// thread, before the allocation returns to managed code, or during a GC callback.
+    /// Creates a weak GC handle to an object. Call only where the object cannot move: on the
+    /// allocating thread before the allocation returns to managed code, during a GC callback,
+    /// or while the runtime is suspended.
     pub fn create_weak_handle(&self, object: ObjectID) -> Result<ObjectHandleID, HRESULT> {
         self.require(13)?;
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, u32, *mut ObjectHandleID) -> HRESULT;
@@ -418,6 +422,24 @@ impl ProfilerInfo {
         Ok(info)
     }
 
+    /// An address in the runtime's own code (where one of this interface's methods is): which
+    /// loaded module is the runtime, even when it is linked into a single-file app's host.
+    pub fn runtime_code_address(&self) -> usize {
+        // SAFETY: `ptr` is the live interface (see `query`); slot 38 exists in every version we
+        // accept and holds a function pointer, read here as a plain address.
+        unsafe { method::<usize>(self.ptr, slot::GET_FUNCTION_INFO2) }
+    }
+
+    /// The managed function whose compiled code holds `ip` (JIT-compiled or ReadyToRun); an
+    /// error for any other address.
+    pub fn function_from_ip(&self, ip: usize) -> Result<FunctionID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, usize, *mut FunctionID) -> HRESULT;
+        let mut function: FunctionID = 0;
+        // SAFETY: Info slot 7 is GetFunctionFromIP(LPCBYTE ip, FunctionID*); `ip` is only looked up.
+        check(unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_IP)(self.ptr, ip, &mut function) })?;
+        if function == 0 { Err(E_FAIL) } else { Ok(function) }
+    }
+
     pub fn function_info(&self, function: FunctionID) -> Result<FunctionInfo, HRESULT> {
         type F = unsafe extern "system" fn(
             *mut c_void, FunctionID, usize, *mut ClassID, *mut ModuleID, *mut mdToken, u32, *mut u32, *mut ClassID,
@@ -531,6 +553,26 @@ impl ProfilerInfo {
         // SAFETY: Info15 slot 114 is EnumerateGCHeapObjects(ObjectCallback, void*); the caller
         // vouches for `state`.
         check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) }))
+    }
+
+    /// Stops every managed thread at a safe point (Info10), as a GC does, until
+    /// [`ProfilerInfo::resume_runtime`]. From the profiler's own thread only; a heap walk inside
+    /// the suspension does not suspend again.
+    pub fn suspend_runtime(&self) -> Result<(), HRESULT> {
+        self.require(10)?;
+        type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
+        // SAFETY: Info10 slot 97 is SuspendRuntime().
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::SUSPEND_RUNTIME)(self.ptr) }))
+    }
+
+    /// Lets the threads [`ProfilerInfo::suspend_runtime`] stopped run again. Not through the
+    /// gate: a suspension we began must end, so its caller holds the gate across both
+    /// ([`gate::Gate::hold`]) and `Shutdown` waits for the resume.
+    pub fn resume_runtime(&self) -> Result<(), HRESULT> {
+        self.require(10)?;
+        type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
+        // SAFETY: Info10 slot 98 is ResumeRuntime().
+        check(unsafe { method::<F>(self.ptr, slot::RESUME_RUNTIME)(self.ptr) })
     }
 
     /// An object's class. Only while the runtime is suspended (in a GC or a heap walk) or

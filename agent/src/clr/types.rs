@@ -86,6 +86,9 @@ pub mod monitor {
     pub const ENABLE_OBJECT_ALLOCATED: u32 = 0x0080_0000;
     pub const OBJECT_ALLOCATED: u32 = 0x0000_0100;
     pub const ENABLE_STACK_SNAPSHOT: u32 = 0x1000_0000;
+    /// `ClassLoadStarted/Finished`, `ClassUnloadStarted/Finished`.
+    pub const CLASS_LOADS: u32 = 0x0000_0002;
+    pub const MODULE_LOADS: u32 = 0x0000_0004;
     /// GC callbacks, among them `RootReferences2` (also a heap walk at the end of each GC).
     pub const GC: u32 = 0x0000_0080;
 }

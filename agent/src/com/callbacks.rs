@@ -50,15 +50,17 @@ pub(super) unsafe extern "system" fn profiler_detach_succeeded(_this: *mut Profi
     })
 }
 
-/// Exact mode only: every allocation in the process while some type is aimed at.
+/// Exact mode only: every allocation in the process while some type is aimed at. Entered through
+/// `trampoline::object_allocated`, which passes its frame record (`frame`) for the stack walk.
 pub(super) unsafe extern "system" fn object_allocated(
     _this: *mut ProfilerCallback,
     object: ObjectID,
     class: ClassID,
+    frame: usize,
 ) -> HRESULT {
     guard::callback("ObjectAllocated", || {
         if let Some(agent) = agent::get() {
-            agent.capture.on_object_allocated(&agent.info, object, class);
+            agent.capture.on_object_allocated(&agent.info, object, class, frame);
         }
         Ok(())
     })
@@ -80,6 +82,8 @@ pub(super) unsafe extern "system" fn load_as_notification_only(
 
 /// Runs on the thread that emitted the event: for allocation samples, the allocating thread,
 /// in the middle of the allocation; for GC events, a GC thread with the runtime suspended.
+/// Entered through `trampoline::event_pipe_event_delivered`, which adds `frame`, the frame record
+/// the stack walk starts at.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe extern "system" fn event_pipe_event_delivered(
     _this: *mut ProfilerCallback,
@@ -95,6 +99,7 @@ pub(super) unsafe extern "system" fn event_pipe_event_delivered(
     _thread: ThreadID,
     _stack_frame_count: u32,
     _stack_frames: *const usize,
+    frame: usize,
 ) -> HRESULT {
     guard::callback("EventPipeEventDelivered", || {
         let Some(agent) = agent::get() else { return Ok(()) };
@@ -104,7 +109,38 @@ pub(super) unsafe extern "system" fn event_pipe_event_delivered(
         // SAFETY: the runtime guarantees `payload` holds `payload_len` bytes for the duration of
         // this call; the slice does not outlive it.
         let payload = unsafe { std::slice::from_raw_parts(payload, payload_len as usize) };
-        agent.capture.on_event(&agent.info, provider, event_id, event_version, payload);
+        agent.capture.on_event(&agent.info, provider, event_id, event_version, payload, frame);
+        Ok(())
+    })
+}
+
+/// A module is about to go (a collectible assembly unloading): its code addresses may soon be
+/// reused, so the agent thread resolves what was captured before and forgets what it knew.
+pub(super) unsafe extern "system" fn module_unload_started(_this: *mut ProfilerCallback, module: ModuleID) -> HRESULT {
+    guard::callback("ModuleUnloadStarted", || {
+        if let Some(agent) = agent::get() {
+            agent.capture.on_module_unloading(module);
+        }
+        Ok(())
+    })
+}
+
+/// Every class the runtime finishes loading: generic instantiations are kept for their statics.
+pub(super) unsafe extern "system" fn class_load_finished(_this: *mut ProfilerCallback, class: ClassID, status: HRESULT) -> HRESULT {
+    guard::callback("ClassLoadFinished", || {
+        if status >= 0 {
+            if let Some(agent) = agent::get() {
+                crate::pipeline::retention::generics::LOADED.on_load(&agent.info, class);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A class of a collectible assembly is going away: its ClassID must not be used again.
+pub(super) unsafe extern "system" fn class_unload_started(_this: *mut ProfilerCallback, class: ClassID) -> HRESULT {
+    guard::callback("ClassUnloadStarted", || {
+        crate::pipeline::retention::generics::LOADED.on_unload(class);
         Ok(())
     })
 }

@@ -6,6 +6,7 @@ mod callbacks;
 mod gc_roots;
 pub mod guard;
 mod object;
+mod trampoline;
 mod vtable;
 pub mod walks;
 

@@ -19,6 +19,18 @@ pub fn set_test_delay_us(us: usize) {
     TEST_DELAY_US.store(us.min(u32::MAX as usize) as u32, Ordering::Relaxed);
 }
 
+/// Fault injection for tests: spends `LEAKSCOPE_TEST_WALK_DELAY_US` (0 unless set) at one
+/// object of a walk that does not go through [`Pace`].
+pub fn test_delay() {
+    let us = TEST_DELAY_US.load(Ordering::Relaxed);
+    if us != 0 {
+        let until = Instant::now() + Duration::from_micros(us as u64);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Why a walk stopped before the end of the heap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stopped {

@@ -26,6 +26,12 @@ impl<'a> Lines<'a> {
         Lines { info, pdbs: HashMap::new(), frames: HashMap::new() }
     }
 
+    /// A module is unloading: forgets its frames and PDB (their ids may be reused).
+    pub fn forget_module(&mut self, module: ModuleID, in_module: impl Fn(FunctionID) -> bool) {
+        self.frames.retain(|frame, _| !in_module(frame.function));
+        self.pdbs.remove(&module);
+    }
+
     /// `File.cs:line` of a frame, when the module has a portable PDB next to it.
     pub fn location(&mut self, frame: Frame) -> Option<Arc<str>> {
         if let Some(known) = self.frames.get(&frame) {

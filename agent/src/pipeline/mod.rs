@@ -7,12 +7,17 @@
 
 pub mod aim;
 pub mod census;
+pub mod duty_cycle;
 pub mod gate;
 pub mod gc_stats;
 pub mod heap_walk;
+pub mod ip_resolve;
 pub mod lines;
 pub mod names;
+pub mod native_code;
 pub mod peek;
+pub mod perf_map;
+pub mod prologue;
 pub mod retention;
 pub mod stacks;
 pub mod survivors;
@@ -28,6 +33,7 @@ use crate::capture::{Event, Sample};
 use crate::output::records::{self, *};
 use crate::output::{Batch, Sink};
 use gc_stats::GcStats;
+use ip_resolve::IpResolver;
 use lines::Lines;
 use names::{ClrRuntime, Names};
 use stacks::Stacks;
@@ -40,16 +46,29 @@ const DETACH_GRACE_MS: u32 = 2000;
 const POLL: Duration = Duration::from_millis(20);
 /// Statuses kept to replay to a collector that connects late.
 const STATUS_REPLAY: usize = 32;
+/// Events held while a retention search lets the application run between its walks (beyond
+/// it, the queue itself fills and drops as it would anyway).
+const HELD_EVENTS: usize = 1 << 12;
 /// Most types listed in a census (the rest are summed in `other`).
 const MAX_CENSUS_TYPES: usize = 5000;
 /// Least time between two `retained` reports.
 const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
 struct Pipeline<'a> {
-    agent: &'a Agent,
+    agent: &'static Agent,
     events: Receiver<Event>,
     names: Names<ClrRuntime<'a>>,
     lines: Lines<'a>,
+    ips: IpResolver<'a>,
+    stack_check: StackCheckRecord,
+    /// `check` mode, per DoStackSnapshot call site: (compared, agreed).
+    stack_check_sites: std::collections::HashMap<std::sync::Arc<str>, (u64, u64)>,
+    /// Modules unloaded while running (collectible assemblies).
+    code_unloads: u64,
+    /// The module of every function seen in a stack, recorded when first seen (while its code is
+    /// certainly loaded), so that an unload can tell its functions without asking the runtime
+    /// about functions whose code may be gone.
+    function_modules: std::collections::HashMap<crate::clr::types::FunctionID, Option<crate::clr::types::ModuleID>>,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -68,6 +87,8 @@ struct Pipeline<'a> {
     retention: retention::Retention,
     thinning_window: Instant,
     thinning_samples: u64,
+    /// .NET 10: allocation sampling switched on in some windows only, when thinning is needed.
+    duty: duty_cycle::DutyCycle,
     thinning_reported: bool,
     budget_reported: bool,
     /// Exact mode: which types to follow allocation by allocation.
@@ -113,6 +134,11 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         events,
         names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
         lines: Lines::new(&agent.info),
+        ips: IpResolver::new(&agent.info),
+        stack_check: StackCheckRecord::default(),
+        code_unloads: 0,
+        function_modules: Default::default(),
+        stack_check_sites: Default::default(),
         stacks: Stacks::default(),
         survivors: Survivors::default(),
         gc: GcStats::default(),
@@ -129,6 +155,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         retention: retention::Retention::default(),
         thinning_window: Instant::now(),
         thinning_samples: 0,
+        duty: duty_cycle::DutyCycle::new(),
         thinning_reported: false,
         budget_reported: false,
         aiming: aim::Aiming::new(match &config.exact {
@@ -177,6 +204,12 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
             }
         }
         p.adjust_thinning();
+        if p.agent.capture.sampling == crate::capture::Sampling::AllocationSampled {
+            if let Some(problem) = p.duty.tick(p.agent) {
+                tracing::warn!("{problem}");
+                p.status("warn", &problem);
+            }
+        }
         match p.take_commands() {
             Command::Continue => {}
             Command::Stop => break,
@@ -209,7 +242,6 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
     p.finish("runtime shutdown");
 }
 
-type Hresult = crate::clr::types::HRESULT;
 
 /// A command that pauses the worker (an induced full GC and a heap walk).
 enum Pausing {
@@ -235,17 +267,35 @@ impl Pipeline<'_> {
         if limit == 0 || elapsed < Duration::from_secs(1) {
             return;
         }
+        // Samples arrive only while allocation sampling is on: the rate is per second of that.
+        let duty_cycled = self.agent.capture.sampling == crate::capture::Sampling::AllocationSampled;
+        let on = if duty_cycled { self.duty.take_on_time() } else { elapsed };
         let counters = &self.agent.capture.counters;
         let samples = counters.samples.load(Ordering::Relaxed);
-        let rate = (samples - self.thinning_samples) as f64 / elapsed.as_secs_f64();
-        self.thinning_samples = samples;
-        self.thinning_window = Instant::now();
-        let current = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
-        let next = next_keep_one_in(rate, limit, current);
         self.adjust_exact_thinning(elapsed, limit);
+        self.thinning_window = Instant::now();
+        if on < 2 * duty_cycle::WINDOW {
+            self.duty.give_back(on);
+            return; // too little on-time yet to measure the rate by (it comes within ~4 s)
+        }
+        let rate = (samples - self.thinning_samples) as f64 / on.as_secs_f64();
+        self.thinning_samples = samples;
+        let keep = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
+        let current = keep * self.duty.one_in();
+        let next = next_keep_one_in(rate, limit, current);
         if next != current {
-            self.agent.capture.keep_one_in.store(next, Ordering::Relaxed);
-            tracing::info!("thinning: following 1 in {next} samples ({rate:.0} samples/s, limit {limit}/s)");
+            // Skip whole windows for most of it (the runtime then does no sampling work at all),
+            // and thin what is delivered by at least 2: twice the on-time halves what the choice
+            // of windows adds to the estimates' variance.
+            let windows = if duty_cycled { (next / 2).clamp(1, duty_cycle::MAX_ONE_IN) } else { 1 };
+            self.duty.set_one_in(windows);
+            let keep = next / self.duty.one_in();
+            self.agent.capture.keep_one_in.store(keep, Ordering::Relaxed);
+            tracing::info!(
+                "thinning: following 1 in {next} samples (sampling on in 1 window in {}, then 1 in {keep}; \
+                 {rate:.0} samples/s, limit {limit}/s)",
+                self.duty.one_in()
+            );
             if next > 1 && !self.thinning_reported {
                 self.thinning_reported = true;
                 self.status(
@@ -321,8 +371,7 @@ impl Pipeline<'_> {
     /// census and what survived. True when told to stop meanwhile.
     fn full_gc_then_census(&mut self, census: bool) -> bool {
         let gc_started = Instant::now();
-        let (forced, gc_roots) = self.force_gc_reporting_roots(!self.agent.config.retention.is_empty());
-        if let Err(hr) = forced {
+        if let Err(hr) = self.agent.info.force_gc() {
             tracing::warn!("ForceGC failed: {hr:#x}");
             return false;
         }
@@ -333,47 +382,66 @@ impl Pipeline<'_> {
         if self.drain() {
             return true;
         }
-        if census {
-            self.take_census();
-        }
+        let by_class = if census { self.take_census() } else { None };
         self.report_retained_after_full_gc();
         if !self.agent.config.retention.is_empty() {
             let request = retention::Request::new(self.agent.config.retention.clone());
-            self.report_retention(&request, gc_roots);
+            return self.report_retention(&request, by_class.as_ref());
         }
         false
     }
 
-    /// `ForceGC`, with the GC's root reports switched on around it when `roots` is asked for and
-    /// the runtime allows it (it does only with background GC off): retention paths then start
-    /// at named stack frames and handles. Returns ForceGC's result and whether roots were on.
-    fn force_gc_reporting_roots(&mut self, roots: bool) -> (Result<(), Hresult>, Result<(), Hresult>) {
-        let info = &self.agent.info;
-        let armed = if roots { retention::roots::arm(info) } else { Err(crate::clr::types::E_FAIL) };
-        let forced = info.force_gc();
-        match armed {
-            Ok(armed) => {
-                armed.disarm(info);
-                (forced, Ok(()))
-            }
-            Err(hr) => (forced, Err(hr)),
-        }
-    }
-
-    /// Walks the heap (right after a full GC) and reports the retention paths of `request`'s
-    /// types.
-    fn report_retention(&mut self, request: &retention::Request, gc_roots: Result<(), Hresult>) {
+    /// Follows `request`'s types up to their roots (right after a full GC; `census`: the census
+    /// of that GC, if one was just taken) and reports the paths. True when told to stop meanwhile.
+    fn report_retention(
+        &mut self,
+        request: &retention::Request,
+        census: Option<&std::collections::HashMap<ClassID, census::TypeTotals>>,
+    ) -> bool {
         let gc = self.history.completed;
         let prefixes = &self.agent.config.framework_prefixes;
         let is_framework = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
-        let record = self.retention.run(self.agent, request, gc, gc_roots, &mut self.names, &is_framework);
+        // Between the search's walks the application runs; its events are taken in meanwhile
+        // (up to a bound) and applied once the search is over.
+        let events = &self.events;
+        // Allocated before the request counts its memory, so that it does not count against it.
+        let mut held: Vec<Event> = Vec::with_capacity(HELD_EVENTS);
+        let mut stop = false;
+        let mut idle = |d: Duration| -> bool {
+            let until = Instant::now() + d;
+            loop {
+                while held.len() < HELD_EVENTS {
+                    match events.try_recv() {
+                        Ok(Event::Stop) | Err(TryRecvError::Disconnected) => {
+                            stop = true;
+                            return false;
+                        }
+                        Ok(event) => held.push(event),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                let now = Instant::now();
+                if now >= until {
+                    return true;
+                }
+                std::thread::sleep((until - now).min(POLL));
+            }
+        };
+        let mut cx = retention::Context { names: &mut self.names, is_framework: &is_framework, census, idle: &mut idle };
+        let record = self.retention.run(self.agent, request, gc, &mut cx);
+        for event in held {
+            self.apply(event);
+        }
         tracing::info!(
-            "retention: {} types in {:.1} ms (pause {:.1} ms), {} objects, {} MB, truncated by {:?}",
+            "retention: {} types in {:.1} ms ({} walks, pause {:.1} ms, longest {:.1} ms), {} objects, {} followed, {} KB, truncated by {:?}",
             record.types.len(),
             record.elapsed_ms,
+            record.walks.len(),
             record.pause_ms,
+            record.max_pause_ms,
             record.objects,
-            record.memory_bytes >> 20,
+            record.followed,
+            record.memory_bytes >> 10,
             record.truncated_by
         );
         if let Some(error) = &record.error {
@@ -382,6 +450,7 @@ impl Pipeline<'_> {
         }
         let payload = records::line("retention", &record);
         self.deliver(&payload, &[]);
+        stop
     }
 
     /// Samples instances of `request`'s types with their fields (right after a full GC).
@@ -495,16 +564,11 @@ impl Pipeline<'_> {
             }
             Pausing::Retention(request) => {
                 tracing::info!("retention paths requested for {:?}", request.types);
-                let (forced, gc_roots) = self.force_gc_reporting_roots(true);
-                if let Err(hr) = forced {
+                if let Err(hr) = self.agent.info.force_gc() {
                     tracing::warn!("ForceGC failed: {hr:#x}");
                 }
                 // The induced GC's own events first, so the record carries its number.
-                let stop = self.drain();
-                if !stop {
-                    self.report_retention(&request, gc_roots);
-                }
-                stop
+                self.drain() || self.report_retention(&request, None)
             }
             Pausing::Peek(mut request) => {
                 tracing::info!("peek requested for {:?}", request.types);
@@ -657,6 +721,19 @@ impl Pipeline<'_> {
             Event::HeapStats(stats) => self.gc.on_heap_stats(stats),
             Event::SuspendBegin { at_ns } => self.gc.on_suspend_begin(at_ns),
             Event::RestartEnd { at_ns } => self.gc.on_restart_end(at_ns),
+            Event::ModuleUnloading { module, ticket } => {
+                // Everything queued before this is applied: forget what code addresses meant.
+                tracing::debug!("module {module:#x} unloading: forgetting its code addresses");
+                let modules = &self.function_modules;
+                let in_module = |f: crate::clr::types::FunctionID| modules.get(&f) == Some(&Some(module));
+                self.ips.forget_module(&self.agent.capture.verdicts, module, in_module);
+                self.stacks.forget_module(in_module);
+                self.lines.forget_module(module, in_module);
+                self.names.forget_module(module, in_module);
+                self.function_modules.retain(|_, m| *m != Some(module));
+                self.code_unloads += 1;
+                self.agent.capture.unloads.done.fetch_max(ticket, Ordering::AcqRel);
+            }
             Event::Stop => {}
         }
         // Keep within the tracking budget: sweep early rather than drop samples.
@@ -670,7 +747,26 @@ impl Pipeline<'_> {
     }
 
     fn track(&mut self, sample: Sample) {
-        let Sample { class, size, heap, amount_since_last, handle, born_after_gc, keep_one_in, exact, frames } = sample;
+        let Sample {
+            class,
+            size,
+            heap,
+            amount_since_last,
+            handle,
+            born_after_gc,
+            keep_one_in,
+            exact,
+            mut frames,
+            unknown_returns,
+            check,
+        } = sample;
+        self.ips.learn(&self.agent.capture.verdicts, &unknown_returns);
+        self.ips.resolve(&mut frames);
+        self.note_modules(&frames);
+        if let Some(reference) = check {
+            self.note_modules(&reference);
+            self.check_stack(&frames, reference);
+        }
         if let crate::config::Exact::Types(_) = &self.agent.config.exact {
             if !exact && !self.agent.capture.aim.is_full() {
                 let name = self.names.class(class);
@@ -697,6 +793,43 @@ impl Pipeline<'_> {
             generation,
             generation_as_of_gc: born_after_gc,
         });
+    }
+
+    /// Records the module of functions seen for the first time (see `function_modules`).
+    fn note_modules(&mut self, frames: &[crate::capture::Frame]) {
+        let info = &self.agent.info;
+        for frame in frames {
+            self.function_modules
+                .entry(frame.function)
+                .or_insert_with(|| info.function_info(frame.function).ok().map(|i| i.module));
+        }
+    }
+
+    /// `LEAKSCOPE_STACK_CAPTURE=check`: compares the frame walk's stack with DoStackSnapshot's
+    /// for the same sample, by call site and by whole stack (functions in order).
+    fn check_stack(&mut self, walked: &[crate::capture::Frame], reference: Vec<crate::capture::Frame>) {
+        let site = |p: &mut Self, frames: &[crate::capture::Frame]| {
+            let names: Vec<_> = frames.iter().map(|f| p.names.function(f.function)).collect();
+            names.iter().find(|n| !n.is_framework).or(names.first()).map(|n| n.display.clone())
+        };
+        let (a, b) = (site(self, walked), site(self, &reference));
+        let same_stack = walked.len() == reference.len()
+            && walked.iter().zip(&reference).all(|(x, y)| x.function == y.function);
+        self.stack_check.compared += 1;
+        self.stack_check.site_agreed += u64::from(a == b);
+        if let Some(site) = &b {
+            let entry = self.stack_check_sites.entry(site.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(a == b);
+        }
+        self.stack_check.stack_agreed += u64::from(same_stack);
+        if a != b || !same_stack {
+            let render = |p: &mut Self, frames: &[crate::capture::Frame]| {
+                frames.iter().map(|f| format!("{}@{:#x}", p.names.function(f.function).display, f.ip)).collect::<Vec<_>>().join(" < ")
+            };
+            let (x, y) = (render(self, walked), render(self, &reference));
+            tracing::info!("stack check: {} walked [{x}] vs DoStackSnapshot [{y}]", if a == b { "stack differs" } else { "SITE DIFFERS" });
+        }
     }
 
     /// Drops the samples the GC has collected and releases their handles.
@@ -739,15 +872,17 @@ impl Pipeline<'_> {
         self.deliver(&payload, &stack_ids);
     }
 
-    /// Counts every object on the heap by type (right after a full GC) and reports it.
-    fn take_census(&mut self) {
+    /// Counts every object on the heap by type (right after a full GC) and reports it; returns
+    /// the counts by class.
+    fn take_census(&mut self) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
         if self.census_unsupported {
-            return;
+            return None;
         }
         match census::take(&self.agent.info) {
             Ok(c) if c.stopped.is_some() => {
                 // Part of the heap only: a census that says less than is there is not sent.
                 tracing::info!("census abandoned: {:?}", c.stopped);
+                None
             }
             Ok(c) => {
                 let mut types: Vec<CensusType> = c
@@ -782,6 +917,7 @@ impl Pipeline<'_> {
                 let payload = records::line("census", &record);
                 self.deliver(&payload, &[]);
                 self.aim_after_census(&c.by_class);
+                Some(c.by_class)
             }
             Err(hr) => {
                 self.census_unsupported = true;
@@ -791,6 +927,7 @@ impl Pipeline<'_> {
                 );
                 tracing::warn!("{message}");
                 self.status("warn", &message);
+                None
             }
         }
     }
@@ -911,15 +1048,22 @@ impl Pipeline<'_> {
                 dropped_queue,
                 thinned: counters.thinned.load(Ordering::Relaxed),
                 keep_one_in: agent.capture.keep_one_in.load(Ordering::Relaxed),
+                sampling_windows: SamplingWindowsRecord {
+                    one_in: self.duty.one_in(),
+                    switches: self.duty.switches,
+                    switch_ms: self.duty.switch_time.as_secs_f64() * 1e3,
+                },
                 handle_failures: counters.handle_failures.load(Ordering::Relaxed),
                 stack_failures: counters.stack_failures.load(Ordering::Relaxed),
                 stacks: self.stacks.count(),
                 memory_bytes: crate::memory::allocated_bytes(),
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
+                thread_cpu_ms: thread_cpu_ms(),
                 capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
                 bad_events: counters.bad_events.load(Ordering::Relaxed),
+                stack_capture: self.stack_capture_record(),
                 degraded,
                 exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
                     aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
@@ -950,6 +1094,40 @@ impl Pipeline<'_> {
     }
 }
 
+impl Pipeline<'_> {
+    fn stack_capture_record(&self) -> StackCaptureRecord {
+        let capture = &self.agent.capture;
+        let counters = &capture.counters;
+        let (walked, fell_back) = (counters.walked.load(Ordering::Relaxed), counters.fell_back.load(Ordering::Relaxed));
+        let snapshots = match capture.stack_capture {
+            crate::config::StackCapture::Frames => fell_back,
+            crate::config::StackCapture::Snapshot => counters.samples.load(Ordering::Relaxed),
+            crate::config::StackCapture::Check => fell_back + walked,
+        };
+        StackCaptureRecord {
+            mode: capture.stack_capture.name(),
+            walked,
+            fell_back,
+            snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
+            learnt: self.ips.learnt,
+            refused: self.ips.refused,
+            unloads: self.code_unloads,
+            check: (capture.stack_capture == crate::config::StackCapture::Check).then(|| {
+                let mut check = self.stack_check.clone();
+                let mut sites: Vec<_> = self
+                    .stack_check_sites
+                    .iter()
+                    .map(|(site, &(compared, agreed))| StackCheckSite { site: site.clone(), compared, agreed })
+                    .collect();
+                sites.sort_by(|a, b| b.compared.cmp(&a.compared).then_with(|| a.site.cmp(&b.site)));
+                sites.truncate(64);
+                check.by_site = sites;
+                check
+            }),
+        }
+    }
+}
+
 fn hello_line(agent: &Agent) -> String {
     let cmdline = std::fs::read("/proc/self/cmdline")
         .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
@@ -969,6 +1147,7 @@ fn hello_line(agent: &Agent) -> String {
                 max_tracked: agent.config.max_tracked,
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 stack_depth: agent.config.stack_depth,
+                stack_capture: agent.config.stack_capture.name(),
                 log: crate::log::path(&agent.config).display().to_string(),
                 induce_full_gc_ms: agent.config.induce_full_gc.map(|d| d.as_millis() as u64),
                 census: agent.config.census,
@@ -978,9 +1157,18 @@ fn hello_line(agent: &Agent) -> String {
                     crate::config::Exact::Types(names) => names.join(","),
                 },
                 retention: agent.config.retention.clone(),
+                retention_roots: retention::root_kinds::capabilities(agent.attached, agent.info.version()),
             },
         },
     )
+}
+
+/// CPU time of the calling thread (the agent's), milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 pub fn unix_ms() -> u64 {

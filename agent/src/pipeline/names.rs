@@ -19,6 +19,8 @@ pub trait Runtime {
     fn enclosing_class(&mut self, module: ModuleID, type_def: mdToken) -> Option<mdToken>;
     /// A method's name and declaring TypeDef.
     fn method(&mut self, module: ModuleID, function: FunctionID, token: mdToken) -> Option<(String, mdToken)>;
+    /// Drops what is cached about a module that is unloading (`in_module`: its functions).
+    fn forget_module(&mut self, _module: ModuleID, _in_module: &dyn Fn(FunctionID) -> bool) {}
 }
 
 /// A resolved frame.
@@ -71,6 +73,16 @@ impl<R: Runtime> Names<R> {
         };
         self.functions.insert(function, name.clone());
         name
+    }
+
+    /// A module is unloading: forgets its classes and functions (their ids may be reused).
+    /// `in_module` says which functions are its (from what was recorded when they were first
+    /// seen: a function of code collected since must not be asked about).
+    pub fn forget_module(&mut self, module: ModuleID, in_module: impl Fn(FunctionID) -> bool + Copy) {
+        let runtime = &mut self.runtime;
+        self.functions.retain(|&f, _| !in_module(f));
+        self.classes.retain(|&c, _| runtime.class_info(c).map_or(true, |i| i.module != module));
+        runtime.forget_module(module, &in_module);
     }
 
     pub fn cached_counts(&self) -> (usize, usize) {
@@ -223,6 +235,11 @@ impl<'a> ClrRuntime<'a> {
 }
 
 impl Runtime for ClrRuntime<'_> {
+    fn forget_module(&mut self, module: ModuleID, in_module: &dyn Fn(FunctionID) -> bool) {
+        self.modules.remove(&module);
+        self.functions.retain(|&f, _| !in_module(f));
+    }
+
     fn array_info(&mut self, class: ClassID) -> Result<Option<ArrayInfo>, HRESULT> {
         self.info.array_info(class)
     }

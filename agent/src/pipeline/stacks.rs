@@ -63,6 +63,12 @@ impl Stacks {
         id
     }
 
+    /// A module is unloading: stacks through its functions are no longer looked up by id (the
+    /// ids may be reused for other code); the stacks already named keep their names.
+    pub fn forget_module(&mut self, in_module: impl Fn(crate::clr::types::FunctionID) -> bool) {
+        self.ids.retain(|frames, _| !frames.iter().any(|f| in_module(f.function)));
+    }
+
     pub fn get(&self, id: StackId) -> &StackInfo {
         &self.stacks[id as usize]
     }

@@ -140,17 +140,22 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
     ));
     let mut session = Session::new(Some(rx), recorder, mode, info);
     let deadline = args.duration.map(|d| Instant::now() + d);
+    // What keeps the growing types alive: asked as each is confirmed, and once more before detaching.
+    let mut paths = crate::retention_asker::PathAsker::new(false);
     let ended = loop {
         session.pump(Duration::from_millis(100));
         if !Path::new(&format!("/proc/{pid}")).exists() {
             break Ending::TargetExited;
         }
+        paths.tick(&mut session, &replies, &[]);
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 1);
             break Ending::Detach;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             session.info.stopped_by = Some("--duration elapsed".to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 0);
             break Ending::Detach;
         }
         if agent_said_bye(&session) {
@@ -188,6 +193,9 @@ enum Ending {
     TargetExited,
     AgentLeft,
 }
+
+/// How long to wait, before detaching, for the agent's retention answer.
+const PATHS_WAIT: Duration = Duration::from_secs(15);
 
 /// How long a detach waits for an agent that has not connected yet (a Ctrl-C right after the
 /// attach), so it can still be told.

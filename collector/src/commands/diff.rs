@@ -257,6 +257,16 @@ pub struct TypeDiff {
     pub sites: Vec<SiteShare>,
     /// What keeps it alive in B, when B asked (`snapshot --paths`, `LEAKSCOPE_RETENTION`).
     pub paths: Vec<KeptAliveBy>,
+    /// When both snapshots asked: the path whose instances rose most from A to B (the owner
+    /// to fix, call site sampled or not), and by how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growing_path: Option<GrownPath>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GrownPath {
+    pub path: String,
+    pub instances: i64,
 }
 
 
@@ -331,6 +341,11 @@ pub fn compare(a: &Point, b: &Point) -> Diff {
             let growing = matches!(change, Change::Growing | Change::New);
             let sites = if growing { sites_of(b, name) } else { Vec::new() };
             let paths = if growing { paths_of(b, name) } else { Vec::new() };
+            let growing_path = match (&a.retention, &b.retention) {
+                (Some(ra), Some(rb)) if growing => crate::path_growth::grown_between(ra, rb, name)
+                    .map(|(path, instances)| GrownPath { path, instances }),
+                _ => None,
+            };
             TypeDiff {
                 type_name: name.to_string(),
                 change,
@@ -343,6 +358,7 @@ pub fn compare(a: &Point, b: &Point) -> Diff {
                 bytes_per_hour,
                 sites,
                 paths,
+                growing_path,
             }
         })
         .collect();
@@ -385,10 +401,7 @@ fn classify(a: Option<u64>, b: Option<u64>) -> Change {
 
 fn paths_of(point: &Point, type_name: &str) -> Vec<KeptAliveBy> {
     let Some(r) = &point.retention else { return Vec::new() };
-    r.paths_for(type_name)
-        .take(SITES_PER_TYPE)
-        .map(KeptAliveBy::from)
-        .collect()
+    KeptAliveBy::of_type(r, type_name, SITES_PER_TYPE)
 }
 
 fn sites_of(point: &Point, type_name: &str) -> Vec<SiteShare> {
@@ -503,8 +516,15 @@ pub fn render(d: &Diff, a: &Point, b: &Point, top: usize) -> String {
             let at = s.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
             out.push_str(&format!("    ↳ surviving allocations from {}{at}: ~{}\n", s.site, format_bytes(s.bytes)));
         }
+        if let Some(g) = &t.growing_path {
+            out.push_str(&format!(
+                "    ↳ owner to fix: {}, +{} instances from A to B\n",
+                g.path,
+                format_count(g.instances as f64)
+            ));
+        }
         for p in &t.paths {
-            out.push_str(&format!("    ↳ kept alive by {} ({} instances)\n", p.path, format_count(p.instances as f64)));
+            out.push_str(&format!("    ↳ kept alive by {}\n", p.line()));
         }
         if matches!(t.change, Change::Growing | Change::New) && t.sites.is_empty() {
             out.push_str("    ↳ no sampled survivors of this type in B: sample longer (`leakscope snapshot --sample 30s`)\n");

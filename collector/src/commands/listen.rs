@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// Interval assumed for the plain status line when producers have not said theirs.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long to wait at the end for the agents' retention answers.
+const PATHS_WAIT: Duration = Duration::from_secs(15);
+
 pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let socket = match args.socket.clone() {
         Some(socket) => socket,
@@ -35,7 +38,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let out_dir = out.path().to_path_buf();
     let recorder = out.create_file("recording.ndjson");
     let (tx, rx) = ingest::channel();
-    ingest::serve(listener, tx);
+    let replies = ingest::serve(listener, tx);
 
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
     let mode = if live {
@@ -71,14 +74,19 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
         "no producer connected yet: start the worker with the variables from `leakscope env --socket {}`",
         locate::shell_quote(&socket.display().to_string())
     );
+    // What keeps the growing types alive: asked as each is confirmed, and once more at the end.
+    let mut paths = crate::retention_asker::PathAsker::new(false);
     loop {
         session.pump(Duration::from_millis(100));
+        paths.tick(&mut session, &replies, &[]);
         if signals::received() > 0 {
             session.info.stopped_by = Some(signals::last_signal_name().to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 1);
             break;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             session.info.stopped_by = Some("--duration elapsed".to_string());
+            paths.ask_and_wait(&mut session, &replies, &[], PATHS_WAIT, &|| signals::received() > 0);
             break;
         }
         let interval = session

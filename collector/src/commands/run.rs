@@ -68,31 +68,6 @@ pub struct Libraries {
 /// How long to wait for the agent's retention answer before stopping the target anyway.
 const PATHS_WAIT: Duration = Duration::from_secs(15);
 
-/// Asks each agent what keeps its growing managed types (at most 3) alive, and waits for the
-/// answers, which the report then shows under the findings.
-fn ask_paths_before_stopping(session: &mut Session, replies: &ingest::Replies) {
-    let types = crate::report::growing_managed_types(&session.store, &crate::analysis::Thresholds::default());
-    let mut names: Vec<String> = Vec::new();
-    for (_, t) in types {
-        if !names.contains(&t) && names.len() < 3 {
-            names.push(t);
-        }
-    }
-    if names.is_empty() {
-        return;
-    }
-    let before = session.store.producers().filter(|p| p.retention.is_some()).count();
-    let command = serde_json::json!({"cmd": "retention", "types": names}).to_string();
-    if replies.broadcast(&command) == 0 {
-        return;
-    }
-    session.info.note("info", format!("asked the agent what keeps {} alive before stopping", names.join(", ")));
-    let until = Instant::now() + PATHS_WAIT;
-    while Instant::now() < until && session.store.producers().filter(|p| p.retention.is_some()).count() == before {
-        session.pump(Duration::from_millis(100));
-    }
-}
-
 pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
     let agent = locate::find_library(Library::Agent, libs.agent.as_deref())
         .map_err(|nf| nf.into_error())?;
@@ -319,24 +294,37 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let mut signals_handled = 0;
     let mut output_tail: Vec<String> = Vec::new();
     let mut tail_read_at: Option<Instant> = None;
+    // What keeps the growing types alive: asked as each is confirmed (so a worker that exits by
+    // itself has its paths), periodically in a soak (which path grows), and again at the end.
+    let mut paths = crate::retention_asker::PathAsker::new(session.soak.is_some());
 
     let exit = loop {
         session.pump(Duration::from_millis(100));
         if let Some(exit) = child.try_wait() {
             break exit;
         }
+        if spec.ask_paths && !child.stopping() && paths.ready() {
+            let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
+            paths.tick(&mut session, &replies, &leaking);
+        }
         let received = signals::received();
         if received > signals_handled {
             if child.stopping() {
                 child.escalate();
             } else {
+                if spec.ask_paths {
+                    // Ctrl-C: the worker can still answer; a second Ctrl-C stops waiting.
+                    let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
+                    paths.ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| signals::received() > received);
+                }
                 child.request_stop(signals::last_signal_name());
             }
             signals_handled = received;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) && !child.stopping() {
             if spec.ask_paths {
-                ask_paths_before_stopping(&mut session, &replies);
+                let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
+                paths.ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| signals::received() > signals_handled);
             }
             child.request_stop("--duration elapsed");
         }

@@ -312,28 +312,58 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
     })
 }
 
-/// What keeps each asked-about type alive, most instances first.
+/// What keeps each asked-about type alive, most instances first (estimates when the agent
+/// followed a sample), with the retained size of the top paths' first object of the
+/// application's own; a path a budget cut short is `unknown (walk cut short: …)`.
 pub fn render_retention(r: &crate::protocol::Retention) -> String {
     let mut out = String::new();
     for t in &r.types {
+        let instances = t.instances.map_or(0.0, |n| n.0);
+        let sampled = t.sampled.map_or(0.0, |n| n.0);
         out.push_str(&format!(
-            "\nwhat keeps {} alive ({} instances, {}):\n",
+            "\nwhat keeps {} alive ({} instances, {}{}):\n",
             t.type_name,
-            format_count(t.instances.map_or(0.0, |n| n.0)),
-            format_bytes(t.bytes.map_or(0.0, |n| n.0))
+            format_count(instances),
+            format_bytes(t.bytes.map_or(0.0, |n| n.0)),
+            if sampled > 0.0 && sampled < instances {
+                format!("; {} followed, counts per path estimated", format_count(sampled))
+            } else {
+                String::new()
+            }
         ));
         if t.paths.is_empty() {
             out.push_str("    (no instances reached)\n");
         }
         for p in &t.paths {
             out.push_str(&format!("  {:>10}  {}\n", format_count(p.instances.map_or(0.0, |n| n.0)), p.render()));
+            if let Some(k) = &p.retained {
+                out.push_str(&format!(
+                    "  {:>10}  {} shallow; each {} keeps {}{} alive by itself\n",
+                    "",
+                    format_bytes(p.bytes.map_or(0.0, |n| n.0)),
+                    k.type_name,
+                    if k.lower_bound { "at least " } else { "" },
+                    format_bytes(k.bytes_per_instance.map_or(0.0, |n| n.0))
+                ));
+            }
         }
     }
     if r.truncated {
-        out.push_str(&format!("(partial: the {} budget ran out)\n", r.truncated_by.join(" and ")));
+        match &r.cut_short {
+            Some(why) => out.push_str(&format!("(partial: {why})\n")),
+            None => out.push_str(&format!("(partial: the {} budget ran out)\n", r.truncated_by.join(" and "))),
+        }
     }
-    if let Some(why) = r.roots.as_ref().filter(|roots| !roots.reported).and_then(|roots| roots.why.as_ref()) {
-        out.push_str(&format!("(roots other than static fields are not told apart: {why})\n"));
+    if let Some(roots) = &r.roots {
+        match (&roots.source, &roots.why) {
+            (Some(source), _) if roots.reported => out.push_str(&format!(
+                "(roots other than statics named by the runtime's {}, a {:.0} ms pause)\n",
+                if source == "heap-dump" { "heap dump" } else { "GC callbacks" },
+                roots.pause_ms.map_or(0.0, |n| n.0)
+            )),
+            (_, Some(why)) => out.push_str(&format!("(roots other than static fields are not told apart: {why})\n")),
+            _ => {}
+        }
     }
     out
 }

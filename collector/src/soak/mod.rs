@@ -244,6 +244,12 @@ pub struct Subject {
     pub sites: Vec<SiteRef>,
     /// Producer time (ms since the process started) from which this verdict held to the end.
     pub verdict_since_ms: Option<f64>,
+    /// Type verdicts: the retention path whose instances kept rising (the owner to fix, even
+    /// with no call site sampled), and the main path of the latest retention record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_to_fix: Option<crate::path_growth::GrowingPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_alive_by: Option<String>,
     /// One paragraph: what was measured and why this verdict.
     pub evidence: String,
 }
@@ -690,6 +696,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         .collect();
     corroborate_sites(store, ctx, &mut subjects, warmup);
     attach_sites(&mut subjects);
+    attach_paths(store, &mut subjects);
     if ctx.default_rule {
         gate::release_explained_total(&mut subjects);
     }
@@ -1017,6 +1024,8 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
         peak_bytes: c.peak_bytes,
         sites: Vec::new(),
         verdict_since_ms: None,
+        owner_to_fix: None,
+        kept_alive_by: None,
         evidence: String::new(),
     }
 }
@@ -1145,6 +1154,31 @@ fn attach_sites(subjects: &mut [Subject]) {
         if let Some(refs) = by_type.get(&(s.pid, t)) {
             s.sites = refs.clone();
         }
+    }
+}
+
+/// The managed types whose census already says leaking (during the run, after the planned
+/// warm-up): what to ask the agent about, call site sampled or not.
+pub fn leaking_types(store: &Store, ctx: &Context) -> Vec<(u32, String)> {
+    let warmup = warmup_end_ms(&ctx.settings, ctx.settings.duration_ms as f64);
+    let info_tau = ctx.info_threshold();
+    candidates(store, ctx)
+        .into_iter()
+        .map(|c| judge(c, ctx, warmup, info_tau))
+        .filter(|s| s.kind == SubjectKind::Type && s.verdict == SoakVerdict::Leaking)
+        .filter_map(|s| Some((s.pid, s.type_name?)))
+        .collect()
+}
+
+/// Type verdicts: what keeps the type alive, from the agent's retention records.
+fn attach_paths(store: &Store, subjects: &mut [Subject]) {
+    for s in subjects.iter_mut().filter(|s| s.kind == SubjectKind::Type) {
+        let Some(type_name) = s.type_name.clone() else { continue };
+        s.owner_to_fix = crate::report::owner_to_fix(store, s.pid, Some(&type_name));
+        let latest = crate::report::latest_retention(store, s.pid, &type_name);
+        s.kept_alive_by = latest.and_then(|r| {
+            crate::report::kept_alive_lines(&crate::report::KeptAliveBy::of_type(r, &type_name, 3)).into_iter().next()
+        });
     }
 }
 
@@ -1346,6 +1380,11 @@ fn evidence(s: &Subject) -> String {
                 .collect();
             let _ = write!(e, "; allocated at {}", sites.join("; "));
         }
+    }
+    if let Some(owner) = &s.owner_to_fix {
+        let _ = write!(e, "; owner to fix: {}", owner.text());
+    } else if let Some(kept) = &s.kept_alive_by {
+        let _ = write!(e, "; {kept}");
     }
     if !s.failed_rules.is_empty() {
         let _ = write!(e, "; breaks `{}`", s.failed_rules.join("`, `"));

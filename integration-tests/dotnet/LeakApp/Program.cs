@@ -28,6 +28,8 @@ public static class Program
             "hold" => StringLeak.LeakThenHold(seconds, args),
             "alloc-bench" => AllocBench.Run(args),
             "retention" => RetentionLeaks.Run(Running, args),
+            "retained" => PayloadLeak.Run(Running, args),
+            "big-heap" => BigHeap.Run(Running, args),
             "exit-code" => ExitCode(),
             _ => Help(),
         };
@@ -45,7 +47,7 @@ public static class Program
 
     static long Help()
     {
-        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench retention exit-code");
+        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench retention retained big-heap exit-code");
         return -1;
     }
 }
@@ -308,6 +310,11 @@ public static class RetentionLeaks
         for (int i = 0; i < subscribers; i++) _ = new Subscriber();
         for (int i = 0; i < sessions; i++) SessionRegistry.Sessions.Add(new Session(i));
         for (int i = 0; i < 5000; i++) StringLeak.RecordAuditLine(i);
+        // A generic class's static (one per instantiation) and a thread static.
+        for (int i = 0; i < 1000; i++) Registry<Tag>.Items.Add(new Tag("tag-" + i));
+        var notes = new Thread(NoteKeeper.Keep) { IsBackground = true, Name = "notes" };
+        notes.Start();
+        NoteKeeper.Started.Wait();
         // Two more sessions, held from outside the heap: one by this frame, one by a GC handle.
         var heldByStack = new Session(-1);
         var handle = System.Runtime.InteropServices.GCHandle.Alloc(new Session(-2));
@@ -323,5 +330,112 @@ public static class RetentionLeaks
         GC.KeepAlive(heldByStack);
         handle.Free();
         return Clock.Raise() + SessionRegistry.Sessions.Count + churn % 7;
+    }
+}
+
+/// Subscribers that each own a payload and never unsubscribe: what one keeps alive by itself
+/// is its payload (plus itself).
+public sealed class PayloadSubscriber
+{
+    readonly byte[] _payload;
+    public int Ticks;
+
+    public PayloadSubscriber(int payload)
+    {
+        _payload = new byte[payload];
+        Ticker.Tick += OnTick;
+    }
+
+    void OnTick(object? sender, EventArgs e) => Ticks += _payload.Length > 0 ? 1 : 0;
+}
+
+public static class Ticker
+{
+    public static event EventHandler? Tick;
+    public static int Raise()
+    {
+        Tick?.Invoke(null, EventArgs.Empty);
+        return Tick?.GetInvocationList().Length ?? 0;
+    }
+}
+
+/// usage: retained [seconds] [subscribers] [payload bytes]
+public static class PayloadLeak
+{
+    public static long Run(Func<bool> running, string[] args)
+    {
+        int subscribers = args.Length > 2 ? int.Parse(args[2]) : 2000;
+        int payload = args.Length > 3 ? int.Parse(args[3]) : 1024;
+        for (int i = 0; i < subscribers; i++) _ = new PayloadSubscriber(payload);
+        Console.WriteLine($"ready subscribers={subscribers} payload={payload}");
+        long churn = 0;
+        while (running())
+        {
+            for (int k = 0; k < 200; k++) churn += Churn.Garbage(k);
+            Thread.Sleep(5);
+        }
+        return Ticker.Raise() + churn % 7;
+    }
+}
+
+/// A heap of about N objects, a third of them a leak of closures in a static list (each a
+/// Func<int>, its display class and a captured int[]), the rest records in a dictionary.
+/// usage: big-heap [seconds] [objects]
+public static class BigHeap
+{
+    public static readonly List<Func<int>> Retries = new();
+    public static readonly Dictionary<int, string[]> Records = new();
+
+    public static long Run(Func<bool> running, string[] args)
+    {
+        long objects = args.Length > 2 ? long.Parse(args[2]) : 1_000_000;
+        long closures = objects / 3 / 3;
+        for (long i = 0; i < closures; i++)
+        {
+            int[] attempts = new int[2];
+            attempts[0] = (int)i;
+            Retries.Add(() => attempts[0]);
+        }
+        // The rest: an array of 4 strings per record (5 objects).
+        long records = (objects - closures * 3) / 5;
+        for (int i = 0; i < records; i++)
+            Records[i] = new[] { $"r{i}", $"name {i}", $"code-{i % 977}", i.ToString() };
+        Console.WriteLine($"ready closures={closures} records={records}");
+        long churn = 0;
+        while (running())
+        {
+            for (int k = 0; k < 50; k++) churn += Churn.Garbage(k);
+            Thread.Sleep(5);
+        }
+        return Retries.Count + Records.Count + churn % 7;
+    }
+}
+
+public sealed record Tag(string Name);
+
+/// A registry per item type: each instantiation has its own static list.
+public static class Registry<T>
+{
+    public static readonly List<T> Items = new();
+}
+
+public sealed class Note(int id)
+{
+    public readonly int Id = id;
+    public readonly byte[] Text = new byte[16];
+}
+
+/// A thread that keeps notes in a thread-static list for as long as it lives.
+public static class NoteKeeper
+{
+    [ThreadStatic] static List<Note>? t_notes;
+    public static readonly ManualResetEventSlim Started = new();
+
+    public static void Keep()
+    {
+        t_notes = new List<Note>();
+        for (int i = 0; i < 700; i++) t_notes.Add(new Note(i));
+        Started.Set();
+        Thread.Sleep(Timeout.Infinite);
     }
 }

@@ -12,6 +12,10 @@
 //                     (Marshal.AllocHGlobal, never freed), beside native churn that frees all
 //   thin-leak         SoakApp.Shard<Mi, Mj> (100 types) @ SoakApp.ThinLeak.Keep  ~50 kB/h each,
 //                     5 MB/h in all, under light churn that keeps no window of recent messages
+//   rooted            SoakApp.Pending     held by a local of SoakApp.Rooted.Loop (a stack frame)
+//                     SoakApp.Parked      held through a GCHandle kept in native memory
+//   string-drip       System.String       4 a second into static SoakApp.StringDrip.AuditTrail,
+//                     under heavier churn (strings everywhere: the type alone says nothing)
 //
 // usage: SoakApp <scenario> [seconds]   (runs until Ctrl-C/SIGTERM when seconds is omitted)
 // Prints "ready" when the worker starts, "done <checksum>" and its message and allocation
@@ -45,11 +49,13 @@ public static class Program
             "slow-drip" => Drip.Tick,
             "native-leak" => NativeBuffers.Tick,
             "thin-leak" => ThinLeak.Tick,
+            "rooted" => Rooted.Tick,
+            "string-drip" => StringDrip.Tick,
             _ => null,
         };
         if (extra == null)
         {
-            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak thin-leak");
+            Console.Error.WriteLine("scenarios: steady-leak bounded-cache warmup-then-flat bursts churn slow-drip native-leak thin-leak rooted string-drip");
             return 2;
         }
         // Heavy churn everywhere; heavier under the slow drip, which must be found anyway. The
@@ -57,7 +63,7 @@ public static class Program
         // worker goes on, so it also counts what the worker allocated in those few ms (up to a
         // tick's messages, ~100 kB at 80 a tick) — more than a 5 MB/h leak adds between two
         // points of a one-minute soak.
-        int messagesPerTick = scenario switch { "slow-drip" => 160, "thin-leak" => 8, _ => 80 };
+        int messagesPerTick = scenario switch { "slow-drip" or "string-drip" => 160, "thin-leak" => 8, _ => 80 };
         Console.WriteLine("ready");
         var clock = Stopwatch.StartNew();
         // The thin leak is 1.4 kB/s in all: the retry window's ups and downs would drown it in a
@@ -347,5 +353,71 @@ public static class ThinLeak
     public static void Tick(double now)
     {
         while (made < (long)(now / 0.0576)) Keep(made++);
+    }
+}
+
+/// Held from outside the heap: records kept by a long-running method's local list (its stack
+/// frame is the root) and by a list only a GCHandle holds, the handle kept in native memory.
+public sealed class Pending
+{
+    public long Id;
+    public byte[] Data = new byte[64];
+}
+
+public sealed class Parked
+{
+    public long Id;
+    public byte[] Data = new byte[64];
+}
+
+public static class Rooted
+{
+    static IntPtr table;
+    static long parked;
+    static Thread? loop;
+
+    // A worker loop that never lets go of what it queued.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void Loop()
+    {
+        var pending = new List<Pending>();
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            while (pending.Count < (long)(clock.Elapsed.TotalSeconds * 200))
+                pending.Add(new Pending { Id = pending.Count });
+            Thread.Sleep(20);
+            GC.KeepAlive(pending);
+        }
+    }
+
+    public static void Tick(double now)
+    {
+        if (loop == null)
+        {
+            loop = new Thread(Loop) { IsBackground = true, Name = "rooted-loop" };
+            loop.Start();
+            var handle = GCHandle.Alloc(new List<Parked>());
+            table = Marshal.AllocHGlobal(IntPtr.Size);
+            Marshal.WriteIntPtr(table, GCHandle.ToIntPtr(handle));
+        }
+        var list = (List<Parked>)GCHandle.FromIntPtr(Marshal.ReadIntPtr(table)).Target!;
+        while (parked < (long)(now * 200))
+            list.Add(new Parked { Id = parked++ });
+    }
+}
+
+/// A slow leak of the commonest type: audit strings kept in a static list.
+public static class StringDrip
+{
+    public static readonly List<string> AuditTrail = new();
+    static long next;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Record(long i) => AuditTrail.Add($"audit {i:D8} user={i % 97} action=read");
+
+    public static void Tick(double now)
+    {
+        while (next < (long)(now * 4)) Record(next++);
     }
 }

@@ -2,29 +2,44 @@
 //! their instances alive, aggregated by shape (`static LeakApp.Clock.Tick` → `EventHandler` →
 //! `Object[]` → `EventHandler` → `Subscriber`, 5000 instances).
 //!
-//! Right after an induced full GC (everything left is reachable) the agent locates the static
-//! fields ([`statics`]), walks the heap into a compact graph with the runtime suspended
-//! ([`graph`], reading the statics' values in the same suspension), then, with the application
-//! running again, searches it from the roots and counts instances per path ([`paths`]), and
-//! names types and fields ([`fields`]). Memory and time are bounded; a budget that stops the
-//! work is reported, never exceeded. Needs `EnumerateGCHeapObjects` (.NET 9+).
+//! Right after an induced full GC (everything left is reachable): a census says which classes
+//! the requested types are and how many instances each has; the [search](search) samples the
+//! instances and follows them up to the roots, one heap walk per step, keeping only what it
+//! follows ([`tracked`]); static fields are located ([`statics`]) and their values read inside
+//! each walk's suspension ([`walk`]); when some paths end at objects nothing on the heap
+//! references, the GC is asked for its roots ([`root_kinds`]); then the followed part of the
+//! heap is searched from the roots ([`graph`], [`paths`]) and instances are counted per path,
+//! with types and fields named ([`fields`]). Memory and time are bounded; a budget that stops
+//! the work is reported, never exceeded, and a path it cut short is `unknown`, never a root.
+//! Needs `EnumerateGCHeapObjects` (.NET 9+).
 
 pub mod fields;
+pub mod generic_statics;
+pub mod generics;
 pub mod graph;
+pub mod heap_dump;
 pub mod paths;
+pub mod retained;
+pub mod root_kinds;
 pub mod roots;
+pub mod search;
 pub mod statics;
+pub mod tracked;
+pub mod walk;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
-use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, ClassID, FunctionID, HRESULT, root};
+use crate::clr::types::{ClassID, FunctionID};
 use crate::output::records::*;
-use graph::{AtSuspension, Limit};
+use crate::pipeline::census::TypeTotals;
 use paths::{ARRAY_ELEMENT, ELIDED, Roots, Signatures};
+use search::{Stopped, Target};
 use statics::{Slot, Statics};
+use tracked::{NONE, flag};
 
 const DEFAULT_MAX_PATHS: usize = 5;
 const MAX_PATHS: usize = 100;
@@ -32,6 +47,17 @@ const MAX_TYPES: usize = 64;
 const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(10);
 /// Least memory worth starting a walk with.
 const MIN_BUDGET: usize = 1 << 20;
+/// Instances followed per type: all of them up to this many, else a spread-out sample of it.
+const SAMPLES_PER_TYPE: u64 = 4096;
+/// Instances followed over all the requested types.
+const SAMPLES_TOTAL: u64 = 16384;
+/// Fewest followed per type, however many types are asked for.
+const MIN_SAMPLES_PER_TYPE: u64 = 256;
+/// Paths per type whose retained size is measured (the top ones), and instances per path.
+const MEASURED_PATHS: usize = 3;
+/// A walk this quick means a small heap, where the GC's roots cost little.
+const CHEAP_WALK: Duration = Duration::from_millis(100);
+const MEASURED_PER_PATH: usize = 16;
 
 /// What the collector asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,35 +91,651 @@ impl Request {
     }
 }
 
-/// What persists between requests: located statics, field layouts, the heap's last size.
+/// What persists between requests: located statics, field layouts.
 #[derive(Default)]
 pub struct Retention {
     statics: Statics,
     pub fields: fields::FieldNames,
-    expected_objects: usize,
+    /// Generic classes' statics named by type: name → index among the statics' fields.
+    by_type: HashMap<Arc<str>, u32>,
+    matcher: generic_statics::Matcher,
 }
 
-/// Reads the statics' values during the walk's suspension, if no GC ran since they were
-/// located (a GC may have moved their storage).
-struct SlotReader<'a> {
-    slots: &'a mut [Slot],
-    gc_counter: &'a AtomicU32,
-    located_at_gc: u32,
-    stale: bool,
+/// What a request needs from the pipeline besides the agent.
+pub struct Context<'a> {
+    pub names: &'a mut dyn Namer,
+    pub is_framework: &'a dyn Fn(&str) -> bool,
+    /// The census of this same GC, if one was just taken (else the search takes one).
+    pub census: Option<&'a HashMap<ClassID, TypeTotals>>,
+    /// Lets the application run for a while between walks (the pipeline takes in events);
+    /// false when told to stop.
+    pub idle: &'a mut dyn FnMut(Duration) -> bool,
 }
 
-impl AtSuspension for SlotReader<'_> {
-    fn suspended(&mut self) {
-        if self.gc_counter.load(Ordering::SeqCst) != self.located_at_gc {
-            self.stale = true;
-            return;
+/// The search's access to the statics and the pipeline between walks.
+struct Host<'a, 'b> {
+    agent: &'a Agent,
+    statics: &'a mut Statics,
+    cx: &'a mut Context<'b>,
+    fields_located: usize,
+}
+
+impl search::Host for Host<'_, '_> {
+    fn locate_statics(&mut self) -> (Vec<Slot>, u32) {
+        let names = &mut *self.cx.names;
+        let slots = self.statics.slots(&self.agent.info, &mut |c| names.class(c), self.cx.is_framework);
+        self.fields_located = slots.len();
+        // The GC count after locating: reading the values is safe only if no GC ran since.
+        (slots, self.agent.capture.counters.last_gc.load(Ordering::SeqCst))
+    }
+
+    fn idle(&mut self, d: Duration) -> bool {
+        (self.cx.idle)(d)
+    }
+}
+
+impl Retention {
+    /// Finds the paths to the requested types. Call on the agent thread right after a full GC
+    /// (numbered `gc`).
+    pub fn run(&mut self, agent: &'static Agent, request: &Request, gc: u32, cx: &mut Context<'_>) -> RetentionRecord {
+        let started = Instant::now();
+        let deadline = started + request.time_budget;
+        let baseline = crate::memory::allocated_bytes();
+        let room = agent.config.memory_limit_bytes.saturating_sub(baseline);
+        let budget = request.memory_budget.map_or(room, |b| b.min(room));
+        let mut record = RetentionRecord {
+            gc,
+            t_ms: agent.elapsed_ms(),
+            unix_ms: crate::pipeline::unix_ms(),
+            elapsed_ms: 0.0,
+            pause_ms: 0.0,
+            max_pause_ms: 0.0,
+            walks: Vec::new(),
+            objects: 0,
+            followed: 0,
+            samples: 0,
+            memory_bytes: 0,
+            memory_budget_bytes: budget,
+            time_budget_ms: request.time_budget.as_millis() as u64,
+            truncated: false,
+            truncated_by: Vec::new(),
+            cut_short: None,
+            statics: RetentionStatics { fields: 0, with_value: 0, stale: false },
+            roots: RetentionRoots { reported: false, count: 0, source: None, pause_ms: 0.0, why: None },
+            error: None,
+            types: Vec::new(),
+        };
+        if budget < MIN_BUDGET {
+            record.error = Some(format!(
+                "no memory left for the search: the agent uses {} MB of its {} MB (LEAKSCOPE_MEMORY_LIMIT_MB)",
+                baseline >> 20,
+                agent.config.memory_limit_bytes >> 20
+            ));
+            return record;
         }
-        for slot in self.slots.iter_mut() {
-            // SAFETY: the runtime gave this address for a static field of an initialised class
-            // and no GC has run since (checked above, with the runtime now suspended), so it
-            // is still the field's storage and holds an object reference or null.
-            slot.value = unsafe { (slot.address as *const usize).read_volatile() };
+        let info = &agent.info;
+        if info.version() < 15 {
+            record.error = Some(format!(
+                "cannot walk the heap: this runtime offers ICorProfilerInfo{} and EnumerateGCHeapObjects needs \
+                 ICorProfilerInfo15 (.NET 9 or later)",
+                info.version()
+            ));
+            return record;
         }
+
+        // Which classes the requested types are, and how many instances each has.
+        let taken;
+        let by_class = match cx.census {
+            Some(c) => c,
+            None => match crate::pipeline::census::take(info) {
+                // The census that finds the instances was cut short: nothing to search from.
+                Ok(c) if c.stopped.is_some() => {
+                    record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
+                    let (label, why) = match c.stopped {
+                        Some(crate::pipeline::heap_walk::Stopped::Interrupted(why)) => ("interrupted", why),
+                        _ => ("time", "out of time".to_string()),
+                    };
+                    record.truncated = true;
+                    record.truncated_by.push(label);
+                    record.cut_short = Some(format!(
+                        "walk cut short: the census that finds the instances stopped after {} objects, {why}",
+                        c.objects
+                    ));
+                    record.pause_ms = ms(c.pause);
+                    record.max_pause_ms = ms(c.pause);
+                    record.elapsed_ms = ms(started.elapsed());
+                    return record;
+                }
+                Ok(c) => {
+                    record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
+                    taken = c.by_class;
+                    &taken
+                }
+                Err(hr) => {
+                    record.error = Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
+                    record.elapsed_ms = ms(started.elapsed());
+                    return record;
+                }
+            },
+        };
+        let mut targets: Vec<Target> = request.types.iter().map(|_| Target::default()).collect();
+        let mut matched: Vec<Vec<Arc<str>>> = vec![Vec::new(); request.types.len()];
+        let mut target_of: tracked::AddrMap<usize> = Default::default();
+        let mut classes: Vec<(&ClassID, &TypeTotals)> = by_class.iter().collect();
+        classes.sort_by_key(|(c, _)| **c);
+        for (&class, totals) in classes {
+            let name = cx.names.class(class);
+            let Some(t) = request.types.iter().position(|wanted| type_matches(wanted, &name)) else { continue };
+            target_of.insert(class, t);
+            let target = &mut targets[t];
+            target.classes.push(class);
+            target.instances += totals.count;
+            target.bytes += totals.bytes;
+            if !matched[t].contains(&name) {
+                matched[t].push(name);
+            }
+        }
+        let no_references = no_references(info, by_class.keys().copied(), &mut *cx.names);
+        // The application's own classes (not the framework's, not arrays): their instances the
+        // search follows are followed down too, from the start, for their retained size.
+        let own_classes: tracked::AddrSet = by_class
+            .keys()
+            .copied()
+            .filter(|&c| {
+                let name = cx.names.class(c);
+                !(cx.is_framework)(&name) && !name.ends_with(']')
+            })
+            .collect();
+        let per_type = (SAMPLES_TOTAL / request.types.len().max(1) as u64).clamp(MIN_SAMPLES_PER_TYPE, SAMPLES_PER_TYPE);
+        for t in &mut targets {
+            t.stride = t.instances.div_ceil(per_type).max(1);
+        }
+
+        // The search: sample, then walk up from the samples.
+        let limits = search::Limits {
+            deadline,
+            max_walks: search::MAX_WALKS,
+            gc: &agent.capture.counters.last_gc,
+            no_references: &no_references,
+            own_classes: &own_classes,
+        };
+        let mut host = Host { agent, statics: &mut self.statics, cx: &mut *cx, fields_located: 0 };
+        let searched = search::run(info, &mut host, &mut targets, &target_of, budget, baseline, &limits);
+        let fields_located = host.fields_located;
+        let mut searched = match searched {
+            Ok(s) => s,
+            Err(hr) => {
+                record.error = Some(format!("cannot walk the heap in a suspension of its own ({hr:#x})"));
+                record.elapsed_ms = ms(started.elapsed());
+                return record;
+            }
+        };
+        record.statics.fields = fields_located;
+        record.statics.stale = !searched.statics_read;
+        record.statics.with_value = searched.tracked.nodes.iter().filter(|n| n.static_field != NONE).count();
+        record.objects = searched.heap_objects;
+        record.samples = targets.iter().map(|t| t.samples.len() as u64).sum();
+
+        // A generic class's statics: the runtime gives no address, so what the storage for statics
+        // holds is named by its type where exactly one loaded instantiation's field fits.
+        let by_type = self.name_generic_statics(info, &mut searched.tracked, &mut *cx.names, cx.is_framework);
+
+        // Roots other than statics, for paths that end at objects nothing references.
+        let mut holders: Vec<root_kinds::Holder> = Vec::new();
+        let wanted = roots_wanted(&searched.tracked, &targets);
+        let longest = searched.walks.iter().map(|w| w.pause).max().unwrap_or_default();
+        // On a big heap the roots cost a pause longer than a walk's (the heap dump lists every
+        // object): only for a share of instances worth it.
+        let worth = targets.iter().zip(&wanted).any(|(t, &w)| {
+            w > 0 && (longest < CHEAP_WALK || w * 100 >= t.samples.len() as u64)
+        });
+        if worth && searched.stopped.is_none() {
+            match root_kinds::collect(info) {
+                Ok(collected) => {
+                    record.roots.source = Some(collected.source);
+                    record.roots.pause_ms = ms(collected.pause);
+                    record.roots.count = collected.count;
+                    match root_kinds::mark(info, &mut searched.tracked, &collected, &agent.capture.counters.last_gc, &mut holders) {
+                        Some(_) => {
+                            record.roots.reported = true;
+                            if collected.dropped > 0 {
+                                record.roots.why = Some(format!(
+                                    "{} roots were not kept (past the limit or reported concurrently)",
+                                    collected.dropped
+                                ));
+                            }
+                        }
+                        None => record.roots.why = Some("another GC ran between the root report and matching it".into()),
+                    }
+                }
+                Err(why) => record.roots.why = Some(why),
+            }
+        } else if searched.stopped.is_some() {
+            record.roots.why = Some("not asked for: the search was cut short".into());
+        } else if wanted.iter().any(|&w| w > 0) {
+            record.roots.why = Some(format!(
+                "not asked for: fewer than 1 % of the sampled instances end at objects nothing references, and on a heap \
+                 this size the GC's root report pauses the application longer than a walk ({} sampled instances)",
+                wanted.iter().sum::<u64>()
+            ));
+        }
+
+        // Root descriptions: statics, the GC's roots, then the fixed kinds.
+        let mut descs: Vec<RetentionRoot> = Vec::new();
+        let mut static_desc: HashMap<u32, u32> = HashMap::new();
+        let mut statics_seeds: Vec<(u32, u32, bool)> = Vec::new();
+        for (i, n) in searched.tracked.nodes.iter().enumerate() {
+            if n.static_field == NONE || n.has(flag::DEAD) {
+                continue;
+            }
+            let field = &self.statics.fields[n.static_field as usize];
+            let d = *static_desc.entry(n.static_field).or_insert_with(|| {
+                let detail = by_type.contains(&n.static_field).then(|| {
+                    Arc::from("named by the type it holds: the runtime gives no address for a generic class's statics")
+                });
+                descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail });
+                (descs.len() - 1) as u32
+            });
+            statics_seeds.push((i as u32, d, field.framework));
+        }
+        statics_seeds.sort_by_key(|&(_, _, framework)| framework);
+        let holder_base = descs.len() as u32;
+        for h in &holders {
+            descs.push(h.describe(&mut |f| cx.names.function(f)));
+        }
+        let mut gc_seeds: Vec<(u32, u32, u8)> = searched
+            .tracked
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.root != NONE && !n.has(flag::DEAD))
+            .map(|(i, n)| (i as u32, holder_base + n.root, holders[n.root as usize].priority()))
+            .collect();
+        gc_seeds.sort_by_key(|&(_, _, p)| p);
+        let fixed = descs.len() as u32;
+        descs.push(RetentionRoot {
+            kind: "static",
+            name: None,
+            detail: Some("the runtime's storage for statics, through a field not identified".into()),
+        });
+        descs.push(RetentionRoot {
+            kind: "other",
+            name: None,
+            detail: Some(
+                if record.roots.reported {
+                    "referenced by no object and not a root the GC reported (a dependent handle's value, or allocated since)"
+                } else {
+                    "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
+                }
+                .into(),
+            ),
+        });
+        let cut_short = cut_short(&searched, budget, request.time_budget, started.elapsed());
+        descs.push(RetentionRoot { kind: "unknown", name: None, detail: Some(cut_short.clone().into()) });
+        descs.push(RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap".into()) });
+
+        let (graph, referenced) = graph::Graph::from_tracked(&searched.tracked);
+        let nodes = &searched.tracked.nodes;
+        let roots = Roots {
+            statics: statics_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
+            gc: gc_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
+            storage: nodes.iter().map(|n| n.has(flag::HOLDS_STATIC)).collect(),
+            open: nodes.iter().map(search::still_open).collect(),
+            storage_root: fixed,
+            unreferenced_root: fixed + 1,
+            unknown_root: fixed + 2,
+            other_root: fixed + 3,
+        };
+        let tree = paths::search(&graph, &referenced, &roots, deadline.max(Instant::now() + Duration::from_secs(1)));
+        let samples: Vec<(u32, usize)> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(t, target)| target.samples.iter().map(move |&s| (s, t)))
+            .filter(|&(s, _)| !nodes[s as usize].has(flag::DEAD))
+            .collect();
+        let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| cx.names.class(c)).collect();
+        let is_array: Vec<bool> = graph.classes.iter().map(|&c| matches!(info.array_info(c), Ok(Some(_)))).collect();
+        let mut signatures = Signatures::default();
+        let (tallies, sig_of) = paths::tally(&graph, &tree, &samples, &is_array, request.types.len(), &mut signatures);
+
+        // Retained size of the first object of the application's own on the top paths.
+        let mut top: Vec<(usize, u32)> = Vec::new();
+        for (t, tally) in tallies.iter().enumerate() {
+            let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.iter().map(|(&k, &v)| (k, v)).collect();
+            by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            // The top paths that hold a fair share of the type (a path of a stray instance or
+            // two is not worth walks of its own).
+            let floor = (tally.instances / 20).max(1);
+            top.extend(
+                by_path
+                    .iter()
+                    .take(MEASURED_PATHS.min(request.max_paths))
+                    .filter(|(_, (sampled, _))| *sampled >= floor)
+                    .map(|&(sig, _)| (t, sig)),
+            );
+        }
+        // The application's own: not the framework's, and not an array (a container, like the
+        // framework's collections).
+        let own = |name: &str| !(cx.is_framework)(name) && !name.ends_with(']');
+        let is_user = |node: u32| own(&class_names[graph.nodes[node as usize].class as usize]);
+        let mut starts: Vec<u32> = Vec::new();
+        let mut starts_of: HashMap<(usize, u32), Vec<usize>> = HashMap::new();
+        // Per top path: the distinct such objects among all its samples.
+        let mut distinct: HashMap<(usize, u32), std::collections::HashSet<u32>> = HashMap::new();
+        for (i, &(node, t)) in samples.iter().enumerate() {
+            let sig = sig_of[i];
+            if !top.contains(&(t, sig)) {
+                continue;
+            }
+            let chain = tree.chain(node);
+            let Some(&u) = chain.iter().find(|&&x| is_user(x)).or(chain.first()) else { continue };
+            distinct.entry((t, sig)).or_default().insert(u);
+            let of = starts_of.entry((t, sig)).or_default();
+            if of.len() >= MEASURED_PER_PATH {
+                continue;
+            }
+            let k = starts.iter().position(|&s| s == u).unwrap_or_else(|| {
+                starts.push(u);
+                starts.len() - 1
+            });
+            if !of.contains(&k) {
+                of.push(k);
+            }
+        }
+        let measured = if starts.is_empty() || searched.stopped.is_some() {
+            Vec::new()
+        } else {
+            let mut host = Host { agent, statics: &mut self.statics, cx: &mut *cx, fields_located: 0 };
+            let last_pause = searched.walks.last().map_or(Duration::ZERO, |w| w.pause);
+            match retained::measure(info, &mut host, &mut searched, &starts, &limits, last_pause) {
+                Ok(m) => m,
+                Err(hr) => {
+                    tracing::warn!("retained size: cannot walk ({hr:#x})");
+                    Vec::new()
+                }
+            }
+        };
+
+        for (t, tally) in tallies.into_iter().enumerate() {
+            let target = &targets[t];
+            // Each sampled instance stands for this many: over all the samples taken, including
+            // those collected since (they stood for instances that died too, not for the others).
+            let taken = target.samples.len() as f64;
+            let taken_bytes: f64 = target.samples.iter().map(|&s| searched.tracked.nodes[s as usize].size as f64).sum();
+            let scale = if taken == 0.0 { 0.0 } else { target.instances as f64 / taken };
+            let byte_scale = if taken_bytes == 0.0 { 0.0 } else { target.bytes as f64 / taken_bytes };
+            let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.into_iter().collect();
+            by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut listed = Vec::new();
+            let mut other = RetentionOther::default();
+            let mut unknown = 0u64;
+            for (i, (sig, (sampled, bytes))) in by_path.into_iter().enumerate() {
+                let entries = signatures.steps(sig);
+                let instances = (sampled as f64 * scale).round() as u64;
+                let bytes = (bytes as f64 * byte_scale).round() as u64;
+                if entries[0].field == fixed + 2 {
+                    unknown += instances;
+                }
+                if i >= request.max_paths {
+                    other.paths += 1;
+                    other.instances += instances;
+                    other.bytes += bytes;
+                    continue;
+                }
+                let mut steps: Vec<RetentionStep> = Vec::with_capacity(entries.len() + 1);
+                for (k, e) in entries.iter().enumerate() {
+                    let type_name: Arc<str> = if e.class == ELIDED { "…".into() } else { class_names[e.class as usize].clone() };
+                    let field = if k == 0 || e.class == ELIDED {
+                        None
+                    } else if e.field == ARRAY_ELEMENT {
+                        Some(Arc::from("[]"))
+                    } else {
+                        let previous = entries[k - 1].class;
+                        (previous != ELIDED).then(|| self.fields.name(info, graph.classes[previous as usize], e.field)).flatten()
+                    };
+                    steps.push(RetentionStep { type_name, field, repeated: e.repeated });
+                }
+                let ends_in_type = entries
+                    .last()
+                    .is_some_and(|e| e.class != ELIDED && target.classes.contains(&graph.classes[e.class as usize]));
+                if !ends_in_type {
+                    let last = matched[t].first().cloned().unwrap_or_else(|| request.types[t].as_str().into());
+                    steps.push(RetentionStep { type_name: last, field: None, repeated: false });
+                }
+                let retained = starts_of.get(&(t, sig)).filter(|_| !measured.is_empty()).map(|of| {
+                    // The step of the first type of the application's own (else the root's object).
+                    let step = entries.iter().position(|e| e.class != ELIDED && own(&class_names[e.class as usize])).unwrap_or(0);
+                    let total: u64 = of.iter().map(|&k| measured[k].bytes).sum();
+                    let per = total / of.len().max(1) as u64;
+                    // About one such object per sampled instance: as many as the instances;
+                    // shared ones (a list at the root): the sample saw them all.
+                    let seen = distinct.get(&(t, sig)).map_or(0, |d| d.len() as u64);
+                    let objects = if seen * 2 >= sampled { (seen as f64 * scale).round() as u64 } else { seen };
+                    RetainedSize {
+                        step: step as i32,
+                        type_name: steps.get(step).map_or_else(|| "?".into(), |s| s.type_name.clone()),
+                        bytes_per_instance: per,
+                        bytes: per * objects,
+                        measured: of.len() as u64,
+                        lower_bound: of.iter().any(|&k| measured[k].lower_bound),
+                    }
+                });
+                listed.push(RetentionPath {
+                    root: descs[entries[0].field as usize].clone(),
+                    steps,
+                    instances,
+                    bytes,
+                    sampled,
+                    retained,
+                });
+            }
+            record.types.push(RetentionType {
+                type_name: request.types[t].clone(),
+                matched: std::mem::take(&mut matched[t]),
+                instances: target.instances,
+                bytes: target.bytes,
+                sampled: tally.instances,
+                unknown,
+                collected: ((taken - samples.iter().filter(|&&(_, st)| st == t).count() as f64) * scale).round() as u64,
+                unreached: tally.unreached,
+                paths: listed,
+                other,
+            });
+        }
+        for w in &searched.walks {
+            record.walks.push(RetentionWalk {
+                pause_ms: ms(w.pause),
+                objects: w.objects,
+                followed: w.followed as u64,
+                unsettled: w.unsettled as u64,
+            });
+        }
+        record.followed = searched.tracked.nodes.len() as u64;
+        record.pause_ms = record.walks.iter().map(|w| w.pause_ms).sum::<f64>() + record.roots.pause_ms;
+        record.max_pause_ms = record.walks.iter().map(|w| w.pause_ms).fold(record.roots.pause_ms, f64::max);
+        if let Some(why) = searched.stopped {
+            if searched.unsettled > 0 {
+                record.truncated = true;
+                record.truncated_by.push(why.name());
+                record.cut_short = Some(cut_short);
+            }
+        }
+        record.memory_bytes = crate::memory::allocated_bytes().saturating_sub(baseline).max(searched.peak_bytes);
+        record.elapsed_ms = ms(started.elapsed());
+        record
+    }
+}
+
+/// Classes whose instances cannot hold a reference: strings and arrays of numbers.
+fn no_references(
+    info: &crate::clr::profiler_info::ProfilerInfo,
+    classes: impl Iterator<Item = ClassID>,
+    names: &mut dyn Namer,
+) -> tracked::AddrSet {
+    // CorElementType: BOOLEAN (2) … R8 (0xd), I (0x18), U (0x19).
+    let number = |e: u32| (0x02..=0x0d).contains(&e) || e == 0x18 || e == 0x19;
+    classes
+        .filter(|&c| match info.array_info(c) {
+            Ok(Some(array)) => number(array.element_type),
+            Ok(None) => &*names.class(c) == "System.String",
+            Err(_) => false,
+        })
+        .collect()
+}
+
+impl Retention {
+    /// Names the values the runtime's storage for statics holds without a located field, when
+    /// exactly one static field of a loaded generic instantiation is declared with the value's
+    /// type; returns the fields so named.
+    fn name_generic_statics(
+        &mut self,
+        info: &crate::clr::profiler_info::ProfilerInfo,
+        t: &mut tracked::Tracked,
+        names: &mut dyn Namer,
+        is_framework: &dyn Fn(&str) -> bool,
+    ) -> std::collections::HashSet<u32> {
+        let mut named = std::collections::HashSet::new();
+        // Only an array known to be the storage for statics (it holds a located static's value):
+        // other arrays nothing references (a thread's statics, say) hold other things.
+        let is_storage = |n: &tracked::Node, names: &mut dyn Namer, classes: &[ClassID]| {
+            !n.has(flag::DEAD) && n.has(flag::HOLDS_STATIC) && &*names.class(classes[n.class as usize]) == "System.Object[]"
+        };
+        let mut values: Vec<u32> = Vec::new();
+        for e in &t.edges {
+            let (parent, child) = (&t.nodes[e.parent as usize], &t.nodes[e.child as usize]);
+            if child.static_field == NONE && !child.has(flag::DEAD) && is_storage(parent, names, &t.classes) {
+                values.push(e.child);
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        if values.is_empty() {
+            return named;
+        }
+        let mut found: Vec<(u32, Arc<str>, bool)> = Vec::new();
+        {
+            let candidates = self.statics.generic_candidates();
+            for &v in &values {
+                let class = t.classes[t.nodes[v as usize].class as usize];
+                let fits = self.matcher.fitting(info, &candidates, class, 2);
+                if let [one] = fits[..] {
+                    let c = &candidates[one];
+                    let owner = names.class(c.class);
+                    found.push((v, format!("{owner}.{}", c.field).into(), is_framework(&owner)));
+                }
+            }
+        }
+        for (v, name, framework) in found {
+            let field = match self.by_type.get(&name) {
+                Some(&f) => f,
+                None => {
+                    let f = self.statics.add_field(name.clone(), framework);
+                    self.by_type.insert(name, f);
+                    f
+                }
+            };
+            let n = &mut t.nodes[v as usize];
+            n.static_field = field;
+            n.flags &= !flag::EXPAND;
+            named.insert(field);
+        }
+        named
+    }
+}
+
+/// Per requested type, the sampled instances no static reaches and that are held, as far as
+/// the search knows for sure, by objects nothing on the heap references: only the GC's roots
+/// can say what holds those.
+fn roots_wanted(t: &tracked::Tracked, targets: &[Target]) -> Vec<u64> {
+    let n = t.nodes.len();
+    let live: Vec<tracked::Edge> = t
+        .edges
+        .iter()
+        .filter(|e| !t.nodes[e.child as usize].has(flag::DEAD) && !t.nodes[e.parent as usize].has(flag::DEAD))
+        .copied()
+        .collect();
+    let children = search::Csr::new(n, &live, |e| (e.parent, e.child));
+    let reach = |seeds: &mut dyn Iterator<Item = u32>| {
+        let mut seen = vec![false; n];
+        let mut stack: Vec<u32> = seeds.collect();
+        for &s in &stack {
+            seen[s as usize] = true;
+        }
+        while let Some(i) = stack.pop() {
+            for &j in children.of(i) {
+                if !seen[j as usize] {
+                    seen[j as usize] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        seen
+    };
+    let live_node = |i: usize| !t.nodes[i].has(flag::DEAD);
+    let from_statics = reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
+    let from_unreferenced = reach(&mut (0..n).filter(|&i| {
+        let x = &t.nodes[i];
+        live_node(i) && x.referrers == 0 && x.static_field == NONE && !x.has(flag::HOLDS_STATIC) && !search::still_open(x)
+    }).map(|i| i as u32));
+    targets
+        .iter()
+        .map(|target| {
+            target.samples.iter().filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize]).count() as u64
+        })
+        .collect()
+}
+
+/// What a search cut short got to, and what would have let it finish.
+fn cut_short(s: &search::Searched, budget: usize, time_budget: Duration, elapsed: Duration) -> String {
+    let walks = s.walks.len();
+    let last_pause = s.walks.last().map_or(Duration::ZERO, |w| w.pause);
+    let followed = s.tracked.nodes.len();
+    let samples = s.tracked.nodes.iter().filter(|n| n.has(flag::SAMPLE)).count().max(1);
+    let share = 100.0 * s.unsettled as f64 / samples as f64;
+    let pending = format!(
+        "{} of {} sampled instances ({share:.0} %) not followed to a root after {walks} walks of {} objects",
+        s.unsettled,
+        samples,
+        crate::pipeline::retention::count(s.heap_objects.max(s.walks.iter().map(|w| w.objects).max().unwrap_or(0)))
+    );
+    match s.stopped {
+        Some(Stopped::Memory) => {
+            // The frontier grows as the last walk made it grow: at least one more such step.
+            let growth = walks
+                .checked_sub(2)
+                .map_or(followed, |i| followed.saturating_sub(s.walks[i].followed))
+                .max(followed / 4);
+            let need = (budget as f64 * (followed + growth) as f64 / followed.max(1) as f64) as usize;
+            format!(
+                "walk cut short: {pending}, memory budget {} MB ran out following {} objects; at least {} MB needed",
+                budget.div_ceil(1 << 20),
+                count(followed as u64),
+                need.div_ceil(1 << 20).max(budget.div_ceil(1 << 20) + 1)
+            )
+        }
+        Some(Stopped::Time) => format!(
+            "walk cut short: {pending}, time budget {:.0} s; at least {:.0} s needed (each walk pauses the application {:.1} s)",
+            time_budget.as_secs_f64(),
+            (elapsed + last_pause * 2).as_secs_f64().max(time_budget.as_secs_f64() + 1.0).ceil(),
+            last_pause.as_secs_f64()
+        ),
+        Some(Stopped::Walks) => {
+            format!("walk cut short: {pending}, at most {} walks per request; paths are deeper", search::MAX_WALKS)
+        }
+        Some(Stopped::Interrupted) => format!(
+            "walk cut short: {pending}, {}",
+            crate::stop::why().unwrap_or_else(|| "the agent was stopped".to_string())
+        ),
+        None => format!("referrers past {} per object were not followed", tracked::MAX_REFERRERS),
+    }
+}
+
+/// `1.13 M`, `41 k`, `512`.
+pub fn count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.0} k", n as f64 / 1e3),
+        n => n.to_string(),
     }
 }
 
@@ -109,332 +751,6 @@ impl<R: crate::pipeline::names::Runtime> Namer for crate::pipeline::names::Names
     }
     fn function(&mut self, function: FunctionID) -> Arc<str> {
         crate::pipeline::names::Names::function(self, function).display
-    }
-}
-
-impl Retention {
-    /// Walks the heap and reports the paths to the requested types. Call on the agent thread
-    /// right after a full GC (numbered `gc`); `gc_roots` says whether [`roots::arm`] had the
-    /// runtime report that GC's roots.
-    pub fn run(
-        &mut self,
-        agent: &Agent,
-        request: &Request,
-        gc: u32,
-        gc_roots: Result<(), HRESULT>,
-        names: &mut dyn Namer,
-        is_framework: &dyn Fn(&str) -> bool,
-    ) -> RetentionRecord {
-        let started = Instant::now();
-        let deadline = started + request.time_budget;
-        let baseline = crate::memory::allocated_bytes();
-        let room = agent.config.memory_limit_bytes.saturating_sub(baseline);
-        let budget = request.memory_budget.map_or(room, |b| b.min(room));
-        let mut record = RetentionRecord {
-            gc,
-            t_ms: agent.elapsed_ms(),
-            unix_ms: crate::pipeline::unix_ms(),
-            elapsed_ms: 0.0,
-            pause_ms: 0.0,
-            objects: 0,
-            references: 0,
-            memory_bytes: 0,
-            memory_budget_bytes: budget,
-            time_budget_ms: request.time_budget.as_millis() as u64,
-            truncated: false,
-            truncated_by: Vec::new(),
-            statics: RetentionStatics { fields: 0, with_value: 0, stale: false },
-            roots: RetentionRoots { reported: false, count: 0, why: None },
-            error: None,
-            types: Vec::new(),
-        };
-        if budget < MIN_BUDGET {
-            record.error = Some(format!(
-                "no memory left for the object graph: the agent uses {} MB of its {} MB (LEAKSCOPE_MEMORY_LIMIT_MB)",
-                baseline >> 20,
-                agent.config.memory_limit_bytes >> 20
-            ));
-            return record;
-        }
-        let info = &agent.info;
-        if info.version() < 15 {
-            record.error = Some(format!(
-                "cannot walk the heap: this runtime offers ICorProfilerInfo{} and EnumerateGCHeapObjects needs \
-                 ICorProfilerInfo15 (.NET 9 or later)",
-                info.version()
-            ));
-            return record;
-        }
-        let counter = &agent.capture.counters.last_gc;
-        let located_at_gc = counter.load(Ordering::SeqCst);
-        let mut slots = self.statics.slots(info, &mut |c| names.class(c), is_framework);
-        record.statics.fields = slots.len();
-        let mut reader = SlotReader { slots: &mut slots, gc_counter: counter, located_at_gc, stale: false };
-        let walk_started = Instant::now();
-        // An eighth is kept for names, statics and the paths' tables; the graph gets the rest.
-        let walked = match graph::walk(info, budget - budget / 8, deadline, self.expected_objects, &mut reader) {
-            Ok(w) => w,
-            Err(hr) => {
-                record.error = Some(format!(
-                    "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
-                ));
-                record.elapsed_ms = ms(started.elapsed());
-                return record;
-            }
-        };
-        let stale = reader.stale;
-        record.statics.stale = stale;
-        record.statics.with_value = if stale { 0 } else { slots.iter().filter(|s| s.value != 0).count() };
-        record.pause_ms = ms(walked.pause);
-        let mut peak = crate::memory::allocated_bytes().saturating_sub(baseline);
-        let mut graph = walked.graph;
-        let mut limits: Vec<Limit> = walked.stopped.into_iter().collect();
-        if walked.stopped.is_none() {
-            self.expected_objects = graph.nodes.len();
-        }
-        record.objects = graph.nodes.len() as u64;
-        record.references = graph.targets.len() as u64;
-        tracing::info!(
-            "retention: walked {} objects, {} references, {} classes in {:?} ({} unreadable, stopped: {:?})",
-            graph.nodes.len(),
-            graph.targets.len(),
-            graph.classes.len(),
-            walked.pause,
-            walked.unreadable,
-            walked.stopped
-        );
-
-        let phase = Instant::now();
-        graph.index();
-        let indexed = phase.elapsed();
-        let referenced = graph.resolve_edges(deadline);
-        let resolved = phase.elapsed();
-
-        // Which classes are requested, and which are arrays (their slots are elements).
-        let class_names: Vec<Arc<str>> = graph.classes.iter().map(|&c| names.class(c)).collect();
-        let is_array: Vec<bool> = graph.classes.iter().map(|&c| matches!(info.array_info(c), Ok(Some(_)))).collect();
-        let mut matched: Vec<Vec<Arc<str>>> = vec![Vec::new(); request.types.len()];
-        let target_of_class: Vec<Option<usize>> = class_names
-            .iter()
-            .map(|name| {
-                let t = request.types.iter().position(|wanted| type_matches(wanted, name))?;
-                if !matched[t].contains(name) {
-                    matched[t].push(name.clone());
-                }
-                Some(t)
-            })
-            .collect();
-
-        // Roots: the application's statics first, then the framework's; then the GC's roots
-        // (handles, stack frames, finalizer queue), when it reported them for this GC.
-        let mut descs: Vec<RetentionRoot> = Vec::new();
-        let mut statics_seeds: Vec<(u32, u32, bool)> = Vec::new();
-        if !stale {
-            for slot in slots.iter().filter(|s| s.value != 0) {
-                if let Some(node) = graph.find(slot.value) {
-                    let field = &self.statics.fields[slot.field as usize];
-                    statics_seeds.push((node, descs.len() as u32, field.framework));
-                    descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail: None });
-                }
-            }
-        }
-        statics_seeds.sort_by_key(|&(_, _, framework)| framework);
-        let (gc_seeds, gc_roots_record) = self.gc_roots(gc_roots, located_at_gc, stale, &graph, &mut descs, names);
-        record.roots = gc_roots_record;
-        let fixed = descs.len() as u32;
-        descs.push(RetentionRoot {
-            kind: "static",
-            name: None,
-            detail: Some("the runtime's storage for statics, through a field not identified (a generic class's, or a thread static)"),
-        });
-        descs.push(RetentionRoot {
-            kind: "other",
-            name: None,
-            detail: Some(if record.roots.reported {
-                "referenced by no object and not a root the GC reported (a dependent handle's value, or allocated since)"
-            } else {
-                "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
-            }),
-        });
-        descs.push(RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap") });
-        let roots = Roots {
-            statics: statics_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
-            gc: gc_seeds,
-            storage_root: fixed,
-            unreferenced_root: fixed + 1,
-            other_root: fixed + 2,
-        };
-        let mut signatures = Signatures::default();
-        // A search cut short by the agent's stop is interrupted, not out of time.
-        let cut = || if crate::stop::walk_should_stop() { Limit::Interrupted } else { Limit::Time };
-        let tallies = match &referenced {
-            Some(referenced) => {
-                let tree = paths::search(&graph, referenced, &roots, deadline);
-                peak = peak.max(crate::memory::allocated_bytes().saturating_sub(baseline));
-                if !tree.complete {
-                    limits.push(cut());
-                }
-                paths::tally(&graph, &tree, &target_of_class, &is_array, request.types.len(), &mut signatures)
-            }
-            None => {
-                limits.push(cut());
-                // No search: count the instances, all unreached.
-                let mut tallies: Vec<paths::TypeTally> = (0..request.types.len()).map(|_| Default::default()).collect();
-                for n in &graph.nodes {
-                    if let Some(Some(t)) = target_of_class.get(n.class as usize) {
-                        tallies[*t].instances += 1;
-                        tallies[*t].bytes += n.size as u64;
-                        tallies[*t].unreached += 1;
-                    }
-                }
-                tallies
-            }
-        };
-        peak = peak.max(crate::memory::allocated_bytes().saturating_sub(baseline));
-        tracing::info!(
-            "retention: statics located in {:?}, indexed by {:?} ({} runs), edges resolved by {:?}, paths counted by {:?} ({} signatures)",
-            walk_started - started,
-            indexed,
-            graph.runs(),
-            resolved,
-            phase.elapsed(),
-            signatures.len()
-        );
-
-        for (t, tally) in tallies.into_iter().enumerate() {
-            let mut by_path: Vec<(u32, (u64, u64))> = tally.by_path.into_iter().collect();
-            by_path.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut listed = Vec::new();
-            let mut other = RetentionOther::default();
-            for (i, (sig, (instances, bytes))) in by_path.into_iter().enumerate() {
-                if i >= request.max_paths {
-                    other.paths += 1;
-                    other.instances += instances;
-                    other.bytes += bytes;
-                    continue;
-                }
-                let entries = signatures.steps(sig);
-                let mut steps: Vec<RetentionStep> = Vec::with_capacity(entries.len() + 1);
-                for (k, e) in entries.iter().enumerate() {
-                    let type_name: Arc<str> =
-                        if e.class == ELIDED { "…".into() } else { class_names[e.class as usize].clone() };
-                    let field = if k == 0 || e.class == ELIDED {
-                        None
-                    } else if e.field == ARRAY_ELEMENT {
-                        Some(Arc::from("[]"))
-                    } else {
-                        let previous = entries[k - 1].class;
-                        (previous != ELIDED)
-                            .then(|| self.fields.name(info, graph.classes[previous as usize], e.field))
-                            .flatten()
-                    };
-                    steps.push(RetentionStep { type_name, field, repeated: e.repeated });
-                }
-                let ends_in_type = entries.last().is_some_and(|e| e.class != ELIDED && target_of_class[e.class as usize] == Some(t));
-                if !ends_in_type {
-                    let last = matched[t].first().cloned().unwrap_or_else(|| request.types[t].as_str().into());
-                    steps.push(RetentionStep { type_name: last, field: None, repeated: false });
-                }
-                listed.push(RetentionPath { root: descs[entries[0].field as usize].clone(), steps, instances, bytes });
-            }
-            record.types.push(RetentionType {
-                type_name: request.types[t].clone(),
-                matched: std::mem::take(&mut matched[t]),
-                instances: tally.instances,
-                bytes: tally.bytes,
-                unreached: tally.unreached,
-                paths: listed,
-                other,
-            });
-        }
-        limits.dedup();
-        record.truncated = !limits.is_empty();
-        record.truncated_by = limits
-            .iter()
-            .map(|l| match l {
-                Limit::Memory => "memory",
-                Limit::Time => "time",
-                Limit::Interrupted => "interrupted",
-            })
-            .collect();
-        if limits.contains(&Limit::Interrupted) && record.error.is_none() {
-            let why = crate::stop::why().unwrap_or_else(|| "the agent was stopped".to_string());
-            record.error = Some(format!("the walk was interrupted ({why}): counts and paths cover part of the heap"));
-        }
-        record.memory_bytes = peak;
-        record.elapsed_ms = ms(started.elapsed());
-        record
-    }
-}
-
-impl Retention {
-    /// Seeds from the roots the GC reported for the walked GC (handles first, then stack
-    /// frames, the finalizer queue, others), each with its description.
-    fn gc_roots(
-        &mut self,
-        armed: Result<(), HRESULT>,
-        walked_after_gc: u32,
-        stale: bool,
-        graph: &graph::Graph,
-        descs: &mut Vec<RetentionRoot>,
-        names: &mut dyn Namer,
-    ) -> (Vec<(u32, u32)>, RetentionRoots) {
-        let not = |why: String| (Vec::new(), RetentionRoots { reported: false, count: 0, why: Some(why) });
-        if let Err(hr) = armed {
-            return not(if hr == CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE {
-                "the runtime reports GC roots to a profiler only with background GC off (DOTNET_gcConcurrent=0): \
-                 paths a static does not hold start at an object nothing references"
-                    .to_string()
-            } else {
-                format!("the runtime would not report GC roots ({hr:#x})")
-            });
-        }
-        let (gc, reported, dropped) = roots::RECORDER.take();
-        if reported.is_empty() {
-            return not("the GC reported no roots".to_string());
-        }
-        if stale || gc != walked_after_gc {
-            return not(format!("another GC ran between the root scan (GC {gc}) and the heap walk"));
-        }
-        let priority = |kind: u32| match kind {
-            root::HANDLE => 0,
-            root::STACK => 1,
-            root::FINALIZER => 2,
-            _ => 3,
-        };
-        let mut seeds: Vec<(u32, u32, u32)> = Vec::new();
-        let mut index: std::collections::HashMap<(u32, usize), u32> = std::collections::HashMap::new();
-        for r in &reported {
-            let Some(node) = graph.find(r.object) else { continue };
-            // One description per handle kind, per stack frame's method.
-            let key = match r.kind {
-                root::STACK => (r.kind, r.id),
-                root::HANDLE => (r.kind, (r.flags & root::FLAG_PINNING) as usize),
-                kind => (kind, 0),
-            };
-            let desc = *index.entry(key).or_insert_with(|| {
-                descs.push(match r.kind {
-                    root::STACK => RetentionRoot {
-                        kind: "stack",
-                        name: (r.id != 0).then(|| names.function(r.id)),
-                        detail: None,
-                    },
-                    root::HANDLE => RetentionRoot {
-                        kind: "handle",
-                        name: None,
-                        detail: (r.flags & root::FLAG_PINNING != 0).then_some("pinned"),
-                    },
-                    root::FINALIZER => RetentionRoot { kind: "finalizer", name: None, detail: None },
-                    _ => RetentionRoot { kind: "other", name: None, detail: Some("a root the GC reports as other") },
-                });
-                (descs.len() - 1) as u32
-            });
-            seeds.push((node, desc, priority(r.kind)));
-        }
-        seeds.sort_by_key(|&(_, _, p)| p);
-        let count = reported.len();
-        let why = (dropped > 0).then(|| format!("{dropped} roots were not kept (past {MAX} or reported concurrently)", MAX = roots::MAX_ROOTS));
-        (seeds.into_iter().map(|(n, d, _)| (n, d)).collect(), RetentionRoots { reported: true, count, why })
     }
 }
 

@@ -3,10 +3,13 @@
 //! requested type becomes a signature (root, then type and field per step), and instances
 //! are counted per signature.
 //!
-//! Roots come in phases: first the values of static fields (so whatever a static keeps alive
-//! is attributed to it, however short another path is), then the roots the GC reported (GC
-//! handles, stack frames, the finalizer queue), when it did, then objects nothing on the heap
-//! references, then anything left (cycles held from outside the heap).
+//! The graph is the part of the heap the [search](super::search) followed: sampled instances
+//! and their ancestors. Roots come in phases: first the values of static fields (so whatever a
+//! static keeps alive is attributed to it, however short another path is), then the roots the
+//! GC reported (GC handles, stack frames, the finalizer queue), when it did, then objects
+//! nothing on the heap references, then objects whose referrers the search did not finish
+//! finding (the path is then unknown above them), then anything left (cycles held from
+//! outside the heap).
 //!
 //! Recursive shapes (linked lists, trees, a node's children holding nodes) would make every
 //! depth its own signature; a step (type and field) that already appears within the last few
@@ -15,10 +18,12 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::graph::{Graph, MISSING};
+use super::graph::Graph;
 
 const UNVISITED: u32 = u32::MAX;
 const SEED: u32 = u32::MAX - 1;
+/// A sample's signature when the search did not reach it.
+pub const NO_PATH: u32 = u32::MAX;
 /// `field` of a step into an array element.
 pub const ARRAY_ELEMENT: u32 = u32::MAX;
 /// Class of the step standing for elided steps of a very deep path.
@@ -34,8 +39,13 @@ pub struct Roots {
     /// (node, index of its root description).
     pub statics: Vec<(u32, u32)>,
     pub gc: Vec<(u32, u32)>,
+    /// Per node: the runtime's storage for statics (an array holding statics' values).
+    pub storage: Vec<bool>,
+    /// Per node: its referrers may not all be known (the search stopped short of them).
+    pub open: Vec<bool>,
     pub storage_root: u32,
     pub unreferenced_root: u32,
+    pub unknown_root: u32,
     pub other_root: u32,
 }
 
@@ -53,17 +63,35 @@ impl Tree {
     pub fn visited(&self, node: u32) -> bool {
         self.parent[node as usize] != UNVISITED
     }
+
+    /// The nodes from the root down to `node` (empty if it was not reached).
+    pub fn chain(&self, node: u32) -> Vec<u32> {
+        let mut chain = Vec::new();
+        if !self.visited(node) {
+            return chain;
+        }
+        let mut at = node;
+        loop {
+            chain.push(at);
+            let parent = self.parent[at as usize];
+            if parent == SEED {
+                break;
+            }
+            at = parent;
+        }
+        chain.reverse();
+        chain
+    }
 }
+
+/// Seeds one phase of the search.
+type Phase<'a> = dyn Fn(&mut Tree, &mut Vec<u32>) + 'a;
 
 /// Breadth-first search from `roots`, phase by phase. `referenced[n]`: some node points at n.
 pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Instant) -> Tree {
     let n = graph.nodes.len();
     let mut tree = Tree { parent: vec![UNVISITED; n], via: vec![0; n], complete: true };
     let mut queue: Vec<u32> = Vec::with_capacity(n);
-    let mut is_static = vec![false; n];
-    for &(node, _) in &roots.statics {
-        is_static[node as usize] = true;
-    }
     let seed = |tree: &mut Tree, queue: &mut Vec<u32>, node: u32, root: u32| {
         if tree.parent[node as usize] == UNVISITED {
             tree.parent[node as usize] = SEED;
@@ -71,39 +99,47 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
             queue.push(node);
         }
     };
-    // Phase 1: statics.
-    for &(node, root) in &roots.statics {
-        seed(&mut tree, &mut queue, node, root);
-    }
+    let storage = |node: u32| roots.storage.get(node as usize).copied().unwrap_or(false);
+    let open = |node: u32| roots.open.get(node as usize).copied().unwrap_or(false);
     let mut head = 0;
-    if !drain(graph, &mut tree, &mut queue, &mut head, deadline) {
-        tree.complete = false;
-        return tree;
-    }
-    // An array holding statics' values is the runtime's storage for statics.
-    let holds_statics =
-        |node: u32| graph.targets[graph.edge_range(node)].iter().any(|&t| t != MISSING && is_static[t as usize]);
-    // Phase 2: the GC's roots.
-    for &(node, root) in &roots.gc {
-        let root = if holds_statics(node) { roots.storage_root } else { root };
-        seed(&mut tree, &mut queue, node, root);
-    }
-    if !drain(graph, &mut tree, &mut queue, &mut head, deadline) {
-        tree.complete = false;
-        return tree;
-    }
-    // Phase 3: objects nothing references.
-    for node in 0..n as u32 {
-        if !referenced[node as usize] {
-            let root = if holds_statics(node) { roots.storage_root } else { roots.unreferenced_root };
-            seed(&mut tree, &mut queue, node, root);
+    let phases: [&Phase<'_>; 4] = [
+        // Phase 1: statics.
+        &|tree, queue| {
+            for &(node, root) in &roots.statics {
+                seed(tree, queue, node, root);
+            }
+        },
+        // Phase 2: the GC's roots.
+        &|tree, queue| {
+            for &(node, root) in &roots.gc {
+                seed(tree, queue, node, if storage(node) { roots.storage_root } else { root });
+            }
+        },
+        // Phase 3: objects nothing references (as far as the search knows for sure).
+        &|tree, queue| {
+            for node in 0..n as u32 {
+                if !referenced[node as usize] && !open(node) {
+                    seed(tree, queue, node, if storage(node) { roots.storage_root } else { roots.unreferenced_root });
+                }
+            }
+        },
+        // Phase 4: objects whose referrers were not all found: above them the path is unknown.
+        &|tree, queue| {
+            for node in 0..n as u32 {
+                if open(node) {
+                    seed(tree, queue, node, roots.unknown_root);
+                }
+            }
+        },
+    ];
+    for phase in phases {
+        phase(&mut tree, &mut queue);
+        if !drain(graph, &mut tree, &mut queue, &mut head, deadline) {
+            tree.complete = false;
+            return tree;
         }
     }
-    if !drain(graph, &mut tree, &mut queue, &mut head, deadline) {
-        tree.complete = false;
-        return tree;
-    }
-    // Phase 4: whatever is left, in address order.
+    // Phase 5: whatever is left, in address order.
     for node in 0..n as u32 {
         if tree.parent[node as usize] == UNVISITED {
             seed(&mut tree, &mut queue, node, roots.other_root);
@@ -118,21 +154,18 @@ pub fn search(graph: &Graph, referenced: &[bool], roots: &Roots, deadline: Insta
 
 fn drain(graph: &Graph, tree: &mut Tree, queue: &mut Vec<u32>, head: &mut usize, deadline: Instant) -> bool {
     while *head < queue.len() {
-        if *head % 65536 == 0 && (Instant::now() > deadline || crate::stop::walk_should_stop()) {
+        if *head % 65536 == 0 && Instant::now() > deadline {
             return false;
         }
         let node = queue[*head];
         *head += 1;
         for e in graph.edge_range(node) {
             let target = graph.targets[e];
-            if target == MISSING {
-                continue;
-            }
             let t = target as usize;
             if tree.parent[t] == UNVISITED {
                 tree.parent[t] = node;
                 tree.via[t] = graph.offsets[e];
-                queue.push(target as u32);
+                queue.push(target);
             }
         }
     }
@@ -219,33 +252,36 @@ impl Signatures {
     }
 }
 
-/// Instances of one requested type, grouped by path.
+/// Sampled instances of one requested type, grouped by path.
 #[derive(Default, Debug)]
 pub struct TypeTally {
     pub instances: u64,
     pub bytes: u64,
-    /// Instances the search did not reach (it was stopped by the deadline).
+    /// Instances the path search did not reach (it was stopped by the deadline).
     pub unreached: u64,
     /// Per signature: (instances, bytes).
     pub by_path: HashMap<u32, (u64, u64)>,
 }
 
-/// Counts the instances of the requested types by path. `target_of_class[c]` is the index of
-/// the requested type class `c` is, if any; `is_array[c]` says whether class `c` is an array.
+/// Counts the sampled instances of the requested types by path. `samples` are (node, index of
+/// its requested type); `is_array[c]` says whether class `c` is an array. Also returns each
+/// sample's signature (`NO_PATH` if the search did not reach it).
 pub fn tally(
     graph: &Graph,
     tree: &Tree,
-    target_of_class: &[Option<usize>],
+    samples: &[(u32, usize)],
     is_array: &[bool],
     types: usize,
     signatures: &mut Signatures,
-) -> Vec<TypeTally> {
+) -> (Vec<TypeTally>, Vec<u32>) {
     let mut tallies: Vec<TypeTally> = (0..types).map(|_| TypeTally::default()).collect();
     let mut memo: HashMap<u32, u32> = HashMap::new();
     let mut chain: Vec<u32> = Vec::new();
-    for (node, n) in graph.nodes.iter().enumerate() {
-        let Some(Some(t)) = target_of_class.get(n.class as usize) else { continue };
-        let tally = &mut tallies[*t];
+    let mut sig_of = vec![NO_PATH; samples.len()];
+    for (sample, &(node, t)) in samples.iter().enumerate() {
+        let n = &graph.nodes[node as usize];
+        let node = node as usize;
+        let tally = &mut tallies[t];
         tally.instances += 1;
         tally.bytes += n.size as u64;
         if !tree.visited(node as u32) {
@@ -292,8 +328,9 @@ pub fn tally(
         let slot = tally.by_path.entry(sig).or_default();
         slot.0 += 1;
         slot.1 += n.size as u64;
+        sig_of[sample] = sig;
     }
-    tallies
+    (tallies, sig_of)
 }
 
 #[cfg(test)]
@@ -307,23 +344,30 @@ mod tests {
     /// The same, owning its references.
     type OwnedTestObject = (usize, u32, u32, Vec<(usize, u32)>);
 
-    /// Builds a graph from test objects and resolves it.
+    /// Builds a graph from test objects (references by address).
     fn graph(objects: &[TestObject<'_>], classes: usize) -> (Graph, Vec<bool>) {
-        let mut g = Graph::default();
-        for c in 0..classes {
-            g.class_id(0x1000 + c);
-        }
+        let mut g = Graph { classes: (0..classes).map(|c| 0x1000 + c).collect(), ..Graph::default() };
+        let index: HashMap<usize, u32> = objects.iter().enumerate().map(|(i, o)| (o.0, i as u32)).collect();
+        let mut referenced = vec![false; objects.len()];
         for &(id, class, size, refs) in objects {
             let first_edge = g.targets.len() as u32;
             for &(t, off) in refs {
-                g.targets.push(t as u64);
+                g.targets.push(index[&t]);
                 g.offsets.push(off);
+                referenced[index[&t] as usize] = true;
             }
             g.nodes.push(Node { id, class, size, first_edge, edges: refs.len() as u32 });
         }
-        g.index();
-        let referenced = g.resolve_edges(Instant::now() + Duration::from_secs(5)).unwrap();
         (g, referenced)
+    }
+
+    fn find(g: &Graph, id: usize) -> u32 {
+        g.nodes.iter().position(|n| n.id == id).unwrap() as u32
+    }
+
+    /// Every node of `class`, as samples of type 0.
+    fn samples_of(g: &Graph, class: u32) -> Vec<(u32, usize)> {
+        g.nodes.iter().enumerate().filter(|(_, n)| n.class == class).map(|(i, _)| (i as u32, 0)).collect()
     }
 
     fn later() -> Instant {
@@ -358,12 +402,20 @@ mod tests {
         )
     }
 
+    /// Roots with these statics' values; an object referencing one is the statics' storage.
     fn roots(g: &Graph, statics: &[usize]) -> Roots {
+        let statics: Vec<(u32, u32)> = statics.iter().enumerate().map(|(i, &id)| (find(g, id), i as u32)).collect();
+        let storage = (0..g.nodes.len() as u32)
+            .map(|n| g.targets[g.edge_range(n)].iter().any(|t| statics.iter().any(|s| s.0 == *t)))
+            .collect();
         Roots {
-            statics: statics.iter().enumerate().map(|(i, &id)| (g.find(id).unwrap(), i as u32)).collect(),
+            statics,
             gc: Vec::new(),
+            storage,
+            open: vec![false; g.nodes.len()],
             storage_root: 100,
             unreferenced_root: 101,
+            unknown_root: 103,
             other_root: 102,
         }
     }
@@ -377,10 +429,8 @@ mod tests {
         let (g, referenced) = event_leak();
         let tree = search(&g, &referenced, &roots(&g, &[0x200]), later());
         assert!(tree.complete);
-        let mut targets = vec![None; 5];
-        targets[SUBSCRIBER as usize] = Some(0);
         let mut sigs = Signatures::default();
-        let tallies = tally(&g, &tree, &targets, &is_array(), 1, &mut sigs);
+        let (tallies, _) = tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs);
         let t = &tallies[0];
         assert_eq!((t.instances, t.bytes, t.unreached), (4, 128, 0));
         let mut paths: Vec<_> = t.by_path.iter().map(|(&s, &c)| (c.0, sigs.steps(s))).collect();
@@ -402,10 +452,8 @@ mod tests {
         // 0x100 references a static value (0x200) only if 0x200 is known as one: with none
         // named, the storage array is merely unreferenced.
         let tree = search(&g, &referenced, &roots(&g, &[]), later());
-        let mut targets = vec![None; 5];
-        targets[SUBSCRIBER as usize] = Some(0);
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &targets, &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         let top = t.by_path.iter().max_by_key(|(_, c)| c.0).map(|(&s, _)| sigs.steps(s)).unwrap();
         assert_eq!(top[0].class, STORAGE);
         assert_eq!(top[0].field, 101);
@@ -416,12 +464,10 @@ mod tests {
         let (g, referenced) = event_leak();
         let mut r = roots(&g, &[]);
         // The GC says the storage array is held by a handle and the local by a stack frame.
-        r.gc = vec![(g.find(0x100).unwrap(), 50), (g.find(0x600).unwrap(), 51)];
+        r.gc = vec![(find(&g, 0x100), 50), (find(&g, 0x600), 51)];
         let tree = search(&g, &referenced, &r, later());
-        let mut targets = vec![None; 5];
-        targets[SUBSCRIBER as usize] = Some(0);
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &targets, &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         let mut firsts: Vec<(u64, u32, u32)> =
             t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
         firsts.sort();
@@ -449,10 +495,8 @@ mod tests {
             objects.iter().map(|(a, b, c, d)| (*a, *b, *c, d.as_slice())).collect();
         let (g, referenced) = graph(&borrowed, 5);
         let tree = search(&g, &referenced, &roots(&g, &[0x1000]), later());
-        let mut targets = vec![None; 5];
-        targets[PAYLOAD as usize] = Some(0);
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &targets, &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, PAYLOAD), &is_array(), 1, &mut sigs).0[0];
         assert_eq!(t.instances, n as u64);
         // The head's payload, and every other one through the folded chain of `next` fields.
         assert_eq!(t.by_path.len(), 2, "{:?}", t.by_path);
@@ -469,11 +513,33 @@ mod tests {
         let (g, referenced) = event_leak();
         let tree = search(&g, &referenced, &roots(&g, &[0x200]), Instant::now() - Duration::from_secs(1));
         assert!(!tree.complete);
-        let mut targets = vec![None; 5];
-        targets[SUBSCRIBER as usize] = Some(0);
         let mut sigs = Signatures::default();
-        let t = &tally(&g, &tree, &targets, &is_array(), 1, &mut sigs)[0];
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
         assert_eq!(t.instances, 4);
         assert_eq!(t.unreached, 4);
+    }
+
+    #[test]
+    fn objects_whose_referrers_were_not_all_found_are_unknown_roots_not_unreferenced_ones() {
+        let (g, referenced) = event_leak();
+        // No statics named, and the search never finished the referrers of the multicast
+        // handler (0x200) and of the local (0x600): the storage array above the handler was
+        // never found, so the handler is open, and so is the local.
+        let mut r = roots(&g, &[]);
+        let open = |id| find(&g, id) as usize;
+        r.open[open(0x200)] = true;
+        r.open[open(0x600)] = true;
+        // The storage array was not followed: drop it from the graph's roots by making it
+        // referenced (as if the search had not seen it at all, it cannot seed anything).
+        let mut referenced = referenced;
+        referenced[find(&g, 0x100) as usize] = true;
+        let tree = search(&g, &referenced, &r, later());
+        let mut sigs = Signatures::default();
+        let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
+        let mut firsts: Vec<(u64, u32, u32)> =
+            t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
+        firsts.sort();
+        // 0x700 is complete and unreferenced; the three others end at open objects: unknown.
+        assert_eq!(firsts, [(1, SUBSCRIBER, 101), (1, LOCAL, 103), (2, HANDLER, 103)]);
     }
 }

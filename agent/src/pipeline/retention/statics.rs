@@ -8,8 +8,10 @@
 //!
 //! Nothing here loads a type: a class's ClassID is taken only from one of its methods the
 //! runtime has already loaded (`GetFunctionFromToken` is a lookup, unlike `GetClassFromToken`).
-//! A class that is not loaded has no statics yet anyway. Generic classes (statics per
-//! instantiation) and thread statics are not named.
+//! A class that is not loaded has no statics yet anyway. A generic class has statics per
+//! instantiation (`Registry<Widget>.Items`, `Registry<Order>.Items`): its instantiations are the
+//! ones the runtime reported loading ([`generics`](super::generics)). Thread statics are not
+//! named.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -39,11 +41,14 @@ pub struct Slot {
 }
 
 struct TypeStatics {
+    type_def: mdToken,
     methods: Vec<mdToken>,
     /// 0 until the runtime has loaded the class.
     class: ClassID,
     /// (field token, field name, index in `Statics::fields` once the class is known).
     fields: Vec<(mdToken, String, Option<u32>)>,
+    /// The fields' signatures, in the same order (for naming a generic class's by type).
+    signatures: Vec<Vec<u8>>,
 }
 
 struct ModuleStatics {
@@ -55,6 +60,10 @@ struct ModuleStatics {
 pub struct Statics {
     modules: HashMap<ModuleID, ModuleStatics>,
     pub fields: Vec<StaticField>,
+    /// Generic instantiations: their module and type (None: not one with static fields).
+    instantiations: HashMap<ClassID, Option<(ModuleID, mdToken)>>,
+    /// (instantiation, field token) → index in `fields`.
+    instantiated_fields: HashMap<(ClassID, mdToken), u32>,
 }
 
 impl Statics {
@@ -82,6 +91,9 @@ impl Statics {
                 continue;
             }
             for t in &mut statics.types {
+                if t.methods.is_empty() {
+                    continue;
+                }
                 if t.class == 0 {
                     t.class = loaded_class(info, module, &t.methods);
                     if t.class == 0 {
@@ -100,7 +112,66 @@ impl Statics {
                 }
             }
         }
+        self.instantiation_slots(info, class_name, is_framework, &mut slots);
         slots
+    }
+
+    /// The static reference fields of the generic instantiations the runtime has loaded, for
+    /// naming one by the type of what it holds.
+    pub fn generic_candidates(&self) -> Vec<super::generic_statics::Candidate<'_>> {
+        let mut out = Vec::new();
+        for (&class, place) in &self.instantiations {
+            let Some((module, type_def)) = *place else { continue };
+            let Some(t) = self.modules.get(&module).and_then(|m| m.types.iter().find(|t| t.type_def == type_def)) else {
+                continue;
+            };
+            for ((_, name, _), signature) in t.fields.iter().zip(&t.signatures) {
+                out.push(super::generic_statics::Candidate { class, module, field: name, signature });
+            }
+        }
+        out
+    }
+
+    /// Registers a static field named some other way (by type) and returns its index.
+    pub fn add_field(&mut self, name: Arc<str>, framework: bool) -> u32 {
+        self.fields.push(StaticField { name, framework });
+        (self.fields.len() - 1) as u32
+    }
+
+    /// The statics of the generic instantiations the runtime has loaded.
+    fn instantiation_slots(
+        &mut self,
+        info: &ProfilerInfo,
+        class_name: &mut dyn FnMut(ClassID) -> Arc<str>,
+        is_framework: &dyn Fn(&str) -> bool,
+        slots: &mut Vec<Slot>,
+    ) {
+        let (loaded, _) = super::generics::LOADED.snapshot();
+        let live: HashSet<ClassID> = loaded.iter().copied().collect();
+        self.instantiations.retain(|c, _| live.contains(c));
+        self.instantiated_fields.retain(|(c, _), _| live.contains(c));
+        for class in loaded {
+            let modules = &self.modules;
+            let place = *self.instantiations.entry(class).or_insert_with(|| {
+                let c = info.class_info(class).ok()?;
+                let has_statics = modules.get(&c.module)?.types.iter().any(|t| t.type_def == c.type_def);
+                has_statics.then_some((c.module, c.type_def))
+            });
+            let Some((module, type_def)) = place else { continue };
+            let Some(statics) = self.modules.get(&module) else { continue };
+            let Some(t) = statics.types.iter().find(|t| t.type_def == type_def) else { continue };
+            for (token, name, _) in &t.fields {
+                let Ok(address) = info.static_field_address(class, *token, statics.app_domain) else { continue };
+                let fields = &mut self.fields;
+                let field = *self.instantiated_fields.entry((class, *token)).or_insert_with(|| {
+                    let type_name = class_name(class);
+                    let framework = is_framework(&type_name);
+                    fields.push(StaticField { name: format!("{type_name}.{name}").into(), framework });
+                    (fields.len() - 1) as u32
+                });
+                slots.push(Slot { address, field, value: 0 });
+            }
+        }
     }
 }
 
@@ -120,22 +191,22 @@ fn discover(info: &ProfilerInfo, module: ModuleID) -> Option<ModuleStatics> {
     let app_domain = info.module_app_domain(module).ok()?;
     let mut types = Vec::new();
     for type_def in metadata.type_defs() {
-        let fields: Vec<(mdToken, String, Option<u32>)> = metadata
+        let fields: Vec<(mdToken, String, Option<u32>, Vec<u8>)> = metadata
             .fields(type_def)
             .into_iter()
             .filter_map(|f| {
                 let props = metadata.field_props(f).ok()?;
                 let storage = props.flags & FD_STATIC != 0 && props.flags & (FD_LITERAL | FD_HAS_FIELD_RVA) == 0;
-                (storage && is_reference_field(&props.signature)).then_some((f, props.name, None))
+                (storage && is_reference_field(&props.signature)).then_some((f, props.name, None, props.signature))
             })
             .collect();
         if fields.is_empty() {
             continue;
         }
+        // Without methods a class's ClassID can only come from a generic instantiation.
         let methods: Vec<mdToken> = metadata.methods(type_def).into_iter().take(METHODS_TRIED).collect();
-        if !methods.is_empty() {
-            types.push(TypeStatics { methods, class: 0, fields });
-        }
+        let (fields, signatures) = fields.into_iter().map(|(t, n, i, sig)| ((t, n, i), sig)).unzip();
+        types.push(TypeStatics { type_def, methods, class: 0, fields, signatures });
     }
     Some(ModuleStatics { app_domain, types })
 }

@@ -1,0 +1,84 @@
+// A small order service: what a typical JSON API does per request — route, read the query,
+// look things up in an in-memory cache (filling it on a miss), build a response object graph
+// and serialize it with System.Text.Json.
+//
+// usage: dotnet Service.dll [--urls http://127.0.0.1:PORT] [--leak]
+// With --leak, every request also records an audit line in a static list that is never
+// trimmed: a planted leak, for checking that leakscope names its call site under load.
+// Prints "ready" once it listens.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Caching.Memory;
+
+var leak = args.Contains("--leak");
+var builder = WebApplication.CreateSlimBuilder(args.Where(a => a != "--leak").ToArray());
+builder.Logging.ClearProviders();
+builder.Services.AddMemoryCache(o => o.SizeLimit = 20_000);
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ServiceJson.Default));
+var app = builder.Build();
+
+app.MapGet("/orders/{customer:int}", (int customer, int? page, IMemoryCache cache) =>
+{
+    var orders = Catalog.OrdersOf(customer % 5000, cache);
+    int from = (page ?? 0) * 10 % Math.Max(orders.Count, 1);
+    var pageItems = orders.Skip(from).Take(10).Select(o => new OrderView(o.Id, o.Sku, o.Quantity * o.UnitPrice, o.Tags)).ToList();
+    if (leak) AuditTrail.Record(customer, pageItems.Count);
+    return Results.Json(new OrdersPage(customer, from, orders.Count, pageItems), ServiceJson.Default.OrdersPage);
+});
+
+app.MapPost("/quote", (QuoteRequest request) =>
+{
+    var lines = request.Items.Select(i => new QuoteLine(i.Sku, i.Quantity, Catalog.Price(i.Sku) * i.Quantity)).ToArray();
+    return Results.Json(new Quote(Guid.NewGuid().ToString("N"), lines, lines.Sum(l => l.Total)), ServiceJson.Default.Quote);
+});
+
+app.MapGet("/health", () => "ok");
+
+app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine("ready"));
+app.Run();
+
+static class Catalog
+{
+    static readonly string[] Skus = Enumerable.Range(0, 500).Select(i => $"SKU-{i:D5}").ToArray();
+
+    public static decimal Price(string sku) => 1 + (uint)sku.GetHashCode() % 10_000 / 100m;
+
+    public static List<Order> OrdersOf(int customer, IMemoryCache cache) =>
+        cache.GetOrCreate(customer, entry =>
+        {
+            entry.Size = 1;
+            entry.SlidingExpiration = TimeSpan.FromSeconds(30);
+            var random = new Random(customer);
+            return Enumerable.Range(0, 20 + customer % 20).Select(i => new Order(
+                customer * 1000L + i,
+                Skus[random.Next(Skus.Length)],
+                random.Next(1, 9),
+                Price(Skus[random.Next(Skus.Length)]),
+                new[] { "web", i % 3 == 0 ? "priority" : "standard" })).ToList();
+        })!;
+}
+
+/// The planted leak: one audit line per request, kept forever.
+static class AuditTrail
+{
+    static readonly List<string> Lines = new();
+
+    public static void Record(int customer, int count)
+    {
+        var line = $"{DateTime.UtcNow:O} customer={customer} items={count}";
+        lock (Lines) Lines.Add(line);
+    }
+}
+
+record Order(long Id, string Sku, int Quantity, decimal UnitPrice, string[] Tags);
+record OrderView(long Id, string Sku, decimal Total, string[] Tags);
+record OrdersPage(int Customer, int From, int Total, List<OrderView> Items);
+record QuoteItem(string Sku, int Quantity);
+record QuoteRequest(List<QuoteItem> Items);
+record QuoteLine(string Sku, int Quantity, decimal Total);
+record Quote(string Id, QuoteLine[] Lines, decimal Total);
+
+[JsonSerializable(typeof(OrdersPage))]
+[JsonSerializable(typeof(QuoteRequest))]
+[JsonSerializable(typeof(Quote))]
+partial class ServiceJson : JsonSerializerContext;

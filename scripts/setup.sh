@@ -17,7 +17,7 @@ DEBIAN_REGISTRY=/usr/share/cargo/registry
 # apt brings in their own dependencies.
 DEBIAN_CRATES=(
   libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
-  tracing tracing-subscriber clap clap-derive tempfile
+  tracing tracing-subscriber clap clap-derive tempfile prost prost-derive flate2
   prometheus tiny-http serde-yaml
 )
 
@@ -88,13 +88,17 @@ install_chromium() {
 }
 
 # Debian packages the tests need: musl-gcc (musl-tools) builds the musl program that checks
-# leakscope never preloads the glibc-only shim into a musl process.
+# leakscope never preloads the glibc-only shim into a musl process; `go tool pprof`
+# (golang-go) must read the profiles `leakscope report --pprof` writes.
 install_test_packages() {
-  command -v musl-gcc >/dev/null 2>&1 && return
-  say "installing musl-tools (musl-gcc, for the musl test)"
+  local missing=()
+  command -v musl-gcc >/dev/null 2>&1 || missing+=(musl-tools)
+  command -v go >/dev/null 2>&1 || missing+=(golang-go)
+  ((${#missing[@]})) || return 0
+  say "installing ${missing[*]} (for the musl and pprof tests)"
   local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends musl-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 if crates_io_reachable; then

@@ -85,6 +85,9 @@ pub struct SnapshotArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Also write the sampled surviving allocations as a gzipped pprof profile (for `go tool pprof`)
+    #[arg(long, value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
     /// The agent library (default: $LEAKSCOPE_AGENT, else next to this executable, else ../lib/)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
@@ -367,6 +370,9 @@ pub struct ReportArgs {
     /// Soak recordings: judge with these rules instead of the recorded ones (repeatable)
     #[arg(long = "fail-on", value_name = "EXPR")]
     pub fail_on: Vec<String>,
+    /// Also write the surviving allocations as a gzipped pprof profile (for `go tool pprof`)
+    #[arg(long, value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -615,6 +615,20 @@ fn read_limited(file: File, max: u64, path: &Path) -> Result<Vec<u8>, FileError>
 /// A new file at a path a user named (`snapshot -o FILE`): its directory is created 0700 if
 /// missing; the file itself as [`Dir::create_file`] makes it.
 pub fn create_named_file(path: &Path) -> Result<(File, PathBuf), FileError> {
+    let (dir, name) = named_dir(path)?;
+    let file = dir.create_file(name)?;
+    Ok((file, dir.join(name)))
+}
+
+/// The whole of `data` at a path a user named (`--pprof FILE`), or nothing: its directory is
+/// created 0700 if missing; the file is written as [`Dir::write_file`] writes it.
+pub fn write_named_file(path: &Path, data: &[u8]) -> Result<PathBuf, FileError> {
+    let (dir, name) = named_dir(path)?;
+    dir.write_file(name, data)
+}
+
+/// The directory of a user-named path (opened, created if missing) and the file's name in it.
+fn named_dir(path: &Path) -> Result<(Dir, &str), FileError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -629,8 +643,7 @@ pub fn create_named_file(path: &Path) -> Result<(File, PathBuf), FileError> {
         _ => PathBuf::from("."),
     };
     let (dir, _) = Dir::open_or_create(&parent)?;
-    let file = dir.create_file(name)?;
-    Ok((file, dir.join(name)))
+    Ok((dir, name))
 }
 
 /// Copies a regular file (read as [`open_regular`] does, at most `max` bytes) into `dir`.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod diagnostics_ipc;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod ingest;
 pub mod launch;

@@ -4,6 +4,7 @@ use crate::cli::ReportArgs;
 
 use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
+use crate::export::pprof::Moment;
 use crate::files::{self, Dir};
 use crate::ingest;
 use crate::live::ViewMode;
@@ -80,6 +81,21 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
         }
         print_stderr(&written.render_failures());
     }
+    if let Some(path) = &args.pprof {
+        // Like the report files: a profile that cannot be written is named, and the exit code
+        // stays the verdict's.
+        match crate::export::write_pprof(path, &session.store, moment_of(&rendered)) {
+            Ok((written, samples)) => print_stderr(&format!(
+                "leakscope: pprof profile of {samples} call sites written to {} (`go tool pprof -top {}`)\n",
+                written.display(),
+                written.display()
+            )),
+            Err(e) => {
+                let failed = Written { files: Vec::new(), failed: vec![e] };
+                print_stderr(&failed.render_failures());
+            }
+        }
+    }
     if args.json {
         print_stdout(&(serde_json::to_string_pretty(&rendered).unwrap_or_default() + "\n"));
     } else {
@@ -110,6 +126,22 @@ pub fn input_note(store: &Store, file: &Path) -> Option<String> {
         ));
     }
     (!o.is_empty()).then_some(o)
+}
+
+/// The moment of the recording's last record (else the session's end) and the span it covers.
+fn moment_of(rendered: &report::Report) -> Moment {
+    let last_record = rendered
+        .processes
+        .iter()
+        .flat_map(|p| p.agent.iter().chain(p.shim.iter()))
+        .filter_map(|p| Some(p.start_unix_ms? + p.last_t_ms?))
+        .max();
+    Moment {
+        unix_ms: last_record
+            .or(rendered.session.ended_unix_ms)
+            .unwrap_or(rendered.generated_unix_ms),
+        duration_ms: rendered.session.duration_ms,
+    }
 }
 
 /// For a soak recording: the recorded settings, with `--baseline`/`--fail-on` overriding them.

@@ -59,6 +59,15 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
             .hint(format!("the agent: {outcome}"));
         return Err(err.hint(format!("what was received is in {}", out.display())));
     }
+    // The profile comes from what this session received; a failure to write it is said after
+    // the snapshot is printed, and the exit code says so too.
+    let pprof = args.pprof.as_ref().map(|path| {
+        let moment = crate::export::pprof::Moment {
+            unix_ms: crate::units::unix_ms_now(),
+            duration_ms: args.sample.as_millis() as u64,
+        };
+        crate::export::write_pprof(path, &session.store, moment)
+    });
     let points = diff::load(&out)?;
     let point = points.last().expect("a census was received");
     if args.json {
@@ -76,6 +85,13 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
         "leakscope: later, `leakscope snapshot {pid} -o after.ndjson` and `leakscope diff {} after.ndjson`\n",
         out.display()
     ));
+    match pprof {
+        Some(Ok((written, samples))) => {
+            print_stderr(&format!("leakscope: pprof profile of {samples} call sites written to {}\n", written.display()));
+        }
+        Some(Err(e)) => return Err(e.to_cli("cannot write the pprof profile").with_code(2)),
+        None => {}
+    }
     Ok(0)
 }
 

@@ -33,7 +33,6 @@ mod slot {
     pub const GET_FUNCTION_INFO2: usize = 38;
     pub const GET_CLASS_ID_INFO2: usize = 41;
     pub const GET_GENERATION_BOUNDS: usize = 54;
-    pub const GET_OBJECT_GENERATION: usize = 55;
     pub const REQUEST_PROFILER_DETACH: usize = 58;
     pub const GET_RUNTIME_INFORMATION: usize = 67;
     pub const INITIALIZE_CURRENT_THREAD: usize = 72;
@@ -349,16 +348,6 @@ impl ProfilerInfo {
             out.reserve(needed as usize * 2);
         }
         Err(E_FAIL)
-    }
-
-    pub fn object_generation(&self, object: ObjectID) -> Result<u32, HRESULT> {
-        type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut GenerationRange) -> HRESULT;
-        let mut range = GenerationRange::default();
-        // SAFETY: Info2 slot 55 is GetObjectGeneration(ObjectID, RANGE*).
-        check(gate::RUNTIME.call(|| unsafe {
-            method::<F>(self.ptr, slot::GET_OBJECT_GENERATION)(self.ptr, object, &mut range)
-        }))?;
-        Ok(range.generation)
     }
 
     /// Forces a full blocking collection. Only from a thread the profiler created.

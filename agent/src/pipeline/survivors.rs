@@ -116,10 +116,6 @@ impl Survivors {
         self.tracked.len()
     }
 
-    pub fn approximate_bytes(&self) -> usize {
-        self.tracked.capacity() * std::mem::size_of::<Tracked>()
-    }
-
     /// Drops every sample whose object the GC has collected (`is_alive` false), handing its
     /// handle to `release`; brings the survivors' generations up to date. Returns how many died.
     pub fn sweep(

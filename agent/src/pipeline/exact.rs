@@ -2,12 +2,20 @@
 //! leaking or filling a cache; sampling one allocation per ~100 KiB may take hours to catch the
 //! call site of a slow one, so from then on every allocation of it is followed.
 //!
-//! Pure bookkeeping over census results; the agent thread applies the decisions.
+//! `Aiming` is pure bookkeeping over census results; the `Pipeline` methods below apply its
+//! decisions (the aimed-at set in `capture`, the runtime's ObjectAllocated switch) and thin
+//! exact mode's own stream.
 
 use std::collections::HashMap;
 
 use crate::clr::types::ClassID;
 use crate::pipeline::census::TypeTotals;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Pipeline, census};
+use super::thinning::next_keep_one_in;
 
 /// Censuses in a row whose live count of a type must each exceed the one before.
 pub const RISES_TO_AIM: u8 = 3;
@@ -87,6 +95,66 @@ impl Aiming {
         self.last = next;
         rising.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.class.cmp(&b.1.class)));
         rising.into_iter().take(room).map(|(_, s)| s).collect()
+    }
+}
+
+impl Pipeline<'_> {
+    /// Exact mode has its own thinning: a busy aimed-at type must not make every allocating
+    /// thread walk its stack at the full allocation rate.
+    pub(super) fn adjust_exact_thinning(&mut self, elapsed: Duration, limit: usize) {
+        let capture = &self.agent.capture;
+        if capture.aim.is_empty() {
+            return;
+        }
+        let seen = capture.counters.exact_allocations.load(Ordering::Relaxed);
+        let rate = (seen - self.exact_allocations) as f64 / elapsed.as_secs_f64();
+        self.exact_allocations = seen;
+        let current = capture.exact_keep_one_in.load(Ordering::Relaxed);
+        let next = next_keep_one_in(rate, limit, current);
+        if next != current {
+            capture.exact_keep_one_in.store(next, Ordering::Relaxed);
+            tracing::info!("exact mode: following 1 in {next} allocations of aimed-at types ({rate:.0}/s)");
+        }
+    }
+
+    /// Exact mode: after a census, aims at the types it shows rising again and again (and at
+    /// types named in `LEAKSCOPE_EXACT` that it meets).
+    pub(super) fn aim_after_census(&mut self, by_class: &std::collections::HashMap<ClassID, census::TypeTotals>) {
+        if self.agent.config.exact == crate::config::Exact::Off {
+            return;
+        }
+        let room = crate::capture::aim::SLOTS.saturating_sub(self.agent.capture.aim.len());
+        let mut suspects = self.aiming.after_census(by_class, room);
+        if let crate::config::Exact::Types(_) = &self.agent.config.exact {
+            for &class in by_class.keys() {
+                let name = self.names.class(class);
+                suspects.extend(self.aiming.named(class, &name));
+            }
+        }
+        for suspect in suspects {
+            self.aim_at(suspect);
+        }
+    }
+
+    pub(super) fn aim_at(&mut self, suspect: Suspect) {
+        let capture = &self.agent.capture;
+        let first = capture.aim.is_empty();
+        if !capture.aim.add(suspect.class) {
+            return;
+        }
+        self.aiming.aimed_at(suspect.class);
+        if first {
+            if let Err(hr) = self.agent.follow_every_allocation() {
+                let message = format!("exact mode unavailable: the runtime would not switch ObjectAllocated on ({hr:#x})");
+                tracing::warn!("{message}");
+                self.status("warn", &message);
+                return;
+            }
+        }
+        let name = self.names.class(suspect.class);
+        let message = format!("exact mode: following every allocation of {name} ({})", suspect.reason);
+        tracing::info!("{message}");
+        self.status("info", &message);
     }
 }
 

@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use crate::clr::types::ClassID;
+use crate::agent::Agent;
+use crate::capture::aim::Aim;
+use crate::clr::types::{ClassID, HRESULT};
 use crate::pipeline::census::TypeTotals;
 
 use std::sync::atomic::Ordering;
@@ -36,6 +38,8 @@ pub struct Aiming {
     aimed: Vec<ClassID>,
     /// `LEAKSCOPE_EXACT=Type,…`: names to aim at as soon as they are met.
     named: Vec<String>,
+    /// The runtime refused to switch `ObjectAllocated` on: nothing is aimed at any more.
+    unavailable: bool,
 }
 
 impl Aiming {
@@ -137,25 +141,65 @@ impl Pipeline<'_> {
     }
 
     pub(super) fn aim_at(&mut self, suspect: Suspect) {
-        let capture = &self.agent.capture;
-        let first = capture.aim.is_empty();
-        if !capture.aim.add(suspect.class) {
-            return;
-        }
-        self.aiming.aimed_at(suspect.class);
-        if first {
-            if let Err(hr) = self.agent.follow_every_allocation() {
+        match aim(&self.agent.capture.aim, &mut self.aiming, self.agent, suspect.class) {
+            Aimed::Now => {
+                let name = self.names.class(suspect.class);
+                let message = format!("exact mode: following every allocation of {name} ({})", suspect.reason);
+                tracing::info!("{message}");
+                self.status("info", &message);
+            }
+            Aimed::Unavailable(hr) => {
                 let message = format!("exact mode unavailable: the runtime would not switch ObjectAllocated on ({hr:#x})");
                 tracing::warn!("{message}");
                 self.status("warn", &message);
-                return;
             }
+            Aimed::Not => {}
         }
-        let name = self.names.class(suspect.class);
-        let message = format!("exact mode: following every allocation of {name} ({})", suspect.reason);
-        tracing::info!("{message}");
-        self.status("info", &message);
     }
+}
+
+/// What exact mode needs from the runtime (a seam, so that its decisions are tested without .NET).
+pub trait AllocationCallbacks {
+    /// Switches the `ObjectAllocated` callbacks on.
+    fn follow_every_allocation(&self) -> Result<(), HRESULT>;
+}
+
+impl AllocationCallbacks for Agent {
+    fn follow_every_allocation(&self) -> Result<(), HRESULT> {
+        Agent::follow_every_allocation(self)
+    }
+}
+
+/// What became of a suspect.
+#[derive(Debug, PartialEq)]
+pub enum Aimed {
+    /// Every allocation of it is followed from now on.
+    Now,
+    /// Already aimed at, no slot left, or exact mode is unavailable.
+    Not,
+    /// The runtime refused to switch `ObjectAllocated` on: exact mode is unavailable.
+    Unavailable(HRESULT),
+}
+
+/// Aims at `class`: adds it to `targets` (which the callbacks read) and to `aiming`'s record. The
+/// first type aimed at switches the runtime's `ObjectAllocated` callbacks on first: a type in
+/// `targets` has its samples left to those callbacks, so if the runtime refuses, no type may be
+/// put there (it would vanish from the report), and exact mode stays off from then on.
+pub fn aim(targets: &Aim, aiming: &mut Aiming, runtime: &impl AllocationCallbacks, class: ClassID) -> Aimed {
+    if aiming.unavailable || class == 0 || targets.is_full() || targets.contains(class) {
+        return Aimed::Not;
+    }
+    if targets.is_empty() {
+        if let Err(hr) = runtime.follow_every_allocation() {
+            aiming.unavailable = true;
+            return Aimed::Unavailable(hr);
+        }
+    }
+    if !targets.add(class) {
+        return Aimed::Not;
+    }
+    aiming.aimed_at(class);
+    Aimed::Now
 }
 
 #[cfg(test)]
@@ -201,4 +245,46 @@ mod tests {
         aim.aimed_at(5);
         assert!(aim.named(5, "App.Session").is_none());
     }
+
+    /// A runtime whose `ObjectAllocated` switch answers `answer`, counting the calls.
+    struct Runtime {
+        answer: Result<(), HRESULT>,
+        calls: std::cell::Cell<u32>,
+    }
+
+    impl AllocationCallbacks for Runtime {
+        fn follow_every_allocation(&self) -> Result<(), HRESULT> {
+            self.calls.set(self.calls.get() + 1);
+            self.answer
+        }
+    }
+
+    #[test]
+    fn the_first_aim_switches_allocation_callbacks_on_once() {
+        let runtime = Runtime { answer: Ok(()), calls: Default::default() };
+        let (targets, mut aiming) = (Aim::default(), Aiming::default());
+        assert_eq!(aim(&targets, &mut aiming, &runtime, 7), Aimed::Now);
+        assert_eq!(aim(&targets, &mut aiming, &runtime, 9), Aimed::Now);
+        assert_eq!(aim(&targets, &mut aiming, &runtime, 9), Aimed::Not, "aimed at once only");
+        assert_eq!(runtime.calls.get(), 1, "switched on by the first type only");
+        assert!(targets.contains(7) && targets.contains(9));
+        assert_eq!(aiming.aimed(), &[7, 9]);
+    }
+
+    /// A type the callbacks are told to follow while `ObjectAllocated` stays off would have its
+    /// samples dropped (they are left to a callback that never comes): it would vanish from the
+    /// report. When the runtime refuses, the type must stay with sampling.
+    #[test]
+    fn a_refused_switch_leaves_the_type_to_sampling() {
+        let runtime = Runtime { answer: Err(E_REFUSED), calls: Default::default() };
+        let (targets, mut aiming) = (Aim::default(), Aiming::default());
+        assert_eq!(aim(&targets, &mut aiming, &runtime, 7), Aimed::Unavailable(E_REFUSED));
+        assert!(!targets.contains(7) && targets.is_empty(), "the callbacks must not claim the type");
+        assert!(aiming.aimed().is_empty(), "nor may the summary list it as followed");
+        assert_eq!(aim(&targets, &mut aiming, &runtime, 8), Aimed::Not, "no second attempt, no second warning");
+        assert!(targets.is_empty() && aiming.aimed().is_empty());
+        assert_eq!(runtime.calls.get(), 1);
+    }
+
+    const E_REFUSED: HRESULT = 0x8013_1363_u32 as i32;
 }

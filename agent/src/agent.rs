@@ -12,7 +12,6 @@ use crate::capture::{Capture, Counters, Event, Sampling};
 use crate::clr::events::{self, keyword, level};
 use crate::clr::profiler_info::{ProfilerInfo, RuntimeVersion};
 use crate::clr::types::*;
-use crate::com::guard;
 use crate::config::{self, Config};
 use crate::output::{Batch, Sink, records};
 
@@ -133,7 +132,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         if attached { "attaching to" } else { "loading into" },
         std::process::id()
     );
-    if get().is_some() && guard::is_active() {
+    if get().is_some() && crate::switch::is_active() {
         tracing::warn!("already profiling this process; declining a second load");
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;
     }
@@ -240,7 +239,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::
     if let Err(e) = crate::pipeline::spawn(agent, events, done) {
         return decline(&agent.config, &format!("cannot start the agent thread: {e}"));
     }
-    guard::activate();
+    crate::switch::activate();
     let (keywords, level) = match agent.capture.sampling {
         // Allocation sampling gets a session of its own, so that it can be switched off and on.
         Sampling::AllocationSampled => (keyword::GC, level::INFORMATIONAL),
@@ -258,7 +257,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>, done: crossbeam_channel::
         Ok(()) => S_OK,
         Err(hr) => {
             agent.stop_session();
-            guard::disable(format!("cannot start the in-process EventPipe session ({hr:#x})"));
+            crate::switch::disable(format!("cannot start the in-process EventPipe session ({hr:#x})"));
             let _ = agent.capture.queue.try_send(Event::Stop);
             CORPROF_E_PROFILER_CANCEL_ACTIVATION
         }
@@ -302,7 +301,7 @@ pub fn shutdown() {
     // A walk in progress gives up at its next object; nothing new is started.
     crate::stop::request_shutdown();
     agent.stop_session();
-    guard::deactivate();
+    crate::switch::deactivate();
     if agent.capture.queue.send_timeout(Event::Stop, Duration::from_millis(500)).is_ok()
         && agent.done.recv_timeout(SHUTDOWN_GRACE).is_err()
     {

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod output;
 pub mod pipeline;
 pub mod stop;
+pub mod switch;
 
 pub use com::DllGetClassObject;
 

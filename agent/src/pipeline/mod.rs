@@ -117,9 +117,9 @@ pub fn spawn(agent: &'static Agent, events: Receiver<Event>, done: Sender<()>) -
     std::thread::Builder::new().name("leakscope-agent".into()).spawn(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, events)));
         if let Err(panic) = outcome {
-            crate::com::guard::disable(format!(
+            crate::switch::disable(format!(
                 "panic on the agent thread: {}",
-                crate::com::guard::panic_message(&*panic)
+                crate::switch::panic_message(&*panic)
             ));
         }
         let _ = done.send(());
@@ -253,7 +253,7 @@ impl Pipeline<'_> {
         let agent = self.agent;
         self.status("info", message);
         agent.stop_session();
-        crate::com::guard::deactivate();
+        crate::switch::deactivate();
         // Whatever the callbacks queued before they went quiet.
         let _ = self.drain();
         self.finish(reason);
@@ -285,7 +285,7 @@ impl Pipeline<'_> {
             "out of memory: the system refused the agent an allocation of {size} bytes; the agent has turned \
              itself off (the application runs on, unaffected)"
         );
-        crate::com::guard::disable(message.clone());
+        crate::switch::disable(message.clone());
         self.status("error", &message);
         self.agent.stop_session();
         let _ = self.drain();

@@ -145,7 +145,7 @@ impl Pipeline<'_> {
             .saturating_sub(counters.thinned.load(Ordering::Relaxed) + dropped_budget)
             .max(1);
         let per_followed_sample_us = |ns: u64| (ns as f64 / followed as f64 / 10.0).round() / 100.0;
-        let degraded = crate::com::guard::disabled_reason().or_else(|| self.sink.problem());
+        let degraded = crate::switch::disabled_reason().or_else(|| self.sink.problem());
         self.seq += 1;
         let summary = Summary {
             seq: self.seq,

@@ -5,9 +5,15 @@
 //! the chain cannot be trusted), and queue the record for the agent's own thread. Nothing here
 //! resolves names, takes a lock shared with the agent thread, or blocks: when the queue is full
 //! the sample is dropped and counted.
+//!
+//! Also what the GC's own reports leave for retention paths, recorded on the GC's thread with the
+//! runtime suspended: its roots (`root_references.rs`, from `RootReferences2`) and its heap
+//! dump over EventPipe (`heap_dump.rs`). The agent thread arms them and takes what they kept.
 
 pub mod aim;
 pub mod frame_walk;
+pub mod heap_dump;
+pub mod root_references;
 pub mod stack;
 pub mod striped;
 pub mod verdicts;
@@ -16,7 +22,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::pipeline::retention::heap_dump;
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, EventPipeProvider, ModuleID, ObjectHandleID, ObjectID};

@@ -16,6 +16,7 @@ pub mod clr;
 pub mod com;
 pub mod config;
 pub mod files;
+pub mod guard;
 pub mod lifecycle;
 pub mod log;
 pub mod memory;

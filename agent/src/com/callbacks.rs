@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use super::guard;
+use crate::guard;
 use super::object::ProfilerCallback;
 use crate::{agent, lifecycle};
 use crate::clr::types::*;

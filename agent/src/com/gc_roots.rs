@@ -4,7 +4,7 @@
 //! heap (`ObjectReferences`). leakscope walks the heap itself, later and bounded, so it stops
 //! the runtime's walk at the first object.
 
-use super::guard;
+use crate::guard;
 use super::object::ProfilerCallback;
 use crate::clr::types::*;
 use crate::capture::root_references;

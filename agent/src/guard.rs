@@ -51,7 +51,7 @@ pub fn entry<T>(name: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
 mod tests {
     use super::*;
     use crate::clr::types::{BOOL, E_FAIL, FunctionID, ObjectID, S_FALSE};
-    use crate::com::walks::{self, FrameVisitor, ObjectVisitor, ReferenceVisitor};
+    use crate::clr::walks::{self, FrameVisitor, ObjectVisitor, ReferenceVisitor};
     use crate::switch::{activate, disabled_reason};
     use std::ffi::c_void;
 

@@ -7,6 +7,5 @@ mod gc_roots;
 mod object;
 mod trampoline;
 mod vtable;
-pub mod walks;
 
 pub use object::DllGetClassObject;

@@ -9,5 +9,5 @@ pub mod metadata;
 pub mod pdb;
 pub mod profiler_info;
 pub mod types;
-pub mod vtable;
+pub mod com_call;
 pub mod walks;

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 
 use super::types::*;
 use super::gate;
-use super::vtable::{method, release};
+use super::com_call::{method, release};
 use super::{guids, metadata::MetaDataImport};
 
 mod slot {
@@ -158,7 +158,7 @@ impl ProfilerInfo {
         for version in (minimum..=guids::IID_INFOS.len() as u32).rev() {
             let iid = &guids::IID_INFOS[version as usize - 1];
             // SAFETY: `unknown` is a live COM object per the contract.
-            if let Some(ptr) = unsafe { super::vtable::query_interface(unknown, iid) } {
+            if let Some(ptr) = unsafe { super::com_call::query_interface(unknown, iid) } {
                 return Some(ProfilerInfo { ptr, version });
             }
         }

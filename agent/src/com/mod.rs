@@ -6,6 +6,6 @@ mod callbacks;
 mod gc_roots;
 mod object;
 mod trampoline;
-mod vtable;
+mod callback_vtable;
 
 pub use object::DllGetClassObject;

@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::guard;
-use super::vtable::{CallbackVtable, VTABLE};
+use super::callback_vtable::{CallbackVtable, VTABLE};
 use crate::clr::guids::{CLSID_LEAKSCOPE, IID_CALLBACKS, IID_ICLASSFACTORY, IID_IUNKNOWN};
 use crate::clr::types::*;
 

@@ -14,7 +14,7 @@ pub mod aim;
 pub mod frame_walk;
 pub mod heap_dump;
 pub mod root_references;
-pub mod stack;
+pub mod stack_snapshot;
 pub mod striped;
 pub mod verdicts;
 
@@ -26,7 +26,7 @@ use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, EventPipeProvider, ModuleID, ObjectHandleID, ObjectID};
 use crate::config::StackCapture;
-pub use stack::Frame;
+pub use stack_snapshot::Frame;
 
 /// Slots of the frame walk's verdict table (2^16: 512 KiB, up to 49 152 return addresses).
 pub const VERDICT_TABLE_BITS: u32 = 16;
@@ -419,7 +419,7 @@ impl Capture {
 
     fn snapshot(&self, info: &ProfilerInfo) -> Vec<Frame> {
         let t0 = monotonic_ns();
-        let frames = stack::capture_current_thread(info, self.stack_depth);
+        let frames = stack_snapshot::capture_current_thread(info, self.stack_depth);
         self.counters.snapshot_ns.fetch_add(monotonic_ns() - t0, Ordering::Relaxed);
         frames
     }

@@ -28,7 +28,7 @@ pub mod prologue;
 mod publish;
 pub mod retention;
 mod soak;
-pub mod stacks;
+pub mod stack_table;
 pub mod survivors;
 mod thinning;
 
@@ -45,7 +45,7 @@ use gc_stats::GcStats;
 use ip_resolve::IpResolver;
 use lines::Lines;
 use names::{ClrRuntime, Names};
-use stacks::Stacks;
+use stack_table::Stacks;
 use survivors::{GcHistory, Survivors, Tracked};
 
 use commands::{Command, Pausing, requested_types};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::stacks::{StackId, Stacks};
+use super::stack_table::{StackId, Stacks};
 use crate::capture::Sampling;
 use crate::clr::events::HeapKind;
 use crate::clr::types::{ClassID, ObjectHandleID};

@@ -10,7 +10,7 @@
 //! runtime suspended: its roots (`root_references.rs`, from `RootReferences2`) and its heap
 //! dump over EventPipe (`heap_dump.rs`). The agent thread arms them and takes what they kept.
 
-pub mod aim;
+pub mod exact;
 pub mod frame_walk;
 pub mod heap_dump;
 pub mod root_references;
@@ -143,7 +143,7 @@ pub struct Capture {
     /// (`pipeline/duty_cycle.rs`): a sample taken in an on-window stands for this many more.
     pub window_one_in: AtomicU32,
     /// Exact mode: the types whose every allocation is followed (empty: exact mode idle).
-    pub aim: aim::Aim,
+    pub aim: exact::Aim,
     /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
     pub exact_keep_one_in: AtomicU32,
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::agent::Agent;
-use crate::capture::aim::Aim;
+use crate::capture::exact::Aim;
 use crate::clr::types::{ClassID, HRESULT};
 use crate::pipeline::census::TypeTotals;
 
@@ -127,7 +127,7 @@ impl Pipeline<'_> {
         if self.agent.config.exact == crate::config::Exact::Off {
             return;
         }
-        let room = crate::capture::aim::SLOTS.saturating_sub(self.agent.capture.aim.len());
+        let room = crate::capture::exact::SLOTS.saturating_sub(self.agent.capture.aim.len());
         let mut suspects = self.aiming.after_census(by_class, room);
         if let crate::config::Exact::Types(_) = &self.agent.config.exact {
             for &class in by_class.keys() {

@@ -19,7 +19,7 @@ mod records;
 mod sink;
 mod thread;
 
-pub(crate) use sink::Sink;
+pub(crate) use sink::{Output, Sink};
 pub(crate) use thread::{announce_off, final_flush, start};
 
 use records::{bye_line, cmdline, hello_line, line_start, status_line};
@@ -48,10 +48,11 @@ struct Agg {
     mmap_bytes: u64,
 }
 
-pub(crate) struct Writer {
+/// The writer's state; `O` is where its lines go (the OS's file or socket but in tests).
+pub(crate) struct Writer<O: Output = Sink> {
     cfg: Config,
     pid: i32,
-    sink: Sink,
+    sink: O,
     sym: Symbolizer,
     seq: u64,
     tables: &'static Tables,
@@ -73,14 +74,14 @@ pub(crate) struct Writer {
     done: bool,
 }
 
-impl Writer {
+impl<O: Output> Writer<O> {
     fn new(
         cfg: Config,
         warnings: Vec<String>,
-        sink: Sink,
+        sink: O,
         tables: &'static Tables,
         table_bytes: usize,
-    ) -> Writer {
+    ) -> Writer<O> {
         let pid = state::pid();
         let sym = Symbolizer::new(&cfg.perf_map_dir, pid);
         Writer {
@@ -115,14 +116,14 @@ impl Writer {
     /// Connects if needed and starts a fresh connection/segment with hello.
     fn ready(&mut self, deadline: u64) -> bool {
         if let Err(e) = self.sink.ensure() {
-            if !self.outage_logged || self.sink.last_error.as_deref() != Some(e.as_str()) {
+            if !self.outage_logged || self.sink.session().last_error.as_deref() != Some(e.as_str()) {
                 warn!("{e}; will retry (the host is not affected)");
                 self.outage_logged = true;
             }
-            self.sink.last_error = Some(e);
+            self.sink.session().last_error = Some(e);
             return false;
         }
-        if self.sink.fresh {
+        if self.sink.session().fresh {
             self.sent.clear();
             let hello = hello_line(
                 &self.cfg,
@@ -135,8 +136,8 @@ impl Writer {
             if !self.sink.send(hello.as_bytes(), deadline) {
                 return false;
             }
-            self.sink.fresh = false;
-            if self.sink.connects > 1 {
+            self.sink.session().fresh = false;
+            if self.sink.session().connects > 1 {
                 let msg = "reconnected; resending stacks".to_string();
                 info!("{msg}");
                 let l = status_line(self.pid, "info", &msg);
@@ -147,7 +148,7 @@ impl Writer {
                 info!("output ready");
             }
             self.outage_logged = false;
-            self.sink.last_error = None;
+            self.sink.session().last_error = None;
         }
         let pending = std::mem::take(&mut self.pending);
         for (i, (level, msg)) in pending.iter().enumerate() {
@@ -366,3 +367,6 @@ impl Writer {
         self.done = true;
     }
 }
+
+#[cfg(test)]
+mod tests;

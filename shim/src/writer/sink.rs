@@ -15,13 +15,45 @@ enum Target {
 pub(crate) struct Sink {
     target: Target,
     pub(super) fd: Option<OwnedFd>,
-    /// A new file segment or connection: the next line must be a hello.
-    pub(super) fresh: bool,
-    pub(super) connects: u32,
-    pub(super) last_error: Option<String>,
+    session: Session,
     /// After a listener of another user was refused: no new attempt before this (monotonic ms).
-    pub(super) refused_until_ms: u64,
-    pub(super) refusal_backoff_ms: u64,
+    refused_until_ms: u64,
+    refusal_backoff_ms: u64,
+}
+
+/// What the writer needs from where its lines go: the OS (`Sink`: a file or a socket), or, in the
+/// writer's tests, lines kept in memory.
+pub(crate) trait Output {
+    /// Makes sure lines can be sent, connecting or reopening; `Err` says why they cannot.
+    fn ensure(&mut self) -> Result<(), String>;
+    /// Writes one line (ending in '\n') by `deadline` (monotonic ms); false when it was lost.
+    fn send(&mut self, line: &[u8], deadline: u64) -> bool;
+    /// The bookkeeping of connections the writer reads and updates.
+    fn session(&mut self) -> &mut Session;
+}
+
+/// Connections (or file segments) as the writer sees them.
+pub(crate) struct Session {
+    /// A new file segment or connection: the next line must be a hello.
+    pub(crate) fresh: bool,
+    /// Connections (or segments) made so far.
+    pub(crate) connects: u32,
+    /// Why the output was last unavailable (logged once per distinct reason).
+    pub(crate) last_error: Option<String>,
+}
+
+impl Output for Sink {
+    fn ensure(&mut self) -> Result<(), String> {
+        Sink::ensure(self).map(|_| ())
+    }
+
+    fn send(&mut self, line: &[u8], deadline: u64) -> bool {
+        Sink::send(self, line, deadline)
+    }
+
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
 }
 
 /// Backoff after a refused listener: doubling from 1 s up to a minute.
@@ -173,9 +205,7 @@ impl Sink {
             return Ok(Sink {
                 target: Target::Socket(path.clone()),
                 fd: None,
-                fresh: true,
-                connects: 0,
-                last_error: None,
+                session: Session { fresh: true, connects: 0, last_error: None },
                 refused_until_ms: 0,
                 refusal_backoff_ms: FIRST_REFUSAL_BACKOFF_MS,
             });
@@ -187,9 +217,7 @@ impl Sink {
         Ok(Sink {
             target: Target::File(path.clone()),
             fd: Some(fd),
-            fresh: true,
-            connects: 1,
-            last_error: None,
+            session: Session { fresh: true, connects: 1, last_error: None },
             refused_until_ms: 0,
             refusal_backoff_ms: FIRST_REFUSAL_BACKOFF_MS,
         })
@@ -214,7 +242,7 @@ impl Sink {
             Target::Socket(p) => {
                 let now = sys::monotonic_ms();
                 if now < self.refused_until_ms {
-                    return Err(self.last_error.clone().unwrap_or_default());
+                    return Err(self.session.last_error.clone().unwrap_or_default());
                 }
                 match connect_unix(p) {
                     Ok(fd) => {
@@ -232,8 +260,8 @@ impl Sink {
         }?;
         let raw = fd.get().ok_or("descriptor vanished")?;
         self.fd = Some(fd);
-        self.fresh = true;
-        self.connects += 1;
+        self.session.fresh = true;
+        self.session.connects += 1;
         Ok(raw)
     }
 

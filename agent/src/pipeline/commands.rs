@@ -10,6 +10,7 @@ use crate::output::Batch;
 use crate::output::records::{self, PeekRecord, Refusal, Status};
 
 /// A command that pauses the worker (an induced full GC and a heap walk).
+#[derive(Debug, PartialEq)]
 pub(super) enum Pausing {
     Census,
     Retention(retention::Request),
@@ -41,6 +42,40 @@ pub(super) fn requested_types(command: &serde_json::Value, cmd: &str, max: usize
     Ok(types)
 }
 
+/// What one command line asks for.
+#[derive(Debug, PartialEq)]
+pub(super) enum Parsed {
+    /// A command that pauses the application, with its name.
+    Pausing(Pausing, String),
+    Detach,
+    /// Not acted on, and why (for a rate-limited warning).
+    Ignored(String),
+}
+
+/// Reads one line from the collector.
+pub(super) fn parse(line: &str) -> Parsed {
+    let parsed = serde_json::from_str::<serde_json::Value>(line).ok();
+    let cmd = parsed.as_ref().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
+    let command = parsed.as_ref().unwrap_or(&serde_json::Value::Null);
+    let pausing = match cmd.as_deref() {
+        Some("census") => Pausing::Census,
+        Some("retention") => match retention::Request::from_command(command) {
+            Ok(request) => Pausing::Retention(request),
+            Err(why) => return Parsed::Ignored(format!("a retention command: {why}")),
+        },
+        Some("peek") => match peek::Request::from_command(command) {
+            Ok(request) => Pausing::Peek(request),
+            Err(why) => return Parsed::Ignored(format!("a peek command: {why}")),
+        },
+        Some("detach") => return Parsed::Detach,
+        _ => {
+            let shown: String = line.chars().take(120).collect();
+            return Parsed::Ignored(format!("an unknown command from the collector: {shown}"));
+        }
+    };
+    Parsed::Pausing(pausing, cmd.unwrap_or_default())
+}
+
 impl Pipeline<'_> {
     /// Acts on the collector's commands: `{"cmd":"census"}` (full GC, census, retained report),
     /// `{"cmd":"retention","types":[…]}` (full GC, retention paths), `{"cmd":"peek","types":[…]}`
@@ -54,29 +89,11 @@ impl Pipeline<'_> {
             }
         }
         for line in self.sink.poll_commands() {
-            let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
-            let cmd = parsed.as_ref().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
-            let command = parsed.as_ref().unwrap_or(&serde_json::Value::Null);
-            let pausing = match cmd.as_deref() {
-                Some("census") => Pausing::Census,
-                Some("retention") => match retention::Request::from_command(command) {
-                    Ok(request) => Pausing::Retention(request),
-                    Err(why) => {
-                        self.ignoring(&format!("a retention command: {why}"));
-                        continue;
-                    }
-                },
-                Some("peek") => match peek::Request::from_command(command) {
-                    Ok(request) => Pausing::Peek(request),
-                    Err(why) => {
-                        self.ignoring(&format!("a peek command: {why}"));
-                        continue;
-                    }
-                },
-                Some("detach") => return Command::Detach,
-                _ => {
-                    let shown: String = line.chars().take(120).collect();
-                    self.ignoring(&format!("an unknown command from the collector: {shown}"));
+            let (cmd, pausing) = match parse(&line) {
+                Parsed::Pausing(pausing, cmd) => (Some(cmd), pausing),
+                Parsed::Detach => return Command::Detach,
+                Parsed::Ignored(what) => {
+                    self.ignoring(&what);
                     continue;
                 }
             };
@@ -222,5 +239,41 @@ impl Pipeline<'_> {
             &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &[], payload: line },
             &mut |_| String::new(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_read_into_what_they_ask_for() {
+        assert_eq!(parse(r#"{"cmd":"census"}"#), Parsed::Pausing(Pausing::Census, "census".into()));
+        assert_eq!(parse(r#"{"cmd":"detach"}"#), Parsed::Detach);
+        match parse(r#"{"cmd":"retention","types":["LeakApp.Subscriber"],"max_paths":3}"#) {
+            Parsed::Pausing(Pausing::Retention(r), cmd) => {
+                assert_eq!((r.types, r.max_paths, cmd.as_str()), (vec!["LeakApp.Subscriber".to_string()], 3, "retention"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(r#"{"cmd":"peek","types":["App.Session"]}"#) {
+            Parsed::Pausing(Pausing::Peek(r), _) => assert_eq!(r.types, ["App.Session"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_command_lines_are_ignored_with_a_reason_and_never_run() {
+        let ignored = |line: &str| match parse(line) {
+            Parsed::Ignored(why) => why,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert!(ignored(r#"{"cmd":"retention"}"#).starts_with("a retention command: retention needs \"types\""));
+        assert!(ignored(r#"{"cmd":"peek","types":[" "]}"#).starts_with("a peek command: peek needs at least one type"));
+        assert!(ignored(r#"{"cmd":"format_disk"}"#).contains("unknown command"));
+        let long = format!("{{\"x\":\"{}\"}}", "y".repeat(10_000));
+        let why = ignored(&long);
+        assert!(why.len() < 200, "a hostile line is not echoed whole: {} bytes", why.len());
+        assert!(ignored("not json at all").contains("not json at all"));
     }
 }

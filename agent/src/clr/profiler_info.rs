@@ -189,8 +189,11 @@ impl ProfilerInfo {
         self.require(5)?;
         type F = unsafe extern "system" fn(*mut c_void, *mut u32, *mut u32) -> HRESULT;
         let (mut low, mut high) = (0u32, 0u32);
-        // SAFETY: Info5 slot 81 is GetEventMask2(DWORD*, DWORD*).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_EVENT_MASK2)(self.ptr, &mut low, &mut high) }))?;
+        let hr = gate::RUNTIME.call(|| {
+            // SAFETY: Info5 slot 81 is GetEventMask2(DWORD*, DWORD*).
+            unsafe { method::<F>(self.ptr, slot::GET_EVENT_MASK2)(self.ptr, &mut low, &mut high) }
+        });
+        check(hr)?;
         Ok((low, high))
     }
 

@@ -98,8 +98,11 @@ impl ProfilerInfo {
     pub fn class_of_object(&self, object: ObjectID) -> Result<ClassID, HRESULT> {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut ClassID) -> HRESULT;
         let mut class: ClassID = 0;
-        // SAFETY: Info slot 3 is GetClassFromObject(ObjectID, ClassID*).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CLASS_FROM_OBJECT)(self.ptr, object, &mut class) }))?;
+        let hr = gate::RUNTIME.call(|| {
+            // SAFETY: Info slot 3 is GetClassFromObject(ObjectID, ClassID*).
+            unsafe { method::<F>(self.ptr, slot::GET_CLASS_FROM_OBJECT)(self.ptr, object, &mut class) }
+        });
+        check(hr)?;
         Ok(class)
     }
 
@@ -108,8 +111,11 @@ impl ProfilerInfo {
         self.require(4)?;
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, *mut usize) -> HRESULT;
         let mut size = 0usize;
-        // SAFETY: Info4 slot 80 is GetObjectSize2(ObjectID, SIZE_T*).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) }))?;
+        let hr = gate::RUNTIME.call(|| {
+            // SAFETY: Info4 slot 80 is GetObjectSize2(ObjectID, SIZE_T*).
+            unsafe { method::<F>(self.ptr, slot::GET_OBJECT_SIZE2)(self.ptr, object, &mut size) }
+        });
+        check(hr)?;
         Ok(size)
     }
 

@@ -1,7 +1,7 @@
 //! Whether the agent is on: switched on after `Initialize`, off at `Shutdown` or detach, and off
 //! for good (with the reason kept for the next summary) after a panic or running out of memory.
 //!
-//! The lowest layer, so that the guard around the runtime's entries (`com/guard.rs`), the memory
+//! The lowest layer, so that the guard around the runtime's entries (`guard.rs`), the memory
 //! accounting, the lifecycle and the agent thread all read and write one state.
 
 use std::sync::atomic::{AtomicBool, Ordering};

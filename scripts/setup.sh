@@ -101,6 +101,22 @@ install_test_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The format and lint checks scripts/test.sh runs: rustfmt and clippy from the same toolchain.
+install_rust_components() {
+  local missing=()
+  cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+  cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+  ((${#missing[@]})) || return 0
+  if command -v rustup >/dev/null 2>&1; then
+    say "installing ${missing[*]} (rustup component)"
+    rustup component add "${missing[@]}"
+  else
+    # Debian's rustfmt and clippy belong to its older rustc, which cannot build this workspace.
+    say "missing ${missing[*]} and no rustup to add them to the toolchain that builds leakscope"
+    return 1
+  fi
+}
+
 if crates_io_reachable; then
   say "crates.io reachable: using it"
 else
@@ -133,6 +149,7 @@ install_bench_tools() {
 
 case "${1:-}" in
   --with-test-tools)
+    install_rust_components
     install_dotnet_tools
     install_chromium
     install_test_packages

@@ -187,10 +187,6 @@ const MAX_LIST_ENTRIES: usize = 256;
 /// Longest value quoted whole in a problem message; longer ones are cut (their size is given).
 const MAX_SHOWN_CHARS: usize = 64;
 
-pub fn from_env() -> Loaded {
-    from_lookup(|name| std::env::var_os(name))
-}
-
 /// Reads the settings through `get`, which returns a variable's raw value. Any value, of any
 /// size or bytes, either is used or falls back to its default with a sentence in `problems`:
 /// reading never panics and never prints.

@@ -16,11 +16,14 @@ pub mod clr;
 pub mod com;
 pub mod config;
 pub mod files;
+pub mod guard;
+pub mod lifecycle;
 pub mod log;
 pub mod memory;
 pub mod output;
 pub mod pipeline;
 pub mod stop;
+pub mod switch;
 
 pub use com::DllGetClassObject;
 

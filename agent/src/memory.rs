@@ -57,7 +57,7 @@ fn in_reserve(ptr: *mut u8) -> bool {
 /// lock) and serve the request from the reserve, or fail if it does not fit.
 fn refused(layout: Layout) -> *mut u8 {
     let _ = FAILED_SIZE.compare_exchange(0, layout.size().max(1), Ordering::AcqRel, Ordering::Acquire);
-    crate::com::guard::deactivate();
+    crate::switch::deactivate();
     let base = reserve_base();
     let mut used = RESERVE_USED.load(Ordering::Relaxed);
     loop {
@@ -216,7 +216,7 @@ mod tests {
                 if failure() != Some(1 << 20) {
                     return 12;
                 }
-                if crate::com::guard::is_active() {
+                if crate::switch::is_active() {
                     return 13; // the agent's callbacks must be off
                 }
                 block.reserve_exact(1 << 20); // realloc out of a reserve block

@@ -48,7 +48,7 @@ impl Default for Config {
             interval_ms: DEFAULT_INTERVAL_MS,
             mean_bytes: DEFAULT_MEAN_BYTES,
             max_tracked: DEFAULT_MAX_TRACKED,
-            max_depth: crate::stack::MAX_DEPTH,
+            max_depth: crate::frame_walk::MAX_DEPTH,
             max_sites: DEFAULT_MAX_SITES,
             track_mmap: true,
             perf_map_dir: "/tmp".to_string(),
@@ -226,12 +226,12 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
     }
     if let Some(v) = text("LEAKSCOPE_NATIVE_STACK_DEPTH", &mut warnings) {
         match v.trim().parse::<usize>() {
-            Ok(n) if (1..=crate::stack::MAX_DEPTH).contains(&n) => c.max_depth = n,
+            Ok(n) if (1..=crate::frame_walk::MAX_DEPTH).contains(&n) => c.max_depth = n,
             _ => warnings.push(format!(
                 "LEAKSCOPE_NATIVE_STACK_DEPTH={} is not between 1 and {}; using {}",
                 shown(v),
-                crate::stack::MAX_DEPTH,
-                crate::stack::MAX_DEPTH
+                crate::frame_walk::MAX_DEPTH,
+                crate::frame_walk::MAX_DEPTH
             )),
         }
     }

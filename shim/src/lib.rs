@@ -4,8 +4,8 @@
 //! `hooks.rs` (exported `malloc`, naked trampoline) → `real.rs` (glibc's
 //! `__libc_malloc`) → `track.rs` (count usable bytes in this thread's block,
 //! `counters.rs`; Poisson countdown, `sampler.rs`) → for a sampled block,
-//! `stack.rs` (frame-pointer walk), `stacks.rs` (lock-free stack interning)
-//! and `live.rs` (live-sample table and free filter) → `writer.rs` (own
+//! `frame_walk.rs` (frame-pointer walk), `stack_table.rs` (lock-free stack interning)
+//! and `live.rs` (live-sample table and free filter) → `writer/` (own
 //! thread: aggregate, symbolize late with `symbols/`, stream NDJSON).
 //!
 //! The shim never prints to stdout, never panics across the C ABI, never
@@ -29,8 +29,8 @@ mod mmaps;
 mod real;
 mod sampler;
 mod spin;
-mod stack;
-mod stacks;
+mod frame_walk;
+mod stack_table;
 mod state;
 mod symbols;
 mod sys;

@@ -22,7 +22,7 @@ use crate::config::{self, Config};
 use crate::live::LiveTable;
 use crate::log;
 use crate::mmaps::MmapTable;
-use crate::stacks::StackTable;
+use crate::stack_table::StackTable;
 use crate::{sys, tls, writer};
 
 pub(crate) const BOOT: u8 = 0;

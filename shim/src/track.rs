@@ -15,7 +15,7 @@ use crate::counters::bump;
 use crate::live::Entry;
 use crate::state::{self, ENABLED, OFF, Tables};
 use crate::tls::ThreadState;
-use crate::{real, sampler, stack, sys, tls};
+use crate::{frame_walk, real, sampler, sys, tls};
 
 /// After a successful allocation of `p` (any of the malloc family).
 #[inline(always)]
@@ -170,8 +170,8 @@ fn sample(t: &ThreadState, p: *mut c_void, u: usize, frame: *const usize) {
     }
     t.countdown.set(sampler::draw(tables.mean_bytes, &mut rng));
     t.rng.set(rng);
-    let mut ips = [0usize; stack::MAX_DEPTH];
-    let n = stack::capture(t, frame, &mut ips, tables.max_depth);
+    let mut ips = [0usize; frame_walk::MAX_DEPTH];
+    let n = frame_walk::capture(t, frame, &mut ips, tables.max_depth);
     let id = tables.stacks.intern(ips.get(..n).unwrap_or(&[]));
     let _ = tables.live.insert(Entry {
         addr: p as usize,
@@ -203,8 +203,8 @@ fn with_mmaps<R>(
 }
 
 fn capture_stack(t: &ThreadState, tables: &Tables, frame: *const usize) -> u32 {
-    let mut ips = [0usize; stack::MAX_DEPTH];
-    let n = stack::capture(t, frame, &mut ips, tables.max_depth);
+    let mut ips = [0usize; frame_walk::MAX_DEPTH];
+    let n = frame_walk::capture(t, frame, &mut ips, tables.max_depth);
     tables.stacks.intern(ips.get(..n).unwrap_or(&[]))
 }
 

@@ -5,10 +5,16 @@
 //! the chain cannot be trusted), and queue the record for the agent's own thread. Nothing here
 //! resolves names, takes a lock shared with the agent thread, or blocks: when the queue is full
 //! the sample is dropped and counted.
+//!
+//! Also what the GC's own reports leave for retention paths, recorded on the GC's thread with the
+//! runtime suspended: its roots (`root_references.rs`, from `RootReferences2`) and its heap
+//! dump over EventPipe (`heap_dump.rs`). The agent thread arms them and takes what they kept.
 
-pub mod aim;
+pub mod exact;
 pub mod frame_walk;
-pub mod stack;
+pub mod heap_dump;
+pub mod root_references;
+pub mod stack_snapshot;
 pub mod striped;
 pub mod verdicts;
 
@@ -16,12 +22,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::pipeline::retention::heap_dump;
 use crate::clr::events::{self, AllocationEvent, GcStart, HeapKind, HeapStats};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, EventPipeProvider, ModuleID, ObjectHandleID, ObjectID};
 use crate::config::StackCapture;
-pub use stack::Frame;
+pub use stack_snapshot::Frame;
 
 /// Slots of the frame walk's verdict table (2^16: 512 KiB, up to 49 152 return addresses).
 pub const VERDICT_TABLE_BITS: u32 = 16;
@@ -138,7 +143,7 @@ pub struct Capture {
     /// (`pipeline/duty_cycle.rs`): a sample taken in an on-window stands for this many more.
     pub window_one_in: AtomicU32,
     /// Exact mode: the types whose every allocation is followed (empty: exact mode idle).
-    pub aim: aim::Aim,
+    pub aim: exact::Aim,
     /// Exact mode's own thinning, for aimed-at types allocated faster than the sample limit.
     pub exact_keep_one_in: AtomicU32,
 }
@@ -414,7 +419,7 @@ impl Capture {
 
     fn snapshot(&self, info: &ProfilerInfo) -> Vec<Frame> {
         let t0 = monotonic_ns();
-        let frames = stack::capture_current_thread(info, self.stack_depth);
+        let frames = stack_snapshot::capture_current_thread(info, self.stack_depth);
         self.counters.snapshot_ns.fetch_add(monotonic_ns() - t0, Ordering::Relaxed);
         frames
     }

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 
 use super::types::*;
 use super::gate;
-use super::vtable::{method, release};
+use super::com_call::{method, release};
 
 mod slot {
     pub const CLOSE_ENUM: usize = 3;

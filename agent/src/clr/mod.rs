@@ -1,6 +1,6 @@
 //! The runtime's side of the profiling API: types, identifiers, and safe wrappers over the
 //! COM interfaces CoreCLR gives us (`ICorProfilerInfo*`, `IMetaDataImport`), plus parsers for
-//! the runtime events we subscribe to.
+//! the runtime events we subscribe to, and the callbacks its walks call (`walks.rs`).
 
 pub mod events;
 pub mod gate;
@@ -9,4 +9,5 @@ pub mod metadata;
 pub mod pdb;
 pub mod profiler_info;
 pub mod types;
-pub mod vtable;
+pub mod com_call;
+pub mod walks;

@@ -25,7 +25,6 @@ pub const S_FALSE: HRESULT = 1;
 pub const E_NOINTERFACE: HRESULT = 0x8000_4002_u32 as i32;
 pub const E_POINTER: HRESULT = 0x8000_4003_u32 as i32;
 pub const E_FAIL: HRESULT = 0x8000_4005_u32 as i32;
-pub const E_OUTOFMEMORY: HRESULT = 0x8007_000E_u32 as i32;
 pub const CLASS_E_NOAGGREGATION: HRESULT = 0x8004_0110_u32 as i32;
 pub const CLASS_E_CLASSNOTAVAILABLE: HRESULT = 0x8004_0111_u32 as i32;
 /// Returned from `Initialize` to decline loading without an error.
@@ -109,7 +108,6 @@ pub const CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE: HRESULT = 0x8013_1376_u32 as i
 
 /// Event-mask bits (`COR_PRF_HIGH_MONITOR`, high word).
 pub mod high_monitor {
-    pub const BASIC_GC: u32 = 0x10;
     pub const EVENT_PIPE: u32 = 0x80;
 }
 

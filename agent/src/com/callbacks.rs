@@ -2,21 +2,21 @@
 
 use std::ffi::c_void;
 
-use super::guard;
+use crate::guard;
 use super::object::ProfilerCallback;
-use crate::agent;
+use crate::{agent, lifecycle};
 use crate::clr::types::*;
 
 pub(super) unsafe extern "system" fn initialize(_this: *mut ProfilerCallback, unknown: *mut c_void) -> HRESULT {
     // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
     guard::com_entry("Initialize", CORPROF_E_PROFILER_CANCEL_ACTIVATION, || unsafe {
-        agent::initialize(unknown, agent::Start::Startup)
+        lifecycle::initialize(unknown, lifecycle::Start::Startup)
     })
 }
 
 pub(super) unsafe extern "system" fn shutdown(_this: *mut ProfilerCallback) -> HRESULT {
     guard::com_entry("Shutdown", S_OK, || {
-        agent::shutdown();
+        lifecycle::shutdown();
         S_OK
     })
 }
@@ -37,7 +37,7 @@ pub(super) unsafe extern "system" fn initialize_for_attach(
             unsafe { std::slice::from_raw_parts(client_data as *const u8, client_data_len as usize) }.to_vec()
         };
         // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
-        unsafe { agent::initialize(unknown, agent::Start::Attach { client_data: data }) }
+        unsafe { lifecycle::initialize(unknown, lifecycle::Start::Attach { client_data: data }) }
     })
 }
 

@@ -4,10 +4,10 @@
 //! heap (`ObjectReferences`). leakscope walks the heap itself, later and bounded, so it stops
 //! the runtime's walk at the first object.
 
-use super::guard;
+use crate::guard;
 use super::object::ProfilerCallback;
 use crate::clr::types::*;
-use crate::pipeline::retention::roots;
+use crate::capture::root_references;
 
 /// Runs on a GC thread with the runtime suspended, possibly several times per GC.
 pub(super) unsafe extern "system" fn root_references2(
@@ -34,7 +34,7 @@ pub(super) unsafe extern "system" fn root_references2(
             )
         };
         let gc = crate::agent::get().map_or(0, |a| a.capture.counters.last_gc.load(std::sync::atomic::Ordering::Relaxed));
-        roots::RECORDER.record(gc, objects, kinds, flags, ids);
+        root_references::RECORDER.record(gc, objects, kinds, flags, ids);
         Ok(())
     })
 }

@@ -5,8 +5,8 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::guard;
-use super::vtable::{CallbackVtable, VTABLE};
+use crate::guard;
+use super::callback_vtable::{CallbackVtable, VTABLE};
 use crate::clr::guids::{CLSID_LEAKSCOPE, IID_CALLBACKS, IID_ICLASSFACTORY, IID_IUNKNOWN};
 use crate::clr::types::*;
 

@@ -95,7 +95,20 @@ pub struct GcRecord {
     pub pause_ms_max: f64,
     pub reasons: std::collections::BTreeMap<&'static str, u64>,
     /// The collections since the previous summary.
-    pub recent: Vec<crate::pipeline::gc_stats::GcEntry>,
+    pub recent: Vec<GcEntry>,
+}
+
+/// One collection, as reported in the next summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct GcEntry {
+    pub n: u32,
+    #[serde(rename = "gen")]
+    pub generation: u32,
+    pub reason: &'static str,
+    pub background: bool,
+    pub pause_ms: f64,
+    /// Generation sizes after this GC: gen0, gen1, gen2, LOH, POH.
+    pub after: [u64; 5],
 }
 
 #[derive(Serialize)]

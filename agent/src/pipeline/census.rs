@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::heap_walk::{self, Pace, Stopped};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, HRESULT, ObjectID};
-use crate::com::walks::ObjectVisitor;
+use crate::clr::walks::ObjectVisitor;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TypeTotals {

@@ -3,19 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::clr::events::{GcStart, HeapStats, gc_reason_name};
-
-/// One collection, as reported in the next summary.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct GcEntry {
-    pub n: u32,
-    #[serde(rename = "gen")]
-    pub generation: u32,
-    pub reason: &'static str,
-    pub background: bool,
-    pub pause_ms: f64,
-    /// Generation sizes after this GC: gen0, gen1, gen2, LOH, POH.
-    pub after: [u64; 5],
-}
+use crate::output::records::GcEntry;
 
 /// Most GCs listed per summary; beyond it the oldest are dropped (the counters stay exact).
 const MAX_LISTED: usize = 256;

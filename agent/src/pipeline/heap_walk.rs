@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::HRESULT;
-use crate::com::walks::{ObjectVisitor, on_object};
+use crate::clr::walks::{ObjectVisitor, on_object};
 
 /// `LEAKSCOPE_TEST_WALK_DELAY_US`, set once at start-up.
 static TEST_DELAY_US: AtomicU32 = AtomicU32::new(0);

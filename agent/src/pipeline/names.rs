@@ -85,10 +85,6 @@ impl<R: Runtime> Names<R> {
         runtime.forget_module(module, &in_module);
     }
 
-    pub fn cached_counts(&self) -> (usize, usize) {
-        (self.classes.len(), self.functions.len())
-    }
-
     fn is_framework(&self, type_name: &str) -> bool {
         self.framework_prefixes.iter().any(|p| type_name.starts_with(p.as_str()))
     }

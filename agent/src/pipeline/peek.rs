@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::heap_walk::{self, Pace, Stopped};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, ObjectID};
-use crate::com::walks::ObjectVisitor;
+use crate::clr::walks::ObjectVisitor;
 use crate::output::records::{PeekField, PeekInstance, PeekRecord, PeekType};
 use crate::pipeline::retention::Namer;
 use crate::pipeline::retention::fields::{Field, FieldNames, Kind};

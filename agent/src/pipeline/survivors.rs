@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::stacks::{StackId, Stacks};
+use super::stack_table::{StackId, Stacks};
 use crate::capture::Sampling;
 use crate::clr::events::HeapKind;
 use crate::clr::types::{ClassID, ObjectHandleID};
@@ -114,10 +114,6 @@ impl Survivors {
 
     pub fn count(&self) -> usize {
         self.tracked.len()
-    }
-
-    pub fn approximate_bytes(&self) -> usize {
-        self.tracked.capacity() * std::mem::size_of::<Tracked>()
     }
 
     /// Drops every sample whose object the GC has collected (`is_alive` false), handing its

@@ -17,15 +17,18 @@ pub mod fields;
 pub mod generic_statics;
 pub mod generics;
 pub mod graph;
-pub mod heap_dump;
 pub mod paths;
 pub mod retained;
 pub mod root_kinds;
-pub mod roots;
 pub mod search;
 pub mod statics;
 pub mod tracked;
 pub mod walk;
+mod naming;
+mod request;
+
+pub use naming::{Namer, count, type_matches};
+pub use request::Request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
-use crate::clr::types::{ClassID, FunctionID};
+use crate::clr::types::ClassID;
 use crate::output::records::*;
 use crate::pipeline::census::TypeTotals;
 use paths::{ARRAY_ELEMENT, ELIDED, Roots, Signatures};
@@ -41,10 +44,6 @@ use search::{Stopped, Target};
 use statics::{Slot, Statics};
 use tracked::{NONE, flag};
 
-const DEFAULT_MAX_PATHS: usize = 5;
-const MAX_PATHS: usize = 100;
-const MAX_TYPES: usize = 64;
-const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(10);
 /// Least memory worth starting a walk with.
 const MIN_BUDGET: usize = 1 << 20;
 /// Instances followed per type: all of them up to this many, else a spread-out sample of it.
@@ -58,38 +57,6 @@ const MEASURED_PATHS: usize = 3;
 /// A walk this quick means a small heap, where the GC's roots cost little.
 const CHEAP_WALK: Duration = Duration::from_millis(100);
 const MEASURED_PER_PATH: usize = 16;
-
-/// What the collector asked for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    pub types: Vec<String>,
-    pub max_paths: usize,
-    pub time_budget: Duration,
-    /// At most this much memory, within the agent's own limit.
-    pub memory_budget: Option<usize>,
-}
-
-impl Request {
-    pub fn new(types: Vec<String>) -> Request {
-        Request { types, max_paths: DEFAULT_MAX_PATHS, time_budget: DEFAULT_TIME_BUDGET, memory_budget: None }
-    }
-
-    /// `{"cmd":"retention","types":["A","B"],"max_paths":5,"max_ms":10000,"max_memory_mb":64}`.
-    pub fn from_command(command: &serde_json::Value) -> Result<Request, String> {
-        let types = super::requested_types(command, "retention", MAX_TYPES)?;
-        let mut request = Request::new(types);
-        if let Some(n) = command.get("max_paths").and_then(|v| v.as_u64()) {
-            request.max_paths = (n as usize).clamp(1, MAX_PATHS);
-        }
-        if let Some(ms) = command.get("max_ms").and_then(|v| v.as_u64()) {
-            request.time_budget = Duration::from_millis(ms.clamp(100, 600_000));
-        }
-        if let Some(mb) = command.get("max_memory_mb").and_then(|v| v.as_u64()) {
-            request.memory_budget = Some((mb.clamp(1, 1 << 20) as usize) << 20);
-        }
-        Ok(request)
-    }
-}
 
 /// What persists between requests: located statics, field layouts.
 #[derive(Default)]
@@ -732,67 +699,6 @@ fn cut_short(s: &search::Searched, budget: usize, time_budget: Duration, elapsed
     }
 }
 
-/// `1.13 M`, `41 k`, `512`.
-pub fn count(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{:.0} k", n as f64 / 1e3),
-        n => n.to_string(),
-    }
-}
-
-/// Names for classes and methods, from the pipeline's caches.
-pub trait Namer {
-    fn class(&mut self, class: ClassID) -> Arc<str>;
-    fn function(&mut self, function: FunctionID) -> Arc<str>;
-}
-
-impl<R: crate::pipeline::names::Runtime> Namer for crate::pipeline::names::Names<R> {
-    fn class(&mut self, class: ClassID) -> Arc<str> {
-        crate::pipeline::names::Names::class(self, class)
-    }
-    fn function(&mut self, function: FunctionID) -> Arc<str> {
-        crate::pipeline::names::Names::function(self, function).display
-    }
-}
-
-/// A requested name matches the runtime's full name, or, for a name without a namespace, its
-/// last part (`Subscriber` matches `LeakApp.Subscriber`).
-pub fn type_matches(wanted: &str, name: &str) -> bool {
-    if wanted == name {
-        return true;
-    }
-    if wanted.contains('.') || name.contains('<') {
-        return false;
-    }
-    name.rsplit('.').next() == Some(wanted)
-}
-
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_parse_with_defaults_and_clamps() {
-        let r = Request::from_command(&serde_json::json!({"cmd":"retention","types":["LeakApp.Subscriber"," ",""]})).unwrap();
-        assert_eq!(r, Request::new(vec!["LeakApp.Subscriber".into()]));
-        let r = Request::from_command(&serde_json::json!({"cmd":"retention","types":["A"],"max_paths":1000,"max_ms":5,"max_memory_mb":32}))
-            .unwrap();
-        assert_eq!((r.max_paths, r.time_budget, r.memory_budget), (100, Duration::from_millis(100), Some(32 << 20)));
-        assert!(Request::from_command(&serde_json::json!({"cmd":"retention"})).is_err());
-        assert!(Request::from_command(&serde_json::json!({"cmd":"retention","types":[]})).is_err());
-    }
-
-    #[test]
-    fn names_match_fully_or_by_their_last_part() {
-        assert!(type_matches("LeakApp.Subscriber", "LeakApp.Subscriber"));
-        assert!(type_matches("Subscriber", "LeakApp.Subscriber"));
-        assert!(!type_matches("Subscriber", "LeakApp.SubscriberList"));
-        assert!(!type_matches("App.Subscriber", "LeakApp.Subscriber"));
-        assert!(!type_matches("String>", "System.Collections.Generic.List<System.String>"));
-    }
 }

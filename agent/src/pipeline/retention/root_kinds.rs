@@ -4,7 +4,7 @@
 //! Asked for only when a search leaves instances whose ancestors nothing on the heap references,
 //! and then from the best source the runtime allows: with background GC off, `RootReferences2`
 //! around an induced GC ([`roots`](super::roots)); otherwise the runtime's EventPipe heap dump
-//! ([`heap_dump`](super::heap_dump)), which costs a longer pause (the runtime lists the whole
+//! ([`heap_dump`](crate::capture::heap_dump)), which costs a longer pause (the runtime lists the whole
 //! heap too) but works in the default configuration. Either way the roots' addresses are those
 //! right after that GC; the followed objects are matched to them in a suspension straight after,
 //! through their handles, if no other GC ran in between.
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::heap_dump::{self, flag, kind};
+use crate::capture::heap_dump::{self, flag, kind};
+use crate::capture::root_references;
 use super::tracked::{AddrMap, NONE, Tracked, flag as node_flag};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, FunctionID, ObjectID, root};
@@ -117,12 +118,12 @@ fn keep(roots: &mut AddrMap<Holder>, object: ObjectID, holder: Holder) {
 /// Has the GC report its roots (inducing a full GC). Call on the agent thread.
 pub fn collect(info: &'static ProfilerInfo) -> Result<Collected, String> {
     let started = Instant::now();
-    match super::roots::arm(info) {
+    match root_references::arm(info) {
         Ok(armed) => {
             let forced = info.force_gc();
             armed.disarm(info);
             forced.map_err(|hr| format!("ForceGC failed ({hr:#x})"))?;
-            let (at_gc, reported, dropped) = super::roots::RECORDER.take();
+            let (at_gc, reported, dropped) = root_references::RECORDER.take();
             let mut roots = AddrMap::default();
             for r in &reported {
                 let holder = match r.kind {

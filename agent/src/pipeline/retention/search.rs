@@ -339,9 +339,13 @@ impl Visitor<'_> {
             *count += 1;
         }
         let info = self.info;
-        // SAFETY: `target` is referenced by a live object with the runtime suspended, so it is
-        // a live object whose first word is its MethodTable.
-        let class = if self.method_table_is_class { unsafe { (target as *const usize).read() } } else { info.class_of_object(target).ok()? };
+        let class = if self.method_table_is_class {
+            // SAFETY: `target` is referenced by a live object with the runtime suspended, so it is
+            // a live object whose first word is its MethodTable.
+            unsafe { (target as *const usize).read() }
+        } else {
+            info.class_of_object(target).ok()?
+        };
         let Ok(size) = info.object_size(target) else {
             self.unreadable += 1;
             return None;

@@ -41,13 +41,13 @@ pub fn suspended(info: &ProfilerInfo, visitor: &mut dyn Visit) -> Result<Duratio
         // the callbacks run on this thread while the runtime is suspended.
         Ok(()) => unsafe { info.enumerate_gc_heap_objects(on_object, &mut state as *mut State<'_> as *mut c_void) },
         Err(panic) => {
-            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+            state.panicked = Some(crate::switch::panic_message(&*panic));
             Ok(())
         }
     };
     if state.panicked.is_none() {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| state.visitor.after(info))) {
-            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+            state.panicked = Some(crate::switch::panic_message(&*panic));
         }
     }
     let resumed = info.resume_runtime();
@@ -96,7 +96,7 @@ unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOO
     match catch_unwind(AssertUnwindSafe(|| state.visitor.object(info, object))) {
         Ok(go_on) => go_on as BOOL,
         Err(panic) => {
-            state.panicked = Some(crate::com::guard::panic_message(&*panic));
+            state.panicked = Some(crate::switch::panic_message(&*panic));
             0
         }
     }

@@ -4,7 +4,7 @@ use std::ffi::c_void;
 
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::FunctionID;
-use crate::com::walks::{FrameVisitor, on_frame};
+use crate::clr::walks::{FrameVisitor, on_frame};
 
 /// One managed frame: the function and the instruction pointer within it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

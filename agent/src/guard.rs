@@ -2,46 +2,12 @@
 //!
 //! No panic may unwind into the runtime (that would abort the host), and a broken agent must
 //! not keep running half-working: the first panic turns the agent off for good, records why,
-//! and every later callback returns `S_OK` at once.
+//! and every later callback returns `S_OK` at once. (The on/off state itself is `switch.rs`,
+//! which the agent's lower layers read too.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use parking_lot::Mutex;
-
 use crate::clr::types::{HRESULT, S_OK};
-
-/// True between a successful `Initialize` and `Shutdown` (or the first failure).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-static DISABLED_BECAUSE: Mutex<Option<String>> = Mutex::new(None);
-
-pub fn is_active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
-}
-
-pub fn activate() {
-    ACTIVE.store(true, Ordering::Release);
-}
-
-/// Turns every callback into a no-op from now on.
-pub fn deactivate() {
-    ACTIVE.store(false, Ordering::Release);
-}
-
-/// Turns the agent off and remembers why, for the log and the next summary.
-pub fn disable(reason: String) {
-    deactivate();
-    tracing::error!("agent disabled: {reason}");
-    let mut slot = DISABLED_BECAUSE.lock();
-    if slot.is_none() {
-        *slot = Some(reason);
-    }
-}
-
-/// Why the agent turned itself off, if it did.
-pub fn disabled_reason() -> Option<String> {
-    DISABLED_BECAUSE.lock().clone()
-}
+use crate::switch::{disable, is_active, panic_message};
 
 /// Wraps a profiler callback: skipped unless the agent is active; panics are caught and turn
 /// the agent off. Errors are logged at debug level (callbacks must not flood the log) and
@@ -81,21 +47,12 @@ pub fn entry<T>(name: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clr::types::{BOOL, E_FAIL, FunctionID, ObjectID, S_FALSE};
-    use crate::com::walks::{self, FrameVisitor, ObjectVisitor, ReferenceVisitor};
+    use crate::clr::walks::{self, FrameVisitor, ObjectVisitor, ReferenceVisitor};
+    use crate::switch::{activate, disabled_reason};
     use std::ffi::c_void;
 
     /// A walk visitor that panics whenever it is called.

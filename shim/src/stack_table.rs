@@ -16,7 +16,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::stack::MAX_DEPTH;
+use crate::frame_walk::MAX_DEPTH;
 
 const EMPTY: u64 = 0;
 const READY: u32 = 1;

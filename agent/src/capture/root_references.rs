@@ -37,20 +37,20 @@ struct State {
     dropped: u64,
 }
 
-pub struct Recorder {
+pub struct RootRecorder {
     armed: AtomicBool,
     state: Mutex<State>,
     /// Roots not kept because another GC thread held the lock (counted, never waited for).
     contended: AtomicU64,
 }
 
-pub static RECORDER: Recorder = Recorder {
+pub static RECORDER: RootRecorder = RootRecorder {
     armed: AtomicBool::new(false),
     state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }),
     contended: AtomicU64::new(0),
 };
 
-impl Recorder {
+impl RootRecorder {
     /// From `RootReferences2`: keeps the strong roots of GC `gc` while armed.
     pub fn record(&self, gc: u32, objects: &[ObjectID], kinds: &[u32], flags: &[u32], ids: &[usize]) {
         if !self.armed.load(Ordering::Acquire) {
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn keeps_only_strong_roots_of_the_latest_gc_while_armed() {
-        let r = Recorder {
+        let r = RootRecorder {
             armed: AtomicBool::new(false),
             state: Mutex::new(State { gc: 0, roots: Vec::new(), dropped: 0 }),
             contended: AtomicU64::new(0),

@@ -76,10 +76,4 @@ impl Stacks {
     pub fn count(&self) -> usize {
         self.stacks.len()
     }
-
-    /// Rough bytes held, for the agent's memory report.
-    pub fn approximate_bytes(&self) -> usize {
-        self.ids.keys().map(|k| k.len() * std::mem::size_of::<Frame>() + 64).sum::<usize>()
-            + self.stacks.iter().map(|s| s.frames.len() * 16 + 64).sum::<usize>()
-    }
 }

@@ -6,7 +6,7 @@
 
 use std::ffi::c_void;
 
-use super::guard;
+use crate::guard;
 use crate::clr::types::{BOOL, FunctionID, HRESULT, ObjectID, S_FALSE, S_OK};
 
 /// Receives a stack walk's managed frames; false stops the walk.

@@ -78,7 +78,7 @@ struct State {
     dropped: u64,
 }
 
-pub struct Recorder {
+pub struct HeapDumpRecorder {
     armed: AtomicBool,
     state: Mutex<State>,
     /// Objects the dump listed (GCBulkNode counts).
@@ -89,7 +89,7 @@ pub struct Recorder {
     lost: AtomicU64,
 }
 
-pub static RECORDER: Recorder = Recorder {
+pub static RECORDER: HeapDumpRecorder = HeapDumpRecorder {
     armed: AtomicBool::new(false),
     state: Mutex::new(State { roots: Vec::new(), dependent: Vec::new(), dropped: 0 }),
     nodes: AtomicU64::new(0),
@@ -97,7 +97,7 @@ pub static RECORDER: Recorder = Recorder {
     lost: AtomicU64::new(0),
 };
 
-impl Recorder {
+impl HeapDumpRecorder {
     pub fn armed(&self) -> bool {
         self.armed.load(Ordering::Relaxed)
     }

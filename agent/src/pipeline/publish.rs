@@ -1,0 +1,251 @@
+//! What the pipeline sends: the `hello` line, the periodic `summary`, statuses (kept for replay
+//! to a collector that connects late), and any payload preceded by the stacks it names.
+
+use std::sync::atomic::Ordering;
+
+use super::{Pipeline, gc_stats, retention, unix_ms};
+use crate::agent::Agent;
+use crate::output::Batch;
+use crate::output::records::{self, *};
+
+/// Statuses kept to replay to a collector that connects late.
+pub(super) const STATUS_REPLAY: usize = 32;
+
+pub(super) fn hello_line(agent: &Agent) -> String {
+    let cmdline = std::fs::read("/proc/self/cmdline")
+        .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    records::line(
+        "hello",
+        &Hello {
+            version: env!("CARGO_PKG_VERSION"),
+            cmdline,
+            start_unix_ms: agent.start_unix_ms,
+            interval_ms: agent.config.interval.as_millis() as u64,
+            runtime: agent.runtime.to_string(),
+            sampling: agent.capture.sampling.name(),
+            mode: "sampled",
+            attached: agent.attached,
+            service: agent.config.service.clone(),
+            config: HelloConfig {
+                max_tracked: agent.config.max_tracked,
+                memory_limit_bytes: agent.config.memory_limit_bytes,
+                stack_depth: agent.config.stack_depth,
+                stack_capture: agent.config.stack_capture.name(),
+                log: crate::log::path(&agent.config).display().to_string(),
+                induce_full_gc_ms: agent.config.induce_full_gc.map(|d| d.as_millis() as u64),
+                census: agent.config.census,
+                exact: match &agent.config.exact {
+                    crate::config::Exact::Off => "off".to_string(),
+                    crate::config::Exact::Auto => "auto".to_string(),
+                    crate::config::Exact::Types(names) => names.join(","),
+                },
+                retention: agent.config.retention.clone(),
+                retention_roots: retention::root_kinds::capabilities(agent.attached, agent.info.version()),
+            },
+        },
+    )
+}
+
+/// CPU time of the calling thread (the agent's), milliseconds.
+pub(super) fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+impl Pipeline<'_> {
+    /// Site rows of samples born before GC `born_before` that are alive now.
+    pub(super) fn site_records(&mut self, born_before: u32) -> (Vec<SiteRecord>, Vec<u32>) {
+        let rows = self.survivors.rows(&self.stacks, born_before);
+        let mut sites = Vec::with_capacity(rows.len().min(self.agent.config.max_sites));
+        let mut stack_ids = Vec::new();
+        for row in rows.into_iter().take(self.agent.config.max_sites) {
+            stack_ids.push(row.stack);
+            sites.push(SiteRecord {
+                type_name: self.names.class(row.class),
+                site: row.site,
+                location: self.stacks.get(row.stack).site_line.clone(),
+                stack: row.stack,
+                samples: row.samples,
+                objects: row.objects.round() as u64,
+                bytes: row.bytes.round() as u64,
+                age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
+                gens: row.generations,
+            });
+        }
+        (sites, stack_ids)
+    }
+
+    pub(super) fn heap_record(&self) -> HeapRecord {
+        HeapRecord {
+            gen0: self.gc.heap.gen0,
+            gen1: self.gc.heap.gen1,
+            gen2: self.gc.heap.gen2,
+            loh: self.gc.heap.loh,
+            poh: self.gc.heap.poh,
+        }
+    }
+
+    /// Sends a payload, preceded by any stacks it names that the destination has not seen.
+    pub(super) fn deliver(&mut self, payload: &str, stack_ids: &[u32]) {
+        let stacks = &self.stacks;
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: stack_ids, payload },
+            &mut |id| {
+                let stack = stacks.get(id);
+                records::line("stack", &records::Stack { id, frames: &stack.frames, lines: &stack.lines })
+            },
+        );
+    }
+
+    pub(super) fn status(&mut self, level: &'static str, message: &str) {
+        let line = records::line("status", &Status { level, message });
+        self.statuses.push(line.clone());
+        if self.statuses.len() > STATUS_REPLAY {
+            self.statuses.remove(0);
+        }
+        self.sink.deliver(
+            &Batch { hello: &self.hello, statuses: &[], stacks: &[], payload: &line },
+            &mut |_| String::new(),
+        );
+    }
+
+    pub(super) fn publish(&mut self) {
+        let agent = self.agent;
+        let counters = &agent.capture.counters;
+        let dropped_budget = counters.dropped_budget.load(Ordering::Relaxed);
+        if dropped_budget > 0 && !self.budget_reported {
+            self.budget_reported = true;
+            let message = format!(
+                "tracking budget reached ({} samples or {} MB of agent memory): further samples are counted, not tracked; \
+                 raise LEAKSCOPE_MAX_TRACKED / LEAKSCOPE_MEMORY_LIMIT_MB to track more",
+                agent.config.max_tracked,
+                agent.config.memory_limit_bytes >> 20
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
+        let bad_events = counters.bad_events.load(Ordering::Relaxed);
+        if bad_events > 0 && !self.bad_events_reported {
+            self.bad_events_reported = true;
+            let message = format!(
+                "{bad_events} runtime event(s) had a version or size the agent does not know and were skipped \
+                 (counted in agent.bad_events); samples or GC counters may be missing"
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
+        let (sites, stack_ids) = self.site_records(self.history.completed);
+        let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
+        // Mean cost, in microseconds, of the samples the allocating threads actually followed.
+        let followed = counters
+            .samples
+            .load(Ordering::Relaxed)
+            .saturating_sub(counters.thinned.load(Ordering::Relaxed) + dropped_budget)
+            .max(1);
+        let per_followed_sample_us = |ns: u64| (ns as f64 / followed as f64 / 10.0).round() / 100.0;
+        let degraded = crate::switch::disabled_reason().or_else(|| self.sink.problem());
+        self.seq += 1;
+        let summary = Summary {
+            seq: self.seq,
+            t_ms: agent.elapsed_ms(),
+            unix_ms: unix_ms(),
+            gc: GcRecord {
+                count: self.gc.by_generation,
+                induced: self.gc.induced,
+                pause_ms_total: self.gc.pause_ns_total as f64 / 1e6,
+                pause_ms_max: self.gc.pause_ns_max as f64 / 1e6,
+                reasons: self.gc.reasons.clone(),
+                recent: self.gc.take_recent(),
+            },
+            heap: self.heap_record(),
+            rss: gc_stats::resident_bytes(),
+            agent: AgentRecord {
+                tracked: self.survivors.count(),
+                young: self.survivors.young(self.history.completed),
+                max_tracked: agent.config.max_tracked,
+                samples: counters.samples.load(Ordering::Relaxed),
+                dropped: dropped_budget + dropped_queue,
+                dropped_budget,
+                dropped_queue,
+                thinned: counters.thinned.load(Ordering::Relaxed),
+                keep_one_in: agent.capture.keep_one_in.load(Ordering::Relaxed),
+                sampling_windows: SamplingWindowsRecord {
+                    one_in: self.duty.one_in(),
+                    switches: self.duty.switches,
+                    switch_ms: self.duty.switch_time.as_secs_f64() * 1e3,
+                },
+                handle_failures: counters.handle_failures.load(Ordering::Relaxed),
+                stack_failures: counters.stack_failures.load(Ordering::Relaxed),
+                stacks: self.stacks.count(),
+                memory_bytes: crate::memory::allocated_bytes(),
+                memory_limit_bytes: agent.config.memory_limit_bytes,
+                sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
+                thread_cpu_ms: thread_cpu_ms(),
+                capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
+                stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
+                bad_events: counters.bad_events.load(Ordering::Relaxed),
+                stack_capture: self.stack_capture_record(),
+                degraded,
+                exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
+                    aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
+                    allocations: counters.exact_allocations.load(Ordering::Relaxed),
+                    thinned: counters.exact_thinned.load(Ordering::Relaxed),
+                    keep_one_in: agent.capture.exact_keep_one_in.load(Ordering::Relaxed),
+                }),
+            },
+            sites,
+        };
+        let payload = records::line("summary", &summary);
+        self.deliver(&payload, &stack_ids);
+        self.report_output_problems();
+    }
+
+    /// Tells the collector (through whatever output still works) about a destination that has
+    /// just failed or a log file that was refused, once each.
+    pub(super) fn report_output_problems(&mut self) {
+        for problem in self.sink.take_new_problems() {
+            self.status("warn", &problem);
+        }
+        if !self.log_problem_reported {
+            if let Some(problem) = crate::log::problem() {
+                self.log_problem_reported = true;
+                self.status("warn", &problem);
+            }
+        }
+    }
+
+    pub(super) fn stack_capture_record(&self) -> StackCaptureRecord {
+        let capture = &self.agent.capture;
+        let counters = &capture.counters;
+        let (walked, fell_back) = (counters.walked.load(Ordering::Relaxed), counters.fell_back.load(Ordering::Relaxed));
+        let snapshots = match capture.stack_capture {
+            crate::config::StackCapture::Frames => fell_back,
+            crate::config::StackCapture::Snapshot => counters.samples.load(Ordering::Relaxed),
+            crate::config::StackCapture::Check => fell_back + walked,
+        };
+        StackCaptureRecord {
+            mode: capture.stack_capture.name(),
+            walked,
+            fell_back,
+            snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
+            learnt: self.ips.learnt,
+            refused: self.ips.refused,
+            unloads: self.code_unloads,
+            check: (capture.stack_capture == crate::config::StackCapture::Check).then(|| {
+                let mut check = self.stack_check.clone();
+                let mut sites: Vec<_> = self
+                    .stack_check_sites
+                    .iter()
+                    .map(|(site, &(compared, agreed))| StackCheckSite { site: site.clone(), compared, agreed })
+                    .collect();
+                sites.sort_by(|a, b| b.compared.cmp(&a.compared).then_with(|| a.site.cmp(&b.site)));
+                sites.truncate(64);
+                check.by_site = sites;
+                check
+            }),
+        }
+    }
+}

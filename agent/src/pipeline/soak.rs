@@ -1,0 +1,193 @@
+//! What soak mode needs after a full GC: inducing it, the census of every object by type, the
+//! `retained` report of sampled survivors, and retention paths for the configured types.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TryRecvError;
+
+use super::{POLL, Pipeline, census, gc_stats, retention, unix_ms};
+use crate::capture::Event;
+use crate::clr::types::ClassID;
+use crate::output::records::{self, CensusOther, CensusRecord, CensusType, Retained};
+
+/// Events held while a retention search lets the application run between its walks (beyond
+/// it, the queue itself fills and drops as it would anyway).
+pub(super) const HELD_EVENTS: usize = 1 << 12;
+
+/// Most types listed in a census (the rest are summed in `other`).
+pub(super) const MAX_CENSUS_TYPES: usize = 5000;
+
+/// Least time between two `retained` reports.
+pub(super) const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
+
+impl Pipeline<'_> {
+    /// Induces a full blocking GC (from this thread, as the API requires), then reports the
+    /// census and what survived. True when told to stop meanwhile.
+    pub(super) fn full_gc_then_census(&mut self, census: bool) -> bool {
+        let gc_started = Instant::now();
+        if let Err(hr) = self.agent.info.force_gc() {
+            tracing::warn!("ForceGC failed: {hr:#x}");
+            return false;
+        }
+        // ForceGC returns once the blocking GC is over: the application stood still that long too.
+        self.forced_gc = gc_started.elapsed();
+        // Take in the induced GC's own events first, so the census and the retained report are
+        // stamped with its number.
+        if self.drain() {
+            return true;
+        }
+        let by_class = if census { self.take_census() } else { None };
+        self.report_retained_after_full_gc();
+        if !self.agent.config.retention.is_empty() {
+            let request = retention::Request::new(self.agent.config.retention.clone());
+            return self.report_retention(&request, by_class.as_ref());
+        }
+        false
+    }
+
+    /// Follows `request`'s types up to their roots (right after a full GC; `census`: the census
+    /// of that GC, if one was just taken) and reports the paths. True when told to stop meanwhile.
+    pub(super) fn report_retention(
+        &mut self,
+        request: &retention::Request,
+        census: Option<&std::collections::HashMap<ClassID, census::TypeTotals>>,
+    ) -> bool {
+        let gc = self.history.completed;
+        let prefixes = &self.agent.config.framework_prefixes;
+        let is_framework = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
+        // Between the search's walks the application runs; its events are taken in meanwhile
+        // (up to a bound) and applied once the search is over.
+        let events = &self.events;
+        // Allocated before the request counts its memory, so that it does not count against it.
+        let mut held: Vec<Event> = Vec::with_capacity(HELD_EVENTS);
+        let mut stop = false;
+        let mut idle = |d: Duration| -> bool {
+            let until = Instant::now() + d;
+            loop {
+                while held.len() < HELD_EVENTS {
+                    match events.try_recv() {
+                        Ok(Event::Stop) | Err(TryRecvError::Disconnected) => {
+                            stop = true;
+                            return false;
+                        }
+                        Ok(event) => held.push(event),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                let now = Instant::now();
+                if now >= until {
+                    return true;
+                }
+                std::thread::sleep((until - now).min(POLL));
+            }
+        };
+        let mut cx = retention::Context { names: &mut self.names, is_framework: &is_framework, census, idle: &mut idle };
+        let record = self.retention.run(self.agent, request, gc, &mut cx);
+        for event in held {
+            self.apply(event);
+        }
+        tracing::info!(
+            "retention: {} types in {:.1} ms ({} walks, pause {:.1} ms, longest {:.1} ms), {} objects, {} followed, {} KB, truncated by {:?}",
+            record.types.len(),
+            record.elapsed_ms,
+            record.walks.len(),
+            record.pause_ms,
+            record.max_pause_ms,
+            record.objects,
+            record.followed,
+            record.memory_bytes >> 10,
+            record.truncated_by
+        );
+        if let Some(error) = &record.error {
+            let message = format!("retention paths unavailable: {error}");
+            self.status("warn", &message);
+        }
+        let payload = records::line("retention", &record);
+        self.deliver(&payload, &[]);
+        stop
+    }
+
+    /// Right after a full GC everything unreachable is gone, so the samples born before it that
+    /// are still alive are what the application really retains: the comparable points a soak
+    /// verdict needs. Rate-limited, since some workloads run full GCs back to back.
+    pub(super) fn report_retained_after_full_gc(&mut self) {
+        let Some(gc) = self.full_gc_to_report else { return };
+        if self.last_retained_report.is_some_and(|t| t.elapsed() < MIN_RETAINED_SPACING) {
+            return;
+        }
+        self.full_gc_to_report = None;
+        self.last_retained_report = Some(Instant::now());
+        self.sweep();
+        let (sites, stack_ids) = self.site_records(gc);
+        let record = Retained {
+            gc,
+            t_ms: self.agent.elapsed_ms(),
+            unix_ms: unix_ms(),
+            heap: self.heap_record(),
+            rss: gc_stats::resident_bytes(),
+            sites,
+        };
+        let payload = records::line("retained", &record);
+        self.deliver(&payload, &stack_ids);
+    }
+
+    /// Counts every object on the heap by type (right after a full GC) and reports it; returns
+    /// the counts by class.
+    pub(super) fn take_census(&mut self) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
+        if self.census_unsupported {
+            return None;
+        }
+        match census::take(&self.agent.info) {
+            Ok(c) if c.stopped.is_some() => {
+                // Part of the heap only: a census that says less than is there is not sent.
+                tracing::info!("census abandoned: {:?}", c.stopped);
+                None
+            }
+            Ok(c) => {
+                let mut types: Vec<CensusType> = c
+                    .by_class
+                    .iter()
+                    .map(|(&class, t)| CensusType { type_name: self.names.class(class), count: t.count, bytes: t.bytes })
+                    .collect();
+                types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.type_name.cmp(&b.type_name)));
+                let kept = types.len().min(MAX_CENSUS_TYPES);
+                let rest = &types[kept..];
+                let other = CensusOther {
+                    types: rest.len(),
+                    count: rest.iter().map(|t| t.count).sum(),
+                    bytes: rest.iter().map(|t| t.bytes).sum(),
+                };
+                types.truncate(kept);
+                let record = CensusRecord {
+                    gc: self.history.completed,
+                    t_ms: self.agent.elapsed_ms(),
+                    unix_ms: unix_ms(),
+                    pause_ms: c.pause.as_secs_f64() * 1e3,
+                    gc_ms: self.forced_gc.as_secs_f64() * 1e3,
+                    rss: gc_stats::resident_bytes(),
+                    objects: c.objects,
+                    bytes: c.bytes,
+                    unreadable: c.unreadable,
+                    heap: self.heap_record(),
+                    types,
+                    other,
+                };
+                tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
+                let payload = records::line("census", &record);
+                self.deliver(&payload, &[]);
+                self.aim_after_census(&c.by_class);
+                Some(c.by_class)
+            }
+            Err(hr) => {
+                self.census_unsupported = true;
+                let message = format!(
+                    "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
+                     soak verdicts use sampled survivors only"
+                );
+                tracing::warn!("{message}");
+                self.status("warn", &message);
+                None
+            }
+        }
+    }
+}

@@ -72,7 +72,9 @@ impl Agent {
     pub fn set_allocation_sampling(&self, on: bool) -> Result<(), HRESULT> {
         let mut session = self.sampling_session.lock();
         match (on, *session) {
-            (true, None) => *session = Some(start_session(&self.info, keyword::ALLOCATION_SAMPLING, level::INFORMATIONAL)?),
+            (true, None) => {
+                *session = Some(start_session(&self.info, keyword::ALLOCATION_SAMPLING, level::INFORMATIONAL)?)
+            }
             (false, Some(id)) => {
                 *session = None;
                 self.info.event_pipe_stop_session(id)?;
@@ -96,4 +98,3 @@ pub(crate) fn start_session(info: &ProfilerInfo, keywords: u64, level: u32) -> R
     tracing::debug!("EventPipe session {session:#x} started (keywords {keywords:#x}, level {level})");
     Ok(session)
 }
-

@@ -147,9 +147,7 @@ impl Default for Config {
             max_sites: 1000,
             stack_depth: 64,
             stack_capture: StackCapture::Frames,
-            framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"]
-                .map(String::from)
-                .to_vec(),
+            framework_prefixes: ["System.", "Microsoft.", "Internal.", "Interop"].map(String::from).to_vec(),
             induce_full_gc: None,
             census: true,
             exact: Exact::Off,
@@ -248,10 +246,8 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
         if let Some(v) = text(name, &mut problems) {
             match v.trim().replace('_', "").parse::<usize>() {
                 Ok(n) if (min..=max).contains(&n) => *slot = n,
-                _ => problems.push(format!(
-                    "{name}={} is not a whole number from {min} to {max}; using {slot}",
-                    shown(&v)
-                )),
+                _ => problems
+                    .push(format!("{name}={} is not a whole number from {min} to {max}; using {slot}", shown(&v))),
             }
         }
     };
@@ -268,10 +264,8 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
             "frames" => c.stack_capture = StackCapture::Frames,
             "snapshot" => c.stack_capture = StackCapture::Snapshot,
             "check" => c.stack_capture = StackCapture::Check,
-            _ => problems.push(format!(
-                "LEAKSCOPE_STACK_CAPTURE={} is not frames, snapshot or check; using frames",
-                shown(&v)
-            )),
+            _ => problems
+                .push(format!("LEAKSCOPE_STACK_CAPTURE={} is not frames, snapshot or check; using frames", shown(&v))),
         }
     }
     if let Some(v) = text("LEAKSCOPE_FRAMEWORK_PREFIXES", &mut problems) {
@@ -307,7 +301,8 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
         c.service = Some(service_name(&v));
     }
     let peek_raw = non_empty("LEAKSCOPE_PEEK_STRINGS", &mut problems);
-    let peek_strings = switch(&|_: &str| peek_raw.clone(), &mut problems, "LEAKSCOPE_PEEK_STRINGS", "not allowing string contents");
+    let peek_strings =
+        switch(&|_: &str| peek_raw.clone(), &mut problems, "LEAKSCOPE_PEEK_STRINGS", "not allowing string contents");
     c.peek_strings = PeekStrings::decide(peek_strings, None);
     if let Some(v) = non_empty("LEAKSCOPE_ORPHAN_TIMEOUT", &mut problems) {
         match parse_duration(&v) {
@@ -351,12 +346,10 @@ fn path(
 
 /// A comma-separated list, trimmed, blanks dropped, at most [`MAX_LIST_ENTRIES`] entries.
 fn list(value: &str, name: &str, problems: &mut Vec<String>) -> Vec<String> {
-    let mut entries: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    let mut entries: Vec<String> =
+        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     if entries.len() > MAX_LIST_ENTRIES {
-        problems.push(format!(
-            "{name} lists {} entries; keeping the first {MAX_LIST_ENTRIES}",
-            entries.len()
-        ));
+        problems.push(format!("{name} lists {} entries; keeping the first {MAX_LIST_ENTRIES}", entries.len()));
         entries.truncate(MAX_LIST_ENTRIES);
     }
     entries
@@ -475,7 +468,8 @@ mod tests {
             }
         }
         // Numbers out of range and text that is not a number are reported, naming the variable.
-        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_INDUCE_FULL_GC", "LEAKSCOPE_STACK_DEPTH"] {
+        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_MAX_TRACKED", "LEAKSCOPE_INDUCE_FULL_GC", "LEAKSCOPE_STACK_DEPTH"]
+        {
             for value in ["100000000000000000000000", "-1", "NaN", "inf"] {
                 let l = load(&[(name, value)]);
                 assert!(l.problems.iter().any(|p| p.contains(name)), "{name}={value} not reported: {:?}", l.problems);

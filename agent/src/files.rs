@@ -18,12 +18,7 @@ use std::path::Path;
 /// what was found at the path.
 pub fn open_append(path: &Path) -> io::Result<File> {
     let base = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
-    let created = std::fs::OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(base)
-        .open(path);
+    let created = std::fs::OpenOptions::new().append(true).create_new(true).mode(0o600).custom_flags(base).open(path);
     let file = match created {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -44,11 +39,8 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 /// would otherwise hold the agent thread forever).
 pub fn read_regular(path: &Path, max: u64) -> Option<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > max {
         return None;

@@ -5,9 +5,9 @@
 //! and every later callback returns `S_OK` at once. (The on/off state itself is `switch.rs`,
 //! which the agent's lower layers read too.)
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::clr::types::{HRESULT, S_OK};
 use crate::switch::{disable, is_active, panic_message};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Wraps a profiler callback: skipped unless the agent is active; panics are caught and turn
 /// the agent off. Errors are logged at debug level (callbacks must not flood the log) and

@@ -229,7 +229,10 @@ pub fn shutdown() {
     }
     let waited = Instant::now();
     if crate::clr::gate::RUNTIME.close_and_wait(LEAVE_GRACE) {
-        tracing::info!("agent shut down (no call of ours left inside the runtime; waited {:?} for it)", waited.elapsed());
+        tracing::info!(
+            "agent shut down (no call of ours left inside the runtime; waited {:?} for it)",
+            waited.elapsed()
+        );
     } else {
         tracing::warn!(
             "{} call(s) of the agent still inside the runtime after {LEAVE_GRACE:?}; letting the runtime shut down",

@@ -57,9 +57,10 @@ impl Write for Writer {
 
 /// The log file's path for this process.
 pub fn path(config: &Config) -> PathBuf {
-    config.log_file.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("leakscope-agent.{}.log", std::process::id()))
-    })
+    config
+        .log_file
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("leakscope-agent.{}.log", std::process::id())))
 }
 
 /// Replaces the standard panic hook (which prints to stderr) with one that writes to the log.
@@ -78,8 +79,7 @@ pub fn install_panic_hook() {
 /// Installs the log (and the panic hook, if not yet).
 pub fn install(config: &Config) {
     install_panic_hook();
-    let file: &'static LazyFile =
-        Box::leak(Box::new(LazyFile { path: path(config), state: Mutex::new(None) }));
+    let file: &'static LazyFile = Box::leak(Box::new(LazyFile { path: path(config), state: Mutex::new(None) }));
     let _ = tracing_subscriber::fmt()
         .with_writer(move || Writer(file))
         .with_max_level(config.log_level)

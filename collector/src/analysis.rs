@@ -122,12 +122,7 @@ impl Growth {
 /// Assesses a series (sorted by time). `peak_bytes` is the site's peak over its whole history;
 /// `recent_window_ms` limits the analysis to the most recent span (the live view's "recent
 /// window"); `None` analyses everything after warm-up (the report).
-pub fn assess(
-    points: &[Point],
-    peak_bytes: f64,
-    th: &Thresholds,
-    recent_window_ms: Option<f64>,
-) -> Growth {
+pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_ms: Option<f64>) -> Growth {
     let window = analysis_window(points, th, recent_window_ms);
     let (start_ms, span) = match (window.first(), window.last()) {
         (Some(a), Some(b)) => (a.t_ms, b.t_ms - a.t_ms),
@@ -144,8 +139,7 @@ pub fn assess(
     let growth_bytes = sen.slope * span;
     let peak = peak_bytes.max(values.iter().cloned().fold(0.0, f64::max));
     let significant = mk.p_increasing < th.alpha;
-    let material =
-        growth_bytes > th.min_growth_bytes && growth_bytes > th.min_growth_fraction * peak;
+    let material = growth_bytes > th.min_growth_bytes && growth_bytes > th.min_growth_fraction * peak;
     let verdict = if significant && material {
         let recent = &window[window.len() / 2..];
         let recent_slope = theil_sen(recent, None).map(|s| s.slope).unwrap_or(0.0);
@@ -221,11 +215,7 @@ fn pairwise_slopes(points: &[Point]) -> Option<Vec<f64>> {
 /// The median of a sorted, non-empty slice.
 fn median_of_sorted(sorted: &[f64]) -> f64 {
     let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-    }
+    if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) }
 }
 
 /// Theil–Sen estimator. With `mk_var_s` (the Mann–Kendall variance of S for these values) it
@@ -292,12 +282,7 @@ pub fn mann_kendall(values: &[f64]) -> MannKendall {
     } else {
         0.0
     };
-    MannKendall {
-        s,
-        var_s,
-        z,
-        p_increasing: upper_tail_normal(z),
-    }
+    MannKendall { s, var_s, z, p_increasing: upper_tail_normal(z) }
 }
 
 // ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -469,11 +454,7 @@ pub fn sen_fit(points: &[Point], confidence: f64) -> Option<SenFit> {
         ((m as f64 - c) / 2.0).floor().max(1.0) as usize - 1
     };
     let lower_index = lower_index.min((m - 1) / 2);
-    Some(SenFit {
-        slope,
-        lo: slopes[lower_index],
-        hi: slopes[m - 1 - lower_index],
-    })
+    Some(SenFit { slope, lo: slopes[lower_index], hi: slopes[m - 1 - lower_index] })
 }
 
 /// Up to this many points, Sen's interval uses the exact null distribution of Kendall's S.
@@ -504,11 +485,7 @@ fn kendall_cdf(n: usize) -> std::rc::Rc<Vec<f64>> {
         for (i, slot) in dist.iter_mut().enumerate().take(new_max + 1) {
             let hi = i.min(max_i);
             let lo = i.saturating_sub(k - 1);
-            *slot = if lo <= hi {
-                (prefix[hi + 1] - prefix[lo]) / k as f64
-            } else {
-                0.0
-            };
+            *slot = if lo <= hi { (prefix[hi + 1] - prefix[lo]) / k as f64 } else { 0.0 };
         }
         max_i = new_max;
     }
@@ -581,26 +558,14 @@ fn median(values: &mut [f64]) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    }
+    if n % 2 == 1 { values[n / 2] } else { 0.5 * (values[n / 2 - 1] + values[n / 2]) }
 }
 
 /// Judges a series (sorted by time) against `threshold_per_hour` over the points at or after
 /// `window_start_ms` (the end of warm-up).
-pub fn assess_trend(
-    points: &[Point],
-    window_start_ms: f64,
-    threshold_per_hour: f64,
-    s: &TrendSettings,
-) -> Trend {
-    let window: Vec<Point> = points
-        .iter()
-        .copied()
-        .filter(|p| p.t_ms >= window_start_ms && p.bytes.is_finite())
-        .collect();
+pub fn assess_trend(points: &[Point], window_start_ms: f64, threshold_per_hour: f64, s: &TrendSettings) -> Trend {
+    let window: Vec<Point> =
+        points.iter().copied().filter(|p| p.t_ms >= window_start_ms && p.bytes.is_finite()).collect();
     let window = thin_evenly(window, s.max_points.max(8));
     let n = window.len();
     let tau = threshold_per_hour.max(0.0) / MS_PER_HOUR;
@@ -609,18 +574,8 @@ pub fn assess_trend(
         _ => (window_start_ms, 0.0),
     };
     let quarter = (n / 4).max(2).min(n);
-    let start_bytes = median(
-        &mut window[..quarter]
-            .iter()
-            .map(|p| p.bytes)
-            .collect::<Vec<_>>(),
-    );
-    let end_bytes = median(
-        &mut window[n - quarter..]
-            .iter()
-            .map(|p| p.bytes)
-            .collect::<Vec<_>>(),
-    );
+    let start_bytes = median(&mut window[..quarter].iter().map(|p| p.bytes).collect::<Vec<_>>());
+    let end_bytes = median(&mut window[n - quarter..].iter().map(|p| p.bytes).collect::<Vec<_>>());
     let mut trend = Trend {
         verdict: SoakVerdict::Inconclusive,
         reason: TrendReason::TooFewPoints,
@@ -668,9 +623,7 @@ pub fn assess_trend(
     };
     let values: Vec<f64> = window.iter().map(|p| p.bytes).collect();
     let p_whole = trend_p_value(&values);
-    let recent_n = ((n as f64 * s.recent_fraction).ceil() as usize)
-        .max(s.min_recent_points)
-        .min(n);
+    let recent_n = ((n as f64 * s.recent_fraction).ceil() as usize).max(s.min_recent_points).min(n);
     let recent = &window[n - recent_n..];
     let early = &window[..(n / 2).max(2)];
     let recent_fit = sen_fit(recent, s.confidence);
@@ -710,14 +663,10 @@ pub fn assess_trend(
     // residual growth up to the recent interval's upper end is not ruled out yet, and the
     // evidence says so).
     let recent_trend = recent_slope > tau && p_recent < s.recent_alpha;
-    let levelled =
-        !recent_trend && early_slope.is_some_and(|e| e > tau && recent_hi < e * s.slowing_ratio);
+    let levelled = !recent_trend && early_slope.is_some_and(|e| e > tau && recent_hi < e * s.slowing_ratio);
     if recent_hi <= tau || levelled {
         // It rose if the trend test says so, or if the rise dwarfs the recent fluctuation.
-        let recent_spread = recent_values
-            .iter()
-            .cloned()
-            .fold(f64::NEG_INFINITY, f64::max)
+        let recent_spread = recent_values.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
             - recent_values.iter().cloned().fold(f64::INFINITY, f64::min);
         let rose = rise > tau * span
             && rise > s.min_rise_fraction * end_bytes.abs()
@@ -747,8 +696,7 @@ pub fn assess_trend(
     }
     let (fit, fit_span) = if grows_whole {
         trend.reason = TrendReason::RecentUnclear;
-        let rspan = recent.last().map(|p| p.t_ms).unwrap_or(0.0)
-            - recent.first().map(|p| p.t_ms).unwrap_or(0.0);
+        let rspan = recent.last().map(|p| p.t_ms).unwrap_or(0.0) - recent.first().map(|p| p.t_ms).unwrap_or(0.0);
         (recent_fit.unwrap_or(whole), rspan.max(1.0))
     } else {
         trend.reason = TrendReason::Straddles;
@@ -778,8 +726,7 @@ fn erfc(x: f64) -> f64 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -814,10 +761,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let t = i as f64 * interval_ms;
-                Point {
-                    t_ms: t,
-                    bytes: quantize(f(i, t)),
-                }
+                Point { t_ms: t, bytes: quantize(f(i, t)) }
             })
             .collect()
     }
@@ -856,12 +800,8 @@ mod tests {
 
     #[test]
     fn theil_sen_is_exact_on_a_line_and_ignores_outliers() {
-        let line: Vec<Point> = (0..20)
-            .map(|i| Point {
-                t_ms: i as f64 * 1000.0,
-                bytes: 5.0 + 2.0 * i as f64 * 1000.0,
-            })
-            .collect();
+        let line: Vec<Point> =
+            (0..20).map(|i| Point { t_ms: i as f64 * 1000.0, bytes: 5.0 + 2.0 * i as f64 * 1000.0 }).collect();
         let s = theil_sen(&line, None).unwrap();
         assert!((s.slope - 2.0).abs() < 1e-12);
         // A quarter of the points replaced by wild values: the slope barely moves.
@@ -871,16 +811,7 @@ mod tests {
         }
         let s = theil_sen(&dirty, None).unwrap();
         assert!((s.slope - 2.0).abs() < 0.2, "slope {}", s.slope);
-        assert!(
-            theil_sen(
-                &[Point {
-                    t_ms: 1.0,
-                    bytes: 1.0
-                }],
-                None
-            )
-            .is_none()
-        );
+        assert!(theil_sen(&[Point { t_ms: 1.0, bytes: 1.0 }], None).is_none());
     }
 
     #[test]
@@ -889,16 +820,10 @@ mod tests {
         // `leakscope demo` produces at its leak site.
         let mut rng = Rng(7);
         let noise: Vec<f64> = (0..25).map(|_| rng.sym() * 0.6 * MB).collect();
-        let pts = series(25, 2000.0, |i, t| {
-            10.0 * MB + 3.0 * MB * t / 60_000.0 + noise[i]
-        });
+        let pts = series(25, 2000.0, |i, t| 10.0 * MB + 3.0 * MB * t / 60_000.0 + noise[i]);
         let g = verdict_of(&pts);
         assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
-        assert!(
-            (g.bytes_per_min - 3.0 * MB).abs() < 0.6 * MB,
-            "rate {}",
-            g.bytes_per_min
-        );
+        assert!((g.bytes_per_min - 3.0 * MB).abs() < 0.6 * MB, "rate {}", g.bytes_per_min);
         let [lo, hi] = g.ci95_bytes_per_min.unwrap();
         assert!(lo <= g.bytes_per_min && g.bytes_per_min <= hi);
         assert!(g.p_value < 0.001);
@@ -910,16 +835,10 @@ mod tests {
         for seed in 1..=20 {
             let mut rng = Rng(seed);
             let noise: Vec<f64> = (0..144).map(|_| rng.sym() * 5.0 * MB).collect();
-            let pts = series(144, 5000.0, |i, t| {
-                20.0 * MB + 1.0 * MB * t / 60_000.0 + noise[i]
-            });
+            let pts = series(144, 5000.0, |i, t| 20.0 * MB + 1.0 * MB * t / 60_000.0 + noise[i]);
             let g = verdict_of(&pts);
             assert_eq!(g.verdict, Verdict::Growing, "seed {seed}: {g:?}");
-            assert!(
-                (g.bytes_per_min - MB).abs() < 0.35 * MB,
-                "seed {seed}: rate {}",
-                g.bytes_per_min
-            );
+            assert!((g.bytes_per_min - MB).abs() < 0.35 * MB, "seed {seed}: rate {}", g.bytes_per_min);
         }
     }
 
@@ -944,17 +863,12 @@ mod tests {
                 .map(|i| match shape {
                     0 => level * (1.0 + noise_frac * rng.sym()),
                     1 => {
-                        let spike = if rng.next_f64() < 0.1 {
-                            level * 0.8 * rng.next_f64()
-                        } else {
-                            0.0
-                        };
+                        let spike = if rng.next_f64() < 0.1 { level * 0.8 * rng.next_f64() } else { 0.0 };
                         level * (1.0 + 0.5 * noise_frac * rng.sym()) + spike
                     }
                     _ => {
                         let period = 7 + (seed % 5) as usize;
-                        level * (1.0 + noise_frac * ((i % period) as f64 / period as f64))
-                            + 0.1 * level * rng.sym()
+                        level * (1.0 + noise_frac * ((i % period) as f64 / period as f64)) + 0.1 * level * rng.sym()
                     }
                 })
                 .collect();
@@ -979,11 +893,7 @@ mod tests {
                 20.0 * MB * filled + 0.5 * MB * rng.sym()
             });
             let g = verdict_of(&pts);
-            assert_ne!(
-                g.verdict,
-                Verdict::Growing,
-                "fill fraction {fill_fraction}: {g:?}"
-            );
+            assert_ne!(g.verdict, Verdict::Growing, "fill fraction {fill_fraction}: {g:?}");
         }
     }
 
@@ -1003,12 +913,7 @@ mod tests {
         assert_eq!(verdict_of(&pts).verdict, Verdict::InsufficientData);
         assert_eq!(verdict_of(&[]).verdict, Verdict::InsufficientData);
         // Same timestamps everywhere: no time axis, no verdict, no panic.
-        let same_t: Vec<Point> = (0..20)
-            .map(|i| Point {
-                t_ms: 5.0,
-                bytes: i as f64,
-            })
-            .collect();
+        let same_t: Vec<Point> = (0..20).map(|i| Point { t_ms: 5.0, bytes: i as f64 }).collect();
         assert_eq!(verdict_of(&same_t).verdict, Verdict::InsufficientData);
     }
 
@@ -1018,30 +923,16 @@ mod tests {
         // the live view's 10-minute window shows it.
         let pts = series(720, 5000.0, |i, t| {
             let base = 30.0 * MB + if i % 2 == 0 { 0.3 * MB } else { -0.3 * MB };
-            if t > 50.0 * 60_000.0 {
-                base + 2.0 * MB * (t - 50.0 * 60_000.0) / 60_000.0
-            } else {
-                base
-            }
+            if t > 50.0 * 60_000.0 { base + 2.0 * MB * (t - 50.0 * 60_000.0) / 60_000.0 } else { base }
         });
-        let g = assess(
-            &pts,
-            60.0 * MB,
-            &Thresholds::default(),
-            Some(10.0 * 60_000.0),
-        );
+        let g = assess(&pts, 60.0 * MB, &Thresholds::default(), Some(10.0 * 60_000.0));
         assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
         assert!((g.bytes_per_min - 2.0 * MB).abs() < 0.3 * MB);
     }
 
     #[test]
     fn thinning_keeps_the_endpoints() {
-        let pts: Vec<Point> = (0..1000)
-            .map(|i| Point {
-                t_ms: i as f64,
-                bytes: 0.0,
-            })
-            .collect();
+        let pts: Vec<Point> = (0..1000).map(|i| Point { t_ms: i as f64, bytes: 0.0 }).collect();
         let thin = thin_evenly(pts, 240);
         assert_eq!(thin.len(), 240);
         assert_eq!(thin[0].t_ms, 0.0);

@@ -31,12 +31,7 @@ impl Default for Budget {
 
 impl Budget {
     pub fn new(limit: usize) -> Budget {
-        Budget {
-            counter: Arc::new(Counter {
-                held: AtomicUsize::new(0),
-                limit,
-            }),
-        }
+        Budget { counter: Arc::new(Counter { held: AtomicUsize::new(0), limit }) }
     }
 
     /// Takes `bytes` from the budget, or `None` when they do not fit.
@@ -47,10 +42,7 @@ impl Budget {
                 held.checked_add(bytes).filter(|&n| n <= c.limit)
             })
             .ok()?;
-        Some(Charge {
-            counter: Some(Arc::clone(c)),
-            bytes,
-        })
+        Some(Charge { counter: Some(Arc::clone(c)), bytes })
     }
 
     pub fn held(&self) -> usize {
@@ -89,10 +81,7 @@ impl Clone for Charge {
         if let Some(c) = &self.counter {
             c.held.fetch_add(self.bytes, Ordering::Relaxed);
         }
-        Charge {
-            counter: self.counter.clone(),
-            bytes: self.bytes,
-        }
+        Charge { counter: self.counter.clone(), bytes: self.bytes }
     }
 }
 

@@ -443,9 +443,7 @@ mod tests {
     #[test]
     fn run_takes_the_command_after_double_dash_including_its_flags() {
         let Command::Run(r) =
-            parse("leakscope run --interval 2s --duration 1m -- dotnet Worker.dll --urls x")
-                .unwrap()
-                .command
+            parse("leakscope run --interval 2s --duration 1m -- dotnet Worker.dll --urls x").unwrap().command
         else {
             panic!()
         };
@@ -457,43 +455,22 @@ mod tests {
 
     #[test]
     fn run_without_a_command_or_with_a_bad_interval_is_a_usage_error() {
+        assert_eq!(parse("leakscope run").map(|_| ()).map_err(|e| clap_exit_code(&e)).unwrap_err(), 2);
         assert_eq!(
-            parse("leakscope run")
-                .map(|_| ())
-                .map_err(|e| clap_exit_code(&e))
-                .unwrap_err(),
+            parse("leakscope run --interval 10ms -- x").map(|_| ()).map_err(|e| clap_exit_code(&e)).unwrap_err(),
             2
         );
         assert_eq!(
-            parse("leakscope run --interval 10ms -- x")
-                .map(|_| ())
-                .map_err(|e| clap_exit_code(&e))
-                .unwrap_err(),
+            parse("leakscope run --interval soon -- x").map(|_| ()).map_err(|e| clap_exit_code(&e)).unwrap_err(),
             2
         );
-        assert_eq!(
-            parse("leakscope run --interval soon -- x")
-                .map(|_| ())
-                .map_err(|e| clap_exit_code(&e))
-                .unwrap_err(),
-            2
-        );
-        assert_eq!(
-            parse("leakscope frobnicate")
-                .map(|_| ())
-                .map_err(|e| clap_exit_code(&e))
-                .unwrap_err(),
-            2
-        );
+        assert_eq!(parse("leakscope frobnicate").map(|_| ()).map_err(|e| clap_exit_code(&e)).unwrap_err(), 2);
     }
 
     #[test]
     fn env_socket_and_output_are_exclusive() {
         assert!(parse("leakscope env --socket /a --output /b").is_err());
-        let Command::Env(e) = parse("leakscope env --output /var/log/x.ndjson --no-native")
-            .unwrap()
-            .command
-        else {
+        let Command::Env(e) = parse("leakscope env --output /var/log/x.ndjson --no-native").unwrap().command else {
             panic!()
         };
         assert_eq!(e.output, Some(PathBuf::from("/var/log/x.ndjson")));
@@ -528,49 +505,25 @@ mod tests {
             "--flag",
         ])
         .unwrap();
-        let Command::Soak(s) = cli.command else {
-            panic!()
-        };
+        let Command::Soak(s) = cli.command else { panic!() };
         assert_eq!(s.duration, Duration::from_secs(90));
         assert_eq!(s.gc_every, Some(Duration::from_secs(5)));
         assert_eq!(s.fail_on, ["growth > 1MB/h", "site:A.B.C growth > 0"]);
         assert_eq!(s.command, ["dotnet", "W.dll", "--flag"]);
         assert!(s.warmup.is_none() && !s.strict);
-        let code = |line: &str| {
-            parse(line)
-                .map(|_| 0)
-                .map_err(|e| clap_exit_code(&e))
-                .unwrap_err()
-        };
-        assert_eq!(
-            code("leakscope soak -- dotnet x"),
-            2,
-            "--duration is required"
-        );
-        assert_eq!(
-            code("leakscope soak --duration 1m --gc-every 100ms -- x"),
-            2
-        );
-        assert_eq!(
-            code("leakscope soak --duration 1m"),
-            2,
-            "a command is required"
-        );
+        let code = |line: &str| parse(line).map(|_| 0).map_err(|e| clap_exit_code(&e)).unwrap_err();
+        assert_eq!(code("leakscope soak -- dotnet x"), 2, "--duration is required");
+        assert_eq!(code("leakscope soak --duration 1m --gc-every 100ms -- x"), 2);
+        assert_eq!(code("leakscope soak --duration 1m"), 2, "a command is required");
     }
 
     #[test]
     fn tail_report_demo_parse() {
-        let Command::Tail(t) = parse("leakscope tail f.ndjson -f --json").unwrap().command else {
-            panic!()
-        };
+        let Command::Tail(t) = parse("leakscope tail f.ndjson -f --json").unwrap().command else { panic!() };
         assert!(t.follow && t.json);
-        let Command::Report(r) = parse("leakscope report out/").unwrap().command else {
-            panic!()
-        };
+        let Command::Report(r) = parse("leakscope report out/").unwrap().command else { panic!() };
         assert_eq!(r.path, PathBuf::from("out/"));
-        let Command::Demo(d) = parse("leakscope demo").unwrap().command else {
-            panic!()
-        };
+        let Command::Demo(d) = parse("leakscope demo").unwrap().command else { panic!() };
         assert_eq!(d.duration, Duration::from_secs(50));
         assert_eq!(d.interval, Duration::from_secs(2));
     }

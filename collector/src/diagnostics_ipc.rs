@@ -162,13 +162,8 @@ pub fn decode_process_info(payload: &[u8], v2: bool) -> Result<ProcessInfo, IpcE
     let mut r = Reader { data: payload, at: 0 };
     let pid = r.u64()?;
     r.take(16)?; // runtime instance cookie
-    let mut info = ProcessInfo {
-        pid,
-        command_line: r.string()?,
-        os: r.string()?,
-        arch: r.string()?,
-        ..Default::default()
-    };
+    let mut info =
+        ProcessInfo { pid, command_line: r.string()?, os: r.string()?, arch: r.string()?, ..Default::default() };
     if v2 {
         info.entrypoint_assembly = r.string()?;
         info.runtime_version = r.string()?;
@@ -261,15 +256,26 @@ fn exchange(socket: &DiagSocket, message: &[u8]) -> Result<Vec<u8>, IpcError> {
 pub fn process_info(socket: &DiagSocket) -> Result<ProcessInfo, IpcError> {
     match exchange(socket, &encode(PROCESS_SET, PROCESS_INFO2, &[])) {
         Ok(payload) => decode_process_info(&payload, true),
-        Err(IpcError::Runtime(_)) => decode_process_info(&exchange(socket, &encode(PROCESS_SET, PROCESS_INFO, &[]))?, false),
+        Err(IpcError::Runtime(_)) => {
+            decode_process_info(&exchange(socket, &encode(PROCESS_SET, PROCESS_INFO, &[]))?, false)
+        }
         Err(e) => Err(e),
     }
 }
 
 /// Asks a runtime to load a profiler. Ok means the runtime accepted and the profiler's
 /// `InitializeForAttach` returned success.
-pub fn attach_profiler(socket: &DiagSocket, clsid: [u8; 16], path: &str, client_data: &[u8], timeout_ms: u32) -> Result<(), IpcError> {
-    let payload = exchange(socket, &encode(PROFILER_SET, ATTACH_PROFILER, &attach_payload(timeout_ms, clsid, path, client_data)))?;
+pub fn attach_profiler(
+    socket: &DiagSocket,
+    clsid: [u8; 16],
+    path: &str,
+    client_data: &[u8],
+    timeout_ms: u32,
+) -> Result<(), IpcError> {
+    let payload = exchange(
+        socket,
+        &encode(PROFILER_SET, ATTACH_PROFILER, &attach_payload(timeout_ms, clsid, path, client_data)),
+    )?;
     let hr = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(0);
     if hr as i32 >= 0 { Ok(()) } else { Err(IpcError::Runtime(hr)) }
 }
@@ -367,7 +373,12 @@ mod tests {
 
     /// A diagnostics socket served by this test process (the runtime, as far as checks go).
     fn ours(dir: &tempfile::TempDir) -> DiagSocket {
-        DiagSocket::new(Dir::open(dir.path()).unwrap(), "ipc.sock".into(), std::process::id(), crate::owner_only::euid())
+        DiagSocket::new(
+            Dir::open(dir.path()).unwrap(),
+            "ipc.sock".into(),
+            std::process::id(),
+            crate::owner_only::euid(),
+        )
     }
 
     fn serve_once(answer: Vec<u8>) -> (tempfile::TempDir, DiagSocket, std::thread::JoinHandle<Vec<u8>>) {

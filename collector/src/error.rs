@@ -19,18 +19,11 @@ pub type CliResult<T> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            hints: Vec::new(),
-            exit_code: EXIT_FAILURE,
-        }
+        CliError { message: message.into(), hints: Vec::new(), exit_code: EXIT_FAILURE }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            exit_code: EXIT_USAGE,
-            ..CliError::new(message)
-        }
+        CliError { exit_code: EXIT_USAGE, ..CliError::new(message) }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -48,9 +41,7 @@ impl CliError {
         let mut e = CliError::new(format!("{}: {}", what.into(), err));
         match err.kind() {
             std::io::ErrorKind::PermissionDenied => {
-                e = e.hint(
-                    "check the permissions of the path, or choose another with --out / --socket",
-                );
+                e = e.hint("check the permissions of the path, or choose another with --out / --socket");
             }
             std::io::ErrorKind::NotFound => {
                 e = e.hint("check that the path exists");

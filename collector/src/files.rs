@@ -44,10 +44,7 @@ pub enum Problem {
 
 impl FileError {
     fn io(path: &Path, err: io::Error) -> FileError {
-        FileError {
-            path: path.to_path_buf(),
-            problem: Problem::Io(err),
-        }
+        FileError { path: path.to_path_buf(), problem: Problem::Io(err) }
     }
 
     /// Refused for what is at the path (a link, a FIFO, someone else's directory), as opposed
@@ -93,17 +90,14 @@ impl fmt::Display for FileError {
                 f,
                 "{p}: it is {kind}, not a regular file (leakscope never follows links or opens FIFOs and devices there)"
             ),
-            Problem::NotDirectory("a symbolic link") => write!(
-                f,
-                "{p}: it is a symbolic link, which leakscope never writes through"
-            ),
+            Problem::NotDirectory("a symbolic link") => {
+                write!(f, "{p}: it is a symbolic link, which leakscope never writes through")
+            }
             Problem::NotDirectory(kind) => write!(f, "{p}: it is {kind}, not a directory"),
             Problem::NotPrivate(why) => write!(f, "{p}: {why}"),
-            Problem::TooLarge(max) => write!(
-                f,
-                "{p}: larger than {} (refused)",
-                crate::units::format_bytes(*max as f64)
-            ),
+            Problem::TooLarge(max) => {
+                write!(f, "{p}: larger than {} (refused)", crate::units::format_bytes(*max as f64))
+            }
             Problem::Io(e) => write!(f, "{p}: {e}"),
         }
     }
@@ -134,21 +128,13 @@ fn c_path(p: &Path) -> io::Result<CString> {
 
 fn c_name(name: &str) -> io::Result<CString> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a plain file name"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a plain file name")));
     }
-    CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
 }
 
 fn fstat(fd: libc::c_int) -> io::Result<libc::stat> {
@@ -165,12 +151,7 @@ fn lstat_at(dirfd: libc::c_int, name: &CString) -> io::Result<Option<libc::stat>
     // SAFETY: `name` is NUL-terminated and `st` plain data filled in by fstatat.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        match check(libc::fstatat(
-            dirfd,
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )) {
+        match check(libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW)) {
             Ok(_) => Ok(Some(st)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
@@ -183,20 +164,10 @@ fn lstat_path(path: &Path) -> io::Result<Option<libc::stat>> {
 }
 
 /// `open`/`openat`, returning an owned descriptor.
-fn open_at(
-    dirfd: libc::c_int,
-    name: &CString,
-    flags: libc::c_int,
-    mode: u32,
-) -> io::Result<OwnedFd> {
+fn open_at(dirfd: libc::c_int, name: &CString, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     // SAFETY: `name` is NUL-terminated; the descriptor returned is new and ours alone.
     unsafe {
-        let fd = check(libc::openat(
-            dirfd,
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        ))?;
+        let fd = check(libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint))?;
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
@@ -233,19 +204,13 @@ impl Dir {
         let c = c_path(path).map_err(|e| FileError::io(path, e))?;
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         match open_at(libc::AT_FDCWD, &c, flags, 0) {
-            Ok(fd) => Ok(Dir {
-                fd,
-                path: absolute(path),
-            }),
+            Ok(fd) => Ok(Dir { fd, path: absolute(path) }),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
                 let kind = match lstat_path(path) {
                     Ok(Some(st)) => kind_of(st.st_mode),
                     _ => "not a directory",
                 };
-                Err(FileError {
-                    path: path.to_path_buf(),
-                    problem: Problem::NotDirectory(kind),
-                })
+                Err(FileError { path: path.to_path_buf(), problem: Problem::NotDirectory(kind) })
             }
             Err(e) => Err(FileError::io(path, e)),
         }
@@ -256,17 +221,12 @@ impl Dir {
     pub fn open_or_create(path: &Path) -> Result<(Dir, bool), FileError> {
         match Dir::open(path) {
             Ok(d) => Ok((d, false)),
-            Err(FileError {
-                problem: Problem::Io(e),
-                ..
-            }) if e.kind() == io::ErrorKind::NotFound => {
+            Err(FileError { problem: Problem::Io(e), .. }) if e.kind() == io::ErrorKind::NotFound => {
                 create_parents(path)?;
                 match Dir::create_new(path) {
                     Ok(d) => Ok((d, true)),
                     // Created by someone else meanwhile: check it like any existing one.
-                    Err(e) if e.io_kind() == Some(io::ErrorKind::AlreadyExists) => {
-                        Dir::open(path).map(|d| (d, false))
-                    }
+                    Err(e) if e.io_kind() == Some(io::ErrorKind::AlreadyExists) => Dir::open(path).map(|d| (d, false)),
                     Err(e) => Err(e),
                 }
             }
@@ -278,8 +238,7 @@ impl Dir {
     pub fn create_new(path: &Path) -> Result<Dir, FileError> {
         let c = c_path(path).map_err(|e| FileError::io(path, e))?;
         // SAFETY: `c` is NUL-terminated; mkdir does not follow a link in the last component.
-        check(unsafe { libc::mkdir(c.as_ptr(), DIR_MODE as libc::mode_t) })
-            .map_err(|e| FileError::io(path, e))?;
+        check(unsafe { libc::mkdir(c.as_ptr(), DIR_MODE as libc::mode_t) }).map_err(|e| FileError::io(path, e))?;
         let dir = Dir::open(path)?;
         // The umask may have taken bits away; the mode is exact either way.
         fchmod(dir.fd.as_raw_fd(), DIR_MODE).map_err(|e| FileError::io(path, e))?;
@@ -297,11 +256,7 @@ impl Dir {
     fn check_private(&self) -> Result<(), FileError> {
         let st = fstat(self.fd.as_raw_fd()).map_err(|e| FileError::io(&self.path, e))?;
         let why = if st.st_uid != uid() {
-            Some(format!(
-                "owned by uid {}, not by this user ({}): refused",
-                st.st_uid,
-                uid()
-            ))
+            Some(format!("owned by uid {}, not by this user ({}): refused", st.st_uid, uid()))
         } else if st.st_mode & 0o022 != 0 {
             Some(format!(
                 "writable by other users (mode {:03o}): refused; `chmod go-w` it or remove it",
@@ -311,10 +266,7 @@ impl Dir {
             None
         };
         match why {
-            Some(why) => Err(FileError {
-                path: self.path.clone(),
-                problem: Problem::NotPrivate(why),
-            }),
+            Some(why) => Err(FileError { path: self.path.clone(), problem: Problem::NotPrivate(why) }),
             None => Ok(()),
         }
     }
@@ -324,9 +276,7 @@ impl Dir {
         let path = self.join(name);
         let c = c_name(name).map_err(|e| FileError::io(&path, e))?;
         // SAFETY: `c` is NUL-terminated and relative to a directory descriptor we hold.
-        let created = match check(unsafe {
-            libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), DIR_MODE as libc::mode_t)
-        }) {
+        let created = match check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), DIR_MODE as libc::mode_t) }) {
             Ok(_) => true,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
             Err(e) => return Err(FileError::io(&path, e)),
@@ -334,10 +284,7 @@ impl Dir {
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         let fd = open_at(self.fd.as_raw_fd(), &c, flags, 0).map_err(|e| {
             if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-                FileError {
-                    path: path.clone(),
-                    problem: Problem::NotDirectory("not a directory"),
-                }
+                FileError { path: path.clone(), problem: Problem::NotDirectory("not a directory") }
             } else {
                 FileError::io(&path, e)
             }
@@ -372,25 +319,17 @@ impl Dir {
                 Err(e) => return Err(FileError::io(&path, e)),
             },
             Some(st) => {
-                return Err(FileError {
-                    path,
-                    problem: Problem::NotRegular(kind_of(st.st_mode)),
-                });
+                return Err(FileError { path, problem: Problem::NotRegular(kind_of(st.st_mode)) });
             }
             None => {}
         }
-        let flags = libc::O_WRONLY
-            | libc::O_CREAT
-            | libc::O_EXCL
-            | libc::O_NOFOLLOW
-            | libc::O_NONBLOCK;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         let fd = open_at(dirfd, &c, flags, FILE_MODE).map_err(|e| {
             // Planted between the check and the open: describe what is there now.
             match lstat_at(dirfd, &c) {
-                Ok(Some(st)) if !is_regular(&st) => FileError {
-                    path: path.clone(),
-                    problem: Problem::NotRegular(kind_of(st.st_mode)),
-                },
+                Ok(Some(st)) if !is_regular(&st) => {
+                    FileError { path: path.clone(), problem: Problem::NotRegular(kind_of(st.st_mode)) }
+                }
                 _ => FileError::io(&path, e),
             }
         })?;
@@ -407,21 +346,15 @@ impl Dir {
         let dirfd = self.fd.as_raw_fd();
         if let Some(st) = lstat_at(dirfd, &c).map_err(|e| FileError::io(&path, e))? {
             if !is_regular(&st) {
-                return Err(FileError {
-                    path,
-                    problem: Problem::NotRegular(kind_of(st.st_mode)),
-                });
+                return Err(FileError { path, problem: Problem::NotRegular(kind_of(st.st_mode)) });
             }
         }
         let (tmp, mut file) = self.create_temp(name).map_err(|e| FileError::io(&path, e))?;
-        let written = file
-            .write_all(data)
-            .and_then(|_| file.sync_data())
-            .and_then(|_| {
-                // SAFETY: both names are NUL-terminated and relative to our directory; renameat
-                // replaces the entry `name` itself, never what a link there points to.
-                check(unsafe { libc::renameat(dirfd, tmp.as_ptr(), dirfd, c.as_ptr()) })
-            });
+        let written = file.write_all(data).and_then(|_| file.sync_data()).and_then(|_| {
+            // SAFETY: both names are NUL-terminated and relative to our directory; renameat
+            // replaces the entry `name` itself, never what a link there points to.
+            check(unsafe { libc::renameat(dirfd, tmp.as_ptr(), dirfd, c.as_ptr()) })
+        });
         drop(file);
         match written {
             Ok(_) => Ok(path),
@@ -433,11 +366,7 @@ impl Dir {
     }
 
     fn create_temp(&self, name: &str) -> io::Result<(CString, File)> {
-        let flags = libc::O_WRONLY
-            | libc::O_CREAT
-            | libc::O_EXCL
-            | libc::O_NOFOLLOW
-            | libc::O_NONBLOCK;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
         for _ in 0..16 {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -514,18 +443,11 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
-fn open_regular_at(
-    dirfd: libc::c_int,
-    name: &CString,
-    path: &Path,
-    follow_links: bool,
-) -> Result<File, FileError> {
+fn open_regular_at(dirfd: libc::c_int, name: &CString, path: &Path, follow_links: bool) -> Result<File, FileError> {
     // Look first, so a FIFO or device is never opened at all…
     let st = if follow_links {
         // SAFETY: `name` is NUL-terminated and `st` plain data filled in by fstatat.
@@ -542,10 +464,7 @@ fn open_regular_at(
         return Err(FileError::io(path, io::Error::from(io::ErrorKind::NotFound)));
     };
     if !is_regular(&st) {
-        return Err(FileError {
-            path: path.to_path_buf(),
-            problem: Problem::NotRegular(kind_of(st.st_mode)),
-        });
+        return Err(FileError { path: path.to_path_buf(), problem: Problem::NotRegular(kind_of(st.st_mode)) });
     }
     // …then open without blocking and check again what was opened (it may have been swapped).
     let mut flags = libc::O_RDONLY | libc::O_NONBLOCK;
@@ -554,20 +473,14 @@ fn open_regular_at(
     }
     let fd = open_at(dirfd, name, flags, 0).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
-            FileError {
-                path: path.to_path_buf(),
-                problem: Problem::NotRegular("a symbolic link"),
-            }
+            FileError { path: path.to_path_buf(), problem: Problem::NotRegular("a symbolic link") }
         } else {
             FileError::io(path, e)
         }
     })?;
     let st = fstat(fd.as_raw_fd()).map_err(|e| FileError::io(path, e))?;
     if !is_regular(&st) {
-        return Err(FileError {
-            path: path.to_path_buf(),
-            problem: Problem::NotRegular(kind_of(st.st_mode)),
-        });
+        return Err(FileError { path: path.to_path_buf(), problem: Problem::NotRegular(kind_of(st.st_mode)) });
     }
     Ok(File::from(fd))
 }
@@ -600,14 +513,9 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
 
 fn read_limited(file: File, max: u64, path: &Path) -> Result<Vec<u8>, FileError> {
     let mut buf = Vec::new();
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| FileError::io(path, e))?;
+    file.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(|e| FileError::io(path, e))?;
     if buf.len() as u64 > max {
-        return Err(FileError {
-            path: path.to_path_buf(),
-            problem: Problem::TooLarge(max),
-        });
+        return Err(FileError { path: path.to_path_buf(), problem: Problem::TooLarge(max) });
     }
     Ok(buf)
 }
@@ -632,12 +540,7 @@ fn named_dir(path: &Path) -> Result<(Dir, &str), FileError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            FileError::io(
-                path,
-                io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name"),
-            )
-        })?;
+        .ok_or_else(|| FileError::io(path, io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name")))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -685,10 +588,7 @@ mod tests {
         dir.create_file("recording.ndjson").unwrap();
         assert_eq!(std::fs::read(t.path().join("other")).unwrap(), b"x\n");
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
@@ -731,10 +631,7 @@ mod tests {
         let p = t.path().join("big");
         std::fs::write(&p, vec![b'x'; 100]).unwrap();
         assert_eq!(read_regular(&p, 100).unwrap().len(), 100);
-        assert!(matches!(
-            read_regular(&p, 99).unwrap_err().problem,
-            Problem::TooLarge(99)
-        ));
+        assert!(matches!(read_regular(&p, 99).unwrap_err().problem, Problem::TooLarge(99)));
     }
 
     #[test]

@@ -58,10 +58,7 @@ pub struct Line {
 impl Line {
     /// A line read synchronously (a file), which nothing waits on.
     pub fn unmetered(bytes: Vec<u8>) -> Line {
-        Line {
-            bytes,
-            _permit: None,
-        }
+        Line { bytes, _permit: None }
     }
 }
 
@@ -95,13 +92,7 @@ impl InFlight {
             held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
         }
         *held += n;
-        Line {
-            bytes,
-            _permit: Some(Permit {
-                pool: Arc::clone(self),
-                bytes: n,
-            }),
-        }
+        Line { bytes, _permit: Some(Permit { pool: Arc::clone(self), bytes: n }) }
     }
 }
 
@@ -245,10 +236,7 @@ pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Al
                 let stream = match stream {
                     Ok(s) => s,
                     Err(e) => {
-                        if tx
-                            .send(Event::Notice(format!("accept failed: {e}")))
-                            .is_err()
-                        {
+                        if tx.send(Event::Notice(format!("accept failed: {e}"))).is_err() {
                             return;
                         }
                         thread::sleep(Duration::from_millis(100));
@@ -271,9 +259,8 @@ pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Al
                     }
                 }
                 if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    let _ = tx.send(Event::Notice(format!(
-                        "refused a producer: already {MAX_CONNECTIONS} connections open"
-                    )));
+                    let _ = tx
+                        .send(Event::Notice(format!("refused a producer: already {MAX_CONNECTIONS} connections open")));
                     continue;
                 }
                 let id = next_id;
@@ -284,13 +271,11 @@ pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Al
                 let in_flight = Arc::clone(&in_flight);
                 let replies = conn_replies.clone();
                 replies.add(id, &stream);
-                let spawned = thread::Builder::new()
-                    .name(format!("conn-{id}"))
-                    .spawn(move || {
-                        read_connection(id, stream, &conn_tx, &in_flight);
-                        replies.remove(id);
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    });
+                let spawned = thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
+                    read_connection(id, stream, &conn_tx, &in_flight);
+                    replies.remove(id);
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
                 if spawned.is_err() {
                     let _ = tx.send(Event::Notice("could not start a reader thread".into()));
                 }
@@ -300,12 +285,7 @@ pub fn serve_allowing(listener: UnixListener, tx: SyncSender<Event>, allowed: Al
     replies
 }
 
-fn read_connection(
-    id: ConnId,
-    mut stream: UnixStream,
-    tx: &SyncSender<Event>,
-    in_flight: &Arc<InFlight>,
-) {
+fn read_connection(id: ConnId, mut stream: UnixStream, tx: &SyncSender<Event>, in_flight: &Arc<InFlight>) {
     if tx.send(Event::Connected(id)).is_err() {
         return;
     }
@@ -333,10 +313,7 @@ fn read_connection(
             return;
         }
     }
-    let _ = tx.send(Event::Closed {
-        conn: id,
-        partial: splitter.take_partial(),
-    });
+    let _ = tx.send(Event::Closed { conn: id, partial: splitter.take_partial() });
 }
 
 /// Reads a whole file as lines (each at most [`MAX_LINE_BYTES`]: longer ones are discarded and
@@ -359,10 +336,7 @@ pub fn read_file_lines(mut file: File, mut on_event: impl FnMut(Event)) -> io::R
             })
         });
     }
-    on_event(Event::Closed {
-        conn: 0,
-        partial: splitter.take_partial(),
-    });
+    on_event(Event::Closed { conn: 0, partial: splitter.take_partial() });
     Ok(())
 }
 
@@ -407,19 +381,15 @@ pub fn follow_file(path: PathBuf, tx: SyncSender<Event>, poll: Duration) {
                 // Truncated or replaced?
                 if let Ok(meta) = std::fs::metadata(&path) {
                     if meta.ino() != *ino {
-                        let _ = tx.send(Event::Notice(format!(
-                            "{} was replaced; reading the new file",
-                            path.display()
-                        )));
+                        let _ =
+                            tx.send(Event::Notice(format!("{} was replaced; reading the new file", path.display())));
                         splitter.take_partial();
                         file = None;
                         continue;
                     }
                     if meta.len() < offset {
-                        let _ = tx.send(Event::Notice(format!(
-                            "{} was truncated; reading from the start",
-                            path.display()
-                        )));
+                        let _ =
+                            tx.send(Event::Notice(format!("{} was truncated; reading from the start", path.display())));
                         splitter.take_partial();
                         offset = 0;
                         if f.seek(SeekFrom::Start(0)).is_err() {
@@ -534,11 +504,7 @@ impl Recorder {
                     "recording to {} stopped after {} lines: {e}{}",
                     self.path.display(),
                     self.lines,
-                    if cut {
-                        "; the file holds those whole lines only"
-                    } else {
-                        "; its last line may be cut short"
-                    }
+                    if cut { "; the file holds those whole lines only" } else { "; its last line may be cut short" }
                 ));
                 self.buf = Vec::new();
                 self.buffered_lines = 0;
@@ -611,13 +577,7 @@ mod tests {
         }
         assert!(matches!(got[0], Event::Connected(1)));
         assert!(matches!(&got[1], Event::Line(1, l) if &l[..] == b"{\"a\":1}"));
-        assert!(matches!(
-            got[2],
-            Event::Closed {
-                conn: 1,
-                partial: 5
-            }
-        ));
+        assert!(matches!(got[2], Event::Closed { conn: 1, partial: 5 }));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

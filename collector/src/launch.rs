@@ -32,19 +32,13 @@ pub fn profiler_env(
     let mut vars = vec![
         ("CORECLR_ENABLE_PROFILING".to_string(), "1".to_string()),
         ("CORECLR_PROFILER".to_string(), AGENT_CLSID.to_string()),
-        (
-            "CORECLR_PROFILER_PATH".to_string(),
-            agent.display().to_string(),
-        ),
+        ("CORECLR_PROFILER_PATH".to_string(), agent.display().to_string()),
     ];
     match channel {
         Channel::Socket(p) => vars.push(("LEAKSCOPE_SOCKET".to_string(), p.display().to_string())),
         Channel::Output(p) => vars.push(("LEAKSCOPE_OUTPUT".to_string(), p.display().to_string())),
     }
-    vars.push((
-        "LEAKSCOPE_INTERVAL".to_string(),
-        format!("{}ms", interval.as_millis().max(1)),
-    ));
+    vars.push(("LEAKSCOPE_INTERVAL".to_string(), format!("{}ms", interval.as_millis().max(1))));
     if let Some(shim) = shim {
         let mut preload = shim.display().to_string();
         if let Some(tail) = ld_preload_tail.filter(|t| !t.trim().is_empty()) {
@@ -160,18 +154,9 @@ pub fn spawn(spec: ChildSpec) -> Result<Child, CliError> {
             std::io::ErrorKind::PermissionDenied => (126, format!("is `{program}` executable?")),
             _ => (EXIT_FAILURE, "check the command".to_string()),
         };
-        CliError::new(format!("cannot start `{program}`: {e}"))
-            .hint(hint)
-            .with_code(code)
+        CliError::new(format!("cannot start `{program}`: {e}")).hint(hint).with_code(code)
     })?;
-    Ok(Child {
-        pid: child.id(),
-        child,
-        started: Instant::now(),
-        stage: Stage::Running,
-        stop_reason: None,
-        exit: None,
-    })
+    Ok(Child { pid: child.id(), child, started: Instant::now(), stage: Stage::Running, stop_reason: None, exit: None })
 }
 
 /// The signals leakscope stops the target with (SIGINT, then SIGTERM) get their default
@@ -205,10 +190,7 @@ impl Child {
     pub fn try_wait(&mut self) -> Option<ExitInfo> {
         if self.exit.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                self.exit = Some(ExitInfo {
-                    code: status.code(),
-                    signal: status.signal(),
-                });
+                self.exit = Some(ExitInfo { code: status.code(), signal: status.signal() });
             }
         }
         self.exit
@@ -305,20 +287,11 @@ mod tests {
         );
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CORECLR_ENABLE_PROFILING"), Some("1"));
-        assert_eq!(
-            get("CORECLR_PROFILER"),
-            Some("{E3F826A5-7C38-4392-A672-1BB85AF76D18}")
-        );
-        assert_eq!(
-            get("CORECLR_PROFILER_PATH"),
-            Some("/opt/ls/libleakscope_agent.so")
-        );
+        assert_eq!(get("CORECLR_PROFILER"), Some("{E3F826A5-7C38-4392-A672-1BB85AF76D18}"));
+        assert_eq!(get("CORECLR_PROFILER_PATH"), Some("/opt/ls/libleakscope_agent.so"));
         assert_eq!(get("LEAKSCOPE_SOCKET"), Some("/run/x.sock"));
         assert_eq!(get("LEAKSCOPE_INTERVAL"), Some("5000ms"));
-        assert_eq!(
-            get("LD_PRELOAD"),
-            Some("/opt/ls/libleakscope_shim.so:/usr/lib/libjemalloc.so")
-        );
+        assert_eq!(get("LD_PRELOAD"), Some("/opt/ls/libleakscope_shim.so:/usr/lib/libjemalloc.so"));
         assert_eq!(get("DOTNET_PerfMapEnabled"), Some("3"));
     }
 
@@ -331,46 +304,16 @@ mod tests {
             Duration::from_millis(1500),
             Some("/keep.so"),
         );
-        assert!(
-            env.iter()
-                .all(|(k, _)| k != "LD_PRELOAD" && k != "DOTNET_PerfMapEnabled")
-        );
-        assert!(
-            env.iter()
-                .any(|(k, v)| k == "LEAKSCOPE_OUTPUT" && v == "/var/log/x.ndjson")
-        );
-        assert!(
-            env.iter()
-                .any(|(k, v)| k == "LEAKSCOPE_INTERVAL" && v == "1500ms")
-        );
+        assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD" && k != "DOTNET_PerfMapEnabled"));
+        assert!(env.iter().any(|(k, v)| k == "LEAKSCOPE_OUTPUT" && v == "/var/log/x.ndjson"));
+        assert!(env.iter().any(|(k, v)| k == "LEAKSCOPE_INTERVAL" && v == "1500ms"));
     }
 
     #[test]
     fn exit_codes_follow_the_shell_convention() {
-        assert_eq!(
-            ExitInfo {
-                code: Some(3),
-                signal: None
-            }
-            .shell_code(),
-            3
-        );
-        assert_eq!(
-            ExitInfo {
-                code: None,
-                signal: Some(9)
-            }
-            .shell_code(),
-            137
-        );
-        assert_eq!(
-            ExitInfo {
-                code: None,
-                signal: Some(2)
-            }
-            .describe(),
-            "killed by SIGINT"
-        );
+        assert_eq!(ExitInfo { code: Some(3), signal: None }.shell_code(), 3);
+        assert_eq!(ExitInfo { code: None, signal: Some(9) }.shell_code(), 137);
+        assert_eq!(ExitInfo { code: None, signal: Some(2) }.describe(), "killed by SIGINT");
     }
 
     #[test]
@@ -460,10 +403,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         child.request_stop("test");
         std::thread::sleep(Duration::from_millis(300));
-        assert!(
-            child.try_wait().is_none(),
-            "SIGINT is ignored by this child"
-        );
+        assert!(child.try_wait().is_none(), "SIGINT is ignored by this child");
         child.escalate();
         let deadline = Instant::now() + Duration::from_secs(5);
         let exit = loop {

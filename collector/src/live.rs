@@ -134,15 +134,7 @@ impl LiveView {
         }
         self.rerank(store);
         let (cols, rows) = terminal::size(libc::STDERR_FILENO);
-        let lines = render_frame(
-            store,
-            &self.managed,
-            &self.native,
-            info,
-            cols,
-            rows,
-            self.colour,
-        );
+        let lines = render_frame(store, &self.managed, &self.native, info, cols, rows, self.colour);
         if let Some(screen) = self.screen.as_mut() {
             screen.draw(&lines);
         }
@@ -219,13 +211,7 @@ pub fn render_frame(
     let mut notes: Vec<String> = Vec::new();
     for p in store.producers() {
         if let Some(s) = p.statuses.back() {
-            notes.push(format!(
-                "{} {} [{}]: {}",
-                p.key.source.as_str(),
-                p.key.pid,
-                s.level,
-                s.message
-            ));
+            notes.push(format!("{} {} [{}]: {}", p.key.source.as_str(), p.key.pid, s.level, s.message));
         }
     }
     if let Some(n) = store.notes.back() {
@@ -233,9 +219,7 @@ pub fn render_frame(
     }
     let skipped = store.input.skipped();
     if skipped > 0 {
-        notes.push(format!(
-            "{skipped} input line(s) skipped (details in the report)"
-        ));
+        notes.push(format!("{skipped} input line(s) skipped (details in the report)"));
     }
     notes.extend(crate::report::bounds_messages(store).into_iter().map(|m| format!("collector: {m}")));
 
@@ -264,28 +248,11 @@ pub fn render_frame(
     let mut middle: Vec<String> = Vec::new();
     let has_native = store.has_source(Source::Shim);
     let has_managed = store.has_source(Source::Agent);
-    let native_room = if has_native && has_managed {
-        (room / 3).max(4).min(native.len() + 3)
-    } else {
-        room
-    };
+    let native_room = if has_native && has_managed { (room / 3).max(4).min(native.len() + 3) } else { room };
     if has_managed && room >= 4 {
-        let managed_room = if has_native {
-            room.saturating_sub(native_room)
-        } else {
-            room
-        };
+        let managed_room = if has_native { room.saturating_sub(native_room) } else { room };
         let kept = |r: &SiteRow| kept_alive_line(store, r);
-        site_lines(
-            &mut middle,
-            "MANAGED SURVIVORS",
-            "objects",
-            managed,
-            managed_room,
-            multi,
-            colour,
-            &kept,
-        );
+        site_lines(&mut middle, "MANAGED SURVIVORS", "objects", managed, managed_room, multi, colour, &kept);
         room = room.saturating_sub(middle.len());
     }
     if has_native && room >= 4 {
@@ -293,24 +260,13 @@ pub fn render_frame(
             middle.push(String::new());
             room = room.saturating_sub(1);
         }
-        site_lines(
-            &mut middle,
-            "NATIVE SURVIVORS",
-            "allocs",
-            native,
-            room,
-            multi,
-            colour,
-            &|_| None,
-        );
+        site_lines(&mut middle, "NATIVE SURVIVORS", "allocs", native, room, multi, colour, &|_| None);
     }
 
     top.extend(middle);
     top.extend(bottom);
     top.truncate(height.saturating_sub(1));
-    top.into_iter()
-        .map(|l| truncate_visible(&l, width))
-        .collect()
+    top.into_iter().map(|l| truncate_visible(&l, width)).collect()
 }
 
 fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
@@ -323,11 +279,7 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
         head.push_str(&format!(
             "   {}",
             paint(
-                &format!(
-                    ".NET {} · {}",
-                    a.runtime.as_deref().unwrap_or("?"),
-                    a.sampling.as_deref().unwrap_or("?")
-                ),
+                &format!(".NET {} · {}", a.runtime.as_deref().unwrap_or("?"), a.sampling.as_deref().unwrap_or("?")),
                 Style::Dim,
                 colour
             )
@@ -336,35 +288,24 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
     for (producer, name) in [(p.agent, "agent"), (p.shim, "shim")] {
         match producer.map(|x| x.connection) {
             Some(Connection::SaidBye) => head.push_str(&format!("  [{name} said bye]")),
-            Some(Connection::Lost) => {
-                head.push_str(&paint(&format!("  [{name} lost]"), Style::Yellow, colour))
-            }
+            Some(Connection::Lost) => head.push_str(&paint(&format!("  [{name} lost]"), Style::Yellow, colour)),
             _ => {}
         }
     }
     out.push(paint(&head, Style::Bold, colour));
 
-    let rss = p
-        .rss()
-        .map(|r| format_bytes(r as f64))
-        .unwrap_or_else(|| "—".into());
+    let rss = p.rss().map(|r| format_bytes(r as f64)).unwrap_or_else(|| "—".into());
     let managed = match p.agent.and_then(|a| a.heap.as_ref()) {
         Some(h) => format!("managed {} ({})", format_bytes(h.total()), heap_parts(h)),
         None if p.agent.is_some() => "managed —".to_string(),
         None => "managed: no agent".to_string(),
     };
-    let shim_off = p
-        .shim
-        .and_then(|s| s.hello.as_ref())
-        .and_then(|h| h.native_off_reason());
+    let shim_off = p.shim.and_then(|s| s.hello.as_ref()).and_then(|h| h.native_off_reason());
     let native = match p.shim.and_then(|s| s.native.as_ref()) {
         _ if shim_off.is_some() => format!("native: off ({})", shim_off.unwrap_or_default()),
-        Some(n) => format!(
-            "native {} live",
-            n.live_bytes
-                .map(|b| format_bytes(b as f64))
-                .unwrap_or_else(|| "?".into())
-        ),
+        Some(n) => {
+            format!("native {} live", n.live_bytes.map(|b| format_bytes(b as f64)).unwrap_or_else(|| "?".into()))
+        }
         None if p.shim.is_some() => "native —".to_string(),
         None => "native: no shim data".to_string(),
     };
@@ -376,11 +317,7 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
         if let Some(h) = &a.health {
             let text = format!("  agent   {}", health_text(h));
             let degraded = h.degraded.as_deref().is_some_and(|d| !d.is_empty());
-            out.push(if degraded {
-                paint(&text, Style::Yellow, colour)
-            } else {
-                text
-            });
+            out.push(if degraded { paint(&text, Style::Yellow, colour) } else { text });
         }
     }
 }
@@ -409,11 +346,7 @@ fn site_lines(
     kept: &dyn Fn(&SiteRow) -> Option<String>,
 ) {
     let pid_col = if multi { 8 } else { 0 };
-    let what = if count_head == "objects" {
-        "type @ allocating site"
-    } else {
-        "allocating site"
-    };
+    let what = if count_head == "objects" { "type @ allocating site" } else { "allocating site" };
     out.push(paint(title, Style::Bold, colour));
     out.push(paint(
         &format!(
@@ -422,11 +355,7 @@ fn site_lines(
             pad_left(count_head, 10),
             pad_left("growth", 15),
             pad_right("trend", 11),
-            if multi {
-                pad_right("pid", pid_col)
-            } else {
-                String::new()
-            },
+            if multi { pad_right("pid", pid_col) } else { String::new() },
         ),
         Style::Dim,
         colour,
@@ -441,16 +370,9 @@ fn site_lines(
             Verdict::InsufficientData => "…".to_string(),
             _ => format_rate_per_min(r.growth.bytes_per_min),
         };
-        let pid = if multi {
-            pad_right(&r.pid.to_string(), pid_col)
-        } else {
-            String::new()
-        };
-        let label = if r.growth.verdict == Verdict::Growing {
-            paint(&r.label(), Style::Bold, colour)
-        } else {
-            r.label()
-        };
+        let pid = if multi { pad_right(&r.pid.to_string(), pid_col) } else { String::new() };
+        let label =
+            if r.growth.verdict == Verdict::Growing { paint(&r.label(), Style::Bold, colour) } else { r.label() };
         out.push(format!(
             "{}{}{}  {}{pid}{label}",
             pad_left(&format_bytes(r.latest.bytes), 10),
@@ -464,22 +386,13 @@ fn site_lines(
     }
     if rows.len() > shown && shown > 0 {
         if let Some(last) = out.last_mut() {
-            *last = paint(
-                &format!("  … {} more sites", rows.len() - shown + 1),
-                Style::Dim,
-                colour,
-            );
+            *last = paint(&format!("  … {} more sites", rows.len() - shown + 1), Style::Dim, colour);
         }
     }
 }
 
 /// One compact line for non-terminal output.
-pub fn plain_line(
-    store: &Store,
-    managed: &[SiteRow],
-    native: &[SiteRow],
-    info: &FrameInfo,
-) -> String {
+pub fn plain_line(store: &Store, managed: &[SiteRow], native: &[SiteRow], info: &FrameInfo) -> String {
     let mut line = format!("leakscope [{}]", format_clock(info.elapsed));
     let processes = store.processes();
     if processes.is_empty() {
@@ -500,11 +413,7 @@ pub fn plain_line(
                 line.push_str(&format!(" gen2 {}", format_bytes(g2.0)));
             }
         }
-        if let Some(n) = p
-            .shim
-            .and_then(|s| s.native.as_ref())
-            .and_then(|n| n.live_bytes)
-        {
+        if let Some(n) = p.shim.and_then(|s| s.native.as_ref()).and_then(|n| n.live_bytes) {
             line.push_str(&format!(" native {}", format_bytes(n as f64)));
         }
         if let Some(gc) = p.agent.and_then(|a| a.gc.as_ref()) {
@@ -528,11 +437,7 @@ pub fn plain_line(
                 format_bytes(r.latest.bytes),
                 match r.growth.verdict {
                     Verdict::InsufficientData => "(collecting data)".to_string(),
-                    v => format!(
-                        "{} {}",
-                        format_rate_per_min(r.growth.bytes_per_min),
-                        v.as_str()
-                    ),
+                    v => format!("{} {}", format_rate_per_min(r.growth.bytes_per_min), v.as_str()),
                 }
             )
         })
@@ -577,29 +482,16 @@ mod tests {
         let (m, n) = rows(&store);
         let lines = render_frame(&store, &m, &n, &info(), 160, 40, false);
         let text = lines.join("\n");
-        assert!(
-            lines[0].starts_with("leakscope · 00:01:02  every 2s  dotnet Demo.dll"),
-            "{text}"
-        );
+        assert!(lines[0].starts_with("leakscope · 00:01:02  every 2s  dotnet Demo.dll"), "{text}");
         assert!(text.contains("pid 42  dotnet Demo.dll"), "{text}");
         assert!(text.contains("memory  RSS 90.0 MB │ managed"), "{text}");
         assert!(text.contains("native 1.00 MB live"), "{text}");
         assert!(text.contains("gc      gen0 29, gen1 1, gen2 0"), "{text}");
         assert!(text.contains("agent   tracked 10/100000 samples"), "{text}");
-        let managed_at = lines
-            .iter()
-            .position(|l| l.starts_with("MANAGED SURVIVORS"))
-            .unwrap();
-        assert!(
-            lines[managed_at + 1].ends_with("type @ allocating site"),
-            "{text}"
-        );
+        let managed_at = lines.iter().position(|l| l.starts_with("MANAGED SURVIVORS")).unwrap();
+        assert!(lines[managed_at + 1].ends_with("type @ allocating site"), "{text}");
         assert!(lines[managed_at + 2].contains("▲ growing"), "{text}");
-        assert!(
-            lines[managed_at + 2]
-                .ends_with("System.String @ Demo.OrderAudit.Record (OrderAudit.cs:17)"),
-            "{text}"
-        );
+        assert!(lines[managed_at + 2].ends_with("System.String @ Demo.OrderAudit.Record (OrderAudit.cs:17)"), "{text}");
         assert!(lines[managed_at + 2].contains("+3.00 MB/min"), "{text}");
         assert!(text.contains("NATIVE SURVIVORS"));
         assert!(text.contains("native tracking off"));
@@ -619,11 +511,7 @@ mod tests {
         }
         let empty = Store::new();
         let lines = render_frame(&empty, &[], &[], &info(), 80, 24, false);
-        assert!(
-            lines
-                .join("\n")
-                .contains("waiting for the agent/shim to connect (/tmp/s.sock)")
-        );
+        assert!(lines.join("\n").contains("waiting for the agent/shim to connect (/tmp/s.sock)"));
     }
 
     #[test]
@@ -632,10 +520,7 @@ mod tests {
         let (m, n) = rows(&store);
         let line = plain_line(&store, &m, &n, &info());
         assert!(!line.contains('\n'));
-        assert!(
-            line.starts_with("leakscope [00:01:02] pid 42 rss 90.0 MB heap"),
-            "{line}"
-        );
+        assert!(line.starts_with("leakscope [00:01:02] pid 42 rss 90.0 MB heap"), "{line}");
         assert!(line.contains("gc 29/1/0 tracked 10/100000"), "{line}");
         assert!(
             line.contains(

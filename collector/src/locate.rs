@@ -46,11 +46,7 @@ pub struct NotFound {
 
 impl NotFound {
     pub fn summary(&self) -> String {
-        format!(
-            "{} not found (looked at: {})",
-            self.library.file_name(),
-            self.looked.join(", ")
-        )
+        format!("{} not found (looked at: {})", self.library.file_name(), self.looked.join(", "))
     }
 
     pub fn into_error(self) -> CliError {
@@ -76,10 +72,8 @@ impl NotFound {
 /// points nowhere is an error rather than silently falling back.
 pub fn find_library(library: Library, flag: Option<&Path>) -> Result<PathBuf, NotFound> {
     if let Some(p) = flag {
-        return existing_file(p).ok_or_else(|| NotFound {
-            library,
-            looked: vec![format!("{} (from {})", p.display(), library.flag())],
-        });
+        return existing_file(p)
+            .ok_or_else(|| NotFound { library, looked: vec![format!("{} (from {})", p.display(), library.flag())] });
     }
     if let Some(p) = std::env::var_os(library.env_var()).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
@@ -90,10 +84,7 @@ pub fn find_library(library: Library, flag: Option<&Path>) -> Result<PathBuf, No
     }
     let mut looked = Vec::new();
     if let Some(dir) = exe_dir() {
-        for candidate in [
-            dir.join(library.file_name()),
-            dir.join("..").join("lib").join(library.file_name()),
-        ] {
+        for candidate in [dir.join(library.file_name()), dir.join("..").join("lib").join(library.file_name())] {
             if let Some(found) = existing_file(&candidate) {
                 return Ok(found);
             }
@@ -143,16 +134,10 @@ pub fn default_listen_socket() -> PathBuf {
 
 /// `$XDG_CACHE_HOME/leakscope`, else `~/.cache/leakscope`, else `/tmp/leakscope-cache-$UID`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-    {
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
         return p.join("leakscope");
     }
-    if let Some(home) = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-    {
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
         return home.join(".cache").join("leakscope");
     }
     PathBuf::from(format!("/tmp/leakscope-cache-{}", uid()))
@@ -163,10 +148,7 @@ pub fn cache_dir() -> PathBuf {
 /// temp dir. Directories it creates are 0700. A requested path that is a symbolic link or not
 /// a directory is never written through: the default is used instead, with a note saying why.
 /// Returns the directory and, for a fallback, that note.
-pub fn create_out_dir(
-    requested: Option<&Path>,
-    prefix: &str,
-) -> Result<(Dir, Option<String>), CliError> {
+pub fn create_out_dir(requested: Option<&Path>, prefix: &str) -> Result<(Dir, Option<String>), CliError> {
     let mut refused = None;
     if let Some(dir) = requested {
         match Dir::open_or_create(dir) {
@@ -181,8 +163,7 @@ pub fn create_out_dir(
         Ok(d) => (d, None),
         Err(e) => {
             let tmp = std::env::temp_dir();
-            let d = create_unique(&tmp, &name)
-                .map_err(|e2| e2.to_cli("cannot create an output directory in"))?;
+            let d = create_unique(&tmp, &name).map_err(|e2| e2.to_cli("cannot create an output directory in"))?;
             let note = format!(
                 "{} is not writable ({}); writing to {} instead",
                 cwd.display(),
@@ -193,10 +174,7 @@ pub fn create_out_dir(
         }
     };
     let note = match (refused, fallback) {
-        (Some(e), _) => Some(format!(
-            "not writing to --out {e}; writing to {} instead",
-            dir.path().display()
-        )),
+        (Some(e), _) => Some(format!("not writing to --out {e}; writing to {} instead", dir.path().display())),
         (None, f) => f,
     };
     Ok((dir, note))
@@ -204,11 +182,7 @@ pub fn create_out_dir(
 
 fn create_unique(parent: &Path, name: &str) -> Result<Dir, FileError> {
     for n in 1..100 {
-        let candidate = if n == 1 {
-            parent.join(name)
-        } else {
-            parent.join(format!("{name}-{n}"))
-        };
+        let candidate = if n == 1 { parent.join(name) } else { parent.join(format!("{name}-{n}")) };
         match Dir::create_new(&candidate) {
             Ok(d) => return Ok(d),
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => continue,
@@ -234,23 +208,12 @@ impl PrivateDir {
     pub fn create() -> Result<PrivateDir, CliError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let base = crate::owner_only::runtime_dir().unwrap_or_else(|| PathBuf::from("/tmp"));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let path = base.join(format!("leakscope-{}-{nanos:x}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| {
-                CliError::io(
-                    format!(
-                        "cannot create a private directory for the socket at {}",
-                        path.display()
-                    ),
-                    e,
-                )
-            })?;
+        std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(|e| {
+            CliError::io(format!("cannot create a private directory for the socket at {}", path.display()), e)
+        })?;
         let private = PrivateDir { path };
         // Exactly 0700 whatever the umask (which may have removed the owner's own bits).
         std::fs::set_permissions(&private.path, std::fs::Permissions::from_mode(0o700))
@@ -271,11 +234,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
 }
 
 /// Whether a library at `path` can be named in LD_PRELOAD, which the dynamic loader splits at
@@ -287,10 +246,7 @@ pub fn preloadable(path: &Path) -> bool {
 /// Quotes a value for a POSIX shell when needed: single quotes, in which every character but
 /// the quote itself is literal (newlines too), and a quote written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -303,8 +259,7 @@ mod tests {
 
     #[test]
     fn explicit_paths_that_do_not_exist_are_errors_naming_them() {
-        let err =
-            find_library(Library::Agent, Some(Path::new("/nonexistent/libx.so"))).unwrap_err();
+        let err = find_library(Library::Agent, Some(Path::new("/nonexistent/libx.so"))).unwrap_err();
         assert_eq!(err.looked.len(), 1);
         assert!(err.looked[0].contains("/nonexistent/libx.so"));
         let e = err.into_error();
@@ -322,9 +277,6 @@ mod tests {
 
     #[test]
     fn normalize_folds_parent_components() {
-        assert_eq!(
-            normalize(Path::new("/a/b/../lib/x")),
-            PathBuf::from("/a/lib/x")
-        );
+        assert_eq!(normalize(Path::new("/a/b/../lib/x")), PathBuf::from("/a/lib/x"));
     }
 }

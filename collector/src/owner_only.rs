@@ -54,8 +54,8 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(CliError::io(format!("cannot create the socket directory {}", dir.display()), e)),
     }
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| CliError::io(format!("cannot inspect {}", dir.display()), e))?;
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| CliError::io(format!("cannot inspect {}", dir.display()), e))?;
     let problem = private_dir_problem(&meta, euid());
     match problem {
         None => Ok(()),
@@ -130,13 +130,7 @@ pub fn peer(socket: &impl AsRawFd) -> std::io::Result<Peer> {
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
     let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
+        libc::getsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());

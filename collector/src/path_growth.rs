@@ -80,7 +80,11 @@ pub fn growing_path<'a>(history: impl IntoIterator<Item = &'a Retention>, type_n
 /// instance count rose most, with the rise (None when none rose).
 pub fn grown_between(before: &Retention, after: &Retention, type_name: &str) -> Option<(String, i64)> {
     let count = |r: &Retention, path: &str| {
-        r.paths_for(type_name).filter(|p| p.finished()).find(|p| p.render() == path).and_then(|p| p.instances).map(|n| n.u64())
+        r.paths_for(type_name)
+            .filter(|p| p.finished())
+            .find(|p| p.render() == path)
+            .and_then(|p| p.instances)
+            .map(|n| n.u64())
     };
     after
         .paths_for(type_name)

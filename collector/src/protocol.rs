@@ -109,11 +109,7 @@ impl Serialize for Num {
 
 impl Num {
     pub fn u64(self) -> u64 {
-        if self.0.is_finite() && self.0 > 0.0 {
-            self.0.round() as u64
-        } else {
-            0
-        }
+        if self.0.is_finite() && self.0 > 0.0 { self.0.round() as u64 } else { 0 }
     }
 }
 
@@ -161,11 +157,8 @@ pub struct Hello {
 impl Hello {
     /// The shim's own reason when it announced that native tracking is off.
     pub fn native_off_reason(&self) -> Option<String> {
-        (self.native.as_deref() == Some("off")).then(|| {
-            self.native_reason
-                .clone()
-                .unwrap_or_else(|| "no reason given".to_string())
-        })
+        (self.native.as_deref() == Some("off"))
+            .then(|| self.native_reason.clone().unwrap_or_else(|| "no reason given".to_string()))
     }
 }
 
@@ -218,11 +211,7 @@ pub struct HeapSizes {
 
 impl HeapSizes {
     pub fn total(&self) -> f64 {
-        [self.gen0, self.gen1, self.gen2, self.loh, self.poh]
-            .iter()
-            .flatten()
-            .map(|n| n.0)
-            .sum()
+        [self.gen0, self.gen1, self.gen2, self.loh, self.poh].iter().flatten().map(|n| n.0).sum()
     }
 }
 
@@ -556,17 +545,14 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
     if trimmed.is_empty() {
         return Err(Skip::Empty);
     }
-    let mut value: serde_json::Value =
-        serde_json::from_slice(trimmed).map_err(|e| Skip::NotJson(short_error(&e)))?;
+    let mut value: serde_json::Value = serde_json::from_slice(trimmed).map_err(|e| Skip::NotJson(short_error(&e)))?;
     // Producer text is untrusted: escaped and length-capped here, once, for every output.
     let approx_bytes = crate::untrusted::clean_value(&mut value);
     let serde_json::Value::Object(ref obj) = value else {
         return Err(Skip::Malformed("not a JSON object".to_string()));
     };
     let version = match obj.get("v") {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| Skip::Malformed("`v` is not an integer".to_string()))?,
+        Some(v) => v.as_u64().ok_or_else(|| Skip::Malformed("`v` is not an integer".to_string()))?,
         None => return Err(Skip::Malformed("missing `v`".to_string())),
     };
     if version != PROTOCOL_VERSION {
@@ -584,11 +570,11 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
         Some(other) => return Err(Skip::UnknownSource(other.to_string())),
         None => return Err(Skip::Malformed("missing `source`".to_string())),
     };
-    let pid =
-        obj.get("pid")
-            .and_then(|p| p.as_u64())
-            .filter(|p| *p <= u32::MAX as u64)
-            .ok_or_else(|| Skip::Malformed("missing or invalid `pid`".to_string()))? as u32;
+    let pid = obj
+        .get("pid")
+        .and_then(|p| p.as_u64())
+        .filter(|p| *p <= u32::MAX as u64)
+        .ok_or_else(|| Skip::Malformed("missing or invalid `pid`".to_string()))? as u32;
     let record = match kind.as_str() {
         "hello" => Record::Hello(Box::new(typed(value)?)),
         "stack" => Record::Stack(typed(value)?),
@@ -602,11 +588,7 @@ pub fn parse_line(line: &[u8]) -> Result<Envelope, Skip> {
         "bye" => Record::Bye(typed(value)?),
         _ => return Err(Skip::UnknownType(kind)),
     };
-    Ok(Envelope {
-        key: ProducerKey { pid, source },
-        record,
-        approx_bytes,
-    })
+    Ok(Envelope { key: ProducerKey { pid, source }, record, approx_bytes })
 }
 
 fn typed<T: for<'de> Deserialize<'de>>(value: serde_json::Value) -> Result<T, Skip> {
@@ -666,16 +648,8 @@ mod tests {
     #[test]
     fn parses_the_documented_summary_example() {
         let env = parse_line(&one_line(SUMMARY)).unwrap();
-        assert_eq!(
-            env.key,
-            ProducerKey {
-                pid: 4242,
-                source: Source::Agent
-            }
-        );
-        let Record::Summary(s) = env.record else {
-            panic!("not a summary")
-        };
+        assert_eq!(env.key, ProducerKey { pid: 4242, source: Source::Agent });
+        let Record::Summary(s) = env.record else { panic!("not a summary") };
         assert_eq!(s.t_ms.unwrap().u64(), 60012);
         assert_eq!(s.gc.as_ref().unwrap().count.len(), 3);
         assert_eq!(s.heap.as_ref().unwrap().gen2.unwrap().u64(), 73_400_320);
@@ -732,9 +706,7 @@ mod tests {
  "heap":{"gen0":0,"gen1":400,"gen2":73400320,"loh":1000000,"poh":8192},
  "sites":[{"type_name":"System.String","site":"Demo.Worker.LeakOne","location":"Worker.cs:42","stack":17,
            "samples":800,"objects":1500000,"bytes":84000000,"age_gcs":30.5,"gens":[0,0,800,0,0]}]}"#;
-        let Record::Retained(r) = parse_line(&one_line(retained)).unwrap().record else {
-            panic!("not retained")
-        };
+        let Record::Retained(r) = parse_line(&one_line(retained)).unwrap().record else { panic!("not retained") };
         assert_eq!(r.gc, Some(57));
         assert_eq!(r.t_ms.unwrap().u64(), 61000);
         assert_eq!(r.sites[0].location.as_deref(), Some("Worker.cs:42"));
@@ -744,18 +716,14 @@ mod tests {
  "heap":{"gen0":0,"gen1":400,"gen2":41000000,"loh":1000000,"poh":8192},
  "types":[{"type_name":"System.String","count":291542,"bytes":37861182}],
  "other":{"types":0,"count":0,"bytes":0}}"#;
-        let Record::Census(c) = parse_line(&one_line(census)).unwrap().record else {
-            panic!("not census")
-        };
+        let Record::Census(c) = parse_line(&one_line(census)).unwrap().record else { panic!("not census") };
         assert_eq!(c.bytes.unwrap().u64(), 42_258_228);
         assert_eq!(c.types[0].count.unwrap().u64(), 291_542);
         assert_eq!(c.other.unwrap().types.unwrap().u64(), 0);
         assert!((c.pause_ms.unwrap().0 - 45.2).abs() < 1e-9);
         // `gc.recent` is read (for the soak charts) but not written back into report.json.
         let summary = br#"{"v":1,"type":"summary","source":"agent","pid":1,"t_ms":5,"gc":{"count":[1,0,1],"recent":[{"n":55,"gen":2,"reason":"Induced","background":false,"pause_ms":3.1,"after":[0,400,73400320,1000000,8192]}]}}"#;
-        let Record::Summary(s) = parse_line(summary).unwrap().record else {
-            panic!()
-        };
+        let Record::Summary(s) = parse_line(summary).unwrap().record else { panic!() };
         let gc = s.gc.unwrap();
         assert_eq!(gc.recent[0].generation, Some(2));
         assert_eq!(gc.recent[0].after[2].u64(), 73_400_320);
@@ -769,45 +737,25 @@ mod tests {
             (b"", |s| *s == Skip::Empty),
             (b"   \r", |s| *s == Skip::Empty),
             (b"garbage", |s| matches!(s, Skip::NotJson(_))),
-            (b"{\"v\":1,\"type\":\"summ", |s| {
-                matches!(s, Skip::NotJson(_))
-            }),
+            (b"{\"v\":1,\"type\":\"summ", |s| matches!(s, Skip::NotJson(_))),
             (b"\xff\xfe{}", |s| matches!(s, Skip::NotJson(_))),
             (b"[1,2]", |s| matches!(s, Skip::Malformed(_))),
             (b"{\"type\":\"hello\"}", |s| matches!(s, Skip::Malformed(_))),
-            (
-                b"{\"v\":2,\"type\":\"hello\",\"source\":\"agent\",\"pid\":1}",
-                |s| *s == Skip::UnknownVersion(2),
-            ),
+            (b"{\"v\":2,\"type\":\"hello\",\"source\":\"agent\",\"pid\":1}", |s| *s == Skip::UnknownVersion(2)),
             (
                 b"{\"v\":1,\"type\":\"heapdump\",\"source\":\"agent\",\"pid\":1}",
                 |s| matches!(s, Skip::UnknownType(t) if t == "heapdump"),
             ),
-            (
-                b"{\"v\":1,\"type\":\"hello\",\"source\":\"jvm\",\"pid\":1}",
-                |s| matches!(s, Skip::UnknownSource(_)),
-            ),
-            (
-                b"{\"v\":1,\"type\":\"hello\",\"source\":\"agent\",\"pid\":-1}",
-                |s| matches!(s, Skip::Malformed(_)),
-            ),
-            (
-                b"{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"rss\":\"big\"}",
-                |s| matches!(s, Skip::Malformed(_)),
-            ),
-            (
-                b"{\"v\":1,\"type\":\"stack\",\"source\":\"agent\",\"pid\":1}",
-                |s| matches!(s, Skip::Malformed(_)),
-            ),
+            (b"{\"v\":1,\"type\":\"hello\",\"source\":\"jvm\",\"pid\":1}", |s| matches!(s, Skip::UnknownSource(_))),
+            (b"{\"v\":1,\"type\":\"hello\",\"source\":\"agent\",\"pid\":-1}", |s| matches!(s, Skip::Malformed(_))),
+            (b"{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"rss\":\"big\"}", |s| {
+                matches!(s, Skip::Malformed(_))
+            }),
+            (b"{\"v\":1,\"type\":\"stack\",\"source\":\"agent\",\"pid\":1}", |s| matches!(s, Skip::Malformed(_))),
         ];
         for (line, check) in cases {
             let got = parse_line(line).unwrap_err();
-            assert!(
-                check(&got),
-                "line {:?} gave {:?}",
-                String::from_utf8_lossy(line),
-                got
-            );
+            assert!(check(&got), "line {:?} gave {:?}", String::from_utf8_lossy(line), got);
         }
     }
 
@@ -816,16 +764,11 @@ mod tests {
         let line = br#"{"v":1,"type":"summary","source":"agent","pid":7,"t_ms":1000.6,"rss":-5,"future_field":{"x":1},
             "sites":[{"type_name":"T","site":"S","bytes":1.5e6,"objects":null,"new":"x"}]}"#;
         let env = parse_line(&one_line(std::str::from_utf8(line).unwrap())).unwrap();
-        let Record::Summary(s) = env.record else {
-            panic!()
-        };
+        let Record::Summary(s) = env.record else { panic!() };
         assert_eq!(s.t_ms.unwrap().u64(), 1001);
         assert_eq!(s.rss.unwrap().u64(), 0);
         assert_eq!(s.sites[0].bytes.unwrap().u64(), 1_500_000);
         assert!(s.sites[0].objects.is_none());
-        assert_eq!(
-            serde_json::to_string(&[Num(48_500_000.0), Num(31.5)]).unwrap(),
-            "[48500000,31.5]"
-        );
+        assert_eq!(serde_json::to_string(&[Num(48_500_000.0), Num(31.5)]).unwrap(), "[48500000,31.5]");
     }
 }

@@ -5,13 +5,13 @@
 //! the run's own facts (command, exit, notes) are kept beside it in `session.json`.
 
 use crate::analysis::{Growth, Thresholds, Verdict};
+use crate::files::{Dir, FileError};
 use crate::launch::ExitInfo;
 use crate::protocol::{AgentHealth, GcStats, HeapSizes, Source};
 use crate::sites::{self, SiteRow};
 use crate::store::{Connection, InputStats, Note, Producer, Store, site_label};
 use crate::units::{format_bytes, format_count, format_duration, format_rate_per_min};
 use serde::{Deserialize, Serialize};
-use crate::files::{Dir, FileError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,10 +69,7 @@ impl SessionInfo {
     }
 
     pub fn note(&mut self, level: &str, message: impl Into<String>) {
-        self.notes.push(Note {
-            level: level.to_string(),
-            message: message.into(),
-        });
+        self.notes.push(Note { level: level.to_string(), message: message.into() });
     }
 }
 
@@ -394,23 +391,18 @@ pub fn build_with_soak(
             rss_bytes: view.rss(),
             gc: agent.and_then(|a| a.gc.clone()),
             heap: agent.and_then(|a| a.heap.clone()),
-            heap_total_bytes: agent
-                .and_then(|a| a.heap.as_ref())
-                .map(|h| h.total() as u64),
+            heap_total_bytes: agent.and_then(|a| a.heap.as_ref()).map(|h| h.total() as u64),
             agent_health: agent.and_then(|a| a.health.clone()),
             retention_cost: agent.and_then(retention_cost),
-            native_totals: view
-                .shim
-                .and_then(|s| s.native.as_ref())
-                .map(|n| NativeTotalsReport {
-                    live_bytes: n.live_bytes,
-                    live_allocs: n.live_allocs,
-                    total_allocs: n.total_allocs,
-                    total_frees: n.total_frees,
-                    mmap_bytes: n.mmap_bytes,
-                    sampling_mean_bytes: n.sampling_mean_bytes,
-                    dropped: n.dropped,
-                }),
+            native_totals: view.shim.and_then(|s| s.native.as_ref()).map(|n| NativeTotalsReport {
+                live_bytes: n.live_bytes,
+                live_allocs: n.live_allocs,
+                total_allocs: n.total_allocs,
+                total_frees: n.total_frees,
+                mmap_bytes: n.mmap_bytes,
+                sampling_mean_bytes: n.sampling_mean_bytes,
+                dropped: n.dropped,
+            }),
             managed_sites_total: managed_total,
             managed_sites,
             native_sites_total: native_total,
@@ -430,18 +422,11 @@ pub fn build_with_soak(
         .collect();
     let duration_ms = match (session.started_unix_ms, session.ended_unix_ms) {
         (Some(a), Some(b)) if b > a => b - a,
-        _ => store
-            .producers()
-            .map(Producer::duration_ms)
-            .max()
-            .unwrap_or(0),
+        _ => store.producers().map(Producer::duration_ms).max().unwrap_or(0),
     };
     Report {
         schema: REPORT_SCHEMA,
-        generator: Generator {
-            name: "leakscope",
-            version: env!("CARGO_PKG_VERSION"),
-        },
+        generator: Generator { name: "leakscope", version: env!("CARGO_PKG_VERSION") },
         generated_unix_ms: crate::units::unix_ms_now(),
         session: SessionSection {
             mode: session.mode.clone(),
@@ -494,12 +479,9 @@ fn producer_report(p: &Producer) -> ProducerReport {
 /// Frames and their `File:line`s as two arrays of the same length.
 fn frames_and_lines(r: &SiteRow) -> (Vec<String>, Vec<Option<String>>) {
     match &r.frames {
-        Some(stack) => (
-            stack.frames.clone(),
-            (0..stack.frames.len())
-                .map(|i| stack.line(i).map(str::to_string))
-                .collect(),
-        ),
+        Some(stack) => {
+            (stack.frames.clone(), (0..stack.frames.len()).map(|i| stack.line(i).map(str::to_string)).collect())
+        }
         None => (Vec::new(), Vec::new()),
     }
 }
@@ -568,22 +550,10 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         Some(t) => format!("{t} allocated at {at}"),
         None => format!("native memory allocated at {at}"),
     };
-    let count_word = if r.source == Source::Agent {
-        "objects"
-    } else {
-        "allocations"
-    };
-    let mut text = format!(
-        "Leak suspect: {what}, {}",
-        format_rate_per_min(g.bytes_per_min)
-    );
+    let count_word = if r.source == Source::Agent { "objects" } else { "allocations" };
+    let mut text = format!("Leak suspect: {what}, {}", format_rate_per_min(g.bytes_per_min));
     if let Some([lo, hi]) = g.ci95_bytes_per_min {
-        let _ = write!(
-            text,
-            " (95% CI {} to {})",
-            format_rate_per_min(lo),
-            format_rate_per_min(hi)
-        );
+        let _ = write!(text, " (95% CI {} to {})", format_rate_per_min(lo), format_rate_per_min(hi));
     }
     let _ = write!(
         text,
@@ -607,11 +577,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
     }
     let (frames, frame_lines) = frames_and_lines(r);
     Finding {
-        kind: if r.source == Source::Agent {
-            "managed"
-        } else {
-            "native"
-        },
+        kind: if r.source == Source::Agent { "managed" } else { "native" },
         pid: r.pid,
         type_name: r.type_name.clone(),
         site: r.site.clone(),
@@ -640,57 +606,31 @@ pub fn frames_from_site<'a>(frames: &'a [String], site: &str) -> (usize, &'a [St
     }
 }
 
-fn write_frames(
-    o: &mut String,
-    all_frames: &[String],
-    lines: &[Option<String>],
-    site: &str,
-    max: usize,
-) {
+fn write_frames(o: &mut String, all_frames: &[String], lines: &[Option<String>], site: &str, max: usize) {
     let (above, frames) = frames_from_site(all_frames, site);
     for (i, frame) in frames.iter().take(max).enumerate() {
         let line = match lines.get(above + i) {
             Some(Some(l)) => format!(" ({l})"),
             _ => String::new(),
         };
-        let _ = writeln!(
-            o,
-            "      {} {frame}{line}",
-            if i == 0 { "at" } else { "  " }
-        );
+        let _ = writeln!(o, "      {} {frame}{line}", if i == 0 { "at" } else { "  " });
     }
     if frames.len() > max {
-        let _ = writeln!(
-            o,
-            "         … {} more frames in report.json",
-            frames.len() - max
-        );
+        let _ = writeln!(o, "         … {} more frames in report.json", frames.len() - max);
     }
     if above > 0 && !frames.is_empty() {
-        let _ = writeln!(
-            o,
-            "         ({above} runtime frame(s) above the site, in report.json)"
-        );
+        let _ = writeln!(o, "         ({above} runtime frame(s) above the site, in report.json)");
     }
 }
 
 pub fn format_p(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".to_string()
-    } else {
-        format!("= {p:.3}")
-    }
+    if p < 0.001 { "< 0.001".to_string() } else { format!("= {p:.3}") }
 }
 
 fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
     let mut out = Vec::new();
     for n in &session.notes {
-        out.push(Message {
-            level: n.level.clone(),
-            source: "collector".into(),
-            pid: None,
-            message: n.message.clone(),
-        });
+        out.push(Message { level: n.level.clone(), source: "collector".into(), pid: None, message: n.message.clone() });
     }
     for p in store.producers() {
         if let Some(reason) = p.hello.as_ref().and_then(|h| h.native_off_reason()) {
@@ -726,10 +666,7 @@ fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
                 level: "info".into(),
                 source: "collector".into(),
                 pid: Some(p.key.pid),
-                message: format!(
-                    "{} earlier status messages not kept",
-                    p.status_total - p.statuses.len() as u64
-                ),
+                message: format!("{} earlier status messages not kept", p.status_total - p.statuses.len() as u64),
             });
         }
         if p.series_evicted > 0 {
@@ -742,20 +679,10 @@ fn messages(store: &Store, session: &SessionInfo) -> Vec<Message> {
         }
     }
     for n in &store.notes {
-        out.push(Message {
-            level: n.level.clone(),
-            source: "collector".into(),
-            pid: None,
-            message: n.message.clone(),
-        });
+        out.push(Message { level: n.level.clone(), source: "collector".into(), pid: None, message: n.message.clone() });
     }
     for m in bounds_messages(store) {
-        out.push(Message {
-            level: "warn".into(),
-            source: "collector".into(),
-            pid: None,
-            message: m,
-        });
+        out.push(Message { level: "warn".into(), source: "collector".into(), pid: None, message: m });
     }
     out
 }
@@ -815,9 +742,7 @@ impl Written {
 
     /// Whether `name` was written (by this call, into that directory).
     pub fn has(&self, name: &str) -> bool {
-        self.files
-            .iter()
-            .any(|p| p.file_name().is_some_and(|n| n == name))
+        self.files.iter().any(|p| p.file_name().is_some_and(|n| n == name))
     }
 
     /// One line per file that could not be written, naming it and why (for stderr).
@@ -858,10 +783,7 @@ pub fn write_soak_files(dir: &Dir, report: &Report, store: &Store, written: &mut
         return;
     }
     written.add(dir.write_file("junit.xml", crate::soak::junit::render(report).as_bytes()));
-    written.add(dir.write_file(
-        "report.html",
-        crate::soak::html::render(report, store).as_bytes(),
-    ));
+    written.add(dir.write_file("report.html", crate::soak::html::render(report, store).as_bytes()));
 }
 
 pub fn write_session(dir: &Dir, session: &SessionInfo, written: &mut Written) {
@@ -875,14 +797,12 @@ const MAX_SESSION_BYTES: u64 = 16 << 20;
 
 /// The session.json beside a recording (never through a link, never more than 16 MiB).
 pub fn read_session(dir: &Path) -> Option<SessionInfo> {
-    let text =
-        crate::files::read_regular_nofollow(&dir.join("session.json"), MAX_SESSION_BYTES).ok()?;
+    let text = crate::files::read_regular_nofollow(&dir.join("session.json"), MAX_SESSION_BYTES).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
 fn opt_bytes(v: Option<u64>) -> String {
-    v.map(|b| format_bytes(b as f64))
-        .unwrap_or_else(|| "—".to_string())
+    v.map(|b| format_bytes(b as f64)).unwrap_or_else(|| "—".to_string())
 }
 
 /// The human report.
@@ -894,20 +814,11 @@ pub fn render_text(r: &Report) -> String {
         .as_ref()
         .map(|c| c.join(" "))
         // The .NET process (the one with an agent) names the session, not a wrapper like `timeout`.
-        .or_else(|| {
-            r.processes
-                .iter()
-                .filter(|p| p.agent.is_some())
-                .find_map(|p| p.cmdline.clone())
-        })
+        .or_else(|| r.processes.iter().filter(|p| p.agent.is_some()).find_map(|p| p.cmdline.clone()))
         .or_else(|| r.processes.iter().find_map(|p| p.cmdline.clone()))
         .unwrap_or_else(|| "(unknown command)".to_string());
     let _ = writeln!(o, "leakscope report: {title}");
-    let mut line = format!(
-        "{} session, {}",
-        s.mode,
-        format_duration(Duration::from_millis(s.duration_ms))
-    );
+    let mut line = format!("{} session, {}", s.mode, format_duration(Duration::from_millis(s.duration_ms)));
     if let Some(exit) = &s.exit {
         let _ = write!(line, "; target {}", exit.describe());
     }
@@ -932,23 +843,15 @@ pub fn render_text(r: &Report) -> String {
     }
 
     if r.soak.is_some() {
-        let _ = writeln!(
-            o,
-            "FINDINGS OF THE LIVE VIEW (sampled survivors per summary; the soak verdicts above decide)"
-        );
+        let _ =
+            writeln!(o, "FINDINGS OF THE LIVE VIEW (sampled survivors per summary; the soak verdicts above decide)");
     } else {
         let _ = writeln!(o, "FINDINGS");
     }
     if r.findings.is_empty() {
-        let connected = r
-            .processes
-            .iter()
-            .any(|p| p.agent.is_some() || p.shim.is_some());
+        let connected = r.processes.iter().any(|p| p.agent.is_some() || p.shim.is_some());
         if !connected {
-            let _ = writeln!(
-                o,
-                "  Nothing to analyse: no agent or shim sent data (see MESSAGES)."
-            );
+            let _ = writeln!(o, "  Nothing to analyse: no agent or shim sent data (see MESSAGES).");
         } else if let Some(s) = &r.sufficiency {
             let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(s, &r.session.mode));
         }
@@ -961,15 +864,7 @@ pub fn render_text(r: &Report) -> String {
 
     for p in &r.processes {
         let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "PROCESS {}{}",
-            p.pid,
-            p.cmdline
-                .as_ref()
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default()
-        );
+        let _ = writeln!(o, "PROCESS {}{}", p.pid, p.cmdline.as_ref().map(|c| format!(": {c}")).unwrap_or_default());
         if let Some(a) = &p.agent {
             let _ = writeln!(
                 o,
@@ -977,13 +872,8 @@ pub fn render_text(r: &Report) -> String {
                 a.version.as_deref().unwrap_or("?"),
                 a.runtime.as_deref().unwrap_or("?"),
                 a.sampling.as_deref().unwrap_or("?"),
-                a.mode
-                    .as_deref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default(),
-                a.interval_ms
-                    .map(|i| format_duration(Duration::from_millis(i)))
-                    .unwrap_or_else(|| "?".into()),
+                a.mode.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(),
+                a.interval_ms.map(|i| format_duration(Duration::from_millis(i))).unwrap_or_else(|| "?".into()),
                 a.reports,
                 format_duration(Duration::from_millis(a.duration_ms)),
                 ended_text(a)
@@ -1013,7 +903,10 @@ pub fn render_text(r: &Report) -> String {
             }
             if let Some(kinds) = a.config.as_ref().and_then(|c| c.get("retention_roots")) {
                 let list = |k: &str| {
-                    kinds[k].as_array().map(|v| v.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                    kinds[k]
+                        .as_array()
+                        .map(|v| v.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join("; "))
+                        .unwrap_or_default()
                 };
                 let _ = writeln!(o, "  retention paths can start at: {}", list("named"));
                 let not = list("not_named");
@@ -1030,9 +923,7 @@ pub fn render_text(r: &Report) -> String {
                 "  shim {}: sampling {}{}, {} reports over {}, ended: {}",
                 sh.version.as_deref().unwrap_or("?"),
                 sh.sampling.as_deref().unwrap_or("?"),
-                sh.mean_bytes
-                    .map(|m| format!(" (mean {})", format_bytes(m as f64)))
-                    .unwrap_or_default(),
+                sh.mean_bytes.map(|m| format!(" (mean {})", format_bytes(m as f64))).unwrap_or_default(),
                 sh.reports,
                 format_duration(Duration::from_millis(sh.duration_ms)),
                 ended_text(sh)
@@ -1040,21 +931,14 @@ pub fn render_text(r: &Report) -> String {
         }
         let mut mem = format!("  memory at end: RSS {}", opt_bytes(p.rss_bytes));
         if let Some(h) = &p.heap {
-            let _ = write!(
-                mem,
-                "; managed heap {} ({})",
-                opt_bytes(p.heap_total_bytes),
-                heap_parts(h)
-            );
+            let _ = write!(mem, "; managed heap {} ({})", opt_bytes(p.heap_total_bytes), heap_parts(h));
         }
         if let Some(n) = &p.native_totals {
             let _ = write!(
                 mem,
                 "; native live {} in {} allocations, mmap {}",
                 opt_bytes(n.live_bytes),
-                n.live_allocs
-                    .map(|c| format_count(c as f64))
-                    .unwrap_or_else(|| "?".into()),
+                n.live_allocs.map(|c| format_count(c as f64)).unwrap_or_else(|| "?".into()),
                 opt_bytes(n.mmap_bytes)
             );
         }
@@ -1065,20 +949,8 @@ pub fn render_text(r: &Report) -> String {
         if let Some(h) = &p.agent_health {
             let _ = writeln!(o, "  agent health: {}", health_text(h));
         }
-        site_table(
-            &mut o,
-            "Managed survivors",
-            &p.managed_sites,
-            p.managed_sites_total,
-            true,
-        );
-        site_table(
-            &mut o,
-            "Native survivors",
-            &p.native_sites,
-            p.native_sites_total,
-            false,
-        );
+        site_table(&mut o, "Managed survivors", &p.managed_sites, p.managed_sites_total, true);
+        site_table(&mut o, "Native survivors", &p.native_sites, p.native_sites_total, false);
     }
 
     if !r.messages.is_empty() {
@@ -1096,14 +968,7 @@ pub fn render_text(r: &Report) -> String {
     let i = &r.input;
     let _ = writeln!(o);
     let _ = writeln!(o, "INPUT");
-    let _ = writeln!(
-        o,
-        "  {} lines, {} records, {} skipped{}",
-        i.lines,
-        i.records,
-        i.skipped(),
-        skipped_breakdown(i)
-    );
+    let _ = writeln!(o, "  {} lines, {} records, {} skipped{}", i.lines, i.records, i.skipped(), skipped_breakdown(i));
     for ex in &i.examples {
         let _ = writeln!(o, "    {ex}");
     }
@@ -1151,11 +1016,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
     let mut o = String::new();
     let s = &r.session;
     let _ = writeln!(o);
-    let mut head = format!(
-        "leakscope: {} session, {}",
-        s.mode,
-        format_duration(Duration::from_millis(s.duration_ms))
-    );
+    let mut head = format!("leakscope: {} session, {}", s.mode, format_duration(Duration::from_millis(s.duration_ms)));
     if let Some(exit) = &s.exit {
         let _ = write!(head, "; target {}", exit.describe());
     }
@@ -1168,10 +1029,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, SUMMARY_FRAMES);
         write_kept_alive_by(&mut o, f);
     }
-    let connected = r
-        .processes
-        .iter()
-        .any(|p| p.agent.is_some() || p.shim.is_some());
+    let connected = r.processes.iter().any(|p| p.agent.is_some() || p.shim.is_some());
     if let (true, true, Some(suff)) = (r.findings.is_empty(), connected, &r.sufficiency) {
         let _ = writeln!(o, "  {}", crate::sufficiency::verdict_line(suff, &s.mode));
     }
@@ -1189,18 +1047,9 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
             }
         }
         let _ = writeln!(o, "{mem}");
-        for site in p
-            .managed_sites
-            .iter()
-            .take(SUMMARY_SITES)
-            .chain(p.native_sites.iter().take(SUMMARY_SITES.min(3)))
-        {
+        for site in p.managed_sites.iter().take(SUMMARY_SITES).chain(p.native_sites.iter().take(SUMMARY_SITES.min(3))) {
             let label = match &site.type_name {
-                Some(_) => site_label(
-                    site.type_name.as_deref(),
-                    &site.site,
-                    site.location.as_deref(),
-                ),
+                Some(_) => site_label(site.type_name.as_deref(), &site.site, site.location.as_deref()),
                 None => format!("native @ {}", site.site),
             };
             let growth = match site.growth.verdict {
@@ -1216,21 +1065,11 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
             );
         }
     }
-    for m in r
-        .messages
-        .iter()
-        .filter(|m| m.level == "warn" || m.level == "error")
-        .take(6)
-    {
+    for m in r.messages.iter().filter(|m| m.level == "warn" || m.level == "error").take(6) {
         let _ = writeln!(o, "  {}: {}", m.level, m.message);
     }
     if r.input.skipped() > 0 {
-        let _ = writeln!(
-            o,
-            "  {} input lines skipped{}",
-            r.input.skipped(),
-            skipped_breakdown(&r.input)
-        );
+        let _ = writeln!(o, "  {} input lines skipped{}", r.input.skipped(), skipped_breakdown(&r.input));
     }
     if let Some(dir) = out_dir {
         let _ = writeln!(o, "Full report: {}", dir.join("report.txt").display());
@@ -1246,40 +1085,23 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
 
 fn ended_text(p: &ProducerReport) -> String {
     match p.ended {
-        "bye" => format!(
-            "bye ({})",
-            p.bye_reason.as_deref().unwrap_or("no reason given")
-        ),
+        "bye" => format!("bye ({})", p.bye_reason.as_deref().unwrap_or("no reason given")),
         "lost" => "connection lost without bye".to_string(),
         _ => "still connected".to_string(),
     }
 }
 
 pub fn heap_parts(h: &HeapSizes) -> String {
-    let part = |name: &str, v: Option<crate::protocol::Num>| {
-        v.map(|n| format!("{name} {}", format_bytes(n.0)))
-    };
-    [
-        part("gen0", h.gen0),
-        part("gen1", h.gen1),
-        part("gen2", h.gen2),
-        part("LOH", h.loh),
-        part("POH", h.poh),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ")
+    let part = |name: &str, v: Option<crate::protocol::Num>| v.map(|n| format!("{name} {}", format_bytes(n.0)));
+    [part("gen0", h.gen0), part("gen1", h.gen1), part("gen2", h.gen2), part("LOH", h.loh), part("POH", h.poh)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn gc_text(gc: &GcStats) -> String {
-    let mut t = gc
-        .count
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("gen{i} {}", c.u64()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut t = gc.count.iter().enumerate().map(|(i, c)| format!("gen{i} {}", c.u64())).collect::<Vec<_>>().join(", ");
     if t.is_empty() {
         t = "no collections reported".to_string();
     }
@@ -1296,15 +1118,8 @@ pub fn gc_text(gc: &GcStats) -> String {
 }
 
 pub fn health_text(h: &AgentHealth) -> String {
-    let n = |v: Option<crate::protocol::Num>| {
-        v.map(|x| x.u64().to_string()).unwrap_or_else(|| "?".into())
-    };
-    let mut t = format!(
-        "tracked {}/{} samples, {} dropped",
-        n(h.tracked),
-        n(h.max_tracked),
-        n(h.dropped)
-    );
+    let n = |v: Option<crate::protocol::Num>| v.map(|x| x.u64().to_string()).unwrap_or_else(|| "?".into());
+    let mut t = format!("tracked {}/{} samples, {} dropped", n(h.tracked), n(h.max_tracked), n(h.dropped));
     if let Some(m) = h.memory_bytes {
         let _ = write!(t, ", agent memory {}", format_bytes(m.0));
     }
@@ -1331,11 +1146,7 @@ fn skipped_breakdown(i: &InputStats) -> String {
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", parts.join(", "))
-    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
 }
 
 fn site_table(o: &mut String, title: &str, sites: &[SiteReport], total: usize, managed: bool) {
@@ -1387,7 +1198,10 @@ pub(crate) mod tests {
         let report = build(&store, &SessionInfo::new("run"), &Thresholds::default());
         let finding = report.findings.iter().find(|f| f.type_name.as_deref() == Some("System.String")).unwrap();
         let lines = kept_alive_lines(&finding.kept_alive_by);
-        assert_eq!(lines[0], "kept alive by: static Demo.OrderAudit.Lines → System.Collections.Generic.List<String> → System.String[] (_items) → System.String ([]) (7800 instances, 78 % of them)");
+        assert_eq!(
+            lines[0],
+            "kept alive by: static Demo.OrderAudit.Lines → System.Collections.Generic.List<String> → System.String[] (_items) → System.String ([]) (7800 instances, 78 % of them)"
+        );
         assert!(lines[1].starts_with("kept alive by: unknown (walk cut short: "), "{lines:?}");
         assert!(lines[1].contains("memory budget 1 MB") && lines[1].contains("at least 3 MB needed"), "{lines:?}");
         assert!(lines[1].ends_with("(2200 instances, 22 % of them)"), "{lines:?}");
@@ -1401,7 +1215,9 @@ pub(crate) mod tests {
         let mut store = Store::new();
         store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":42,"version":"0.1.0","cmdline":"dotnet Demo.dll","interval_ms":2000,"runtime":"10.0.12","sampling":"AllocationSampled","mode":"sampled"}"#);
         store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":42,"id":1,"frames":["Demo.OrderAudit.Record","Demo.OrderWorker.Handle","Demo.Program.Main"],"lines":["OrderAudit.cs:17","OrderWorker.cs:20",null]}"#);
-        store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":42,"sampling":"poisson","mean_bytes":524288}"#);
+        store.ingest_line(
+            br#"{"v":1,"type":"hello","source":"shim","pid":42,"sampling":"poisson","mean_bytes":524288}"#,
+        );
         for i in 0..30u64 {
             let leak = 100_000 + i * 100_000;
             let churn = if i % 2 == 0 { 5_000_000 } else { 4_500_000 };
@@ -1416,8 +1232,11 @@ pub(crate) mod tests {
                 2000 * (i + 1)
             ).as_bytes());
         }
-        store.ingest_line(br#"{"v":1,"type":"status","source":"agent","pid":42,"level":"warn","message":"tracking budget full"}"#);
-        store.ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":42,"t_ms":61000,"reason":"runtime shutdown"}"#);
+        store.ingest_line(
+            br#"{"v":1,"type":"status","source":"agent","pid":42,"level":"warn","message":"tracking budget full"}"#,
+        );
+        store
+            .ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":42,"t_ms":61000,"reason":"runtime shutdown"}"#);
         store.ingest_line(b"garbage");
         store
     }
@@ -1427,21 +1246,14 @@ pub(crate) mod tests {
         let store = sample_store();
         let mut session = SessionInfo::new("run");
         session.command = Some(vec!["dotnet".into(), "Demo.dll".into()]);
-        session.exit = Some(ExitInfo {
-            code: Some(0),
-            signal: None,
-        });
+        session.exit = Some(ExitInfo { code: Some(0), signal: None });
         let r = build(&store, &session, &Thresholds::default());
         assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
         let f = &r.findings[0];
         assert_eq!(f.type_name.as_deref(), Some("System.String"));
         assert_eq!(f.site, "Demo.OrderAudit.Record");
         assert_eq!(f.frames.len(), 3);
-        assert!(
-            (f.bytes_per_min - 3_000_000.0).abs() < 100_000.0,
-            "{}",
-            f.bytes_per_min
-        );
+        assert!((f.bytes_per_min - 3_000_000.0).abs() < 100_000.0, "{}", f.bytes_per_min);
         assert!(
             f.text.starts_with(
                 "Leak suspect: System.String allocated at Demo.OrderAudit.Record (OrderAudit.cs:17), +3.00 MB/min"
@@ -1455,49 +1267,25 @@ pub(crate) mod tests {
         assert_eq!(p.native_sites[0].growth.verdict, Verdict::Steady);
         assert_eq!(p.agent.as_ref().unwrap().ended, "bye");
         assert_eq!(r.input.not_json, 1);
-        assert!(
-            r.messages
-                .iter()
-                .any(|m| m.message == "tracking budget full")
-        );
+        assert!(r.messages.iter().any(|m| m.message == "tracking budget full"));
     }
 
     #[test]
     fn report_json_is_versioned_and_has_the_documented_fields() {
         let store = sample_store();
         let r = build(&store, &SessionInfo::new("tail"), &Thresholds::default());
-        let v: serde_json::Value =
-            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(v["schema"], "leakscope.report/1");
-        for key in [
-            "generator",
-            "session",
-            "thresholds",
-            "input",
-            "processes",
-            "findings",
-            "messages",
-        ] {
+        for key in ["generator", "session", "thresholds", "input", "processes", "findings", "messages"] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         let site = &v["processes"][0]["managed_sites"][0];
-        for key in [
-            "type_name",
-            "site",
-            "frames",
-            "live_bytes",
-            "live_count",
-            "peak_bytes",
-            "growth",
-        ] {
+        for key in ["type_name", "site", "frames", "live_bytes", "live_count", "peak_bytes", "growth"] {
             assert!(site.get(key).is_some(), "site lacks {key}");
         }
         assert_eq!(site["growth"]["verdict"], "growing");
         assert!(site["growth"]["ci95_bytes_per_min"].is_array());
-        assert_eq!(
-            v["processes"][0]["native_sites"][0]["type_name"],
-            serde_json::Value::Null
-        );
+        assert_eq!(v["processes"][0]["native_sites"][0]["type_name"], serde_json::Value::Null);
     }
 
     #[test]
@@ -1505,12 +1293,7 @@ pub(crate) mod tests {
         let store = sample_store();
         let r = build(&store, &SessionInfo::new("tail"), &Thresholds::default());
         let text = render_text(&r);
-        assert!(
-            text.contains(
-                "FINDINGS\n  Leak suspect: System.String allocated at Demo.OrderAudit.Record"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("FINDINGS\n  Leak suspect: System.String allocated at Demo.OrderAudit.Record"), "{text}");
         assert!(
             text.contains("      at Demo.OrderAudit.Record (OrderAudit.cs:17)\n         Demo.OrderWorker.Handle (OrderWorker.cs:20)\n         Demo.Program.Main\n"),
             "{text}"
@@ -1524,13 +1307,11 @@ pub(crate) mod tests {
     #[test]
     fn a_shim_that_turned_itself_off_is_reported_with_its_reason() {
         let mut store = Store::new();
-        store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":9,"native":"off","native_reason":"LEAKSCOPE_NATIVE=0"}"#);
-        let r = build(&store, &SessionInfo::new("listen"), &Thresholds::default());
-        assert!(
-            r.messages.iter().any(
-                |m| m.level == "warn" && m.message == "native tracking off: LEAKSCOPE_NATIVE=0"
-            )
+        store.ingest_line(
+            br#"{"v":1,"type":"hello","source":"shim","pid":9,"native":"off","native_reason":"LEAKSCOPE_NATIVE=0"}"#,
         );
+        let r = build(&store, &SessionInfo::new("listen"), &Thresholds::default());
+        assert!(r.messages.iter().any(|m| m.level == "warn" && m.message == "native tracking off: LEAKSCOPE_NATIVE=0"));
     }
 
     #[test]
@@ -1539,7 +1320,8 @@ pub(crate) mod tests {
         store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":9,"native":"off","native_reason":"not first in LD_PRELOAD"}"#);
         store.ingest_line(br#"{"v":1,"type":"status","source":"shim","pid":9,"level":"error","message":"native tracking off: not first in LD_PRELOAD"}"#);
         let r = build(&store, &SessionInfo::new("listen"), &Thresholds::default());
-        let said: Vec<&str> = r.messages.iter().filter(|m| m.message.contains("LD_PRELOAD")).map(|m| m.level.as_str()).collect();
+        let said: Vec<&str> =
+            r.messages.iter().filter(|m| m.message.contains("LD_PRELOAD")).map(|m| m.level.as_str()).collect();
         assert_eq!(said, ["error"], "{:?}", r.messages);
     }
 

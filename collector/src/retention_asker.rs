@@ -78,7 +78,9 @@ impl PathAsker {
         }
         let first = self.asked.len() <= names.len();
         if first {
-            session.info.note("info", format!("asked the agent what keeps {} alive (confirmed growing)", names.join(", ")));
+            session
+                .info
+                .note("info", format!("asked the agent what keeps {} alive (confirmed growing)", names.join(", ")));
         }
         true
     }

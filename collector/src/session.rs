@@ -2,10 +2,10 @@
 //! the end the reports written. Shared by `run`, `demo`, `listen` and `tail`.
 
 use crate::analysis::Thresholds;
+use crate::files::Dir;
 use crate::ingest::{ConnId, Event, Recorder};
 use crate::live::{FrameInfo, LiveView, ViewMode};
 use crate::protocol::ProducerKey;
-use crate::files::Dir;
 use crate::report::{self, Report, SessionInfo, Written};
 use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
@@ -121,11 +121,7 @@ impl Session {
             Event::Closed { conn, partial } => {
                 let socket_conn = self.conn_keys.contains_key(&conn);
                 if partial > 0 {
-                    let whose = if socket_conn {
-                        "a producer connection"
-                    } else {
-                        "the file"
-                    };
+                    let whose = if socket_conn { "a producer connection" } else { "the file" };
                     self.store.count_truncated(partial, whose);
                 }
                 if let Some(keys) = self.conn_keys.remove(&conn) {
@@ -164,12 +160,7 @@ impl Session {
     }
 
     pub fn build_report(&self) -> Report {
-        report::build_with_soak(
-            &self.store,
-            &self.info,
-            &Thresholds::default(),
-            self.soak.as_ref(),
-        )
+        report::build_with_soak(&self.store, &self.info, &Thresholds::default(), self.soak.as_ref())
     }
 
     /// Writes report.txt, report.json and session.json (and for soaks junit.xml and
@@ -184,12 +175,7 @@ impl Session {
     }
 
     pub fn frame_base(&self, title: String, interval: Duration) -> FrameInfo {
-        FrameInfo {
-            title,
-            elapsed: self.started.elapsed(),
-            interval,
-            ..FrameInfo::default()
-        }
+        FrameInfo { title, elapsed: self.started.elapsed(), interval, ..FrameInfo::default() }
     }
 }
 
@@ -211,11 +197,7 @@ pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     let text = String::from_utf8_lossy(&buf);
     let mut lines: Vec<String> = text
         .lines()
-        .map(|l| {
-            l.chars()
-                .filter(|c| !c.is_control() || *c == '\t')
-                .collect::<String>()
-        })
+        .map(|l| l.chars().filter(|c| !c.is_control() || *c == '\t').collect::<String>())
         .filter(|l| !l.trim().is_empty())
         .collect();
     let keep = lines.len().saturating_sub(n);

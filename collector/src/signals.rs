@@ -64,9 +64,5 @@ pub fn name(sig: i32) -> String {
         libc::SIGTERM => "SIGTERM",
         _ => "",
     };
-    if known.is_empty() {
-        format!("signal {sig}")
-    } else {
-        known.to_string()
-    }
+    if known.is_empty() { format!("signal {sig}") } else { known.to_string() }
 }

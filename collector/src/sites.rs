@@ -24,27 +24,15 @@ pub struct SiteRow {
 
 impl SiteRow {
     pub fn label(&self) -> String {
-        site_label(
-            self.type_name.as_deref(),
-            &self.site,
-            self.location.as_deref(),
-        )
+        site_label(self.type_name.as_deref(), &self.site, self.location.as_deref())
     }
 }
 
 /// Assesses every site of every producer of `source` and ranks them: growing first (fastest
 /// first), then by current live bytes. `recent_window_ms` as in [`analysis::assess`].
-pub fn ranked(
-    store: &Store,
-    source: Source,
-    th: &Thresholds,
-    recent_window_ms: Option<f64>,
-) -> Vec<SiteRow> {
-    let mut rows: Vec<SiteRow> = store
-        .producers()
-        .filter(|p| p.key.source == source)
-        .flat_map(|p| assessed(p, th, recent_window_ms))
-        .collect();
+pub fn ranked(store: &Store, source: Source, th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<SiteRow> {
+    let mut rows: Vec<SiteRow> =
+        store.producers().filter(|p| p.key.source == source).flat_map(|p| assessed(p, th, recent_window_ms)).collect();
     sort_ranked(&mut rows);
     rows
 }
@@ -54,24 +42,12 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
     let source = producer.key.source;
     // A site whose peak is under the materiality bound can never be "growing": a coarser look
     // is enough for its rate column, and keeps ranking thousands of small sites cheap.
-    let small = Thresholds {
-        max_points: th.max_points.min(48),
-        ..th.clone()
-    };
+    let small = Thresholds { max_points: th.max_points.min(48), ..th.clone() };
     producer
         .sites()
         .map(|series| {
-            let th = if series.peak_bytes <= th.min_growth_bytes {
-                &small
-            } else {
-                th
-            };
-            let growth = analysis::assess(
-                &series.analysis_points(),
-                series.peak_bytes,
-                th,
-                recent_window_ms,
-            );
+            let th = if series.peak_bytes <= th.min_growth_bytes { &small } else { th };
+            let growth = analysis::assess(&series.analysis_points(), series.peak_bytes, th, recent_window_ms);
             SiteRow {
                 pid: producer.key.pid,
                 source,
@@ -83,10 +59,7 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
                 peak_bytes: series.peak_bytes,
                 present: series.present,
                 full_gcs: (source == Source::Agent).then(|| {
-                    producer.full_gcs_between(
-                        growth.window_start_ms,
-                        growth.window_start_ms + growth.window_ms,
-                    )
+                    producer.full_gcs_between(growth.window_start_ms, growth.window_start_ms + growth.window_ms)
                 }),
                 growth,
             }

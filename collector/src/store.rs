@@ -8,12 +8,12 @@
 //! memory budget for the session ([`crate::budget`]). What a cap drops is counted and reported.
 
 use crate::analysis::Point;
+use crate::budget::{Budget, Charge};
 use crate::protocol::{
-    AgentHealth, Bye, Census, Envelope, GcStats, HeapSizes, Hello, NativeSummary, ProducerKey,
-    Record, Retained, Skip, Source, Summary,
+    AgentHealth, Bye, Census, Envelope, GcStats, HeapSizes, Hello, NativeSummary, ProducerKey, Record, Retained, Skip,
+    Source, Summary,
 };
 use crate::soak::data::{RetainedSite, SoakData};
-use crate::budget::{Budget, Charge};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -53,7 +53,8 @@ pub const PRODUCER_BYTES: usize = std::mem::size_of::<Producer>()
     + MAX_RECENT_GCS * 96;
 /// A live series at its largest: its points' capacity, then compaction keeps it there.
 const SERIES_BYTES: usize = (MAX_SERIES_POINTS.next_power_of_two()) * std::mem::size_of::<SeriesPoint>();
-const SOAK_SERIES_BYTES: usize = crate::soak::data::SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
+const SOAK_SERIES_BYTES: usize =
+    crate::soak::data::SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
 
 /// What keeping one more series costs: its points at their largest, its names, a location.
 fn series_cost(points: usize, names: &[&str]) -> usize {
@@ -145,22 +146,12 @@ impl SiteSeries {
     }
 
     pub fn analysis_points(&self) -> Vec<Point> {
-        self.points
-            .iter()
-            .map(|p| Point {
-                t_ms: p.t_ms,
-                bytes: p.bytes,
-            })
-            .collect()
+        self.points.iter().map(|p| Point { t_ms: p.t_ms, bytes: p.bytes }).collect()
     }
 
     /// `Type @ site` for managed sites, the site alone for native ones.
     pub fn label(&self) -> String {
-        site_label(
-            self.type_name.as_deref(),
-            &self.site,
-            self.location.as_deref(),
-        )
+        site_label(self.type_name.as_deref(), &self.site, self.location.as_deref())
     }
 
     fn push(&mut self, p: SeriesPoint) {
@@ -359,25 +350,16 @@ impl Producer {
 
     /// Frames of a site: captured when first seen, else resolved now.
     pub fn frames_of(&self, s: &SiteSeries) -> Option<Arc<Stack>> {
-        s.frames
-            .clone()
-            .or_else(|| s.stack_id.and_then(|id| self.stacks.get(&id).cloned()))
+        s.frames.clone().or_else(|| s.stack_id.and_then(|id| self.stacks.get(&id).cloned()))
     }
 
     /// Full (gen2) GCs seen between these producer times, inclusive.
     pub fn full_gcs_between(&self, start_ms: f64, end_ms: f64) -> u64 {
-        self.full_gc_times
-            .iter()
-            .filter(|t| (**t as f64) >= start_ms && (**t as f64) <= end_ms)
-            .count() as u64
+        self.full_gc_times.iter().filter(|t| (**t as f64) >= start_ms && (**t as f64) <= end_ms).count() as u64
     }
 
     pub fn interval_ms(&self) -> Option<u64> {
-        self.hello
-            .as_ref()
-            .and_then(|h| h.interval_ms)
-            .map(|n| n.u64())
-            .filter(|v| *v > 0)
+        self.hello.as_ref().and_then(|h| h.interval_ms).map(|n| n.u64()).filter(|v| *v > 0)
     }
 
     pub fn cmdline(&self) -> Option<&str> {
@@ -454,12 +436,7 @@ impl Producer {
                 series._charge = charge;
                 self.sites.insert(key.clone(), series);
             }
-            let Observation {
-                stack,
-                location,
-                latest,
-                ..
-            } = obs;
+            let Observation { stack, location, latest, .. } = obs;
             let frames = stack.and_then(|id| self.stacks.get(&id).cloned());
             let Some(series) = self.sites.get_mut(&key) else {
                 continue;
@@ -473,22 +450,14 @@ impl Producer {
             if location.is_some() {
                 series.location = location;
             }
-            series.push(SeriesPoint {
-                t_ms: t,
-                bytes: latest.bytes,
-                count: latest.count,
-            });
+            series.push(SeriesPoint { t_ms: t, bytes: latest.bytes, count: latest.count });
             series.latest = latest;
             series.present = true;
         }
         if !record_full {
             for series in self.sites.values_mut().filter(|s| !s.present) {
                 series.latest = SiteLatest::default();
-                series.push(SeriesPoint {
-                    t_ms: t,
-                    bytes: 0.0,
-                    count: 0.0,
-                });
+                series.push(SeriesPoint { t_ms: t, bytes: 0.0, count: 0.0 });
             }
         }
     }
@@ -537,12 +506,7 @@ impl Producer {
             }
             if let Some(h) = &s.heap {
                 self.soak.heap.push(t, h.total(), 0.0);
-                for (series, v) in self
-                    .soak
-                    .gens
-                    .iter_mut()
-                    .zip([h.gen0, h.gen1, h.gen2, h.loh, h.poh])
-                {
+                for (series, v) in self.soak.gens.iter_mut().zip([h.gen0, h.gen1, h.gen2, h.loh, h.poh]) {
                     series.push(t, v.map(|n| n.0).unwrap_or(0.0), 0.0);
                 }
             }
@@ -612,8 +576,7 @@ impl Producer {
         self.soak.retained_records += 1;
         self.soak.retained_times.push(t, 0.0, 0.0);
         let record_full = r.sites.len() >= self.max_sites_per_record();
-        let mut merged: HashMap<SiteKey, (crate::protocol::ManagedSite, f64, f64, f64)> =
-            HashMap::new();
+        let mut merged: HashMap<SiteKey, (crate::protocol::ManagedSite, f64, f64, f64)> = HashMap::new();
         for site in r.sites {
             let key = (site.type_name.clone(), site.site.clone());
             let bytes = site.bytes.map(|n| n.0).unwrap_or(0.0);
@@ -638,7 +601,8 @@ impl Producer {
                 if !self.soak.room_for_site() {
                     continue;
                 }
-                let Some(charge) = self.charge_series(budget, SOAK_SERIES_BYTES, &[&key.0, &key.1, &key.0, &key.1]) else {
+                let Some(charge) = self.charge_series(budget, SOAK_SERIES_BYTES, &[&key.0, &key.1, &key.0, &key.1])
+                else {
                     continue;
                 };
                 self.soak.retained.insert(
@@ -689,11 +653,7 @@ impl Producer {
             return;
         };
         let t = t as f64;
-        if !self.soak.live.push(
-            t,
-            c.bytes.map(|n| n.0).unwrap_or(0.0),
-            c.objects.map(|n| n.0).unwrap_or(0.0),
-        ) {
+        if !self.soak.live.push(t, c.bytes.map(|n| n.0).unwrap_or(0.0), c.objects.map(|n| n.0).unwrap_or(0.0)) {
             self.out_of_order += 1;
             return;
         }
@@ -706,12 +666,7 @@ impl Producer {
             self.soak.census_pause_ms_max = self.soak.census_pause_ms_max.max(p.0);
         }
         self.soak.census_unreadable += c.unreadable.map(|n| n.u64()).unwrap_or(0);
-        let complete = c
-            .other
-            .as_ref()
-            .and_then(|o| o.types)
-            .map(|n| n.u64() == 0)
-            .unwrap_or(true);
+        let complete = c.other.as_ref().and_then(|o| o.types).map(|n| n.u64() == 0).unwrap_or(true);
         for s in self.soak.types.values_mut() {
             s.present = false;
         }
@@ -729,13 +684,7 @@ impl Producer {
                 let Some(charge) = self.charge_series(budget, SOAK_SERIES_BYTES, &[&name, &name]) else {
                     continue;
                 };
-                self.soak.types.insert(
-                    name.clone(),
-                    crate::soak::data::TypeSeries {
-                        charge,
-                        ..Default::default()
-                    },
-                );
+                self.soak.types.insert(name.clone(), crate::soak::data::TypeSeries { charge, ..Default::default() });
             }
             let Some(entry) = self.soak.types.get_mut(&name) else {
                 continue;
@@ -761,9 +710,7 @@ impl Producer {
         }
         if let (Some(t), Some(live)) = (t, n.live_bytes) {
             let t = t as f64;
-            self.soak
-                .native_live
-                .push(t, live.0, n.live_allocs.map(|v| v.0).unwrap_or(0.0));
+            self.soak.native_live.push(t, live.0, n.live_allocs.map(|v| v.0).unwrap_or(0.0));
             if let Some(rss) = n.rss {
                 self.soak.rss.push(t, rss.0, 0.0);
             }
@@ -872,9 +819,7 @@ pub struct ProcessView<'a> {
 
 impl ProcessView<'_> {
     pub fn cmdline(&self) -> Option<&str> {
-        self.agent
-            .and_then(|p| p.cmdline())
-            .or_else(|| self.shim.and_then(|p| p.cmdline()))
+        self.agent.and_then(|p| p.cmdline()).or_else(|| self.shim.and_then(|p| p.cmdline()))
     }
 
     pub fn rss(&self) -> Option<u64> {
@@ -894,10 +839,7 @@ impl Store {
 
     /// A store with a memory budget other than the default (tests, small machines).
     pub fn with_budget(limit: usize) -> Self {
-        Store {
-            budget: Budget::new(limit),
-            ..Store::default()
-        }
+        Store { budget: Budget::new(limit), ..Store::default() }
     }
 
     /// Parses and applies one line. Returns the producer it came from, if it was a record.
@@ -941,37 +883,24 @@ impl Store {
         self.input.lines += 1;
         self.input.oversize += 1;
         if self.input.examples.len() < MAX_SKIP_EXAMPLES {
-            self.input.examples.push(format!(
-                "line {}: longer than 4 MiB, discarded",
-                self.input.lines
-            ));
+            self.input.examples.push(format!("line {}: longer than 4 MiB, discarded", self.input.lines));
         }
     }
 
     pub fn count_truncated(&mut self, bytes: usize, whose: &str) {
         self.input.truncated += 1;
-        self.note(
-            "warn",
-            format!("{whose} ended in the middle of a line ({bytes} bytes dropped)"),
-        );
+        self.note("warn", format!("{whose} ended in the middle of a line ({bytes} bytes dropped)"));
     }
 
     pub fn note(&mut self, level: &str, message: impl Into<String>) {
         if self.notes.len() >= MAX_NOTES {
             self.notes.pop_front();
         }
-        self.notes.push_back(Note {
-            level: level.to_string(),
-            message: message.into(),
-        });
+        self.notes.push_back(Note { level: level.to_string(), message: message.into() });
     }
 
     pub fn apply(&mut self, env: Envelope) {
-        let Envelope {
-            key,
-            record,
-            approx_bytes,
-        } = env;
+        let Envelope { key, record, approx_bytes } = env;
         if !self.producers.contains_key(&key) {
             // A producer's own state is bounded (PRODUCER_BYTES); their number is capped here,
             // outside the budget, so a flood of data never locks out the session's processes.
@@ -981,8 +910,7 @@ impl Store {
                 if r.pids.len() < 5 && !r.pids.contains(&key.pid) {
                     r.pids.push(key.pid);
                 }
-                r.reason
-                    .get_or_insert_with(|| format!("at most {MAX_PRODUCERS} producers are kept per session"));
+                r.reason.get_or_insert_with(|| format!("at most {MAX_PRODUCERS} producers are kept per session"));
                 return;
             }
             self.producers.insert(key, Producer::new(key));
@@ -1021,19 +949,10 @@ impl Store {
                 }
             }
             Record::Stack(s) => {
-                if producer.stacks.len() < MAX_STACKS_PER_PRODUCER
-                    || producer.stacks.contains_key(&s.id)
-                {
+                if producer.stacks.len() < MAX_STACKS_PER_PRODUCER || producer.stacks.contains_key(&s.id) {
                     match budget.charge(approx_bytes) {
                         Some(charge) => {
-                            producer.stacks.insert(
-                                s.id,
-                                Arc::new(Stack {
-                                    frames: s.frames,
-                                    lines: s.lines,
-                                    charge,
-                                }),
-                            );
+                            producer.stacks.insert(s.id, Arc::new(Stack { frames: s.frames, lines: s.lines, charge }));
                         }
                         None => {
                             producer.stacks_dropped += 1;
@@ -1118,14 +1037,7 @@ impl Store {
             }
         }
         if lost {
-            self.note(
-                "warn",
-                format!(
-                    "{} of pid {} disconnected without saying bye",
-                    key.source.as_str(),
-                    key.pid
-                ),
-            );
+            self.note("warn", format!("{} of pid {} disconnected without saying bye", key.source.as_str(), key.pid));
         }
     }
 
@@ -1145,11 +1057,7 @@ impl Store {
     pub fn processes(&self) -> Vec<ProcessView<'_>> {
         let mut by_pid: BTreeMap<u32, ProcessView<'_>> = BTreeMap::new();
         for p in self.producers.values() {
-            let view = by_pid.entry(p.key.pid).or_insert(ProcessView {
-                pid: p.key.pid,
-                agent: None,
-                shim: None,
-            });
+            let view = by_pid.entry(p.key.pid).or_insert(ProcessView { pid: p.key.pid, agent: None, shim: None });
             match p.key.source {
                 Source::Agent => view.agent = Some(p),
                 Source::Shim => view.shim = Some(p),
@@ -1167,7 +1075,10 @@ mod tests {
         let sites: Vec<String> = sites
             .iter()
             .map(|(ty, site, bytes)| {
-                format!(r#"{{"type_name":"{ty}","site":"{site}","stack":1,"samples":1,"objects":{},"bytes":{bytes}}}"#, bytes / 100)
+                format!(
+                    r#"{{"type_name":"{ty}","site":"{site}","stack":1,"samples":1,"objects":{},"bytes":{bytes}}}"#,
+                    bytes / 100
+                )
             })
             .collect();
         format!(
@@ -1183,32 +1094,15 @@ mod tests {
         store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":1,"id":1,"frames":["A.B.C","A.B.Main"]}"#);
         store.ingest_line(summary(1, 1000, &[("T", "S", 100), ("U", "V", 50)]).as_bytes());
         store.ingest_line(summary(1, 2000, &[("T", "S", 200), ("T", "S", 5)]).as_bytes());
-        let p = store
-            .producer(&ProducerKey {
-                pid: 1,
-                source: Source::Agent,
-            })
-            .unwrap();
+        let p = store.producer(&ProducerKey { pid: 1, source: Source::Agent }).unwrap();
         let mut sites: Vec<&SiteSeries> = p.sites().collect();
         sites.sort_by(|a, b| a.site.cmp(&b.site));
         assert_eq!(
-            sites[0]
-                .points()
-                .iter()
-                .map(|p| p.bytes)
-                .collect::<Vec<_>>(),
+            sites[0].points().iter().map(|p| p.bytes).collect::<Vec<_>>(),
             [100.0, 205.0],
             "duplicates are summed"
         );
-        assert_eq!(
-            sites[1]
-                .points()
-                .iter()
-                .map(|p| p.bytes)
-                .collect::<Vec<_>>(),
-            [50.0, 0.0],
-            "absent → zero"
-        );
+        assert_eq!(sites[1].points().iter().map(|p| p.bytes).collect::<Vec<_>>(), [50.0, 0.0], "absent → zero");
         assert_eq!(sites[0].frames.as_ref().unwrap().frames[0], "A.B.C");
         assert_eq!(p.rss, Some(1000));
         assert_eq!(store.data_version, 2);
@@ -1217,30 +1111,16 @@ mod tests {
     #[test]
     fn full_gcs_are_counted_when_the_gen2_count_rises() {
         let mut store = Store::new();
-        for (t, gen2) in [
-            (1000, 0),
-            (2000, 0),
-            (3000, 1),
-            (4000, 1),
-            (5000, 3),
-            (6000, 3),
-        ] {
+        for (t, gen2) in [(1000, 0), (2000, 0), (3000, 1), (4000, 1), (5000, 3), (6000, 3)] {
             store.ingest_line(
-                format!(r#"{{"v":1,"type":"summary","source":"agent","pid":1,"t_ms":{t},"gc":{{"count":[9,9,{gen2}]}}}}"#)
-                    .as_bytes(),
+                format!(
+                    r#"{{"v":1,"type":"summary","source":"agent","pid":1,"t_ms":{t},"gc":{{"count":[9,9,{gen2}]}}}}"#
+                )
+                .as_bytes(),
             );
         }
-        let p = store
-            .producer(&ProducerKey {
-                pid: 1,
-                source: Source::Agent,
-            })
-            .unwrap();
-        assert_eq!(
-            p.full_gcs_between(0.0, 10_000.0),
-            2,
-            "two summaries saw the count go up"
-        );
+        let p = store.producer(&ProducerKey { pid: 1, source: Source::Agent }).unwrap();
+        assert_eq!(p.full_gcs_between(0.0, 10_000.0), 2, "two summaries saw the count go up");
         assert_eq!(p.full_gcs_between(3500.0, 10_000.0), 1);
     }
 
@@ -1250,12 +1130,7 @@ mod tests {
         store.ingest_line(summary(1, 2000, &[("T", "S", 100)]).as_bytes());
         store.ingest_line(summary(1, 2000, &[("T", "S", 999)]).as_bytes());
         store.ingest_line(summary(1, 1000, &[("T", "S", 999)]).as_bytes());
-        let p = store
-            .producer(&ProducerKey {
-                pid: 1,
-                source: Source::Agent,
-            })
-            .unwrap();
+        let p = store.producer(&ProducerKey { pid: 1, source: Source::Agent }).unwrap();
         assert_eq!(p.out_of_order, 2);
         assert_eq!(p.sites().next().unwrap().points().len(), 1);
     }
@@ -1264,17 +1139,10 @@ mod tests {
     fn series_stay_bounded_and_keep_their_shape() {
         let mut s = SiteSeries::new(None, "x".into());
         for i in 0..10_000u64 {
-            s.push(SeriesPoint {
-                t_ms: i as f64 * 1000.0,
-                bytes: i as f64,
-                count: 0.0,
-            });
+            s.push(SeriesPoint { t_ms: i as f64 * 1000.0, bytes: i as f64, count: 0.0 });
         }
         assert!(s.points().len() < MAX_SERIES_POINTS);
-        assert!(
-            s.points().windows(2).all(|w| w[0].t_ms < w[1].t_ms),
-            "time stays sorted"
-        );
+        assert!(s.points().windows(2).all(|w| w[0].t_ms < w[1].t_ms), "time stays sorted");
         let last = s.points().last().unwrap();
         assert_eq!(last.bytes, 9999.0, "the newest point is kept exactly");
         // Averaging pairs of a line keeps it a line: slope preserved.
@@ -1287,21 +1155,12 @@ mod tests {
     fn site_count_per_producer_is_capped() {
         let mut store = Store::new();
         for batch in 0..(MAX_SERIES_PER_PRODUCER / 500 + 2) {
-            let sites: Vec<(String, String, u64)> = (0..500)
-                .map(|i| ("T".to_string(), format!("site{batch}_{i}"), 1000))
-                .collect();
-            let refs: Vec<(&str, &str, u64)> = sites
-                .iter()
-                .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
-                .collect();
+            let sites: Vec<(String, String, u64)> =
+                (0..500).map(|i| ("T".to_string(), format!("site{batch}_{i}"), 1000)).collect();
+            let refs: Vec<(&str, &str, u64)> = sites.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)).collect();
             store.ingest_line(summary(1, 1000 * (batch as u64 + 1), &refs).as_bytes());
         }
-        let p = store
-            .producer(&ProducerKey {
-                pid: 1,
-                source: Source::Agent,
-            })
-            .unwrap();
+        let p = store.producer(&ProducerKey { pid: 1, source: Source::Agent }).unwrap();
         assert!(p.site_count() <= MAX_SERIES_PER_PRODUCER);
         assert!(p.series_evicted > 0);
     }
@@ -1314,35 +1173,17 @@ mod tests {
         store.ingest_line(br#"{"v":9,"type":"hello","source":"agent","pid":1}"#);
         store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":1}"#);
         store.ingest_line(br#"{"v":1,"type":"hello","source":"shim","pid":2}"#);
-        store.ingest_line(
-            br#"{"v":1,"type":"bye","source":"agent","pid":1,"reason":"runtime shutdown"}"#,
-        );
-        store.producer_disconnected(ProducerKey {
-            pid: 1,
-            source: Source::Agent,
-        });
-        store.producer_disconnected(ProducerKey {
-            pid: 2,
-            source: Source::Shim,
-        });
+        store.ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":1,"reason":"runtime shutdown"}"#);
+        store.producer_disconnected(ProducerKey { pid: 1, source: Source::Agent });
+        store.producer_disconnected(ProducerKey { pid: 2, source: Source::Shim });
         assert_eq!(store.input.lines, 6);
         assert_eq!(store.input.not_json, 1);
         assert_eq!(store.input.empty, 1);
         assert_eq!(store.input.unknown_version, 1);
         assert_eq!(store.input.examples.len(), 2);
-        let agent = store
-            .producer(&ProducerKey {
-                pid: 1,
-                source: Source::Agent,
-            })
-            .unwrap();
+        let agent = store.producer(&ProducerKey { pid: 1, source: Source::Agent }).unwrap();
         assert_eq!(agent.connection, Connection::SaidBye);
-        let shim = store
-            .producer(&ProducerKey {
-                pid: 2,
-                source: Source::Shim,
-            })
-            .unwrap();
+        let shim = store.producer(&ProducerKey { pid: 2, source: Source::Shim }).unwrap();
         assert_eq!(shim.connection, Connection::Lost);
         assert_eq!(store.notes.len(), 1);
         assert_eq!(store.processes().len(), 2);
@@ -1372,8 +1213,11 @@ mod tests {
         for round in 0..200u64 {
             let frames: Vec<String> = (0..100).map(|_| format!("\"{big_frame}\"")).collect();
             store.ingest_line(
-                format!(r#"{{"v":1,"type":"stack","source":"agent","pid":1,"id":{round},"frames":[{}]}}"#, frames.join(","))
-                    .as_bytes(),
+                format!(
+                    r#"{{"v":1,"type":"stack","source":"agent","pid":1,"id":{round},"frames":[{}]}}"#,
+                    frames.join(",")
+                )
+                .as_bytes(),
             );
             let sites: Vec<(String, String, u64)> =
                 (0..50).map(|i| (format!("T{round}"), format!("S{i}"), 100)).collect();

@@ -76,9 +76,9 @@ fn resolve(name: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(name));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The first `max` bytes of a regular file (never opening anything that could block).
@@ -150,7 +150,8 @@ fn interpreter(path: &Path, head: &[u8]) -> Option<Libc> {
         if int(at, 4)? != PT_INTERP {
             continue;
         }
-        let (offset, size) = if wide { (int(at + 8, 8)?, int(at + 32, 8)?) } else { (int(at + 4, 4)?, int(at + 16, 4)?) };
+        let (offset, size) =
+            if wide { (int(at + 8, 8)?, int(at + 32, 8)?) } else { (int(at + 4, 4)?, int(at + 16, 4)?) };
         let bytes = bytes_at(offset, size.min(4096) as usize)?;
         let interp = String::from_utf8_lossy(bytes.split(|&b| b == 0).next().unwrap_or(&bytes)).into_owned();
         let name = Path::new(&interp).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -79,7 +79,8 @@ fn walk_in_root(root: &OwnedFd, path: &str, want_dir: bool) -> io::Result<OwnedF
             let empty = cstring(b"")?;
             // SAFETY: readlinkat on the symlink's own O_PATH descriptor (empty name) into a
             // buffer of the length given.
-            let n = unsafe { libc::readlinkat(file.as_raw_fd(), empty.as_ptr(), target.as_mut_ptr().cast(), target.len()) };
+            let n =
+                unsafe { libc::readlinkat(file.as_raw_fd(), empty.as_ptr(), target.as_mut_ptr().cast(), target.len()) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -31,16 +31,8 @@ pub fn size(fd: i32) -> (usize, usize) {
         }
         ws
     };
-    let cols = if ws.ws_col == 0 {
-        100
-    } else {
-        ws.ws_col as usize
-    };
-    let rows = if ws.ws_row == 0 {
-        40
-    } else {
-        ws.ws_row as usize
-    };
+    let cols = if ws.ws_col == 0 { 100 } else { ws.ws_col as usize };
+    let rows = if ws.ws_row == 0 { 40 } else { ws.ws_row as usize };
     (cols.max(40), rows.max(10))
 }
 
@@ -75,11 +67,7 @@ impl Style {
 
 /// Wraps text in a style when colour is on.
 pub fn paint(text: &str, style: Style, colour: bool) -> String {
-    if colour {
-        format!("\x1b[{}m{text}\x1b[0m", style.code())
-    } else {
-        text.to_string()
-    }
+    if colour { format!("\x1b[{}m{text}\x1b[0m", style.code()) } else { text.to_string() }
 }
 
 /// Number of visible characters, not counting ANSI escape sequences.
@@ -139,20 +127,12 @@ pub fn truncate_visible(s: &str, max: usize) -> String {
 /// Pads to `width` visible characters on the left (numbers) or right (text).
 pub fn pad_left(s: &str, width: usize) -> String {
     let w = visible_width(s);
-    if w >= width {
-        s.to_string()
-    } else {
-        format!("{}{s}", " ".repeat(width - w))
-    }
+    if w >= width { s.to_string() } else { format!("{}{s}", " ".repeat(width - w)) }
 }
 
 pub fn pad_right(s: &str, width: usize) -> String {
     let w = visible_width(s);
-    if w >= width {
-        s.to_string()
-    } else {
-        format!("{s}{}", " ".repeat(width - w))
-    }
+    if w >= width { s.to_string() } else { format!("{s}{}", " ".repeat(width - w)) }
 }
 
 /// Full-screen drawing on the alternate screen, restored on drop (also on early return).
@@ -212,9 +192,6 @@ mod tests {
         assert_eq!(truncate_visible("abcdef", 10), "abcdef");
         assert_eq!(truncate_visible("abcdef", 4), "abc…");
         assert_eq!(pad_left("7", 3), "  7");
-        assert_eq!(
-            pad_right(&paint("ab", Style::Bold, true), 4).len(),
-            "\x1b[1mab\x1b[0m  ".len()
-        );
+        assert_eq!(pad_right(&paint("ab", Style::Bold, true), 4).len(), "\x1b[1mab\x1b[0m  ".len());
     }
 }

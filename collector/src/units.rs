@@ -62,18 +62,10 @@ pub fn format_duration(d: Duration) -> String {
     let s = ms / 1000;
     if s < 60 {
         let tenths = (ms % 1000) / 100;
-        return if s < 10 && tenths > 0 {
-            format!("{s}.{tenths}s")
-        } else {
-            format!("{s}s")
-        };
+        return if s < 10 && tenths > 0 { format!("{s}.{tenths}s") } else { format!("{s}s") };
     }
     let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m")
-    } else {
-        format!("{m}m{s:02}s")
-    }
+    if h > 0 { format!("{h}h{m:02}m") } else { format!("{m}m{s:02}s") }
 }
 
 /// Clock-style elapsed time for the live view: `00:03:12`.
@@ -94,21 +86,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0.0f64;
     let mut rest = t;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (examples: 500ms, 5s, 2m, 1h30m)"
-            ));
+            return Err(format!("`{text}` is not a duration (examples: 500ms, 5s, 2m, 1h30m)"));
         }
         let value: f64 = rest[..num_len]
             .parse()
             .map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 5s, 2m, 1h30m)"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
@@ -118,9 +104,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" | "hr" | "hrs" => 3600.0,
             "d" => 86400.0,
             _ => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
-                ));
+                return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"));
             }
         };
         total += value * scale;
@@ -162,10 +146,7 @@ pub fn local_timestamp() -> String {
 }
 
 pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// Characters a terminal may act on: C0 controls (newline and tab included), DEL, C1 controls
 /// (U+009B is a CSI in some terminals), and the bidirectional overrides that reorder text.
 fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with unsafe characters written as `\xNN` (`\u{NNNN}` beyond ASCII) and cut at
@@ -55,21 +54,14 @@ pub fn clean_value(v: &mut Value) -> usize {
         }
         Value::Array(items) => NODE + items.iter_mut().map(clean_value).sum::<usize>(),
         Value::Object(map) => {
-            let unsafe_keys: Vec<String> = map
-                .keys()
-                .filter(|k| matches!(clean(k), Cow::Owned(_)))
-                .cloned()
-                .collect();
+            let unsafe_keys: Vec<String> = map.keys().filter(|k| matches!(clean(k), Cow::Owned(_))).cloned().collect();
             for k in unsafe_keys {
                 if let Some(val) = map.remove(&k) {
                     map.insert(clean(&k).into_owned(), val);
                 }
             }
             // Per entry: the key's String, the value, and the map's node overhead.
-            NODE + map
-                .iter_mut()
-                .map(|(k, val)| 24 + k.len() + 16 + clean_value(val))
-                .sum::<usize>()
+            NODE + map.iter_mut().map(|(k, val)| 24 + k.len() + 16 + clean_value(val)).sum::<usize>()
         }
         _ => NODE,
     }

@@ -45,10 +45,7 @@ impl Drop for TempDir {
 
 fn leakscope(args: &[&str]) -> Command {
     let mut c = Command::new(LEAKSCOPE);
-    c.args(args)
-        .env_remove("LEAKSCOPE_AGENT")
-        .env_remove("LEAKSCOPE_SHIM")
-        .env("NO_COLOR", "1");
+    c.args(args).env_remove("LEAKSCOPE_AGENT").env_remove("LEAKSCOPE_SHIM").env("NO_COLOR", "1");
     c
 }
 
@@ -66,30 +63,17 @@ impl Ran {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     fn expect_code(self, code: i32) -> Ran {
-        assert_eq!(
-            self.code(),
-            code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout(),
-            self.stderr()
-        );
+        assert_eq!(self.code(), code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
         self
     }
 }
 
 fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Ran {
-    Ran(cmd
-        .borrow_mut()
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run leakscope"))
+    Ran(cmd.borrow_mut().stdin(Stdio::null()).output().expect("cannot run leakscope"))
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// Checks the verdicts the fixture was built to produce.
@@ -113,42 +97,24 @@ fn assert_fixture_verdicts(report: &Value) {
     let process = &report["processes"][0];
     assert_eq!(process["pid"], 4242);
     let verdict = |kind: &str, site: &str| -> String {
-        process[kind]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["site"] == site)
-            .unwrap()["growth"]["verdict"]
+        process[kind].as_array().unwrap().iter().find(|s| s["site"] == site).unwrap()["growth"]["verdict"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    assert_ne!(
-        verdict("managed_sites", "Demo.PriceCache.Put"),
-        "growing",
-        "a bounded cache is not a leak"
-    );
-    assert_eq!(
-        verdict("managed_sites", "Demo.Parser.Parse"),
-        "steady",
-        "churn is not a leak"
-    );
-    assert_eq!(
-        verdict("native_sites", "steady_buffer (libfoo.so+0x20)"),
-        "steady"
-    );
+    assert_ne!(verdict("managed_sites", "Demo.PriceCache.Put"), "growing", "a bounded cache is not a leak");
+    assert_eq!(verdict("managed_sites", "Demo.Parser.Parse"), "steady", "churn is not a leak");
+    assert_eq!(verdict("native_sites", "steady_buffer (libfoo.so+0x20)"), "steady");
     assert_eq!(process["agent"]["ended"], "bye");
     assert_eq!(process["agent"]["runtime"], "10.0.12");
+    assert!(process["heap"]["gen2"].as_u64().is_some(), "byte counts are integers in report.json");
     assert!(
-        process["heap"]["gen2"].as_u64().is_some(),
-        "byte counts are integers in report.json"
-    );
-    assert!(report["messages"].as_array().unwrap().iter().any(|m| {
-        m["message"]
-            .as_str()
+        report["messages"]
+            .as_array()
             .unwrap()
-            .contains("tracking budget 90% full")
-    }));
+            .iter()
+            .any(|m| { m["message"].as_str().unwrap().contains("tracking budget 90% full") })
+    );
 }
 
 #[test]
@@ -162,22 +128,14 @@ fn tail_renders_the_fixture_json_with_both_leaks_and_counts_every_bad_line() {
     assert_eq!(input["unknown_version"], 1);
     assert_eq!(input["unknown_source"], 1);
     assert_eq!(input["truncated"], 1, "the unfinished last line");
-    assert_eq!(
-        report["session"]["duration_ms"], 595_000,
-        "the data's span, not the reading time"
-    );
+    assert_eq!(report["session"]["duration_ms"], 595_000, "the data's span, not the reading time");
 }
 
 #[test]
 fn tail_text_names_the_leak_and_writes_reports_with_out() {
     let dir = TempDir::new("tail-out");
-    let ran = run(leakscope(&[
-        "tail",
-        fixture().to_str().unwrap(),
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]))
-    .expect_code(0);
+    let ran =
+        run(leakscope(&["tail", fixture().to_str().unwrap(), "--out", dir.path().to_str().unwrap()])).expect_code(0);
     let text = ran.stdout();
     assert!(
         text.contains(
@@ -185,16 +143,13 @@ fn tail_text_names_the_leak_and_writes_reports_with_out() {
         ),
         "{text}"
     );
+    assert!(text.contains("Leak suspect: native memory allocated at leak_from_here (leaky+0x1139)"), "{text}");
     assert!(
-        text.contains("Leak suspect: native memory allocated at leak_from_here (leaky+0x1139)"),
+        text.contains("6 skipped (2 not JSON, 1 unknown version, 1 unknown type, 1 unknown source, 1 truncated)"),
         "{text}"
     );
-    assert!(text.contains("6 skipped (2 not JSON, 1 unknown version, 1 unknown type, 1 unknown source, 1 truncated)"), "{text}");
     assert_fixture_verdicts(&read_json(&dir.path().join("report.json")));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("report.txt")).unwrap(),
-        text
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("report.txt")).unwrap(), text);
 }
 
 #[test]
@@ -202,20 +157,13 @@ fn report_rerenders_a_recording_directory() {
     let dir = TempDir::new("report");
     std::fs::copy(fixture(), dir.path().join("recording.ndjson")).unwrap();
     let ran = run(leakscope(&["report", dir.path().to_str().unwrap()])).expect_code(0);
-    assert!(
-        ran.stdout()
-            .contains("Leak suspect: System.String allocated at Demo.OrderAudit.Record")
-    );
+    assert!(ran.stdout().contains("Leak suspect: System.String allocated at Demo.OrderAudit.Record"));
     assert_fixture_verdicts(&read_json(&dir.path().join("report.json")));
     assert!(dir.path().join("report.txt").is_file());
     // A directory without a recording is an error with a hint, not a panic.
     let empty = TempDir::new("report-empty");
     let ran = run(leakscope(&["report", empty.path().to_str().unwrap()])).expect_code(1);
-    assert!(
-        ran.stderr().contains("has no recording.ndjson"),
-        "{}",
-        ran.stderr()
-    );
+    assert!(ran.stderr().contains("has no recording.ndjson"), "{}", ran.stderr());
 }
 
 #[test]
@@ -225,14 +173,14 @@ fn garbage_input_never_panics() {
     let mut junk: Vec<u8> = Vec::new();
     for i in 0..2000u32 {
         junk.extend_from_slice(&i.to_le_bytes().repeat((i % 7) as usize));
-        junk.extend_from_slice(
-            b"{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"sites\":[{\"bytes\":",
-        );
+        junk.extend_from_slice(b"{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"sites\":[{\"bytes\":");
         if i % 3 == 0 {
             junk.push(b'\n');
         }
     }
-    junk.extend_from_slice(b"\n{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"t_ms\":1e400,\"sites\":null}\n");
+    junk.extend_from_slice(
+        b"\n{\"v\":1,\"type\":\"summary\",\"source\":\"agent\",\"pid\":1,\"t_ms\":1e400,\"sites\":null}\n",
+    );
     std::fs::write(&file, &junk).unwrap();
     let ran = run(leakscope(&["tail", file.to_str().unwrap(), "--json"])).expect_code(0);
     let report: Value = serde_json::from_str(&ran.stdout()).unwrap();
@@ -257,14 +205,8 @@ fn wrong_arguments_exit_2() {
 
 #[test]
 fn run_without_the_agent_says_where_it_looked_and_exits_2() {
-    let ran = run(&mut leakscope(&[
-        "run",
-        "--agent",
-        "/nonexistent/libleakscope_agent.so",
-        "--",
-        "true",
-    ]))
-    .expect_code(2);
+    let ran =
+        run(&mut leakscope(&["run", "--agent", "/nonexistent/libleakscope_agent.so", "--", "true"])).expect_code(2);
     let err = ran.stderr();
     assert!(err.contains("cannot find the leakscope agent"), "{err}");
     assert!(err.contains("/nonexistent/libleakscope_agent.so"), "{err}");
@@ -290,13 +232,9 @@ fn run_passes_the_exit_code_and_explains_a_target_that_never_connected() {
         "echo hello from the target; exit 3",
     ]))
     .expect_code(3);
+    assert!(ran.stdout().contains("hello from the target"), "plain mode passes the target's output through");
     assert!(
-        ran.stdout().contains("hello from the target"),
-        "plain mode passes the target's output through"
-    );
-    assert!(
-        ran.stderr()
-            .contains("no agent connected: is the target a .NET app? Was the profiler blocked?"),
+        ran.stderr().contains("no agent connected: is the target a .NET app? Was the profiler blocked?"),
         "{}",
         ran.stderr()
     );
@@ -318,11 +256,7 @@ fn run_passes_the_exit_code_and_explains_a_target_that_never_connected() {
         "/nonexistent/worker",
     ]))
     .expect_code(127);
-    assert!(
-        ran.stderr().contains("cannot start `/nonexistent/worker`"),
-        "{}",
-        ran.stderr()
-    );
+    assert!(ran.stderr().contains("cannot start `/nonexistent/worker`"), "{}", ran.stderr());
 }
 
 #[test]
@@ -332,14 +266,10 @@ fn run_sets_the_documented_environment() {
     let shim = dir.path().join("libleakscope_shim.so");
     // The preloaded "shim" must be a library the loader accepts: a copy of libc has the SONAME
     // libc.so.6, so the loader reuses it as the process's only libc and `env` runs unchanged.
-    let libc_path = [
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/usr/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib64/libc.so.6",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("a libc to stand in for the shim");
+    let libc_path = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a libc to stand in for the shim");
     std::fs::copy(libc_path, &shim).unwrap();
     let out = dir.path().join("out");
     let ran = run(leakscope(&[
@@ -361,18 +291,10 @@ fn run_sets_the_documented_environment() {
     let env = ran.stdout();
     let has = |line: &str| env.lines().any(|l| l == line);
     assert!(has("CORECLR_ENABLE_PROFILING=1"), "{env}");
-    assert!(has(
-        "CORECLR_PROFILER={E3F826A5-7C38-4392-A672-1BB85AF76D18}"
-    ));
-    assert!(has(&format!(
-        "CORECLR_PROFILER_PATH={}",
-        agent.canonicalize().unwrap().display()
-    )));
+    assert!(has("CORECLR_PROFILER={E3F826A5-7C38-4392-A672-1BB85AF76D18}"));
+    assert!(has(&format!("CORECLR_PROFILER_PATH={}", agent.canonicalize().unwrap().display())));
     assert!(has("LEAKSCOPE_INTERVAL=2000ms"));
-    assert!(has(&format!(
-        "LD_PRELOAD={}",
-        shim.canonicalize().unwrap().display()
-    )));
+    assert!(has(&format!("LD_PRELOAD={}", shim.canonicalize().unwrap().display())));
     assert!(has("DOTNET_PerfMapEnabled=3"));
     assert!(env.lines().any(|l| l.starts_with("LEAKSCOPE_SOCKET=/")));
 }
@@ -383,8 +305,7 @@ fn fake_producer() {
     if std::env::var_os("LEAKSCOPE_TEST_FAKE_PRODUCER").is_none() {
         return;
     }
-    let socket =
-        std::env::var("LEAKSCOPE_SOCKET").expect("LEAKSCOPE_SOCKET is set by leakscope run");
+    let socket = std::env::var("LEAKSCOPE_SOCKET").expect("LEAKSCOPE_SOCKET is set by leakscope run");
     let mut s = UnixStream::connect(&socket).expect("connect to the collector");
     let data = std::fs::read(fixture()).unwrap();
     // In several writes, split mid-line, as a real producer's writes may be.
@@ -408,41 +329,26 @@ fn run_records_a_producer_verbatim_and_reports_what_it_sent() {
     let dir = TempDir::new("run-fake");
     let agent = dir.dummy_agent();
     let out = dir.path().join("out");
-    let mut args: Vec<String> = [
-        "run",
-        "--plain",
-        "--no-native",
-        "--agent",
-        agent.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> =
+        ["run", "--plain", "--no-native", "--agent", agent.to_str().unwrap(), "--out", out.to_str().unwrap(), "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     args.extend(fake_producer_command());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = run(leakscope(&args).env("LEAKSCOPE_TEST_FAKE_PRODUCER", "1")).expect_code(0);
     assert!(
-        ran.stderr()
-            .contains("Leak suspect: System.String allocated at Demo.OrderAudit.Record"),
+        ran.stderr().contains("Leak suspect: System.String allocated at Demo.OrderAudit.Record"),
         "{}",
         ran.stderr()
     );
     let report = read_json(&out.join("report.json"));
     assert_fixture_verdicts(&report);
-    assert_eq!(
-        report["input"]["truncated"], 1,
-        "the producer's last line was cut off"
-    );
+    assert_eq!(report["input"]["truncated"], 1, "the producer's last line was cut off");
     // Every complete line, verbatim and in order.
     let fixture_text = std::fs::read_to_string(fixture()).unwrap();
     let complete = &fixture_text[..fixture_text.rfind('\n').unwrap() + 1];
-    assert_eq!(
-        std::fs::read_to_string(out.join("recording.ndjson")).unwrap(),
-        complete
-    );
+    assert_eq!(std::fs::read_to_string(out.join("recording.ndjson")).unwrap(), complete);
     // And the recording re-renders to the same findings.
     let again = run(&mut leakscope(&["report", out.to_str().unwrap(), "--json"])).expect_code(0);
     let again: Value = serde_json::from_str(&again.stdout()).unwrap();
@@ -479,22 +385,9 @@ fn listen_accepts_producers_refuses_a_second_listener_and_reports_on_stop() {
     .spawn()
     .unwrap();
     wait_for(&socket, "the listening socket");
-    let second = run(&mut leakscope(&[
-        "listen",
-        "--plain",
-        "--socket",
-        socket.to_str().unwrap(),
-        "--duration",
-        "1s",
-    ]));
+    let second = run(&mut leakscope(&["listen", "--plain", "--socket", socket.to_str().unwrap(), "--duration", "1s"]));
     assert_eq!(second.code(), 1);
-    assert!(
-        second
-            .stderr()
-            .contains("another listener is already running"),
-        "{}",
-        second.stderr()
-    );
+    assert!(second.stderr().contains("another listener is already running"), "{}", second.stderr());
     {
         let mut s = UnixStream::connect(&socket).unwrap();
         s.write_all(&std::fs::read(fixture()).unwrap()).unwrap();
@@ -515,48 +408,29 @@ fn tail_follow_keeps_reading_survives_truncation_and_stops_on_sigint() {
     let lines: Vec<&str> = fixture_text.lines().collect();
     // First a stale segment from an earlier process, then truncation, then the real thing.
     std::fs::write(&file, format!("{}\n", lines[..20].join("\n"))).unwrap();
-    let child = leakscope(&[
-        "tail",
-        file.to_str().unwrap(),
-        "--follow",
-        "--plain",
-        "--json",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = leakscope(&["tail", file.to_str().unwrap(), "--follow", "--plain", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     std::fs::write(&file, b"").unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&file)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
     for chunk in lines.chunks(64) {
-        f.write_all(format!("{}\n", chunk.join("\n")).as_bytes())
-            .unwrap();
+        f.write_all(format!("{}\n", chunk.join("\n")).as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(150));
     }
     std::thread::sleep(Duration::from_millis(1200));
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap();
     assert_fixture_verdicts(&report);
     assert!(
-        report["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["message"].as_str().unwrap().contains("truncated")),
+        report["messages"].as_array().unwrap().iter().any(|m| m["message"].as_str().unwrap().contains("truncated")),
         "{:#?}",
         report["messages"]
     );
@@ -589,12 +463,7 @@ fn run_stops_the_target_on_sigint_and_passes_its_exit_code() {
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(7),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(7), "{}", String::from_utf8_lossy(&output.stderr));
     let report = read_json(&out.join("report.json"));
     assert_eq!(report["session"]["stopped_by"], "SIGINT (Ctrl-C)");
 }
@@ -603,31 +472,15 @@ fn run_stops_the_target_on_sigint_and_passes_its_exit_code() {
 fn env_prints_sourceable_exports() {
     let dir = TempDir::new("env");
     let agent = dir.dummy_agent();
-    let ran = run(&mut leakscope(&[
-        "env",
-        "--no-native",
-        "--agent",
-        agent.to_str().unwrap(),
-        "--output",
-        "w.ndjson",
-    ]))
-    .expect_code(0);
+    let ran = run(&mut leakscope(&["env", "--no-native", "--agent", agent.to_str().unwrap(), "--output", "w.ndjson"]))
+        .expect_code(0);
     let text = ran.stdout();
     assert!(text.contains("export CORECLR_ENABLE_PROFILING=1"));
     let cwd = std::env::current_dir().unwrap();
-    assert!(
-        text.contains(&format!(
-            "export LEAKSCOPE_OUTPUT={}",
-            cwd.join("w.ndjson").display()
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("export LEAKSCOPE_OUTPUT={}", cwd.join("w.ndjson").display())), "{text}");
     assert!(!text.contains("LD_PRELOAD"));
     // Source it in a shell: every variable arrives.
     let script = format!("{text}\necho \"$CORECLR_PROFILER|$LEAKSCOPE_INTERVAL\"");
     let sh = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&sh.stdout).trim(),
-        "{E3F826A5-7C38-4392-A672-1BB85AF76D18}|5000ms"
-    );
+    assert_eq!(String::from_utf8_lossy(&sh.stdout).trim(), "{E3F826A5-7C38-4392-A672-1BB85AF76D18}|5000ms");
 }

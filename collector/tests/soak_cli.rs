@@ -13,8 +13,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("leakscope-soakcli-{name}-{}", std::process::id()));
+        let p = std::env::temp_dir().join(format!("leakscope-soakcli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -66,7 +65,8 @@ fn write_soak_dir(dir: &Path, leak: bool) {
             5_000_000 + leaked
         ));
     }
-    lines.push(r#"{"v":1,"type":"bye","source":"agent","pid":11,"t_ms":70003,"reason":"runtime shutdown"}"#.to_string());
+    lines
+        .push(r#"{"v":1,"type":"bye","source":"agent","pid":11,"t_ms":70003,"reason":"runtime shutdown"}"#.to_string());
     std::fs::write(dir.join("recording.ndjson"), lines.join("\n") + "\n").unwrap();
     let session = serde_json::json!({
         "schema": "leakscope.session/1", "mode": "soak", "command": ["dotnet", "Shop.dll"],
@@ -80,8 +80,7 @@ fn write_soak_dir(dir: &Path, leak: bool) {
 }
 
 fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
 }
 
 #[test]
@@ -89,12 +88,7 @@ fn report_rejudges_a_soak_recording_and_exits_like_the_soak() {
     let t = TempDir::new("leak");
     write_soak_dir(&t.0, true);
     let o = leakscope(&["report", t.0.to_str().unwrap(), "--json"]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let r = json(&o);
     assert_eq!(r["session"]["mode"], "soak");
     assert_eq!(r["soak"]["schema"], "leakscope.soak/1");
@@ -112,34 +106,15 @@ fn report_rejudges_a_soak_recording_and_exits_like_the_soak() {
     let xml = std::fs::read_to_string(t.0.join("junit.xml")).unwrap();
     assert!(xml.contains("<failure message=\"leaking: +"), "{xml}");
     let html = std::fs::read_to_string(t.0.join("report.html")).unwrap();
-    assert!(
-        html.contains("data-subject=\"type:Shop.AuditRecord\"")
-            && html.contains("<svg id=\"chart-types\"")
-    );
+    assert!(html.contains("data-subject=\"type:Shop.AuditRecord\"") && html.contains("<svg id=\"chart-types\""));
 
     // A looser rule passes; a rule about something else passes; a bad rule is a usage error.
-    let o = leakscope(&[
-        "report",
-        t.0.to_str().unwrap(),
-        "--json",
-        "--fail-on",
-        "growth > 1GB/h",
-    ]);
+    let o = leakscope(&["report", t.0.to_str().unwrap(), "--json", "--fail-on", "growth > 1GB/h"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(json(&o)["soak"]["settings"]["fail_on"][0], "growth > 1GB/h");
-    let o = leakscope(&[
-        "report",
-        t.0.to_str().unwrap(),
-        "--fail-on",
-        "type:Shop.AuditRecord live > 1GB",
-    ]);
+    let o = leakscope(&["report", t.0.to_str().unwrap(), "--fail-on", "type:Shop.AuditRecord live > 1GB"]);
     assert_eq!(o.status.code(), Some(0));
-    let o = leakscope(&[
-        "report",
-        t.0.to_str().unwrap(),
-        "--fail-on",
-        "growth => 1MB/h",
-    ]);
+    let o = leakscope(&["report", t.0.to_str().unwrap(), "--fail-on", "growth => 1MB/h"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad --fail-on rule"));
 }
@@ -150,29 +125,13 @@ fn report_with_a_baseline_fails_only_on_regressions() {
     write_soak_dir(&leak.0, true);
     let clean = TempDir::new("base-clean");
     write_soak_dir(&clean.0, false);
-    assert_eq!(
-        leakscope(&["report", clean.0.to_str().unwrap()])
-            .status
-            .code(),
-        Some(0)
-    );
-    assert_eq!(
-        leakscope(&["report", leak.0.to_str().unwrap()])
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(leakscope(&["report", clean.0.to_str().unwrap()]).status.code(), Some(0));
+    assert_eq!(leakscope(&["report", leak.0.to_str().unwrap()]).status.code(), Some(1));
     // The same leak in the baseline: known, so it passes.
     let own = leak.0.join("report.json");
     let copy = clean.0.join("leak-baseline.json");
     std::fs::copy(&own, &copy).unwrap();
-    let o = leakscope(&[
-        "report",
-        leak.0.to_str().unwrap(),
-        "--json",
-        "--baseline",
-        copy.to_str().unwrap(),
-    ]);
+    let o = leakscope(&["report", leak.0.to_str().unwrap(), "--json", "--baseline", copy.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", json(&o)["soak"]["baseline"]);
     // A clean baseline: the leak is new.
     let o = leakscope(&[
@@ -184,56 +143,26 @@ fn report_with_a_baseline_fails_only_on_regressions() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let r = json(&o);
-    assert!(
-        r["soak"]["baseline"]["regressions"]
-            .to_string()
-            .contains("new_leak"),
-        "{}",
-        r["soak"]["baseline"]
-    );
+    assert!(r["soak"]["baseline"]["regressions"].to_string().contains("new_leak"), "{}", r["soak"]["baseline"]);
     // A report.json that is not a soak's is refused.
     let plain = clean.0.join("plain.json");
     std::fs::write(&plain, r#"{"schema":"leakscope.report/1","soak":null}"#).unwrap();
-    let o = leakscope(&[
-        "report",
-        leak.0.to_str().unwrap(),
-        "--baseline",
-        plain.to_str().unwrap(),
-    ]);
+    let o = leakscope(&["report", leak.0.to_str().unwrap(), "--baseline", plain.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("has no soak verdicts"));
 }
 
 #[test]
 fn soak_rejects_bad_rules_before_starting_anything() {
-    let o = leakscope(&[
-        "soak",
-        "--duration",
-        "1m",
-        "--fail-on",
-        "site:X.Y growth > 5MB",
-        "--",
-        "/bin/true",
-    ]);
+    let o = leakscope(&["soak", "--duration", "1m", "--fail-on", "site:X.Y growth > 5MB", "--", "/bin/true"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("a growth needs a rate"), "{err}");
     assert!(err.contains("^"), "{err}");
-    let o = leakscope(&[
-        "soak",
-        "--duration",
-        "1m",
-        "--gc-every",
-        "0.5s",
-        "--",
-        "/bin/true",
-    ]);
+    let o = leakscope(&["soak", "--duration", "1m", "--gc-every", "0.5s", "--", "/bin/true"]);
     assert_eq!(o.status.code(), Some(2));
     let o = leakscope(&["soak", "--help"]);
     assert_eq!(o.status.code(), Some(0));
     let help = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        help.contains("--fail-on <EXPR>") && help.contains("Exit codes: 0 pass, 1"),
-        "{help}"
-    );
+    assert!(help.contains("--fail-on <EXPR>") && help.contains("Exit codes: 0 pass, 1"), "{help}");
 }

@@ -141,10 +141,9 @@ pub fn dotnet_app(name: &str, build: Build) -> DotnetApp {
         String::from_utf8_lossy(&output.stderr)
     );
     let app = match build {
-        Build::FrameworkDependent => DotnetApp {
-            program: dotnet(),
-            leading_args: vec![out.join(format!("{name}.dll")).display().to_string()],
-        },
+        Build::FrameworkDependent => {
+            DotnetApp { program: dotnet(), leading_args: vec![out.join(format!("{name}.dll")).display().to_string()] }
+        }
         Build::SelfContained => DotnetApp { program: out.join(name), leading_args: vec![] },
     };
     built.insert(name.to_string(), app.clone());
@@ -405,9 +404,8 @@ pub fn other_user() -> OtherUser {
         .output()
         .expect("run useradd");
     // Another test may have created it meanwhile: look again before calling it a failure.
-    lookup().unwrap_or_else(|| {
-        panic!("cannot create the test user {NAME}: {}", String::from_utf8_lossy(&created.stderr))
-    })
+    lookup()
+        .unwrap_or_else(|| panic!("cannot create the test user {NAME}: {}", String::from_utf8_lossy(&created.stderr)))
 }
 
 /// A directory like `/tmp` (mode 1777: everyone may create entries, only owners remove them),
@@ -449,12 +447,15 @@ pub fn wait_for_agent_state(pid: u32, state: &str, timeout: Duration) -> Duratio
 /// Whether the agent's own thread runs in `pid` (it ends when the agent detaches).
 pub fn agent_thread_running(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
-    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
+    tasks
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
 }
 /// Compiles `integration-tests/native/<name>.c` with `compiler` (`cc`, `musl-gcc`) into `dir`.
 /// Fails (never skips) when the compiler is missing, saying how to get it.
 pub fn compile_c(name: &str, compiler: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{name}-{}", Path::new(compiler).file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let out = dir
+        .join(format!("{name}-{}", Path::new(compiler).file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let source = workspace_root().join("integration-tests/native").join(format!("{name}.c"));
     let result = Command::new(compiler)
         .args(["-O1", "-g", "-fno-omit-frame-pointer", "-Wall", "-pthread"])
@@ -466,7 +467,11 @@ pub fn compile_c(name: &str, compiler: &str, dir: &Path) -> PathBuf {
         .unwrap_or_else(|e| {
             panic!("cannot run {compiler} ({e}): install it with `scripts/setup.sh --with-test-tools` (musl-gcc comes with musl-tools)")
         });
-    assert!(result.status.success(), "compiling {name}.c with {compiler} failed:\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "compiling {name}.c with {compiler} failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     out
 }
 

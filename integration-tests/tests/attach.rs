@@ -63,7 +63,8 @@ fn ps_lists_dotnet_processes_with_their_runtime_and_nothing_else() {
     let _ = sleeper.wait();
     assert!(output.status.success());
     let listed: Vec<Value> = serde_json::from_slice(&output.stdout).expect("ps --json");
-    let me = listed.iter().find(|p| p["pid"] == worker.pid()).unwrap_or_else(|| panic!("worker not listed: {listed:?}"));
+    let me =
+        listed.iter().find(|p| p["pid"] == worker.pid()).unwrap_or_else(|| panic!("worker not listed: {listed:?}"));
     assert!(me["runtime"].as_str().unwrap().starts_with("10.0."), "{me}");
     assert_eq!(me["agent"], "no");
     assert!(me["command_line"].as_str().unwrap().contains("LeakApp.dll"), "{me}");

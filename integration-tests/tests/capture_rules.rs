@@ -62,7 +62,10 @@ fn assert_leak_snapshot(file: &Path, pid: u32, record: &Value) {
     assert_eq!(record["rules"], serde_json::json!(["growth > 1MB/h"]), "{record}");
     assert!(record["census"] == true && record["paths"] == true, "{record}");
     let subjects = record["breaches"].to_string();
-    assert!(subjects.contains("LeakApp.StringLeak.RecordAuditLine") || subjects.contains("type:System.String"), "{record}");
+    assert!(
+        subjects.contains("LeakApp.StringLeak.RecordAuditLine") || subjects.contains("type:System.String"),
+        "{record}"
+    );
     // Rendered too, as `leakscope snapshot` prints it.
     let txt = std::fs::read_to_string(file.with_extension("txt")).unwrap();
     assert!(txt.contains("rules broken:") && txt.contains("growth > 1MB/h"), "{txt}");
@@ -74,7 +77,8 @@ fn assert_leak_snapshot(file: &Path, pid: u32, record: &Value) {
 /// When the capture was asked for, after the worker's agent started.
 fn asked_after_start_ms(record: &Value, recording: &Path, pid: u32) -> u64 {
     let hellos = read_records_lenient(recording);
-    let hello = hellos.iter().find(|r| r["type"] == "hello" && r["pid"] == pid && r["source"] == "agent").expect("hello");
+    let hello =
+        hellos.iter().find(|r| r["type"] == "hello" && r["pid"] == pid && r["source"] == "agent").expect("hello");
     record["asked_unix_ms"].as_u64().unwrap() - hello["start_unix_ms"].as_u64().unwrap()
 }
 
@@ -146,10 +150,16 @@ fn listen_captures_the_leaking_worker_once_and_the_churning_one_never() {
     assert!(!err.contains(&format!("capture: pid {churn_pid}")), "{err}");
     assert!(!err.contains(&format!("snapshot of pid {churn_pid}")), "{err}");
     let recording = read_records_lenient(&out.join("recording.ndjson"));
-    assert!(recording.iter().all(|r| !(r["pid"] == churn_pid && r["type"] == "census")), "the churning worker was counted");
+    assert!(
+        recording.iter().all(|r| !(r["pid"] == churn_pid && r["type"] == "census")),
+        "the churning worker was counted"
+    );
     // The churning worker ran long enough to be judged: the absence of a snapshot means something.
     let churn_summaries = recording.iter().filter(|r| r["pid"] == churn_pid && r["type"] == "summary").count() as u64;
-    assert!(churn_summaries >= (WARMUP_MS / INTERVAL_MS) + 3 * MIN_POINTS, "{churn_summaries} summaries of the churn worker");
+    assert!(
+        churn_summaries >= (WARMUP_MS / INTERVAL_MS) + 3 * MIN_POINTS,
+        "{churn_summaries} summaries of the churn worker"
+    );
     // Re-rendering the recording takes the capture record as ours, not as a bad line.
     let report = run_with_timeout(
         {
@@ -164,7 +174,12 @@ fn listen_captures_the_leaking_worker_once_and_the_churning_one_never() {
     assert_eq!(report["input"]["examples"], serde_json::json!([]), "{}", report["input"]);
 }
 
-fn run_with_rules(scenario: &str, seconds: &str, rules: &[&str], extra: &[&str]) -> (PathBuf, PathBuf, String, tempfile::TempDir) {
+fn run_with_rules(
+    scenario: &str,
+    seconds: &str,
+    rules: &[&str],
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let captures = tmp.path().join("captures");

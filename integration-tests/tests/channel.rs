@@ -60,7 +60,9 @@ fn a_planted_or_open_socket_directory_is_refused_with_a_clear_message() {
     // 1. The other user's own directory, open to everyone.
     other.run("mkdir", &["-m", "0777", &shown]);
     assert_eq!(std::fs::metadata(&dir).unwrap().uid(), other.uid);
-    for args in [vec!["env", "--no-native"], vec!["listen", "--plain", "--duration", "2s", "--out", out_dir.to_str().unwrap()]] {
+    for args in
+        [vec!["env", "--no-native"], vec!["listen", "--plain", "--duration", "2s", "--out", out_dir.to_str().unwrap()]]
+    {
         let out = leakscope_in(tmp.path(), &args);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} accepted a directory of uid {}: {err}", other.uid);
@@ -99,7 +101,11 @@ fn a_planted_or_open_socket_directory_is_refused_with_a_clear_message() {
     assert!(meta.is_dir() && meta.uid() == euid(), "{meta:?}");
     assert_eq!(mode(&dir), 0o700);
     let socket = dir.join("leakscope.sock");
-    assert!(text(&out.stdout).contains(&format!("export LEAKSCOPE_SOCKET={}\n", socket.display())), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("export LEAKSCOPE_SOCKET={}\n", socket.display())),
+        "{}",
+        text(&out.stdout)
+    );
     let mut c = other.command(SQUATTER);
     c.args(["bind", socket.to_str().unwrap()]);
     let out = run_with_timeout(c, Duration::from_secs(30));
@@ -121,10 +127,7 @@ fn a_worker_never_talks_to_a_socket_served_by_another_user() {
     let mut squatter = other
         .command(SQUATTER)
         .args(["listen", socket.to_str().unwrap(), squat_log.to_str().unwrap()])
-        .args([
-            r#"{"cmd":"peek","types":["System.String"],"count":10,"strings":true}"#,
-            r#"{"cmd":"census"}"#,
-        ])
+        .args([r#"{"cmd":"peek","types":["System.String"],"count":10,"strings":true}"#, r#"{"cmd":"census"}"#])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -134,7 +137,10 @@ fn a_worker_never_talks_to_a_socket_served_by_another_user() {
     let app = dotnet_app("LeakApp", Build::FrameworkDependent);
     let log = tmp.path().join("worker.log");
     let mut c = Command::new("sh");
-    c.args(["-c", "eval \"$(\"$0\" env --interval 1s --socket \"$1\")\" && export LEAKSCOPE_LOG=\"$2\" && shift 2 && exec \"$@\""]);
+    c.args([
+        "-c",
+        "eval \"$(\"$0\" env --interval 1s --socket \"$1\")\" && export LEAKSCOPE_LOG=\"$2\" && shift 2 && exec \"$@\"",
+    ]);
     c.arg(cli_path()).arg(&socket).arg(&log).arg(&app.program).args(&app.leading_args).args(["strings", "8"]);
     without_profiler_env(&mut c).env("TMPDIR", tmp.path());
     let out = run_with_timeout(c, Duration::from_secs(120));
@@ -145,12 +151,17 @@ fn a_worker_never_talks_to_a_socket_served_by_another_user() {
     assert!(text(&out.stdout).starts_with("ready\n") && text(&out.stdout).contains("done "), "{}", text(&out.stdout));
     assert!(!text(&out.stderr).contains("leakscope"), "leakscope printed into the worker: {}", text(&out.stderr));
     let connects = std::fs::read_to_string(&squat_log).unwrap().lines().filter(|l| *l == "connect").count();
-    assert!(connects >= 2, "the agent and shim never even tried the socket ({connects} connections): the test proves nothing");
+    assert!(
+        connects >= 2,
+        "the agent and shim never even tried the socket ({connects} connections): the test proves nothing"
+    );
     let received = std::fs::read(lair.join("squat.log.bytes")).unwrap();
     assert!(received.is_empty(), "the other user received {} bytes: {}", received.len(), text(&received));
     let worker_log = std::fs::read_to_string(&log).unwrap();
     let agent_refusals = worker_log.matches(&format!("refusing it: it is served by uid {}", other.uid)).count();
-    let shim_refusals = worker_log.matches(&format!("refusing LEAKSCOPE_SOCKET={}: it is served by uid {}", socket.display(), other.uid)).count();
+    let shim_refusals = worker_log
+        .matches(&format!("refusing LEAKSCOPE_SOCKET={}: it is served by uid {}", socket.display(), other.uid))
+        .count();
     assert_eq!((agent_refusals, shim_refusals), (1, 1), "each refusal should be logged exactly once:\n{worker_log}");
 }
 
@@ -163,7 +174,16 @@ fn the_collector_turns_away_producers_of_another_user() {
     let socket = tmp.path().join("collector.sock");
     let out_dir = tmp.path().join("out");
     let mut listen = Command::new(cli_path())
-        .args(["listen", "--plain", "--duration", "6s", "--socket", socket.to_str().unwrap(), "--out", out_dir.to_str().unwrap()])
+        .args([
+            "listen",
+            "--plain",
+            "--duration",
+            "6s",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -199,7 +219,9 @@ fn sockets_are_0600_and_their_directories_0700_under_umask_000() {
     ] {
         let out_dir = tmp.path().join(format!("out-{label}"));
         let mut c = Command::new("sh");
-        c.args(["-c", "umask 000; exec \"$0\" listen --plain --duration 4s --out \"$1\""]).arg(cli_path()).arg(&out_dir);
+        c.args(["-c", "umask 000; exec \"$0\" listen --plain --duration 4s --out \"$1\""])
+            .arg(cli_path())
+            .arg(&out_dir);
         c.env("TMPDIR", tmp.path()).env_remove("XDG_RUNTIME_DIR");
         if let Some(d) = runtime_dir {
             c.env("XDG_RUNTIME_DIR", d);
@@ -262,7 +284,8 @@ impl TestCollector {
         let until = Instant::now() + timeout;
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            let record = self.records.recv_timeout(left).unwrap_or_else(|_| panic!("no {kind} record within {timeout:?}"));
+            let record =
+                self.records.recv_timeout(left).unwrap_or_else(|_| panic!("no {kind} record within {timeout:?}"));
             self.seen.push(record.clone());
             if record["type"] == kind {
                 return record;
@@ -297,7 +320,12 @@ fn heap_worker_reporting_to(socket: &Path, extra_env: &[(&str, &str)], mode: &st
 }
 
 fn field(sample: &Value, name: &str) -> Value {
-    sample["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no {name}: {sample:#}"))["value"]
+    sample["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {sample:#}"))["value"]
         .clone()
 }
 
@@ -324,7 +352,10 @@ fn string_contents_leave_the_worker_only_with_its_owners_permission() {
             assert!(samples.iter().all(|s| field(s, "User") == "anonymous"), "{record:#}");
         } else {
             assert_eq!(record["strings"], false, "{record:#}");
-            assert!(record["strings_withheld"].as_str().unwrap_or("").contains("LEAKSCOPE_PEEK_STRINGS=1"), "{record:#}");
+            assert!(
+                record["strings_withheld"].as_str().unwrap_or("").contains("LEAKSCOPE_PEEK_STRINGS=1"),
+                "{record:#}"
+            );
             assert!(samples.iter().all(|s| field(s, "User") == "<string, 9 chars>"), "{record:#}");
             assert!(!everything.contains("anonymous"), "a string's contents left the worker without permission");
         }
@@ -338,7 +369,18 @@ fn string_contents_leave_the_worker_only_with_its_owners_permission() {
     worker.wait_for_line("ready", Duration::from_secs(60));
     let file = dir.path().join("snap.ndjson");
     let pid = worker.pid().to_string();
-    let args = ["snapshot", &pid, "--sample", "0s", "--json", "-o", file.to_str().unwrap(), "--peek", "HeapApp.SessionState", "--peek-strings"];
+    let args = [
+        "snapshot",
+        &pid,
+        "--sample",
+        "0s",
+        "--json",
+        "-o",
+        file.to_str().unwrap(),
+        "--peek",
+        "HeapApp.SessionState",
+        "--peek-strings",
+    ];
     let mut c = Command::new(cli_path());
     c.args(args);
     let out = run_with_timeout(c, Duration::from_secs(180));
@@ -397,9 +439,13 @@ fn a_flood_of_pausing_commands_is_spaced_and_refused() {
     // Whatever is still waiting its turn, then the summaries after it.
     collector.collect_for(Duration::from_secs(3));
 
-    let answers: Vec<&Value> =
-        collector.seen.iter().filter(|r| ["census", "retention", "peek"].contains(&r["type"].as_str().unwrap_or(""))).collect();
-    let refusals: Vec<&Value> = collector.seen.iter().filter(|r| r["type"] == "status" && r["refused"].is_string()).collect();
+    let answers: Vec<&Value> = collector
+        .seen
+        .iter()
+        .filter(|r| ["census", "retention", "peek"].contains(&r["type"].as_str().unwrap_or("")))
+        .collect();
+    let refusals: Vec<&Value> =
+        collector.seen.iter().filter(|r| r["type"] == "status" && r["refused"].is_string()).collect();
     let window_s = flood.as_secs() + 6;
     assert!(answers.len() >= 3, "the worker answered {} of {sent} requests", answers.len());
     assert!(answers.len() as u64 <= window_s + 1, "{} pausing requests ran within {window_s} s", answers.len());
@@ -414,7 +460,10 @@ fn a_flood_of_pausing_commands_is_spaced_and_refused() {
         assert!(r["retry_after_ms"].as_u64().is_some_and(|ms| ms >= 1000), "{r}");
         assert!(r["message"].as_str().unwrap().contains("refused a"), "{r}");
     }
-    assert!(refusals.iter().any(|r| r["message"].as_str().unwrap().contains("more refused since the last notice")), "{refusals:?}");
+    assert!(
+        refusals.iter().any(|r| r["message"].as_str().unwrap().contains("more refused since the last notice")),
+        "{refusals:?}"
+    );
     // Only the requests that ran cost the worker a (blocking, induced) GC.
     let after = collector.seen.iter().rev().find(|r| r["type"] == "summary").unwrap();
     let induced = after["gc"]["induced"].as_u64().unwrap() - before["gc"]["induced"].as_u64().unwrap();
@@ -429,7 +478,12 @@ fn a_flood_of_pausing_commands_is_spaced_and_refused() {
 
 fn place_dirs(tmp: &Path, pid: u32) -> Vec<PathBuf> {
     std::fs::read_dir(tmp)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("leakscope-attach-{pid}-"))).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("leakscope-attach-{pid}-")))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -444,9 +498,18 @@ fn an_interrupted_snapshot_detaches_the_agent() {
     worker.wait_for_line("ready", Duration::from_secs(120));
     let pid = worker.pid();
     let dir = tempfile::tempdir().unwrap();
-    for (signal, sample, phase) in [(libc::SIGINT, "0s", "counting the heap"), (libc::SIGTERM, "60s", "sampling allocations")] {
+    for (signal, sample, phase) in
+        [(libc::SIGINT, "0s", "counting the heap"), (libc::SIGTERM, "60s", "sampling allocations")]
+    {
         let mut snapshot = Command::new(cli_path())
-            .args(["snapshot", &pid.to_string(), "--sample", sample, "-o", dir.path().join("s.ndjson").to_str().unwrap()])
+            .args([
+                "snapshot",
+                &pid.to_string(),
+                "--sample",
+                sample,
+                "-o",
+                dir.path().join("s.ndjson").to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -502,7 +565,11 @@ fn a_killed_attach_leaves_an_orphan_that_detaches_itself() {
     let mut attach = c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for_agent_state(pid, "attached", Duration::from_secs(60));
     let place = dir.path().join("worker-tmp").join(format!("leakscope-attach-{pid}-{}", attach.id()));
-    assert_eq!((mode(&place), mode(&place.join("agent.sock"))), (0o700, 0o600), "the attach session's directory and socket");
+    assert_eq!(
+        (mode(&place), mode(&place.join("agent.sock"))),
+        (0o700, 0o600),
+        "the attach session's directory and socket"
+    );
 
     attach.kill().unwrap(); // SIGKILL: no chance to detach
     attach.wait().unwrap();
@@ -522,7 +589,8 @@ fn a_killed_attach_leaves_an_orphan_that_detaches_itself() {
     assert!(!agent_thread_running(pid));
 
     let mut c = Command::new(cli_path());
-    c.args(["attach", &pid.to_string(), "--plain", "--interval", "1s", "--duration", "4s", "--out"]).arg(dir.path().join("second"));
+    c.args(["attach", &pid.to_string(), "--plain", "--interval", "1s", "--duration", "4s", "--out"])
+        .arg(dir.path().join("second"));
     let out = run_with_timeout(c, Duration::from_secs(90));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("detached; the process keeps running"), "{}", text(&out.stderr));
@@ -596,11 +664,22 @@ fn attach_as_root_never_writes_outside_a_containers_root() {
         assert_eq!(out.status.code(), Some(0), "TMPDIR={tmpdir}: {}", text(&out.stderr));
         assert!(made_inside, "TMPDIR={tmpdir}: the session's directory never appeared in {}", inside.display());
         let err = text(&out.stderr);
-        let socket_dir = if round == 0 { format!("/proc/{pid}/root/dotnet-diagnostic-") } else { format!("/proc/{pid}/root/tmp/link/dotnet-diagnostic-") };
+        let socket_dir = if round == 0 {
+            format!("/proc/{pid}/root/dotnet-diagnostic-")
+        } else {
+            format!("/proc/{pid}/root/tmp/link/dotnet-diagnostic-")
+        };
         assert!(err.contains(&format!("attached to pid {pid} ({socket_dir}")), "TMPDIR={tmpdir}: {err}");
         assert!(err.contains("detached; the process keeps running"), "TMPDIR={tmpdir}: {err}");
-        let report: Value = serde_json::from_str(&std::fs::read_to_string(host.path().join(format!("out{round}/report.json"))).unwrap()).unwrap();
-        assert!(report["processes"][0]["agent"]["reports"].as_u64().unwrap_or(0) >= 2, "TMPDIR={tmpdir}: the agent did not report: {}", report["processes"]);
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(host.path().join(format!("out{round}/report.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            report["processes"][0]["agent"]["reports"].as_u64().unwrap_or(0) >= 2,
+            "TMPDIR={tmpdir}: the agent did not report: {}",
+            report["processes"]
+        );
         drop(worker);
     }
 }

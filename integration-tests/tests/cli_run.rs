@@ -48,7 +48,12 @@ fn run_names_the_leaking_type_site_and_line() {
     assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine");
     assert!(finding["location"].as_str().unwrap().starts_with("Program.cs:"), "{finding}");
     assert!(finding["bytes_per_min"].as_f64().unwrap() > 1e6, "{finding}");
-    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "only the real leak is a finding: {}", report["findings"]);
+    assert_eq!(
+        report["findings"].as_array().unwrap().len(),
+        1,
+        "only the real leak is a finding: {}",
+        report["findings"]
+    );
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
     assert!(text.contains("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine"));
     assert!(out.join("recording.ndjson").is_file());
@@ -71,7 +76,10 @@ fn run_ended_by_duration_says_what_keeps_the_leak_alive() {
     assert_eq!(finding["site"], "LeakApp.StringLeak.RecordAuditLine", "{stderr}");
     let top = &finding["kept_alive_by"][0];
     assert!(
-        top["path"].as_str().unwrap().starts_with("static LeakApp.StringLeak.Retained → System.Collections.Generic.List<String>"),
+        top["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("static LeakApp.StringLeak.Retained → System.Collections.Generic.List<String>"),
         "{finding:#}"
     );
     assert!(top["instances"].as_u64().unwrap() > 10_000, "{top}");
@@ -241,7 +249,8 @@ fn a_worker_that_exits_by_itself_shows_what_kept_its_leak_alive() {
     assert!(top["path"].as_str().unwrap_or("").starts_with("static LeakApp.StringLeak.Retained → "), "{finding:#}");
     assert_eq!(top["finished"], true, "{top}");
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
-    let suspect = text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
+    let suspect =
+        text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
     assert!(text[suspect..].contains("kept alive by: static LeakApp.StringLeak.Retained"), "{text}");
 }
 
@@ -269,6 +278,7 @@ fn a_run_ended_by_ctrl_c_shows_what_keeps_the_leak_alive() {
     let report = report(&out);
     assert_eq!(report["session"]["stopped_by"], "SIGINT (Ctrl-C)", "{}", report["session"]);
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
-    let suspect = text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
+    let suspect =
+        text.find("Leak suspect: System.String allocated at LeakApp.StringLeak.RecordAuditLine").expect("the suspect");
     assert!(text[suspect..].contains("kept alive by: static LeakApp.StringLeak.Retained"), "{text}");
 }

@@ -58,7 +58,12 @@ impl Victim {
 
     fn assert_untouched(&self) {
         assert_eq!(std::fs::read(&self.path).unwrap(), b"precious\n", "{} was written", self.path.display());
-        assert_eq!(std::fs::metadata(&self.path).unwrap().mtime_nsec(), self.mtime, "{} was touched", self.path.display());
+        assert_eq!(
+            std::fs::metadata(&self.path).unwrap().mtime_nsec(),
+            self.mtime,
+            "{} was touched",
+            self.path.display()
+        );
     }
 }
 
@@ -133,10 +138,7 @@ fn links_and_fifos_at_out_are_refused_and_the_worker_is_unchanged() {
     assert_eq!(stdout_of(&o), WORKER_STDOUT);
     for (name, kind) in planted {
         let path = out.join(name).display().to_string();
-        assert!(
-            stderr.lines().any(|l| l.contains(&path) && l.contains(kind)),
-            "no word on {path} ({kind}):\n{stderr}"
-        );
+        assert!(stderr.lines().any(|l| l.contains(&path) && l.contains(kind)), "no word on {path} ({kind}):\n{stderr}");
         let meta = std::fs::symlink_metadata(out.join(name)).unwrap();
         assert!(!meta.is_file(), "{name} was replaced");
     }
@@ -159,7 +161,18 @@ fn soak_never_writes_its_reports_through_planted_links() {
     }
     let app = leak_app();
     let mut c = Command::new(cli_path());
-    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--allow-short", "--interval", "500ms", "--out"]);
+    c.args([
+        "soak",
+        "--no-native",
+        "--duration",
+        "6s",
+        "--gc-every",
+        "1s",
+        "--allow-short",
+        "--interval",
+        "500ms",
+        "--out",
+    ]);
     c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
     let o = run_with_timeout(c, Duration::from_secs(120));
     let stderr = stderr_of(&o);
@@ -238,8 +251,14 @@ fn attack(socket: &Path, flood: bool) {
                     c,
                     r#"{{"v":1,"type":"hello","source":"agent","pid":{pid},"cmdline":{esc},"start_unix_ms":1}}"#
                 );
-                let _ = writeln!(c, r#"{{"v":1,"type":"stack","source":"agent","pid":{pid},"id":1,"frames":[{esc},"App.Main"],"lines":[{esc},null]}}"#);
-                let _ = writeln!(c, r#"{{"v":1,"type":"status","source":"agent","pid":{pid},"level":"warn","message":{esc}}}"#);
+                let _ = writeln!(
+                    c,
+                    r#"{{"v":1,"type":"stack","source":"agent","pid":{pid},"id":1,"frames":[{esc},"App.Main"],"lines":[{esc},null]}}"#
+                );
+                let _ = writeln!(
+                    c,
+                    r#"{{"v":1,"type":"status","source":"agent","pid":{pid},"level":"warn","message":{esc}}}"#
+                );
                 for t in [1000, 2000] {
                     let _ = writeln!(
                         c,
@@ -273,7 +292,10 @@ fn attack(socket: &Path, flood: bool) {
             let frame = json_str(&"F".repeat(4000));
             let frames = vec![frame.as_str(); 870].join(",");
             for id in 0..300u32 {
-                let line = format!(r#"{{"v":1,"type":"stack","source":"agent","pid":1,"id":{},"frames":[{frames}]}}"#, 1000 + id);
+                let line = format!(
+                    r#"{{"v":1,"type":"stack","source":"agent","pid":1,"id":{},"frames":[{frames}]}}"#,
+                    1000 + id
+                );
                 if c.write_all(line.as_bytes()).and_then(|_| c.write_all(b"\n")).is_err() {
                     return;
                 }
@@ -568,7 +590,8 @@ fn assert_no_partial_files(out: &Path) {
             "recording.ndjson" => {
                 assert!(data.is_empty() || data.ends_with(b"\n"), "the recording ends mid-line");
                 for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    serde_json::from_slice::<Value>(line).unwrap_or_else(|e| panic!("a cut line in the recording: {e}"));
+                    serde_json::from_slice::<Value>(line)
+                        .unwrap_or_else(|e| panic!("a cut line in the recording: {e}"));
                 }
             }
             n if n.ends_with(".json") => {
@@ -594,7 +617,10 @@ fn a_full_disk_keeps_the_summary_and_the_exit_code_and_leaves_no_partial_file() 
     let app = leak_app();
     let mut c = Command::new(cli_path());
     c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(&out);
-    c.args(["--", "sh", "-c", "\"$0\" \"$@\"; exit 3"]).arg(&app.program).args(&app.leading_args).args(["strings", "4"]);
+    c.args(["--", "sh", "-c", "\"$0\" \"$@\"; exit 3"])
+        .arg(&app.program)
+        .args(&app.leading_args)
+        .args(["strings", "4"]);
     let o = run_with_timeout(c, Duration::from_secs(120));
     let stderr = stderr_of(&o);
     assert_eq!(o.status.code(), Some(WORKER_EXIT), "{stderr}");
@@ -609,7 +635,18 @@ fn a_full_disk_keeps_the_summary_and_the_exit_code_and_leaves_no_partial_file() 
     let app = leak_app();
     let out = fs.dir.join("soak");
     let mut c = Command::new(cli_path());
-    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--allow-short", "--interval", "500ms", "--out"]);
+    c.args([
+        "soak",
+        "--no-native",
+        "--duration",
+        "6s",
+        "--gc-every",
+        "1s",
+        "--allow-short",
+        "--interval",
+        "500ms",
+        "--out",
+    ]);
     c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
     let o = run_with_timeout(c, Duration::from_secs(120));
     let stderr = stderr_of(&o);
@@ -715,7 +752,8 @@ fn env_output_for_hostile_paths_evaluates_to_exactly_the_intended_values() {
     let spaced = t.path().join("with space");
     std::fs::create_dir(&spaced).unwrap();
     std::fs::copy(shim_path(), spaced.join("libleakscope_shim.so")).unwrap();
-    let o = Command::new(cli_path()).arg("env").arg("--shim").arg(spaced.join("libleakscope_shim.so")).output().unwrap();
+    let o =
+        Command::new(cli_path()).arg("env").arg("--shim").arg(spaced.join("libleakscope_shim.so")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_of(&o).contains("LD_PRELOAD cannot hold"), "{}", stderr_of(&o));
 }
@@ -823,7 +861,9 @@ fn the_live_view_draws_hostile_names_escaped() {
     for pid in [101u32, 102] {
         lines.push_str(&format!(r#"{{"v":1,"type":"hello","source":"agent","pid":{pid},"cmdline":{esc}}}"#));
         lines.push('\n');
-        lines.push_str(&format!(r#"{{"v":1,"type":"status","source":"agent","pid":{pid},"level":"warn","message":{esc}}}"#));
+        lines.push_str(&format!(
+            r#"{{"v":1,"type":"status","source":"agent","pid":{pid},"level":"warn","message":{esc}}}"#
+        ));
         lines.push('\n');
         for t in 1..=6u64 {
             lines.push_str(&format!(

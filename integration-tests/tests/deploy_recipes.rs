@@ -26,9 +26,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            Value::deserialize(doc).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
-        })
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display())))
         .collect()
 }
 
@@ -98,7 +96,12 @@ fn kubernetes_env_block_is_what_leakscope_env_prints_and_the_pieces_agree() {
         .collect();
     assert!(!block.is_empty(), "no Kubernetes block in:\n{text}");
     let printed: Value = serde_yaml::from_str(&block).unwrap();
-    assert_eq!(worker["env"], printed["env"], "the worker's env in {} differs from `leakscope env`:\n{text}", patch_path.display());
+    assert_eq!(
+        worker["env"],
+        printed["env"],
+        "the worker's env in {} differs from `leakscope env`:\n{text}",
+        patch_path.display()
+    );
 
     // The init container copies both libraries into the volume the worker reads them from.
     let env_value = |k: &str| named(&worker["env"], k)["value"].as_str().unwrap().to_string();
@@ -135,7 +138,8 @@ fn kubernetes_env_block_is_what_leakscope_env_prints_and_the_pieces_agree() {
     }
 
     // Every volume mounted is declared, and the Service targets the sidecar's port by name.
-    let volumes: Vec<&str> = spec["volumes"].as_sequence().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let volumes: Vec<&str> =
+        spec["volumes"].as_sequence().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     for c in [worker, sidecar, init] {
         for m in c["volumeMounts"].as_sequence().unwrap() {
             assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m:?} not in {volumes:?}");

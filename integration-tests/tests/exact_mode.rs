@@ -33,7 +33,12 @@ fn statuses(records: &[Value]) -> Vec<String> {
 
 fn census_count(records: &[Value], type_name: &str) -> u64 {
     let census = of_type(records, "census").into_iter().last().expect("a census");
-    census["types"].as_array().unwrap().iter().find(|t| t["type_name"] == type_name).map_or(0, |t| t["count"].as_u64().unwrap())
+    census["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type_name"] == type_name)
+        .map_or(0, |t| t["count"].as_u64().unwrap())
 }
 
 fn retained_site<'a>(records: &'a [Value], type_name: &str, site: &str) -> Option<&'a Value> {
@@ -55,8 +60,9 @@ fn auto_exact_mode_finds_a_slow_leak_from_the_census_trend() {
     assert!(!messages.iter().any(|m| m.contains("following every allocation of System.Byte[]")), "{messages:#?}");
 
     let live = census_count(&records, "HeapApp.Subscription");
-    let site = retained_site(&records, "HeapApp.Subscription", "HeapApp.World.Subscribe")
-        .unwrap_or_else(|| panic!("no retained site for the slow leak: {:#}", of_type(&records, "retained").last().unwrap()));
+    let site = retained_site(&records, "HeapApp.Subscription", "HeapApp.World.Subscribe").unwrap_or_else(|| {
+        panic!("no retained site for the slow leak: {:#}", of_type(&records, "retained").last().unwrap())
+    });
     let (objects, samples) = (site["objects"].as_u64().unwrap(), site["samples"].as_u64().unwrap());
     eprintln!("slow leak: census {live} live, exact mode followed {objects} ({samples} samples); aimed: {aimed}");
     // Every allocation since the aim is followed, at weight one; only the first few seconds'
@@ -67,9 +73,16 @@ fn auto_exact_mode_finds_a_slow_leak_from_the_census_trend() {
 
     // The hello says how the agent was set up; comparable points carry the process's RSS.
     let hello = of_type(&records, "hello")[0];
-    assert_eq!((hello["config"]["induce_full_gc_ms"].as_u64(), hello["config"]["exact"].as_str()), (Some(1000), Some("auto")));
+    assert_eq!(
+        (hello["config"]["induce_full_gc_ms"].as_u64(), hello["config"]["exact"].as_str()),
+        (Some(1000), Some("auto"))
+    );
     let census = of_type(&records, "census").into_iter().last().unwrap();
-    assert!(census["rss"].as_u64().unwrap() > 10_000_000 && census["gc_ms"].as_f64().unwrap() > 0.0, "{}", census["rss"]);
+    assert!(
+        census["rss"].as_u64().unwrap() > 10_000_000 && census["gc_ms"].as_f64().unwrap() > 0.0,
+        "{}",
+        census["rss"]
+    );
     let exact = &last_summary(&records)["agent"]["exact"];
     assert_eq!(exact["aimed"][0], "HeapApp.Subscription", "{exact}");
     assert!(exact["allocations"].as_u64().unwrap() >= objects, "{exact}");
@@ -81,11 +94,14 @@ fn a_named_type_is_followed_from_the_first_census() {
     let records = slow_leak_under("HeapApp.Subscription", dir.path());
     let messages = statuses(&records);
     assert!(
-        messages.iter().any(|m| m.contains("following every allocation of HeapApp.Subscription (named in LEAKSCOPE_EXACT)")),
+        messages
+            .iter()
+            .any(|m| m.contains("following every allocation of HeapApp.Subscription (named in LEAKSCOPE_EXACT)")),
         "{messages:#?}"
     );
     let live = census_count(&records, "HeapApp.Subscription");
-    let site = retained_site(&records, "HeapApp.Subscription", "HeapApp.World.Subscribe").expect("the slow leak's site");
+    let site =
+        retained_site(&records, "HeapApp.Subscription", "HeapApp.World.Subscribe").expect("the slow leak's site");
     let objects = site["objects"].as_u64().unwrap();
     eprintln!("named: census {live} live, followed {objects}");
     assert!(objects as f64 >= 0.85 * live as f64 && objects <= live, "followed {objects} of {live}");
@@ -103,14 +119,13 @@ fn exact_mode_is_refused_after_attach_with_a_reason() {
     run.wait_for_line("ready", Duration::from_secs(60));
     let out = dir.path().join("attach");
     let mut attach = Command::new(cli_path());
-    attach.args(["attach", &run.pid().to_string(), "--interval", "1s", "--duration", "4s", "--plain", "--out"]).arg(&out);
+    attach
+        .args(["attach", &run.pid().to_string(), "--interval", "1s", "--duration", "4s", "--plain", "--out"])
+        .arg(&out);
     let output = run_with_timeout(attach, Duration::from_secs(60));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let records = read_records_lenient(&out.join("recording.ndjson"));
     let messages = statuses(&records);
-    assert!(
-        messages.iter().any(|m| m.contains("LEAKSCOPE_EXACT needs the agent loaded at startup")),
-        "{messages:#?}"
-    );
+    assert!(messages.iter().any(|m| m.contains("LEAKSCOPE_EXACT needs the agent loaded at startup")), "{messages:#?}");
     assert!(!of_type(&records, "summary").is_empty(), "profiling went on without it");
 }

@@ -53,7 +53,8 @@ fn url_encode(s: &str) -> String {
 
 /// An instant query against Prometheus' HTTP API: each result's labels and value.
 fn query(prom: &str, promql: &str) -> Vec<(Value, f64)> {
-    let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", url_encode(promql))).expect("query Prometheus");
+    let (status, body) =
+        http_get(prom, &format!("/api/v1/query?query={}", url_encode(promql))).expect("query Prometheus");
     assert_eq!(status, 200, "{promql}: {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "success", "{promql}: {body}");
@@ -196,14 +197,19 @@ fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
     let upper = PLANTED_BYTES_PER_S * 2.0;
     let deriv = query(&prom, &format!("sum(deriv({leak}[60s]))"));
     let deriv = deriv.first().map(|r| r.1).unwrap_or(0.0);
-    assert!(deriv > lower && deriv < upper, "deriv of the leak's live bytes: {deriv} B/s (planted {PLANTED_BYTES_PER_S})");
+    assert!(
+        deriv > lower && deriv < upper,
+        "deriv of the leak's live bytes: {deriv} B/s (planted {PLANTED_BYTES_PER_S})"
+    );
     let growth_q = leak.replace("leakscope_site_live_bytes", "leakscope_site_growth_bytes_per_second");
     let growth = query(&prom, &format!("sum({growth_q})"));
     let growth = growth.first().map(|r| r.1).unwrap_or(0.0);
     assert!(growth > lower && growth < upper, "leakscope's growth of the leak: {growth} B/s");
     let growing = query(
         &prom,
-        &format!("leakscope_site_verdict{{pid=\"{pid}\",type=\"SoakApp.AuditRecord\",site=\"SoakApp.AuditLog.Append\",verdict=\"growing\"}}"),
+        &format!(
+            "leakscope_site_verdict{{pid=\"{pid}\",type=\"SoakApp.AuditRecord\",site=\"SoakApp.AuditLog.Append\",verdict=\"growing\"}}"
+        ),
     );
     assert_eq!(growing.iter().map(|r| r.1).collect::<Vec<_>>(), [1.0], "{growing:?}");
     let verdict = query(&prom, &format!("leakscope_verdict{{pid=\"{pid}\"}} == 1"));
@@ -256,10 +262,18 @@ fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
 #[test]
 fn promtool_checks_the_alert_rules_and_their_unit_tests_pass() {
     let dir = workspace_root().join("deploy/prometheus");
-    let check = Command::new(tool("promtool")).args(["check", "rules", "leakscope-rules.yml"]).current_dir(&dir).output().unwrap();
+    let check = Command::new(tool("promtool"))
+        .args(["check", "rules", "leakscope-rules.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{}{}", stdout_of(&check), String::from_utf8_lossy(&check.stderr));
     assert!(stdout_of(&check).contains("SUCCESS: 3 rules found"), "{}", stdout_of(&check));
-    let test = Command::new(tool("promtool")).args(["test", "rules", "leakscope-rules.test.yml"]).current_dir(&dir).output().unwrap();
+    let test = Command::new(tool("promtool"))
+        .args(["test", "rules", "leakscope-rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(test.status.success(), "{}{}", stdout_of(&test), String::from_utf8_lossy(&test.stderr));
 
     // The unit tests do test the rules: with the leak rule's `for` dropped, they fail.
@@ -267,8 +281,13 @@ fn promtool_checks_the_alert_rules_and_their_unit_tests_pass() {
     let rules = std::fs::read_to_string(dir.join("leakscope-rules.yml")).unwrap();
     let leak_rule_for = "\n        for: 30m\n";
     assert!(rules.contains(leak_rule_for));
-    std::fs::write(tmp.path().join("leakscope-rules.yml"), rules.replacen(leak_rule_for, "\n        for: 0m\n", 1)).unwrap();
+    std::fs::write(tmp.path().join("leakscope-rules.yml"), rules.replacen(leak_rule_for, "\n        for: 0m\n", 1))
+        .unwrap();
     std::fs::copy(dir.join("leakscope-rules.test.yml"), tmp.path().join("leakscope-rules.test.yml")).unwrap();
-    let broken = Command::new(tool("promtool")).args(["test", "rules", "leakscope-rules.test.yml"]).current_dir(tmp.path()).output().unwrap();
+    let broken = Command::new(tool("promtool"))
+        .args(["test", "rules", "leakscope-rules.test.yml"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
     assert!(!broken.status.success(), "promtool passed rules that fire too early");
 }

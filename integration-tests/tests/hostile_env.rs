@@ -114,7 +114,9 @@ fn app_command(cwd: &Path) -> Command {
 }
 
 fn profiler(c: &mut Command) -> &mut Command {
-    c.env("CORECLR_ENABLE_PROFILING", "1").env("CORECLR_PROFILER", AGENT_CLSID).env("CORECLR_PROFILER_PATH", agent_path())
+    c.env("CORECLR_ENABLE_PROFILING", "1")
+        .env("CORECLR_PROFILER", AGENT_CLSID)
+        .env("CORECLR_PROFILER_PATH", agent_path())
 }
 
 #[test]
@@ -138,7 +140,8 @@ fn absurd_agent_settings_change_nothing_the_worker_prints_and_are_reported() {
         collector.wait_for("the agent's hello", Duration::from_secs(30), |r| r["type"] == "hello");
         let statuses = collector.statuses(Duration::from_millis(500));
         assert_reported(&statuses, AGENT_CHECKED, &case);
-        let log_lines: Vec<String> = std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
+        let log_lines: Vec<String> =
+            std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
         assert_reported(&log_lines, AGENT_CHECKED, &format!("{case} (log)"));
 
         // The paths absurd too: nothing may reach the worker's stdout or stderr either.
@@ -185,7 +188,8 @@ fn absurd_shim_settings_change_nothing_the_program_prints_and_are_reported() {
         assert_reported(&statuses, SHIM_CHECKED, &case);
         let hello = of_type(&records, "hello")[0];
         assert_eq!(hello["interval_ms"], 5000, "{case}: defaults in force");
-        let log_lines: Vec<String> = std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
+        let log_lines: Vec<String> =
+            std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
         assert_reported(&log_lines, SHIM_CHECKED, &format!("{case} (log)"));
 
         let case = format!("shim paths = {what}");

@@ -76,7 +76,8 @@ impl Scene {
     /// The victim is untouched, and the trap is as it was set: nothing was written through it.
     fn assert_untouched(&self, trap: Trap, path: &Path, case: &str) {
         assert_eq!(std::fs::read_to_string(&self.victim).unwrap(), VICTIM_TEXT, "{case}: the victim was written to");
-        let meta = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{case}: the trap at {} is gone: {e}", path.display()));
+        let meta = std::fs::symlink_metadata(path)
+            .unwrap_or_else(|e| panic!("{case}: the trap at {} is gone: {e}", path.display()));
         match trap {
             Trap::Symlink => assert!(meta.file_type().is_symlink(), "{case}: the symlink was replaced"),
             Trap::Fifo => assert!(meta.file_type().is_fifo(), "{case}: the FIFO was replaced"),
@@ -139,7 +140,11 @@ fn run_app(vars: &[(String, String)], setup: Option<&str>, baseline: &Output, ca
     let out = run_with_timeout(c, Duration::from_secs(90));
     assert_eq!(out.status.code(), baseline.status.code(), "{case}: exit code changed\n{out:?}");
     assert_eq!(out.stdout, baseline.stdout, "{case}: stdout changed");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&baseline.stderr), "{case}: stderr changed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&baseline.stderr),
+        "{case}: stderr changed"
+    );
 }
 
 /// Waits for the agent's first summary (it kept working) and for a status that names the
@@ -213,7 +218,10 @@ fn agent_default_log_trap_is_refused_and_the_worker_runs_unchanged() {
         scene.assert_untouched(trap, &log, &case);
         assert_refusal_reported(&mut collector, trap, &log, &case);
         let statuses = collector.statuses(Duration::ZERO);
-        assert!(statuses.iter().any(|m| m.contains("LEAKSCOPE_MAX_SITES")), "{case}: the bad value is still reported: {statuses:#?}");
+        assert!(
+            statuses.iter().any(|m| m.contains("LEAKSCOPE_MAX_SITES")),
+            "{case}: the bad value is still reported: {statuses:#?}"
+        );
     }
 }
 
@@ -286,7 +294,9 @@ fn shim_log_trap_is_refused_and_reported_to_the_collector() {
         assert!(!of_type(&records, "native").is_empty(), "{case}: native tracking should still work: {records:?}");
         let refused = format!("refusing LEAKSCOPE_LOG={}", log.display());
         assert!(
-            of_type(&records, "status").iter().any(|s| s["message"].as_str().is_some_and(|m| m.contains(&refused) && m.contains(says(trap)))),
+            of_type(&records, "status")
+                .iter()
+                .any(|s| s["message"].as_str().is_some_and(|m| m.contains(&refused) && m.contains(says(trap)))),
             "{case}: no status about the refused log: {records:#?}"
         );
     }

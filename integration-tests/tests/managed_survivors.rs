@@ -119,7 +119,10 @@ fn string_leak_is_the_top_survivor_and_matches_gcdump() {
     assert_eq!(top["location"], format!("Program.cs:{}", source_line("Retained.Add($\"audit entry")), "{top}");
     let stack = of_type(&records, "stack").into_iter().find(|s| s["id"] == top["stack"]).expect("top site's stack");
     let frames: Vec<&str> = stack["frames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(frames.contains(&"LeakApp.StringLeak.LeakThenHold") && frames.contains(&"LeakApp.Program.Main"), "{frames:?}");
+    assert!(
+        frames.contains(&"LeakApp.StringLeak.LeakThenHold") && frames.contains(&"LeakApp.Program.Main"),
+        "{frames:?}"
+    );
 
     // gcdump's object counts are exact. Its per-type byte column shows a single object's size
     // for variable-size types (22 B for the System.String row), so the strings' bytes are the
@@ -156,10 +159,8 @@ fn pure_churn_shows_no_sustained_growth() {
 
     // Live survivor estimate over time: the second half must not sit above the first half by more
     // than noise, and it must stay small (the app keeps ~1.3 MB alive at any time).
-    let totals: Vec<f64> = summaries[2..]
-        .iter()
-        .map(|s| sites(s).iter().map(|r| r["bytes"].as_f64().unwrap()).sum::<f64>())
-        .collect();
+    let totals: Vec<f64> =
+        summaries[2..].iter().map(|s| sites(s).iter().map(|r| r["bytes"].as_f64().unwrap()).sum::<f64>()).collect();
     let half = totals.len() / 2;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (first, second) = (mean(&totals[..half]), mean(&totals[half..]));
@@ -173,7 +174,8 @@ fn pure_churn_shows_no_sustained_growth() {
 fn generic_type_names_are_rendered_fully() {
     let (_, records) = run_scenario(&["generic", "8"], "1s", &[]);
     let summary = last_summary(&records);
-    let has = |type_name: &str, site: &str| sites(summary).iter().any(|s| s["type_name"] == type_name && s["site"] == site);
+    let has =
+        |type_name: &str, site: &str| sites(summary).iter().any(|s| s["type_name"] == type_name && s["site"] == site);
     let names: Vec<String> = sites(summary).iter().map(|s| format!("{} @ {}", s["type_name"], s["site"])).collect();
     assert!(
         has("System.Collections.Generic.Dictionary<String, List<Order>>", "LeakApp.GenericLeak.IndexOrder"),
@@ -189,7 +191,11 @@ fn eight_threads_leaking_at_once() {
     assert_eq!(stdout_of(&output), "ready\ndone 1\n");
     let summary = last_summary(&records);
     let top = top_site(summary);
-    assert_eq!((top["type_name"].as_str(), top["site"].as_str()), (Some("System.Byte[]"), Some("LeakApp.ThreadedLeak.LeakBuffer")), "{top}");
+    assert_eq!(
+        (top["type_name"].as_str(), top["site"].as_str()),
+        (Some("System.Byte[]"), Some("LeakApp.ThreadedLeak.LeakBuffer")),
+        "{top}"
+    );
     let agent = &summary["agent"];
     assert_eq!(agent["handle_failures"], 0);
     assert!(agent["samples"].as_u64().unwrap() > 500, "{agent}");
@@ -203,14 +209,19 @@ fn dotnet8_self_contained_app_is_profiled_with_allocation_tick() {
     let app = dotnet_app("LeakApp.Net8", Build::SelfContained);
     let dir = tempfile::tempdir().unwrap();
     let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    let output = run_with_timeout(scenario(&app, &["strings", "6"], &agent_env(&out, &log, "1s")), Duration::from_secs(90));
+    let output =
+        run_with_timeout(scenario(&app, &["strings", "6"], &agent_env(&out, &log, "1s")), Duration::from_secs(90));
     assert!(output.status.success());
     let records = read_records(&out);
     let hello = of_type(&records, "hello")[0];
     assert!(hello["runtime"].as_str().unwrap().starts_with("8."), "{hello}");
     assert_eq!(hello["sampling"], "AllocationTick");
     let top = top_site(last_summary(&records));
-    assert_eq!((top["type_name"].as_str(), top["site"].as_str()), (Some("System.String"), Some("LeakApp.StringLeak.RecordAuditLine")), "{top}");
+    assert_eq!(
+        (top["type_name"].as_str(), top["site"].as_str()),
+        (Some("System.String"), Some("LeakApp.StringLeak.RecordAuditLine")),
+        "{top}"
+    );
 }
 
 // ---- Bad input: the host's exit code and stdout never change; the agent says why it degraded.
@@ -248,8 +259,10 @@ fn absent_or_unwritable_collector_leaves_the_app_unchanged() {
 
     let log = dir.path().join("absent.log");
     let absent = dir.path().join("nobody-listens.sock");
-    let (code, stdout, stderr) =
-        run_exit_code_with(&app, &[("LEAKSCOPE_SOCKET", absent.display().to_string()), ("LEAKSCOPE_LOG", log.display().to_string())]);
+    let (code, stdout, stderr) = run_exit_code_with(
+        &app,
+        &[("LEAKSCOPE_SOCKET", absent.display().to_string()), ("LEAKSCOPE_LOG", log.display().to_string())],
+    );
     assert_eq!((code, stdout), expected.clone());
     assert_eq!(stderr, "");
     assert!(log_text(&log).contains("cannot open collector socket"), "log: {}", log_text(&log));
@@ -352,7 +365,8 @@ fn agent_reconnects_when_the_collector_comes_back() {
     let mut lines = BufReader::new(conn).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains(r#""type":"hello""#), "reconnection must start with hello: {first}");
-    let summary = lines.map(Result::unwrap).find(|l| l.contains(r#""type":"summary""#)).expect("a summary after reconnecting");
+    let summary =
+        lines.map(Result::unwrap).find(|l| l.contains(r#""type":"summary""#)).expect("a summary after reconnecting");
     let summary: Value = serde_json::from_str(&summary).unwrap();
     assert!(summary["seq"].as_u64().unwrap() > 1);
     assert!(run.wait_for_line("done", Duration::from_secs(60)).starts_with("done"));
@@ -366,7 +380,9 @@ fn agent_reconnects_when_the_collector_comes_back() {
 fn soak_mode_reports_what_survives_each_induced_full_gc() {
     let (_, records) = run_scenario(&["strings", "8"], "1s", &[("LEAKSCOPE_INDUCE_FULL_GC", "1s")]);
     assert!(
-        of_type(&records, "status").iter().any(|s| s["message"].as_str().unwrap().contains("inducing a full blocking GC")),
+        of_type(&records, "status")
+            .iter()
+            .any(|s| s["message"].as_str().unwrap().contains("inducing a full blocking GC")),
         "soak mode not announced"
     );
     let retained = of_type(&records, "retained");
@@ -382,7 +398,11 @@ fn soak_mode_reports_what_survives_each_induced_full_gc() {
     assert!(censuses.len() >= 5, "only {} censuses", censuses.len());
     let strings: Vec<u64> = censuses
         .iter()
-        .map(|c| c["types"].as_array().unwrap().iter().find(|t| t["type_name"] == "System.String").unwrap()["count"].as_u64().unwrap())
+        .map(|c| {
+            c["types"].as_array().unwrap().iter().find(|t| t["type_name"] == "System.String").unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert!(strings.windows(2).all(|w| w[1] > w[0]), "census string counts should rise: {strings:?}");
     assert!(censuses.iter().all(|c| c["pause_ms"].as_f64().unwrap() > 0.0 && c["unreadable"] == 0));

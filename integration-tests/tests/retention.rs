@@ -204,7 +204,10 @@ fn event_handler_and_static_list_leaks_are_traced_to_their_static_fields() {
     let found = session_type["instances"].as_u64().unwrap();
     assert!(found * 10 >= sessions * 9 && found <= sessions, "{found} sessions of {sessions} created");
     let top = &session_type["paths"][0];
-    assert_eq!((&top["root"]["kind"], &top["root"]["name"]), (&json!("static"), &json!("LeakApp.SessionRegistry.Sessions")));
+    assert_eq!(
+        (&top["root"]["kind"], &top["root"]["name"]),
+        (&json!("static"), &json!("LeakApp.SessionRegistry.Sessions"))
+    );
     assert_eq!(*step_types(top).last().unwrap(), "LeakApp.Session", "{}", render(top));
     assert!(top["instances"].as_u64().unwrap() * 10 >= listed * 9, "{}", render(top));
 
@@ -308,14 +311,21 @@ fn with_background_gc_on_paths_start_at_named_stack_frames_and_handles() {
     assert_eq!(record["roots"]["source"], "heap-dump", "{}", record["roots"]);
     assert!(record["roots"]["pause_ms"].as_f64().unwrap() > 0.0, "{}", record["roots"]);
     let paths = session_type["paths"].as_array().unwrap();
-    let by_root = |kind: &str| paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"));
+    let by_root = |kind: &str| {
+        paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"))
+    };
     assert_eq!(paths[0]["root"]["name"], "LeakApp.SessionRegistry.Sessions");
     let stack = by_root("stack");
     assert_eq!(stack["root"]["name"], "LeakApp.RetentionLeaks.Run", "{}", render(stack));
     assert_eq!((stack["instances"].as_u64(), step_types(stack)), (Some(1), vec!["LeakApp.Session"]));
     let handle = by_root("handle");
     assert_eq!(handle["root"]["detail"], "strong", "{}", render(handle));
-    assert_eq!((handle["instances"].as_u64(), step_types(handle)), (Some(1), vec!["LeakApp.Session"]), "{}", render(handle));
+    assert_eq!(
+        (handle["instances"].as_u64(), step_types(handle)),
+        (Some(1), vec!["LeakApp.Session"]),
+        "{}",
+        render(handle)
+    );
     session.finishes_normally();
 }
 
@@ -393,14 +403,21 @@ fn with_background_gc_off_paths_start_at_stack_frames_and_handles() {
     assert!(record["roots"]["count"].as_u64().unwrap() > 10, "{}", record["roots"]);
     assert_eq!(session_type["instances"].as_u64(), Some(sessions));
     let paths = session_type["paths"].as_array().unwrap();
-    let by_root = |kind: &str| paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"));
+    let by_root = |kind: &str| {
+        paths.iter().find(|p| p["root"]["kind"] == kind).unwrap_or_else(|| panic!("no {kind} root: {record}"))
+    };
     assert_eq!(paths[0]["root"]["name"], "LeakApp.SessionRegistry.Sessions");
     assert_eq!(paths[0]["instances"].as_u64(), Some(listed));
     let stack = by_root("stack");
     assert_eq!(stack["root"]["name"], "LeakApp.RetentionLeaks.Run", "{}", render(stack));
     assert_eq!((stack["instances"].as_u64(), step_types(stack)), (Some(1), vec!["LeakApp.Session"]));
     let handle = by_root("handle");
-    assert_eq!((handle["instances"].as_u64(), step_types(handle)), (Some(1), vec!["LeakApp.Session"]), "{}", render(handle));
+    assert_eq!(
+        (handle["instances"].as_u64(), step_types(handle)),
+        (Some(1), vec!["LeakApp.Session"]),
+        "{}",
+        render(handle)
+    );
     // Statics still come first.
     let subscriber = of_type(&record, "LeakApp.Subscriber");
     assert_eq!(subscriber["instances"].as_u64(), Some(subscribers));

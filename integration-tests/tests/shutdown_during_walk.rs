@@ -70,7 +70,8 @@ impl Worker {
 
     /// Waits for the end (at most `bound` after `since`); returns how it ended and its output.
     fn end(mut self, since: Instant, bound: Duration) -> (ExitStatus, Duration, String, Vec<u8>) {
-        let status = wait_with_deadline(&mut self.child, bound.saturating_sub(since.elapsed()) + Duration::from_millis(50));
+        let status =
+            wait_with_deadline(&mut self.child, bound.saturating_sub(since.elapsed()) + Duration::from_millis(50));
         let took = since.elapsed();
         let status = status.unwrap_or_else(|| panic!("the worker did not end within {bound:?} of the signal (killed)"));
         (status, took, self.stdout.join().unwrap(), self.stderr.join().unwrap())
@@ -138,7 +139,8 @@ fn a_graceful_worker_signalled_during_a_long_walk_ends_within_5s_as_without_leak
         assert_eq!(stdout, base_stdout, "{name}: stdout");
         assert_eq!(stderr, base_stderr, "{name}: stderr");
         // The walk gave up and said why; the agent said goodbye and left the runtime in time.
-        let retention = collector.wait_for("the retention record", Duration::from_secs(5), |r| r["type"] == "retention");
+        let retention =
+            collector.wait_for("the retention record", Duration::from_secs(5), |r| r["type"] == "retention");
         assert_eq!(retention["truncated_by"], json!(["interrupted"]), "{name}: {retention}");
         let cut_short = retention["cut_short"].as_str().unwrap_or_default();
         assert!(cut_short.contains(name), "{name}: {cut_short}\n{log}");

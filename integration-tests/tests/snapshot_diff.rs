@@ -117,7 +117,10 @@ fn type_names_compare_across_tools() {
     assert_eq!(comparable("System.Collections.Generic.List<Order>"), "List<Order>");
     assert_eq!(comparable("System.Collections.Generic.List<HeapApp.Order>"), "List<Order>");
     assert_eq!(comparable("Entry<System.String,HeapApp.Customer>[] (Bytes > 100K)"), "Entry<String,Customer>[]");
-    assert_eq!(comparable("System.Collections.Generic.Dictionary.Entry<String, Customer>[]"), "Entry<String,Customer>[]");
+    assert_eq!(
+        comparable("System.Collections.Generic.Dictionary.Entry<String, Customer>[]"),
+        "Entry<String,Customer>[]"
+    );
     assert_eq!(comparable("System.Int32[][]"), "Int32[][]");
 }
 
@@ -148,12 +151,16 @@ fn census_counts_match_gcdump_for_the_top_20_types() {
     }
     let names: Vec<&String> = ours.iter().map(|(n, _)| n).collect();
     assert!(
-        names.iter().any(|n| *n == "HeapApp.Order") && names.iter().any(|n| *n == "System.Collections.Generic.List<Order>"),
+        names.iter().any(|n| *n == "HeapApp.Order")
+            && names.iter().any(|n| *n == "System.Collections.Generic.List<Order>"),
         "{names:#?}"
     );
     let objects = snap["objects"].as_u64().unwrap();
     eprintln!("census: {objects} objects; gcdump: {gcdump_total}");
-    assert!((objects as f64 / gcdump_total as f64 - 1.0).abs() <= 0.02, "total objects {objects} vs gcdump {gcdump_total}");
+    assert!(
+        (objects as f64 / gcdump_total as f64 - 1.0).abs() <= 0.02,
+        "total objects {objects} vs gcdump {gcdump_total}"
+    );
     let mut checked = 0;
     for (name, _) in ours.iter().take(20) {
         let key = comparable(name);
@@ -199,9 +206,17 @@ fn diff_of_a_leaking_process_puts_the_leaking_type_first() {
     // Detached twice, and still running.
     assert!(Path::new(&format!("/proc/{}", run.pid())).exists());
     let text = stdout_of(&leakscope(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]));
-    assert!(text.contains("HeapApp.SessionState") && text.contains("↳ surviving allocations from HeapApp.World.OpenSession"), "{text}");
+    assert!(
+        text.contains("HeapApp.SessionState")
+            && text.contains("↳ surviving allocations from HeapApp.World.OpenSession"),
+        "{text}"
+    );
     assert!(text.contains("↳ kept alive by static HeapApp.World.Sessions → "), "{text}");
-    assert_eq!(first["paths"][0]["path"].as_str().unwrap().split(" → ").next(), Some("static HeapApp.World.Sessions"), "{first:#}");
+    assert_eq!(
+        first["paths"][0]["path"].as_str().unwrap().split(" → ").next(),
+        Some("static HeapApp.World.Sessions"),
+        "{first:#}"
+    );
     drop(run);
 }
 
@@ -243,17 +258,26 @@ fn bad_input_gets_a_clear_message_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     // A recording without any census.
     let empty = dir.path().join("none.ndjson");
-    std::fs::write(&empty, "{\"v\":1,\"type\":\"bye\",\"source\":\"agent\",\"pid\":1,\"t_ms\":1,\"reason\":\"x\"}\n").unwrap();
+    std::fs::write(&empty, "{\"v\":1,\"type\":\"bye\",\"source\":\"agent\",\"pid\":1,\"t_ms\":1,\"reason\":\"x\"}\n")
+        .unwrap();
     let out = leakscope(&["diff", empty.to_str().unwrap(), empty.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no heap census"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no heap census"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not a .NET process.
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let out = leakscope(&["snapshot", &sleeper.id().to_string(), "-o", dir.path().join("x.ndjson").to_str().unwrap()]);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a .NET process"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a .NET process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!dir.path().join("x.ndjson").exists(), "a refused snapshot leaves no file");
 }
 
@@ -266,17 +290,24 @@ fn peek_shows_sample_instances_and_string_contents_only_on_request() {
     let run = worker("grow", "120");
     std::thread::sleep(Duration::from_secs(1));
     let pid = run.pid().to_string();
-    let args = ["snapshot", &pid, "--sample", "0s", "--json", "-o", a.to_str().unwrap(), "--peek", "HeapApp.SessionState"];
+    let args =
+        ["snapshot", &pid, "--sample", "0s", "--json", "-o", a.to_str().unwrap(), "--peek", "HeapApp.SessionState"];
     let output = leakscope(&args);
     let snap = json_of(&output);
     let peek = &snap["peek"];
     let t = &peek["types"][0];
-    assert_eq!((t["type_name"].as_str(), t["matched"][0].as_str()), (Some("HeapApp.SessionState"), Some("HeapApp.SessionState")), "{peek:#}");
+    assert_eq!(
+        (t["type_name"].as_str(), t["matched"][0].as_str()),
+        (Some("HeapApp.SessionState"), Some("HeapApp.SessionState")),
+        "{peek:#}"
+    );
     assert!(t["instances"].as_u64().unwrap() >= 3, "{t:#}");
     let samples = t["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 3, "{t:#}");
     let field = |s: &Value, name: &str| -> Value {
-        s["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no {name}: {s:#}"))["value"].clone()
+        s["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no {name}: {s:#}"))
+            ["value"]
+            .clone()
     };
     let mut opened = Vec::new();
     for s in samples {
@@ -296,7 +327,12 @@ fn peek_shows_sample_instances_and_string_contents_only_on_request() {
     opened.dedup();
     assert_eq!(opened.len(), 3, "{t:#}");
     // The contents were not asked for: they appear nowhere.
-    let everything = format!("{}{}{}", stdout_of(&output), String::from_utf8_lossy(&output.stderr), std::fs::read_to_string(&a).unwrap());
+    let everything = format!(
+        "{}{}{}",
+        stdout_of(&output),
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(&a).unwrap()
+    );
     assert!(!everything.contains("anonymous"), "string contents leaked without --peek-strings");
 
     let snap = snapshot_with(run.pid(), &b, "0s", &["--peek", "HeapApp.SessionState", "--peek-strings"]);
@@ -307,7 +343,16 @@ fn peek_shows_sample_instances_and_string_contents_only_on_request() {
     }
     assert_eq!(snap["peek"]["strings"], true);
     // The table shows them too, one field per line.
-    let text = stdout_of(&leakscope(&["snapshot", &pid, "--sample", "0s", "-o", dir.path().join("c.ndjson").to_str().unwrap(), "--peek", "SessionState"]));
+    let text = stdout_of(&leakscope(&[
+        "snapshot",
+        &pid,
+        "--sample",
+        "0s",
+        "-o",
+        dir.path().join("c.ndjson").to_str().unwrap(),
+        "--peek",
+        "SessionState",
+    ]));
     assert!(text.contains("HeapApp.SessionState #1 (") && text.contains("      User = <string, 9 chars>\n"), "{text}");
     assert!(Path::new(&format!("/proc/{}", run.pid())).exists());
     drop(run);

@@ -68,7 +68,9 @@ impl SoakRun {
         for s in self.soak()["subjects"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(12) {
             o.push_str(&format!("  {} {}: {}\n", s["verdict"], s["id"], s["evidence"]));
         }
-        o.push_str(&self.stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+        o.push_str(
+            &self.stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+        );
         o
     }
 }
@@ -120,7 +122,8 @@ fn run_soak(mut c: Command, out: &Path, interrupt_after: Option<Duration>) -> So
             libc::kill(child.id() as libc::pid_t, libc::SIGINT);
         }
     }
-    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT).unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
+    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT)
+        .unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
     let stderr = reader.join().unwrap();
     let report = std::fs::read_to_string(out.join("report.json"))
         .ok()
@@ -163,7 +166,12 @@ fn farm() -> &'static Farm {
             }
         }
         let out = dir.join("native-leak");
-        let extra = vec!["--shim".into(), shim_path().display().to_string(), "--fail-on".into(), "native growth > 5MB/h".into()];
+        let extra = vec![
+            "--shim".into(),
+            shim_path().display().to_string(),
+            "--fail-on".into(),
+            "native growth > 5MB/h".into(),
+        ];
         jobs.push(("native-leak".into(), soak_command(&out, "native-leak", DURATION, &extra, false), out, None));
         // Roots other than statics, named by kind with the default settings (background GC on).
         let out = dir.join("rooted");
@@ -296,14 +304,23 @@ fn roots_are_named_by_kind(r: &SoakRun) {
     let pending = r.subject("type:SoakApp.Pending");
     assert_eq!(pending["verdict"], "leaking", "{}", r.summary());
     let evidence = pending["evidence"].as_str().unwrap();
-    assert!(evidence.contains("stack frame of SoakApp.Rooted.Loop → System.Collections.Generic.List<Pending>"), "{evidence}");
+    assert!(
+        evidence.contains("stack frame of SoakApp.Rooted.Loop → System.Collections.Generic.List<Pending>"),
+        "{evidence}"
+    );
     let parked = r.subject("type:SoakApp.Parked");
     assert_eq!(parked["verdict"], "leaking", "{}", r.summary());
     let evidence = parked["evidence"].as_str().unwrap();
     assert!(evidence.contains("strong handle → System.Collections.Generic.List<Parked>"), "{evidence}");
-    assert!(report_txt.contains("stack frame of SoakApp.Rooted.Loop") && report_txt.contains("strong handle"), "{report_txt}");
+    assert!(
+        report_txt.contains("stack frame of SoakApp.Rooted.Loop") && report_txt.contains("strong handle"),
+        "{report_txt}"
+    );
     // What it cost, and that it needed no setting (background GC stays on).
-    assert!(report_txt.contains("GC roots asked for") && report_txt.contains("needs no setting, background GC stays on"), "{report_txt}");
+    assert!(
+        report_txt.contains("GC roots asked for") && report_txt.contains("needs no setting, background GC stays on"),
+        "{report_txt}"
+    );
     // The root kinds the agent can name are stated.
     assert!(report_txt.contains("retention paths can start at: static fields"), "{report_txt}");
     assert!(report_txt.contains("GC handles by kind"), "{report_txt}");
@@ -316,18 +333,17 @@ fn string_drip_names_the_growing_path(r: &SoakRun) {
     assert_eq!(s["verdict"], "leaking", "{}", r.summary());
     let owner = &s["owner_to_fix"];
     let path = owner["path"].as_str().unwrap_or_else(|| panic!("no owner to fix: {s}\n{}", r.summary()));
-    assert!(path.starts_with("static SoakApp.StringDrip.AuditTrail → System.Collections.Generic.List<String>"), "{owner}");
+    assert!(
+        path.starts_with("static SoakApp.StringDrip.AuditTrail → System.Collections.Generic.List<String>"),
+        "{owner}"
+    );
     let per_hour = owner["per_hour"].as_f64().unwrap();
     // 4 strings a second: 14 400 an hour (counts per path are sampled estimates).
     assert!(per_hour > 7_200.0 && per_hour < 28_800.0, "{owner}");
     assert!(owner["records"].as_u64().unwrap() >= 4, "{owner}");
     let evidence = s["evidence"].as_str().unwrap();
     assert!(evidence.contains("owner to fix: static SoakApp.StringDrip.AuditTrail"), "{evidence}");
-    eprintln!(
-        "string-drip: {}; sampled call sites of String: {}",
-        owner,
-        s["sites"].as_array().map_or(0, |a| a.len())
-    );
+    eprintln!("string-drip: {}; sampled call sites of String: {}", owner, s["sites"].as_array().map_or(0, |a| a.len()));
 }
 
 #[test]
@@ -422,7 +438,10 @@ fn ctrl_c_ends_a_long_soak_early_with_a_report_and_baseline_regressions() {
 
 fn chromium() -> PathBuf {
     let p = PathBuf::from("/usr/bin/chromium");
-    assert!(p.is_file(), "chromium is missing: install it with `scripts/setup.sh --with-test-tools` (apt-get install chromium)");
+    assert!(
+        p.is_file(),
+        "chromium is missing: install it with `scripts/setup.sh --with-test-tools` (apt-get install chromium)"
+    );
     p
 }
 
@@ -529,19 +548,42 @@ fn report_rerenders_a_soak_and_compares_with_a_baseline() {
         assert!(out.join(f).is_file(), "{f} not re-rendered");
     }
     // Against the churn run, the leak is new: a regression.
-    let o = rerender(&[leak.out.to_str().unwrap(), "--json", "--out", dir.path().join("b1").to_str().unwrap(), "--baseline", churn.out.join("report.json").to_str().unwrap()]);
+    let o = rerender(&[
+        leak.out.to_str().unwrap(),
+        "--json",
+        "--out",
+        dir.path().join("b1").to_str().unwrap(),
+        "--baseline",
+        churn.out.join("report.json").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let regressions = v["soak"]["baseline"]["regressions"].as_array().unwrap();
-    assert!(regressions.iter().any(|g| g["subject"] == "type:SoakApp.AuditRecord" && g["kind"] == "new_leak"), "{regressions:?}");
+    assert!(
+        regressions.iter().any(|g| g["subject"] == "type:SoakApp.AuditRecord" && g["kind"] == "new_leak"),
+        "{regressions:?}"
+    );
     // Against the Server GC run of the same leak: known, at a comparable rate — it passes.
     let server = run("steady-leak/server");
-    let o = rerender(&[leak.out.to_str().unwrap(), "--json", "--out", dir.path().join("b2").to_str().unwrap(), "--baseline", server.out.join("report.json").to_str().unwrap()]);
+    let o = rerender(&[
+        leak.out.to_str().unwrap(),
+        "--json",
+        "--out",
+        dir.path().join("b2").to_str().unwrap(),
+        "--baseline",
+        server.out.join("report.json").to_str().unwrap(),
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", v["soak"]["baseline"]);
     assert!(v["soak"]["baseline"]["known"].as_array().unwrap().iter().any(|k| k == "type:SoakApp.AuditRecord"));
     // The churn run re-rendered with a stricter rule still passes; a bad rule is a usage error.
-    let o = rerender(&[churn.out.to_str().unwrap(), "--out", dir.path().join("c").to_str().unwrap(), "--fail-on", "type:SoakApp.* growth > 0"]);
+    let o = rerender(&[
+        churn.out.to_str().unwrap(),
+        "--out",
+        dir.path().join("c").to_str().unwrap(),
+        "--fail-on",
+        "type:SoakApp.* growth > 0",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
     let o = rerender(&[churn.out.to_str().unwrap(), "--fail-on", "growth >> 1MB/h"]);
     assert_eq!(o.status.code(), Some(2));
@@ -559,7 +601,16 @@ fn soak_quick(args: &[&str]) -> std::process::Output {
 fn bad_fail_on_rules_and_bad_arguments_exit_2_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
-    let o = soak_quick(&["--duration", "1m", "--fail-on", "growth < 1MB/h", "--out", out.to_str().unwrap(), "--", "/bin/true"]);
+    let o = soak_quick(&[
+        "--duration",
+        "1m",
+        "--fail-on",
+        "growth < 1MB/h",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad --fail-on rule: only `>` and `>=` are supported"), "{err}");
@@ -590,7 +641,17 @@ fn bad_fail_on_rules_and_bad_arguments_exit_2_with_a_clear_error() {
 fn a_target_without_an_agent_or_a_missing_command_is_an_infrastructure_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("true");
-    let o = soak_quick(&["--duration", "5s", "--allow-short", "--no-native", "--plain", "--out", out.to_str().unwrap(), "--", "/bin/true"]);
+    let o = soak_quick(&[
+        "--duration",
+        "5s",
+        "--allow-short",
+        "--no-native",
+        "--plain",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["soak"]["outcome"], "error");
@@ -598,7 +659,16 @@ fn a_target_without_an_agent_or_a_missing_command_is_an_infrastructure_error() {
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     well_formed(&xml);
     assert!(xml.contains("<error "), "{xml}");
-    let o = soak_quick(&["--duration", "5s", "--allow-short", "--no-native", "--out", dir.path().join("none").to_str().unwrap(), "--", "/no/such/program"]);
+    let o = soak_quick(&[
+        "--duration",
+        "5s",
+        "--allow-short",
+        "--no-native",
+        "--out",
+        dir.path().join("none").to_str().unwrap(),
+        "--",
+        "/no/such/program",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -627,14 +697,20 @@ fn well_formed(xml: &str) {
             let self_closing = tag.ends_with('/');
             let tag = tag.trim_end_matches('/');
             let name: String = tag.chars().take_while(|c| !c.is_whitespace()).collect();
-            assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "bad tag <{tag}>");
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "bad tag <{tag}>"
+            );
             let attrs = &tag[name.len()..];
             assert_eq!(attrs.matches('"').count() % 2, 0, "unbalanced quotes in <{tag}>");
             for (i, part) in attrs.split('"').enumerate() {
                 if i % 2 == 1 {
                     check_text(part);
                 } else {
-                    assert!(part.trim().is_empty() || part.trim_end().ends_with('='), "bad attribute syntax in <{tag}>");
+                    assert!(
+                        part.trim().is_empty() || part.trim_end().ends_with('='),
+                        "bad attribute syntax in <{tag}>"
+                    );
                 }
             }
             if !self_closing {

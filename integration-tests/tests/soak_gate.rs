@@ -64,7 +64,9 @@ impl SoakRun {
         for s in self.soak()["subjects"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(10) {
             o.push_str(&format!("  {} {}: {}\n", s["verdict"], s["id"], s["evidence"]));
         }
-        o.push_str(&self.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+        o.push_str(
+            &self.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+        );
         o
     }
 }
@@ -79,7 +81,10 @@ fn soak_command(out: &Path, scenario: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(cli_path());
     c.args(["soak", "--duration", "60s", "--plain", "--out"]).arg(out).args(extra);
     c.arg("--").arg(&app.program).args(&app.leading_args).arg(scenario);
-    c.env("DOTNET_CLI_TELEMETRY_OPTOUT", "1").env_remove("LEAKSCOPE_AGENT").env_remove("LEAKSCOPE_SHIM").env_remove("DOTNET_gcServer");
+    c.env("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
+        .env_remove("LEAKSCOPE_AGENT")
+        .env_remove("LEAKSCOPE_SHIM")
+        .env_remove("DOTNET_gcServer");
     c
 }
 
@@ -92,7 +97,8 @@ fn run_soak(mut c: Command, out: &Path) -> SoakRun {
         let _ = pipe.read_to_string(&mut s);
         s
     });
-    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT).unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
+    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT)
+        .unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
     let stderr = reader.join().unwrap();
     let report = std::fs::read_to_string(out.join("report.json"))
         .ok()
@@ -174,12 +180,17 @@ fn a_minute_with_a_full_gc_every_30s_is_refused_before_anything_starts() {
 fn a_minute_with_a_full_gc_every_30s_on_a_leaking_worker_is_inconclusive_never_a_pass() {
     let r = run("leak-every-30s");
     assert_eq!(r.code, Some(2), "{}", r.summary());
-    assert!(r.stderr.contains("leakscope: warning: --duration 1m00s with --gc-every 30s gives about 1 comparable point"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("leakscope: warning: --duration 1m00s with --gc-every 30s gives about 1 comparable point"),
+        "{}",
+        r.stderr
+    );
     let soak = r.soak();
     assert_eq!(soak["outcome"], "error");
     let headline = soak["headline"].as_str().unwrap();
     assert!(
-        headline.starts_with("INCONCLUSIVE: ") && headline.contains(" after the 12s warm-up, 8 needed: use --duration 6m00s or more, or --gc-every 5s"),
+        headline.starts_with("INCONCLUSIVE: ")
+            && headline.contains(" after the 12s warm-up, 8 needed: use --duration 6m00s or more, or --gc-every 5s"),
         "{headline}"
     );
     assert!(headline.contains("comparable point"), "{headline}");
@@ -208,8 +219,12 @@ fn a_minute_with_a_full_gc_every_30s_on_a_leaking_worker_is_inconclusive_never_a
     let xml = r.file("junit.xml");
     assert!(xml.contains("<error message=\"INCONCLUSIVE: "), "{xml}");
     let cases = testcases(&xml);
-    let leaking: Vec<&&str> = cases.iter().filter(|c| c.contains("AuditRecord") || c.contains("AuditLog.Append")).collect();
-    assert!(leaking.iter().any(|c| c.starts_with("classname=\"leakscope.type\" name=\"SoakApp.AuditRecord\"")), "{xml}");
+    let leaking: Vec<&&str> =
+        cases.iter().filter(|c| c.contains("AuditRecord") || c.contains("AuditLog.Append")).collect();
+    assert!(
+        leaking.iter().any(|c| c.starts_with("classname=\"leakscope.type\" name=\"SoakApp.AuditRecord\"")),
+        "{xml}"
+    );
     for c in &leaking {
         assert!(!passes(c), "a passing testcase for a leaking subject: {c}");
     }
@@ -283,7 +298,10 @@ fn a_leak_spread_thinly_over_a_hundred_types_fails_on_the_census_total() {
     let named = evidence.split("the fastest steadily growing types: ").nth(1).unwrap_or_else(|| panic!("{evidence}"));
     assert!(named.matches("SoakApp.Shard<").count() >= 3, "{evidence}");
     let growing = r.soak()["memory"][0]["growing_types"].as_array().unwrap();
-    assert!(growing.iter().filter(|t| t["label"].as_str().unwrap().starts_with("SoakApp.Shard<")).count() >= 3, "{growing:?}");
+    assert!(
+        growing.iter().filter(|t| t["label"].as_str().unwrap().starts_with("SoakApp.Shard<")).count() >= 3,
+        "{growing:?}"
+    );
     assert!(
         r.soak()["headline"].as_str().unwrap().starts_with("FAIL: 1 subject breaks the rules: live managed data +"),
         "{}",

@@ -82,9 +82,7 @@ pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
 pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
     let lower = s.to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
+    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
     let (num, unit) = lower.split_at(digits_end);
     let mult: u64 = match unit.trim() {
         "" | "b" => 1,
@@ -170,28 +168,20 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
     if let Some(v) = text("LEAKSCOPE_NATIVE", &mut warnings) {
         match parse_bool(v) {
             Some(b) => c.enabled = b,
-            None => warnings.push(format!(
-                "LEAKSCOPE_NATIVE={} is not 0/1/on/off; native tracking stays on",
-                shown(v)
-            )),
+            None => warnings.push(format!("LEAKSCOPE_NATIVE={} is not 0/1/on/off; native tracking stays on", shown(v))),
         }
     }
     c.socket = path("LEAKSCOPE_SOCKET", MAX_SOCKET_PATH_BYTES, &mut warnings);
     c.output = path("LEAKSCOPE_OUTPUT", MAX_PATH_BYTES, &mut warnings);
     if c.socket.is_some() && c.output.is_some() {
-        warnings.push(
-            "both LEAKSCOPE_SOCKET and LEAKSCOPE_OUTPUT are set; using the socket".to_string(),
-        );
+        warnings.push("both LEAKSCOPE_SOCKET and LEAKSCOPE_OUTPUT are set; using the socket".to_string());
         c.output = None;
     }
     c.log = path("LEAKSCOPE_LOG", MAX_PATH_BYTES, &mut warnings);
     if let Some(v) = text("LEAKSCOPE_LOG_LEVEL", &mut warnings) {
         match parse_level(v) {
             Some(l) => c.log_level = l,
-            None => warnings.push(format!(
-                "LEAKSCOPE_LOG_LEVEL={} is not debug/info/warn/error; using info",
-                shown(v)
-            )),
+            None => warnings.push(format!("LEAKSCOPE_LOG_LEVEL={} is not debug/info/warn/error; using info", shown(v))),
         }
     }
     if let Some(v) = text("LEAKSCOPE_INTERVAL", &mut warnings) {
@@ -247,10 +237,7 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
     if let Some(v) = text("LEAKSCOPE_NATIVE_MMAP", &mut warnings) {
         match parse_bool(v) {
             Some(b) => c.track_mmap = b,
-            None => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_MMAP={} is not 0/1; mmap tracking stays on",
-                shown(v)
-            )),
+            None => warnings.push(format!("LEAKSCOPE_NATIVE_MMAP={} is not 0/1; mmap tracking stays on", shown(v))),
         }
     }
     if let Some(d) = path("DOTNET_PerfMapJitDumpPath", MAX_PATH_BYTES, &mut warnings) {
@@ -268,10 +255,7 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
 /// # Safety
 /// `envp` must be null or a valid NULL-terminated array of C strings that
 /// outlive `'a`.
-pub(crate) unsafe fn env_lookup<'a>(
-    envp: *const *const libc::c_char,
-    key: &str,
-) -> Option<&'a [u8]> {
+pub(crate) unsafe fn env_lookup<'a>(envp: *const *const libc::c_char, key: &str) -> Option<&'a [u8]> {
     if envp.is_null() {
         return None;
     }
@@ -299,10 +283,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> (Config, Vec<String>) {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let m: &'static HashMap<String, String> = Box::leak(Box::new(m));
         from_lookup(|k| m.get(k).map(|v| v.as_bytes()))
     }
@@ -347,11 +328,15 @@ mod tests {
                 }
             }
         }
-        for name in ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_NATIVE_SAMPLE_BYTES", "LEAKSCOPE_NATIVE_MAX_TRACKED", "LEAKSCOPE_LOG"] {
+        for name in
+            ["LEAKSCOPE_INTERVAL", "LEAKSCOPE_NATIVE_SAMPLE_BYTES", "LEAKSCOPE_NATIVE_MAX_TRACKED", "LEAKSCOPE_LOG"]
+        {
             let (_, w) = from_lookup(|k| (k == name).then_some(&b"\xff\xfe"[..]));
             assert!(w.iter().any(|m| m.contains(name) && m.contains("UTF-8")), "{name}: {w:?}");
         }
-        for (name, value) in [("LEAKSCOPE_INTERVAL", "100000000000000000000000"), ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "NaN")] {
+        for (name, value) in
+            [("LEAKSCOPE_INTERVAL", "100000000000000000000000"), ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "NaN")]
+        {
             let (_, w) = from_lookup(|k| (k == name).then_some(value.as_bytes()));
             assert!(w.iter().any(|m| m.contains(name)), "{name}: {w:?}");
         }
@@ -398,10 +383,7 @@ mod tests {
         assert_eq!(c.max_tracked, DEFAULT_MAX_TRACKED);
         assert!(c.enabled);
         assert_eq!(w.len(), 4, "{w:?}");
-        assert!(
-            w.iter()
-                .any(|m| m.contains("LEAKSCOPE_INTERVAL=\"banana\""))
-        );
+        assert!(w.iter().any(|m| m.contains("LEAKSCOPE_INTERVAL=\"banana\"")));
     }
 
     #[test]

@@ -54,10 +54,7 @@ pub(crate) fn claim() -> (&'static ThreadCounters, bool) {
         let idx = (start + i) % POOL_SIZE;
         let Some(block) = POOL.get(idx) else { continue };
         if block.owner.load(Ordering::Relaxed) == 0
-            && block
-                .owner
-                .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            && block.owner.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok()
         {
             HIGH_WATER.fetch_max(idx as u64 + 1, Ordering::Relaxed);
             return (block, false);
@@ -102,12 +99,8 @@ impl Totals {
     fn add(&mut self, c: &ThreadCounters) {
         self.allocs = self.allocs.wrapping_add(c.allocs.load(Ordering::Relaxed));
         self.frees = self.frees.wrapping_add(c.frees.load(Ordering::Relaxed));
-        self.alloc_bytes = self
-            .alloc_bytes
-            .wrapping_add(c.alloc_bytes.load(Ordering::Relaxed));
-        self.free_bytes = self
-            .free_bytes
-            .wrapping_add(c.free_bytes.load(Ordering::Relaxed));
+        self.alloc_bytes = self.alloc_bytes.wrapping_add(c.alloc_bytes.load(Ordering::Relaxed));
+        self.free_bytes = self.free_bytes.wrapping_add(c.free_bytes.load(Ordering::Relaxed));
     }
 }
 

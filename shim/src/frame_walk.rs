@@ -41,9 +41,7 @@ fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86-64 glibc, fs:0 holds the TCB's self pointer; reading it
     // has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
     tp
 }
 
@@ -89,12 +87,7 @@ fn stack_range(ts: &ThreadState, sp: usize) -> Option<(usize, usize)> {
 ///
 /// `frame` is the trampoline's frame record (its `rbp`), or null.
 #[inline(never)]
-pub(crate) fn capture(
-    ts: &ThreadState,
-    frame: *const usize,
-    out: &mut [usize; MAX_DEPTH],
-    depth: usize,
-) -> usize {
+pub(crate) fn capture(ts: &ThreadState, frame: *const usize, out: &mut [usize; MAX_DEPTH], depth: usize) -> usize {
     let depth = depth.min(MAX_DEPTH);
     if frame.is_null() || depth == 0 {
         return 0;
@@ -125,10 +118,7 @@ pub(crate) fn capture(
         // SAFETY: `fp .. fp+16` lies inside `[lo, hi)`, a range of this
         // thread's stack validated as mapped; it is only read.
         let (n2, ret) = unsafe {
-            (
-                core::ptr::read_volatile(fp as *const usize),
-                core::ptr::read_volatile((fp + 8) as *const usize),
-            )
+            (core::ptr::read_volatile(fp as *const usize), core::ptr::read_volatile((fp + 8) as *const usize))
         };
         if ret < 4096 {
             break;

@@ -132,12 +132,7 @@ unsafe extern "C" fn realloc_impl(p: *mut c_void, size: usize, frame: *const usi
     realloc_common(p, size, frame)
 }
 
-unsafe extern "C" fn reallocarray_impl(
-    p: *mut c_void,
-    n: usize,
-    size: usize,
-    frame: *const usize,
-) -> *mut c_void {
+unsafe extern "C" fn reallocarray_impl(p: *mut c_void, n: usize, size: usize, frame: *const usize) -> *mut c_void {
     // Implemented here (not forwarded) so that glibc's reallocarray cannot
     // call our realloc and count the block twice.
     match n.checked_mul(size) {
@@ -156,9 +151,7 @@ unsafe extern "C" fn posix_memalign_impl(
     frame: *const usize,
 ) -> c_int {
     // glibc's checks, in glibc's order.
-    if align % core::mem::size_of::<usize>() != 0
-        || !(align / core::mem::size_of::<usize>()).is_power_of_two()
-    {
+    if align % core::mem::size_of::<usize>() != 0 || !(align / core::mem::size_of::<usize>()).is_power_of_two() {
         return libc::EINVAL;
     }
     // SAFETY: valid power-of-two alignment; forwards to glibc.
@@ -183,19 +176,14 @@ pub(crate) fn resolve_optional() {
     REAL_ALIGNED_ALLOC.store(p, Ordering::Release);
 }
 
-unsafe extern "C" fn aligned_alloc_impl(
-    align: usize,
-    size: usize,
-    frame: *const usize,
-) -> *mut c_void {
+unsafe extern "C" fn aligned_alloc_impl(align: usize, size: usize, frame: *const usize) -> *mut c_void {
     let f = REAL_ALIGNED_ALLOC.load(Ordering::Acquire);
     let p = if f.is_null() {
         // SAFETY: forwards to glibc's memalign (what aligned_alloc is on glibc < 2.38).
         unsafe { real::memalign(align, size) }
     } else {
         // SAFETY: `f` is glibc's aligned_alloc, resolved by dlsym.
-        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void =
-            unsafe { core::mem::transmute(f) };
+        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
         // SAFETY: forwards the caller's arguments.
         unsafe { f(align, size) }
     };

@@ -82,13 +82,9 @@ impl LiveTable {
     /// Room for about `max_tracked` samples (tables kept at most 3/4 full).
     pub(crate) fn new(max_tracked: usize) -> Option<LiveTable> {
         let per_shard = ((max_tracked.max(SHARDS) * 4 / 3) / SHARDS + 1).next_power_of_two();
-        let filter_slots = (max_tracked.max(1024) * 8)
-            .next_power_of_two()
-            .clamp(1 << 16, 1 << 24);
+        let filter_slots = (max_tracked.max(1024) * 8).next_power_of_two().clamp(1 << 16, 1 << 24);
         let filter_bits = filter_slots.trailing_zeros();
-        let entry_bytes = per_shard
-            .checked_mul(SHARDS)?
-            .checked_mul(core::mem::size_of::<Entry>())?;
+        let entry_bytes = per_shard.checked_mul(SHARDS)?.checked_mul(core::mem::size_of::<Entry>())?;
         let entries = crate::real::map_populated(entry_bytes)?.cast::<Entry>();
         let bits = crate::real::map_populated(filter_slots / 8)?.cast::<AtomicU64>();
         let counts = crate::real::map_populated(filter_slots)?;
@@ -144,8 +140,7 @@ impl LiveTable {
         // shard lock the caller holds.
         let c = unsafe { &mut *self.counts.add(slot) };
         *c = c.saturating_add(1);
-        self.bit_word(slot)
-            .fetch_or(1 << (slot & 63), Ordering::Release);
+        self.bit_word(slot).fetch_or(1 << (slot & 63), Ordering::Release);
     }
 
     /// Uncounts a sample; clears the bit when none is left. Shard lock held.
@@ -157,8 +152,7 @@ impl LiveTable {
         }
         *c = c.saturating_sub(1);
         if *c == 0 {
-            self.bit_word(slot)
-                .fetch_and(!(1 << (slot & 63)), Ordering::Release);
+            self.bit_word(slot).fetch_and(!(1 << (slot & 63)), Ordering::Release);
         }
     }
 
@@ -235,11 +229,7 @@ impl LiveTable {
                     break;
                 }
                 let k = self.home(mix2(cand.addr));
-                let stays = if hole <= j {
-                    hole < k && k <= j
-                } else {
-                    hole < k || k <= j
-                };
+                let stays = if hole <= j { hole < k && k <= j } else { hole < k || k <= j };
                 if !stays {
                     *shard.entries.add(hole) = cand;
                     hole = j;
@@ -257,11 +247,7 @@ impl LiveTable {
     /// (the exit path), a shard that stays busy is skipped instead of waited for.
     pub(crate) fn snapshot(&self, out: &mut Vec<Entry>, bounded: bool) {
         for shard in self.shards.iter() {
-            let g = if bounded {
-                shard.lock.try_lock_patiently()
-            } else {
-                shard.lock.lock()
-            };
+            let g = if bounded { shard.lock.try_lock_patiently() } else { shard.lock.lock() };
             let Some(_g) = g else { continue };
             // SAFETY: the shard lock is held.
             unsafe {
@@ -281,12 +267,7 @@ mod tests {
     use super::*;
 
     fn e(addr: usize, size: usize) -> Entry {
-        Entry {
-            addr,
-            size,
-            stack: 1,
-            tick: 0,
-        }
+        Entry { addr, size, stack: 1, tick: 0 }
     }
 
     #[test]

@@ -67,12 +67,7 @@ fn log_fd() -> Option<i32> {
     if fd < 0 {
         return None;
     }
-    if identity(fd)
-        != Some((
-            LOG_DEV.load(Ordering::Relaxed),
-            LOG_INO.load(Ordering::Relaxed),
-        ))
-    {
+    if identity(fd) != Some((LOG_DEV.load(Ordering::Relaxed), LOG_INO.load(Ordering::Relaxed))) {
         LOG_FD.store(-1, Ordering::Release);
         return None;
     }
@@ -87,10 +82,7 @@ pub(crate) struct StackBuf<const N: usize> {
 
 impl<const N: usize> StackBuf<N> {
     pub(crate) const fn new() -> Self {
-        StackBuf {
-            buf: [0; N],
-            len: 0,
-        }
+        StackBuf { buf: [0; N], len: 0 }
     }
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
@@ -116,13 +108,7 @@ impl<const N: usize> Write for StackBuf<N> {
 
 fn format_line(level: Level, args: fmt::Arguments<'_>) -> StackBuf<1024> {
     let mut b = StackBuf::<1024>::new();
-    let _ = write!(
-        b,
-        "leakscope-shim[{}:{}] {} ",
-        sys::getpid(),
-        sys::gettid(),
-        level.name()
-    );
+    let _ = write!(b, "leakscope-shim[{}:{}] {} ", sys::getpid(), sys::gettid(), level.name());
     let _ = b.write_fmt(args);
     if b.len >= 1023 {
         b.len = 1023;

@@ -43,8 +43,7 @@ pub(crate) struct Locked<'a> {
 impl MmapTable {
     pub(crate) fn new(cap: usize) -> Option<MmapTable> {
         let cap = cap.max(16);
-        let ranges = crate::real::map_zeroed(cap.checked_mul(core::mem::size_of::<Range>())?)?
-            .cast::<Range>();
+        let ranges = crate::real::map_zeroed(cap.checked_mul(core::mem::size_of::<Range>())?)?.cast::<Range>();
         Some(MmapTable {
             lock: SpinLock::new(),
             len: UnsafeCell::new(0),
@@ -65,18 +64,12 @@ impl MmapTable {
     }
 
     pub(crate) fn lock(&self) -> Option<Locked<'_>> {
-        Some(Locked {
-            t: self,
-            _g: self.lock.lock()?,
-        })
+        Some(Locked { t: self, _g: self.lock.lock()? })
     }
 
     /// Like `lock`, but gives up after spinning and a few yields.
     pub(crate) fn try_lock_patiently(&self) -> Option<Locked<'_>> {
-        Some(Locked {
-            t: self,
-            _g: self.lock.try_lock_patiently()?,
-        })
+        Some(Locked { t: self, _g: self.lock.try_lock_patiently()? })
     }
 }
 
@@ -116,9 +109,7 @@ impl Locked<'_> {
             first_stack.get_or_insert(r.stack);
             let cut_lo = r.start.max(start);
             let cut_hi = r.end.min(end);
-            self.t
-                .bytes
-                .fetch_sub((cut_hi - cut_lo) as u64, Ordering::Relaxed);
+            self.t.bytes.fetch_sub((cut_hi - cut_lo) as u64, Ordering::Relaxed);
             let keep_left = r.start < start;
             let keep_right = r.end > end;
             match (keep_left, keep_right) {
@@ -144,15 +135,9 @@ impl Locked<'_> {
                         x.end = start;
                     }
                     // The right part stays counted (only the hole was subtracted).
-                    let right = Range {
-                        start: end,
-                        end: r.end,
-                        stack: r.stack,
-                    };
+                    let right = Range { start: end, end: r.end, stack: r.stack };
                     if !self.insert_at(i + 1, right) {
-                        self.t
-                            .bytes
-                            .fetch_sub((r.end - end) as u64, Ordering::Relaxed);
+                        self.t.bytes.fetch_sub((r.end - end) as u64, Ordering::Relaxed);
                         self.t.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                     break;
@@ -185,9 +170,7 @@ impl Locked<'_> {
         self.remove(start, end);
         let i = self.lower_bound(start);
         if self.insert_at(i, Range { start, end, stack }) {
-            self.t
-                .bytes
-                .fetch_add((end - start) as u64, Ordering::Relaxed);
+            self.t.bytes.fetch_add((end - start) as u64, Ordering::Relaxed);
         } else {
             self.t.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -220,21 +203,9 @@ mod tests {
         assert_eq!(
             v,
             vec![
-                Range {
-                    start: 0x10000,
-                    end: 0x14000,
-                    stack: 1
-                },
-                Range {
-                    start: 0x15000,
-                    end: 0x1f000,
-                    stack: 1
-                },
-                Range {
-                    start: 0x31000,
-                    end: 0x34000,
-                    stack: 2
-                },
+                Range { start: 0x10000, end: 0x14000, stack: 1 },
+                Range { start: 0x15000, end: 0x1f000, stack: 1 },
+                Range { start: 0x31000, end: 0x34000, stack: 2 },
             ]
         );
         // MAP_FIXED over an existing range replaces it

@@ -46,11 +46,7 @@ pub(crate) fn header_usable(p: *mut c_void) -> usize {
     // it is its chunk's size field, readable for the block's lifetime.
     let size = unsafe { *(p as *const usize).sub(1) };
     let chunk = size & !7;
-    if size & 2 != 0 {
-        chunk.wrapping_sub(16)
-    } else {
-        chunk.wrapping_sub(8)
-    }
+    if size & 2 != 0 { chunk.wrapping_sub(16) } else { chunk.wrapping_sub(8) }
 }
 
 /// Usable size of `p`, a live block returned by glibc's allocator.
@@ -85,21 +81,7 @@ pub(crate) fn header_layout_verified() -> bool {
 #[inline(never)]
 fn check_header_layout() {
     let mut ok = true;
-    for &n in &[
-        0usize,
-        1,
-        8,
-        24,
-        25,
-        100,
-        1000,
-        1024,
-        4096,
-        70_000,
-        200_000,
-        1 << 20,
-        3 << 20,
-    ] {
+    for &n in &[0usize, 1, 8, 24, 25, 100, 1000, 1024, 4096, 70_000, 200_000, 1 << 20, 3 << 20] {
         // SAFETY: plain glibc calls on blocks we own and free right away.
         unsafe {
             let p = malloc(n);
@@ -130,26 +112,12 @@ pub(crate) fn header_shortcut() -> bool {
 ///
 /// # Safety
 /// Same contract as `mmap(2)`.
-pub(crate) unsafe fn mmap(
-    addr: *mut c_void,
-    len: usize,
-    prot: i32,
-    flags: i32,
-    fd: i32,
-    off: i64,
-) -> *mut c_void {
+pub(crate) unsafe fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut c_void {
     // SAFETY: the caller upholds mmap(2)'s contract; `syscall` sets errno and
     // returns -1 (== MAP_FAILED) on failure, like glibc's wrapper.
     unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            addr,
-            len,
-            prot as libc::c_long,
-            flags as libc::c_long,
-            fd as libc::c_long,
-            off,
-        ) as *mut c_void
+        libc::syscall(libc::SYS_mmap, addr, len, prot as libc::c_long, flags as libc::c_long, fd as libc::c_long, off)
+            as *mut c_void
     }
 }
 
@@ -175,16 +143,7 @@ pub(crate) unsafe fn mremap(
     new_addr: *mut c_void,
 ) -> *mut c_void {
     // SAFETY: see the function contract.
-    unsafe {
-        libc::syscall(
-            libc::SYS_mremap,
-            old,
-            old_len,
-            new_len,
-            flags as libc::c_long,
-            new_addr,
-        ) as *mut c_void
-    }
+    unsafe { libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags as libc::c_long, new_addr) as *mut c_void }
 }
 
 /// Like [`map_zeroed`], but backed by memory right away, for small tables
@@ -223,9 +182,5 @@ pub(crate) fn map_zeroed(len: usize) -> Option<*mut u8> {
             0,
         )
     };
-    if p == libc::MAP_FAILED || p.is_null() {
-        None
-    } else {
-        Some(p.cast())
-    }
+    if p == libc::MAP_FAILED || p.is_null() { None } else { Some(p.cast()) }
 }

@@ -35,10 +35,8 @@ pub(crate) fn fast_ln(x: f64) -> f64 {
     // ln(m) = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.1716
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
-    let series = s
-        * (2.0
-            + s2 * (2.0 / 3.0
-                + s2 * (2.0 / 5.0 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0 + s2 * (2.0 / 11.0))))));
+    let series =
+        s * (2.0 + s2 * (2.0 / 3.0 + s2 * (2.0 / 5.0 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0 + s2 * (2.0 / 11.0))))));
     e as f64 * core::f64::consts::LN_2 + series
 }
 
@@ -47,18 +45,12 @@ pub(crate) fn draw(mean: u64, rng: &mut u64) -> i64 {
     // 53 random bits -> u in (0, 1]
     let u = ((next_u64(rng) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
     let d = -fast_ln(u) * mean as f64;
-    if d >= (i64::MAX / 2) as f64 {
-        i64::MAX / 2
-    } else {
-        d as i64
-    }
+    if d >= (i64::MAX / 2) as f64 { i64::MAX / 2 } else { d as i64 }
 }
 
 /// Seeds a thread's generator (never zero).
 pub(crate) fn seed(tid: i32, salt: u64) -> u64 {
-    let mut s = (tid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ salt.rotate_left(17)
-        ^ 0xD1B5_4A32_D192_ED03;
+    let mut s = (tid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.rotate_left(17) ^ 0xD1B5_4A32_D192_ED03;
     let _ = next_u64(&mut s);
     if s == 0 { 0x1234_5678_9ABC_DEF1 } else { s }
 }
@@ -78,15 +70,10 @@ mod tests {
 
     #[test]
     fn fast_ln_matches_std() {
-        for &x in &[
-            1e-300, 1e-12, 0.001, 0.1, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 10.0, 1e6, 1e300,
-        ] {
+        for &x in &[1e-300, 1e-12, 0.001, 0.1, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 10.0, 1e6, 1e300] {
             let got = fast_ln(x);
             let want = f64::ln(x);
-            assert!(
-                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
-                "ln({x}) = {got}, want {want}"
-            );
+            assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "ln({x}) = {got}, want {want}");
         }
     }
 
@@ -121,14 +108,8 @@ mod tests {
                 }
             }
             let ratio = est_bytes / (n * size) as f64;
-            assert!(
-                (ratio - 1.0).abs() < 0.03,
-                "size {size}: bytes ratio {ratio}"
-            );
-            assert!(
-                (est_allocs / n as f64 - 1.0).abs() < 0.03,
-                "size {size}: allocs ratio"
-            );
+            assert!((ratio - 1.0).abs() < 0.03, "size {size}: bytes ratio {ratio}");
+            assert!((est_allocs / n as f64 - 1.0).abs() < 0.03, "size {size}: allocs ratio");
         }
     }
 }

@@ -31,17 +31,12 @@ impl Drop for SpinGuard<'_> {
 
 impl SpinLock {
     pub(crate) const fn new() -> Self {
-        SpinLock {
-            word: AtomicU32::new(0),
-        }
+        SpinLock { word: AtomicU32::new(0) }
     }
 
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_>> {
         if self.word.load(Ordering::Relaxed) == 0
-            && self
-                .word
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            && self.word.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
         {
             Some(SpinGuard { lock: self })
         } else {

@@ -63,8 +63,7 @@ impl StackTable {
         let slot_bytes = cap.checked_mul(core::mem::size_of::<Slot>())?;
         let slots = crate::real::map_populated(slot_bytes)?.cast::<Slot>();
         let arena_cap = cap.checked_mul(16)?.min(u32::MAX as usize / 2);
-        let arena =
-            crate::real::map_zeroed(arena_cap * core::mem::size_of::<usize>())?.cast::<usize>();
+        let arena = crate::real::map_zeroed(arena_cap * core::mem::size_of::<usize>())?.cast::<usize>();
         Some(StackTable {
             slots,
             mask: cap - 1,
@@ -80,8 +79,7 @@ impl StackTable {
     }
 
     pub(crate) fn mapped_bytes(&self) -> usize {
-        self.capacity() * core::mem::size_of::<Slot>()
-            + self.arena_cap as usize * core::mem::size_of::<usize>()
+        self.capacity() * core::mem::size_of::<Slot>() + self.arena_cap as usize * core::mem::size_of::<usize>()
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -131,11 +129,7 @@ impl StackTable {
                     None => break,
                 },
             };
-            if slot
-                .hash
-                .compare_exchange(EMPTY, h, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
+            if slot.hash.compare_exchange(EMPTY, h, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 // SAFETY: we won the CAS and reserved `off..off+len` in the
                 // arena: no one else writes either; readers wait for `ready`.
                 unsafe {
@@ -206,11 +200,7 @@ mod tests {
             .map(|k| {
                 let t = t.clone();
                 std::thread::Builder::new()
-                    .spawn(move || {
-                        (0..1000usize)
-                            .map(|i| t.intern(&[i % 300, k % 2]))
-                            .collect::<Vec<_>>()
-                    })
+                    .spawn(move || (0..1000usize).map(|i| t.intern(&[i % 300, k % 2])).collect::<Vec<_>>())
                     .unwrap()
             })
             .collect();

@@ -13,9 +13,7 @@
 //! very first malloc, before the constructor; totals are exact from the start.
 
 use core::ffi::c_void;
-use core::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering,
-};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::config::{self, Config};
@@ -116,10 +114,7 @@ pub(crate) fn go_off(reason: &str) {
 /// `envp` must be the NULL-terminated environment the loader passes to
 /// `.init_array` functions (or null).
 pub(crate) unsafe fn init(envp: *const *const libc::c_char) {
-    if STATE
-        .compare_exchange(BOOT, INIT, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
+    if STATE.compare_exchange(BOOT, INIT, Ordering::AcqRel, Ordering::Relaxed).is_err() {
         return;
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
@@ -166,20 +161,14 @@ fn object_of(addr: *const c_void) -> Option<String> {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    Some(
-        unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    Some(unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned())
 }
 
 /// This library's own path (looked up once: `dladdr` takes the loader lock).
 pub(crate) fn own_path() -> String {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        object_of(own_path as *const c_void).unwrap_or_else(|| "libleakscope_shim.so".to_string())
-    })
-    .clone()
+    PATH.get_or_init(|| object_of(own_path as *const c_void).unwrap_or_else(|| "libleakscope_shim.so".to_string()))
+        .clone()
 }
 
 /// Checks that `malloc` and `free` as the process sees them are ours (the
@@ -216,12 +205,7 @@ fn init_inner(cfg: Config, mut warnings: Vec<String>) {
     if let Err(r) = check_first() {
         go_off(&r);
         error!("native tracking off: {r}");
-        writer::announce_off(
-            &cfg,
-            &warnings,
-            "error",
-            &format!("native tracking off: {r}"),
-        );
+        writer::announce_off(&cfg, &warnings, "error", &format!("native tracking off: {r}"));
         return;
     }
     // Preloaded: our TLS is static, hooks may skip __tls_get_addr.
@@ -283,11 +267,7 @@ fn make_tables(cfg: &Config) -> Option<Tables> {
     Some(Tables {
         live: LiveTable::new(cfg.max_tracked)?,
         stacks: StackTable::new(16384)?,
-        mmaps: if cfg.track_mmap {
-            Some(MmapTable::new(16384)?)
-        } else {
-            None
-        },
+        mmaps: if cfg.track_mmap { Some(MmapTable::new(16384)?) } else { None },
         mean_bytes: cfg.mean_bytes,
         max_depth: cfg.max_depth,
     })
@@ -300,9 +280,7 @@ extern "C" fn after_fork_in_child() {
     if STATE.load(Ordering::Relaxed) == ENABLED {
         crate::fast::disarm();
         STATE.store(CHILD, Ordering::Release);
-        info!(
-            "forked child: native tracking off in this process (programs it execs are tracked afresh)"
-        );
+        info!("forked child: native tracking off in this process (programs it execs are tracked afresh)");
     }
 }
 

@@ -38,15 +38,10 @@ pub(crate) fn set_errno(v: i32) {
 }
 
 fn clock_ms(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-pointer; clock_gettime is a vDSO call.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1000)
-        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
+    (ts.tv_sec as u64).wrapping_mul(1000).wrapping_add(ts.tv_nsec as u64 / 1_000_000)
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -58,27 +53,17 @@ pub(crate) fn monotonic_ms() -> u64 {
 }
 
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
 pub(crate) fn sleep_ms(ms: u64) {
-    let mut ts = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
-    };
+    let mut ts =
+        libc::timespec { tv_sec: (ms / 1000) as libc::time_t, tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long };
     loop {
-        let mut rem = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut rem = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: valid in/out pointers.
         let r = unsafe { libc::nanosleep(&ts, &mut rem) };
         if r == 0 || errno() != libc::EINTR {
@@ -280,9 +265,8 @@ pub(crate) fn open_regular_readonly(path: &str, nofollow: bool) -> Option<i32> {
     if fd < 0 {
         return None;
     }
-    let ok = fstat(fd).is_some_and(|st| {
-        if nofollow { acceptable(&st).is_ok() } else { st.st_mode & libc::S_IFMT == libc::S_IFREG }
-    });
+    let ok = fstat(fd)
+        .is_some_and(|st| if nofollow { acceptable(&st).is_ok() } else { st.st_mode & libc::S_IFMT == libc::S_IFREG });
     if !ok {
         // SAFETY: `fd` was opened just above.
         unsafe { libc::close(fd) };
@@ -393,14 +377,7 @@ pub(crate) fn pread(fd: i32, buf: &mut [u8], off: u64) -> usize {
     while done < buf.len() {
         let rest = buf.get_mut(done..).unwrap_or(&mut []);
         // SAFETY: `rest` is a valid writable slice.
-        let r = unsafe {
-            libc::pread(
-                fd,
-                rest.as_mut_ptr().cast(),
-                rest.len(),
-                (off + done as u64) as libc::off_t,
-            )
-        };
+        let r = unsafe { libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), (off + done as u64) as libc::off_t) };
         if r < 0 && errno() == libc::EINTR {
             continue;
         }
@@ -467,7 +444,8 @@ mod tests {
 
         // Someone else's file (needs root to make, as CI runs).
         std::fs::write(at("theirs"), "").unwrap();
-        std::os::unix::fs::chown(at("theirs"), Some(65534), Some(65534)).expect("chown to nobody needs root (CI runs as root)");
+        std::os::unix::fs::chown(at("theirs"), Some(65534), Some(65534))
+            .expect("chown to nobody needs root (CI runs as root)");
         assert!(open_private_append("LEAKSCOPE_OUTPUT", &at("theirs")).unwrap_err().contains("belongs to uid 65534"));
     }
 

@@ -118,10 +118,7 @@ pub(crate) fn unrelease(p: *mut c_void, undo: Option<(usize, Option<Entry>)>) {
         bump(&c.alloc_bytes, u as u64, shared);
         if let (Some(e), Some(tables)) = (removed, state::tables()) {
             if let Some(_busy) = t.enter() {
-                let _ = tables.live.insert(Entry {
-                    addr: p as usize,
-                    ..e
-                });
+                let _ = tables.live.insert(Entry { addr: p as usize, ..e });
             }
         }
     });
@@ -173,12 +170,8 @@ fn sample(t: &ThreadState, p: *mut c_void, u: usize, frame: *const usize) {
     let mut ips = [0usize; frame_walk::MAX_DEPTH];
     let n = frame_walk::capture(t, frame, &mut ips, tables.max_depth);
     let id = tables.stacks.intern(ips.get(..n).unwrap_or(&[]));
-    let _ = tables.live.insert(Entry {
-        addr: p as usize,
-        size: u,
-        stack: id,
-        tick: state::TICK.load(Ordering::Relaxed),
-    });
+    let _ =
+        tables.live.insert(Entry { addr: p as usize, size: u, stack: id, tick: state::TICK.load(Ordering::Relaxed) });
 }
 
 fn page_round(len: usize) -> usize {
@@ -187,9 +180,7 @@ fn page_round(len: usize) -> usize {
 
 /// Runs `f` with the mmap table locked and this thread marked busy, if
 /// mapping tracking is on and this thread is not already inside the shim.
-fn with_mmaps<R>(
-    f: impl FnOnce(&mut crate::mmaps::Locked<'_>, &ThreadState, &Tables) -> R,
-) -> Option<R> {
+fn with_mmaps<R>(f: impl FnOnce(&mut crate::mmaps::Locked<'_>, &ThreadState, &Tables) -> R) -> Option<R> {
     if state::state() != ENABLED {
         return None;
     }
@@ -259,10 +250,7 @@ pub(crate) fn mmap(
 /// thread before we unmap it), then unmaps.
 pub(crate) fn munmap(addr: *mut c_void, len: usize) -> i32 {
     with_mmaps(|l, _, _| {
-        l.remove(
-            addr as usize,
-            (addr as usize).saturating_add(page_round(len)),
-        );
+        l.remove(addr as usize, (addr as usize).saturating_add(page_round(len)));
     });
     // SAFETY: forwards the caller's arguments unchanged.
     unsafe { real::munmap(addr, len) }
@@ -286,11 +274,7 @@ pub(crate) fn mremap(
         if r != libc::MAP_FAILED {
             let (os, oe) = (old as usize, old as usize + page_round(old_len));
             // MREMAP_DONTUNMAP leaves the old range mapped (and empty).
-            let stack = if flags & 4 != 0 {
-                None
-            } else {
-                l.remove(os, oe)
-            };
+            let stack = if flags & 4 != 0 { None } else { l.remove(os, oe) };
             if let Some(id) = stack {
                 l.insert(r as usize, r as usize + page_round(new_len), id);
             }

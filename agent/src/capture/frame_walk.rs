@@ -209,7 +209,8 @@ pub fn walk(verdicts: &Verdicts, record: usize, limit: usize, out: &mut Walk) {
                 if caller <= rbp || !readable(caller) {
                     return;
                 }
-                let Some(tier0) = (rbp + 16..caller).step_by(8).rev().take(MAX_OSR_SCAN).find(|&t| read(t) == caller) else {
+                let Some(tier0) = (rbp + 16..caller).step_by(8).rev().take(MAX_OSR_SCAN).find(|&t| read(t) == caller)
+                else {
                     return;
                 };
                 ret = read(tier0 + 8);

@@ -174,7 +174,12 @@ fn parse_root_edges(payload: &[u8], state: &mut State) -> Option<()> {
     let (count, values) = bulk_header(payload)?;
     for i in 0..count as usize {
         let v = values.get(i * SIZE..(i + 1) * SIZE)?;
-        let root = DumpRoot { object: u64_at(v, 0)? as ObjectID, kind: v[8], flags: u32_at(v, 9)?, id: u64_at(v, 13)? as usize };
+        let root = DumpRoot {
+            object: u64_at(v, 0)? as ObjectID,
+            kind: v[8],
+            flags: u32_at(v, 9)?,
+            id: u64_at(v, 13)? as usize,
+        };
         // A weak reference keeps nothing alive.
         if root.object == 0 || root.flags & flag::WEAK_REF != 0 {
             continue;

@@ -82,13 +82,23 @@ pub struct Sample {
 pub enum Event {
     Sample(Sample),
     GcStart(GcStart),
-    GcEnd { count: u32, depth: u32 },
+    GcEnd {
+        count: u32,
+        depth: u32,
+    },
     HeapStats(HeapStats),
-    SuspendBegin { at_ns: u64 },
-    RestartEnd { at_ns: u64 },
+    SuspendBegin {
+        at_ns: u64,
+    },
+    RestartEnd {
+        at_ns: u64,
+    },
     /// A module is unloading: resolve everything queued before this, forget code addresses,
     /// then acknowledge number `ticket` (`Unloads::done`).
-    ModuleUnloading { module: ModuleID, ticket: u64 },
+    ModuleUnloading {
+        module: ModuleID,
+        ticket: u64,
+    },
     /// Sent by `Shutdown`: flush and stop.
     Stop,
 }
@@ -226,7 +236,15 @@ impl ProviderFilter {
 impl Capture {
     /// Entry for every EventPipe event of the runtime provider.
     /// `frame`: the frame record of the callback's entry trampoline, where a stack walk starts.
-    pub fn on_event(&self, info: &ProfilerInfo, provider: EventPipeProvider, id: u32, version: u32, payload: &[u8], frame: usize) {
+    pub fn on_event(
+        &self,
+        info: &ProfilerInfo,
+        provider: EventPipeProvider,
+        id: u32,
+        version: u32,
+        payload: &[u8],
+        frame: usize,
+    ) {
         if self.providers.is_runtime(info, provider) {
             self.on_runtime_event(info, id, version, payload, frame);
         }

@@ -24,9 +24,7 @@ pub fn capture_current_thread(info: &ProfilerInfo, limit: usize) -> Vec<Frame> {
     let mut walk = Walk { frames: Vec::with_capacity(limit.min(32)), limit };
     // SAFETY: `on_frame` receives `&mut walk` back as client data; `walk` outlives the call,
     // which is synchronous.
-    let _ = unsafe {
-        info.do_stack_snapshot_current_thread(on_frame::<Walk>, &mut walk as *mut Walk as *mut c_void)
-    };
+    let _ = unsafe { info.do_stack_snapshot_current_thread(on_frame::<Walk>, &mut walk as *mut Walk as *mut c_void) };
     walk.frames
 }
 

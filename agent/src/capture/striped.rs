@@ -59,9 +59,11 @@ mod tests {
         let threads: Vec<_> = (0..5)
             .map(|_| {
                 let c = c.clone();
-                std::thread::spawn(move || (0..1000).for_each(|_| {
-                    c.fetch_add(2, Ordering::Relaxed);
-                }))
+                std::thread::spawn(move || {
+                    (0..1000).for_each(|_| {
+                        c.fetch_add(2, Ordering::Relaxed);
+                    })
+                })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());

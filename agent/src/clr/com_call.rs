@@ -24,8 +24,7 @@ pub unsafe fn method<F: Copy>(this: *mut c_void, slot: usize) -> F {
     }
 }
 
-pub type QueryInterfaceFn =
-    unsafe extern "system" fn(*mut c_void, *const GUID, *mut *mut c_void) -> HRESULT;
+pub type QueryInterfaceFn = unsafe extern "system" fn(*mut c_void, *const GUID, *mut *mut c_void) -> HRESULT;
 pub type RefCountFn = unsafe extern "system" fn(*mut c_void) -> u32;
 
 /// `IUnknown::QueryInterface` (slot 0).

@@ -314,7 +314,8 @@ mod tests {
         let mut odd = good.clone();
         odd.push(0);
         assert_eq!(parse_allocation_sampled(0, &odd), None, "1 byte too many");
-        let unterminated: Vec<u8> = good[..14].iter().copied().chain("Name".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let unterminated: Vec<u8> =
+            good[..14].iter().copied().chain("Name".encode_utf16().flat_map(u16::to_le_bytes)).collect();
         assert_eq!(parse_allocation_sampled(0, &unterminated), None, "type name without its NUL");
         assert_eq!(parse_allocation_sampled(0, &allocation_sampled("A", &[0x1003, 24, 0])), None, "misaligned address");
         assert_eq!(parse_allocation_sampled(0, &allocation_sampled("A", &[0, 24, 0])), None, "null address");

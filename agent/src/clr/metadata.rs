@@ -3,9 +3,9 @@
 
 use std::ffi::c_void;
 
-use super::types::*;
-use super::gate;
 use super::com_call::{method, release};
+use super::gate;
+use super::types::*;
 
 mod slot {
     pub const CLOSE_ENUM: usize = 3;
@@ -68,7 +68,13 @@ impl MetaDataImport {
 
     pub fn type_def_props(&self, type_def: mdToken) -> Result<TypeDefProps, HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, mdToken, *mut WCHAR, u32, *mut u32, *mut u32, *mut mdToken,
+            *mut c_void,
+            mdToken,
+            *mut WCHAR,
+            u32,
+            *mut u32,
+            *mut u32,
+            *mut mdToken,
         ) -> HRESULT;
         let mut flags = 0u32;
         let mut extends: mdToken = 0;
@@ -76,7 +82,13 @@ impl MetaDataImport {
             // SAFETY: slot 12 is GetTypeDefProps; `buf` has room for `cap` UTF-16 units.
             gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_TYPE_DEF_PROPS)(
-                    self.ptr, type_def, buf, cap, len, &mut flags, &mut extends,
+                    self.ptr,
+                    type_def,
+                    buf,
+                    cap,
+                    len,
+                    &mut flags,
+                    &mut extends,
                 )
             })
         })?;
@@ -90,7 +102,9 @@ impl MetaDataImport {
         read_string(|buf, cap, len| {
             // SAFETY: slot 14 is GetTypeRefProps(mdTypeRef, mdToken*, LPWSTR, ULONG, ULONG*);
             // `buf` has room for `cap` UTF-16 units.
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_TYPE_REF_PROPS)(self.ptr, type_ref, &mut scope, buf, cap, len) })
+            gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::GET_TYPE_REF_PROPS)(self.ptr, type_ref, &mut scope, buf, cap, len)
+            })
         })
     }
 
@@ -99,17 +113,25 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, mdToken, *mut mdToken) -> HRESULT;
         let mut enclosing: mdToken = 0;
         // SAFETY: slot 62 is GetNestedClassProps(mdTypeDef, mdTypeDef*).
-        let hr = gate::RUNTIME.call(|| unsafe {
-            method::<F>(self.ptr, slot::GET_NESTED_CLASS_PROPS)(self.ptr, nested, &mut enclosing)
-        });
+        let hr = gate::RUNTIME
+            .call(|| unsafe { method::<F>(self.ptr, slot::GET_NESTED_CLASS_PROPS)(self.ptr, nested, &mut enclosing) });
         (hr == S_OK && enclosing != 0 && enclosing != nested).then_some(enclosing)
     }
 
     /// A method's name and the TypeDef that declares it.
     pub fn method_props(&self, method_def: mdToken) -> Result<(String, mdToken), HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, mdToken, *mut mdToken, *mut WCHAR, u32, *mut u32, *mut u32,
-            *mut *const u8, *mut u32, *mut u32, *mut u32,
+            *mut c_void,
+            mdToken,
+            *mut mdToken,
+            *mut WCHAR,
+            u32,
+            *mut u32,
+            *mut u32,
+            *mut *const u8,
+            *mut u32,
+            *mut u32,
+            *mut u32,
         ) -> HRESULT;
         let mut class: mdToken = 0;
         let mut attributes = 0u32;
@@ -122,8 +144,17 @@ impl MetaDataImport {
             // for `cap` UTF-16 units.
             gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_METHOD_PROPS)(
-                    self.ptr, method_def, &mut class, buf, cap, len, &mut attributes,
-                    &mut signature, &mut signature_len, &mut rva, &mut impl_flags,
+                    self.ptr,
+                    method_def,
+                    &mut class,
+                    buf,
+                    cap,
+                    len,
+                    &mut attributes,
+                    &mut signature,
+                    &mut signature_len,
+                    &mut rva,
+                    &mut impl_flags,
                 )
             })
         })?;
@@ -137,7 +168,8 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 6 is EnumTypeDefs(HCORENUM*, mdTypeDef[], ULONG, ULONG*).
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_TYPE_DEFS)(self.ptr, handle, buf, cap, len) })
+            gate::RUNTIME
+                .call(|| unsafe { method::<F>(self.ptr, slot::ENUM_TYPE_DEFS)(self.ptr, handle, buf, cap, len) })
         })
     }
 
@@ -146,7 +178,8 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 20 is EnumFields(HCORENUM*, mdTypeDef, mdFieldDef[], ULONG, ULONG*).
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_FIELDS)(self.ptr, handle, type_def, buf, cap, len) })
+            gate::RUNTIME
+                .call(|| unsafe { method::<F>(self.ptr, slot::ENUM_FIELDS)(self.ptr, handle, type_def, buf, cap, len) })
         })
     }
 
@@ -155,14 +188,26 @@ impl MetaDataImport {
         type F = unsafe extern "system" fn(*mut c_void, *mut usize, mdToken, *mut mdToken, u32, *mut u32) -> HRESULT;
         self.enumerate(|handle, buf, cap, len| {
             // SAFETY: slot 18 is EnumMethods(HCORENUM*, mdTypeDef, mdMethodDef[], ULONG, ULONG*).
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_METHODS)(self.ptr, handle, type_def, buf, cap, len) })
+            gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::ENUM_METHODS)(self.ptr, handle, type_def, buf, cap, len)
+            })
         })
     }
 
     pub fn field_props(&self, field: mdToken) -> Result<FieldProps, HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, mdToken, *mut mdToken, *mut WCHAR, u32, *mut u32, *mut u32, *mut *const u8, *mut u32,
-            *mut u32, *mut *const c_void, *mut u32,
+            *mut c_void,
+            mdToken,
+            *mut mdToken,
+            *mut WCHAR,
+            u32,
+            *mut u32,
+            *mut u32,
+            *mut *const u8,
+            *mut u32,
+            *mut u32,
+            *mut *const c_void,
+            *mut u32,
         ) -> HRESULT;
         let mut class: mdToken = 0;
         let mut flags = 0u32;
@@ -176,8 +221,18 @@ impl MetaDataImport {
             // `cap` UTF-16 units.
             gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_FIELD_PROPS)(
-                    self.ptr, field, &mut class, buf, cap, len, &mut flags, &mut signature, &mut signature_len,
-                    &mut constant_type, &mut constant, &mut constant_len,
+                    self.ptr,
+                    field,
+                    &mut class,
+                    buf,
+                    cap,
+                    len,
+                    &mut flags,
+                    &mut signature,
+                    &mut signature_len,
+                    &mut constant_type,
+                    &mut constant,
+                    &mut constant_len,
                 )
             })
         })?;
@@ -228,9 +283,7 @@ impl Drop for MetaDataImport {
 }
 
 /// The metadata API's two-call pattern: try a stack buffer, retry with the reported length.
-fn read_string(
-    mut call: impl FnMut(*mut WCHAR, u32, *mut u32) -> HRESULT,
-) -> Result<String, HRESULT> {
+fn read_string(mut call: impl FnMut(*mut WCHAR, u32, *mut u32) -> HRESULT) -> Result<String, HRESULT> {
     let mut buf = vec![0u16; 512];
     let mut len = 0u32;
     for _ in 0..2 {

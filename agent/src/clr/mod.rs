@@ -2,6 +2,7 @@
 //! COM interfaces CoreCLR gives us (`ICorProfilerInfo*`, `IMetaDataImport`), plus parsers for
 //! the runtime events we subscribe to, and the callbacks its walks call (`walks.rs`).
 
+pub mod com_call;
 pub mod events;
 pub mod gate;
 pub mod guids;
@@ -9,5 +10,4 @@ pub mod metadata;
 pub mod pdb;
 pub mod profiler_info;
 pub mod types;
-pub mod com_call;
 pub mod walks;

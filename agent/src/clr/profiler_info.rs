@@ -6,9 +6,9 @@
 
 use std::ffi::c_void;
 
-use super::types::*;
-use super::gate;
 use super::com_call::{method, release};
+use super::gate;
+use super::types::*;
 use super::{guids, metadata::MetaDataImport};
 
 /// The methods that look into code, modules, objects and statics.
@@ -200,8 +200,16 @@ impl ProfilerInfo {
     pub fn runtime_version(&self) -> Result<RuntimeVersion, HRESULT> {
         self.require(3)?;
         type F = unsafe extern "system" fn(
-            *mut c_void, *mut u16, *mut u32, *mut u16, *mut u16, *mut u16, *mut u16, u32,
-            *mut u32, *mut WCHAR,
+            *mut c_void,
+            *mut u16,
+            *mut u32,
+            *mut u16,
+            *mut u16,
+            *mut u16,
+            *mut u16,
+            u32,
+            *mut u32,
+            *mut WCHAR,
         ) -> HRESULT;
         let mut v = RuntimeVersion::default();
         let mut runtime_type = 0u32;
@@ -209,8 +217,16 @@ impl ProfilerInfo {
         // and a zero-length version-string buffer is allowed.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_RUNTIME_INFORMATION)(
-                self.ptr, std::ptr::null_mut(), &mut runtime_type, &mut v.major, &mut v.minor,
-                &mut v.build, &mut v.qfe, 0, std::ptr::null_mut(), std::ptr::null_mut(),
+                self.ptr,
+                std::ptr::null_mut(),
+                &mut runtime_type,
+                &mut v.major,
+                &mut v.minor,
+                &mut v.build,
+                &mut v.qfe,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
             )
         }))?;
         Ok(v)
@@ -222,7 +238,10 @@ impl ProfilerInfo {
         self.require(3)?;
         type F = unsafe extern "system" fn(*mut c_void, u32) -> HRESULT;
         // SAFETY: Info3 slot 58 is RequestProfilerDetach(DWORD dwExpectedCompletionMilliseconds).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::REQUEST_PROFILER_DETACH)(self.ptr, expected_ms) }))
+        check(
+            gate::RUNTIME
+                .call(|| unsafe { method::<F>(self.ptr, slot::REQUEST_PROFILER_DETACH)(self.ptr, expected_ms) }),
+        )
     }
 
     /// Must be called on a thread the profiler created before it uses other methods.
@@ -234,20 +253,25 @@ impl ProfilerInfo {
     }
 
     /// Starts an in-process EventPipe session delivering events to `EventPipeEventDelivered`.
-    pub fn event_pipe_start_session(
-        &self,
-        providers: &[EventPipeProviderConfig],
-    ) -> Result<EventPipeSession, HRESULT> {
+    pub fn event_pipe_start_session(&self, providers: &[EventPipeProviderConfig]) -> Result<EventPipeSession, HRESULT> {
         self.require(12)?;
         type F = unsafe extern "system" fn(
-            *mut c_void, u32, *const EventPipeProviderConfig, BOOL, *mut EventPipeSession,
+            *mut c_void,
+            u32,
+            *const EventPipeProviderConfig,
+            BOOL,
+            *mut EventPipeSession,
         ) -> HRESULT;
         let mut session: EventPipeSession = 0;
         // SAFETY: Info12 slot 101 is EventPipeStartSession; `providers` outlives the call and
         // every name pointer in it points to NUL-terminated UTF-16 owned by the caller.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::EVENT_PIPE_START_SESSION)(
-                self.ptr, providers.len() as u32, providers.as_ptr(), 0, &mut session,
+                self.ptr,
+                providers.len() as u32,
+                providers.as_ptr(),
+                0,
+                &mut session,
             )
         }))?;
         Ok(session)
@@ -270,7 +294,11 @@ impl ProfilerInfo {
         // WCHAR[]); the buffer holds 128 units.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::EVENT_PIPE_GET_PROVIDER_INFO)(
-                self.ptr, provider, buf.len() as u32, &mut len, buf.as_mut_ptr(),
+                self.ptr,
+                provider,
+                buf.len() as u32,
+                &mut len,
+                buf.as_mut_ptr(),
             )
         }))?;
         Ok(utf16_to_string(&buf[..(len as usize).min(buf.len())]))
@@ -286,13 +314,25 @@ impl ProfilerInfo {
         client_data: *mut c_void,
     ) -> HRESULT {
         type F = unsafe extern "system" fn(
-            *mut c_void, ThreadID, StackSnapshotCallback, u32, *mut c_void, *mut u8, u32,
+            *mut c_void,
+            ThreadID,
+            StackSnapshotCallback,
+            u32,
+            *mut c_void,
+            *mut u8,
+            u32,
         ) -> HRESULT;
         // SAFETY: Info2 slot 36 is DoStackSnapshot; thread 0 means the current thread, no
         // seed context is passed, and the caller vouches for `client_data`.
         gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::DO_STACK_SNAPSHOT)(
-                self.ptr, 0, callback, 0, client_data, std::ptr::null_mut(), 0,
+                self.ptr,
+                0,
+                callback,
+                0,
+                client_data,
+                std::ptr::null_mut(),
+                0,
             )
         })
     }
@@ -343,7 +383,10 @@ impl ProfilerInfo {
             // the buffer holds `capacity` entries.
             check(gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_GENERATION_BOUNDS)(
-                    self.ptr, capacity as u32, &mut needed, out.as_mut_ptr(),
+                    self.ptr,
+                    capacity as u32,
+                    &mut needed,
+                    out.as_mut_ptr(),
                 )
             }))?;
             if needed as usize <= capacity {
@@ -370,7 +413,11 @@ impl ProfilerInfo {
         // SAFETY: Info slot 11 is IsArrayClass(ClassID, CorElementType*, ClassID*, ULONG*).
         let hr = gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::IS_ARRAY_CLASS)(
-                self.ptr, class, &mut info.element_type, &mut info.element_class, &mut info.rank,
+                self.ptr,
+                class,
+                &mut info.element_type,
+                &mut info.element_class,
+                &mut info.rank,
             )
         });
         match hr {
@@ -382,7 +429,14 @@ impl ProfilerInfo {
 
     pub fn class_info(&self, class: ClassID) -> Result<ClassInfo, HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, ClassID, *mut ModuleID, *mut mdToken, *mut ClassID, u32, *mut u32, *mut ClassID,
+            *mut c_void,
+            ClassID,
+            *mut ModuleID,
+            *mut mdToken,
+            *mut ClassID,
+            u32,
+            *mut u32,
+            *mut ClassID,
         ) -> HRESULT;
         let mut info = ClassInfo::default();
         let mut parent: ClassID = 0;
@@ -391,7 +445,13 @@ impl ProfilerInfo {
         // only for the count.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
-                self.ptr, class, &mut info.module, &mut info.type_def, &mut parent, 0, &mut count,
+                self.ptr,
+                class,
+                &mut info.module,
+                &mut info.type_def,
+                &mut parent,
+                0,
+                &mut count,
                 std::ptr::null_mut(),
             )
         }))?;
@@ -400,8 +460,14 @@ impl ProfilerInfo {
             // SAFETY: as above, with a buffer of `count` entries.
             check(gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
-                    self.ptr, class, &mut info.module, &mut info.type_def, &mut parent, count,
-                    &mut count, info.type_args.as_mut_ptr(),
+                    self.ptr,
+                    class,
+                    &mut info.module,
+                    &mut info.type_def,
+                    &mut parent,
+                    count,
+                    &mut count,
+                    info.type_args.as_mut_ptr(),
                 )
             }))?;
             info.type_args.truncate(count as usize);
@@ -437,15 +503,30 @@ impl ProfilerInfo {
 
     pub fn function_info(&self, function: FunctionID) -> Result<FunctionInfo, HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, FunctionID, usize, *mut ClassID, *mut ModuleID, *mut mdToken, u32, *mut u32, *mut ClassID,
+            *mut c_void,
+            FunctionID,
+            usize,
+            *mut ClassID,
+            *mut ModuleID,
+            *mut mdToken,
+            u32,
+            *mut u32,
+            *mut ClassID,
         ) -> HRESULT;
         let mut info = FunctionInfo::default();
         let mut count = 0u32;
         // SAFETY: Info2 slot 38 is GetFunctionInfo2; frame info 0 and no type-argument buffer.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_FUNCTION_INFO2)(
-                self.ptr, function, 0, &mut info.class, &mut info.module, &mut info.token, 0,
-                &mut count, std::ptr::null_mut(),
+                self.ptr,
+                function,
+                0,
+                &mut info.class,
+                &mut info.module,
+                &mut info.token,
+                0,
+                &mut count,
+                std::ptr::null_mut(),
             )
         }))?;
         Ok(info)
@@ -458,7 +539,11 @@ impl ProfilerInfo {
         // SAFETY: Info slot 21 is GetModuleMetaData(ModuleID, DWORD ofRead=0, REFIID, IUnknown**).
         let hr = gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_MODULE_META_DATA)(
-                self.ptr, module, 0, &guids::IID_IMETADATAIMPORT, &mut unknown,
+                self.ptr,
+                module,
+                0,
+                &guids::IID_IMETADATAIMPORT,
+                &mut unknown,
             )
         });
         if hr != S_OK || unknown.is_null() {
@@ -470,13 +555,18 @@ impl ProfilerInfo {
 
     /// Metadata reader and method token of a function (for functions whose module lookup fails).
     pub fn function_metadata(&self, function: FunctionID) -> Result<(MetaDataImport, mdToken), HRESULT> {
-        type F = unsafe extern "system" fn(*mut c_void, FunctionID, *const GUID, *mut *mut c_void, *mut mdToken) -> HRESULT;
+        type F =
+            unsafe extern "system" fn(*mut c_void, FunctionID, *const GUID, *mut *mut c_void, *mut mdToken) -> HRESULT;
         let mut unknown: *mut c_void = std::ptr::null_mut();
         let mut token: mdToken = 0;
         // SAFETY: Info slot 19 is GetTokenAndMetaDataFromFunction(FunctionID, REFIID, IUnknown**, mdToken*).
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_TOKEN_AND_METADATA_FROM_FUNCTION)(
-                self.ptr, function, &guids::IID_IMETADATAIMPORT, &mut unknown, &mut token,
+                self.ptr,
+                function,
+                &guids::IID_IMETADATAIMPORT,
+                &mut unknown,
+                &mut token,
             )
         }))?;
         if unknown.is_null() {

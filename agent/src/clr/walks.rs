@@ -6,8 +6,8 @@
 
 use std::ffi::c_void;
 
-use crate::guard;
 use crate::clr::types::{BOOL, FunctionID, HRESULT, ObjectID, S_FALSE, S_OK};
+use crate::guard;
 
 /// Receives a stack walk's managed frames; false stops the walk.
 pub trait FrameVisitor {

@@ -8,8 +8,8 @@
 
 use std::ffi::c_void;
 
-use super::{callbacks, gc_roots};
 use super::object::ProfilerCallback;
+use super::{callbacks, gc_roots};
 use crate::clr::types::{BOOL, GUID, HRESULT, S_OK, WCHAR};
 
 #[repr(C)]
@@ -67,7 +67,8 @@ pub struct CallbackVtable {
     /// slot 24: `JITCompilationFinished`
     pub jit_compilation_finished: unsafe extern "system" fn(*mut ProfilerCallback, usize, HRESULT, BOOL) -> HRESULT,
     /// slot 25: `JITCachedFunctionSearchStarted`
-    pub jit_cached_function_search_started: unsafe extern "system" fn(*mut ProfilerCallback, usize, *mut BOOL) -> HRESULT,
+    pub jit_cached_function_search_started:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, *mut BOOL) -> HRESULT,
     /// slot 26: `JITCachedFunctionSearchFinished`
     pub jit_cached_function_search_finished: unsafe extern "system" fn(*mut ProfilerCallback, usize, u32) -> HRESULT,
     /// slot 27: `JITFunctionPitched`
@@ -89,7 +90,8 @@ pub struct CallbackVtable {
     /// slot 35: `RemotingClientInvocationFinished`
     pub remoting_client_invocation_finished: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 36: `RemotingServerReceivingMessage`
-    pub remoting_server_receiving_message: unsafe extern "system" fn(*mut ProfilerCallback, *const GUID, BOOL) -> HRESULT,
+    pub remoting_server_receiving_message:
+        unsafe extern "system" fn(*mut ProfilerCallback, *const GUID, BOOL) -> HRESULT,
     /// slot 37: `RemotingServerInvocationStarted`
     pub remoting_server_invocation_started: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 38: `RemotingServerInvocationReturned`
@@ -115,11 +117,13 @@ pub struct CallbackVtable {
     /// slot 48: `RuntimeThreadResumed`
     pub runtime_thread_resumed: unsafe extern "system" fn(*mut ProfilerCallback, usize) -> HRESULT,
     /// slot 49: `MovedReferences`
-    pub moved_references: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const u32) -> HRESULT,
+    pub moved_references:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const u32) -> HRESULT,
     /// slot 50: `ObjectAllocated`
     pub object_allocated: unsafe extern "system" fn(*mut ProfilerCallback, usize, usize) -> HRESULT,
     /// slot 51: `ObjectsAllocatedByClass`
-    pub objects_allocated_by_class: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const u32) -> HRESULT,
+    pub objects_allocated_by_class:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const u32) -> HRESULT,
     /// slot 52: `ObjectReferences`
     pub object_references: unsafe extern "system" fn(*mut ProfilerCallback, usize, usize, u32, *const usize) -> HRESULT,
     /// slot 53: `RootReferences`
@@ -153,9 +157,11 @@ pub struct CallbackVtable {
     /// slot 67: `ExceptionCatcherLeave`
     pub exception_catcher_leave: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 68: `COMClassicVTableCreated`
-    pub com_classic_v_table_created: unsafe extern "system" fn(*mut ProfilerCallback, usize, *const GUID, *mut c_void, u32) -> HRESULT,
+    pub com_classic_v_table_created:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, *const GUID, *mut c_void, u32) -> HRESULT,
     /// slot 69: `COMClassicVTableDestroyed`
-    pub com_classic_v_table_destroyed: unsafe extern "system" fn(*mut ProfilerCallback, usize, *const GUID, *mut c_void) -> HRESULT,
+    pub com_classic_v_table_destroyed:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, *const GUID, *mut c_void) -> HRESULT,
     /// slot 70: `ExceptionCLRCatcherFound`
     pub exception_clr_catcher_found: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 71: `ExceptionCLRCatcherExecute`
@@ -166,20 +172,29 @@ pub struct CallbackVtable {
     /// slot 73: `GarbageCollectionStarted`
     pub garbage_collection_started: unsafe extern "system" fn(*mut ProfilerCallback, i32, *const BOOL, u32) -> HRESULT,
     /// slot 74: `SurvivingReferences`
-    pub surviving_references: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const u32) -> HRESULT,
+    pub surviving_references:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const u32) -> HRESULT,
     /// slot 75: `GarbageCollectionFinished`
     pub garbage_collection_finished: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 76: `FinalizeableObjectQueued`
     pub finalizeable_object_queued: unsafe extern "system" fn(*mut ProfilerCallback, u32, usize) -> HRESULT,
     /// slot 77: `RootReferences2`
-    pub root_references2: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const u32, *const u32, *const usize) -> HRESULT,
+    pub root_references2: unsafe extern "system" fn(
+        *mut ProfilerCallback,
+        u32,
+        *const usize,
+        *const u32,
+        *const u32,
+        *const usize,
+    ) -> HRESULT,
     /// slot 78: `HandleCreated`
     pub handle_created: unsafe extern "system" fn(*mut ProfilerCallback, usize, usize) -> HRESULT,
     /// slot 79: `HandleDestroyed`
     pub handle_destroyed: unsafe extern "system" fn(*mut ProfilerCallback, usize) -> HRESULT,
     // ICorProfilerCallback3
     /// slot 80: `InitializeForAttach`
-    pub initialize_for_attach: unsafe extern "system" fn(*mut ProfilerCallback, *mut c_void, *mut c_void, u32) -> HRESULT,
+    pub initialize_for_attach:
+        unsafe extern "system" fn(*mut ProfilerCallback, *mut c_void, *mut c_void, u32) -> HRESULT,
     /// slot 81: `ProfilerAttachComplete`
     pub profiler_attach_complete: unsafe extern "system" fn(*mut ProfilerCallback) -> HRESULT,
     /// slot 82: `ProfilerDetachSucceeded`
@@ -190,16 +205,20 @@ pub struct CallbackVtable {
     /// slot 84: `GetReJITParameters`
     pub get_re_jit_parameters: unsafe extern "system" fn(*mut ProfilerCallback, usize, u32, *mut c_void) -> HRESULT,
     /// slot 85: `ReJITCompilationFinished`
-    pub re_jit_compilation_finished: unsafe extern "system" fn(*mut ProfilerCallback, usize, usize, HRESULT, BOOL) -> HRESULT,
+    pub re_jit_compilation_finished:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, usize, HRESULT, BOOL) -> HRESULT,
     /// slot 86: `ReJITError`
     pub re_jit_error: unsafe extern "system" fn(*mut ProfilerCallback, usize, u32, usize, HRESULT) -> HRESULT,
     /// slot 87: `MovedReferences2`
-    pub moved_references2: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const usize) -> HRESULT,
+    pub moved_references2:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const usize) -> HRESULT,
     /// slot 88: `SurvivingReferences2`
-    pub surviving_references2: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize) -> HRESULT,
+    pub surviving_references2:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize) -> HRESULT,
     // ICorProfilerCallback5
     /// slot 89: `ConditionalWeakTableElementReferences`
-    pub conditional_weak_table_element_references: unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const usize) -> HRESULT,
+    pub conditional_weak_table_element_references:
+        unsafe extern "system" fn(*mut ProfilerCallback, u32, *const usize, *const usize, *const usize) -> HRESULT,
     // ICorProfilerCallback6
     /// slot 90: `GetAssemblyReferences`
     pub get_assembly_references: unsafe extern "system" fn(*mut ProfilerCallback, *const WCHAR, *mut c_void) -> HRESULT,
@@ -208,15 +227,31 @@ pub struct CallbackVtable {
     pub module_in_memory_symbols_updated: unsafe extern "system" fn(*mut ProfilerCallback, usize) -> HRESULT,
     // ICorProfilerCallback8
     /// slot 92: `DynamicMethodJITCompilationStarted`
-    pub dynamic_method_jit_compilation_started: unsafe extern "system" fn(*mut ProfilerCallback, usize, BOOL, *const u8, u32) -> HRESULT,
+    pub dynamic_method_jit_compilation_started:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, BOOL, *const u8, u32) -> HRESULT,
     /// slot 93: `DynamicMethodJITCompilationFinished`
-    pub dynamic_method_jit_compilation_finished: unsafe extern "system" fn(*mut ProfilerCallback, usize, HRESULT, BOOL) -> HRESULT,
+    pub dynamic_method_jit_compilation_finished:
+        unsafe extern "system" fn(*mut ProfilerCallback, usize, HRESULT, BOOL) -> HRESULT,
     // ICorProfilerCallback9
     /// slot 94: `DynamicMethodUnloaded`
     pub dynamic_method_unloaded: unsafe extern "system" fn(*mut ProfilerCallback, usize) -> HRESULT,
     // ICorProfilerCallback10
     /// slot 95: `EventPipeEventDelivered`
-    pub event_pipe_event_delivered: unsafe extern "system" fn(*mut ProfilerCallback, usize, u32, u32, u32, *const u8, u32, *const u8, *const GUID, *const GUID, usize, u32, *const usize) -> HRESULT,
+    pub event_pipe_event_delivered: unsafe extern "system" fn(
+        *mut ProfilerCallback,
+        usize,
+        u32,
+        u32,
+        u32,
+        *const u8,
+        u32,
+        *const u8,
+        *const GUID,
+        *const GUID,
+        usize,
+        u32,
+        *const usize,
+    ) -> HRESULT,
     /// slot 96: `EventPipeProviderCreated`
     pub event_pipe_provider_created: unsafe extern "system" fn(*mut ProfilerCallback, usize) -> HRESULT,
     // ICorProfilerCallback11

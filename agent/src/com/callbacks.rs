@@ -2,10 +2,10 @@
 
 use std::ffi::c_void;
 
-use crate::guard;
 use super::object::ProfilerCallback;
-use crate::{agent, lifecycle};
 use crate::clr::types::*;
+use crate::guard;
+use crate::{agent, lifecycle};
 
 pub(super) unsafe extern "system" fn initialize(_this: *mut ProfilerCallback, unknown: *mut c_void) -> HRESULT {
     // SAFETY: the runtime passes its ICorProfilerInfo IUnknown (or NULL, which is checked).
@@ -126,7 +126,11 @@ pub(super) unsafe extern "system" fn module_unload_started(_this: *mut ProfilerC
 }
 
 /// Every class the runtime finishes loading: generic instantiations are kept for their statics.
-pub(super) unsafe extern "system" fn class_load_finished(_this: *mut ProfilerCallback, class: ClassID, status: HRESULT) -> HRESULT {
+pub(super) unsafe extern "system" fn class_load_finished(
+    _this: *mut ProfilerCallback,
+    class: ClassID,
+    status: HRESULT,
+) -> HRESULT {
     guard::callback("ClassLoadFinished", || {
         if status >= 0 {
             if let Some(agent) = agent::get() {

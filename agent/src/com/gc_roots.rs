@@ -4,10 +4,10 @@
 //! heap (`ObjectReferences`). leakscope walks the heap itself, later and bounded, so it stops
 //! the runtime's walk at the first object.
 
-use crate::guard;
 use super::object::ProfilerCallback;
-use crate::clr::types::*;
 use crate::capture::root_references;
+use crate::clr::types::*;
+use crate::guard;
 
 /// Runs on a GC thread with the runtime suspended, possibly several times per GC.
 pub(super) unsafe extern "system" fn root_references2(
@@ -33,7 +33,8 @@ pub(super) unsafe extern "system" fn root_references2(
                 std::slice::from_raw_parts(ids, n),
             )
         };
-        let gc = crate::agent::get().map_or(0, |a| a.capture.counters.last_gc.load(std::sync::atomic::Ordering::Relaxed));
+        let gc =
+            crate::agent::get().map_or(0, |a| a.capture.counters.last_gc.load(std::sync::atomic::Ordering::Relaxed));
         root_references::RECORDER.record(gc, objects, kinds, flags, ids);
         Ok(())
     })

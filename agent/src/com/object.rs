@@ -5,10 +5,10 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::guard;
 use super::callback_vtable::{CallbackVtable, VTABLE};
 use crate::clr::guids::{CLSID_LEAKSCOPE, IID_CALLBACKS, IID_ICLASSFACTORY, IID_IUNKNOWN};
 use crate::clr::types::*;
+use crate::guard;
 
 /// The object whose vtable is `ICorProfilerCallback11`.
 #[repr(C)]
@@ -70,7 +70,8 @@ struct ClassFactoryVtable {
     query_interface: unsafe extern "system" fn(*mut ClassFactory, *const GUID, *mut *mut c_void) -> HRESULT,
     add_ref: unsafe extern "system" fn(*mut ClassFactory) -> u32,
     release: unsafe extern "system" fn(*mut ClassFactory) -> u32,
-    create_instance: unsafe extern "system" fn(*mut ClassFactory, *mut c_void, *const GUID, *mut *mut c_void) -> HRESULT,
+    create_instance:
+        unsafe extern "system" fn(*mut ClassFactory, *mut c_void, *const GUID, *mut *mut c_void) -> HRESULT,
     lock_server: unsafe extern "system" fn(*mut ClassFactory, BOOL) -> HRESULT,
 }
 

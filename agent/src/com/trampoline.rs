@@ -69,8 +69,20 @@ pub(super) unsafe extern "system" fn event_pipe_event_delivered(
     // SAFETY: forwards the runtime's arguments; no frame record (stacks come from DoStackSnapshot).
     unsafe {
         super::callbacks::event_pipe_event_delivered(
-            this, provider, event_id, event_version, metadata_len, metadata, payload_len, payload,
-            activity_id, related_activity_id, thread, stack_frame_count, stack_frames, 0,
+            this,
+            provider,
+            event_id,
+            event_version,
+            metadata_len,
+            metadata,
+            payload_len,
+            payload,
+            activity_id,
+            related_activity_id,
+            thread,
+            stack_frame_count,
+            stack_frames,
+            0,
         )
     }
 }

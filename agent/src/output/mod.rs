@@ -39,9 +39,7 @@ fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     while !bytes.is_empty() {
         // SAFETY: sends from a live buffer of `bytes.len()` bytes on a socket we own.
-        let n = unsafe {
-            libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
-        };
+        let n = unsafe { libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -226,9 +224,7 @@ impl Destination {
         let mut closed = false;
         loop {
             // SAFETY: receives into a live buffer we own; MSG_DONTWAIT never blocks.
-            let n = unsafe {
-                libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
-            };
+            let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
             if n == 0 {
                 closed = true; // the collector has gone; what it sent before is still read below
                 break;

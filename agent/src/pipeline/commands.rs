@@ -105,7 +105,10 @@ impl Pipeline<'_> {
                     }
                 }
                 gate::Offer::Queued { runs_in } => {
-                    tracing::info!("{} command waits {runs_in:.1?} for its turn (pausing commands are spaced)", cmd.unwrap_or_default());
+                    tracing::info!(
+                        "{} command waits {runs_in:.1?} for its turn (pausing commands are spaced)",
+                        cmd.unwrap_or_default()
+                    );
                 }
                 gate::Offer::Refused { retry_after } => {
                     let what = cmd.unwrap_or_default();
@@ -175,7 +178,9 @@ impl Pipeline<'_> {
                     pause_ms: 0.0,
                     strings: request.strings,
                     strings_withheld,
-                    error: Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)")),
+                    error: Some(format!(
+                        "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
+                    )),
                     types: Vec::new(),
                 };
                 self.status("warn", "peek unavailable: the runtime cannot walk its heap (.NET 9 or later needed)");
@@ -229,16 +234,17 @@ impl Pipeline<'_> {
             notice.retry_after.as_secs_f64()
         );
         tracing::warn!("{message}");
-        let line = records::line("status", &Refusal { level: "warn", message: &message, refused: what, retry_after_ms });
+        let line =
+            records::line("status", &Refusal { level: "warn", message: &message, refused: what, retry_after_ms });
         self.notify(&line);
     }
 
     /// Sends one line without keeping it for replay.
     pub(super) fn notify(&mut self, line: &str) {
-        self.sink.deliver(
-            &Batch { hello: &self.hello, statuses: &self.statuses, stacks: &[], payload: line },
-            &mut |_| String::new(),
-        );
+        self.sink
+            .deliver(&Batch { hello: &self.hello, statuses: &self.statuses, stacks: &[], payload: line }, &mut |_| {
+                String::new()
+            });
     }
 }
 
@@ -252,7 +258,10 @@ mod tests {
         assert_eq!(parse(r#"{"cmd":"detach"}"#), Parsed::Detach);
         match parse(r#"{"cmd":"retention","types":["LeakApp.Subscriber"],"max_paths":3}"#) {
             Parsed::Pausing(Pausing::Retention(r), cmd) => {
-                assert_eq!((r.types, r.max_paths, cmd.as_str()), (vec!["LeakApp.Subscriber".to_string()], 3, "retention"))
+                assert_eq!(
+                    (r.types, r.max_paths, cmd.as_str()),
+                    (vec!["LeakApp.Subscriber".to_string()], 3, "retention")
+                )
             }
             other => panic!("{other:?}"),
         }

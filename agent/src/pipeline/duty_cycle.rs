@@ -191,4 +191,3 @@ mod tests {
         assert_eq!(d.one_in(), 1);
     }
 }
-

@@ -16,8 +16,8 @@ use crate::pipeline::census::TypeTotals;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Pipeline, census};
 use super::thinning::next_keep_one_in;
+use super::{Pipeline, census};
 
 /// Censuses in a row whose live count of a type must each exceed the one before.
 pub const RISES_TO_AIM: u8 = 3;
@@ -90,7 +90,10 @@ impl Aiming {
                 let grown_bytes = totals.bytes.saturating_sub(totals.bytes * first / totals.count.max(1));
                 rising.push((
                     grown_bytes,
-                    Suspect { class, reason: format!("live count rose in {streak} censuses in a row: {}", counts.join(" → ")) },
+                    Suspect {
+                        class,
+                        reason: format!("live count rose in {streak} censuses in a row: {}", counts.join(" → ")),
+                    },
                 ));
             }
         }
@@ -149,7 +152,8 @@ impl Pipeline<'_> {
                 self.status("info", &message);
             }
             Aimed::Unavailable(hr) => {
-                let message = format!("exact mode unavailable: the runtime would not switch ObjectAllocated on ({hr:#x})");
+                let message =
+                    format!("exact mode unavailable: the runtime would not switch ObjectAllocated on ({hr:#x})");
                 tracing::warn!("{message}");
                 self.status("warn", &message);
             }
@@ -214,7 +218,12 @@ mod tests {
     fn a_type_rising_three_censuses_in_a_row_is_aimed_at_once() {
         let mut aim = Aiming::default();
         // 1 leaks steadily; 2 churns up and down; 3 is still.
-        let series = [[(1, 10), (2, 50), (3, 7)], [(1, 12), (2, 60), (3, 7)], [(1, 15), (2, 40), (3, 7)], [(1, 19), (2, 55), (3, 7)]];
+        let series = [
+            [(1, 10), (2, 50), (3, 7)],
+            [(1, 12), (2, 60), (3, 7)],
+            [(1, 15), (2, 40), (3, 7)],
+            [(1, 19), (2, 55), (3, 7)],
+        ];
         let mut found = Vec::new();
         for c in series {
             found = aim.after_census(&census(&c), 8);

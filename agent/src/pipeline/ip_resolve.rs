@@ -14,15 +14,14 @@ use std::collections::HashMap;
 use super::native_code::{NativeHome, NativeModules};
 use super::perf_map::{self, PerfMap};
 use super::prologue;
-use crate::capture::verdicts::{Shape, Verdict, Verdicts};
 use crate::capture::Frame;
-use crate::output::records::LearntRecord;
+use crate::capture::verdicts::{Shape, Verdict, Verdicts};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{FunctionID, ModuleID};
+use crate::output::records::LearntRecord;
 
 /// Prologue bytes read to classify code.
 const PROLOGUE_BYTES: usize = 64;
-
 
 pub struct IpResolver<'a> {
     info: &'a ProfilerInfo,
@@ -42,7 +41,15 @@ pub struct IpResolver<'a> {
 impl<'a> IpResolver<'a> {
     pub fn new(info: &'a ProfilerInfo) -> Self {
         let native = NativeModules::new(info.runtime_code_address());
-        IpResolver { info, functions: HashMap::new(), native, perf_map: PerfMap::from_env(), classified: HashMap::new(), learnt: LearntRecord::default(), refused: 0 }
+        IpResolver {
+            info,
+            functions: HashMap::new(),
+            native,
+            perf_map: PerfMap::from_env(),
+            classified: HashMap::new(),
+            learnt: LearntRecord::default(),
+            refused: 0,
+        }
     }
 
     /// The managed function holding the call that returns to `ret`, or 0.
@@ -154,7 +161,8 @@ impl<'a> IpResolver<'a> {
             Some(NativeHome::Foreign) => Verdict::Foreign,
             Some(NativeHome::Runtime { function: Some(start), code_end }) if start < code_end => {
                 // SAFETY: `start..code_end` is inside a loaded executable segment of the runtime.
-                let code = unsafe { std::slice::from_raw_parts(start as *const u8, (code_end - start).min(PROLOGUE_BYTES)) };
+                let code =
+                    unsafe { std::slice::from_raw_parts(start as *const u8, (code_end - start).min(PROLOGUE_BYTES)) };
                 prologue::decode(code)
                     .filter(|shape| *shape != Shape::Osr)
                     .or_else(|| prologue::decode_shrink_wrapped(code, ret - start))

@@ -11,8 +11,8 @@
 //! retained and retention reports), `exact` (exact mode), `thinning` (the sample budget) and
 //! `publish` (hello, summary, statuses).
 
-mod commands;
 pub mod census;
+mod commands;
 pub mod duty_cycle;
 pub mod exact;
 pub mod gate;
@@ -39,8 +39,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::agent::Agent;
 use crate::capture::{Event, Sample};
-use crate::output::records::{self, *};
 use crate::output::Sink;
+use crate::output::records::{self, *};
 use gc_stats::GcStats;
 use ip_resolve::IpResolver;
 use lines::Lines;
@@ -117,10 +117,7 @@ pub fn spawn(agent: &'static Agent, events: Receiver<Event>, done: Sender<()>) -
     std::thread::Builder::new().name("leakscope-agent".into()).spawn(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, events)));
         if let Err(panic) = outcome {
-            crate::switch::disable(format!(
-                "panic on the agent thread: {}",
-                crate::switch::panic_message(&*panic)
-            ));
+            crate::switch::disable(format!("panic on the agent thread: {}", crate::switch::panic_message(&*panic)));
         }
         let _ = done.send(());
     })?;
@@ -424,8 +421,8 @@ impl Pipeline<'_> {
             names.iter().find(|n| !n.is_framework).or(names.first()).map(|n| n.display.clone())
         };
         let (a, b) = (site(self, walked), site(self, &reference));
-        let same_stack = walked.len() == reference.len()
-            && walked.iter().zip(&reference).all(|(x, y)| x.function == y.function);
+        let same_stack =
+            walked.len() == reference.len() && walked.iter().zip(&reference).all(|(x, y)| x.function == y.function);
         self.stack_check.compared += 1;
         self.stack_check.site_agreed += u64::from(a == b);
         if let Some(site) = &b {
@@ -436,10 +433,17 @@ impl Pipeline<'_> {
         self.stack_check.stack_agreed += u64::from(same_stack);
         if a != b || !same_stack {
             let render = |p: &mut Self, frames: &[crate::capture::Frame]| {
-                frames.iter().map(|f| format!("{}@{:#x}", p.names.function(f.function).display, f.ip)).collect::<Vec<_>>().join(" < ")
+                frames
+                    .iter()
+                    .map(|f| format!("{}@{:#x}", p.names.function(f.function).display, f.ip))
+                    .collect::<Vec<_>>()
+                    .join(" < ")
             };
             let (x, y) = (render(self, walked), render(self, &reference));
-            tracing::info!("stack check: {} walked [{x}] vs DoStackSnapshot [{y}]", if a == b { "stack differs" } else { "SITE DIFFERS" });
+            tracing::info!(
+                "stack check: {} walked [{x}] vs DoStackSnapshot [{y}]",
+                if a == b { "stack differs" } else { "SITE DIFFERS" }
+            );
         }
     }
 

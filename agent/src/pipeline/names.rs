@@ -51,10 +51,8 @@ impl<R: Runtime> Names<R> {
         if let Some(name) = self.classes.get(&class) {
             return name.clone();
         }
-        let name: Arc<str> = self
-            .render_class(class, true, 0)
-            .unwrap_or_else(|| format!("<unknown type 0x{class:x}>"))
-            .into();
+        let name: Arc<str> =
+            self.render_class(class, true, 0).unwrap_or_else(|| format!("<unknown type 0x{class:x}>")).into();
         self.classes.insert(class, name.clone());
         name
     }

@@ -40,7 +40,8 @@ impl Request {
     /// `{"cmd":"peek","types":["HeapApp.SessionState"],"count":3,"strings":false}`.
     pub fn from_command(command: &serde_json::Value) -> Result<Request, String> {
         let types = super::requested_types(command, "peek", MAX_TYPES)?;
-        let count = command.get("count").and_then(|v| v.as_u64()).map_or(DEFAULT_COUNT, |n| (n as usize).clamp(1, MAX_COUNT));
+        let count =
+            command.get("count").and_then(|v| v.as_u64()).map_or(DEFAULT_COUNT, |n| (n as usize).clamp(1, MAX_COUNT));
         let strings = command.get("strings").and_then(|v| v.as_bool()).unwrap_or(false);
         Ok(Request { types, count, strings })
     }
@@ -57,7 +58,11 @@ enum Raw {
     Null,
     /// A referenced object: its class, the length word after its method table (an array's or
     /// a string's length, meaningless for other objects), and a string's first characters.
-    Object { class: ClassID, length: u32, text: Option<Vec<u16>> },
+    Object {
+        class: ClassID,
+        length: u32,
+        text: Option<Vec<u16>>,
+    },
     /// Past the object's end, or the runtime would not say what it references.
     Unreadable,
     NotRead,
@@ -117,7 +122,8 @@ impl ObjectVisitor for Walk<'_> {
             }
         }
         let Ok(size) = self.info.object_size(object) else { return true };
-        let values = fields.iter().take(MAX_FIELDS).map(|f| read_field(self.info, object, size, f, self.strings)).collect();
+        let values =
+            fields.iter().take(MAX_FIELDS).map(|f| read_field(self.info, object, size, f, self.strings)).collect();
         self.tallies[*t].kept.push(Sample { class, size: size as u64, values });
         true
     }
@@ -170,7 +176,9 @@ fn read_referenced(info: &ProfilerInfo, target: ObjectID, text: bool) -> Raw {
     if target == 0 {
         return Raw::Null;
     }
-    let (Ok(class), Ok(size)) = (info.class_of_object(target), info.object_size(target)) else { return Raw::Unreadable };
+    let (Ok(class), Ok(size)) = (info.class_of_object(target), info.object_size(target)) else {
+        return Raw::Unreadable;
+    };
     let word = std::mem::size_of::<usize>();
     // Arrays and strings keep their length right after the method table pointer.
     let length = if word + 4 <= readable(size) {
@@ -203,8 +211,7 @@ pub fn run(
     names: &mut dyn Namer,
     t_ms: u64,
 ) -> PeekRecord {
-    let mut record =
-        PeekRecord {
+    let mut record = PeekRecord {
         gc,
         t_ms,
         unix_ms: crate::pipeline::unix_ms(),
@@ -239,15 +246,18 @@ pub fn run(
         let result = heap_walk::walk(info, &mut walk);
         record.pause_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
         if let Err(hr) = result {
-            record.error = Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
+            record.error =
+                Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
             return record;
         }
         match &walk.stopped {
             Some(Stopped::Time) => {
-                record.error = Some(format!("the heap walk stopped after {TIME_BUDGET:?}: samples come from part of the heap"));
+                record.error =
+                    Some(format!("the heap walk stopped after {TIME_BUDGET:?}: samples come from part of the heap"));
             }
             Some(Stopped::Interrupted(why)) => {
-                record.error = Some(format!("the heap walk was interrupted ({why}): samples come from part of the heap"));
+                record.error =
+                    Some(format!("the heap walk was interrupted ({why}): samples come from part of the heap"));
             }
             None => {}
         }
@@ -361,7 +371,8 @@ mod tests {
         let r = Request::from_command(&serde_json::json!({"cmd":"peek","types":["A"," "]})).unwrap();
         assert_eq!(r, Request { types: vec!["A".into()], count: DEFAULT_COUNT, strings: false });
         let many: Vec<String> = (0..20).map(|i| format!("T{i}")).collect();
-        let r = Request::from_command(&serde_json::json!({"cmd":"peek","types":many,"count":100,"strings":true})).unwrap();
+        let r =
+            Request::from_command(&serde_json::json!({"cmd":"peek","types":many,"count":100,"strings":true})).unwrap();
         assert_eq!((r.types.len(), r.count, r.strings), (MAX_TYPES, MAX_COUNT, true));
         assert!(Request::from_command(&serde_json::json!({"cmd":"peek","types":[]})).is_err());
         assert!(Request::from_command(&serde_json::json!({"cmd":"peek"})).is_err());

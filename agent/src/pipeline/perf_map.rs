@@ -49,7 +49,8 @@ impl PerfMap {
 
     fn refresh(&mut self) {
         let Some(path) = &self.path else { return };
-        let Ok(file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+        let Ok(file) =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
         else {
             return;
         };
@@ -73,7 +74,9 @@ impl PerfMap {
         for line in complete.split(|&c| c == b'\n') {
             let mut fields = line.splitn(3, |&c| c == b' ');
             let (Some(start), Some(size)) = (fields.next(), fields.next()) else { continue };
-            let hex = |f: &[u8]| std::str::from_utf8(f).ok().and_then(|s| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+            let hex = |f: &[u8]| {
+                std::str::from_utf8(f).ok().and_then(|s| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            };
             if let (Some(start), Some(size)) = (hex(start), hex(size)) {
                 if size > 0 {
                     self.ranges.insert(start, size);

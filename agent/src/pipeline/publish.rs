@@ -13,7 +13,9 @@ pub(super) const STATUS_REPLAY: usize = 32;
 
 pub(super) fn hello_line(agent: &Agent) -> String {
     let cmdline = std::fs::read("/proc/self/cmdline")
-        .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
+        .map(|b| {
+            b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ")
+        })
         .unwrap_or_default();
     records::line(
         "hello",
@@ -106,10 +108,8 @@ impl Pipeline<'_> {
         if self.statuses.len() > STATUS_REPLAY {
             self.statuses.remove(0);
         }
-        self.sink.deliver(
-            &Batch { hello: &self.hello, statuses: &[], stacks: &[], payload: &line },
-            &mut |_| String::new(),
-        );
+        self.sink
+            .deliver(&Batch { hello: &self.hello, statuses: &[], stacks: &[], payload: &line }, &mut |_| String::new());
     }
 
     pub(super) fn publish(&mut self) {
@@ -184,7 +184,9 @@ impl Pipeline<'_> {
                 memory_limit_bytes: agent.config.memory_limit_bytes,
                 sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
                 thread_cpu_ms: thread_cpu_ms(),
-                capture_us_per_sample: per_followed_sample_us(counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed)),
+                capture_us_per_sample: per_followed_sample_us(
+                    counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed),
+                ),
                 stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
                 bad_events: counters.bad_events.load(Ordering::Relaxed),
                 stack_capture: self.stack_capture_record(),
@@ -230,7 +232,8 @@ impl Pipeline<'_> {
             mode: capture.stack_capture.name(),
             walked,
             fell_back,
-            snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round() / 100.0,
+            snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round()
+                / 100.0,
             learnt: self.ips.learnt,
             refused: self.ips.refused,
             unloads: self.code_unloads,

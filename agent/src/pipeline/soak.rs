@@ -81,7 +81,8 @@ impl Pipeline<'_> {
                 std::thread::sleep((until - now).min(POLL));
             }
         };
-        let mut cx = retention::Context { names: &mut self.names, is_framework: &is_framework, census, idle: &mut idle };
+        let mut cx =
+            retention::Context { names: &mut self.names, is_framework: &is_framework, census, idle: &mut idle };
         let record = self.retention.run(self.agent, request, gc, &mut cx);
         for event in held {
             self.apply(event);
@@ -147,7 +148,11 @@ impl Pipeline<'_> {
                 let mut types: Vec<CensusType> = c
                     .by_class
                     .iter()
-                    .map(|(&class, t)| CensusType { type_name: self.names.class(class), count: t.count, bytes: t.bytes })
+                    .map(|(&class, t)| CensusType {
+                        type_name: self.names.class(class),
+                        count: t.count,
+                        bytes: t.bytes,
+                    })
                     .collect();
                 types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.type_name.cmp(&b.type_name)));
                 let kept = types.len().min(MAX_CENSUS_TYPES);

@@ -47,10 +47,8 @@ impl Stacks {
             })
             .collect();
         let site_index = resolved.iter().position(|f| !f.is_framework).unwrap_or(0);
-        let site = resolved
-            .get(site_index)
-            .map(|f| f.display.clone())
-            .unwrap_or_else(|| Arc::from("<no managed frames>"));
+        let site =
+            resolved.get(site_index).map(|f| f.display.clone()).unwrap_or_else(|| Arc::from("<no managed frames>"));
         let site_line = locations.get(site_index).cloned().flatten();
         let id = self.stacks.len() as StackId;
         self.stacks.push(StackInfo {

@@ -161,7 +161,8 @@ fn types(p: &Producer) -> Vec<Subject<'_>> {
     by_type
         .into_iter()
         .map(|(name, (sums, latest, samples))| {
-            let mut pts: Vec<Point> = sums.into_iter().map(|(t, bytes)| Point { t_ms: f64::from_bits(t), bytes }).collect();
+            let mut pts: Vec<Point> =
+                sums.into_iter().map(|(t, bytes)| Point { t_ms: f64::from_bits(t), bytes }).collect();
             pts.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
             Subject {
                 target: Target::Type(name),
@@ -236,7 +237,10 @@ mod tests {
         let s = store(3, 0, 3_000_000_000);
         let got = breaches(&s, &["rss > 2GB", "rss > 4GB"], 0.0);
         assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!((got[0].rule.as_str(), got[0].subject.as_str(), got[0].evidence.as_str()), ("rss > 2GB", "rss", "3.00 GB"));
+        assert_eq!(
+            (got[0].rule.as_str(), got[0].subject.as_str(), got[0].evidence.as_str()),
+            ("rss > 2GB", "rss", "3.00 GB")
+        );
         assert!(got[0].type_name.is_none());
         let got = breaches(&s, &["type:App.* > 900kB"], 0.0);
         assert_eq!(got.iter().map(|b| b.subject.as_str()).collect::<Vec<_>>(), ["type:App.Entry"]);

@@ -65,17 +65,13 @@ impl Settings {
         let mut parsed = Vec::new();
         for text in &args.on {
             parsed.push(
-                rules::parse_rule(text).map_err(|e| CliError::usage(e.render_for("--on")).hint(rules::RULE_EXAMPLES))?,
+                rules::parse_rule(text)
+                    .map_err(|e| CliError::usage(e.render_for("--on")).hint(rules::RULE_EXAMPLES))?,
             );
         }
         // Checked (and made) before anything starts: a bad directory is a usage error.
         let dir = out::CaptureDir::open(args.capture.as_deref().unwrap_or(std::path::Path::new(".")))?;
-        Ok(Some(Settings {
-            rules: parsed,
-            dir,
-            every: args.capture_every,
-            warmup: args.capture_warmup,
-        }))
+        Ok(Some(Settings { rules: parsed, dir, every: args.capture_every, warmup: args.capture_warmup }))
     }
 }
 
@@ -293,7 +289,13 @@ impl Captures {
     }
 
     /// Asks the worker's agent for a census, then for the paths of the breaking types.
-    fn ask(&mut self, session: &mut Session, replies: &Replies, pid: u32, breaches: Vec<Breach>) -> Option<CaptureEvent> {
+    fn ask(
+        &mut self,
+        session: &mut Session,
+        replies: &Replies,
+        pid: u32,
+        breaches: Vec<Breach>,
+    ) -> Option<CaptureEvent> {
         let w = self.workers.entry(pid).or_default();
         w.last_capture = Some(Instant::now());
         w.captured.extend(breaches.iter().map(|b| (b.rule.clone(), b.subject.clone())));
@@ -551,11 +553,7 @@ fn render_snapshot(file: &std::path::Path, pid: u32, session: &Session) -> Strin
     let th = crate::analysis::Thresholds::default();
     let mut out = String::from("no census: the top sampled sites of the session instead\n");
     for r in crate::sites::ranked(&session.store, Source::Agent, &th, None).iter().filter(|r| r.pid == pid).take(10) {
-        out.push_str(&format!(
-            "{:>12}  {}\n",
-            crate::units::format_bytes(r.latest.bytes),
-            r.label()
-        ));
+        out.push_str(&format!("{:>12}  {}\n", crate::units::format_bytes(r.latest.bytes), r.label()));
     }
     out
 }
@@ -594,7 +592,8 @@ mod tests {
     fn a_capture_keeps_the_latest_summary_and_sees_its_answers() {
         let mut tap = tap_with(7, &["App.Entry"]);
         for seq in 0..5 {
-            let line = format!(r#"{{"v":1,"type":"summary","source":"agent","pid":7,"seq":{seq},"t_ms":{}}}"#, seq * 1000);
+            let line =
+                format!(r#"{{"v":1,"type":"summary","source":"agent","pid":7,"seq":{seq},"t_ms":{}}}"#, seq * 1000);
             tap.line(&agent(7), line.as_bytes());
         }
         tap.line(&agent(7), br#"{"v":1,"type":"census","source":"agent","pid":7,"gc":3,"types":[]}"#);
@@ -602,7 +601,12 @@ mod tests {
         let p = &tap.pending[&7];
         assert!(p.census && p.retention);
         let summaries: Vec<&Vec<u8>> = p.lines.iter().filter(|l| l.windows(9).any(|w| w == b"\"summary\"")).collect();
-        assert_eq!(summaries.len(), 1, "{:?}", p.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>());
+        assert_eq!(
+            summaries.len(),
+            1,
+            "{:?}",
+            p.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>()
+        );
         assert!(String::from_utf8_lossy(summaries[0]).contains(r#""seq":4"#));
         assert_eq!(p.lines.len(), 3);
         assert_eq!(p.bytes, p.lines.iter().map(|l| l.len()).sum::<usize>());

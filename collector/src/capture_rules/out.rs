@@ -12,7 +12,9 @@ pub struct CaptureDir(Dir);
 impl CaptureDir {
     pub fn open(path: &Path) -> CliResult<CaptureDir> {
         Dir::private(path).map(CaptureDir).map_err(|e| {
-            e.to_cli("--capture:").with_code(2).hint("snapshots hold what the worker's heap holds: keep them in a directory of your own")
+            e.to_cli("--capture:")
+                .with_code(2)
+                .hint("snapshots hold what the worker's heap holds: keep them in a directory of your own")
         })
     }
 

@@ -164,7 +164,9 @@ pub fn attach(args: AttachArgs) -> CliResult<i32> {
         let mut frame = session.frame_base(format!("attached to pid {pid}"), args.interval);
         frame.out_dir = Some(out_dir.display().to_string());
         if session.connections_seen == 0 && session.started.elapsed() > QUIET_WARNING {
-            frame.alerts.push((Level::Warn, format!("the agent has not reported yet: see {}", place.shown_log().display())));
+            frame
+                .alerts
+                .push((Level::Warn, format!("the agent has not reported yet: see {}", place.shown_log().display())));
         }
         frame.footer = "Ctrl-C: detach (the process keeps running) and write the report".to_string();
         session.view.update(&session.store, &frame);
@@ -253,8 +255,10 @@ fn check_target(pid: u32) -> CliResult<()> {
         }
         Err(e) => return Err(CliError::io(format!("cannot inspect process {pid}"), e).with_code(2)),
         Ok(maps) if !maps.contains("libcoreclr.so") => {
-            return Err(CliError::usage(format!("process {pid} is not a .NET process (it has not loaded libcoreclr.so)"))
-                .hint("list the .NET processes with `leakscope ps`"));
+            return Err(CliError::usage(format!(
+                "process {pid} is not a .NET process (it has not loaded libcoreclr.so)"
+            ))
+            .hint("list the .NET processes with `leakscope ps`"));
         }
         Ok(maps) if maps.contains("libleakscope_agent.so") && ps::agent_state(pid) == "orphaned" => {
             return Err(CliError::usage(format!(
@@ -269,7 +273,9 @@ fn check_target(pid: u32) -> CliResult<()> {
                 ps::agent_state(pid)
             ))
             .hint("if a `leakscope attach` is running for it, stop that one (Ctrl-C) or run `leakscope detach PID`")
-            .hint("if the process was started with leakscope's variables, watch it with `leakscope listen` or `tail`"));
+            .hint(
+                "if the process was started with leakscope's variables, watch it with `leakscope listen` or `tail`",
+            ));
         }
         Ok(_) => {}
     }
@@ -322,9 +328,12 @@ impl Place {
             .map_err(|e| CliError::io(format!("cannot find process {pid}'s temporary directory"), e))?;
         remove_stale_places(&tmp, pid);
         let name = format!("{PLACE_PREFIX}{pid}-{}", std::process::id());
-        let dir = tmp
-            .create_dir(&name, 0o700)
-            .map_err(|e| CliError::io(format!("cannot create {} (the target's temporary directory)", tmp.shown().join(&name).display()), e))?;
+        let dir = tmp.create_dir(&name, 0o700).map_err(|e| {
+            CliError::io(
+                format!("cannot create {} (the target's temporary directory)", tmp.shown().join(&name).display()),
+                e,
+            )
+        })?;
         let target_dir = format!("{}/{name}", target_tmp.trim_end_matches('/'));
         let mut place = Place { tmp, name, dir, target_agent: agent.display().to_string(), target_dir };
         if !target_sees_same_file(&root, agent) {
@@ -334,7 +343,10 @@ impl Place {
             });
             copied.map_err(|e| {
                 CliError::io(
-                    format!("cannot copy the agent into the target's filesystem ({})", place.dir.shown().join(locate::AGENT_FILE).display()),
+                    format!(
+                        "cannot copy the agent into the target's filesystem ({})",
+                        place.dir.shown().join(locate::AGENT_FILE).display()
+                    ),
                     e,
                 )
             })?;
@@ -481,7 +493,11 @@ impl AttachState {
     fn write(pid: u32, target_dir: &str, out_dir: &Path) -> Option<AttachState> {
         // In the user's private cache (0700, never through a link), as 0600 files.
         let dir = crate::files::Dir::private(&locate::cache_dir()).ok()?.private_subdir("attached").ok()?;
-        let record = AttachRecord { cli_pid: std::process::id(), target_dir: target_dir.to_string(), out_dir: out_dir.to_path_buf() };
+        let record = AttachRecord {
+            cli_pid: std::process::id(),
+            target_dir: target_dir.to_string(),
+            out_dir: out_dir.to_path_buf(),
+        };
         let path = dir.write_file(&format!("{pid}.json"), &serde_json::to_vec(&record).ok()?).ok()?;
         Some(AttachState { path })
     }

@@ -79,7 +79,9 @@ pub fn demo(args: DemoArgs) -> CliResult<i32> {
             crate::units::format_duration(args.duration)
         ));
     } else {
-        o.push_str("\nleakscope demo: the agent never connected, so there is nothing to show (see the messages above).\n");
+        o.push_str(
+            "\nleakscope demo: the agent never connected, so there is nothing to show (see the messages above).\n",
+        );
     }
     print_stderr(&o);
     Ok(outcome.exit_code)
@@ -129,21 +131,12 @@ fn build(dotnet: &Path, cache: &Dir, rebuild: bool) -> CliResult<PathBuf> {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }
     for (name, text) in SOURCES {
-        cache
-            .write_file(name, text.as_bytes())
-            .map_err(|e| e.to_cli("cannot write"))?;
+        cache.write_file(name, text.as_bytes()).map_err(|e| e.to_cli("cannot write"))?;
     }
-    print_stderr(&format!(
-        "leakscope demo: building the demo worker in {} (first run only) …\n",
-        dir.display()
-    ));
+    print_stderr(&format!("leakscope demo: building the demo worker in {} (first run only) …\n", dir.display()));
     let log_path = dir.join("build.log");
-    let log = cache
-        .create_file("build.log")
-        .map_err(|e| e.to_cli("cannot create"))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| CliError::io("cannot open the build log", e))?;
+    let log = cache.create_file("build.log").map_err(|e| e.to_cli("cannot create"))?;
+    let log_err = log.try_clone().map_err(|e| CliError::io("cannot open the build log", e))?;
     let mut cmd = Command::new(dotnet);
     cmd.current_dir(dir)
         .args([
@@ -174,20 +167,11 @@ fn build(dotnet: &Path, cache: &Dir, rebuild: bool) -> CliResult<PathBuf> {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .map_err(|e| CliError::new(format!("cannot run {}: {e}", dotnet.display())))?;
+    let status = cmd.status().map_err(|e| CliError::new(format!("cannot run {}: {e}", dotnet.display())))?;
     if !status.success() || !dll.is_file() {
         let tail = crate::session::tail_lines(&log_path, 12);
-        let mut err = CliError::new(format!(
-            "building the demo worker failed (full log: {})",
-            log_path.display()
-        ));
-        for line in tail
-            .iter()
-            .filter(|l| l.contains("error") || l.contains("Error"))
-            .take(5)
-        {
+        let mut err = CliError::new(format!("building the demo worker failed (full log: {})", log_path.display()));
+        for line in tail.iter().filter(|l| l.contains("error") || l.contains("Error")).take(5) {
             err = err.hint(format!("dotnet: {}", line.trim()));
         }
         return Err(err
@@ -204,16 +188,9 @@ mod tests {
 
     #[test]
     fn the_embedded_demo_contains_the_planted_leak_and_targets_net10() {
-        let audit = SOURCES
-            .iter()
-            .find(|(n, _)| *n == "OrderAudit.cs")
-            .unwrap()
-            .1;
+        let audit = SOURCES.iter().find(|(n, _)| *n == "OrderAudit.cs").unwrap().1;
         assert!(audit.contains("public static void Record(Order order)"));
-        assert!(
-            audit.contains("NoInlining"),
-            "Record must stay a frame of its own"
-        );
+        assert!(audit.contains("NoInlining"), "Record must stay a frame of its own");
         let proj = SOURCES.iter().find(|(n, _)| *n == "Demo.csproj").unwrap().1;
         assert!(proj.contains("<TargetFramework>net10.0</TargetFramework>"));
         assert_ne!(sources_hash(), 0);
@@ -225,10 +202,6 @@ mod tests {
         assert_eq!(e.exit_code, crate::error::EXIT_USAGE);
         assert!(e.message.contains("`dotnet` not found"));
         assert!(e.hints.iter().any(|h| h.contains("dotnet-install.sh")));
-        assert!(
-            e.hints
-                .iter()
-                .any(|h| h.contains("learn.microsoft.com/dotnet/core/install/linux"))
-        );
+        assert!(e.hints.iter().any(|h| h.contains("learn.microsoft.com/dotnet/core/install/linux")));
     }
 }

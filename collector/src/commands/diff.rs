@@ -42,11 +42,7 @@ pub struct Point {
 
 impl Point {
     fn types(&self) -> HashMap<&str, (u64, u64)> {
-        self.census
-            .types
-            .iter()
-            .map(|t| (t.type_name.as_str(), (num(t.count), num(t.bytes))))
-            .collect()
+        self.census.types.iter().map(|t| (t.type_name.as_str(), (num(t.count), num(t.bytes)))).collect()
     }
 
     /// Whether a type absent from the list really had no objects (nothing was folded into
@@ -269,7 +265,6 @@ pub struct GrownPath {
     pub instances: i64,
 }
 
-
 #[derive(Debug, Clone, Serialize)]
 pub struct PointInfo {
     pub file: String,
@@ -369,7 +364,13 @@ pub fn compare(a: &Point, b: &Point) -> Diff {
     types.sort_by(|x, y| {
         rank(x)
             .cmp(&rank(y))
-            .then_with(|| if rank(x) == 0 { y.delta_bytes.cmp(&x.delta_bytes) } else { y.delta_bytes.abs().cmp(&x.delta_bytes.abs()) })
+            .then_with(|| {
+                if rank(x) == 0 {
+                    y.delta_bytes.cmp(&x.delta_bytes)
+                } else {
+                    y.delta_bytes.abs().cmp(&x.delta_bytes.abs())
+                }
+            })
             .then_with(|| y.bytes_b.unwrap_or(0).cmp(&x.bytes_b.unwrap_or(0)))
             .then_with(|| x.type_name.cmp(&y.type_name))
     });
@@ -429,11 +430,8 @@ pub fn diff(args: DiffArgs) -> CliResult<i32> {
             (points_a.last().cloned(), points_b.last().cloned())
         }
         None if points_a.len() < 2 => {
-            return Err(CliError::usage(format!(
-                "{} has one census; comparing needs two",
-                args.a.display()
-            ))
-            .hint("give a second snapshot or recording: `leakscope diff A B`"));
+            return Err(CliError::usage(format!("{} has one census; comparing needs two", args.a.display()))
+                .hint("give a second snapshot or recording: `leakscope diff A B`"));
         }
         None => (points_a.first().cloned(), points_a.last().cloned()),
     };
@@ -459,7 +457,13 @@ fn signed_bytes(delta: i64) -> String {
 }
 
 fn signed_count(delta: i64) -> String {
-    let sign = if delta > 0 { "+" } else if delta < 0 { "-" } else { "" };
+    let sign = if delta > 0 {
+        "+"
+    } else if delta < 0 {
+        "-"
+    } else {
+        ""
+    };
     format!("{sign}{}", format_count(delta.unsigned_abs() as f64))
 }
 
@@ -527,7 +531,9 @@ pub fn render(d: &Diff, a: &Point, b: &Point, top: usize) -> String {
             out.push_str(&format!("    ↳ kept alive by {}\n", p.line()));
         }
         if matches!(t.change, Change::Growing | Change::New) && t.sites.is_empty() {
-            out.push_str("    ↳ no sampled survivors of this type in B: sample longer (`leakscope snapshot --sample 30s`)\n");
+            out.push_str(
+                "    ↳ no sampled survivors of this type in B: sample longer (`leakscope snapshot --sample 30s`)\n",
+            );
         }
     }
     if d.types.len() > shown.len() {
@@ -557,7 +563,11 @@ mod tests {
                 unix_ms: Some(Num(unix_ms)),
                 types: types
                     .iter()
-                    .map(|&(n, c, b)| CensusType { type_name: n.into(), count: Some(Num(c as f64)), bytes: Some(Num(b as f64)) })
+                    .map(|&(n, c, b)| CensusType {
+                        type_name: n.into(),
+                        count: Some(Num(c as f64)),
+                        bytes: Some(Num(b as f64)),
+                    })
                     .collect(),
                 ..Census::default()
             },
@@ -570,7 +580,10 @@ mod tests {
     #[test]
     fn growth_beyond_the_noise_floor_comes_first() {
         let a = point(&[("Big", 1000, 100_000_000), ("Leak", 10, 1_000_000), ("Churn", 5, 300_000)], 0.0);
-        let b = point(&[("Big", 1010, 101_000_000), ("Leak", 100, 10_000_000), ("Churn", 6, 400_000), ("Fresh", 9, 900_000)], 3_600_000.0);
+        let b = point(
+            &[("Big", 1010, 101_000_000), ("Leak", 100, 10_000_000), ("Churn", 6, 400_000), ("Fresh", 9, 900_000)],
+            3_600_000.0,
+        );
         let d = compare(&a, &b);
         let order: Vec<(&str, Change)> = d.types.iter().map(|t| (t.type_name.as_str(), t.change)).collect();
         assert_eq!(
@@ -584,7 +597,8 @@ mod tests {
     #[test]
     fn a_type_folded_into_other_is_unknown_not_zero() {
         let mut a = point(&[("Leak", 10, 1_000_000)], 0.0);
-        a.census.other = Some(protocol::CensusOther { types: Some(Num(3.0)), count: Some(Num(5.0)), bytes: Some(Num(50.0)) });
+        a.census.other =
+            Some(protocol::CensusOther { types: Some(Num(3.0)), count: Some(Num(5.0)), bytes: Some(Num(50.0)) });
         let b = point(&[("Leak", 10, 1_000_000), ("Rare", 1, 5_000_000)], 1.0);
         let d = compare(&a, &b);
         let rare = d.types.iter().find(|t| t.type_name == "Rare").unwrap();

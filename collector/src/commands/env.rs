@@ -3,11 +3,11 @@
 use crate::cli::EnvArgs;
 use crate::commands::print_stdout;
 use crate::commands::run::{Libraries, keep_shim_only_for_glibc, resolve_libraries};
-use crate::report::NativeTracking;
 use crate::error::{CliError, CliResult};
-use crate::untrusted::clean;
 use crate::launch::{self, Channel};
 use crate::locate::{self, AGENT_FILE, SHIM_FILE, shell_quote};
+use crate::report::NativeTracking;
+use crate::untrusted::clean;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -43,13 +43,7 @@ pub fn env(args: EnvArgs) -> CliResult<i32> {
         }
     }
     // The worker's own LD_PRELOAD is unknown here: the shell line keeps it, the others cannot.
-    let mut vars = launch::profiler_env(
-        &libs.agent,
-        libs.shim.as_deref(),
-        &channel,
-        args.interval,
-        None,
-    );
+    let mut vars = launch::profiler_env(&libs.agent, libs.shim.as_deref(), &channel, args.interval, None);
     if let Some(service) = args.service.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         vars.push(("LEAKSCOPE_SERVICE".to_string(), service.to_string()));
     }
@@ -80,9 +74,7 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -91,10 +83,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// systemd and Kubernetes hints, escaped so that no value can end a comment line.
 pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&str>) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# leakscope: put these on the .NET worker's environment, then restart it."
-    );
+    let _ = writeln!(o, "# leakscope: put these on the .NET worker's environment, then restart it.");
     match channel {
         Channel::Socket(p) => {
             let _ = writeln!(
@@ -102,10 +91,7 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
                 "# Watch it with: leakscope listen --socket {}",
                 clean(&shell_quote(&p.display().to_string()))
             );
-            let _ = writeln!(
-                o,
-                "# (start the listener first; the agent retries if it is not there yet)"
-            );
+            let _ = writeln!(o, "# (start the listener first; the agent retries if it is not there yet)");
             let _ = writeln!(
                 o,
                 "# Run the worker and the listener as the same user (uid {}): producers talk only to a",
@@ -133,28 +119,18 @@ pub fn render(vars: &[(String, String)], channel: &Channel, native_off: Option<&
     for (k, v) in vars {
         if k == "LD_PRELOAD" {
             // Keep whatever the worker already preloads, after the shim.
-            let _ = writeln!(
-                o,
-                "export LD_PRELOAD={}\"${{LD_PRELOAD:+:$LD_PRELOAD}}\"",
-                shell_quote(v)
-            );
+            let _ = writeln!(o, "export LD_PRELOAD={}\"${{LD_PRELOAD:+:$LD_PRELOAD}}\"", shell_quote(v));
         } else {
             let _ = writeln!(o, "export {k}={}", shell_quote(v));
         }
     }
     let _ = writeln!(o, "#");
-    let _ = writeln!(
-        o,
-        "# systemd: `systemctl edit WORKER.service`, then under [Service]:"
-    );
+    let _ = writeln!(o, "# systemd: `systemctl edit WORKER.service`, then under [Service]:");
     for (k, v) in vars {
         let _ = writeln!(o, "#   Environment={}", systemd_quote(&format!("{k}={v}")));
     }
     let _ = writeln!(o, "#");
-    let _ = writeln!(
-        o,
-        "# Kubernetes: in the container spec (the libraries and the socket/file must be on a volume"
-    );
+    let _ = writeln!(o, "# Kubernetes: in the container spec (the libraries and the socket/file must be on a volume");
     let _ = writeln!(o, "# mounted at the same path in the pod):");
     let _ = writeln!(o, "#   env:");
     for (k, v) in vars {
@@ -174,9 +150,7 @@ fn systemd_quote(s: &str) -> String {
             '%' => o.push_str("%%"),
             '\n' => o.push_str("\\n"),
             '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                o.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x80 && c.is_control() => o.push_str(&format!("\\x{:02x}", c as u32)),
             c if c.is_control() => o.push_str(&format!("\\u{:04x}", c as u32)),
             c => o.push(c),
         }
@@ -219,27 +193,19 @@ mod tests {
         );
         let text = render(&vars, &channel, None);
         assert!(text.contains("export CORECLR_ENABLE_PROFILING=1\n"));
-        assert!(
-            text.contains("export CORECLR_PROFILER='{E3F826A5-7C38-4392-A672-1BB85AF76D18}'\n")
-        );
-        assert!(
-            text.contains("export CORECLR_PROFILER_PATH=/opt/leakscope/libleakscope_agent.so\n")
-        );
+        assert!(text.contains("export CORECLR_PROFILER='{E3F826A5-7C38-4392-A672-1BB85AF76D18}'\n"));
+        assert!(text.contains("export CORECLR_PROFILER_PATH=/opt/leakscope/libleakscope_agent.so\n"));
         assert!(text.contains("export LEAKSCOPE_SOCKET=/run/user/1000/leakscope.sock\n"));
         assert!(text.contains("export LEAKSCOPE_INTERVAL=5000ms\n"));
-        assert!(text.contains(
-            "export LD_PRELOAD=/opt/leakscope/libleakscope_shim.so\"${LD_PRELOAD:+:$LD_PRELOAD}\"\n"
-        ));
+        assert!(
+            text.contains("export LD_PRELOAD=/opt/leakscope/libleakscope_shim.so\"${LD_PRELOAD:+:$LD_PRELOAD}\"\n")
+        );
         assert!(text.contains("export DOTNET_PerfMapEnabled=3\n"));
         assert!(text.contains("#   Environment=\"CORECLR_ENABLE_PROFILING=1\""));
         assert!(text.contains("#     - name: LEAKSCOPE_SOCKET"));
         assert!(text.contains("leakscope listen --socket /run/user/1000/leakscope.sock"));
         // Every non-comment line is an export: safe to `eval "$(leakscope env)"`.
-        assert!(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .all(|l| l.starts_with("export "))
-        );
+        assert!(text.lines().filter(|l| !l.starts_with('#')).all(|l| l.starts_with("export ")));
     }
 
     #[test]

@@ -41,20 +41,17 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let out_dir = out.path().to_path_buf();
     let recorder = out.create_file("recording.ndjson");
     let mut metrics = match args.metrics {
-        Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).map_err(|e| {
-            CliError::new(e).hint("choose another address or port with --metrics")
-        })?),
+        Some(addr) => Some(
+            Exporter::start(addr, args.metrics_top as usize)
+                .map_err(|e| CliError::new(e).hint("choose another address or port with --metrics"))?,
+        ),
         None => None,
     };
     let (tx, rx) = ingest::channel();
     let replies = ingest::serve(listener, tx);
 
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
-    let mode = if live {
-        ViewMode::Live
-    } else {
-        ViewMode::Plain
-    };
+    let mode = if live { ViewMode::Live } else { ViewMode::Plain };
     let mut info = SessionInfo::new("listen");
     if let Some(n) = out_note {
         info.note("warn", n);
@@ -128,10 +125,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
         }
         frame.alerts.push((
             Level::Info,
-            format!(
-                "{} producer connection(s) open, {} so far",
-                session.open_connections, session.connections_seen
-            ),
+            format!("{} producer connection(s) open, {} so far", session.open_connections, session.connections_seen),
         ));
         if let Some(alert) = captures.as_ref().and_then(|c| c.alert()) {
             frame.alerts.push(alert);
@@ -171,28 +165,18 @@ fn metrics_banner(addr: SocketAddr) -> String {
 pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         if !meta.file_type().is_socket() {
-            return Err(
-                CliError::new(format!("{} exists and is not a socket", socket.display())).hint(
-                    "choose another path with --socket, or remove that file if it is not needed",
-                ),
-            );
+            return Err(CliError::new(format!("{} exists and is not a socket", socket.display()))
+                .hint("choose another path with --socket, or remove that file if it is not needed"));
         }
         match UnixStream::connect(socket) {
             Ok(_) => {
-                return Err(CliError::new(format!(
-                    "another listener is already running on {}",
-                    socket.display()
-                ))
-                .hint("stop it first, or listen on another path with --socket PATH"));
+                return Err(CliError::new(format!("another listener is already running on {}", socket.display()))
+                    .hint("stop it first, or listen on another path with --socket PATH"));
             }
             Err(_) => {
                 // Nobody home: left over from a listener that did not clean up.
-                std::fs::remove_file(socket).map_err(|e| {
-                    CliError::io(
-                        format!("cannot remove the stale socket {}", socket.display()),
-                        e,
-                    )
-                })?;
+                std::fs::remove_file(socket)
+                    .map_err(|e| CliError::io(format!("cannot remove the stale socket {}", socket.display()), e))?;
             }
         }
     }
@@ -213,8 +197,7 @@ pub fn bind_exclusive(socket: &Path) -> CliResult<UnixListener> {
         ))
         .hint("choose a shorter path with --socket"));
     }
-    crate::owner_only::bind(socket)
-        .map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))
+    crate::owner_only::bind(socket).map_err(|e| CliError::io(format!("cannot listen on {}", socket.display()), e))
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -243,13 +226,7 @@ mod tests {
         let _second = bind_exclusive(&sock).unwrap();
         let file = dir.join("plain");
         std::fs::write(&file, b"x").unwrap();
-        assert!(
-            bind_exclusive(&file)
-                .err()
-                .unwrap()
-                .message
-                .contains("not a socket")
-        );
+        assert!(bind_exclusive(&file).err().unwrap().message.contains("not a socket"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -58,11 +58,8 @@ pub fn ps(args: PsArgs) -> CliResult<i32> {
 pub fn describe(pid: u32) -> DotnetProcess {
     let socket = diagnostics_ipc::find_socket(pid);
     let info: Option<ProcessInfo> = socket.as_ref().and_then(|s| diagnostics_ipc::process_info(s).ok());
-    let command_line = info
-        .as_ref()
-        .map(|i| i.command_line.clone())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| proc_cmdline(pid));
+    let command_line =
+        info.as_ref().map(|i| i.command_line.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| proc_cmdline(pid));
     // Another process's words: shown escaped, never acted on by the terminal.
     let clean = |s: &str| crate::untrusted::clean(s).into_owned();
     DotnetProcess {
@@ -104,7 +101,9 @@ pub fn agent_state(pid: u32) -> &'static str {
 /// Whether the agent's own thread is alive in `pid` (it ends when the agent detaches).
 pub fn agent_thread_running(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
-    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
+    tasks
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "leakscope-agent"))
 }
 
 fn proc_cmdline(pid: u32) -> String {

@@ -15,11 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub fn report(args: ReportArgs) -> CliResult<i32> {
     // stat, not open: nothing is opened before it is known to be a directory or a regular file.
-    let meta = std::fs::metadata(&args.path)
-        .map_err(|e| CliError::io(format!("cannot open {}", args.path.display()), e))?;
-    let (recording, session_dir, default_out): (PathBuf, Option<PathBuf>, Option<PathBuf>) = if meta
-        .is_dir()
-    {
+    let meta =
+        std::fs::metadata(&args.path).map_err(|e| CliError::io(format!("cannot open {}", args.path.display()), e))?;
+    let (recording, session_dir, default_out): (PathBuf, Option<PathBuf>, Option<PathBuf>) = if meta.is_dir() {
         let rec = args.path.join("recording.ndjson");
         if std::fs::symlink_metadata(&rec).is_err() {
             return Err(CliError::new(format!("{} has no recording.ndjson", args.path.display()))
@@ -27,36 +25,18 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
         }
         (rec, Some(args.path.clone()), Some(args.path.clone()))
     } else {
-        let parent = args.path.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        });
-        let is_recording = args
-            .path
-            .file_name()
-            .is_some_and(|n| n == "recording.ndjson");
-        (
-            args.path.clone(),
-            if is_recording { parent } else { None },
-            None,
-        )
+        let parent =
+            args.path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+        let is_recording = args.path.file_name().is_some_and(|n| n == "recording.ndjson");
+        (args.path.clone(), if is_recording { parent } else { None }, None)
     };
     // A recording inside an output directory is leakscope's own file: never read through a
     // link there. A file named directly is the user's choice; either must be a regular file.
-    let file = if session_dir.is_some() {
-        files::open_regular_nofollow(&recording)
-    } else {
-        files::open_regular(&recording)
-    }
-    .map_err(|e| e.to_cli("cannot read"))?;
+    let file =
+        if session_dir.is_some() { files::open_regular_nofollow(&recording) } else { files::open_regular(&recording) }
+            .map_err(|e| e.to_cli("cannot read"))?;
     // The run's own facts (command, exit code, notes) live beside the recording.
-    let info = session_dir
-        .as_deref()
-        .and_then(report::read_session)
-        .unwrap_or_else(|| SessionInfo::new("report"));
+    let info = session_dir.as_deref().and_then(report::read_session).unwrap_or_else(|| SessionInfo::new("report"));
     let soak = soak_context(&info, &args)?;
     let mut session = Session::new(None, None, ViewMode::Quiet, info.clone());
     session.soak = soak;
@@ -137,9 +117,7 @@ fn moment_of(rendered: &report::Report) -> Moment {
         .filter_map(|p| Some(p.start_unix_ms? + p.last_t_ms?))
         .max();
     Moment {
-        unix_ms: last_record
-            .or(rendered.session.ended_unix_ms)
-            .unwrap_or(rendered.generated_unix_ms),
+        unix_ms: last_record.or(rendered.session.ended_unix_ms).unwrap_or(rendered.generated_unix_ms),
         duration_ms: rendered.session.duration_ms,
     }
 }
@@ -165,11 +143,7 @@ fn soak_context(info: &SessionInfo, args: &ReportArgs) -> CliResult<Option<crate
             if settings.baseline.as_ref().is_some_and(|b| !b.is_file()) {
                 crate::commands::print_stderr(&format!(
                     "leakscope: note: the recorded baseline {} is gone; judging without it (pass --baseline FILE)\n",
-                    settings
-                        .baseline
-                        .as_ref()
-                        .map(|b| b.display().to_string())
-                        .unwrap_or_default()
+                    settings.baseline.as_ref().map(|b| b.display().to_string()).unwrap_or_default()
                 ));
                 settings.baseline = None;
             }

@@ -73,20 +73,15 @@ pub struct Libraries {
 const PATHS_WAIT: Duration = Duration::from_secs(15);
 
 pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
-    let agent = locate::find_library(Library::Agent, libs.agent.as_deref())
-        .map_err(|nf| nf.into_error())?;
+    let agent = locate::find_library(Library::Agent, libs.agent.as_deref()).map_err(|nf| nf.into_error())?;
     if libs.no_native {
         return Ok(Libraries {
             agent,
             shim: None,
-            native: NativeTracking {
-                enabled: false,
-                reason: Some("turned off with --no-native".into()),
-            },
+            native: NativeTracking { enabled: false, reason: Some("turned off with --no-native".into()) },
         });
     }
-    let explicit =
-        libs.shim.is_some() || std::env::var_os("LEAKSCOPE_SHIM").is_some_and(|v| !v.is_empty());
+    let explicit = libs.shim.is_some() || std::env::var_os("LEAKSCOPE_SHIM").is_some_and(|v| !v.is_empty());
     match locate::find_library(Library::Shim, libs.shim.as_deref()) {
         // The dynamic loader splits LD_PRELOAD at spaces and colons: such a path cannot be
         // preloaded, and the loader would complain on the target's stderr.
@@ -98,36 +93,17 @@ pub fn resolve_libraries(libs: &LibraryArgs) -> CliResult<Libraries> {
             if explicit {
                 return Err(CliError::usage(reason).hint("or run without native tracking: --no-native"));
             }
-            Ok(Libraries {
-                agent,
-                shim: None,
-                native: NativeTracking {
-                    enabled: false,
-                    reason: Some(reason),
-                },
-            })
+            Ok(Libraries { agent, shim: None, native: NativeTracking { enabled: false, reason: Some(reason) } })
         }
-        Ok(shim) => Ok(Libraries {
-            agent,
-            shim: Some(shim),
-            native: NativeTracking {
-                enabled: true,
-                reason: None,
-            },
-        }),
+        Ok(shim) => Ok(Libraries { agent, shim: Some(shim), native: NativeTracking { enabled: true, reason: None } }),
         // Asked for a specific shim that is not there: say so rather than quietly run without.
-        Err(nf) if explicit => Err(nf
-            .into_error()
-            .hint("or run without native tracking: --no-native")),
+        Err(nf) if explicit => Err(nf.into_error().hint("or run without native tracking: --no-native")),
         Err(nf) => Ok(Libraries {
             agent,
             shim: None,
             native: NativeTracking {
                 enabled: false,
-                reason: Some(format!(
-                    "{}; build it with `cargo build --release` or pass --shim PATH",
-                    nf.summary()
-                )),
+                reason: Some(format!("{}; build it with `cargo build --release` or pass --shim PATH", nf.summary())),
             },
         }),
     }
@@ -187,16 +163,15 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         match (out.create_file("stdout.log"), out.create_file("stderr.log")) {
             (Ok(o), Ok(e)) => output_logs = Some((o, e)),
             (Err(e), _) | (_, Err(e)) => {
-                info.note("warn", format!("not capturing the target's output: {e}; it passes through, with a plain view"));
+                info.note(
+                    "warn",
+                    format!("not capturing the target's output: {e}; it passes through, with a plain view"),
+                );
                 live = false;
             }
         }
     }
-    let mode = if live {
-        ViewMode::Live
-    } else {
-        ViewMode::Plain
-    };
+    let mode = if live { ViewMode::Live } else { ViewMode::Plain };
 
     let private = PrivateDir::create()?;
     let socket = private.path.join("agent.sock");
@@ -227,29 +202,23 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let producer_log = out_dir.join("agent.log");
     if std::env::var_os("LEAKSCOPE_LOG").is_none() {
         match out.create_file("agent.log") {
-            Ok(_) => env.push((
-                "LEAKSCOPE_LOG".to_string(),
-                producer_log.display().to_string(),
-            )),
+            Ok(_) => env.push(("LEAKSCOPE_LOG".to_string(), producer_log.display().to_string())),
             Err(e) => info.note("warn", format!("the agent logs to its default place instead: {e}")),
         }
     }
-    let env_remove: Vec<String> = CONFLICTING_VARS
-        .iter()
-        .filter(|v| std::env::var_os(v).is_some())
-        .map(|v| v.to_string())
-        .collect();
+    let env_remove: Vec<String> =
+        CONFLICTING_VARS.iter().filter(|v| std::env::var_os(v).is_some()).map(|v| v.to_string()).collect();
     if !env_remove.is_empty() {
         info.note(
             "warn",
-            format!("removed {} from the target's environment: it would load another profiler instead of ours", env_remove.join(", ")),
+            format!(
+                "removed {} from the target's environment: it would load another profiler instead of ours",
+                env_remove.join(", ")
+            ),
         );
     }
-    let (stdout_log, stderr_log) = if output_logs.is_some() {
-        (Some(out.join("stdout.log")), Some(out.join("stderr.log")))
-    } else {
-        (None, None)
-    };
+    let (stdout_log, stderr_log) =
+        if output_logs.is_some() { (Some(out.join("stdout.log")), Some(out.join("stderr.log"))) } else { (None, None) };
     let (stdout_file, stderr_file) = match output_logs {
         Some((o, e)) => (Some(o), Some(e)),
         None => (None, None),
@@ -267,11 +236,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     })?;
 
     // A plain soak prints its own progress line instead of the generic status line.
-    let view_mode = if spec.soak.is_some() && mode == ViewMode::Plain {
-        ViewMode::Quiet
-    } else {
-        mode
-    };
+    let view_mode = if spec.soak.is_some() && mode == ViewMode::Plain { ViewMode::Quiet } else { mode };
     let mut session = Session::new(Some(rx), recorder, view_mode, info);
     session.soak = spec.soak;
     let mut captures = spec.capture.map(|settings| crate::capture_rules::Captures::start(settings, &mut session));
@@ -312,7 +277,8 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             c.tick(&mut session, &replies);
         }
         if spec.ask_paths && !child.stopping() && paths.ready() {
-            let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
+            let leaking =
+                session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
             paths.tick(&mut session, &replies, &leaking);
         }
         let received = signals::received();
@@ -322,8 +288,13 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             } else {
                 if spec.ask_paths {
                     // Ctrl-C: the worker can still answer; a second Ctrl-C stops waiting.
-                    let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
-                    paths.ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| signals::received() > received);
+                    let leaking = session
+                        .soak
+                        .as_ref()
+                        .map(|ctx| crate::soak::leaking_types(&session.store, ctx))
+                        .unwrap_or_default();
+                    paths
+                        .ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| signals::received() > received);
                 }
                 child.request_stop(signals::last_signal_name());
             }
@@ -331,8 +302,14 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         }
         if deadline.is_some_and(|d| Instant::now() >= d) && !child.stopping() {
             if spec.ask_paths {
-                let leaking = session.soak.as_ref().map(|ctx| crate::soak::leaking_types(&session.store, ctx)).unwrap_or_default();
-                paths.ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| signals::received() > signals_handled);
+                let leaking = session
+                    .soak
+                    .as_ref()
+                    .map(|ctx| crate::soak::leaking_types(&session.store, ctx))
+                    .unwrap_or_default();
+                paths.ask_and_wait(&mut session, &replies, &leaking, PATHS_WAIT, &|| {
+                    signals::received() > signals_handled
+                });
             }
             child.request_stop("--duration elapsed");
         }
@@ -365,9 +342,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
             frame.alerts.push(alert);
         }
         if let Some(reason) = &libs.native.reason {
-            frame
-                .alerts
-                .push((Level::Info, format!("native tracking off: {reason}")));
+            frame.alerts.push((Level::Info, format!("native tracking off: {reason}")));
         }
         if !session.store.has_source(Source::Agent) && child.started.elapsed() >= no_agent_after {
             frame.alerts.push((
@@ -425,19 +400,10 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         }
         session.info.note("error", no_agent_message(&libs.agent));
         if std::fs::symlink_metadata(&producer_log).is_ok_and(|m| m.is_file() && m.len() > 0) {
-            session.info.note(
-                "info",
-                format!(
-                    "the agent/shim log may say more: {}",
-                    producer_log.display()
-                ),
-            );
+            session.info.note("info", format!("the agent/shim log may say more: {}", producer_log.display()));
         }
     }
-    if libs.shim.is_some()
-        && session.store.has_source(Source::Agent)
-        && !session.store.has_source(Source::Shim)
-    {
+    if libs.shim.is_some() && session.store.has_source(Source::Agent) && !session.store.has_source(Source::Shim) {
         session.info.note(
             "warn",
             format!(
@@ -457,9 +423,5 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
         print_stderr(&crate::report::render_summary(&report, shown_dir));
     }
     print_stderr(&written.render_failures());
-    Ok(Outcome {
-        exit_code: exit.shell_code(),
-        report,
-        out_dir,
-    })
+    Ok(Outcome { exit_code: exit.shell_code(), report, out_dir })
 }

@@ -29,28 +29,29 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
     // First of all, so that Ctrl-C (or SIGTERM) at any phase detaches instead of killing us.
     signals::install();
     let pid = args.pid;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("leakscope-snapshot-{pid}-{}.ndjson", crate::units::local_timestamp())));
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("leakscope-snapshot-{pid}-{}.ndjson", crate::units::local_timestamp()))
+    });
     // The snapshot may hold string values (--peek-strings): 0600, never through a link; made
     // before attaching, so a refused path never leaves an agent loaded.
     let (file, created) = crate::files::create_named_file(&out).map_err(|e| e.to_cli("cannot create"))?;
     // `--peek-strings` is the owner's (or root's) say-so: only they can reach the runtime's
     // diagnostics socket that carries it. The worker's environment can still forbid it.
     let settings = if args.peek_strings { "LEAKSCOPE_PEEK_STRINGS=1\n" } else { "" };
-    let Attachment { place, replies, events, .. } = match attach::load_agent(pid, args.agent.as_deref(), INTERVAL, settings) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = std::fs::remove_file(&created);
-            return Err(e);
-        }
-    };
+    let Attachment { place, replies, events, .. } =
+        match attach::load_agent(pid, args.agent.as_deref(), INTERVAL, settings) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_file(&created);
+                return Err(e);
+            }
+        };
     let recorder = Recorder::new(file, out.clone());
     let mut session = Session::new(Some(events), Some(recorder), ViewMode::Quiet, SessionInfo::new("snapshot"));
     let failure = collect(&mut session, &replies, &args, pid, &place).err();
     // Every way out detaches: success, failure and interruption alike.
-    let outcome = if gone(pid) { "the process exited".to_string() } else { attach::detach_now(&mut session, &replies, pid) };
+    let outcome =
+        if gone(pid) { "the process exited".to_string() } else { attach::detach_now(&mut session, &replies, pid) };
     session.finish();
     if let Some(why) = failure {
         let interrupted = signals::received() > 0;
@@ -87,7 +88,10 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
     ));
     match pprof {
         Some(Ok((written, samples))) => {
-            print_stderr(&format!("leakscope: pprof profile of {samples} call sites written to {}\n", written.display()));
+            print_stderr(&format!(
+                "leakscope: pprof profile of {samples} call sites written to {}\n",
+                written.display()
+            ));
         }
         Some(Err(e)) => return Err(e.to_cli("cannot write the pprof profile").with_code(2)),
         None => {}
@@ -135,7 +139,13 @@ fn interrupted() -> String {
 
 /// Everything between the attach and the detach: wait for the agent, sample, census, and the
 /// paths and peek asked for. `Err` says why there is no snapshot.
-fn collect(session: &mut Session, replies: &Replies, args: &SnapshotArgs, pid: u32, place: &attach::Place) -> Result<(), String> {
+fn collect(
+    session: &mut Session,
+    replies: &Replies,
+    args: &SnapshotArgs,
+    pid: u32,
+    place: &attach::Place,
+) -> Result<(), String> {
     match wait(session, CONNECT_WAIT, pid, |s| s.connections_seen > 0) {
         Waited::Done => {}
         Waited::Interrupted => return Err(interrupted()),
@@ -227,14 +237,18 @@ fn ask_retention(session: &mut Session, replies: &Replies, asked: &[String], pid
                 let waited = started.elapsed().as_secs();
                 if waited >= told + 2 {
                     told = waited;
-                    print_stderr(&format!("leakscope: … {waited} s (the agent stops at its 10 s budget and says so)\n"));
+                    print_stderr(&format!(
+                        "leakscope: … {waited} s (the agent stops at its 10 s budget and says so)\n"
+                    ));
                 }
             }
         }
     }
     match agent(session).and_then(|p| p.retention.as_ref()) {
         None => Err(format!("no retention answer within {RETENTION_WAIT:?}")),
-        Some(r) if r.error.is_some() => Err(r.error.clone().map(|e| format!("retention paths: {e}")).unwrap_or_default()),
+        Some(r) if r.error.is_some() => {
+            Err(r.error.clone().map(|e| format!("retention paths: {e}")).unwrap_or_default())
+        }
         Some(r) => {
             print_stderr(&format!(
                 "leakscope: paths found in {:.0} ms ({} objects walked; the application paused {:.0} ms)\n",
@@ -257,7 +271,8 @@ const PEEK_COUNT: usize = 3;
 /// `Err` says why not.
 fn ask_peek(session: &mut Session, replies: &Replies, types: &[String], strings: bool, pid: u32) -> Result<(), String> {
     print_stderr(&format!("leakscope: reading a few instances of {}…\n", types.join(", ")));
-    let command = serde_json::json!({"cmd": "peek", "types": types, "count": PEEK_COUNT, "strings": strings}).to_string();
+    let command =
+        serde_json::json!({"cmd": "peek", "types": types, "count": PEEK_COUNT, "strings": strings}).to_string();
     replies.broadcast(&command);
     match wait(session, PEEK_WAIT, pid, |s| agent(s).is_some_and(|p| p.peek.is_some())) {
         Waited::Done => {}
@@ -267,7 +282,9 @@ fn ask_peek(session: &mut Session, replies: &Replies, types: &[String], strings:
     }
     match agent(session).and_then(|p| p.peek.as_ref()) {
         None => Err(format!("no peek answer within {PEEK_WAIT:?}")),
-        Some(p) if p.error.is_some() && p.types.is_empty() => Err(p.error.clone().map(|e| format!("peek: {e}")).unwrap_or_default()),
+        Some(p) if p.error.is_some() && p.types.is_empty() => {
+            Err(p.error.clone().map(|e| format!("peek: {e}")).unwrap_or_default())
+        }
         Some(_) => Ok(()),
     }
 }
@@ -278,11 +295,7 @@ fn agent(session: &Session) -> Option<&crate::store::Producer> {
 
 /// The agent's word that it cannot count the heap on this runtime.
 fn census_refused(session: &Session) -> Option<String> {
-    agent(session)?
-        .statuses
-        .iter()
-        .find(|s| s.message.contains("census unavailable"))
-        .map(|s| s.message.clone())
+    agent(session)?.statuses.iter().find(|s| s.message.contains("census unavailable")).map(|s| s.message.clone())
 }
 
 fn json(point: &Point, top: usize) -> serde_json::Value {

@@ -35,9 +35,9 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
     let ctx = Context::new(settings)?;
     if let Some(short) = plan.shortfall(ctx.trend.min_points as u64, !args.libs.no_native) {
         if !args.allow_short {
-            return Err(CliError::usage(short.problem)
-                .hint(short.fix)
-                .hint("or --allow-short to run anyway: the soak then ends INCONCLUSIVE (exit 2) unless it finds a leak"));
+            return Err(CliError::usage(short.problem).hint(short.fix).hint(
+                "or --allow-short to run anyway: the soak then ends INCONCLUSIVE (exit 2) unless it finds a leak",
+            ));
         }
         print_stderr(&format!(
             "leakscope: warning: {} (--allow-short: running anyway; without enough points the soak ends INCONCLUSIVE)\n",
@@ -54,10 +54,7 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
         libs: args.libs,
         mode: "soak",
         out_prefix: "leakscope-soak",
-        extra_env: vec![(
-            "LEAKSCOPE_INDUCE_FULL_GC".to_string(),
-            format!("{}ms", plan.gc_every.as_millis()),
-        )],
+        extra_env: vec![("LEAKSCOPE_INDUCE_FULL_GC".to_string(), format!("{}ms", plan.gc_every.as_millis()))],
         soak: Some(ctx),
         ask_paths: !args.no_paths,
         capture: None,

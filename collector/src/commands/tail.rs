@@ -3,9 +3,9 @@
 use crate::cli::TailArgs;
 use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
+use crate::files::Dir;
 use crate::ingest;
 use crate::live::ViewMode;
-use crate::files::Dir;
 use crate::report::{self, SessionInfo, Written};
 use crate::session::Session;
 use crate::signals;
@@ -18,11 +18,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub fn tail(args: TailArgs) -> CliResult<i32> {
     let mut info = SessionInfo::new("tail");
     info.command = None;
-    let mut session = if args.follow {
-        follow(&args, info)?
-    } else {
-        read_once(&args, info)?
-    };
+    let mut session = if args.follow { follow(&args, info)? } else { read_once(&args, info)? };
     // The session's length is the data's, not how long this command took to read it.
     session.info.started_unix_ms = None;
     session.info.ended_unix_ms = None;
@@ -61,21 +57,12 @@ fn read_once(args: &TailArgs, info: SessionInfo) -> CliResult<Session> {
 
 fn follow(args: &TailArgs, info: SessionInfo) -> CliResult<Session> {
     if !args.file.exists() {
-        print_stderr(&format!(
-            "leakscope: {} does not exist yet; waiting for it\n",
-            args.file.display()
-        ));
+        print_stderr(&format!("leakscope: {} does not exist yet; waiting for it\n", args.file.display()));
     } else if let Err(e) = crate::files::open_regular(&args.file) {
-        print_stderr(&format!(
-            "leakscope: not reading {e}; waiting for a regular file there (Ctrl-C to stop)\n"
-        ));
+        print_stderr(&format!("leakscope: not reading {e}; waiting for a regular file there (Ctrl-C to stop)\n"));
     }
     let live = !args.plain && terminal::stdout_is_tty() && terminal::stderr_is_tty();
-    let mode = if live {
-        ViewMode::Live
-    } else {
-        ViewMode::Plain
-    };
+    let mode = if live { ViewMode::Live } else { ViewMode::Plain };
     let (tx, rx) = ingest::channel();
     ingest::follow_file(args.file.clone(), tx, POLL);
     signals::install();

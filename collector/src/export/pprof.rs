@@ -268,7 +268,11 @@ impl Builder {
         let next_location = self.locations.len() as u64 + 1;
         let location_id = *self.location_ids.entry((function_id, line)).or_insert(next_location);
         if location_id == next_location {
-            self.locations.push(proto::Location { id: location_id, mapping_id: MAPPING_ID, line: vec![proto::Line { function_id, line }] });
+            self.locations.push(proto::Location {
+                id: location_id,
+                mapping_id: MAPPING_ID,
+                line: vec![proto::Line { function_id, line }],
+            });
         }
         location_id
     }
@@ -301,7 +305,13 @@ mod tests {
     use prost::Message;
     use std::sync::Arc;
 
-    fn row(site: &str, type_name: Option<&str>, frames: &[(&str, Option<&str>)], bytes: f64, verdict: Verdict) -> SiteRow {
+    fn row(
+        site: &str,
+        type_name: Option<&str>,
+        frames: &[(&str, Option<&str>)],
+        bytes: f64,
+        verdict: Verdict,
+    ) -> SiteRow {
         SiteRow {
             pid: 42,
             source: if type_name.is_some() { Source::Agent } else { Source::Shim },

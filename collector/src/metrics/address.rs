@@ -12,9 +12,7 @@ pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     if let Some(port) = s.strip_prefix("localhost:") {
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| format!("`{port}` is not a port number"))?;
+        let port = port.parse::<u16>().map_err(|_| format!("`{port}` is not a port number"))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     s.parse::<SocketAddr>().map_err(|_| {

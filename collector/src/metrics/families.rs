@@ -85,40 +85,16 @@ pub fn encode<'a>(defs: &[&'static Def], samples: impl Iterator<Item = &'a Sampl
 mod tests {
     use super::*;
 
-    static A: Def = Def {
-        name: "t_bytes",
-        help: "Bytes.",
-        kind: Kind::Gauge,
-    };
-    static B: Def = Def {
-        name: "t_total",
-        help: "Count.",
-        kind: Kind::Counter,
-    };
-    static UNUSED: Def = Def {
-        name: "t_unused",
-        help: "Nothing.",
-        kind: Kind::Gauge,
-    };
+    static A: Def = Def { name: "t_bytes", help: "Bytes.", kind: Kind::Gauge };
+    static B: Def = Def { name: "t_total", help: "Count.", kind: Kind::Counter };
+    static UNUSED: Def = Def { name: "t_unused", help: "Nothing.", kind: Kind::Gauge };
 
     #[test]
     fn families_are_grouped_typed_and_label_values_escaped() {
         let samples = [
-            Sample {
-                def: &B,
-                labels: vec![("pid", "1".into())],
-                value: 3.0,
-            },
-            Sample {
-                def: &A,
-                labels: vec![("type", "Dictionary<String, \"x\\y\">\n".into())],
-                value: 1.5e6,
-            },
-            Sample {
-                def: &A,
-                labels: vec![("type", "T".into())],
-                value: 2.0,
-            },
+            Sample { def: &B, labels: vec![("pid", "1".into())], value: 3.0 },
+            Sample { def: &A, labels: vec![("type", "Dictionary<String, \"x\\y\">\n".into())], value: 1.5e6 },
+            Sample { def: &A, labels: vec![("type", "T".into())], value: 2.0 },
         ];
         let text = encode(&[&A, &B, &UNUSED], samples.iter());
         let expected = "# HELP t_bytes Bytes.\n# TYPE t_bytes gauge\n\

@@ -111,8 +111,7 @@ impl Exporter {
     fn render(&mut self, store: &Store) -> String {
         let mut live: Vec<u32> = Vec::new();
         for view in store.processes() {
-            let connected = view.agent.is_some_and(worker::connected)
-                || view.shim.is_some_and(worker::connected);
+            let connected = view.agent.is_some_and(worker::connected) || view.shim.is_some_and(worker::connected);
             if !connected {
                 continue;
             }
@@ -127,11 +126,7 @@ impl Exporter {
         }
         // Workers that went away disappear from the metrics (Prometheus marks them stale).
         self.cache.retain(|pid, _| live.contains(pid));
-        let workers = Sample {
-            def: &worker::WORKERS,
-            labels: Vec::new(),
-            value: live.len() as f64,
-        };
+        let workers = Sample { def: &worker::WORKERS, labels: Vec::new(), value: live.len() as f64 };
         let mut pids: Vec<&u32> = self.cache.keys().collect();
         pids.sort();
         let per_worker = pids.into_iter().flat_map(|pid| self.cache[pid].1.iter());
@@ -142,9 +137,7 @@ impl Exporter {
 /// This host's name, for the `host` label: producers reach the listener over a Unix socket, so
 /// they run on the same host (in Kubernetes, the same pod).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// Renders the metrics of a store once, as `/metrics` would serve them (for tests and tools).
@@ -205,7 +198,10 @@ mod tests {
         // Three points are too few for a growth figure: none is exported rather than a 0.
         assert!(lines_of(&text, "leakscope_site_growth_bytes_per_second").is_empty(), "{text}");
         let verdict = lines_of(&text, "leakscope_verdict");
-        assert!(verdict.iter().any(|l| l.contains(r#"verdict="insufficient_data""#) && l.ends_with(" 1")), "{verdict:?}");
+        assert!(
+            verdict.iter().any(|l| l.contains(r#"verdict="insufficient_data""#) && l.ends_with(" 1")),
+            "{verdict:?}"
+        );
     }
 
     #[test]

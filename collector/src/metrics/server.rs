@@ -24,8 +24,7 @@ impl Shared {
 
 /// Binds and serves on background threads; returns the bound address.
 pub fn serve(addr: SocketAddr, text: Shared) -> Result<SocketAddr, String> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     let bound = server.server_addr().to_ip().unwrap_or(addr);
     let server = Arc::new(server);
     for i in 0..HTTP_THREADS {
@@ -54,12 +53,9 @@ fn answer_forever(server: &tiny_http::Server, text: &Shared) {
                 }
                 r
             }
-            (true, "/") => tiny_http::Response::from_string(
-                "leakscope listen: metrics at /metrics\n",
-            ),
+            (true, "/") => tiny_http::Response::from_string("leakscope listen: metrics at /metrics\n"),
             (false, _) => tiny_http::Response::from_string("only GET\n").with_status_code(405),
-            _ => tiny_http::Response::from_string("not found: metrics are at /metrics\n")
-                .with_status_code(404),
+            _ => tiny_http::Response::from_string("not found: metrics are at /metrics\n").with_status_code(404),
         };
         // A client that went away is its own problem.
         let _ = request.respond(response);

@@ -63,35 +63,18 @@ pub fn connected(p: &Producer) -> bool {
 /// What changes a worker's samples: re-rendering is skipped while this stays the same.
 pub fn change_key(view: &ProcessView<'_>, captures: u64) -> (u64, u64, u32, u32, bool, bool) {
     let key = |p: Option<&Producer>| {
-        p.map(|p| (p.reports + p.soak.census_records, p.hellos, connected(p)))
-            .unwrap_or((0, 0, false))
+        p.map(|p| (p.reports + p.soak.census_records, p.hellos, connected(p))).unwrap_or((0, 0, false))
     };
     let (a, s) = (key(view.agent), key(view.shim));
     (a.0 + s.0, captures, a.1, s.1, a.2, s.2)
 }
 
 /// The samples of one worker. `top` caps the sites (managed and native, each) and census types.
-pub fn samples(
-    view: &ProcessView<'_>,
-    host: &str,
-    top: usize,
-    captures: u64,
-    th: &Thresholds,
-) -> Vec<Sample> {
-    let base: Vec<(&'static str, String)> = vec![
-        ("pid", view.pid.to_string()),
-        ("service", service_name(view)),
-        ("host", host.to_string()),
-    ];
-    let mut out = Samples {
-        base: &base,
-        list: Vec::new(),
-    };
-    let runtime = view
-        .agent
-        .and_then(|a| a.hello.as_ref())
-        .and_then(|h| h.runtime.clone())
-        .unwrap_or_default();
+pub fn samples(view: &ProcessView<'_>, host: &str, top: usize, captures: u64, th: &Thresholds) -> Vec<Sample> {
+    let base: Vec<(&'static str, String)> =
+        vec![("pid", view.pid.to_string()), ("service", service_name(view)), ("host", host.to_string())];
+    let mut out = Samples { base: &base, list: Vec::new() };
+    let runtime = view.agent.and_then(|a| a.hello.as_ref()).and_then(|h| h.runtime.clone()).unwrap_or_default();
     out.push(
         &WORKER_INFO,
         &[
@@ -113,11 +96,7 @@ pub fn samples(
     }
     let current = worst.unwrap_or(Verdict::InsufficientData);
     for (v, name) in VERDICTS {
-        let name = if v == Verdict::Growing {
-            "leak_suspected"
-        } else {
-            name
-        };
+        let name = if v == Verdict::Growing { "leak_suspected" } else { name };
         out.push(&VERDICT, &[("verdict", name.to_string())], (v == current) as u8 as f64);
     }
     out.push(&CAPTURES, &[], captures as f64);
@@ -172,13 +151,7 @@ fn top_sites(p: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdi
     (rows, omitted)
 }
 
-fn agent_samples(
-    out: &mut Samples<'_>,
-    agent: &Producer,
-    top: usize,
-    th: &Thresholds,
-    worst: &mut Option<Verdict>,
-) {
+fn agent_samples(out: &mut Samples<'_>, agent: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdict>) {
     let (rows, omitted) = top_sites(agent, top, th, worst);
     for r in &rows {
         let labels = [
@@ -261,13 +234,7 @@ fn agent_samples(
     }
 }
 
-fn shim_samples(
-    out: &mut Samples<'_>,
-    shim: &Producer,
-    top: usize,
-    th: &Thresholds,
-    worst: &mut Option<Verdict>,
-) {
+fn shim_samples(out: &mut Samples<'_>, shim: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdict>) {
     let (rows, omitted) = top_sites(shim, top, th, worst);
     for r in &rows {
         let labels = [("site", r.site.clone())];

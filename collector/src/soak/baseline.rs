@@ -37,10 +37,10 @@ const MAX_BASELINE_BYTES: u64 = 64 << 20;
 /// Reads a report.json with a `soak` section.
 pub fn load(path: &Path) -> Result<Baseline, String> {
     // A regular file (a FIFO is refused, not waited on), and no larger than a report.json.
-    let text = crate::files::read_regular(path, MAX_BASELINE_BYTES)
-        .map_err(|e| format!("cannot read the baseline {e}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| format!("the baseline {} is not JSON: {e}", path.display()))?;
+    let text =
+        crate::files::read_regular(path, MAX_BASELINE_BYTES).map_err(|e| format!("cannot read the baseline {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("the baseline {} is not JSON: {e}", path.display()))?;
     parse(path, &v)
 }
 
@@ -56,15 +56,10 @@ pub fn parse(path: &Path, v: &serde_json::Value) -> Result<Baseline, String> {
         ));
     }
     let mut subjects = HashMap::new();
-    for s in soak["subjects"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
+    for s in soak["subjects"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let Some(id) = s["id"].as_str() else { continue };
-        let ci = s["growth"]["ci_bytes_per_hour"]
-            .as_array()
-            .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
+        let ci =
+            s["growth"]["ci_bytes_per_hour"].as_array().and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
         subjects.insert(
             id.to_string(),
             BaseSubject {
@@ -73,20 +68,12 @@ pub fn parse(path: &Path, v: &serde_json::Value) -> Result<Baseline, String> {
                 ci,
                 failed_rules: s["failed_rules"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|r| r.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
             },
         );
     }
-    Ok(Baseline {
-        file: path.to_path_buf(),
-        outcome: soak["outcome"].as_str().unwrap_or("").to_string(),
-        subjects,
-    })
+    Ok(Baseline { file: path.to_path_buf(), outcome: soak["outcome"].as_str().unwrap_or("").to_string(), subjects })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,9 +115,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
             c.matched += 1;
         }
         if let Some(base) = base {
-            if base.verdict == "leaking"
-                && s.verdict != SoakVerdict::Leaking
-                && s.verdict != SoakVerdict::Inconclusive
+            if base.verdict == "leaking" && s.verdict != SoakVerdict::Leaking && s.verdict != SoakVerdict::Inconclusive
             {
                 c.fixed.push(format!(
                     "{}: leaking at {} in the baseline, {} now",
@@ -146,11 +131,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
         let growth_failed = s.verdict == SoakVerdict::Leaking;
         let known = match base {
             Some(base) if growth_failed && base.verdict == "leaking" => {
-                let now_lo = s
-                    .growth
-                    .ci_bytes_per_hour
-                    .map(|c| c[0])
-                    .unwrap_or(s.growth.bytes_per_hour);
+                let now_lo = s.growth.ci_bytes_per_hour.map(|c| c[0]).unwrap_or(s.growth.bytes_per_hour);
                 let then_hi = base.ci.map(|c| c[1]).unwrap_or(base.bytes_per_hour);
                 if now_lo > then_hi && now_lo > GROWTH_UP_FACTOR * base.bytes_per_hour {
                     c.regressions.push(Regression {
@@ -170,9 +151,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
                     true
                 }
             }
-            Some(base) if !growth_failed => {
-                s.failed_rules.iter().all(|r| base.failed_rules.contains(r))
-            }
+            Some(base) if !growth_failed => s.failed_rules.iter().all(|r| base.failed_rules.contains(r)),
             _ => false,
         };
         if known {
@@ -196,18 +175,10 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
             } else {
                 (
                     "new_violation",
-                    format!(
-                        "{} breaks `{}`, which the baseline did not",
-                        s.label,
-                        s.failed_rules.join("`, `")
-                    ),
+                    format!("{} breaks `{}`, which the baseline did not", s.label, s.failed_rules.join("`, `")),
                 )
             };
-            c.regressions.push(Regression {
-                subject: s.id.clone(),
-                kind,
-                text,
-            });
+            c.regressions.push(Regression { subject: s.id.clone(), kind, text });
         }
     }
     c

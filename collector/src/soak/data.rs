@@ -130,26 +130,14 @@ pub struct SoakData {
 impl SoakData {
     /// A series preceded by zeros at the times of earlier comparable points (`timeline`), when
     /// those points are known to be complete. Returns (t, bytes, count).
-    pub fn with_leading_zeros(
-        series: &Series,
-        timeline: &Series,
-        complete: bool,
-    ) -> Vec<SeriesPoint> {
-        let first = series
-            .points()
-            .first()
-            .map(|p| p.t_ms)
-            .unwrap_or(f64::INFINITY);
+    pub fn with_leading_zeros(series: &Series, timeline: &Series, complete: bool) -> Vec<SeriesPoint> {
+        let first = series.points().first().map(|p| p.t_ms).unwrap_or(f64::INFINITY);
         let mut out: Vec<SeriesPoint> = if complete {
             timeline
                 .points()
                 .iter()
                 .filter(|p| p.t_ms < first)
-                .map(|p| SeriesPoint {
-                    t_ms: p.t_ms,
-                    bytes: 0.0,
-                    count: 0.0,
-                })
+                .map(|p| SeriesPoint { t_ms: p.t_ms, bytes: 0.0, count: 0.0 })
                 .collect()
         } else {
             Vec::new()
@@ -219,16 +207,9 @@ impl SoakData {
     /// Approximate heap bytes held by the series (for the boundedness test and the report).
     pub fn approx_bytes(&self) -> usize {
         let point = std::mem::size_of::<SeriesPoint>();
-        let sites: usize = self
-            .retained
-            .values()
-            .map(|s| s.series.len() * point + s.type_name.len() + s.site.len() + 128)
-            .sum();
-        let types: usize = self
-            .types
-            .iter()
-            .map(|(k, s)| s.series.len() * point + k.len() + 96)
-            .sum();
+        let sites: usize =
+            self.retained.values().map(|s| s.series.len() * point + s.type_name.len() + s.site.len() + 128).sum();
+        let types: usize = self.types.iter().map(|(k, s)| s.series.len() * point + k.len() + 96).sum();
         let totals = (self.live.len()
             + self.rss.len()
             + self.heap.len()

@@ -100,27 +100,17 @@ pub fn assess(
         .map(|s| (s.pid, s.kind, s.type_name.clone()))
         .collect();
     let covered = |s: &Subject| match s.kind {
-        SubjectKind::Site => judged_exact
-            .iter()
-            .any(|(pid, k, t)| *pid == s.pid && *k == SubjectKind::Type && *t == s.type_name),
-        SubjectKind::NativeSite => judged_exact
-            .iter()
-            .any(|(pid, k, _)| *pid == s.pid && *k == SubjectKind::Native),
+        SubjectKind::Site => {
+            judged_exact.iter().any(|(pid, k, t)| *pid == s.pid && *k == SubjectKind::Type && *t == s.type_name)
+        }
+        SubjectKind::NativeSite => judged_exact.iter().any(|(pid, k, _)| *pid == s.pid && *k == SubjectKind::Native),
         _ => false,
     };
-    let mut out = Sufficiency {
-        points_after_warmup,
-        points_needed: needed,
-        ..Sufficiency::default()
-    };
+    let mut out = Sufficiency { points_after_warmup, points_needed: needed, ..Sufficiency::default() };
     let marks: Vec<(bool, bool)> = subjects
         .iter()
         .map(|s| {
-            let is_material = material(
-                s.peak_bytes.max(s.live_bytes),
-                s.growth.threshold_bytes_per_hour,
-                window,
-            );
+            let is_material = material(s.peak_bytes.max(s.live_bytes), s.growth.threshold_bytes_per_hour, window);
             let short = s.rule.is_some() && s.growth.reason == TrendReason::TooFewPoints;
             (is_material, short && is_material && !covered(s))
         })
@@ -188,11 +178,7 @@ pub fn assess(
     }
     // Enough points overall, but some subjects with material memory lack them (first seen
     // late, or on a series that comes with the summaries).
-    let fewest = blocking
-        .iter()
-        .map(|&i| subjects[i].growth.points)
-        .min()
-        .unwrap_or(0);
+    let fewest = blocking.iter().map(|&i| subjects[i].growth.points).min().unwrap_or(0);
     let period = plan.gc_every.max(plan.interval);
     let more = period * (needed.saturating_sub(fewest) as u32 + 1);
     let longer = round_up_duration(plan.duration + more);
@@ -202,22 +188,14 @@ pub fn assess(
         if blocking.len() == 1 { "" } else { "s" },
         out.examples.join(", ")
     ));
-    out.suffice = Some(format!(
-        "soak longer: use --duration {} or more",
-        format_duration(longer)
-    ));
+    out.suffice = Some(format!("soak longer: use --duration {} or more", format_duration(longer)));
     out.suggested_duration_ms = Some(longer.as_millis() as u64);
     out
 }
 
 /// A rule's result: `fail` when a subject breaks it (and is not known in the baseline),
 /// `inconclusive` when the soak lacked the evidence to check it, else `pass`.
-pub fn rule_result(
-    rule: &Rule,
-    failing: usize,
-    sufficiency: &Sufficiency,
-    unjudged: usize,
-) -> &'static str {
+pub fn rule_result(rule: &Rule, failing: usize, sufficiency: &Sufficiency, unjudged: usize) -> &'static str {
     if failing > 0 {
         "fail"
     } else if rule.quantity == Quantity::Growth && (unjudged > 0 || !sufficiency.enough) {
@@ -236,10 +214,7 @@ pub fn release_explained_total(subjects: &mut [Subject]) {
         .filter(|s| s.kind != SubjectKind::Managed && !s.failed_rules.is_empty())
         .map(|s| s.pid)
         .collect();
-    for s in subjects
-        .iter_mut()
-        .filter(|s| s.kind == SubjectKind::Managed && failing_pids.contains(&s.pid))
-    {
+    for s in subjects.iter_mut().filter(|s| s.kind == SubjectKind::Managed && failing_pids.contains(&s.pid)) {
         s.failed_rules.retain(|r| r != DEFAULT_MANAGED_RULE);
     }
 }
@@ -258,9 +233,10 @@ pub struct GrowingType {
 /// reaches `alpha` (the plateau level, 0.05), so a type whose slope is only noise is not named.
 pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, Vec<GrowingType>> {
     let mut by_pid: HashMap<u32, Vec<GrowingType>> = HashMap::new();
-    for s in subjects.iter().filter(|s| {
-        s.kind == SubjectKind::Type && s.growth.bytes_per_hour > 0.0 && s.growth.p_value < alpha
-    }) {
+    for s in subjects
+        .iter()
+        .filter(|s| s.kind == SubjectKind::Type && s.growth.bytes_per_hour > 0.0 && s.growth.p_value < alpha)
+    {
         by_pid.entry(s.pid).or_default().push(GrowingType {
             id: s.id.clone(),
             label: s.label.clone(),
@@ -269,11 +245,7 @@ pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, V
         });
     }
     for v in by_pid.values_mut() {
-        v.sort_by(|a, b| {
-            b.bytes_per_hour
-                .total_cmp(&a.bytes_per_hour)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        v.sort_by(|a, b| b.bytes_per_hour.total_cmp(&a.bytes_per_hour).then_with(|| a.id.cmp(&b.id)));
         v.truncate(GROWING_TYPES_NAMED);
     }
     by_pid
@@ -283,14 +255,7 @@ pub fn largest_growing_types(subjects: &[Subject], alpha: f64) -> HashMap<u32, V
 pub fn name_types(types: &[GrowingType]) -> String {
     types
         .iter()
-        .map(|t| {
-            format!(
-                "{} {} ({})",
-                t.label,
-                rate(t.bytes_per_hour),
-                t.verdict.as_str()
-            )
-        })
+        .map(|t| format!("{} {} ({})", t.label, rate(t.bytes_per_hour), t.verdict.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -303,15 +268,10 @@ pub fn annotate_total(s: &mut Subject, types: Option<&Vec<GrowingType>>) {
     }
     if let Some(types) = types.filter(|t| !t.is_empty()) {
         if s.growth.bytes_per_hour > 0.0 {
-            s.evidence.push_str(&format!(
-                "; the fastest steadily growing types: {}",
-                name_types(types)
-            ));
+            s.evidence.push_str(&format!("; the fastest steadily growing types: {}", name_types(types)));
         }
     }
-    if s.verdict == SoakVerdict::Leaking
-        && s.failed_rules.is_empty()
-        && s.rule.as_deref() == Some(DEFAULT_MANAGED_RULE)
+    if s.verdict == SoakVerdict::Leaking && s.failed_rules.is_empty() && s.rule.as_deref() == Some(DEFAULT_MANAGED_RULE)
     {
         s.evidence
             .push_str("; not counted as a failure of its own: the types and sites that break a rule account for it");
@@ -340,17 +300,10 @@ pub fn process_signals(
 ) -> Vec<Signal> {
     let mut out = Vec::new();
     for m in memory {
-        if subjects
-            .iter()
-            .any(|s| s.pid == m.pid && !s.failed_rules.is_empty())
-        {
+        if subjects.iter().any(|s| s.pid == m.pid && !s.failed_rules.is_empty()) {
             continue;
         }
-        let judged_by_a_rule = |kind: SubjectKind| {
-            subjects
-                .iter()
-                .any(|s| s.pid == m.pid && s.kind == kind && s.gated)
-        };
+        let judged_by_a_rule = |kind: SubjectKind| subjects.iter().any(|s| s.pid == m.pid && s.kind == kind && s.gated);
         let leaking = |line: &Option<super::MemoryLine>, kind: SubjectKind| {
             line.as_ref()
                 .filter(|l| l.growth.verdict == SoakVerdict::Leaking && !judged_by_a_rule(kind))
@@ -361,12 +314,9 @@ pub fn process_signals(
         let rss = leaking(&m.rss, SubjectKind::Rss);
         let native = leaking(&m.native, SubjectKind::Native);
         let mut grows = Vec::new();
-        for (what, r) in [
-            ("live managed data", &live),
-            ("the managed heap", &heap),
-            ("RSS", &rss),
-            ("native live memory", &native),
-        ] {
+        for (what, r) in
+            [("live managed data", &live), ("the managed heap", &heap), ("RSS", &rss), ("native live memory", &native)]
+        {
             if let Some(r) = r {
                 grows.push(format!("{what} grows at {r} (leaking)"));
             }
@@ -375,22 +325,12 @@ pub fn process_signals(
             continue;
         }
         let short = grows.join(", ");
-        let live_flat = m.live.as_ref().is_some_and(|l| {
-            matches!(
-                l.growth.verdict,
-                SoakVerdict::Stable | SoakVerdict::Plateaued
-            )
-        });
-        let live_leaking = m
-            .live
-            .as_ref()
-            .is_some_and(|l| l.growth.verdict == SoakVerdict::Leaking);
+        let live_flat =
+            m.live.as_ref().is_some_and(|l| matches!(l.growth.verdict, SoakVerdict::Stable | SoakVerdict::Plateaued));
+        let live_leaking = m.live.as_ref().is_some_and(|l| l.growth.verdict == SoakVerdict::Leaking);
         // Native memory explains RSS; only the managed side needs live data to be told apart.
         let needs_live = heap.is_some()
-            || (rss.is_some()
-                && m.native
-                    .as_ref()
-                    .is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
+            || (rss.is_some() && m.native.as_ref().is_none_or(|n| n.growth.verdict != SoakVerdict::Leaking));
         let meaning = if live.is_some() {
             let named = growing
                 .get(&m.pid)
@@ -416,13 +356,8 @@ pub fn process_signals(
             // Live data neither flat nor leaking (or not measured): objects, or the GC? No
             // verdict can say yet. RSS and the heap grow in the first minutes of a healthy .NET
             // worker too (the GC sizing its budgets), so this warns rather than fails the gate.
-            let more = m
-                .live
-                .as_ref()
-                .and_then(|l| l.growth.more_ms)
-                .unwrap_or(duration_ms as f64);
-            let longer =
-                round_up_duration(Duration::from_millis(duration_ms + more.max(0.0) as u64));
+            let more = m.live.as_ref().and_then(|l| l.growth.more_ms).unwrap_or(duration_ms as f64);
+            let longer = round_up_duration(Duration::from_millis(duration_ms + more.max(0.0) as u64));
             let live_text = match &m.live {
                 Some(l) if l.growth.reason == TrendReason::TooFewPoints => format!(
                     "live managed data has {} comparable point{} after the warm-up",
@@ -446,11 +381,7 @@ pub fn process_signals(
         if memory.len() > 1 {
             full = format!("pid {}: {full}", m.pid);
         }
-        out.push(Signal {
-            pid: m.pid,
-            short,
-            full,
-        });
+        out.push(Signal { pid: m.pid, short, full });
     }
     out
 }

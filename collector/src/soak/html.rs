@@ -22,9 +22,7 @@ const LEFT: f64 = 78.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 30.0;
-const PALETTE: [&str; 8] = [
-    "#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d5a97", "#f28f3b", "#2e4057",
-];
+const PALETTE: [&str; 8] = ["#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d5a97", "#f28f3b", "#2e4057"];
 
 /// One line of a chart.
 pub struct Line {
@@ -52,31 +50,17 @@ fn nice_ceil(x: f64) -> f64 {
 
 /// Time tick step (ms) giving about six ticks.
 fn time_step(span_ms: f64) -> f64 {
-    const STEPS: [f64; 14] = [
-        1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3,
-    ];
+    const STEPS: [f64; 14] =
+        [1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3];
     let want = span_ms / 6.0;
-    STEPS
-        .iter()
-        .copied()
-        .find(|s| *s >= want)
-        .unwrap_or(3600e3 * ((want / 3600e3).ceil()))
+    STEPS.iter().copied().find(|s| *s >= want).unwrap_or(3600e3 * ((want / 3600e3).ceil()))
 }
 
 /// An inline SVG line chart. `warmup_ms` is shaded; `x_max_ms` fixes the time axis.
 pub fn svg_chart(id: &str, title: &str, lines: &[Line], warmup_ms: f64, x_max_ms: f64) -> String {
-    let x_max = x_max_ms
-        .max(
-            lines
-                .iter()
-                .flat_map(|l| l.points.iter().map(|p| p.t_ms))
-                .fold(0.0, f64::max),
-        )
-        .max(1000.0);
-    let y_data_max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.bytes))
-        .fold(0.0, f64::max);
+    let x_max =
+        x_max_ms.max(lines.iter().flat_map(|l| l.points.iter().map(|p| p.t_ms)).fold(0.0, f64::max)).max(1000.0);
+    let y_data_max = lines.iter().flat_map(|l| l.points.iter().map(|p| p.bytes)).fold(0.0, f64::max);
     let y_max = nice_ceil(y_data_max * 1.05);
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
@@ -96,12 +80,7 @@ pub fn svg_chart(id: &str, title: &str, lines: &[Line], warmup_ms: f64, x_max_ms
             LEFT,
             x(warmup_ms) - LEFT
         );
-        let _ = write!(
-            o,
-            "<text class=\"note\" x=\"{:.1}\" y=\"{:.1}\">warm-up</text>",
-            LEFT + 4.0,
-            TOP + 12.0
-        );
+        let _ = write!(o, "<text class=\"note\" x=\"{:.1}\" y=\"{:.1}\">warm-up</text>", LEFT + 4.0, TOP + 12.0);
     }
     // Axes and grid.
     for i in 0..=4 {
@@ -151,11 +130,7 @@ pub fn svg_chart(id: &str, title: &str, lines: &[Line], warmup_ms: f64, x_max_ms
             continue;
         }
         let colour = PALETTE[i % PALETTE.len()];
-        let pts: Vec<String> = l
-            .points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.t_ms), y(p.bytes)))
-            .collect();
+        let pts: Vec<String> = l.points.iter().map(|p| format!("{:.1},{:.1}", x(p.t_ms), y(p.bytes))).collect();
         let last = l.points.last().map(|p| p.bytes).unwrap_or(0.0);
         let _ = write!(
             o,
@@ -237,10 +212,7 @@ fn subject_lines(store: &Store, subjects: &[&Subject]) -> Vec<Line> {
 }
 
 fn series_line(name: &str, series: &super::data::Series) -> Option<Line> {
-    (!series.is_empty()).then(|| Line {
-        name: name.to_string(),
-        points: super::to_points(series.points()),
-    })
+    (!series.is_empty()).then(|| Line { name: name.to_string(), points: super::to_points(series.points()) })
 }
 
 pub fn render(report: &Report, store: &Store) -> String {
@@ -251,25 +223,19 @@ pub fn render(report: &Report, store: &Store) -> String {
     let x_max = soak.measurement.data_ms;
     let outcome = soak.outcome.as_str();
     // A soak that lacked the evidence is not an infrastructure error: its badge says so.
-    let (badge, badge_class) = if soak.outcome == Outcome::Error && !soak.sufficiency.enough && soak.headline.starts_with("INCONCLUSIVE") {
-        ("INCONCLUSIVE".to_string(), "inconclusive")
-    } else {
-        (outcome.to_uppercase(), outcome)
-    };
+    let (badge, badge_class) =
+        if soak.outcome == Outcome::Error && !soak.sufficiency.enough && soak.headline.starts_with("INCONCLUSIVE") {
+            ("INCONCLUSIVE".to_string(), "inconclusive")
+        } else {
+            (outcome.to_uppercase(), outcome)
+        };
     let mut o = String::new();
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>leakscope soak: {} — {}</title><style>{STYLE}</style></head>\n<body data-outcome=\"{outcome}\" data-enough-evidence=\"{}\">\n",
         badge,
-        escape(
-            &report
-                .session
-                .command
-                .as_ref()
-                .map(|c| c.join(" "))
-                .unwrap_or_default()
-        ),
+        escape(&report.session.command.as_ref().map(|c| c.join(" ")).unwrap_or_default()),
         soak.sufficiency.enough
     );
     let _ = write!(
@@ -281,28 +247,17 @@ pub fn render(report: &Report, store: &Store) -> String {
     let _ = write!(
         o,
         "<p class=\"meta\">{}<br>{} of data · warm-up {} · a full GC induced every {}{} · {} censuses, {} retained reports after full GCs · census pause {:.1} ms mean, {:.1} ms max · exit code {}{}</p></header>",
-        report
-            .session
-            .command
-            .as_ref()
-            .map(|c| format!("<code>{}</code>", escape(&c.join(" "))))
-            .unwrap_or_default(),
+        report.session.command.as_ref().map(|c| format!("<code>{}</code>", escape(&c.join(" ")))).unwrap_or_default(),
         clock(m.data_ms),
         clock(soak.settings.warmup_ms),
         clock(soak.settings.gc_every_ms as f64),
-        if soak.settings.gc_every_chosen {
-            " (chosen for the duration)"
-        } else {
-            ""
-        },
+        if soak.settings.gc_every_chosen { " (chosen for the duration)" } else { "" },
         m.census_records,
         m.retained_records,
         m.census_pause_ms_mean,
         m.census_pause_ms_max,
         soak.exit_code,
-        soak.decided_after_ms
-            .map(|t| format!(" · verdict reached after {}", clock(t)))
-            .unwrap_or_default()
+        soak.decided_after_ms.map(|t| format!(" · verdict reached after {}", clock(t))).unwrap_or_default()
     );
     o.push('\n');
     if !soak.problems.is_empty() || !soak.warnings.is_empty() {
@@ -380,44 +335,21 @@ pub fn render(report: &Report, store: &Store) -> String {
     let mut native_lines = Vec::new();
     let multi = store.processes().len() > 1;
     for view in store.processes() {
-        let suffix = if multi {
-            format!(" [pid {}]", view.pid)
-        } else {
-            String::new()
-        };
-        let rss_src = view
-            .agent
-            .filter(|a| !a.soak.rss.is_empty())
-            .or(view.shim)
-            .map(|p| &p.soak.rss);
+        let suffix = if multi { format!(" [pid {}]", view.pid) } else { String::new() };
+        let rss_src = view.agent.filter(|a| !a.soak.rss.is_empty()).or(view.shim).map(|p| &p.soak.rss);
         if let Some(rss) = rss_src.and_then(|s| series_line(&format!("RSS{suffix}"), s)) {
             memory_lines.push(rss);
         }
         if let Some(a) = view.agent {
-            memory_lines.extend(series_line(
-                &format!("managed heap (generation sizes){suffix}"),
-                &a.soak.heap,
-            ));
-            memory_lines.extend(series_line(
-                &format!("live managed data (census){suffix}"),
-                &a.soak.live,
-            ));
-            for (name, s) in ["gen0", "gen1", "gen2", "LOH", "POH"]
-                .iter()
-                .zip(&a.soak.gens)
-            {
+            memory_lines.extend(series_line(&format!("managed heap (generation sizes){suffix}"), &a.soak.heap));
+            memory_lines.extend(series_line(&format!("live managed data (census){suffix}"), &a.soak.live));
+            for (name, s) in ["gen0", "gen1", "gen2", "LOH", "POH"].iter().zip(&a.soak.gens) {
                 gen_lines.extend(series_line(&format!("{name}{suffix}"), s));
             }
         }
         if let Some(s) = view.shim {
-            native_lines.extend(series_line(
-                &format!("native live{suffix}"),
-                &s.soak.native_live,
-            ));
-            memory_lines.extend(series_line(
-                &format!("native live{suffix}"),
-                &s.soak.native_live,
-            ));
+            native_lines.extend(series_line(&format!("native live{suffix}"), &s.soak.native_live));
+            memory_lines.extend(series_line(&format!("native live{suffix}"), &s.soak.native_live));
         }
     }
     let _ = write!(o, "<div id=\"memory\">");
@@ -449,14 +381,7 @@ pub fn render(report: &Report, store: &Store) -> String {
         x_max,
     ));
     if !native_lines.is_empty() {
-        o.push_str(&figure(
-            "chart-native",
-            "Native live bytes",
-            "exact, from the shim",
-            &native_lines,
-            warmup,
-            x_max,
-        ));
+        o.push_str(&figure("chart-native", "Native live bytes", "exact, from the shim", &native_lines, warmup, x_max));
     }
     o.push_str("</section>\n");
     // Verdict table.
@@ -470,19 +395,12 @@ pub fn render(report: &Report, store: &Store) -> String {
         soak.counts.plateaued,
         soak.counts.stable,
         soak.counts.inconclusive,
-        if soak.counts.unlisted > 0 {
-            format!(" ({} not listed)", soak.counts.unlisted)
-        } else {
-            String::new()
-        }
+        if soak.counts.unlisted > 0 { format!(" ({} not listed)", soak.counts.unlisted) } else { String::new() }
     );
     for s in &soak.subjects {
         let v = s.verdict.as_str();
-        let ci = s
-            .growth
-            .ci_bytes_per_hour
-            .map(|[a, b]| format!("{} … {}", rate(a), rate(b)))
-            .unwrap_or_else(|| "—".into());
+        let ci =
+            s.growth.ci_bytes_per_hour.map(|[a, b]| format!("{} … {}", rate(a), rate(b))).unwrap_or_else(|| "—".into());
         let _ = write!(
             o,
             "<tr class=\"verdict {v}{}\" data-verdict=\"{v}\" data-kind=\"{}\" data-subject=\"{}\"><td><span class=\"badge {v}\">{v}{}</span></td><td>{}</td><td class=\"subject\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
@@ -497,11 +415,7 @@ pub fn render(report: &Report, store: &Store) -> String {
             escape(&format_bytes(s.live_bytes)),
             s.verdict_since_ms.map(clock).unwrap_or_else(|| "—".into())
         );
-        let _ = write!(
-            o,
-            "<tr class=\"evidence {v}\"><td></td><td colspan=\"6\">{}</td></tr>",
-            escape(&s.evidence)
-        );
+        let _ = write!(o, "<tr class=\"evidence {v}\"><td></td><td colspan=\"6\">{}</td></tr>", escape(&s.evidence));
     }
     o.push_str("</tbody></table></section>\n");
 
@@ -562,21 +476,9 @@ mod tests {
         let lines = vec![
             Line {
                 name: "Dictionary<String, List<Order>>".into(),
-                points: vec![
-                    Point {
-                        t_ms: 0.0,
-                        bytes: 0.0,
-                    },
-                    Point {
-                        t_ms: 60_000.0,
-                        bytes: 2e6,
-                    },
-                ],
+                points: vec![Point { t_ms: 0.0, bytes: 0.0 }, Point { t_ms: 60_000.0, bytes: 2e6 }],
             },
-            Line {
-                name: "b".into(),
-                points: vec![],
-            },
+            Line { name: "b".into(), points: vec![] },
         ];
         let svg = svg_chart("chart-x", "T & U", &lines, 10_000.0, 60_000.0);
         assert!(svg.starts_with("<svg id=\"chart-x\" class=\"chart\""));

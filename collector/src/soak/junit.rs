@@ -49,12 +49,7 @@ pub fn iso8601(unix_ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 fn classname(s: &Subject) -> &'static str {
@@ -82,12 +77,7 @@ pub fn render(report: &Report) -> String {
         return String::new();
     };
     let cases = cases(soak);
-    let count = |k: &str| {
-        cases
-            .iter()
-            .filter(|c| c.outcome.as_ref().is_some_and(|o| o.0 == k))
-            .count()
-    };
+    let count = |k: &str| cases.iter().filter(|c| c.outcome.as_ref().is_some_and(|o| o.0 == k)).count();
     let (failures, errors, skipped) = (count("failure"), count("error"), count("skipped"));
     let secs = report.session.duration_ms as f64 / 1000.0;
     let mut o = String::new();
@@ -97,11 +87,7 @@ pub fn render(report: &Report) -> String {
         "<testsuites name=\"leakscope soak\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{secs:.3}\">",
         cases.len()
     );
-    let timestamp = report
-        .session
-        .started_unix_ms
-        .map(iso8601)
-        .unwrap_or_else(|| iso8601(report.generated_unix_ms));
+    let timestamp = report.session.started_unix_ms.map(iso8601).unwrap_or_else(|| iso8601(report.generated_unix_ms));
     let _ = writeln!(
         o,
         "  <testsuite name=\"leakscope.soak\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{secs:.3}\" timestamp=\"{timestamp}\">",
@@ -126,21 +112,12 @@ pub fn render(report: &Report) -> String {
         props.push(("decided_after_ms", format!("{t:.0}")));
     }
     for (k, v) in props {
-        let _ = writeln!(
-            o,
-            "      <property name=\"{}\" value=\"{}\"/>",
-            escape(k),
-            escape(&v)
-        );
+        let _ = writeln!(o, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(&v));
     }
     o.push_str("    </properties>\n");
     for c in &cases {
-        let _ = write!(
-            o,
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
-            escape(&c.classname),
-            escape(&c.name)
-        );
+        let _ =
+            write!(o, "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"", escape(&c.classname), escape(&c.name));
         if c.outcome.is_none() && c.out.is_empty() {
             o.push_str("/>\n");
             continue;
@@ -193,20 +170,12 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
         });
     }
     for r in &soak.rules {
-        let failing: Vec<&String> = r
-            .violations
-            .iter()
-            .filter(|v| !r.known_in_baseline.contains(v))
-            .collect();
+        let failing: Vec<&String> = r.violations.iter().filter(|v| !r.known_in_baseline.contains(v)).collect();
         let outcome = if !failing.is_empty() {
             Some((
                 "failure",
                 format!("{} subject(s) break `{}`", failing.len(), r.rule),
-                failing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                failing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
             ))
         } else if r.result == "inconclusive" {
             // Not checked is not passed: a gate must not show green for it.
@@ -215,10 +184,7 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
                 format!(
                     "`{}` could not be checked: {}",
                     r.rule,
-                    soak.sufficiency
-                        .missing
-                        .as_deref()
-                        .unwrap_or("too few comparable points")
+                    soak.sufficiency.missing.as_deref().unwrap_or("too few comparable points")
                 ),
                 soak.sufficiency.suffice.clone().unwrap_or_default(),
             ))
@@ -227,11 +193,7 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
         };
         cases.push(Case {
             classname: "leakscope.rule".into(),
-            name: format!(
-                "fail-on: {}{}",
-                r.rule,
-                if r.default { " (default)" } else { "" }
-            ),
+            name: format!("fail-on: {}{}", r.rule, if r.default { " (default)" } else { "" }),
             outcome,
             out: format!("{} subjects checked", r.subjects),
         });
@@ -256,11 +218,7 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
         let outcome = if s.failing() {
             Some(("failure", message, s.evidence.clone()))
         } else if s.verdict == SoakVerdict::Inconclusive {
-            Some((
-                "skipped",
-                format!("{message}: {}", s.evidence),
-                String::new(),
-            ))
+            Some(("skipped", format!("{message}: {}", s.evidence), String::new()))
         } else {
             None
         };
@@ -269,17 +227,8 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
             let _ = write!(name, " [pid {}]", s.pid);
         }
         // Failures and skips carry the evidence already; passing verdicts show it here.
-        let out = if outcome.is_none() {
-            format!("{verdict}: {}", s.evidence)
-        } else {
-            String::new()
-        };
-        cases.push(Case {
-            classname: classname(s).into(),
-            name,
-            outcome,
-            out,
-        });
+        let out = if outcome.is_none() { format!("{verdict}: {}", s.evidence) } else { String::new() };
+        cases.push(Case { classname: classname(s).into(), name, outcome, out });
     }
     cases
 }
@@ -290,10 +239,7 @@ mod tests {
 
     #[test]
     fn escaping_and_timestamps() {
-        assert_eq!(
-            escape("a<b & \"c\" 'd'>\u{1}\n"),
-            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;\n"
-        );
+        assert_eq!(escape("a<b & \"c\" 'd'>\u{1}\n"), "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;\n");
         assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso8601(1_795_749_952_489), "2026-11-27T03:25:52Z");

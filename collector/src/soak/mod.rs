@@ -27,9 +27,7 @@ pub mod junit;
 pub mod plan;
 pub mod rules;
 
-use crate::analysis::{
-    Point, SoakVerdict, Trend, TrendReason, TrendSettings, assess_trend, sen_fit,
-};
+use crate::analysis::{Point, SoakVerdict, Trend, TrendReason, TrendSettings, assess_trend, sen_fit};
 use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
 use crate::protocol::Source;
 use crate::report::SessionInfo;
@@ -104,8 +102,7 @@ impl Context {
     pub fn new(settings: SoakSettings) -> Result<Context, CliError> {
         let mut rules = Vec::new();
         for text in &settings.fail_on {
-            let rule = rules::parse_rule(text)
-                .map_err(|e| CliError::usage(e.render()).hint(rules::RULE_EXAMPLES))?;
+            let rule = rules::parse_rule(text).map_err(|e| CliError::usage(e.render()).hint(rules::RULE_EXAMPLES))?;
             rules.push(rule);
         }
         let default_rule = rules.is_empty();
@@ -116,25 +113,16 @@ impl Context {
         }
         let baseline = match &settings.baseline {
             Some(path) => Some(baseline::load(path).map_err(|e| {
-                CliError::usage(e)
-                    .hint("--baseline takes the report.json of an earlier `leakscope soak`")
+                CliError::usage(e).hint("--baseline takes the report.json of an earlier `leakscope soak`")
             })?),
             None => None,
         };
-        Ok(Context {
-            settings,
-            rules,
-            default_rule,
-            baseline,
-            trend: TrendSettings::default(),
-        })
+        Ok(Context { settings, rules, default_rule, baseline, trend: TrendSettings::default() })
     }
 
     /// The threshold used for subjects no growth rule covers (shown, not gated).
     fn info_threshold(&self) -> f64 {
-        rules::parse_rule(DEFAULT_RULE)
-            .map(|r| r.value)
-            .unwrap_or(1e5)
+        rules::parse_rule(DEFAULT_RULE).map(|r| r.value).unwrap_or(1e5)
     }
 }
 
@@ -453,22 +441,12 @@ impl Candidate {
 }
 
 fn to_points(points: &[SeriesPoint]) -> Vec<Point> {
-    points
-        .iter()
-        .map(|p| Point {
-            t_ms: p.t_ms,
-            bytes: p.bytes,
-        })
-        .collect()
+    points.iter().map(|p| Point { t_ms: p.t_ms, bytes: p.bytes }).collect()
 }
 
 /// The latest producer time of any agent or shim, ms.
 fn data_span_ms(store: &Store) -> f64 {
-    store
-        .producers()
-        .filter_map(|p| p.last_t_ms)
-        .max()
-        .unwrap_or(0) as f64
+    store.producers().filter_map(|p| p.last_t_ms).max().unwrap_or(0) as f64
 }
 
 /// Where the warm-up ends, in producer time.
@@ -490,32 +468,15 @@ fn candidates(store: &Store, ctx: &Context) -> Vec<Candidate> {
         }
         let soak = &p.soak;
         let totals: [(SubjectKind, &data::Series, bool, bool); 3] = [
-            (
-                SubjectKind::Managed,
-                &soak.live,
-                wants(|s| *s == Scope::Managed),
-                true,
-            ),
-            (
-                SubjectKind::Heap,
-                &soak.heap,
-                wants(|s| *s == Scope::Heap),
-                false,
-            ),
-            (
-                SubjectKind::Rss,
-                &soak.rss,
-                wants(|s| *s == Scope::Rss),
-                false,
-            ),
+            (SubjectKind::Managed, &soak.live, wants(|s| *s == Scope::Managed), true),
+            (SubjectKind::Heap, &soak.heap, wants(|s| *s == Scope::Heap), false),
+            (SubjectKind::Rss, &soak.rss, wants(|s| *s == Scope::Rss), false),
         ];
         for (kind, series, wanted, exact) in totals {
             // RSS comes from the agent's summaries when there is an agent, else from the shim.
             let duplicate = kind == SubjectKind::Rss
                 && p.key.source == Source::Shim
-                && store
-                    .producers()
-                    .any(|a| a.key.pid == pid && a.key.source == Source::Agent);
+                && store.producers().any(|a| a.key.pid == pid && a.key.source == Source::Agent);
             if wanted && !series.is_empty() && !duplicate {
                 out.push(total_candidate(kind, pid, series, exact));
             }
@@ -525,11 +486,7 @@ fn candidates(store: &Store, ctx: &Context) -> Vec<Candidate> {
 }
 
 fn total_candidate(kind: SubjectKind, pid: u32, series: &data::Series, exact: bool) -> Candidate {
-    let last = series.last().copied().unwrap_or(SeriesPoint {
-        t_ms: 0.0,
-        bytes: 0.0,
-        count: 0.0,
-    });
+    let last = series.last().copied().unwrap_or(SeriesPoint { t_ms: 0.0, bytes: 0.0, count: 0.0 });
     Candidate {
         kind,
         pid,
@@ -537,11 +494,7 @@ fn total_candidate(kind: SubjectKind, pid: u32, series: &data::Series, exact: bo
         site: None,
         location: None,
         frames: None,
-        source: if kind == SubjectKind::Managed {
-            "census"
-        } else {
-            "summary"
-        },
+        source: if kind == SubjectKind::Managed { "census" } else { "summary" },
         exact,
         points: to_points(series.points()),
         live_bytes: last.bytes,
@@ -566,11 +519,7 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
                 frames: None,
                 source: "census",
                 exact: true,
-                points: to_points(&data::SoakData::with_leading_zeros(
-                    &ts.series,
-                    &soak.live,
-                    soak.censuses_complete,
-                )),
+                points: to_points(&data::SoakData::with_leading_zeros(&ts.series, &soak.live, soak.censuses_complete)),
                 live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
                 live_count: last.map(|l| l.count).unwrap_or(0.0),
                 peak_bytes: ts.series.peak_bytes(),
@@ -592,10 +541,8 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
                     e.1 += pt.count;
                 }
             }
-            let mut points: Vec<(f64, f64, f64)> = sums
-                .into_iter()
-                .map(|(t, (b, c))| (f64::from_bits(t), b, c))
-                .collect();
+            let mut points: Vec<(f64, f64, f64)> =
+                sums.into_iter().map(|(t, (b, c))| (f64::from_bits(t), b, c)).collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             let last = points.last().copied().unwrap_or((0.0, 0.0, 0.0));
             out.push(Candidate {
@@ -608,10 +555,7 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
                 source: "retained_by_type",
                 exact: false,
                 peak_bytes: points.iter().map(|p| p.1).fold(0.0, f64::max),
-                points: points
-                    .iter()
-                    .map(|&(t_ms, bytes, _)| Point { t_ms, bytes })
-                    .collect(),
+                points: points.iter().map(|&(t_ms, bytes, _)| Point { t_ms, bytes }).collect(),
                 live_bytes: last.1,
                 live_count: last.2,
                 samples: Some(sites.iter().map(|s| s.samples).sum()),
@@ -626,17 +570,10 @@ fn agent_candidates(p: &Producer, out: &mut Vec<Candidate>) {
             type_name: Some(s.type_name.clone()),
             site: Some(s.site.clone()),
             location: s.location.clone(),
-            frames: s
-                .frames
-                .clone()
-                .or_else(|| s.stack_id.and_then(|id| p.stack(id).cloned())),
+            frames: s.frames.clone().or_else(|| s.stack_id.and_then(|id| p.stack(id).cloned())),
             source: "retained",
             exact: false,
-            points: to_points(&data::SoakData::with_leading_zeros(
-                &s.series,
-                &soak.retained_times,
-                true,
-            )),
+            points: to_points(&data::SoakData::with_leading_zeros(&s.series, &soak.retained_times, true)),
             live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
             live_count: last.map(|l| l.count).unwrap_or(0.0),
             peak_bytes: s.series.peak_bytes(),
@@ -690,20 +627,15 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
     let data_ms = data_span_ms(store);
     let warmup = warmup_end_ms(&ctx.settings, data_ms);
     let info_tau = ctx.info_threshold();
-    let mut subjects: Vec<Subject> = candidates(store, ctx)
-        .into_iter()
-        .map(|c| judge(c, ctx, warmup, info_tau))
-        .collect();
+    let mut subjects: Vec<Subject> =
+        candidates(store, ctx).into_iter().map(|c| judge(c, ctx, warmup, info_tau)).collect();
     corroborate_sites(store, ctx, &mut subjects, warmup);
     attach_sites(&mut subjects);
     attach_paths(store, &mut subjects);
     if ctx.default_rule {
         gate::release_explained_total(&mut subjects);
     }
-    let comparison = ctx
-        .baseline
-        .as_ref()
-        .map(|b| baseline::compare(b, &mut subjects));
+    let comparison = ctx.baseline.as_ref().map(|b| baseline::compare(b, &mut subjects));
     let growing = gate::largest_growing_types(&subjects, ctx.trend.plateau_alpha);
     for s in subjects.iter_mut() {
         s.evidence = evidence(s);
@@ -711,20 +643,11 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
     }
 
     let measurement = measurement(store, warmup, data_ms);
-    let sufficiency = gate::assess(
-        &mut subjects,
-        ctx,
-        measurement.points_after_warmup,
-        warmup,
-        data_ms,
-        session.interval_ms,
-    );
+    let sufficiency =
+        gate::assess(&mut subjects, ctx, measurement.points_after_warmup, warmup, data_ms, session.interval_ms);
     let mut problems = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let agents: Vec<&Producer> = store
-        .producers()
-        .filter(|p| p.key.source == Source::Agent)
-        .collect();
+    let agents: Vec<&Producer> = store.producers().filter(|p| p.key.source == Source::Agent).collect();
     if agents.is_empty() {
         problems.push(
             "no agent connected, so nothing was measured: check that the command starts a .NET \
@@ -747,10 +670,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
     if let (None, Some(exit)) = (&session.stopped_by, &session.exit) {
         let ended_early = (data_ms as u64) < ctx.settings.duration_ms.saturating_sub(1000);
         if exit.code != Some(0) {
-            problems.push(format!(
-                "the worker ended by itself with {} before the soak was over",
-                exit.describe()
-            ));
+            problems.push(format!("the worker ended by itself with {} before the soak was over", exit.describe()));
         } else if ended_early {
             warnings.push(format!(
                 "the worker exited (code 0) after {} of the {} soak",
@@ -769,13 +689,7 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         m.growing_types = growing.get(&m.pid).cloned().unwrap_or_default();
     }
     let native_tracked = session.native_tracking.as_ref().is_none_or(|n| n.enabled);
-    let signals = gate::process_signals(
-        &memory,
-        &subjects,
-        &growing,
-        native_tracked,
-        ctx.settings.duration_ms,
-    );
+    let signals = gate::process_signals(&memory, &subjects, &growing, native_tracked, ctx.settings.duration_ms);
     for sig in &signals {
         warnings.push(sig.full.clone());
         if let Some(m) = memory.iter_mut().find(|m| m.pid == sig.pid) {
@@ -802,26 +716,18 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
         }
     }
     if ctx.settings.allow_short {
-        warnings.push(
-            "started with --allow-short: the settings could not promise the points a verdict needs"
-                .to_string(),
-        );
+        warnings
+            .push("started with --allow-short: the settings could not promise the points a verdict needs".to_string());
     }
     for p in &agents {
-        if p.soak.has_comparable_points()
-            && p.soak.announced.is_none()
-            && p.soak.census_records == 0
-        {
+        if p.soak.has_comparable_points() && p.soak.announced.is_none() && p.soak.census_records == 0 {
             warnings.push(format!(
                 "pid {}: the agent did not announce soak mode; the comparable points come from the \
                  application's own full GCs",
                 p.key.pid
             ));
         }
-        if p.soak.census_records == 0
-            && p.soak.retained_records > 0
-            && p.soak.census_unavailable.is_none()
-        {
+        if p.soak.census_records == 0 && p.soak.retained_records > 0 && p.soak.census_unavailable.is_none() {
             warnings.push(format!(
                 "pid {}: no census records (LEAKSCOPE_CENSUS=0?): type verdicts are sampled estimates, and slow drips may go unseen",
                 p.key.pid
@@ -834,18 +740,12 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
             ));
         }
         if p.soak.census_unreadable > 0 {
-            warnings.push(format!(
-                "pid {}: the census could not read {} objects",
-                p.key.pid, p.soak.census_unreadable
-            ));
+            warnings.push(format!("pid {}: the census could not read {} objects", p.key.pid, p.soak.census_unreadable));
         }
     }
 
     let failing = failing_subjects(&subjects);
-    let regressions = comparison
-        .as_ref()
-        .map(|c| c.regressions.len())
-        .unwrap_or(0);
+    let regressions = comparison.as_ref().map(|c| c.regressions.len()).unwrap_or(0);
     let outcome = if failing > 0 {
         Outcome::Fail
     } else if !problems.is_empty() {
@@ -861,11 +761,8 @@ pub fn evaluate(store: &Store, session: &SessionInfo, ctx: &Context) -> SoakRepo
     let rules_report = rule_reports(ctx, &subjects, &sufficiency);
     let (decided_after_ms, decided_by) = decided_after(store, ctx, &subjects, warmup, outcome);
 
-    let mut counts = Counts {
-        judged: subjects.len(),
-        too_small_to_matter: sufficiency.too_small_to_matter,
-        ..Counts::default()
-    };
+    let mut counts =
+        Counts { judged: subjects.len(), too_small_to_matter: sufficiency.too_small_to_matter, ..Counts::default() };
     for s in &subjects {
         match s.verdict {
             SoakVerdict::Leaking => counts.leaking += 1,
@@ -929,34 +826,19 @@ fn failing_subjects(subjects: &[Subject]) -> usize {
 fn insufficiency_problem(s: &gate::Sufficiency, points: usize) -> String {
     let suffice = s.suffice.clone().unwrap_or_default();
     if points < s.points_needed {
-        format!(
-            "the soak was too short to judge: only {}; {suffice}",
-            s.missing.clone().unwrap_or_default()
-        )
+        format!("the soak was too short to judge: only {}; {suffice}", s.missing.clone().unwrap_or_default())
     } else {
-        format!(
-            "not every subject could be judged: {}; {suffice}",
-            s.missing.clone().unwrap_or_default()
-        )
+        format!("not every subject could be judged: {}; {suffice}", s.missing.clone().unwrap_or_default())
     }
 }
 
 fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
     let target = c.target();
-    let growth_rules: Vec<&Rule> = ctx
-        .rules
-        .iter()
-        .filter(|r| r.quantity == Quantity::Growth && r.applies_to(target))
-        .collect();
-    let live_rules: Vec<&Rule> = ctx
-        .rules
-        .iter()
-        .filter(|r| r.quantity == Quantity::Live && r.applies_to(target))
-        .collect();
-    let strictest = growth_rules
-        .iter()
-        .min_by(|a, b| a.value.total_cmp(&b.value))
-        .copied();
+    let growth_rules: Vec<&Rule> =
+        ctx.rules.iter().filter(|r| r.quantity == Quantity::Growth && r.applies_to(target)).collect();
+    let live_rules: Vec<&Rule> =
+        ctx.rules.iter().filter(|r| r.quantity == Quantity::Live && r.applies_to(target)).collect();
+    let strictest = growth_rules.iter().min_by(|a, b| a.value.total_cmp(&b.value)).copied();
     let tau = strictest.map(|r| r.value).unwrap_or(info_tau);
     let judge_at = |tau: f64| {
         let mut g = assess_trend(&c.points, warmup, tau, &ctx.trend);
@@ -968,11 +850,7 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
     let growth = judge_at(tau);
     let mut failed_rules = Vec::new();
     for r in &growth_rules {
-        let verdict = if r.value == tau {
-            growth.verdict
-        } else {
-            judge_at(r.value).verdict
-        };
+        let verdict = if r.value == tau { growth.verdict } else { judge_at(r.value).verdict };
         if verdict == SoakVerdict::Leaking {
             failed_rules.push(r.text.clone());
         }
@@ -983,20 +861,11 @@ fn judge(c: Candidate, ctx: &Context, warmup: f64, info_tau: f64) -> Subject {
         }
     }
     let gated = !growth_rules.is_empty() || !live_rules.is_empty();
-    if ctx.settings.strict
-        && gated
-        && growth.verdict == SoakVerdict::Inconclusive
-        && !growth_rules.is_empty()
-    {
+    if ctx.settings.strict && gated && growth.verdict == SoakVerdict::Inconclusive && !growth_rules.is_empty() {
         failed_rules.push("--strict (inconclusive)".to_string());
     }
     let (frames, frame_lines) = match &c.frames {
-        Some(st) => (
-            st.frames.clone(),
-            (0..st.frames.len())
-                .map(|i| st.line(i).map(str::to_string))
-                .collect(),
-        ),
+        Some(st) => (st.frames.clone(), (0..st.frames.len()).map(|i| st.line(i).map(str::to_string)).collect()),
         None => (Vec::new(), Vec::new()),
     };
     Subject {
@@ -1048,11 +917,7 @@ fn corroborate_sites(store: &Store, ctx: &Context, subjects: &mut [Subject], war
             continue;
         }
         let key = match s.kind {
-            SubjectKind::Site => (
-                s.pid,
-                SubjectKind::Type,
-                s.type_name.clone().unwrap_or_default(),
-            ),
+            SubjectKind::Site => (s.pid, SubjectKind::Type, s.type_name.clone().unwrap_or_default()),
             SubjectKind::NativeSite => (s.pid, SubjectKind::Native, String::new()),
             _ => continue,
         };
@@ -1076,11 +941,7 @@ fn corroborate_sites(store: &Store, ctx: &Context, subjects: &mut [Subject], war
         s.verdict = SoakVerdict::Inconclusive;
         s.growth.verdict = SoakVerdict::Inconclusive;
         s.growth.reason = TrendReason::NotCorroborated;
-        s.failed_rules.retain(|r| {
-            !ctx.rules
-                .iter()
-                .any(|x| &x.text == r && x.quantity == Quantity::Growth)
-        });
+        s.failed_rules.retain(|r| !ctx.rules.iter().any(|x| &x.text == r && x.quantity == Quantity::Growth));
     }
 }
 
@@ -1113,10 +974,7 @@ pub(crate) fn widen_for_sampling(g: &mut Trend, samples: f64, live_bytes: f64) {
 fn attach_sites(subjects: &mut [Subject]) {
     // Keyed by (pid, type); native sites under the native total's empty type.
     let mut by_type: HashMap<(u32, String), Vec<SiteRef>> = HashMap::new();
-    for s in subjects
-        .iter()
-        .filter(|s| matches!(s.kind, SubjectKind::Site | SubjectKind::NativeSite))
-    {
+    for s in subjects.iter().filter(|s| matches!(s.kind, SubjectKind::Site | SubjectKind::NativeSite)) {
         let t = s.type_name.clone().unwrap_or_default();
         let Some(site) = &s.site else {
             continue;
@@ -1124,17 +982,14 @@ fn attach_sites(subjects: &mut [Subject]) {
         if s.peak_bytes <= 0.0 {
             continue;
         }
-        by_type
-            .entry((s.pid, t.clone()))
-            .or_default()
-            .push(SiteRef {
-                site: site.clone(),
-                location: s.location.clone(),
-                verdict: s.verdict,
-                bytes_per_hour: s.growth.bytes_per_hour,
-                live_bytes: s.live_bytes,
-                samples: s.growth.points as f64,
-            });
+        by_type.entry((s.pid, t.clone())).or_default().push(SiteRef {
+            site: site.clone(),
+            location: s.location.clone(),
+            verdict: s.verdict,
+            bytes_per_hour: s.growth.bytes_per_hour,
+            live_bytes: s.live_bytes,
+            samples: s.growth.points as f64,
+        });
     }
     for refs in by_type.values_mut() {
         refs.sort_by(|a, b| {
@@ -1146,10 +1001,7 @@ fn attach_sites(subjects: &mut [Subject]) {
         });
         refs.truncate(SITES_PER_TYPE);
     }
-    for s in subjects
-        .iter_mut()
-        .filter(|s| matches!(s.kind, SubjectKind::Type | SubjectKind::Native))
-    {
+    for s in subjects.iter_mut().filter(|s| matches!(s.kind, SubjectKind::Type | SubjectKind::Native)) {
         let t = s.type_name.clone().unwrap_or_default();
         if let Some(refs) = by_type.get(&(s.pid, t)) {
             s.sites = refs.clone();
@@ -1211,9 +1063,7 @@ fn evidence(s: &Subject) -> String {
     let mut e = String::new();
     let what = match (s.kind, s.exact) {
         (SubjectKind::Type, true) => "exact census after each induced full GC",
-        (SubjectKind::Type, false) => {
-            "sampled survivors of each full GC, summed by type (no census on this runtime)"
-        }
+        (SubjectKind::Type, false) => "sampled survivors of each full GC, summed by type (no census on this runtime)",
         (SubjectKind::Site, _) => "sampled survivors of each full GC",
         (SubjectKind::Native, _) => "the shim's exact native live bytes",
         (SubjectKind::NativeSite, _) => "sampled native allocations still live",
@@ -1261,9 +1111,7 @@ fn evidence(s: &Subject) -> String {
                 "rose from {} to {}, then levelled off{}: the last {} points grow at {} ({}){}",
                 format_bytes(g.start_bytes),
                 format_bytes(g.end_bytes),
-                g.flat_since_ms
-                    .map(|t| format!(" at about {}", clock(t)))
-                    .unwrap_or_default(),
+                g.flat_since_ms.map(|t| format!(" at about {}", clock(t))).unwrap_or_default(),
                 g.recent_points,
                 rate(g.recent_bytes_per_hour.unwrap_or(0.0)),
                 ci_text(g.recent_ci_bytes_per_hour),
@@ -1318,16 +1166,11 @@ fn evidence(s: &Subject) -> String {
                 rate(g.bytes_per_hour),
                 span_text(g.window_ms),
                 if g.reason == TrendReason::RecentUnclear {
-                    format!(
-                        "recent part's interval ({})",
-                        ci_text(g.recent_ci_bytes_per_hour)
-                    )
+                    format!("recent part's interval ({})", ci_text(g.recent_ci_bytes_per_hour))
                 } else {
                     format!("interval ({})", ci_text(g.ci_bytes_per_hour))
                 },
-                g.more_ms
-                    .map(|m| format!(": roughly {} more would decide", span_text(m)))
-                    .unwrap_or_default()
+                g.more_ms.map(|m| format!(": roughly {} more would decide", span_text(m))).unwrap_or_default()
             );
         }
     }
@@ -1342,16 +1185,9 @@ fn evidence(s: &Subject) -> String {
         SubjectKind::Native | SubjectKind::NativeSite => "allocations",
         _ => "objects",
     };
-    if matches!(
-        s.kind,
-        SubjectKind::Type | SubjectKind::Site | SubjectKind::Native | SubjectKind::NativeSite
-    ) {
-        let _ = write!(
-            e,
-            "; {} live in {} {count_word} ({what})",
-            format_bytes(s.live_bytes),
-            format_count(s.live_count)
-        );
+    if matches!(s.kind, SubjectKind::Type | SubjectKind::Site | SubjectKind::Native | SubjectKind::NativeSite) {
+        let _ =
+            write!(e, "; {} live in {} {count_word} ({what})", format_bytes(s.live_bytes), format_count(s.live_count));
     } else {
         let _ = write!(e, "; {} at the end ({what})", format_bytes(s.live_bytes));
     }
@@ -1371,11 +1207,7 @@ fn evidence(s: &Subject) -> String {
                         Some(l) => format!("{} ({l})", r.site),
                         None => r.site.clone(),
                     };
-                    format!(
-                        "{at}: {} sampled, {}",
-                        format_bytes(r.live_bytes),
-                        r.verdict.as_str()
-                    )
+                    format!("{at}: {} sampled, {}", format_bytes(r.live_bytes), r.verdict.as_str())
                 })
                 .collect();
             let _ = write!(e, "; allocated at {}", sites.join("; "));
@@ -1396,11 +1228,7 @@ fn evidence(s: &Subject) -> String {
 }
 
 fn p_text(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".to_string()
-    } else {
-        format!("= {p:.3}")
-    }
+    if p < 0.001 { "< 0.001".to_string() } else { format!("= {p:.3}") }
 }
 
 fn measurement(store: &Store, warmup: f64, data_ms: f64) -> Measurement {
@@ -1442,13 +1270,7 @@ fn measurement(store: &Store, warmup: f64, data_ms: f64) -> Measurement {
         } else {
             s.retained
                 .values()
-                .map(|r| {
-                    r.series
-                        .points()
-                        .iter()
-                        .filter(|p| p.t_ms >= warmup)
-                        .count()
-                })
+                .map(|r| r.series.points().iter().filter(|p| p.t_ms >= warmup).count())
                 .max()
                 .unwrap_or(0)
         };
@@ -1464,24 +1286,15 @@ fn rule_reports(ctx: &Context, subjects: &[Subject], sufficiency: &gate::Suffici
     ctx.rules
         .iter()
         .map(|r| {
-            let applicable = subjects
-                .iter()
-                .filter(|s| rule_target_matches(r, s))
-                .count();
-            let violations: Vec<String> = subjects
-                .iter()
-                .filter(|s| s.failed_rules.iter().any(|f| f == &r.text))
-                .map(|s| s.id.clone())
-                .collect();
+            let applicable = subjects.iter().filter(|s| rule_target_matches(r, s)).count();
+            let violations: Vec<String> =
+                subjects.iter().filter(|s| s.failed_rules.iter().any(|f| f == &r.text)).map(|s| s.id.clone()).collect();
             let known: Vec<String> = subjects
                 .iter()
                 .filter(|s| s.known_in_baseline && s.failed_rules.iter().any(|f| f == &r.text))
                 .map(|s| s.id.clone())
                 .collect();
-            let unjudged = subjects
-                .iter()
-                .filter(|s| s.blocking && rule_target_matches(r, s))
-                .count();
+            let unjudged = subjects.iter().filter(|s| s.blocking && rule_target_matches(r, s)).count();
             RuleReport {
                 rule: r.text.clone(),
                 default: ctx.default_rule,
@@ -1527,13 +1340,7 @@ fn list_subjects(mut subjects: Vec<Subject>) -> Vec<Subject> {
     subjects.sort_by(|a, b| {
         rank(a)
             .cmp(&rank(b))
-            .then_with(|| {
-                if rank(a) <= 1 {
-                    kind_rank(a).cmp(&kind_rank(b))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
+            .then_with(|| if rank(a) <= 1 { kind_rank(a).cmp(&kind_rank(b)) } else { std::cmp::Ordering::Equal })
             .then_with(|| match a.verdict {
                 SoakVerdict::Leaking | SoakVerdict::Inconclusive => {
                     b.growth.bytes_per_hour.total_cmp(&a.growth.bytes_per_hour)
@@ -1590,11 +1397,7 @@ fn headline(v: &Verdicts<'_>) -> String {
                 .take(3)
                 .map(|s| format!("{} {}", s.label, rate(s.growth.bytes_per_hour)))
                 .collect();
-            let more = if failing > 3 {
-                format!(" and {} more", failing - 3)
-            } else {
-                String::new()
-            };
+            let more = if failing > 3 { format!(" and {} more", failing - 3) } else { String::new() };
             let reg = if v.regressions > 0 {
                 format!(
                     " ({} regression{} against the baseline)",
@@ -1617,40 +1420,22 @@ fn headline(v: &Verdicts<'_>) -> String {
             }
             format!(
                 "ERROR: could not judge the soak: {}",
-                v.problems
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("unknown problem")
+                v.problems.first().map(String::as_str).unwrap_or("unknown problem")
             )
         }
         Outcome::Pass => {
             let mut h = match v.signals.first() {
-                Some(s) => format!(
-                    "PASS with a warning: {} while no rule breaks, see the warnings (",
-                    s.short
-                ),
+                Some(s) => format!("PASS with a warning: {} while no rule breaks, see the warnings (", s.short),
                 None => "PASS: no leak found (".to_string(),
             };
-            let _ = write!(
-                h,
-                "{} plateaued, {} stable",
-                counts.plateaued, counts.stable
-            );
+            let _ = write!(h, "{} plateaued, {} stable", counts.plateaued, counts.stable);
             if counts.leaking > 0 {
-                let _ = write!(
-                    h,
-                    ", {} leaking but not gated or known in the baseline",
-                    counts.leaking
-                );
+                let _ = write!(h, ", {} leaking but not gated or known in the baseline", counts.leaking);
             }
             if counts.inconclusive > 0 {
                 let _ = write!(h, ", {} inconclusive", counts.inconclusive);
                 if counts.too_small_to_matter > 0 {
-                    let _ = write!(
-                        h,
-                        " of which {} too small to matter",
-                        counts.too_small_to_matter
-                    );
+                    let _ = write!(h, " of which {} too small to matter", counts.too_small_to_matter);
                 }
             }
             h.push(')');
@@ -1663,37 +1448,21 @@ fn memory_line(series: &data::Series, warmup: f64, ts: &TrendSettings) -> Option
     let last = series.last()?;
     Some(MemoryLine {
         latest_bytes: last.bytes,
-        growth: assess_trend(
-            &to_points(series.points()),
-            warmup,
-            MEMORY_THRESHOLD_PER_HOUR,
-            ts,
-        ),
+        growth: assess_trend(&to_points(series.points()), warmup, MEMORY_THRESHOLD_PER_HOUR, ts),
     })
 }
 
 fn grows(m: &Option<MemoryLine>) -> bool {
-    m.as_ref()
-        .is_some_and(|m| m.growth.verdict == SoakVerdict::Leaking)
+    m.as_ref().is_some_and(|m| m.growth.verdict == SoakVerdict::Leaking)
 }
 
 fn flat(m: &Option<MemoryLine>) -> bool {
-    m.as_ref().is_some_and(|m| {
-        matches!(
-            m.growth.verdict,
-            SoakVerdict::Stable | SoakVerdict::Plateaued
-        )
-    })
+    m.as_ref().is_some_and(|m| matches!(m.growth.verdict, SoakVerdict::Stable | SoakVerdict::Plateaued))
 }
 
 /// RSS, heap and live data side by side, and what their trends mean together.
 /// `types_leak`: processes with a type judged leaking (else live data grows spread thinly).
-fn memory_report(
-    store: &Store,
-    warmup: f64,
-    ts: &TrendSettings,
-    types_leak: &[u32],
-) -> Vec<ProcessMemory> {
+fn memory_report(store: &Store, warmup: f64, ts: &TrendSettings, types_leak: &[u32]) -> Vec<ProcessMemory> {
     let mut out = Vec::new();
     for view in store.processes() {
         let agent = view.agent.map(|a| &a.soak);
@@ -1708,13 +1477,7 @@ fn memory_report(
         let live_name = "live managed data (census)";
         let r = |m: &Option<MemoryLine>| {
             m.as_ref()
-                .map(|m| {
-                    format!(
-                        "{} ({})",
-                        rate(m.growth.bytes_per_hour),
-                        m.growth.verdict.as_str()
-                    )
-                })
+                .map(|m| format!("{} ({})", rate(m.growth.bytes_per_hour), m.growth.verdict.as_str()))
                 .unwrap_or_else(|| "not measured".to_string())
         };
         if grows(&live) {
@@ -1729,10 +1492,7 @@ fn memory_report(
             ));
         }
         if grows(&native) {
-            lines.push(format!(
-                "native live memory grows at {}: see the native verdicts",
-                r(&native)
-            ));
+            lines.push(format!("native live memory grows at {}: see the native verdicts", r(&native)));
         }
         let live_flat = flat(&live);
         let native_ok = native.is_none() || flat(&native);
@@ -1760,11 +1520,7 @@ fn memory_report(
                     r(&rss),
                     r(&heap),
                     r(&live),
-                    if native.is_some() {
-                        format!(", native {}", r(&native))
-                    } else {
-                        String::new()
-                    }
+                    if native.is_some() { format!(", native {}", r(&native)) } else { String::new() }
                 ));
             }
         }
@@ -1805,11 +1561,7 @@ fn subject_points(store: &Store, s: &Subject) -> Vec<Point> {
                 .types
                 .get(t)
                 .map(|ts| {
-                    to_points(&data::SoakData::with_leading_zeros(
-                        &ts.series,
-                        &soak.live,
-                        soak.censuses_complete,
-                    ))
+                    to_points(&data::SoakData::with_leading_zeros(&ts.series, &soak.live, soak.censuses_complete))
                 })
                 .unwrap_or_default(),
             _ => Vec::new(),
@@ -1818,22 +1570,14 @@ fn subject_points(store: &Store, s: &Subject) -> Vec<Point> {
             (Some(t), Some(site)) => soak
                 .retained
                 .get(&(t.clone(), site.clone()))
-                .map(|r| {
-                    to_points(&data::SoakData::with_leading_zeros(
-                        &r.series,
-                        &soak.retained_times,
-                        true,
-                    ))
-                })
+                .map(|r| to_points(&data::SoakData::with_leading_zeros(&r.series, &soak.retained_times, true)))
                 .unwrap_or_default(),
             _ => Vec::new(),
         },
         SubjectKind::Native => to_points(soak.native_live.points()),
-        SubjectKind::NativeSite => p
-            .sites()
-            .find(|x| Some(&x.site) == s.site.as_ref())
-            .map(|x| x.analysis_points())
-            .unwrap_or_default(),
+        SubjectKind::NativeSite => {
+            p.sites().find(|x| Some(&x.site) == s.site.as_ref()).map(|x| x.analysis_points()).unwrap_or_default()
+        }
         SubjectKind::Managed => to_points(soak.live.points()),
         SubjectKind::Heap => to_points(soak.heap.points()),
         SubjectKind::Rss => to_points(soak.rss.points()),
@@ -1842,19 +1586,13 @@ fn subject_points(store: &Store, s: &Subject) -> Vec<Point> {
 
 /// Cut times for re-judging prefixes: evenly spread over the points after warm-up.
 fn cuts(points: &[Point], warmup: f64, min_points: usize) -> Vec<f64> {
-    let after: Vec<f64> = points
-        .iter()
-        .filter(|p| p.t_ms >= warmup)
-        .map(|p| p.t_ms)
-        .skip(min_points.saturating_sub(1))
-        .collect();
+    let after: Vec<f64> =
+        points.iter().filter(|p| p.t_ms >= warmup).map(|p| p.t_ms).skip(min_points.saturating_sub(1)).collect();
     if after.len() <= VERDICT_CUTS {
         return after;
     }
     let n = after.len();
-    (0..VERDICT_CUTS)
-        .map(|i| after[i * (n - 1) / (VERDICT_CUTS - 1)])
-        .collect()
+    (0..VERDICT_CUTS).map(|i| after[i * (n - 1) / (VERDICT_CUTS - 1)]).collect()
 }
 
 fn prefix(points: &[Point], cut: f64) -> &[Point] {
@@ -1871,10 +1609,7 @@ fn set_verdict_times(store: &Store, ctx: &Context, subjects: &mut [Subject], war
         let points = subject_points(store, s);
         let tau = s.growth.threshold_bytes_per_hour;
         let mut since = None;
-        for cut in cuts(&points, warmup, ctx.trend.min_points)
-            .into_iter()
-            .rev()
-        {
+        for cut in cuts(&points, warmup, ctx.trend.min_points).into_iter().rev() {
             let v = assess_trend(prefix(&points, cut), warmup, tau, &ctx.trend).verdict;
             if v == s.verdict {
                 since = Some(cut);
@@ -1913,12 +1648,7 @@ impl<'a> Rejudge<'a> {
                 ((s.pid, key), subject_points(store, s))
             })
             .collect();
-        Rejudge {
-            store,
-            ctx,
-            warmup,
-            types,
-        }
+        Rejudge { store, ctx, warmup, types }
     }
 
     fn leaking_at(&self, s: &Subject, points: &[Point], cut: f64) -> bool {
@@ -1945,10 +1675,7 @@ impl<'a> Rejudge<'a> {
     fn leaking_since(&self, s: &Subject) -> Option<f64> {
         let points = subject_points(self.store, s);
         let mut since = None;
-        for cut in cuts(&points, self.warmup, self.ctx.trend.min_points)
-            .into_iter()
-            .rev()
-        {
+        for cut in cuts(&points, self.warmup, self.ctx.trend.min_points).into_iter().rev() {
             if self.leaking_at(s, &points, cut) {
                 since = Some(cut);
             } else {
@@ -1964,8 +1691,7 @@ impl<'a> Rejudge<'a> {
         let points = subject_points(self.store, s);
         let all_cuts = cuts(&points, self.warmup, 1);
         let first = *all_cuts.first()?;
-        if s.growth.verdict == SoakVerdict::Stable && s.growth.ci_bytes_per_hour == Some([0.0, 0.0])
-        {
+        if s.growth.verdict == SoakVerdict::Stable && s.growth.ci_bytes_per_hour == Some([0.0, 0.0]) {
             return Some(first);
         }
         let mut since = None;
@@ -2003,17 +1729,8 @@ fn decided_after(
                 .producers()
                 .filter(|p| p.key.source == Source::Agent)
                 .filter_map(|p| {
-                    let timeline = if p.soak.census_records > 0 {
-                        &p.soak.live
-                    } else {
-                        &p.soak.retained_times
-                    };
-                    timeline
-                        .points()
-                        .iter()
-                        .filter(|x| x.t_ms >= warmup)
-                        .nth(ctx.trend.min_points - 1)
-                        .map(|x| x.t_ms)
+                    let timeline = if p.soak.census_records > 0 { &p.soak.live } else { &p.soak.retained_times };
+                    timeline.points().iter().filter(|x| x.t_ms >= warmup).nth(ctx.trend.min_points - 1).map(|x| x.t_ms)
                 })
                 .min_by(f64::total_cmp);
             let mut decided: Option<(f64, String)> = floor.map(|t| (t, String::new()));
@@ -2028,9 +1745,7 @@ fn decided_after(
                     decided = Some((since, s.id.clone()));
                 }
             }
-            decided.map_or((None, None), |(t, id)| {
-                (Some(t), (!id.is_empty()).then_some(id))
-            })
+            decided.map_or((None, None), |(t, id)| (Some(t), (!id.is_empty()).then_some(id)))
         }
         Outcome::Error => (None, None),
     }
@@ -2046,10 +1761,7 @@ pub fn progress_line(store: &Store, ctx: &Context, elapsed: Duration) -> String 
         crate::units::format_clock(duration),
         format_duration(left)
     );
-    let agents: Vec<&Producer> = store
-        .producers()
-        .filter(|p| p.key.source == Source::Agent)
-        .collect();
+    let agents: Vec<&Producer> = store.producers().filter(|p| p.key.source == Source::Agent).collect();
     if agents.is_empty() {
         line.push_str(" · waiting for the agent");
         return line;
@@ -2057,10 +1769,7 @@ pub fn progress_line(store: &Store, ctx: &Context, elapsed: Duration) -> String 
     let census: u64 = agents.iter().map(|p| p.soak.census_records).sum();
     let retained: u64 = agents.iter().map(|p| p.soak.retained_records).sum();
     // Summaries report the induced count every interval; a census follows each induced GC.
-    let induced: u64 = agents
-        .iter()
-        .map(|p| p.soak.induced_gcs.max(p.soak.census_records))
-        .sum();
+    let induced: u64 = agents.iter().map(|p| p.soak.induced_gcs.max(p.soak.census_records)).sum();
     let _ = write!(line, " · {induced} full GCs induced, {census} censuses");
     if census == 0 && retained == 0 {
         line.push_str(" · waiting for the first full GC");
@@ -2096,21 +1805,13 @@ pub fn progress_line(store: &Store, ctx: &Context, elapsed: Duration) -> String 
 fn top_growth(store: &Store, ctx: &Context, warmup: f64) -> Option<(String, Trend)> {
     let mut best: Option<(f64, String, Vec<Point>)> = None;
     let mut consider = |label: String, series: &[SeriesPoint]| {
-        let window: Vec<Point> = series
-            .iter()
-            .filter(|p| p.t_ms >= warmup)
-            .map(|p| Point {
-                t_ms: p.t_ms,
-                bytes: p.bytes,
-            })
-            .collect();
+        let window: Vec<Point> =
+            series.iter().filter(|p| p.t_ms >= warmup).map(|p| Point { t_ms: p.t_ms, bytes: p.bytes }).collect();
         if window.len() < 3 || window.iter().all(|p| p.bytes == window[0].bytes) {
             return;
         }
         let thin: Vec<Point> = if window.len() > 40 {
-            (0..40)
-                .map(|i| window[i * (window.len() - 1) / 39])
-                .collect()
+            (0..40).map(|i| window[i * (window.len() - 1) / 39]).collect()
         } else {
             window.clone()
         };
@@ -2138,17 +1839,9 @@ fn top_growth(store: &Store, ctx: &Context, warmup: f64) -> Option<(String, Tren
     if slope <= 0.0 {
         return None;
     }
-    let tau = ctx
-        .rules
-        .iter()
-        .filter(|r| r.quantity == Quantity::Growth)
-        .map(|r| r.value)
-        .fold(f64::INFINITY, f64::min);
-    let tau = if tau.is_finite() {
-        tau
-    } else {
-        ctx.info_threshold()
-    };
+    let tau =
+        ctx.rules.iter().filter(|r| r.quantity == Quantity::Growth).map(|r| r.value).fold(f64::INFINITY, f64::min);
+    let tau = if tau.is_finite() { tau } else { ctx.info_threshold() };
     Some((label, assess_trend(&points, warmup, tau, &ctx.trend)))
 }
 
@@ -2169,17 +1862,9 @@ pub fn render_text(r: &SoakReport) -> String {
         "  {} soak, warm-up {}{}, a full GC induced every {}{}; {} comparable points after warm-up ({} censuses, {} retained reports, census pause {:.1} ms mean, {:.1} ms max)",
         span_text(r.measurement.data_ms),
         span_text(s.warmup_ms),
-        if s.warmup_default {
-            " (default: 20%)"
-        } else {
-            ""
-        },
+        if s.warmup_default { " (default: 20%)" } else { "" },
         span_text(s.gc_every_ms as f64),
-        if s.gc_every_chosen {
-            " (chosen for the duration)"
-        } else {
-            ""
-        },
+        if s.gc_every_chosen { " (chosen for the duration)" } else { "" },
         r.measurement.points_after_warmup,
         r.measurement.census_records,
         r.measurement.retained_records,
@@ -2187,11 +1872,7 @@ pub fn render_text(r: &SoakReport) -> String {
         r.measurement.census_pause_ms_max
     );
     if let Some(t) = r.decided_after_ms {
-        let _ = writeln!(
-            o,
-            "  verdict reached after {} (and held to the end)",
-            clock(t)
-        );
+        let _ = writeln!(o, "  verdict reached after {} (and held to the end)", clock(t));
     }
     for rule in &r.rules {
         let _ = writeln!(
@@ -2236,10 +1917,7 @@ pub fn render_text(r: &SoakReport) -> String {
         r.counts.stable,
         r.counts.inconclusive,
         if r.counts.too_small_to_matter > 0 {
-            format!(
-                " ({} without a verdict but too small to matter)",
-                r.counts.too_small_to_matter
-            )
+            format!(" ({} without a verdict but too small to matter)", r.counts.too_small_to_matter)
         } else {
             String::new()
         }
@@ -2249,11 +1927,7 @@ pub fn render_text(r: &SoakReport) -> String {
             let _ = writeln!(
                 o,
                 "  not enough evidence for a verdict: {m}{}",
-                r.sufficiency
-                    .suffice
-                    .as_ref()
-                    .map(|s| format!(" — {s}"))
-                    .unwrap_or_default()
+                r.sufficiency.suffice.as_ref().map(|s| format!(" — {s}")).unwrap_or_default()
             );
         }
     }
@@ -2263,22 +1937,10 @@ pub fn render_text(r: &SoakReport) -> String {
         }
     }
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "    {:<13} {:<11} {:>14} {:>10}  subject",
-        "verdict", "kind", "growth", "live"
-    );
-    for subj in r
-        .subjects
-        .iter()
-        .filter(|x| x.verdict != SoakVerdict::Stable || x.failing())
-        .take(TEXT_SUBJECTS)
-    {
-        let verdict = if subj.failing() {
-            format!("{}!", subj.verdict.as_str())
-        } else {
-            subj.verdict.as_str().to_string()
-        };
+    let _ = writeln!(o, "    {:<13} {:<11} {:>14} {:>10}  subject", "verdict", "kind", "growth", "live");
+    for subj in r.subjects.iter().filter(|x| x.verdict != SoakVerdict::Stable || x.failing()).take(TEXT_SUBJECTS) {
+        let verdict =
+            if subj.failing() { format!("{}!", subj.verdict.as_str()) } else { subj.verdict.as_str().to_string() };
         let _ = writeln!(
             o,
             "    {:<13} {:<11} {:>14} {:>10}  {}",
@@ -2292,17 +1954,9 @@ pub fn render_text(r: &SoakReport) -> String {
             let _ = writeln!(o, "        {}", subj.evidence);
         }
     }
-    let stable = r
-        .subjects
-        .iter()
-        .filter(|x| x.verdict == SoakVerdict::Stable)
-        .count();
+    let stable = r.subjects.iter().filter(|x| x.verdict == SoakVerdict::Stable).count();
     if stable > 0 {
-        let _ = writeln!(
-            o,
-            "    … and {} stable subjects (listed in report.json)",
-            r.counts.stable
-        );
+        let _ = writeln!(o, "    … and {} stable subjects (listed in report.json)", r.counts.stable);
     }
     o
 }
@@ -2315,23 +1969,14 @@ pub fn render_summary(r: &crate::report::Report, out_dir: Option<&std::path::Pat
         return o;
     };
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "leakscope soak: {} (exit {})",
-        soak.headline, soak.exit_code
-    );
+    let _ = writeln!(o, "leakscope soak: {} (exit {})", soak.headline, soak.exit_code);
     for p in &soak.problems {
         let _ = writeln!(o, "  problem: {p}");
     }
     for w in &soak.warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
-    for s in soak
-        .subjects
-        .iter()
-        .filter(|s| s.failing() || s.verdict == SoakVerdict::Leaking)
-        .take(SHOWN)
-    {
+    for s in soak.subjects.iter().filter(|s| s.failing() || s.verdict == SoakVerdict::Leaking).take(SHOWN) {
         let _ = writeln!(
             o,
             "  {}{} {}: {}",

@@ -60,8 +60,7 @@ impl Plan {
         gc_every: Option<Duration>,
         interval: Option<Duration>,
     ) -> Plan {
-        let planned_warmup =
-            warmup.unwrap_or_else(|| duration.mul_f64(super::DEFAULT_WARMUP_FRACTION));
+        let planned_warmup = warmup.unwrap_or_else(|| duration.mul_f64(super::DEFAULT_WARMUP_FRACTION));
         let span = duration.saturating_sub(planned_warmup);
         let gc = gc_every.unwrap_or_else(|| choose_gc_every(span));
         Plan {
@@ -106,10 +105,7 @@ impl Plan {
                     crate::units::format_duration(self.gc_every)
                 )
             };
-            return Some(Shortfall {
-                problem,
-                fix: self.fix(min_points, self.gc_every, "--gc-every").text,
-            });
+            return Some(Shortfall { problem, fix: self.fix(min_points, self.gc_every, "--gc-every").text });
         }
         let summary_points = self.points(self.interval);
         if native && !self.interval_chosen && summary_points < min_points {
@@ -129,23 +125,14 @@ impl Plan {
     pub fn fix(&self, min_points: u64, every: Duration, flag: &str) -> Fix {
         let longer = duration_for(min_points, every, self.warmup_given.then_some(self.warmup));
         let shorter = period_for(min_points, self.judged_span());
-        let mut text = format!(
-            "use --duration {} or more",
-            crate::units::format_duration(longer)
-        );
+        let mut text = format!("use --duration {} or more", crate::units::format_duration(longer));
         if let Some(p) = shorter {
             text.push_str(&format!(", or {flag} {}", crate::units::format_duration(p)));
             if flag == "--gc-every" && !self.gc_every_chosen {
-                text.push_str(
-                    " (or leave --gc-every out: leakscope then chooses it from --duration)",
-                );
+                text.push_str(" (or leave --gc-every out: leakscope then chooses it from --duration)");
             }
         }
-        Fix {
-            text,
-            duration: longer,
-            period: shorter,
-        }
+        Fix { text, duration: longer, period: shorter }
     }
 
     /// The line `soak` prints when it starts: the settings and where they came from.
@@ -155,30 +142,18 @@ impl Plan {
             "a full GC every {}{}: about {points} comparable points after the {} warm-up{}",
             crate::units::format_duration(self.gc_every),
             if self.gc_every_chosen {
-                format!(
-                    " (chosen for --duration {}; --gc-every sets it)",
-                    crate::units::format_duration(self.duration)
-                )
+                format!(" (chosen for --duration {}; --gc-every sets it)", crate::units::format_duration(self.duration))
             } else {
                 String::new()
             },
             crate::units::format_duration(self.warmup),
-            if self.warmup_given {
-                ""
-            } else {
-                " (20% of the soak)"
-            }
+            if self.warmup_given { "" } else { " (20% of the soak)" }
         );
         if self.gc_every_chosen && points < TARGET_POINTS {
-            s.push_str(&format!(
-                " ({TARGET_POINTS} wanted: a longer --duration narrows the verdicts)"
-            ));
+            s.push_str(&format!(" ({TARGET_POINTS} wanted: a longer --duration narrows the verdicts)"));
         }
         if self.interval_chosen && self.interval != DEFAULT_INTERVAL {
-            s.push_str(&format!(
-                "; summaries every {} to match",
-                crate::units::format_duration(self.interval)
-            ));
+            s.push_str(&format!("; summaries every {} to match", crate::units::format_duration(self.interval)));
         }
         s
     }
@@ -245,16 +220,10 @@ mod tests {
         for d in [30, 45, 60, 70, 90, 120, 300, 600, 1800, 7200, 86_400] {
             let p = Plan::new(S(d), None, None, None);
             assert!(p.gc_every_chosen);
-            assert!(
-                p.gc_every >= MIN_CHOSEN_GC_EVERY && p.gc_every <= super::super::DEFAULT_GC_EVERY
-            );
+            assert!(p.gc_every >= MIN_CHOSEN_GC_EVERY && p.gc_every <= super::super::DEFAULT_GC_EVERY);
             // One spare period: whatever the phase of the first induced GC, 12 land.
             let sure = p.points(p.gc_every).saturating_sub(1);
-            assert!(
-                sure >= TARGET_POINTS || p.gc_every == MIN_CHOSEN_GC_EVERY,
-                "{d}s: {:?} gives {sure}",
-                p.gc_every
-            );
+            assert!(sure >= TARGET_POINTS || p.gc_every == MIN_CHOSEN_GC_EVERY, "{d}s: {:?} gives {sure}", p.gc_every);
             assert!(p.shortfall(8, true).is_none(), "{d}s");
         }
         assert_eq!(Plan::new(S(60), None, None, None).gc_every, S(3));
@@ -270,15 +239,8 @@ mod tests {
     fn summaries_come_at_least_as_often_as_the_chosen_full_gcs() {
         let p = Plan::new(S(60), None, None, None);
         assert_eq!(p.interval, S(3));
-        assert!(
-            p.describe().contains("summaries every 3s to match"),
-            "{}",
-            p.describe()
-        );
-        assert_eq!(
-            Plan::new(S(3600), None, None, None).interval,
-            DEFAULT_INTERVAL
-        );
+        assert!(p.describe().contains("summaries every 3s to match"), "{}", p.describe());
+        assert_eq!(Plan::new(S(3600), None, None, None).interval, DEFAULT_INTERVAL);
         assert_eq!(Plan::new(S(60), None, None, Some(S(1))).interval, S(1));
     }
 
@@ -296,17 +258,9 @@ mod tests {
             "use --duration 6m00s or more, or --gc-every 5s (or leave --gc-every out: leakscope then chooses it from --duration)"
         );
         // Two minutes with the old 30 s default: 3 points.
-        assert!(
-            Plan::new(S(120), None, Some(S(30)), None)
-                .shortfall(8, false)
-                .is_some()
-        );
+        assert!(Plan::new(S(120), None, Some(S(30)), None).shortfall(8, false).is_some());
         // Enough with a shorter period.
-        assert!(
-            Plan::new(S(60), None, Some(S(5)), None)
-                .shortfall(8, false)
-                .is_none()
-        );
+        assert!(Plan::new(S(60), None, Some(S(5)), None).shortfall(8, false).is_none());
     }
 
     #[test]
@@ -317,11 +271,7 @@ mod tests {
         assert!(s.problem.contains("even a full GC every 2s (the shortest leakscope chooses) gives about 4 comparable points; a verdict needs at least 8"), "{}", s.problem);
         // 9 × 2 s / 0.8 = 22.5 s, rounded up.
         assert_eq!(s.fix, "use --duration 30s or more");
-        assert!(
-            !s.fix.contains("--gc-every"),
-            "no period would do: {}",
-            s.fix
-        );
+        assert!(!s.fix.contains("--gc-every"), "no period would do: {}", s.fix);
     }
 
     #[test]
@@ -329,12 +279,7 @@ mod tests {
         let p = Plan::new(S(60), None, None, Some(S(10)));
         assert!(p.shortfall(8, false).is_none());
         let s = p.shortfall(8, true).unwrap();
-        assert!(
-            s.problem
-                .contains("--interval 10s gives about 4 native-memory points"),
-            "{}",
-            s.problem
-        );
+        assert!(s.problem.contains("--interval 10s gives about 4 native-memory points"), "{}", s.problem);
         assert!(s.fix.ends_with(", or --interval 5s"), "{}", s.fix);
     }
 
@@ -351,33 +296,16 @@ mod tests {
             .next()
             .unwrap();
         let mut rows = 0;
-        for line in section
-            .lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| `--duration`"))
-        {
+        for line in section.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| `--duration`")) {
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
             let duration = crate::units::parse_duration(cells[0]).unwrap();
             let period = crate::units::parse_duration(cells[1].split(' ').next().unwrap()).unwrap();
             let points: u64 = cells[2].parse().unwrap();
             let p = Plan::new(duration, None, None, None);
-            assert_eq!(
-                (p.gc_every, p.points(p.gc_every)),
-                (period, points),
-                "docs/CLI.md: {line}"
-            );
+            assert_eq!((p.gc_every, p.points(p.gc_every)), (period, points), "docs/CLI.md: {line}");
             let earliest = p.warmup + p.gc_every * 8;
-            let shown: f64 = cells[3]
-                .trim_start_matches('~')
-                .split(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let secs = if cells[3].ends_with("min") {
-                shown * 60.0
-            } else {
-                shown
-            };
+            let shown: f64 = cells[3].trim_start_matches('~').split(' ').next().unwrap().parse().unwrap();
+            let secs = if cells[3].ends_with("min") { shown * 60.0 } else { shown };
             assert!(
                 (secs - earliest.as_secs_f64()).abs() <= 0.1 * earliest.as_secs_f64(),
                 "docs/CLI.md: {line}: {earliest:?}"
@@ -386,23 +314,10 @@ mod tests {
         }
         assert!(rows >= 5, "the table of chosen periods is missing");
         let start = Plan::new(S(60), None, None, None).describe();
-        assert!(
-            section.contains(&format!("leakscope soak: {start}")),
-            "the start line changed: {start}"
-        );
-        let refused = Plan::new(S(60), None, Some(S(30)), None)
-            .shortfall(8, false)
-            .unwrap();
-        assert!(
-            section.contains(&format!("leakscope: error: {}", refused.problem)),
-            "{}",
-            refused.problem
-        );
-        assert!(
-            section.contains(&format!("hint: {}", refused.fix)),
-            "{}",
-            refused.fix
-        );
+        assert!(section.contains(&format!("leakscope soak: {start}")), "the start line changed: {start}");
+        let refused = Plan::new(S(60), None, Some(S(30)), None).shortfall(8, false).unwrap();
+        assert!(section.contains(&format!("leakscope: error: {}", refused.problem)), "{}", refused.problem);
+        assert!(section.contains(&format!("hint: {}", refused.fix)), "{}", refused.fix);
     }
 
     #[test]

@@ -71,10 +71,7 @@ pub enum Target<'a> {
 impl Rule {
     pub fn applies_to(&self, target: Target<'_>) -> bool {
         match (&self.scope, target) {
-            (
-                Scope::Any,
-                Target::Type(_) | Target::Site(..) | Target::Native | Target::NativeSite(_),
-            ) => true,
+            (Scope::Any, Target::Type(_) | Target::Site(..) | Target::Native | Target::NativeSite(_)) => true,
             (Scope::Type(p), Target::Type(t)) => glob_match(p, t),
             (Scope::Site(p), Target::Site(_, s)) => glob_match(p, s),
             (Scope::Native, Target::Native) => true,
@@ -88,11 +85,7 @@ impl Rule {
 
     /// For live rules: does this many bytes break the rule?
     pub fn exceeded_by(&self, x: f64) -> bool {
-        if self.inclusive {
-            x >= self.value
-        } else {
-            x > self.value
-        }
+        if self.inclusive { x >= self.value } else { x > self.value }
     }
 }
 
@@ -119,12 +112,7 @@ impl RuleError {
     /// The same, naming the option the rule came from (`--on` for capture rules).
     pub fn render_for(&self, option: &str) -> String {
         let col = self.rule[..self.at.min(self.rule.len())].chars().count();
-        format!(
-            "bad {option} rule: {}\n    {}\n    {}^",
-            self.message,
-            self.rule,
-            " ".repeat(col)
-        )
+        format!("bad {option} rule: {}\n    {}\n    {}^", self.message, self.rule, " ".repeat(col))
     }
 }
 
@@ -153,19 +141,13 @@ impl<'a> Lexer<'a> {
     }
 
     fn error(&self, at: usize, message: impl Into<String>) -> RuleError {
-        RuleError {
-            rule: self.text.to_string(),
-            at,
-            message: message.into(),
-        }
+        RuleError { rule: self.text.to_string(), at, message: message.into() }
     }
 
     /// A run of ASCII letters.
     fn word(&mut self) -> &'a str {
         let rest = self.rest();
-        let len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
+        let len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         self.pos += len;
         &rest[..len]
     }
@@ -207,10 +189,7 @@ pub fn parse_rule(input: &str) -> Result<Rule, RuleError> {
             } else {
                 String::new()
             };
-            return Err(lx.error(
-                at,
-                format!("unknown quantity `{other}`: expected `growth` or `live`{hint}"),
-            ));
+            return Err(lx.error(at, format!("unknown quantity `{other}`: expected `growth` or `live`{hint}")));
         }
     };
     lx.skip_ws();
@@ -220,10 +199,7 @@ pub fn parse_rule(input: &str) -> Result<Rule, RuleError> {
     } else if lx.eat(">") {
         false
     } else if lx.rest().starts_with('<') || lx.rest().starts_with('=') {
-        return Err(lx.error(
-            op_at,
-            "only `>` and `>=` are supported: a rule says how much is too much",
-        ));
+        return Err(lx.error(op_at, "only `>` and `>=` are supported: a rule says how much is too much"));
     } else {
         return Err(lx.error(op_at, format!("expected `>` or `>=` after `{word}`")));
     };
@@ -233,13 +209,7 @@ pub fn parse_rule(input: &str) -> Result<Rule, RuleError> {
     if !lx.rest().is_empty() {
         return Err(lx.error(lx.pos, "unexpected text after the value"));
     }
-    Ok(Rule {
-        text: text.to_string(),
-        scope,
-        quantity,
-        inclusive,
-        value,
-    })
+    Ok(Rule { text: text.to_string(), scope, quantity, inclusive, value })
 }
 
 fn parse_scope(lx: &mut Lexer<'_>) -> Result<Scope, RuleError> {
@@ -324,9 +294,7 @@ fn parse_pattern(lx: &mut Lexer<'_>, scope: &str) -> Result<String, RuleError> {
     let Some(end) = cut.or_else(|| rest.find(char::is_whitespace)) else {
         return Err(lx.error(
             lx.text.len(),
-            format!(
-                "expected a quantity after the {scope} pattern, e.g. `{scope}:{rest} growth > 0`"
-            ),
+            format!("expected a quantity after the {scope} pattern, e.g. `{scope}:{rest} growth > 0`"),
         ));
     };
     let pattern = rest[..end].trim_end();
@@ -340,9 +308,7 @@ fn parse_pattern(lx: &mut Lexer<'_>, scope: &str) -> Result<String, RuleError> {
 fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError> {
     let start = lx.pos;
     let rest = lx.rest();
-    let num_len = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
+    let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
     if num_len == 0 {
         let what = match quantity {
             Quantity::Growth => "a rate such as 1MB/h",
@@ -350,17 +316,14 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
         };
         return Err(lx.error(start, format!("expected {what}")));
     }
-    let number: f64 = rest[..num_len]
-        .parse()
-        .map_err(|_| lx.error(start, format!("`{}` is not a number", &rest[..num_len])))?;
+    let number: f64 =
+        rest[..num_len].parse().map_err(|_| lx.error(start, format!("`{}` is not a number", &rest[..num_len])))?;
     lx.pos += num_len;
     lx.skip_ws();
     let unit_at = lx.pos;
     let unit = {
         let r = lx.rest();
-        let len = r
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(r.len());
+        let len = r.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(r.len());
         lx.pos += len;
         &r[..len]
     };
@@ -369,9 +332,7 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
         None => {
             return Err(lx.error(
                 unit_at,
-                format!(
-                    "unknown size unit `{unit}`: use B, kB, MB, GB (×1000) or KiB, MiB, GiB (×1024)"
-                ),
+                format!("unknown size unit `{unit}`: use B, kB, MB, GB (×1000) or KiB, MiB, GiB (×1024)"),
             ));
         }
     };
@@ -385,10 +346,7 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
         match time_unit_hours(t) {
             Some(h) => Some(h),
             None => {
-                return Err(lx.error(
-                    t_at,
-                    format!("unknown time unit `{t}`: use s, min, h or d (e.g. 1MB/h)"),
-                ));
+                return Err(lx.error(t_at, format!("unknown time unit `{t}`: use s, min, h or d (e.g. 1MB/h)")));
             }
         }
     } else {
@@ -397,15 +355,13 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
     match (quantity, per) {
         (Quantity::Growth, Some(hours)) => Ok(bytes / hours),
         (Quantity::Growth, None) if bytes == 0.0 => Ok(0.0),
-        (Quantity::Growth, None) => Err(lx.error(
-            slash_at,
-            "a growth needs a rate: add a time unit, e.g. `1MB/h` or `500kB/min`",
-        )),
+        (Quantity::Growth, None) => {
+            Err(lx.error(slash_at, "a growth needs a rate: add a time unit, e.g. `1MB/h` or `500kB/min`"))
+        }
         (Quantity::Live, None) => Ok(bytes),
-        (Quantity::Live, Some(_)) => Err(lx.error(
-            slash_at,
-            "`live` is a size, not a rate: e.g. `live > 200MB` (use `growth` for rates)",
-        )),
+        (Quantity::Live, Some(_)) => {
+            Err(lx.error(slash_at, "`live` is a size, not a rate: e.g. `live > 200MB` (use `growth` for rates)"))
+        }
     }
 }
 
@@ -478,10 +434,7 @@ mod tests {
     #[test]
     fn the_documented_rules_parse() {
         let r = ok("growth > 1MB/h");
-        assert_eq!(
-            (r.scope.clone(), r.quantity, r.inclusive, r.value),
-            (Scope::Any, Quantity::Growth, false, 1e6)
-        );
+        assert_eq!((r.scope.clone(), r.quantity, r.inclusive, r.value), (Scope::Any, Quantity::Growth, false, 1e6));
         let r = ok("site:Namespace.Type.Method growth > 0");
         assert_eq!(r.scope, Scope::Site("Namespace.Type.Method".into()));
         assert_eq!(r.value, 0.0);
@@ -495,10 +448,7 @@ mod tests {
         assert_eq!(ok("rss growth > 20 MB / h").value, 20e6);
         assert_eq!(ok("managed live > 1.5GB").value, 1.5e9);
         assert_eq!(ok("heap growth > 1MiB/d").value, 1024.0 * 1024.0 / 24.0);
-        assert_eq!(
-            ok("native:leak_* growth > 200B/s").scope,
-            Scope::NativeSite("leak_*".into())
-        );
+        assert_eq!(ok("native:leak_* growth > 200B/s").scope, Scope::NativeSite("leak_*".into()));
         assert_eq!(ok("growth > 300B/s").value, 300.0 * 3600.0);
     }
 
@@ -507,7 +457,10 @@ mod tests {
         let r = ok("rss > 2GB");
         assert_eq!((r.scope.clone(), r.quantity, r.inclusive, r.value), (Scope::Rss, Quantity::Live, false, 2e9));
         let r = ok("type:MyApp.Session >= 50MB");
-        assert_eq!((r.scope.clone(), r.quantity, r.inclusive), (Scope::Type("MyApp.Session".into()), Quantity::Live, true));
+        assert_eq!(
+            (r.scope.clone(), r.quantity, r.inclusive),
+            (Scope::Type("MyApp.Session".into()), Quantity::Live, true)
+        );
         // A rate needs the word: `rss > 20MB/h` is not a size.
         assert!(err("rss > 20MB/h").message.contains("size"), "{}", err("rss > 20MB/h").message);
         // Without a scope there is nothing to measure.
@@ -519,15 +472,9 @@ mod tests {
     #[test]
     fn patterns_may_contain_spaces_quoted_or_not() {
         let r = ok("type:Dictionary<String, List<Order>> growth > 0");
-        assert_eq!(
-            r.scope,
-            Scope::Type("Dictionary<String, List<Order>>".into())
-        );
+        assert_eq!(r.scope, Scope::Type("Dictionary<String, List<Order>>".into()));
         let r = ok(r#"type:"Dictionary<String, List<Order>>" live >= 200MB"#);
-        assert_eq!(
-            r.scope,
-            Scope::Type("Dictionary<String, List<Order>>".into())
-        );
+        assert_eq!(r.scope, Scope::Type("Dictionary<String, List<Order>>".into()));
         assert_eq!(r.quantity, Quantity::Live);
         let r = ok("site:'My App.growth live' growth > 1kB/h");
         assert_eq!(r.scope, Scope::Site("My App.growth live".into()));
@@ -538,54 +485,18 @@ mod tests {
         let e = err("growth < 1MB/h");
         assert!(e.message.contains("only `>` and `>=`"), "{e:?}");
         assert_eq!(e.at, 7);
-        assert!(
-            e.render().ends_with("\n    growth < 1MB/h\n           ^"),
-            "{}",
-            e.render()
-        );
+        assert!(e.render().ends_with("\n    growth < 1MB/h\n           ^"), "{}", e.render());
         assert!(err("growth > 1MB").message.contains("needs a rate"));
-        assert!(
-            err("live > 1MB/h")
-                .message
-                .contains("is a size, not a rate")
-        );
-        assert!(
-            err("growth > 1XB/h")
-                .message
-                .contains("unknown size unit `XB`")
-        );
-        assert!(
-            err("growth > 1MB/fortnight")
-                .message
-                .contains("unknown time unit")
-        );
-        assert!(
-            err("grwth > 1MB/h")
-                .message
-                .contains("unknown word `grwth`")
-        );
-        assert!(
-            err("type growth > 0")
-                .message
-                .contains("`type` needs a pattern")
-        );
-        assert!(
-            err("class:X growth > 0")
-                .message
-                .contains("unknown scope `class:`")
-        );
-        assert!(
-            err("site: growth > 0").message.contains("empty pattern"),
-            "{:?}",
-            err("site: growth > 0")
-        );
+        assert!(err("live > 1MB/h").message.contains("is a size, not a rate"));
+        assert!(err("growth > 1XB/h").message.contains("unknown size unit `XB`"));
+        assert!(err("growth > 1MB/fortnight").message.contains("unknown time unit"));
+        assert!(err("grwth > 1MB/h").message.contains("unknown word `grwth`"));
+        assert!(err("type growth > 0").message.contains("`type` needs a pattern"));
+        assert!(err("class:X growth > 0").message.contains("unknown scope `class:`"));
+        assert!(err("site: growth > 0").message.contains("empty pattern"), "{:?}", err("site: growth > 0"));
         assert!(err("site:\"X growth > 0").message.contains("unterminated"));
         assert!(err("growth >").message.contains("expected a rate"));
-        assert!(
-            err("growth > 1MB/h extra")
-                .message
-                .contains("unexpected text")
-        );
+        assert!(err("growth > 1MB/h extra").message.contains("unexpected text"));
         assert!(err("").message.contains("empty rule"));
         assert!(err("site:X.Y").message.contains("expected a quantity"));
         assert!(err("growth > -1MB/h").message.contains("expected a rate"));
@@ -616,9 +527,6 @@ mod tests {
         assert!(!glob_match("System.*", "MyApp.System.X"));
         assert!(glob_match("*Cache*", "MyApp.PriceCache.Put"));
         assert!(!glob_match("a*c", "abcd"));
-        assert!(glob_match(
-            "Dictionary<String, List<Order>>",
-            "Dictionary<String, List<Order>>"
-        ));
+        assert!(glob_match("Dictionary<String, List<Order>>", "Dictionary<String, List<Order>>"));
     }
 }

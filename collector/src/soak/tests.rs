@@ -29,10 +29,7 @@ fn series(n: usize, every_ms: f64, mut f: impl FnMut(usize, f64) -> f64) -> Vec<
     (0..n)
         .map(|i| {
             let t = (i + 1) as f64 * every_ms;
-            Point {
-                t_ms: t,
-                bytes: f(i, t).max(0.0).round(),
-            }
+            Point { t_ms: t, bytes: f(i, t).max(0.0).round() }
         })
         .collect()
 }
@@ -47,12 +44,7 @@ fn judge(points: &[Point], warmup_ms: f64, tau_per_hour: f64) -> crate::analysis
 fn exact_kendall_interval_matches_the_tables() {
     // Hollander & Wolfe: n = 10, P(K ≥ 23) = .023, so C = 21, M = (45 − 21)/2 = 12: the 12th
     // smallest of the 45 slopes (index 11) is the lower end of the 95 % interval.
-    let line: Vec<Point> = (0..10)
-        .map(|i| Point {
-            t_ms: i as f64,
-            bytes: ((i * 7919) % 13) as f64,
-        })
-        .collect();
+    let line: Vec<Point> = (0..10).map(|i| Point { t_ms: i as f64, bytes: ((i * 7919) % 13) as f64 }).collect();
     let mut slopes = Vec::new();
     for i in 0..10 {
         for j in i + 1..10 {
@@ -79,11 +71,7 @@ fn exact_kendall_interval_matches_the_tables() {
 #[test]
 fn exact_trend_p_values() {
     let up: Vec<f64> = (0..8).map(|i| i as f64).collect();
-    assert!(
-        (trend_p_value(&up) - 1.0 / 40320.0).abs() < 1e-12,
-        "{}",
-        trend_p_value(&up)
-    );
+    assert!((trend_p_value(&up) - 1.0 / 40320.0).abs() < 1e-12, "{}", trend_p_value(&up));
     let down: Vec<f64> = (0..8).map(|i| -(i as f64)).collect();
     assert!((trend_p_value(&down) - 1.0).abs() < 1e-12);
     // n = 5 with one tie among otherwise rising values: S = 9 → P(I ≤ 0) = 1/120.
@@ -95,9 +83,7 @@ fn exact_trend_p_values() {
 fn a_steady_leak_and_a_slow_drip_are_leaking() {
     // 100 MB/h with sampling-like steps, a point every 5 s after a 12 s warm-up.
     let mut rng = Rng(1);
-    let pts = series(14, 5000.0, |_, t| {
-        2.0 * MB + 100.0 * MB * t / H + 0.1 * MB * rng.sym()
-    });
+    let pts = series(14, 5000.0, |_, t| 2.0 * MB + 100.0 * MB * t / H + 0.1 * MB * rng.sym());
     let g = judge(&pts, 12_000.0, 100.0 * KB);
     assert_eq!(g.verdict, SoakVerdict::Leaking, "{g:?}");
     let [lo, hi] = g.ci_bytes_per_hour.unwrap();
@@ -116,12 +102,7 @@ fn a_cache_that_fills_then_holds_plateaus() {
     // Fills to 1.92 MB by 27 s, then holds with a little jitter (in-flight entries).
     let mut rng = Rng(3);
     let pts = series(14, 5000.0, |_, t| {
-        (1.92 * MB * t / 27_000.0).min(1.92 * MB)
-            + if t > 27_000.0 {
-                2.0 * KB * rng.sym()
-            } else {
-                0.0
-            }
+        (1.92 * MB * t / 27_000.0).min(1.92 * MB) + if t > 27_000.0 { 2.0 * KB * rng.sym() } else { 0.0 }
     });
     let g = judge(&pts, 14_000.0, 100.0 * KB);
     assert_eq!(g.verdict, SoakVerdict::Plateaued, "{g:?}");
@@ -133,11 +114,7 @@ fn a_cache_that_fills_then_holds_plateaus() {
         let mut rng = Rng(seed);
         let pts = series(13, 5000.0, |_, t| {
             (1.93 * MB * (t - 2000.0) / 27_000.0).min(1.93 * MB)
-                - if t > 30_000.0 {
-                    12.0 * KB * rng.next_f64()
-                } else {
-                    0.0
-                }
+                - if t > 30_000.0 { 12.0 * KB * rng.next_f64() } else { 0.0 }
         });
         let g = judge(&pts, 14_000.0, 100.0 * KB);
         assert_ne!(g.verdict, SoakVerdict::Leaking, "seed {seed}: {g:?}");
@@ -157,10 +134,7 @@ fn warm_up_growth_then_flat_is_never_leaking() {
     for warmup in [10_000.0, 14_000.0, 30_000.0] {
         let pts = series(14, 5000.0, |_, t| 0.2 * MB * t.min(25_000.0) / 1000.0);
         let g = judge(&pts, warmup, 100.0 * KB);
-        assert!(
-            matches!(g.verdict, SoakVerdict::Plateaued | SoakVerdict::Stable),
-            "warm-up {warmup}: {g:?}"
-        );
+        assert!(matches!(g.verdict, SoakVerdict::Plateaued | SoakVerdict::Stable), "warm-up {warmup}: {g:?}");
     }
 }
 
@@ -184,14 +158,7 @@ fn bursts_and_churn_are_never_leaking() {
             // Churn: in-flight objects at the census moment.
             1 => level * (1.0 + 0.05 * rng.sym()),
             // Flips between two values (a buffer sometimes in flight).
-            _ => {
-                level
-                    + if (i * 7 + seed as usize) % 3 == 0 {
-                        3840.0
-                    } else {
-                        0.0
-                    }
-            }
+            _ => level + if (i * 7 + seed as usize) % 3 == 0 { 3840.0 } else { 0.0 },
         });
         for tau in [0.0, 100.0 * KB, MB] {
             let g = judge(&pts, 12_000.0, tau);
@@ -207,15 +174,10 @@ fn bursts_and_churn_are_never_leaking() {
 fn too_few_points_or_a_straddling_interval_is_inconclusive() {
     let pts = series(6, 5000.0, |_, t| t * 1000.0);
     let g = judge(&pts, 0.0, 0.0);
-    assert_eq!(
-        (g.verdict, g.reason),
-        (SoakVerdict::Inconclusive, TrendReason::TooFewPoints)
-    );
+    assert_eq!((g.verdict, g.reason), (SoakVerdict::Inconclusive, TrendReason::TooFewPoints));
     // 1.2 MB/h with noise ±40 kB against a 1 MB/h threshold over a minute: cannot tell.
     let mut rng = Rng(11);
-    let pts = series(14, 5000.0, |_, t| {
-        MB + 1.2 * MB * t / H + 40.0 * KB * rng.sym()
-    });
+    let pts = series(14, 5000.0, |_, t| MB + 1.2 * MB * t / H + 40.0 * KB * rng.sym());
     let g = judge(&pts, 10_000.0, MB);
     assert_eq!(g.verdict, SoakVerdict::Inconclusive, "{g:?}");
     assert!(g.more_ms.unwrap() > 0.0);
@@ -240,10 +202,7 @@ struct Sim {
 
 impl Sim {
     fn new() -> Sim {
-        let mut s = Sim {
-            lines: Vec::new(),
-            gc: 0,
-        };
+        let mut s = Sim { lines: Vec::new(), gc: 0 };
         s.push(r#"{"v":1,"type":"hello","source":"agent","pid":7,"interval_ms":5000,"runtime":"10.0.12","sampling":"AllocationSampled"}"#.to_string());
         s.push(r#"{"v":1,"type":"status","source":"agent","pid":7,"level":"info","message":"soak mode: inducing a full blocking GC every 5s so that what survives is still referenced, not merely uncollected"}"#.to_string());
         s.push(r#"{"v":1,"type":"stack","source":"agent","pid":7,"id":1,"frames":["Shop.Audit.Append","Shop.Worker.Run"],"lines":["Audit.cs:12",null]}"#.to_string());
@@ -261,12 +220,7 @@ impl Sim {
         let total: f64 = types.iter().map(|x| x.1).sum();
         let types_json: Vec<String> = types
             .iter()
-            .map(|(n, b, c)| {
-                format!(
-                    r#"{{"type_name":"{n}","count":{},"bytes":{}}}"#,
-                    *c as u64, *b as u64
-                )
-            })
+            .map(|(n, b, c)| format!(r#"{{"type_name":"{n}","count":{},"bytes":{}}}"#, *c as u64, *b as u64))
             .collect();
         self.push(format!(
             r#"{{"v":1,"type":"census","source":"agent","pid":7,"gc":{gc},"t_ms":{t},"pause_ms":3.5,"objects":1000,"bytes":{},"unreadable":0,"types":[{}],"other":{{"types":0,"count":0,"bytes":0}}}}"#,
@@ -327,10 +281,7 @@ fn settings(rules: &[&str]) -> SoakSettings {
 fn soak_session() -> SessionInfo {
     let mut s = SessionInfo::new("soak");
     s.stopped_by = Some("--duration elapsed".into());
-    s.exit = Some(crate::launch::ExitInfo {
-        code: Some(0),
-        signal: None,
-    });
+    s.exit = Some(crate::launch::ExitInfo { code: Some(0), signal: None });
     s
 }
 
@@ -349,22 +300,10 @@ fn worker(leak: bool, drip: bool) -> Sim {
         let secs = t as f64 / 1000.0;
         let mut types = vec![
             ("System.Byte[]", 4.0 * MB + 100.0 * KB * rng.sym(), 3000.0),
-            (
-                "Shop.CacheEntry",
-                1.92 * MB * (secs / 27.0).min(1.0),
-                40_000.0,
-            ),
-            (
-                "Shop.Message",
-                if k % 3 == 0 { 147_840.0 } else { 144_000.0 },
-                3000.0,
-            ),
+            ("Shop.CacheEntry", 1.92 * MB * (secs / 27.0).min(1.0), 40_000.0),
+            ("Shop.Message", if k % 3 == 0 { 147_840.0 } else { 144_000.0 }, 3000.0),
         ];
-        let mut sites = vec![(
-            "System.Byte[]",
-            "Shop.Worker.Handle",
-            4.0 * MB + 400.0 * KB * rng.sym(),
-        )];
+        let mut sites = vec![("System.Byte[]", "Shop.Worker.Handle", 4.0 * MB + 400.0 * KB * rng.sym())];
         if leak {
             types.push(("Shop.AuditRecord", 40.0 * secs * 1000.0, 1000.0 * secs));
             sites.push((
@@ -383,57 +322,31 @@ fn worker(leak: bool, drip: bool) -> Sim {
 }
 
 fn subject<'a>(r: &'a SoakReport, id: &str) -> &'a Subject {
-    r.subjects.iter().find(|s| s.id == id).unwrap_or_else(|| {
-        panic!(
-            "no subject {id}: {:?}",
-            r.subjects.iter().map(|s| &s.id).collect::<Vec<_>>()
-        )
-    })
+    r.subjects
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no subject {id}: {:?}", r.subjects.iter().map(|s| &s.id).collect::<Vec<_>>()))
 }
 
 #[test]
 fn a_leak_fails_naming_its_type_and_site_and_the_rest_passes() {
     let r = evaluate_with(&worker(true, false).store(), &[]);
-    assert_eq!(
-        (r.outcome, r.exit_code),
-        (Outcome::Fail, 1),
-        "{}",
-        r.headline
-    );
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Fail, 1), "{}", r.headline);
     let t = subject(&r, "type:Shop.AuditRecord");
     assert_eq!(t.verdict, SoakVerdict::Leaking);
     assert!(t.failing());
     assert_eq!(t.sites[0].site, "Shop.Audit.Append");
     assert_eq!(t.sites[0].location.as_deref(), Some("Audit.cs:12"));
-    assert!(
-        t.evidence
-            .contains("allocated at Shop.Audit.Append (Audit.cs:12)"),
-        "{}",
-        t.evidence
-    );
-    assert!(
-        (t.growth.bytes_per_hour - 144.0 * MB).abs() < 2.0 * MB,
-        "{:?}",
-        t.growth
-    );
+    assert!(t.evidence.contains("allocated at Shop.Audit.Append (Audit.cs:12)"), "{}", t.evidence);
+    assert!((t.growth.bytes_per_hour - 144.0 * MB).abs() < 2.0 * MB, "{:?}", t.growth);
     let s = subject(&r, "site:Shop.AuditRecord @ Shop.Audit.Append");
     assert_eq!(s.verdict, SoakVerdict::Leaking, "{}", s.evidence);
     assert_eq!(s.frames, ["Shop.Audit.Append", "Shop.Worker.Run"]);
-    assert_eq!(
-        subject(&r, "type:Shop.CacheEntry").verdict,
-        SoakVerdict::Plateaued
-    );
-    for id in [
-        "type:System.Byte[]",
-        "type:Shop.Message",
-        "site:System.Byte[] @ Shop.Worker.Handle",
-    ] {
+    assert_eq!(subject(&r, "type:Shop.CacheEntry").verdict, SoakVerdict::Plateaued);
+    for id in ["type:System.Byte[]", "type:Shop.Message", "site:System.Byte[] @ Shop.Worker.Handle"] {
         assert!(!subject(&r, id).failing(), "{id}");
     }
-    assert_eq!(
-        r.subjects[0].id, "type:Shop.AuditRecord",
-        "failing subjects come first"
-    );
+    assert_eq!(r.subjects[0].id, "type:Shop.AuditRecord", "failing subjects come first");
     assert!(r.headline.starts_with("FAIL: "), "{}", r.headline);
     assert!(r.decided_after_ms.is_some());
     assert!(r.measurement.announced);
@@ -445,12 +358,7 @@ fn a_leak_fails_naming_its_type_and_site_and_the_rest_passes() {
 #[test]
 fn without_a_leak_the_soak_passes() {
     let r = evaluate_with(&worker(false, false).store(), &[]);
-    assert_eq!(
-        (r.outcome, r.exit_code),
-        (Outcome::Pass, 0),
-        "{}",
-        r.headline
-    );
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
     assert!(r.subjects.iter().all(|s| s.verdict != SoakVerdict::Leaking));
     assert!(r.decided_after_ms.is_some());
 }
@@ -462,25 +370,14 @@ fn a_slow_drip_fails_by_type_and_says_no_site_was_sampled() {
     let d = subject(&r, "type:Shop.DripEntry");
     assert!(d.failing());
     assert!(d.sites.is_empty());
-    assert!(
-        d.evidence.contains("no sampled call site yet"),
-        "{}",
-        d.evidence
-    );
+    assert!(d.evidence.contains("no sampled call site yet"), "{}", d.evidence);
     // A rule above its rate lets it pass; a rule on another site does not gate it.
     let r = evaluate_with(&worker(false, true).store(), &["growth > 5MB/h"]);
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
-    let r = evaluate_with(
-        &worker(false, true).store(),
-        &["site:Shop.Audit.* growth > 0"],
-    );
+    let r = evaluate_with(&worker(false, true).store(), &["site:Shop.Audit.* growth > 0"]);
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
     assert!(!subject(&r, "type:Shop.DripEntry").gated);
-    assert!(
-        r.warnings.iter().any(|w| w.contains("matched no subject")),
-        "{:?}",
-        r.warnings
-    );
+    assert!(r.warnings.iter().any(|w| w.contains("matched no subject")), "{:?}", r.warnings);
 }
 
 #[test]
@@ -488,16 +385,10 @@ fn scoped_and_live_rules() {
     let store = worker(true, false).store();
     let r = evaluate_with(&store, &["site:Shop.Audit.Append growth > 0"]);
     assert_eq!(r.outcome, Outcome::Fail);
-    assert_eq!(
-        r.rules[0].violations,
-        ["site:Shop.AuditRecord @ Shop.Audit.Append"]
-    );
+    assert_eq!(r.rules[0].violations, ["site:Shop.AuditRecord @ Shop.Audit.Append"]);
     let r = evaluate_with(&store, &["type:Shop.CacheEntry live > 1MB"]);
     assert_eq!(r.outcome, Outcome::Fail, "{}", r.headline);
-    assert_eq!(
-        subject(&r, "type:Shop.CacheEntry").failed_rules,
-        ["type:Shop.CacheEntry live > 1MB"]
-    );
+    assert_eq!(subject(&r, "type:Shop.CacheEntry").failed_rules, ["type:Shop.CacheEntry live > 1MB"]);
     let r = evaluate_with(&store, &["managed growth > 1GB/h"]);
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
     assert_eq!(subject(&r, "managed").kind, SubjectKind::Managed);
@@ -519,11 +410,7 @@ fn a_sampled_site_the_census_contradicts_is_not_a_leak() {
         sim.full_gc(
             t,
             &[("Shop.CacheEntry", 1.92 * MB, 40_000.0)],
-            &[(
-                "Shop.CacheEntry",
-                "Shop.Cache.Put",
-                (30.0 + 2.0 * k as f64) * 102_400.0,
-            )],
+            &[("Shop.CacheEntry", "Shop.Cache.Put", (30.0 + 2.0 * k as f64) * 102_400.0)],
         );
     }
     let r = evaluate_with(&sim.store(), &[]);
@@ -542,11 +429,7 @@ fn no_agent_no_points_or_too_short_is_an_error() {
     let mut sim = Sim::new();
     sim.summary(1000, MB, MB);
     let r = evaluate_with(&sim.store(), &[]);
-    assert!(
-        r.problems[0].contains("no comparable points"),
-        "{:?}",
-        r.problems
-    );
+    assert!(r.problems[0].contains("no comparable points"), "{:?}", r.problems);
     let mut sim = Sim::new();
     for k in 1..=4u64 {
         sim.full_gc(k * 5000, &[("A", 1.0, 1.0)], &[]);
@@ -557,10 +440,7 @@ fn no_agent_no_points_or_too_short_is_an_error() {
     // A worker that died on its own is an infrastructure error unless a leak was found.
     let mut session = soak_session();
     session.stopped_by = None;
-    session.exit = Some(crate::launch::ExitInfo {
-        code: Some(134),
-        signal: None,
-    });
+    session.exit = Some(crate::launch::ExitInfo { code: Some(134), signal: None });
     let ctx = Context::new(settings(&[])).unwrap();
     let r = evaluate(&worker(false, false).store(), &session, &ctx);
     assert_eq!(r.outcome, Outcome::Error);
@@ -575,19 +455,14 @@ fn memory_retained_by_the_gc_is_not_called_a_leak() {
     for k in 1..=14u64 {
         let t = k * 5000;
         sim.full_gc(t, &[("Shop.Order", 5.0 * MB, 1000.0)], &[]);
-        sim.summary(
-            t,
-            60.0 * MB + 1.5 * MB * k as f64,
-            8.0 * MB + 1.0 * MB * k as f64,
-        );
+        sim.summary(t, 60.0 * MB + 1.5 * MB * k as f64, 8.0 * MB + 1.0 * MB * k as f64);
     }
     let r = evaluate_with(&sim.store(), &[]);
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
     let m = &r.memory[0];
     assert!(m.kept_not_leaked, "{:?}", m.interpretation);
     assert!(
-        m.interpretation[0].contains("the GC kept it")
-            || m.interpretation[0].contains("not leaked"),
+        m.interpretation[0].contains("the GC kept it") || m.interpretation[0].contains("not leaked"),
         "{:?}",
         m.interpretation
     );
@@ -602,11 +477,7 @@ fn memory_retained_by_the_gc_is_not_called_a_leak() {
     let r = evaluate_with(&sim.store(), &[]);
     let m = &r.memory[0];
     assert!(m.kept_not_leaked);
-    assert!(
-        m.interpretation[0].contains("retained by the GC or the allocator"),
-        "{:?}",
-        m.interpretation
-    );
+    assert!(m.interpretation[0].contains("retained by the GC or the allocator"), "{:?}", m.interpretation);
 }
 
 #[test]
@@ -630,19 +501,12 @@ fn native_leaks_are_judged_on_the_shims_exact_totals() {
     assert_eq!(r.outcome, Outcome::Fail, "{}", r.headline);
     let n = subject(&r, "native");
     assert_eq!(n.verdict, SoakVerdict::Leaking);
-    assert!(
-        (n.growth.bytes_per_hour - 20.0 * MB).abs() < 0.5 * MB,
-        "{:?}",
-        n.growth
-    );
+    assert!((n.growth.bytes_per_hour - 20.0 * MB).abs() < 0.5 * MB, "{:?}", n.growth);
     assert!(n.exact);
     let site = subject(&r, "native:leak_from_here (libleaky.so+0x1139)");
     assert_eq!(site.kind, SubjectKind::NativeSite);
     assert!(!site.gated, "`native` scopes the total, not the sites");
-    assert_eq!(
-        evaluate_with(&store, &["native growth > 50MB/h"]).outcome,
-        Outcome::Pass
-    );
+    assert_eq!(evaluate_with(&store, &["native growth > 50MB/h"]).outcome, Outcome::Pass);
     // The default rule covers native memory and native sites too.
     let r = evaluate_with(&store, &[]);
     assert!(subject(&r, "native").failing());
@@ -673,32 +537,17 @@ fn a_baseline_excuses_known_leaks_and_fails_new_or_faster_ones() {
     let r = evaluate(&store, &soak_session(), &ctx);
     assert_eq!(r.outcome, Outcome::Fail);
     let reg = &r.baseline.as_ref().unwrap().regressions;
-    assert!(
-        reg.iter()
-            .any(|x| x.subject == "type:Shop.AuditRecord" && x.kind == "growth_up"),
-        "{reg:?}"
-    );
+    assert!(reg.iter().any(|x| x.subject == "type:Shop.AuditRecord" && x.kind == "growth_up"), "{reg:?}");
     // A baseline without the leak: a new leak.
     let clean = evaluate_with(&worker(false, false).store(), &[]);
     let v = serde_json::json!({"soak": serde_json::to_value(&clean).unwrap()});
     ctx.baseline = Some(baseline::parse(std::path::Path::new("clean.json"), &v).unwrap());
     let r = evaluate(&store, &soak_session(), &ctx);
     assert_eq!(r.outcome, Outcome::Fail);
-    assert!(
-        r.baseline
-            .as_ref()
-            .unwrap()
-            .regressions
-            .iter()
-            .any(|x| x.kind == "new_leak")
-    );
+    assert!(r.baseline.as_ref().unwrap().regressions.iter().any(|x| x.kind == "new_leak"));
     // Not a soak report: refused.
     assert!(
-        baseline::parse(
-            std::path::Path::new("x.json"),
-            &serde_json::json!({"schema": "leakscope.report/1"})
-        )
-        .is_err()
+        baseline::parse(std::path::Path::new("x.json"), &serde_json::json!({"schema": "leakscope.report/1"})).is_err()
     );
 }
 
@@ -709,12 +558,7 @@ fn report_json_junit_and_html_carry_the_verdicts() {
     session.soak = Some(settings(&[]));
     session.command = Some(vec!["dotnet".into(), "Shop.dll".into()]);
     let ctx = Context::new(settings(&[])).unwrap();
-    let report = build_with_soak(
-        &store,
-        &session,
-        &crate::analysis::Thresholds::default(),
-        Some(&ctx),
-    );
+    let report = build_with_soak(&store, &session, &crate::analysis::Thresholds::default(), Some(&ctx));
     let v: serde_json::Value = serde_json::to_value(&report).unwrap();
     assert_eq!(v["soak"]["schema"], SOAK_SCHEMA);
     for key in [
@@ -732,33 +576,16 @@ fn report_json_junit_and_html_carry_the_verdicts() {
         assert!(v["soak"].get(key).is_some(), "soak.{key} missing");
     }
     let s0 = &v["soak"]["subjects"][0];
-    for key in [
-        "kind",
-        "id",
-        "label",
-        "verdict",
-        "growth",
-        "failed_rules",
-        "evidence",
-        "sites",
-        "verdict_since_ms",
-    ] {
+    for key in ["kind", "id", "label", "verdict", "growth", "failed_rules", "evidence", "sites", "verdict_since_ms"] {
         assert!(s0.get(key).is_some(), "subject.{key} missing");
     }
-    assert_eq!(
-        s0["growth"]["ci_bytes_per_hour"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(s0["growth"]["ci_bytes_per_hour"].as_array().unwrap().len(), 2);
 
     let xml = junit::render(&report);
     well_formed(&xml);
     assert!(xml.contains("<testcase classname=\"leakscope.type\" name=\"Shop.AuditRecord\""));
     assert!(xml.contains("<failure message=\"leaking: +"));
-    assert!(
-        xml.contains(
-            "classname=\"leakscope.rule\" name=\"fail-on: growth &gt; 100kB/h (default)\""
-        )
-    );
+    assert!(xml.contains("classname=\"leakscope.rule\" name=\"fail-on: growth &gt; 100kB/h (default)\""));
     let failures = xml.matches("<failure ").count();
     assert!(xml.contains(&format!("failures=\"{failures}\"")), "{xml}");
 
@@ -771,9 +598,7 @@ fn report_json_junit_and_html_carry_the_verdicts() {
     assert!(html.contains("<polyline class=\"series\""));
     assert!(
         !html.contains("http://")
-            || html
-                .matches("http://")
-                .all(|_| html.contains("xmlns=\"http://www.w3.org/2000/svg\""))
+            || html.matches("http://").all(|_| html.contains("xmlns=\"http://www.w3.org/2000/svg\""))
     );
     assert!(!html.contains("<script src"), "self-contained");
     let text = crate::report::render_text(&report);
@@ -782,9 +607,7 @@ fn report_json_junit_and_html_carry_the_verdicts() {
 
 /// A small XML well-formedness check: balanced tags, quoted attributes, known entities.
 pub(crate) fn well_formed(xml: &str) {
-    let body = xml
-        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
-        .expect("XML declaration");
+    let body = xml.strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n").expect("XML declaration");
     let mut stack: Vec<String> = Vec::new();
     let mut rest = body;
     while let Some(lt) = rest.find('<') {
@@ -798,10 +621,7 @@ pub(crate) fn well_formed(xml: &str) {
             let tag = tag.trim_end_matches('/');
             let name: String = tag.chars().take_while(|c| !c.is_whitespace()).collect();
             assert!(
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
                 "bad tag name in <{tag}>"
             );
             let attrs = &tag[name.len()..];
@@ -828,25 +648,15 @@ pub(crate) fn well_formed(xml: &str) {
 }
 
 fn check_text(t: &str) {
-    assert!(
-        !t.contains('<') && !t.contains('>'),
-        "raw angle bracket in {t:?}"
-    );
+    assert!(!t.contains('<') && !t.contains('>'), "raw angle bracket in {t:?}");
     let mut rest = t;
     while let Some(amp) = rest.find('&') {
         let semi = rest[amp..].find(';').expect("unterminated entity") + amp;
         let ent = &rest[amp + 1..semi];
-        assert!(
-            ["amp", "lt", "gt", "quot", "apos"].contains(&ent),
-            "unknown entity &{ent};"
-        );
+        assert!(["amp", "lt", "gt", "quot", "apos"].contains(&ent), "unknown entity &{ent};");
         rest = &rest[semi + 1..];
     }
-    assert!(
-        t.chars()
-            .all(|c| c >= ' ' || c == '\n' || c == '\t' || c == '\r'),
-        "control character"
-    );
+    assert!(t.chars().all(|c| c >= ' ' || c == '\n' || c == '\t' || c == '\r'), "control character");
 }
 
 #[test]
@@ -858,19 +668,15 @@ fn hours_of_data_stay_bounded() {
     for k in 1..=5760u64 {
         let t = k * 5000;
         line.clear();
-        line.push_str(&format!(r#"{{"v":1,"type":"census","source":"agent","pid":9,"gc":{k},"t_ms":{t},"bytes":1,"objects":1,"types":["#));
+        line.push_str(&format!(
+            r#"{{"v":1,"type":"census","source":"agent","pid":9,"gc":{k},"t_ms":{t},"bytes":1,"objects":1,"types":["#
+        ));
         for i in 0..300u64 {
-            let bytes = if i == 0 {
-                1000 + k * 500
-            } else {
-                10_000 + (k * i) % 97
-            };
+            let bytes = if i == 0 { 1000 + k * 500 } else { 10_000 + (k * i) % 97 };
             if i > 0 {
                 line.push(',');
             }
-            line.push_str(&format!(
-                r#"{{"type_name":"T{i}","count":1,"bytes":{bytes}}}"#
-            ));
+            line.push_str(&format!(r#"{{"type_name":"T{i}","count":1,"bytes":{bytes}}}"#));
         }
         line.push_str(r#"],"other":{"types":0}}"#);
         store.ingest_line(line.as_bytes());
@@ -880,12 +686,7 @@ fn hours_of_data_stay_bounded() {
     }
     let p = store.producers().next().unwrap();
     assert_eq!(p.soak.census_records, 5760);
-    assert!(
-        p.soak
-            .types
-            .values()
-            .all(|s| s.series.len() < data::SOAK_SERIES_POINTS)
-    );
+    assert!(p.soak.types.values().all(|s| s.series.len() < data::SOAK_SERIES_POINTS));
     assert!(p.soak.live.len() < data::SOAK_SERIES_POINTS);
     assert!(p.soak.rss.len() < data::SOAK_SERIES_POINTS);
     let bytes = p.soak.approx_bytes();
@@ -895,22 +696,11 @@ fn hours_of_data_stay_bounded() {
     s.duration_ms = 8 * 3_600_000;
     let ctx = Context::new(s).unwrap();
     let r = evaluate(&store, &soak_session(), &ctx);
-    eprintln!(
-        "8 h of censuses over 300 types: {bytes} bytes of soak series, judged in {:?}",
-        started.elapsed()
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
+    eprintln!("8 h of censuses over 300 types: {bytes} bytes of soak series, judged in {:?}", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     let t0 = subject(&r, "type:T0");
     assert_eq!(t0.verdict, SoakVerdict::Leaking);
-    assert!(
-        (t0.growth.bytes_per_hour - 360_000.0).abs() < 1000.0,
-        "{:?}",
-        t0.growth
-    );
+    assert!((t0.growth.bytes_per_hour - 360_000.0).abs() < 1000.0, "{:?}", t0.growth);
     assert_eq!(r.outcome, Outcome::Fail, "{}", r.headline);
     assert_eq!(r.counts.leaking, 1, "{}", r.headline);
     let line = progress_line(&store, &ctx, std::time::Duration::from_secs(3600));
@@ -922,14 +712,8 @@ fn progress_line_reports_elapsed_remaining_and_top_growth() {
     let store = worker(true, false).store();
     let ctx = Context::new(settings(&[])).unwrap();
     let line = progress_line(&store, &ctx, std::time::Duration::from_secs(40));
-    assert!(
-        line.starts_with("soak 00:00:40 / 00:01:10 (30s left)"),
-        "{line}"
-    );
-    assert!(
-        line.contains("top growth: Shop.AuditRecord +144 MB/h (leaking)"),
-        "{line}"
-    );
+    assert!(line.starts_with("soak 00:00:40 / 00:01:10 (30s left)"), "{line}");
+    assert!(line.contains("top growth: Shop.AuditRecord +144 MB/h (leaking)"), "{line}");
     let empty = progress_line(&Store::new(), &ctx, std::time::Duration::from_secs(1));
     assert!(empty.contains("waiting for the agent"));
 }
@@ -939,10 +723,7 @@ fn strict_fails_inconclusive_gated_subjects() {
     let store = worker(false, false).store();
     let r = evaluate_with(&store, &[]);
     assert_eq!(r.outcome, Outcome::Pass);
-    assert!(
-        r.counts.inconclusive > 0,
-        "the noisy churn is inconclusive in a minute"
-    );
+    assert!(r.counts.inconclusive > 0, "the noisy churn is inconclusive in a minute");
     let mut s = settings(&[]);
     s.strict = true;
     let ctx = Context::new(s).unwrap();
@@ -952,8 +733,7 @@ fn strict_fails_inconclusive_gated_subjects() {
         r.subjects
             .iter()
             .filter(|s| s.failing())
-            .all(|s| s.verdict == SoakVerdict::Inconclusive
-                && s.failed_rules == ["--strict (inconclusive)"])
+            .all(|s| s.verdict == SoakVerdict::Inconclusive && s.failed_rules == ["--strict (inconclusive)"])
     );
 }
 
@@ -963,12 +743,7 @@ fn strict_fails_inconclusive_gated_subjects() {
 fn rendered(store: &Store, ctx: &Context) -> (crate::report::Report, String, String, String) {
     let mut session = soak_session();
     session.soak = Some(ctx.settings.clone());
-    let report = build_with_soak(
-        store,
-        &session,
-        &crate::analysis::Thresholds::default(),
-        Some(ctx),
-    );
+    let report = build_with_soak(store, &session, &crate::analysis::Thresholds::default(), Some(ctx));
     let text = crate::report::render_text(&report);
     let xml = junit::render(&report);
     let html = html::render(&report, store);
@@ -978,9 +753,7 @@ fn rendered(store: &Store, ctx: &Context) -> (crate::report::Report, String, Str
 /// The testcase element of `name` in a JUnit report (up to its end).
 fn testcase<'a>(xml: &'a str, classname: &str, name: &str) -> &'a str {
     let needle = format!("<testcase classname=\"{classname}\" name=\"{name}\"");
-    let at = xml
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no testcase {needle} in {xml}"));
+    let at = xml.find(&needle).unwrap_or_else(|| panic!("no testcase {needle} in {xml}"));
     let rest = &xml[at..];
     let end = if rest[..rest.find('>').unwrap()].ends_with('/') {
         rest.find('>').unwrap() + 1
@@ -1000,10 +773,7 @@ fn a_soak_with_one_point_after_warm_up_is_inconclusive_never_a_pass() {
         let secs = t as f64 / 1000.0;
         sim.full_gc(
             t,
-            &[
-                ("System.Byte[]", 4.0 * MB, 3000.0),
-                ("Shop.AuditRecord", 40.0 * secs * 1000.0, 1000.0 * secs),
-            ],
+            &[("System.Byte[]", 4.0 * MB, 3000.0), ("Shop.AuditRecord", 40.0 * secs * 1000.0, 1000.0 * secs)],
             &[],
         );
     }
@@ -1076,12 +846,7 @@ fn a_soak_ended_early_says_the_planned_duration_would_have_sufficed() {
     session.stopped_by = Some("SIGINT (Ctrl-C)".into());
     let r = evaluate(&sim.store(), &session, &ctx);
     assert_eq!(r.outcome, Outcome::Error);
-    assert!(
-        r.headline
-            .contains("let the soak run its full --duration 1m10s (it ended after 20s)"),
-        "{}",
-        r.headline
-    );
+    assert!(r.headline.contains("let the soak run its full --duration 1m10s (it ended after 20s)"), "{}", r.headline);
 }
 
 /// Census lines that lump the smallest types into `other` (so a type first seen late has no
@@ -1106,7 +871,9 @@ fn incomplete_censuses(late_bytes: f64) -> Store {
         ));
     }
     sim.push(r#"{"v":1,"type":"hello","source":"shim","pid":7,"sampling":"poisson","mean_bytes":524288}"#.to_string());
-    sim.push(r#"{"v":1,"type":"stack","source":"shim","pid":7,"id":3,"frames":["late_site (libx.so+0x10)"]}"#.to_string());
+    sim.push(
+        r#"{"v":1,"type":"stack","source":"shim","pid":7,"id":3,"frames":["late_site (libx.so+0x10)"]}"#.to_string(),
+    );
     for k in 1..=14u64 {
         let t = k * 5000 + 3;
         let sites = if k >= 12 {
@@ -1157,11 +924,7 @@ fn material_subjects_without_a_verdict_block_the_pass_and_small_ones_are_counted
     assert_eq!(r.counts.too_small_to_matter, 1);
     assert_eq!(r.sufficiency.too_small_to_matter, 1);
     assert!(r.sufficiency.enough);
-    assert!(
-        r.headline.contains("of which 1 too small to matter"),
-        "{}",
-        r.headline
-    );
+    assert!(r.headline.contains("of which 1 too small to matter"), "{}", r.headline);
     assert!(r.decided_after_ms.is_some());
 }
 
@@ -1194,11 +957,7 @@ fn a_leak_spread_thinly_over_many_types_fails_the_default_rule_on_the_census_tot
     assert_eq!(failing, ["managed"], "only the total fails: no single type is above 100 kB/h");
     let total = subject(&r, "managed");
     assert_eq!(total.failed_rules, [gate::DEFAULT_MANAGED_RULE]);
-    assert!(
-        (total.growth.bytes_per_hour - 5.0 * MB).abs() < 0.5 * MB,
-        "{:?}",
-        total.growth
-    );
+    assert!((total.growth.bytes_per_hour - 5.0 * MB).abs() < 0.5 * MB, "{:?}", total.growth);
     for s in r.subjects.iter().filter(|s| s.kind == SubjectKind::Type && s.id.contains("Shard")) {
         assert!(s.growth.bytes_per_hour < 100.0 * KB, "{} {:?}", s.id, s.growth);
     }
@@ -1219,11 +978,7 @@ fn with_rules_that_do_not_cover_the_total_a_thin_leak_is_a_pass_with_a_warning_n
     let (report, text, xml, _) = rendered(&store, &ctx);
     let r = report.soak.as_ref().unwrap();
     assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
-    assert!(
-        r.headline.starts_with("PASS with a warning: live managed data grows at +"),
-        "{}",
-        r.headline
-    );
+    assert!(r.headline.starts_with("PASS with a warning: live managed data grows at +"), "{}", r.headline);
     assert!(!r.headline.contains("no leak found"), "{}", r.headline);
     let w = r.memory[0].warning.as_deref().unwrap();
     assert!(w.contains("while no rule breaks: the application keeps objects"), "{w}");
@@ -1242,11 +997,7 @@ fn the_census_total_is_not_one_more_failure_when_its_types_already_fail() {
     let total = subject(&r, "managed");
     assert_eq!(total.verdict, SoakVerdict::Leaking);
     assert!(total.failed_rules.is_empty() && !total.failing());
-    assert!(
-        total.evidence.contains("the types and sites that break a rule account for it"),
-        "{}",
-        total.evidence
-    );
+    assert!(total.evidence.contains("the types and sites that break a rule account for it"), "{}", total.evidence);
     let rule = r.rules.iter().find(|x| x.rule == gate::DEFAULT_MANAGED_RULE).unwrap();
     assert_eq!(rule.result, "pass");
     assert!(r.memory[0].warning.is_none(), "a rule breaks: nothing contradicts the verdict");
@@ -1263,17 +1014,11 @@ fn memory_growing_while_no_rule_breaks_is_a_pass_with_a_warning_never_a_plain_pa
     }
     let ctx = Context::new(settings(&[])).unwrap();
     let mut session = soak_session();
-    session.native_tracking = Some(crate::report::NativeTracking {
-        enabled: false,
-        reason: Some("turned off with --no-native".into()),
-    });
+    session.native_tracking =
+        Some(crate::report::NativeTracking { enabled: false, reason: Some("turned off with --no-native".into()) });
     let r = evaluate(&sim.store(), &session, &ctx);
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.headline);
-    assert!(
-        r.headline.starts_with("PASS with a warning: RSS grows at +"),
-        "{}",
-        r.headline
-    );
+    assert!(r.headline.starts_with("PASS with a warning: RSS grows at +"), "{}", r.headline);
     let w = r.memory[0].warning.as_deref().unwrap();
     assert!(w.contains("memory the GC or the allocator keeps"), "{w}");
     assert!(w.contains("native memory was not tracked"), "{w}");
@@ -1289,12 +1034,7 @@ fn memory_growing_while_no_rule_breaks_is_a_pass_with_a_warning_never_a_plain_pa
     }
     let r = evaluate_with(&sim.store(), &[]);
     assert_eq!((r.outcome, r.exit_code), (Outcome::Pass, 0), "{}", r.headline);
-    assert!(
-        r.headline
-            .starts_with("PASS with a warning: the managed heap grows at +"),
-        "{}",
-        r.headline
-    );
+    assert!(r.headline.starts_with("PASS with a warning: the managed heap grows at +"), "{}", r.headline);
     let w = r.memory[0].warning.as_deref().unwrap();
     assert!(
         w.contains("live managed data was not measured (no census), so leakscope cannot tell yet whether the application keeps objects"),

@@ -103,11 +103,7 @@ fn parse_headers(f: &File) -> Option<Parsed> {
         for i in 0..phnum as usize {
             let o = i * phentsize as usize;
             if u32_at(&ph, o)? == PT_LOAD {
-                loads.push((
-                    u64_at(&ph, o + 8)?,
-                    u64_at(&ph, o + 16)?,
-                    u64_at(&ph, o + 32)?,
-                ));
+                loads.push((u64_at(&ph, o + 8)?, u64_at(&ph, o + 16)?, u64_at(&ph, o + 32)?));
             }
         }
     }
@@ -130,11 +126,7 @@ fn parse_headers(f: &File) -> Option<Parsed> {
 }
 
 fn build_id(f: &File, p: &Parsed) -> Option<Vec<u8>> {
-    for s in p
-        .sections
-        .iter()
-        .filter(|s| s.kind == SHT_NOTE && s.size < 4096)
-    {
+    for s in p.sections.iter().filter(|s| s.kind == SHT_NOTE && s.size < 4096) {
         let data = f.read(s.offset, s.size)?;
         let mut o = 0usize;
         while o + 12 <= data.len() {
@@ -161,9 +153,7 @@ fn read_symbols(f: &File, p: &Parsed, want_symtab: bool, out: &mut ElfSymbols) {
         let Some(strsec) = p.sections.get(s.link as usize) else {
             continue;
         };
-        let (Some(data), Some(strs)) =
-            (f.read(s.offset, s.size), f.read(strsec.offset, strsec.size))
-        else {
+        let (Some(data), Some(strs)) = (f.read(s.offset, s.size), f.read(strsec.offset, strsec.size)) else {
             continue;
         };
         let base = out.names.len() as u64;
@@ -174,25 +164,16 @@ fn read_symbols(f: &File, p: &Parsed, want_symtab: bool, out: &mut ElfSymbols) {
         let n = (s.size / s.entsize) as usize;
         for i in 0..n {
             let o = i * s.entsize as usize;
-            let (Some(name), Some(info), Some(shndx), Some(value), Some(size)) = (
-                u32_at(&data, o),
-                data.get(o + 4),
-                u16_at(&data, o + 6),
-                u64_at(&data, o + 8),
-                u64_at(&data, o + 16),
-            ) else {
+            let (Some(name), Some(info), Some(shndx), Some(value), Some(size)) =
+                (u32_at(&data, o), data.get(o + 4), u16_at(&data, o + 6), u64_at(&data, o + 8), u64_at(&data, o + 16))
+            else {
                 break;
             };
             let kind = info & 0xf;
-            if (kind != STT_FUNC && kind != STT_GNU_IFUNC) || shndx == 0 || value == 0 || name == 0
-            {
+            if (kind != STT_FUNC && kind != STT_GNU_IFUNC) || shndx == 0 || value == 0 || name == 0 {
                 continue;
             }
-            out.syms.push(Sym {
-                addr: value,
-                size,
-                name: (base + name as u64) as u32,
-            });
+            out.syms.push(Sym { addr: value, size, name: (base + name as u64) as u32 });
         }
     }
 }
@@ -202,10 +183,7 @@ impl ElfSymbols {
     pub(crate) fn load(path: &str) -> Option<ElfSymbols> {
         let f = File::open(path)?;
         let p = parse_headers(&f)?;
-        let mut out = ElfSymbols {
-            loads: p.loads.clone(),
-            ..Default::default()
-        };
+        let mut out = ElfSymbols { loads: p.loads.clone(), ..Default::default() };
         let has_symtab = p.sections.iter().any(|s| s.kind == SHT_SYMTAB);
         read_symbols(&f, &p, true, &mut out);
         if !has_symtab {
@@ -220,29 +198,21 @@ impl ElfSymbols {
             }
         }
         // Sort by address; among equal addresses prefer sized symbols.
-        out.syms
-            .sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+        out.syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
         out.syms.dedup_by_key(|s| s.addr);
         Some(out)
     }
 
     /// File offset → virtual address (via the PT_LOAD that contains it).
     pub(crate) fn vaddr_of_offset(&self, off: u64) -> Option<u64> {
-        self.loads
-            .iter()
-            .find(|(o, _, sz)| off >= *o && off < o + (*sz).max(1))
-            .map(|(o, v, _)| off - o + v)
+        self.loads.iter().find(|(o, _, sz)| off >= *o && off < o + (*sz).max(1)).map(|(o, v, _)| off - o + v)
     }
 
     /// The function containing `vaddr`, if any.
     pub(crate) fn lookup(&self, vaddr: u64) -> Option<&str> {
         let i = self.syms.partition_point(|s| s.addr <= vaddr);
         let s = self.syms.get(i.checked_sub(1)?)?;
-        let inside = if s.size > 0 {
-            vaddr < s.addr + s.size
-        } else {
-            vaddr - s.addr < 4096
-        };
+        let inside = if s.size > 0 { vaddr < s.addr + s.size } else { vaddr - s.addr < 4096 };
         if !inside {
             return None;
         }

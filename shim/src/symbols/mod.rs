@@ -50,12 +50,8 @@ enum Module {
     NotElf,
 }
 
-type DemangleFn = unsafe extern "C" fn(
-    *const libc::c_char,
-    *mut libc::c_char,
-    *mut usize,
-    *mut i32,
-) -> *mut libc::c_char;
+type DemangleFn =
+    unsafe extern "C" fn(*const libc::c_char, *mut libc::c_char, *mut usize, *mut i32) -> *mut libc::c_char;
 
 pub(crate) struct Symbolizer {
     maps: Vec<Mapping>,
@@ -129,20 +125,9 @@ fn is_runtime_module(name: &str) -> bool {
 }
 
 fn is_runtime_managed(name: &str) -> bool {
-    [
-        "System.",
-        "Microsoft.",
-        "Internal.",
-        "Interop.",
-        "ILStubClass",
-        "IL_STUB",
-        "dynamicClass",
-        "stub",
-        "[",
-        "Stub",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
+    ["System.", "Microsoft.", "Internal.", "Interop.", "ILStubClass", "IL_STUB", "dynamicClass", "stub", "[", "Stub"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 impl Symbolizer {
@@ -152,11 +137,7 @@ impl Symbolizer {
         // non-null, is `__cxa_demangle` with the declared signature.
         let demangle = unsafe {
             let p = libc::dlsym(libc::RTLD_DEFAULT, c"__cxa_demangle".as_ptr());
-            if p.is_null() {
-                None
-            } else {
-                Some(core::mem::transmute::<*mut libc::c_void, DemangleFn>(p))
-            }
+            if p.is_null() { None } else { Some(core::mem::transmute::<*mut libc::c_void, DemangleFn>(p)) }
         };
         Symbolizer {
             maps: Vec::new(),
@@ -194,22 +175,14 @@ impl Symbolizer {
                 let Some((a, b)) = range.split_once('-') else {
                     continue;
                 };
-                let (Ok(start), Ok(end), Ok(offset)) = (
-                    u64::from_str_radix(a, 16),
-                    u64::from_str_radix(b, 16),
-                    u64::from_str_radix(off, 16),
-                ) else {
+                let (Ok(start), Ok(end), Ok(offset)) =
+                    (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16), u64::from_str_radix(off, 16))
+                else {
                     continue;
                 };
-                let path = path
-                    .filter(|p| !p.is_empty())
-                    .map(|p| paths.entry(p).or_insert_with(|| Arc::from(p)).clone());
-                maps.push(Mapping {
-                    start,
-                    end,
-                    offset,
-                    path,
-                });
+                let path =
+                    path.filter(|p| !p.is_empty()).map(|p| paths.entry(p).or_insert_with(|| Arc::from(p)).clone());
+                maps.push(Mapping { start, end, offset, path });
             }
             maps.sort_by_key(|m| m.start);
             // keep departed mappings for late lookups
@@ -226,11 +199,7 @@ impl Symbolizer {
 
     fn find_mapping(&self, ip: u64) -> Option<&Mapping> {
         let i = self.maps.partition_point(|m| m.start <= ip);
-        if let Some(m) = i
-            .checked_sub(1)
-            .and_then(|i| self.maps.get(i))
-            .filter(|m| ip < m.end)
-        {
+        if let Some(m) = i.checked_sub(1).and_then(|i| self.maps.get(i)).filter(|m| ip < m.end) {
             return Some(m);
         }
         self.old_maps.iter().find(|m| m.start <= ip && ip < m.end)
@@ -247,21 +216,12 @@ impl Symbolizer {
         // SAFETY: valid C string; null buffer asks __cxa_demangle to malloc
         // the result, which we free below (through the hooks: this thread is
         // busy, so neither call is counted).
-        let out = unsafe {
-            f(
-                c.as_ptr(),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                &mut status,
-            )
-        };
+        let out = unsafe { f(c.as_ptr(), core::ptr::null_mut(), core::ptr::null_mut(), &mut status) };
         if out.is_null() || status != 0 {
             return name.to_string();
         }
         // SAFETY: a NUL-terminated string returned by __cxa_demangle.
-        let s = unsafe { core::ffi::CStr::from_ptr(out) }
-            .to_string_lossy()
-            .into_owned();
+        let s = unsafe { core::ffi::CStr::from_ptr(out) }.to_string_lossy().into_owned();
         // SAFETY: allocated by malloc inside __cxa_demangle.
         unsafe { libc::free(out.cast()) };
         rust_legacy_cleanup(&s)
@@ -277,18 +237,14 @@ impl Symbolizer {
         // Look up the call instruction, not the instruction after it.
         let lookup = ip.saturating_sub(1);
         let path = m.path.clone();
-        let elf_path = path.as_deref().filter(|p| {
-            p.starts_with('/') && !p.starts_with("/memfd:") && !p.ends_with("(deleted)")
-        });
+        let elf_path =
+            path.as_deref().filter(|p| p.starts_with('/') && !p.starts_with("/memfd:") && !p.ends_with("(deleted)"));
         let frame = match elf_path {
             Some(p) => {
-                let module =
-                    self.modules
-                        .entry(Arc::from(p))
-                        .or_insert_with(|| match ElfSymbols::load(p) {
-                            Some(e) => Module::Elf(e),
-                            None => Module::NotElf,
-                        });
+                let module = self.modules.entry(Arc::from(p)).or_insert_with(|| match ElfSymbols::load(p) {
+                    Some(e) => Module::Elf(e),
+                    None => Module::NotElf,
+                });
                 let name = basename(p).to_string();
                 let file_off = lookup - m.start + m.offset;
                 match module {
@@ -311,11 +267,7 @@ impl Symbolizer {
                     }
                     Module::NotElf => Frame {
                         text: format!("{name}+{:#x}", file_off + 1),
-                        class: if is_runtime_module(&name) {
-                            Class::Runtime
-                        } else {
-                            Class::User
-                        },
+                        class: if is_runtime_module(&name) { Class::Runtime } else { Class::User },
                     },
                 }
             }
@@ -323,21 +275,14 @@ impl Symbolizer {
                 match self.perf.lookup(lookup) {
                     Some(raw) => {
                         let text = perfmap::managed_name(raw);
-                        let class = if is_runtime_managed(&text) {
-                            Class::Runtime
-                        } else {
-                            Class::User
-                        };
+                        let class = if is_runtime_managed(&text) { Class::Runtime } else { Class::User };
                         Frame { text, class }
                     }
                     None => {
                         let what = path.as_deref().map(basename).unwrap_or("jit");
                         self.unnamed_jit += 1;
                         // Not cached: the perf map may name it later.
-                        return Some(Frame {
-                            text: format!("[{what}] {ip:#x}"),
-                            class: Class::Runtime,
-                        });
+                        return Some(Frame { text: format!("[{what}] {ip:#x}"), class: Class::Runtime });
                     }
                 }
             }
@@ -402,27 +347,15 @@ mod tests {
 
     #[test]
     fn site_choice() {
-        let f = |t: &str, c| Frame {
-            text: t.into(),
-            class: c,
-        };
+        let f = |t: &str, c| Frame { text: t.into(), class: c };
         let frames = vec![
             f("operator new (libstdc++.so.6+0x1)", Class::Alloc),
-            f(
-                "System.Runtime.InteropServices.Marshal.AllocHGlobal",
-                Class::Runtime,
-            ),
+            f("System.Runtime.InteropServices.Marshal.AllocHGlobal", Class::Runtime),
             f("App.Leaker.Leak", Class::User),
         ];
         assert_eq!(choose_site(&frames), "App.Leaker.Leak");
-        assert_eq!(
-            choose_site(&frames[..2]),
-            "System.Runtime.InteropServices.Marshal.AllocHGlobal"
-        );
-        assert_eq!(
-            choose_site(&frames[..1]),
-            "operator new (libstdc++.so.6+0x1)"
-        );
+        assert_eq!(choose_site(&frames[..2]), "System.Runtime.InteropServices.Marshal.AllocHGlobal");
+        assert_eq!(choose_site(&frames[..1]), "operator new (libstdc++.so.6+0x1)");
         assert_eq!(choose_site(&[]), "<unknown>");
     }
 
@@ -438,10 +371,7 @@ mod tests {
             rust_legacy_cleanup("std::vector<int>::push_back(int const&)"),
             "std::vector<int>::push_back(int const&)"
         );
-        assert_eq!(
-            rust_legacy_cleanup("ns::handle(char const*, ...)"),
-            "ns::handle(char const*, ...)"
-        );
+        assert_eq!(rust_legacy_cleanup("ns::handle(char const*, ...)"), "ns::handle(char const*, ...)");
     }
 
     #[test]

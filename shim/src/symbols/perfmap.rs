@@ -21,10 +21,7 @@ fn parse_hex(s: &str) -> Option<u64> {
 
 impl PerfMap {
     pub(crate) fn new(dir: &str, pid: i32) -> Self {
-        PerfMap {
-            path: format!("{}/perf-{pid}.map", dir.trim_end_matches('/')),
-            ..Default::default()
-        }
+        PerfMap { path: format!("{}/perf-{pid}.map", dir.trim_end_matches('/')), ..Default::default() }
     }
 
     pub(crate) fn path(&self) -> &str {
@@ -71,8 +68,7 @@ impl PerfMap {
             if size == 0 {
                 continue;
             }
-            self.entries
-                .insert(start, (start.saturating_add(size), name.to_string()));
+            self.entries.insert(start, (start.saturating_add(size), name.to_string()));
         }
     }
 
@@ -96,11 +92,7 @@ pub(crate) fn managed_name(raw: &str) -> String {
         }
     }
     // "<ret> [<module>] <Type>::<Method>(<args>)"
-    let Some(mod_start) =
-        s.find(" [")
-            .map(|i| i + 1)
-            .or(if s.starts_with('[') { Some(0) } else { None })
-    else {
+    let Some(mod_start) = s.find(" [").map(|i| i + 1).or(if s.starts_with('[') { Some(0) } else { None }) else {
         return s.to_string();
     };
     let Some(mod_end) = s[mod_start..].find("] ").map(|i| mod_start + i) else {
@@ -125,20 +117,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            managed_name("void [t1] T1.Leaker::Leak()[QuickJitted]"),
-            "T1.Leaker.Leak"
-        );
+        assert_eq!(managed_name("void [t1] T1.Leaker::Leak()[QuickJitted]"), "T1.Leaker.Leak");
         assert_eq!(
             managed_name(
                 "instance void [NativeLeakApp] NativeLeakApp.Leaker::LeakBuffers(int32,int32)[OptimizedTier1]"
             ),
             "NativeLeakApp.Leaker.LeakBuffers"
         );
-        assert_eq!(
-            managed_name("int32[] [App] App.Outer+Inner::Make(int32)[Optimized]"),
-            "App.Outer.Inner.Make"
-        );
+        assert_eq!(managed_name("int32[] [App] App.Outer+Inner::Make(int32)[Optimized]"), "App.Outer.Inner.Make");
         assert_eq!(
             managed_name("stub<1> AllocateTemporaryEntryPoints<PRECODE_STUB>"),
             "stub<1> AllocateTemporaryEntryPoints<PRECODE_STUB>"
@@ -157,21 +143,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pid = 424242;
         let file = dir.join(format!("perf-{pid}.map"));
-        std::fs::write(
-            &file,
-            "0x1000 10 void [a] A.B::C()[QuickJitted]\n2000 20 stub<1> X\n0x30",
-        )
-        .unwrap();
+        std::fs::write(&file, "0x1000 10 void [a] A.B::C()[QuickJitted]\n2000 20 stub<1> X\n0x30").unwrap();
         let mut m = PerfMap::new(dir.to_str().unwrap(), pid);
         m.refresh();
         assert_eq!(m.lookup(0x1005), Some("void [a] A.B::C()[QuickJitted]"));
         assert_eq!(m.lookup(0x1010), None);
         assert_eq!(m.lookup(0x2001), Some("stub<1> X"));
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
         f.write_all(b"00 8 void [a] A.B::D()\n").unwrap();
         m.refresh();
         assert_eq!(m.lookup(0x3004), Some("void [a] A.B::D()"));

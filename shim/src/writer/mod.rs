@@ -28,12 +28,12 @@ use crate::config::Config;
 use crate::json::{self, Obj};
 use crate::live::Entry;
 
+use crate::counters;
 use crate::mmaps::Range;
 use crate::sampler::sample_probability;
 use crate::state::{self, Tables};
 use crate::symbols::{self, Symbolizer};
 use crate::sys;
-use crate::counters;
 
 struct StackOut {
     frames: Vec<String>,
@@ -75,20 +75,11 @@ pub(crate) struct Writer<O: Output = Sink> {
 }
 
 impl<O: Output> Writer<O> {
-    fn new(
-        cfg: Config,
-        warnings: Vec<String>,
-        sink: O,
-        tables: &'static Tables,
-        table_bytes: usize,
-    ) -> Writer<O> {
+    fn new(cfg: Config, warnings: Vec<String>, sink: O, tables: &'static Tables, table_bytes: usize) -> Writer<O> {
         let pid = state::pid();
         let sym = Symbolizer::new(&cfg.perf_map_dir, pid);
         Writer {
-            pending: warnings
-                .into_iter()
-                .map(|w| ("warn".to_string(), w))
-                .collect(),
+            pending: warnings.into_iter().map(|w| ("warn".to_string(), w)).collect(),
             cfg,
             pid,
             sink,
@@ -125,14 +116,7 @@ impl<O: Output> Writer<O> {
         }
         if self.sink.session().fresh {
             self.sent.clear();
-            let hello = hello_line(
-                &self.cfg,
-                self.pid,
-                &self.cmdline,
-                self.table_bytes,
-                true,
-                "active",
-            );
+            let hello = hello_line(&self.cfg, self.pid, &self.cmdline, self.table_bytes, true, "active");
             if !self.sink.send(hello.as_bytes(), deadline) {
                 return false;
             }
@@ -166,10 +150,7 @@ impl<O: Output> Writer<O> {
             return;
         }
         let out = match self.tables.stacks.get(id) {
-            None => StackOut {
-                frames: vec!["<stack table full>".to_string()],
-                site: "<stack table full>".to_string(),
-            },
+            None => StackOut { frames: vec!["<stack table full>".to_string()], site: "<stack table full>".to_string() },
             Some(ips) => {
                 let mut frames = Vec::with_capacity(ips.len());
                 for ip in ips {
@@ -179,10 +160,7 @@ impl<O: Output> Writer<O> {
                     }
                 }
                 let site = symbols::choose_site(&frames);
-                StackOut {
-                    frames: frames.into_iter().map(|f| f.text).collect(),
-                    site,
-                }
+                StackOut { frames: frames.into_iter().map(|f| f.text).collect(), site }
             }
         };
         self.stacks.insert(id, out);
@@ -190,8 +168,7 @@ impl<O: Output> Writer<O> {
 
     fn stack_line(&self, id: u32) -> Option<String> {
         let st = self.stacks.get(&id)?;
-        let mut s =
-            String::with_capacity(64 + st.frames.iter().map(|f| f.len() + 3).sum::<usize>());
+        let mut s = String::with_capacity(64 + st.frames.iter().map(|f| f.len() + 3).sum::<usize>());
         line_start(&mut s, "stack", self.pid);
         let _ = write!(s, ",\"id\":{id},\"frames\":[");
         for (i, f) in st.frames.iter().enumerate() {
@@ -234,11 +211,7 @@ impl<O: Output> Writer<O> {
         let mut mmap_bytes = 0;
         if let Some(m) = &self.tables.mmaps {
             mmap_bytes = m.bytes();
-            let l = if final_tick {
-                m.try_lock_patiently()
-            } else {
-                m.lock()
-            };
+            let l = if final_tick { m.try_lock_patiently() } else { m.lock() };
             if let Some(mut l) = l {
                 l.snapshot(&mut self.mmap_buf);
             }
@@ -286,11 +259,7 @@ impl<O: Output> Writer<O> {
         let live = &self.tables.live;
         let dropped = live.dropped_full.load(Ordering::Relaxed)
             + live.dropped_busy.load(Ordering::Relaxed)
-            + self
-                .tables
-                .mmaps
-                .as_ref()
-                .map_or(0, |m| m.dropped.load(Ordering::Relaxed));
+            + self.tables.mmaps.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed));
         if dropped > 0 && self.last_dropped == 0 {
             let msg = format!(
                 "live-sample table full ({} samples): new samples are counted in the totals but not tracked per site; raise LEAKSCOPE_NATIVE_MAX_TRACKED or LEAKSCOPE_NATIVE_SAMPLE_BYTES",
@@ -341,10 +310,7 @@ impl<O: Output> Writer<O> {
             if i > 0 {
                 s.push(',');
             }
-            let site = self
-                .stacks
-                .get(id)
-                .map_or("<unknown>", |st| st.site.as_str());
+            let site = self.stacks.get(id).map_or("<unknown>", |st| st.site.as_str());
             let mut o = Obj::new(&mut s);
             o.str("site", site)
                 .u64("stack", *id as u64)

@@ -22,10 +22,7 @@ pub(super) fn cmdline() -> String {
 
 pub(super) fn line_start(out: &mut String, kind: &str, pid: i32) {
     out.clear();
-    let _ = write!(
-        out,
-        "{{\"v\":1,\"type\":\"{kind}\",\"source\":\"shim\",\"pid\":{pid}"
-    );
+    let _ = write!(out, "{{\"v\":1,\"type\":\"{kind}\",\"source\":\"shim\",\"pid\":{pid}");
 }
 
 pub(super) fn hello_line(
@@ -64,11 +61,7 @@ pub(super) fn hello_line(
                 .bool("track_mmap", cfg.track_mmap)
                 .str(
                     "usable_size",
-                    if crate::real::header_shortcut() {
-                        "chunk header (verified)"
-                    } else {
-                        "malloc_usable_size"
-                    },
+                    if crate::real::header_shortcut() { "chunk header (verified)" } else { "malloc_usable_size" },
                 )
                 .u64("table_bytes", table_bytes as u64);
             c.end();
@@ -88,22 +81,14 @@ pub(super) fn status_line(pid: i32, level: &str, message: &str) -> String {
     json::push_str(&mut s, level);
     s.push_str(",\"message\":");
     json::push_str(&mut s, message);
-    let _ = writeln!(
-        s,
-        ",\"t_ms\":{}}}",
-        sys::monotonic_ms().saturating_sub(state::start_ms())
-    );
+    let _ = writeln!(s, ",\"t_ms\":{}}}", sys::monotonic_ms().saturating_sub(state::start_ms()));
     s
 }
 
 pub(super) fn bye_line(pid: i32, reason: &str) -> String {
     let mut s = String::with_capacity(128);
     line_start(&mut s, "bye", pid);
-    let _ = write!(
-        s,
-        ",\"t_ms\":{},\"reason\":",
-        sys::monotonic_ms().saturating_sub(state::start_ms())
-    );
+    let _ = write!(s, ",\"t_ms\":{},\"reason\":", sys::monotonic_ms().saturating_sub(state::start_ms()));
     json::push_str(&mut s, reason);
     s.push_str("}\n");
     s

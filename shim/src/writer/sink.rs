@@ -82,9 +82,7 @@ fn check_listener(fd: i32, path: &str) -> Result<(), String> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
-    let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
-    };
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
     if rc != 0 {
         return Err(format!("refusing LEAKSCOPE_SOCKET={path}: cannot tell who serves it ({})", os_err()));
     }
@@ -114,13 +112,7 @@ fn connect_unix(path: &str) -> Result<OwnedFd, ConnectError> {
 
 fn connect_unix_any(path: &str) -> Result<OwnedFd, String> {
     // SAFETY: plain socket(2) call.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
     if fd < 0 {
         return Err(format!("socket: {}", os_err()));
     }
@@ -131,22 +123,13 @@ fn connect_unix_any(path: &str) -> Result<OwnedFd, String> {
     if bytes.len() >= addr.sun_path.len() {
         // SAFETY: `fd` was just created.
         unsafe { libc::close(fd) };
-        return Err(format!(
-            "LEAKSCOPE_SOCKET path is longer than {} bytes",
-            addr.sun_path.len() - 1
-        ));
+        return Err(format!("LEAKSCOPE_SOCKET path is longer than {} bytes", addr.sun_path.len() - 1));
     }
     for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
     // SAFETY: `addr` is a valid sockaddr_un of the given size.
-    let r = unsafe {
-        libc::connect(
-            fd,
-            (&raw const addr).cast(),
-            core::mem::size_of::<libc::sockaddr_un>() as u32,
-        )
-    };
+    let r = unsafe { libc::connect(fd, (&raw const addr).cast(), core::mem::size_of::<libc::sockaddr_un>() as u32) };
     if r != 0 {
         let e = os_err();
         // SAFETY: `fd` was just created.
@@ -162,14 +145,7 @@ fn connect_unix_any(path: &str) -> Result<OwnedFd, String> {
 fn send_all(fd: i32, mut buf: &[u8], deadline: u64) -> bool {
     while !buf.is_empty() {
         // SAFETY: valid slice; MSG_NOSIGNAL: a vanished peer is EPIPE, not SIGPIPE.
-        let r = unsafe {
-            libc::send(
-                fd,
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
+        let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
         if r > 0 {
             buf = buf.get(r as usize..).unwrap_or(&[]);
             continue;
@@ -183,11 +159,7 @@ fn send_all(fd: i32, mut buf: &[u8], deadline: u64) -> bool {
             if now >= deadline {
                 return false;
             }
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
+            let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut p, 1, (deadline - now).min(1000) as i32) };
             continue;
@@ -277,11 +249,7 @@ impl Sink {
         let Some(fd) = self.fd.as_ref().and_then(OwnedFd::get) else {
             return false;
         };
-        let ok = if self.is_socket() {
-            send_all(fd, line, deadline)
-        } else {
-            sys::write_all(fd, line)
-        };
+        let ok = if self.is_socket() { send_all(fd, line, deadline) } else { sys::write_all(fd, line) };
         if !ok {
             let e = os_err();
             self.drop_connection(&e);

@@ -16,7 +16,12 @@ struct Memory {
 
 impl Memory {
     fn new() -> Memory {
-        Memory { up: false, connected: false, lines: Vec::new(), session: Session { fresh: false, connects: 0, last_error: None } }
+        Memory {
+            up: false,
+            connected: false,
+            lines: Vec::new(),
+            session: Session { fresh: false, connects: 0, last_error: None },
+        }
     }
 
     /// The lines sent since the last call, parsed.

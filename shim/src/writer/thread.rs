@@ -10,7 +10,6 @@ use super::{Sink, Writer};
 use crate::config::Config;
 use crate::{state, sys, tls};
 
-
 /// How long a tick may spend sending before the connection is dropped.
 const SEND_DEADLINE_MS: u64 = 2000;
 /// The same, for the final flush on the exiting thread.
@@ -57,9 +56,7 @@ extern "C" fn writer_main(_: *mut c_void) -> *mut c_void {
                 state::go_off(msg);
                 error!("{msg}");
                 // Best effort: tell the collector, then say goodbye.
-                let mut g = WRITER
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut g = WRITER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some(w) = g.as_mut() {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let deadline = sys::monotonic_ms() + SEND_DEADLINE_MS;
@@ -76,12 +73,7 @@ extern "C" fn writer_main(_: *mut c_void) -> *mut c_void {
 }
 
 /// Installs the writer state and starts its thread (signals blocked).
-pub(crate) fn start(
-    cfg: Config,
-    warnings: Vec<String>,
-    sink: Sink,
-    table_bytes: usize,
-) -> Result<(), String> {
+pub(crate) fn start(cfg: Config, warnings: Vec<String>, sink: Sink, table_bytes: usize) -> Result<(), String> {
     let tables = state::tables().ok_or("tables missing")?;
     let w = Writer::new(cfg, warnings, sink, tables, table_bytes);
     match WRITER.lock() {
@@ -96,12 +88,7 @@ pub(crate) fn start(
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         let mut th: libc::pthread_t = 0;
-        let r = libc::pthread_create(
-            &mut th,
-            core::ptr::null(),
-            writer_main,
-            core::ptr::null_mut(),
-        );
+        let r = libc::pthread_create(&mut th, core::ptr::null(), writer_main, core::ptr::null_mut());
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         if r != 0 {
             return Err(std::io::Error::from_raw_os_error(r).to_string());
@@ -171,4 +158,3 @@ pub(crate) fn announce_off(cfg: &Config, warnings: &[String], level: &str, reaso
         fd.close();
     }
 }
-

@@ -7,13 +7,21 @@ use std::ffi::c_void;
 use super::super::com_call::{method, release};
 use super::super::gate;
 use super::super::types::*;
-use super::{ProfilerInfo, check, slot};
 use super::{CodeChunk, FieldOffset, IlToNativeMap, ObjectCallback, ObjectReferenceCallback};
+use super::{ProfilerInfo, check, slot};
 
 impl ProfilerInfo {
     /// The file a module was loaded from (empty for in-memory modules).
     pub fn module_path(&self, module: ModuleID) -> Result<String, HRESULT> {
-        type F = unsafe extern "system" fn(*mut c_void, ModuleID, *mut *const u8, u32, *mut u32, *mut WCHAR, *mut usize) -> HRESULT;
+        type F = unsafe extern "system" fn(
+            *mut c_void,
+            ModuleID,
+            *mut *const u8,
+            u32,
+            *mut u32,
+            *mut WCHAR,
+            *mut usize,
+        ) -> HRESULT;
         let mut base: *const u8 = std::ptr::null();
         let mut assembly = 0usize;
         let mut len = 0u32;
@@ -22,7 +30,13 @@ impl ProfilerInfo {
         // WCHAR[], AssemblyID*); the buffer holds `buf.len()` units.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_MODULE_INFO)(
-                self.ptr, module, &mut base, buf.len() as u32, &mut len, buf.as_mut_ptr(), &mut assembly,
+                self.ptr,
+                module,
+                &mut base,
+                buf.len() as u32,
+                &mut len,
+                buf.as_mut_ptr(),
+                &mut assembly,
             )
         }))?;
         Ok(utf16_to_string(&buf[..(len as usize).min(buf.len())]))
@@ -35,7 +49,9 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 90 is GetNativeCodeStartAddresses(FunctionID, ReJITID, ULONG32,
             // ULONG32*, UINT_PTR[]); `buf` holds `cap` entries.
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_NATIVE_CODE_START_ADDRESSES)(self.ptr, function, 0, cap, len, buf) })
+            gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::GET_NATIVE_CODE_START_ADDRESSES)(self.ptr, function, 0, cap, len, buf)
+            })
         })
     }
 
@@ -45,7 +61,8 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut CodeChunk) -> HRESULT;
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 92 is GetCodeInfo4(UINT_PTR, ULONG32, ULONG32*, COR_PRF_CODE_INFO[]).
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CODE_INFO4)(self.ptr, start, cap, len, buf) })
+            gate::RUNTIME
+                .call(|| unsafe { method::<F>(self.ptr, slot::GET_CODE_INFO4)(self.ptr, start, cap, len, buf) })
         })
     }
 
@@ -56,7 +73,9 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info9 slot 91 is GetILToNativeMapping3(UINT_PTR, ULONG32, ULONG32*,
             // COR_DEBUG_IL_TO_NATIVE_MAP[]).
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf) })
+            gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::GET_IL_TO_NATIVE_MAPPING3)(self.ptr, start, cap, len, buf)
+            })
         })
     }
 
@@ -65,12 +84,19 @@ impl ProfilerInfo {
     ///
     /// # Safety
     /// `state` must be what `callback` expects and outlive the call.
-    pub unsafe fn enumerate_gc_heap_objects(&self, callback: ObjectCallback, state: *mut c_void) -> Result<(), HRESULT> {
+    pub unsafe fn enumerate_gc_heap_objects(
+        &self,
+        callback: ObjectCallback,
+        state: *mut c_void,
+    ) -> Result<(), HRESULT> {
         self.require(15)?;
         type F = unsafe extern "system" fn(*mut c_void, ObjectCallback, *mut c_void) -> HRESULT;
         // SAFETY: Info15 slot 114 is EnumerateGCHeapObjects(ObjectCallback, void*); the caller
         // vouches for `state`.
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) }))
+        check(
+            gate::RUNTIME
+                .call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_GC_HEAP_OBJECTS)(self.ptr, callback, state) }),
+        )
     }
 
     /// Stops every managed thread at a safe point (Info10), as a GC does, until
@@ -136,7 +162,9 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ObjectID, ObjectReferenceCallback, *mut c_void) -> HRESULT;
         // SAFETY: Info10 slot 93 is EnumerateObjectReferences(ObjectID, ObjectReferenceCallback,
         // void*); the caller vouches for the object and `state`.
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUMERATE_OBJECT_REFERENCES)(self.ptr, object, callback, state) }))
+        check(gate::RUNTIME.call(|| unsafe {
+            method::<F>(self.ptr, slot::ENUMERATE_OBJECT_REFERENCES)(self.ptr, object, callback, state)
+        }))
     }
 
     /// Every module loaded now (Info3 `EnumModules`).
@@ -157,7 +185,9 @@ impl ProfilerInfo {
             let mut fetched = 0u32;
             // SAFETY: slot 7 of ICorProfilerModuleEnum is Next(ULONG, ModuleID[], ULONG*); the
             // buffer holds `batch.len()` ids.
-            let hr = gate::RUNTIME.call(|| unsafe { method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched) });
+            let hr = gate::RUNTIME.call(|| unsafe {
+                method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched)
+            });
             modules.extend_from_slice(&batch[..(fetched as usize).min(batch.len())]);
             if hr != S_OK || fetched == 0 || modules.len() > 1_000_000 {
                 break;
@@ -174,39 +204,72 @@ impl ProfilerInfo {
         type F = unsafe extern "system" fn(*mut c_void, ModuleID, mdToken, *mut FunctionID) -> HRESULT;
         let mut function: FunctionID = 0;
         // SAFETY: Info slot 8 is GetFunctionFromToken(ModuleID, mdToken, FunctionID*).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_FROM_TOKEN)(self.ptr, module, method_def, &mut function) }))?;
+        check(gate::RUNTIME.call(|| unsafe {
+            method::<F>(self.ptr, slot::GET_FUNCTION_FROM_TOKEN)(self.ptr, module, method_def, &mut function)
+        }))?;
         if function == 0 { Err(E_FAIL) } else { Ok(function) }
     }
 
     /// The class declaring a function (0 for generic classes).
     pub fn function_class(&self, function: FunctionID) -> Result<ClassID, HRESULT> {
-        type F = unsafe extern "system" fn(*mut c_void, FunctionID, *mut ClassID, *mut ModuleID, *mut mdToken) -> HRESULT;
+        type F =
+            unsafe extern "system" fn(*mut c_void, FunctionID, *mut ClassID, *mut ModuleID, *mut mdToken) -> HRESULT;
         let (mut class, mut module, mut token) = (0 as ClassID, 0 as ModuleID, 0 as mdToken);
         // SAFETY: Info slot 15 is GetFunctionInfo(FunctionID, ClassID*, ModuleID*, mdToken*).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_FUNCTION_INFO)(self.ptr, function, &mut class, &mut module, &mut token) }))?;
+        check(gate::RUNTIME.call(|| unsafe {
+            method::<F>(self.ptr, slot::GET_FUNCTION_INFO)(self.ptr, function, &mut class, &mut module, &mut token)
+        }))?;
         Ok(class)
     }
 
     /// The AppDomain a module's assembly lives in (CoreCLR has one).
     pub fn module_app_domain(&self, module: ModuleID) -> Result<usize, HRESULT> {
-        type Info = unsafe extern "system" fn(*mut c_void, ModuleID, *mut *const u8, u32, *mut u32, *mut WCHAR, *mut usize) -> HRESULT;
+        type Info = unsafe extern "system" fn(
+            *mut c_void,
+            ModuleID,
+            *mut *const u8,
+            u32,
+            *mut u32,
+            *mut WCHAR,
+            *mut usize,
+        ) -> HRESULT;
         let mut base: *const u8 = std::ptr::null();
         let mut assembly = 0usize;
         let mut name_len = 0u32;
         // SAFETY: Info slot 20 is GetModuleInfo; a zero-length name buffer asks for no name.
         check(gate::RUNTIME.call(|| unsafe {
             method::<Info>(self.ptr, slot::GET_MODULE_INFO)(
-                self.ptr, module, &mut base, 0, &mut name_len, std::ptr::null_mut(), &mut assembly,
+                self.ptr,
+                module,
+                &mut base,
+                0,
+                &mut name_len,
+                std::ptr::null_mut(),
+                &mut assembly,
             )
         }))?;
-        type Asm = unsafe extern "system" fn(*mut c_void, usize, u32, *mut u32, *mut WCHAR, *mut usize, *mut ModuleID) -> HRESULT;
+        type Asm = unsafe extern "system" fn(
+            *mut c_void,
+            usize,
+            u32,
+            *mut u32,
+            *mut WCHAR,
+            *mut usize,
+            *mut ModuleID,
+        ) -> HRESULT;
         let mut domain = 0usize;
         let mut manifest: ModuleID = 0;
         // SAFETY: Info slot 26 is GetAssemblyInfo(AssemblyID, ULONG, ULONG*, WCHAR[],
         // AppDomainID*, ModuleID*); no name buffer is asked for.
         check(gate::RUNTIME.call(|| unsafe {
             method::<Asm>(self.ptr, slot::GET_ASSEMBLY_INFO)(
-                self.ptr, assembly, 0, std::ptr::null_mut(), std::ptr::null_mut(), &mut domain, &mut manifest,
+                self.ptr,
+                assembly,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut domain,
+                &mut manifest,
             )
         }))?;
         if domain == 0 { Err(E_FAIL) } else { Ok(domain) }
@@ -231,20 +294,36 @@ impl ProfilerInfo {
         self.two_call(|cap, len, buf| {
             // SAFETY: Info2 slot 40 is GetClassLayout(ClassID, COR_FIELD_OFFSET[], ULONG,
             // ULONG*, ULONG*); `buf` holds `cap` entries.
-            gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::GET_CLASS_LAYOUT)(self.ptr, class, buf, cap, len, &mut size) })
+            gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::GET_CLASS_LAYOUT)(self.ptr, class, buf, cap, len, &mut size)
+            })
         })
     }
 
     /// A class's base class (0 for System.Object and for classes without one).
     pub fn parent_class(&self, class: ClassID) -> Result<ClassID, HRESULT> {
         type F = unsafe extern "system" fn(
-            *mut c_void, ClassID, *mut ModuleID, *mut mdToken, *mut ClassID, u32, *mut u32, *mut ClassID,
+            *mut c_void,
+            ClassID,
+            *mut ModuleID,
+            *mut mdToken,
+            *mut ClassID,
+            u32,
+            *mut u32,
+            *mut ClassID,
         ) -> HRESULT;
         let (mut module, mut type_def, mut parent, mut count) = (0 as ModuleID, 0 as mdToken, 0 as ClassID, 0u32);
         // SAFETY: Info2 slot 41 is GetClassIDInfo2; no type-argument buffer is asked for.
         check(gate::RUNTIME.call(|| unsafe {
             method::<F>(self.ptr, slot::GET_CLASS_ID_INFO2)(
-                self.ptr, class, &mut module, &mut type_def, &mut parent, 0, &mut count, std::ptr::null_mut(),
+                self.ptr,
+                class,
+                &mut module,
+                &mut type_def,
+                &mut parent,
+                0,
+                &mut count,
+                std::ptr::null_mut(),
             )
         }))?;
         Ok(parent)

@@ -160,8 +160,12 @@ impl FieldNames {
                         if let Ok(props) = md.field_props(f.field) {
                             let kind = Kind::from_signature(&props.signature);
                             let type_name = match kind {
-                                Kind::Struct(token) if token >> 24 == 0x02 => md.type_def_props(token).ok().map(|p| p.name.into()),
-                                Kind::Struct(token) if token >> 24 == 0x01 => md.type_ref_name(token).ok().map(Arc::from),
+                                Kind::Struct(token) if token >> 24 == 0x02 => {
+                                    md.type_def_props(token).ok().map(|p| p.name.into())
+                                }
+                                Kind::Struct(token) if token >> 24 == 0x01 => {
+                                    md.type_ref_name(token).ok().map(Arc::from)
+                                }
                                 _ => None,
                             };
                             own.push(Field { offset: f.offset, name: tidy_field(&props.name).into(), kind, type_name });

@@ -87,7 +87,8 @@ fn uncompress(b: &[u8]) -> Option<(u32, &[u8])> {
     } else if first & 0xc0 == 0x80 {
         Some(((((first & 0x3f) as u32) << 8) | *b.get(1)? as u32, b.get(2..)?))
     } else if first & 0xe0 == 0xc0 {
-        let v = (((first & 0x1f) as u32) << 24) | (*b.get(1)? as u32) << 16 | (*b.get(2)? as u32) << 8 | *b.get(3)? as u32;
+        let v =
+            (((first & 0x1f) as u32) << 24) | (*b.get(1)? as u32) << 16 | (*b.get(2)? as u32) << 8 | *b.get(3)? as u32;
         Some((v, b.get(4..)?))
     } else {
         None
@@ -148,14 +149,23 @@ impl Matcher {
     }
 
     /// Whether `sig` (declared in `module`, its type parameters `args`) is exactly `class`.
-    pub fn matches(&mut self, info: &ProfilerInfo, sig: &SigType, module: ModuleID, args: &[ClassID], class: ClassID) -> bool {
+    pub fn matches(
+        &mut self,
+        info: &ProfilerInfo,
+        sig: &SigType,
+        module: ModuleID,
+        args: &[ClassID],
+        class: ClassID,
+    ) -> bool {
         match sig {
             SigType::Var(n) => args.get(*n as usize) == Some(&class),
             SigType::String => self.class_name(info, class).as_deref() == Some("System.String"),
             SigType::Object => self.class_name(info, class).as_deref() == Some("System.Object"),
             SigType::Primitive(_) | SigType::Other => false,
             SigType::Named(token) => {
-                if !matches!(info.array_info(class), Ok(None)) || self.class(info, class).is_none_or(|c| !c.type_args.is_empty()) {
+                if !matches!(info.array_info(class), Ok(None))
+                    || self.class(info, class).is_none_or(|c| !c.type_args.is_empty())
+                {
                     return false;
                 }
                 let declared = self.token_name(info, module, *token);
@@ -223,7 +233,10 @@ mod tests {
         );
         // static T Instance; static int[] with a modreq(volatile).
         assert_eq!(parse_field(&[0x06, 0x13, 0x01]), Some(SigType::Var(1)));
-        assert_eq!(parse_field(&[0x06, 0x1f, 0x42, 0x1d, 0x08]), Some(SigType::SzArray(Box::new(SigType::Primitive(0x08)))));
+        assert_eq!(
+            parse_field(&[0x06, 0x1f, 0x42, 0x1d, 0x08]),
+            Some(SigType::SzArray(Box::new(SigType::Primitive(0x08))))
+        );
         // A class by TypeDef (coded 0x08 → TypeDef row 2).
         assert_eq!(parse_field(&[0x06, 0x12, 0x08]), Some(SigType::Named(0x0200_0002)));
         assert_eq!(parse_field(&[0x07, 0x0e]), None);

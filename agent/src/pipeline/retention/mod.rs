@@ -17,15 +17,15 @@ pub mod fields;
 pub mod generic_statics;
 pub mod generics;
 pub mod graph;
+mod naming;
 pub mod paths;
+mod request;
 pub mod retained;
 pub mod root_kinds;
 pub mod search;
 pub mod statics;
 pub mod tracked;
 pub mod walk;
-mod naming;
-mod request;
 
 pub use naming::{Namer, count, type_matches};
 pub use request::Request;
@@ -157,7 +157,12 @@ impl Retention {
             None => match crate::pipeline::census::take(info) {
                 // The census that finds the instances was cut short: nothing to search from.
                 Ok(c) if c.stopped.is_some() => {
-                    record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
+                    record.walks.push(RetentionWalk {
+                        pause_ms: ms(c.pause),
+                        objects: c.objects,
+                        followed: 0,
+                        unsettled: 0,
+                    });
                     let (label, why) = match c.stopped {
                         Some(crate::pipeline::heap_walk::Stopped::Interrupted(why)) => ("interrupted", why),
                         _ => ("time", "out of time".to_string()),
@@ -174,12 +179,19 @@ impl Retention {
                     return record;
                 }
                 Ok(c) => {
-                    record.walks.push(RetentionWalk { pause_ms: ms(c.pause), objects: c.objects, followed: 0, unsettled: 0 });
+                    record.walks.push(RetentionWalk {
+                        pause_ms: ms(c.pause),
+                        objects: c.objects,
+                        followed: 0,
+                        unsettled: 0,
+                    });
                     taken = c.by_class;
                     &taken
                 }
                 Err(hr) => {
-                    record.error = Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
+                    record.error = Some(format!(
+                        "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
+                    ));
                     record.elapsed_ms = ms(started.elapsed());
                     return record;
                 }
@@ -213,7 +225,8 @@ impl Retention {
                 !(cx.is_framework)(&name) && !name.ends_with(']')
             })
             .collect();
-        let per_type = (SAMPLES_TOTAL / request.types.len().max(1) as u64).clamp(MIN_SAMPLES_PER_TYPE, SAMPLES_PER_TYPE);
+        let per_type =
+            (SAMPLES_TOTAL / request.types.len().max(1) as u64).clamp(MIN_SAMPLES_PER_TYPE, SAMPLES_PER_TYPE);
         for t in &mut targets {
             t.stride = t.instances.div_ceil(per_type).max(1);
         }
@@ -253,16 +266,23 @@ impl Retention {
         let longest = searched.walks.iter().map(|w| w.pause).max().unwrap_or_default();
         // On a big heap the roots cost a pause longer than a walk's (the heap dump lists every
         // object): only for a share of instances worth it.
-        let worth = targets.iter().zip(&wanted).any(|(t, &w)| {
-            w > 0 && (longest < CHEAP_WALK || w * 100 >= t.samples.len() as u64)
-        });
+        let worth = targets
+            .iter()
+            .zip(&wanted)
+            .any(|(t, &w)| w > 0 && (longest < CHEAP_WALK || w * 100 >= t.samples.len() as u64));
         if worth && searched.stopped.is_none() {
             match root_kinds::collect(info) {
                 Ok(collected) => {
                     record.roots.source = Some(collected.source);
                     record.roots.pause_ms = ms(collected.pause);
                     record.roots.count = collected.count;
-                    match root_kinds::mark(info, &mut searched.tracked, &collected, &agent.capture.counters.last_gc, &mut holders) {
+                    match root_kinds::mark(
+                        info,
+                        &mut searched.tracked,
+                        &collected,
+                        &agent.capture.counters.last_gc,
+                        &mut holders,
+                    ) {
                         Some(_) => {
                             record.roots.reported = true;
                             if collected.dropped > 0 {
@@ -272,7 +292,9 @@ impl Retention {
                                 ));
                             }
                         }
-                        None => record.roots.why = Some("another GC ran between the root report and matching it".into()),
+                        None => {
+                            record.roots.why = Some("another GC ran between the root report and matching it".into())
+                        }
                     }
                 }
                 Err(why) => record.roots.why = Some(why),
@@ -339,7 +361,11 @@ impl Retention {
         });
         let cut_short = cut_short(&searched, budget, request.time_budget, started.elapsed());
         descs.push(RetentionRoot { kind: "unknown", name: None, detail: Some(cut_short.clone().into()) });
-        descs.push(RetentionRoot { kind: "other", name: None, detail: Some("a cycle held from outside the heap".into()) });
+        descs.push(RetentionRoot {
+            kind: "other",
+            name: None,
+            detail: Some("a cycle held from outside the heap".into()),
+        });
 
         let (graph, referenced) = graph::Graph::from_tracked(&searched.tracked);
         let nodes = &searched.tracked.nodes;
@@ -452,14 +478,17 @@ impl Retention {
                 }
                 let mut steps: Vec<RetentionStep> = Vec::with_capacity(entries.len() + 1);
                 for (k, e) in entries.iter().enumerate() {
-                    let type_name: Arc<str> = if e.class == ELIDED { "…".into() } else { class_names[e.class as usize].clone() };
+                    let type_name: Arc<str> =
+                        if e.class == ELIDED { "…".into() } else { class_names[e.class as usize].clone() };
                     let field = if k == 0 || e.class == ELIDED {
                         None
                     } else if e.field == ARRAY_ELEMENT {
                         Some(Arc::from("[]"))
                     } else {
                         let previous = entries[k - 1].class;
-                        (previous != ELIDED).then(|| self.fields.name(info, graph.classes[previous as usize], e.field)).flatten()
+                        (previous != ELIDED)
+                            .then(|| self.fields.name(info, graph.classes[previous as usize], e.field))
+                            .flatten()
                     };
                     steps.push(RetentionStep { type_name, field, repeated: e.repeated });
                 }
@@ -472,7 +501,10 @@ impl Retention {
                 }
                 let retained = starts_of.get(&(t, sig)).filter(|_| !measured.is_empty()).map(|of| {
                     // The step of the first type of the application's own (else the root's object).
-                    let step = entries.iter().position(|e| e.class != ELIDED && own(&class_names[e.class as usize])).unwrap_or(0);
+                    let step = entries
+                        .iter()
+                        .position(|e| e.class != ELIDED && own(&class_names[e.class as usize]))
+                        .unwrap_or(0);
                     let total: u64 = of.iter().map(|&k| measured[k].bytes).sum();
                     let per = total / of.len().max(1) as u64;
                     // About one such object per sampled instance: as many as the instances;
@@ -567,7 +599,9 @@ impl Retention {
         // Only an array known to be the storage for statics (it holds a located static's value):
         // other arrays nothing references (a thread's statics, say) hold other things.
         let is_storage = |n: &tracked::Node, names: &mut dyn Namer, classes: &[ClassID]| {
-            !n.has(flag::DEAD) && n.has(flag::HOLDS_STATIC) && &*names.class(classes[n.class as usize]) == "System.Object[]"
+            !n.has(flag::DEAD)
+                && n.has(flag::HOLDS_STATIC)
+                && &*names.class(classes[n.class as usize]) == "System.Object[]"
         };
         let mut values: Vec<u32> = Vec::new();
         for e in &t.edges {
@@ -641,15 +675,28 @@ fn roots_wanted(t: &tracked::Tracked, targets: &[Target]) -> Vec<u64> {
         seen
     };
     let live_node = |i: usize| !t.nodes[i].has(flag::DEAD);
-    let from_statics = reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
-    let from_unreferenced = reach(&mut (0..n).filter(|&i| {
-        let x = &t.nodes[i];
-        live_node(i) && x.referrers == 0 && x.static_field == NONE && !x.has(flag::HOLDS_STATIC) && !search::still_open(x)
-    }).map(|i| i as u32));
+    let from_statics =
+        reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
+    let from_unreferenced = reach(
+        &mut (0..n)
+            .filter(|&i| {
+                let x = &t.nodes[i];
+                live_node(i)
+                    && x.referrers == 0
+                    && x.static_field == NONE
+                    && !x.has(flag::HOLDS_STATIC)
+                    && !search::still_open(x)
+            })
+            .map(|i| i as u32),
+    );
     targets
         .iter()
         .map(|target| {
-            target.samples.iter().filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize]).count() as u64
+            target
+                .samples
+                .iter()
+                .filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize])
+                .count() as u64
         })
         .collect()
 }

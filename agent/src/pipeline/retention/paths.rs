@@ -491,8 +491,7 @@ mod tests {
             objects.push((0x1000 + i * 0x100, NODE, 32, refs));
             objects.push((0x10_0000 + i * 0x100, PAYLOAD, 24, vec![]));
         }
-        let borrowed: Vec<TestObject<'_>> =
-            objects.iter().map(|(a, b, c, d)| (*a, *b, *c, d.as_slice())).collect();
+        let borrowed: Vec<TestObject<'_>> = objects.iter().map(|(a, b, c, d)| (*a, *b, *c, d.as_slice())).collect();
         let (g, referenced) = graph(&borrowed, 5);
         let tree = search(&g, &referenced, &roots(&g, &[0x1000]), later());
         let mut sigs = Signatures::default();

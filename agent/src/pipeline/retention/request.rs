@@ -46,10 +46,13 @@ mod tests {
 
     #[test]
     fn commands_parse_with_defaults_and_clamps() {
-        let r = Request::from_command(&serde_json::json!({"cmd":"retention","types":["LeakApp.Subscriber"," ",""]})).unwrap();
-        assert_eq!(r, Request::new(vec!["LeakApp.Subscriber".into()]));
-        let r = Request::from_command(&serde_json::json!({"cmd":"retention","types":["A"],"max_paths":1000,"max_ms":5,"max_memory_mb":32}))
+        let r = Request::from_command(&serde_json::json!({"cmd":"retention","types":["LeakApp.Subscriber"," ",""]}))
             .unwrap();
+        assert_eq!(r, Request::new(vec!["LeakApp.Subscriber".into()]));
+        let r = Request::from_command(
+            &serde_json::json!({"cmd":"retention","types":["A"],"max_paths":1000,"max_ms":5,"max_memory_mb":32}),
+        )
+        .unwrap();
         assert_eq!((r.max_paths, r.time_budget, r.memory_budget), (100, Duration::from_millis(100), Some(32 << 20)));
         assert!(Request::from_command(&serde_json::json!({"cmd":"retention"})).is_err());
         assert!(Request::from_command(&serde_json::json!({"cmd":"retention","types":[]})).is_err());

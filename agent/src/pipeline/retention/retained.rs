@@ -81,7 +81,11 @@ pub fn measure(
             break;
         }
         complete = !pending(s);
-        tracing::info!("retained size: walk {} in {pause:?}, {} followed, complete {complete}", s.walks.len(), s.tracked.nodes.len());
+        tracing::info!(
+            "retained size: walk {} in {pause:?}, {} followed, complete {complete}",
+            s.walks.len(),
+            s.tracked.nodes.len()
+        );
     }
     let children = Csr::new(s.tracked.nodes.len(), &live_edges(s), |e| (e.parent, e.child));
     let parents = Csr::new(s.tracked.nodes.len(), &live_edges(s), |e| (e.child, e.parent));

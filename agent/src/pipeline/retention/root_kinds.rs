@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::tracked::{AddrMap, NONE, Tracked, flag as node_flag};
 use crate::capture::heap_dump::{self, flag, kind};
 use crate::capture::root_references;
-use super::tracked::{AddrMap, NONE, Tracked, flag as node_flag};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, FunctionID, ObjectID, root};
 use crate::output::records::RetentionRoot;
@@ -50,7 +50,10 @@ pub fn capabilities(attached: bool, info_version: u32) -> crate::output::records
 pub enum Holder {
     /// A stack frame of this method (0: unknown method).
     Stack(FunctionID),
-    Handle { pinned: bool, ref_counted: bool },
+    Handle {
+        pinned: bool,
+        ref_counted: bool,
+    },
     /// A dependent handle (a `ConditionalWeakTable` entry) whose key is alive.
     Dependent,
     Finalizer,
@@ -90,7 +93,9 @@ impl Holder {
                 detail: detail("a dependent handle (ConditionalWeakTable) whose key is alive"),
             },
             Holder::Finalizer => RetentionRoot { kind: "finalizer", name: None, detail: detail("the finalizer queue") },
-            Holder::Other => RetentionRoot { kind: "other", name: None, detail: detail("a root the GC reports as other") },
+            Holder::Other => {
+                RetentionRoot { kind: "other", name: None, detail: detail("a root the GC reports as other") }
+            }
         }
     }
 }
@@ -134,7 +139,14 @@ pub fn collect(info: &'static ProfilerInfo) -> Result<Collected, String> {
                 };
                 keep(&mut roots, r.object, holder);
             }
-            Ok(Collected { count: reported.len(), roots, source: "gc-callbacks", pause: started.elapsed(), dropped, gc: at_gc })
+            Ok(Collected {
+                count: reported.len(),
+                roots,
+                source: "gc-callbacks",
+                pause: started.elapsed(),
+                dropped,
+                gc: at_gc,
+            })
         }
         Err(hr) if hr == CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE => {
             let dumped = heap_dump::collect(info, Duration::from_secs(60)).map_err(|e| e.to_string())?;

@@ -175,7 +175,8 @@ pub fn run(
     loop {
         let sampling = s.walks.is_empty();
         tracing::info!("retention walk {} begins", s.walks.len() + 1);
-        let (pause, stopped) = s.walk(info, host, limits, if sampling { Some((&mut *targets, target_of)) } else { None })?;
+        let (pause, stopped) =
+            s.walk(info, host, limits, if sampling { Some((&mut *targets, target_of)) } else { None })?;
         if sampling {
             for t in targets.iter() {
                 tracing::info!(
@@ -397,7 +398,9 @@ impl Visitor<'_> {
             // SAFETY: as above.
             let word = unsafe { (object as *const usize).read() };
             if word != class {
-                tracing::warn!("an object's first word is not its ClassID ({word:#x} vs {class:#x}): asking the runtime");
+                tracing::warn!(
+                    "an object's first word is not its ClassID ({word:#x} vs {class:#x}): asking the runtime"
+                );
                 self.method_table_is_class = false;
             }
         }
@@ -721,7 +724,8 @@ fn settle(t: &mut Tracked, targets: &[Target]) -> Settled {
     let children = Csr::new(n, &live, |e| (e.parent, e.child));
     let parents = Csr::new(n, &live, |e| (e.child, e.parent));
     let nodes = &t.nodes;
-    let statics = (0..n as u32).filter(|&i| !nodes[i as usize].has(flag::DEAD) && nodes[i as usize].static_field != NONE);
+    let statics =
+        (0..n as u32).filter(|&i| !nodes[i as usize].has(flag::DEAD) && nodes[i as usize].static_field != NONE);
     let dist_static = distances(n, statics, &children, &|_| false);
     let dist_open = distances(n, (0..n as u32).filter(|&i| open(&nodes[i as usize])), &children, &|_| false);
     let mut unsettled: Vec<u32> = Vec::new();
@@ -802,7 +806,10 @@ mod tests {
             for (kind, truth) in live {
                 let estimate = on(kind);
                 let walked = heap.len();
-                assert!(estimate.abs_diff(truth as u64) * 50 <= truth as u64, "{kind:?}: estimated {estimate} of {truth} ({walked} walked)");
+                assert!(
+                    estimate.abs_diff(truth as u64) * 50 <= truth as u64,
+                    "{kind:?}: estimated {estimate} of {truth} ({walked} walked)"
+                );
             }
             // The churn died before the search ended: `collected`. All of them add up to what was walked.
             let total: u64 = [Kind::Audit, Kind::SessionId, Kind::Other, Kind::Churn].into_iter().map(on).sum();

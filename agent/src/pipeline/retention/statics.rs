@@ -81,9 +81,9 @@ impl Statics {
         // A module gone (collectible load context unloaded) must never be asked about again.
         self.modules.retain(|m, _| live.contains(m));
         for &module in &loaded {
-            self.modules
-                .entry(module)
-                .or_insert_with(|| discover(info, module).unwrap_or(ModuleStatics { app_domain: 0, types: Vec::new() }));
+            self.modules.entry(module).or_insert_with(|| {
+                discover(info, module).unwrap_or(ModuleStatics { app_domain: 0, types: Vec::new() })
+            });
         }
         let mut slots = Vec::new();
         for (&module, statics) in &mut self.modules {
@@ -122,7 +122,8 @@ impl Statics {
         let mut out = Vec::new();
         for (&class, place) in &self.instantiations {
             let Some((module, type_def)) = *place else { continue };
-            let Some(t) = self.modules.get(&module).and_then(|m| m.types.iter().find(|t| t.type_def == type_def)) else {
+            let Some(t) = self.modules.get(&module).and_then(|m| m.types.iter().find(|t| t.type_def == type_def))
+            else {
                 continue;
             };
             for ((_, name, _), signature) in t.fields.iter().zip(&t.signatures) {

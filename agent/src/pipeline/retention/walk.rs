@@ -68,7 +68,8 @@ pub fn references(info: &ProfilerInfo, object: ObjectID, visitor: &mut dyn Visit
     let mut v: &mut dyn Visit = visitor;
     // SAFETY: the runtime is suspended for the walk and `object` is the live object it handed
     // us; `on_reference` gets `v` back, which outlives the synchronous call.
-    let _ = unsafe { info.enumerate_object_references(object, on_reference, &mut v as *mut &mut dyn Visit as *mut c_void) };
+    let _ =
+        unsafe { info.enumerate_object_references(object, on_reference, &mut v as *mut &mut dyn Visit as *mut c_void) };
     if let Some(panic) = REFERENCE_PANIC.with(|p| p.borrow_mut().take()) {
         std::panic::resume_unwind(panic);
     }

@@ -148,6 +148,19 @@ fn links_and_fifos_at_out_are_refused_and_the_worker_is_unchanged() {
     victim.assert_untouched();
 }
 
+/// A 6 s soak (`--allow-short`: the gate would refuse it) of a leaking worker, into `out`.
+fn short_leaking_soak(out: &Path) -> Output {
+    let app = leak_app();
+    let mut c = Command::new(cli_path());
+    c.args(["soak", "--no-native", "--duration", "6s", "--gc-every", "1s", "--allow-short"]).args([
+        "--interval",
+        "500ms",
+        "--out",
+    ]);
+    c.arg(out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
+    run_with_timeout(c, Duration::from_secs(120))
+}
+
 /// `soak --out` into a directory whose soak-only reports are planted links: refused, named,
 /// and the exit code is still the verdict's.
 #[test]
@@ -159,22 +172,7 @@ fn soak_never_writes_its_reports_through_planted_links() {
     for name in ["junit.xml", "report.html"] {
         std::os::unix::fs::symlink(&victim.path, out.join(name)).unwrap();
     }
-    let app = leak_app();
-    let mut c = Command::new(cli_path());
-    c.args([
-        "soak",
-        "--no-native",
-        "--duration",
-        "6s",
-        "--gc-every",
-        "1s",
-        "--allow-short",
-        "--interval",
-        "500ms",
-        "--out",
-    ]);
-    c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
-    let o = run_with_timeout(c, Duration::from_secs(120));
+    let o = short_leaking_soak(&out);
     let stderr = stderr_of(&o);
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(o.status.code(), report["soak"]["exit_code"].as_i64().map(|c| c as i32), "{stderr}");
@@ -632,23 +630,8 @@ fn a_full_disk_keeps_the_summary_and_the_exit_code_and_leaves_no_partial_file() 
     assert_no_partial_files(&out);
 
     // soak: the exit code is the verdict's, as its summary states it.
-    let app = leak_app();
     let out = fs.dir.join("soak");
-    let mut c = Command::new(cli_path());
-    c.args([
-        "soak",
-        "--no-native",
-        "--duration",
-        "6s",
-        "--gc-every",
-        "1s",
-        "--allow-short",
-        "--interval",
-        "500ms",
-        "--out",
-    ]);
-    c.arg(&out).arg("--").arg(&app.program).args(&app.leading_args).args(["strings", "30"]);
-    let o = run_with_timeout(c, Duration::from_secs(120));
+    let o = short_leaking_soak(&out);
     let stderr = stderr_of(&o);
     let stated = stderr
         .lines()

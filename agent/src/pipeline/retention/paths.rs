@@ -459,6 +459,14 @@ mod tests {
         assert_eq!(top[0].field, 101);
     }
 
+    /// Each path's count with the class and field of its first step, sorted.
+    fn first_steps(t: &TypeTally, sigs: &Signatures) -> Vec<(u64, u32, u32)> {
+        let mut firsts: Vec<(u64, u32, u32)> =
+            t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
+        firsts.sort();
+        firsts
+    }
+
     #[test]
     fn reported_roots_come_before_unreferenced_objects() {
         let (g, referenced) = event_leak();
@@ -468,9 +476,7 @@ mod tests {
         let tree = search(&g, &referenced, &r, later());
         let mut sigs = Signatures::default();
         let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
-        let mut firsts: Vec<(u64, u32, u32)> =
-            t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
-        firsts.sort();
+        let firsts = first_steps(t, &sigs);
         // 0x500 and 0x510 through the handle's array; 0x520 now through the stack frame (both
         // phase 2, and the frame's local is one step closer); 0x700 still unreferenced.
         assert_eq!(firsts, [(1, SUBSCRIBER, 101), (1, LOCAL, 51), (2, STORAGE, 50)]);
@@ -535,9 +541,7 @@ mod tests {
         let tree = search(&g, &referenced, &r, later());
         let mut sigs = Signatures::default();
         let t = &tally(&g, &tree, &samples_of(&g, SUBSCRIBER), &is_array(), 1, &mut sigs).0[0];
-        let mut firsts: Vec<(u64, u32, u32)> =
-            t.by_path.iter().map(|(&s, &(count, _))| (count, sigs.steps(s)[0].class, sigs.steps(s)[0].field)).collect();
-        firsts.sort();
+        let firsts = first_steps(t, &sigs);
         // 0x700 is complete and unreferenced; the three others end at open objects: unknown.
         assert_eq!(firsts, [(1, SUBSCRIBER, 101), (1, LOCAL, 103), (2, HANDLER, 103)]);
     }

@@ -49,7 +49,7 @@ pub(super) fn hello_line(
             .str("mode", "sampled")
             .str("native", if native_on { "on" } else { "off" })
             .str("native_reason", reason)
-            .str("preload", &state::own_path());
+            .str("preload", &sys::own_path());
         if let Some(service) = &cfg.service {
             o.str("service", service);
         }

@@ -13,3 +13,32 @@ pub fn line<T: serde::Serialize>(kind: &'static str, body: &T) -> String {
 pub fn status(level: &str, message: &str) -> Status {
     Status { level: Some(level.to_string()), message: message.to_string(), ..Status::default() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_status_line_of_this_agent_with_when_to_retry() {
+        let refusal = Status {
+            refused: Some("census".to_string()),
+            retry_after_ms: Num::some(2400u64),
+            ..status("warn", "refused a census command")
+        };
+        let text = line("status", &refusal);
+        assert!(text.ends_with('\n') && !text[..text.len() - 1].contains('\n'), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["v"].as_u64(), v["type"].as_str(), v["source"].as_str()),
+            (Some(1), Some("status"), Some("agent"))
+        );
+        assert_eq!(v["pid"], std::process::id());
+        assert_eq!(
+            (v["level"].as_str(), v["refused"].as_str(), v["retry_after_ms"].as_u64()),
+            (Some("warn"), Some("census"), Some(2400))
+        );
+        // Fields the agent has no value for are left out, not sent as null.
+        assert!(v.get("t_ms").is_none(), "{text}");
+        assert!(unknown_fields(text.trim_end()).unwrap().is_empty());
+    }
+}

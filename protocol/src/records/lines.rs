@@ -16,6 +16,7 @@ pub struct StackRecord {
     pub lines: Vec<Option<String>>,
 }
 
+/// `status`: a producer tells the user something changed (degraded, reconnected, recovered).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Status {
@@ -31,6 +32,7 @@ pub struct Status {
     pub retry_after_ms: Option<Num>,
 }
 
+/// `bye`: the last line when a producer shuts down cleanly, with why.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Bye {

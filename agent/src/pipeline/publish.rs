@@ -76,8 +76,8 @@ impl Pipeline<'_> {
                 location: self.stacks.get(row.stack).site_line.as_deref().map(str::to_string),
                 stack: Some(row.stack.into()),
                 samples: Num::some(row.samples),
-                objects: Num::some(row.objects.round()),
-                bytes: Num::some(row.bytes.round()),
+                objects: Num::some(row.objects.round() as u64),
+                bytes: Num::some(row.bytes.round() as u64),
                 age_gcs: Num::some((row.mean_age_gcs * 10.0).round() / 10.0),
                 gens: row.generations.iter().map(|&n| n.into()).collect(),
             });

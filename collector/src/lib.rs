@@ -25,12 +25,16 @@ pub mod path_growth;
 pub mod protocol;
 pub mod report;
 pub mod retention_asker;
+pub mod retention_view;
 pub mod session;
+pub mod session_info;
+pub mod shell;
 pub mod signals;
 pub mod sites;
+pub mod snapshot_file;
 pub mod soak;
 pub mod store;
-pub mod sufficiency;
+
 pub mod target_libc;
 pub mod target_root;
 pub mod terminal;

@@ -1,6 +1,6 @@
 //! Ranking sites across producers: every series assessed, growing ones first.
 
-use crate::analysis::{self, Growth, Thresholds, Verdict};
+use crate::analysis::{self, Growth, LiveVerdict, Thresholds};
 use crate::protocol::Source;
 use crate::store::{Producer, SiteLatest, Stack, Store, site_label};
 use std::sync::Arc;
@@ -71,13 +71,13 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
 pub fn sort_ranked(rows: &mut [SiteRow]) {
     rows.sort_by(|a, b| {
         let rank = |r: &SiteRow| match r.growth.verdict {
-            Verdict::Growing => 0,
+            LiveVerdict::Growing => 0,
             _ => 1,
         };
         rank(a)
             .cmp(&rank(b))
             .then_with(|| match a.growth.verdict {
-                Verdict::Growing => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
+                LiveVerdict::Growing => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
                 _ => std::cmp::Ordering::Equal,
             })
             .then_with(|| b.latest.bytes.total_cmp(&a.latest.bytes))

@@ -8,8 +8,9 @@ use crate::launch::{self, CONFLICTING_VARS, Channel, ChildSpec};
 use crate::live::{Level, ViewMode};
 use crate::locate::{self, Library, PrivateDir};
 use crate::protocol::Source;
-use crate::report::{NativeTracking, Report, SessionInfo};
+use crate::report::Report;
 use crate::session::{Session, tail_lines};
+use crate::session_info::{NativeTracking, SessionInfo};
 use crate::signals;
 use crate::terminal;
 use std::path::{Path, PathBuf};
@@ -418,7 +419,7 @@ pub fn run_target(spec: TargetSpec) -> CliResult<Outcome> {
     let (report, written) = session.write_outputs(&out);
     let shown_dir = written.has("report.txt").then_some(out_dir.as_path());
     if report.soak.is_some() {
-        print_stderr(&crate::soak::render_summary(&report, shown_dir));
+        print_stderr(&crate::report::render_soak_summary(&report, shown_dir));
     } else {
         print_stderr(&crate::report::render_summary(&report, shown_dir));
     }

@@ -11,7 +11,7 @@
 //! points (older points are merged pairwise, as the live view's series are), and the number of
 //! type and site series is capped (the smallest absent ones are evicted first).
 
-use crate::store::{SeriesPoint, Stack, compact};
+use super::series::{SeriesPoint, Stack, compact};
 use std::collections::HashMap;
 use std::sync::Arc;
 

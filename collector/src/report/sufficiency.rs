@@ -5,7 +5,7 @@
 //! verdict: the summary then says "not enough data to judge yet", how much more would do, and
 //! never "no leak suspect", which reads as a clean bill of health.
 
-use crate::analysis::{Thresholds, Verdict};
+use crate::analysis::{LiveVerdict, Thresholds};
 use crate::report::{ProcessReport, SiteReport};
 use crate::units::{format_bytes, format_duration};
 use serde::Serialize;
@@ -41,7 +41,7 @@ pub fn assess(processes: &[ProcessReport], interval_ms: Option<u64>, th: &Thresh
     }
     let sites: Vec<&SiteReport> =
         processes.iter().flat_map(|p| p.managed_sites.iter().chain(p.native_sites.iter())).collect();
-    let waiting = |s: &&&SiteReport| s.growth.verdict == Verdict::InsufficientData;
+    let waiting = |s: &&&SiteReport| s.growth.verdict == LiveVerdict::InsufficientData;
     let judged = sites.iter().filter(|s| !waiting(s)).count();
     let material: Vec<&&SiteReport> =
         sites.iter().filter(waiting).filter(|s| s.peak_bytes as f64 > th.min_growth_bytes).collect();
@@ -122,7 +122,8 @@ pub fn verdict_line(s: &DataSufficiency, mode: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{SessionInfo, build_with_soak};
+    use crate::report::build_with_soak;
+    use crate::session_info::SessionInfo;
     use crate::store::Store;
 
     /// An agent reporting every 5 s for `summaries` summaries: one site leaking 1 MB per

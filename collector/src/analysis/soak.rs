@@ -1,5 +1,5 @@
 //! The verdict of `soak`: a threshold-aware trend on a series of comparable points (after full
-//! GCs). The live verdict ([`super::live`]) answers "is this site growing?"; a soak gate asks a
+//! GCs). The live verdict (`analysis/live.rs`) answers "is this site growing?"; a soak gate asks a
 //! sharper question: "does this subject grow faster than τ bytes per hour, and is it still
 //! growing at the end?" — and must be allowed to say "cannot tell yet" ([`SoakVerdict`]).
 //! The answer uses:

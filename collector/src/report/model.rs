@@ -22,7 +22,7 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
     /// Whether the sites had the points for a verdict (null when no producer connected).
-    pub sufficiency: Option<super::sufficiency::DataSufficiency>,
+    pub sufficiency: Option<DataSufficiency>,
     pub messages: Vec<Message>,
     /// `soak` sessions: verdicts, rules, baseline (schema `leakscope.soak/1`); null otherwise.
     pub soak: Option<crate::soak::SoakReport>,
@@ -177,6 +177,29 @@ pub struct Message {
     pub source: String,
     pub pid: Option<u32>,
     pub message: String,
+}
+
+/// `sufficiency` in report.json (run, listen, tail, report; the soak has its own).
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSufficiency {
+    /// Every site that could become a finding has a verdict.
+    pub enough: bool,
+    /// Sites with a verdict (growing, plateaued, steady).
+    pub sites_judged: usize,
+    /// Sites without one that hold enough to grow by the material minimum
+    /// ([`Thresholds::min_growth_bytes`](crate::analysis::Thresholds::min_growth_bytes)), and what they hold.
+    pub sites_waiting: usize,
+    pub bytes_waiting: u64,
+    /// Points after the warm-up in the longest site series, and how many a verdict needs.
+    pub points_after_warmup: usize,
+    pub points_needed: usize,
+    /// Full (gen2) GCs the agents reported.
+    pub full_gcs: u64,
+    /// Roughly how much longer would give the waiting sites their points.
+    pub more_points: usize,
+    pub more_ms: u64,
+    /// A `--duration` that would (a round figure).
+    pub suggested_duration_ms: u64,
 }
 
 /// Exit code of a report: the soak's, or 0 for other sessions.

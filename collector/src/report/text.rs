@@ -1,5 +1,5 @@
-//! The run report in words: `report.txt`, the summary printed when a session ends, and the
-//! short texts (GC, heap, agent health) the live view shares.
+//! The report in words: `report.txt`, the summary printed when a session ends (for a soak, its
+//! verdict), and the short texts (GC, heap, agent health) the live view shares.
 
 use super::model::*;
 use super::sufficiency;

@@ -2,7 +2,8 @@
 //! summed by type), call site, native total or site, and process total a rule asks for; and the
 //! series of an already judged subject, for re-judging prefixes.
 
-use super::model::{Context, DEFAULT_WARMUP_FRACTION, Subject, SubjectKind};
+use super::context::Context;
+use super::model::{DEFAULT_WARMUP_FRACTION, Subject, SubjectKind};
 use super::rules::{Scope, Target};
 use crate::analysis::Point;
 use crate::protocol::Source;

@@ -3,10 +3,14 @@
 //! code and headline, and the subjects listed in report.json.
 
 use super::candidates::{candidates, data_span_ms, warmup_end_ms};
+use super::context::Context;
 use super::evidence::{evidence, rate};
 use super::judge::{attach_paths, attach_sites, corroborate_sites, judge};
 use super::memory::memory_report;
-use super::model::*;
+use super::model::{
+    Counts, MEMORY_THRESHOLD_PER_HOUR, Measurement, Outcome, RuleReport, SOAK_SCHEMA, SettingsReport, SoakReport,
+    Subject, SubjectKind, Sufficiency,
+};
 use super::rules::{Rule, Target};
 use super::timing::{decided_after, set_verdict_times};
 use super::{baseline, gate};
@@ -225,7 +229,7 @@ fn failing_subjects(subjects: &[Subject]) -> usize {
 
 /// The problem a soak without enough evidence reports: it keeps the words "too short" when the
 /// whole soak lacked points.
-fn insufficiency_problem(s: &gate::Sufficiency, points: usize) -> String {
+fn insufficiency_problem(s: &Sufficiency, points: usize) -> String {
     let suffice = s.suffice.clone().unwrap_or_default();
     if points < s.points_needed {
         format!("the soak was too short to judge: only {}; {suffice}", s.missing.clone().unwrap_or_default())
@@ -285,7 +289,7 @@ fn measurement(store: &Store, warmup: f64, data_ms: f64) -> Measurement {
     m
 }
 
-fn rule_reports(ctx: &Context, subjects: &[Subject], sufficiency: &gate::Sufficiency) -> Vec<RuleReport> {
+fn rule_reports(ctx: &Context, subjects: &[Subject], sufficiency: &Sufficiency) -> Vec<RuleReport> {
     ctx.rules
         .iter()
         .map(|r| {

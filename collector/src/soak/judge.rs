@@ -3,7 +3,8 @@
 //! verdict (its sampled sites, what keeps it alive).
 
 use super::candidates::{Candidate, candidates, subject_points, warmup_end_ms};
-use super::model::{Context, SiteRef, Subject, SubjectKind};
+use super::context::Context;
+use super::model::{SiteRef, Subject, SubjectKind};
 use super::rules::{Quantity, Rule};
 use crate::analysis::{SoakVerdict, Trend, TrendReason, assess_trend};
 use crate::retention_view::{KeptAliveBy, kept_alive_lines, latest_retention, owner_to_fix};

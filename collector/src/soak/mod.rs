@@ -20,17 +20,19 @@
 //! rules, compares with a baseline and writes the verdicts into report.json (rendered with the
 //! rest of the report by `report`). Its parts, from the bottom up:
 //!
-//! * [`model`] — the settings and the schema of the `soak` section;
-//! * [`rules`], [`plan`], [`baseline`] — `--fail-on` rules, the chosen GC period and warm-up,
-//!   an earlier report to compare with;
+//! * [`model`] — the schema of the `soak` section, and the default rules;
+//! * [`rules`], [`plan`], [`baseline`], [`evidence`] — `--fail-on` rules, the chosen GC period
+//!   and warm-up, an earlier report to compare with, the words of a verdict;
+//! * [`context`] — the settings with the rules parsed and the baseline loaded;
 //! * [`candidates`] — the series to judge;
-//! * [`judge`] — one subject's verdict; [`gate`] — sufficiency and materiality;
-//! * [`memory`] — RSS, heap and live data side by side; [`timing`] — time to verdict;
-//! * [`evidence`] — the words of a verdict; [`evaluate`] — the whole soak section;
-//! * [`render`] — the progress line and the soak part of report.txt.
+//! * [`judge`] — one subject's verdict; [`gate`] — sufficiency and materiality; [`memory`] —
+//!   RSS, heap and live data side by side; [`timing`] — time to verdict;
+//! * [`evaluate`] — the whole soak section; [`render`] — the progress line and the soak part of
+//!   report.txt.
 
 pub mod baseline;
 pub mod candidates;
+pub mod context;
 pub mod evaluate;
 pub mod evidence;
 pub mod gate;
@@ -45,6 +47,7 @@ pub mod timing;
 pub use crate::analysis::soak::SoakVerdict;
 pub use crate::session_info::SoakSettings;
 pub use candidates::warmup_end_ms;
+pub use context::Context;
 pub use evaluate::evaluate;
 pub use evidence::{ci_text, clock, rate};
 pub use judge::leaking_types;

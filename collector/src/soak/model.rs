@@ -1,12 +1,8 @@
-//! The soak verdict's schema: what the user asked for ([`SoakSettings`], [`Context`]) and the
-//! `soak` section of report.json ([`SoakReport`] and its parts), with the defaults they use.
+//! The soak verdict's schema: the `soak` section of report.json ([`SoakReport`] and its parts),
+//! with the defaults and the rules' texts they use.
 //! Types only; judging is in `judge`/`evaluate`, the words in `evidence`/`render`.
 
-use super::{baseline, gate, rules};
 use crate::analysis::{SoakVerdict, Trend, TrendSettings};
-use crate::error::CliError;
-use crate::session_info::SoakSettings;
-use rules::Rule;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -15,8 +11,14 @@ pub const SOAK_SCHEMA: &str = "leakscope.soak/1";
 /// The gate when no `--fail-on` is given: the motivating leak (100 MB a week ≈ 600 kB/h) is
 /// well above it; runtime caches that add a few objects after warm-up are well below it.
 pub const DEFAULT_RULE: &str = "growth > 100kB/h";
+/// The default rule on the census total (live managed data). Its threshold is the rate RSS, the
+/// heap and live data are judged against in the memory comparison
+/// ([`MEMORY_THRESHOLD_PER_HOUR`]), so "live managed data grows (leaking)" and this
+/// rule always agree: 1 MB/h is ten types each just under the per-subject 100 kB/h, or a
+/// hundred at a tenth of it — 24 MB a day that no single type explains.
+pub const DEFAULT_MANAGED_RULE: &str = "managed growth > 1MB/h";
 /// The longest induced full GC period leakscope chooses by itself (without `--gc-every`, the
-/// period is chosen from the duration: [`super::plan::choose_gc_every`]). A comparable point every
+/// period is chosen from the duration: `plan::choose_gc_every`). A comparable point every
 /// 30 s costs one blocking GC (and a heap walk) per 30 s, and gives 12 points after the warm-up
 /// of a soak of about 8 minutes; shorter soaks get a shorter period.
 pub const DEFAULT_GC_EVERY: Duration = Duration::from_secs(30);
@@ -25,46 +27,6 @@ pub const DEFAULT_GC_EVERY: Duration = Duration::from_secs(30);
 pub const DEFAULT_WARMUP_FRACTION: f64 = 0.2;
 /// RSS, heap and live totals are judged against this rate for the memory comparison.
 pub const MEMORY_THRESHOLD_PER_HOUR: f64 = 1e6;
-
-/// Settings with the rules parsed and the baseline loaded.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub settings: SoakSettings,
-    pub rules: Vec<Rule>,
-    /// No `--fail-on` was given: [`DEFAULT_RULE`] and [`gate::DEFAULT_MANAGED_RULE`] apply.
-    pub default_rule: bool,
-    pub baseline: Option<baseline::Baseline>,
-    pub trend: TrendSettings,
-}
-
-impl Context {
-    /// Parses the rules and loads the baseline; both are usage errors (exit 2) when bad.
-    pub fn new(settings: SoakSettings) -> Result<Context, CliError> {
-        let mut rules = Vec::new();
-        for text in &settings.fail_on {
-            let rule = rules::parse_rule(text).map_err(|e| CliError::usage(e.render()).hint(rules::RULE_EXAMPLES))?;
-            rules.push(rule);
-        }
-        let default_rule = rules.is_empty();
-        if default_rule {
-            for text in [DEFAULT_RULE, gate::DEFAULT_MANAGED_RULE] {
-                rules.push(rules::parse_rule(text).expect("the default rules parse"));
-            }
-        }
-        let baseline = match &settings.baseline {
-            Some(path) => Some(baseline::load(path).map_err(|e| {
-                CliError::usage(e).hint("--baseline takes the report.json of an earlier `leakscope soak`")
-            })?),
-            None => None,
-        };
-        Ok(Context { settings, rules, default_rule, baseline, trend: TrendSettings::default() })
-    }
-
-    /// The threshold used for subjects no growth rule covers (shown, not gated).
-    pub(super) fn info_threshold(&self) -> f64 {
-        rules::parse_rule(DEFAULT_RULE).map(|r| r.value).unwrap_or(1e5)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,7 +120,7 @@ pub struct Subject {
     /// Its failures were already in the baseline at a comparable rate: reported, not failed.
     pub known_in_baseline: bool,
     /// Its peak is at least what its growth threshold allows over the judged window: enough
-    /// memory for a verdict to matter ([`gate::material`]).
+    /// memory for a verdict to matter (`gate::material`).
     pub material: bool,
     /// Gated, material, and too few comparable points: it keeps the soak from passing.
     pub blocking: bool,
@@ -246,7 +208,7 @@ pub struct ProcessMemory {
     pub kept_not_leaked: bool,
     pub interpretation: Vec<String>,
     /// The fastest steadily growing types (census), whatever their verdict: where live data goes.
-    pub growing_types: Vec<gate::GrowingType>,
+    pub growing_types: Vec<GrowingType>,
     /// Set when RSS, the heap, live data or native memory leaks while no rule breaks: what
     /// grows and what it means (also in `warnings`).
     pub warning: Option<String>,
@@ -259,7 +221,7 @@ pub struct Counts {
     pub stable: usize,
     pub inconclusive: usize,
     /// Gated subjects left without a verdict (too few points) whose memory is too small to
-    /// matter ([`gate::material`]): they do not keep the soak from passing.
+    /// matter (`gate::material`): they do not keep the soak from passing.
     pub too_small_to_matter: usize,
     /// Subjects judged in all.
     pub judged: usize,
@@ -297,7 +259,7 @@ pub struct SoakReport {
     /// Why the soak could not be judged (outcome `error`), or what weakens it.
     pub problems: Vec<String>,
     /// Whether it had the evidence a verdict needs; what was missing and what would suffice.
-    pub sufficiency: gate::Sufficiency,
+    pub sufficiency: Sufficiency,
     pub warnings: Vec<String>,
     pub settings: SettingsReport,
     pub measurement: Measurement,
@@ -306,10 +268,77 @@ pub struct SoakReport {
     /// Failing first, then leaking, inconclusive, plateaued, stable.
     pub subjects: Vec<Subject>,
     pub memory: Vec<ProcessMemory>,
-    pub baseline: Option<baseline::Comparison>,
+    pub baseline: Option<Comparison>,
     /// Producer time from which the outcome held to the end (time to verdict).
     pub decided_after_ms: Option<f64>,
     /// The subject that settled it: the first to leak for good (fail), or the last to stop
     /// looking like a leak (pass).
     pub decided_by: Option<String>,
+}
+
+/// Whether the soak had the evidence a verdict needs (`soak.sufficiency` in report.json).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Sufficiency {
+    /// Every gated subject with material memory had a verdict: the soak may pass.
+    pub enough: bool,
+    /// Comparable points (censuses, else retained reports) after the warm-up, and how many a
+    /// verdict needs.
+    pub points_after_warmup: usize,
+    pub points_needed: usize,
+    /// Gated subjects with material memory and too few points: they keep the soak from passing.
+    pub blocking: usize,
+    /// Gated subjects with too few points and too little memory to matter: counted, not blocking.
+    pub too_small_to_matter: usize,
+    /// Sampled subjects with too few points whose exact total was judged: not blocking.
+    pub covered_by_exact: usize,
+    /// The largest blocking subjects, e.g. `SoakApp.AuditRecord (1 point)`.
+    pub examples: Vec<String>,
+    /// What was missing: "1 comparable point after the 12s warm-up, 8 needed".
+    pub missing: Option<String>,
+    /// What would suffice: "use --duration 6m00s or more, or --gc-every 5s".
+    pub suffice: Option<String>,
+    pub suggested_duration_ms: Option<u64>,
+    pub suggested_gc_every_ms: Option<u64>,
+}
+
+impl Sufficiency {
+    /// "INCONCLUSIVE: 1 comparable point after the 12s warm-up, 8 needed: use --duration 6m00s or more, or --gc-every 5s".
+    pub fn headline(&self) -> Option<String> {
+        let missing = self.missing.as_ref()?;
+        Some(match &self.suffice {
+            Some(s) => format!("INCONCLUSIVE: {missing}: {s}"),
+            None => format!("INCONCLUSIVE: {missing}"),
+        })
+    }
+}
+
+/// A type growing while the census total grows.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrowingType {
+    pub id: String,
+    pub label: String,
+    pub bytes_per_hour: f64,
+    pub verdict: SoakVerdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Regression {
+    pub subject: String,
+    /// `new_leak` (not leaking in the baseline), `growth_up` (leaking faster, beyond both
+    /// intervals) or `new_violation` (a size rule newly broken).
+    pub kind: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub file: String,
+    pub baseline_outcome: String,
+    /// Subjects of this run found in the baseline.
+    pub matched: usize,
+    pub regressions: Vec<Regression>,
+    /// Failing here, but already in the baseline at a comparable rate.
+    pub known: Vec<String>,
+    /// Leaking in the baseline, no longer leaking here.
+    pub fixed: Vec<String>,
 }

@@ -1,8 +1,9 @@
 //! The soak's text: the progress line while it runs, and the soak part of report.txt.
 
 use super::candidates::{data_span_ms, to_points, warmup_end_ms};
+use super::context::Context;
 use super::evidence::{clock, rate, span_text};
-use super::model::{Context, SoakReport};
+use super::model::SoakReport;
 use super::rules::Quantity;
 use crate::analysis::{Point, SoakVerdict, Trend, TrendReason, assess_trend, sen_fit};
 use crate::protocol::Source;

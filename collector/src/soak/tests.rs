@@ -761,7 +761,7 @@ fn a_leak_spread_thinly_over_many_types_fails_the_default_rule_on_the_census_tot
     let failing: Vec<&str> = r.subjects.iter().filter(|s| s.failing()).map(|s| s.id.as_str()).collect();
     assert_eq!(failing, ["managed"], "only the total fails: no single type is above 100 kB/h");
     let total = subject(&r, "managed");
-    assert_eq!(total.failed_rules, [gate::DEFAULT_MANAGED_RULE]);
+    assert_eq!(total.failed_rules, [DEFAULT_MANAGED_RULE]);
     assert!((total.growth.bytes_per_hour - 5.0 * MB).abs() < 0.5 * MB, "{:?}", total.growth);
     for s in r.subjects.iter().filter(|s| s.kind == SubjectKind::Type && s.id.contains("Shard")) {
         assert!(s.growth.bytes_per_hour < 100.0 * KB, "{} {:?}", s.id, s.growth);
@@ -783,7 +783,7 @@ fn the_census_total_is_not_one_more_failure_when_its_types_already_fail() {
     assert_eq!(total.verdict, SoakVerdict::Leaking);
     assert!(total.failed_rules.is_empty() && !total.failing());
     assert!(total.evidence.contains("the types and sites that break a rule account for it"), "{}", total.evidence);
-    let rule = r.rules.iter().find(|x| x.rule == gate::DEFAULT_MANAGED_RULE).unwrap();
+    let rule = r.rules.iter().find(|x| x.rule == DEFAULT_MANAGED_RULE).unwrap();
     assert_eq!(rule.result, "pass");
     assert!(r.memory[0].warning.is_none(), "a rule breaks: nothing contradicts the verdict");
 }

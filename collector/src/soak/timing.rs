@@ -2,7 +2,8 @@
 //! held, and when the outcome was decided and by which subject.
 
 use super::candidates::subject_points;
-use super::model::{Context, Outcome, Subject, SubjectKind};
+use super::context::Context;
+use super::model::{Outcome, Subject, SubjectKind};
 use crate::analysis::{Point, SoakVerdict, TrendReason, assess_trend};
 use crate::protocol::Source;
 use crate::store::Store;

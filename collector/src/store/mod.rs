@@ -7,69 +7,33 @@
 //! [`MAX_PRODUCERS`] producers are kept per session, and everything kept is charged to one
 //! memory budget for the session ([`crate::budget`]). What a cap drops is counted and reported.
 //!
+//! * [`caps`] — how much is kept, and what a series costs;
 //! * [`series`] — one site's series, its stacks and compaction;
 //! * [`soak_series`] — the series soak verdicts are judged on;
 //! * [`producer`] — one producer's state; [`records`] — how each record changes it;
 //! * this file — the [`Store`] of all producers, the input counters and the caps.
 
+pub mod caps;
 pub mod producer;
 pub mod records;
 pub mod series;
 pub mod soak_series;
 
+pub use caps::{MAX_PRODUCERS, MAX_SERIES_PER_PRODUCER, MAX_STACKS_PER_PRODUCER};
 pub use producer::{Connection, NativeTotals, Producer, StatusEntry};
-pub use series::{SeriesPoint, SiteLatest, SiteSeries, Stack, site_label};
+pub use series::{MAX_SERIES_POINTS, SeriesPoint, SiteLatest, SiteSeries, Stack, site_label};
 
 use crate::budget::Budget;
 use crate::protocol::{Envelope, ProducerKey, Record, Skip, Source};
 use crate::units::format_bytes;
+use caps::{
+    MAX_CONFIG_ENTRIES, MAX_DEGRADED_KEPT, MAX_FULL_GCS_KEPT, MAX_NOTES, MAX_RECENT_GCS, MAX_SKIP_EXAMPLES,
+    MAX_STATUS_KEPT,
+};
 use producer::RETENTION_HISTORY;
+use soak_series::SOAK_SERIES_BYTES;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-/// Points kept per series before the older two thirds are merged pairwise. At a 5 s interval
-/// this is 40 minutes at full resolution, then progressively coarser history.
-pub const MAX_SERIES_POINTS: usize = 480;
-
-/// A live series at its largest: its points' capacity, then compaction keeps it there.
-const SERIES_BYTES: usize = (MAX_SERIES_POINTS.next_power_of_two()) * std::mem::size_of::<SeriesPoint>();
-
-/// Sites tracked per producer; beyond it the smallest absent series are evicted.
-pub const MAX_SERIES_PER_PRODUCER: usize = 4000;
-
-/// Distinct stacks kept per producer.
-pub const MAX_STACKS_PER_PRODUCER: usize = 200_000;
-
-const MAX_STATUS_KEPT: usize = 50;
-
-const MAX_FULL_GCS_KEPT: usize = 10_000;
-
-const MAX_DEGRADED_KEPT: usize = 20;
-
-const MAX_SKIP_EXAMPLES: usize = 5;
-
-const MAX_NOTES: usize = 100;
-
-/// PROTOCOL.md: a summary lists at most this many sites unless the hello's config says otherwise.
-const DEFAULT_MAX_SITES: usize = 1000;
-
-/// Producers (the agent or the shim of one process) per session: a fleet of 64 workers with
-/// both on one `listen`. Records of more are dropped, counted and reported (pids are
-/// self-declared); the store's memory budget is shared by all of them.
-pub const MAX_PRODUCERS: usize = 128;
-
-/// Entries kept of the lists and maps of a producer's latest state that the protocol bounds
-/// but a stranger might not (GC generations, recent GCs, GC reasons, hello settings).
-const MAX_GENS: usize = 8;
-
-const MAX_RECENT_GCS: usize = 256;
-
-const MAX_GC_REASONS: usize = 64;
-
-const MAX_CONFIG_ENTRIES: usize = 64;
-
-/// Longest `File:line` kept for a site.
-const MAX_LOCATION_BYTES: usize = 512;
-
 /// What a producer holds beyond its series, stacks and latest records (which are charged to the
 /// budget): its latest counters, the fixed soak series, status messages and `agent.degraded`
 /// sentences at their caps. Bounded by this times [`MAX_PRODUCERS`] (about 30 MiB).
@@ -78,28 +42,6 @@ pub const PRODUCER_BYTES: usize = std::mem::size_of::<Producer>()
     + (MAX_STATUS_KEPT + MAX_DEGRADED_KEPT) * (crate::untrusted::MAX_TEXT_BYTES + 64)
     + MAX_FULL_GCS_KEPT * 8
     + MAX_RECENT_GCS * 96;
-
-const SOAK_SERIES_BYTES: usize =
-    soak_series::SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
-
-/// What keeping one more series costs: its points at their largest, its names, a location.
-fn series_cost(points: usize, names: &[&str]) -> usize {
-    points + 256 + MAX_LOCATION_BYTES + names.iter().map(|n| n.len()).sum::<usize>()
-}
-
-fn capped_location(l: Option<String>) -> Option<String> {
-    l.filter(|l| !l.is_empty()).map(|mut l| {
-        if l.len() > MAX_LOCATION_BYTES {
-            let mut end = MAX_LOCATION_BYTES;
-            while !l.is_char_boundary(end) {
-                end -= 1;
-            }
-            l.truncate(end);
-            l.push('…');
-        }
-        l
-    })
-}
 
 /// Counters over every line read, so the report can say what was skipped and why.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -2,9 +2,9 @@
 //! stacks, site series, soak series, retention and peek records, and its share of the memory
 //! budget. How each record changes it is in `records`.
 
+use super::caps::{DEFAULT_MAX_SITES, series_cost};
 use super::series::{SiteLatest, SiteSeries, Stack};
 use super::soak_series::SoakData;
-use super::{DEFAULT_MAX_SITES, series_cost};
 use crate::budget::{Budget, Charge};
 use crate::protocol::{AgentHealth, Bye, GcStats, HeapSizes, Hello, ProducerKey};
 use std::collections::{HashMap, VecDeque};

@@ -2,10 +2,15 @@
 //! updates the producer's site series and soak series, within the caps and the memory budget
 //! (a full producer makes room by evicting its smallest absent series).
 
-use super::producer::{Observation, Producer, SiteKey};
+use super::caps::{
+    MAX_DEGRADED_KEPT, MAX_FULL_GCS_KEPT, MAX_GC_REASONS, MAX_GENS, MAX_RECENT_GCS, MAX_SERIES_PER_PRODUCER,
+    capped_location,
+};
+use super::producer::{NativeTotals, Observation, Producer, SiteKey};
+use super::series::{SERIES_BYTES, SeriesPoint};
 use super::series::{SiteLatest, SiteSeries};
 use super::soak_series::RetainedSite;
-use super::*;
+use super::soak_series::SOAK_SERIES_BYTES;
 use crate::budget::Budget;
 use crate::protocol::{Census, NativeSummary, Retained, Summary};
 use std::collections::HashMap;

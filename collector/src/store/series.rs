@@ -1,10 +1,16 @@
 //! One site's bounded time series and what it is made of: call stacks, points, the latest
 //! counters, and compaction (older points merged pairwise so a series stays bounded).
 
-use super::MAX_SERIES_POINTS;
 use crate::analysis::Point;
 use crate::budget::Charge;
 use std::sync::Arc;
+
+/// Points kept per series before the older two thirds are merged pairwise. At a 5 s interval
+/// this is 40 minutes at full resolution, then progressively coarser history.
+pub const MAX_SERIES_POINTS: usize = 480;
+
+/// A live series at its largest: its points' capacity, then compaction keeps it there.
+pub const SERIES_BYTES: usize = (MAX_SERIES_POINTS.next_power_of_two()) * std::mem::size_of::<SeriesPoint>();
 
 /// A resolved call stack, innermost first, with `File:line` per frame where known.
 #[derive(Debug, Clone, Default, PartialEq)]

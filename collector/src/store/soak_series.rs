@@ -23,6 +23,8 @@ pub const MAX_TYPE_SERIES: usize = 6000;
 /// (type, site) series per producer.
 pub const MAX_RETAINED_SERIES: usize = 4000;
 
+pub const SOAK_SERIES_BYTES: usize = SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
+
 /// A bounded time series of bytes (and objects or allocations).
 #[derive(Debug, Clone, Default)]
 pub struct Series {

@@ -187,7 +187,7 @@ pub struct DataSufficiency {
     /// Sites with a verdict (growing, plateaued, steady).
     pub sites_judged: usize,
     /// Sites without one that hold enough to grow by the material minimum
-    /// ([`Thresholds::min_growth_bytes`](crate::analysis::Thresholds::min_growth_bytes)), and what they hold.
+    /// ([`crate::analysis::Thresholds::min_growth_bytes`]), and what they hold.
     pub sites_waiting: usize,
     pub bytes_waiting: u64,
     /// Points after the warm-up in the longest site series, and how many a verdict needs.

@@ -239,7 +239,7 @@ pub struct Signal {
 }
 
 /// RSS, the managed heap, live managed data or native memory judged leaking (at
-/// [`super::MEMORY_THRESHOLD_PER_HOUR`]) in a process where no subject breaks a rule. A total
+/// [`super::model::MEMORY_THRESHOLD_PER_HOUR`]) in a process where no subject breaks a rule. A total
 /// that a rule of the user's judges (`heap growth > 50MB/h`) raises no signal: it was judged.
 pub fn process_signals(
     memory: &[ProcessMemory],

@@ -11,7 +11,7 @@
 //! * **Still growing at the end**: a bounded cache rises and then stops; the slope over the
 //!   recent half tells a leak (keeps going) from a plateau (stopped).
 
-use super::stats::{Point, mann_kendall, theil_sen, thin_evenly};
+use super::stats::{Point, mann_kendall, median, theil_sen, thin_evenly};
 use serde::Serialize;
 
 /// Tunable constants; the defaults are what the live view and the reports use.
@@ -59,6 +59,9 @@ impl Default for Thresholds {
 pub enum LiveVerdict {
     /// Significant, material, and still rising at the end of the window: a leak suspect.
     Growing,
+    /// A managed site that rises like a leak, but no full GC has come since to tell it from
+    /// garbage waiting for one (see [`FullGcCheck`]).
+    Rising,
     /// Rose significantly but has stopped: typical of a cache filling up to its bound.
     Plateaued,
     /// No material upward trend: churn, or stable.
@@ -71,6 +74,7 @@ impl LiveVerdict {
     pub fn as_str(self) -> &'static str {
         match self {
             LiveVerdict::Growing => "growing",
+            LiveVerdict::Rising => "rising",
             LiveVerdict::Plateaued => "plateaued",
             LiveVerdict::Steady => "steady",
             LiveVerdict::InsufficientData => "insufficient_data",
@@ -154,6 +158,97 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
         points: window.len(),
     }
 }
+
+/// What the full GCs inside a managed site's window say about its rise.
+///
+/// A managed site's live estimate counts the sampled objects whose weak handles are still set,
+/// and a dead object promoted to gen2 keeps its handle until the next full GC collects it. So
+/// between full GCs, churn that dies old (a retry window, a cache that turns over) rises like a
+/// leak. Right after a full GC the estimate holds no such garbage, and an estimate never holds
+/// less than what is truly live, so `after a full GC − at the window's start` is a lower bound
+/// on how much the truly live bytes grew (up to sampling noise).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum FullGcCheck {
+    /// The rise survived a full GC: at least `bytes` more are live after it than at the start.
+    Confirmed { bytes: f64, full_gc_ms: f64 },
+    /// The last full GC brought the site back to where the window started: the rise was garbage.
+    FellBack { bytes: f64, full_gc_ms: f64 },
+    /// No full GC late enough in the window to tell (or the rise it shows is not material yet).
+    Unconfirmed { full_gcs: usize },
+}
+
+/// Checks a rise against the full GCs (producer times, ms) inside `growth`'s window; `points`
+/// is the whole series, as given to [`assess`], and `collected` the site's cumulative collected
+/// samples at each point (NaN where unknown).
+///
+/// `bytes_per_sample` (the weight of one followed sample) sets the noise floor. Each sample that
+/// came (was born and is alive) or went (was collected) between the two estimates is one
+/// sampling event, so their difference is off by about √(came + went) samples: a leak's samples
+/// only come, churn's come and go. Without the collected counts, the bound assumes the whole
+/// population turned over (√(samples at the start + samples after)). A confirmed rise must
+/// stand 3 σ above that.
+pub fn check_across_full_gcs(
+    points: &[Point],
+    collected: &[f64],
+    growth: &Growth,
+    full_gc_ms: &[f64],
+    bytes_per_sample: Option<f64>,
+    th: &Thresholds,
+) -> FullGcCheck {
+    let (start, end) = (growth.window_start_ms, growth.window_start_ms + growth.window_ms);
+    let window: Vec<(Point, f64)> = points
+        .iter()
+        .copied()
+        .zip(collected.iter().copied().chain(std::iter::repeat(f64::NAN)))
+        .filter(|(p, _)| p.t_ms >= start && p.t_ms <= end)
+        .collect();
+    // The start is the median of the first three points, so one noisy point does not decide.
+    let head = &window[..window.len().min(3)];
+    let Some(head_end) = head.last().map(|(p, _)| p.t_ms) else {
+        return FullGcCheck::Unconfirmed { full_gcs: 0 };
+    };
+    let (head_mid, collected_at_start) = head[head.len() / 2];
+    let mut head_bytes: Vec<f64> = head.iter().map(|(p, _)| p.bytes).collect();
+    let start_bytes = median(&mut head_bytes);
+    let gcs: Vec<f64> = full_gc_ms.iter().copied().filter(|t| *t > head_end && *t <= end).collect();
+    // The first point at or after the latest full GC holds no garbage that GC could collect.
+    let after_last_gc =
+        gcs.iter().rev().find_map(|t| window.iter().find(|(p, _)| p.t_ms >= *t).map(|(p, c)| (*t, p.bytes, *c)));
+    let Some((gc_ms, after, collected_after)) = after_last_gc else {
+        return FullGcCheck::Unconfirmed { full_gcs: gcs.len() };
+    };
+    let grown = after - start_bytes;
+    // Material as for the trend, but against what is truly live (after the GC), not a peak
+    // that held garbage; and beyond the sampling noise of the two estimates.
+    let noise = bytes_per_sample
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .map(|w| {
+            let (at_start, at_after) = (start_bytes.max(0.0) / w, after.max(0.0) / w);
+            let went = collected_after - collected_at_start;
+            let events = if went.is_finite() && went >= 0.0 {
+                (at_after - at_start + went).max(0.0) + went
+            } else {
+                at_start + at_after
+            };
+            3.0 * w * events.sqrt()
+        })
+        .unwrap_or(0.0);
+    let material = th.min_growth_bytes.max(th.min_growth_fraction * after).max(noise);
+    // What the window's slope predicts the site had gained by that GC.
+    let expected = growth.bytes_per_min / 60_000.0 * (gc_ms - head_mid.t_ms);
+    if grown > material {
+        FullGcCheck::Confirmed { bytes: grown, full_gc_ms: gc_ms }
+    } else if expected > material && grown < FELL_BACK_FRACTION * material {
+        FullGcCheck::FellBack { bytes: grown, full_gc_ms: gc_ms }
+    } else {
+        FullGcCheck::Unconfirmed { full_gcs: gcs.len() }
+    }
+}
+
+/// A full GC that leaves less than this share of a material rise, where the trend predicted a
+/// material one, says the rise was garbage.
+const FELL_BACK_FRACTION: f64 = 0.25;
 
 /// Drops the warm-up, applies the recent window, and thins to `max_points`.
 fn analysis_window(points: &[Point], th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<Point> {

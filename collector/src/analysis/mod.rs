@@ -2,7 +2,7 @@
 //!
 //! * [`stats`] — Theil–Sen, Mann–Kendall, Sen's interval, p-values;
 //! * [`live`] — the per-interval verdict of `run`, `listen`, `tail` and `demo`
-//!   ([`LiveVerdict`]: growing, plateaued, steady, insufficient data);
+//!   ([`LiveVerdict`]: growing, rising, plateaued, steady, insufficient data);
 //! * [`soak`] — the threshold-aware verdict of `soak` ([`SoakVerdict`]: leaking, plateaued,
 //!   stable, inconclusive).
 //!
@@ -13,7 +13,7 @@ pub mod live;
 pub mod soak;
 pub mod stats;
 
-pub use live::{Growth, LiveVerdict, Thresholds, assess};
+pub use live::{FullGcCheck, Growth, LiveVerdict, Thresholds, assess, check_across_full_gcs};
 pub use soak::{SoakVerdict, Trend, TrendReason, TrendSettings, assess_trend};
 pub use stats::{Point, sen_fit, theil_sen, trend_p_value};
 

@@ -199,6 +199,98 @@ fn recent_window_sees_a_leak_that_started_late() {
     assert!((g.bytes_per_min - 2.0 * MB).abs() < 0.3 * MB);
 }
 
+/// A sawtooth: garbage that dies old piles up between full GCs (every `gc_every` points)
+/// on top of `live(i)`; returns the series and the full GCs' times.
+fn sawtooth(n: usize, gc_every: usize, garbage_per_point: f64, live: impl Fn(usize) -> f64) -> (Vec<Point>, Vec<f64>) {
+    let points = series(n, 1000.0, |i, _| live(i) + garbage_per_point * (i % gc_every) as f64);
+    let gcs = (1..n).filter(|i| i % gc_every == 0).map(|i| i as f64 * 1000.0).collect();
+    (points, gcs)
+}
+
+fn check(points: &[Point], gcs: &[f64]) -> (Growth, Option<FullGcCheck>) {
+    let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+    let th = Thresholds::default();
+    let g = assess(points, peak, &th, None);
+    let c = (g.verdict == LiveVerdict::Growing).then(|| check_across_full_gcs(points, &[], &g, gcs, None, &th));
+    (g, c)
+}
+
+#[test]
+fn churn_that_dies_old_rises_like_a_leak_until_a_full_gc_takes_it_back() {
+    // 4 MB of live messages; 150 kB of promoted garbage per second, a full GC every 50 s.
+    let (points, gcs) = sawtooth(80, 50, 150_000.0, |_| 4.0 * MB);
+    let (before_gc, _) = check(&points[..45], &[]);
+    assert_eq!(before_gc.verdict, LiveVerdict::Growing, "the trend test alone cannot tell: {before_gc:?}");
+    let (_, c) = check(&points[..45], &gcs);
+    assert_eq!(c, Some(FullGcCheck::Unconfirmed { full_gcs: 0 }), "no full GC yet: rising, not growing");
+    // A full GC at 50 s brings it back; the window (after warm-up) still trends up.
+    let (points, gcs) = sawtooth(100, 50, 150_000.0, |_| 4.0 * MB);
+    let (g, c) = check(&points[..80], &gcs);
+    if g.verdict == LiveVerdict::Growing {
+        assert!(matches!(c, Some(FullGcCheck::FellBack { .. })), "{c:?}");
+    }
+}
+
+#[test]
+fn a_leak_under_the_same_churn_is_confirmed_by_the_full_gc() {
+    // The same sawtooth, plus 120 kB/s that stays live.
+    let (points, gcs) = sawtooth(80, 50, 150_000.0, |i| 4.0 * MB + 120_000.0 * i as f64);
+    let (g, c) = check(&points, &gcs);
+    assert_eq!(g.verdict, LiveVerdict::Growing, "{g:?}");
+    let Some(FullGcCheck::Confirmed { bytes, full_gc_ms }) = c else { panic!("{c:?}") };
+    assert_eq!(full_gc_ms, 50_000.0);
+    // From the window's start (~17 s, on the sawtooth: 8.6 MB) to just after the GC at
+    // 50 s (10 MB), where all of it is live.
+    assert!(bytes > 1.0 * MB && bytes < 2.0 * MB, "{bytes}");
+}
+
+#[test]
+fn sampling_noise_is_not_confirmed_growth() {
+    // Churn whose estimate just after the full GC came out 3 MB high by chance. It stands
+    // 1 MB above the window's start (6 MB), but with 100 kB per sample two estimates of
+    // 6–7 MB are each off by about ±0.8 MB: 1 MB is noise.
+    let (mut points, gcs) = sawtooth(80, 50, 150_000.0, |_| 4.0 * MB);
+    points[50].bytes += 3.0 * MB;
+    let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+    let th = Thresholds::default();
+    let g = assess(&points[..60], peak, &th, None);
+    let without_noise = check_across_full_gcs(&points[..60], &[], &g, &gcs, None, &th);
+    assert!(matches!(without_noise, FullGcCheck::Confirmed { .. }), "{without_noise:?}");
+    let with_noise = check_across_full_gcs(&points[..60], &[], &g, &gcs, Some(100_000.0), &th);
+    assert!(matches!(with_noise, FullGcCheck::Unconfirmed { .. }), "{with_noise:?}");
+    // The same, with the agent's collected counts showing the turnover: still noise.
+    let churned: Vec<f64> = (0..60).map(|i| 15.0 * i as f64).collect();
+    let counted = check_across_full_gcs(&points[..60], &churned, &g, &gcs, Some(100_000.0), &th);
+    assert!(matches!(counted, FullGcCheck::Unconfirmed { .. }), "{counted:?}");
+}
+
+/// A leak's samples only come: with the collected counts saying none went, the noise of the
+/// difference is that of the samples gained alone, and a rise too small to stand above a
+/// turned-over population's noise is confirmed.
+#[test]
+fn a_leak_whose_samples_only_come_is_confirmed_sooner() {
+    // 50 kB/s from 1 MB, 100 kB per sample; full GC at 40 s; window from ~8 s.
+    let (points, _) = sawtooth(45, 1000, 0.0, |i| 1.0 * MB + 50_000.0 * i as f64);
+    let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+    let th = Thresholds::default();
+    let g = assess(&points, peak, &th, None);
+    assert_eq!(g.verdict, LiveVerdict::Growing);
+    let turned_over = check_across_full_gcs(&points, &[], &g, &[40_000.0], Some(100_000.0), &th);
+    assert!(matches!(turned_over, FullGcCheck::Unconfirmed { .. }), "{turned_over:?}");
+    let none_went = vec![0.0; points.len()];
+    let only_came = check_across_full_gcs(&points, &none_went, &g, &[40_000.0], Some(100_000.0), &th);
+    assert!(matches!(only_came, FullGcCheck::Confirmed { .. }), "{only_came:?}");
+}
+
+#[test]
+fn a_full_gc_too_early_in_the_window_confirms_nothing_and_refutes_nothing() {
+    // A leak with a full GC just after the window starts: too little time to confirm.
+    let (points, _) = sawtooth(60, 1000, 0.0, |i| 120_000.0 * i as f64);
+    let (g, c) = check(&points, &[16_000.0]);
+    assert_eq!(g.verdict, LiveVerdict::Growing);
+    assert!(matches!(c, Some(FullGcCheck::Unconfirmed { full_gcs: 1 })), "{c:?}");
+}
+
 #[test]
 fn thinning_keeps_the_endpoints() {
     let pts: Vec<Point> = (0..1000).map(|i| Point { t_ms: i as f64, bytes: 0.0 }).collect();

@@ -4,7 +4,7 @@
 use super::model::*;
 use super::sufficiency;
 use super::text::format_p;
-use crate::analysis::{LiveVerdict, Thresholds};
+use crate::analysis::{FullGcCheck, LiveVerdict, Thresholds};
 use crate::protocol::Source;
 use crate::retention_view::{KeptAliveBy, latest_retention, owner_to_fix};
 use crate::session_info::SessionInfo;
@@ -58,7 +58,9 @@ pub fn build_with_soak(
             let listed = mine
                 .iter()
                 .enumerate()
-                .filter(|(i, r)| *i < JSON_TOP_SITES || r.growth.verdict == LiveVerdict::Growing)
+                .filter(|(i, r)| {
+                    *i < JSON_TOP_SITES || matches!(r.growth.verdict, LiveVerdict::Growing | LiveVerdict::Rising)
+                })
                 .map(|(_, r)| site_report(r))
                 .collect();
             (mine.len(), listed)
@@ -92,17 +94,21 @@ pub fn build_with_soak(
             native_sites,
         });
     }
-    let findings = managed
-        .iter()
-        .chain(native.iter())
-        .filter(|r| r.growth.verdict == LiveVerdict::Growing)
-        .map(|r| {
-            let mut f = finding(r, multi_process);
-            f.kept_alive_by = kept_alive_by(store, &f);
-            f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
-            f
-        })
-        .collect();
+    let findings_of = |verdict: LiveVerdict| -> Vec<Finding> {
+        managed
+            .iter()
+            .chain(native.iter())
+            .filter(|r| r.growth.verdict == verdict)
+            .map(|r| {
+                let mut f = finding(r, multi_process);
+                f.kept_alive_by = kept_alive_by(store, &f);
+                f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
+                f
+            })
+            .collect()
+    };
+    let findings = findings_of(LiveVerdict::Growing);
+    let rising = findings_of(LiveVerdict::Rising);
     let duration_ms = match (session.started_unix_ms, session.ended_unix_ms) {
         (Some(a), Some(b)) if b > a => b - a,
         _ => store.producers().map(Producer::duration_ms).max().unwrap_or(0),
@@ -128,6 +134,7 @@ pub fn build_with_soak(
         sufficiency: sufficiency::assess(&processes, session.interval_ms, th),
         processes,
         findings,
+        rising,
         messages: messages(store, session),
         soak: soak.map(|ctx| crate::soak::evaluate(store, session, ctx)),
     }
@@ -186,6 +193,7 @@ fn site_report(r: &SiteRow) -> SiteReport {
         present: r.present,
         growth: r.growth.clone(),
         full_gcs_in_window: r.full_gcs,
+        full_gc_check: r.full_gc_check,
     }
 }
 
@@ -198,10 +206,12 @@ fn kept_alive_by(store: &Store, f: &Finding) -> Vec<KeptAliveBy> {
     }
 }
 
-/// Managed types of the growing findings: what to ask the agent about before a run ends.
+/// Managed types of the growing and rising findings: what to ask the agent about before a run
+/// ends.
 pub fn growing_managed_types(store: &Store, th: &Thresholds) -> Vec<(u32, String)> {
     let mut out: Vec<(u32, String)> = Vec::new();
-    for r in sites::ranked(store, Source::Agent, th, None).iter().filter(|r| r.growth.verdict == LiveVerdict::Growing) {
+    let suspects = sites::ranked(store, Source::Agent, th, None);
+    for r in suspects.iter().filter(|r| matches!(r.growth.verdict, LiveVerdict::Growing | LiveVerdict::Rising)) {
         if let Some(t) = &r.type_name {
             if !out.iter().any(|(pid, name)| *pid == r.pid && name == t) {
                 out.push((r.pid, t.clone()));
@@ -222,7 +232,8 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         None => format!("native memory allocated at {at}"),
     };
     let count_word = if r.source == Source::Agent { "objects" } else { "allocations" };
-    let mut text = format!("Leak suspect: {what}, {}", format_rate_per_min(g.bytes_per_min));
+    let head = if g.verdict == LiveVerdict::Rising { "Rising, not yet a leak suspect" } else { "Leak suspect" };
+    let mut text = format!("{head}: {what}, {}", format_rate_per_min(g.bytes_per_min));
     if let Some([lo, hi]) = g.ci95_bytes_per_min {
         let _ = write!(text, " (95% CI {} to {})", format_rate_per_min(lo), format_rate_per_min(hi));
     }
@@ -234,14 +245,24 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         format_p(g.p_value),
         format_duration(Duration::from_millis(g.window_ms as u64))
     );
-    match r.full_gcs {
-        Some(0) => text.push_str(
-            "; no full GC in the window yet, so this could still be garbage waiting for one: record longer to confirm",
-        ),
-        Some(n) => {
-            let _ = write!(text, ", across {n} full GC{}", if n == 1 { "" } else { "s" });
+    match (r.full_gc_check, r.full_gcs) {
+        (Some(FullGcCheck::Confirmed { bytes, .. }), n) => {
+            let n = n.unwrap_or(1);
+            let _ = write!(
+                text,
+                ", across {n} full GC{}: {} more live after the latest than at the start",
+                if n == 1 { "" } else { "s" },
+                format_bytes(bytes)
+            );
         }
-        None => {}
+        (Some(FullGcCheck::Unconfirmed { full_gcs: 0 }), _) => text.push_str(
+            "; no full GC since it began to rise, so this could still be garbage waiting for one: \
+             record longer (or use `leakscope soak`, which induces full GCs) to confirm",
+        ),
+        (Some(FullGcCheck::Unconfirmed { .. }), _) => text.push_str(
+            "; the full GCs so far left too little of the rise to call it a leak or garbage: record longer to confirm",
+        ),
+        _ => {}
     }
     if multi_process {
         let _ = write!(text, " [pid {}]", r.pid);
@@ -249,6 +270,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
     let (frames, frame_lines) = frames_and_lines(r);
     Finding {
         kind: if r.source == Source::Agent { "managed" } else { "native" },
+        verdict: g.verdict,
         pid: r.pid,
         type_name: r.type_name.clone(),
         site: r.site.clone(),
@@ -262,6 +284,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         live_count: r.latest.count.max(0.0).round() as u64,
         window_ms: g.window_ms,
         full_gcs_in_window: r.full_gcs,
+        full_gc_check: r.full_gc_check,
         kept_alive_by: Vec::new(),
         owner_to_fix: None,
         text,

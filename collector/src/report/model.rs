@@ -1,7 +1,7 @@
 //! The run report's schema: `report.json` (schema `leakscope.report/1`, documented in
 //! docs/CLI.md) as Rust types. Built by `build`, rendered by `text`, written by `files`.
 
-use crate::analysis::{Growth, Thresholds};
+use crate::analysis::{FullGcCheck, Growth, LiveVerdict, Thresholds};
 use crate::launch::ExitInfo;
 use crate::protocol::{AgentHealth, GcStats, HeapSizes};
 use crate::retention_view::KeptAliveBy;
@@ -20,7 +20,12 @@ pub struct Report {
     pub thresholds: Thresholds,
     pub input: InputStats,
     pub processes: Vec<ProcessReport>,
+    /// Leak suspects: sites whose rise is significant, material and, for managed sites, confirmed
+    /// by a full GC.
     pub findings: Vec<Finding>,
+    /// Managed sites that rise like a leak but that no full GC has confirmed yet: they could
+    /// still be garbage waiting for one. Not leak suspects, and listed apart.
+    pub rising: Vec<Finding>,
     /// Whether the sites had the points for a verdict (null when no producer connected).
     pub sufficiency: Option<DataSufficiency>,
     pub messages: Vec<Message>,
@@ -125,12 +130,17 @@ pub struct SiteReport {
     pub growth: Growth,
     /// Managed sites: full (gen2) GCs inside the analysed window (null for native sites).
     pub full_gcs_in_window: Option<u64>,
+    /// Managed sites that rose: what the full GCs said about the rise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_gc_check: Option<FullGcCheck>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     /// `managed` or `native`.
     pub kind: &'static str,
+    /// `growing` (a leak suspect) or `rising` (a managed rise no full GC has confirmed yet).
+    pub verdict: LiveVerdict,
     pub pid: u32,
     pub type_name: Option<String>,
     pub site: String,
@@ -143,9 +153,12 @@ pub struct Finding {
     pub live_bytes: u64,
     pub live_count: u64,
     pub window_ms: f64,
-    /// Managed: full (gen2) GCs in the window; 0 means the growth has not yet been seen to
-    /// survive a full GC (it could still be garbage waiting for one).
+    /// Managed: full (gen2) GCs in the window.
     pub full_gcs_in_window: Option<u64>,
+    /// Managed: whether the rise survived a full GC; `unconfirmed` means it could still be
+    /// garbage waiting for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_gc_check: Option<FullGcCheck>,
     /// Managed: what keeps the type alive (reference paths from roots), when the agent was asked
     /// before the end (`retention` record), most instances first.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -1,8 +1,8 @@
 //! The run report built from synthetic protocol lines, and its text.
 
 use super::*;
-use crate::analysis::LiveVerdict;
 use crate::analysis::Thresholds;
+use crate::analysis::{FullGcCheck, LiveVerdict};
 use crate::launch::ExitInfo;
 use crate::retention_view::kept_alive_lines;
 use crate::session_info::SessionInfo;
@@ -30,8 +30,13 @@ fn a_search_cut_short_prints_unknown_with_the_budget_needed() {
     assert!(!text.contains("referenced by no object"), "{text}");
 }
 
-/// A synthetic session: one process with a leaking site, a churning one and a shim.
+/// A synthetic session: one process with a leaking site, a churning one and a shim; full GCs
+/// at 30 s and 58 s (the leak's rise survives them).
 pub(crate) fn sample_store() -> Store {
+    sample_store_with_full_gcs(true)
+}
+
+fn sample_store_with_full_gcs(full_gcs: bool) -> Store {
     let mut store = Store::new();
     store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":42,"version":"0.1.0","cmdline":"dotnet Demo.dll","interval_ms":2000,"runtime":"10.0.12","sampling":"AllocationSampled","mode":"sampled"}"#);
     store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":42,"id":1,"frames":["Demo.OrderAudit.Record","Demo.OrderWorker.Handle","Demo.Program.Main"],"lines":["OrderAudit.cs:17","OrderWorker.cs:20",null]}"#);
@@ -40,9 +45,10 @@ pub(crate) fn sample_store() -> Store {
         let leak = 100_000 + i * 100_000;
         let churn = if i % 2 == 0 { 5_000_000 } else { 4_500_000 };
         store.ingest_line(format!(
-            r#"{{"v":1,"type":"summary","source":"agent","pid":42,"t_ms":{},"rss":90000000,"heap":{{"gen0":1,"gen2":{}}},"gc":{{"count":[{i},1,0]}},"agent":{{"tracked":10,"max_tracked":100000,"dropped":0}},"sites":[{{"type_name":"System.String","site":"Demo.OrderAudit.Record","location":"OrderAudit.cs:17","stack":1,"samples":{i},"objects":{},"bytes":{leak}}},{{"type_name":"System.Byte[]","site":"Demo.Parser.Parse","samples":3,"objects":10,"bytes":{churn}}}]}}"#,
+            r#"{{"v":1,"type":"summary","source":"agent","pid":42,"t_ms":{},"rss":90000000,"heap":{{"gen0":1,"gen2":{}}},"gc":{{"count":[{i},1,{}]}},"agent":{{"tracked":10,"max_tracked":100000,"dropped":0}},"sites":[{{"type_name":"System.String","site":"Demo.OrderAudit.Record","location":"OrderAudit.cs:17","stack":1,"samples":{i},"objects":{},"bytes":{leak}}},{{"type_name":"System.Byte[]","site":"Demo.Parser.Parse","samples":3,"objects":10,"bytes":{churn}}}]}}"#,
             2000 * (i + 1),
             leak,
+            if full_gcs { i / 14 } else { 0 },
             leak / 150
         ).as_bytes());
         store.ingest_line(format!(
@@ -56,6 +62,26 @@ pub(crate) fn sample_store() -> Store {
     store.ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":42,"t_ms":61000,"reason":"runtime shutdown"}"#);
     store.ingest_line(b"garbage");
     store
+}
+
+/// The same leak with no full GC in the whole run: its rise could still be garbage waiting
+/// for one, so it is listed as rising, apart from the leak suspects, and says why.
+#[test]
+fn a_rise_no_full_gc_confirmed_is_rising_not_a_leak_suspect() {
+    let r = build(&sample_store_with_full_gcs(false), &SessionInfo::new("run"), &Thresholds::default());
+    assert!(r.findings.iter().all(|f| f.kind == "native"), "{:#?}", r.findings);
+    assert_eq!(r.rising.len(), 1, "{:#?}", r.rising);
+    let f = &r.rising[0];
+    assert_eq!((f.type_name.as_deref(), f.verdict), (Some("System.String"), LiveVerdict::Rising));
+    assert_eq!(f.full_gc_check, Some(FullGcCheck::Unconfirmed { full_gcs: 0 }));
+    assert!(f.text.starts_with("Rising, not yet a leak suspect: System.String allocated at"), "{}", f.text);
+    assert!(f.text.contains("no full GC since it began to rise"), "{}", f.text);
+    let text = render_text(&r);
+    assert!(text.contains("RISING, NOT YET CONFIRMED BY A FULL GC"), "{text}");
+    assert!(!text.contains("Leak suspect: System.String"), "{text}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["rising"][0]["verdict"], "rising");
+    assert_eq!(json["rising"][0]["full_gc_check"]["outcome"], "unconfirmed");
 }
 
 #[test]

@@ -78,7 +78,8 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "Sizes in decimal units (1 MB = 1,000,000 bytes). Growth: Theil–Sen slope after a {:.0}% warm-up. \
-         Growing: Mann–Kendall p < {} and > {} and > {:.0}% of the site's peak, still rising at the end.",
+         Growing: Mann–Kendall p < {} and > {} and > {:.0}% of the site's peak, still rising at the end, \
+         and for managed sites still that much higher after a full GC (until one comes: rising).",
         th.warmup_fraction * 100.0,
         th.alpha,
         format_bytes(th.min_growth_bytes),
@@ -108,6 +109,15 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
         write_kept_alive_by(&mut o, f);
+    }
+    if !r.rising.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "RISING, NOT YET CONFIRMED BY A FULL GC (could be garbage waiting for one)");
+        for f in &r.rising {
+            let _ = writeln!(o, "  {}", f.text);
+            write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
+            write_kept_alive_by(&mut o, f);
+        }
     }
 
     for p in &r.processes {
@@ -250,7 +260,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
         let _ = write!(head, " (stopped: {by})");
     }
     let _ = writeln!(o, "{head}");
-    for f in &r.findings {
+    for f in r.findings.iter().chain(&r.rising) {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, SUMMARY_FRAMES);
         write_kept_alive_by(&mut o, f);

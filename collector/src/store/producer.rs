@@ -165,6 +165,11 @@ impl Producer {
         s.frames.clone().or_else(|| s.stack_id.and_then(|id| self.stacks.get(&id).cloned()))
     }
 
+    /// Producer times (ms) of the summaries that saw a full (gen2) GC, oldest first.
+    pub fn full_gc_times_ms(&self) -> Vec<f64> {
+        self.full_gc_times.iter().map(|t| *t as f64).collect()
+    }
+
     /// Full (gen2) GCs seen between these producer times, inclusive.
     pub fn full_gcs_between(&self, start_ms: f64, end_ms: f64) -> u64 {
         self.full_gc_times.iter().filter(|t| (**t as f64) >= start_ms && (**t as f64) <= end_ms).count() as u64

@@ -36,6 +36,7 @@ impl Producer {
                     acc.latest.bytes += obs.latest.bytes;
                     acc.latest.count += obs.latest.count;
                     acc.latest.samples += obs.latest.samples;
+                    acc.latest.collected = acc.latest.collected.zip(obs.latest.collected).map(|(a, b)| a + b);
                 }
                 None => {
                     merged.insert(obs.key.clone(), obs);
@@ -72,14 +73,15 @@ impl Producer {
             if location.is_some() {
                 series.location = location;
             }
-            series.push(SeriesPoint { t_ms: t, bytes: latest.bytes, count: latest.count });
+            let collected = latest.collected.unwrap_or(f64::NAN);
+            series.push(SeriesPoint { t_ms: t, bytes: latest.bytes, count: latest.count, collected });
             series.latest = latest;
             series.present = true;
         }
         if !record_full {
             for series in self.sites.values_mut().filter(|s| !s.present) {
                 series.latest = SiteLatest::default();
-                series.push(SeriesPoint { t_ms: t, bytes: 0.0, count: 0.0 });
+                series.push(SeriesPoint { t_ms: t, bytes: 0.0, count: 0.0, collected: f64::NAN });
             }
         }
     }
@@ -171,6 +173,7 @@ impl Producer {
                     samples: site.samples.map(|n| n.0).unwrap_or(0.0),
                     age_gcs: site.age_gcs.map(|n| n.0),
                     gens: site.gens.iter().take(MAX_GENS).map(|n| n.u64()).collect(),
+                    collected: site.collected.map(|n| n.0),
                 };
                 Observation {
                     key: (site.type_name.clone(), site.site),
@@ -356,6 +359,7 @@ impl Producer {
                     samples: site.samples.map(|v| v.0).unwrap_or(0.0),
                     age_gcs: None,
                     gens: Vec::new(),
+                    collected: None,
                 };
                 Observation {
                     key: (String::new(), site.site),

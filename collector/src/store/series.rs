@@ -33,6 +33,8 @@ pub struct SeriesPoint {
     pub bytes: f64,
     /// Objects (managed) or allocations (native).
     pub count: f64,
+    /// Managed: the site's samples collected so far (cumulative; NaN when the agent did not say).
+    pub collected: f64,
 }
 
 /// What a site looked like in the latest record that listed it.
@@ -43,6 +45,8 @@ pub struct SiteLatest {
     pub samples: f64,
     pub age_gcs: Option<f64>,
     pub gens: Vec<u64>,
+    /// Managed: samples collected so far (cumulative), when the agent says.
+    pub collected: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +133,7 @@ pub(crate) fn compact(points: &mut Vec<SeriesPoint>) {
                 t_ms: pair.iter().map(|p| p.t_ms).sum::<f64>() / n,
                 bytes: pair.iter().map(|p| p.bytes).sum::<f64>() / n,
                 count: pair.iter().map(|p| p.count).sum::<f64>() / n,
+                collected: pair.iter().map(|p| p.collected).sum::<f64>() / n,
             }
         })
         .collect();

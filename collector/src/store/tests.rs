@@ -64,7 +64,7 @@ fn out_of_order_and_duplicate_times_are_ignored_for_series() {
 fn series_stay_bounded_and_keep_their_shape() {
     let mut s = SiteSeries::new(None, "x".into());
     for i in 0..10_000u64 {
-        s.push(SeriesPoint { t_ms: i as f64 * 1000.0, bytes: i as f64, count: 0.0 });
+        s.push(SeriesPoint { t_ms: i as f64 * 1000.0, bytes: i as f64, count: 0.0, collected: f64::NAN });
     }
     assert!(s.points().len() < MAX_SERIES_POINTS);
     assert!(s.points().windows(2).all(|w| w[0].t_ms < w[1].t_ms), "time stays sorted");

@@ -10,6 +10,9 @@
 //!   add enough bytes over the window, absolutely and relative to the site's peak.
 //! * **Still growing at the end**: a bounded cache rises and then stops; the slope over the
 //!   recent half tells a leak (keeps going) from a plateau (stopped).
+//! * **Survived a full GC** (managed sites, [`check_across_full_gcs`], applied by `sites.rs`):
+//!   garbage promoted to gen2 rises like a leak until the next full GC, so a rise no full GC has
+//!   confirmed is only [`LiveVerdict::Rising`].
 
 use super::stats::{Point, mann_kendall, median, theil_sen, thin_evenly};
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Ranking sites across producers: every series assessed, growing ones first.
 
-use crate::analysis::{self, FullGcCheck, Growth, Thresholds, Verdict};
+use crate::analysis::{self, FullGcCheck, Growth, LiveVerdict, Thresholds};
 use crate::protocol::Source;
 use crate::store::{Producer, SiteLatest, Stack, Store, site_label};
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
             let th = if series.peak_bytes <= th.min_growth_bytes { &small } else { th };
             let points = series.analysis_points();
             let mut growth = analysis::assess(&points, series.peak_bytes, th, recent_window_ms);
-            let full_gc_check = (source == Source::Agent && growth.verdict == Verdict::Growing).then(|| {
+            let full_gc_check = (source == Source::Agent && growth.verdict == LiveVerdict::Growing).then(|| {
                 let per_sample = (series.latest.samples > 0.0).then(|| series.latest.bytes / series.latest.samples);
                 let collected: Vec<f64> = series.points().iter().map(|p| p.collected).collect();
                 let check = analysis::check_across_full_gcs(&points, &collected, &growth, &full_gc_ms, per_sample, th);
@@ -81,11 +81,11 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
 
 /// A managed rise is a leak suspect only once it has survived a full GC; garbage that died old
 /// falls back at the first one.
-fn verdict_after_full_gcs(check: FullGcCheck) -> Verdict {
+fn verdict_after_full_gcs(check: FullGcCheck) -> LiveVerdict {
     match check {
-        FullGcCheck::Confirmed { .. } => Verdict::Growing,
-        FullGcCheck::FellBack { .. } => Verdict::Steady,
-        FullGcCheck::Unconfirmed { .. } => Verdict::Rising,
+        FullGcCheck::Confirmed { .. } => LiveVerdict::Growing,
+        FullGcCheck::FellBack { .. } => LiveVerdict::Steady,
+        FullGcCheck::Unconfirmed { .. } => LiveVerdict::Rising,
     }
 }
 
@@ -93,14 +93,14 @@ fn verdict_after_full_gcs(check: FullGcCheck) -> Verdict {
 pub fn sort_ranked(rows: &mut [SiteRow]) {
     rows.sort_by(|a, b| {
         let rank = |r: &SiteRow| match r.growth.verdict {
-            Verdict::Growing => 0,
-            Verdict::Rising => 1,
+            LiveVerdict::Growing => 0,
+            LiveVerdict::Rising => 1,
             _ => 2,
         };
         rank(a)
             .cmp(&rank(b))
             .then_with(|| match a.growth.verdict {
-                Verdict::Growing | Verdict::Rising => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
+                LiveVerdict::Growing | LiveVerdict::Rising => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
                 _ => std::cmp::Ordering::Equal,
             })
             .then_with(|| b.latest.bytes.total_cmp(&a.latest.bytes))

@@ -11,7 +11,7 @@
 //! points (older points are merged pairwise, as the live view's series are), and the number of
 //! type and site series is capped (the smallest absent ones are evicted first).
 
-use crate::store::{SeriesPoint, Stack, compact};
+use super::series::{SeriesPoint, Stack, compact};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ pub const SOAK_SERIES_POINTS: usize = 240;
 pub const MAX_TYPE_SERIES: usize = 6000;
 /// (type, site) series per producer.
 pub const MAX_RETAINED_SERIES: usize = 4000;
+
+pub const SOAK_SERIES_BYTES: usize = SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
 
 /// A bounded time series of bytes (and objects or allocations).
 #[derive(Debug, Clone, Default)]

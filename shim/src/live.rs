@@ -44,7 +44,8 @@ pub(crate) struct LiveTable {
     bits: *const AtomicU64,
     /// Samples per filter slot, saturating (changed under the slot's shard lock).
     counts: *mut u8,
-    filter_bits: u32,
+    /// 64 - log2(filter slots), precomputed: the shift `free` applies to the hash.
+    filter_shift: u32,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_busy: AtomicU64,
     mapped: usize,
@@ -99,7 +100,7 @@ impl LiveTable {
             cap_per_shard: per_shard,
             bits,
             counts,
-            filter_bits,
+            filter_shift: 64 - filter_bits,
             dropped_full: AtomicU64::new(0),
             dropped_busy: AtomicU64::new(0),
             mapped: entry_bytes + filter_slots / 8 + filter_slots,
@@ -116,13 +117,13 @@ impl LiveTable {
 
     #[inline(always)]
     fn filter_slot(&self, addr: usize) -> usize {
-        (mix(addr) >> (64 - self.filter_bits)) as usize
+        (mix(addr) >> self.filter_shift) as usize
     }
 
     #[inline(always)]
     fn bit_word(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: `slot < 2^filter_bits`; the bitset mapping has
-        // 2^filter_bits / 64 words and lives for the rest of the process.
+        // SAFETY: `slot < 2^(64 - filter_shift)`; the bitset mapping has
+        // that many bits and lives for the rest of the process.
         unsafe { &*self.bits.add(slot >> 6) }
     }
 

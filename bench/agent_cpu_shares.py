@@ -27,7 +27,11 @@ def perf_rows(data, sort):
     for line in out.splitlines():
         m = re.match(r"\s+[\d.]+%\s+(\d+)\s+(.*\S)", line)
         if m:
-            rows[m.group(2)] = int(m.group(1))
+            key = m.group(2)
+            # JIT-compiled code lives in a memfd mapping perf cannot name: one row for all of it.
+            if "memfd:doublemapper" in key:
+                key = "JIT-compiled code"
+            rows[key] = rows.get(key, 0) + int(m.group(1))
     return rows
 
 

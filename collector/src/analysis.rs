@@ -68,6 +68,9 @@ impl Default for Thresholds {
 pub enum Verdict {
     /// Significant, material, and still rising at the end of the window: a leak suspect.
     Growing,
+    /// A managed site that rises like a leak, but no full GC has come since to tell it from
+    /// garbage waiting for one (see [`FullGcCheck`]).
+    Rising,
     /// Rose significantly but has stopped: typical of a cache filling up to its bound.
     Plateaued,
     /// No material upward trend: churn, or stable.
@@ -80,6 +83,7 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Growing => "growing",
+            Verdict::Rising => "rising",
             Verdict::Plateaued => "plateaued",
             Verdict::Steady => "steady",
             Verdict::InsufficientData => "insufficient_data",
@@ -163,6 +167,97 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
         points: window.len(),
     }
 }
+
+/// What the full GCs inside a managed site's window say about its rise.
+///
+/// A managed site's live estimate counts the sampled objects whose weak handles are still set,
+/// and a dead object promoted to gen2 keeps its handle until the next full GC collects it. So
+/// between full GCs, churn that dies old (a retry window, a cache that turns over) rises like a
+/// leak. Right after a full GC the estimate holds no such garbage, and an estimate never holds
+/// less than what is truly live, so `after a full GC − at the window's start` is a lower bound
+/// on how much the truly live bytes grew (up to sampling noise).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum FullGcCheck {
+    /// The rise survived a full GC: at least `bytes` more are live after it than at the start.
+    Confirmed { bytes: f64, full_gc_ms: f64 },
+    /// The last full GC brought the site back to where the window started: the rise was garbage.
+    FellBack { bytes: f64, full_gc_ms: f64 },
+    /// No full GC late enough in the window to tell (or the rise it shows is not material yet).
+    Unconfirmed { full_gcs: usize },
+}
+
+/// Checks a rise against the full GCs (producer times, ms) inside `growth`'s window; `points`
+/// is the whole series, as given to [`assess`], and `collected` the site's cumulative collected
+/// samples at each point (NaN where unknown).
+///
+/// `bytes_per_sample` (the weight of one followed sample) sets the noise floor. Each sample that
+/// came (was born and is alive) or went (was collected) between the two estimates is one
+/// sampling event, so their difference is off by about √(came + went) samples: a leak's samples
+/// only come, churn's come and go. Without the collected counts, the bound assumes the whole
+/// population turned over (√(samples at the start + samples after)). A confirmed rise must
+/// stand 3 σ above that.
+pub fn check_across_full_gcs(
+    points: &[Point],
+    collected: &[f64],
+    growth: &Growth,
+    full_gc_ms: &[f64],
+    bytes_per_sample: Option<f64>,
+    th: &Thresholds,
+) -> FullGcCheck {
+    let (start, end) = (growth.window_start_ms, growth.window_start_ms + growth.window_ms);
+    let window: Vec<(Point, f64)> = points
+        .iter()
+        .copied()
+        .zip(collected.iter().copied().chain(std::iter::repeat(f64::NAN)))
+        .filter(|(p, _)| p.t_ms >= start && p.t_ms <= end)
+        .collect();
+    // The start is the median of the first three points, so one noisy point does not decide.
+    let head = &window[..window.len().min(3)];
+    let Some(head_end) = head.last().map(|(p, _)| p.t_ms) else {
+        return FullGcCheck::Unconfirmed { full_gcs: 0 };
+    };
+    let (head_mid, collected_at_start) = head[head.len() / 2];
+    let mut head_bytes: Vec<f64> = head.iter().map(|(p, _)| p.bytes).collect();
+    let start_bytes = median(&mut head_bytes);
+    let gcs: Vec<f64> = full_gc_ms.iter().copied().filter(|t| *t > head_end && *t <= end).collect();
+    // The first point at or after the latest full GC holds no garbage that GC could collect.
+    let after_last_gc =
+        gcs.iter().rev().find_map(|t| window.iter().find(|(p, _)| p.t_ms >= *t).map(|(p, c)| (*t, p.bytes, *c)));
+    let Some((gc_ms, after, collected_after)) = after_last_gc else {
+        return FullGcCheck::Unconfirmed { full_gcs: gcs.len() };
+    };
+    let grown = after - start_bytes;
+    // Material as for the trend, but against what is truly live (after the GC), not a peak
+    // that held garbage; and beyond the sampling noise of the two estimates.
+    let noise = bytes_per_sample
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .map(|w| {
+            let (at_start, at_after) = (start_bytes.max(0.0) / w, after.max(0.0) / w);
+            let went = collected_after - collected_at_start;
+            let events = if went.is_finite() && went >= 0.0 {
+                (at_after - at_start + went).max(0.0) + went
+            } else {
+                at_start + at_after
+            };
+            3.0 * w * events.sqrt()
+        })
+        .unwrap_or(0.0);
+    let material = th.min_growth_bytes.max(th.min_growth_fraction * after).max(noise);
+    // What the window's slope predicts the site had gained by that GC.
+    let expected = growth.bytes_per_min / 60_000.0 * (gc_ms - head_mid.t_ms);
+    if grown > material {
+        FullGcCheck::Confirmed { bytes: grown, full_gc_ms: gc_ms }
+    } else if expected > material && grown < FELL_BACK_FRACTION * material {
+        FullGcCheck::FellBack { bytes: grown, full_gc_ms: gc_ms }
+    } else {
+        FullGcCheck::Unconfirmed { full_gcs: gcs.len() }
+    }
+}
+
+/// A full GC that leaves less than this share of a material rise, where the trend predicted a
+/// material one, says the rise was garbage.
+const FELL_BACK_FRACTION: f64 = 0.25;
 
 /// Drops the warm-up, applies the recent window, and thins to `max_points`.
 fn analysis_window(points: &[Point], th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<Point> {
@@ -928,6 +1023,103 @@ mod tests {
         let g = assess(&pts, 60.0 * MB, &Thresholds::default(), Some(10.0 * 60_000.0));
         assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
         assert!((g.bytes_per_min - 2.0 * MB).abs() < 0.3 * MB);
+    }
+
+    /// A sawtooth: garbage that dies old piles up between full GCs (every `gc_every` points)
+    /// on top of `live(i)`; returns the series and the full GCs' times.
+    fn sawtooth(
+        n: usize,
+        gc_every: usize,
+        garbage_per_point: f64,
+        live: impl Fn(usize) -> f64,
+    ) -> (Vec<Point>, Vec<f64>) {
+        let points = series(n, 1000.0, |i, _| live(i) + garbage_per_point * (i % gc_every) as f64);
+        let gcs = (1..n).filter(|i| i % gc_every == 0).map(|i| i as f64 * 1000.0).collect();
+        (points, gcs)
+    }
+
+    fn check(points: &[Point], gcs: &[f64]) -> (Growth, Option<FullGcCheck>) {
+        let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+        let th = Thresholds::default();
+        let g = assess(points, peak, &th, None);
+        let c = (g.verdict == Verdict::Growing).then(|| check_across_full_gcs(points, &[], &g, gcs, None, &th));
+        (g, c)
+    }
+
+    #[test]
+    fn churn_that_dies_old_rises_like_a_leak_until_a_full_gc_takes_it_back() {
+        // 4 MB of live messages; 150 kB of promoted garbage per second, a full GC every 50 s.
+        let (points, gcs) = sawtooth(80, 50, 150_000.0, |_| 4.0 * MB);
+        let (before_gc, _) = check(&points[..45], &[]);
+        assert_eq!(before_gc.verdict, Verdict::Growing, "the trend test alone cannot tell: {before_gc:?}");
+        let (_, c) = check(&points[..45], &gcs);
+        assert_eq!(c, Some(FullGcCheck::Unconfirmed { full_gcs: 0 }), "no full GC yet: rising, not growing");
+        // A full GC at 50 s brings it back; the window (after warm-up) still trends up.
+        let (points, gcs) = sawtooth(100, 50, 150_000.0, |_| 4.0 * MB);
+        let (g, c) = check(&points[..80], &gcs);
+        if g.verdict == Verdict::Growing {
+            assert!(matches!(c, Some(FullGcCheck::FellBack { .. })), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_leak_under_the_same_churn_is_confirmed_by_the_full_gc() {
+        // The same sawtooth, plus 120 kB/s that stays live.
+        let (points, gcs) = sawtooth(80, 50, 150_000.0, |i| 4.0 * MB + 120_000.0 * i as f64);
+        let (g, c) = check(&points, &gcs);
+        assert_eq!(g.verdict, Verdict::Growing, "{g:?}");
+        let Some(FullGcCheck::Confirmed { bytes, full_gc_ms }) = c else { panic!("{c:?}") };
+        assert_eq!(full_gc_ms, 50_000.0);
+        // From the window's start (~17 s, on the sawtooth: 8.6 MB) to just after the GC at
+        // 50 s (10 MB), where all of it is live.
+        assert!(bytes > 1.0 * MB && bytes < 2.0 * MB, "{bytes}");
+    }
+
+    #[test]
+    fn sampling_noise_is_not_confirmed_growth() {
+        // Churn whose estimate just after the full GC came out 3 MB high by chance. It stands
+        // 1 MB above the window's start (6 MB), but with 100 kB per sample two estimates of
+        // 6–7 MB are each off by about ±0.8 MB: 1 MB is noise.
+        let (mut points, gcs) = sawtooth(80, 50, 150_000.0, |_| 4.0 * MB);
+        points[50].bytes += 3.0 * MB;
+        let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+        let th = Thresholds::default();
+        let g = assess(&points[..60], peak, &th, None);
+        let without_noise = check_across_full_gcs(&points[..60], &[], &g, &gcs, None, &th);
+        assert!(matches!(without_noise, FullGcCheck::Confirmed { .. }), "{without_noise:?}");
+        let with_noise = check_across_full_gcs(&points[..60], &[], &g, &gcs, Some(100_000.0), &th);
+        assert!(matches!(with_noise, FullGcCheck::Unconfirmed { .. }), "{with_noise:?}");
+        // The same, with the agent's collected counts showing the turnover: still noise.
+        let churned: Vec<f64> = (0..60).map(|i| 15.0 * i as f64).collect();
+        let counted = check_across_full_gcs(&points[..60], &churned, &g, &gcs, Some(100_000.0), &th);
+        assert!(matches!(counted, FullGcCheck::Unconfirmed { .. }), "{counted:?}");
+    }
+
+    /// A leak's samples only come: with the collected counts saying none went, the noise of the
+    /// difference is that of the samples gained alone, and a rise too small to stand above a
+    /// turned-over population's noise is confirmed.
+    #[test]
+    fn a_leak_whose_samples_only_come_is_confirmed_sooner() {
+        // 50 kB/s from 1 MB, 100 kB per sample; full GC at 40 s; window from ~8 s.
+        let (points, _) = sawtooth(45, 1000, 0.0, |i| 1.0 * MB + 50_000.0 * i as f64);
+        let peak = points.iter().map(|p| p.bytes).fold(0.0, f64::max);
+        let th = Thresholds::default();
+        let g = assess(&points, peak, &th, None);
+        assert_eq!(g.verdict, Verdict::Growing);
+        let turned_over = check_across_full_gcs(&points, &[], &g, &[40_000.0], Some(100_000.0), &th);
+        assert!(matches!(turned_over, FullGcCheck::Unconfirmed { .. }), "{turned_over:?}");
+        let none_went = vec![0.0; points.len()];
+        let only_came = check_across_full_gcs(&points, &none_went, &g, &[40_000.0], Some(100_000.0), &th);
+        assert!(matches!(only_came, FullGcCheck::Confirmed { .. }), "{only_came:?}");
+    }
+
+    #[test]
+    fn a_full_gc_too_early_in_the_window_confirms_nothing_and_refutes_nothing() {
+        // A leak with a full GC just after the window starts: too little time to confirm.
+        let (points, _) = sawtooth(60, 1000, 0.0, |i| 120_000.0 * i as f64);
+        let (g, c) = check(&points, &[16_000.0]);
+        assert_eq!(g.verdict, Verdict::Growing);
+        assert!(matches!(c, Some(FullGcCheck::Unconfirmed { full_gcs: 1 })), "{c:?}");
     }
 
     #[test]

@@ -158,6 +158,7 @@ impl Drop for LiveView {
 fn verdict_mark(v: Verdict, colour: bool) -> String {
     match v {
         Verdict::Growing => paint("▲ growing", Style::Red, colour),
+        Verdict::Rising => paint("△ rising", Style::Yellow, colour),
         Verdict::Plateaued => paint("▬ plateau", Style::Yellow, colour),
         Verdict::Steady => paint("  steady", Style::Green, colour),
         Verdict::InsufficientData => paint("  …", Style::Dim, colour),
@@ -325,7 +326,7 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
 /// A growing managed row's first `kept alive by: …` line, from the agent's latest retention
 /// record for its type.
 fn kept_alive_line(store: &Store, r: &SiteRow) -> Option<String> {
-    if r.growth.verdict != Verdict::Growing {
+    if !matches!(r.growth.verdict, Verdict::Growing | Verdict::Rising) {
         return None;
     }
     let type_name = r.type_name.as_deref()?;
@@ -486,7 +487,7 @@ mod tests {
         assert!(text.contains("pid 42  dotnet Demo.dll"), "{text}");
         assert!(text.contains("memory  RSS 90.0 MB │ managed"), "{text}");
         assert!(text.contains("native 1.00 MB live"), "{text}");
-        assert!(text.contains("gc      gen0 29, gen1 1, gen2 0"), "{text}");
+        assert!(text.contains("gc      gen0 29, gen1 1, gen2 2"), "{text}");
         assert!(text.contains("agent   tracked 10/100000 samples"), "{text}");
         let managed_at = lines.iter().position(|l| l.starts_with("MANAGED SURVIVORS")).unwrap();
         assert!(lines[managed_at + 1].ends_with("type @ allocating site"), "{text}");
@@ -521,7 +522,7 @@ mod tests {
         let line = plain_line(&store, &m, &n, &info());
         assert!(!line.contains('\n'));
         assert!(line.starts_with("leakscope [00:01:02] pid 42 rss 90.0 MB heap"), "{line}");
-        assert!(line.contains("gc 29/1/0 tracked 10/100000"), "{line}");
+        assert!(line.contains("gc 29/1/2 tracked 10/100000"), "{line}");
         assert!(
             line.contains(
                 "| top managed: System.String @ Demo.OrderAudit.Record (OrderAudit.cs:17) 3.00 MB +3.00 MB/min growing"

@@ -4,7 +4,7 @@
 //! model, so both files always agree. Re-rendering a recording gives the same report, because
 //! the run's own facts (command, exit, notes) are kept beside it in `session.json`.
 
-use crate::analysis::{Growth, Thresholds, Verdict};
+use crate::analysis::{FullGcCheck, Growth, Thresholds, Verdict};
 use crate::files::{Dir, FileError};
 use crate::launch::ExitInfo;
 use crate::protocol::{AgentHealth, GcStats, HeapSizes, Source};
@@ -82,7 +82,12 @@ pub struct Report {
     pub thresholds: Thresholds,
     pub input: InputStats,
     pub processes: Vec<ProcessReport>,
+    /// Leak suspects: sites whose rise is significant, material and, for managed sites, confirmed
+    /// by a full GC.
     pub findings: Vec<Finding>,
+    /// Managed sites that rise like a leak but that no full GC has confirmed yet: they could
+    /// still be garbage waiting for one. Not leak suspects, and listed apart.
+    pub rising: Vec<Finding>,
     /// Whether the sites had the points for a verdict (null when no producer connected).
     pub sufficiency: Option<crate::sufficiency::DataSufficiency>,
     pub messages: Vec<Message>,
@@ -187,12 +192,17 @@ pub struct SiteReport {
     pub growth: Growth,
     /// Managed sites: full (gen2) GCs inside the analysed window (null for native sites).
     pub full_gcs_in_window: Option<u64>,
+    /// Managed sites that rose: what the full GCs said about the rise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_gc_check: Option<FullGcCheck>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     /// `managed` or `native`.
     pub kind: &'static str,
+    /// `growing` (a leak suspect) or `rising` (a managed rise no full GC has confirmed yet).
+    pub verdict: Verdict,
     pub pid: u32,
     pub type_name: Option<String>,
     pub site: String,
@@ -205,9 +215,12 @@ pub struct Finding {
     pub live_bytes: u64,
     pub live_count: u64,
     pub window_ms: f64,
-    /// Managed: full (gen2) GCs in the window; 0 means the growth has not yet been seen to
-    /// survive a full GC (it could still be garbage waiting for one).
+    /// Managed: full (gen2) GCs in the window.
     pub full_gcs_in_window: Option<u64>,
+    /// Managed: whether the rise survived a full GC; `unconfirmed` means it could still be
+    /// garbage waiting for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_gc_check: Option<FullGcCheck>,
     /// Managed: what keeps the type alive (reference paths from roots), when the agent was asked
     /// before the end (`retention` record), most instances first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -375,7 +388,7 @@ pub fn build_with_soak(
             let listed = mine
                 .iter()
                 .enumerate()
-                .filter(|(i, r)| *i < JSON_TOP_SITES || r.growth.verdict == Verdict::Growing)
+                .filter(|(i, r)| *i < JSON_TOP_SITES || matches!(r.growth.verdict, Verdict::Growing | Verdict::Rising))
                 .map(|(_, r)| site_report(r))
                 .collect();
             (mine.len(), listed)
@@ -409,17 +422,21 @@ pub fn build_with_soak(
             native_sites,
         });
     }
-    let findings = managed
-        .iter()
-        .chain(native.iter())
-        .filter(|r| r.growth.verdict == Verdict::Growing)
-        .map(|r| {
-            let mut f = finding(r, multi_process);
-            f.kept_alive_by = kept_alive_by(store, &f);
-            f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
-            f
-        })
-        .collect();
+    let findings_of = |verdict: Verdict| -> Vec<Finding> {
+        managed
+            .iter()
+            .chain(native.iter())
+            .filter(|r| r.growth.verdict == verdict)
+            .map(|r| {
+                let mut f = finding(r, multi_process);
+                f.kept_alive_by = kept_alive_by(store, &f);
+                f.owner_to_fix = owner_to_fix(store, f.pid, f.type_name.as_deref());
+                f
+            })
+            .collect()
+    };
+    let findings = findings_of(Verdict::Growing);
+    let rising = findings_of(Verdict::Rising);
     let duration_ms = match (session.started_unix_ms, session.ended_unix_ms) {
         (Some(a), Some(b)) if b > a => b - a,
         _ => store.producers().map(Producer::duration_ms).max().unwrap_or(0),
@@ -445,6 +462,7 @@ pub fn build_with_soak(
         sufficiency: crate::sufficiency::assess(&processes, session.interval_ms, th),
         processes,
         findings,
+        rising,
         messages: messages(store, session),
         soak: soak.map(|ctx| crate::soak::evaluate(store, session, ctx)),
     }
@@ -503,6 +521,7 @@ fn site_report(r: &SiteRow) -> SiteReport {
         present: r.present,
         growth: r.growth.clone(),
         full_gcs_in_window: r.full_gcs,
+        full_gc_check: r.full_gc_check,
     }
 }
 
@@ -527,10 +546,12 @@ pub fn owner_to_fix(store: &Store, pid: u32, type_name: Option<&str>) -> Option<
     crate::path_growth::growing_path(producer.retention_history.iter().map(|r| r.as_ref()), type_name?)
 }
 
-/// Managed types of the growing findings: what to ask the agent about before a run ends.
+/// Managed types of the growing and rising findings: what to ask the agent about before a run
+/// ends.
 pub fn growing_managed_types(store: &Store, th: &Thresholds) -> Vec<(u32, String)> {
     let mut out: Vec<(u32, String)> = Vec::new();
-    for r in sites::ranked(store, Source::Agent, th, None).iter().filter(|r| r.growth.verdict == Verdict::Growing) {
+    let suspects = sites::ranked(store, Source::Agent, th, None);
+    for r in suspects.iter().filter(|r| matches!(r.growth.verdict, Verdict::Growing | Verdict::Rising)) {
         if let Some(t) = &r.type_name {
             if !out.iter().any(|(pid, name)| *pid == r.pid && name == t) {
                 out.push((r.pid, t.clone()));
@@ -551,7 +572,8 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         None => format!("native memory allocated at {at}"),
     };
     let count_word = if r.source == Source::Agent { "objects" } else { "allocations" };
-    let mut text = format!("Leak suspect: {what}, {}", format_rate_per_min(g.bytes_per_min));
+    let head = if g.verdict == Verdict::Rising { "Rising, not yet a leak suspect" } else { "Leak suspect" };
+    let mut text = format!("{head}: {what}, {}", format_rate_per_min(g.bytes_per_min));
     if let Some([lo, hi]) = g.ci95_bytes_per_min {
         let _ = write!(text, " (95% CI {} to {})", format_rate_per_min(lo), format_rate_per_min(hi));
     }
@@ -563,14 +585,24 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         format_p(g.p_value),
         format_duration(Duration::from_millis(g.window_ms as u64))
     );
-    match r.full_gcs {
-        Some(0) => text.push_str(
-            "; no full GC in the window yet, so this could still be garbage waiting for one: record longer to confirm",
-        ),
-        Some(n) => {
-            let _ = write!(text, ", across {n} full GC{}", if n == 1 { "" } else { "s" });
+    match (r.full_gc_check, r.full_gcs) {
+        (Some(FullGcCheck::Confirmed { bytes, .. }), n) => {
+            let n = n.unwrap_or(1);
+            let _ = write!(
+                text,
+                ", across {n} full GC{}: {} more live after the latest than at the start",
+                if n == 1 { "" } else { "s" },
+                format_bytes(bytes)
+            );
         }
-        None => {}
+        (Some(FullGcCheck::Unconfirmed { full_gcs: 0 }), _) => text.push_str(
+            "; no full GC since it began to rise, so this could still be garbage waiting for one: \
+             record longer (or use `leakscope soak`, which induces full GCs) to confirm",
+        ),
+        (Some(FullGcCheck::Unconfirmed { .. }), _) => text.push_str(
+            "; the full GCs so far left too little of the rise to call it a leak or garbage: record longer to confirm",
+        ),
+        _ => {}
     }
     if multi_process {
         let _ = write!(text, " [pid {}]", r.pid);
@@ -578,6 +610,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
     let (frames, frame_lines) = frames_and_lines(r);
     Finding {
         kind: if r.source == Source::Agent { "managed" } else { "native" },
+        verdict: g.verdict,
         pid: r.pid,
         type_name: r.type_name.clone(),
         site: r.site.clone(),
@@ -591,6 +624,7 @@ fn finding(r: &SiteRow, multi_process: bool) -> Finding {
         live_count: r.latest.count.max(0.0).round() as u64,
         window_ms: g.window_ms,
         full_gcs_in_window: r.full_gcs,
+        full_gc_check: r.full_gc_check,
         kept_alive_by: Vec::new(),
         owner_to_fix: None,
         text,
@@ -830,7 +864,8 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "Sizes in decimal units (1 MB = 1,000,000 bytes). Growth: Theil–Sen slope after a {:.0}% warm-up. \
-         Growing: Mann–Kendall p < {} and > {} and > {:.0}% of the site's peak, still rising at the end.",
+         Growing: Mann–Kendall p < {} and > {} and > {:.0}% of the site's peak, still rising at the end, \
+         and for managed sites still that much higher after a full GC (until one comes: rising).",
         th.warmup_fraction * 100.0,
         th.alpha,
         format_bytes(th.min_growth_bytes),
@@ -860,6 +895,15 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
         write_kept_alive_by(&mut o, f);
+    }
+    if !r.rising.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "RISING, NOT YET CONFIRMED BY A FULL GC (could be garbage waiting for one)");
+        for f in &r.rising {
+            let _ = writeln!(o, "  {}", f.text);
+            write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, TEXT_FRAMES);
+            write_kept_alive_by(&mut o, f);
+        }
     }
 
     for p in &r.processes {
@@ -1024,7 +1068,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
         let _ = write!(head, " (stopped: {by})");
     }
     let _ = writeln!(o, "{head}");
-    for f in &r.findings {
+    for f in r.findings.iter().chain(&r.rising) {
         let _ = writeln!(o, "  {}", f.text);
         write_frames(&mut o, &f.frames, &f.frame_lines, &f.site, SUMMARY_FRAMES);
         write_kept_alive_by(&mut o, f);
@@ -1210,8 +1254,13 @@ pub(crate) mod tests {
         assert!(!text.contains("referenced by no object"), "{text}");
     }
 
-    /// A synthetic session: one process with a leaking site, a churning one and a shim.
+    /// A synthetic session: one process with a leaking site, a churning one and a shim; full GCs
+    /// at 30 s and 58 s (the leak's rise survives them).
     pub(crate) fn sample_store() -> Store {
+        sample_store_with_full_gcs(true)
+    }
+
+    fn sample_store_with_full_gcs(full_gcs: bool) -> Store {
         let mut store = Store::new();
         store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":42,"version":"0.1.0","cmdline":"dotnet Demo.dll","interval_ms":2000,"runtime":"10.0.12","sampling":"AllocationSampled","mode":"sampled"}"#);
         store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":42,"id":1,"frames":["Demo.OrderAudit.Record","Demo.OrderWorker.Handle","Demo.Program.Main"],"lines":["OrderAudit.cs:17","OrderWorker.cs:20",null]}"#);
@@ -1222,9 +1271,10 @@ pub(crate) mod tests {
             let leak = 100_000 + i * 100_000;
             let churn = if i % 2 == 0 { 5_000_000 } else { 4_500_000 };
             store.ingest_line(format!(
-                r#"{{"v":1,"type":"summary","source":"agent","pid":42,"t_ms":{},"rss":90000000,"heap":{{"gen0":1,"gen2":{}}},"gc":{{"count":[{i},1,0]}},"agent":{{"tracked":10,"max_tracked":100000,"dropped":0}},"sites":[{{"type_name":"System.String","site":"Demo.OrderAudit.Record","location":"OrderAudit.cs:17","stack":1,"samples":{i},"objects":{},"bytes":{leak}}},{{"type_name":"System.Byte[]","site":"Demo.Parser.Parse","samples":3,"objects":10,"bytes":{churn}}}]}}"#,
+                r#"{{"v":1,"type":"summary","source":"agent","pid":42,"t_ms":{},"rss":90000000,"heap":{{"gen0":1,"gen2":{}}},"gc":{{"count":[{i},1,{}]}},"agent":{{"tracked":10,"max_tracked":100000,"dropped":0}},"sites":[{{"type_name":"System.String","site":"Demo.OrderAudit.Record","location":"OrderAudit.cs:17","stack":1,"samples":{i},"objects":{},"bytes":{leak}}},{{"type_name":"System.Byte[]","site":"Demo.Parser.Parse","samples":3,"objects":10,"bytes":{churn}}}]}}"#,
                 2000 * (i + 1),
                 leak,
+                if full_gcs { i / 14 } else { 0 },
                 leak / 150
             ).as_bytes());
             store.ingest_line(format!(
@@ -1239,6 +1289,26 @@ pub(crate) mod tests {
             .ingest_line(br#"{"v":1,"type":"bye","source":"agent","pid":42,"t_ms":61000,"reason":"runtime shutdown"}"#);
         store.ingest_line(b"garbage");
         store
+    }
+
+    /// The same leak with no full GC in the whole run: its rise could still be garbage waiting
+    /// for one, so it is listed as rising, apart from the leak suspects, and says why.
+    #[test]
+    fn a_rise_no_full_gc_confirmed_is_rising_not_a_leak_suspect() {
+        let r = build(&sample_store_with_full_gcs(false), &SessionInfo::new("run"), &Thresholds::default());
+        assert!(r.findings.iter().all(|f| f.kind == "native"), "{:#?}", r.findings);
+        assert_eq!(r.rising.len(), 1, "{:#?}", r.rising);
+        let f = &r.rising[0];
+        assert_eq!((f.type_name.as_deref(), f.verdict), (Some("System.String"), Verdict::Rising));
+        assert_eq!(f.full_gc_check, Some(FullGcCheck::Unconfirmed { full_gcs: 0 }));
+        assert!(f.text.starts_with("Rising, not yet a leak suspect: System.String allocated at"), "{}", f.text);
+        assert!(f.text.contains("no full GC since it began to rise"), "{}", f.text);
+        let text = render_text(&r);
+        assert!(text.contains("RISING, NOT YET CONFIRMED BY A FULL GC"), "{text}");
+        assert!(!text.contains("Leak suspect: System.String"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["rising"][0]["verdict"], "rising");
+        assert_eq!(json["rising"][0]["full_gc_check"]["outcome"], "unconfirmed");
     }
 
     #[test]

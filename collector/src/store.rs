@@ -96,6 +96,8 @@ pub struct SeriesPoint {
     pub bytes: f64,
     /// Objects (managed) or allocations (native).
     pub count: f64,
+    /// Managed: the site's samples collected so far (cumulative; NaN when the agent did not say).
+    pub collected: f64,
 }
 
 /// What a site looked like in the latest record that listed it.
@@ -106,6 +108,8 @@ pub struct SiteLatest {
     pub samples: f64,
     pub age_gcs: Option<f64>,
     pub gens: Vec<u64>,
+    /// Managed: samples collected so far (cumulative), when the agent says.
+    pub collected: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +196,7 @@ pub(crate) fn compact(points: &mut Vec<SeriesPoint>) {
                 t_ms: pair.iter().map(|p| p.t_ms).sum::<f64>() / n,
                 bytes: pair.iter().map(|p| p.bytes).sum::<f64>() / n,
                 count: pair.iter().map(|p| p.count).sum::<f64>() / n,
+                collected: pair.iter().map(|p| p.collected).sum::<f64>() / n,
             }
         })
         .collect();
@@ -353,6 +358,11 @@ impl Producer {
         s.frames.clone().or_else(|| s.stack_id.and_then(|id| self.stacks.get(&id).cloned()))
     }
 
+    /// Producer times (ms) of the summaries that saw a full (gen2) GC, oldest first.
+    pub fn full_gc_times_ms(&self) -> Vec<f64> {
+        self.full_gc_times.iter().map(|t| *t as f64).collect()
+    }
+
     /// Full (gen2) GCs seen between these producer times, inclusive.
     pub fn full_gcs_between(&self, start_ms: f64, end_ms: f64) -> u64 {
         self.full_gc_times.iter().filter(|t| (**t as f64) >= start_ms && (**t as f64) <= end_ms).count() as u64
@@ -414,6 +424,7 @@ impl Producer {
                     acc.latest.bytes += obs.latest.bytes;
                     acc.latest.count += obs.latest.count;
                     acc.latest.samples += obs.latest.samples;
+                    acc.latest.collected = acc.latest.collected.zip(obs.latest.collected).map(|(a, b)| a + b);
                 }
                 None => {
                     merged.insert(obs.key.clone(), obs);
@@ -450,14 +461,15 @@ impl Producer {
             if location.is_some() {
                 series.location = location;
             }
-            series.push(SeriesPoint { t_ms: t, bytes: latest.bytes, count: latest.count });
+            let collected = latest.collected.unwrap_or(f64::NAN);
+            series.push(SeriesPoint { t_ms: t, bytes: latest.bytes, count: latest.count, collected });
             series.latest = latest;
             series.present = true;
         }
         if !record_full {
             for series in self.sites.values_mut().filter(|s| !s.present) {
                 series.latest = SiteLatest::default();
-                series.push(SeriesPoint { t_ms: t, bytes: 0.0, count: 0.0 });
+                series.push(SeriesPoint { t_ms: t, bytes: 0.0, count: 0.0, collected: f64::NAN });
             }
         }
     }
@@ -549,6 +561,7 @@ impl Producer {
                     samples: site.samples.map(|n| n.0).unwrap_or(0.0),
                     age_gcs: site.age_gcs.map(|n| n.0),
                     gens: site.gens.iter().take(MAX_GENS).map(|n| n.u64()).collect(),
+                    collected: site.collected.map(|n| n.0),
                 };
                 Observation {
                     key: (site.type_name.clone(), site.site),
@@ -734,6 +747,7 @@ impl Producer {
                     samples: site.samples.map(|v| v.0).unwrap_or(0.0),
                     age_gcs: None,
                     gens: Vec::new(),
+                    collected: None,
                 };
                 Observation {
                     key: (String::new(), site.site),
@@ -1139,7 +1153,7 @@ mod tests {
     fn series_stay_bounded_and_keep_their_shape() {
         let mut s = SiteSeries::new(None, "x".into());
         for i in 0..10_000u64 {
-            s.push(SeriesPoint { t_ms: i as f64 * 1000.0, bytes: i as f64, count: 0.0 });
+            s.push(SeriesPoint { t_ms: i as f64 * 1000.0, bytes: i as f64, count: 0.0, collected: f64::NAN });
         }
         assert!(s.points().len() < MAX_SERIES_POINTS);
         assert!(s.points().windows(2).all(|w| w[0].t_ms < w[1].t_ms), "time stays sorted");

@@ -126,14 +126,16 @@ mod tests {
     use crate::store::Store;
 
     /// An agent reporting every 5 s for `summaries` summaries: one site leaking 1 MB per
-    /// summary and one small steady one.
+    /// summary (100 kB per sample, AllocationSampled's quantum) and one small steady one; a full
+    /// GC every other summary.
     fn recording(summaries: u64) -> Store {
         let mut store = Store::new();
         store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":3,"interval_ms":5000,"runtime":"10.0.12","sampling":"AllocationSampled"}"#);
         for k in 1..=summaries {
             let t = k * 5000;
             let sites = format!(
-                r#"{{"type_name":"App.Audit","site":"App.Log.Append","samples":{k},"objects":{},"bytes":{}}},{{"type_name":"App.Small","site":"App.X.Y","samples":1,"objects":1,"bytes":1000}}"#,
+                r#"{{"type_name":"App.Audit","site":"App.Log.Append","samples":{},"objects":{},"bytes":{}}},{{"type_name":"App.Small","site":"App.X.Y","samples":1,"objects":1,"bytes":1000}}"#,
+                k * 10,
                 k * 100,
                 k * 1_000_000
             );

@@ -339,6 +339,7 @@ mod tests {
                 points: 10,
             },
             full_gcs: None,
+            full_gc_check: None,
         }
     }
 

@@ -18,7 +18,7 @@ macro_rules! defs {
 defs! {
     WORKERS Gauge "leakscope_workers" "Workers (processes) with a producer connected to this listener.";
     WORKER_INFO Gauge "leakscope_worker_info" "1 per connected worker; labels say which producers it has and its runtime.";
-    VERDICT Gauge "leakscope_verdict" "The worker's verdict: 1 for the current state (leak_suspected if any site is growing, else plateaued, steady, insufficient_data), 0 for the others.";
+    VERDICT Gauge "leakscope_verdict" "The worker's verdict: 1 for the current state (leak_suspected if any site is growing, else rising if a managed rise awaits a full GC to confirm it, else plateaued, steady, insufficient_data), 0 for the others.";
     SITE_BYTES Gauge "leakscope_site_live_bytes" "Estimated live bytes allocated at this managed (type, call site) that survived a GC (sampled, upscaled).";
     SITE_OBJECTS Gauge "leakscope_site_live_objects" "Estimated live objects allocated at this managed (type, call site).";
     SITE_GROWTH Gauge "leakscope_site_growth_bytes_per_second" "Growth of the site's live bytes over the last 10 minutes after warm-up (Theil-Sen slope); absent until there are enough points.";
@@ -48,8 +48,9 @@ defs! {
     CAPTURES Counter "leakscope_captures_total" "Snapshots written for this worker by a capture rule (--on RULE --capture DIR).";
 }
 
-const VERDICTS: [(Verdict, &str); 4] = [
+const VERDICTS: [(Verdict, &str); 5] = [
     (Verdict::Growing, "growing"),
+    (Verdict::Rising, "rising"),
     (Verdict::Plateaued, "plateaued"),
     (Verdict::Steady, "steady"),
     (Verdict::InsufficientData, "insufficient_data"),
@@ -123,10 +124,12 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
 }
 
-/// Growing ranks worst, then plateaued, then steady; insufficient data says nothing.
+/// Growing ranks worst, then rising (not yet confirmed by a full GC), plateaued, steady;
+/// insufficient data says nothing.
 fn worse(a: Option<Verdict>, b: Verdict) -> Option<Verdict> {
     let rank = |v: Verdict| match v {
-        Verdict::Growing => 3,
+        Verdict::Growing => 4,
+        Verdict::Rising => 3,
         Verdict::Plateaued => 2,
         Verdict::Steady => 1,
         Verdict::InsufficientData => 0,

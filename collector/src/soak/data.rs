@@ -37,7 +37,7 @@ impl Series {
             return false;
         }
         self.peak_bytes = self.peak_bytes.max(bytes);
-        self.points.push(SeriesPoint { t_ms, bytes, count });
+        self.points.push(SeriesPoint { t_ms, bytes, count, collected: f64::NAN });
         if self.points.len() >= SOAK_SERIES_POINTS {
             compact(&mut self.points);
         }
@@ -137,7 +137,7 @@ impl SoakData {
                 .points()
                 .iter()
                 .filter(|p| p.t_ms < first)
-                .map(|p| SeriesPoint { t_ms: p.t_ms, bytes: 0.0, count: 0.0 })
+                .map(|p| SeriesPoint { t_ms: p.t_ms, bytes: 0.0, count: 0.0, collected: f64::NAN })
                 .collect()
         } else {
             Vec::new()

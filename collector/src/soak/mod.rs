@@ -486,7 +486,7 @@ fn candidates(store: &Store, ctx: &Context) -> Vec<Candidate> {
 }
 
 fn total_candidate(kind: SubjectKind, pid: u32, series: &data::Series, exact: bool) -> Candidate {
-    let last = series.last().copied().unwrap_or(SeriesPoint { t_ms: 0.0, bytes: 0.0, count: 0.0 });
+    let last = series.last().copied().unwrap_or(SeriesPoint { t_ms: 0.0, bytes: 0.0, count: 0.0, collected: f64::NAN });
     Candidate {
         kind,
         pid,

@@ -80,6 +80,7 @@ impl Pipeline<'_> {
                 bytes: Num::some(row.bytes.round() as u64),
                 age_gcs: Num::some((row.mean_age_gcs * 10.0).round() / 10.0),
                 gens: row.generations.iter().map(|&n| n.into()).collect(),
+                collected: row.collected.map(Num::from),
             });
         }
         (sites, stack_ids)

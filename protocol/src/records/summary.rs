@@ -197,6 +197,9 @@ pub struct ManagedSite {
     pub bytes: Option<Num>,
     pub age_gcs: Option<Num>,
     pub gens: Vec<Num>,
+    /// Samples of this pair the GC has collected since the agent started (cumulative).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collected: Option<Num>,
 }
 
 /// `summary`: managed survivors and GC counters, every interval.

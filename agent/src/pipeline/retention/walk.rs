@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, E_FAIL, HRESULT, ObjectID};
+use crate::clr::types::{BOOL, CORPROF_E_SUSPENSION_IN_PROGRESS, E_FAIL, HRESULT, ObjectID};
 
 pub trait Visit {
     /// The runtime is suspended; no object visited yet.
@@ -33,7 +33,7 @@ pub fn suspended(info: &ProfilerInfo, visitor: &mut dyn Visit) -> Result<Duratio
     let _inside = crate::clr::gate::RUNTIME.hold().ok_or(crate::clr::gate::CLOSED_HR)?;
     let _signals = crate::stop::SignalWatch::start();
     let started = Instant::now();
-    info.suspend_runtime()?;
+    suspend(info)?;
     let mut state = State { info, visitor, panicked: None };
     let before = catch_unwind(AssertUnwindSafe(|| state.visitor.before(info)));
     let walked = match before {
@@ -126,6 +126,23 @@ unsafe extern "system" fn on_reference(_object: ObjectID, slot: *const ObjectID,
     }
 }
 
+/// How long a suspension of our own waits for one already under way (a GC's) to end.
+const SUSPEND_WAIT: Duration = Duration::from_millis(500);
+
+/// `SuspendRuntime`, waiting (bounded) while another suspension is under way: in a process that
+/// collects many times a second, a GC's suspension is often in progress when the walk begins.
+fn suspend(info: &ProfilerInfo) -> Result<(), HRESULT> {
+    let deadline = Instant::now() + SUSPEND_WAIT;
+    loop {
+        match info.suspend_runtime() {
+            Err(CORPROF_E_SUSPENSION_IN_PROGRESS) if Instant::now() < deadline && !crate::stop::shutting_down() => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            result => return result,
+        }
+    }
+}
+
 thread_local! {
     /// A panic caught in `on_reference`, to raise again on our side of the runtime's call.
     static REFERENCE_PANIC: std::cell::RefCell<Option<Box<dyn std::any::Any + Send>>> = const { std::cell::RefCell::new(None) };
@@ -136,7 +153,7 @@ thread_local! {
 pub fn suspended_only<T>(info: &ProfilerInfo, f: impl FnOnce() -> T) -> Result<(T, Duration), HRESULT> {
     let _inside = crate::clr::gate::RUNTIME.hold().ok_or(crate::clr::gate::CLOSED_HR)?;
     let started = Instant::now();
-    info.suspend_runtime()?;
+    suspend(info)?;
     let value = f();
     if let Err(hr) = info.resume_runtime() {
         tracing::error!("ResumeRuntime failed ({hr:#x})");

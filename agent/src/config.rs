@@ -8,6 +8,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+// Durations use the one grammar of the protocol crate (`500ms`, `5s`, `2m`, `1h30m`, `1.5h`,
+// bare seconds), with the same meaning as in the collector and the shim.
+pub use leakscope_protocol::units::{UnitError, parse_duration};
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Unix stream socket of a listening collector.
@@ -226,19 +230,21 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     }
     if let Some(v) = non_empty("LEAKSCOPE_INTERVAL", &mut problems) {
         match parse_duration(&v) {
-            Some(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => c.interval = d,
-            _ => problems.push(format!(
-                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms); using 5s",
-                shown(&v)
+            Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => c.interval = d,
+            result => problems.push(format!(
+                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms){}; using 5s",
+                shown(&v),
+                why(&result)
             )),
         }
     }
     if let Some(v) = non_empty("LEAKSCOPE_INDUCE_FULL_GC", &mut problems) {
         match parse_duration(&v) {
-            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.induce_full_gc = Some(d),
-            _ => problems.push(format!(
-                "LEAKSCOPE_INDUCE_FULL_GC={} is not a duration between 1s and 24h (e.g. 30s); not inducing GCs",
-                shown(&v)
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.induce_full_gc = Some(d),
+            result => problems.push(format!(
+                "LEAKSCOPE_INDUCE_FULL_GC={} is not a duration between 1s and 24h (e.g. 30s){}; not inducing GCs",
+                shown(&v),
+                why(&result)
             )),
         }
     }
@@ -306,10 +312,11 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     c.peek_strings = PeekStrings::decide(peek_strings, None);
     if let Some(v) = non_empty("LEAKSCOPE_ORPHAN_TIMEOUT", &mut problems) {
         match parse_duration(&v) {
-            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.orphan_timeout = d,
-            _ => problems.push(format!(
-                "LEAKSCOPE_ORPHAN_TIMEOUT={} is not a duration between 1s and 24h (e.g. 60s); using 60s",
-                shown(&v)
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => c.orphan_timeout = d,
+            result => problems.push(format!(
+                "LEAKSCOPE_ORPHAN_TIMEOUT={} is not a duration between 1s and 24h (e.g. 60s){}; using 60s",
+                shown(&v),
+                why(&result)
             )),
         }
     }
@@ -386,24 +393,9 @@ pub fn switch(
     }
 }
 
-/// `5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return None,
-    };
-    // `try_`: a finite value too large for a Duration (`1e23`) is a bad value, not a panic.
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return None;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
+/// `: <why>` when the grammar refused the value; nothing when it parsed but is out of range.
+fn why<T>(result: &Result<T, UnitError>) -> String {
+    result.as_ref().err().map(|e| format!(": {e}")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -475,8 +467,8 @@ mod tests {
                 assert!(l.problems.iter().any(|p| p.contains(name)), "{name}={value} not reported: {:?}", l.problems);
             }
         }
-        assert_eq!(parse_duration("100000000000000000000000"), None);
-        assert_eq!(parse_duration("1e400"), None);
+        assert_eq!(parse_duration("100000000000000000000000"), Err(UnitError::TooLarge));
+        assert_eq!(parse_duration("1e400"), Err(UnitError::UnknownDurationUnit));
     }
 
     #[test]
@@ -502,12 +494,23 @@ mod tests {
 
     #[test]
     fn durations_accept_common_spellings() {
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("-3s"), None);
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("soon"), Err(UnitError::NotANumber));
+        assert_eq!(parse_duration("-3s"), Err(UnitError::Negative));
+        // The variable is named, the value quoted, and the grammar says what was wrong.
+        let l = load(&[("LEAKSCOPE_INDUCE_FULL_GC", "30 fortnights")]);
+        assert!(l.config.induce_full_gc.is_none());
+        assert!(
+            l.problems.iter().any(
+                |p| p.contains("LEAKSCOPE_INDUCE_FULL_GC=\"30 fortnights\"") && p.contains("unknown duration unit")
+            ),
+            "{:?}",
+            l.problems
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ fn decline(config: &Config, why: &str) -> HRESULT {
     let mut sink = Sink::new(config.socket.as_deref(), config.output.as_deref());
     let hello = records::line("hello", &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "mode": "off" }));
     let message = format!("leakscope agent is not profiling this process: {why}");
-    let status = records::line("status", &records::Status { level: "error", message: &message });
+    let status = records::line("status", &records::status("error", &message));
     sink.deliver(&Batch { hello: &hello, statuses: &[], stacks: &[], payload: &status }, &mut |_| String::new());
     CORPROF_E_PROFILER_CANCEL_ACTIVATION
 }

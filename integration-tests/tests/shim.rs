@@ -237,6 +237,7 @@ fn assert_well_formed(run: &Run, pid: u32) {
     for r in &mine {
         assert_eq!(r["v"], 1);
         assert_eq!(r["source"], "shim");
+        assert_matches_protocol_types(r, run);
         match r["type"].as_str() {
             Some("stack") => {
                 sent.insert(r["id"].as_u64().expect("stack id"));
@@ -272,6 +273,31 @@ fn assert_well_formed(run: &Run, pid: u32) {
     assert_eq!(last["type"], "bye", "last line must be bye\n{}", run.context());
 }
 
+/// The shim writes its lines by hand (no serde in a malloc hook's process); they must read as
+/// the protocol crate's record types, with no field those types do not know (the shim's
+/// contract is its documented fields), and its `hello.config` exactly the protocol's `ShimConfig`.
+fn assert_matches_protocol_types(record: &Value, run: &Run) {
+    use leakscope_protocol::records::{Record, ShimConfig, decode, unknown_fields};
+    let line = record.to_string();
+    let (key, decoded) =
+        decode(record.clone()).unwrap_or_else(|e| panic!("the protocol types refuse {line}: {e}\n{}", run.context()));
+    assert_eq!(key.source.as_str(), "shim");
+    let unknown = unknown_fields(&line).expect("decodes");
+    assert!(unknown.is_empty(), "fields the protocol types do not know: {unknown:?} in {line}");
+    match decoded {
+        Record::Hello(hello) => {
+            let config = hello.config.expect("hello.config");
+            let config: ShimConfig = serde_json::from_value(config)
+                .unwrap_or_else(|e| panic!("hello.config is not the protocol's ShimConfig: {e}: {line}"));
+            assert!(config.max_tracked > 0 && config.table_bytes > 0, "{config:?}");
+            assert!(hello.preload.is_some() && hello.native.is_some(), "{line}");
+        }
+        Record::Native(native) => assert!(native.live_bytes.is_some() && native.threads.is_some(), "{line}"),
+        Record::Stack(_) | Record::Status(_) | Record::Bye(_) => {}
+        other => panic!("the shim sent a record that is not the shim's: {other:?}"),
+    }
+}
+
 fn assert_exact_totals(run: &Run) {
     let n = run.last_native();
     assert_eq!(n["live_bytes"].as_i64(), Some(run.expect("LIVE_BYTES")), "live bytes\n{}", run.context());
@@ -283,7 +309,7 @@ fn assert_exact_totals(run: &Run) {
 #[test]
 fn leak_from_here_is_the_top_native_site() {
     let prog = build_c("leak_site", false);
-    let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "32k")]);
+    let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "32KiB")]);
     assert!(run.status.success(), "{}", run.context());
     assert_well_formed(&run, run.pid);
     assert_exact_totals(&run);
@@ -307,7 +333,7 @@ fn leak_from_here_is_the_top_native_site() {
 fn dlopened_library_is_symbolized() {
     let plugin = build_c("plugin", true);
     let prog = build_c("dlopen", false);
-    let run = run_shim(&prog, &[plugin.to_str().expect("path")], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64k")]);
+    let run = run_shim(&prog, &[plugin.to_str().expect("path")], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64KiB")]);
     assert!(run.status.success(), "{}", run.context());
     assert_well_formed(&run, run.pid);
     let n = run.last_native();
@@ -339,7 +365,7 @@ fn anonymous_mappings_are_exact_and_attributed() {
 fn threads_cross_thread_frees_and_recycled_counters_are_exact() {
     let prog = build_c("threads", false);
     for mode in ["leak", "noleak"] {
-        let run = run_shim(&prog, &[mode], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64k")]);
+        let run = run_shim(&prog, &[mode], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64KiB")]);
         assert!(run.status.success(), "{}", run.context());
         assert_well_formed(&run, run.pid);
         assert_exact_totals(&run);
@@ -380,7 +406,7 @@ fn frees_and_allocations_in_tls_destructors() {
 #[test]
 fn signals_during_heavy_malloc() {
     let prog = build_c("signals", false);
-    let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "16k")]);
+    let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "16KiB")]);
     assert!(run.status.success(), "{}", run.context());
     assert_eq!(run.expect("SIGNALS_OK"), 1, "the timer signals did not arrive");
     assert_well_formed(&run, run.pid);
@@ -664,7 +690,7 @@ fn socket_output_reconnects_after_the_collector_goes_away() {
         .env("LEAKSCOPE_SOCKET", &sock)
         .env("LEAKSCOPE_LOG", &log)
         .env("LEAKSCOPE_INTERVAL", "100ms")
-        .env("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "4k")
+        .env("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "4KiB")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
@@ -773,7 +799,7 @@ fn dotnet_allochglobal_leak_is_named_at_the_managed_method() {
     let env = [
         ("DOTNET_PerfMapEnabled", "3"),
         ("DOTNET_PerfMapJitDumpPath", perf_dir.as_str()),
-        ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64k"),
+        ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64KiB"),
     ];
     let app_arg = app.leading_args[0].as_str();
 

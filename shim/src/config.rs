@@ -57,50 +57,10 @@ impl Default for Config {
     }
 }
 
-/// `5s`, `500ms`, `2` (seconds), `1.5s`, `2m`, `1h` → milliseconds.
-pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        (s, 1000.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    if !v.is_finite() || v < 0.0 {
-        return None;
-    }
-    Some((v * mult).round() as u64)
-}
-
-/// `65536`, `64k`, `64KiB`, `1M`, `1MB`, `2g` → bytes (binary multiples).
-pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let lower = s.to_ascii_lowercase();
-    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(digits_end);
-    let mult: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    let v: f64 = num.parse().ok()?;
-    if !v.is_finite() || v < 0.0 {
-        return None;
-    }
-    let r = v * mult as f64;
-    if r > u64::MAX as f64 / 2.0 {
-        return None;
-    }
-    Some(r.round() as u64)
-}
+// Durations and sizes use the one grammar of the protocol crate: decimal units (`1MB` =
+// 10^6 bytes), binary only when spelled `KiB`/`MiB`/`GiB`. Its parsers never allocate, which
+// matters here: this runs in the constructor, before the hooks may call into anything.
+use leakscope_protocol::units::{parse_bytes, parse_duration_ms};
 
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -118,6 +78,11 @@ fn parse_level(s: &str) -> Option<Level> {
         "error" => Some(Level::Error),
         _ => None,
     }
+}
+
+/// `: <why>` when the grammar refused the value; nothing when it parsed but is out of range.
+fn why(error: Option<leakscope_protocol::units::UnitError>) -> String {
+    error.map(|e| format!(": {e}")).unwrap_or_default()
 }
 
 /// Longest value quoted whole in a warning; longer ones are cut (their size is given).
@@ -186,20 +151,22 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
     }
     if let Some(v) = text("LEAKSCOPE_INTERVAL", &mut warnings) {
         match parse_duration_ms(v) {
-            Some(ms) if (100..=3_600_000).contains(&ms) => c.interval_ms = ms,
-            _ => warnings.push(format!(
-                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms, 2); using {}ms",
+            Ok(ms) if (100..=3_600_000).contains(&ms) => c.interval_ms = ms,
+            result => warnings.push(format!(
+                "LEAKSCOPE_INTERVAL={} is not a duration between 100ms and 1h (e.g. 5s, 500ms, 2){}; using {}ms",
                 shown(v),
+                why(result.err()),
                 DEFAULT_INTERVAL_MS
             )),
         }
     }
     if let Some(v) = text("LEAKSCOPE_NATIVE_SAMPLE_BYTES", &mut warnings) {
         match parse_bytes(v) {
-            Some(b) if (1..=1 << 30).contains(&b) => c.mean_bytes = b,
-            _ => warnings.push(format!(
-                "LEAKSCOPE_NATIVE_SAMPLE_BYTES={} is not a byte size between 1 and 1GiB (e.g. 262144, 256k, 1MiB); using {}",
+            Ok(b) if (1..=1 << 30).contains(&b) => c.mean_bytes = b,
+            result => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_SAMPLE_BYTES={} is not a byte size between 1 and 1GiB (e.g. 262144, 256KiB, 1MB){}; using {}",
                 shown(v),
+                why(result.err()),
                 DEFAULT_MEAN_BYTES
             )),
         }
@@ -345,26 +312,44 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("5s"), Some(5000));
-        assert_eq!(parse_duration_ms("500ms"), Some(500));
-        assert_eq!(parse_duration_ms("2"), Some(2000));
-        assert_eq!(parse_duration_ms("1.5s"), Some(1500));
-        assert_eq!(parse_duration_ms("2m"), Some(120_000));
-        assert_eq!(parse_duration_ms("banana"), None);
-        assert_eq!(parse_duration_ms("-1s"), None);
+    fn intervals_and_sample_sizes_use_the_one_grammar() {
+        let interval = |v: &str| cfg(&[("LEAKSCOPE_INTERVAL", v)]).0.interval_ms;
+        assert_eq!(interval("5s"), 5000);
+        assert_eq!(interval("500ms"), 500);
+        assert_eq!(interval("2"), 2000);
+        assert_eq!(interval("1.5s"), 1500);
+        assert_eq!(interval("2m"), 120_000);
+        assert_eq!(interval("1m30s"), 90_000);
+        let mean = |v: &str| cfg(&[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", v)]).0.mean_bytes;
+        assert_eq!(mean("65536"), 65536);
+        // Decimal unless spelled binary: `1MB` is 10^6 bytes here as in soak rules.
+        assert_eq!(mean("64k"), 64_000);
+        assert_eq!(mean("64kB"), 64_000);
+        assert_eq!(mean("64KiB"), 65536);
+        assert_eq!(mean("1MiB"), 1 << 20);
+        assert_eq!(mean("1MB"), 1_000_000);
+        assert_eq!(mean("1.5m"), 1_500_000);
+        assert_eq!(mean("1GiB"), 1 << 30);
     }
 
     #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("65536"), Some(65536));
-        assert_eq!(parse_bytes("64k"), Some(65536));
-        assert_eq!(parse_bytes("64KiB"), Some(65536));
-        assert_eq!(parse_bytes("1MiB"), Some(1 << 20));
-        assert_eq!(parse_bytes("1.5m"), Some(3 << 19));
-        assert_eq!(parse_bytes("-5"), None);
-        assert_eq!(parse_bytes("lots"), None);
-        assert_eq!(parse_bytes("10 parsecs"), None);
+    fn bad_sizes_and_durations_say_why_and_keep_the_default() {
+        for (name, value, why) in [
+            ("LEAKSCOPE_INTERVAL", "banana", "not a number"),
+            ("LEAKSCOPE_INTERVAL", "-1s", "negative"),
+            ("LEAKSCOPE_INTERVAL", "5 fortnights", "unknown duration unit"),
+            ("LEAKSCOPE_INTERVAL", "10ms", "between 100ms and 1h"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "-5", "negative"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "lots", "not a number"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "10 parsecs", "KiB, MiB"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "99999999999999999999999", "too large"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "1.1GiB", "between 1 and 1GiB"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", " ", "empty"),
+        ] {
+            let (c, w) = cfg(&[(name, value)]);
+            assert_eq!((c.interval_ms, c.mean_bytes), (DEFAULT_INTERVAL_MS, DEFAULT_MEAN_BYTES), "{name}={value}");
+            assert!(w.len() == 1 && w[0].contains(name) && w[0].contains(why), "{name}={value}: {w:?}");
+        }
     }
 
     #[test]
@@ -390,7 +375,7 @@ mod tests {
     fn good_values() {
         let (c, w) = cfg(&[
             ("LEAKSCOPE_INTERVAL", "250ms"),
-            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64k"),
+            ("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "64KiB"),
             ("LEAKSCOPE_NATIVE", "0"),
             ("LEAKSCOPE_OUTPUT", "/tmp/x.ndjson"),
             ("LEAKSCOPE_NATIVE_STACK_DEPTH", "8"),

@@ -14,7 +14,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
-use crate::state::Tables;
+use crate::tables::Tables;
 use crate::tls::ThreadState;
 use crate::{real, track};
 

@@ -14,9 +14,8 @@
 //! (whoever called malloc) is exact regardless of how this crate is compiled.
 
 use core::ffi::{c_char, c_int, c_void};
-use core::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::{fast, real, state, sys, track};
+use crate::{fast, lifecycle, real, state, sys, track};
 
 /// Declares an exported allocation hook `$name` whose body is `$imp(args.., frame)`.
 /// `$reg` is the register that carries the extra `frame` argument.
@@ -167,26 +166,9 @@ unsafe extern "C" fn posix_memalign_impl(
 
 /// glibc's own `aligned_alloc` (resolved after start-up: newer glibc
 /// rejects alignments memalign accepts); `__libc_memalign` until then.
-static REAL_ALIGNED_ALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Resolves the optional real functions (constructor, guard set).
-pub(crate) fn resolve_optional() {
-    // SAFETY: dlsym with a valid name; RTLD_NEXT finds glibc's definition.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"aligned_alloc".as_ptr()) };
-    REAL_ALIGNED_ALLOC.store(p, Ordering::Release);
-}
-
 unsafe extern "C" fn aligned_alloc_impl(align: usize, size: usize, frame: *const usize) -> *mut c_void {
-    let f = REAL_ALIGNED_ALLOC.load(Ordering::Acquire);
-    let p = if f.is_null() {
-        // SAFETY: forwards to glibc's memalign (what aligned_alloc is on glibc < 2.38).
-        unsafe { real::memalign(align, size) }
-    } else {
-        // SAFETY: `f` is glibc's aligned_alloc, resolved by dlsym.
-        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
-        // SAFETY: forwards the caller's arguments.
-        unsafe { f(align, size) }
-    };
+    // SAFETY: forwards the caller's arguments to glibc.
+    let p = unsafe { real::aligned_alloc(align, size) };
     track::alloc(p, frame);
     p
 }
@@ -354,7 +336,7 @@ pub unsafe extern "C" fn mremap(
 /// `_exit`, not this one).
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub extern "C" fn _exit(status: c_int) -> ! {
-    state::shutdown("_exit");
+    lifecycle::shutdown("_exit");
     loop {
         // SAFETY: exit_group never returns.
         unsafe { libc::syscall(libc::SYS_exit_group, status as libc::c_long) };
@@ -365,7 +347,7 @@ pub extern "C" fn _exit(status: c_int) -> ! {
 #[allow(non_snake_case)]
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub extern "C" fn _Exit(status: c_int) -> ! {
-    state::shutdown("_exit");
+    lifecycle::shutdown("_exit");
     loop {
         // SAFETY: exit_group never returns.
         unsafe { libc::syscall(libc::SYS_exit_group, status as libc::c_long) };
@@ -417,13 +399,13 @@ pub extern "C" fn leakscope_shim_version() -> *const c_char {
 /// constructors and `main`.
 extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: `envp` is the loader-provided environment array.
-    unsafe { state::init(envp) };
+    unsafe { lifecycle::init(envp) };
 }
 
 /// ELF destructor: runs from `exit(3)` after the program's atexit handlers
 /// and destructors (the preloaded library is finalised late).
 extern "C" fn destructor() {
-    state::shutdown("exit");
+    lifecycle::shutdown("exit");
 }
 
 #[cfg(not(test))]

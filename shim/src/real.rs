@@ -6,7 +6,7 @@
 //! docs/SHIM.md for musl.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 unsafe extern "C" {
     #[link_name = "__libc_malloc"]
@@ -26,6 +26,34 @@ unsafe extern "C" {
     /// Not interposed by us, so this is glibc's own.
     #[link_name = "malloc_usable_size"]
     fn glibc_usable_size(p: *mut c_void) -> usize;
+}
+
+/// glibc's `aligned_alloc` when it has one (2.16+), resolved at start-up: null until then, and
+/// where it is missing (`memalign` stands in).
+static ALIGNED_ALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Resolves the optional real functions (constructor, guard set).
+pub(crate) fn resolve_optional() {
+    // SAFETY: dlsym with a valid name; RTLD_NEXT finds glibc's definition.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"aligned_alloc".as_ptr()) };
+    ALIGNED_ALLOC.store(p, Ordering::Release);
+}
+
+/// glibc's `aligned_alloc`, or its `memalign` before it was resolved (or where it is missing).
+///
+/// # Safety
+/// As glibc's `aligned_alloc`.
+pub(crate) unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    let f = ALIGNED_ALLOC.load(Ordering::Acquire);
+    if f.is_null() {
+        // SAFETY: forwards to glibc's memalign (what aligned_alloc is on glibc < 2.38).
+        unsafe { memalign(align, size) }
+    } else {
+        // SAFETY: `f` is glibc's aligned_alloc, resolved by dlsym.
+        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+        // SAFETY: forwards the caller's arguments.
+        unsafe { f(align, size) }
+    }
 }
 
 /// 0: not checked yet, 1: the chunk-header shortcut agrees with glibc, 2: it

@@ -397,6 +397,27 @@ pub(crate) fn rss_bytes() -> Option<u64> {
     Some(pages * page_size() as u64)
 }
 
+/// Path of the object that contains `addr` (dladdr).
+pub(crate) fn object_of(addr: *const core::ffi::c_void) -> Option<String> {
+    // SAFETY: an all-zero Dl_info is a valid value of the plain C struct.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: `info` is a valid out-pointer; dladdr only reads loader state.
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+    Some(unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned())
+}
+
+/// This library's own path (looked up once: `dladdr` takes the loader lock).
+pub(crate) fn own_path() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        object_of(own_path as *const core::ffi::c_void).unwrap_or_else(|| "libleakscope_shim.so".to_string())
+    })
+    .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@ use core::sync::atomic::Ordering;
 
 use crate::counters::bump;
 use crate::live::Entry;
-use crate::state::{self, ENABLED, OFF, Tables};
+use crate::state::{self, ENABLED, OFF};
+use crate::tables::{self, Tables};
 use crate::tls::ThreadState;
 use crate::{frame_walk, real, sampler, sys, tls};
 
@@ -66,7 +67,7 @@ pub(crate) fn free(p: *mut c_void) {
         bump(&c.frees, 1, shared);
         bump(&c.free_bytes, u as u64, shared);
         if st == ENABLED {
-            if let Some(tables) = state::tables() {
+            if let Some(tables) = tables::tables() {
                 if tables.live.maybe_sampled(p as usize) {
                     let _ = unsample(t, tables, p as usize);
                 }
@@ -98,7 +99,7 @@ pub(crate) fn release(p: *mut c_void) -> Option<(usize, Option<Entry>)> {
         bump(&c.free_bytes, u as u64, shared);
         let mut removed = None;
         if st == ENABLED {
-            if let Some(tables) = state::tables() {
+            if let Some(tables) = tables::tables() {
                 if tables.live.maybe_sampled(p as usize) {
                     removed = unsample(t, tables, p as usize);
                 }
@@ -116,7 +117,7 @@ pub(crate) fn unrelease(p: *mut c_void, undo: Option<(usize, Option<Entry>)>) {
         // Counters only grow: re-count the block as a fresh allocation.
         bump(&c.allocs, 1, shared);
         bump(&c.alloc_bytes, u as u64, shared);
-        if let (Some(e), Some(tables)) = (removed, state::tables()) {
+        if let (Some(e), Some(tables)) = (removed, tables::tables()) {
             if let Some(_busy) = t.enter() {
                 let _ = tables.live.insert(Entry { addr: p as usize, ..e });
             }
@@ -148,7 +149,7 @@ pub(crate) fn sample_now(t: &ThreadState, p: *mut c_void, u: usize, frame: *cons
 #[cold]
 #[inline(never)]
 fn sample(t: &ThreadState, p: *mut c_void, u: usize, frame: *const usize) {
-    let Some(tables) = state::tables() else {
+    let Some(tables) = tables::tables() else {
         return;
     };
     let Some(_busy) = t.enter() else { return };
@@ -184,7 +185,7 @@ fn with_mmaps<R>(f: impl FnOnce(&mut crate::mmaps::Locked<'_>, &ThreadState, &Ta
     if state::state() != ENABLED {
         return None;
     }
-    let tables = state::tables()?;
+    let tables = tables::tables()?;
     let mmaps = tables.mmaps.as_ref()?;
     tls::with(|t| {
         let _busy = t.enter()?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{Pipeline, census, gate, peek, retention, unix_ms};
 use crate::clr::types::ClassID;
 use crate::output::Batch;
-use crate::output::records::{self, PeekRecord, Refusal, Status};
+use crate::output::records::{self, Num, Peek as PeekRecord};
 
 /// A command that pauses the worker (an induced full GC and a heap walk).
 #[derive(Debug, PartialEq)]
@@ -172,12 +172,12 @@ impl Pipeline<'_> {
             }
             Err(hr) => {
                 let record = PeekRecord {
-                    gc,
-                    t_ms: self.agent.elapsed_ms(),
-                    unix_ms: unix_ms(),
-                    pause_ms: 0.0,
+                    gc: Some(gc.into()),
+                    t_ms: Num::some(self.agent.elapsed_ms()),
+                    unix_ms: Num::some(unix_ms()),
+                    pause_ms: Num::some(0.0),
                     strings: request.strings,
-                    strings_withheld,
+                    strings_withheld: strings_withheld.map(str::to_string),
                     error: Some(format!(
                         "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
                     )),
@@ -191,12 +191,12 @@ impl Pipeline<'_> {
         };
         let t_ms = self.agent.elapsed_ms();
         let mut record = peek::run(info, request, gc, &classes, &mut self.retention.fields, &mut self.names, t_ms);
-        record.strings_withheld = strings_withheld;
+        record.strings_withheld = strings_withheld.map(str::to_string);
         tracing::info!(
             "peek: {} types, {} samples, pause {:.1} ms",
             record.types.len(),
             record.types.iter().map(|t| t.samples.len()).sum::<usize>(),
-            record.pause_ms
+            record.pause_ms.unwrap_or_default().0
         );
         let payload = records::line("peek", &record);
         self.deliver(&payload, &[]);
@@ -214,7 +214,7 @@ impl Pipeline<'_> {
     /// A `status` about a command, not kept for replay to later connections.
     pub(super) fn command_warning(&mut self, message: &str) {
         tracing::warn!("{message}");
-        let line = records::line("status", &Status { level: "warn", message });
+        let line = records::line("status", &records::status("warn", message));
         self.notify(&line);
     }
 
@@ -234,8 +234,12 @@ impl Pipeline<'_> {
             notice.retry_after.as_secs_f64()
         );
         tracing::warn!("{message}");
-        let line =
-            records::line("status", &Refusal { level: "warn", message: &message, refused: what, retry_after_ms });
+        let refusal = records::Status {
+            refused: Some(what.to_string()),
+            retry_after_ms: Num::some(retry_after_ms),
+            ..records::status("warn", &message)
+        };
+        let line = records::line("status", &refusal);
         self.notify(&line);
     }
 

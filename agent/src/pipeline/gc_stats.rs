@@ -3,15 +3,41 @@
 use std::collections::BTreeMap;
 
 use crate::clr::events::{GcStart, HeapStats, gc_reason_name};
-use crate::output::records::GcEntry;
+use crate::output::records::{GcEntry, Num};
 
 /// Most GCs listed per summary; beyond it the oldest are dropped (the counters stay exact).
 const MAX_LISTED: usize = 256;
 
+/// One collection, as the next summary lists it (`gc.recent`). Kept with a static reason so
+/// that noting a GC allocates nothing; it becomes the protocol's `GcEntry` when published.
+#[derive(Clone, Debug)]
+pub struct Collection {
+    pub n: u32,
+    pub generation: u32,
+    pub reason: &'static str,
+    pub background: bool,
+    pub pause_ms: f64,
+    /// Generation sizes after this GC: gen0, gen1, gen2, LOH, POH.
+    pub after: [u64; 5],
+}
+
+impl Collection {
+    pub fn entry(&self) -> GcEntry {
+        GcEntry {
+            n: Some(self.n.into()),
+            generation: Some(self.generation.into()),
+            reason: Some(self.reason.to_string()),
+            background: Some(self.background),
+            pause_ms: Num::some(self.pause_ms),
+            after: self.after.iter().map(|&b| b.into()).collect(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct GcStats {
     /// GCs since the last summary, oldest first.
-    pub recent: Vec<GcEntry>,
+    pub recent: Vec<Collection>,
     /// Collections by condemned generation (0, 1, 2).
     pub by_generation: [u64; 3],
     pub induced: u64,
@@ -35,7 +61,7 @@ impl GcStats {
         if self.recent.len() == MAX_LISTED {
             self.recent.remove(0);
         }
-        self.recent.push(GcEntry {
+        self.recent.push(Collection {
             n: start.count,
             generation: start.depth,
             reason,
@@ -53,7 +79,7 @@ impl GcStats {
     }
 
     /// The GCs since the previous call.
-    pub fn take_recent(&mut self) -> Vec<GcEntry> {
+    pub fn take_recent(&mut self) -> Vec<Collection> {
         std::mem::take(&mut self.recent)
     }
 

@@ -18,7 +18,7 @@ use crate::capture::Frame;
 use crate::capture::verdicts::{Shape, Verdict, Verdicts};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{FunctionID, ModuleID};
-use crate::output::records::LearntRecord;
+use crate::output::records::Learnt;
 
 /// Prologue bytes read to classify code.
 const PROLOGUE_BYTES: usize = 64;
@@ -33,7 +33,7 @@ pub struct IpResolver<'a> {
     /// Addresses already classified (the table may have refused some), with the module of
     /// the managed function holding them.
     classified: HashMap<usize, (Verdict, Option<ModuleID>)>,
-    pub learnt: LearntRecord,
+    pub learnt: Learnt,
     /// Verdicts the table could not take (full).
     pub refused: u64,
 }
@@ -47,7 +47,7 @@ impl<'a> IpResolver<'a> {
             native,
             perf_map: PerfMap::from_env(),
             classified: HashMap::new(),
-            learnt: LearntRecord::default(),
+            learnt: Learnt::default(),
             refused: 0,
         }
     }

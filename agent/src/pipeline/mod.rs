@@ -40,7 +40,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::agent::Agent;
 use crate::capture::{Event, Sample};
 use crate::output::Sink;
-use crate::output::records::{self, *};
+use crate::output::records::{self, Bye, Num, StackCheck};
 use gc_stats::GcStats;
 use ip_resolve::IpResolver;
 use lines::Lines;
@@ -63,7 +63,7 @@ struct Pipeline<'a> {
     names: Names<ClrRuntime<'a>>,
     lines: Lines<'a>,
     ips: IpResolver<'a>,
-    stack_check: StackCheckRecord,
+    stack_check: StackCheck,
     /// `check` mode, per DoStackSnapshot call site: (compared, agreed).
     stack_check_sites: std::collections::HashMap<std::sync::Arc<str>, (u64, u64)>,
     /// Modules unloaded while running (collectible assemblies).
@@ -137,7 +137,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         names: Names::new(ClrRuntime::new(&agent.info), config.framework_prefixes.clone()),
         lines: Lines::new(&agent.info),
         ips: IpResolver::new(&agent.info),
-        stack_check: StackCheckRecord::default(),
+        stack_check: StackCheck::default(),
         code_unloads: 0,
         function_modules: Default::default(),
         stack_check_sites: Default::default(),
@@ -296,7 +296,8 @@ impl Pipeline<'_> {
     fn finish(&mut self, reason: &str) {
         self.sweep();
         self.publish();
-        let bye = records::line("bye", &Bye { t_ms: self.agent.elapsed_ms(), reason });
+        let bye =
+            records::line("bye", &Bye { t_ms: Num::some(self.agent.elapsed_ms()), reason: Some(reason.to_string()) });
         self.deliver(&bye, &[]);
         let info = &self.agent.info;
         self.survivors.clear(|h| {

@@ -15,7 +15,7 @@ use super::heap_walk::{self, Pace, Stopped};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, ObjectID};
 use crate::clr::walks::ObjectVisitor;
-use crate::output::records::{PeekField, PeekInstance, PeekRecord, PeekType};
+use crate::output::records::{Num, Peek as PeekRecord, PeekField, PeekInstance, PeekType};
 use crate::pipeline::retention::Namer;
 use crate::pipeline::retention::fields::{Field, FieldNames, Kind};
 
@@ -212,10 +212,10 @@ pub fn run(
     t_ms: u64,
 ) -> PeekRecord {
     let mut record = PeekRecord {
-        gc,
-        t_ms,
-        unix_ms: crate::pipeline::unix_ms(),
-        pause_ms: 0.0,
+        gc: Some(gc.into()),
+        t_ms: Num::some(t_ms),
+        unix_ms: Num::some(crate::pipeline::unix_ms()),
+        pause_ms: Num::some(0.0),
         strings: request.strings,
         strings_withheld: None,
         error: None,
@@ -244,7 +244,7 @@ pub fn run(
     if !wanted.is_empty() {
         let started = Instant::now();
         let result = heap_walk::walk(info, &mut walk);
-        record.pause_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
+        record.pause_ms = Num::some((started.elapsed().as_secs_f64() * 1e5).round() / 100.0);
         if let Err(hr) = result {
             record.error =
                 Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
@@ -271,16 +271,16 @@ pub fn run(
                 let s = &tally.kept[i];
                 let layout = wanted.get(&s.class).map(|w| w.1.clone()).unwrap_or_else(|| Arc::from(Vec::new()));
                 PeekInstance {
-                    type_name: names.class(s.class),
-                    size: s.size,
+                    type_name: names.class(s.class).to_string(),
+                    size: Num::some(s.size),
                     fields: layout.iter().zip(&s.values).map(|(f, v)| render(info, f, v, names)).collect(),
                 }
             })
             .collect();
         record.types.push(PeekType {
             type_name: request.types[t].clone(),
-            matched: std::mem::take(&mut matched[t]),
-            instances: tally.instances,
+            matched: std::mem::take(&mut matched[t]).iter().map(|m| m.to_string()).collect(),
+            instances: Num::some(tally.instances),
             samples,
         });
     }
@@ -335,7 +335,7 @@ fn render(info: &ProfilerInfo, field: &Field, raw: &Raw, names: &mut dyn Namer) 
         }),
         Raw::Object { class, length, text } => Value::String(describe(info, *class, *length, text.as_deref(), names)),
     };
-    PeekField { name: field.name.clone(), kind, value }
+    PeekField { name: field.name.to_string(), kind: kind.to_string(), value }
 }
 
 /// `"<string, 9 chars>"`, the string itself (truncated), `"System.Byte[1024]"`, `"<Type>"`.

@@ -6,7 +6,10 @@ use std::sync::atomic::Ordering;
 use super::{Pipeline, gc_stats, retention, unix_ms};
 use crate::agent::Agent;
 use crate::output::Batch;
-use crate::output::records::{self, *};
+use crate::output::records::{
+    self, AgentConfig, AgentHealth, Exact, GcStats, HeapSizes, Hello, ManagedSite, Num, SamplingWindows, StackCapture,
+    StackCheckSite, StackRecord, Summary,
+};
 
 /// Statuses kept to replay to a collector that connects late.
 pub(super) const STATUS_REPLAY: usize = 32;
@@ -20,20 +23,20 @@ pub(super) fn hello_line(agent: &Agent) -> String {
     records::line(
         "hello",
         &Hello {
-            version: env!("CARGO_PKG_VERSION"),
-            cmdline,
-            start_unix_ms: agent.start_unix_ms,
-            interval_ms: agent.config.interval.as_millis() as u64,
-            runtime: agent.runtime.to_string(),
-            sampling: agent.capture.sampling.name(),
-            mode: "sampled",
-            attached: agent.attached,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            cmdline: Some(cmdline),
+            start_unix_ms: Num::some(agent.start_unix_ms),
+            interval_ms: Num::some(agent.config.interval.as_millis() as u64),
+            runtime: Some(agent.runtime.to_string()),
+            sampling: Some(agent.capture.sampling.name().to_string()),
+            mode: Some("sampled".to_string()),
+            attached: Some(agent.attached),
             service: agent.config.service.clone(),
-            config: HelloConfig {
-                max_tracked: agent.config.max_tracked,
-                memory_limit_bytes: agent.config.memory_limit_bytes,
-                stack_depth: agent.config.stack_depth,
-                stack_capture: agent.config.stack_capture.name(),
+            config: serde_json::to_value(AgentConfig {
+                max_tracked: agent.config.max_tracked as u64,
+                memory_limit_bytes: agent.config.memory_limit_bytes as u64,
+                stack_depth: agent.config.stack_depth as u64,
+                stack_capture: agent.config.stack_capture.name().to_string(),
                 log: crate::log::path(&agent.config).display().to_string(),
                 induce_full_gc_ms: agent.config.induce_full_gc.map(|d| d.as_millis() as u64),
                 census: agent.config.census,
@@ -44,7 +47,9 @@ pub(super) fn hello_line(agent: &Agent) -> String {
                 },
                 retention: agent.config.retention.clone(),
                 retention_roots: retention::root_kinds::capabilities(agent.attached, agent.info.version()),
-            },
+            })
+            .ok(),
+            ..Hello::default()
         },
     )
 }
@@ -59,35 +64,36 @@ pub(super) fn thread_cpu_ms() -> f64 {
 
 impl Pipeline<'_> {
     /// Site rows of samples born before GC `born_before` that are alive now.
-    pub(super) fn site_records(&mut self, born_before: u32) -> (Vec<SiteRecord>, Vec<u32>) {
+    pub(super) fn site_records(&mut self, born_before: u32) -> (Vec<ManagedSite>, Vec<u32>) {
         let rows = self.survivors.rows(&self.stacks, born_before);
         let mut sites = Vec::with_capacity(rows.len().min(self.agent.config.max_sites));
         let mut stack_ids = Vec::new();
         for row in rows.into_iter().take(self.agent.config.max_sites) {
             stack_ids.push(row.stack);
-            sites.push(SiteRecord {
-                type_name: self.names.class(row.class),
-                site: row.site,
-                location: self.stacks.get(row.stack).site_line.clone(),
-                stack: row.stack,
-                samples: row.samples,
-                objects: row.objects.round() as u64,
-                bytes: row.bytes.round() as u64,
-                age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
-                gens: row.generations,
-                collected: row.collected,
+            sites.push(ManagedSite {
+                type_name: self.names.class(row.class).to_string(),
+                site: row.site.to_string(),
+                location: self.stacks.get(row.stack).site_line.as_deref().map(str::to_string),
+                stack: Some(row.stack.into()),
+                samples: Num::some(row.samples),
+                objects: Num::some(row.objects.round() as u64),
+                bytes: Num::some(row.bytes.round() as u64),
+                age_gcs: Num::some((row.mean_age_gcs * 10.0).round() / 10.0),
+                gens: row.generations.iter().map(|&n| n.into()).collect(),
+                collected: row.collected.map(Num::from),
             });
         }
         (sites, stack_ids)
     }
 
-    pub(super) fn heap_record(&self) -> HeapRecord {
-        HeapRecord {
-            gen0: self.gc.heap.gen0,
-            gen1: self.gc.heap.gen1,
-            gen2: self.gc.heap.gen2,
-            loh: self.gc.heap.loh,
-            poh: self.gc.heap.poh,
+    pub(super) fn heap_record(&self) -> HeapSizes {
+        let heap = &self.gc.heap;
+        HeapSizes {
+            gen0: Num::some(heap.gen0),
+            gen1: Num::some(heap.gen1),
+            gen2: Num::some(heap.gen2),
+            loh: Num::some(heap.loh),
+            poh: Num::some(heap.poh),
         }
     }
 
@@ -98,13 +104,18 @@ impl Pipeline<'_> {
             &Batch { hello: &self.hello, statuses: &self.statuses, stacks: stack_ids, payload },
             &mut |id| {
                 let stack = stacks.get(id);
-                records::line("stack", &records::Stack { id, frames: &stack.frames, lines: &stack.lines })
+                let record = StackRecord {
+                    id: id.into(),
+                    frames: stack.frames.iter().map(|f| f.to_string()).collect(),
+                    lines: stack.lines.iter().map(|l| l.as_deref().map(str::to_string)).collect(),
+                };
+                records::line("stack", &record)
             },
         );
     }
 
     pub(super) fn status(&mut self, level: &'static str, message: &str) {
-        let line = records::line("status", &Status { level, message });
+        let line = records::line("status", &records::status(level, message));
         self.statuses.push(line.clone());
         if self.statuses.len() > STATUS_REPLAY {
             self.statuses.remove(0);
@@ -150,55 +161,55 @@ impl Pipeline<'_> {
         let degraded = crate::switch::disabled_reason().or_else(|| self.sink.problem());
         self.seq += 1;
         let summary = Summary {
-            seq: self.seq,
-            t_ms: agent.elapsed_ms(),
-            unix_ms: unix_ms(),
-            gc: GcRecord {
-                count: self.gc.by_generation,
-                induced: self.gc.induced,
-                pause_ms_total: self.gc.pause_ns_total as f64 / 1e6,
-                pause_ms_max: self.gc.pause_ns_max as f64 / 1e6,
-                reasons: self.gc.reasons.clone(),
-                recent: self.gc.take_recent(),
-            },
-            heap: self.heap_record(),
-            rss: gc_stats::resident_bytes(),
-            agent: AgentRecord {
-                tracked: self.survivors.count(),
-                young: self.survivors.young(self.history.completed),
-                max_tracked: agent.config.max_tracked,
-                samples: counters.samples.load(Ordering::Relaxed),
-                dropped: dropped_budget + dropped_queue,
-                dropped_budget,
-                dropped_queue,
-                thinned: counters.thinned.load(Ordering::Relaxed),
-                keep_one_in: agent.capture.keep_one_in.load(Ordering::Relaxed),
-                sampling_windows: SamplingWindowsRecord {
+            seq: Some(self.seq),
+            t_ms: Num::some(agent.elapsed_ms()),
+            unix_ms: Num::some(unix_ms()),
+            gc: Some(GcStats {
+                count: self.gc.by_generation.iter().map(|&n| n.into()).collect(),
+                induced: Num::some(self.gc.induced),
+                pause_ms_total: Num::some(self.gc.pause_ns_total as f64 / 1e6),
+                pause_ms_max: Num::some(self.gc.pause_ns_max as f64 / 1e6),
+                reasons: self.gc.reasons.iter().map(|(&reason, &n)| (reason.to_string(), n.into())).collect(),
+                recent: self.gc.take_recent().iter().map(gc_stats::Collection::entry).collect(),
+            }),
+            heap: Some(self.heap_record()),
+            rss: Num::some(gc_stats::resident_bytes()),
+            agent: Some(AgentHealth {
+                tracked: Num::some(self.survivors.count()),
+                young: Num::some(self.survivors.young(self.history.completed)),
+                max_tracked: Num::some(agent.config.max_tracked),
+                samples: Num::some(counters.samples.load(Ordering::Relaxed)),
+                dropped: Num::some(dropped_budget + dropped_queue),
+                dropped_budget: Num::some(dropped_budget),
+                dropped_queue: Num::some(dropped_queue),
+                thinned: Num::some(counters.thinned.load(Ordering::Relaxed)),
+                keep_one_in: Num::some(agent.capture.keep_one_in.load(Ordering::Relaxed)),
+                sampling_windows: Some(SamplingWindows {
                     one_in: self.duty.one_in(),
                     switches: self.duty.switches,
                     switch_ms: self.duty.switch_time.as_secs_f64() * 1e3,
-                },
-                handle_failures: counters.handle_failures.load(Ordering::Relaxed),
-                stack_failures: counters.stack_failures.load(Ordering::Relaxed),
-                stacks: self.stacks.count(),
-                memory_bytes: crate::memory::allocated_bytes(),
-                memory_limit_bytes: agent.config.memory_limit_bytes,
-                sweep_ms: self.last_sweep.as_secs_f64() * 1e3,
-                thread_cpu_ms: thread_cpu_ms(),
-                capture_us_per_sample: per_followed_sample_us(
+                }),
+                handle_failures: Num::some(counters.handle_failures.load(Ordering::Relaxed)),
+                stack_failures: Num::some(counters.stack_failures.load(Ordering::Relaxed)),
+                stacks: Num::some(self.stacks.count()),
+                memory_bytes: Num::some(crate::memory::allocated_bytes()),
+                memory_limit_bytes: Num::some(agent.config.memory_limit_bytes),
+                sweep_ms: Num::some(self.last_sweep.as_secs_f64() * 1e3),
+                thread_cpu_ms: Num::some(thread_cpu_ms()),
+                capture_us_per_sample: Num::some(per_followed_sample_us(
                     counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed),
-                ),
-                stack_us_per_sample: per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed)),
-                bad_events: counters.bad_events.load(Ordering::Relaxed),
-                stack_capture: self.stack_capture_record(),
+                )),
+                stack_us_per_sample: Num::some(per_followed_sample_us(counters.stack_ns.load(Ordering::Relaxed))),
+                bad_events: Num::some(counters.bad_events.load(Ordering::Relaxed)),
+                stack_capture: Some(self.stack_capture_record()),
                 degraded,
-                exact: (agent.config.exact != crate::config::Exact::Off).then(|| ExactRecord {
-                    aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c)).collect(),
+                exact: (agent.config.exact != crate::config::Exact::Off).then(|| Exact {
+                    aimed: self.aiming.aimed().iter().map(|&c| self.names.class(c).to_string()).collect(),
                     allocations: counters.exact_allocations.load(Ordering::Relaxed),
                     thinned: counters.exact_thinned.load(Ordering::Relaxed),
                     keep_one_in: agent.capture.exact_keep_one_in.load(Ordering::Relaxed),
                 }),
-            },
+            }),
             sites,
         };
         let payload = records::line("summary", &summary);
@@ -220,7 +231,7 @@ impl Pipeline<'_> {
         }
     }
 
-    pub(super) fn stack_capture_record(&self) -> StackCaptureRecord {
+    pub(super) fn stack_capture_record(&self) -> StackCapture {
         let capture = &self.agent.capture;
         let counters = &capture.counters;
         let (walked, fell_back) = (counters.walked.load(Ordering::Relaxed), counters.fell_back.load(Ordering::Relaxed));
@@ -229,8 +240,8 @@ impl Pipeline<'_> {
             crate::config::StackCapture::Snapshot => counters.samples.load(Ordering::Relaxed),
             crate::config::StackCapture::Check => fell_back + walked,
         };
-        StackCaptureRecord {
-            mode: capture.stack_capture.name(),
+        StackCapture {
+            mode: capture.stack_capture.name().to_string(),
             walked,
             fell_back,
             snapshot_us: (counters.snapshot_ns.load(Ordering::Relaxed) as f64 / snapshots.max(1) as f64 / 10.0).round()
@@ -243,7 +254,7 @@ impl Pipeline<'_> {
                 let mut sites: Vec<_> = self
                     .stack_check_sites
                     .iter()
-                    .map(|(site, &(compared, agreed))| StackCheckSite { site: site.clone(), compared, agreed })
+                    .map(|(site, &(compared, agreed))| StackCheckSite { site: site.to_string(), compared, agreed })
                     .collect();
                 sites.sort_by(|a, b| b.compared.cmp(&a.compared).then_with(|| a.site.cmp(&b.site)));
                 sites.truncate(64);

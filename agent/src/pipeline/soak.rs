@@ -8,7 +8,7 @@ use crossbeam_channel::TryRecvError;
 use super::{POLL, Pipeline, census, gc_stats, retention, unix_ms};
 use crate::capture::Event;
 use crate::clr::types::ClassID;
-use crate::output::records::{self, CensusOther, CensusRecord, CensusType, Retained};
+use crate::output::records::{self, Census as CensusRecord, CensusOther, CensusType, Num, Retained};
 
 /// Events held while a retention search lets the application run between its walks (beyond
 /// it, the queue itself fills and drops as it would anyway).
@@ -90,13 +90,13 @@ impl Pipeline<'_> {
         tracing::info!(
             "retention: {} types in {:.1} ms ({} walks, pause {:.1} ms, longest {:.1} ms), {} objects, {} followed, {} KB, truncated by {:?}",
             record.types.len(),
-            record.elapsed_ms,
+            record.elapsed_ms.unwrap_or_default().0,
             record.walks.len(),
-            record.pause_ms,
-            record.max_pause_ms,
-            record.objects,
-            record.followed,
-            record.memory_bytes >> 10,
+            record.pause_ms.unwrap_or_default().0,
+            record.max_pause_ms.unwrap_or_default().0,
+            record.objects.unwrap_or_default().u64(),
+            record.followed.unwrap_or_default().u64(),
+            record.memory_bytes.unwrap_or_default().u64() >> 10,
             record.truncated_by
         );
         if let Some(error) = &record.error {
@@ -121,11 +121,11 @@ impl Pipeline<'_> {
         self.sweep();
         let (sites, stack_ids) = self.site_records(gc);
         let record = Retained {
-            gc,
-            t_ms: self.agent.elapsed_ms(),
-            unix_ms: unix_ms(),
-            heap: self.heap_record(),
-            rss: gc_stats::resident_bytes(),
+            gc: Some(gc.into()),
+            t_ms: Num::some(self.agent.elapsed_ms()),
+            unix_ms: Num::some(unix_ms()),
+            heap: Some(self.heap_record()),
+            rss: Num::some(gc_stats::resident_bytes()),
             sites,
         };
         let payload = records::line("retained", &record);
@@ -145,37 +145,38 @@ impl Pipeline<'_> {
                 None
             }
             Ok(c) => {
-                let mut types: Vec<CensusType> = c
-                    .by_class
-                    .iter()
-                    .map(|(&class, t)| CensusType {
-                        type_name: self.names.class(class),
-                        count: t.count,
-                        bytes: t.bytes,
-                    })
-                    .collect();
-                types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.type_name.cmp(&b.type_name)));
+                // (name, count, bytes), largest first.
+                let mut types: Vec<(std::sync::Arc<str>, u64, u64)> =
+                    c.by_class.iter().map(|(&class, t)| (self.names.class(class), t.count, t.bytes)).collect();
+                types.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
                 let kept = types.len().min(MAX_CENSUS_TYPES);
                 let rest = &types[kept..];
                 let other = CensusOther {
-                    types: rest.len(),
-                    count: rest.iter().map(|t| t.count).sum(),
-                    bytes: rest.iter().map(|t| t.bytes).sum(),
+                    types: Num::some(rest.len()),
+                    count: Num::some(rest.iter().map(|t| t.1).sum::<u64>()),
+                    bytes: Num::some(rest.iter().map(|t| t.2).sum::<u64>()),
                 };
                 types.truncate(kept);
                 let record = CensusRecord {
-                    gc: self.history.completed,
-                    t_ms: self.agent.elapsed_ms(),
-                    unix_ms: unix_ms(),
-                    pause_ms: c.pause.as_secs_f64() * 1e3,
-                    gc_ms: self.forced_gc.as_secs_f64() * 1e3,
-                    rss: gc_stats::resident_bytes(),
-                    objects: c.objects,
-                    bytes: c.bytes,
-                    unreadable: c.unreadable,
-                    heap: self.heap_record(),
-                    types,
-                    other,
+                    gc: Some(self.history.completed.into()),
+                    t_ms: Num::some(self.agent.elapsed_ms()),
+                    unix_ms: Num::some(unix_ms()),
+                    pause_ms: Num::some(c.pause.as_secs_f64() * 1e3),
+                    gc_ms: Num::some(self.forced_gc.as_secs_f64() * 1e3),
+                    rss: Num::some(gc_stats::resident_bytes()),
+                    objects: Num::some(c.objects),
+                    bytes: Num::some(c.bytes),
+                    unreadable: Num::some(c.unreadable),
+                    heap: Some(self.heap_record()),
+                    types: types
+                        .into_iter()
+                        .map(|(name, count, bytes)| CensusType {
+                            type_name: name.to_string(),
+                            count: Num::some(count),
+                            bytes: Num::some(bytes),
+                        })
+                        .collect(),
+                    other: Some(other),
                 };
                 tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
                 let payload = records::line("census", &record);

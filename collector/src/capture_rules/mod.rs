@@ -20,10 +20,8 @@ use crate::protocol::{ProducerKey, Record, Source};
 use crate::session::Session;
 use crate::soak::rules::{self, Rule};
 use judge::Breach;
-use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -75,34 +73,8 @@ impl Settings {
     }
 }
 
-/// One snapshot written: what a metrics counter or any other watcher needs.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaptureEvent {
-    pub pid: u32,
-    /// The worker's command line, as its agent said.
-    pub cmdline: Option<String>,
-    /// When the rule was found broken and the agent asked, and when the file was written.
-    pub asked_unix_ms: u64,
-    pub unix_ms: u64,
-    /// Rules broken (as written), and by what, with the evidence.
-    pub rules: Vec<String>,
-    pub breaches: Vec<BreachInfo>,
-    /// The snapshot file (NDJSON, for `leakscope diff`) and its text rendering.
-    pub file: PathBuf,
-    pub text_file: Option<PathBuf>,
-    /// Whether the census and the paths came back; what is missing and why.
-    pub census: bool,
-    pub paths_for: Vec<String>,
-    pub paths: bool,
-    pub missing: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BreachInfo {
-    pub rule: String,
-    pub subject: String,
-    pub evidence: String,
-}
+/// One snapshot written: the `capture` record (the protocol crate's type).
+pub use crate::protocol::{Breach as BreachInfo, Capture as CaptureEvent};
 
 /// One capture under way: the lines of the worker's agent since the request.
 struct Pending {

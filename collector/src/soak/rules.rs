@@ -332,7 +332,7 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
         None => {
             return Err(lx.error(
                 unit_at,
-                format!("unknown size unit `{unit}`: use B, kB, MB, GB (×1000) or KiB, MiB, GiB (×1024)"),
+                format!("unknown size unit `{unit}`: use B, kB, MB, GB, TB (×1000) or KiB, MiB, GiB, TiB (×1024)"),
             ));
         }
     };
@@ -365,18 +365,9 @@ fn parse_value(lx: &mut Lexer<'_>, quantity: Quantity) -> Result<f64, RuleError>
     }
 }
 
-/// Bytes per unit; an empty unit is bytes.
+/// Bytes per unit; an empty unit is bytes. The one grammar's units (the protocol crate).
 fn size_unit(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "" | "B" | "b" => 1.0,
-        "kB" | "KB" | "k" | "K" | "kb" => 1e3,
-        "MB" | "M" | "mb" => 1e6,
-        "GB" | "G" | "gb" => 1e9,
-        "KiB" | "kiB" | "Ki" => 1024.0,
-        "MiB" | "Mi" => 1024.0 * 1024.0,
-        "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    })
+    leakscope_protocol::units::size_unit_bytes(unit).map(|bytes| bytes as f64)
 }
 
 /// Hours per unit.

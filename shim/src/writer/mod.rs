@@ -31,9 +31,10 @@ use crate::live::Entry;
 use crate::counters;
 use crate::mmaps::Range;
 use crate::sampler::sample_probability;
-use crate::state::{self, Tables};
+use crate::state;
 use crate::symbols::{self, Symbolizer};
 use crate::sys;
+use crate::tables::Tables;
 
 struct StackOut {
     frames: Vec<String>,

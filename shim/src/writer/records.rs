@@ -20,9 +20,11 @@ pub(super) fn cmdline() -> String {
         .unwrap_or_default()
 }
 
+/// Opens a line's object with the protocol's envelope: version, kind, source and pid.
 pub(super) fn line_start(out: &mut String, kind: &str, pid: i32) {
+    use leakscope_protocol::version::{PROTOCOL_VERSION, SOURCE_SHIM};
     out.clear();
-    let _ = write!(out, "{{\"v\":1,\"type\":\"{kind}\",\"source\":\"shim\",\"pid\":{pid}");
+    let _ = write!(out, "{{\"v\":{PROTOCOL_VERSION},\"type\":\"{kind}\",\"source\":\"{SOURCE_SHIM}\",\"pid\":{pid}");
 }
 
 pub(super) fn hello_line(
@@ -49,7 +51,7 @@ pub(super) fn hello_line(
             .str("mode", "sampled")
             .str("native", if native_on { "on" } else { "off" })
             .str("native_reason", reason)
-            .str("preload", &state::own_path());
+            .str("preload", &sys::own_path());
         if let Some(service) = &cfg.service {
             o.str("service", service);
         }

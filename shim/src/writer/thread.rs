@@ -18,6 +18,8 @@ const EXIT_DEADLINE_MS: u64 = 300;
 const EXIT_LOCK_WAIT_MS: u64 = 1000;
 
 static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+/// How to turn tracking off when this thread fails, given at start.
+static TURN_OFF: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
 extern "C" fn writer_main(_: *mut c_void) -> *mut c_void {
     tls::with(|t| t.set_busy_forever());
@@ -53,7 +55,9 @@ extern "C" fn writer_main(_: *mut c_void) -> *mut c_void {
             Ok(None) => return core::ptr::null_mut(),
             Err(_) => {
                 let msg = "internal error in the shim's writer thread; native tracking off";
-                state::go_off(msg);
+                if let Some(turn_off) = TURN_OFF.get() {
+                    turn_off(msg);
+                }
                 error!("{msg}");
                 // Best effort: tell the collector, then say goodbye.
                 let mut g = WRITER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -73,8 +77,17 @@ extern "C" fn writer_main(_: *mut c_void) -> *mut c_void {
 }
 
 /// Installs the writer state and starts its thread (signals blocked).
-pub(crate) fn start(cfg: Config, warnings: Vec<String>, sink: Sink, table_bytes: usize) -> Result<(), String> {
-    let tables = state::tables().ok_or("tables missing")?;
+/// `turn_off` is how the thread turns tracking off if it fails (`lifecycle::go_off`: the writer
+/// does not reach up to the module that started it).
+pub(crate) fn start(
+    cfg: Config,
+    warnings: Vec<String>,
+    sink: Sink,
+    table_bytes: usize,
+    turn_off: fn(&str),
+) -> Result<(), String> {
+    let _ = TURN_OFF.set(turn_off);
+    let tables = crate::tables::tables().ok_or("tables missing")?;
     let w = Writer::new(cfg, warnings, sink, tables, table_bytes);
     match WRITER.lock() {
         Ok(mut g) => *g = Some(w),

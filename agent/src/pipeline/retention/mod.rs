@@ -37,7 +37,10 @@ use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
 use crate::clr::types::ClassID;
-use crate::output::records::*;
+use crate::output::records::{
+    Num, RetainedSize, Retention as RetentionRecord, RetentionOther, RetentionPath, RetentionRoot, RetentionRoots,
+    RetentionStatics, RetentionStep, RetentionType, RetentionWalk,
+};
 use crate::pipeline::census::TypeTotals;
 use paths::{ARRAY_ELEMENT, ELIDED, Roots, Signatures};
 use search::{Stopped, Target};
@@ -110,25 +113,32 @@ impl Retention {
         let baseline = crate::memory::allocated_bytes();
         let room = agent.config.memory_limit_bytes.saturating_sub(baseline);
         let budget = request.memory_budget.map_or(room, |b| b.min(room));
+        let mut gc_roots = RetentionRoots {
+            reported: false,
+            count: Num::some(0u64),
+            source: None,
+            pause_ms: Num::some(0.0),
+            why: None,
+        };
         let mut record = RetentionRecord {
-            gc,
-            t_ms: agent.elapsed_ms(),
-            unix_ms: crate::pipeline::unix_ms(),
-            elapsed_ms: 0.0,
-            pause_ms: 0.0,
-            max_pause_ms: 0.0,
+            gc: Some(gc.into()),
+            t_ms: Num::some(agent.elapsed_ms()),
+            unix_ms: Num::some(crate::pipeline::unix_ms()),
+            elapsed_ms: Num::some(0.0),
+            pause_ms: Num::some(0.0),
+            max_pause_ms: Num::some(0.0),
             walks: Vec::new(),
-            objects: 0,
-            followed: 0,
-            samples: 0,
-            memory_bytes: 0,
-            memory_budget_bytes: budget,
-            time_budget_ms: request.time_budget.as_millis() as u64,
+            objects: Num::some(0u64),
+            followed: Num::some(0u64),
+            samples: Num::some(0u64),
+            memory_bytes: Num::some(0u64),
+            memory_budget_bytes: Num::some(budget),
+            time_budget_ms: Num::some(request.time_budget.as_millis() as u64),
             truncated: false,
             truncated_by: Vec::new(),
             cut_short: None,
-            statics: RetentionStatics { fields: 0, with_value: 0, stale: false },
-            roots: RetentionRoots { reported: false, count: 0, source: None, pause_ms: 0.0, why: None },
+            statics: Some(RetentionStatics::default()),
+            roots: Some(gc_roots.clone()),
             error: None,
             types: Vec::new(),
         };
@@ -157,34 +167,24 @@ impl Retention {
             None => match crate::pipeline::census::take(info) {
                 // The census that finds the instances was cut short: nothing to search from.
                 Ok(c) if c.stopped.is_some() => {
-                    record.walks.push(RetentionWalk {
-                        pause_ms: ms(c.pause),
-                        objects: c.objects,
-                        followed: 0,
-                        unsettled: 0,
-                    });
+                    record.walks.push(walk(c.pause, c.objects, 0, 0));
                     let (label, why) = match c.stopped {
                         Some(crate::pipeline::heap_walk::Stopped::Interrupted(why)) => ("interrupted", why),
                         _ => ("time", "out of time".to_string()),
                     };
                     record.truncated = true;
-                    record.truncated_by.push(label);
+                    record.truncated_by.push(label.to_string());
                     record.cut_short = Some(format!(
                         "walk cut short: the census that finds the instances stopped after {} objects, {why}",
                         c.objects
                     ));
-                    record.pause_ms = ms(c.pause);
-                    record.max_pause_ms = ms(c.pause);
-                    record.elapsed_ms = ms(started.elapsed());
+                    record.pause_ms = Num::some(ms(c.pause));
+                    record.max_pause_ms = Num::some(ms(c.pause));
+                    record.elapsed_ms = Num::some(ms(started.elapsed()));
                     return record;
                 }
                 Ok(c) => {
-                    record.walks.push(RetentionWalk {
-                        pause_ms: ms(c.pause),
-                        objects: c.objects,
-                        followed: 0,
-                        unsettled: 0,
-                    });
+                    record.walks.push(walk(c.pause, c.objects, 0, 0));
                     taken = c.by_class;
                     &taken
                 }
@@ -192,7 +192,7 @@ impl Retention {
                     record.error = Some(format!(
                         "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
                     ));
-                    record.elapsed_ms = ms(started.elapsed());
+                    record.elapsed_ms = Num::some(ms(started.elapsed()));
                     return record;
                 }
             },
@@ -246,15 +246,17 @@ impl Retention {
             Ok(s) => s,
             Err(hr) => {
                 record.error = Some(format!("cannot walk the heap in a suspension of its own ({hr:#x})"));
-                record.elapsed_ms = ms(started.elapsed());
+                record.elapsed_ms = Num::some(ms(started.elapsed()));
                 return record;
             }
         };
-        record.statics.fields = fields_located;
-        record.statics.stale = !searched.statics_read;
-        record.statics.with_value = searched.tracked.nodes.iter().filter(|n| n.static_field != NONE).count();
-        record.objects = searched.heap_objects;
-        record.samples = targets.iter().map(|t| t.samples.len() as u64).sum();
+        record.statics = Some(RetentionStatics {
+            fields: fields_located as u64,
+            with_value: searched.tracked.nodes.iter().filter(|n| n.static_field != NONE).count() as u64,
+            stale: !searched.statics_read,
+        });
+        record.objects = Num::some(searched.heap_objects);
+        record.samples = Num::some(targets.iter().map(|t| t.samples.len() as u64).sum::<u64>());
 
         // A generic class's statics: the runtime gives no address, so what the storage for statics
         // holds is named by its type where exactly one loaded instantiation's field fits.
@@ -273,9 +275,9 @@ impl Retention {
         if worth && searched.stopped.is_none() {
             match root_kinds::collect(info) {
                 Ok(collected) => {
-                    record.roots.source = Some(collected.source);
-                    record.roots.pause_ms = ms(collected.pause);
-                    record.roots.count = collected.count;
+                    gc_roots.source = Some(collected.source.to_string());
+                    gc_roots.pause_ms = Num::some(ms(collected.pause));
+                    gc_roots.count = Num::some(collected.count);
                     match root_kinds::mark(
                         info,
                         &mut searched.tracked,
@@ -284,25 +286,23 @@ impl Retention {
                         &mut holders,
                     ) {
                         Some(_) => {
-                            record.roots.reported = true;
+                            gc_roots.reported = true;
                             if collected.dropped > 0 {
-                                record.roots.why = Some(format!(
+                                gc_roots.why = Some(format!(
                                     "{} roots were not kept (past the limit or reported concurrently)",
                                     collected.dropped
                                 ));
                             }
                         }
-                        None => {
-                            record.roots.why = Some("another GC ran between the root report and matching it".into())
-                        }
+                        None => gc_roots.why = Some("another GC ran between the root report and matching it".into()),
                     }
                 }
-                Err(why) => record.roots.why = Some(why),
+                Err(why) => gc_roots.why = Some(why),
             }
         } else if searched.stopped.is_some() {
-            record.roots.why = Some("not asked for: the search was cut short".into());
+            gc_roots.why = Some("not asked for: the search was cut short".into());
         } else if wanted.iter().any(|&w| w > 0) {
-            record.roots.why = Some(format!(
+            gc_roots.why = Some(format!(
                 "not asked for: fewer than 1 % of the sampled instances end at objects nothing references, and on a heap \
                  this size the GC's root report pauses the application longer than a walk ({} sampled instances)",
                 wanted.iter().sum::<u64>()
@@ -319,10 +319,10 @@ impl Retention {
             }
             let field = &self.statics.fields[n.static_field as usize];
             let d = *static_desc.entry(n.static_field).or_insert_with(|| {
-                let detail = by_type.contains(&n.static_field).then(|| {
-                    Arc::from("named by the type it holds: the runtime gives no address for a generic class's statics")
-                });
-                descs.push(RetentionRoot { kind: "static", name: Some(field.name.clone()), detail });
+                let detail = by_type.contains(&n.static_field).then_some(
+                    "named by the type it holds: the runtime gives no address for a generic class's statics",
+                );
+                descs.push(RetentionRoot::of("static", Some(&field.name), detail));
                 (descs.len() - 1) as u32
             });
             statics_seeds.push((i as u32, d, field.framework));
@@ -342,30 +342,23 @@ impl Retention {
             .collect();
         gc_seeds.sort_by_key(|&(_, _, p)| p);
         let fixed = descs.len() as u32;
-        descs.push(RetentionRoot {
-            kind: "static",
-            name: None,
-            detail: Some("the runtime's storage for statics, through a field not identified".into()),
-        });
-        descs.push(RetentionRoot {
-            kind: "other",
-            name: None,
-            detail: Some(
-                if record.roots.reported {
-                    "referenced by no object and not a root the GC reported (a dependent handle's value, or allocated since)"
-                } else {
-                    "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
-                }
-                .into(),
-            ),
-        });
+        descs.push(RetentionRoot::of(
+            "static",
+            None,
+            Some("the runtime's storage for statics, through a field not identified"),
+        ));
+        descs.push(RetentionRoot::of(
+            "other",
+            None,
+            Some(if gc_roots.reported {
+                "referenced by no object and not a root the GC reported (a dependent handle's value, or allocated since)"
+            } else {
+                "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
+            }),
+        ));
         let cut_short = cut_short(&searched, budget, request.time_budget, started.elapsed());
-        descs.push(RetentionRoot { kind: "unknown", name: None, detail: Some(cut_short.clone().into()) });
-        descs.push(RetentionRoot {
-            kind: "other",
-            name: None,
-            detail: Some("a cycle held from outside the heap".into()),
-        });
+        descs.push(RetentionRoot::of("unknown", None, Some(&cut_short)));
+        descs.push(RetentionRoot::of("other", None, Some("a cycle held from outside the heap")));
 
         let (graph, referenced) = graph::Graph::from_tracked(&searched.tracked);
         let nodes = &searched.tracked.nodes;
@@ -490,14 +483,18 @@ impl Retention {
                             .then(|| self.fields.name(info, graph.classes[previous as usize], e.field))
                             .flatten()
                     };
-                    steps.push(RetentionStep { type_name, field, repeated: e.repeated });
+                    steps.push(RetentionStep {
+                        type_name: type_name.to_string(),
+                        field: field.as_deref().map(str::to_string),
+                        repeated: e.repeated,
+                    });
                 }
                 let ends_in_type = entries
                     .last()
                     .is_some_and(|e| e.class != ELIDED && target.classes.contains(&graph.classes[e.class as usize]));
                 if !ends_in_type {
                     let last = matched[t].first().cloned().unwrap_or_else(|| request.types[t].as_str().into());
-                    steps.push(RetentionStep { type_name: last, field: None, repeated: false });
+                    steps.push(RetentionStep { type_name: last.to_string(), field: None, repeated: false });
                 }
                 let retained = starts_of.get(&(t, sig)).filter(|_| !measured.is_empty()).map(|of| {
                     // The step of the first type of the application's own (else the root's object).
@@ -512,58 +509,69 @@ impl Retention {
                     let seen = distinct.get(&(t, sig)).map_or(0, |d| d.len() as u64);
                     let objects = if seen * 2 >= sampled { (seen as f64 * scale).round() as u64 } else { seen };
                     RetainedSize {
-                        step: step as i32,
+                        step: Some(step as i64),
                         type_name: steps.get(step).map_or_else(|| "?".into(), |s| s.type_name.clone()),
-                        bytes_per_instance: per,
-                        bytes: per * objects,
-                        measured: of.len() as u64,
+                        bytes_per_instance: Num::some(per),
+                        bytes: Num::some(per * objects),
+                        measured: Num::some(of.len()),
                         lower_bound: of.iter().any(|&k| measured[k].lower_bound),
                     }
                 });
                 listed.push(RetentionPath {
                     root: descs[entries[0].field as usize].clone(),
                     steps,
-                    instances,
-                    bytes,
-                    sampled,
+                    instances: Num::some(instances),
+                    bytes: Num::some(bytes),
+                    sampled: Num::some(sampled),
                     retained,
                 });
             }
             record.types.push(RetentionType {
                 type_name: request.types[t].clone(),
-                matched: std::mem::take(&mut matched[t]),
-                instances: target.instances,
-                bytes: target.bytes,
-                sampled: tally.instances,
-                unknown,
-                walked: target.seen,
-                collected: target.estimate(taken - samples.iter().filter(|&&(_, st)| st == t).count() as u64),
-                unreached: tally.unreached,
+                matched: std::mem::take(&mut matched[t]).iter().map(|m| m.to_string()).collect(),
+                instances: Num::some(target.instances),
+                bytes: Num::some(target.bytes),
+                sampled: Num::some(tally.instances),
+                unknown: Num::some(unknown),
+                walked: Num::some(target.seen),
+                collected: Num::some(
+                    target.estimate(taken - samples.iter().filter(|&&(_, st)| st == t).count() as u64),
+                ),
+                unreached: Num::some(tally.unreached),
                 paths: listed,
-                other,
+                other: Some(other),
             });
         }
         for w in &searched.walks {
-            record.walks.push(RetentionWalk {
-                pause_ms: ms(w.pause),
-                objects: w.objects,
-                followed: w.followed as u64,
-                unsettled: w.unsettled as u64,
-            });
+            record.walks.push(walk(w.pause, w.objects, w.followed as u64, w.unsettled as u64));
         }
-        record.followed = searched.tracked.nodes.len() as u64;
-        record.pause_ms = record.walks.iter().map(|w| w.pause_ms).sum::<f64>() + record.roots.pause_ms;
-        record.max_pause_ms = record.walks.iter().map(|w| w.pause_ms).fold(record.roots.pause_ms, f64::max);
+        record.followed = Num::some(searched.tracked.nodes.len());
+        let pauses = || record.walks.iter().map(|w| w.pause_ms.unwrap_or_default().0);
+        let roots_pause = gc_roots.pause_ms.unwrap_or_default().0;
+        record.pause_ms = Num::some(pauses().sum::<f64>() + roots_pause);
+        record.max_pause_ms = Num::some(pauses().fold(roots_pause, f64::max));
+        record.roots = Some(gc_roots);
         if let Some(why) = searched.stopped {
             if searched.unsettled > 0 {
                 record.truncated = true;
-                record.truncated_by.push(why.name());
+                record.truncated_by.push(why.name().to_string());
                 record.cut_short = Some(cut_short);
             }
         }
-        record.memory_bytes = crate::memory::allocated_bytes().saturating_sub(baseline).max(searched.peak_bytes);
-        record.elapsed_ms = ms(started.elapsed());
+        record.memory_bytes =
+            Num::some(crate::memory::allocated_bytes().saturating_sub(baseline).max(searched.peak_bytes));
+        record.elapsed_ms = Num::some(ms(started.elapsed()));
         record
+    }
+}
+
+/// One heap walk of the request, as the record lists it.
+fn walk(pause: Duration, objects: u64, followed: u64, unsettled: u64) -> RetentionWalk {
+    RetentionWalk {
+        pause_ms: Num::some(ms(pause)),
+        objects: Num::some(objects),
+        followed: Num::some(followed),
+        unsettled: Num::some(unsettled),
     }
 }
 

@@ -18,30 +18,31 @@ use crate::capture::heap_dump::{self, flag, kind};
 use crate::capture::root_references;
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE, FunctionID, ObjectID, root};
-use crate::output::records::RetentionRoot;
+use crate::output::records::{RetentionRoot, RetentionRootKinds};
 
 /// Which roots this agent can name in its mode (for the hello): the same in every GC mode,
 /// since without `RootReferences2` (background GC on) the heap dump names them.
-pub fn capabilities(attached: bool, info_version: u32) -> crate::output::records::RetentionRootKinds {
+pub fn capabilities(attached: bool, info_version: u32) -> RetentionRootKinds {
+    let strings = |kinds: &[&str]| kinds.iter().map(|k| k.to_string()).collect();
     if info_version < 15 {
-        return crate::output::records::RetentionRootKinds {
+        return RetentionRootKinds {
             named: Vec::new(),
-            not_named: vec!["any: retention paths need EnumerateGCHeapObjects (.NET 9 or later)"],
+            not_named: strings(&["any: retention paths need EnumerateGCHeapObjects (.NET 9 or later)"]),
         };
     }
     let mut not_named = vec!["thread statics (their storage is shown, or the stack frame holding them)"];
     if attached {
         not_named.push("statics of generic classes loaded before the agent attached");
     }
-    crate::output::records::RetentionRootKinds {
-        named: vec![
+    RetentionRootKinds {
+        named: strings(&[
             "static fields (a generic class's by the type it holds)",
             "stack frames, with their method",
             "GC handles by kind (strong, pinned, ref-counted)",
             "dependent handles (ConditionalWeakTable)",
             "the finalizer queue",
-        ],
-        not_named,
+        ]),
+        not_named: strings(&not_named),
     }
 }
 
@@ -73,29 +74,29 @@ impl Holder {
     }
 
     pub fn describe(self, function_name: &mut dyn FnMut(FunctionID) -> Arc<str>) -> RetentionRoot {
-        let detail = |s: &str| Some(Arc::from(s));
         match self {
-            Holder::Stack(f) => RetentionRoot { kind: "stack", name: (f != 0).then(|| function_name(f)), detail: None },
-            Holder::Handle { pinned, ref_counted } => RetentionRoot {
-                kind: "handle",
-                name: None,
-                detail: detail(if pinned {
+            Holder::Stack(f) => {
+                let name = (f != 0).then(|| function_name(f));
+                RetentionRoot::of("stack", name.as_deref(), None)
+            }
+            Holder::Handle { pinned, ref_counted } => RetentionRoot::of(
+                "handle",
+                None,
+                Some(if pinned {
                     "pinned"
                 } else if ref_counted {
                     "ref-counted (COM)"
                 } else {
                     "strong"
                 }),
-            },
-            Holder::Dependent => RetentionRoot {
-                kind: "dependent",
-                name: None,
-                detail: detail("a dependent handle (ConditionalWeakTable) whose key is alive"),
-            },
-            Holder::Finalizer => RetentionRoot { kind: "finalizer", name: None, detail: detail("the finalizer queue") },
-            Holder::Other => {
-                RetentionRoot { kind: "other", name: None, detail: detail("a root the GC reports as other") }
-            }
+            ),
+            Holder::Dependent => RetentionRoot::of(
+                "dependent",
+                None,
+                Some("a dependent handle (ConditionalWeakTable) whose key is alive"),
+            ),
+            Holder::Finalizer => RetentionRoot::of("finalizer", None, Some("the finalizer queue")),
+            Holder::Other => RetentionRoot::of("other", None, Some("a root the GC reports as other")),
         }
     }
 }

@@ -381,6 +381,8 @@ pub struct RetentionType {
     pub matched: Vec<String>,
     pub instances: Option<Num>,
     pub bytes: Option<Num>,
+    /// Instances the search's first walk met: the population its paths' estimates add up to.
+    pub walked: Option<Num>,
     /// Instances followed (all, or a sample); path counts are then estimates.
     pub sampled: Option<Num>,
     /// Estimated instances whose path the search could not finish.
@@ -503,6 +505,7 @@ impl RetentionPath {
                 format!("{} {name} (named by its type)", self.root.kind)
             }
             (Some(name), _) if self.root.kind == "stack" => format!("stack frame of {name}"),
+            (Some(name), _) if self.root.kind == "thread-static" => format!("thread static {name}"),
             (Some(name), _) => format!("{} {name}", self.root.kind),
             (None, Some(detail)) if self.root.kind == "other" => format!("({detail})"),
             (None, Some(detail)) if self.root.kind == "unknown" => format!("unknown ({detail})"),
@@ -770,5 +773,21 @@ mod tests {
         assert_eq!(s.sites[0].bytes.unwrap().u64(), 1_500_000);
         assert!(s.sites[0].objects.is_none());
         assert_eq!(serde_json::to_string(&[Num(48_500_000.0), Num(31.5)]).unwrap(), "[48500000,31.5]");
+    }
+
+    /// A thread static's root reads as one, with its thread; a static and a stack frame as before.
+    #[test]
+    fn root_kinds_render_as_words() {
+        let path = |kind: &str, name: &str| RetentionPath {
+            root: RetentionRoot { kind: kind.into(), name: Some(name.into()), detail: None },
+            steps: vec![RetentionStep { type_name: "LeakApp.Note".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(
+            path("thread-static", "LeakApp.NoteKeeper.t_notes (thread 0x7bfe)").render(),
+            "thread static LeakApp.NoteKeeper.t_notes (thread 0x7bfe) → LeakApp.Note"
+        );
+        assert_eq!(path("static", "LeakApp.Clock.Tick").render(), "static LeakApp.Clock.Tick → LeakApp.Note");
+        assert_eq!(path("stack", "LeakApp.Run").render(), "stack frame of LeakApp.Run → LeakApp.Note");
     }
 }

@@ -108,6 +108,7 @@ pub const CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE: HRESULT = 0x8013_1376_u32 as i
 
 /// Event-mask bits (`COR_PRF_HIGH_MONITOR`, high word).
 pub mod high_monitor {
+    pub const BASIC_GC: u32 = 0x10;
     pub const EVENT_PIPE: u32 = 0x80;
 }
 

@@ -124,9 +124,14 @@ struct Resume<'a> {
 }
 
 impl<'a> Resume<'a> {
+    /// Suspends the runtime, waiting out a suspension of its own under way (its GC).
     fn suspend(info: &'a ProfilerInfo) -> Result<Resume<'a>, HRESULT> {
-        let started = Instant::now();
-        info.suspend_runtime()?;
+        // The pause counts from the attempt that succeeded (suspending is part of it).
+        let mut started = Instant::now();
+        crate::pipeline::heap_walk::once_not_suspending(|| {
+            started = Instant::now();
+            info.suspend_runtime()
+        })?;
         Ok(Resume { info, started })
     }
 

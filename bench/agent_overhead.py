@@ -11,8 +11,9 @@ usage: bench/agent_overhead.py [--runs N] [--seconds S] [--threads T] [--peer]
 What the cost is made of: add sides such as 'snapshot:LEAKSCOPE_STACK_CAPTURE=snapshot' (every
 stack by DoStackSnapshot, as before the frame walk) and 'events:LEAKSCOPE_MAX_SAMPLES_PER_SEC=1'
 (the runtime's sampling and event delivery, almost nothing followed); every agent side also
-reports its followed samples, the allocating threads' time per followed sample, the frame walk's
-share and the agent thread's own CPU time, from the agent's last summary.
+reports its followed samples (over the whole run, and delivered/followed per second after the first
+second, once thinning has been picked), the allocating threads' time per followed sample, the frame
+walk's share and the agent thread's own CPU time, from the agent's summaries.
 Needs: cargo build --release --workspace; dotnet; (for --peer) dotnet-trace.
 """
 import argparse, json, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
@@ -61,10 +62,21 @@ def agent_env(base, output):
 
 def last_agent_record(path):
     last = None
+    first_pick = None
     for line in open(path):
         r = json.loads(line)
         if r.get("type") == "summary":
             last = r
+            # The first summary once a second has passed: by then thinning has been picked.
+            if first_pick is None and r["t_ms"] >= 1000:
+                first_pick = r
+    # Steady state (after the first second): samples the runtime delivered and the agent followed,
+    # per second. The run's totals also hold the first moments, when every sample is followed.
+    if last is not None and first_pick is not None and last["t_ms"] > first_pick["t_ms"]:
+        span = (last["t_ms"] - first_pick["t_ms"]) / 1000
+        a, b = first_pick["agent"], last["agent"]
+        last["agent"]["steady_delivered_per_s"] = (b["samples"] - a["samples"]) / span
+        last["agent"]["steady_followed_per_s"] = ((b["samples"] - b["thinned"]) - (a["samples"] - a["thinned"])) / span
     return last
 
 
@@ -157,8 +169,8 @@ def main():
         if recs and recs[-1].get("exact"):
             print(f"{label}: {json.dumps(recs[-1]['exact'])}")
     print("\nwhat each agent side spent (medians over its runs; followed = not thinned):")
-    print("| side | followed samples/s | us per followed sample (allocating thread, wall) | frame walk / fell back | agent thread CPU (ms/s) | agent heap (MB) |")
-    print("|---|---|---|---|---|---|")
+    print("| side | followed samples/s (whole run) | after the first second: delivered / followed samples/s | us per followed sample (allocating thread, wall) | frame walk / fell back | agent thread CPU (ms/s) | agent heap (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for label, recs in {**records, **extra_records}.items():
         if not recs:
             continue
@@ -166,7 +178,9 @@ def main():
         walked = sum(r.get("stack_capture", {}).get("walked", 0) for r in recs)
         fell = sum(r.get("stack_capture", {}).get("fell_back", 0) for r in recs)
         cpu = statistics.median(r.get("thread_cpu_ms", 0) / a.seconds for r in recs)
-        print(f"| {label} | {followed:.0f} | {statistics.median(r['capture_us_per_sample'] for r in recs):.2f} | "
+        steady = lambda key: statistics.median(r.get(key, 0) for r in recs)
+        print(f"| {label} | {followed:.0f} | {steady('steady_delivered_per_s'):.0f} / {steady('steady_followed_per_s'):.0f} | "
+              f"{statistics.median(r['capture_us_per_sample'] for r in recs):.2f} | "
               f"{walked} / {fell} | {cpu:.1f} | {statistics.median(r['memory_bytes'] for r in recs) / 2**20:.1f} |")
     shutil.rmtree(work, ignore_errors=True)
 

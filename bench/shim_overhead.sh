@@ -58,7 +58,8 @@ fi
 
 # The shim's own numbers from its last record, as a sanity check.
 last=$(grep '"type":"native"' "$work/out.ndjson" | tail -1)
-samples=$(printf '%s' "$last" | sed -n 's/.*"total_allocs":\([0-9]*\).*/\1/p')
+# The record's own total (the first one: its sites carry counts of their own).
+samples=$(printf '%s' "$last" | grep -o '"total_allocs":[0-9]*' | head -1 | cut -d: -f2)
 
 echo "malloc_bench: $threads threads x $ops allocations (+ frees), median of $repeats runs"
 echo "  cpu:       $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores)"

@@ -134,10 +134,13 @@ install_prometheus() {
 }
 
 # What the benchmarks (bench/*.py, bench/*.sh) drive or compare against: wrk for the service
-# benchmark, heaptrack for the shim's, dotnet-trace and dotnet-gcdump as the runtime's own tools.
+# benchmark, heaptrack for the shim's, dotnet-trace and dotnet-gcdump as the runtime's own tools;
+# perf (bench/agent_cpu_shares.py) and valgrind's callgrind (the shim's instruction counts) for
+# what the cost is made of.
 install_bench_tools() {
   local missing=()
-  for tool in wrk heaptrack; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  for tool in wrk heaptrack valgrind; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
   if ((${#missing[@]})); then
     say "installing ${missing[*]} (benchmarks)"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

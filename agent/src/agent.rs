@@ -80,10 +80,31 @@ impl Agent {
             (false, Some(id)) => {
                 *session = None;
                 self.info.event_pipe_stop_session(id)?;
+                self.refresh_runtime_keywords();
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Agent {
+    /// After a session stops, the runtime can go on treating its keywords as enabled: measured
+    /// on .NET 10, with the sampling session stopped the allocator still drew a sampling point
+    /// (`libm` `log`) at every allocation-context refill, i.e. paid the sampling work in the off
+    /// windows too. Starting another session makes the runtime recompute the provider's keywords
+    /// from the sessions that remain; this one asks for a keyword bit the runtime does not use,
+    /// at Critical, so it delivers nothing, and stops at once. Best effort: if it fails, sampling
+    /// is still off, only not as cheap.
+    fn refresh_runtime_keywords(&self) {
+        match start_session(&self.info, keyword::UNUSED, level::CRITICAL) {
+            Ok(session) => {
+                if let Err(hr) = self.info.event_pipe_stop_session(session) {
+                    tracing::debug!("cannot stop the keyword-refresh session ({hr:#x})");
+                }
+            }
+            Err(hr) => tracing::debug!("cannot start the keyword-refresh session ({hr:#x})"),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! interval otherwise. Frames are rendered by pure functions ([`render_frame`], [`plain_line`])
 //! from the store, so they are unit-tested without a terminal.
 
-use crate::analysis::{Thresholds, Verdict};
+use crate::analysis::{LiveVerdict, Thresholds};
 use crate::protocol::Source;
 use crate::report::{gc_text, health_text, heap_parts};
 use crate::sites::{self, SiteRow};
@@ -155,12 +155,13 @@ impl Drop for LiveView {
     }
 }
 
-fn verdict_mark(v: Verdict, colour: bool) -> String {
+fn verdict_mark(v: LiveVerdict, colour: bool) -> String {
     match v {
-        Verdict::Growing => paint("▲ growing", Style::Red, colour),
-        Verdict::Plateaued => paint("▬ plateau", Style::Yellow, colour),
-        Verdict::Steady => paint("  steady", Style::Green, colour),
-        Verdict::InsufficientData => paint("  …", Style::Dim, colour),
+        LiveVerdict::Growing => paint("▲ growing", Style::Red, colour),
+        LiveVerdict::Rising => paint("△ rising", Style::Yellow, colour),
+        LiveVerdict::Plateaued => paint("▬ plateau", Style::Yellow, colour),
+        LiveVerdict::Steady => paint("  steady", Style::Green, colour),
+        LiveVerdict::InsufficientData => paint("  …", Style::Dim, colour),
     }
 }
 
@@ -221,7 +222,7 @@ pub fn render_frame(
     if skipped > 0 {
         notes.push(format!("{skipped} input line(s) skipped (details in the report)"));
     }
-    notes.extend(crate::report::bounds_messages(store).into_iter().map(|m| format!("collector: {m}")));
+    notes.extend(store.bounds_messages().into_iter().map(|m| format!("collector: {m}")));
 
     let mut bottom: Vec<String> = Vec::new();
     if !notes.is_empty() {
@@ -325,13 +326,13 @@ fn process_lines(out: &mut Vec<String>, p: &ProcessView<'_>, colour: bool) {
 /// A growing managed row's first `kept alive by: …` line, from the agent's latest retention
 /// record for its type.
 fn kept_alive_line(store: &Store, r: &SiteRow) -> Option<String> {
-    if r.growth.verdict != Verdict::Growing {
+    if !matches!(r.growth.verdict, LiveVerdict::Growing | LiveVerdict::Rising) {
         return None;
     }
     let type_name = r.type_name.as_deref()?;
-    let record = crate::report::latest_retention(store, r.pid, type_name)?;
-    let paths = crate::report::KeptAliveBy::of_type(record, type_name, 3);
-    crate::report::kept_alive_lines(&paths).into_iter().next()
+    let record = crate::retention_view::latest_retention(store, r.pid, type_name)?;
+    let paths = crate::retention_view::KeptAliveBy::of_type(record, type_name, 3);
+    crate::retention_view::kept_alive_lines(&paths).into_iter().next()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -367,12 +368,12 @@ fn site_lines(
     let shown = room.saturating_sub(2).min(rows.len());
     for r in rows.iter().take(shown) {
         let growth = match r.growth.verdict {
-            Verdict::InsufficientData => "…".to_string(),
+            LiveVerdict::InsufficientData => "…".to_string(),
             _ => format_rate_per_min(r.growth.bytes_per_min),
         };
         let pid = if multi { pad_right(&r.pid.to_string(), pid_col) } else { String::new() };
         let label =
-            if r.growth.verdict == Verdict::Growing { paint(&r.label(), Style::Bold, colour) } else { r.label() };
+            if r.growth.verdict == LiveVerdict::Growing { paint(&r.label(), Style::Bold, colour) } else { r.label() };
         out.push(format!(
             "{}{}{}  {}{pid}{label}",
             pad_left(&format_bytes(r.latest.bytes), 10),
@@ -436,7 +437,7 @@ pub fn plain_line(store: &Store, managed: &[SiteRow], native: &[SiteRow], info: 
                 r.label(),
                 format_bytes(r.latest.bytes),
                 match r.growth.verdict {
-                    Verdict::InsufficientData => "(collecting data)".to_string(),
+                    LiveVerdict::InsufficientData => "(collecting data)".to_string(),
                     v => format!("{} {}", format_rate_per_min(r.growth.bytes_per_min), v.as_str()),
                 }
             )
@@ -486,7 +487,7 @@ mod tests {
         assert!(text.contains("pid 42  dotnet Demo.dll"), "{text}");
         assert!(text.contains("memory  RSS 90.0 MB │ managed"), "{text}");
         assert!(text.contains("native 1.00 MB live"), "{text}");
-        assert!(text.contains("gc      gen0 29, gen1 1, gen2 0"), "{text}");
+        assert!(text.contains("gc      gen0 29, gen1 1, gen2 2"), "{text}");
         assert!(text.contains("agent   tracked 10/100000 samples"), "{text}");
         let managed_at = lines.iter().position(|l| l.starts_with("MANAGED SURVIVORS")).unwrap();
         assert!(lines[managed_at + 1].ends_with("type @ allocating site"), "{text}");
@@ -521,7 +522,7 @@ mod tests {
         let line = plain_line(&store, &m, &n, &info());
         assert!(!line.contains('\n'));
         assert!(line.starts_with("leakscope [00:01:02] pid 42 rss 90.0 MB heap"), "{line}");
-        assert!(line.contains("gc 29/1/0 tracked 10/100000"), "{line}");
+        assert!(line.contains("gc 29/1/2 tracked 10/100000"), "{line}");
         assert!(
             line.contains(
                 "| top managed: System.String @ Demo.OrderAudit.Record (OrderAudit.cs:17) 3.00 MB +3.00 MB/min growing"

@@ -65,7 +65,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), CliError> {
         ))
         .hint(format!(
             "if you did not make it, another user may have put it there to receive what your workers send: look at it (`ls -ld {}`), remove it, and run again",
-            crate::locate::shell_quote(&dir.display().to_string())
+            crate::shell::shell_quote(&dir.display().to_string())
         ))
         .hint("or choose a socket in a directory of your own with --socket PATH")),
     }

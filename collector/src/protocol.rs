@@ -241,6 +241,8 @@ pub struct ManagedSite {
     pub bytes: Option<Num>,
     pub age_gcs: Option<Num>,
     pub gens: Vec<Num>,
+    /// Samples of this pair the GC has collected since the agent started (cumulative).
+    pub collected: Option<Num>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

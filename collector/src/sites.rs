@@ -1,6 +1,6 @@
 //! Ranking sites across producers: every series assessed, growing ones first.
 
-use crate::analysis::{self, Growth, Thresholds, Verdict};
+use crate::analysis::{self, FullGcCheck, Growth, LiveVerdict, Thresholds};
 use crate::protocol::Source;
 use crate::store::{Producer, SiteLatest, Stack, Store, site_label};
 use std::sync::Arc;
@@ -20,6 +20,8 @@ pub struct SiteRow {
     pub growth: Growth,
     /// Managed sites: full (gen2) GCs inside the analysed window.
     pub full_gcs: Option<u64>,
+    /// Managed sites that rose: whether the rise survived a full GC (see [`FullGcCheck`]).
+    pub full_gc_check: Option<FullGcCheck>,
 }
 
 impl SiteRow {
@@ -43,11 +45,20 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
     // A site whose peak is under the materiality bound can never be "growing": a coarser look
     // is enough for its rate column, and keeps ranking thousands of small sites cheap.
     let small = Thresholds { max_points: th.max_points.min(48), ..th.clone() };
+    let full_gc_ms = if source == Source::Agent { producer.full_gc_times_ms() } else { Vec::new() };
     producer
         .sites()
         .map(|series| {
             let th = if series.peak_bytes <= th.min_growth_bytes { &small } else { th };
-            let growth = analysis::assess(&series.analysis_points(), series.peak_bytes, th, recent_window_ms);
+            let points = series.analysis_points();
+            let mut growth = analysis::assess(&points, series.peak_bytes, th, recent_window_ms);
+            let full_gc_check = (source == Source::Agent && growth.verdict == LiveVerdict::Growing).then(|| {
+                let per_sample = (series.latest.samples > 0.0).then(|| series.latest.bytes / series.latest.samples);
+                let collected: Vec<f64> = series.points().iter().map(|p| p.collected).collect();
+                let check = analysis::check_across_full_gcs(&points, &collected, &growth, &full_gc_ms, per_sample, th);
+                growth.verdict = verdict_after_full_gcs(check);
+                check
+            });
             SiteRow {
                 pid: producer.key.pid,
                 source,
@@ -62,22 +73,34 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
                     producer.full_gcs_between(growth.window_start_ms, growth.window_start_ms + growth.window_ms)
                 }),
                 growth,
+                full_gc_check,
             }
         })
         .collect()
 }
 
-/// Growing first (fastest first), then by current live bytes.
+/// A managed rise is a leak suspect only once it has survived a full GC; garbage that died old
+/// falls back at the first one.
+fn verdict_after_full_gcs(check: FullGcCheck) -> LiveVerdict {
+    match check {
+        FullGcCheck::Confirmed { .. } => LiveVerdict::Growing,
+        FullGcCheck::FellBack { .. } => LiveVerdict::Steady,
+        FullGcCheck::Unconfirmed { .. } => LiveVerdict::Rising,
+    }
+}
+
+/// Growing first, then rising (fastest first), then by current live bytes.
 pub fn sort_ranked(rows: &mut [SiteRow]) {
     rows.sort_by(|a, b| {
         let rank = |r: &SiteRow| match r.growth.verdict {
-            Verdict::Growing => 0,
-            _ => 1,
+            LiveVerdict::Growing => 0,
+            LiveVerdict::Rising => 1,
+            _ => 2,
         };
         rank(a)
             .cmp(&rank(b))
             .then_with(|| match a.growth.verdict {
-                Verdict::Growing => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
+                LiveVerdict::Growing | LiveVerdict::Rising => b.growth.bytes_per_min.total_cmp(&a.growth.bytes_per_min),
                 _ => std::cmp::Ordering::Equal,
             })
             .then_with(|| b.latest.bytes.total_cmp(&a.latest.bytes))

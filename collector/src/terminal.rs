@@ -1,6 +1,7 @@
 //! Terminal facts (is it a terminal, how wide, may we use colour) and the few ANSI escapes the
 //! live view needs. Plain escapes, no terminal library: the view only moves the cursor home,
-//! clears to the end of lines and of the screen, and colours a few words.
+//! clears to the end of lines and of the screen, and colours a few words. And writing
+//! leakscope's own output to stdout and stderr.
 
 use std::io::Write;
 
@@ -176,6 +177,20 @@ impl Drop for Screen {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`leakscope report x | head`).
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes to stderr (leakscope's own messages while a target owns stdout).
+pub fn print_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod soak_runs;
+pub use soak_runs::{SoakRun, run_soak, soak_app, soak_app_command};
+
 /// The agent's CLSID, as `CORECLR_PROFILER` wants it.
 pub const AGENT_CLSID: &str = "{E3F826A5-7C38-4392-A672-1BB85AF76D18}";
 

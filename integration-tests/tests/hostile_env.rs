@@ -42,20 +42,8 @@ const AGENT_SETTINGS: &[&str] = &[
     "LEAKSCOPE_ENABLED",
 ];
 
-/// Of those, the ones whose every absurd value is invalid (the lists take any text).
-const AGENT_CHECKED: &[&str] = &[
-    "LEAKSCOPE_LOG_LEVEL",
-    "LEAKSCOPE_INTERVAL",
-    "LEAKSCOPE_INDUCE_FULL_GC",
-    "LEAKSCOPE_MAX_TRACKED",
-    "LEAKSCOPE_MEMORY_LIMIT_MB",
-    "LEAKSCOPE_MAX_SAMPLES_PER_SEC",
-    "LEAKSCOPE_MAX_SITES",
-    "LEAKSCOPE_STACK_DEPTH",
-    "LEAKSCOPE_TEST_WALK_DELAY_US",
-    "LEAKSCOPE_CENSUS",
-    "LEAKSCOPE_ENABLED",
-];
+/// Of those, the ones that take any text (lists): no absurd value is invalid for them.
+const AGENT_FREE_TEXT: &[&str] = &["LEAKSCOPE_FRAMEWORK_PREFIXES", "LEAKSCOPE_EXACT", "LEAKSCOPE_RETENTION"];
 
 const PATHS: &[&str] = &["LEAKSCOPE_SOCKET", "LEAKSCOPE_OUTPUT", "LEAKSCOPE_LOG"];
 
@@ -72,17 +60,25 @@ const SHIM_SETTINGS: &[&str] = &[
     "DOTNET_PerfMapJitDumpPath",
 ];
 
-/// Of those, the ones whose every absurd value is invalid.
-const SHIM_CHECKED: &[&str] = &[
-    "LEAKSCOPE_NATIVE",
-    "LEAKSCOPE_LOG_LEVEL",
-    "LEAKSCOPE_INTERVAL",
-    "LEAKSCOPE_NATIVE_SAMPLE_BYTES",
-    "LEAKSCOPE_NATIVE_MAX_TRACKED",
-    "LEAKSCOPE_NATIVE_STACK_DEPTH",
-    "LEAKSCOPE_MAX_SITES",
-    "LEAKSCOPE_NATIVE_MMAP",
-];
+/// Of those, the one that takes any text (a path).
+const SHIM_FREE_TEXT: &[&str] = &["DOTNET_PerfMapJitDumpPath"];
+
+/// The settings whose every absurd value is invalid: all but the free-text ones.
+fn checked<'a>(settings: &[&'a str], free_text: &[&str]) -> Vec<&'a str> {
+    settings.iter().copied().filter(|name| !free_text.contains(name)).collect()
+}
+
+/// Gives every variable in `names` the same value.
+fn set_all<'a>(c: &mut Command, names: impl IntoIterator<Item = &'a &'a str>, value: &OsString) {
+    for name in names {
+        c.env(name, value);
+    }
+}
+
+/// The lines of a log, none when it is missing.
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+}
 
 fn assert_same(out: &Output, baseline: &Output, case: &str) {
     assert_eq!(out.status.code(), baseline.status.code(), "{case}: exit code changed");
@@ -132,26 +128,21 @@ fn absurd_agent_settings_change_nothing_the_worker_prints_and_are_reported() {
         let log = run.path().join("agent.log");
         let mut c = app_command(run.path());
         profiler(&mut c).env("LEAKSCOPE_SOCKET", &collector.socket).env("LEAKSCOPE_LOG", &log);
-        for name in AGENT_SETTINGS {
-            c.env(name, &value);
-        }
+        set_all(&mut c, AGENT_SETTINGS, &value);
         let out = run_with_timeout(c, Duration::from_secs(120));
         assert_same(&out, &baseline, &case);
         collector.wait_for("the agent's hello", Duration::from_secs(30), |r| r["type"] == "hello");
         let statuses = collector.statuses(Duration::from_millis(500));
-        assert_reported(&statuses, AGENT_CHECKED, &case);
-        let log_lines: Vec<String> =
-            std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
-        assert_reported(&log_lines, AGENT_CHECKED, &format!("{case} (log)"));
+        let agent_checked = checked(AGENT_SETTINGS, AGENT_FREE_TEXT);
+        assert_reported(&statuses, &agent_checked, &case);
+        assert_reported(&log_lines(&log), &agent_checked, &format!("{case} (log)"));
 
         // The paths absurd too: nothing may reach the worker's stdout or stderr either.
         let case = format!("agent paths = {what}");
         let run = tempfile::tempdir().unwrap();
         let mut c = app_command(run.path());
         profiler(&mut c);
-        for name in AGENT_SETTINGS.iter().chain(PATHS) {
-            c.env(name, &value);
-        }
+        set_all(&mut c, AGENT_SETTINGS.iter().chain(PATHS), &value);
         let out = run_with_timeout(c, Duration::from_secs(120));
         assert_same(&out, &baseline, &case);
     }
@@ -177,28 +168,23 @@ fn absurd_shim_settings_change_nothing_the_program_prints_and_are_reported() {
         let log = run.path().join("shim.log");
         let mut c = command(run.path());
         c.env("LD_PRELOAD", shim_path()).env("LEAKSCOPE_OUTPUT", &output).env("LEAKSCOPE_LOG", &log);
-        for name in SHIM_SETTINGS {
-            c.env(name, &value);
-        }
+        set_all(&mut c, SHIM_SETTINGS, &value);
         let out = run_with_timeout(c, Duration::from_secs(30));
         assert_same(&out, &baseline, &case);
         let records = read_records(&output);
         let statuses: Vec<String> =
             of_type(&records, "status").iter().filter_map(|s| s["message"].as_str().map(String::from)).collect();
-        assert_reported(&statuses, SHIM_CHECKED, &case);
+        let shim_checked = checked(SHIM_SETTINGS, SHIM_FREE_TEXT);
+        assert_reported(&statuses, &shim_checked, &case);
         let hello = of_type(&records, "hello")[0];
         assert_eq!(hello["interval_ms"], 5000, "{case}: defaults in force");
-        let log_lines: Vec<String> =
-            std::fs::read_to_string(&log).unwrap_or_default().lines().map(String::from).collect();
-        assert_reported(&log_lines, SHIM_CHECKED, &format!("{case} (log)"));
+        assert_reported(&log_lines(&log), &shim_checked, &format!("{case} (log)"));
 
         let case = format!("shim paths = {what}");
         let run = tempfile::tempdir().unwrap();
         let mut c = command(run.path());
         c.env("LD_PRELOAD", shim_path());
-        for name in SHIM_SETTINGS.iter().chain(PATHS) {
-            c.env(name, &value);
-        }
+        set_all(&mut c, SHIM_SETTINGS.iter().chain(PATHS), &value);
         let out = run_with_timeout(c, Duration::from_secs(30));
         assert_same(&out, &baseline, &case);
     }

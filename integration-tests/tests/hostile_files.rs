@@ -159,6 +159,26 @@ fn assert_refusal_reported(collector: &mut Collector, trap: Trap, path: &Path, c
     );
 }
 
+/// Sets `trap` at `trapped` in `scene`, runs the app under the agent with `extra` variables
+/// besides its own, and checks that it ran unchanged, that nothing was written through the
+/// trap and that the agent reported the refusal.
+fn run_agent_with_trap(
+    scene: &Scene,
+    trap: Trap,
+    trapped: &Path,
+    extra: &[(&str, &Path)],
+    baseline: &Output,
+    case: &str,
+) {
+    scene.set(trap, trapped);
+    let mut collector = Collector::listen(&scene.path("collector.sock"));
+    let mut vars = agent_vars(&collector);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.display().to_string())));
+    run_app(&vars, None, baseline, case);
+    scene.assert_untouched(trap, trapped, case);
+    assert_refusal_reported(&mut collector, trap, trapped, case);
+}
+
 #[test]
 fn agent_output_trap_is_refused_and_the_worker_runs_unchanged() {
     let baseline = app_baseline();
@@ -166,15 +186,9 @@ fn agent_output_trap_is_refused_and_the_worker_runs_unchanged() {
         let case = format!("LEAKSCOPE_OUTPUT {trap:?}");
         let scene = Scene::new();
         let output = scene.path("out.ndjson");
-        scene.set(trap, &output);
         let log = scene.path("agent.log");
-        let mut collector = Collector::listen(&scene.path("collector.sock"));
-        let mut vars = agent_vars(&collector);
-        vars.push(("LEAKSCOPE_OUTPUT".into(), output.display().to_string()));
-        vars.push(("LEAKSCOPE_LOG".into(), log.display().to_string()));
-        run_app(&vars, None, &baseline, &case);
-        scene.assert_untouched(trap, &output, &case);
-        assert_refusal_reported(&mut collector, trap, &output, &case);
+        let vars = [("LEAKSCOPE_OUTPUT", output.as_path()), ("LEAKSCOPE_LOG", log.as_path())];
+        run_agent_with_trap(&scene, trap, &output, &vars, &baseline, &case);
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(log.contains("refusing"), "{case}: the log does not say it:\n{log}");
     }
@@ -187,13 +201,7 @@ fn agent_log_trap_is_refused_and_the_worker_runs_unchanged() {
         let case = format!("LEAKSCOPE_LOG {trap:?}");
         let scene = Scene::new();
         let log = scene.path("agent.log");
-        scene.set(trap, &log);
-        let mut collector = Collector::listen(&scene.path("collector.sock"));
-        let mut vars = agent_vars(&collector);
-        vars.push(("LEAKSCOPE_LOG".into(), log.display().to_string()));
-        run_app(&vars, None, &baseline, &case);
-        scene.assert_untouched(trap, &log, &case);
-        assert_refusal_reported(&mut collector, trap, &log, &case);
+        run_agent_with_trap(&scene, trap, &log, &[("LEAKSCOPE_LOG", log.as_path())], &baseline, &case);
     }
 }
 
@@ -246,27 +254,54 @@ fn assert_same(out: &Output, baseline: &Output, case: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{case}: the shim wrote to stderr");
 }
 
+/// Which of the shim's two files the attacker squats.
+#[derive(Clone, Copy)]
+enum ShimFile {
+    Output,
+    Log,
+}
+
+/// A run of the C program under the shim, writing to `native.ndjson` and logging to `shim.log`
+/// in a fresh scene, with `trap` set at one of the two.
+struct ShimRun {
+    output: PathBuf,
+    log: PathBuf,
+    /// Holds the files until the checks are done.
+    _scene: Scene,
+}
+
+/// Runs the program with and without the shim, `trap` set at `trapped`, and checks that it ran
+/// unchanged and that nothing was written through the trap.
+fn run_shim_with_trap(trap: Trap, trapped: ShimFile, case: &str) -> ShimRun {
+    let scene = Scene::new();
+    let program = c_program(&scene);
+    let baseline = run_c(&program, &[], "baseline");
+    let output = scene.path("native.ndjson");
+    let log = scene.path("shim.log");
+    let at = match trapped {
+        ShimFile::Output => &output,
+        ShimFile::Log => &log,
+    };
+    scene.set(trap, at);
+    let vars = vec![
+        ("LD_PRELOAD".to_string(), shim_path().display().to_string()),
+        ("LEAKSCOPE_OUTPUT".to_string(), output.display().to_string()),
+        ("LEAKSCOPE_LOG".to_string(), log.display().to_string()),
+    ];
+    let out = run_c(&program, &vars, case);
+    assert_same(&out, &baseline, case);
+    scene.assert_untouched(trap, at, case);
+    ShimRun { output, log, _scene: scene }
+}
+
 #[test]
 fn shim_output_trap_is_refused_and_the_program_runs_unchanged() {
     for trap in TRAPS {
         let case = format!("shim LEAKSCOPE_OUTPUT {trap:?}");
-        let scene = Scene::new();
-        let program = c_program(&scene);
-        let baseline = run_c(&program, &[], "baseline");
-        let output = scene.path("native.ndjson");
-        scene.set(trap, &output);
-        let log = scene.path("shim.log");
-        let vars = vec![
-            ("LD_PRELOAD".to_string(), shim_path().display().to_string()),
-            ("LEAKSCOPE_OUTPUT".to_string(), output.display().to_string()),
-            ("LEAKSCOPE_LOG".to_string(), log.display().to_string()),
-        ];
-        let out = run_c(&program, &vars, &case);
-        assert_same(&out, &baseline, &case);
-        scene.assert_untouched(trap, &output, &case);
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let run = run_shim_with_trap(trap, ShimFile::Output, &case);
+        let log = std::fs::read_to_string(&run.log).unwrap_or_default();
         assert!(
-            log.contains(&format!("refusing LEAKSCOPE_OUTPUT={}", output.display())) && log.contains(says(trap)),
+            log.contains(&format!("refusing LEAKSCOPE_OUTPUT={}", run.output.display())) && log.contains(says(trap)),
             "{case}: the log does not say it:\n{log}"
         );
     }
@@ -276,23 +311,10 @@ fn shim_output_trap_is_refused_and_the_program_runs_unchanged() {
 fn shim_log_trap_is_refused_and_reported_to_the_collector() {
     for trap in TRAPS {
         let case = format!("shim LEAKSCOPE_LOG {trap:?}");
-        let scene = Scene::new();
-        let program = c_program(&scene);
-        let baseline = run_c(&program, &[], "baseline");
-        let log = scene.path("shim.log");
-        scene.set(trap, &log);
-        let output = scene.path("native.ndjson");
-        let vars = vec![
-            ("LD_PRELOAD".to_string(), shim_path().display().to_string()),
-            ("LEAKSCOPE_OUTPUT".to_string(), output.display().to_string()),
-            ("LEAKSCOPE_LOG".to_string(), log.display().to_string()),
-        ];
-        let out = run_c(&program, &vars, &case);
-        assert_same(&out, &baseline, &case);
-        scene.assert_untouched(trap, &log, &case);
-        let records = read_records(&output);
+        let run = run_shim_with_trap(trap, ShimFile::Log, &case);
+        let records = read_records(&run.output);
         assert!(!of_type(&records, "native").is_empty(), "{case}: native tracking should still work: {records:?}");
-        let refused = format!("refusing LEAKSCOPE_LOG={}", log.display());
+        let refused = format!("refusing LEAKSCOPE_LOG={}", run.log.display());
         assert!(
             of_type(&records, "status")
                 .iter()

@@ -9,11 +9,10 @@
 //! recorded in docs/CLI.md.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::*;
 use serde_json::Value;
@@ -30,106 +29,20 @@ const STRING_DRIP_DURATION: &str = "270s";
 
 const SCENARIOS: [&str; 6] = ["steady-leak", "bounded-cache", "warmup-then-flat", "bursts", "churn", "slow-drip"];
 
-struct SoakRun {
-    out: PathBuf,
-    code: Option<i32>,
-    stderr: String,
-    report: Value,
-    wall: Duration,
-}
-
-impl SoakRun {
-    fn soak(&self) -> &Value {
-        &self.report["soak"]
-    }
-
-    fn subject(&self, id: &str) -> &Value {
-        self.soak()["subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap_or_else(|| panic!("no subject {id} in {}:\n{}", self.out.display(), self.summary()))
-    }
-
-    fn failing(&self) -> Vec<String> {
-        self.soak()["subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["failed_rules"].as_array().is_some_and(|r| !r.is_empty()) && s["known_in_baseline"] != true)
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// What to print when an assertion fails: the headline and the first verdicts.
-    fn summary(&self) -> String {
-        let mut o = format!("exit {:?}; {}\n", self.code, self.soak()["headline"]);
-        for s in self.soak()["subjects"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(12) {
-            o.push_str(&format!("  {} {}: {}\n", s["verdict"], s["id"], s["evidence"]));
-        }
-        o.push_str(
-            &self.stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
-        );
-        o
-    }
-}
-
 struct Farm {
     runs: HashMap<String, SoakRun>,
 }
 
-fn soak_app() -> DotnetApp {
-    dotnet_app("SoakApp", Build::FrameworkDependent)
-}
-
-/// `leakscope soak --duration D --gc-every 5s --plain --out DIR [extra…] -- dotnet SoakApp.dll SCENARIO`.
+/// `leakscope soak --duration D --gc-every 5s [extra…] -- dotnet SoakApp.dll SCENARIO`, under
+/// Server GC when `server_gc`.
 fn soak_command(out: &Path, scenario: &str, duration: &str, extra: &[String], server_gc: bool) -> Command {
-    let app = soak_app();
-    let mut c = Command::new(cli_path());
-    c.args(["soak", "--duration", duration, "--gc-every", GC_EVERY, "--plain", "--out"]).arg(out);
-    c.args(extra);
-    c.arg("--").arg(&app.program).args(&app.leading_args).arg(scenario);
-    c.env("DOTNET_CLI_TELEMETRY_OPTOUT", "1").env_remove("LEAKSCOPE_AGENT").env_remove("LEAKSCOPE_SHIM");
+    let mut args: Vec<String> = ["--duration", duration, "--gc-every", GC_EVERY].map(String::from).to_vec();
+    args.extend(extra.iter().cloned());
+    let mut c = soak_app_command(out, scenario, &args);
     if server_gc {
         c.env("DOTNET_gcServer", "1");
-    } else {
-        c.env_remove("DOTNET_gcServer");
     }
     c
-}
-
-/// Runs a soak to the end (or sends SIGINT after `interrupt_after`) and reads its report.
-fn run_soak(mut c: Command, out: &Path, interrupt_after: Option<Duration>) -> SoakRun {
-    let started = Instant::now();
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn leakscope soak");
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    if let Some(after) = interrupt_after {
-        while started.elapsed() < after {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-        }
-    }
-    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT)
-        .unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
-    let stderr = reader.join().unwrap();
-    let report = std::fs::read_to_string(out.join("report.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    SoakRun { out: out.to_path_buf(), code: status.code(), stderr, report, wall: started.elapsed() }
 }
 
 /// Every soak of this file, started at once the first time any test asks.
@@ -191,7 +104,9 @@ fn farm() -> &'static Farm {
 
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(name, c, out, interrupt)| std::thread::spawn(move || (name, run_soak(c, &out, interrupt))))
+            .map(|(name, c, out, interrupt)| {
+                std::thread::spawn(move || (name, run_soak(c, &out, SOAK_TIMEOUT, interrupt)))
+            })
             .collect();
         let runs: HashMap<String, SoakRun> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let mut names: Vec<&String> = runs.keys().collect();

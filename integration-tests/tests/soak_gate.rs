@@ -13,9 +13,8 @@
 //! the other tests run beside them.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,87 +23,11 @@ use serde_json::Value;
 
 const SOAK_TIMEOUT: Duration = Duration::from_secs(300);
 
-struct SoakRun {
-    out: PathBuf,
-    code: Option<i32>,
-    stderr: String,
-    report: Value,
-}
-
-impl SoakRun {
-    fn soak(&self) -> &Value {
-        &self.report["soak"]
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.summary()))
-    }
-
-    fn failing(&self) -> Vec<String> {
-        self.soak()["subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["failed_rules"].as_array().is_some_and(|r| !r.is_empty()) && s["known_in_baseline"] != true)
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    fn subject(&self, id: &str) -> &Value {
-        self.soak()["subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap_or_else(|| panic!("no subject {id}:\n{}", self.summary()))
-    }
-
-    fn summary(&self) -> String {
-        let mut o = format!("{}: exit {:?}; {}\n", self.out.display(), self.code, self.soak()["headline"]);
-        for s in self.soak()["subjects"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(10) {
-            o.push_str(&format!("  {} {}: {}\n", s["verdict"], s["id"], s["evidence"]));
-        }
-        o.push_str(
-            &self.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
-        );
-        o
-    }
-}
-
-fn soak_app() -> DotnetApp {
-    dotnet_app("SoakApp", Build::FrameworkDependent)
-}
-
-/// `leakscope soak --duration 60s --plain --out DIR [extra…] -- dotnet SoakApp.dll SCENARIO`.
+/// `leakscope soak --duration 60s [extra…] -- dotnet SoakApp.dll SCENARIO`.
 fn soak_command(out: &Path, scenario: &str, extra: &[&str]) -> Command {
-    let app = soak_app();
-    let mut c = Command::new(cli_path());
-    c.args(["soak", "--duration", "60s", "--plain", "--out"]).arg(out).args(extra);
-    c.arg("--").arg(&app.program).args(&app.leading_args).arg(scenario);
-    c.env("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
-        .env_remove("LEAKSCOPE_AGENT")
-        .env_remove("LEAKSCOPE_SHIM")
-        .env_remove("DOTNET_gcServer");
-    c
-}
-
-fn run_soak(mut c: Command, out: &Path) -> SoakRun {
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn leakscope soak");
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = pipe.read_to_string(&mut s);
-        s
-    });
-    let status = wait_with_deadline(&mut child, SOAK_TIMEOUT)
-        .unwrap_or_else(|| panic!("leakscope soak did not finish within {SOAK_TIMEOUT:?}"));
-    let stderr = reader.join().unwrap();
-    let report = std::fs::read_to_string(out.join("report.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    SoakRun { out: out.to_path_buf(), code: status.code(), stderr, report }
+    let mut args = vec!["--duration", "60s"];
+    args.extend_from_slice(extra);
+    soak_app_command(out, scenario, &args)
 }
 
 /// Every soak of this file, started at once the first time a test asks.
@@ -132,7 +55,7 @@ fn farm() -> &'static HashMap<String, SoakRun> {
                 let out = dir.join(name);
                 let c = soak_command(&out, scenario, &extra);
                 let name = name.to_string();
-                std::thread::spawn(move || (name, run_soak(c, &out)))
+                std::thread::spawn(move || (name, run_soak(c, &out, SOAK_TIMEOUT, None)))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

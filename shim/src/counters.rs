@@ -35,6 +35,50 @@ impl ThreadCounters {
     }
 }
 
+impl ThreadCounters {
+    /// Counts one allocation of `bytes` in the calling thread's own block (the common route).
+    #[inline(always)]
+    pub(crate) fn count_alloc_owned(&self, bytes: u64) {
+        self.add_pair_owned::<{ core::mem::offset_of!(ThreadCounters, allocs) }, { core::mem::offset_of!(ThreadCounters, alloc_bytes) }>(bytes);
+    }
+
+    /// Counts one free of `bytes` in the calling thread's own block (the common route).
+    #[inline(always)]
+    pub(crate) fn count_free_owned(&self, bytes: u64) {
+        self.add_pair_owned::<{ core::mem::offset_of!(ThreadCounters, frees) }, { core::mem::offset_of!(ThreadCounters, free_bytes) }>(bytes);
+    }
+
+    /// One to the counter at `COUNT`, `bytes` to the one at `BYTES`: two `add`s straight into
+    /// the block (no address computed into a register first, no constant loaded).
+    #[inline(always)]
+    fn add_pair_owned<const COUNT: usize, const BYTES: usize>(&self, bytes: u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` is a valid, aligned block owned (for writing) by this thread only, and
+        // COUNT and BYTES are offsets of two of its u64 counters. Each `add m64` cannot be split
+        // by a signal handler on this thread; other threads only read the values.
+        unsafe {
+            core::arch::asm!(
+                "add qword ptr [{b} + {count}], 1",
+                "add qword ptr [{b} + {bytes}], {v}",
+                b = in(reg) self as *const ThreadCounters,
+                v = in(reg) bytes,
+                count = const COUNT,
+                bytes = const BYTES,
+                options(nostack),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let cell = |offset: usize| {
+                // SAFETY: `offset` is that of one of this block's AtomicU64 fields.
+                unsafe { &*((self as *const ThreadCounters as *const u8).add(offset) as *const AtomicU64) }
+            };
+            bump(cell(COUNT), 1, false);
+            bump(cell(BYTES), bytes, false);
+        }
+    }
+}
+
 const POOL_SIZE: usize = 4096;
 static POOL: [ThreadCounters; POOL_SIZE] = [const { ThreadCounters::new() }; POOL_SIZE];
 static OVERFLOW: ThreadCounters = ThreadCounters::new();

@@ -14,7 +14,6 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
-use crate::counters::bump;
 use crate::state::Tables;
 use crate::tls::ThreadState;
 use crate::{real, track};
@@ -60,8 +59,7 @@ pub(crate) fn alloc(p: *mut c_void, frame: *const usize) {
     let t = thread_state(offset);
     let Some(c) = t.owned_counters() else { return general_alloc(p, frame) };
     let u = real::header_usable(p);
-    bump(&c.allocs, 1, false);
-    bump(&c.alloc_bytes, u as u64, false);
+    c.count_alloc_owned(u as u64);
     let countdown = t.countdown.get().wrapping_sub(u as i64);
     t.countdown.set(countdown);
     if countdown < 0 {
@@ -78,9 +76,7 @@ pub(crate) fn free(p: *mut c_void) {
     }
     let t = thread_state(offset);
     let Some(c) = t.owned_counters() else { return general_free(p) };
-    let u = real::header_usable(p);
-    bump(&c.frees, 1, false);
-    bump(&c.free_bytes, u as u64, false);
+    c.count_free_owned(real::header_usable(p) as u64);
     // SAFETY: set with `tls` from a leaked `Tables` that is never freed.
     let tables = unsafe { &*HOT.tables.load(Ordering::Relaxed) };
     if tables.live.maybe_sampled(p as usize) {

@@ -44,7 +44,10 @@ pub(crate) struct LiveTable {
     bits: *const AtomicU64,
     /// Samples per filter slot, saturating (changed under the slot's shard lock).
     counts: *mut u8,
-    filter_bits: u32,
+    /// Filter slots - 1: a block's slot is its address in 16-byte granules, masked. Blocks
+    /// are 16-byte aligned and distinct live blocks differ there, so no hash is needed: two
+    /// blocks share a slot only when their addresses differ by a multiple of 16 × the slots.
+    filter_mask: usize,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_busy: AtomicU64,
     mapped: usize,
@@ -56,16 +59,12 @@ unsafe impl Sync for LiveTable {}
 // SAFETY: as above.
 unsafe impl Send for LiveTable {}
 
-#[inline(always)]
-fn mix(addr: usize) -> u64 {
-    // Fibonacci hashing of the block address (16-byte granules).
-    ((addr as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Shard of a filter slot: all 64 slots of a bitset word share one shard.
+/// Shard of a filter slot: all 64 slots of a bitset word share one shard. The slots are the
+/// address's own bits (`LiveTable::filter_slot`), so the word is hashed here, where only a
+/// sample's insert or removal pays for it, to spread neighbouring blocks over the shards.
 #[inline(always)]
 fn shard_of_slot(slot: usize) -> usize {
-    (slot >> 6) & (SHARDS - 1)
+    (((slot >> 6) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize & (SHARDS - 1)
 }
 
 #[inline(always)]
@@ -83,7 +82,6 @@ impl LiveTable {
     pub(crate) fn new(max_tracked: usize) -> Option<LiveTable> {
         let per_shard = ((max_tracked.max(SHARDS) * 4 / 3) / SHARDS + 1).next_power_of_two();
         let filter_slots = (max_tracked.max(1024) * 8).next_power_of_two().clamp(1 << 16, 1 << 24);
-        let filter_bits = filter_slots.trailing_zeros();
         let entry_bytes = per_shard.checked_mul(SHARDS)?.checked_mul(core::mem::size_of::<Entry>())?;
         let entries = crate::real::map_populated(entry_bytes)?.cast::<Entry>();
         let bits = crate::real::map_populated(filter_slots / 8)?.cast::<AtomicU64>();
@@ -99,7 +97,7 @@ impl LiveTable {
             cap_per_shard: per_shard,
             bits,
             counts,
-            filter_bits,
+            filter_mask: filter_slots - 1,
             dropped_full: AtomicU64::new(0),
             dropped_busy: AtomicU64::new(0),
             mapped: entry_bytes + filter_slots / 8 + filter_slots,
@@ -116,18 +114,18 @@ impl LiveTable {
 
     #[inline(always)]
     fn filter_slot(&self, addr: usize) -> usize {
-        (mix(addr) >> (64 - self.filter_bits)) as usize
+        (addr >> 4) & self.filter_mask
     }
 
     #[inline(always)]
     fn bit_word(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: `slot < 2^filter_bits`; the bitset mapping has
-        // 2^filter_bits / 64 words and lives for the rest of the process.
+        // SAFETY: `slot <= filter_mask`; the bitset mapping has
+        // filter_mask + 1 bits and lives for the rest of the process.
         unsafe { &*self.bits.add(slot >> 6) }
     }
 
-    /// One multiply and one load: false means `addr` is certainly not a
-    /// live sample.
+    /// A mask and one load: false means `addr` is certainly not a live
+    /// sample.
     #[inline(always)]
     pub(crate) fn maybe_sampled(&self, addr: usize) -> bool {
         let slot = self.filter_slot(addr);

@@ -45,8 +45,9 @@ pub(crate) fn header_usable(p: *mut c_void) -> usize {
     // SAFETY: `p` is a live glibc block (caller's contract): the word before
     // it is its chunk's size field, readable for the block's lifetime.
     let size = unsafe { *(p as *const usize).sub(1) };
-    let chunk = size & !7;
-    if size & 2 != 0 { chunk.wrapping_sub(16) } else { chunk.wrapping_sub(8) }
+    // The chunk's size less its header: 8 bytes, 16 for an mmapped chunk (IS_MMAPPED, bit 1).
+    // Branch-free: (size & 2) * 4 is 8 exactly when the chunk is mmapped.
+    (size & !7).wrapping_sub(8).wrapping_sub((size & 2) << 2)
 }
 
 /// Usable size of `p`, a live block returned by glibc's allocator.

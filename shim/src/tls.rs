@@ -9,14 +9,15 @@ use crate::counters::ThreadCounters;
 
 #[derive(Debug)]
 pub(crate) struct ThreadState {
-    /// Set while this thread runs shim code that may call back into the
-    /// allocator (sampling slow path, table locks, the writer thread for its
-    /// whole life, the constructor). A hook that finds it set passes through.
-    busy: Cell<bool>,
+    /// `BUSY`: set while this thread runs shim code that may call back into
+    /// the allocator (sampling slow path, table locks, the writer thread for
+    /// its whole life, the constructor); a hook that finds it set passes
+    /// through. `SHARED`: `counters` is the shared overflow block (atomic
+    /// adds). `UNCLAIMED`: no block yet. One byte, so that the common route
+    /// tests all three at once.
+    flags: Cell<u8>,
     /// This thread's counter block (null until the first allocation).
     counters: Cell<*const ThreadCounters>,
-    /// True when `counters` is the shared overflow block (atomic adds).
-    shared: Cell<bool>,
     /// Bytes left until the next sampled byte (Poisson process).
     pub(crate) countdown: Cell<i64>,
     /// xorshift state; 0 means not yet seeded.
@@ -28,12 +29,18 @@ pub(crate) struct ThreadState {
 
 const _: () = assert!(!core::mem::needs_drop::<ThreadState>());
 
+/// `ThreadState::flags`: inside the shim.
+const BUSY: u8 = 1;
+/// `ThreadState::flags`: counting into the shared overflow block.
+const SHARED: u8 = 2;
+/// `ThreadState::flags`: no counter block claimed yet (`counters` is null).
+const UNCLAIMED: u8 = 4;
+
 thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
-            busy: Cell::new(false),
+            flags: Cell::new(UNCLAIMED),
             counters: Cell::new(core::ptr::null()),
-            shared: Cell::new(false),
             countdown: Cell::new(0),
             rng: Cell::new(0),
             stack_lo: Cell::new(0),
@@ -135,29 +142,29 @@ pub(crate) struct Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.ts.busy.set(false);
+        self.ts.flags.set(self.ts.flags.get() & !BUSY);
     }
 }
 
 impl ThreadState {
     #[inline(always)]
     pub(crate) fn is_busy(&self) -> bool {
-        self.busy.get()
+        self.flags.get() & BUSY != 0
     }
 
     /// Enters shim code; `None` if this thread is already inside it.
     #[inline(always)]
     pub(crate) fn enter(&self) -> Option<Busy<'_>> {
-        if self.busy.get() {
+        if self.is_busy() {
             return None;
         }
-        self.busy.set(true);
+        self.flags.set(self.flags.get() | BUSY);
         Some(Busy { ts: self })
     }
 
     /// Marks this thread as a shim thread for good (writer thread).
     pub(crate) fn set_busy_forever(&self) {
-        self.busy.set(true);
+        self.flags.set(self.flags.get() | BUSY);
     }
 
     /// This thread's own counter block, when the common route may use it: not inside the shim,
@@ -165,7 +172,8 @@ impl ThreadState {
     #[inline(always)]
     pub(crate) fn owned_counters(&self) -> Option<&'static ThreadCounters> {
         let p = self.counters.get();
-        if self.busy.get() || p.is_null() || self.shared.get() {
+        // Zero flags: not busy, not shared, and a block claimed (`p` is not null).
+        if self.flags.get() != 0 {
             return None;
         }
         // SAFETY: `p` came from `counters::claim`, which hands out blocks of a static pool that
@@ -181,7 +189,7 @@ impl ThreadState {
         }
         // SAFETY: `p` came from `counters::claim`, which hands out blocks of a
         // static pool that is never freed.
-        (unsafe { &*p }, self.shared.get())
+        (unsafe { &*p }, self.flags.get() & SHARED != 0)
     }
 
     #[cold]
@@ -189,7 +197,8 @@ impl ThreadState {
     fn claim_counters(&self) -> (&'static ThreadCounters, bool) {
         let (c, shared) = crate::counters::claim();
         self.counters.set(c);
-        self.shared.set(shared);
+        let flags = self.flags.get() & !UNCLAIMED;
+        self.flags.set(if shared { flags | SHARED } else { flags & !SHARED });
         (c, shared)
     }
 }

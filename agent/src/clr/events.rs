@@ -10,9 +10,12 @@ pub mod keyword {
     pub const GC: u64 = 0x1;
     /// .NET 10+: randomized allocation sampling (AllocationSampled).
     pub const ALLOCATION_SAMPLING: u64 = 0x800_0000_0000;
+    /// A bit no event of the runtime provider carries: a session asking only for it gets nothing.
+    pub const UNUSED: u64 = 0x4000_0000_0000_0000;
 }
 
 pub mod level {
+    pub const CRITICAL: u32 = 1;
     pub const INFORMATIONAL: u32 = 4;
     pub const VERBOSE: u32 = 5;
 }

@@ -243,6 +243,9 @@ pub struct SiteRecord {
     pub bytes: u64,
     pub age_gcs: f64,
     pub gens: [u64; 5],
+    /// Samples of this pair the GC has collected since the agent started (cumulative).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collected: Option<u64>,
 }
 
 /// What survived a full GC: sampled objects born before it and alive after it.

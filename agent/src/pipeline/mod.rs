@@ -90,6 +90,8 @@ struct Pipeline<'a> {
     retention: retention::Retention,
     thinning_window: Instant,
     thinning_samples: u64,
+    /// The first rate has been measured (until then thinning is re-decided sooner).
+    thinning_measured: bool,
     /// .NET 10: allocation sampling switched on in some windows only, when thinning is needed.
     duty: duty_cycle::DutyCycle,
     thinning_reported: bool,
@@ -155,6 +157,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         retention: retention::Retention::default(),
         thinning_window: Instant::now(),
         thinning_samples: 0,
+        thinning_measured: false,
         duty: duty_cycle::DutyCycle::new(),
         thinning_reported: false,
         budget_reported: false,

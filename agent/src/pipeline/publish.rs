@@ -75,6 +75,7 @@ impl Pipeline<'_> {
                 bytes: row.bytes.round() as u64,
                 age_gcs: (row.mean_age_gcs * 10.0).round() / 10.0,
                 gens: row.generations,
+                collected: row.collected,
             });
         }
         (sites, stack_ids)

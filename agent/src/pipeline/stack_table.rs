@@ -74,4 +74,15 @@ impl Stacks {
     pub fn count(&self) -> usize {
         self.stacks.len()
     }
+
+    /// Stacks of one frame each, for tests that need sites without a runtime to name them.
+    #[cfg(test)]
+    pub fn of_sites(sites: &[&str]) -> Stacks {
+        let mut stacks = Stacks::default();
+        for site in sites {
+            let site: Arc<str> = Arc::from(*site);
+            stacks.stacks.push(StackInfo { frames: vec![site.clone()], lines: vec![None], site, site_line: None });
+        }
+        stacks
+    }
 }

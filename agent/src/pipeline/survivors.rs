@@ -100,11 +100,22 @@ pub struct SiteRow {
     pub bytes: f64,
     pub mean_age_gcs: f64,
     pub generations: [u64; GEN_SLOTS],
+    /// Samples of this (type, site) the GC has collected since the agent started; `None` once
+    /// there were too many (type, stack) pairs to count.
+    pub collected: Option<u64>,
 }
+
+/// (type, stack) pairs whose collected samples are counted; beyond it, counts stop (and say so).
+const MAX_COLLECTED_KEYS: usize = 65_536;
 
 #[derive(Default)]
 pub struct Survivors {
     tracked: Vec<Tracked>,
+    /// Collected samples per (type, stack): with the live samples, they tell the collector how
+    /// many samples came and went between two summaries, which sets the sampling noise of a
+    /// difference (a leak's samples only come; churn's come and go).
+    collected: HashMap<(ClassID, StackId), u64>,
+    collected_overflow: bool,
 }
 
 impl Survivors {
@@ -125,9 +136,18 @@ impl Survivors {
         mut release: impl FnMut(ObjectHandleID),
     ) -> usize {
         let before = self.tracked.len();
+        let (collected, overflow) = (&mut self.collected, &mut self.collected_overflow);
         self.tracked.retain_mut(|t| {
             if !is_alive(t.handle) {
                 release(t.handle);
+                let full = collected.len() >= MAX_COLLECTED_KEYS;
+                match collected.get_mut(&(t.class, t.stack)) {
+                    Some(n) => *n += 1,
+                    None if full => *overflow = true,
+                    None => {
+                        collected.insert((t.class, t.stack), 1);
+                    }
+                }
                 return false;
             }
             advance_generation(t, history);
@@ -170,6 +190,7 @@ impl Survivors {
                     bytes: 0.0,
                     mean_age_gcs: 0.0,
                     generations: [0; GEN_SLOTS],
+                    collected: (!self.collected_overflow).then_some(0),
                 },
                 age_sum: 0.0,
                 per_stack: HashMap::new(),
@@ -180,6 +201,11 @@ impl Survivors {
             acc.row.generations[t.generation as usize] += 1;
             acc.age_sum += current_gc.saturating_sub(t.born_after_gc) as f64;
             *acc.per_stack.entry(t.stack).or_default() += 1;
+        }
+        for (&(class, stack), n) in &self.collected {
+            if let Some(acc) = groups.get_mut(&(class, stacks.get(stack).site.clone())) {
+                acc.row.collected = acc.row.collected.map(|c| c + n);
+            }
         }
         let mut rows: Vec<SiteRow> = groups
             .into_values()
@@ -303,6 +329,26 @@ mod tests {
         assert_eq!((died, released), (1, vec![2]));
         // gen0 GC #1 promotes to gen1; gen0 GC #2 leaves it; gen1 GC #3 promotes to gen2.
         assert_eq!(s.tracked[0].generation, 2);
+    }
+
+    /// Collected samples are counted per (type, site), across the site's stacks, so the
+    /// collector can tell samples that came and went from samples that only came.
+    #[test]
+    fn collected_samples_are_counted_per_type_and_site() {
+        let stacks = Stacks::of_sites(&["App.Log.Append", "App.Log.Append", "App.Parse"]);
+        let mut history = GcHistory::default();
+        let mut s = Survivors::default();
+        for (handle, stack) in [(1, 0), (2, 1), (3, 1), (4, 2), (5, 2), (6, 0)] {
+            s.add(Tracked { stack, ..tracked(handle, 0) });
+        }
+        history.finished(1, 0);
+        // Two of App.Log.Append's samples die (one per stack), and one of App.Parse's.
+        let died = s.sweep(&history, |h| ![2, 6, 4].contains(&h), |_| {});
+        assert_eq!(died, 3);
+        let rows = s.rows(&stacks, history.completed);
+        let of = |site: &str| rows.iter().find(|r| &*r.site == site).map(|r| (r.samples, r.collected)).unwrap();
+        assert_eq!(of("App.Log.Append"), (2, Some(2)));
+        assert_eq!(of("App.Parse"), (1, Some(1)));
     }
 
     #[test]

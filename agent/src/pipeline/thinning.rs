@@ -9,11 +9,14 @@ use super::{Pipeline, duty_cycle};
 impl Pipeline<'_> {
     /// Keeps the samples the allocating threads pay for under `LEAKSCOPE_MAX_SAMPLES_PER_SEC`:
     /// once a second, from the rate of runtime samples, picks the thinning (a power of two) that
-    /// brings the followed ones under the limit, and says so when it starts thinning.
+    /// brings the followed ones under the limit, and says so when it starts thinning. The first
+    /// pick comes after `FIRST_PICK`: until then every sample is followed, which at a high
+    /// allocation rate is the most the agent ever costs.
     pub(super) fn adjust_thinning(&mut self) {
         let limit = self.agent.config.max_samples_per_sec;
         let elapsed = self.thinning_window.elapsed();
-        if limit == 0 || elapsed < Duration::from_secs(1) {
+        let period = if self.thinning_measured { Duration::from_secs(1) } else { FIRST_PICK };
+        if limit == 0 || elapsed < period {
             return;
         }
         // Samples arrive only while allocation sampling is on: the rate is per second of that.
@@ -29,6 +32,7 @@ impl Pipeline<'_> {
         }
         let rate = (samples - self.thinning_samples) as f64 / on.as_secs_f64();
         self.thinning_samples = samples;
+        self.thinning_measured = true;
         let keep = self.agent.capture.keep_one_in.load(Ordering::Relaxed);
         let current = keep * self.duty.one_in();
         let next = next_keep_one_in(rate, limit, current);
@@ -58,6 +62,9 @@ impl Pipeline<'_> {
         }
     }
 }
+
+/// When the first thinning is picked: two sampling windows, enough on-time to measure a rate.
+const FIRST_PICK: Duration = Duration::from_millis(2 * duty_cycle::WINDOW.as_millis() as u64);
 
 /// The thinning that keeps `rate` events a second within `limit` followed ones: a power of two,
 /// lowered only once the rate is well under the limit, so it does not flap.

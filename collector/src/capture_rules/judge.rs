@@ -62,7 +62,7 @@ pub fn breaches_of(store: &Store, p: &Producer, rules: &[Rule], warmup_ms: f64, 
 fn growth_breach(s: &Subject<'_>, threshold: f64, start: f64, trend: &TrendSettings) -> Option<String> {
     let mut g = assess_trend(&s.points, start, threshold, trend);
     if let Some(samples) = s.samples {
-        crate::soak::widen_for_sampling(&mut g, samples, s.latest_bytes);
+        crate::soak::judge::widen_for_sampling(&mut g, samples, s.latest_bytes);
     }
     (g.verdict == SoakVerdict::Leaking)
         .then(|| format!("{} {}", crate::soak::rate(g.bytes_per_hour), crate::soak::ci_text(g.ci_bytes_per_hour)))
@@ -74,7 +74,7 @@ fn points(series: &[SeriesPoint]) -> Vec<Point> {
 
 fn subjects<'a>(store: &Store, p: &'a Producer) -> Vec<Subject<'a>> {
     let mut out = Vec::new();
-    let total = |target, id: &str, series: &crate::soak::data::Series| Subject {
+    let total = |target, id: &str, series: &crate::store::soak_series::Series| Subject {
         target,
         id: id.to_string(),
         type_name: None,

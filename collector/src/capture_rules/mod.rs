@@ -414,7 +414,7 @@ impl Captures {
     /// Stderr in a plain session, the live view's alert line otherwise, and the report's notes.
     fn say(&mut self, session: &mut Session, text: String) {
         if session.view.mode() != ViewMode::Live {
-            crate::commands::print_stderr(&format!("leakscope: {text}\n"));
+            crate::terminal::print_stderr(&format!("leakscope: {text}\n"));
         }
         session.info.note("info", text.clone());
         self.last = Some(text);
@@ -545,9 +545,9 @@ fn describe(breaches: &[Breach]) -> String {
 /// The census table, the surviving sites and the paths, as `leakscope snapshot` prints them;
 /// without a census, the worker's top sampled sites from the session.
 fn render_snapshot(file: &std::path::Path, pid: u32, session: &Session) -> String {
-    if let Ok(points) = crate::commands::diff::load(file) {
+    if let Ok(points) = crate::snapshot_file::load(file) {
         if let Some(point) = points.iter().rev().find(|p| p.pid == pid) {
-            return crate::commands::snapshot::render(point, 30);
+            return crate::snapshot_file::render(point, 30);
         }
     }
     let th = crate::analysis::Thresholds::default();

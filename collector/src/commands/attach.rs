@@ -19,6 +19,7 @@
 //! the agent is loaded. A session killed outright (`kill -9`) leaves an agent with no collector:
 //! `ps` calls it orphaned, and it detaches itself after `--orphan-timeout`.
 
+use crate::attach_places::{PLACE_PREFIX, places_in, session_alive};
 use crate::cli::{AttachArgs, DetachArgs};
 use crate::commands::{print_stderr, ps};
 use crate::diagnostics_ipc::{self, DiagSocket, IpcError};
@@ -28,8 +29,8 @@ use crate::live::{Level, ViewMode};
 use crate::locate::{self, Library};
 use crate::owner_only::Allowed;
 use crate::protocol::Source;
-use crate::report::{NativeTracking, SessionInfo};
 use crate::session::Session;
+use crate::session_info::{NativeTracking, SessionInfo};
 use crate::signals;
 use crate::target_root::Dir;
 use crate::terminal;
@@ -299,10 +300,6 @@ fn attach_error(pid: u32, e: IpcError, place: &Place) -> CliError {
     err.hint(format!("the agent's log, if it got that far: {}", place.shown_log().display()))
 }
 
-/// What a private directory of an attach session is called: `leakscope-attach-<pid>-<cli pid>`,
-/// so `ps` can tell whether the session that made it is still running.
-const PLACE_PREFIX: &str = "leakscope-attach-";
-
 /// Where the files the target must reach live, in its own temporary directory: the socket the
 /// agent reports to, its log, and (for a target with another root) a copy of the agent. Held as
 /// directory descriptors resolved inside the target's root; paths as the target sees them are
@@ -425,42 +422,6 @@ fn remove_stale_places(tmp: &Dir, pid: u32) {
             let _ = tmp.remove_tree(&name);
         }
     }
-}
-
-/// `(name, cli pid)` of every attach place for `pid` in `tmp`.
-fn places_in(tmp: &Dir, pid: u32) -> Vec<(String, u32)> {
-    let prefix = format!("{PLACE_PREFIX}{pid}-");
-    tmp.names()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|name| {
-            let cli = name.strip_prefix(&prefix)?.parse::<u32>().ok()?;
-            Some((name, cli))
-        })
-        .collect()
-}
-
-/// Whether `cli` is a running `leakscope` (not a process that reused its pid).
-fn session_alive(cli: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{cli}/comm")).is_ok_and(|comm| comm.trim().starts_with("leakscope"))
-}
-
-/// The `leakscope attach`/`snapshot` sessions that attached to `pid` and are still running
-/// (found by their private directories in the target's temporary directories).
-pub fn live_sessions(pid: u32) -> Vec<u32> {
-    let Ok(root) = Dir::root_of(pid) else { return Vec::new() };
-    let mut dirs = vec!["/tmp".to_string()];
-    dirs.extend(diagnostics_ipc::target_env(pid, "TMPDIR").filter(|t| t.starts_with('/')));
-    let mut sessions: Vec<u32> = dirs
-        .iter()
-        .filter_map(|d| root.resolve_dir(d).ok())
-        .flat_map(|tmp| places_in(&tmp, pid))
-        .map(|(_, cli)| cli)
-        .filter(|&cli| session_alive(cli))
-        .collect();
-    sessions.sort_unstable();
-    sessions.dedup();
-    sessions
 }
 
 /// Whether `path` names the same file for the target as for us (no container in between).

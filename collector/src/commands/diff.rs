@@ -6,218 +6,24 @@
 //! the moment of the GC). A type is called growing only when it grew by more than that noise
 //! floor: [`NOISE_FLOOR_BYTES`] and [`NOISE_FLOOR_SHARE`] of its earlier size.
 
-use crate::budget::{Budget, Charge};
 use crate::cli::DiffArgs;
 use crate::commands::print_stdout;
 use crate::error::{CliError, CliResult};
-use crate::protocol::{self, Census, ManagedSite, Record, Source};
-use crate::report::KeptAliveBy;
+use crate::retention_view::KeptAliveBy;
+use crate::snapshot_file::{Point, load, num};
 use crate::units::{format_bytes, format_count, format_duration};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Growth below this many bytes is churn, whatever the share.
 pub const NOISE_FLOOR_BYTES: f64 = 256e3;
+
 /// Growth below this share of the type's earlier bytes is churn.
 pub const NOISE_FLOOR_SHARE: f64 = 0.05;
+
 /// Call sites shown under each growing type.
 const SITES_PER_TYPE: usize = 3;
-
-/// One census of one process, with the survivor table that goes with it.
-#[derive(Debug, Clone)]
-pub struct Point {
-    pub file: PathBuf,
-    pub pid: u32,
-    pub cmdline: Option<String>,
-    pub census: Census,
-    /// The sampled survivors of the same full GC (`retained`), else the latest summary's.
-    pub sites: Vec<ManagedSite>,
-    /// The latest `retention` record after this census and before the next one.
-    pub retention: Option<crate::protocol::Retention>,
-    /// The latest `peek` record after this census and before the next one.
-    pub peek: Option<crate::protocol::Peek>,
-}
-
-impl Point {
-    fn types(&self) -> HashMap<&str, (u64, u64)> {
-        self.census.types.iter().map(|t| (t.type_name.as_str(), (num(t.count), num(t.bytes)))).collect()
-    }
-
-    /// Whether a type absent from the list really had no objects (nothing was folded into
-    /// `other`, the rest of a long list).
-    fn complete(&self) -> bool {
-        self.census.other.as_ref().is_none_or(|o| num(o.types) == 0)
-    }
-
-    fn describe(&self) -> String {
-        let mut s = format!("{} (pid {}", self.file.display(), self.pid);
-        if let Some(gc) = self.census.gc {
-            s.push_str(&format!(", after GC #{gc}"));
-        }
-        s.push(')');
-        s
-    }
-}
-
-fn num(n: Option<protocol::Num>) -> u64 {
-    n.map(|n| n.u64()).unwrap_or(0)
-}
-
-/// The first and the last census in a recording (one point if it has one), for the process
-/// with the most of them. Read line by line (lines over the protocol's limit are discarded),
-/// keeping two points per process, so any size of file is read in bounded memory.
-pub fn load(path: &Path) -> CliResult<Vec<Point>> {
-    let file = if path.is_dir() { path.join("recording.ndjson") } else { path.to_path_buf() };
-    let opened = crate::files::open_regular(&file).map_err(|e| e.to_cli("cannot read"))?;
-    struct PerPid {
-        cmdline: Option<String>,
-        censuses: u64,
-        /// The first census and, once there is a second, the latest.
-        points: Vec<Point>,
-        /// Whether each point's sites came from the `retained` record of its GC.
-        from_retained: Vec<bool>,
-        /// What each point holds, charged to the memory budget.
-        charges: Vec<Charge>,
-        latest_sites: Vec<ManagedSite>,
-        latest_charge: Charge,
-    }
-    // What is kept is charged to a memory budget, as a session's store is: a crafted file
-    // cannot make diff hold more, whatever it repeats.
-    let budget = Budget::default();
-    let mut not_kept = 0u64;
-    let mut by_pid: BTreeMap<u32, PerPid> = BTreeMap::new();
-    let mut oversize = 0u64;
-    let mut on_line = |line: &[u8]| {
-        let Ok(env) = protocol::parse_line(line) else { return };
-        if env.key.source != Source::Agent {
-            return;
-        }
-        let pid = env.key.pid;
-        let Some(charge) = budget.charge(env.approx_bytes) else {
-            not_kept += 1;
-            return;
-        };
-        // Producers per file are bounded like a session's (store::MAX_PRODUCERS).
-        if !by_pid.contains_key(&pid) && by_pid.len() >= crate::store::MAX_PRODUCERS {
-            return;
-        }
-        let entry = by_pid.entry(pid).or_insert_with(|| PerPid {
-            cmdline: None,
-            censuses: 0,
-            points: Vec::new(),
-            from_retained: Vec::new(),
-            charges: Vec::new(),
-            latest_sites: Vec::new(),
-            latest_charge: Charge::default(),
-        });
-        match env.record {
-            Record::Hello(h) => entry.cmdline = h.cmdline.or(entry.cmdline.take()),
-            Record::Summary(s) => {
-                entry.latest_sites = s.sites;
-                entry.latest_charge = charge;
-            }
-            Record::Retained(r) => {
-                // The survivors of the same full GC as a census (sent after it).
-                let matching = entry
-                    .points
-                    .iter()
-                    .zip(&entry.from_retained)
-                    .position(|(point, done)| !*done && r.gc.is_some() && r.gc == point.census.gc);
-                if let Some(i) = matching {
-                    entry.points[i].sites = r.sites;
-                    entry.from_retained[i] = true;
-                    entry.charges[i].absorb(charge);
-                }
-            }
-            Record::Census(c) => {
-                entry.censuses += 1;
-                if entry.points.len() == 2 {
-                    entry.points.pop();
-                    entry.from_retained.pop();
-                    entry.charges.pop();
-                }
-                let mut charge = charge;
-                // The sites copied from the latest summary count once more.
-                if let Some(copy) = budget.charge(entry.latest_charge.bytes()) {
-                    charge.absorb(copy);
-                } else {
-                    not_kept += 1;
-                    return;
-                }
-                entry.points.push(Point {
-                    file: file.clone(),
-                    pid,
-                    cmdline: entry.cmdline.clone(),
-                    census: *c,
-                    // Replaced by the matching `retained`, if one follows.
-                    sites: entry.latest_sites.clone(),
-                    retention: None,
-                    peek: None,
-                });
-                entry.from_retained.push(false);
-                entry.charges.push(charge);
-            }
-            Record::Retention(r) => {
-                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
-                    last.retention = Some(*r);
-                    held.absorb(charge);
-                }
-            }
-            Record::Peek(p) => {
-                if let (Some(last), Some(held)) = (entry.points.last_mut(), entry.charges.last_mut()) {
-                    last.peek = Some(*p);
-                    held.absorb(charge);
-                }
-            }
-            _ => {}
-        }
-    };
-    crate::ingest::read_file_lines(opened, |ev| match ev {
-        crate::ingest::Event::Line(_, line) => on_line(&line),
-        crate::ingest::Event::Oversize(_) => oversize += 1,
-        _ => {}
-    })
-    .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
-    if not_kept > 0 {
-        crate::commands::print_stderr(&format!(
-            "leakscope: note: {}: {not_kept} record(s) not kept: the memory budget ({}) was full\n",
-            file.display(),
-            format_bytes(budget.limit() as f64)
-        ));
-    }
-    let no_census = |file: &Path| {
-        let e = no_census(file);
-        if oversize > 0 {
-            e.hint(format!(
-                "{oversize} line(s) longer than {} MiB were discarded: is it a recording?",
-                protocol::MAX_LINE_BYTES >> 20
-            ))
-        } else {
-            e
-        }
-    };
-    let Some((_, mut chosen)) = by_pid.into_iter().max_by_key(|(_, p)| p.censuses) else {
-        return Err(no_census(&file));
-    };
-    if chosen.points.is_empty() {
-        return Err(no_census(&file));
-    }
-    // A census with no summary before it (a snapshot of an idle process) takes the last one seen.
-    if let Some(last) = chosen.points.last_mut() {
-        if last.sites.is_empty() {
-            last.sites = chosen.latest_sites.clone();
-        }
-    }
-    Ok(chosen.points)
-}
-
-fn no_census(file: &Path) -> CliError {
-    CliError::usage(format!("{} has no heap census", file.display()))
-        .hint("take one with `leakscope snapshot PID`, or record with census points: `leakscope soak`, `leakscope attach PID --gc-every 1m`")
-        .hint("a census needs .NET 9 or later in the target")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -552,7 +358,9 @@ pub fn render(d: &Diff, a: &Point, b: &Point, top: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{self, Census};
     use crate::protocol::{CensusType, Num};
+    use std::path::PathBuf;
 
     fn point(types: &[(&str, u64, u64)], unix_ms: f64) -> Point {
         Point {

@@ -7,8 +7,8 @@ use crate::ingest::{self, Recorder};
 use crate::live::{Level, ViewMode};
 use crate::locate;
 use crate::metrics::Exporter;
-use crate::report::SessionInfo;
 use crate::session::Session;
+use crate::session_info::SessionInfo;
 use crate::signals;
 use crate::terminal;
 use std::net::SocketAddr;
@@ -82,7 +82,7 @@ pub fn listen(args: ListenArgs) -> CliResult<i32> {
     let deadline = args.duration.map(|d| Instant::now() + d);
     let hint = format!(
         "no producer connected yet: start the worker with the variables from `leakscope env --socket {}`",
-        locate::shell_quote(&socket.display().to_string())
+        crate::shell::shell_quote(&socket.display().to_string())
     );
     // What keeps the growing types alive: asked as each is confirmed, and once more at the end.
     let mut paths = crate::retention_asker::PathAsker::new(false);

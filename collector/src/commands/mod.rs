@@ -14,9 +14,10 @@ pub mod tail;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliResult;
-use std::io::Write;
 
 /// Runs a parsed command line; returns the exit code.
+pub use crate::terminal::{print_stderr, print_stdout};
+
 pub fn dispatch(cli: Cli) -> CliResult<i32> {
     match cli.command {
         Command::Run(a) => run::run(a),
@@ -32,18 +33,4 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Snapshot(a) => snapshot::snapshot(a),
         Command::Diff(a) => diff::diff(a),
     }
-}
-
-/// Writes to stdout, ignoring a closed pipe (`leakscope report x | head`).
-pub fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
-/// Writes to stderr (leakscope's own messages while a target owns stdout).
-pub fn print_stderr(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
-    let _ = err.flush();
 }

@@ -91,7 +91,7 @@ pub fn agent_state(pid: u32) -> &'static str {
         "startup"
     } else if !agent_thread_running(pid) {
         "idle"
-    } else if !crate::commands::attach::live_sessions(pid).is_empty() {
+    } else if !crate::attach_places::live_sessions(pid).is_empty() {
         "attached"
     } else {
         "orphaned"

@@ -8,8 +8,9 @@ use crate::export::pprof::Moment;
 use crate::files::{self, Dir};
 use crate::ingest;
 use crate::live::ViewMode;
-use crate::report::{self, SessionInfo, Written};
+use crate::report::{self, Written};
 use crate::session::Session;
+use crate::session_info::SessionInfo;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,7 @@ pub fn report(args: ReportArgs) -> CliResult<i32> {
         print_stdout(&report::render_text(&rendered));
     }
     // A soak recording exits like the soak did: 0 pass, 1 leak or regression, 2 error.
-    Ok(crate::soak::exit_code_of(&rendered))
+    Ok(report::exit_code_of(&rendered))
 }
 
 /// What the user should know about a file that was not a clean recording: lines over the

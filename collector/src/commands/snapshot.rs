@@ -4,16 +4,16 @@
 
 use crate::cli::SnapshotArgs;
 use crate::commands::attach::{self, Attachment};
-use crate::commands::diff::{self, Point};
 use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
 use crate::ingest::{Recorder, Replies};
 use crate::live::ViewMode;
 use crate::protocol::Source;
-use crate::report::SessionInfo;
 use crate::session::Session;
+use crate::session_info::SessionInfo;
 use crate::signals;
-use crate::units::{format_bytes, format_count, format_duration};
+use crate::snapshot_file::{self, Point, render};
+use crate::units::{format_count, format_duration};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ pub fn snapshot(args: SnapshotArgs) -> CliResult<i32> {
         };
         crate::export::write_pprof(path, &session.store, moment)
     });
-    let points = diff::load(&out)?;
+    let points = snapshot_file::load(&out)?;
     let point = points.last().expect("a census was received");
     if args.json {
         let text = serde_json::to_string_pretty(&json(point, args.top))
@@ -323,133 +323,4 @@ fn json(point: &Point, top: usize) -> serde_json::Value {
             "bytes": s.bytes.map(|n| n.0),
         })).collect::<Vec<_>>(),
     })
-}
-
-/// What keeps each asked-about type alive, most instances first (estimates when the agent
-/// followed a sample), with the retained size of the top paths' first object of the
-/// application's own; a path a budget cut short is `unknown (walk cut short: …)`.
-pub fn render_retention(r: &crate::protocol::Retention) -> String {
-    let mut out = String::new();
-    for t in &r.types {
-        let instances = t.instances.map_or(0.0, |n| n.0);
-        let sampled = t.sampled.map_or(0.0, |n| n.0);
-        out.push_str(&format!(
-            "\nwhat keeps {} alive ({} instances, {}{}):\n",
-            t.type_name,
-            format_count(instances),
-            format_bytes(t.bytes.map_or(0.0, |n| n.0)),
-            if sampled > 0.0 && sampled < instances {
-                format!("; {} followed, counts per path estimated", format_count(sampled))
-            } else {
-                String::new()
-            }
-        ));
-        if t.paths.is_empty() {
-            out.push_str("    (no instances reached)\n");
-        }
-        for p in &t.paths {
-            out.push_str(&format!("  {:>10}  {}\n", format_count(p.instances.map_or(0.0, |n| n.0)), p.render()));
-            if let Some(k) = &p.retained {
-                out.push_str(&format!(
-                    "  {:>10}  {} shallow; each {} keeps {}{} alive by itself\n",
-                    "",
-                    format_bytes(p.bytes.map_or(0.0, |n| n.0)),
-                    k.type_name,
-                    if k.lower_bound { "at least " } else { "" },
-                    format_bytes(k.bytes_per_instance.map_or(0.0, |n| n.0))
-                ));
-            }
-        }
-    }
-    if r.truncated {
-        match &r.cut_short {
-            Some(why) => out.push_str(&format!("(partial: {why})\n")),
-            None => out.push_str(&format!("(partial: the {} budget ran out)\n", r.truncated_by.join(" and "))),
-        }
-    }
-    if let Some(roots) = &r.roots {
-        match (&roots.source, &roots.why) {
-            (Some(source), _) if roots.reported => out.push_str(&format!(
-                "(roots other than statics named by the runtime's {}, a {:.0} ms pause)\n",
-                if source == "heap-dump" { "heap dump" } else { "GC callbacks" },
-                roots.pause_ms.map_or(0.0, |n| n.0)
-            )),
-            (_, Some(why)) => out.push_str(&format!("(roots other than static fields are not told apart: {why})\n")),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Like `dumpheap -stat`, largest first, then the call sites whose sampled allocations survive.
-pub(crate) fn render(point: &Point, top: usize) -> String {
-    let c = &point.census;
-    let gc = c.gc_ms.map(|n| format!(" of {:.0} ms", n.0)).unwrap_or_default();
-    let mut out = format!(
-        "heap of pid {}: {} objects, {} (counted in {:.0} ms after a full GC{gc}: the application's pause)\n\n",
-        point.pid,
-        format_count(c.objects.map_or(0.0, |n| n.0)),
-        format_bytes(c.bytes.map_or(0.0, |n| n.0)),
-        c.pause_ms.map_or(0.0, |n| n.0)
-    );
-    out.push_str(&format!("{:>12}  {:>10}  TYPE\n", "BYTES", "COUNT"));
-    for t in c.types.iter().take(top) {
-        out.push_str(&format!(
-            "{:>12}  {:>10}  {}\n",
-            format_bytes(t.bytes.map_or(0.0, |n| n.0)),
-            format_count(t.count.map_or(0.0, |n| n.0)),
-            t.type_name
-        ));
-    }
-    if c.types.len() > top {
-        out.push_str(&format!("… {} more types (--top N)\n", c.types.len() - top));
-    }
-    if !point.sites.is_empty() {
-        out.push_str("\nsurviving sampled allocations by type and call site (estimated):\n");
-        for s in point.sites.iter().take(top.min(10)) {
-            let at = s.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-            out.push_str(&format!(
-                "{:>12}  {}  ←  {}{at}\n",
-                format_bytes(s.bytes.map_or(0.0, |n| n.0)),
-                s.type_name,
-                s.site
-            ));
-        }
-    }
-    if let Some(r) = &point.retention {
-        out.push_str(&render_retention(r));
-    }
-    if let Some(p) = &point.peek {
-        out.push_str(&render_peek(p));
-    }
-    out
-}
-
-/// `HeapApp.SessionState #1 (88 B):` then one field per line, indented.
-pub fn render_peek(p: &crate::protocol::Peek) -> String {
-    let mut out = String::new();
-    for t in &p.types {
-        let found = t.instances.map_or(0.0, |n| n.0);
-        out.push_str(&format!("\n{} ({} instances on the heap):\n", t.type_name, format_count(found)));
-        if t.samples.is_empty() {
-            out.push_str("    (none found)\n");
-        }
-        for (i, s) in t.samples.iter().enumerate() {
-            out.push_str(&format!("  {} #{} ({}):\n", s.type_name, i + 1, format_bytes(s.size.map_or(0.0, |n| n.0))));
-            for f in &s.fields {
-                let value = match &f.value {
-                    serde_json::Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                out.push_str(&format!("      {} = {value}\n", f.name));
-            }
-        }
-    }
-    if let Some(error) = &p.error {
-        out.push_str(&format!("(peek: {error})\n"));
-    }
-    if let Some(why) = &p.strings_withheld {
-        out.push_str(&format!("(strings: {why})\n"));
-    }
-    out
 }

@@ -62,5 +62,5 @@ pub fn soak(args: SoakArgs) -> CliResult<i32> {
     // Whatever kept the soak from running (no agent library, command not found, output
     // directory not writable) is an infrastructure error for a CI gate: exit 2.
     .map_err(|e| e.with_code(EXIT_USAGE))?;
-    Ok(crate::soak::exit_code_of(&outcome.report))
+    Ok(crate::report::exit_code_of(&outcome.report))
 }

@@ -7,7 +7,7 @@
 //! it stay in report.json), so pprof's flat column names the site report.txt names.
 //! The messages are derived with prost from the public `profile.proto` field numbers.
 
-use crate::analysis::Verdict;
+use crate::analysis::LiveVerdict;
 use crate::protocol::Source;
 use crate::report::frames_from_site;
 use crate::sites::SiteRow;
@@ -197,7 +197,7 @@ pub fn encode_gzipped(profile: &proto::Profile) -> std::io::Result<Vec<u8>> {
 const MAPPING_ID: u64 = 1;
 
 fn has_slope(row: &SiteRow) -> bool {
-    row.growth.verdict != Verdict::InsufficientData && row.growth.bytes_per_min.is_finite()
+    row.growth.verdict != LiveVerdict::InsufficientData && row.growth.bytes_per_min.is_finite()
 }
 
 fn kind(source: Source) -> &'static str {
@@ -310,7 +310,7 @@ mod tests {
         type_name: Option<&str>,
         frames: &[(&str, Option<&str>)],
         bytes: f64,
-        verdict: Verdict,
+        verdict: LiveVerdict,
     ) -> SiteRow {
         SiteRow {
             pid: 42,
@@ -339,6 +339,7 @@ mod tests {
                 points: 10,
             },
             full_gcs: None,
+            full_gc_check: None,
         }
     }
 
@@ -353,14 +354,14 @@ mod tests {
             Some("System.String"),
             &[("System.String.Ctor", None), ("App.Leak", Some("Program.cs:61")), ("App.Main", Some("Program.cs:10"))],
             5000.0,
-            Verdict::Growing,
+            LiveVerdict::Growing,
         );
         let other = row(
             "App.Main",
             Some("System.Byte[]"),
             &[("App.Main", Some("Program.cs:12"))],
             300.0,
-            Verdict::InsufficientData,
+            LiveVerdict::InsufficientData,
         );
         let p = build(&[leak, other], Moment { unix_ms: 1_000, duration_ms: 2_000 });
         assert_eq!(p.string_table[0], "");
@@ -385,8 +386,8 @@ mod tests {
 
     #[test]
     fn native_sites_without_a_stack_and_empty_sites_are_handled() {
-        let native = row("libfoo.so+0x10", None, &[], 4096.0, Verdict::InsufficientData);
-        let gone = row("App.Gone", Some("T"), &[], 0.0, Verdict::InsufficientData);
+        let native = row("libfoo.so+0x10", None, &[], 4096.0, LiveVerdict::InsufficientData);
+        let gone = row("App.Gone", Some("T"), &[], 0.0, LiveVerdict::InsufficientData);
         let p = build(&[native, gone], Moment { unix_ms: 0, duration_ms: 0 });
         assert_eq!(p.sample_type.len(), 2, "no slope anywhere: no growth_space");
         assert_eq!(p.sample.len(), 1, "a site with nothing live and no growth is left out");
@@ -397,7 +398,7 @@ mod tests {
     #[test]
     fn the_gzipped_encoding_decodes_to_the_same_profile() {
         let p = build(
-            &[row("A.B", Some("T"), &[("A.B", Some("x.cs:3"))], 10.0, Verdict::Steady)],
+            &[row("A.B", Some("T"), &[("A.B", Some("x.cs:3"))], 10.0, LiveVerdict::Steady)],
             Moment { unix_ms: 5, duration_ms: 6 },
         );
         let gz = encode_gzipped(&p).unwrap();

@@ -2,7 +2,7 @@
 //! sites with their growth, labelled by `pid`, `service` and `host`.
 
 use super::families::{Def, Kind, Sample};
-use crate::analysis::{Thresholds, Verdict};
+use crate::analysis::{LiveVerdict, Thresholds};
 use crate::live::RECENT_WINDOW_MS;
 use crate::sites::{self, SiteRow};
 use crate::store::{Connection, ProcessView, Producer};
@@ -18,7 +18,7 @@ macro_rules! defs {
 defs! {
     WORKERS Gauge "leakscope_workers" "Workers (processes) with a producer connected to this listener.";
     WORKER_INFO Gauge "leakscope_worker_info" "1 per connected worker; labels say which producers it has and its runtime.";
-    VERDICT Gauge "leakscope_verdict" "The worker's verdict: 1 for the current state (leak_suspected if any site is growing, else plateaued, steady, insufficient_data), 0 for the others.";
+    VERDICT Gauge "leakscope_verdict" "The worker's verdict: 1 for the current state (leak_suspected if any site is growing, else rising if a managed rise awaits a full GC to confirm it, else plateaued, steady, insufficient_data), 0 for the others.";
     SITE_BYTES Gauge "leakscope_site_live_bytes" "Estimated live bytes allocated at this managed (type, call site) that survived a GC (sampled, upscaled).";
     SITE_OBJECTS Gauge "leakscope_site_live_objects" "Estimated live objects allocated at this managed (type, call site).";
     SITE_GROWTH Gauge "leakscope_site_growth_bytes_per_second" "Growth of the site's live bytes over the last 10 minutes after warm-up (Theil-Sen slope); absent until there are enough points.";
@@ -48,11 +48,12 @@ defs! {
     CAPTURES Counter "leakscope_captures_total" "Snapshots written for this worker by a capture rule (--on RULE --capture DIR).";
 }
 
-const VERDICTS: [(Verdict, &str); 4] = [
-    (Verdict::Growing, "growing"),
-    (Verdict::Plateaued, "plateaued"),
-    (Verdict::Steady, "steady"),
-    (Verdict::InsufficientData, "insufficient_data"),
+const VERDICTS: [(LiveVerdict, &str); 5] = [
+    (LiveVerdict::Growing, "growing"),
+    (LiveVerdict::Rising, "rising"),
+    (LiveVerdict::Plateaued, "plateaued"),
+    (LiveVerdict::Steady, "steady"),
+    (LiveVerdict::InsufficientData, "insufficient_data"),
 ];
 
 /// Whether a producer still has a connection open (or is read from a file).
@@ -94,9 +95,9 @@ pub fn samples(view: &ProcessView<'_>, host: &str, top: usize, captures: u64, th
     if let Some(rss) = view.rss() {
         out.push(&RSS, &[], rss as f64);
     }
-    let current = worst.unwrap_or(Verdict::InsufficientData);
+    let current = worst.unwrap_or(LiveVerdict::InsufficientData);
     for (v, name) in VERDICTS {
-        let name = if v == Verdict::Growing { "leak_suspected" } else { name };
+        let name = if v == LiveVerdict::Growing { "leak_suspected" } else { name };
         out.push(&VERDICT, &[("verdict", name.to_string())], (v == current) as u8 as f64);
     }
     out.push(&CAPTURES, &[], captures as f64);
@@ -123,13 +124,15 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
 }
 
-/// Growing ranks worst, then plateaued, then steady; insufficient data says nothing.
-fn worse(a: Option<Verdict>, b: Verdict) -> Option<Verdict> {
-    let rank = |v: Verdict| match v {
-        Verdict::Growing => 3,
-        Verdict::Plateaued => 2,
-        Verdict::Steady => 1,
-        Verdict::InsufficientData => 0,
+/// Growing ranks worst, then rising (not yet confirmed by a full GC), plateaued, steady;
+/// insufficient data says nothing.
+fn worse(a: Option<LiveVerdict>, b: LiveVerdict) -> Option<LiveVerdict> {
+    let rank = |v: LiveVerdict| match v {
+        LiveVerdict::Growing => 4,
+        LiveVerdict::Rising => 3,
+        LiveVerdict::Plateaued => 2,
+        LiveVerdict::Steady => 1,
+        LiveVerdict::InsufficientData => 0,
     };
     match a {
         Some(a) if rank(a) >= rank(b) => Some(a),
@@ -139,7 +142,7 @@ fn worse(a: Option<Verdict>, b: Verdict) -> Option<Verdict> {
 
 /// Ranked sites of a producer, those still listed only (a site gone from the summaries has no
 /// live samples left), and how many were left out.
-fn top_sites(p: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdict>) -> (Vec<SiteRow>, usize) {
+fn top_sites(p: &Producer, top: usize, th: &Thresholds, worst: &mut Option<LiveVerdict>) -> (Vec<SiteRow>, usize) {
     let mut rows = sites::assessed(p, th, Some(RECENT_WINDOW_MS));
     for r in &rows {
         *worst = worse(*worst, r.growth.verdict);
@@ -151,7 +154,13 @@ fn top_sites(p: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdi
     (rows, omitted)
 }
 
-fn agent_samples(out: &mut Samples<'_>, agent: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdict>) {
+fn agent_samples(
+    out: &mut Samples<'_>,
+    agent: &Producer,
+    top: usize,
+    th: &Thresholds,
+    worst: &mut Option<LiveVerdict>,
+) {
     let (rows, omitted) = top_sites(agent, top, th, worst);
     for r in &rows {
         let labels = [
@@ -161,7 +170,7 @@ fn agent_samples(out: &mut Samples<'_>, agent: &Producer, top: usize, th: &Thres
         ];
         out.push(&SITE_BYTES, &labels, r.latest.bytes);
         out.push(&SITE_OBJECTS, &labels, r.latest.count);
-        if r.growth.verdict != Verdict::InsufficientData {
+        if r.growth.verdict != LiveVerdict::InsufficientData {
             out.push(&SITE_GROWTH, &labels, r.growth.bytes_per_min / 60.0);
         }
         for (v, name) in VERDICTS {
@@ -234,12 +243,12 @@ fn agent_samples(out: &mut Samples<'_>, agent: &Producer, top: usize, th: &Thres
     }
 }
 
-fn shim_samples(out: &mut Samples<'_>, shim: &Producer, top: usize, th: &Thresholds, worst: &mut Option<Verdict>) {
+fn shim_samples(out: &mut Samples<'_>, shim: &Producer, top: usize, th: &Thresholds, worst: &mut Option<LiveVerdict>) {
     let (rows, omitted) = top_sites(shim, top, th, worst);
     for r in &rows {
         let labels = [("site", r.site.clone())];
         out.push(&NATIVE_SITE_BYTES, &labels, r.latest.bytes);
-        if r.growth.verdict != Verdict::InsufficientData {
+        if r.growth.verdict != LiveVerdict::InsufficientData {
             out.push(&NATIVE_SITE_GROWTH, &labels, r.growth.bytes_per_min / 60.0);
         }
     }

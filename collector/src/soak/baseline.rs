@@ -7,9 +7,8 @@
 //! and faster leaks fail. Subjects are matched by their `id` (`type:…`, `site:… @ …`, `native`,
 //! …), which carries no pid.
 
-use super::Subject;
+use super::model::{Comparison, Regression, Subject};
 use crate::analysis::SoakVerdict;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -47,11 +46,11 @@ pub fn load(path: &Path) -> Result<Baseline, String> {
 pub fn parse(path: &Path, v: &serde_json::Value) -> Result<Baseline, String> {
     let soak = &v["soak"];
     let schema = soak["schema"].as_str().unwrap_or("");
-    if schema != super::SOAK_SCHEMA {
+    if schema != super::model::SOAK_SCHEMA {
         return Err(format!(
             "the baseline {} has no soak verdicts (expected a report.json of `leakscope soak` with soak.schema {:?}, found {:?})",
             path.display(),
-            super::SOAK_SCHEMA,
+            super::model::SOAK_SCHEMA,
             if schema.is_empty() { "none" } else { schema }
         ));
     }
@@ -76,28 +75,6 @@ pub fn parse(path: &Path, v: &serde_json::Value) -> Result<Baseline, String> {
     Ok(Baseline { file: path.to_path_buf(), outcome: soak["outcome"].as_str().unwrap_or("").to_string(), subjects })
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Regression {
-    pub subject: String,
-    /// `new_leak` (not leaking in the baseline), `growth_up` (leaking faster, beyond both
-    /// intervals) or `new_violation` (a size rule newly broken).
-    pub kind: &'static str,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    pub file: String,
-    pub baseline_outcome: String,
-    /// Subjects of this run found in the baseline.
-    pub matched: usize,
-    pub regressions: Vec<Regression>,
-    /// Failing here, but already in the baseline at a comparable rate.
-    pub known: Vec<String>,
-    /// Leaking in the baseline, no longer leaking here.
-    pub fixed: Vec<String>,
-}
-
 /// Marks known failures on `subjects` and lists the regressions.
 pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
     let mut c = Comparison {
@@ -108,7 +85,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
         known: Vec::new(),
         fixed: Vec::new(),
     };
-    let rate = super::rate;
+    let rate = super::evidence::rate;
     for s in subjects.iter_mut() {
         let base = b.subjects.get(&s.id);
         if base.is_some() {
@@ -141,9 +118,9 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
                             "{} grows faster than in the baseline: {} ({}) now, {} ({}) then",
                             s.label,
                             rate(s.growth.bytes_per_hour),
-                            super::ci_text(s.growth.ci_bytes_per_hour),
+                            super::evidence::ci_text(s.growth.ci_bytes_per_hour),
                             rate(base.bytes_per_hour),
-                            super::ci_text(base.ci)
+                            super::evidence::ci_text(base.ci)
                         ),
                     });
                     false
@@ -165,7 +142,7 @@ pub fn compare(b: &Baseline, subjects: &mut [Subject]) -> Comparison {
                         "{} is leaking at {} ({}), {}",
                         s.label,
                         rate(s.growth.bytes_per_hour),
-                        super::ci_text(s.growth.ci_bytes_per_hour),
+                        super::evidence::ci_text(s.growth.ci_bytes_per_hour),
                         match base {
                             Some(b) => format!("{} in the baseline", b.verdict),
                             None => "not in the baseline".to_string(),

@@ -21,21 +21,16 @@
 //!   data leaking), or, with live data not judged, that leakscope cannot tell yet (RSS and the
 //!   heap also grow in the first minutes of a healthy worker, so this does not fail the gate).
 
+use super::context::Context;
+use super::evidence::rate;
+use super::model::{DEFAULT_MANAGED_RULE, GrowingType, ProcessMemory, Subject, SubjectKind, Sufficiency};
 use super::plan::{Plan, round_up_duration};
 use super::rules::{Quantity, Rule};
-use super::{Context, ProcessMemory, Subject, SubjectKind, rate};
 use crate::analysis::{SoakVerdict, TrendReason};
 use crate::units::format_duration;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The default rule on the census total (live managed data). Its threshold is the rate RSS, the
-/// heap and live data are judged against in the memory comparison
-/// ([`super::MEMORY_THRESHOLD_PER_HOUR`]), so "live managed data grows (leaking)" and this
-/// rule always agree: 1 MB/h is ten types each just under the per-subject 100 kB/h, or a
-/// hundred at a tenth of it — 24 MB a day that no single type explains.
-pub const DEFAULT_MANAGED_RULE: &str = "managed growth > 1MB/h";
 /// Types named when live managed data grows with no type to blame.
 pub const GROWING_TYPES_NAMED: usize = 5;
 /// Subjects named in the INCONCLUSIVE headline.
@@ -44,42 +39,6 @@ const EXAMPLES: usize = 3;
 /// Does this subject carry material memory over a judged window of `window_ms`?
 pub fn material(peak_bytes: f64, threshold_per_hour: f64, window_ms: f64) -> bool {
     peak_bytes > 0.0 && peak_bytes >= threshold_per_hour.max(0.0) * window_ms.max(0.0) / 3_600_000.0
-}
-
-/// Whether the soak had the evidence a verdict needs (`soak.sufficiency` in report.json).
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Sufficiency {
-    /// Every gated subject with material memory had a verdict: the soak may pass.
-    pub enough: bool,
-    /// Comparable points (censuses, else retained reports) after the warm-up, and how many a
-    /// verdict needs.
-    pub points_after_warmup: usize,
-    pub points_needed: usize,
-    /// Gated subjects with material memory and too few points: they keep the soak from passing.
-    pub blocking: usize,
-    /// Gated subjects with too few points and too little memory to matter: counted, not blocking.
-    pub too_small_to_matter: usize,
-    /// Sampled subjects with too few points whose exact total was judged: not blocking.
-    pub covered_by_exact: usize,
-    /// The largest blocking subjects, e.g. `SoakApp.AuditRecord (1 point)`.
-    pub examples: Vec<String>,
-    /// What was missing: "1 comparable point after the 12s warm-up, 8 needed".
-    pub missing: Option<String>,
-    /// What would suffice: "use --duration 6m00s or more, or --gc-every 5s".
-    pub suffice: Option<String>,
-    pub suggested_duration_ms: Option<u64>,
-    pub suggested_gc_every_ms: Option<u64>,
-}
-
-impl Sufficiency {
-    /// "INCONCLUSIVE: 1 comparable point after the 12s warm-up, 8 needed: use --duration 6m00s or more, or --gc-every 5s".
-    pub fn headline(&self) -> Option<String> {
-        let missing = self.missing.as_ref()?;
-        Some(match &self.suffice {
-            Some(s) => format!("INCONCLUSIVE: {missing}: {s}"),
-            None => format!("INCONCLUSIVE: {missing}"),
-        })
-    }
 }
 
 /// Marks each subject's material memory and whether it blocks a pass, and says whether the
@@ -219,15 +178,6 @@ pub fn release_explained_total(subjects: &mut [Subject]) {
     }
 }
 
-/// A type growing while the census total grows.
-#[derive(Debug, Clone, Serialize)]
-pub struct GrowingType {
-    pub id: String,
-    pub label: String,
-    pub bytes_per_hour: f64,
-    pub verdict: SoakVerdict,
-}
-
 /// The fastest steadily growing types of each process (census, else sampled), whatever their
 /// verdict: where a total that grows with no type to blame is going. Steadily: the trend test
 /// reaches `alpha` (the plateau level, 0.05), so a type whose slope is only noise is not named.
@@ -289,7 +239,7 @@ pub struct Signal {
 }
 
 /// RSS, the managed heap, live managed data or native memory judged leaking (at
-/// [`super::MEMORY_THRESHOLD_PER_HOUR`]) in a process where no subject breaks a rule. A total
+/// [`super::model::MEMORY_THRESHOLD_PER_HOUR`]) in a process where no subject breaks a rule. A total
 /// that a rule of the user's judges (`heap growth > 50MB/h`) raises no signal: it was judged.
 pub fn process_signals(
     memory: &[ProcessMemory],

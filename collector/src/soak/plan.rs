@@ -3,7 +3,7 @@
 //! A verdict needs [`crate::analysis::TrendSettings::min_points`] (8) comparable points — full
 //! GCs induced by the agent — after the warm-up. With no `--gc-every`, leakscope chooses the
 //! period from `--duration` and `--warmup` so that about [`TARGET_POINTS`] follow the warm-up
-//! (between [`MIN_CHOSEN_GC_EVERY`] and [`super::DEFAULT_GC_EVERY`]); with no `--interval`, the
+//! (between [`MIN_CHOSEN_GC_EVERY`] and [`super::model::DEFAULT_GC_EVERY`]); with no `--interval`, the
 //! summaries (RSS, heap, native totals) come at least as often. Settings that cannot give 8
 //! points are refused before anything starts, with the settings that would, unless the user
 //! insists (`--allow-short`).
@@ -25,7 +25,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub duration: Duration,
-    /// The planned warm-up: `--warmup`, else [`super::DEFAULT_WARMUP_FRACTION`] of the soak.
+    /// The planned warm-up: `--warmup`, else [`super::model::DEFAULT_WARMUP_FRACTION`] of the soak.
     pub warmup: Duration,
     pub warmup_given: bool,
     pub gc_every: Duration,
@@ -60,7 +60,7 @@ impl Plan {
         gc_every: Option<Duration>,
         interval: Option<Duration>,
     ) -> Plan {
-        let planned_warmup = warmup.unwrap_or_else(|| duration.mul_f64(super::DEFAULT_WARMUP_FRACTION));
+        let planned_warmup = warmup.unwrap_or_else(|| duration.mul_f64(super::model::DEFAULT_WARMUP_FRACTION));
         let span = duration.saturating_sub(planned_warmup);
         let gc = gc_every.unwrap_or_else(|| choose_gc_every(span));
         Plan {
@@ -170,10 +170,10 @@ pub fn points_in(span: Duration, every: Duration) -> u64 {
 
 /// The period for a judged span: [`TARGET_POINTS`] + 1 periods fit in it (one spare for the
 /// phase of the first induced GC), in whole seconds, within [`MIN_CHOSEN_GC_EVERY`] and
-/// [`super::DEFAULT_GC_EVERY`].
+/// [`super::model::DEFAULT_GC_EVERY`].
 pub fn choose_gc_every(judged_span: Duration) -> Duration {
     let secs = (judged_span.as_secs_f64() / (TARGET_POINTS + 1) as f64).floor() as u64;
-    Duration::from_secs(secs).clamp(MIN_CHOSEN_GC_EVERY, super::DEFAULT_GC_EVERY)
+    Duration::from_secs(secs).clamp(MIN_CHOSEN_GC_EVERY, super::model::DEFAULT_GC_EVERY)
 }
 
 /// The longest period (whole seconds, at least [`MIN_GC_EVERY`]) that gives `points` in a span,
@@ -190,7 +190,7 @@ pub fn duration_for(points: u64, every: Duration, warmup: Option<Duration>) -> D
     let span = every.as_secs_f64() * (points + 1) as f64;
     let secs = match warmup {
         Some(w) => w.as_secs_f64() + span,
-        None => span / (1.0 - super::DEFAULT_WARMUP_FRACTION),
+        None => span / (1.0 - super::model::DEFAULT_WARMUP_FRACTION),
     };
     round_up_duration(Duration::from_secs_f64(secs))
 }
@@ -220,7 +220,7 @@ mod tests {
         for d in [30, 45, 60, 70, 90, 120, 300, 600, 1800, 7200, 86_400] {
             let p = Plan::new(S(d), None, None, None);
             assert!(p.gc_every_chosen);
-            assert!(p.gc_every >= MIN_CHOSEN_GC_EVERY && p.gc_every <= super::super::DEFAULT_GC_EVERY);
+            assert!(p.gc_every >= MIN_CHOSEN_GC_EVERY && p.gc_every <= crate::soak::model::DEFAULT_GC_EVERY);
             // One spare period: whatever the phase of the first induced GC, 12 land.
             let sure = p.points(p.gc_every).saturating_sub(1);
             assert!(sure >= TARGET_POINTS || p.gc_every == MIN_CHOSEN_GC_EVERY, "{d}s: {:?} gives {sure}", p.gc_every);

@@ -5,34 +5,10 @@
 //! verdict: the summary then says "not enough data to judge yet", how much more would do, and
 //! never "no leak suspect", which reads as a clean bill of health.
 
-use crate::analysis::{Thresholds, Verdict};
-use crate::report::{ProcessReport, SiteReport};
+use super::model::{DataSufficiency, ProcessReport, SiteReport};
+use crate::analysis::{LiveVerdict, Thresholds};
 use crate::units::{format_bytes, format_duration};
-use serde::Serialize;
 use std::time::Duration;
-
-/// `sufficiency` in report.json (run, listen, tail, report; the soak has its own).
-#[derive(Debug, Clone, Serialize)]
-pub struct DataSufficiency {
-    /// Every site that could become a finding has a verdict.
-    pub enough: bool,
-    /// Sites with a verdict (growing, plateaued, steady).
-    pub sites_judged: usize,
-    /// Sites without one that hold enough to grow by the material minimum
-    /// ([`Thresholds::min_growth_bytes`]), and what they hold.
-    pub sites_waiting: usize,
-    pub bytes_waiting: u64,
-    /// Points after the warm-up in the longest site series, and how many a verdict needs.
-    pub points_after_warmup: usize,
-    pub points_needed: usize,
-    /// Full (gen2) GCs the agents reported.
-    pub full_gcs: u64,
-    /// Roughly how much longer would give the waiting sites their points.
-    pub more_points: usize,
-    pub more_ms: u64,
-    /// A `--duration` that would (a round figure).
-    pub suggested_duration_ms: u64,
-}
 
 /// `None` when no producer sent anything (the report says so on its own).
 pub fn assess(processes: &[ProcessReport], interval_ms: Option<u64>, th: &Thresholds) -> Option<DataSufficiency> {
@@ -41,7 +17,7 @@ pub fn assess(processes: &[ProcessReport], interval_ms: Option<u64>, th: &Thresh
     }
     let sites: Vec<&SiteReport> =
         processes.iter().flat_map(|p| p.managed_sites.iter().chain(p.native_sites.iter())).collect();
-    let waiting = |s: &&&SiteReport| s.growth.verdict == Verdict::InsufficientData;
+    let waiting = |s: &&&SiteReport| s.growth.verdict == LiveVerdict::InsufficientData;
     let judged = sites.iter().filter(|s| !waiting(s)).count();
     let material: Vec<&&SiteReport> =
         sites.iter().filter(waiting).filter(|s| s.peak_bytes as f64 > th.min_growth_bytes).collect();
@@ -122,18 +98,21 @@ pub fn verdict_line(s: &DataSufficiency, mode: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{SessionInfo, build_with_soak};
+    use crate::report::build_with_soak;
+    use crate::session_info::SessionInfo;
     use crate::store::Store;
 
     /// An agent reporting every 5 s for `summaries` summaries: one site leaking 1 MB per
-    /// summary and one small steady one.
+    /// summary (100 kB per sample, AllocationSampled's quantum) and one small steady one; a full
+    /// GC every other summary.
     fn recording(summaries: u64) -> Store {
         let mut store = Store::new();
         store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":3,"interval_ms":5000,"runtime":"10.0.12","sampling":"AllocationSampled"}"#);
         for k in 1..=summaries {
             let t = k * 5000;
             let sites = format!(
-                r#"{{"type_name":"App.Audit","site":"App.Log.Append","samples":{k},"objects":{},"bytes":{}}},{{"type_name":"App.Small","site":"App.X.Y","samples":1,"objects":1,"bytes":1000}}"#,
+                r#"{{"type_name":"App.Audit","site":"App.Log.Append","samples":{},"objects":{},"bytes":{}}},{{"type_name":"App.Small","site":"App.X.Y","samples":1,"objects":1,"bytes":1000}}"#,
+                k * 10,
                 k * 100,
                 k * 1_000_000
             );

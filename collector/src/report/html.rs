@@ -7,9 +7,10 @@
 //! managed heap / live data side by side, generation sizes, and native live bytes when the
 //! shim reported. The warm-up is shaded; each line has a tooltip.
 
-use super::{Outcome, SoakReport, Subject, SubjectKind, junit::escape, rate};
+use super::junit::escape;
 use crate::analysis::{Point, SoakVerdict};
 use crate::report::Report;
+use crate::soak::{Outcome, SoakReport, Subject, SubjectKind, rate};
 use crate::store::Store;
 use crate::units::{format_bytes, format_clock};
 use std::fmt::Write as _;
@@ -206,13 +207,14 @@ fn subject_lines(store: &Store, subjects: &[&Subject]) -> Vec<Line> {
         .iter()
         .map(|s| Line {
             name: format!("{} ({})", s.label, s.verdict.as_str()),
-            points: super::subject_points(store, s),
+            points: crate::soak::candidates::subject_points(store, s),
         })
         .collect()
 }
 
-fn series_line(name: &str, series: &super::data::Series) -> Option<Line> {
-    (!series.is_empty()).then(|| Line { name: name.to_string(), points: super::to_points(series.points()) })
+fn series_line(name: &str, series: &crate::store::soak_series::Series) -> Option<Line> {
+    (!series.is_empty())
+        .then(|| Line { name: name.to_string(), points: crate::soak::candidates::to_points(series.points()) })
 }
 
 pub fn render(report: &Report, store: &Store) -> String {
@@ -424,7 +426,7 @@ pub fn render(report: &Report, store: &Store) -> String {
         "<footer>leakscope {} · report.json schema {} / {} · generated {}</footer>\n<script>{SCRIPT}</script>\n</body></html>\n",
         env!("CARGO_PKG_VERSION"),
         crate::report::REPORT_SCHEMA,
-        super::SOAK_SCHEMA,
+        crate::soak::SOAK_SCHEMA,
         super::junit::iso8601(report.generated_unix_ms)
     );
     if soak.outcome == Outcome::Error {

@@ -9,9 +9,9 @@
 //! pass. Process memory that grows while no rule breaks is a `leakscope.memory` testcase with
 //! the warning in `<system-out>`.
 
-use super::{Outcome, SoakReport, Subject};
 use crate::analysis::SoakVerdict;
 use crate::report::Report;
+use crate::soak::{Outcome, SoakReport, Subject};
 use std::fmt::Write as _;
 
 /// Escapes text for XML 1.0 attributes and content; drops the control characters XML forbids.
@@ -54,13 +54,13 @@ pub fn iso8601(unix_ms: u64) -> String {
 
 fn classname(s: &Subject) -> &'static str {
     match s.kind {
-        super::SubjectKind::Type => "leakscope.type",
-        super::SubjectKind::Site => "leakscope.site",
-        super::SubjectKind::Native => "leakscope.native",
-        super::SubjectKind::NativeSite => "leakscope.native_site",
-        super::SubjectKind::Managed => "leakscope.managed",
-        super::SubjectKind::Heap => "leakscope.heap",
-        super::SubjectKind::Rss => "leakscope.rss",
+        crate::soak::SubjectKind::Type => "leakscope.type",
+        crate::soak::SubjectKind::Site => "leakscope.site",
+        crate::soak::SubjectKind::Native => "leakscope.native",
+        crate::soak::SubjectKind::NativeSite => "leakscope.native_site",
+        crate::soak::SubjectKind::Managed => "leakscope.managed",
+        crate::soak::SubjectKind::Heap => "leakscope.heap",
+        crate::soak::SubjectKind::Rss => "leakscope.rss",
     }
 }
 
@@ -212,8 +212,8 @@ fn cases(soak: &SoakReport) -> Vec<Case> {
         let verdict = s.verdict.as_str();
         let message = format!(
             "{verdict}: {} ({})",
-            super::rate(s.growth.bytes_per_hour),
-            super::ci_text(s.growth.ci_bytes_per_hour)
+            crate::soak::rate(s.growth.bytes_per_hour),
+            crate::soak::ci_text(s.growth.ci_bytes_per_hour)
         );
         let outcome = if s.failing() {
             Some(("failure", message, s.evidence.clone()))

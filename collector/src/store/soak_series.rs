@@ -11,7 +11,7 @@
 //! points (older points are merged pairwise, as the live view's series are), and the number of
 //! type and site series is capped (the smallest absent ones are evicted first).
 
-use crate::store::{SeriesPoint, Stack, compact};
+use super::series::{SeriesPoint, Stack, compact};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ pub const SOAK_SERIES_POINTS: usize = 240;
 pub const MAX_TYPE_SERIES: usize = 6000;
 /// (type, site) series per producer.
 pub const MAX_RETAINED_SERIES: usize = 4000;
+
+pub const SOAK_SERIES_BYTES: usize = SOAK_SERIES_POINTS.next_power_of_two() * std::mem::size_of::<SeriesPoint>();
 
 /// A bounded time series of bytes (and objects or allocations).
 #[derive(Debug, Clone, Default)]
@@ -37,7 +39,7 @@ impl Series {
             return false;
         }
         self.peak_bytes = self.peak_bytes.max(bytes);
-        self.points.push(SeriesPoint { t_ms, bytes, count });
+        self.points.push(SeriesPoint { t_ms, bytes, count, collected: f64::NAN });
         if self.points.len() >= SOAK_SERIES_POINTS {
             compact(&mut self.points);
         }
@@ -137,7 +139,7 @@ impl SoakData {
                 .points()
                 .iter()
                 .filter(|p| p.t_ms < first)
-                .map(|p| SeriesPoint { t_ms: p.t_ms, bytes: 0.0, count: 0.0 })
+                .map(|p| SeriesPoint { t_ms: p.t_ms, bytes: 0.0, count: 0.0, collected: f64::NAN })
                 .collect()
         } else {
             Vec::new()

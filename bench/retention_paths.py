@@ -24,10 +24,10 @@ usage: bench/retention_paths.py [--objects N ...] [--runs R] [--json FILE]
 Needs: cargo build --release -p leakscope-agent (or LEAKSCOPE_AGENT=...); dotnet (.NET 10 SDK);
 dotnet-gcdump. About 10 minutes with the defaults, and 3 GB of free memory at 10M objects.
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, socket, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import census_pause as cp  # noqa: E402  (Target, build_app, gcdump_side, the ticker threshold)
+from heap_bench import Target, agent_env, gcdump_side, med, now_ms, setup, spread  # noqa: E402
 
 PLANTED = {
     "System.Int32[]": "HeapBuilder.Leaks.Retries",
@@ -59,14 +59,14 @@ class Agent:
     def ask(self, command, kind, timeout):
         with self.lock:
             n = len(self.records)
-        sent = cp.now_ms()
+        sent = now_ms()
         self.conn.sendall((json.dumps(command) + "\n").encode())
         deadline = time.time() + timeout
         while time.time() < deadline:
             with self.lock:
                 for r in self.records[n:]:
                     if r.get("type") == kind:
-                        return sent, cp.now_ms(), r
+                        return sent, now_ms(), r
             time.sleep(0.02)
         sys.exit(f"no {kind} record within {timeout} s")
 
@@ -93,14 +93,8 @@ def leakscope_side(dll, objects, runs, work, base_env):
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(sock)
     listener.listen(1)
-    env = dict(base_env)
-    env.update({
-        "CORECLR_ENABLE_PROFILING": "1", "CORECLR_PROFILER": cp.CLSID,
-        "CORECLR_PROFILER_PATH": os.path.join(work, "libleakscope_agent.so"),
-        "LEAKSCOPE_SOCKET": sock, "LEAKSCOPE_INTERVAL": "1s",
-        "LEAKSCOPE_LOG": os.path.join(work, f"agent-{objects}.log"),
-    })
-    t = cp.Target(dll, objects, env, leaks=True)
+    env = agent_env(base_env, work, objects, LEAKSCOPE_SOCKET=sock)
+    t = Target(dll, objects, env, leaks=True)
     agent = Agent(listener)
     ready_ms, allocated, heap_bytes, _, _ = t.wait_ready(900)
     time.sleep(2)
@@ -133,19 +127,6 @@ def leakscope_side(dll, objects, runs, work, base_env):
             "agent_memory_max_bytes": max((s["agent"]["memory_bytes"] for s in summaries), default=None)}
 
 
-def med(rows, key):
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def spread(rows, key, fmt="{:.0f}"):
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    if not vals:
-        return "n/a"
-    m = statistics.median(vals)
-    return fmt.format(m) + (f" ({fmt.format(min(vals))}–{fmt.format(max(vals))})" if len(vals) > 1 else "")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=lambda s: int(s.replace("_", "")), nargs="+",
@@ -154,17 +135,7 @@ def main():
     ap.add_argument("--no-gcdump", action="store_true", help="skip the dotnet-gcdump side")
     ap.add_argument("--json", help="also write the full results here")
     a = ap.parse_args()
-    if not os.path.exists(cp.AGENT):
-        sys.exit("build first: cargo build --release -p leakscope-agent")
-    gcdump = shutil.which("dotnet-gcdump") or os.path.expanduser("~/.dotnet/tools/dotnet-gcdump")
-    if not a.no_gcdump and not os.path.exists(gcdump):
-        sys.exit("install dotnet-gcdump: dotnet tool install -g dotnet-gcdump")
-    work = tempfile.mkdtemp(prefix="leakscope-retention-")
-    shutil.copy(cp.AGENT, os.path.join(work, "libleakscope_agent.so"))
-    dll = cp.build_app(work)
-    base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
-    commit = subprocess.run(["git", "-C", cp.ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    work, dll, base_env, gcdump, commit = setup("leakscope-retention-", need_gcdump=not a.no_gcdump)
     results = {"commit": commit, "cpus": os.cpu_count(), "runs": a.runs, "loadavg_start": os.getloadavg(), "heaps": {}}
     for n in a.objects:
         print(f"{n:,} objects: leakscope census and retention ({a.runs} each, interleaved)...", file=sys.stderr)
@@ -172,7 +143,7 @@ def main():
         gd = None
         if not a.no_gcdump:
             print(f"{n:,} objects: dotnet-gcdump ({a.runs} collects)...", file=sys.stderr)
-            gd = cp.gcdump_side(dll, n, a.runs, work, base_env, gcdump, leaks=True)
+            gd = gcdump_side(dll, n, a.runs, work, base_env, gcdump, leaks=True)
         results["heaps"][n] = {"leakscope": ls, "gcdump": gd}
     results["loadavg_end"] = os.getloadavg()
 

@@ -22,6 +22,8 @@ pub struct Agent {
     pub startup_problems: Vec<String>,
     /// The event mask set in `Initialize` (low word).
     pub base_mask: u32,
+    /// The high word of the event mask set at startup (`COR_PRF_HIGH_MONITOR`).
+    pub base_high: u32,
     pub started: Instant,
     pub start_unix_ms: u64,
     /// Loaded into a running process through the diagnostics port, not at startup.
@@ -53,7 +55,7 @@ impl Agent {
     /// Exact mode: switches the `ObjectAllocated` callbacks on (only possible when
     /// `ENABLE_OBJECT_ALLOCATED` was asked for at startup).
     pub fn follow_every_allocation(&self) -> Result<(), HRESULT> {
-        self.info.set_event_mask2(self.base_mask | monitor::OBJECT_ALLOCATED, high_monitor::EVENT_PIPE)
+        self.info.set_event_mask2(self.base_mask | monitor::OBJECT_ALLOCATED, self.base_high)
     }
 
     /// Stops the EventPipe sessions, once.

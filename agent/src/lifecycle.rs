@@ -128,9 +128,20 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         | monitor::CLASS_LOADS
         | monitor::MODULE_LOADS
         | if config.exact != config::Exact::Off { monitor::ENABLE_OBJECT_ALLOCATED } else { 0 };
-    if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
-        return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
-    }
+    // BASIC_GC: the runtime keeps its generation bounds up to date at every GC (else
+    // GetGenerationBounds answers E_FAIL), so a retention search can leave out what was
+    // allocated since the last GC. Its two callbacks per GC are ignored. Not vital: without it
+    // the search only counts fresh garbage too (and says so).
+    let base_high = match info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE | high_monitor::BASIC_GC) {
+        Ok(()) => high_monitor::EVENT_PIPE | high_monitor::BASIC_GC,
+        Err(hr) => {
+            tracing::info!("generation bounds not kept up to date: SetEventMask2 with BASIC_GC failed ({hr:#x})");
+            if let Err(hr) = info.set_event_mask2(base_mask, high_monitor::EVENT_PIPE) {
+                return decline(&config, &format!("SetEventMask2 failed ({hr:#x})"));
+            }
+            high_monitor::EVENT_PIPE
+        }
+    };
 
     let (queue, events) = bounded(QUEUE_CAPACITY);
     let (done_tx, done) = bounded(1);
@@ -157,6 +168,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
         capture,
         startup_problems: loaded.problems,
         base_mask,
+        base_high,
         started,
         start_unix_ms: crate::pipeline::unix_ms(),
         attached,

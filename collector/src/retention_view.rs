@@ -55,9 +55,11 @@ impl From<&crate::protocol::RetentionPath> for KeptAliveBy {
 
 impl KeptAliveBy {
     /// The paths of a retention record for a type, with their shares; an unknown (cut short)
-    /// path is kept among them however far down it ranks.
+    /// path is kept among them however far down it ranks. A share is of the instances the walk
+    /// met (`walked`, what the estimates add up to), not of the census's count, which the heap
+    /// has moved away from by then (that only from an agent that does not say `walked`).
     pub fn of_type(r: &crate::protocol::Retention, type_name: &str, keep: usize) -> Vec<KeptAliveBy> {
-        let total = r.type_entry(type_name).and_then(|t| t.instances).map(|n| n.u64()).filter(|&n| n > 0);
+        let total = r.type_entry(type_name).and_then(|t| t.walked.or(t.instances)).map(|n| n.u64()).filter(|&n| n > 0);
         let mut out: Vec<KeptAliveBy> = Vec::new();
         for (i, p) in r.paths_for(type_name).enumerate() {
             if i < keep || !p.finished() {

@@ -32,10 +32,14 @@ mod slot {
     pub const GET_MODULE_META_DATA: usize = 21;
     pub const FORCE_GC: usize = 28;
     pub const IS_ARRAY_CLASS: usize = 11;
+    pub const GET_THREAD_INFO: usize = 12;
     pub const DO_STACK_SNAPSHOT: usize = 36;
     pub const GET_FUNCTION_INFO2: usize = 38;
     pub const GET_CLASS_ID_INFO2: usize = 41;
+    pub const GET_STATIC_FIELD_INFO: usize = 53;
     pub const GET_GENERATION_BOUNDS: usize = 54;
+    pub const GET_THREAD_STATIC_ADDRESS2: usize = 68;
+    pub const ENUM_THREADS: usize = 71;
     pub const REQUEST_PROFILER_DETACH: usize = 58;
     pub const GET_RUNTIME_INFORMATION: usize = 67;
     pub const INITIALIZE_CURRENT_THREAD: usize = 72;

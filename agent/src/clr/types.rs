@@ -105,11 +105,13 @@ pub mod root {
 /// `CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE`: GC callbacks asked for after startup while
 /// background GC is on.
 pub const CORPROF_E_CONCURRENT_GC_NOT_PROFILABLE: HRESULT = 0x8013_1376_u32 as i32;
-/// `SuspendRuntime`: another suspension (a GC's, most often) is under way.
+/// `CORPROF_E_SUSPENSION_IN_PROGRESS`: the runtime cannot be suspended (`SuspendRuntime`,
+/// `EnumerateGCHeapObjects`) while a suspension is already under way (its own GC's).
 pub const CORPROF_E_SUSPENSION_IN_PROGRESS: HRESULT = 0x8013_1388_u32 as i32;
 
 /// Event-mask bits (`COR_PRF_HIGH_MONITOR`, high word).
 pub mod high_monitor {
+    pub const BASIC_GC: u32 = 0x10;
     pub const EVENT_PIPE: u32 = 0x80;
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::HRESULT;
+use crate::clr::types::{CORPROF_E_SUSPENSION_IN_PROGRESS, HRESULT};
 use crate::clr::walks::{ObjectVisitor, on_object};
 
 /// `LEAKSCOPE_TEST_WALK_DELAY_US`, set once at start-up.
@@ -75,7 +75,64 @@ impl Pace {
 /// signals watched for the length of the suspension.
 pub fn walk<V: ObjectVisitor>(info: &ProfilerInfo, visitor: &mut V) -> Result<(), HRESULT> {
     let _signals = crate::stop::SignalWatch::start();
+    let state = visitor as *mut V as *mut c_void;
     // SAFETY: `on_object::<V>` receives `visitor` back; it outlives the synchronous walk and
-    // nothing else touches it meanwhile.
-    unsafe { info.enumerate_gc_heap_objects(on_object::<V>, visitor as *mut V as *mut c_void) }
+    // nothing else touches it meanwhile (a walk refused for a suspension under way visited nothing).
+    once_not_suspending(|| unsafe { info.enumerate_gc_heap_objects(on_object::<V>, state) })
+}
+
+/// Longest wait for a suspension of the runtime's own (its GC) to end before one of ours.
+const SUSPENSION_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `suspend`, a call that suspends the runtime (`SuspendRuntime`, `EnumerateGCHeapObjects`),
+/// again every few milliseconds while the runtime answers `CORPROF_E_SUSPENSION_IN_PROGRESS`: a
+/// GC of its own is suspending or has suspended it, and will be over soon. Under load a GC
+/// lasts longer and a walk asked for at that moment would otherwise fail, and the request with it.
+pub fn once_not_suspending<T>(suspend: impl FnMut() -> Result<T, HRESULT>) -> Result<T, HRESULT> {
+    retry_while_suspending(suspend, SUSPENSION_WAIT)
+}
+
+fn retry_while_suspending<T>(mut suspend: impl FnMut() -> Result<T, HRESULT>, wait: Duration) -> Result<T, HRESULT> {
+    let until = Instant::now() + wait;
+    loop {
+        match suspend() {
+            Err(CORPROF_E_SUSPENSION_IN_PROGRESS) if Instant::now() < until && !crate::stop::walk_should_stop() => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clr::types::E_FAIL;
+
+    /// A suspension under way is waited out; any other failure is returned at once; one that
+    /// lasts past the wait is returned too.
+    #[test]
+    fn a_suspension_under_way_is_waited_out_other_failures_are_not() {
+        let mut calls = 0;
+        let got = retry_while_suspending(
+            || {
+                calls += 1;
+                if calls < 3 { Err(CORPROF_E_SUSPENSION_IN_PROGRESS) } else { Ok(7) }
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!((got, calls), (Ok(7), 3));
+        let mut calls = 0;
+        let got: Result<(), HRESULT> = retry_while_suspending(
+            || {
+                calls += 1;
+                Err(E_FAIL)
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!((got, calls), (Err(E_FAIL), 1));
+        let got: Result<(), HRESULT> =
+            retry_while_suspending(|| Err(CORPROF_E_SUSPENSION_IN_PROGRESS), Duration::from_millis(30));
+        assert_eq!(got, Err(CORPROF_E_SUSPENSION_IN_PROGRESS));
+    }
 }

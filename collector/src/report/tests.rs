@@ -30,6 +30,21 @@ fn a_search_cut_short_prints_unknown_with_the_budget_needed() {
     assert!(!text.contains("referenced by no object"), "{text}");
 }
 
+/// The share of a path is of the instances the search's walk met (`walked`), which its
+/// estimates add up to, not of the census's count: here the heap grew by a fifth between the
+/// two, and 9000 of the 12 000 met is 75 %, not 90 %.
+#[test]
+fn a_paths_share_is_of_the_instances_the_walk_met() {
+    let mut store = sample_store();
+    store.ingest_line(br#"{"v":1,"type":"retention","source":"agent","pid":42,"t_ms":61000,"types":[{"type_name":"System.String","instances":10000,"walked":12000,"sampled":4096,"paths":[{"root":{"kind":"static","name":"Demo.OrderAudit.Lines"},"steps":[{"type_name":"System.String"}],"instances":9000,"bytes":720000},{"root":{"kind":"other","detail":"referenced by no object"},"steps":[{"type_name":"System.String"}],"instances":3000,"bytes":240000}]}]}"#);
+    let report = build(&store, &SessionInfo::new("run"), &Thresholds::default());
+    let finding = report.findings.iter().find(|f| f.type_name.as_deref() == Some("System.String")).unwrap();
+    let shares: Vec<f64> = finding.kept_alive_by.iter().filter_map(|k| k.share).collect();
+    assert_eq!(shares.first(), Some(&0.75), "{:?}", finding.kept_alive_by);
+    let lines = kept_alive_lines(&finding.kept_alive_by);
+    assert!(lines[0].ends_with("(9000 instances, 75 % of them)"), "{lines:?}");
+}
+
 /// A synthetic session: one process with a leaking site, a churning one and a shim; full GCs
 /// at 30 s and 58 s (the leak's rise survives them).
 pub(crate) fn sample_store() -> Store {

@@ -30,6 +30,8 @@ public static class Program
             "retention" => RetentionLeaks.Run(Running, args),
             "retained" => PayloadLeak.Run(Running, args),
             "big-heap" => BigHeap.Run(Running, args),
+            "thread-static" => NoteKeeper.Run(Running),
+            "collectible" => PluginHost.Run(Running, args),
             "exit-code" => ExitCode(),
             _ => Help(),
         };
@@ -47,7 +49,7 @@ public static class Program
 
     static long Help()
     {
-        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench retention retained big-heap exit-code");
+        Console.Error.WriteLine("scenarios: strings churn generic threads hold alloc-bench retention retained big-heap thread-static collectible exit-code");
         return -1;
     }
 }
@@ -431,11 +433,76 @@ public static class NoteKeeper
     [ThreadStatic] static List<Note>? t_notes;
     public static readonly ManualResetEventSlim Started = new();
 
+    /// The keeping thread's id as the OS knows it (what SOS and `ps -L` show).
+    public static int OsThreadId;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "gettid")]
+    static extern int GetTid();
+
     public static void Keep()
     {
+        OsThreadId = GetTid();
         t_notes = new List<Note>();
         for (int i = 0; i < 700; i++) t_notes.Add(new Note(i));
         Started.Set();
         Thread.Sleep(Timeout.Infinite);
+    }
+
+    /// usage: thread-static [seconds]: only the note keeper, then churn.
+    public static long Run(Func<bool> running)
+    {
+        var notes = new Thread(Keep) { IsBackground = true, Name = "notes" };
+        notes.Start();
+        Started.Wait();
+        Console.WriteLine($"ready notes=700 tid={OsThreadId}");
+        long churn = 0;
+        while (running())
+        {
+            for (int k = 0; k < 200; k++) churn += Churn.Garbage(k);
+            Thread.Sleep(5);
+        }
+        return churn % 7;
+    }
+}
+
+public sealed class PluginEntry(int id)
+{
+    public readonly int Id = id;
+    public readonly byte[] Data = new byte[24];
+}
+
+/// A plugin's cache: a static list, in a copy of this assembly loaded into a collectible
+/// AssemblyLoadContext by `PluginHost`.
+public static class PluginCache
+{
+    public static readonly List<PluginEntry> Entries = new();
+
+    public static int Fill(int count)
+    {
+        for (int i = 0; i < count; i++) Entries.Add(new PluginEntry(i));
+        return Entries.Count;
+    }
+}
+
+/// usage: collectible [seconds] [entries]: loads this assembly again into a collectible
+/// AssemblyLoadContext and fills that copy's `PluginCache.Entries`, then churns.
+public static class PluginHost
+{
+    public static long Run(Func<bool> running, string[] args)
+    {
+        int entries = args.Length > 2 ? int.Parse(args[2]) : 3000;
+        var context = new System.Runtime.Loader.AssemblyLoadContext("plugin", isCollectible: true);
+        var plugin = context.LoadFromAssemblyPath(typeof(PluginHost).Assembly.Location);
+        var fill = plugin.GetType("LeakApp.PluginCache")!.GetMethod("Fill")!;
+        int filled = (int)fill.Invoke(null, new object[] { entries })!;
+        Console.WriteLine($"ready entries={filled} collectible={context.IsCollectible}");
+        long churn = 0;
+        while (running())
+        {
+            for (int k = 0; k < 200; k++) churn += Churn.Garbage(k);
+            Thread.Sleep(5);
+        }
+        GC.KeepAlive(context);
+        return filled + churn % 7;
     }
 }

@@ -187,6 +187,7 @@ impl RetentionPath {
                 format!("{} {name} (named by its type)", self.root.kind)
             }
             (Some(name), _) if self.root.kind == "stack" => format!("stack frame of {name}"),
+            (Some(name), _) if self.root.kind == "thread-static" => format!("thread static {name}"),
             (Some(name), _) => format!("{} {name}", self.root.kind),
             (None, Some(detail)) if self.root.kind == "other" => format!("({detail})"),
             (None, Some(detail)) if self.root.kind == "unknown" => format!("unknown ({detail})"),
@@ -212,5 +213,26 @@ impl RetentionRoot {
     /// A root of `kind`, with its name and detail where there are some.
     pub fn of(kind: &str, name: Option<&str>, detail: Option<&str>) -> RetentionRoot {
         RetentionRoot { kind: kind.to_string(), name: name.map(str::to_string), detail: detail.map(str::to_string) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread static's root reads as one, with its thread; a static and a stack frame as before.
+    #[test]
+    fn root_kinds_render_as_words() {
+        let path = |kind: &str, name: &str| RetentionPath {
+            root: RetentionRoot { kind: kind.into(), name: Some(name.into()), detail: None },
+            steps: vec![RetentionStep { type_name: "LeakApp.Note".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(
+            path("thread-static", "LeakApp.NoteKeeper.t_notes (thread 0x7bfe)").render(),
+            "thread static LeakApp.NoteKeeper.t_notes (thread 0x7bfe) → LeakApp.Note"
+        );
+        assert_eq!(path("static", "LeakApp.Clock.Tick").render(), "static LeakApp.Clock.Tick → LeakApp.Note");
+        assert_eq!(path("stack", "LeakApp.Run").render(), "stack frame of LeakApp.Run → LeakApp.Note");
     }
 }

@@ -287,6 +287,89 @@ impl ProfilerInfo {
         if address == 0 { Err(E_FAIL) } else { Ok(address) }
     }
 
+    /// Which kind of static a field is (`COR_PRF_STATIC_TYPE`: 1 app-domain, 2 thread, 4 context,
+    /// 8 RVA; 0 not a static), for a loaded class.
+    pub fn static_field_kind(&self, class: ClassID, field: mdToken) -> Result<u32, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ClassID, mdToken, *mut u32) -> HRESULT;
+        let mut kind = 0u32;
+        // SAFETY: Info2 slot 53 is GetStaticFieldInfo(ClassID, mdFieldDef, COR_PRF_STATIC_TYPE*).
+        check(gate::RUNTIME.call(|| unsafe {
+            method::<F>(self.ptr, slot::GET_STATIC_FIELD_INFO)(self.ptr, class, field, &mut kind)
+        }))?;
+        Ok(kind)
+    }
+
+    /// Where one thread's value of a thread-static field lives (Info3 `GetThreadStaticAddress2`).
+    /// `CORPROF_E_DATAINCOMPLETE` while the class is not initialised or the thread has no
+    /// storage for it yet.
+    pub fn thread_static_address(
+        &self,
+        class: ClassID,
+        field: mdToken,
+        app_domain: usize,
+        thread: ThreadID,
+    ) -> Result<usize, HRESULT> {
+        self.require(3)?;
+        type F = unsafe extern "system" fn(*mut c_void, ClassID, mdToken, usize, ThreadID, *mut usize) -> HRESULT;
+        let mut address = 0usize;
+        // SAFETY: Info3 slot 68 is GetThreadStaticAddress2(ClassID, mdFieldDef, AppDomainID,
+        // ThreadID, void**).
+        check(gate::RUNTIME.call(|| unsafe {
+            method::<F>(self.ptr, slot::GET_THREAD_STATIC_ADDRESS2)(
+                self.ptr,
+                class,
+                field,
+                app_domain,
+                thread,
+                &mut address,
+            )
+        }))?;
+        if address == 0 { Err(E_FAIL) } else { Ok(address) }
+    }
+
+    /// The operating system's id of a managed thread (`GetThreadInfo`); 0 when it has none now.
+    pub fn os_thread_id(&self, thread: ThreadID) -> Result<u32, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, ThreadID, *mut u32) -> HRESULT;
+        let mut id = 0u32;
+        let call = || {
+            // SAFETY: Info slot 12 is GetThreadInfo(ThreadID, DWORD*); `id` outlives the call.
+            unsafe { method::<F>(self.ptr, slot::GET_THREAD_INFO)(self.ptr, thread, &mut id) }
+        };
+        check(gate::RUNTIME.call(call))?;
+        Ok(id)
+    }
+
+    /// Every managed thread the runtime knows now (Info4 `EnumThreads`).
+    pub fn threads(&self) -> Result<Vec<ThreadID>, HRESULT> {
+        self.require(4)?;
+        type F = unsafe extern "system" fn(*mut c_void, *mut *mut c_void) -> HRESULT;
+        let mut enumerator: *mut c_void = std::ptr::null_mut();
+        // SAFETY: Info4 slot 71 is EnumThreads(ICorProfilerThreadEnum**).
+        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::ENUM_THREADS)(self.ptr, &mut enumerator) }))?;
+        if enumerator.is_null() {
+            return Err(E_FAIL);
+        }
+        // ICorProfilerThreadEnum: 3 Skip, 4 Reset, 5 Clone, 6 GetCount, 7 Next.
+        type Next = unsafe extern "system" fn(*mut c_void, u32, *mut ThreadID, *mut u32) -> HRESULT;
+        let mut threads = Vec::new();
+        let mut batch = [0 as ThreadID; 64];
+        loop {
+            let mut fetched = 0u32;
+            // SAFETY: slot 7 of ICorProfilerThreadEnum is Next(ULONG, ThreadID[], ULONG*); the
+            // buffer holds `batch.len()` ids.
+            let hr = gate::RUNTIME.call(|| unsafe {
+                method::<Next>(enumerator, 7)(enumerator, batch.len() as u32, batch.as_mut_ptr(), &mut fetched)
+            });
+            threads.extend_from_slice(&batch[..(fetched as usize).min(batch.len())]);
+            if hr != S_OK || fetched == 0 || threads.len() > 100_000 {
+                break;
+            }
+        }
+        // SAFETY: we own the enumerator's one reference.
+        gate::RUNTIME.call(|| unsafe { release(enumerator) });
+        Ok(threads)
+    }
+
     /// The instance fields a class declares (not its base classes'), with their offsets.
     pub fn class_layout(&self, class: ClassID) -> Result<Vec<FieldOffset>, HRESULT> {
         type F = unsafe extern "system" fn(*mut c_void, ClassID, *mut FieldOffset, u32, *mut u32, *mut u32) -> HRESULT;

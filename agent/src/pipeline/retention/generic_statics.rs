@@ -9,8 +9,12 @@
 //! exactly the value's type (`List<T>` with `T = Widget` for a `List<Widget>`). When one field
 //! fits, it is named, and the root says it was named by type; when several do, none is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use super::Namer;
+use super::statics::Statics;
+use super::tracked::{NONE, Node, Tracked, flag};
 use crate::clr::metadata::MetaDataImport;
 use crate::clr::profiler_info::{ClassInfo, ProfilerInfo};
 use crate::clr::types::{ClassID, ModuleID, mdToken};
@@ -212,6 +216,77 @@ impl Matcher {
             }
         }
         fits
+    }
+}
+
+/// The generic classes' statics named by type so far (name → index among the statics' fields,
+/// kept between requests so a field keeps its index), and the matcher's caches.
+#[derive(Default)]
+pub struct ByType {
+    by_type: HashMap<Arc<str>, u32>,
+    matcher: Matcher,
+}
+
+impl ByType {
+    /// Names the values the runtime's storage for statics holds without a located field, when
+    /// exactly one static field of a loaded generic instantiation is declared with the value's
+    /// type; returns the fields so named.
+    pub fn name(
+        &mut self,
+        statics: &mut Statics,
+        info: &ProfilerInfo,
+        t: &mut Tracked,
+        names: &mut dyn Namer,
+        is_framework: &dyn Fn(&str) -> bool,
+    ) -> HashSet<u32> {
+        let mut named = HashSet::new();
+        // Only an array known to be the storage for statics (it holds a located static's value):
+        // other arrays nothing references (a thread's statics, say) hold other things.
+        let is_storage = |n: &Node, names: &mut dyn Namer, classes: &[ClassID]| {
+            !n.has(flag::DEAD)
+                && n.has(flag::HOLDS_STATIC)
+                && &*names.class(classes[n.class as usize]) == "System.Object[]"
+        };
+        let mut values: Vec<u32> = Vec::new();
+        for e in &t.edges {
+            let (parent, child) = (&t.nodes[e.parent as usize], &t.nodes[e.child as usize]);
+            if child.static_field == NONE && !child.has(flag::DEAD) && is_storage(parent, names, &t.classes) {
+                values.push(e.child);
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        if values.is_empty() {
+            return named;
+        }
+        let mut found: Vec<(u32, Arc<str>, bool)> = Vec::new();
+        {
+            let candidates = statics.generic_candidates();
+            for &v in &values {
+                let class = t.classes[t.nodes[v as usize].class as usize];
+                let fits = self.matcher.fitting(info, &candidates, class, 2);
+                if let [one] = fits[..] {
+                    let c = &candidates[one];
+                    let owner = names.class(c.class);
+                    found.push((v, format!("{owner}.{}", c.field).into(), is_framework(&owner)));
+                }
+            }
+        }
+        for (v, name, framework) in found {
+            let field = match self.by_type.get(&name) {
+                Some(&f) => f,
+                None => {
+                    let f = statics.add_field(name.clone(), framework);
+                    self.by_type.insert(name, f);
+                    f
+                }
+            };
+            let n = &mut t.nodes[v as usize];
+            n.static_field = field;
+            n.flags &= !flag::EXPAND;
+            named.insert(field);
+        }
+        named
     }
 }
 

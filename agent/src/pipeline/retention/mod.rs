@@ -2,17 +2,21 @@
 //! their instances alive, aggregated by shape (`static LeakApp.Clock.Tick` → `EventHandler` →
 //! `Object[]` → `EventHandler` → `Subscriber`, 5000 instances).
 //!
-//! Right after an induced full GC (everything left is reachable): a census says which classes
-//! the requested types are and how many instances each has; the [search](search) samples the
-//! instances and follows them up to the roots, one heap walk per step, keeping only what it
+//! This module owns one request from start to record: it runs the steps below in order and
+//! turns their results into the `retention` record. Right after an induced full GC (everything
+//! left is reachable): a census says which classes the requested types are and how many
+//! instances each has; the [search](search) samples the instances ([`target`]) and follows them
+//! up to the roots, one heap walk per step ([`settle`] says which are done), keeping only what it
 //! follows ([`tracked`]); static fields are located ([`statics`]) and their values read inside
-//! each walk's suspension ([`walk`]); when some paths end at objects nothing on the heap
-//! references, the GC is asked for its roots ([`root_kinds`]); then the followed part of the
-//! heap is searched from the roots ([`graph`], [`paths`]) and instances are counted per path,
-//! with types and fields named ([`fields`]). Memory and time are bounded; a budget that stops
-//! the work is reported, never exceeded, and a path it cut short is `unknown`, never a root.
-//! Needs `EnumerateGCHeapObjects` (.NET 9+).
+//! each walk's suspension ([`walk`]); a generic class's are named by type ([`generic_statics`]);
+//! when some paths end at objects nothing on the heap references, the GC is asked for its roots
+//! ([`root_kinds`]); then the followed part of the heap is searched from the roots ([`graph`],
+//! [`paths`]) and instances are counted per path, with types and fields named ([`fields`]), and
+//! the top paths' retained size measured ([`retained`]). Memory and time are bounded; a budget
+//! that stops the work is reported, never exceeded, and a path it cut short is `unknown`
+//! (saying why: `cut_short`), never a root. Needs `EnumerateGCHeapObjects` (.NET 9+).
 
+mod cut_short;
 pub mod fields;
 pub mod generic_statics;
 pub mod generics;
@@ -23,7 +27,9 @@ mod request;
 pub mod retained;
 pub mod root_kinds;
 pub mod search;
+pub mod settle;
 pub mod statics;
+pub mod target;
 pub mod tracked;
 pub mod walk;
 
@@ -43,8 +49,8 @@ use crate::output::records::{
 };
 use crate::pipeline::census::TypeTotals;
 use paths::{ARRAY_ELEMENT, ELIDED, Roots, Signatures};
-use search::{Stopped, Target};
 use statics::{Slot, Statics};
+use target::Target;
 use tracked::{NONE, flag};
 
 /// Least memory worth starting a walk with.
@@ -66,9 +72,8 @@ const MEASURED_PER_PATH: usize = 16;
 pub struct Retention {
     statics: Statics,
     pub fields: fields::FieldNames,
-    /// Generic classes' statics named by type: name → index among the statics' fields.
-    by_type: HashMap<Arc<str>, u32>,
-    matcher: generic_statics::Matcher,
+    /// Generic classes' statics named by the type they hold.
+    generic: generic_statics::ByType,
 }
 
 /// What a request needs from the pipeline besides the agent.
@@ -260,11 +265,12 @@ impl Retention {
 
         // A generic class's statics: the runtime gives no address, so what the storage for statics
         // holds is named by its type where exactly one loaded instantiation's field fits.
-        let by_type = self.name_generic_statics(info, &mut searched.tracked, &mut *cx.names, cx.is_framework);
+        let by_type =
+            self.generic.name(&mut self.statics, info, &mut searched.tracked, &mut *cx.names, cx.is_framework);
 
         // Roots other than statics, for paths that end at objects nothing references.
         let mut holders: Vec<root_kinds::Holder> = Vec::new();
-        let wanted = roots_wanted(&searched.tracked, &targets);
+        let wanted = root_kinds::wanted(&searched.tracked, &targets);
         let longest = searched.walks.iter().map(|w| w.pause).max().unwrap_or_default();
         // On a big heap the roots cost a pause longer than a walk's (the heap dump lists every
         // object): only for a share of instances worth it.
@@ -322,7 +328,8 @@ impl Retention {
                 let detail = by_type.contains(&n.static_field).then_some(
                     "named by the type it holds: the runtime gives no address for a generic class's statics",
                 );
-                descs.push(RetentionRoot::of("static", Some(&field.name), detail));
+                let kind = if field.thread.is_some() { "thread-static" } else { "static" };
+                descs.push(RetentionRoot::of(kind, Some(&field.name), detail));
                 (descs.len() - 1) as u32
             });
             statics_seeds.push((i as u32, d, field.framework));
@@ -356,7 +363,7 @@ impl Retention {
                 "referenced by no object: held by a stack frame, a GC handle or the finalizer queue"
             }),
         ));
-        let cut_short = cut_short(&searched, budget, request.time_budget, started.elapsed());
+        let cut_short = cut_short::cut_short(&searched, budget, request.time_budget, started.elapsed());
         descs.push(RetentionRoot::of("unknown", None, Some(&cut_short)));
         descs.push(RetentionRoot::of("other", None, Some("a cycle held from outside the heap")));
 
@@ -366,7 +373,7 @@ impl Retention {
             statics: statics_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
             gc: gc_seeds.iter().map(|&(node, root, _)| (node, root)).collect(),
             storage: nodes.iter().map(|n| n.has(flag::HOLDS_STATIC)).collect(),
-            open: nodes.iter().map(search::still_open).collect(),
+            open: nodes.iter().map(settle::still_open).collect(),
             storage_root: fixed,
             unreferenced_root: fixed + 1,
             unknown_root: fixed + 2,
@@ -590,168 +597,6 @@ fn no_references(
             Err(_) => false,
         })
         .collect()
-}
-
-impl Retention {
-    /// Names the values the runtime's storage for statics holds without a located field, when
-    /// exactly one static field of a loaded generic instantiation is declared with the value's
-    /// type; returns the fields so named.
-    fn name_generic_statics(
-        &mut self,
-        info: &crate::clr::profiler_info::ProfilerInfo,
-        t: &mut tracked::Tracked,
-        names: &mut dyn Namer,
-        is_framework: &dyn Fn(&str) -> bool,
-    ) -> std::collections::HashSet<u32> {
-        let mut named = std::collections::HashSet::new();
-        // Only an array known to be the storage for statics (it holds a located static's value):
-        // other arrays nothing references (a thread's statics, say) hold other things.
-        let is_storage = |n: &tracked::Node, names: &mut dyn Namer, classes: &[ClassID]| {
-            !n.has(flag::DEAD)
-                && n.has(flag::HOLDS_STATIC)
-                && &*names.class(classes[n.class as usize]) == "System.Object[]"
-        };
-        let mut values: Vec<u32> = Vec::new();
-        for e in &t.edges {
-            let (parent, child) = (&t.nodes[e.parent as usize], &t.nodes[e.child as usize]);
-            if child.static_field == NONE && !child.has(flag::DEAD) && is_storage(parent, names, &t.classes) {
-                values.push(e.child);
-            }
-        }
-        values.sort_unstable();
-        values.dedup();
-        if values.is_empty() {
-            return named;
-        }
-        let mut found: Vec<(u32, Arc<str>, bool)> = Vec::new();
-        {
-            let candidates = self.statics.generic_candidates();
-            for &v in &values {
-                let class = t.classes[t.nodes[v as usize].class as usize];
-                let fits = self.matcher.fitting(info, &candidates, class, 2);
-                if let [one] = fits[..] {
-                    let c = &candidates[one];
-                    let owner = names.class(c.class);
-                    found.push((v, format!("{owner}.{}", c.field).into(), is_framework(&owner)));
-                }
-            }
-        }
-        for (v, name, framework) in found {
-            let field = match self.by_type.get(&name) {
-                Some(&f) => f,
-                None => {
-                    let f = self.statics.add_field(name.clone(), framework);
-                    self.by_type.insert(name, f);
-                    f
-                }
-            };
-            let n = &mut t.nodes[v as usize];
-            n.static_field = field;
-            n.flags &= !flag::EXPAND;
-            named.insert(field);
-        }
-        named
-    }
-}
-
-/// Per requested type, the sampled instances no static reaches and that are held, as far as
-/// the search knows for sure, by objects nothing on the heap references: only the GC's roots
-/// can say what holds those.
-fn roots_wanted(t: &tracked::Tracked, targets: &[Target]) -> Vec<u64> {
-    let n = t.nodes.len();
-    let live: Vec<tracked::Edge> = t
-        .edges
-        .iter()
-        .filter(|e| !t.nodes[e.child as usize].has(flag::DEAD) && !t.nodes[e.parent as usize].has(flag::DEAD))
-        .copied()
-        .collect();
-    let children = search::Csr::new(n, &live, |e| (e.parent, e.child));
-    let reach = |seeds: &mut dyn Iterator<Item = u32>| {
-        let mut seen = vec![false; n];
-        let mut stack: Vec<u32> = seeds.collect();
-        for &s in &stack {
-            seen[s as usize] = true;
-        }
-        while let Some(i) = stack.pop() {
-            for &j in children.of(i) {
-                if !seen[j as usize] {
-                    seen[j as usize] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        seen
-    };
-    let live_node = |i: usize| !t.nodes[i].has(flag::DEAD);
-    let from_statics =
-        reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
-    let from_unreferenced = reach(
-        &mut (0..n)
-            .filter(|&i| {
-                let x = &t.nodes[i];
-                live_node(i)
-                    && x.referrers == 0
-                    && x.static_field == NONE
-                    && !x.has(flag::HOLDS_STATIC)
-                    && !search::still_open(x)
-            })
-            .map(|i| i as u32),
-    );
-    targets
-        .iter()
-        .map(|target| {
-            target
-                .samples
-                .iter()
-                .filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize])
-                .count() as u64
-        })
-        .collect()
-}
-
-/// What a search cut short got to, and what would have let it finish.
-fn cut_short(s: &search::Searched, budget: usize, time_budget: Duration, elapsed: Duration) -> String {
-    let walks = s.walks.len();
-    let last_pause = s.walks.last().map_or(Duration::ZERO, |w| w.pause);
-    let followed = s.tracked.nodes.len();
-    let samples = s.tracked.nodes.iter().filter(|n| n.has(flag::SAMPLE)).count().max(1);
-    let share = 100.0 * s.unsettled as f64 / samples as f64;
-    let pending = format!(
-        "{} of {} sampled instances ({share:.0} %) not followed to a root after {walks} walks of {} objects",
-        s.unsettled,
-        samples,
-        crate::pipeline::retention::count(s.heap_objects.max(s.walks.iter().map(|w| w.objects).max().unwrap_or(0)))
-    );
-    match s.stopped {
-        Some(Stopped::Memory) => {
-            // The frontier grows as the last walk made it grow: at least one more such step.
-            let growth = walks
-                .checked_sub(2)
-                .map_or(followed, |i| followed.saturating_sub(s.walks[i].followed))
-                .max(followed / 4);
-            let need = (budget as f64 * (followed + growth) as f64 / followed.max(1) as f64) as usize;
-            format!(
-                "walk cut short: {pending}, memory budget {} MB ran out following {} objects; at least {} MB needed",
-                budget.div_ceil(1 << 20),
-                count(followed as u64),
-                need.div_ceil(1 << 20).max(budget.div_ceil(1 << 20) + 1)
-            )
-        }
-        Some(Stopped::Time) => format!(
-            "walk cut short: {pending}, time budget {:.0} s; at least {:.0} s needed (each walk pauses the application {:.1} s)",
-            time_budget.as_secs_f64(),
-            (elapsed + last_pause * 2).as_secs_f64().max(time_budget.as_secs_f64() + 1.0).ceil(),
-            last_pause.as_secs_f64()
-        ),
-        Some(Stopped::Walks) => {
-            format!("walk cut short: {pending}, at most {} walks per request; paths are deeper", search::MAX_WALKS)
-        }
-        Some(Stopped::Interrupted) => format!(
-            "walk cut short: {pending}, {}",
-            crate::stop::why().unwrap_or_else(|| "the agent was stopped".to_string())
-        ),
-        None => format!("referrers past {} per object were not followed", tracked::MAX_REFERRERS),
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::search::{Csr, Host, Limits, Searched, still_open};
+use super::search::{Host, Limits, Searched};
+use super::settle::{Csr, still_open};
 use super::tracked::{Edge, NONE, flag};
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::HRESULT;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::tracked::{AddrMap, NONE, Tracked, flag as node_flag};
+use super::settle::{Csr, still_open};
+use super::target::Target;
+use super::tracked::{AddrMap, Edge, NONE, Tracked, flag as node_flag};
 use crate::capture::heap_dump::{self, flag, kind};
 use crate::capture::root_references;
 use crate::clr::profiler_info::ProfilerInfo;
@@ -30,13 +32,15 @@ pub fn capabilities(attached: bool, info_version: u32) -> RetentionRootKinds {
             not_named: strings(&["any: retention paths need EnumerateGCHeapObjects (.NET 9 or later)"]),
         };
     }
-    let mut not_named = vec!["thread statics (their storage is shown, or the stack frame holding them)"];
+    let mut not_named =
+        vec!["thread statics of generic classes (their storage is shown, or the stack frame holding them)"];
     if attached {
         not_named.push("statics of generic classes loaded before the agent attached");
     }
     RetentionRootKinds {
         named: strings(&[
             "static fields (a generic class's by the type it holds)",
+            "thread statics, with their thread",
             "stack frames, with their method",
             "GC handles by kind (strong, pinned, ref-counted)",
             "dependent handles (ConditionalWeakTable)",
@@ -227,4 +231,59 @@ pub fn mark(
             None
         }
     }
+}
+
+/// Per requested type, the sampled instances no static reaches and that are held, as far as
+/// the search knows for sure, by objects nothing on the heap references: only the GC's roots
+/// can say what holds those.
+pub fn wanted(t: &Tracked, targets: &[Target]) -> Vec<u64> {
+    let n = t.nodes.len();
+    let live: Vec<Edge> = t
+        .edges
+        .iter()
+        .filter(|e| !t.nodes[e.child as usize].has(node_flag::DEAD) && !t.nodes[e.parent as usize].has(node_flag::DEAD))
+        .copied()
+        .collect();
+    let children = Csr::new(n, &live, |e| (e.parent, e.child));
+    let reach = |seeds: &mut dyn Iterator<Item = u32>| {
+        let mut seen = vec![false; n];
+        let mut stack: Vec<u32> = seeds.collect();
+        for &s in &stack {
+            seen[s as usize] = true;
+        }
+        while let Some(i) = stack.pop() {
+            for &j in children.of(i) {
+                if !seen[j as usize] {
+                    seen[j as usize] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        seen
+    };
+    let live_node = |i: usize| !t.nodes[i].has(node_flag::DEAD);
+    let from_statics =
+        reach(&mut (0..n).filter(|&i| live_node(i) && t.nodes[i].static_field != NONE).map(|i| i as u32));
+    let from_unreferenced = reach(
+        &mut (0..n)
+            .filter(|&i| {
+                let x = &t.nodes[i];
+                live_node(i)
+                    && x.referrers == 0
+                    && x.static_field == NONE
+                    && !x.has(node_flag::HOLDS_STATIC)
+                    && !still_open(x)
+            })
+            .map(|i| i as u32),
+    );
+    targets
+        .iter()
+        .map(|target| {
+            target
+                .samples
+                .iter()
+                .filter(|&&s| live_node(s as usize) && !from_statics[s as usize] && from_unreferenced[s as usize])
+                .count() as u64
+        })
+        .collect()
 }

@@ -17,13 +17,15 @@
 //! a static field's value reaches it by a path no longer than any still-open step could give
 //! (so it is the shortest, as a search from the roots would find), or when nothing but
 //! complete steps lead to it (its roots are then not statics); the next walk looks only for the
-//! referrers of objects on the way to unsettled instances.
+//! referrers of objects on the way to unsettled instances ([`settle`](super::settle)). The
+//! sample itself and what each instance in it stands for: [`target`](super::target).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::settle::{mark_scanned, settle};
 use super::statics::Slot;
+use super::target::Target;
 use super::tracked::{AddrMap, AddrSet, Edge, MAX_REFERRERS, NONE, Tracked, flag};
 use super::walk::{self, Visit};
 use crate::clr::profiler_info::ProfilerInfo;
@@ -35,42 +37,6 @@ const MIN_GAP: Duration = Duration::from_millis(20);
 pub const MAX_WALKS: u16 = 24;
 /// Most objects followed down from one object whose retained size is measured.
 pub const MAX_FOLLOWED_DOWN: u32 = 4096;
-
-/// One requested type: its classes, its exact count (from the census) and its sample.
-#[derive(Debug, Default)]
-pub struct Target {
-    pub classes: Vec<ClassID>,
-    pub instances: u64,
-    pub bytes: u64,
-    /// Every `stride`-th instance met in the first walk is sampled.
-    pub stride: u64,
-    /// Instances met in the first walk: the population the samples are drawn from.
-    pub seen: u64,
-    pub samples: Vec<u32>,
-}
-
-impl Target {
-    /// Counts an instance met in the sampling walk; true when it is to be sampled. Every
-    /// instance met must be counted, whether or not it was already followed, for the samples
-    /// to stand for a known population.
-    pub fn meet(&mut self) -> bool {
-        self.seen += 1;
-        (self.seen - 1) % self.stride.max(1) == 0
-    }
-
-    /// Instances each sample taken stands for: those the sampling walk met, per sample. Not
-    /// the census's count: the heap changes between the census and that walk (allocations
-    /// since, deaths since), and samples drawn from one population cannot be scaled to
-    /// another's size without biasing every path by the ratio of the two.
-    pub fn scale(&self) -> f64 {
-        if self.samples.is_empty() { 0.0 } else { self.seen as f64 / self.samples.len() as f64 }
-    }
-
-    /// The estimated number of instances (as of the sampling walk) that `sampled` samples stand for.
-    pub fn estimate(&self, sampled: u64) -> u64 {
-        (sampled as f64 * self.scale()).round() as u64
-    }
-}
 
 /// Why a search stopped before every sampled instance was settled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,7 +289,7 @@ struct Visitor<'a> {
     own_classes: &'a AddrSet,
     /// Whether an object's first word is taken as its ClassID (see `class_of`).
     method_table_is_class: bool,
-    /// Gen0's address ranges, read at the start of the walk.
+    /// Where gen0 has allocated since the last GC, read at the start of the walk.
     gen0: Vec<(ObjectID, ObjectID)>,
 }
 
@@ -407,7 +373,7 @@ impl Visitor<'_> {
         Some(class)
     }
 
-    /// Allocated since the induced full GC (in gen0 now): likely garbage, not worth following.
+    /// Allocated since the last GC (in gen0 now): likely garbage, not worth following.
     fn young(&self, object: ObjectID) -> bool {
         self.gen0.iter().any(|&(start, end)| start <= object && object < end)
     }
@@ -485,14 +451,7 @@ impl Visit for Visitor<'_> {
     fn before(&mut self, info: &ProfilerInfo) {
         self.first_new = self.tracked.nodes.len();
         if self.sampling {
-            let mut ranges = Vec::new();
-            if info.generation_bounds(&mut ranges).is_ok() {
-                self.gen0 = ranges
-                    .iter()
-                    .filter(|r| r.generation == 0 && r.range_length > 0)
-                    .map(|r| (r.range_start, r.range_start + r.range_length))
-                    .collect();
-            }
+            self.gen0 = super::target::allocated_since_last_gc(info);
         }
         let gc = self.gc.load(Ordering::SeqCst);
         if gc != self.last_gc && !self.tracked.nodes.is_empty() {
@@ -626,203 +585,5 @@ impl Visit for Visitor<'_> {
             }
         }
         self.last_gc = self.gc.load(Ordering::SeqCst);
-    }
-}
-
-/// After a complete walk: every object followed since before it whose referrers were wanted
-/// now has all of them recorded.
-fn mark_scanned(t: &mut Tracked, walk: u16) {
-    for n in &mut t.nodes {
-        if n.found_in < walk && n.has(flag::EXPAND) && !n.has(flag::DEAD) {
-            n.scanned_in = walk;
-        }
-    }
-}
-
-/// Adjacency in compressed rows: for node `i`, `list[start[i]..start[i + 1]]`.
-pub struct Csr {
-    pub start: Vec<u32>,
-    pub list: Vec<u32>,
-}
-
-impl Csr {
-    /// `pairs` yields (from, to).
-    pub fn new(n: usize, edges: &[Edge], pair: impl Fn(&Edge) -> (u32, u32)) -> Csr {
-        let mut start = vec![0u32; n + 1];
-        for e in edges {
-            start[pair(e).0 as usize + 1] += 1;
-        }
-        for i in 0..n {
-            start[i + 1] += start[i];
-        }
-        let mut fill = start.clone();
-        let mut list = vec![0u32; edges.len()];
-        for e in edges {
-            let (from, to) = pair(e);
-            list[fill[from as usize] as usize] = to;
-            fill[from as usize] += 1;
-        }
-        Csr { start, list }
-    }
-
-    pub fn of(&self, i: u32) -> &[u32] {
-        &self.list[self.start[i as usize] as usize..self.start[i as usize + 1] as usize]
-    }
-}
-
-const FAR: u32 = u32::MAX;
-
-/// Distances (in references) from the nearest of `sources`, following `next`; `blocked` nodes
-/// are not entered.
-fn distances(n: usize, sources: impl Iterator<Item = u32>, next: &Csr, blocked: &dyn Fn(u32) -> bool) -> Vec<u32> {
-    let mut dist = vec![FAR; n];
-    let mut queue = VecDeque::new();
-    for s in sources {
-        if dist[s as usize] == FAR {
-            dist[s as usize] = 0;
-            queue.push_back(s);
-        }
-    }
-    while let Some(i) = queue.pop_front() {
-        for &j in next.of(i) {
-            if dist[j as usize] == FAR && !blocked(j) {
-                dist[j as usize] = dist[i as usize] + 1;
-                queue.push_back(j);
-            }
-        }
-    }
-    dist
-}
-
-pub struct Settled {
-    /// Live sampled instances not settled.
-    pub unsettled: usize,
-    /// Objects whose referrers the next walk looks for.
-    pub expand: usize,
-}
-
-/// Whether an object's referrers may still be missing and another walk would find them.
-fn open(n: &super::tracked::Node) -> bool {
-    !n.has(flag::DEAD) && n.static_field == NONE && n.scanned_in == 0 && !n.has(flag::CAPPED)
-}
-
-/// Whether an object's referrers may not all be known (not all looked for yet, or more than
-/// are kept): what holds it is unknown beyond the ones found.
-pub fn still_open(n: &super::tracked::Node) -> bool {
-    !n.has(flag::DEAD) && n.static_field == NONE && (n.scanned_in == 0 || n.has(flag::CAPPED))
-}
-
-/// Which sampled instances are settled, and which objects' referrers the next walk looks for.
-fn settle(t: &mut Tracked, targets: &[Target]) -> Settled {
-    let n = t.nodes.len();
-    let live: Vec<Edge> = t
-        .edges
-        .iter()
-        .filter(|e| !t.nodes[e.child as usize].has(flag::DEAD) && !t.nodes[e.parent as usize].has(flag::DEAD))
-        .copied()
-        .collect();
-    let children = Csr::new(n, &live, |e| (e.parent, e.child));
-    let parents = Csr::new(n, &live, |e| (e.child, e.parent));
-    let nodes = &t.nodes;
-    let statics =
-        (0..n as u32).filter(|&i| !nodes[i as usize].has(flag::DEAD) && nodes[i as usize].static_field != NONE);
-    let dist_static = distances(n, statics, &children, &|_| false);
-    let dist_open = distances(n, (0..n as u32).filter(|&i| open(&nodes[i as usize])), &children, &|_| false);
-    let mut unsettled: Vec<u32> = Vec::new();
-    for &s in targets.iter().flat_map(|t| &t.samples) {
-        if nodes[s as usize].has(flag::DEAD) {
-            continue;
-        }
-        let (ds, dopen) = (dist_static[s as usize], dist_open[s as usize]);
-        let settled = if ds == FAR { dopen == FAR } else { dopen == FAR || ds <= dopen + 1 };
-        if !settled {
-            unsettled.push(s);
-        }
-    }
-    // The objects on the way up from unsettled instances, short of statics' values.
-    let needed = distances(n, unsettled.iter().copied(), &parents, &|j| nodes[j as usize].static_field != NONE);
-    let mut expand = 0;
-    for (i, node) in t.nodes.iter_mut().enumerate() {
-        if needed[i] != FAR && open(node) {
-            node.flags |= flag::EXPAND;
-            expand += 1;
-        } else if !node.has(flag::FORWARD) {
-            // (Objects followed down keep theirs: their retained size needs all their referrers.)
-            node.flags &= !flag::EXPAND;
-        }
-    }
-    Settled { unsettled: unsettled.len(), expand }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What a synthetic heap's string is: on one of two leak paths, held elsewhere, or churn
-    /// allocated after the census (garbage the GC collects before the search ends).
-    #[derive(Clone, Copy, PartialEq, Debug)]
-    enum Kind {
-        Audit,
-        SessionId,
-        Other,
-        Churn,
-    }
-
-    /// The sampling walk over `heap` (in address order): the kinds of the instances sampled.
-    fn sample(target: &mut Target, heap: &[Kind]) -> Vec<Kind> {
-        let mut picked = Vec::new();
-        for &kind in heap {
-            if target.meet() {
-                target.samples.push(picked.len() as u32);
-                picked.push(kind);
-            }
-        }
-        picked
-    }
-
-    /// Census: 27 600 strings, 5000 of one leak, 20 000 of another. By the first walk the
-    /// application has allocated 4000 more (the walk cannot tell them from the rest: without
-    /// generation bounds it meets them too), interleaved with the live ones or after them. The
-    /// estimates must be within 2 % of the truth, not scaled to the census's count.
-    #[test]
-    fn estimates_scale_to_the_walked_population_not_the_census() {
-        let live = [(Kind::Audit, 5000usize), (Kind::SessionId, 20_000), (Kind::Other, 2600)];
-        let census: u64 = live.iter().map(|&(_, n)| n as u64).sum();
-        let mut ordered: Vec<Kind> = live.iter().flat_map(|&(k, n)| std::iter::repeat_n(k, n)).collect();
-        let mut interleaved = Vec::new();
-        for (i, &k) in ordered.iter().enumerate() {
-            interleaved.push(k);
-            if i % 7 == 3 {
-                interleaved.push(Kind::Churn);
-            }
-        }
-        ordered.extend(std::iter::repeat_n(Kind::Churn, 4000));
-        for heap in [ordered, interleaved] {
-            // As the search computes it: from the census's count, for 5 types asked for.
-            let mut target = Target { instances: census, stride: census.div_ceil(16384 / 5), ..Default::default() };
-            let picked = sample(&mut target, &heap);
-            assert_eq!(target.seen, heap.len() as u64);
-            let on = |kind: Kind| target.estimate(picked.iter().filter(|&&k| k == kind).count() as u64);
-            for (kind, truth) in live {
-                let estimate = on(kind);
-                let walked = heap.len();
-                assert!(
-                    estimate.abs_diff(truth as u64) * 50 <= truth as u64,
-                    "{kind:?}: estimated {estimate} of {truth} ({walked} walked)"
-                );
-            }
-            // The churn died before the search ended: `collected`. All of them add up to what was walked.
-            let total: u64 = [Kind::Audit, Kind::SessionId, Kind::Other, Kind::Churn].into_iter().map(on).sum();
-            assert!(total.abs_diff(heap.len() as u64) <= 4, "{total} of {}", heap.len());
-        }
-    }
-
-    /// When every instance is sampled, the estimates are the counts, exactly.
-    #[test]
-    fn every_instance_sampled_gives_exact_counts() {
-        let mut target = Target { instances: 5000, stride: 1, ..Default::default() };
-        let picked = sample(&mut target, &vec![Kind::Audit; 5002]);
-        assert_eq!((picked.len(), target.scale(), target.estimate(5002)), (5002, 1.0, 5002));
-        assert_eq!(Target::default().estimate(10), 0);
     }
 }

@@ -10,18 +10,22 @@
 //! runtime has already loaded (`GetFunctionFromToken` is a lookup, unlike `GetClassFromToken`).
 //! A class that is not loaded has no statics yet anyway. A generic class has statics per
 //! instantiation (`Registry<Widget>.Items`, `Registry<Order>.Items`): its instantiations are the
-//! ones the runtime reported loading ([`generics`](super::generics)). Thread statics are not
-//! named.
+//! ones the runtime reported loading ([`generics`](super::generics)). A thread static
+//! (`[ThreadStatic]`) has a value per thread: each managed thread's (`EnumThreads`) is located with
+//! `GetThreadStaticAddress2` and named with the thread's OS id, as SOS shows it. (Thread statics
+//! of generic classes are not named.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::clr::metadata::{FD_HAS_FIELD_RVA, FD_LITERAL, FD_STATIC};
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{ClassID, ModuleID, ObjectID, mdToken};
+use crate::clr::types::{ClassID, ModuleID, ObjectID, ThreadID, mdToken};
 
 /// Methods tried per class to find its ClassID.
 const METHODS_TRIED: usize = 4;
+/// `COR_PRF_FIELD_THREAD_STATIC`.
+const THREAD_STATIC: u32 = 0x2;
 
 /// A named static field.
 #[derive(Clone, Debug)]
@@ -30,6 +34,8 @@ pub struct StaticField {
     pub name: Arc<str>,
     /// Declared by framework code (`System.*`, …): its paths rank after the application's.
     pub framework: bool,
+    /// A thread static's value for one thread: that thread's OS id.
+    pub thread: Option<u32>,
 }
 
 /// Where one static field's value lives, and (once read) the value.
@@ -64,6 +70,12 @@ pub struct Statics {
     instantiations: HashMap<ClassID, Option<(ModuleID, mdToken)>>,
     /// (instantiation, field token) → index in `fields`.
     instantiated_fields: HashMap<(ClassID, mdToken), u32>,
+    /// Whether a field with no app-domain address is a thread static.
+    thread_static: HashMap<(ClassID, mdToken), bool>,
+    /// (class, field token, thread) → index in `fields`.
+    per_thread: HashMap<(ClassID, mdToken, ThreadID), u32>,
+    /// Indices in `fields` of threads gone, to reuse (threads come and go; fields would pile up).
+    free: Vec<u32>,
 }
 
 impl Statics {
@@ -86,6 +98,7 @@ impl Statics {
             });
         }
         let mut slots = Vec::new();
+        let mut thread_statics = Vec::new();
         for (&module, statics) in &mut self.modules {
             if statics.app_domain == 0 {
                 continue;
@@ -101,11 +114,23 @@ impl Statics {
                     }
                 }
                 for (token, name, index) in &mut t.fields {
-                    let Ok(address) = info.static_field_address(t.class, *token, statics.app_domain) else { continue };
+                    let Ok(address) = info.static_field_address(t.class, *token, statics.app_domain) else {
+                        let kind = self.thread_static.entry((t.class, *token)).or_insert_with(|| {
+                            info.static_field_kind(t.class, *token).is_ok_and(|k| k & THREAD_STATIC != 0)
+                        });
+                        if *kind {
+                            thread_statics.push((t.class, *token, statics.app_domain, name.clone()));
+                        }
+                        continue;
+                    };
                     let field = *index.get_or_insert_with(|| {
                         let type_name = class_name(t.class);
                         let framework = is_framework(&type_name);
-                        self.fields.push(StaticField { name: format!("{type_name}.{name}").into(), framework });
+                        self.fields.push(StaticField {
+                            name: format!("{type_name}.{name}").into(),
+                            framework,
+                            thread: None,
+                        });
                         (self.fields.len() - 1) as u32
                     });
                     slots.push(Slot { address, field, value: 0 });
@@ -113,7 +138,73 @@ impl Statics {
             }
         }
         self.instantiation_slots(info, class_name, is_framework, &mut slots);
+        self.thread_slots(info, &thread_statics, class_name, is_framework, &mut slots);
         slots
+    }
+
+    /// Every managed thread's value of each thread static in `fields` (class, token, app
+    /// domain, field name). A thread's storage is the runtime's (a managed array per thread), so
+    /// like any static's it is read only in a suspension with no GC since it was located.
+    fn thread_slots(
+        &mut self,
+        info: &ProfilerInfo,
+        fields: &[(ClassID, mdToken, usize, String)],
+        class_name: &mut dyn FnMut(ClassID) -> Arc<str>,
+        is_framework: &dyn Fn(&str) -> bool,
+        slots: &mut Vec<Slot>,
+    ) {
+        if fields.is_empty() {
+            return;
+        }
+        let threads = match info.threads() {
+            Ok(t) => t,
+            Err(hr) => {
+                tracing::debug!("thread statics: EnumThreads failed ({hr:#x})");
+                return;
+            }
+        };
+        let live: HashSet<ThreadID> = threads.iter().copied().collect();
+        let free = &mut self.free;
+        self.per_thread.retain(|(_, _, thread), f| {
+            let keep = live.contains(thread);
+            if !keep {
+                free.push(*f);
+            }
+            keep
+        });
+        for &thread in &threads {
+            let mut os_id = None;
+            for (class, token, app_domain, name) in fields {
+                // No storage yet on this thread (it never touched the class): nothing it holds.
+                let Ok(address) = info.thread_static_address(*class, *token, *app_domain, thread) else { continue };
+                let field = match self.per_thread.get(&(*class, *token, thread)) {
+                    Some(&f) => f,
+                    None => {
+                        let id = *os_id.get_or_insert_with(|| info.os_thread_id(thread).unwrap_or(0));
+                        let type_name = class_name(*class);
+                        let framework = is_framework(&type_name);
+                        let named = StaticField {
+                            name: format!("{type_name}.{name} (thread {id:#x})").into(),
+                            framework,
+                            thread: Some(id),
+                        };
+                        let f = match self.free.pop() {
+                            Some(f) => {
+                                self.fields[f as usize] = named;
+                                f
+                            }
+                            None => {
+                                self.fields.push(named);
+                                (self.fields.len() - 1) as u32
+                            }
+                        };
+                        self.per_thread.insert((*class, *token, thread), f);
+                        f
+                    }
+                };
+                slots.push(Slot { address, field, value: 0 });
+            }
+        }
     }
 
     /// The static reference fields of the generic instantiations the runtime has loaded, for
@@ -135,7 +226,7 @@ impl Statics {
 
     /// Registers a static field named some other way (by type) and returns its index.
     pub fn add_field(&mut self, name: Arc<str>, framework: bool) -> u32 {
-        self.fields.push(StaticField { name, framework });
+        self.fields.push(StaticField { name, framework, thread: None });
         (self.fields.len() - 1) as u32
     }
 
@@ -167,7 +258,7 @@ impl Statics {
                 let field = *self.instantiated_fields.entry((class, *token)).or_insert_with(|| {
                     let type_name = class_name(class);
                     let framework = is_framework(&type_name);
-                    fields.push(StaticField { name: format!("{type_name}.{name}").into(), framework });
+                    fields.push(StaticField { name: format!("{type_name}.{name}").into(), framework, thread: None });
                     (fields.len() - 1) as u32
                 });
                 slots.push(Slot { address, field, value: 0 });

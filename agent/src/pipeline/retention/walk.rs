@@ -5,15 +5,19 @@
 //! one step are good in the others.
 //!
 //! The visitor is asked to give up (deadline, shutdown) every few thousand objects by its own
-//! `object` returning false; a walk given up still resumes the runtime. A panic in the visitor
-//! never crosses into the runtime: the walk stops, the runtime resumes, and the walk fails.
+//! `object` returning false; a walk given up still resumes the runtime. The runtime's callbacks
+//! go through the one guard every runtime entry has ([`crate::clr::walks`]): a panic in the
+//! visitor never crosses into the runtime; it turns the agent off like a panic in any other
+//! callback, the walk stops, the runtime resumes, and the walk fails. A panic in `before` or
+//! `after` (our own thread's calls, not the runtime's) unwinds to the agent thread's guard, the
+//! runtime resumed on the way (`Resume`).
 
 use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{BOOL, CORPROF_E_SUSPENSION_IN_PROGRESS, E_FAIL, HRESULT, ObjectID};
+use crate::clr::types::{E_FAIL, HRESULT, ObjectID};
+use crate::clr::walks::{ObjectVisitor, ReferenceVisitor, on_object, on_reference};
 
 pub trait Visit {
     /// The runtime is suspended; no object visited yet.
@@ -32,131 +36,126 @@ pub fn suspended(info: &ProfilerInfo, visitor: &mut dyn Visit) -> Result<Duratio
     // Shutdown waits for the resume; a termination signal meanwhile stops the walk (`crate::stop`).
     let _inside = crate::clr::gate::RUNTIME.hold().ok_or(crate::clr::gate::CLOSED_HR)?;
     let _signals = crate::stop::SignalWatch::start();
-    let started = Instant::now();
-    suspend(info)?;
-    let mut state = State { info, visitor, panicked: None };
-    let before = catch_unwind(AssertUnwindSafe(|| state.visitor.before(info)));
-    let walked = match before {
-        // SAFETY: `on_object` gets `&mut state` back and `state` outlives the synchronous call;
-        // the callbacks run on this thread while the runtime is suspended.
-        Ok(()) => unsafe { info.enumerate_gc_heap_objects(on_object, &mut state as *mut State<'_> as *mut c_void) },
-        Err(panic) => {
-            state.panicked = Some(crate::switch::panic_message(&*panic));
-            Ok(())
-        }
+    let resume = Resume::suspend(info)?;
+    visitor.before(info);
+    let mut objects = Objects { info, visitor, broken: false };
+    // SAFETY: `on_object::<Objects>` gets `objects` back; it outlives the synchronous walk and
+    // nothing else touches it meanwhile. The callbacks run on this thread, runtime suspended.
+    let walked = unsafe {
+        info.enumerate_gc_heap_objects(on_object::<Objects<'_>>, &mut objects as *mut Objects<'_> as *mut c_void)
     };
-    if state.panicked.is_none() {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| state.visitor.after(info))) {
-            state.panicked = Some(crate::switch::panic_message(&*panic));
-        }
+    let broken = objects.broken;
+    if !broken {
+        visitor.after(info);
     }
-    let resumed = info.resume_runtime();
-    let pause = started.elapsed();
-    if let Err(hr) = resumed {
-        tracing::error!("ResumeRuntime failed ({hr:#x})");
-    }
-    if let Some(why) = state.panicked {
-        tracing::error!("heap walk stopped by a panic: {why}");
+    let pause = resume.finish();
+    if broken {
+        tracing::error!("retention heap walk stopped by a panic in its visitor");
         return Err(E_FAIL);
     }
     walked?;
     Ok(pause)
 }
 
-/// Visits the references of `object` (during a walk, from [`Visit::object`]).
+/// Visits the references of `object` (during a walk, from [`Visit::object`]). A panic in the
+/// visitor's `reference` stops the enumeration (the guard catches it on the runtime's side)
+/// and is raised again here, on ours, so that the object's visit fails too.
 pub fn references(info: &ProfilerInfo, object: ObjectID, visitor: &mut dyn Visit) {
-    let mut v: &mut dyn Visit = visitor;
+    let mut references = References { visitor, broken: false };
     // SAFETY: the runtime is suspended for the walk and `object` is the live object it handed
-    // us; `on_reference` gets `v` back, which outlives the synchronous call.
-    let _ =
-        unsafe { info.enumerate_object_references(object, on_reference, &mut v as *mut &mut dyn Visit as *mut c_void) };
-    if let Some(panic) = REFERENCE_PANIC.with(|p| p.borrow_mut().take()) {
-        std::panic::resume_unwind(panic);
+    // us; `on_reference::<References>` gets `references` back, which outlives the synchronous call.
+    let _ = unsafe {
+        info.enumerate_object_references(
+            object,
+            on_reference::<References<'_>>,
+            &mut references as *mut References<'_> as *mut c_void,
+        )
+    };
+    if references.broken {
+        panic!("the object references callback panicked");
     }
 }
 
-struct State<'a> {
+/// The heap walk's objects, handed to the visitor.
+struct Objects<'a> {
     info: &'a ProfilerInfo,
     visitor: &'a mut dyn Visit,
-    /// A panic in the visitor: the walk stops and fails.
-    panicked: Option<String>,
+    /// Set while the visitor runs: still set after it means it panicked (the walk fails).
+    broken: bool,
 }
 
-unsafe extern "system" fn on_object(object: ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() {
-        return 0;
+impl ObjectVisitor for Objects<'_> {
+    const WALK: &'static str = "the retention heap walk";
+
+    fn object(&mut self, object: ObjectID) -> bool {
+        if self.broken {
+            return false;
+        }
+        crate::pipeline::heap_walk::test_delay();
+        self.broken = true;
+        let go_on = self.visitor.object(self.info, object);
+        self.broken = false;
+        go_on
     }
-    // SAFETY: `state` is the `State` passed by `suspended`, alive for the walk; the runtime
-    // calls back on the walking thread only.
-    let state = unsafe { &mut *(state as *mut State<'_>) };
-    if state.panicked.is_some() {
-        return 0;
+}
+
+/// One object's references, handed to the visitor.
+struct References<'a> {
+    visitor: &'a mut dyn Visit,
+    broken: bool,
+}
+
+impl ReferenceVisitor for References<'_> {
+    fn reference(&mut self, target: ObjectID, slot: usize) -> bool {
+        if target == 0 {
+            return true;
+        }
+        self.broken = true;
+        let go_on = self.visitor.reference(target, slot);
+        self.broken = false;
+        go_on
     }
-    let info = state.info;
-    crate::pipeline::heap_walk::test_delay();
-    match catch_unwind(AssertUnwindSafe(|| state.visitor.object(info, object))) {
-        Ok(go_on) => go_on as BOOL,
-        Err(panic) => {
-            state.panicked = Some(crate::switch::panic_message(&*panic));
-            0
+}
+
+/// The runtime suspended by us: resumed when this is dropped, on every way out (a panic too).
+struct Resume<'a> {
+    info: &'a ProfilerInfo,
+    started: Instant,
+}
+
+impl<'a> Resume<'a> {
+    /// Suspends the runtime, waiting out a suspension of its own under way (its GC).
+    fn suspend(info: &'a ProfilerInfo) -> Result<Resume<'a>, HRESULT> {
+        // The pause counts from the attempt that succeeded (suspending is part of it).
+        let mut started = Instant::now();
+        crate::pipeline::heap_walk::once_not_suspending(|| {
+            started = Instant::now();
+            info.suspend_runtime()
+        })?;
+        Ok(Resume { info, started })
+    }
+
+    /// Resumes the runtime; how long it was suspended.
+    fn finish(self) -> Duration {
+        let started = self.started;
+        drop(self);
+        started.elapsed()
+    }
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if let Err(hr) = self.info.resume_runtime() {
+            tracing::error!("ResumeRuntime failed ({hr:#x})");
         }
     }
-}
-
-unsafe extern "system" fn on_reference(_object: ObjectID, slot: *const ObjectID, state: *mut c_void) -> BOOL {
-    if state.is_null() || slot.is_null() {
-        return 1;
-    }
-    // SAFETY: `state` is the `&mut dyn Visit` passed by `references`, on this thread.
-    let visitor = unsafe { &mut *(state as *mut &mut dyn Visit) };
-    // SAFETY: the runtime passes the address of a reference slot inside a live object while it
-    // is suspended; the slot holds an ObjectID (or 0).
-    let target = unsafe { slot.read_volatile() };
-    if target == 0 {
-        return 1;
-    }
-    match catch_unwind(AssertUnwindSafe(|| visitor.reference(target, slot as usize))) {
-        Ok(go_on) => go_on as BOOL,
-        Err(panic) => {
-            // Not across the runtime's frames: raised again once `EnumerateObjectReferences`
-            // has returned (see `references`).
-            REFERENCE_PANIC.with(|p| *p.borrow_mut() = Some(panic));
-            0
-        }
-    }
-}
-
-/// How long a suspension of our own waits for one already under way (a GC's) to end.
-const SUSPEND_WAIT: Duration = Duration::from_millis(500);
-
-/// `SuspendRuntime`, waiting (bounded) while another suspension is under way: in a process that
-/// collects many times a second, a GC's suspension is often in progress when the walk begins.
-fn suspend(info: &ProfilerInfo) -> Result<(), HRESULT> {
-    let deadline = Instant::now() + SUSPEND_WAIT;
-    loop {
-        match info.suspend_runtime() {
-            Err(CORPROF_E_SUSPENSION_IN_PROGRESS) if Instant::now() < deadline && !crate::stop::shutting_down() => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            result => return result,
-        }
-    }
-}
-
-thread_local! {
-    /// A panic caught in `on_reference`, to raise again on our side of the runtime's call.
-    static REFERENCE_PANIC: std::cell::RefCell<Option<Box<dyn std::any::Any + Send>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `f` with the runtime suspended (no walk): for reading handles consistently with
 /// addresses the GC just reported.
 pub fn suspended_only<T>(info: &ProfilerInfo, f: impl FnOnce() -> T) -> Result<(T, Duration), HRESULT> {
     let _inside = crate::clr::gate::RUNTIME.hold().ok_or(crate::clr::gate::CLOSED_HR)?;
-    let started = Instant::now();
-    suspend(info)?;
+    let resume = Resume::suspend(info)?;
     let value = f();
-    if let Err(hr) = info.resume_runtime() {
-        tracing::error!("ResumeRuntime failed ({hr:#x})");
-    }
-    Ok((value, started.elapsed()))
+    Ok((value, resume.finish()))
 }

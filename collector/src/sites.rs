@@ -45,7 +45,8 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
     // A site whose peak is under the materiality bound can never be "growing": a coarser look
     // is enough for its rate column, and keeps ranking thousands of small sites cheap.
     let small = Thresholds { max_points: th.max_points.min(48), ..th.clone() };
-    let full_gc_ms = if source == Source::Agent { producer.full_gc_times_ms() } else { Vec::new() };
+    // Copied out only when a managed site rises: most rankings have none.
+    let full_gc_ms = std::cell::OnceCell::new();
     producer
         .sites()
         .map(|series| {
@@ -55,7 +56,14 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
             let full_gc_check = (source == Source::Agent && growth.verdict == LiveVerdict::Growing).then(|| {
                 let per_sample = (series.latest.samples > 0.0).then(|| series.latest.bytes / series.latest.samples);
                 let collected: Vec<f64> = series.points().iter().map(|p| p.collected).collect();
-                let check = analysis::check_across_full_gcs(&points, &collected, &growth, &full_gc_ms, per_sample, th);
+                let check = analysis::check_across_full_gcs(
+                    &points,
+                    &collected,
+                    &growth,
+                    full_gc_ms.get_or_init(|| producer.full_gc_times_ms()),
+                    per_sample,
+                    th,
+                );
                 growth.verdict = verdict_after_full_gcs(check);
                 check
             });

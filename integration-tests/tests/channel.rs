@@ -492,7 +492,9 @@ fn place_dirs(tmp: &Path, pid: u32) -> Vec<PathBuf> {
 #[test]
 fn an_interrupted_snapshot_detaches_the_agent() {
     let mut c = dotnet_app("HeapApp", Build::FrameworkDependent).command();
-    c.args(["hold", "180", "40"]);
+    // About 2 M objects at 2 µs each: the census takes seconds, so the interrupt lands during
+    // it on any machine (without the delay an idle machine counts this heap before the signal).
+    c.args(["hold", "180", "40"]).env("LEAKSCOPE_TEST_WALK_DELAY_US", "2");
     without_profiler_env(&mut c);
     let mut worker = Running::start(c);
     worker.wait_for_line("ready", Duration::from_secs(120));
@@ -534,7 +536,7 @@ fn an_interrupted_snapshot_detaches_the_agent() {
         assert_eq!(status.code(), Some(128 + signal), "{phase}: {err}");
         assert!(err.contains("interrupted") && err.contains("detached; the process keeps running"), "{phase}: {err}");
         // The agent thread ends right after its `bye`.
-        wait_for_agent_state(pid, "idle", Duration::from_secs(10));
+        wait_for_agent_state(pid, "idle", Duration::from_secs(20));
         assert!(!agent_thread_running(pid), "{phase}: the agent is still running after the snapshot ended");
     }
     let mut c = Command::new(cli_path());

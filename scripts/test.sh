@@ -9,4 +9,4 @@ export PATH="$HOME/.dotnet/tools:$PATH" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOL
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --release --workspace
-cargo test --release --workspace "$@"
+cargo test --release --workspace --no-fail-fast "$@"

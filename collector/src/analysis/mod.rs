@@ -18,4 +18,6 @@ pub use soak::{SoakVerdict, Trend, TrendReason, TrendSettings, assess_trend};
 pub use stats::{Point, sen_fit, theil_sen, trend_p_value};
 
 #[cfg(test)]
+pub(crate) mod synthetic;
+#[cfg(test)]
 mod tests;

@@ -2,22 +2,8 @@
 //! warm-up, bursts, and the p-values and intervals against known values.
 
 use super::stats::{mann_kendall, thin_evenly, upper_tail_normal};
+use super::synthetic::{Rng, series_from};
 use super::*;
-
-/// Small deterministic generator (xorshift64*), so the synthetic series are reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [-1, 1).
-    fn sym(&mut self) -> f64 {
-        2.0 * self.next_f64() - 1.0
-    }
-}
 
 const MB: f64 = 1e6;
 /// Sampled estimates move in steps of the sampling quantum.
@@ -26,13 +12,8 @@ fn quantize(bytes: f64) -> f64 {
     (bytes / QUANTUM).round().max(0.0) * QUANTUM
 }
 
-fn series(n: usize, interval_ms: f64, mut f: impl FnMut(usize, f64) -> f64) -> Vec<Point> {
-    (0..n)
-        .map(|i| {
-            let t = i as f64 * interval_ms;
-            Point { t_ms: t, bytes: quantize(f(i, t)) }
-        })
-        .collect()
+fn series(n: usize, interval_ms: f64, f: impl FnMut(usize, f64) -> f64) -> Vec<Point> {
+    series_from(n, 0.0, interval_ms, f, quantize)
 }
 
 fn verdict_of(points: &[Point]) -> Growth {

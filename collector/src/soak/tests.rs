@@ -4,6 +4,7 @@
 
 use super::*;
 
+use crate::analysis::synthetic::{Rng, series_from};
 use crate::analysis::{Point, SoakVerdict, TrendReason, TrendSettings, assess_trend, sen_fit, trend_p_value};
 
 use crate::session_info::SessionInfo;
@@ -12,34 +13,14 @@ use crate::store::soak_series;
 
 use crate::store::Store;
 
-/// xorshift64*, so the synthetic noise is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sym(&mut self) -> f64 {
-        2.0 * self.next_f64() - 1.0
-    }
-}
-
 pub(crate) const KB: f64 = 1e3;
 
 pub(crate) const MB: f64 = 1e6;
 
 pub(crate) const H: f64 = 3_600_000.0;
 
-pub(crate) fn series(n: usize, every_ms: f64, mut f: impl FnMut(usize, f64) -> f64) -> Vec<Point> {
-    (0..n)
-        .map(|i| {
-            let t = (i + 1) as f64 * every_ms;
-            Point { t_ms: t, bytes: f(i, t).max(0.0).round() }
-        })
-        .collect()
+pub(crate) fn series(n: usize, every_ms: f64, f: impl FnMut(usize, f64) -> f64) -> Vec<Point> {
+    series_from(n, every_ms, every_ms, f, |b| b.max(0.0).round())
 }
 
 pub(crate) fn judge(points: &[Point], warmup_ms: f64, tau_per_hour: f64) -> crate::analysis::Trend {

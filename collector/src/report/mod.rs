@@ -23,7 +23,10 @@ pub mod text;
 
 pub use build::{build, build_with_soak, growing_managed_types};
 pub use files::{Written, read_session, write_files, write_session, write_soak_files};
-pub use model::*;
+pub use model::{
+    DataSufficiency, Finding, Generator, Message, NativeTotalsReport, ProcessReport, ProducerReport, REPORT_SCHEMA,
+    Report, RetentionCost, SessionSection, SiteReport, exit_code_of,
+};
 pub use text::{
     format_p, frames_from_site, gc_text, health_text, heap_parts, render_soak_summary, render_summary, render_text,
 };

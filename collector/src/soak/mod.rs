@@ -51,7 +51,11 @@ pub use context::Context;
 pub use evaluate::evaluate;
 pub use evidence::{ci_text, clock, rate};
 pub use judge::leaking_types;
-pub use model::*;
+pub use model::{
+    Comparison, Counts, DEFAULT_GC_EVERY, DEFAULT_MANAGED_RULE, DEFAULT_RULE, DEFAULT_WARMUP_FRACTION, GrowingType,
+    MEMORY_THRESHOLD_PER_HOUR, Measurement, MemoryLine, Outcome, ProcessMemory, Regression, RuleReport, SOAK_SCHEMA,
+    SettingsReport, SiteRef, SoakReport, Subject, SubjectKind, Sufficiency,
+};
 pub use render::{progress_line, render_text};
 
 #[cfg(test)]

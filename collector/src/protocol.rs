@@ -172,4 +172,27 @@ mod tests {
         assert!(s.sites[0].objects.is_none());
         assert_eq!(serde_json::to_string(&[Num(48_500_000.0), Num(31.5)]).unwrap(), "[48500000,31.5]");
     }
+
+    /// Every producer string is escaped and capped where it enters, new fields included: a
+    /// thread-static root's name, a step's type and field, carrying a terminal escape and 10 kB.
+    #[test]
+    fn retention_root_names_and_steps_are_escaped_and_capped() {
+        let long = "T".repeat(10_000);
+        let line = serde_json::json!({"v":1,"type":"retention","source":"agent","pid":7,
+            "types":[{"type_name":"Leak\u{1b}[2J","matched":[],
+                "paths":[{"root":{"kind":"static","name":format!("[ThreadStatic] Evil.\u{1b}]0;pwned\u{7}{long}"),
+                                  "detail":"thread 12\u{9b}31m"},
+                          "steps":[{"type_name":"List\u{202e}gpj.exe","field":"items\n"}]}]}]})
+        .to_string();
+        let Record::Retention(r) = parse_line(line.as_bytes()).unwrap().record else { panic!("not a retention") };
+        let t = &r.types[0];
+        let root = &t.paths[0].root;
+        let name = root.name.as_deref().unwrap();
+        assert_eq!(t.type_name, "Leak\\x1b[2J");
+        assert!(name.starts_with("[ThreadStatic] Evil.\\x1b]0;pwned\\x07TTT"), "{name}");
+        assert!(name.len() <= crate::untrusted::MAX_TEXT_BYTES + 4 && name.ends_with('…'), "{} bytes", name.len());
+        assert_eq!(root.detail.as_deref(), Some("thread 12\\u{9b}31m"));
+        assert_eq!(t.paths[0].steps[0].type_name, "List\\u{202e}gpj.exe");
+        assert_eq!(t.paths[0].steps[0].field.as_deref(), Some("items\\x0a"));
+    }
 }

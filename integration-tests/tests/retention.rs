@@ -379,7 +379,12 @@ fn strings_allocated_since_the_last_gc_are_left_out_of_the_sample() {
     let census = strings["instances"].as_u64().unwrap();
     let walked = strings["walked"].as_u64().unwrap();
     let collected = strings["collected"].as_u64().unwrap();
-    assert!(walked > 500 && walked <= census, "{walked} met, {census} in the census: {summary:?}");
+    // The census and the sampling walk are two walks with the application running between
+    // them: a GC in that gap promotes strings allocated after the census, which the walk then
+    // rightly meets (1 370 met against 1 369 counted, seen once). Without the filter the walk
+    // would also meet every string allocated since the last GC, and most would die during the
+    // search (the assertion on `collected` below).
+    assert!(walked > 500 && walked <= census + census / 20, "{walked} met, {census} in the census: {summary:?}");
     assert!(collected * 10 <= walked, "{collected} of {walked} died during the search: {summary:?}");
     session.finishes_normally();
 }

@@ -103,7 +103,7 @@ fn a_named_type_is_followed_from_the_first_census() {
     let site =
         retained_site(&records, "HeapApp.Subscription", "HeapApp.World.Subscribe").expect("the slow leak's site");
     let objects = site["objects"].as_u64().unwrap();
-    eprintln!("named: census {live} live, followed {objects}");
+    eprintln!("named: census {live} live, followed {objects}: {site}");
     assert!(objects as f64 >= 0.85 * live as f64 && objects <= live, "followed {objects} of {live}");
 }
 

@@ -146,6 +146,20 @@ impl Pipeline<'_> {
     pub(super) fn aim_at(&mut self, suspect: Suspect) {
         match aim(&self.agent.capture.aim, &mut self.aiming, self.agent, suspect.class) {
             Aimed::Now => {
+                // A type named in LEAKSCOPE_EXACT is counted exactly from the start: the few
+                // samples taken before it was met have sampling weights, and one sample of a small
+                // type stands for thousands of objects. (A type aimed at because it kept rising
+                // keeps its earlier estimate, so its series stays continuous.)
+                if matches!(self.agent.config.exact, crate::config::Exact::Types(_)) {
+                    let info = &self.agent.info;
+                    let dropped = self.survivors.forget_class(suspect.class, |h| {
+                        let _ = info.destroy_handle(h);
+                    });
+                    self.agent.capture.counters.tracked.store(self.survivors.count() as u64, Ordering::Relaxed);
+                    if dropped > 0 {
+                        tracing::debug!("exact mode: {dropped} sampled samples of a named type dropped");
+                    }
+                }
                 let name = self.names.class(suspect.class);
                 let message = format!("exact mode: following every allocation of {name} ({})", suspect.reason);
                 tracing::info!("{message}");

@@ -387,6 +387,17 @@ impl Pipeline<'_> {
                 }
             }
         }
+        if !exact
+            && self.agent.capture.aim.contains(class)
+            && matches!(self.agent.config.exact, crate::config::Exact::Types(_))
+        {
+            // A named type is counted by its exact samples alone. A sampled one (the sample that
+            // named it, or one queued before the aim) would stand for thousands of small objects
+            // and swamp the exact count.
+            let _ = self.agent.info.destroy_handle(handle);
+            self.agent.capture.counters.tracked.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         let stack = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
         let (weight_objects, weight_bytes) = if exact {
             (1.0, size as f64)

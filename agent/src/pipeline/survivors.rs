@@ -156,6 +156,20 @@ impl Survivors {
         before - self.tracked.len()
     }
 
+    /// Drops every sample of `class` (exact mode starts counting it over), handing each handle
+    /// to `release`. Returns how many were dropped. They are not counted as collected.
+    pub fn forget_class(&mut self, class: ClassID, mut release: impl FnMut(ObjectHandleID)) -> usize {
+        let before = self.tracked.len();
+        self.tracked.retain(|t| {
+            if t.class == class {
+                release(t.handle);
+                return false;
+            }
+            true
+        });
+        before - self.tracked.len()
+    }
+
     /// Releases every handle (at shutdown).
     pub fn clear(&mut self, mut release: impl FnMut(ObjectHandleID)) {
         for t in self.tracked.drain(..) {
@@ -367,5 +381,20 @@ mod tests {
         s.sweep(&history, |_| true, |_| {});
         assert_eq!(s.young(history.completed), 0);
         assert_eq!(s.tracked[0].generation, 1);
+    }
+
+    /// A named type's sampled samples go (and their handles are released); other types' stay.
+    #[test]
+    fn forgetting_a_class_drops_only_its_samples_and_releases_their_handles() {
+        let mut survivors = Survivors::default();
+        for handle in 1..=6 {
+            survivors.add(Tracked { class: if handle % 2 == 0 { 7 } else { 1 }, ..tracked(handle, 0) });
+        }
+        let mut released = Vec::new();
+        assert_eq!(survivors.forget_class(7, |h| released.push(h)), 3);
+        assert_eq!(released, [2, 4, 6]);
+        assert_eq!(survivors.count(), 3);
+        assert!(survivors.tracked.iter().all(|t| t.class == 1));
+        assert_eq!(survivors.forget_class(7, |_| panic!("nothing left to release")), 0);
     }
 }

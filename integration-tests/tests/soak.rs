@@ -23,9 +23,10 @@ const GC_EVERY: &str = "5s";
 /// The Ctrl-C soak asks for 10 minutes and is interrupted after this long.
 const CTRL_C_AFTER: Duration = Duration::from_secs(62);
 const SOAK_TIMEOUT: Duration = Duration::from_secs(420);
-/// The slow string leak's soak: a verdict within a couple of minutes, then a retention record
-/// every 30 s, of which the path growth needs four.
-const STRING_DRIP_DURATION: &str = "270s";
+/// The slow string leak's soak: a verdict within a few minutes, then a retention record every
+/// 30 s, of which the path growth needs four. At 270 s the census's recent part was once still
+/// unclear among the churning strings (INCONCLUSIVE now, a PASS before the gate counted it).
+const STRING_DRIP_DURATION: &str = "330s";
 
 const SCENARIOS: [&str; 6] = ["steady-leak", "bounded-cache", "warmup-then-flat", "bursts", "churn", "slow-drip"];
 

@@ -89,6 +89,18 @@ pub fn assess(
         }
     }
     out.blocking = blocking.len();
+    // Grew faster than its rule over the whole window, with confidence, but the recent part
+    // cannot yet tell a leak from a rise that stopped: not evidence of no leak, so no PASS.
+    let mut unsettled: Vec<usize> = subjects
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.rule.is_some() && s.material && s.growth.reason == TrendReason::RecentUnclear && !covered(s))
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &unsettled {
+        subjects[i].blocking = true;
+    }
+    out.unsettled = unsettled.len();
     blocking.sort_by(|&a, &b| subjects[b].peak_bytes.total_cmp(&subjects[a].peak_bytes));
     out.examples = blocking
         .iter()
@@ -102,7 +114,7 @@ pub fn assess(
 
     let growth_rules = ctx.rules.iter().any(|r| r.quantity == Quantity::Growth);
     let timeline_short = growth_rules && points_after_warmup < needed;
-    out.enough = !timeline_short && blocking.is_empty();
+    out.enough = !timeline_short && blocking.is_empty() && unsettled.is_empty();
     if out.enough {
         return out;
     }
@@ -133,6 +145,30 @@ pub fn assess(
             out.suggested_gc_every_ms = fix.period.map(|p| p.as_millis() as u64);
             out.suffice = Some(fix.text);
         }
+        return out;
+    }
+    if blocking.is_empty() {
+        // Every subject had its points; some grew but their recent part is unclear.
+        unsettled.sort_by(|&a, &b| subjects[b].growth.bytes_per_hour.total_cmp(&subjects[a].growth.bytes_per_hour));
+        let more = unsettled.iter().filter_map(|&i| subjects[i].growth.more_ms).fold(0.0, f64::max);
+        let period = plan.gc_every.max(plan.interval);
+        let longer = round_up_duration(plan.duration + Duration::from_millis(more.max(0.0) as u64) + period);
+        out.examples = unsettled
+            .iter()
+            .take(EXAMPLES)
+            .map(|&i| format!("{} {}", subjects[i].label, rate(subjects[i].growth.bytes_per_hour)))
+            .collect();
+        out.missing = Some(format!(
+            "{} subject{} grew faster than {} rule over the soak, but the recent part cannot tell yet whether \
+             {} still growing ({})",
+            unsettled.len(),
+            if unsettled.len() == 1 { "" } else { "s" },
+            if unsettled.len() == 1 { "its" } else { "their" },
+            if unsettled.len() == 1 { "it is" } else { "they are" },
+            out.examples.join(", ")
+        ));
+        out.suffice = Some(format!("soak longer: use --duration {} or more", format_duration(longer)));
+        out.suggested_duration_ms = Some(longer.as_millis() as u64);
         return out;
     }
     // Enough points overall, but some subjects with material memory lack them (first seen

@@ -159,7 +159,8 @@ pub struct RuleReport {
     /// Subject ids breaking it (including ones known in the baseline).
     pub violations: Vec<String>,
     pub known_in_baseline: Vec<String>,
-    /// Subjects it covers that carry material memory but had too few points for a verdict.
+    /// Subjects it covers that carry material memory but are not decided: too few points for a
+    /// verdict, or grown over the window with a recent part that cannot tell yet.
     pub unjudged: usize,
     /// `fail`, `pass`, or `inconclusive` (the soak lacked the evidence to check it).
     pub result: &'static str,
@@ -287,6 +288,9 @@ pub struct Sufficiency {
     pub points_needed: usize,
     /// Gated subjects with material memory and too few points: they keep the soak from passing.
     pub blocking: usize,
+    /// Gated subjects that grew faster than their rule over the window, with confidence, but
+    /// whose recent part is unclear (`recent_unclear`): they keep the soak from passing too.
+    pub unsettled: usize,
     /// Gated subjects with too few points and too little memory to matter: counted, not blocking.
     pub too_small_to_matter: usize,
     /// Sampled subjects with too few points whose exact total was judged: not blocking.

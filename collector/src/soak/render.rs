@@ -149,7 +149,7 @@ pub fn render_text(r: &SoakReport) -> String {
             } else {
                 format!(", {} known in the baseline", rule.known_in_baseline.len())
             } + &if rule.unjudged > 0 {
-                format!(", {} with material memory but too few points", rule.unjudged)
+                format!(", {} with material memory not yet decided", rule.unjudged)
             } else {
                 String::new()
             }

@@ -810,3 +810,41 @@ fn memory_growing_while_no_rule_breaks_is_a_pass_with_a_warning_never_a_plain_pa
     );
     assert!(w.contains("soak longer, e.g. --duration "), "{w}");
 }
+
+/// A type that grew faster than its rule over the whole soak, with confidence, but whose recent
+/// part is too noisy to say whether it still grows, is no evidence of no leak: the soak is
+/// INCONCLUSIVE (never PASS), says which subject and how much longer would decide. Seen in a
+/// 270 s soak of a slow string leak among churning strings (`+1.29 MB/h`, recent interval
+/// −1.22 to +1.29 MB/h), which passed.
+#[test]
+fn a_growth_whose_recent_part_is_unclear_keeps_the_soak_from_passing() {
+    let mut sim = Sim::new();
+    // 10 MB/h (13.9 kB per 5 s) for 14 censuses; the last six swing ±40 kB about the line.
+    for k in 1..=14u64 {
+        let noise = if k >= 9 { if k % 2 == 0 { 40_000.0 } else { -40_000.0 } } else { 0.0 };
+        let drip = 5.0 * MB + 13_900.0 * k as f64 + noise;
+        sim.full_gc(k * 5000, &[("Shop.Drip", drip, 1000.0 + k as f64), ("Shop.Order", 5.0 * MB, 1000.0)], &[]);
+        sim.summary(k * 5000, 60.0 * MB, 8.0 * MB);
+    }
+    let r = evaluate_with(&sim.store(), &[]);
+    let drip = subject(&r, "type:Shop.Drip");
+    assert_eq!(drip.growth.reason, TrendReason::RecentUnclear, "{:?}", drip.growth);
+    assert_eq!(drip.verdict, SoakVerdict::Inconclusive);
+    assert!(drip.material && drip.blocking, "{drip:?}");
+    assert_eq!(r.outcome, Outcome::Error, "{}", r.headline);
+    assert_eq!(r.exit_code, 2);
+    // The census total grows with it (the default managed rule's backstop): both are named.
+    assert_eq!((r.sufficiency.unsettled, r.sufficiency.blocking), (2, 0));
+    assert!(
+        r.headline.starts_with(
+            "INCONCLUSIVE: 2 subjects grew faster than their rule over the soak, but the recent part cannot tell yet \
+             whether they are still growing (Shop.Drip +10.0 MB/h, live managed data +10.0 MB/h): soak longer"
+        ),
+        "{}",
+        r.headline
+    );
+    assert!(r.headline.contains("soak longer: use --duration"), "{}", r.headline);
+    assert!(r.sufficiency.suggested_duration_ms.unwrap() > 70_000, "{:?}", r.sufficiency);
+    let rule = r.rules.iter().find(|x| x.rule == DEFAULT_RULE).unwrap();
+    assert_eq!((rule.result, rule.unjudged), ("inconclusive", 1));
+}

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use super::code_versions;
 use super::native_code::{NativeHome, NativeModules};
 use super::perf_map::{self, PerfMap};
 use super::prologue;
@@ -210,56 +211,7 @@ impl<'a> IpResolver<'a> {
 
     /// Start and size of the first code chunk of the compiled version (tier) of `function`
     /// that holds `ip`: where that version's prologue is.
-    ///
-    /// `GetCodeInfo4` is a synchronous call: the runtime refuses it
-    /// (`CORPROF_E_UNSUPPORTED_CALL_SEQUENCE`) on a thread it knows that is not inside a
-    /// callback, and in some processes the agent thread becomes known to it. Measured on
-    /// alloc-bench: in 3 of 5 runs every hot method stayed opaque that way, and 85–90 % of the
-    /// samples fell back to `DoStackSnapshot`. Without the chunks, the version holding `ip` is
-    /// the one starting nearest below it: two versions of one method never overlap, so no other
-    /// version of it starts between that one's start and `ip`. Only the bytes up to `ip` are
-    /// known to be its code, so the size stops there.
     fn code_version_of(&self, function: FunctionID, ip: usize) -> Option<(usize, usize)> {
-        let starts = self.info.native_code_starts(function).ok()?;
-        let mut refused = false;
-        for &start in &starts {
-            let Ok(chunks) = self.info.code_chunks(start) else {
-                refused = true;
-                continue;
-            };
-            if chunks.iter().any(|c| (c.start..c.start + c.size).contains(&ip)) {
-                return chunks.first().map(|c| (c.start, c.size));
-            }
-        }
-        if !refused {
-            return None;
-        }
-        nearest_start_below(&starts, ip).map(|start| (start, ip + 1 - start))
-    }
-}
-
-/// Largest method body the nearest-start rule trusts (the JIT's largest are far below).
-const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// The start nearest below `ip` (at most [`MAX_BODY_BYTES`] below it).
-fn nearest_start_below(starts: &[usize], ip: usize) -> Option<usize> {
-    starts.iter().copied().filter(|&s| s <= ip && ip - s < MAX_BODY_BYTES).max()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nearest_start_below;
-
-    #[test]
-    fn the_version_holding_an_address_is_the_one_starting_nearest_below_it() {
-        // Tier 0 high in memory, tier 1 low: both orders.
-        let starts = [0x7000_2000, 0x7000_0100];
-        assert_eq!(nearest_start_below(&starts, 0x7000_2044), Some(0x7000_2000));
-        assert_eq!(nearest_start_below(&starts, 0x7000_0180), Some(0x7000_0100));
-        assert_eq!(nearest_start_below(&starts, 0x7000_0100), Some(0x7000_0100));
-        // Below every start, or implausibly far above: not this method's code.
-        assert_eq!(nearest_start_below(&starts, 0x7000_00ff), None);
-        assert_eq!(nearest_start_below(&starts, 0x7000_2000 + (1 << 20)), None);
-        assert_eq!(nearest_start_below(&[], 0x7000_0100), None);
+        code_versions::locate(self.info, function, ip).map(|l| l.first_chunk)
     }
 }

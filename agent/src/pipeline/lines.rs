@@ -64,26 +64,45 @@ impl<'a> Lines<'a> {
     /// The IL offset of the instruction before `ip`: stack frames hold return addresses, and
     /// the call that made the frame is the instruction just before.
     fn il_offset(&self, function: FunctionID, ip: usize) -> Option<u32> {
-        let target = ip.checked_sub(1)?;
-        for start in self.info.native_code_starts(function).ok()? {
-            let Ok(chunks) = self.info.code_chunks(start) else { continue };
-            let mut preceding = 0usize;
-            let mut native_offset = None;
-            for chunk in chunks {
-                if (chunk.start..chunk.start + chunk.size).contains(&target) {
-                    native_offset = Some(preceding + (target - chunk.start));
-                    break;
-                }
-                preceding += chunk.size;
-            }
-            let Some(offset) = native_offset else { continue };
-            let map = self.info.il_to_native_map(start).ok()?;
-            return map
-                .iter()
-                .filter(|m| (m.il_offset as i32) >= 0)
-                .find(|m| (m.native_start as usize..m.native_end as usize).contains(&offset))
-                .map(|m| m.il_offset);
+        let at = super::code_versions::locate(self.info, function, ip.checked_sub(1)?)?;
+        let map = self.info.il_to_native_map(at.start).ok()?;
+        il_offset_at(
+            map.iter().map(|m| (m.il_offset as i32, m.native_start as usize, m.native_end as usize)),
+            at.offset,
+        )
+    }
+}
+
+/// The IL offset of native `offset` from a version's map of (IL offset, native start, native
+/// end): the entry holding it, else the nearest one before it. Optimised code leaves gaps in
+/// the map (code with no IL of its own: moved, merged, or inlined without a mapping), and a
+/// call in a gap belongs to the statement before it, as a debugger's nearest preceding
+/// sequence point. Prolog, epilog and unmapped entries (negative IL offsets) are not
+/// statements.
+fn il_offset_at(map: impl Iterator<Item = (i32, usize, usize)>, offset: usize) -> Option<u32> {
+    let mut before: Option<(usize, u32)> = None;
+    for (il, start, end) in map.filter(|m| m.0 >= 0) {
+        if (start..end).contains(&offset) {
+            return Some(il as u32);
         }
-        None
+        if start <= offset && before.is_none_or(|(s, _)| start > s) {
+            before = Some((start, il as u32));
+        }
+    }
+    before.map(|(_, il)| il)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::il_offset_at;
+
+    #[test]
+    fn an_offset_in_a_gap_of_the_map_belongs_to_the_statement_before_it() {
+        let map = [(-2, 0, 83), (0, 83, 118), (104, 568, 576), (108, 616, 629), (75, 900, 950)];
+        assert_eq!(il_offset_at(map.into_iter(), 100), Some(0), "held by an entry");
+        assert_eq!(il_offset_at(map.into_iter(), 600), Some(104), "in the gap after IL 104");
+        assert_eq!(il_offset_at(map.into_iter(), 960), Some(75), "after the last entry");
+        assert_eq!(il_offset_at(map.into_iter(), 10), None, "in the prolog: no statement");
+        assert_eq!(il_offset_at(std::iter::empty(), 10), None);
     }
 }

@@ -12,6 +12,7 @@
 //! `publish` (hello, summary, statuses).
 
 pub mod census;
+pub mod code_versions;
 mod commands;
 pub mod duty_cycle;
 pub mod exact;

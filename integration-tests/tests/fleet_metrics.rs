@@ -53,17 +53,52 @@ fn url_encode(s: &str) -> String {
 
 /// An instant query against Prometheus' HTTP API: each result's labels and value.
 fn query(prom: &str, promql: &str) -> Vec<(Value, f64)> {
-    let (status, body) =
-        http_get(prom, &format!("/api/v1/query?query={}", url_encode(promql))).expect("query Prometheus");
+    query_path(prom, promql, &format!("/api/v1/query?query={}", url_encode(promql)))
+}
+
+/// An instant query evaluated at `unix_s`, so that several queries see the same moment.
+fn query_at(prom: &str, promql: &str, unix_s: f64) -> Vec<(Value, f64)> {
+    query_path(prom, promql, &format!("/api/v1/query?query={}&time={unix_s:.3}", url_encode(promql)))
+}
+
+/// The single value of a query that must have exactly one result.
+fn one(results: Vec<(Value, f64)>, promql: &str) -> f64 {
+    assert_eq!(results.len(), 1, "{promql}: {results:?}");
+    results[0].1
+}
+
+fn query_path(prom: &str, promql: &str, path: &str) -> Vec<(Value, f64)> {
+    result_of(prom, promql, path).iter().map(|r| (r["metric"].clone(), number(&r["value"][1]))).collect()
+}
+
+/// The scraped samples of `selector` over the `range` before `unix_s`: each series' labels
+/// and its (scrape time, value) pairs.
+fn samples_at(prom: &str, selector: &str, range: &str, unix_s: f64) -> Vec<(Value, Vec<(f64, f64)>)> {
+    let promql = format!("{selector}[{range}]");
+    let path = format!("/api/v1/query?query={}&time={unix_s:.3}", url_encode(&promql));
+    result_of(prom, &promql, &path)
+        .iter()
+        .map(|r| {
+            let points = r["values"].as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), number(&p[1])));
+            (r["metric"].clone(), points.collect())
+        })
+        .collect()
+}
+
+fn result_of(prom: &str, promql: &str, path: &str) -> Vec<Value> {
+    let (status, body) = http_get(prom, path).expect("query Prometheus");
     assert_eq!(status, 200, "{promql}: {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "success", "{promql}: {body}");
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse::<f64>().unwrap()))
-        .collect()
+    v["data"]["result"].as_array().unwrap().clone()
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn now_unix_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 struct Killed(Child);
@@ -78,7 +113,7 @@ impl Drop for Killed {
 /// Starts `leakscope listen --metrics 127.0.0.1:0` and returns it with the address it serves.
 fn start_listener(dir: &Path, socket: &Path) -> (Killed, String) {
     let mut c = Command::new(cli_path());
-    c.args(["listen", "--plain", "--duration", "300s", "--metrics", "127.0.0.1:0", "--socket"])
+    c.args(["listen", "--plain", "--duration", "400s", "--metrics", "127.0.0.1:0", "--socket"])
         .arg(socket)
         .arg("--out")
         .arg(dir.join("out"))
@@ -154,7 +189,7 @@ fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
     let app = dotnet_app("SoakApp", Build::FrameworkDependent);
     let mut worker = app.command();
     without_profiler_env(&mut worker)
-        .args(["steady-leak", "150"])
+        .args(["steady-leak", "210"])
         .env("CORECLR_ENABLE_PROFILING", "1")
         .env("CORECLR_PROFILER", AGENT_CLSID)
         .env("CORECLR_PROFILER_PATH", agent_path())
@@ -162,19 +197,28 @@ fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
         .env("LEAKSCOPE_SOCKET", &socket)
         .env("LEAKSCOPE_INTERVAL", "1s")
         .env("LEAKSCOPE_SERVICE", "audit-worker")
+        // A full GC every 5 s, so the series read right after each one has ~12 steps a minute.
+        // `listen` induces none, and this worker's own come ever rarer as its heap grows (at
+        // 8, 16, 30, 55 and 101 s in one 150 s run): the last minute would hold one or none.
+        // Not more often: the worker's own (gen1) GCs must come between them, or the estimate
+        // between full GCs would change only when the one after them does. No census: its heap
+        // walks are not what this test is about.
+        .env("LEAKSCOPE_INDUCE_FULL_GC", "5s")
+        .env("LEAKSCOPE_CENSUS", "0")
         .env("TMPDIR", dir.path());
     let mut worker = Running::start(worker);
     worker.wait_for_line("ready", Duration::from_secs(60));
     let pid = worker.pid().to_string();
     let started = Instant::now();
 
-    // Enough for a minute of 1 s points after the collector's warm-up.
+    // Enough for a minute of 1 s points after the collector's warm-up, and two minutes of the
+    // readings after full GCs (the churn's slope is judged on 24 of them: below).
     let leak = format!(
         "leakscope_site_live_bytes{{pid=\"{pid}\",site=\"SoakApp.AuditLog.Append\",type=~\"SoakApp.AuditRecord|System.String\"}}"
     );
-    let deadline = Instant::now() + Duration::from_secs(150);
+    let deadline = Instant::now() + Duration::from_secs(200);
     loop {
-        let ready = started.elapsed() >= Duration::from_secs(80)
+        let ready = started.elapsed() >= Duration::from_secs(130)
             && query(&prom, &format!("count_over_time({leak}[60s])")).len() == 2;
         if ready {
             break;
@@ -216,14 +260,61 @@ fn prometheus_scrapes_listen_and_sees_the_leak_grow_and_the_churn_stay_flat() {
     assert_eq!(verdict.len(), 1);
     assert_eq!(verdict[0].0["verdict"], "leak_suspected");
 
-    // The churn (a sliding window of recent messages) stays flat.
+    // The leak as read right after each full GC: between the full GCs that set its value now
+    // and a minute ago, it rose by what the planted rate predicts for the time between them.
+    // One moment for every query, so that no full GC falls between two of them.
+    let at = now_unix_s() - 1.0;
+    let leak_after = leak.replace("leakscope_site_live_bytes{", "leakscope_site_live_bytes_after_full_gc{");
+    let gc_at = format!("leakscope_last_full_gc_timestamp_seconds{{pid=\"{pid}\"}}");
+    assert_eq!(query_at(&prom, &leak_after, at).len(), 2, "{:?}", query_at(&prom, &leak_after, at));
+    assert_eq!(query_at(&prom, &format!("{leak_after} offset 60s"), at).len(), 2);
+    let rise = one(query_at(&prom, &format!("sum({leak_after}) - sum({leak_after} offset 60s)"), at), &leak_after);
+    let between = one(query_at(&prom, &format!("{gc_at} - {gc_at} offset 60s"), at), &gc_at);
+    eprintln!("leak after full GCs: +{rise:.0} B between full GCs {between:.1} s apart");
+    assert!(between >= 30.0, "the full GCs that set the values are only {between} s apart");
+    assert!(
+        rise > lower * between && rise < upper * between,
+        "the leak's live bytes after full GCs rose {rise} B in {between} s (planted {PLANTED_BYTES_PER_S} B/s)"
+    );
+    // It changes at full GCs only: in no scrape without a new full-GC timestamp (the two are
+    // rendered together). The estimate between full GCs moves at every GC that promotes or
+    // collects a sample, and a summary comes every second, between the full GCs.
+    let gc_times = samples_at(&prom, &gc_at, "60s", at);
+    assert_eq!(gc_times.len(), 1, "{gc_times:?}");
+    let gc_times = &gc_times[0].1;
+    let new_gc_at = |t: f64| {
+        let i = gc_times.iter().position(|p| p.0 == t).expect("scraped together");
+        i > 0 && gc_times[i].1 != gc_times[i - 1].1
+    };
+    let full_gcs = (1..gc_times.len()).filter(|i| new_gc_at(gc_times[*i].0)).count();
+    assert!(full_gcs >= 8, "full GCs seen in the last minute: {full_gcs} (one induced every 5 s)");
+    for (labels, points) in samples_at(&prom, &leak_after, "60s", at) {
+        let moved: Vec<f64> = points.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+        assert!(moved.len() >= 4, "{labels}: changed only at {moved:?}");
+        let unexplained: Vec<&f64> = moved.iter().filter(|t| !new_gc_at(**t)).collect();
+        assert!(unexplained.is_empty(), "{labels} changed with no full GC at {unexplained:?}");
+    }
+
+    // The churn (a sliding window of recent messages) stays flat after full GCs. Not on
+    // leakscope_site_live_bytes: between full GCs that one also holds dead messages that were
+    // promoted to gen2 and wait for the next full GC, a sawtooth whose 60 s slope depends on
+    // where the full GCs fall (it measured 32.9 kB/s and -62 kB/s on a loaded machine). Over two
+    // minutes: each reading is an independent draw of the sampled churn (σ ≈ 0.6-0.7 MB measured),
+    // so the slope of a minute's 12 has σ ≈ 12 kB/s, of two minutes' 24 about 4 kB/s.
     let churn = format!("leakscope_site_live_bytes{{pid=\"{pid}\",site=\"SoakApp.Worker.Handle\"}}");
     let churn_series = query(&prom, &churn);
     assert!(!churn_series.is_empty(), "the churn site is exported");
-    let churn_deriv = query(&prom, &format!("sum(deriv({churn}[60s]))"))[0].1;
+    let churn_after = churn.replace("leakscope_site_live_bytes{", "leakscope_site_live_bytes_after_full_gc{");
+    assert!(!query_at(&prom, &churn_after, at).is_empty(), "the churn site is read after full GCs");
+    let churn_deriv = one(query_at(&prom, &format!("sum(deriv({churn_after}[120s]))"), at), &churn_after);
+    let spread = query_at(&prom, &format!("stddev_over_time(sum({churn_after})[120s:1s])"), at);
+    eprintln!(
+        "churn after full GCs: deriv {churn_deriv:.0} B/s over 120 s, readings' σ {:.0} B; leak (between full GCs): deriv {deriv:.0} B/s",
+        spread.first().map_or(f64::NAN, |r| r.1)
+    );
     assert!(
         churn_deriv.abs() < PLANTED_BYTES_PER_S / 4.0,
-        "the churn site moves {churn_deriv} B/s (the leak: {deriv})"
+        "the churn site after full GCs moves {churn_deriv} B/s (the leak: {deriv})"
     );
     let churn_growing = query(
         &prom,
@@ -290,4 +381,22 @@ fn promtool_checks_the_alert_rules_and_their_unit_tests_pass() {
         .output()
         .unwrap();
     assert!(!broken.status.success(), "promtool passed rules that fire too early");
+
+    // …and with the leak rule reading the estimate between full GCs (which churn that dies
+    // old drives up until the next full GC), they fail too.
+    let after_full_gc = "deriv(leakscope_site_live_bytes_after_full_gc[10m])";
+    assert!(rules.contains(after_full_gc));
+    std::fs::write(
+        tmp.path().join("leakscope-rules.yml"),
+        rules.replacen(after_full_gc, "deriv(leakscope_site_live_bytes[10m])", 1),
+    )
+    .unwrap();
+    let raw = Command::new(tool("promtool"))
+        .args(["test", "rules", "leakscope-rules.test.yml"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!raw.status.success(), "promtool passed a leak rule that the churn's sawtooth fires");
+    let said = format!("{}{}", stdout_of(&raw), String::from_utf8_lossy(&raw.stderr));
+    assert!(said.contains(r#"type="System.Byte[]""#), "the churn is not what fired: {said}");
 }

@@ -204,6 +204,145 @@ mod tests {
         );
     }
 
+    /// One record of worker 9 listing `sites` as (type, site, bytes).
+    fn record(kind: &str, t_ms: u64, gen2: u64, sites: &[(&str, &str, u64)]) -> String {
+        let rows: Vec<String> = sites
+            .iter()
+            .map(|(ty, site, bytes)| {
+                format!(
+                    r#"{{"type_name":"{ty}","site":"{site}","samples":10,"objects":{},"bytes":{bytes}}}"#,
+                    bytes / 100
+                )
+            })
+            .collect();
+        let gc = if kind == "summary" { format!(r#""gc":{{"count":[50,20,{gen2}]}},"#) } else { String::new() };
+        format!(
+            r#"{{"v":1,"type":"{kind}","source":"agent","pid":9,"t_ms":{t_ms},"unix_ms":{},{gc}"sites":[{}]}}"#,
+            1_800_000_000_000 + t_ms,
+            rows.join(",")
+        )
+    }
+
+    fn value_of(text: &str, metric: &str, ty: &str) -> Option<f64> {
+        let want = format!(r#"type="{ty}""#);
+        let line = lines_of(text, metric).into_iter().find(|l| l.contains(&want))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn live_bytes_after_full_gc_hold_the_latest_full_gcs_reading_until_the_next() {
+        const AFTER: &str = "leakscope_site_live_bytes_after_full_gc";
+        const AT: &str = "leakscope_last_full_gc_timestamp_seconds";
+        let mut store = Store::new();
+        store.ingest_line(
+            br#"{"v":1,"type":"hello","source":"agent","pid":9,"cmdline":"dotnet /srv/Audit.dll","interval_ms":1000}"#,
+        );
+        // Churn rises between full GCs (garbage not yet collected) while the leak creeps up.
+        let feed = |store: &mut Store, line: String| {
+            store.ingest_line(line.as_bytes());
+        };
+        feed(
+            &mut store,
+            record("summary", 1000, 0, &[("Churn", "W.Handle", 4_000_000), ("Leak", "A.Append", 1_000_000)]),
+        );
+        feed(
+            &mut store,
+            record("summary", 2000, 0, &[("Churn", "W.Handle", 6_000_000), ("Leak", "A.Append", 1_100_000)]),
+        );
+        let text = render_once(&store, 10);
+        assert!(lines_of(&text, AFTER).is_empty(), "no full GC yet: absent, not 0\n{text}");
+        assert!(lines_of(&text, AT).is_empty(), "{text}");
+
+        // A full GC: the agent reports what survived it right away, then the next summary.
+        feed(
+            &mut store,
+            record("retained", 2500, 0, &[("Churn", "W.Handle", 4_100_000), ("Leak", "A.Append", 1_200_000)]),
+        );
+        feed(
+            &mut store,
+            record("summary", 3000, 1, &[("Churn", "W.Handle", 4_200_000), ("Leak", "A.Append", 1_200_000)]),
+        );
+        // Garbage piles up again; a new site appears after the full GC.
+        feed(
+            &mut store,
+            record(
+                "summary",
+                4000,
+                1,
+                &[("Churn", "W.Handle", 7_000_000), ("Leak", "A.Append", 1_300_000), ("New", "N.Make", 500_000)],
+            ),
+        );
+        let text = render_once(&store, 10);
+        assert_eq!(
+            value_of(&text, AFTER, "Churn"),
+            Some(4_100_000.0),
+            "the full GC's reading, not the sawtooth's\n{text}"
+        );
+        assert_eq!(value_of(&text, AFTER, "Leak"), Some(1_200_000.0), "{text}");
+        assert_eq!(value_of(&text, AFTER, "New"), None, "first listed after the latest full GC: absent\n{text}");
+        assert_eq!(value_of(&text, "leakscope_site_live_bytes", "Churn"), Some(7_000_000.0), "{text}");
+        assert!(lines_of(&text, AT)[0].ends_with(" 1800000002.5"), "{text}");
+        assert!(
+            lines_of(&text, AT)[0].starts_with(r#"leakscope_last_full_gc_timestamp_seconds{pid="9",service="Audit""#)
+        );
+
+        // The next full GC replaces every reading: the churn is back, the leak stepped up, the
+        // new site is read, and a site the record no longer lists (all collected) reads 0.
+        feed(
+            &mut store,
+            record(
+                "retained",
+                5500,
+                1,
+                &[("Churn", "W.Handle", 3_900_000), ("Leak", "A.Append", 1_500_000), ("New", "N.Make", 400_000)],
+            ),
+        );
+        feed(
+            &mut store,
+            record(
+                "summary",
+                6000,
+                2,
+                &[("Churn", "W.Handle", 4_000_000), ("Leak", "A.Append", 1_500_000), ("New", "N.Make", 400_000)],
+            ),
+        );
+        feed(
+            &mut store,
+            record(
+                "summary",
+                7000,
+                2,
+                &[("Churn", "W.Handle", 8_000_000), ("Leak", "A.Append", 1_600_000), ("New", "N.Make", 600_000)],
+            ),
+        );
+        let text = render_once(&store, 10);
+        assert_eq!(value_of(&text, AFTER, "Churn"), Some(3_900_000.0), "{text}");
+        assert_eq!(value_of(&text, AFTER, "Leak"), Some(1_500_000.0), "{text}");
+        assert_eq!(value_of(&text, AFTER, "New"), Some(400_000.0), "{text}");
+        assert!(lines_of(&text, AT)[0].ends_with(" 1800000005.5"), "{text}");
+        feed(
+            &mut store,
+            record("retained", 8500, 2, &[("Churn", "W.Handle", 4_050_000), ("Leak", "A.Append", 1_800_000)]),
+        );
+        feed(
+            &mut store,
+            record(
+                "summary",
+                9000,
+                3,
+                &[("Churn", "W.Handle", 4_050_000), ("Leak", "A.Append", 1_800_000), ("New", "N.Make", 100_000)],
+            ),
+        );
+        let text = render_once(&store, 10);
+        assert_eq!(value_of(&text, AFTER, "New"), Some(0.0), "{text}");
+        assert_eq!(value_of(&text, AFTER, "Leak"), Some(1_800_000.0), "{text}");
+
+        // Same cardinality bound as the other site families: only the exported sites.
+        let text = render_once(&store, 1);
+        assert_eq!(lines_of(&text, AFTER).len(), 1, "{text}");
+        assert_eq!(value_of(&text, AFTER, "Churn"), Some(4_050_000.0), "{text}");
+    }
+
     #[test]
     fn captures_are_counted_and_departed_workers_dropped() {
         let mut store = store_with_sites(7, 1, 2);

@@ -20,6 +20,8 @@ defs! {
     WORKER_INFO Gauge "leakscope_worker_info" "1 per connected worker; labels say which producers it has and its runtime.";
     VERDICT Gauge "leakscope_verdict" "The worker's verdict: 1 for the current state (leak_suspected if any site is growing, else rising if a managed rise awaits a full GC to confirm it, else plateaued, steady, insufficient_data), 0 for the others.";
     SITE_BYTES Gauge "leakscope_site_live_bytes" "Estimated live bytes allocated at this managed (type, call site) that survived a GC (sampled, upscaled).";
+    SITE_BYTES_AFTER_FULL_GC Gauge "leakscope_site_live_bytes_after_full_gc" "Estimated live bytes at this managed (type, call site) right after the worker's latest full (gen2) GC: its sampled objects allocated before that GC and still alive after it (upscaled). Unlike leakscope_site_live_bytes between full GCs, it holds no dead objects waiting for a full GC to collect them, so churn does not draw a sawtooth in it; it changes only at full GCs (see leakscope_last_full_gc_timestamp_seconds). Absent until a full GC has come since the site was first listed.";
+    LAST_FULL_GC Gauge "leakscope_last_full_gc_timestamp_seconds" "Unix time at which the agent reported the worker's latest full (gen2) GC, right after it ended: the moment leakscope_site_live_bytes_after_full_gc describes. Absent before the first one.";
     SITE_OBJECTS Gauge "leakscope_site_live_objects" "Estimated live objects allocated at this managed (type, call site).";
     SITE_GROWTH Gauge "leakscope_site_growth_bytes_per_second" "Growth of the site's live bytes over the last 10 minutes after warm-up (Theil-Sen slope); absent until there are enough points.";
     SITE_VERDICT Gauge "leakscope_site_verdict" "The site's verdict over the last 10 minutes: 1 for the current state, 0 for the others.";
@@ -64,7 +66,8 @@ pub fn connected(p: &Producer) -> bool {
 /// What changes a worker's samples: re-rendering is skipped while this stays the same.
 pub fn change_key(view: &ProcessView<'_>, captures: u64) -> (u64, u64, u32, u32, bool, bool) {
     let key = |p: Option<&Producer>| {
-        p.map(|p| (p.reports + p.soak.census_records, p.hellos, connected(p))).unwrap_or((0, 0, false))
+        p.map(|p| (p.reports + p.soak.census_records + p.soak.retained_records, p.hellos, connected(p)))
+            .unwrap_or((0, 0, false))
     };
     let (a, s) = (key(view.agent), key(view.shim));
     (a.0 + s.0, captures, a.1, s.1, a.2, s.2)
@@ -169,6 +172,10 @@ fn agent_samples(
             ("location", r.location.clone().unwrap_or_default()),
         ];
         out.push(&SITE_BYTES, &labels, r.latest.bytes);
+        let type_name = r.type_name.as_deref().unwrap_or_default();
+        if let Some(after) = agent.soak.after_latest_full_gc(type_name, &r.site) {
+            out.push(&SITE_BYTES_AFTER_FULL_GC, &labels, after.bytes);
+        }
         out.push(&SITE_OBJECTS, &labels, r.latest.count);
         if r.growth.verdict != LiveVerdict::InsufficientData {
             out.push(&SITE_GROWTH, &labels, r.growth.bytes_per_min / 60.0);
@@ -180,6 +187,9 @@ fn agent_samples(
         }
     }
     out.push(&OMITTED, &[("kind", "managed_site".to_string())], omitted as f64);
+    if let Some(ms) = agent.soak.last_full_gc_unix_ms {
+        out.push(&LAST_FULL_GC, &[], ms as f64 / 1000.0);
+    }
 
     // The latest census: the types it listed, largest first.
     let census_t = agent.soak.live.last().map(|p| p.t_ms);

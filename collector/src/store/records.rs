@@ -190,15 +190,19 @@ impl Producer {
     /// A `retained` record: one point per (type, site) listed, and a zero for sites listed
     /// before but not now (unless the record is full, when absent may mean "ranked out").
     pub(super) fn apply_retained(&mut self, r: Retained, budget: &Budget) {
-        let Some(t) = self.record_time(r.t_ms.map(|n| n.u64()), r.unix_ms.map(|n| n.u64())) else {
+        let unix_ms = r.unix_ms.map(|n| n.u64());
+        let Some(t) = self.record_time(r.t_ms.map(|n| n.u64()), unix_ms) else {
             return;
         };
+        let start_unix_ms = self.hello.as_ref().and_then(|h| h.start_unix_ms).map(|n| n.u64());
+        let t_unix_ms = unix_ms.or_else(|| start_unix_ms.map(|s| s.saturating_add(t)));
         let t = t as f64;
         if self.soak.live_retained_time().is_some_and(|last| t <= last) {
             self.out_of_order += 1;
             return;
         }
         self.soak.retained_records += 1;
+        self.soak.last_full_gc_unix_ms = t_unix_ms;
         self.soak.retained_times.push(t, 0.0, 0.0);
         let record_full = r.sites.len() >= self.max_sites_per_record();
         let mut merged: HashMap<SiteKey, (crate::protocol::ManagedSite, f64, f64, f64)> = HashMap::new();

@@ -127,6 +127,9 @@ pub struct SoakData {
     /// late was at zero in the earlier ones.
     pub censuses_complete: bool,
     last_retained_t: Option<f64>,
+    /// Unix time (ms) of the latest `retained` record: the agent sends one right after each
+    /// full GC, so this is when the worker's latest full GC was reported.
+    pub last_full_gc_unix_ms: Option<u64>,
 }
 
 impl SoakData {
@@ -231,6 +234,17 @@ impl SoakData {
 
     pub(crate) fn set_retained_time(&mut self, t: f64) {
         self.last_retained_t = Some(t);
+    }
+
+    /// A (type, site)'s sampled survivors of the worker's latest full GC: its point in the
+    /// latest `retained` record. Right after a full GC nothing unreachable is left, so unlike the
+    /// summaries' estimate between full GCs it holds no garbage waiting for one. `None` before
+    /// the first full GC, and when the latest record did not list the site (first seen since,
+    /// or ranked out of a full record); 0 when it listed the site before and not now.
+    pub fn after_latest_full_gc(&self, type_name: &str, site: &str) -> Option<&SeriesPoint> {
+        let latest = self.last_retained_t?;
+        let entry = self.retained.get(&(type_name.to_string(), site.to_string()))?;
+        entry.series.last().filter(|p| p.t_ms == latest)
     }
 
     /// Remembers the agent's own statements about soak mode (PROTOCOL.md `status`).

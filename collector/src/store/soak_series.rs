@@ -170,43 +170,11 @@ impl SoakData {
 
     /// Makes room for one more type series; false if every series is present.
     pub(crate) fn room_for_type(&mut self) -> bool {
-        if self.types.len() < MAX_TYPE_SERIES {
-            return true;
-        }
-        let victim = self
-            .types
-            .iter()
-            .filter(|(_, s)| !s.present)
-            .min_by(|a, b| a.1.series.peak_bytes().total_cmp(&b.1.series.peak_bytes()))
-            .map(|(k, _)| k.clone());
-        self.types_evicted += 1;
-        match victim {
-            Some(k) => {
-                self.types.remove(&k);
-                true
-            }
-            None => false,
-        }
+        make_room(&mut self.types, MAX_TYPE_SERIES, &mut self.types_evicted)
     }
 
     pub(crate) fn room_for_site(&mut self) -> bool {
-        if self.retained.len() < MAX_RETAINED_SERIES {
-            return true;
-        }
-        let victim = self
-            .retained
-            .iter()
-            .filter(|(_, s)| !s.present)
-            .min_by(|a, b| a.1.series.peak_bytes().total_cmp(&b.1.series.peak_bytes()))
-            .map(|(k, _)| k.clone());
-        self.retained_evicted += 1;
-        match victim {
-            Some(k) => {
-                self.retained.remove(&k);
-                true
-            }
-            None => false,
-        }
+        make_room(&mut self.retained, MAX_RETAINED_SERIES, &mut self.retained_evicted)
     }
 
     /// Approximate heap bytes held by the series (for the boundedness test and the report).
@@ -255,5 +223,56 @@ impl SoakData {
         if message.contains("census unavailable") && self.census_unavailable.is_none() {
             self.census_unavailable = Some(message.to_string());
         }
+    }
+}
+
+/// A series that may be evicted to make room for another.
+trait Evictable {
+    /// Listed in the latest record (never evicted).
+    fn present(&self) -> bool;
+    fn peak_bytes(&self) -> f64;
+}
+
+impl Evictable for TypeSeries {
+    fn present(&self) -> bool {
+        self.present
+    }
+    fn peak_bytes(&self) -> f64 {
+        self.series.peak_bytes()
+    }
+}
+
+impl Evictable for RetainedSite {
+    fn present(&self) -> bool {
+        self.present
+    }
+    fn peak_bytes(&self) -> f64 {
+        self.series.peak_bytes()
+    }
+}
+
+/// Makes room in `series` for one more entry when it holds `max`: evicts the smallest (by peak
+/// bytes) of those absent from the latest record, counting it in `evicted`. False if every
+/// series is present.
+fn make_room<K: Clone + Eq + std::hash::Hash, V: Evictable>(
+    series: &mut HashMap<K, V>,
+    max: usize,
+    evicted: &mut u64,
+) -> bool {
+    if series.len() < max {
+        return true;
+    }
+    let victim = series
+        .iter()
+        .filter(|(_, s)| !s.present())
+        .min_by(|a, b| a.1.peak_bytes().total_cmp(&b.1.peak_bytes()))
+        .map(|(k, _)| k.clone());
+    *evicted += 1;
+    match victim {
+        Some(k) => {
+            series.remove(&k);
+            true
+        }
+        None => false,
     }
 }

@@ -27,6 +27,8 @@ pub const RISES_TO_AIM: u8 = 3;
 pub struct Suspect {
     pub class: ClassID,
     pub reason: String,
+    /// Named in `LEAKSCOPE_EXACT` (not aimed at because it kept rising).
+    pub named: bool,
 }
 
 #[derive(Default)]
@@ -36,6 +38,8 @@ pub struct Aiming {
     /// Counts seen over the current rise, for the message.
     history: HashMap<ClassID, Vec<u64>>,
     aimed: Vec<ClassID>,
+    /// The aimed-at types that were named: counted by their exact samples alone.
+    named_aimed: Vec<ClassID>,
     /// `LEAKSCOPE_EXACT=Type,…`: names to aim at as soon as they are met.
     named: Vec<String>,
     /// The runtime refused to switch `ObjectAllocated` on: nothing is aimed at any more.
@@ -62,10 +66,20 @@ impl Aiming {
         }
     }
 
+    /// A named type is counted by its exact samples alone: one sampled sample of a small type
+    /// stands for thousands of objects and would swamp the exact count. (A type aimed at
+    /// because it kept rising keeps its earlier estimate, so its series stays continuous.)
+    pub fn counts_only_exact(&self, class: ClassID) -> bool {
+        self.named_aimed.contains(&class)
+    }
+
     /// Whether a type met by name (in a census or a sample) was asked for by the user.
     pub fn named(&self, class: ClassID, name: &str) -> Option<Suspect> {
-        (!self.is_aimed(class) && self.named.iter().any(|n| n == name))
-            .then(|| Suspect { class, reason: "named in LEAKSCOPE_EXACT".to_string() })
+        (!self.is_aimed(class) && self.named.iter().any(|n| n == name)).then(|| Suspect {
+            class,
+            reason: "named in LEAKSCOPE_EXACT".to_string(),
+            named: true,
+        })
     }
 
     /// Takes in one census; returns the types that have now risen `RISES_TO_AIM` times in a row
@@ -93,6 +107,7 @@ impl Aiming {
                     Suspect {
                         class,
                         reason: format!("live count rose in {streak} censuses in a row: {}", counts.join(" → ")),
+                        named: false,
                     },
                 ));
             }
@@ -146,11 +161,10 @@ impl Pipeline<'_> {
     pub(super) fn aim_at(&mut self, suspect: Suspect) {
         match aim(&self.agent.capture.aim, &mut self.aiming, self.agent, suspect.class) {
             Aimed::Now => {
-                // A type named in LEAKSCOPE_EXACT is counted exactly from the start: the few
-                // samples taken before it was met have sampling weights, and one sample of a small
-                // type stands for thousands of objects. (A type aimed at because it kept rising
-                // keeps its earlier estimate, so its series stays continuous.)
-                if matches!(self.agent.config.exact, crate::config::Exact::Types(_)) {
+                // A named type is counted exactly from the start: the samples taken before it
+                // was met have sampling weights (see `Aiming::counts_only_exact`).
+                if suspect.named {
+                    self.aiming.named_aimed.push(suspect.class);
                     let info = &self.agent.info;
                     let dropped = self.survivors.forget_class(suspect.class, |h| {
                         let _ = info.destroy_handle(h);

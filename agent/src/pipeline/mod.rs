@@ -388,13 +388,8 @@ impl Pipeline<'_> {
                 }
             }
         }
-        if !exact
-            && self.agent.capture.aim.contains(class)
-            && matches!(self.agent.config.exact, crate::config::Exact::Types(_))
-        {
-            // A named type is counted by its exact samples alone. A sampled one (the sample that
-            // named it, or one queued before the aim) would stand for thousands of small objects
-            // and swamp the exact count.
+        if !exact && self.aiming.counts_only_exact(class) {
+            // The sample that named the type, or one queued before the aim.
             let _ = self.agent.info.destroy_handle(handle);
             self.agent.capture.counters.tracked.fetch_sub(1, Ordering::Relaxed);
             return;

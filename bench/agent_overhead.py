@@ -40,6 +40,17 @@ def run(cmd, env, work):
     p = subprocess.run(full, env=env, capture_output=True, text=True, check=True)
     figures = dict(re.findall(r"^(\w+) (.*)$", p.stdout, re.M))
     rss_kb, user_s, sys_s = open(timing).read().split()[-3:]
+    if "window_ops_per_sec" in figures:
+        # Steady state only (--warmup): the workload's own window, CPU time of the whole process
+        # (all threads, the agent's included) over that window.
+        ops = float(figures["window_ops_per_sec"])
+        return {
+            "ops": ops,
+            "pause_ms": float(figures["window_gc_pause_ms"]),
+            "gcs": max(1, int(figures["window_gcs"])),
+            "rss_kb": int(rss_kb),
+            "ops_per_cpu_s": ops * float(figures["window_s"]) / float(figures["window_cpu_s"]),
+        }
     return {
         "ops": float(figures["ops_per_sec"]),
         "pause_ms": float(figures["gc_pause_ms"]),
@@ -92,6 +103,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=float, default=0,
+                    help="seconds of warm-up before the measured window (steady state; 0: the whole run)")
     ap.add_argument("--peer", action="store_true", help="also run under dotnet-trace")
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra LEAKSCOPE_* settings for the agent side (repeatable)")
@@ -107,7 +120,7 @@ def main():
         sys.exit("build first: cargo build --release --workspace")
     work = tempfile.mkdtemp(prefix="leakscope-bench-")
     dll = build_app(work)
-    cmd = ["dotnet", dll, "alloc-bench", str(a.seconds), str(a.threads)]
+    cmd = ["dotnet", dll, "alloc-bench", str(a.seconds), str(a.threads), str(a.warmup)]
     base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
     sides = {"baseline": [], "agent": [], **{label: [] for label in extra}, "dotnet-trace": []}
     extra_records = {label: [] for label in extra}
@@ -141,7 +154,8 @@ def main():
 
     med = lambda side, key: statistics.median(r[key] for r in sides[side])
     b_ops = med("baseline", "ops")
-    print(f"\nworkload: LeakApp alloc-bench, {a.threads} threads x {a.seconds:.0f} s, "
+    window = f", measured after {a.warmup:.0f} s of warm-up" if a.warmup else ""
+    print(f"\nworkload: LeakApp alloc-bench, {a.threads} threads x {a.seconds:.0f} s{window}, "
           f"{a.runs} interleaved runs per side, medians")
     print("| side | ops/s | ratio vs baseline | ops per CPU-second | ratio | GC pause total (ms) | pause per GC (ms) | GCs | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -174,10 +188,10 @@ def main():
     for label, recs in {**records, **extra_records}.items():
         if not recs:
             continue
-        followed = statistics.median((r["samples"] - r["thinned"]) / a.seconds for r in recs)
+        followed = statistics.median((r["samples"] - r["thinned"]) / (a.seconds + a.warmup) for r in recs)
         walked = sum(r.get("stack_capture", {}).get("walked", 0) for r in recs)
         fell = sum(r.get("stack_capture", {}).get("fell_back", 0) for r in recs)
-        cpu = statistics.median(r.get("thread_cpu_ms", 0) / a.seconds for r in recs)
+        cpu = statistics.median(r.get("thread_cpu_ms", 0) / (a.seconds + a.warmup) for r in recs)
         steady = lambda key: statistics.median(r.get(key, 0) for r in recs)
         print(f"| {label} | {followed:.0f} | {steady('steady_delivered_per_s'):.0f} / {steady('steady_followed_per_s'):.0f} | "
               f"{statistics.median(r['capture_us_per_sample'] for r in recs):.2f} | "

@@ -221,27 +221,51 @@ public static class AllocBench
 {
     public static long Run(string[] args)
     {
-        double seconds = args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        double seconds = args.Length > 1 ? double.Parse(args[1], inv) : 10;
         int threads = args.Length > 2 ? int.Parse(args[2]) : 2;
+        // Optional warm-up: the run lasts warmup + seconds, and the `window_*` figures cover only
+        // the last `seconds` (steady state: code tiered up, the profiler's sampling settled).
+        double warmup = args.Length > 3 ? double.Parse(args[3], inv) : 0;
         var cache = new Dictionary<int, string>();
         for (int i = 0; i < 100_000; i++) cache[i] = "cached-value-" + i;
 
         long ops = 0;
         long checksum = 0;
+        var progress = new long[threads * 16]; // one cache line per thread
         var sw = Stopwatch.StartNew();
         var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
         {
             long local = 0, sum = 0;
             int i = t * 1_000_003;
-            while (sw.Elapsed.TotalSeconds < seconds)
+            while (sw.Elapsed.TotalSeconds < warmup + seconds)
             {
                 for (int k = 0; k < 256; k++, i++) sum += Operation(i, cache);
                 local += 256;
+                Volatile.Write(ref progress[t * 16], local);
             }
             Interlocked.Add(ref ops, local);
             Interlocked.Add(ref checksum, sum);
         })).ToList();
         workers.ForEach(w => w.Start());
+        if (warmup > 0)
+        {
+            var self = Process.GetCurrentProcess();
+            long Done() { long n = 0; for (int t = 0; t < threads; t++) n += Volatile.Read(ref progress[t * 16]); return n; }
+            Thread.Sleep(TimeSpan.FromSeconds(warmup));
+            self.Refresh();
+            (long ops0, double t0, TimeSpan cpu0, TimeSpan pause0, int gcs0) =
+                (Done(), sw.Elapsed.TotalSeconds, self.TotalProcessorTime, GC.GetTotalPauseDuration(), GC.CollectionCount(0));
+            Thread.Sleep(TimeSpan.FromSeconds(seconds * 0.98));
+            self.Refresh();
+            (long ops1, double t1, TimeSpan cpu1, TimeSpan pause1, int gcs1) =
+                (Done(), sw.Elapsed.TotalSeconds, self.TotalProcessorTime, GC.GetTotalPauseDuration(), GC.CollectionCount(0));
+            Console.WriteLine($"window_ops_per_sec {(ops1 - ops0) / (t1 - t0):F0}");
+            Console.WriteLine($"window_s {t1 - t0:F3}");
+            Console.WriteLine($"window_cpu_s {(cpu1 - cpu0).TotalSeconds:F3}");
+            Console.WriteLine($"window_gc_pause_ms {(pause1 - pause0).TotalMilliseconds:F1}");
+            Console.WriteLine($"window_gcs {gcs1 - gcs0}");
+        }
         workers.ForEach(w => w.Join());
         double elapsed = sw.Elapsed.TotalSeconds;
         Console.WriteLine($"ops_per_sec {ops / elapsed:F0}");

@@ -125,5 +125,3 @@ fn general_counted(p: *mut c_void) -> *mut c_void {
     track::count_alloc(p);
     p
 }
-
-

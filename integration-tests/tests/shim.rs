@@ -208,6 +208,8 @@ fn run_shim_timeout(program: &Path, args: &[&str], env: &[(&str, &str)], timeout
         ("LEAKSCOPE_OUTPUT", output.display().to_string()),
         ("LEAKSCOPE_LOG", log.display().to_string()),
         ("LEAKSCOPE_INTERVAL", "100ms".to_string()),
+        // Most tests here check the totals to the byte; the default (sampled) has its own test.
+        ("LEAKSCOPE_NATIVE_TOTALS", "exact".to_string()),
     ];
     for (k, v) in env {
         vars.retain(|(x, _)| x != k);
@@ -257,13 +259,17 @@ fn assert_well_formed(run: &Run, pid: u32) {
                     "unix_ms",
                     "live_bytes",
                     "live_allocs",
-                    "total_allocs",
-                    "total_frees",
                     "mmap_bytes",
                     "sampling_mean_bytes",
                     "dropped",
                 ] {
                     assert!(r[k].is_u64(), "native record lacks {k}: {r}");
+                }
+                // Call counts exist only when every call is counted.
+                let exact = r["totals"] == "exact";
+                assert!(exact || r["totals"] == "sampled", "native record without its kind of totals: {r}");
+                for k in ["total_allocs", "total_frees", "alloc_bytes_total"] {
+                    assert_eq!(r[k].is_u64(), exact, "{k} in a record with {} totals: {r}", r["totals"]);
                 }
             }
             _ => {}
@@ -329,6 +335,32 @@ fn leak_from_here_is_the_top_native_site() {
     assert!(run.stdout.lines().all(|l| l.starts_with("EXPECT_")), "the shim wrote to stdout: {}", run.stdout);
 }
 
+/// By default the shim counts nothing per call: the live totals are estimated from the samples,
+/// and the record says so.
+#[test]
+fn sampled_totals_are_estimates_and_say_so() {
+    let prog = build_c("leak_site", false);
+    let run =
+        run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "32KiB"), ("LEAKSCOPE_NATIVE_TOTALS", "sampled")]);
+    assert!(run.status.success(), "{}", run.context());
+    assert_well_formed(&run, run.pid);
+    assert_eq!(run.of("hello")[0]["config"]["totals"], "sampled", "{}", run.context());
+    let n = run.last_native();
+    assert_eq!(n["totals"], "sampled", "{n}");
+    for counted in ["total_allocs", "total_frees", "alloc_bytes_total"] {
+        assert!(n.get(counted).is_none(), "{counted} needs every call counted: {n}");
+    }
+    let leaked = run.expect("LIVE_BYTES") as f64;
+    let estimate = n["live_bytes"].as_f64().expect("live_bytes");
+    assert!((estimate / leaked - 1.0).abs() < 0.2, "estimated {estimate} of {leaked} live bytes");
+    let sites: f64 = bytes_by_site(n).iter().map(|(_, b)| b).sum();
+    assert!((sites - estimate).abs() <= 1.0 + estimate * 1e-9, "the sites ({sites}) are the estimate ({estimate})");
+    // Exact, on request.
+    let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "32KiB")]);
+    assert_eq!(run.last_native()["totals"], "exact");
+    assert_exact_totals(&run);
+}
+
 #[test]
 fn dlopened_library_is_symbolized() {
     let plugin = build_c("plugin", true);
@@ -391,6 +423,31 @@ fn realloc_calloc_and_aligned_edge_cases() {
     let (status, stdout, _, _) = run_raw(&prog, &[], &[], Duration::from_secs(30));
     assert!(status.success());
     assert!(stdout.contains("EXPECT_FAILS=0"), "{stdout}");
+}
+
+/// Sampled blocks carry a tag in front of the host's pointer (shim/src/tag.rs). With every
+/// allocation sampled, the host must not be able to tell: sizes, contents, zeroing, alignments,
+/// glibc's own reallocs, frees from another thread and from a forked child.
+#[test]
+fn sampled_blocks_behave_exactly_like_glibc_blocks() {
+    let prog = build_c("tagged_blocks", false);
+    let (status, stdout, _, _) = run_raw(&prog, &[], &[], Duration::from_secs(60));
+    assert!(status.success() && stdout.contains("EXPECT_FAILS=0"), "without the shim: {stdout}");
+    for mean in ["1", "4KiB", "256KiB"] {
+        let run = run_shim(&prog, &[], &[("LEAKSCOPE_NATIVE_SAMPLE_BYTES", mean)]);
+        assert!(run.status.success(), "mean {mean}\n{}", run.context());
+        assert_eq!(run.expect("FAILS"), 0, "mean {mean}: the host saw a difference\n{}", run.context());
+        assert_well_formed(&run, run.pid);
+        assert_exact_totals(&run);
+        if mean == "1" {
+            // Every block the program kept is a live sample, and no freed one is left over.
+            let n = run.last_native();
+            assert_eq!(n["live_samples"].as_i64(), Some(run.expect("LIVE_ALLOCS")), "{n}\n{}", run.context());
+            let sampled: f64 = bytes_by_site(n).iter().map(|(_, b)| b).sum();
+            let live = run.expect("LIVE_BYTES") as f64;
+            assert!((sampled / live - 1.0).abs() < 0.02, "sites add up to {sampled} of {live} live bytes");
+        }
+    }
 }
 
 #[test]
@@ -688,6 +745,7 @@ fn socket_output_reconnects_after_the_collector_goes_away() {
         .env_remove("LEAKSCOPE_OUTPUT")
         .env("LD_PRELOAD", shim_path())
         .env("LEAKSCOPE_SOCKET", &sock)
+        .env("LEAKSCOPE_NATIVE_TOTALS", "exact")
         .env("LEAKSCOPE_LOG", &log)
         .env("LEAKSCOPE_INTERVAL", "100ms")
         .env("LEAKSCOPE_NATIVE_SAMPLE_BYTES", "4KiB")

@@ -31,6 +31,9 @@ pub(crate) struct Config {
     pub(crate) max_sites: usize,
     /// `LEAKSCOPE_NATIVE_MMAP`: track anonymous mmap/munmap/mremap.
     pub(crate) track_mmap: bool,
+    /// `LEAKSCOPE_NATIVE_TOTALS=exact`: count every call for exact totals (else the totals are
+    /// estimated from the samples, and the common route counts nothing).
+    pub(crate) exact_totals: bool,
     /// Directory of the .NET perf map (`DOTNET_PerfMapJitDumpPath`, else /tmp).
     pub(crate) perf_map_dir: String,
     /// `LEAKSCOPE_SERVICE`: the worker's service name for fleet metrics (sent in `hello`).
@@ -51,6 +54,7 @@ impl Default for Config {
             max_depth: crate::frame_walk::MAX_DEPTH,
             max_sites: DEFAULT_MAX_SITES,
             track_mmap: true,
+            exact_totals: false,
             perf_map_dir: "/tmp".to_string(),
             service: None,
         }
@@ -201,6 +205,16 @@ pub(crate) fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> (Config
             )),
         }
     }
+    if let Some(v) = text("LEAKSCOPE_NATIVE_TOTALS", &mut warnings) {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "exact" => c.exact_totals = true,
+            "sampled" => c.exact_totals = false,
+            _ => warnings.push(format!(
+                "LEAKSCOPE_NATIVE_TOTALS={} is not `exact` or `sampled`; totals are estimated from the samples (sampled)",
+                shown(v)
+            )),
+        }
+    }
     if let Some(v) = text("LEAKSCOPE_NATIVE_MMAP", &mut warnings) {
         match parse_bool(v) {
             Some(b) => c.track_mmap = b,
@@ -268,6 +282,7 @@ mod tests {
         "LEAKSCOPE_NATIVE_STACK_DEPTH",
         "LEAKSCOPE_MAX_SITES",
         "LEAKSCOPE_NATIVE_MMAP",
+        "LEAKSCOPE_NATIVE_TOTALS",
         "DOTNET_PerfMapJitDumpPath",
     ];
 
@@ -289,6 +304,7 @@ mod tests {
                 let (c, w) = from_lookup(|k| (k == *name).then_some(*value));
                 assert_eq!(c.interval_ms, DEFAULT_INTERVAL_MS, "{name}");
                 assert_eq!(c.mean_bytes, DEFAULT_MEAN_BYTES, "{name}");
+                assert!(!c.exact_totals, "{name}");
                 assert_eq!(c.max_tracked, DEFAULT_MAX_TRACKED, "{name}");
                 for m in &w {
                     assert!(m.len() < 300, "{name}: warning too long ({} bytes)", m.len());

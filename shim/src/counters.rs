@@ -9,7 +9,22 @@
 //! ESRCH) the writer folds its block into `RETIRED` and recycles it. If the
 //! pool runs out, late threads share `OVERFLOW` with atomic adds.
 
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+/// Whether every call is counted (`LEAKSCOPE_NATIVE_TOTALS=exact`). On from the first
+/// allocation, so that exact totals cover the start-up; the constructor turns it off for the
+/// default, sampled totals (the counters are then never reported).
+static EXACT: AtomicBool = AtomicBool::new(true);
+
+#[inline(always)]
+pub(crate) fn exact() -> bool {
+    EXACT.load(Ordering::Relaxed)
+}
+
+/// Set once by the constructor, before the common route opens.
+pub(crate) fn set_exact(on: bool) {
+    EXACT.store(on, Ordering::Relaxed);
+}
 
 use crate::sys;
 

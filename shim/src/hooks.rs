@@ -15,6 +15,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
+use crate::track::Shape;
 use crate::{fast, lifecycle, real, state, sys, track};
 
 /// Declares an exported allocation hook `$name` whose body is `$imp(args.., frame)`.
@@ -53,13 +54,95 @@ macro_rules! traced_hook {
     };
 }
 
-traced_hook! {
-    /// `malloc(3)`.
-    fn malloc(size: usize) -> *mut c_void = malloc_impl, "rsi"
+/// Declares an internal entry `$name` that builds the same frame record as [`traced_hook`] and
+/// calls `$imp(args.., frame)`. `malloc` and `calloc` jump to one with the stack as they were
+/// entered (their common route has no frame of its own), so the record is the host's call.
+macro_rules! framed_entry {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $imp:ident, $reg:literal) => {
+        $(#[$m])*
+        #[cfg(target_arch = "x86_64")]
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            core::arch::naked_asm!(
+                "push rbp",
+                "mov rbp, rsp",
+                concat!("mov ", $reg, ", rbp"),
+                "call {imp}",
+                "pop rbp",
+                "ret",
+                imp = sym $imp,
+            )
+        }
+
+        $(#[$m])*
+        #[cfg(not(target_arch = "x86_64"))]
+        unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            // SAFETY: forwards the caller's arguments; no frame record.
+            unsafe { $imp($($a,)* core::ptr::null()) }
+        }
+    };
 }
-traced_hook! {
-    /// `calloc(3)`; glibc checks `n * size` for overflow (ENOMEM, NULL).
-    fn calloc(n: usize, size: usize) -> *mut c_void = calloc_impl, "rdx"
+
+framed_entry! {
+    /// `malloc` when its common route is closed for this thread.
+    fn malloc_general(size: usize) -> *mut c_void = malloc_general_impl, "rsi"
+}
+framed_entry! {
+    /// `malloc` drawn as a sample.
+    fn malloc_sampled(size: usize) -> *mut c_void = malloc_sampled_impl, "rsi"
+}
+framed_entry! {
+    /// `calloc` when its common route is closed for this thread.
+    fn calloc_general(n: usize, size: usize) -> *mut c_void = calloc_general_impl, "rdx"
+}
+framed_entry! {
+    /// `calloc` drawn as a sample.
+    fn calloc_sampled(n: usize, size: usize) -> *mut c_void = calloc_sampled_impl, "rdx"
+}
+
+/// `malloc(3)`. The common route has no frame of its own and leaves by tail jumps only: to
+/// glibc, to counting, or to a [`framed_entry`] where a stack may be captured, which then sees
+/// the host's return address on top of the stack exactly as a trampoline would.
+///
+/// # Safety
+/// The C library function's contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let Some(t) = fast::route() else {
+        // SAFETY: the caller's arguments, forwarded.
+        return unsafe { malloc_general(size) };
+    };
+    if fast::due(t, size) {
+        // SAFETY: as above.
+        return unsafe { malloc_sampled(size) };
+    }
+    if fast::exact() {
+        return malloc_counted(size);
+    }
+    // SAFETY: forwards to glibc's allocator with the caller's arguments.
+    unsafe { real::malloc(size) }
+}
+
+/// `calloc(3)`, shaped as `malloc`; glibc checks `n * size` for overflow (ENOMEM, NULL), and an
+/// overflowing product is never drawn.
+///
+/// # Safety
+/// The C library function's contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let Some(t) = fast::route() else {
+        // SAFETY: the caller's arguments, forwarded.
+        return unsafe { calloc_general(n, size) };
+    };
+    if fast::due(t, n.checked_mul(size).unwrap_or(0)) {
+        // SAFETY: as above.
+        return unsafe { calloc_sampled(n, size) };
+    }
+    if fast::exact() {
+        return calloc_counted(n, size);
+    }
+    // SAFETY: forwards to glibc's allocator with the caller's arguments.
+    unsafe { real::calloc(n, size) }
 }
 traced_hook! {
     /// `realloc(3)`, including `realloc(NULL, n)` and glibc's `realloc(p, 0)` (frees p).
@@ -90,57 +173,63 @@ traced_hook! {
     fn pvalloc(size: usize) -> *mut c_void = pvalloc_impl, "rsi"
 }
 
-unsafe extern "C" fn malloc_impl(size: usize, frame: *const usize) -> *mut c_void {
+extern "C" fn malloc_general_impl(size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards to glibc's allocator with the caller's arguments.
-    let p = unsafe { real::malloc(size) };
-    fast::alloc(p, frame);
-    p
+    track::alloc(Shape::Plain, size, frame, move || unsafe { real::malloc(size) })
 }
 
-unsafe extern "C" fn calloc_impl(n: usize, size: usize, frame: *const usize) -> *mut c_void {
-    // SAFETY: forwards to glibc's allocator with the caller's arguments.
-    let p = unsafe { real::calloc(n, size) };
-    fast::alloc(p, frame);
-    p
+extern "C" fn malloc_sampled_impl(size: usize, frame: *const usize) -> *mut c_void {
+    track::sampled(Shape::Plain, size, frame)
 }
 
-/// Shared by realloc and reallocarray: the old block is released (and its
-/// sample removed) before glibc may hand its address to another thread.
-fn realloc_common(p: *mut c_void, size: usize, frame: *const usize) -> *mut c_void {
-    if p.is_null() {
-        // SAFETY: realloc(NULL, n) is malloc(n).
-        let r = unsafe { real::realloc(p, size) };
-        track::alloc(r, frame);
-        return r;
-    }
-    let undo = track::release(p);
-    // SAFETY: `p` is the caller's live block, passed through unchanged.
-    let r = unsafe { real::realloc(p, size) };
-    if r.is_null() {
-        // glibc frees `p` for realloc(p, 0); otherwise it failed and `p` lives on.
-        if size != 0 {
-            track::unrelease(p, undo);
-        }
-        return r;
-    }
-    track::alloc(r, frame);
-    r
+#[inline(never)]
+extern "C" fn malloc_counted(size: usize) -> *mut c_void {
+    // SAFETY: forwards to glibc's allocator with the caller's arguments.
+    fast::counted(unsafe { real::malloc(size) })
+}
+
+extern "C" fn calloc_general_impl(n: usize, size: usize, frame: *const usize) -> *mut c_void {
+    let total = n.checked_mul(size).unwrap_or(0);
+    // SAFETY: forwards to glibc's allocator with the caller's arguments.
+    track::alloc(Shape::Zeroed, total, frame, move || unsafe { real::calloc(n, size) })
+}
+
+extern "C" fn calloc_sampled_impl(n: usize, size: usize, frame: *const usize) -> *mut c_void {
+    // Drawn only when n * size did not overflow.
+    track::sampled(Shape::Zeroed, n.saturating_mul(size), frame)
+}
+
+#[inline(never)]
+extern "C" fn calloc_counted(n: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwards to glibc's allocator with the caller's arguments.
+    fast::counted(unsafe { real::calloc(n, size) })
 }
 
 unsafe extern "C" fn realloc_impl(p: *mut c_void, size: usize, frame: *const usize) -> *mut c_void {
-    realloc_common(p, size, frame)
+    track::realloc(p, size, frame)
 }
 
 unsafe extern "C" fn reallocarray_impl(p: *mut c_void, n: usize, size: usize, frame: *const usize) -> *mut c_void {
     // Implemented here (not forwarded) so that glibc's reallocarray cannot
     // call our realloc and count the block twice.
     match n.checked_mul(size) {
-        Some(total) => realloc_common(p, total, frame),
+        Some(total) => track::realloc(p, total, frame),
         None => {
             sys::set_errno(libc::ENOMEM);
             core::ptr::null_mut()
         }
     }
+}
+
+/// An aligned allocation: drawn as a sample only for a power-of-two alignment (what glibc
+/// makes of any other is left to glibc), else made by `make` and counted.
+fn aligned(align: usize, size: usize, frame: *const usize, make: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    if !align.is_power_of_two() {
+        let p = make();
+        track::count_alloc(p);
+        return p;
+    }
+    track::alloc(Shape::Aligned(align), size, frame, make)
 }
 
 unsafe extern "C" fn posix_memalign_impl(
@@ -154,11 +243,10 @@ unsafe extern "C" fn posix_memalign_impl(
         return libc::EINVAL;
     }
     // SAFETY: valid power-of-two alignment; forwards to glibc.
-    let p = unsafe { real::memalign(align, size) };
+    let p = aligned(align, size, frame, || unsafe { real::memalign(align, size) });
     if p.is_null() {
         return libc::ENOMEM;
     }
-    track::alloc(p, frame);
     // SAFETY: the caller passes a valid out-pointer (posix_memalign contract).
     unsafe { *out = p };
     0
@@ -168,42 +256,65 @@ unsafe extern "C" fn posix_memalign_impl(
 /// rejects alignments memalign accepts); `__libc_memalign` until then.
 unsafe extern "C" fn aligned_alloc_impl(align: usize, size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards the caller's arguments to glibc.
-    let p = unsafe { real::aligned_alloc(align, size) };
-    track::alloc(p, frame);
-    p
+    aligned(align, size, frame, || unsafe { real::aligned_alloc(align, size) })
 }
 
 unsafe extern "C" fn memalign_impl(align: usize, size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards to glibc's allocator with the caller's arguments.
-    let p = unsafe { real::memalign(align, size) };
-    track::alloc(p, frame);
-    p
+    aligned(align, size, frame, || unsafe { real::memalign(align, size) })
 }
 
 unsafe extern "C" fn valloc_impl(size: usize, frame: *const usize) -> *mut c_void {
     // SAFETY: forwards to glibc's allocator with the caller's arguments.
-    let p = unsafe { real::valloc(size) };
-    track::alloc(p, frame);
-    p
+    aligned(sys::page_size(), size, frame, || unsafe { real::valloc(size) })
 }
 
 unsafe extern "C" fn pvalloc_impl(size: usize, frame: *const usize) -> *mut c_void {
-    // SAFETY: forwards to glibc's allocator with the caller's arguments.
-    let p = unsafe { real::pvalloc(size) };
-    track::alloc(p, frame);
-    p
+    // pvalloc rounds the size up to whole pages (one page for 0); an overflow is glibc's ENOMEM.
+    let page = sys::page_size();
+    match size.max(1).checked_next_multiple_of(page) {
+        // SAFETY: forwards to glibc's allocator with the caller's arguments.
+        Some(rounded) => aligned(page, rounded, frame, || unsafe { real::pvalloc(size) }),
+        None => {
+            // SAFETY: as above.
+            let p = unsafe { real::pvalloc(size) };
+            track::count_alloc(p);
+            p
+        }
+    }
 }
 
 /// `free(3)`: the release is recorded before the block goes back to glibc,
-/// so its address cannot be reused (and re-sampled) in between.
+/// so its address cannot be reused (and re-sampled) in between. A sampled
+/// block goes back from its own start, before its tag.
 ///
 /// # Safety
 /// The C library function's contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    fast::free(p);
-    // SAFETY: `p` is the caller's pointer, passed through unchanged.
+    if p.is_null() || !fast::free(p) {
+        return free_general(p);
+    }
+    // SAFETY: the caller's pointer, counted and passed through unchanged.
     unsafe { real::free(p) }
+}
+
+/// `free` on the general route (also `free(NULL)`).
+#[cold]
+#[inline(never)]
+extern "C" fn free_general(p: *mut c_void) {
+    let block = track::free(p);
+    // SAFETY: `block` is the caller's pointer, or the start of the block glibc gave us for it.
+    unsafe { real::free(block) }
+}
+
+/// `malloc_usable_size(3)`: glibc's answer, or for a sampled block the room after its tag.
+///
+/// # Safety
+/// The C library function's contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    track::usable_size(p)
 }
 
 /// `mmap(2)` / `mmap64`: six register arguments, so the frame record goes

@@ -36,6 +36,7 @@ mod state;
 mod symbols;
 mod sys;
 mod tables;
+mod tag;
 mod tls;
 mod track;
 mod writer;

@@ -140,6 +140,8 @@ fn init_inner(cfg: Config, mut warnings: Vec<String>) {
         }
     };
     real::resolve_optional();
+    // Before the writer starts: it reports the counters only when they count every call.
+    crate::counters::set_exact(cfg.exact_totals);
     let table_bytes = tables.live.mapped_bytes()
         + tables.stacks.mapped_bytes()
         + tables.mmaps.as_ref().map_or(0, |m| m.mapped_bytes());
@@ -153,9 +155,7 @@ fn init_inner(cfg: Config, mut warnings: Vec<String>) {
     // SAFETY: registering a plain extern "C" handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     state::enable("active");
-    if let Some(tables) = tables::tables() {
-        fast::arm(tables);
-    }
+    fast::arm();
     info!(
         "native tracking on ({}; sampling mean {} bytes, interval {} ms, up to {} live samples)",
         sys::own_path(),

@@ -1,17 +1,10 @@
 //! Live sampled allocations, keyed by address, kept until freed.
 //!
-//! * A bitset filter answers "was this pointer maybe sampled?" with one
-//!   multiply and one load on every free; only a set bit leads to the table.
-//!   It is small enough to stay in L2 (128 KiB by default: a 2 MiB byte-per-
-//!   slot filter cost a cache miss per free, measured).
-//! * 64 shards, each a linear-probing table behind a [`SpinLock`], hold the
-//!   samples. Removal uses backward-shift deletion (no tombstones), so the
-//!   tables never degrade. The writer copies one shard at a time.
-//! * The shard of an address is derived from its filter slot, and every
-//!   64-bit word of the bitset belongs to a single shard. So each filter bit
-//!   (and the per-slot count behind it) is only changed under its shard's
-//!   lock: bits are set on insert and cleared when the slot's count drops to
-//!   zero, with no race that could hide a live sample from a free.
+//! Only frees of tagged blocks (`tag.rs`) come here: a free tells a sampled block by its own
+//! header word, so the common route never looks anything up. 64 shards, each a linear-probing
+//! table behind a [`SpinLock`], hold the samples; an address's hash picks its shard and its
+//! home slot. Removal uses backward-shift deletion (no tombstones), so the tables never
+//! degrade. The writer copies one shard at a time.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -40,32 +33,16 @@ struct Shard {
 pub(crate) struct LiveTable {
     shards: Box<[Shard; SHARDS]>,
     cap_per_shard: usize,
-    /// One bit per filter slot.
-    bits: *const AtomicU64,
-    /// Samples per filter slot, saturating (changed under the slot's shard lock).
-    counts: *mut u8,
-    /// Filter slots - 1: a block's slot is its address in 16-byte granules, masked. Blocks
-    /// are 16-byte aligned and distinct live blocks differ there, so no hash is needed: two
-    /// blocks share a slot only when their addresses differ by a multiple of 16 × the slots.
-    filter_mask: usize,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_busy: AtomicU64,
     mapped: usize,
 }
 
 // SAFETY: shard contents are only accessed with the shard's lock held; the
-// filter is atomics; the mappings live for the rest of the process.
+// mapping lives for the rest of the process.
 unsafe impl Sync for LiveTable {}
 // SAFETY: as above.
 unsafe impl Send for LiveTable {}
-
-/// Shard of a filter slot: all 64 slots of a bitset word share one shard. The slots are the
-/// address's own bits (`LiveTable::filter_slot`), so the word is hashed here, where only a
-/// sample's insert or removal pays for it, to spread neighbouring blocks over the shards.
-#[inline(always)]
-fn shard_of_slot(slot: usize) -> usize {
-    (((slot >> 6) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize & (SHARDS - 1)
-}
 
 #[inline(always)]
 fn mix2(addr: usize) -> u64 {
@@ -81,11 +58,8 @@ impl LiveTable {
     /// Room for about `max_tracked` samples (tables kept at most 3/4 full).
     pub(crate) fn new(max_tracked: usize) -> Option<LiveTable> {
         let per_shard = ((max_tracked.max(SHARDS) * 4 / 3) / SHARDS + 1).next_power_of_two();
-        let filter_slots = (max_tracked.max(1024) * 8).next_power_of_two().clamp(1 << 16, 1 << 24);
         let entry_bytes = per_shard.checked_mul(SHARDS)?.checked_mul(core::mem::size_of::<Entry>())?;
         let entries = crate::real::map_populated(entry_bytes)?.cast::<Entry>();
-        let bits = crate::real::map_populated(filter_slots / 8)?.cast::<AtomicU64>();
-        let counts = crate::real::map_populated(filter_slots)?;
         let shards = Box::new(core::array::from_fn::<Shard, SHARDS, _>(|i| Shard {
             lock: SpinLock::new(),
             len: UnsafeCell::new(0),
@@ -95,12 +69,9 @@ impl LiveTable {
         Some(LiveTable {
             shards,
             cap_per_shard: per_shard,
-            bits,
-            counts,
-            filter_mask: filter_slots - 1,
             dropped_full: AtomicU64::new(0),
             dropped_busy: AtomicU64::new(0),
-            mapped: entry_bytes + filter_slots / 8 + filter_slots,
+            mapped: entry_bytes,
         })
     }
 
@@ -112,52 +83,11 @@ impl LiveTable {
         self.mapped
     }
 
-    #[inline(always)]
-    fn filter_slot(&self, addr: usize) -> usize {
-        (addr >> 4) & self.filter_mask
-    }
-
-    #[inline(always)]
-    fn bit_word(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: `slot <= filter_mask`; the bitset mapping has
-        // filter_mask + 1 bits and lives for the rest of the process.
-        unsafe { &*self.bits.add(slot >> 6) }
-    }
-
-    /// A mask and one load: false means `addr` is certainly not a live
-    /// sample.
-    #[inline(always)]
-    pub(crate) fn maybe_sampled(&self, addr: usize) -> bool {
-        let slot = self.filter_slot(addr);
-        self.bit_word(slot).load(Ordering::Acquire) & (1 << (slot & 63)) != 0
-    }
-
-    /// Counts a sample in its filter slot. Shard lock held.
-    fn filter_add(&self, slot: usize) {
-        // SAFETY: `slot` is in range; its count is only touched under the
-        // shard lock the caller holds.
-        let c = unsafe { &mut *self.counts.add(slot) };
-        *c = c.saturating_add(1);
-        self.bit_word(slot).fetch_or(1 << (slot & 63), Ordering::Release);
-    }
-
-    /// Uncounts a sample; clears the bit when none is left. Shard lock held.
-    fn filter_sub(&self, slot: usize) {
-        // SAFETY: as in `filter_add`.
-        let c = unsafe { &mut *self.counts.add(slot) };
-        if *c == u8::MAX {
-            return; // saturated: no longer knows its count, stays set
-        }
-        *c = c.saturating_sub(1);
-        if *c == 0 {
-            self.bit_word(slot).fetch_and(!(1 << (slot & 63)), Ordering::Release);
-        }
-    }
-
-    fn shard_of(&self, addr: usize) -> (&Shard, usize, u64) {
-        let slot = self.filter_slot(addr);
-        // Masked index into a fixed-size array: no bounds check, no panic.
-        (&self.shards[shard_of_slot(slot)], slot, mix2(addr))
+    fn shard_of(&self, addr: usize) -> (&Shard, u64) {
+        let h = mix2(addr);
+        // The hash's top bits pick the shard, its low bits the home slot. Masked index into a
+        // fixed-size array: no bounds check, no panic.
+        (&self.shards[(h >> 58) as usize & (SHARDS - 1)], h)
     }
 
     fn home(&self, h: u64) -> usize {
@@ -167,7 +97,7 @@ impl LiveTable {
     /// Records a sample. Never waits long: if the shard stays busy or is
     /// full, the sample is dropped (and counted).
     pub(crate) fn insert(&self, e: Entry) -> bool {
-        let (shard, slot, h) = self.shard_of(e.addr);
+        let (shard, h) = self.shard_of(e.addr);
         let Some(_g) = shard.lock.try_lock_patiently() else {
             self.dropped_busy.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -191,7 +121,6 @@ impl LiveTable {
                 i = (i + 1) & mask;
             }
         }
-        self.filter_add(slot);
         true
     }
 
@@ -199,7 +128,7 @@ impl LiveTable {
     /// block is handed back to glibc, so the address cannot be reused (and
     /// re-sampled) meanwhile.
     pub(crate) fn remove(&self, addr: usize) -> Option<Entry> {
-        let (shard, slot, h) = self.shard_of(addr);
+        let (shard, h) = self.shard_of(addr);
         let _g = shard.lock.lock()?;
         let mask = self.cap_per_shard - 1;
         // SAFETY: the shard lock is held; all indices are masked.
@@ -237,7 +166,6 @@ impl LiveTable {
             *shard.len.get() -= 1;
             entry
         };
-        self.filter_sub(slot);
         Some(found)
     }
 
@@ -273,9 +201,6 @@ mod tests {
         let t = LiveTable::new(4096).unwrap();
         for i in 1..=2000usize {
             assert!(t.insert(e(i * 48, i)));
-        }
-        for i in 1..=2000usize {
-            assert!(t.maybe_sampled(i * 48));
         }
         for i in (1..=2000usize).step_by(2) {
             assert_eq!(t.remove(i * 48).map(|x| x.size), Some(i));

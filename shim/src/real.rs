@@ -23,20 +23,39 @@ unsafe extern "C" {
     pub(crate) fn valloc(size: usize) -> *mut c_void;
     #[link_name = "__libc_pvalloc"]
     pub(crate) fn pvalloc(size: usize) -> *mut c_void;
-    /// Not interposed by us, so this is glibc's own.
-    #[link_name = "malloc_usable_size"]
-    fn glibc_usable_size(p: *mut c_void) -> usize;
 }
 
 /// glibc's `aligned_alloc` when it has one (2.16+), resolved at start-up: null until then, and
 /// where it is missing (`memalign` stands in).
 static ALIGNED_ALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
+/// glibc's `malloc_usable_size` (the shim exports its own, which knows sampled blocks' tags),
+/// resolved at start-up: null until then.
+static GLIBC_USABLE_SIZE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
 /// Resolves the optional real functions (constructor, guard set).
 pub(crate) fn resolve_optional() {
     // SAFETY: dlsym with a valid name; RTLD_NEXT finds glibc's definition.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"aligned_alloc".as_ptr()) };
     ALIGNED_ALLOC.store(p, Ordering::Release);
+    // SAFETY: as above.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) };
+    GLIBC_USABLE_SIZE.store(p, Ordering::Release);
+}
+
+/// glibc's own `malloc_usable_size`; the chunk header's reading until it is resolved.
+///
+/// # Safety
+/// `p` must be non-null and live (allocated by glibc, not yet freed), untagged.
+unsafe fn glibc_usable_size(p: *mut c_void) -> usize {
+    let f = GLIBC_USABLE_SIZE.load(Ordering::Acquire);
+    if f.is_null() {
+        return header_usable(p);
+    }
+    // SAFETY: `f` is glibc's malloc_usable_size, resolved by dlsym.
+    let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
+    // SAFETY: forwarded contract.
+    unsafe { f(p) }
 }
 
 /// glibc's `aligned_alloc`, or its `memalign` before it was resolved (or where it is missing).
@@ -72,7 +91,12 @@ static HEADER_MODE: AtomicU8 = AtomicU8::new(0);
 pub(crate) fn header_usable(p: *mut c_void) -> usize {
     // SAFETY: `p` is a live glibc block (caller's contract): the word before
     // it is its chunk's size field, readable for the block's lifetime.
-    let size = unsafe { *(p as *const usize).sub(1) };
+    usable_from_header(unsafe { *(p as *const usize).sub(1) })
+}
+
+/// The usable size a chunk header (the word before a block) says.
+#[inline(always)]
+pub(crate) fn usable_from_header(size: usize) -> usize {
     // The chunk's size less its header: 8 bytes, 16 for an mmapped chunk (IS_MMAPPED, bit 1).
     // Branch-free: (size & 2) * 4 is 8 exactly when the chunk is mmapped.
     (size & !7).wrapping_sub(8).wrapping_sub((size & 2) << 2)
@@ -87,7 +111,9 @@ pub(crate) unsafe fn usable_size(p: *mut c_void) -> usize {
     match HEADER_MODE.load(Ordering::Relaxed) {
         1 => header_usable(p),
         0 => {
-            check_header_layout();
+            if !GLIBC_USABLE_SIZE.load(Ordering::Relaxed).is_null() {
+                check_header_layout();
+            }
             // SAFETY: forwarded contract.
             unsafe { glibc_usable_size(p) }
         }
@@ -96,9 +122,11 @@ pub(crate) unsafe fn usable_size(p: *mut c_void) -> usize {
     }
 }
 
-/// Whether the chunk-header shortcut is known to agree with glibc (checking it now if not yet).
+/// Whether the chunk-header shortcut is known to agree with glibc (checking it now if not yet,
+/// once glibc's own function is resolved). Sampled blocks are tagged only when it is: a tag is
+/// told from a chunk header by a bit glibc's layout keeps clear.
 pub(crate) fn header_layout_verified() -> bool {
-    if HEADER_MODE.load(Ordering::Relaxed) == 0 {
+    if HEADER_MODE.load(Ordering::Relaxed) == 0 && !GLIBC_USABLE_SIZE.load(Ordering::Relaxed).is_null() {
         check_header_layout();
     }
     HEADER_MODE.load(Ordering::Relaxed) == 1
@@ -117,11 +145,11 @@ fn check_header_layout() {
             if p.is_null() {
                 continue;
             }
-            ok &= header_usable(p) == glibc_usable_size(p);
+            ok &= header_usable(p) == glibc_usable_size(p) && crate::tag::header(p) & crate::tag::MARK == 0;
             free(p);
             let q = memalign(256, n);
             if !q.is_null() {
-                ok &= header_usable(q) == glibc_usable_size(q);
+                ok &= header_usable(q) == glibc_usable_size(q) && crate::tag::header(q) & crate::tag::MARK == 0;
                 free(q);
             }
         }
@@ -131,10 +159,7 @@ fn check_header_layout() {
 
 /// Whether the chunk-header shortcut is in use (for the hello record).
 pub(crate) fn header_shortcut() -> bool {
-    if HEADER_MODE.load(Ordering::Relaxed) == 0 {
-        check_header_layout();
-    }
-    HEADER_MODE.load(Ordering::Relaxed) == 1
+    header_layout_verified()
 }
 
 /// `mmap(2)` as a raw system call: never re-enters our own `mmap` export.

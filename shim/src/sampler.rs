@@ -40,12 +40,21 @@ pub(crate) fn fast_ln(x: f64) -> f64 {
     e as f64 * core::f64::consts::LN_2 + series
 }
 
-/// Draws the next countdown: an exponential variate with the given mean.
-pub(crate) fn draw(mean: u64, rng: &mut u64) -> i64 {
+/// Draws the next countdown (bytes left before the next sample): an exponential variate with
+/// the given mean.
+pub(crate) fn draw(mean: u64, rng: &mut u64) -> u64 {
     // 53 random bits -> u in (0, 1]
     let u = ((next_u64(rng) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
     let d = -fast_ln(u) * mean as f64;
-    if d >= (i64::MAX / 2) as f64 { i64::MAX / 2 } else { d as i64 }
+    if d >= (u64::MAX / 2) as f64 { u64::MAX / 2 } else { d as u64 }
+}
+
+/// Takes an allocation of `size` bytes off the countdown `left`: the bytes left after it, and
+/// whether it is drawn as a sample (it is larger than what was left; the new count is then
+/// meaningless and is replaced by a fresh draw).
+#[inline(always)]
+pub(crate) fn take(left: u64, size: usize) -> (u64, bool) {
+    left.overflowing_sub(size as u64)
 }
 
 /// Seeds a thread's generator (never zero).
@@ -99,8 +108,9 @@ mod tests {
             let mut est_allocs = 0.0;
             let mut est_bytes = 0.0;
             for _ in 0..n {
-                countdown -= size as i64;
-                if countdown < 0 {
+                let (left, due) = take(countdown, size as usize);
+                countdown = left;
+                if due {
                     countdown = draw(mean, &mut rng);
                     let p = sample_probability(size, mean);
                     est_allocs += 1.0 / p;

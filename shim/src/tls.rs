@@ -19,7 +19,7 @@ pub(crate) struct ThreadState {
     /// This thread's counter block (null until the first allocation).
     counters: Cell<*const ThreadCounters>,
     /// Bytes left until the next sampled byte (Poisson process).
-    pub(crate) countdown: Cell<i64>,
+    pub(crate) countdown: Cell<u64>,
     /// xorshift state; 0 means not yet seeded.
     pub(crate) rng: Cell<u64>,
     /// Validated readable stack range for the frame walker.

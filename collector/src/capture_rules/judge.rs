@@ -106,7 +106,10 @@ fn subjects<'a>(store: &Store, p: &'a Producer) -> Vec<Subject<'a>> {
         }
         Source::Shim => {
             if !soak.native_live.is_empty() {
-                out.push(total(Target::Native, "native", &soak.native_live));
+                let mut native = total(Target::Native, "native", &soak.native_live);
+                // The shim's default totals are estimated from its samples.
+                native.samples = p.native.as_ref().filter(|n| n.sampled).map(|n| n.live_samples.unwrap_or(0) as f64);
+                out.push(native);
             }
             for s in p.sites() {
                 out.push(Subject {

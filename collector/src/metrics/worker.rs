@@ -31,8 +31,8 @@ defs! {
     CENSUS_TYPE_BYTES Gauge "leakscope_census_type_live_bytes" "Exact live bytes of this type in the latest heap census (soak mode or a census command).";
     CENSUS_TYPE_OBJECTS Gauge "leakscope_census_type_live_objects" "Exact live objects of this type in the latest heap census.";
     CENSUS_BYTES Gauge "leakscope_census_live_bytes" "Exact live managed bytes in the latest heap census.";
-    NATIVE_BYTES Gauge "leakscope_native_live_bytes" "Exact live native (malloc family and tracked mmap) bytes, from the shim.";
-    NATIVE_ALLOCS Gauge "leakscope_native_live_allocations" "Exact live native allocations, from the shim.";
+    NATIVE_BYTES Gauge "leakscope_native_live_bytes" "Live native bytes of the malloc family, from the shim: estimated from its samples by default, exact when it runs with LEAKSCOPE_NATIVE_TOTALS=exact.";
+    NATIVE_ALLOCS Gauge "leakscope_native_live_allocations" "Live native allocations, from the shim: estimated from its samples by default, exact with LEAKSCOPE_NATIVE_TOTALS=exact.";
     NATIVE_MMAP Gauge "leakscope_native_mmap_bytes" "Live anonymous mmap bytes tracked by the shim.";
     NATIVE_DROPPED Counter "leakscope_native_dropped_samples_total" "Native samples the shim could not track (table full).";
     RSS Gauge "leakscope_rss_bytes" "Resident set size of the worker.";

@@ -80,6 +80,7 @@ pub fn build_with_soak(
             agent_health: agent.and_then(|a| a.health.clone()),
             retention_cost: agent.and_then(retention_cost),
             native_totals: view.shim.and_then(|s| s.native.as_ref()).map(|n| NativeTotalsReport {
+                totals: if n.sampled { "sampled" } else { "exact" },
                 live_bytes: n.live_bytes,
                 live_allocs: n.live_allocs,
                 total_allocs: n.total_allocs,

@@ -98,6 +98,9 @@ pub struct ProducerReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NativeTotalsReport {
+    /// `exact` (every call counted) or `sampled` (live bytes and allocations estimated from
+    /// the shim's samples, its default).
+    pub totals: &'static str,
     pub live_bytes: Option<u64>,
     pub live_allocs: Option<u64>,
     pub total_allocs: Option<u64>,

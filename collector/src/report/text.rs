@@ -192,9 +192,10 @@ pub fn render_text(r: &Report) -> String {
             let _ = write!(mem, "; managed heap {} ({})", opt_bytes(p.heap_total_bytes), heap_parts(h));
         }
         if let Some(n) = &p.native_totals {
+            let (about, how) = if n.totals == "sampled" { ("~", " (estimated from samples)") } else { ("", "") };
             let _ = write!(
                 mem,
-                "; native live {} in {} allocations, mmap {}",
+                "; native live {about}{} in {about}{} allocations{how}, mmap {}",
                 opt_bytes(n.live_bytes),
                 n.live_allocs.map(|c| format_count(c as f64)).unwrap_or_else(|| "?".into()),
                 opt_bytes(n.mmap_bytes)
@@ -275,7 +276,8 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
             let _ = write!(mem, ", managed heap {}", opt_bytes(p.heap_total_bytes));
         }
         if let Some(n) = &p.native_totals {
-            let _ = write!(mem, ", native live {}", opt_bytes(n.live_bytes));
+            let about = if n.totals == "sampled" { "~" } else { "" };
+            let _ = write!(mem, ", native live {about}{}", opt_bytes(n.live_bytes));
         }
         if let Some(h) = &p.agent_health {
             if let Some(d) = h.degraded.as_ref().filter(|d| !d.is_empty()) {

@@ -231,6 +231,8 @@ fn shim_candidates(_store: &Store, p: &Producer, out: &mut Vec<Candidate>) {
     let soak = &p.soak;
     if !soak.native_live.is_empty() {
         let last = soak.native_live.last().copied();
+        // The shim's default totals are estimated from its samples: judged as a sampled series.
+        let sampled = p.native.as_ref().filter(|n| n.sampled);
         out.push(Candidate {
             kind: SubjectKind::Native,
             pid,
@@ -238,13 +240,13 @@ fn shim_candidates(_store: &Store, p: &Producer, out: &mut Vec<Candidate>) {
             site: None,
             location: None,
             frames: None,
-            source: "native",
-            exact: true,
+            source: if sampled.is_some() { "native_sampled" } else { "native" },
+            exact: sampled.is_none(),
             points: to_points(soak.native_live.points()),
             live_bytes: last.map(|l| l.bytes).unwrap_or(0.0),
             live_count: last.map(|l| l.count).unwrap_or(0.0),
             peak_bytes: soak.native_live.peak_bytes(),
-            samples: None,
+            samples: sampled.map(|n| n.live_samples.unwrap_or(0) as f64),
         });
     }
     for s in p.sites() {

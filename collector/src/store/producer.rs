@@ -12,6 +12,11 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
 pub struct NativeTotals {
+    /// `live_bytes` and `live_allocs` were estimated from the samples (the shim's default),
+    /// not counted call by call.
+    pub sampled: bool,
+    /// Live samples behind the estimate.
+    pub live_samples: Option<u64>,
     pub live_bytes: Option<u64>,
     pub live_allocs: Option<u64>,
     pub total_allocs: Option<u64>,

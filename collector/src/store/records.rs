@@ -345,6 +345,8 @@ impl Producer {
             }
         }
         self.native = Some(NativeTotals {
+            sampled: n.totals.as_deref() == Some("sampled"),
+            live_samples: n.live_samples.map(|v| v.u64()),
             live_bytes: n.live_bytes.map(|v| v.u64()),
             live_allocs: n.live_allocs.map(|v| v.u64()),
             total_allocs: n.total_allocs.map(|v| v.u64()),

@@ -84,6 +84,10 @@ pub struct ShimConfig {
     pub usable_size: String,
     /// Memory of the live-sample table, bytes.
     pub table_bytes: u64,
+    /// `exact` (every call counted) or `sampled` (live totals estimated from the samples; the
+    /// default). Absent from shims older than the field, whose totals were always exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<String>,
 }
 
 impl Hello {

@@ -24,6 +24,11 @@ pub struct NativeSummary {
     pub seq: Option<u64>,
     pub t_ms: Option<Num>,
     pub unix_ms: Option<Num>,
+    /// How `live_bytes` and `live_allocs` were obtained: `exact` (every call counted) or
+    /// `sampled` (estimated from the live samples; the shim's default). Absent from producers
+    /// older than the field, whose totals were always exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<String>,
     pub live_bytes: Option<Num>,
     pub live_allocs: Option<Num>,
     pub total_allocs: Option<Num>,

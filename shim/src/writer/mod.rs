@@ -201,12 +201,16 @@ impl<O: Output> Writer<O> {
         self.tables.live.snapshot(&mut self.live_buf, final_tick);
         let mean = self.tables.mean_bytes;
         let mut by_stack: HashMap<u32, Agg> = HashMap::new();
+        // The live totals estimated from the samples (reported unless every call is counted).
+        let (mut est_allocs, mut est_bytes) = (0.0f64, 0.0f64);
         for e in &self.live_buf {
             let p = sample_probability(e.size as u64, mean);
             let a = by_stack.entry(e.stack).or_default();
             a.samples += 1;
             a.allocs += 1.0 / p;
             a.bytes += e.size as f64 / p;
+            est_allocs += 1.0 / p;
+            est_bytes += e.size as f64 / p;
         }
         self.mmap_buf.clear();
         let mut mmap_bytes = 0;
@@ -261,17 +265,28 @@ impl<O: Output> Writer<O> {
         let dropped = live.dropped_full.load(Ordering::Relaxed)
             + live.dropped_busy.load(Ordering::Relaxed)
             + self.tables.mmaps.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed));
+        let exact = counters::exact();
         if dropped > 0 && self.last_dropped == 0 {
-            let msg = format!(
-                "live-sample table full ({} samples): new samples are counted in the totals but not tracked per site; raise LEAKSCOPE_NATIVE_MAX_TRACKED or LEAKSCOPE_NATIVE_SAMPLE_BYTES",
-                live.capacity()
-            );
+            let msg = if exact {
+                format!(
+                    "live-sample table full ({} samples): new samples are counted in the totals but not tracked per site; raise LEAKSCOPE_NATIVE_MAX_TRACKED or LEAKSCOPE_NATIVE_SAMPLE_BYTES",
+                    live.capacity()
+                )
+            } else {
+                format!(
+                    "live-sample table full ({} samples): new samples are not tracked, so the live totals (estimated from the samples) and the sites are low from now on; raise LEAKSCOPE_NATIVE_MAX_TRACKED or LEAKSCOPE_NATIVE_SAMPLE_BYTES, or count every call with LEAKSCOPE_NATIVE_TOTALS=exact",
+                    live.capacity()
+                )
+            };
             warn!("{msg}");
             self.status("warn", msg);
         }
         self.last_dropped = dropped;
-        let mut live_bytes = totals.live_bytes();
-        let mut live_allocs = totals.live_allocs();
+        let (mut live_bytes, mut live_allocs) = if exact {
+            (totals.live_bytes(), totals.live_allocs())
+        } else {
+            (est_bytes.round() as i64, est_allocs.round() as i64)
+        };
         if (live_bytes < 0 || live_allocs < 0) && !self.warned_negative {
             self.warned_negative = true;
             let msg = "more bytes freed than allocated were seen (memory allocated outside the shim, e.g. by an RTLD_DEEPBIND library, was freed through it); live totals are clamped at 0".to_string();
@@ -287,15 +302,24 @@ impl<O: Output> Writer<O> {
         line_start(&mut s, "native", self.pid);
         let _ = write!(
             s,
-            ",\"seq\":{},\"t_ms\":{},\"unix_ms\":{},\"live_bytes\":{},\"live_allocs\":{},\"total_allocs\":{},\"total_frees\":{},\"alloc_bytes_total\":{},\"mmap_bytes\":{},\"mmap_regions\":{},\"sampling_mean_bytes\":{},\"dropped\":{},\"live_samples\":{},\"threads\":{}",
+            ",\"seq\":{},\"t_ms\":{},\"unix_ms\":{},\"totals\":\"{}\",\"live_bytes\":{},\"live_allocs\":{}",
             self.seq,
             now.saturating_sub(state::start_ms()),
             sys::unix_ms(),
+            if exact { "exact" } else { "sampled" },
             live_bytes,
             live_allocs,
-            totals.allocs,
-            totals.frees,
-            totals.alloc_bytes,
+        );
+        if exact {
+            let _ = write!(
+                s,
+                ",\"total_allocs\":{},\"total_frees\":{},\"alloc_bytes_total\":{}",
+                totals.allocs, totals.frees, totals.alloc_bytes
+            );
+        }
+        let _ = write!(
+            s,
+            ",\"mmap_bytes\":{},\"mmap_regions\":{},\"sampling_mean_bytes\":{},\"dropped\":{},\"live_samples\":{},\"threads\":{}",
             mmap_bytes,
             self.mmap_buf.len(),
             mean,

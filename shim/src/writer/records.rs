@@ -61,6 +61,7 @@ pub(super) fn hello_line(
                 .u64("max_depth", cfg.max_depth as u64)
                 .u64("max_sites", cfg.max_sites as u64)
                 .bool("track_mmap", cfg.track_mmap)
+                .str("totals", if cfg.exact_totals { "exact" } else { "sampled" })
                 .str(
                     "usable_size",
                     if crate::real::header_shortcut() { "chunk header (verified)" } else { "malloc_usable_size" },

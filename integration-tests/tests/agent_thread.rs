@@ -1,0 +1,60 @@
+//! The agent thread stays a thread the runtime does not know, so that its synchronous profiling
+//! calls (code extents, IL-to-native maps, names) keep working outside callbacks.
+//!
+//! Starting or stopping an EventPipe session makes the caller a runtime thread for good. On
+//! .NET 10 the agent switches allocation sampling on and off (its own session) several times a
+//! second once thinning is needed, as under alloc-bench; done on the agent thread, the first
+//! switch made the runtime refuse every later synchronous call from it. The summary says whether
+//! the runtime knows the agent thread (`agent.thread_known_to_runtime`, asked with the
+//! asynchronous `GetCurrentThreadID`) and how many of its calls were refused
+//! (`agent.sync_refused`).
+
+use std::time::Duration;
+
+use integration_tests::*;
+use serde_json::Value;
+
+fn number(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+#[test]
+fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_in_every_run() {
+    let app = dotnet_app("LeakApp", Build::FrameworkDependent);
+    for run in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.ndjson");
+        let log = dir.path().join("agent.log");
+        let mut c = app.command();
+        c.args(["alloc-bench", "4", "2"]).envs(agent_env(&out, &log, "1s"));
+        let output = run_with_timeout(c, Duration::from_secs(60));
+        assert!(output.status.success(), "run {run}: {}", String::from_utf8_lossy(&output.stderr));
+        let records = read_records(&out);
+        let summaries = of_type(&records, "summary");
+        let last = &last_summary(&records)["agent"];
+        let switches = number(&last["sampling_windows"]["switches"]);
+        eprintln!(
+            "run {run}: {} summaries, {switches} switches, sync_refused {}, walked {}, fell back {}",
+            summaries.len(),
+            last["sync_refused"],
+            last["stack_capture"]["walked"],
+            last["stack_capture"]["fell_back"]
+        );
+        // The test means something only if sessions were stopped and started while it ran.
+        assert!(switches >= 2, "run {run}: allocation sampling was never switched: {last:#}");
+        for summary in &summaries {
+            assert_eq!(
+                summary["agent"]["thread_known_to_runtime"],
+                false,
+                "run {run}, summary {}: the runtime knows the agent thread\n{}",
+                summary["seq"],
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert_eq!(number(&last["sync_refused"]), 0, "run {run}: {last:#}");
+        let warned = of_type(&records, "status")
+            .into_iter()
+            .find(|s| s["message"].as_str().is_some_and(|m| m.contains("come to know the agent thread")));
+        assert!(warned.is_none(), "run {run}: {warned:?}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The agent thread stays a thread the runtime does not know, so that its synchronous profiling
 //! calls (code extents, IL-to-native maps, names) keep working outside callbacks.
 //!
-//! Starting or stopping an EventPipe session makes the caller a runtime thread for good. On
+//! Starting or stopping an EventPipe session, or `ForceGC`, makes the caller a runtime thread for
+//! good. On
 //! .NET 10 the agent switches allocation sampling on and off (its own session) several times a
 //! second once thinning is needed, as under alloc-bench; done on the agent thread, the first
 //! switch made the runtime refuse every later synchronous call from it. The summary says whether
@@ -57,4 +58,36 @@ fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_
             .find(|s| s["message"].as_str().is_some_and(|m| m.contains("come to know the agent thread")));
         assert!(warned.is_none(), "run {run}: {warned:?}");
     }
+}
+
+/// `ForceGC` makes its caller a runtime thread too: soak mode's induced full GCs, each followed
+/// by a census and a retention report, leave the agent thread unknown to the runtime.
+#[test]
+fn induced_full_gcs_leave_the_agent_thread_unknown_to_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let log = dir.path().join("agent.log");
+    let mut c = dotnet_app("LeakApp", Build::FrameworkDependent).command();
+    c.args(["alloc-bench", "4", "2"])
+        .envs(agent_env(&out, &log, "1s"))
+        .env("LEAKSCOPE_INDUCE_FULL_GC", "1s")
+        .env("LEAKSCOPE_RETENTION", "System.String");
+    let output = run_with_timeout(c, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let records = read_records(&out);
+    let last = last_summary(&records);
+    let induced = number(&last["gc"]["induced"]);
+    let (censuses, retentions) = (of_type(&records, "census").len(), of_type(&records, "retention").len());
+    eprintln!("{induced} induced GCs, {censuses} censuses, {retentions} retention reports");
+    assert!(induced >= 2 && censuses >= 2 && retentions >= 2, "{induced} {censuses} {retentions}: {last:#}");
+    for summary in of_type(&records, "summary") {
+        assert_eq!(
+            summary["agent"]["thread_known_to_runtime"],
+            false,
+            "summary {}: the runtime knows the agent thread\n{}",
+            summary["seq"],
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    assert_eq!(number(&last["agent"]["sync_refused"]), 0, "{last:#}");
 }

@@ -9,9 +9,10 @@
 //! .NET 10: the first switch of allocation sampling off (`pipeline/duty_cycle.rs`) turned the
 //! agent thread into one, in every run of alloc-bench; from then on `GetCodeInfo4` and every
 //! other synchronous call it made were refused. Starting a session can do the same (it did, once
-//! stops were moved away). So the agent thread starts and stops sessions on a spare thread of
-//! leakscope's, and waits for it (`profiler_info.rs` sees to it). The spare thread becomes a
-//! runtime thread; it makes no other calls.
+//! stops were moved away), and so does `ForceGC` (soak mode's induced GCs did, every time). So
+//! the agent thread starts and stops sessions and induces GCs on a spare thread of leakscope's,
+//! and waits for it (`profiler_info.rs` sees to it). The spare thread becomes a runtime thread;
+//! it makes no other calls.
 //!
 //! Refusals on the agent thread are counted (`agent.sync_refused` in the summary), so that the
 //! problem cannot come back unseen.

@@ -433,11 +433,15 @@ impl ProfilerInfo {
         Err(E_FAIL)
     }
 
-    /// Forces a full blocking collection. Only from a thread the profiler created.
+    /// Forces a full blocking collection. Only from a thread the profiler created, and off the
+    /// agent thread (`own_thread`): the runtime sets up a thread object for the caller.
     pub fn force_gc(&self) -> Result<(), HRESULT> {
         type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
-        // SAFETY: Info slot 28 is ForceGC().
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) }))
+        own_thread::away_from_agent_thread("induce a GC", || {
+            // SAFETY: Info slot 28 is ForceGC().
+            check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) }))
+        })
+        .unwrap_or(Err(E_FAIL))
     }
 
     /// `Some` for array classes.

@@ -8,7 +8,8 @@
 //! switch made the runtime refuse every later synchronous call from it. The summary says whether
 //! the runtime knows the agent thread (`agent.thread_known_to_runtime`, asked with the
 //! asynchronous `GetCurrentThreadID`) and how many of its calls were refused
-//! (`agent.sync_refused`).
+//! (`agent.sync_refused`). Refused calls cost the frame walk its classification of hot methods and
+//! frames their source lines.
 
 use std::time::Duration;
 
@@ -53,6 +54,15 @@ fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_
             );
         }
         assert_eq!(number(&last["sync_refused"]), 0, "run {run}: {last:#}");
+        // A refused IL-to-native map left a frame without its line for good: a site in
+        // `Operation` with a sample or two had none in some runs.
+        let summary = last_summary(&records);
+        let lineless: Vec<_> = sites(summary)
+            .iter()
+            .filter(|s| s["site"].as_str().unwrap().starts_with("LeakApp."))
+            .filter(|s| s["location"].is_null())
+            .collect();
+        assert!(lineless.is_empty(), "run {run}: sites of the app without a line: {lineless:#?}");
         let warned = of_type(&records, "status")
             .into_iter()
             .find(|s| s["message"].as_str().is_some_and(|m| m.contains("come to know the agent thread")));

@@ -11,8 +11,9 @@
 //! other synchronous call it made were refused. Starting a session can do the same (it did, once
 //! stops were moved away), and so does `ForceGC` (soak mode's induced GCs did, every time). So
 //! the agent thread starts and stops sessions and induces GCs on a spare thread of leakscope's,
-//! and waits for it (`profiler_info.rs` sees to it). The spare thread becomes a runtime thread;
-//! it makes no other calls.
+//! and waits for it (`profiler_info.rs` sees to it). The spare thread becomes a runtime thread.
+//! Heap walks (`EnumerateGCHeapObjects`) run there too: they were refused to the agent thread
+//! once it stayed unknown (`pipeline/heap_walk.rs`).
 //!
 //! Refusals on the agent thread are counted (`agent.sync_refused` in the summary), so that the
 //! problem cannot come back unseen.

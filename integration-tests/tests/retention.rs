@@ -326,6 +326,10 @@ fn with_background_gc_on_paths_start_at_named_stack_frames_and_handles() {
         "{}",
         render(handle)
     );
+    // The heap dump's session was started and stopped off the agent thread, which the runtime
+    // therefore still does not know (it would refuse its synchronous calls).
+    let agent = &session.next("summary", Duration::from_secs(10))["agent"];
+    assert_eq!((&agent["thread_known_to_runtime"], &agent["sync_refused"]), (&json!(false), &json!(0)), "{agent:#}");
     session.finishes_normally();
 }
 

@@ -94,9 +94,10 @@ fn by_default_most_samples_take_the_frame_walk() {
 }
 
 /// A busy allocating worker keeps its hot methods on the frame walk in every run. The runtime
-/// sometimes refuses the agent thread the call that gives a code version's extent
-/// (`GetCodeInfo4`); each hot method then stayed opaque and 85–90 % of the samples fell back to
-/// `DoStackSnapshot` in 3 of 5 runs, with no sign in the output but the cost. (An odd address
+/// used to refuse the agent thread the call that gives a code version's extent (`GetCodeInfo4`),
+/// once switching allocation sampling had made it a runtime thread (`agent_thread.rs`); each
+/// hot method then stayed opaque and 85–90 % of the samples fell back to `DoStackSnapshot` in 3
+/// of 5 runs, with no sign in the output but the cost. (An odd address
 /// may still be opaque — one was in one run of 4 — which costs only the samples through it.)
 #[test]
 fn a_busy_workers_hot_methods_stay_on_the_frame_walk_in_every_run() {

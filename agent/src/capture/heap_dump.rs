@@ -255,8 +255,10 @@ pub fn collect(info: &'static ProfilerInfo, wait: Duration) -> Result<Dumped, Du
     let started = Instant::now();
     RECORDER.arm();
     let provider = to_utf16z(events::RUNTIME_PROVIDER);
-    let (tx, rx) = crossbeam_channel::bounded::<Result<u64, HRESULT>>(1);
-    // The runtime turns this thread into a managed thread and runs the GC on it.
+    let (tx, rx) = crossbeam_channel::bounded::<Result<(), HRESULT>>(1);
+    // The runtime turns this thread into a managed thread and runs the GC on it. The GC and its
+    // dump run while the session starts, and the session is stopped here too: stopping it would
+    // turn the agent thread into a runtime thread (`clr/own_thread.rs`).
     let spawned = std::thread::Builder::new().name("leakscope-heapdump".into()).spawn(move || {
         let config = EventPipeProviderConfig {
             provider_name: provider.as_ptr(),
@@ -264,18 +266,19 @@ pub fn collect(info: &'static ProfilerInfo, wait: Duration) -> Result<Dumped, Du
             logging_level: level::INFORMATIONAL,
             filter_data: std::ptr::null(),
         };
-        let _ = tx.send(info.event_pipe_start_session(std::slice::from_ref(&config)));
+        let started = info.event_pipe_start_session(std::slice::from_ref(&config));
+        if let Ok(session) = started {
+            if let Err(hr) = info.event_pipe_stop_session(session) {
+                tracing::warn!("cannot stop the heap-dump session ({hr:#x})");
+            }
+        }
+        let _ = tx.send(started.map(|_| ()));
     });
     let result = match spawned {
         Err(e) => Err(DumpError::Thread(e.to_string())),
         Ok(thread) => match rx.recv_timeout(wait) {
-            Ok(Ok(session)) => {
+            Ok(Ok(())) => {
                 let _ = thread.join();
-                // The GC and its dump ran while the session started; stop it from this
-                // (unmanaged) thread.
-                if let Err(hr) = info.event_pipe_stop_session(session) {
-                    tracing::warn!("cannot stop the heap-dump session ({hr:#x})");
-                }
                 Ok(())
             }
             Ok(Err(hr)) => Err(DumpError::Start(hr)),

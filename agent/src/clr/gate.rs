@@ -3,6 +3,7 @@
 //! (bounded) for the last call to come back before it lets the runtime tear itself down: the
 //! agent is never inside the runtime after `Shutdown` has returned. A call made once the way is
 //! closed fails at once with `E_ABORT`, which every caller handles like any other failure.
+//! Failures are shown to `own_thread`, which counts the calls refused to the agent thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +41,11 @@ impl Gate {
             }
         }
         let _leave = Leave(&self.0);
-        call()
+        let hr = call();
+        if hr < 0 {
+            super::own_thread::note_failure(hr);
+        }
+        hr
     }
 
     /// Counts one call in for as long as the returned guard lives: for work that spans several

@@ -7,6 +7,7 @@ pub mod events;
 pub mod gate;
 pub mod guids;
 pub mod metadata;
+pub mod own_thread;
 pub mod pdb;
 pub mod profiler_info;
 pub mod types;

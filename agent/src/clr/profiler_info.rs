@@ -8,6 +8,7 @@ use std::ffi::c_void;
 
 use super::com_call::{method, release};
 use super::gate;
+use super::own_thread;
 use super::types::*;
 use super::{guids, metadata::MetaDataImport};
 
@@ -33,6 +34,7 @@ mod slot {
     pub const FORCE_GC: usize = 28;
     pub const IS_ARRAY_CLASS: usize = 11;
     pub const GET_THREAD_INFO: usize = 12;
+    pub const GET_CURRENT_THREAD_ID: usize = 13;
     pub const DO_STACK_SNAPSHOT: usize = 36;
     pub const GET_FUNCTION_INFO2: usize = 38;
     pub const GET_CLASS_ID_INFO2: usize = 41;
@@ -248,6 +250,19 @@ impl ProfilerInfo {
         )
     }
 
+    /// The calling thread's runtime thread (`GetCurrentThreadID`, an asynchronous call: allowed
+    /// anywhere). `CORPROF_E_NOT_MANAGED_THREAD` when the runtime has no thread object for it.
+    pub fn current_thread_id(&self) -> Result<ThreadID, HRESULT> {
+        type F = unsafe extern "system" fn(*mut c_void, *mut ThreadID) -> HRESULT;
+        let mut thread: ThreadID = 0;
+        let hr = gate::RUNTIME.call(|| {
+            // SAFETY: Info slot 13 is GetCurrentThreadID(ThreadID*); `thread` is a valid out-pointer.
+            unsafe { method::<F>(self.ptr, slot::GET_CURRENT_THREAD_ID)(self.ptr, &mut thread) }
+        });
+        check(hr)?;
+        Ok(thread)
+    }
+
     /// Must be called on a thread the profiler created before it uses other methods.
     pub fn initialize_current_thread(&self) -> Result<(), HRESULT> {
         self.require(4)?;
@@ -257,6 +272,7 @@ impl ProfilerInfo {
     }
 
     /// Starts an in-process EventPipe session delivering events to `EventPipeEventDelivered`.
+    /// Off the agent thread (`own_thread`): starting one can make its caller a runtime thread.
     pub fn event_pipe_start_session(&self, providers: &[EventPipeProviderConfig]) -> Result<EventPipeSession, HRESULT> {
         self.require(12)?;
         type F = unsafe extern "system" fn(
@@ -266,26 +282,40 @@ impl ProfilerInfo {
             BOOL,
             *mut EventPipeSession,
         ) -> HRESULT;
-        let mut session: EventPipeSession = 0;
-        // SAFETY: Info12 slot 101 is EventPipeStartSession; `providers` outlives the call and
-        // every name pointer in it points to NUL-terminated UTF-16 owned by the caller.
-        check(gate::RUNTIME.call(|| unsafe {
-            method::<F>(self.ptr, slot::EVENT_PIPE_START_SESSION)(
-                self.ptr,
-                providers.len() as u32,
-                providers.as_ptr(),
-                0,
-                &mut session,
-            )
-        }))?;
-        Ok(session)
+        // An address, to cross to the spare thread, which is joined before this returns.
+        let (configs, count) = (providers.as_ptr() as usize, providers.len() as u32);
+        own_thread::away_from_agent_thread("start an EventPipe session", || {
+            let mut session: EventPipeSession = 0;
+            // SAFETY: Info12 slot 101 is EventPipeStartSession; `providers` outlives the call
+            // (the caller's borrow lasts until the spare thread, if any, is joined) and every
+            // name pointer in it points to NUL-terminated UTF-16 owned by the caller.
+            check(gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::EVENT_PIPE_START_SESSION)(
+                    self.ptr,
+                    count,
+                    configs as *const EventPipeProviderConfig,
+                    0,
+                    &mut session,
+                )
+            }))?;
+            Ok(session)
+        })
+        .unwrap_or(Err(E_FAIL))
     }
 
+    /// Stops a session. Off the agent thread (`own_thread`): stopping one makes its caller a
+    /// runtime thread.
     pub fn event_pipe_stop_session(&self, session: EventPipeSession) -> Result<(), HRESULT> {
         self.require(12)?;
         type F = unsafe extern "system" fn(*mut c_void, EventPipeSession) -> HRESULT;
-        // SAFETY: Info12 slot 103 is EventPipeStopSession(EVENTPIPE_SESSION).
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::EVENT_PIPE_STOP_SESSION)(self.ptr, session) }))
+        own_thread::away_from_agent_thread("stop an EventPipe session", || {
+            // SAFETY: Info12 slot 103 is EventPipeStopSession(EVENTPIPE_SESSION).
+            check(
+                gate::RUNTIME
+                    .call(|| unsafe { method::<F>(self.ptr, slot::EVENT_PIPE_STOP_SESSION)(self.ptr, session) }),
+            )
+        })
+        .unwrap_or(Err(E_FAIL))
     }
 
     /// The name of an EventPipe provider.
@@ -403,11 +433,15 @@ impl ProfilerInfo {
         Err(E_FAIL)
     }
 
-    /// Forces a full blocking collection. Only from a thread the profiler created.
+    /// Forces a full blocking collection. Only from a thread the profiler created, and off the
+    /// agent thread (`own_thread`): the runtime sets up a thread object for the caller.
     pub fn force_gc(&self) -> Result<(), HRESULT> {
         type F = unsafe extern "system" fn(*mut c_void) -> HRESULT;
-        // SAFETY: Info slot 28 is ForceGC().
-        check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) }))
+        own_thread::away_from_agent_thread("induce a GC", || {
+            // SAFETY: Info slot 28 is ForceGC().
+            check(gate::RUNTIME.call(|| unsafe { method::<F>(self.ptr, slot::FORCE_GC)(self.ptr) }))
+        })
+        .unwrap_or(Err(E_FAIL))
     }
 
     /// `Some` for array classes.

@@ -4,9 +4,10 @@
 //!
 //! The runtime gives a version's extent through `GetCodeInfo4`, a synchronous profiling call. It
 //! refuses that call (`CORPROF_E_UNSUPPORTED_CALL_SEQUENCE`) on a thread it knows about that is
-//! not inside a callback, and in some processes the agent thread becomes known to it. Measured
-//! on alloc-bench: in 3 of 5 runs every hot method then stayed opaque to the frame walk and 85–90 %
-//! of the samples fell back to `DoStackSnapshot`. Without the extents, the version holding an
+//! not inside a callback. The agent thread used to become known to it (by stopping an EventPipe
+//! session itself; `clr/own_thread.rs` now keeps it unknown). Measured on alloc-bench then: in 3
+//! of 5 runs every hot method stayed opaque to the frame walk and 85–90 % of the samples fell
+//! back to `DoStackSnapshot`. So, should it happen again, without the extents the version holding an
 //! address is the one starting nearest below it: two versions of one method never overlap, so
 //! no other version of it starts between that one's start and the address. (The JIT does not
 //! split methods into hot and cold parts on x64, so the offset is the distance from the start.)

@@ -6,8 +6,9 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::clr::own_thread;
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{CORPROF_E_SUSPENSION_IN_PROGRESS, HRESULT};
+use crate::clr::types::{CORPROF_E_SUSPENSION_IN_PROGRESS, E_FAIL, HRESULT};
 use crate::clr::walks::{ObjectVisitor, on_object};
 
 /// `LEAKSCOPE_TEST_WALK_DELAY_US`, set once at start-up.
@@ -72,13 +73,22 @@ impl Pace {
 }
 
 /// Walks the heap with `visitor` (`EnumerateGCHeapObjects`; .NET 9+), with the termination
-/// signals watched for the length of the suspension.
+/// signals watched for the length of the suspension. On the spare thread, a thread the runtime
+/// knows (`clr/own_thread.rs`): asked from the agent thread once that was kept unknown to the
+/// runtime, the call answered `CORPROF_E_SUSPENSION_IN_PROGRESS` for the whole wait below (2 s)
+/// in every soak-mode census and retention request of the tests; until then the agent thread had
+/// always become known (through `ForceGC`) before its first walk.
 pub fn walk<V: ObjectVisitor>(info: &ProfilerInfo, visitor: &mut V) -> Result<(), HRESULT> {
     let _signals = crate::stop::SignalWatch::start();
-    let state = visitor as *mut V as *mut c_void;
-    // SAFETY: `on_object::<V>` receives `visitor` back; it outlives the synchronous walk and
-    // nothing else touches it meanwhile (a walk refused for a suspension under way visited nothing).
-    once_not_suspending(|| unsafe { info.enumerate_gc_heap_objects(on_object::<V>, state) })
+    // An address, to cross to the spare thread; this thread waits for the walk meanwhile.
+    let state = visitor as *mut V as usize;
+    own_thread::away_from_agent_thread("walk the heap", || {
+        // SAFETY: `on_object::<V>` receives `visitor` back; it outlives the synchronous walk and
+        // nothing else touches it meanwhile (its owner waits for the walk; a walk refused for a
+        // suspension under way visited nothing).
+        once_not_suspending(|| unsafe { info.enumerate_gc_heap_objects(on_object::<V>, state as *mut c_void) })
+    })
+    .unwrap_or(Err(E_FAIL))
 }
 
 /// Longest wait for a suspension of the runtime's own (its GC) to end before one of ours.

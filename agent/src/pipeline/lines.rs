@@ -45,8 +45,22 @@ impl<'a> Lines<'a> {
     fn resolve(&mut self, frame: Frame) -> Option<String> {
         let function = self.info.function_info(frame.function).ok()?;
         let pdb = self.pdb(function.module)?;
-        let il_offset = self.il_offset(frame.function, frame.ip)?;
-        pdb.location(function.token, il_offset)
+        // A frame of a module with a PDB that gets no line is remembered so: say why (once).
+        let Some(il_offset) = self.il_offset(frame.function, frame.ip) else {
+            tracing::debug!(
+                "no IL offset for {:#x} at {:#x} (token {:#x}; code starts {:x?})",
+                frame.function,
+                frame.ip,
+                function.token,
+                self.info.native_code_starts(frame.function)
+            );
+            return None;
+        };
+        let location = pdb.location(function.token, il_offset);
+        if location.is_none() {
+            tracing::debug!("no sequence point for token {:#x} at IL {il_offset:#x}", function.token);
+        }
+        location
     }
 
     fn pdb(&mut self, module: ModuleID) -> Option<Rc<PortablePdb>> {
@@ -65,7 +79,12 @@ impl<'a> Lines<'a> {
     /// the call that made the frame is the instruction just before.
     fn il_offset(&self, function: FunctionID, ip: usize) -> Option<u32> {
         let at = super::code_versions::locate(self.info, function, ip.checked_sub(1)?)?;
-        let map = self.info.il_to_native_map(at.start).ok()?;
+        let map = self
+            .info
+            .il_to_native_map(at.start)
+            .inspect_err(|hr| tracing::debug!("no IL-to-native map for the version at {:#x} ({hr:#x})", at.start))
+            .ok()?;
+        tracing::trace!("{ip:#x} is at +{:#x} in the version at {:#x}: map {map:?}", at.offset, at.start);
         il_offset_at(
             map.iter().map(|m| (m.il_offset as i32, m.native_start as usize, m.native_end as usize)),
             at.offset,

@@ -2,8 +2,9 @@
 //! a summary every interval.
 //!
 //! It is the only place that resolves names, checks handles, and does I/O. It is a thread the
-//! profiler created, so the runtime lets it call the Info methods at any time; it never runs
-//! managed code and is never suspended by the GC.
+//! profiler created, so the runtime lets it call the Info methods at any time, as long as it does
+//! not come to know the thread (`clr/own_thread.rs`); it never runs managed code and is never
+//! suspended by the GC.
 //!
 //! This file owns the `Pipeline` state and its loop: taking in the callbacks' events, tracking
 //! samples, sweeping the dead, and leaving (shutdown, detach, out of memory). The rest of the
@@ -113,6 +114,9 @@ struct Pipeline<'a> {
     log_problem_reported: bool,
     /// Malformed runtime events have been mentioned in a status.
     bad_events_reported: bool,
+    /// That the runtime knows this thread (and refuses its synchronous calls) has been said in a
+    /// status.
+    thread_known_reported: bool,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -128,6 +132,7 @@ pub fn spawn(agent: &'static Agent, events: Receiver<Event>, done: Sender<()>) -
 }
 
 fn run(agent: &'static Agent, events: Receiver<Event>) {
+    crate::clr::own_thread::mark();
     if let Err(hr) = agent.info.initialize_current_thread() {
         tracing::warn!("InitializeCurrentThread failed: {hr:#x}");
     }
@@ -173,6 +178,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         collector_seen: Instant::now(),
         log_problem_reported: false,
         bad_events_reported: false,
+        thread_known_reported: false,
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -258,6 +264,8 @@ impl Pipeline<'_> {
         // Whatever the callbacks queued before they went quiet.
         let _ = self.drain();
         self.finish(reason);
+        // No thread of ours may be left in the library when the runtime unloads it.
+        crate::clr::own_thread::end_spare_thread();
         match agent.info.request_profiler_detach(DETACH_GRACE_MS) {
             Ok(()) => tracing::info!("detach requested; the runtime unloads leakscope once no callback is running"),
             Err(hr) => tracing::warn!("the runtime refused to detach ({hr:#x}); leakscope stays loaded but idle"),

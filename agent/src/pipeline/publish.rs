@@ -149,6 +149,17 @@ impl Pipeline<'_> {
             tracing::warn!("{message}");
             self.status("warn", &message);
         }
+        let sync_refused = crate::clr::own_thread::refused();
+        let thread_known = crate::clr::own_thread::known_to_runtime(&agent.info);
+        if (thread_known || sync_refused > 0) && !self.thread_known_reported {
+            self.thread_known_reported = true;
+            let message = format!(
+                "the runtime has come to know the agent thread and refuses its synchronous profiling calls ({sync_refused} \
+                 so far, counted in agent.sync_refused): names, source lines or stack classification may be missing"
+            );
+            tracing::warn!("{message}");
+            self.status("warn", &message);
+        }
         let (sites, stack_ids) = self.site_records(self.history.completed);
         let dropped_queue = counters.dropped_queue_full.load(Ordering::Relaxed);
         // Mean cost, in microseconds, of the samples the allocating threads actually followed.
@@ -191,6 +202,8 @@ impl Pipeline<'_> {
                 }),
                 handle_failures: Num::some(counters.handle_failures.load(Ordering::Relaxed)),
                 stack_failures: Num::some(counters.stack_failures.load(Ordering::Relaxed)),
+                sync_refused: Num::some(sync_refused),
+                thread_known_to_runtime: Some(thread_known),
                 stacks: Num::some(self.stacks.count()),
                 memory_bytes: Num::some(crate::memory::allocated_bytes()),
                 memory_limit_bytes: Num::some(agent.config.memory_limit_bytes),

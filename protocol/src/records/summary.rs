@@ -81,6 +81,15 @@ pub struct AgentHealth {
     pub handle_failures: Option<Num>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_failures: Option<Num>,
+    /// Synchronous profiling calls the runtime refused the agent thread
+    /// (`CORPROF_E_UNSUPPORTED_CALL_SEQUENCE`, given once the runtime knows the thread): 0 unless
+    /// names, lines or stack classification are failing for that reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_refused: Option<Num>,
+    /// The runtime has a thread object for the agent thread, i.e. refuses its synchronous calls
+    /// (`false` as long as all is well).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_known_to_runtime: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stacks: Option<Num>,
     /// The last survival check, on the agent's own thread.

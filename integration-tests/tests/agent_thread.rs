@@ -1,0 +1,103 @@
+//! The agent thread stays a thread the runtime does not know, so that its synchronous profiling
+//! calls (code extents, IL-to-native maps, names) keep working outside callbacks.
+//!
+//! Starting or stopping an EventPipe session, or `ForceGC`, makes the caller a runtime thread for
+//! good. On
+//! .NET 10 the agent switches allocation sampling on and off (its own session) several times a
+//! second once thinning is needed, as under alloc-bench; done on the agent thread, the first
+//! switch made the runtime refuse every later synchronous call from it. The summary says whether
+//! the runtime knows the agent thread (`agent.thread_known_to_runtime`, asked with the
+//! asynchronous `GetCurrentThreadID`) and how many of its calls were refused
+//! (`agent.sync_refused`). Refused calls cost the frame walk its classification of hot methods and
+//! frames their source lines.
+
+use std::time::Duration;
+
+use integration_tests::*;
+use serde_json::Value;
+
+fn number(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+#[test]
+fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_in_every_run() {
+    let app = dotnet_app("LeakApp", Build::FrameworkDependent);
+    for run in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.ndjson");
+        let log = dir.path().join("agent.log");
+        let mut c = app.command();
+        c.args(["alloc-bench", "4", "2"]).envs(agent_env(&out, &log, "1s"));
+        let output = run_with_timeout(c, Duration::from_secs(60));
+        assert!(output.status.success(), "run {run}: {}", String::from_utf8_lossy(&output.stderr));
+        let records = read_records(&out);
+        let summaries = of_type(&records, "summary");
+        let last = &last_summary(&records)["agent"];
+        let switches = number(&last["sampling_windows"]["switches"]);
+        eprintln!(
+            "run {run}: {} summaries, {switches} switches, sync_refused {}, walked {}, fell back {}",
+            summaries.len(),
+            last["sync_refused"],
+            last["stack_capture"]["walked"],
+            last["stack_capture"]["fell_back"]
+        );
+        // The test means something only if sessions were stopped and started while it ran.
+        assert!(switches >= 2, "run {run}: allocation sampling was never switched: {last:#}");
+        for summary in &summaries {
+            assert_eq!(
+                summary["agent"]["thread_known_to_runtime"],
+                false,
+                "run {run}, summary {}: the runtime knows the agent thread\n{}",
+                summary["seq"],
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert_eq!(number(&last["sync_refused"]), 0, "run {run}: {last:#}");
+        // A refused IL-to-native map left a frame without its line for good: a site in
+        // `Operation` with a sample or two had none in some runs.
+        let summary = last_summary(&records);
+        let lineless: Vec<_> = sites(summary)
+            .iter()
+            .filter(|s| s["site"].as_str().unwrap().starts_with("LeakApp."))
+            .filter(|s| s["location"].is_null())
+            .collect();
+        assert!(lineless.is_empty(), "run {run}: sites of the app without a line: {lineless:#?}");
+        let warned = of_type(&records, "status")
+            .into_iter()
+            .find(|s| s["message"].as_str().is_some_and(|m| m.contains("come to know the agent thread")));
+        assert!(warned.is_none(), "run {run}: {warned:?}");
+    }
+}
+
+/// `ForceGC` makes its caller a runtime thread too: soak mode's induced full GCs, each followed
+/// by a census and a retention report, leave the agent thread unknown to the runtime.
+#[test]
+fn induced_full_gcs_leave_the_agent_thread_unknown_to_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let log = dir.path().join("agent.log");
+    let mut c = dotnet_app("LeakApp", Build::FrameworkDependent).command();
+    c.args(["alloc-bench", "4", "2"])
+        .envs(agent_env(&out, &log, "1s"))
+        .env("LEAKSCOPE_INDUCE_FULL_GC", "1s")
+        .env("LEAKSCOPE_RETENTION", "System.String");
+    let output = run_with_timeout(c, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let records = read_records(&out);
+    let last = last_summary(&records);
+    let induced = number(&last["gc"]["induced"]);
+    let (censuses, retentions) = (of_type(&records, "census").len(), of_type(&records, "retention").len());
+    eprintln!("{induced} induced GCs, {censuses} censuses, {retentions} retention reports");
+    assert!(induced >= 2 && censuses >= 2 && retentions >= 2, "{induced} {censuses} {retentions}: {last:#}");
+    for summary in of_type(&records, "summary") {
+        assert_eq!(
+            summary["agent"]["thread_known_to_runtime"],
+            false,
+            "summary {}: the runtime knows the agent thread\n{}",
+            summary["seq"],
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    assert_eq!(number(&last["agent"]["sync_refused"]), 0, "{last:#}");
+}

@@ -20,6 +20,19 @@ fn number(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("not a count: {value}"))
 }
 
+/// Every summary of the run says the runtime does not know the agent thread.
+fn assert_agent_thread_unknown_throughout(records: &[Value], log: &std::path::Path, run: &str) {
+    for summary in of_type(records, "summary") {
+        assert_eq!(
+            summary["agent"]["thread_known_to_runtime"],
+            false,
+            "{run}summary {}: the runtime knows the agent thread\n{}",
+            summary["seq"],
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
 #[test]
 fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_in_every_run() {
     let app = dotnet_app("LeakApp", Build::FrameworkDependent);
@@ -44,15 +57,7 @@ fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_
         );
         // The test means something only if sessions were stopped and started while it ran.
         assert!(switches >= 2, "run {run}: allocation sampling was never switched: {last:#}");
-        for summary in &summaries {
-            assert_eq!(
-                summary["agent"]["thread_known_to_runtime"],
-                false,
-                "run {run}, summary {}: the runtime knows the agent thread\n{}",
-                summary["seq"],
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        assert_agent_thread_unknown_throughout(&records, &log, &format!("run {run}, "));
         assert_eq!(number(&last["sync_refused"]), 0, "run {run}: {last:#}");
         // A refused IL-to-native map left a frame without its line for good: a site in
         // `Operation` with a sample or two had none in some runs.
@@ -90,14 +95,6 @@ fn induced_full_gcs_leave_the_agent_thread_unknown_to_the_runtime() {
     let (censuses, retentions) = (of_type(&records, "census").len(), of_type(&records, "retention").len());
     eprintln!("{induced} induced GCs, {censuses} censuses, {retentions} retention reports");
     assert!(induced >= 2 && censuses >= 2 && retentions >= 2, "{induced} {censuses} {retentions}: {last:#}");
-    for summary in of_type(&records, "summary") {
-        assert_eq!(
-            summary["agent"]["thread_known_to_runtime"],
-            false,
-            "summary {}: the runtime knows the agent thread\n{}",
-            summary["seq"],
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
+    assert_agent_thread_unknown_throughout(&records, &log, "");
     assert_eq!(number(&last["agent"]["sync_refused"]), 0, "{last:#}");
 }

@@ -18,18 +18,15 @@ use core::ffi::{c_char, c_int, c_void};
 use crate::track::Shape;
 use crate::{fast, lifecycle, real, state, sys, track};
 
-/// Declares an exported allocation hook `$name` whose body is `$imp(args.., frame)`.
-/// `$reg` is the register that carries the extra `frame` argument.
-macro_rules! traced_hook {
-    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $imp:ident, $reg:literal) => {
+/// Declares `$name`, a naked trampoline on x86-64 that pushes a frame record and calls
+/// `$imp(args.., frame)`; `$reg` is the register that carries the extra `frame` argument. The
+/// record is the caller's: `[caller's rbp][return address]`.
+macro_rules! framed {
+    ($(#[$m:meta])* [$($vis:tt)*] fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $imp:ident, $reg:literal) => {
         $(#[$m])*
-        ///
-        /// # Safety
-        /// The C library function's contract.
         #[cfg(target_arch = "x86_64")]
         #[unsafe(naked)]
-        #[cfg_attr(not(test), unsafe(no_mangle))]
-        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+        $($vis)* unsafe extern "C" fn $name($($a: $t),*) -> $ret {
             core::arch::naked_asm!(
                 "push rbp",
                 "mov rbp, rsp",
@@ -42,14 +39,24 @@ macro_rules! traced_hook {
         }
 
         $(#[$m])*
-        ///
-        /// # Safety
-        /// The C library function's contract.
         #[cfg(not(target_arch = "x86_64"))]
-        #[cfg_attr(not(test), unsafe(no_mangle))]
-        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+        $($vis)* unsafe extern "C" fn $name($($a: $t),*) -> $ret {
             // SAFETY: forwards the caller's arguments; no frame record.
             unsafe { $imp($($a,)* core::ptr::null()) }
+        }
+    };
+}
+
+/// Declares an exported allocation hook `$name` whose body is `$imp(args.., frame)`.
+macro_rules! traced_hook {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $imp:ident, $reg:literal) => {
+        framed! {
+            $(#[$m])*
+            ///
+            /// # Safety
+            /// The C library function's contract.
+            #[cfg_attr(not(test), unsafe(no_mangle))]
+            [pub] fn $name($($a: $t),*) -> $ret = $imp, $reg
         }
     };
 }
@@ -59,27 +66,7 @@ macro_rules! traced_hook {
 /// entered (their common route has no frame of its own), so the record is the host's call.
 macro_rules! framed_entry {
     ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $imp:ident, $reg:literal) => {
-        $(#[$m])*
-        #[cfg(target_arch = "x86_64")]
-        #[unsafe(naked)]
-        unsafe extern "C" fn $name($($a: $t),*) -> $ret {
-            core::arch::naked_asm!(
-                "push rbp",
-                "mov rbp, rsp",
-                concat!("mov ", $reg, ", rbp"),
-                "call {imp}",
-                "pop rbp",
-                "ret",
-                imp = sym $imp,
-            )
-        }
-
-        $(#[$m])*
-        #[cfg(not(target_arch = "x86_64"))]
-        unsafe extern "C" fn $name($($a: $t),*) -> $ret {
-            // SAFETY: forwards the caller's arguments; no frame record.
-            unsafe { $imp($($a,)* core::ptr::null()) }
-        }
+        framed! { $(#[$m])* [] fn $name($($a: $t),*) -> $ret = $imp, $reg }
     };
 }
 

@@ -157,11 +157,6 @@ fn check_header_layout() {
     HEADER_MODE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
 }
 
-/// Whether the chunk-header shortcut is in use (for the hello record).
-pub(crate) fn header_shortcut() -> bool {
-    header_layout_verified()
-}
-
 /// `mmap(2)` as a raw system call: never re-enters our own `mmap` export.
 ///
 /// # Safety

@@ -33,6 +33,20 @@ pub(crate) enum Shape {
     Aligned(usize),
 }
 
+impl Shape {
+    /// A block of `size` bytes of this shape, from glibc.
+    fn make(self, size: usize) -> *mut c_void {
+        // SAFETY: glibc's allocator with a size and (for Aligned) a power-of-two alignment.
+        unsafe {
+            match self {
+                Shape::Plain => real::malloc(size),
+                Shape::Zeroed => real::calloc(1, size),
+                Shape::Aligned(a) => real::memalign(a, size),
+            }
+        }
+    }
+}
+
 /// Whether the allocation of `size` bytes about to be made is drawn as a sample (general
 /// route). Never in a state where tags cannot be made.
 #[inline(always)]
@@ -149,14 +163,7 @@ pub(crate) fn sampled(shape: Shape, size: usize, frame: *const usize) -> *mut c_
         if !confirm(t, tables, size) {
             return None;
         }
-        // SAFETY: glibc's allocator with a size and (for Aligned) a power-of-two alignment.
-        let base = unsafe {
-            match shape {
-                Shape::Plain => real::malloc(total),
-                Shape::Zeroed => real::calloc(1, total),
-                Shape::Aligned(a) => real::memalign(a, total),
-            }
-        };
+        let base = shape.make(total);
         if base.is_null() {
             return Some(base);
         }
@@ -175,14 +182,7 @@ pub(crate) fn sampled(shape: Shape, size: usize, frame: *const usize) -> *mut c_
         return p;
     }
     // Not a sample after all: made as the host asked.
-    // SAFETY: glibc's allocator with the caller's arguments.
-    let p = unsafe {
-        match shape {
-            Shape::Plain => real::malloc(size),
-            Shape::Zeroed => real::calloc(1, size),
-            Shape::Aligned(a) => real::memalign(a, size),
-        }
-    };
+    let p = shape.make(size);
     count_alloc(p);
     p
 }

@@ -64,7 +64,11 @@ pub(super) fn hello_line(
                 .str("totals", if cfg.exact_totals { "exact" } else { "sampled" })
                 .str(
                     "usable_size",
-                    if crate::real::header_shortcut() { "chunk header (verified)" } else { "malloc_usable_size" },
+                    if crate::real::header_layout_verified() {
+                        "chunk header (verified)"
+                    } else {
+                        "malloc_usable_size"
+                    },
                 )
                 .u64("table_bytes", table_bytes as u64);
             c.end();

@@ -32,6 +32,7 @@ defs! {
     CENSUS_TYPE_OBJECTS Gauge "leakscope_census_type_live_objects" "Exact live objects of this type in the latest heap census.";
     CENSUS_BYTES Gauge "leakscope_census_live_bytes" "Exact live managed bytes in the latest heap census.";
     NATIVE_BYTES Gauge "leakscope_native_live_bytes" "Live native bytes of the malloc family, from the shim: estimated from its samples by default, exact when it runs with LEAKSCOPE_NATIVE_TOTALS=exact.";
+    NATIVE_BYTES_SE Gauge "leakscope_native_live_bytes_standard_error" "Standard error of leakscope_native_live_bytes while it is estimated from the shim's samples (the default); absent when the shim counts every call.";
     NATIVE_ALLOCS Gauge "leakscope_native_live_allocations" "Live native allocations, from the shim: estimated from its samples by default, exact with LEAKSCOPE_NATIVE_TOTALS=exact.";
     NATIVE_MMAP Gauge "leakscope_native_mmap_bytes" "Live anonymous mmap bytes tracked by the shim.";
     NATIVE_DROPPED Counter "leakscope_native_dropped_samples_total" "Native samples the shim could not track (table full).";
@@ -266,6 +267,7 @@ fn shim_samples(out: &mut Samples<'_>, shim: &Producer, top: usize, th: &Thresho
     if let Some(n) = &shim.native {
         let pairs = [
             (&NATIVE_BYTES, n.live_bytes),
+            (&NATIVE_BYTES_SE, n.live_bytes_se),
             (&NATIVE_ALLOCS, n.live_allocs),
             (&NATIVE_MMAP, n.mmap_bytes),
             (&NATIVE_DROPPED, n.dropped),

@@ -82,6 +82,7 @@ pub fn build_with_soak(
             native_totals: view.shim.and_then(|s| s.native.as_ref()).map(|n| NativeTotalsReport {
                 totals: if n.sampled { "sampled" } else { "exact" },
                 live_bytes: n.live_bytes,
+                live_bytes_se: n.live_bytes_se,
                 live_allocs: n.live_allocs,
                 total_allocs: n.total_allocs,
                 total_frees: n.total_frees,

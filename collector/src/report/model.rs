@@ -102,6 +102,9 @@ pub struct NativeTotalsReport {
     /// the shim's samples, its default).
     pub totals: &'static str,
     pub live_bytes: Option<u64>,
+    /// The standard error of a sampled `live_bytes` (absent when exact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_bytes_se: Option<u64>,
     pub live_allocs: Option<u64>,
     pub total_allocs: Option<u64>,
     pub total_frees: Option<u64>,

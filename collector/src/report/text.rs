@@ -195,8 +195,9 @@ pub fn render_text(r: &Report) -> String {
             let (about, how) = if n.totals == "sampled" { ("~", " (estimated from samples)") } else { ("", "") };
             let _ = write!(
                 mem,
-                "; native live {about}{} in {about}{} allocations{how}, mmap {}",
+                "; native live {about}{}{} in {about}{} allocations{how}, mmap {}",
                 opt_bytes(n.live_bytes),
+                native_live_interval(n),
                 n.live_allocs.map(|c| format_count(c as f64)).unwrap_or_else(|| "?".into()),
                 opt_bytes(n.mmap_bytes)
             );
@@ -470,4 +471,16 @@ pub fn render_soak_summary(r: &Report, out_dir: Option<&Path>) -> String {
         );
     }
     o
+}
+
+/// ", 95% 61.2–84.4 MB" after a sampled estimate of the native live bytes; empty when exact.
+fn native_live_interval(n: &NativeTotalsReport) -> String {
+    match (n.totals, n.live_bytes, n.live_bytes_se) {
+        ("sampled", Some(live), Some(se)) => {
+            let half = 1.96 * se as f64;
+            let low = (live as f64 - half).max(0.0) as u64;
+            format!(" (95% {}–{})", format_bytes(low as f64), format_bytes(live as f64 + half))
+        }
+        _ => String::new(),
+    }
 }

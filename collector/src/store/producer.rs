@@ -18,6 +18,8 @@ pub struct NativeTotals {
     /// Live samples behind the estimate.
     pub live_samples: Option<u64>,
     pub live_bytes: Option<u64>,
+    /// The standard error of a sampled `live_bytes`.
+    pub live_bytes_se: Option<u64>,
     pub live_allocs: Option<u64>,
     pub total_allocs: Option<u64>,
     pub total_frees: Option<u64>,

@@ -348,6 +348,7 @@ impl Producer {
             sampled: n.totals.as_deref() == Some("sampled"),
             live_samples: n.live_samples.map(|v| v.u64()),
             live_bytes: n.live_bytes.map(|v| v.u64()),
+            live_bytes_se: n.live_bytes_se.map(|v| v.u64()),
             live_allocs: n.live_allocs.map(|v| v.u64()),
             total_allocs: n.total_allocs.map(|v| v.u64()),
             total_frees: n.total_frees.map(|v| v.u64()),

@@ -30,6 +30,9 @@ pub struct NativeSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub totals: Option<String>,
     pub live_bytes: Option<Num>,
+    /// The standard error of `live_bytes` when it is estimated from the samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_bytes_se: Option<Num>,
     pub live_allocs: Option<Num>,
     pub total_allocs: Option<Num>,
     pub total_frees: Option<Num>,

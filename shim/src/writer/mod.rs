@@ -203,6 +203,9 @@ impl<O: Output> Writer<O> {
         let mut by_stack: HashMap<u32, Agg> = HashMap::new();
         // The live totals estimated from the samples (reported unless every call is counted).
         let (mut est_allocs, mut est_bytes) = (0.0f64, 0.0f64);
+        // Its variance: each sampled block of size x stands for x/p bytes; the unbiased
+        // variance estimate of that sum is the sum of x²(1-p)/p² over the samples.
+        let mut est_bytes_var = 0.0f64;
         for e in &self.live_buf {
             let p = sample_probability(e.size as u64, mean);
             let a = by_stack.entry(e.stack).or_default();
@@ -211,6 +214,7 @@ impl<O: Output> Writer<O> {
             a.bytes += e.size as f64 / p;
             est_allocs += 1.0 / p;
             est_bytes += e.size as f64 / p;
+            est_bytes_var += (e.size as f64 / p).powi(2) * (1.0 - p);
         }
         self.mmap_buf.clear();
         let mut mmap_bytes = 0;
@@ -310,6 +314,9 @@ impl<O: Output> Writer<O> {
             live_bytes,
             live_allocs,
         );
+        if !exact {
+            let _ = write!(s, ",\"live_bytes_se\":{}", est_bytes_var.sqrt().round() as u64);
+        }
         if exact {
             let _ = write!(
                 s,

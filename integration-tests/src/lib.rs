@@ -296,6 +296,26 @@ pub fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == kind).collect()
 }
 
+/// What one run of LeakApp's alloc-bench under the agent left: its records and the agent's log.
+pub struct AllocBenchRun {
+    pub records: Vec<Value>,
+    pub log: String,
+}
+
+/// LeakApp's alloc-bench for `seconds` on two threads under the agent (summaries every second,
+/// plus `extra_env`); fails the test unless it ran to its end.
+pub fn run_alloc_bench(app: &DotnetApp, seconds: u32, extra_env: &[(&str, &str)]) -> AllocBenchRun {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
+    let mut c = app.command();
+    c.args(["alloc-bench", &seconds.to_string(), "2"])
+        .envs(agent_env(&out, &log, "1s"))
+        .envs(extra_env.iter().copied());
+    let output = run_with_timeout(c, std::time::Duration::from_secs(60 + u64::from(seconds)));
+    assert!(output.status.success(), "alloc-bench under the agent: {}", String::from_utf8_lossy(&output.stderr));
+    AllocBenchRun { records: read_records(&out), log: std::fs::read_to_string(&log).unwrap_or_default() }
+}
+
 /// The last `summary` record.
 pub fn last_summary(records: &[Value]) -> &Value {
     of_type(records, "summary").last().copied().expect("the agent wrote no summary")

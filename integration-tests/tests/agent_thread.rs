@@ -11,8 +11,6 @@
 //! (`agent.sync_refused`). Refused calls cost the frame walk its classification of hot methods and
 //! frames their source lines.
 
-use std::time::Duration;
-
 use integration_tests::*;
 use serde_json::Value;
 
@@ -21,14 +19,12 @@ fn number(value: &Value) -> u64 {
 }
 
 /// Every summary of the run says the runtime does not know the agent thread.
-fn assert_agent_thread_unknown_throughout(records: &[Value], log: &std::path::Path, run: &str) {
-    for summary in of_type(records, "summary") {
+fn assert_agent_thread_unknown_throughout(bench: &AllocBenchRun, run: &str) {
+    for summary in of_type(&bench.records, "summary") {
         assert_eq!(
-            summary["agent"]["thread_known_to_runtime"],
-            false,
+            summary["agent"]["thread_known_to_runtime"], false,
             "{run}summary {}: the runtime knows the agent thread\n{}",
-            summary["seq"],
-            std::fs::read_to_string(log).unwrap_or_default()
+            summary["seq"], bench.log
         );
     }
 }
@@ -37,16 +33,10 @@ fn assert_agent_thread_unknown_throughout(records: &[Value], log: &std::path::Pa
 fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_in_every_run() {
     let app = dotnet_app("LeakApp", Build::FrameworkDependent);
     for run in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        let log = dir.path().join("agent.log");
-        let mut c = app.command();
-        c.args(["alloc-bench", "4", "2"]).envs(agent_env(&out, &log, "1s"));
-        let output = run_with_timeout(c, Duration::from_secs(60));
-        assert!(output.status.success(), "run {run}: {}", String::from_utf8_lossy(&output.stderr));
-        let records = read_records(&out);
-        let summaries = of_type(&records, "summary");
-        let last = &last_summary(&records)["agent"];
+        let bench = run_alloc_bench(&app, 4, &[]);
+        let records = &bench.records;
+        let summaries = of_type(records, "summary");
+        let last = &last_summary(records)["agent"];
         let switches = number(&last["sampling_windows"]["switches"]);
         eprintln!(
             "run {run}: {} summaries, {switches} switches, sync_refused {}, walked {}, fell back {}",
@@ -57,18 +47,18 @@ fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_
         );
         // The test means something only if sessions were stopped and started while it ran.
         assert!(switches >= 2, "run {run}: allocation sampling was never switched: {last:#}");
-        assert_agent_thread_unknown_throughout(&records, &log, &format!("run {run}, "));
+        assert_agent_thread_unknown_throughout(&bench, &format!("run {run}, "));
         assert_eq!(number(&last["sync_refused"]), 0, "run {run}: {last:#}");
         // A refused IL-to-native map left a frame without its line for good: a site in
         // `Operation` with a sample or two had none in some runs.
-        let summary = last_summary(&records);
+        let summary = last_summary(records);
         let lineless: Vec<_> = sites(summary)
             .iter()
             .filter(|s| s["site"].as_str().unwrap().starts_with("LeakApp."))
             .filter(|s| s["location"].is_null())
             .collect();
         assert!(lineless.is_empty(), "run {run}: sites of the app without a line: {lineless:#?}");
-        let warned = of_type(&records, "status")
+        let warned = of_type(records, "status")
             .into_iter()
             .find(|s| s["message"].as_str().is_some_and(|m| m.contains("come to know the agent thread")));
         assert!(warned.is_none(), "run {run}: {warned:?}");
@@ -79,22 +69,15 @@ fn switching_allocation_sampling_leaves_the_agent_thread_unknown_to_the_runtime_
 /// by a census and a retention report, leave the agent thread unknown to the runtime.
 #[test]
 fn induced_full_gcs_leave_the_agent_thread_unknown_to_the_runtime() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.ndjson");
-    let log = dir.path().join("agent.log");
-    let mut c = dotnet_app("LeakApp", Build::FrameworkDependent).command();
-    c.args(["alloc-bench", "4", "2"])
-        .envs(agent_env(&out, &log, "1s"))
-        .env("LEAKSCOPE_INDUCE_FULL_GC", "1s")
-        .env("LEAKSCOPE_RETENTION", "System.String");
-    let output = run_with_timeout(c, Duration::from_secs(60));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let records = read_records(&out);
-    let last = last_summary(&records);
+    let app = dotnet_app("LeakApp", Build::FrameworkDependent);
+    let bench =
+        run_alloc_bench(&app, 4, &[("LEAKSCOPE_INDUCE_FULL_GC", "1s"), ("LEAKSCOPE_RETENTION", "System.String")]);
+    let records = &bench.records;
+    let last = last_summary(records);
     let induced = number(&last["gc"]["induced"]);
-    let (censuses, retentions) = (of_type(&records, "census").len(), of_type(&records, "retention").len());
+    let (censuses, retentions) = (of_type(records, "census").len(), of_type(records, "retention").len());
     eprintln!("{induced} induced GCs, {censuses} censuses, {retentions} retention reports");
     assert!(induced >= 2 && censuses >= 2 && retentions >= 2, "{induced} {censuses} {retentions}: {last:#}");
-    assert_agent_thread_unknown_throughout(&records, &log, "");
+    assert_agent_thread_unknown_throughout(&bench, "");
     assert_eq!(number(&last["agent"]["sync_refused"]), 0, "{last:#}");
 }

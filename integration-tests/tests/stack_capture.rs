@@ -110,14 +110,8 @@ fn cache_fill_line() -> String {
 fn a_busy_workers_hot_methods_stay_on_the_frame_walk_in_every_run() {
     let app = dotnet_app("LeakApp", Build::FrameworkDependent);
     for run in 1..=4 {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        let mut c = app.command();
-        c.args(["alloc-bench", "3", "2"]).envs(agent_env(&out, &dir.path().join("agent.log"), "1s"));
-        let output = run_with_timeout(c, Duration::from_secs(60));
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let records = read_records(&out);
-        let summary = last_summary(&records);
+        let bench = run_alloc_bench(&app, 3, &[]);
+        let summary = last_summary(&bench.records);
         let record = summary["agent"]["stack_capture"].clone();
         // The OSR-compiled loop that fills the cache has its line: its IL-to-native map has
         // gaps, and a call in one belongs to the statement before it.

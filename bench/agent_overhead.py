@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--peer", action="store_true", help="also run under dotnet-trace")
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra LEAKSCOPE_* settings for the agent side (repeatable)")
+    ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for every side, the baseline's too (repeatable), e.g. DOTNET_TieredPGO=0")
     ap.add_argument("--side", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                     help="another agent side with these settings, interleaved with the rest (repeatable), "
                          "e.g. 'exact:LEAKSCOPE_EXACT=System.String'")
@@ -122,13 +124,16 @@ def main():
     dll = build_app(work)
     cmd = ["dotnet", dll, "alloc-bench", str(a.seconds), str(a.threads), str(a.warmup)]
     base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
+    base_env.update(kv.split("=", 1) for kv in a.runtime_env)
     sides = {"baseline": [], "agent": [], **{label: [] for label in extra}, "dotnet-trace": []}
     extra_records = {label: [] for label in extra}
     agent_mem, per_sample, samples = [], [], []
     records = {"agent": []}
     trace = shutil.which("dotnet-trace") or os.path.expanduser("~/.dotnet/tools/dotnet-trace")
-    for i in range(a.runs):
+    def run_baseline(i):
         sides["baseline"].append(run(cmd, base_env, work))
+
+    def run_agent(i):
         out = os.path.join(work, f"agent{i}.ndjson")
         env = agent_env(base_env, out)
         env.update(kv.split("=", 1) for kv in a.agent_env)
@@ -138,17 +143,32 @@ def main():
         agent_mem.append(s["agent"]["memory_bytes"])
         per_sample.append(s["agent"]["capture_us_per_sample"])
         samples.append(s["agent"]["samples"])
-        for label, settings in extra.items():
+
+    def run_extra(label, settings):
+        def go(i):
             out = os.path.join(work, f"{label}{i}.ndjson")
             env = agent_env(base_env, out)
             env.update(settings)
             sides[label].append(run(cmd, env, work))
             extra_records[label].append(last_agent_record(out)["agent"])
-        if a.peer:
-            nettrace = os.path.join(work, f"peer{i}.nettrace")
-            sides["dotnet-trace"].append(run(
-                [trace, "collect", "--show-child-io", "-o", nettrace, "--providers",
-                 "Microsoft-Windows-DotNETRuntime:0x1:5", "--"] + cmd, base_env, work))
+        return go
+
+    def run_peer(i):
+        nettrace = os.path.join(work, f"peer{i}.nettrace")
+        sides["dotnet-trace"].append(run(
+            [trace, "collect", "--show-child-io", "-o", nettrace, "--providers",
+             "Microsoft-Windows-DotNETRuntime:0x1:5", "--"] + cmd, base_env, work))
+
+    steps = [run_baseline, run_agent, *(run_extra(k, v) for k, v in extra.items())]
+    if a.peer:
+        steps.append(run_peer)
+    for i in range(a.runs):
+        # The order turns every round (a side is first, second, … equally often), so that
+        # nothing that favours a position in the round (a warm page cache, the previous run's
+        # exit) favours a side.
+        k = i % len(steps)
+        for step in steps[k:] + steps[:k]:
+            step(i)
         print(f"run {i + 1}/{a.runs}: " + ", ".join(
             f"{k} {v[-1]['ops']:.0f} ops/s" for k, v in sides.items() if v), file=sys.stderr)
 
@@ -173,7 +193,7 @@ def main():
             for key, label in (("ops", "throughput"), ("ops_per_cpu_s", "ops per CPU-second")):
                 pairs = [r[key] / b[key] for r, b in zip(sides[side], sides["baseline"])]
                 lo, hi = bootstrap_median_ci(pairs)
-                print(f"{side}: per-run {label} ratio vs the baseline run just before it: median "
+                print(f"{side}: per-round {label} ratio vs the baseline run of the same round: median "
                       f"{statistics.median(pairs):.3f} (95% bootstrap CI {lo:.3f}-{hi:.3f}), "
                       f"range {min(pairs):.3f}-{max(pairs):.3f}, {len(pairs)} pairs")
     print(f"\nagent: heap {statistics.median(agent_mem) / 2**20:.1f} MB (max {max(agent_mem) / 2**20:.1f} MB), "

@@ -19,6 +19,7 @@ ratios are then measured with the leak present, and every leakscope run's report
 the leaking call site (AuditTrail.Record), or the benchmark fails.
 
 usage: bench/service_overhead.py [--triples N] [--seconds S] [--warmup S] [--connections C] [--leak]
+                                 [--pin] [--runtime-env KEY=VALUE]...
 Needs: cargo build --release --workspace; dotnet; wrk; dotnet-trace (scripts/setup.sh --with-bench-tools).
 """
 import argparse, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -94,8 +95,8 @@ def wait_healthy(port, proc, timeout=60):
     raise RuntimeError("server never answered /health")
 
 
-def wrk(port, seconds, connections):
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+def wrk(port, seconds, connections, pin):
+    cmd = (["taskset", "-c", "0"] if pin else []) + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
            os.path.join(ROOT, "bench/Service/wrk.lua"), f"http://127.0.0.1:{port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -108,11 +109,12 @@ def wrk(port, seconds, connections):
     return rps, p99_ms, requests
 
 
-def launch(side, dll, port, work, i, leak):
-    server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if leak else [])
+def launch(side, dll, port, work, i, a):
+    server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if a.leak else [])
     env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1")
     for k in [k for k in env if k.startswith(("CORECLR_", "LEAKSCOPE_")) or k in ("LD_PRELOAD", "DOTNET_PerfMapEnabled")]:
         del env[k]
+    env.update(kv.split("=", 1) for kv in a.runtime_env)
     out_dir = None
     if side == "plain":
         cmd = server
@@ -123,6 +125,10 @@ def launch(side, dll, port, work, i, leak):
         trace = shutil.which("dotnet-trace") or os.path.expanduser("~/.dotnet/tools/dotnet-trace")
         cmd = [trace, "collect", "-o", os.path.join(work, f"trace{i}.nettrace"),
                "--providers", "Microsoft-Windows-DotNETRuntime:0x80000000000:4", "--"] + server
+    if a.pin:
+        # The server side (and whatever launches it) on CPU 1, wrk on CPU 0: neither takes the
+        # other's core, which on a 2-core machine is most of the run-to-run spread.
+        cmd = ["taskset", "-c", "1"] + cmd
     log = open(os.path.join(work, f"{side}{i}.log"), "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, out_dir
@@ -142,7 +148,7 @@ def stop(proc):
 
 def one_run(side, dll, work, i, a):
     port = free_port()
-    proc, out_dir = launch(side, dll, port, work, i, a.leak)
+    proc, out_dir = launch(side, dll, port, work, i, a)
     try:
         wait_healthy(port, proc)
         pid = None
@@ -153,9 +159,9 @@ def one_run(side, dll, work, i, a):
             time.sleep(0.1)
         if not pid:
             raise RuntimeError("cannot find the server process")
-        wrk(port, a.warmup, a.connections)
+        wrk(port, a.warmup, a.connections, a.pin)
         cpu0 = cpu_seconds(pid)
-        rps, p99, requests = wrk(port, a.seconds, a.connections)
+        rps, p99, requests = wrk(port, a.seconds, a.connections, a.pin)
         cpu = cpu_seconds(pid) - cpu0
     finally:
         stop(proc)
@@ -178,6 +184,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=20, help="seconds of load before measuring: tiered JIT settles")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--leak", action="store_true", help="plant a leak; leakscope must name its call site")
+    ap.add_argument("--pin", action="store_true", help="the server side on CPU 1, wrk on CPU 0 (taskset)")
+    ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for every side's server (repeatable), e.g. DOTNET_TieredPGO=0")
     a = ap.parse_args()
     if not os.path.exists(CLI):
         sys.exit("build first: cargo build --release --workspace")
@@ -198,7 +207,9 @@ def main():
 
     med = lambda side, key: statistics.median(r[key] for r in results[side])
     print(f"\nservice: bench/Service under wrk -t1 -c{a.connections}, {a.seconds} s measured after {a.warmup} s warm-up, "
-          f"{a.triples} interleaved triples{' (planted leak on)' if a.leak else ''}, medians")
+          f"{a.triples} interleaved triples{' (planted leak on)' if a.leak else ''}"
+          f"{', server on CPU 1 and wrk on CPU 0' if a.pin else ''}"
+          f"{''.join(', ' + kv for kv in a.runtime_env)}, medians")
     print("| side | requests/s | p99 (ms) | server CPU per request (us) |")
     print("|---|---|---|---|")
     for side in sides:

@@ -285,9 +285,17 @@ fn a_run_ended_by_ctrl_c_shows_what_keeps_the_leak_alive() {
     let mut c = Command::new(cli_path());
     c.args(["run", "--no-native", "--interval", "500ms", "--out"]).arg(&out).arg("--");
     c.arg(&app.program).args(&app.leading_args).args(["strings", "120"]);
-    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut child = c.spawn().expect("spawn leakscope run");
-    std::thread::sleep(Duration::from_secs(15));
+    // Ctrl-C once the suspect is confirmed (its first answer about what keeps it alive is in the
+    // recording): a fixed wait let a slow start on a loaded machine end the run before that.
+    let recording = out.join("recording.ndjson");
+    let confirmed = std::time::Instant::now() + Duration::from_secs(100);
+    while !read_records_lenient(&recording).iter().any(|r| r["type"] == "retention") {
+        assert!(child.try_wait().unwrap().is_none(), "leakscope ended before the leak was confirmed");
+        assert!(std::time::Instant::now() < confirmed, "no retention answer in the recording within 100 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);

@@ -163,16 +163,23 @@ fn pure_churn_shows_no_sustained_growth() {
     let samples = last_summary(&records)["agent"]["samples"].as_u64().unwrap();
     assert!(samples > 1000, "churn should be sampled a lot: {samples}");
 
-    // Live survivor estimate over time: the second half must not sit above the first half by more
-    // than noise, and it must stay small (the app keeps ~1.3 MB alive at any time).
+    // Live survivor estimate over time. Garbage promoted to gen2 counts until a full GC collects
+    // it (its weak handle says alive till then): about one summary in four carries such a spike
+    // of 1-11 MB (31 of 120 measured). Each half's mean moved with them: a second half 2 MB
+    // above 1.5 × the first came ~1 run in 90 (simulated from the measured spikes). What
+    // survives for good is the floor under the spikes, each half's smallest value: under pure
+    // churn it must not rise, and it stays small (the app keeps ~1.3 MB alive at any time; the
+    // floor measured 0.3-0.5 MB). A half's floor is a spike only if all ~12 of its summaries
+    // are (~1 in 10^7 at one in four). Dead samples counted as survivors would lift the floor
+    // by every sample taken since (megabytes a second here).
     let totals: Vec<f64> =
         summaries[2..].iter().map(|s| sites(s).iter().map(|r| r["bytes"].as_f64().unwrap()).sum::<f64>()).collect();
     let half = totals.len() / 2;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (first, second) = (mean(&totals[..half]), mean(&totals[half..]));
-    eprintln!("churn survivor bytes: first half {first:.0}, second half {second:.0}; series {totals:?}");
-    assert!(second < first * 1.5 + 2e6, "survivors grew under pure churn: {first:.0} -> {second:.0}");
-    assert!(totals.iter().all(|&t| t < 20e6), "churn survivors too large: {totals:?}");
+    let floor = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (first, second) = (floor(&totals[..half]), floor(&totals[half..]));
+    eprintln!("churn survivor bytes: floor of the first half {first:.0}, of the second {second:.0}; series {totals:?}");
+    assert!(second < first * 1.5 + 2e6, "survivors grew under pure churn: {first:.0} -> {second:.0}: {totals:?}");
+    assert!(first < 5e6 && second < 5e6, "churn survivors too large: {totals:?}");
 }
 
 /// A generic-type leak: type names are rendered fully and C#-style.

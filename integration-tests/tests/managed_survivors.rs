@@ -100,8 +100,14 @@ fn string_leak_is_the_top_survivor_and_matches_gcdump() {
     let app = leak_app();
     let dir = tempfile::tempdir().unwrap();
     let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
-    // Leak 80 MB of strings, then hold them (with light churn) while we measure.
-    let mut run = Running::start(scenario(&app, &["hold", "90", "80"], &agent_env(&out, &log, "500ms")));
+    // Leak 80 MB of strings, then hold them (with light churn) while we measure. Every sample
+    // followed: the leak takes ~0.5 s, over the agent's first thinning pick (it measured 2 943
+    // samples/s there and followed 1 in 2), and a machine twice as fast would have it switch
+    // 100 ms sampling windows under a leak that ends mid-window, an error of its own that
+    // this comparison is not about (`thinned_sampling_says_so_and_keeps_the_estimate_honest` is).
+    let mut env = agent_env(&out, &log, "500ms");
+    env.push(("LEAKSCOPE_MAX_SAMPLES_PER_SEC".into(), "0".into()));
+    let mut run = Running::start(scenario(&app, &["hold", "90", "80"], &env));
     let ready = run.wait_for_line("ready", Duration::from_secs(60));
     let retained: f64 = ready.split_whitespace().nth(1).unwrap().parse().unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -157,16 +163,23 @@ fn pure_churn_shows_no_sustained_growth() {
     let samples = last_summary(&records)["agent"]["samples"].as_u64().unwrap();
     assert!(samples > 1000, "churn should be sampled a lot: {samples}");
 
-    // Live survivor estimate over time: the second half must not sit above the first half by more
-    // than noise, and it must stay small (the app keeps ~1.3 MB alive at any time).
+    // Live survivor estimate over time. Garbage promoted to gen2 counts until a full GC collects
+    // it (its weak handle says alive till then): about one summary in four carries such a spike
+    // of 1-11 MB (31 of 120 measured). Each half's mean moved with them: a second half 2 MB
+    // above 1.5 × the first came ~1 run in 90 (simulated from the measured spikes). What
+    // survives for good is the floor under the spikes, each half's smallest value: under pure
+    // churn it must not rise, and it stays small (the app keeps ~1.3 MB alive at any time; the
+    // floor measured 0.3-0.5 MB). A half's floor is a spike only if all ~12 of its summaries
+    // are (~1 in 10^7 at one in four). Dead samples counted as survivors would lift the floor
+    // by every sample taken since (megabytes a second here).
     let totals: Vec<f64> =
         summaries[2..].iter().map(|s| sites(s).iter().map(|r| r["bytes"].as_f64().unwrap()).sum::<f64>()).collect();
     let half = totals.len() / 2;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (first, second) = (mean(&totals[..half]), mean(&totals[half..]));
-    eprintln!("churn survivor bytes: first half {first:.0}, second half {second:.0}; series {totals:?}");
-    assert!(second < first * 1.5 + 2e6, "survivors grew under pure churn: {first:.0} -> {second:.0}");
-    assert!(totals.iter().all(|&t| t < 20e6), "churn survivors too large: {totals:?}");
+    let floor = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (first, second) = (floor(&totals[..half]), floor(&totals[half..]));
+    eprintln!("churn survivor bytes: floor of the first half {first:.0}, of the second {second:.0}; series {totals:?}");
+    assert!(second < first * 1.5 + 2e6, "survivors grew under pure churn: {first:.0} -> {second:.0}: {totals:?}");
+    assert!(first < 5e6 && second < 5e6, "churn survivors too large: {totals:?}");
 }
 
 /// A generic-type leak: type names are rendered fully and C#-style.
@@ -409,10 +422,10 @@ fn soak_mode_reports_what_survives_each_induced_full_gc() {
 }
 
 /// Past `LEAKSCOPE_MAX_SAMPLES_PER_SEC` the agent follows one sample in N, says so, and its
-/// estimate stays unbiased: the leaked strings are still counted within ±30%.
+/// estimate stays unbiased: the leaked strings are still counted, within 5 standard errors.
 #[test]
 fn thinned_sampling_says_so_and_keeps_the_estimate_honest() {
-    let (output, records) = run_scenario(&["strings", "8"], "1s", &[("LEAKSCOPE_MAX_SAMPLES_PER_SEC", "100")]);
+    let (output, records) = run_scenario(&["strings", "30"], "1s", &[("LEAKSCOPE_MAX_SAMPLES_PER_SEC", "100")]);
     let leaked: f64 = stdout_of(&output).lines().last().unwrap().trim_start_matches("done ").parse().unwrap();
     let summary = last_summary(&records);
     // Thinning is applied at the source (allocation sampling on in one window in `one_in`, on
@@ -434,7 +447,36 @@ fn thinned_sampling_says_so_and_keeps_the_estimate_honest() {
         .iter()
         .find(|s| s["type_name"] == "System.String" && s["site"] == "LeakApp.StringLeak.RecordAuditLine")
         .expect("the leak site");
-    let error = site["objects"].as_f64().unwrap() / leaked - 1.0;
-    eprintln!("thinned estimate: {} objects vs {leaked} leaked ({:+.1}%)", site["objects"], error * 100.0);
-    assert!(error.abs() <= 0.30, "estimate off by {:.1}%", error * 100.0);
+    let (objects, bytes) = (site["objects"].as_f64().unwrap(), site["bytes"].as_f64().unwrap());
+    // The standard error, from what the test knows. Every leaked string has the same size s
+    // (its bytes per object), so the runtime draws each with p = 1 - (1 - 1/102400)^s, and the
+    // agent follows a drawn one with probability 1/f (f: the windows skipped times the thinning
+    // of what is delivered, at most the largest factor of the run), weighing it f/p: the
+    // estimate's variance is at most the sum of f/p over the strings, so its relative standard
+    // error at most sqrt(f_max / (leaked p)). About 450 strings followed here: ~5 %.
+    let factor = |s: &Value| {
+        let agent = &s["agent"];
+        agent["keep_one_in"].as_f64().unwrap_or(1.0) * agent["sampling_windows"]["one_in"].as_f64().unwrap_or(1.0)
+    };
+    let f_max = of_type(&records, "summary").into_iter().map(factor).fold(1.0, f64::max);
+    let p = 1.0 - (1.0 - 1.0 / 102_400.0f64).powf(bytes / objects);
+    let se = (f_max / (leaked * p)).sqrt();
+    let error = objects / leaked - 1.0;
+    eprintln!(
+        "thinned estimate: {objects:.0} objects vs {leaked} leaked ({:+.1}%, {:+.2} standard errors of {:.1}%; \
+         {} samples, largest factor {f_max})",
+        error * 100.0,
+        error / se,
+        se * 100.0,
+        site["samples"]
+    );
+    // 5 of them: a false failure ~1 in 10^6 from the draws alone. The choice of 100 ms sampling
+    // windows adds a variance of its own as the leak's pace varies, which the bound leaves out
+    // of the arithmetic: measured over 8 runs (1 window in 4, then 1 in 2), the errors were
+    // -0.5 to +2.0 of these standard errors (sd 0.8), so the sum of f/p bounds both. (Over 8 s,
+    // ~120 strings followed, the error is ~9.5 %: ±30 % failed ~1 run in 700; 2 of 5 runs
+    // measured -17 %.) A factor left out of the weights (2 at least) would be 50 % off: the
+    // bound stays below that.
+    assert!(5.0 * se < 0.45, "too few strings followed to judge the estimate: ±{:.1}%", se * 100.0);
+    assert!(error.abs() <= 5.0 * se, "estimate off by {:.1}% ({:.1} standard errors)", error * 100.0, error / se);
 }

@@ -37,14 +37,14 @@ impl Pipeline<'_> {
         let current = keep * self.duty.one_in();
         let next = next_keep_one_in(rate, limit, current);
         if next != current {
-            // Skip whole windows for as much of it as the duty cycle allows: in a skipped window
-            // the runtime builds and delivers no sample at all, and a delivered sample costs it
-            // several times what following one costs the agent. Only beyond `MAX_ONE_IN` are
-            // delivered samples thinned. (Thinning delivered samples by 2 as well would halve
-            // what the choice of windows adds to the estimates' variance, at the price of
-            // twice the runtime's work: BENCHMARKS.md measured that price at ~0.5 % of the
-            // process's CPU on an allocation-bound workload.)
-            let windows = if duty_cycled { next.clamp(1, duty_cycle::MAX_ONE_IN) } else { 1 };
+            // Skip whole windows for most of it (the runtime then does no sampling work at all),
+            // and thin what is delivered by at least 2: twice the on-time halves what the choice
+            // of windows adds to the estimates' variance. (Skipping windows for all of it halves
+            // the samples the runtime builds, ~0.5 % of an allocation-bound process's CPU by
+            // BENCHMARKS.md's cost per delivered sample; it was tried on 2026-12-03 and not kept:
+            // a thinned leak's estimate then strayed ~1.7 Poisson standard errors (sd over
+            // runs) instead of ~0.8, and the saving was below what 30 interleaved pairs resolve.)
+            let windows = if duty_cycled { (next / 2).clamp(1, duty_cycle::MAX_ONE_IN) } else { 1 };
             self.duty.set_one_in(windows);
             let keep = next / self.duty.one_in();
             self.agent.capture.keep_one_in.store(keep, Ordering::Relaxed);

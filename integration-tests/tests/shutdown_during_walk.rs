@@ -8,7 +8,7 @@
 //! stdout, same exit code (or the same killing signal, for a worker that does not handle it).
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -82,6 +82,18 @@ fn app(mode: &str) -> Command {
     let mut c = dotnet_app("HeapApp", Build::FrameworkDependent).command();
     c.args([mode, "300", SCALE]);
     without_profiler_env(&mut c);
+    // The worker starts as a foreground program would, whatever started the tests: a shell's
+    // background job passes SIGINT and SIGQUIT on ignored, and the runtime (and the agent) keep
+    // an inherited SIG_IGN, so the signal would never reach either.
+    // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     c
 }
 

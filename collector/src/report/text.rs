@@ -473,13 +473,14 @@ pub fn render_soak_summary(r: &Report, out_dir: Option<&Path>) -> String {
     o
 }
 
-/// ", 95% 61.2–84.4 MB" after a sampled estimate of the native live bytes; empty when exact.
+/// " (95% CI 61.2 MB to 84.4 MB)" after a sampled estimate of the native live bytes, worded as
+/// the report's other intervals; empty when exact.
 fn native_live_interval(n: &NativeTotalsReport) -> String {
     match (n.totals, n.live_bytes, n.live_bytes_se) {
         ("sampled", Some(live), Some(se)) => {
             let half = 1.96 * se as f64;
-            let low = (live as f64 - half).max(0.0) as u64;
-            format!(" (95% {}–{})", format_bytes(low as f64), format_bytes(live as f64 + half))
+            let low = (live as f64 - half).max(0.0);
+            format!(" (95% CI {} to {})", format_bytes(low), format_bytes(live as f64 + half))
         }
         _ => String::new(),
     }

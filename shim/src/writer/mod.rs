@@ -316,8 +316,7 @@ impl<O: Output> Writer<O> {
         );
         if !exact {
             let _ = write!(s, ",\"live_bytes_se\":{}", est_bytes_var.sqrt().round() as u64);
-        }
-        if exact {
+        } else {
             let _ = write!(
                 s,
                 ",\"total_allocs\":{},\"total_frees\":{},\"alloc_bytes_total\":{}",

@@ -295,14 +295,45 @@ pub fn find_socket(pid: u32) -> Option<DiagSocket> {
     }
     dirs.push("/tmp".to_string());
     let prefix = format!("dotnet-diagnostic-{inner_pid}-");
+    let started = start_time(pid);
     for dir in dirs {
         let Ok(found_in) = root.resolve_dir(&dir) else { continue };
         let Ok(names) = found_in.names() else { continue };
-        if let Some(name) = names.into_iter().find(|n| n.starts_with(&prefix) && n.ends_with("-socket")) {
+        let candidates: Vec<String> =
+            names.into_iter().filter(|n| n.starts_with(&prefix) && n.ends_with("-socket")).collect();
+        let newest =
+            || candidates.iter().max_by_key(|n| found_in.entry_metadata(n).and_then(|m| m.modified()).ok()).cloned();
+        if let Some(name) = socket_of_this_process(&candidates, &prefix, started).or_else(newest) {
             return Some(DiagSocket::new(found_in, name, pid, uid));
         }
     }
     None
+}
+
+/// Among `dotnet-diagnostic-<pid>-<key>-socket` names, the one whose key is the process's start
+/// time (jiffies since boot, as the runtime names it). A process killed without cleaning up
+/// leaves its socket behind, and once pids wrap (pid_max is often 32768) a new process with the
+/// same pid finds it there: connecting to it would be refused.
+fn socket_of_this_process(candidates: &[String], prefix: &str, started: Option<u64>) -> Option<String> {
+    let started = started?;
+    candidates
+        .iter()
+        .find(|n| {
+            n.strip_prefix(prefix).and_then(|r| r.strip_suffix("-socket")).and_then(|k| k.parse::<u64>().ok())
+                == Some(started)
+        })
+        .cloned()
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+fn start_time(pid: u32) -> Option<u64> {
+    start_time_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn start_time_in(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: count from after its last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// A process's effective uid, as this process's user namespace sees it.
@@ -349,6 +380,30 @@ pub fn maps_contain(pid: u32, needle: &str) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn the_socket_named_by_the_process_start_time_wins_over_stale_ones() {
+        let prefix = "dotnet-diagnostic-42-";
+        let names: Vec<String> =
+            ["dotnet-diagnostic-42-100-socket", "dotnet-diagnostic-42-7777-socket", "dotnet-diagnostic-42-x-socket"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(
+            socket_of_this_process(&names, prefix, Some(7777)).as_deref(),
+            Some("dotnet-diagnostic-42-7777-socket")
+        );
+        assert_eq!(socket_of_this_process(&names, prefix, Some(5)), None);
+        assert_eq!(socket_of_this_process(&names, prefix, None), None);
+    }
+
+    #[test]
+    fn start_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "42 (my (odd) name) S 1 42 42 0 -1 4194304 10 0 0 0 5 3 0 0 20 0 9 0 188377 1000 10";
+        assert_eq!(start_time_in(stat), Some(188377));
+        assert_eq!(start_time_in("42 (cut short) S 1"), None);
+        let mine = start_time(std::process::id()).expect("own start time");
+        assert!(mine > 0);
+    }
 
     #[test]
     fn guids_are_laid_out_like_com() {

@@ -457,12 +457,20 @@ pub fn ps_agent_state(pid: u32) -> String {
 /// the last state seen.
 pub fn wait_for_agent_state(pid: u32, state: &str, timeout: Duration) -> Duration {
     let started = Instant::now();
+    // Every change of state with when it was seen, so a failure says what happened on the way.
+    let mut seen: Vec<(String, Duration)> = Vec::new();
     loop {
         let now = ps_agent_state(pid);
         if now == state {
             return started.elapsed();
         }
-        assert!(started.elapsed() < timeout, "the agent in {pid} is {now:?}, not {state:?}, after {timeout:?}");
+        if seen.last().is_none_or(|(last, _)| *last != now) {
+            seen.push((now.clone(), started.elapsed()));
+        }
+        if started.elapsed() >= timeout {
+            let history: Vec<String> = seen.iter().map(|(s, at)| format!("{s} at {:.1}s", at.as_secs_f64())).collect();
+            panic!("the agent in {pid} is {now:?}, not {state:?}, after {timeout:?} (seen: {})", history.join(", "));
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
 }

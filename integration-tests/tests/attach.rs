@@ -179,15 +179,27 @@ fn detach_command_ends_an_attach_session_from_another_terminal() {
     let pid = worker.pid().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("attached");
+    let attach_log = dir.path().join("attach.stderr");
     let mut attach = Command::new(cli_path())
         .args(["attach", &pid, "--interval", "1s", "--plain", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&attach_log).unwrap())
         .spawn()
         .unwrap();
     // Attaching (loading the agent into the worker) takes a moment, longer on a loaded machine.
-    wait_for_agent_state(worker.pid(), "attached", Duration::from_secs(60));
+    let waited = std::panic::catch_unwind(|| wait_for_agent_state(worker.pid(), "attached", Duration::from_secs(60)));
+    if let Ok(took) = &waited {
+        eprintln!("attached after {took:?}");
+    }
+    if let Err(why) = waited {
+        let attach_state = attach.try_wait().unwrap();
+        panic!(
+            "{}\nattach: {attach_state:?}; its stderr:\n{}",
+            why.downcast_ref::<String>().cloned().unwrap_or_default(),
+            std::fs::read_to_string(&attach_log).unwrap_or_default()
+        );
+    }
 
     let output = leakscope(&["detach", &pid]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
@@ -204,4 +216,42 @@ fn detach_command_ends_an_attach_session_from_another_terminal() {
     let output = leakscope(&["detach", &pid]);
     assert_eq!(output.status.code(), Some(2), "detaching twice should be a clear error");
     assert!(worker.wait(Duration::from_secs(60)).success());
+}
+
+/// A worker killed without cleaning up leaves its diagnostics socket behind, and once pids wrap
+/// (pid_max is 32768 here) a new worker with the same pid shares the name's prefix. `attach` and
+/// `ps` must talk to the socket whose key is this worker's start time, not to a dead one.
+#[test]
+fn attach_and_ps_skip_diagnostics_sockets_left_by_an_earlier_process_with_the_same_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker_tmp = dir.path().join("worker-tmp");
+    std::fs::create_dir_all(&worker_tmp).unwrap();
+    let mut c = leak_app().command();
+    c.args(["strings", "40"]).env("TMPDIR", &worker_tmp);
+    without_profiler_env(&mut c);
+    let mut worker = Running::start(c);
+    worker.wait_for_line("ready", Duration::from_secs(60));
+    let pid = worker.pid();
+    // Dead sockets (bound, then closed: connecting is refused), newer than the live one.
+    for key in 1..=12 {
+        let path = worker_tmp.join(format!("dotnet-diagnostic-{pid}-{key}-socket"));
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    }
+    let live: Vec<String> = std::fs::read_dir(&worker_tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dotnet-diagnostic-"))
+        .collect();
+    assert_eq!(live.len(), 13, "{live:?}");
+
+    let ps = leakscope(&["ps", "--json"]);
+    let listed: Vec<Value> = serde_json::from_slice(&ps.stdout).unwrap();
+    let me = listed.iter().find(|p| p["pid"] == pid).expect("worker listed");
+    assert!(me["runtime"].as_str().is_some_and(|r| r.starts_with("10.0.")), "ps asked a dead socket: {me}");
+
+    let (output, report) = attach_for(pid, &dir.path().join("out"), "12s");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_names_the_leak(&report);
+    drop(worker);
 }

@@ -11,6 +11,15 @@
 //! error.
 //! Below the limit it stays on all the time. If the runtime ever refuses to switch the session,
 //! sampling is left on for good and thinning alone keeps the budget, as before.
+//!
+//! For benchmarks only, `LEAKSCOPE_BENCH_AB_PHASE_MS` adds phases on top of the windows: each
+//! phase (a whole number of windows) is on or off with probability ½, independently; inside an
+//! on-phase the windows go on and off as usual, so an on-phase costs what the default costs, and
+//! its samples stand for twice as many windows, so estimates stay unbiased. Every phase's start
+//! is logged with the monotonic clock before and after its switch (`bench a/b:` lines), so a
+//! workload that counts its own operations on the same clock can compare on-phases with
+//! off-phases inside one process: the spread between processes (large on this kind of VM)
+//! then cancels (`bench/agent_ab.py`).
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +47,8 @@ pub struct DutyCycle {
     chosen: u32,
     /// A switch failed: sampling stays on.
     stuck: bool,
+    /// Benchmark phases (windows per phase, windows left in this one, whether it is on).
+    bench: Option<BenchPhases>,
     pub switches: u64,
     pub switch_time: Duration,
 }
@@ -55,9 +66,19 @@ impl DutyCycle {
             position: 0,
             chosen: 0,
             stuck: false,
+            bench: None,
             switches: 0,
             switch_time: Duration::ZERO,
         }
+    }
+
+    /// Benchmark phases of `phase_ms` (rounded to whole windows; 0: none).
+    pub fn with_bench_phases(mut self, phase_ms: usize) -> Self {
+        if phase_ms > 0 {
+            let windows = (phase_ms as u128 / WINDOW.as_millis()).max(1) as u32;
+            self.bench = Some(BenchPhases { windows, left: 0, on: true });
+        }
+        self
     }
 
     pub fn one_in(&self) -> u32 {
@@ -99,7 +120,8 @@ impl DutyCycle {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32
     }
 
-    /// Whether the window starting now is on: one per run of `one_in`, at a random position.
+    /// Whether the window starting now is on: one per run of `one_in`, at a random position
+    /// (and, with benchmark phases, only inside an on-phase).
     fn next_window_on(&mut self) -> bool {
         if self.position == 0 || self.position >= self.one_in {
             self.position = 0;
@@ -107,7 +129,24 @@ impl DutyCycle {
         }
         let on = self.one_in <= 1 || self.position == self.chosen;
         self.position += 1;
-        on
+        let phase_on = match self.bench {
+            Some(BenchPhases { windows, left: 0, .. }) => {
+                let on = self.draw() & 1 == 1;
+                self.bench = Some(BenchPhases { windows, left: windows - 1, on });
+                on
+            }
+            Some(BenchPhases { windows, left, on }) => {
+                self.bench = Some(BenchPhases { windows, left: left - 1, on });
+                on
+            }
+            None => true,
+        };
+        on && phase_on
+    }
+
+    /// How many windows the samples of an on-window stand for.
+    fn stands_for(&self) -> u32 {
+        if self.bench.is_some() { self.one_in * 2 } else { self.one_in }
     }
 
     /// At a window boundary, picks the next window's state and switches sampling accordingly.
@@ -121,12 +160,22 @@ impl DutyCycle {
             self.on_time += elapsed;
         }
         self.window_start = Instant::now();
+        let phase_was_on = self.bench.map(|b| b.on);
         let next_on = self.next_window_on();
         // The samples of the window now starting stand for `one_in` windows.
-        agent.capture.window_one_in.store(self.one_in, std::sync::atomic::Ordering::Relaxed);
-        if next_on == self.on {
-            return None;
+        agent.capture.window_one_in.store(self.stands_for(), std::sync::atomic::Ordering::Relaxed);
+        let before_ns = crate::capture::monotonic_ns();
+        let problem = if next_on == self.on { None } else { self.switch(agent, next_on) };
+        if let Some(phase) = self.bench.filter(|b| Some(b.on) != phase_was_on) {
+            // The phase's start, bracketing the switch (if its first window needed one).
+            let after_ns = crate::capture::monotonic_ns();
+            let state = if phase.on { "on" } else { "off" };
+            tracing::info!("bench a/b: phase {state} between {before_ns} and {after_ns} ns");
         }
+        problem
+    }
+
+    fn switch(&mut self, agent: &Agent, next_on: bool) -> Option<String> {
         let started = Instant::now();
         let switched = agent.set_allocation_sampling(next_on);
         self.switch_time += started.elapsed();
@@ -153,6 +202,13 @@ impl DutyCycle {
             }
         }
     }
+}
+
+#[derive(Clone, Copy)]
+struct BenchPhases {
+    windows: u32,
+    left: u32,
+    on: bool,
 }
 
 impl Default for DutyCycle {
@@ -186,6 +242,25 @@ mod tests {
             assert_eq!(on, 1, "run {run}");
         }
         assert!(on_at.iter().all(|&n| (9_500..=10_500).contains(&n)), "{on_at:?}");
+    }
+
+    /// Benchmark phases: whole phases on or off, about half of them on, and an on-phase's samples
+    /// stand for two windows each. 4000 phases: on ~ Binomial(4000, ½) = 2000 ± 32, so ±250 is
+    /// 7.9 standard deviations, while phases never (or always) on are off by 2000.
+    #[test]
+    fn bench_phases_are_whole_and_on_half_the_time() {
+        let mut d = DutyCycle::new().with_bench_phases(1000);
+        assert_eq!(d.stands_for(), 2);
+        let mut on_phases = 0;
+        for _ in 0..4000 {
+            let first = d.next_window_on();
+            for _ in 1..10 {
+                assert_eq!(d.next_window_on(), first, "a phase changed inside its windows");
+            }
+            on_phases += first as u32;
+        }
+        assert!((1750..=2250).contains(&on_phases), "{on_phases}");
+        assert_eq!(DutyCycle::new().with_bench_phases(0).stands_for(), 1);
     }
 
     #[test]

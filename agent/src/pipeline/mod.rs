@@ -164,7 +164,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         thinning_window: Instant::now(),
         thinning_samples: 0,
         thinning_measured: false,
-        duty: duty_cycle::DutyCycle::new(),
+        duty: duty_cycle::DutyCycle::new().with_bench_phases(config.bench_ab_phase_ms),
         thinning_reported: false,
         budget_reported: false,
         aiming: exact::Aiming::new(match &config.exact {

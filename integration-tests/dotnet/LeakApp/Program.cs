@@ -7,6 +7,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace LeakApp;
 
@@ -217,6 +218,22 @@ public static class ThreadedLeak
 /// Allocation-heavy throughput benchmark shaped like a message-processing worker: every
 /// operation formats strings, builds a small object graph and a buffer, consults a long-lived
 /// 100k-entry cache, and drops everything. Prints operations per second and GC figures.
+/// clock_gettime, for figures on the same clocks as the agent's (CLOCK_MONOTONIC) and the
+/// process's CPU time without allocating.
+static class PosixClock
+{
+    public const int Monotonic = 1;
+    public const int ProcessCpu = 2;
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct Timespec { public long Seconds; public long Nanos; }
+
+    [DllImport("libc", EntryPoint = "clock_gettime")]
+    static extern int ClockGettime(int clock, out Timespec ts);
+
+    public static long Nanoseconds(int clock) => ClockGettime(clock, out var ts) == 0 ? ts.Seconds * 1_000_000_000 + ts.Nanos : -1;
+}
+
 public static class AllocBench
 {
     public static long Run(string[] args)
@@ -247,11 +264,34 @@ public static class AllocBench
             Interlocked.Add(ref ops, local);
             Interlocked.Add(ref checksum, sum);
         })).ToList();
+        long Done() { long n = 0; for (int t = 0; t < threads; t++) n += Volatile.Read(ref progress[t * 16]); return n; }
         workers.ForEach(w => w.Start());
+        // Benchmarks comparing phases inside one process (bench/agent_ab.py): every 100 ms, the
+        // monotonic clock (the agent's), operations done and the process's CPU time, kept in
+        // arrays made beforehand and written only at the end.
+        string? ticksPath = Environment.GetEnvironmentVariable("ALLOC_BENCH_TICKS");
+        Thread? ticker = null;
+        if (!string.IsNullOrEmpty(ticksPath))
+        {
+            int capacity = (int)((warmup + seconds) * 10) + 100;
+            var (at, done, cpu) = (new long[capacity], new long[capacity], new long[capacity]);
+            ticker = new Thread(() =>
+            {
+                int n = 0;
+                while (n < capacity && workers.Any(w => w.IsAlive))
+                {
+                    (at[n], done[n], cpu[n]) = (PosixClock.Nanoseconds(PosixClock.Monotonic), Done(), PosixClock.Nanoseconds(PosixClock.ProcessCpu));
+                    n++;
+                    Thread.Sleep(100);
+                }
+                using var w = new StreamWriter(ticksPath);
+                for (int k = 0; k < n; k++) w.WriteLine($"{at[k]} {done[k]} {cpu[k]}");
+            });
+            ticker.Start();
+        }
         if (warmup > 0)
         {
             var self = Process.GetCurrentProcess();
-            long Done() { long n = 0; for (int t = 0; t < threads; t++) n += Volatile.Read(ref progress[t * 16]); return n; }
             Thread.Sleep(TimeSpan.FromSeconds(warmup));
             self.Refresh();
             (long ops0, double t0, TimeSpan cpu0, TimeSpan pause0, int gcs0) =
@@ -267,6 +307,7 @@ public static class AllocBench
             Console.WriteLine($"window_gcs {gcs1 - gcs0}");
         }
         workers.ForEach(w => w.Join());
+        ticker?.Join();
         double elapsed = sw.Elapsed.TotalSeconds;
         Console.WriteLine($"ops_per_sec {ops / elapsed:F0}");
         Console.WriteLine($"elapsed_s {elapsed:F3}");

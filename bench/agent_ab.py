@@ -20,7 +20,7 @@ again at random (seeded) give a ratio whose spread is what noise alone produces.
 usage: bench/agent_ab.py [--processes N] [--seconds S] [--warmup W] [--phase-ms MS] [--threads T]
 Needs: cargo build --release --workspace; dotnet.
 """
-import argparse, os, random, re, shutil, statistics, subprocess, sys, tempfile
+import argparse, math, os, random, re, shutil, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agent_overhead import AGENT, agent_env, bootstrap_median_ci, build_app  # noqa: E402
@@ -69,6 +69,29 @@ def ratios(rows, on_of=lambda i, on: on):
     return (on_ops / on_cpu) / (off_ops / off_cpu), (on_ops / on_wall) / (off_ops / off_wall)
 
 
+def detrended(rows, on_of=lambda i, on: on, key=3):
+    """On/off ratio with slow drift removed: each phase's log-rate (ops per CPU-second with
+    key=3, per second with key=4) against the mean of its two neighbours, the same done to its
+    on/off label, then the least-squares slope through the origin. Drift inside a process (the
+    host's load changing over seconds) moves neighbours alike and cancels; the phases' random
+    order keeps the slope unbiased."""
+    per_phase = {}
+    for i, on, ops, cpu, wall in rows:
+        p = per_phase.setdefault(i, [on_of(i, on), 0, 0])
+        p[1] += ops
+        p[2] += (cpu, wall)[key - 3]
+    phases_in_order = [per_phase[i] for i in sorted(per_phase)]
+    ys = [math.log(ops / t) for _, ops, t in phases_in_order if ops and t]
+    xs = [float(on) for on, ops, t in phases_in_order if ops and t]
+    num = den = 0.0
+    for j in range(1, len(ys) - 1):
+        y = ys[j] - (ys[j - 1] + ys[j + 1]) / 2
+        x = xs[j] - (xs[j - 1] + xs[j + 1]) / 2
+        num += x * y
+        den += x * x
+    return math.exp(num / den) if den else None
+
+
 def summarize(name, values):
     lo, hi = bootstrap_median_ci(values)
     return (f"{name}: median {statistics.median(values):.4f} (95% bootstrap CI {lo:.4f}-{hi:.4f}), "
@@ -83,6 +106,7 @@ def main():
     ap.add_argument("--phase-ms", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
@@ -92,6 +116,7 @@ def main():
     base_env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1")
     rng = random.Random(7)
     cpu_r, tput_r, placebo_cpu, placebo_tput, on_share, switch_counts = [], [], [], [], [], []
+    det_cpu, det_tput = [], []
     for n in range(a.processes):
         out, log, ticks_path = (os.path.join(work, f"{n}.{ext}") for ext in ("ndjson", "log", "ticks"))
         env = agent_env(base_env, out)
@@ -107,6 +132,7 @@ def main():
             print(f"process {n + 1}: no on- or no off-phase after warm-up; left out", file=sys.stderr)
             continue
         cpu_r.append(r[0]); tput_r.append(r[1]); switch_counts.append(switches)
+        det_cpu.append(detrended(rows)); det_tput.append(detrended(rows, key=4))
         on_share.append(sum(w for _, on, _, _, w in rows if on) / sum(w for *_, w in rows))
         # Placebo: each phase relabelled on or off at random; the real effect is averaged out.
         relabel = {i: rng.random() < 0.5 for i in {row[0] for row in rows}}
@@ -122,9 +148,16 @@ def main():
     print(f"on-time share {statistics.median(on_share):.2f}, {statistics.median(switch_counts):.0f} switches per process (medians)")
     print(summarize("sampling on / off, ops per CPU-second", cpu_r))
     print(summarize("sampling on / off, throughput", tput_r))
+    print(summarize("sampling on / off, ops per CPU-second, drift removed", det_cpu))
+    print(summarize("sampling on / off, throughput, drift removed", det_tput))
     if placebo_cpu:
         print(summarize("placebo (phases relabelled at random), ops per CPU-second", placebo_cpu))
         print(summarize("placebo (phases relabelled at random), throughput", placebo_tput))
+    if a.keep:
+        os.makedirs(a.keep, exist_ok=True)
+        for name in os.listdir(work):
+            if name.endswith((".ticks", ".log")):
+                shutil.copy(os.path.join(work, name), a.keep)
     shutil.rmtree(work, ignore_errors=True)
 
 

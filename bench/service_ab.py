@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""The agent's cost in a real ASP.NET Core service, measured inside each process: bench/Service
+runs under `leakscope run` (agent + shim, defaults) with allocation sampling going on and off in
+random phases of about a second (`LEAKSCOPE_BENCH_AB_PHASE_MS`, benchmarks only), wrk drives it
+over loopback, and the service counts, every 100 ms on the agent's clock (`SERVICE_TICKS`), the
+requests it finished, its CPU time, and how long each request spent in the app. The ratio of
+on-phases to off-phases inside each process removes the spread between processes, which on this
+VM is bimodal and ±10-20 % (bench/service_overhead.py, BENCHMARKS.md).
+
+What it measures: requests/s, CPU time per request and the app-side p99 (time from the first
+middleware to the response, not the client's view: queueing in the kernel and Kestrel before
+the app is not in it) with sampling on against sampling off. Not in it: the agent loaded but
+idle and the shim, present in both phases (between processes: bench/service_overhead.py).
+
+usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin]
+Needs: cargo build --release --workspace; dotnet; wrk.
+"""
+import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agent_ab import SETTLE_NS, detrended, phases  # noqa: E402
+from service_overhead import (CLI, LEAK_SITE, bootstrap_median_ci, build_service, free_port,  # noqa: E402
+                              server_pid, stop, wait_healthy, wrk)
+
+BUCKETS_PER_DOUBLING = 8
+
+
+def read_ticks(path):
+    rows = []
+    for line in open(path):
+        f = list(map(int, line.split()))
+        rows.append((f[0], f[1], f[2], f[3:]))
+    return rows
+
+
+def quantile_us(histogram, q):
+    """The q-quantile of a log-bucketed histogram (bucket b covers 2^(b/8) to 2^((b+1)/8) µs),
+    interpolated geometrically inside its bucket."""
+    total = sum(histogram)
+    if total == 0:
+        return None
+    want, seen = q * total, 0
+    for b, n in enumerate(histogram):
+        if n and seen + n >= want:
+            frac = (want - seen) / n
+            return 2 ** ((b + frac) / BUCKETS_PER_DOUBLING)
+        seen += n
+    return 2 ** (len(histogram) / BUCKETS_PER_DOUBLING)
+
+
+def split(ticks, spans, start_ns, end_ns, on_of=None):
+    """Sums per side (on/off): requests, CPU ns, wall ns and the merged histogram, over tick
+    intervals wholly inside a settled phase and the measured window."""
+    sums = {True: [0, 0, 0, None], False: [0, 0, 0, None]}
+    rows = []  # (phase, on, requests, cpu_ns, wall_ns) per tick, as bench/agent_ab.py's
+    for (t0, d0, c0, h0), (t1, d1, c1, _) in zip(ticks, ticks[1:]):
+        if t0 < start_ns or t1 > end_ns:
+            continue
+        for i, (lo, hi, on) in enumerate(spans):
+            if lo <= t0 and t1 <= hi:
+                s = sums[on_of(i) if on_of else on]
+                s[0] += d1 - d0; s[1] += c1 - c0; s[2] += t1 - t0
+                s[3] = list(h0) if s[3] is None else [a + b for a, b in zip(s[3], h0)]
+                rows.append((i, on, d1 - d0, c1 - c0, t1 - t0))
+                break
+    return sums, rows
+
+
+def ratios(sums):
+    (on_req, on_cpu, on_wall, on_h), (off_req, off_cpu, off_wall, off_h) = sums[True], sums[False]
+    if not (on_req and off_req and on_wall and off_wall):
+        return None
+    return {
+        "rps": (on_req / on_wall) / (off_req / off_wall),
+        "cpu_per_request": (on_cpu / on_req) / (off_cpu / off_req),
+        "p99": quantile_us(on_h, 0.99) / quantile_us(off_h, 0.99),
+        "p50": quantile_us(on_h, 0.50) / quantile_us(off_h, 0.50),
+        "on_share": on_wall / (on_wall + off_wall),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--processes", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--phase-ms", type=int, default=1000)
+    ap.add_argument("--leak", action="store_true", help="plant a leak; every report.txt must name its call site")
+    ap.add_argument("--pin", action="store_true", help="the server on CPU 1, wrk on CPU 0")
+    a = ap.parse_args()
+    if not os.path.exists(CLI):
+        sys.exit("build first: cargo build --release --workspace")
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: scripts/setup.sh --with-bench-tools")
+    work = tempfile.mkdtemp(prefix="leakscope-service-ab-")
+    dll = build_service(work)
+    rng = random.Random(7)
+    results, placebo, named = [], [], []
+    for n in range(a.processes):
+        port, out_dir, ticks_path = free_port(), os.path.join(work, f"out{n}"), os.path.join(work, f"{n}.ticks")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CORECLR_", "LEAKSCOPE_")) and k not in ("LD_PRELOAD", "DOTNET_PerfMapEnabled")}
+        env.update({"DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1", "SERVICE_TICKS": ticks_path,
+                    "LEAKSCOPE_BENCH_AB_PHASE_MS": str(a.phase_ms)})
+        server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if a.leak else [])
+        cmd = (["taskset", "-c", "1"] if a.pin else []) + [CLI, "run", "--plain", "--out", out_dir, "--"] + server
+        log = open(os.path.join(work, f"{n}.log"), "w")
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_healthy(port, proc)
+            if not server_pid(proc.pid, dll):
+                raise RuntimeError("cannot find the server process")
+            wrk(port, a.warmup, a.connections, a.pin)
+            start = time.monotonic_ns()  # CLOCK_MONOTONIC, the agent's and the service's clock
+            wrk(port, a.seconds, a.connections, a.pin)
+            end = time.monotonic_ns()
+        finally:
+            stop(proc)
+        ticks = read_ticks(ticks_path)
+        spans, switches = phases(os.path.join(out_dir, "agent.log"), ticks[0][0])
+        sums, rows = split(ticks, spans, start, end)
+        phase_ids = {row[0] for row in rows}
+        r = ratios(sums)
+        report = os.path.join(out_dir, "report.txt")
+        named.append(LEAK_SITE in (open(report).read() if os.path.exists(report) else ""))
+        if r is None:
+            print(f"process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
+            continue
+        # Drift removed (each phase against its neighbours): requests/s, and CPU per request
+        # (the inverse of requests per CPU-second).
+        r["rps_detrended"] = detrended(rows, key=4)
+        r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
+        results.append(r)
+        relabel = {i: rng.random() < 0.5 for i in phase_ids}
+        p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
+        if p:
+            placebo.append(p)
+        print(f"process {n + 1}/{a.processes}: on/off requests/s {r['rps']:.4f}, CPU per request "
+              f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}; {switches} phase changes, "
+              f"on-share {r['on_share']:.2f}", file=sys.stderr)
+
+    def line(name, values):
+        lo, hi = bootstrap_median_ci(values)
+        return (f"{name}: median {statistics.median(values):.4f} (95% bootstrap CI {lo:.4f}-{hi:.4f}), "
+                f"range {min(values):.3f}-{max(values):.3f}, {len(values)} processes")
+
+    print(f"\nservice: bench/Service under `leakscope run` (agent + shim, defaults), wrk -t1 -c{a.connections}, "
+          f"{a.seconds} s measured after {a.warmup} s warm-up{', planted leak on' if a.leak else ''}"
+          f"{', server on CPU 1 and wrk on CPU 0' if a.pin else ''}; sampling on or off in random phases of "
+          f"{a.phase_ms} ms; 100 ms ticks, the first {SETTLE_NS // 1_000_000} ms after each phase change left out")
+    for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),
+                       ("cpu_per_request", "CPU per request"),
+                       ("cpu_per_request_detrended", "CPU per request, drift removed"),
+                       ("p99", "app-side p99"), ("p50", "app-side p50")):
+        print(line(f"sampling on / off, {label}", [r[key] for r in results]))
+    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99")):
+        print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo]))
+    if a.leak:
+        print(f"planted leak: report.txt names {LEAK_SITE} in {sum(named)} of {len(named)} runs")
+        if not all(named):
+            print(f"reports kept in {work}", file=sys.stderr)
+            sys.exit(1)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

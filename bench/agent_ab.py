@@ -81,8 +81,14 @@ def detrended(rows, on_of=lambda i, on: on, key=3):
         p[1] += ops
         p[2] += (cpu, wall)[key - 3]
     phases_in_order = [per_phase[i] for i in sorted(per_phase)]
-    ys = [math.log(ops / t) for _, ops, t in phases_in_order if ops and t]
-    xs = [float(on) for on, ops, t in phases_in_order if ops and t]
+    return neighbour_slope([(on, ops / t) for on, ops, t in phases_in_order if ops and t])
+
+
+def neighbour_slope(phases_in_order):
+    """exp of the slope of log(value) on the on/off label, each phase taken against the mean of
+    its two neighbours (label and value alike): the on/off ratio with slow drift removed."""
+    ys = [math.log(v) for _, v in phases_in_order]
+    xs = [float(on) for on, _ in phases_in_order]
     num = den = 0.0
     for j in range(1, len(ys) - 1):
         y = ys[j] - (ys[j - 1] + ys[j + 1]) / 2

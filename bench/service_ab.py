@@ -18,7 +18,7 @@ Needs: cargo build --release --workspace; dotnet; wrk.
 import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agent_ab import SETTLE_NS, detrended, phases  # noqa: E402
+from agent_ab import SETTLE_NS, detrended, neighbour_slope, phases  # noqa: E402
 from service_overhead import (CLI, LEAK_SITE, bootstrap_median_ci, build_service, free_port,  # noqa: E402
                               server_pid, stop, wait_healthy, wrk)
 
@@ -53,6 +53,7 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
     intervals wholly inside a settled phase and the measured window."""
     sums = {True: [0, 0, 0, None], False: [0, 0, 0, None]}
     rows = []  # (phase, on, requests, cpu_ns, wall_ns) per tick, as bench/agent_ab.py's
+    per_phase = {}  # phase -> (on, merged histogram)
     for (t0, d0, c0, h0), (t1, d1, c1, _) in zip(ticks, ticks[1:]):
         if t0 < start_ns or t1 > end_ns:
             continue
@@ -62,8 +63,18 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
                 s[0] += d1 - d0; s[1] += c1 - c0; s[2] += t1 - t0
                 s[3] = list(h0) if s[3] is None else [a + b for a, b in zip(s[3], h0)]
                 rows.append((i, on, d1 - d0, c1 - c0, t1 - t0))
+                _, h = per_phase.setdefault(i, (on, [0] * len(h0)))
+                for b, n in enumerate(h0):
+                    h[b] += n
                 break
-    return sums, rows
+    return sums, rows, [per_phase[i] for i in sorted(per_phase)]
+
+
+def detrended_quantile(per_phase, q):
+    """Each phase's own q-quantile, then the drift-removed on/off ratio of those: a tail is
+    compared phase by phase, so a few bad seconds weigh as phases, not as their requests."""
+    values = [(on, quantile_us(h, q)) for on, h in per_phase if sum(h) >= 1 / (1 - q) * 10]
+    return neighbour_slope(values)
 
 
 def ratios(sums):
@@ -88,6 +99,7 @@ def main():
     ap.add_argument("--phase-ms", type=int, default=1000)
     ap.add_argument("--leak", action="store_true", help="plant a leak; every report.txt must name its call site")
     ap.add_argument("--pin", action="store_true", help="the server on CPU 1, wrk on CPU 0")
+    ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
     a = ap.parse_args()
     if not os.path.exists(CLI):
         sys.exit("build first: cargo build --release --workspace")
@@ -117,9 +129,15 @@ def main():
             end = time.monotonic_ns()
         finally:
             stop(proc)
+        if a.keep:
+            os.makedirs(a.keep, exist_ok=True)
+            shutil.copy(ticks_path, a.keep)
+            shutil.copy(os.path.join(out_dir, "agent.log"), os.path.join(a.keep, f"{n}.log"))
+            with open(os.path.join(a.keep, f"{n}.window"), "w") as f:
+                f.write(f"{start} {end}\n")
         ticks = read_ticks(ticks_path)
         spans, switches = phases(os.path.join(out_dir, "agent.log"), ticks[0][0])
-        sums, rows = split(ticks, spans, start, end)
+        sums, rows, per_phase = split(ticks, spans, start, end)
         phase_ids = {row[0] for row in rows}
         r = ratios(sums)
         report = os.path.join(out_dir, "report.txt")
@@ -131,10 +149,13 @@ def main():
         # (the inverse of requests per CPU-second).
         r["rps_detrended"] = detrended(rows, key=4)
         r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
+        r["p99_detrended"] = detrended_quantile(per_phase, 0.99)
         results.append(r)
         relabel = {i: rng.random() < 0.5 for i in phase_ids}
         p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
         if p:
+            relabelled = [(relabel[i], h) for i, (_, h) in zip(sorted(phase_ids), per_phase)]
+            p["p99_detrended"] = detrended_quantile(relabelled, 0.99)
             placebo.append(p)
         print(f"process {n + 1}/{a.processes}: on/off requests/s {r['rps']:.4f}, CPU per request "
               f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}; {switches} phase changes, "
@@ -152,9 +173,11 @@ def main():
     for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),
                        ("cpu_per_request", "CPU per request"),
                        ("cpu_per_request_detrended", "CPU per request, drift removed"),
-                       ("p99", "app-side p99"), ("p50", "app-side p50")):
+                       ("p99", "app-side p99"), ("p99_detrended", "app-side p99 phase by phase, drift removed"),
+                       ("p50", "app-side p50")):
         print(line(f"sampling on / off, {label}", [r[key] for r in results]))
-    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99")):
+    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
+                       ("p99_detrended", "app-side p99 phase by phase, drift removed")):
         print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo]))
     if a.leak:
         print(f"planted leak: report.txt names {LEAK_SITE} in {sum(named)} of {len(named)} runs")

@@ -465,6 +465,7 @@ impl Visit for Visitor<'_> {
                     n.flags |= flag::DEAD;
                 }
             }
+            self.tracked.forget_dead_referrers();
             self.tracked.reindex();
         }
         if gc == self.located_at_gc {

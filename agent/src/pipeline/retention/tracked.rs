@@ -241,6 +241,23 @@ impl Tracked {
         }
     }
 
+    /// After a GC: a reference from an object that has died since is dropped, and the object it
+    /// pointed at has its referrers looked for again. Whatever holds it now was not recorded (a
+    /// list's array replaced by a larger copy, say); without this it would look held by nothing,
+    /// and a search ending there would name no owner for it instead of saying it does not know.
+    pub fn forget_dead_referrers(&mut self) {
+        let nodes = &mut self.nodes;
+        self.edges.retain(|e| {
+            if !nodes[e.parent as usize].has(flag::DEAD) {
+                return true;
+            }
+            let child = &mut nodes[e.child as usize];
+            child.scanned_in = 0;
+            child.referrers = child.referrers.saturating_sub(1);
+            false
+        });
+    }
+
     /// Sorts the edges and drops the ones found twice (an object found in the middle of a walk
     /// has its referrers looked for again in the next), then recounts referrers.
     pub fn dedup_edges(&mut self) {
@@ -280,6 +297,28 @@ mod tests {
         assert!(t.make_room(100, 100));
         assert!(!t.make_room(1 << 20, 0), "a million nodes do not fit in 1 MiB");
         assert!(t.nodes.capacity() < 1 << 14);
+    }
+
+    #[test]
+    fn a_dead_referrer_reopens_what_it_held() {
+        let mut t = Tracked::new(16 << 20, crate::memory::allocated_bytes());
+        t.make_room(4, 3);
+        let (list, old_array, kept, item) =
+            (t.add(0x10, 1, 24, 0, 1), t.add(0x20, 2, 64, 0, 1), t.add(0x30, 2, 64, 0, 1), t.add(0x40, 3, 24, 0, 1));
+        t.edges.push(Edge { child: old_array, parent: list, offset: 8 });
+        t.edges.push(Edge { child: item, parent: old_array, offset: 16 });
+        t.edges.push(Edge { child: kept, parent: list, offset: 16 });
+        for n in &mut t.nodes {
+            n.scanned_in = 2;
+        }
+        t.dedup_edges();
+        // The list's array was replaced: the old one died in a GC, the item lives on.
+        t.nodes[old_array as usize].flags |= flag::DEAD;
+        t.forget_dead_referrers();
+        assert_eq!(t.edges.len(), 2);
+        assert_eq!((t.nodes[item as usize].scanned_in, t.nodes[item as usize].referrers), (0, 0));
+        assert_eq!(t.nodes[kept as usize].scanned_in, 2, "held by a live object: still complete");
+        assert_eq!(t.nodes[old_array as usize].scanned_in, 2);
     }
 
     #[test]

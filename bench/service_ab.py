@@ -19,8 +19,8 @@ import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agent_ab import SETTLE_NS, detrended, neighbour_slope, phases  # noqa: E402
-from service_overhead import (CLI, LEAK_SITE, bootstrap_median_ci, build_service, free_port,  # noqa: E402
-                              server_pid, stop, wait_healthy, wrk)
+from service_overhead import (CLI, bootstrap_median_ci, build_service, free_port, launch,  # noqa: E402
+                              report_text, require_leak_named, server_pid, stop, wait_healthy, wrk)
 
 BUCKETS_PER_DOUBLING = 8
 
@@ -99,6 +99,8 @@ def main():
     ap.add_argument("--phase-ms", type=int, default=1000)
     ap.add_argument("--leak", action="store_true", help="plant a leak; every report.txt must name its call site")
     ap.add_argument("--pin", action="store_true", help="the server on CPU 1, wrk on CPU 0")
+    ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for the server (repeatable), e.g. DOTNET_TieredPGO=0")
     ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
     a = ap.parse_args()
     if not os.path.exists(CLI):
@@ -108,17 +110,11 @@ def main():
     work = tempfile.mkdtemp(prefix="leakscope-service-ab-")
     dll = build_service(work)
     rng = random.Random(7)
-    results, placebo, named = [], [], []
+    results, placebo, reports = [], [], []
     for n in range(a.processes):
-        port, out_dir, ticks_path = free_port(), os.path.join(work, f"out{n}"), os.path.join(work, f"{n}.ticks")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CORECLR_", "LEAKSCOPE_")) and k not in ("LD_PRELOAD", "DOTNET_PerfMapEnabled")}
-        env.update({"DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1", "SERVICE_TICKS": ticks_path,
-                    "LEAKSCOPE_BENCH_AB_PHASE_MS": str(a.phase_ms)})
-        server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if a.leak else [])
-        cmd = (["taskset", "-c", "1"] if a.pin else []) + [CLI, "run", "--plain", "--out", out_dir, "--"] + server
-        log = open(os.path.join(work, f"{n}.log"), "w")
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        port, ticks_path = free_port(), os.path.join(work, f"{n}.ticks")
+        proc, out_dir = launch("leakscope", dll, port, work, n, a, extra_env=[
+            ("SERVICE_TICKS", ticks_path), ("LEAKSCOPE_BENCH_AB_PHASE_MS", str(a.phase_ms))])
         try:
             wait_healthy(port, proc)
             if not server_pid(proc.pid, dll):
@@ -140,8 +136,7 @@ def main():
         sums, rows, per_phase = split(ticks, spans, start, end)
         phase_ids = {row[0] for row in rows}
         r = ratios(sums)
-        report = os.path.join(out_dir, "report.txt")
-        named.append(LEAK_SITE in (open(report).read() if os.path.exists(report) else ""))
+        reports.append(report_text(out_dir))
         if r is None:
             print(f"process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
             continue
@@ -180,10 +175,7 @@ def main():
                        ("p99_detrended", "app-side p99 phase by phase, drift removed")):
         print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo]))
     if a.leak:
-        print(f"planted leak: report.txt names {LEAK_SITE} in {sum(named)} of {len(named)} runs")
-        if not all(named):
-            print(f"reports kept in {work}", file=sys.stderr)
-            sys.exit(1)
+        require_leak_named(reports, work)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -109,12 +109,14 @@ def wrk(port, seconds, connections, pin):
     return rps, p99_ms, requests
 
 
-def launch(side, dll, port, work, i, a):
+def launch(side, dll, port, work, i, a, extra_env=()):
+    """Starts one side's server; `extra_env` (KEY, VALUE) pairs are set after the cleaning."""
     server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if a.leak else [])
     env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1")
     for k in [k for k in env if k.startswith(("CORECLR_", "LEAKSCOPE_")) or k in ("LD_PRELOAD", "DOTNET_PerfMapEnabled")]:
         del env[k]
     env.update(kv.split("=", 1) for kv in a.runtime_env)
+    env.update(extra_env)
     out_dir = None
     if side == "plain":
         cmd = server
@@ -167,7 +169,7 @@ def one_run(side, dll, work, i, a):
         stop(proc)
     result = {"rps": rps, "p99_ms": p99, "cpu_us_per_request": cpu / max(requests, 1) * 1e6}
     if out_dir:
-        result["report"] = open(os.path.join(out_dir, "report.txt")).read() if os.path.exists(os.path.join(out_dir, "report.txt")) else ""
+        result["report"] = report_text(out_dir)
     return result
 
 
@@ -221,12 +223,22 @@ def main():
             print(f"{side}: {label} ratio vs plain (same triple): median {statistics.median(pairs):.3f} "
                   f"(95% bootstrap CI {lo:.3f}-{hi:.3f}), range {min(pairs):.3f}-{max(pairs):.3f}, {len(pairs)} triples")
     if a.leak:
-        named = [LEAK_SITE in r.get("report", "") for r in results["leakscope"]]
-        print(f"planted leak: report.txt names {LEAK_SITE} in {sum(named)} of {len(named)} leakscope runs")
-        if not all(named):
-            print(f"reports kept in {work}", file=sys.stderr)
-            sys.exit(1)
+        require_leak_named([r.get("report", "") for r in results["leakscope"]], work)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def report_text(out_dir):
+    path = os.path.join(out_dir, "report.txt")
+    return open(path).read() if os.path.exists(path) else ""
+
+
+def require_leak_named(reports, work):
+    """Prints how many leakscope runs' report.txt named the planted leak; fails unless all did."""
+    named = [LEAK_SITE in text for text in reports]
+    print(f"planted leak: report.txt names {LEAK_SITE} in {sum(named)} of {len(named)} leakscope runs")
+    if not all(named):
+        print(f"reports kept in {work}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

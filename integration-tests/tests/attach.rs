@@ -189,9 +189,6 @@ fn detach_command_ends_an_attach_session_from_another_terminal() {
         .unwrap();
     // Attaching (loading the agent into the worker) takes a moment, longer on a loaded machine.
     let waited = std::panic::catch_unwind(|| wait_for_agent_state(worker.pid(), "attached", Duration::from_secs(60)));
-    if let Ok(took) = &waited {
-        eprintln!("attached after {took:?}");
-    }
     if let Err(why) = waited {
         let attach_state = attach.try_wait().unwrap();
         panic!(

@@ -215,9 +215,6 @@ public static class ThreadedLeak
     }
 }
 
-/// Allocation-heavy throughput benchmark shaped like a message-processing worker: every
-/// operation formats strings, builds a small object graph and a buffer, consults a long-lived
-/// 100k-entry cache, and drops everything. Prints operations per second and GC figures.
 /// clock_gettime, for figures on the same clocks as the agent's (CLOCK_MONOTONIC) and the
 /// process's CPU time without allocating.
 static class PosixClock
@@ -234,6 +231,9 @@ static class PosixClock
     public static long Nanoseconds(int clock) => ClockGettime(clock, out var ts) == 0 ? ts.Seconds * 1_000_000_000 + ts.Nanos : -1;
 }
 
+/// Allocation-heavy throughput benchmark shaped like a message-processing worker: every
+/// operation formats strings, builds a small object graph and a buffer, consults a long-lived
+/// 100k-entry cache, and drops everything. Prints operations per second and GC figures.
 public static class AllocBench
 {
     public static long Run(string[] args)

@@ -12,12 +12,13 @@ middleware to the response, not the client's view: queueing in the kernel and Ke
 the app is not in it) with sampling on against sampling off. Not in it: the agent loaded but
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
-usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin]
+usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin] [--perf]
 Needs: cargo build --release --workspace; dotnet; wrk.
 """
-import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, collections, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perf_phases  # noqa: E402
 from agent_ab import SETTLE_NS, detrended, neighbour_slope, phases  # noqa: E402
 from service_overhead import (CLI, bootstrap_median_ci, build_service, free_port, launch,  # noqa: E402
                               report_text, require_leak_named, server_pid, stop, wait_healthy, wrk)
@@ -54,6 +55,7 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
     sums = {True: [0, 0, 0, None], False: [0, 0, 0, None]}
     rows = []  # (phase, on, requests, cpu_ns, wall_ns) per tick, as bench/agent_ab.py's
     per_phase = {}  # phase -> (on, merged histogram)
+    intervals = []  # (t0, t1, on) of every tick interval counted
     for (t0, d0, c0, h0), (t1, d1, c1, _) in zip(ticks, ticks[1:]):
         if t0 < start_ns or t1 > end_ns:
             continue
@@ -63,11 +65,12 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
                 s[0] += d1 - d0; s[1] += c1 - c0; s[2] += t1 - t0
                 s[3] = list(h0) if s[3] is None else [a + b for a, b in zip(s[3], h0)]
                 rows.append((i, on, d1 - d0, c1 - c0, t1 - t0))
+                intervals.append((t0, t1, on))
                 _, h = per_phase.setdefault(i, (on, [0] * len(h0)))
                 for b, n in enumerate(h0):
                     h[b] += n
                 break
-    return sums, rows, [per_phase[i] for i in sorted(per_phase)]
+    return sums, rows, [per_phase[i] for i in sorted(per_phase)], intervals
 
 
 def detrended_quantile(per_phase, q):
@@ -102,27 +105,42 @@ def main():
     ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for the server (repeatable), e.g. DOTNET_TieredPGO=0")
     ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
+    ap.add_argument("--perf", action="store_true",
+                    help="also profile the server (perf cpu-clock) and show where sampling's cost goes")
     a = ap.parse_args()
     if not os.path.exists(CLI):
         sys.exit("build first: cargo build --release --workspace")
-    if not shutil.which("wrk"):
-        sys.exit("wrk not found: scripts/setup.sh --with-bench-tools")
+    for tool in ["wrk"] + (["perf"] if a.perf else []):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: scripts/setup.sh --with-bench-tools")
     work = tempfile.mkdtemp(prefix="leakscope-service-ab-")
     dll = build_service(work)
     rng = random.Random(7)
     results, placebo, reports = [], [], []
+    cpu_rows = {True: collections.Counter(), False: collections.Counter()}  # --perf: CPU seconds per row
+    requests = {True: 0, False: 0}
     for n in range(a.processes):
         port, ticks_path = free_port(), os.path.join(work, f"{n}.ticks")
         proc, out_dir = launch("leakscope", dll, port, work, n, a, extra_env=[
             ("SERVICE_TICKS", ticks_path), ("LEAKSCOPE_BENCH_AB_PHASE_MS", str(a.phase_ms))])
         try:
             wait_healthy(port, proc)
-            if not server_pid(proc.pid, dll):
+            pid = server_pid(proc.pid, dll)
+            if not pid:
                 raise RuntimeError("cannot find the server process")
-            wrk(port, a.warmup, a.connections, a.pin)
+            # The warm-up in three runs of wrk: each opens its connections anew, and code that runs
+            # once per connection reaches tier 1 after 30 calls. With one warm-up run, the measured
+            # run's own connections tiered it up in its first second: a burst of JIT on the
+            # background worker (seen by perf) that lands in whichever phase is current.
+            for _ in range(3):
+                wrk(port, max(1, a.warmup // 3), a.connections, a.pin)
+            profiler = perf_phases.record(pid, os.path.join(work, f"{n}.perf")) if a.perf else None
             start = time.monotonic_ns()  # CLOCK_MONOTONIC, the agent's and the service's clock
             wrk(port, a.seconds, a.connections, a.pin)
             end = time.monotonic_ns()
+            if profiler:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=120)
         finally:
             stop(proc)
         if a.keep:
@@ -133,7 +151,12 @@ def main():
                 f.write(f"{start} {end}\n")
         ticks = read_ticks(ticks_path)
         spans, switches = phases(os.path.join(out_dir, "agent.log"), ticks[0][0])
-        sums, rows, per_phase = split(ticks, spans, start, end)
+        sums, rows, per_phase, intervals = split(ticks, spans, start, end)
+        if a.perf:
+            for on, counter in perf_phases.split(os.path.join(work, f"{n}.perf"), intervals).items():
+                cpu_rows[on] += counter
+                requests[on] += sums[on][0]
+            os.remove(os.path.join(work, f"{n}.perf"))
         phase_ids = {row[0] for row in rows}
         r = ratios(sums)
         reports.append(report_text(out_dir))
@@ -174,6 +197,18 @@ def main():
     for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
                        ("p99_detrended", "app-side p99 phase by phase, drift removed")):
         print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo]))
+    if a.perf:
+        per_request = lambda on, seconds: seconds / max(requests[on], 1) * 1e6
+        total = {on: per_request(on, sum(cpu_rows[on].values())) for on in (True, False)}
+        print(f"\nwhere the server's CPU went (perf cpu-clock, {sum(requests.values())} requests in counted "
+              f"intervals): µs per request, sampling on / off")
+        print("| where | on | off | on − off |\n|---|---|---|---|")
+        print(f"| **total** | {total[True]:.3f} | {total[False]:.3f} | {total[True] - total[False]:+.3f} |")
+        for key in sorted(set(cpu_rows[True]) | set(cpu_rows[False]),
+                          key=lambda k: -(cpu_rows[True][k] + cpu_rows[False][k])):
+            on, off = per_request(True, cpu_rows[True][key]), per_request(False, cpu_rows[False][key])
+            if max(on, off) >= 0.01:
+                print(f"| {key} | {on:.3f} | {off:.3f} | {on - off:+.3f} |")
     if a.leak:
         require_leak_named(reports, work)
     shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Where a process's CPU goes in sampling-on against sampling-off phases: perf's cpu-clock samples
+(recorded with `-k CLOCK_MONOTONIC -g`, so their times are on the agent's clock) assigned to the
+tick intervals a within-process A/B counted, and sorted into rows by the code they were in. Used
+by bench/service_ab.py --perf; the difference between the sides, per request, is what sampling
+costs and where."""
+import bisect, collections, re, subprocess
+
+FREQ = 4000  # perf's cpu-clock frequency: one sample is 1/FREQ s of one thread's CPU time
+FRAME = re.compile(r"\s*[0-9a-f]+ (.*?) \((.*)\)$")
+
+
+def record(pid, data):
+    return subprocess.Popen(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-e", "cpu-clock", "-F", str(FREQ),
+                             "-g", "-p", str(pid), "-o", data],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def row_of(frames):
+    """The row a sample counts in: leakscope's agent (its own code and the runtime code it
+    calls), the JIT (tiering's background compiles), otherwise the shared object it was in."""
+    objects = [obj.rsplit("/", 1)[-1] for _, obj in frames]
+    if any("libleakscope_agent" in o for o in objects):
+        return "leakscope agent (with the runtime code it calls)"
+    if any("libleakscope_shim" in o for o in objects):
+        return "leakscope shim"
+    if any("libclrjit" in o for o in objects):
+        return "JIT (libclrjit and what it calls)"
+    top = objects[0]
+    if "kallsyms" in top:
+        return "kernel"
+    if "doublemapper" in top or top.startswith("perf-"):
+        return "JIT-compiled code"
+    return top
+
+
+def split(data, intervals):
+    """{on: Counter(row -> CPU seconds)} over perf samples inside `intervals` [(t0_ns, t1_ns, on)]."""
+    intervals = sorted(intervals)
+    starts = [t0 for t0, _, _ in intervals]
+    out = {True: collections.Counter(), False: collections.Counter()}
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "time,ip,sym,dso"], capture_output=True,
+                            text=True, check=True).stdout
+
+    def flush(t, frames):
+        k = bisect.bisect_right(starts, t) - 1
+        if frames and k >= 0 and t < intervals[k][1]:
+            out[intervals[k][2]][row_of(frames)] += 1 / FREQ
+
+    t, frames = None, []
+    for line in script.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith("\t"):
+            if t is not None:
+                flush(t, frames)
+            t, frames = int(float(line.split(":")[0]) * 1e9), []
+        else:
+            m = FRAME.match(line)
+            if m:
+                frames.append((m.group(1), m.group(2)))
+    if t is not None:
+        flush(t, frames)
+    return out

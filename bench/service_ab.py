@@ -119,6 +119,7 @@ def main():
     results, placebo, reports = [], [], []
     cpu_rows = {True: collections.Counter(), False: collections.Counter()}  # --perf: CPU seconds per row
     requests = {True: 0, False: 0}
+    row_differences = collections.defaultdict(list)  # --perf: per process, µs per request on − off
     for n in range(a.processes):
         port, ticks_path = free_port(), os.path.join(work, f"{n}.ticks")
         proc, out_dir = launch("leakscope", dll, port, work, n, a, extra_env=[
@@ -153,9 +154,14 @@ def main():
         spans, switches = phases(os.path.join(out_dir, "agent.log"), ticks[0][0])
         sums, rows, per_phase, intervals = split(ticks, spans, start, end)
         if a.perf:
-            for on, counter in perf_phases.split(os.path.join(work, f"{n}.perf"), intervals).items():
+            split_rows = perf_phases.split(os.path.join(work, f"{n}.perf"), intervals)
+            for on, counter in split_rows.items():
                 cpu_rows[on] += counter
                 requests[on] += sums[on][0]
+            for key in set(split_rows[True]) | set(split_rows[False]) | {"**total**"}:
+                us = {on: (sum(split_rows[on].values()) if key == "**total**" else split_rows[on][key])
+                      / max(sums[on][0], 1) * 1e6 for on in (True, False)}
+                row_differences[key].append(us[True] - us[False])
             os.remove(os.path.join(work, f"{n}.perf"))
         phase_ids = {row[0] for row in rows}
         r = ratios(sums)
@@ -202,13 +208,18 @@ def main():
         total = {on: per_request(on, sum(cpu_rows[on].values())) for on in (True, False)}
         print(f"\nwhere the server's CPU went (perf cpu-clock, {sum(requests.values())} requests in counted "
               f"intervals): µs per request, sampling on / off")
-        print("| where | on | off | on − off |\n|---|---|---|---|")
-        print(f"| **total** | {total[True]:.3f} | {total[False]:.3f} | {total[True] - total[False]:+.3f} |")
+        # A process the host disturbed in one kind of phase weighs on the pooled columns; the
+        # median over processes of each one's own difference does not follow it.
+        median_difference = lambda key: statistics.median(row_differences[key] + [0.0] * (
+            len(row_differences["**total**"]) - len(row_differences[key])))
+        print("| where | on | off | on − off | on − off, median over processes |\n|---|---|---|---|---|")
+        print(f"| **total** | {total[True]:.3f} | {total[False]:.3f} | {total[True] - total[False]:+.3f} | "
+              f"{median_difference('**total**'):+.3f} |")
         for key in sorted(set(cpu_rows[True]) | set(cpu_rows[False]),
                           key=lambda k: -(cpu_rows[True][k] + cpu_rows[False][k])):
             on, off = per_request(True, cpu_rows[True][key]), per_request(False, cpu_rows[False][key])
             if max(on, off) >= 0.01:
-                print(f"| {key} | {on:.3f} | {off:.3f} | {on - off:+.3f} |")
+                print(f"| {key} | {on:.3f} | {off:.3f} | {on - off:+.3f} | {median_difference(key):+.3f} |")
     if a.leak:
         require_leak_named(reports, work)
     shutil.rmtree(work, ignore_errors=True)

@@ -13,7 +13,7 @@ the app is not in it) with sampling on against sampling off. Not in it: the agen
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
 usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin] [--perf]
-Needs: cargo build --release --workspace; dotnet; wrk.
+Needs: cargo build --release --workspace; dotnet; wrk; perf for --perf (scripts/setup.sh --with-bench-tools).
 """
 import argparse, collections, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 

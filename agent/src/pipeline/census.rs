@@ -27,8 +27,6 @@ pub struct Census {
     pub unreadable: u64,
     /// Set when the walk was interrupted: the counts cover part of the heap only.
     pub stopped: Option<Stopped>,
-    /// Objects met in generation 0 and left out as allocated after the GC (`take_as_left_by_gc`).
-    pub allocated_since: u64,
 }
 
 struct Walk<'a> {
@@ -40,39 +38,10 @@ struct Walk<'a> {
     run: (ClassID, TypeTotals),
     pace: Pace,
     stopped: Option<Stopped>,
-    /// Generation 0's address ranges, sorted, when objects there are to be left out.
-    young: Vec<(usize, usize)>,
-    allocated_since: u64,
 }
 
 /// Walks the heap. The runtime suspends itself for the duration.
 pub fn take(info: &ProfilerInfo) -> Result<Census, HRESULT> {
-    take_leaving_out(info, Vec::new())
-}
-
-/// The heap as the last full blocking GC left it: generation 0 is left out. That GC promotes
-/// what survives, so what the walk meets in generation 0 was allocated since: the application
-/// runs between the GC and the walk, and one that catches up after the pause allocates in a
-/// burst (a bounded cache then showed its new entries and the ones they evicted, dead but not
-/// yet collected: a flat cache read as growing). What the GC itself left in generation 0 (a few
-/// demoted objects: `gen0` of the census record's heap sizes, hundreds of bytes in the soak
-/// tests) is left out with them, at every census alike. If the runtime will not give the
-/// ranges, nothing is left out.
-pub fn take_as_left_by_gc(info: &ProfilerInfo) -> Result<Census, HRESULT> {
-    let mut young = Vec::new();
-    let mut ranges = Vec::new();
-    if info.generation_bounds(&mut ranges).is_ok() {
-        young = ranges
-            .iter()
-            .filter(|r| r.generation == 0)
-            .map(|r| (r.range_start, r.range_start.saturating_add(r.range_length_reserved.max(r.range_length))))
-            .collect();
-        young.sort_unstable();
-    }
-    take_leaving_out(info, young)
-}
-
-fn take_leaving_out(info: &ProfilerInfo, young: Vec<(usize, usize)>) -> Result<Census, HRESULT> {
     let mut walk = Walk {
         info,
         by_class: HashMap::with_capacity(4096),
@@ -80,8 +49,6 @@ fn take_leaving_out(info: &ProfilerInfo, young: Vec<(usize, usize)>) -> Result<C
         run: (0, TypeTotals::default()),
         pace: Pace::new(None),
         stopped: None,
-        young,
-        allocated_since: 0,
     };
     let started = Instant::now();
     heap_walk::walk(info, &mut walk)?;
@@ -89,21 +56,7 @@ fn take_leaving_out(info: &ProfilerInfo, young: Vec<(usize, usize)>) -> Result<C
     walk.flush_run();
     let objects = walk.by_class.values().map(|t| t.count).sum();
     let bytes = walk.by_class.values().map(|t| t.bytes).sum();
-    Ok(Census {
-        by_class: walk.by_class,
-        objects,
-        bytes,
-        pause,
-        unreadable: walk.unreadable,
-        stopped: walk.stopped,
-        allocated_since: walk.allocated_since,
-    })
-}
-
-/// Whether `address` lies in one of `ranges` (sorted, not overlapping).
-fn in_ranges(ranges: &[(usize, usize)], address: usize) -> bool {
-    let after = ranges.partition_point(|&(start, _)| start <= address);
-    after > 0 && address < ranges[after - 1].1
+    Ok(Census { by_class: walk.by_class, objects, bytes, pause, unreadable: walk.unreadable, stopped: walk.stopped })
 }
 
 impl Walk<'_> {
@@ -125,10 +78,6 @@ impl ObjectVisitor for Walk<'_> {
             self.stopped = Some(why);
             return false;
         }
-        if !self.young.is_empty() && in_ranges(&self.young, object) {
-            self.allocated_since += 1;
-            return true;
-        }
         match (self.info.class_of_object(object), self.info.object_size(object)) {
             (Ok(class), Ok(size)) => {
                 if class != self.run.0 {
@@ -141,23 +90,5 @@ impl ObjectVisitor for Walk<'_> {
             _ => self.unreadable += 1,
         }
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_ranges;
-
-    #[test]
-    fn addresses_are_found_only_inside_the_ranges() {
-        let ranges = [(0x1000, 0x2000), (0x5000, 0x5100)];
-        assert!(!in_ranges(&ranges, 0x0fff));
-        assert!(in_ranges(&ranges, 0x1000));
-        assert!(in_ranges(&ranges, 0x1fff));
-        assert!(!in_ranges(&ranges, 0x2000));
-        assert!(!in_ranges(&ranges, 0x4fff));
-        assert!(in_ranges(&ranges, 0x50ff));
-        assert!(!in_ranges(&ranges, 0x5100));
-        assert!(!in_ranges(&[], 0x1000));
     }
 }

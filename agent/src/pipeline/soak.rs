@@ -138,7 +138,7 @@ impl Pipeline<'_> {
         if self.census_unsupported {
             return None;
         }
-        match census::take_as_left_by_gc(&self.agent.info) {
+        match census::take(&self.agent.info) {
             Ok(c) if c.stopped.is_some() => {
                 // Part of the heap only: a census that says less than is there is not sent.
                 tracing::info!("census abandoned: {:?}", c.stopped);
@@ -178,13 +178,7 @@ impl Pipeline<'_> {
                         .collect(),
                     other: Some(other),
                 };
-                tracing::debug!(
-                    "census: {} objects, {} bytes, {:?} pause; {} allocated since the GC left out",
-                    c.objects,
-                    c.bytes,
-                    c.pause,
-                    c.allocated_since
-                );
+                tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
                 let payload = records::line("census", &record);
                 self.deliver(&payload, &[]);
                 self.aim_after_census(&c.by_class);

@@ -3,9 +3,11 @@
 tick intervals a within-process A/B counted, and sorted into rows by the code they were in. Used
 by bench/service_ab.py --perf; the difference between the sides, per request, is what sampling
 costs and where."""
-import bisect, collections, re, subprocess
+import bisect, collections, os, re, subprocess, sys
 
-FREQ = 4000  # perf's cpu-clock frequency: one sample is 1/FREQ s of one thread's CPU time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agent_cpu_shares import FREQ  # noqa: E402  (perf's cpu-clock rate, shared with that script)
+
 FRAME = re.compile(r"\s*[0-9a-f]+ (.*?) \((.*)\)$")
 
 

@@ -6,12 +6,14 @@
 //! resolves names, takes a lock shared with the agent thread, or blocks: when the queue is full
 //! the sample is dropped and counted.
 //!
-//! Also what the GC's own reports leave for retention paths, recorded on the GC's thread with the
-//! runtime suspended: its roots (`root_references.rs`, from `RootReferences2`) and its heap
-//! dump over EventPipe (`heap_dump.rs`). The agent thread arms them and takes what they kept.
+//! Also what the GC's own reports leave for retention paths and the census, recorded on the GC's
+//! thread with the runtime suspended: its roots (`root_references.rs`, from `RootReferences2`),
+//! its heap dump over EventPipe (`heap_dump.rs`), and where it left the heap (`gc_extents.rs`).
+//! The agent thread arms them and takes what they kept.
 
 pub mod exact;
 pub mod frame_walk;
+pub mod gc_extents;
 pub mod heap_dump;
 pub mod root_references;
 pub mod stack_snapshot;

@@ -57,6 +57,7 @@ mod slot {
     pub const CREATE_HANDLE: usize = 108;
     pub const DESTROY_HANDLE: usize = 109;
     pub const GET_OBJECT_ID_FROM_HANDLE: usize = 110;
+    pub const GET_NON_GC_HEAP_BOUNDS: usize = 112;
     pub const ENUMERATE_GC_HEAP_OBJECTS: usize = 114;
 }
 
@@ -417,6 +418,35 @@ impl ProfilerInfo {
             // the buffer holds `capacity` entries.
             check(gate::RUNTIME.call(|| unsafe {
                 method::<F>(self.ptr, slot::GET_GENERATION_BOUNDS)(
+                    self.ptr,
+                    capacity as u32,
+                    &mut needed,
+                    out.as_mut_ptr(),
+                )
+            }))?;
+            if needed as usize <= capacity {
+                // SAFETY: the runtime initialised the first `needed` entries.
+                unsafe { out.set_len(needed as usize) };
+                return Ok(());
+            }
+            out.reserve(needed as usize * 2);
+        }
+        Err(E_FAIL)
+    }
+
+    /// The ranges of the non-GC heap (frozen objects: string literals, `typeof` results), .NET 8+.
+    pub fn non_gc_heap_bounds(&self, out: &mut Vec<NonGcHeapRange>) -> Result<(), HRESULT> {
+        self.require(14)?;
+        type F = unsafe extern "system" fn(*mut c_void, u32, *mut u32, *mut NonGcHeapRange) -> HRESULT;
+        let mut needed = 0u32;
+        for _ in 0..3 {
+            let capacity = out.capacity().max(16);
+            out.clear();
+            out.reserve(capacity);
+            // SAFETY: Info14 slot 112 is GetNonGCHeapBounds(ULONG cap, ULONG* count, RANGE[]);
+            // version checked above; the buffer holds `capacity` entries.
+            check(gate::RUNTIME.call(|| unsafe {
+                method::<F>(self.ptr, slot::GET_NON_GC_HEAP_BOUNDS)(
                     self.ptr,
                     capacity as u32,
                     &mut needed,

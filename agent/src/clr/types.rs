@@ -23,6 +23,7 @@ pub type EventPipeProvider = usize;
 pub const S_OK: HRESULT = 0;
 pub const S_FALSE: HRESULT = 1;
 pub const E_NOINTERFACE: HRESULT = 0x8000_4002_u32 as i32;
+pub const E_NOTIMPL: HRESULT = 0x8000_4001_u32 as i32;
 pub const E_POINTER: HRESULT = 0x8000_4003_u32 as i32;
 pub const E_FAIL: HRESULT = 0x8000_4005_u32 as i32;
 pub const CLASS_E_NOAGGREGATION: HRESULT = 0x8004_0110_u32 as i32;
@@ -66,6 +67,15 @@ impl std::fmt::Debug for GUID {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GenerationRange {
     pub generation: u32,
+    pub range_start: ObjectID,
+    pub range_length: usize,
+    pub range_length_reserved: usize,
+}
+
+/// `COR_PRF_NONGC_HEAP_RANGE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NonGcHeapRange {
     pub range_start: ObjectID,
     pub range_length: usize,
     pub range_length_reserved: usize,

@@ -339,7 +339,7 @@ pub static VTABLE: CallbackVtable = CallbackVtable {
     thread_name_changed: ignore3::<usize, u32, *const WCHAR>,
     garbage_collection_started: ignore3::<i32, *const BOOL, u32>,
     surviving_references: ignore3::<u32, *const usize, *const u32>,
-    garbage_collection_finished: ignore0,
+    garbage_collection_finished: callbacks::garbage_collection_finished,
     finalizeable_object_queued: ignore2::<u32, usize>,
     root_references2: gc_roots::root_references2,
     handle_created: ignore2::<usize, usize>,

@@ -148,3 +148,13 @@ pub(super) unsafe extern "system" fn class_unload_started(_this: *mut ProfilerCa
         Ok(())
     })
 }
+
+/// A GC is over, the runtime still suspended: where it left the heap, while a census wants it.
+pub(super) unsafe extern "system" fn garbage_collection_finished(_this: *mut ProfilerCallback) -> HRESULT {
+    guard::callback("GarbageCollectionFinished", || {
+        if let Some(agent) = agent::get() {
+            crate::capture::gc_extents::on_gc_finished(&agent.info);
+        }
+        Ok(())
+    })
+}

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::heap_walk::{self, Pace, Stopped};
+use crate::capture::gc_extents::Extents;
 use crate::clr::profiler_info::ProfilerInfo;
 use crate::clr::types::{ClassID, HRESULT, ObjectID};
 use crate::clr::walks::ObjectVisitor;
@@ -27,6 +28,8 @@ pub struct Census {
     pub unreadable: u64,
     /// Set when the walk was interrupted: the counts cover part of the heap only.
     pub stopped: Option<Stopped>,
+    /// Objects left out as allocated after the GC (`take_as_left_by_gc`; 0 otherwise).
+    pub allocated_since: u64,
 }
 
 struct Walk<'a> {
@@ -38,10 +41,25 @@ struct Walk<'a> {
     run: (ClassID, TypeTotals),
     pace: Pace,
     stopped: Option<Stopped>,
+    /// Where the GC left the heap, when what lies outside is to be left out.
+    as_left: Option<Extents>,
+    allocated_since: u64,
 }
 
 /// Walks the heap. The runtime suspends itself for the duration.
 pub fn take(info: &ProfilerInfo) -> Result<Census, HRESULT> {
+    take_within(info, None)
+}
+
+/// The heap as a GC left it (`extents`, recorded when it finished): objects the walk meets
+/// outside were allocated since, while the application ran between the GC and the walk, and
+/// are left out. A later GC in between moves what it keeps beyond the extents too: only what
+/// the first one left is counted either way.
+pub fn take_as_left_by_gc(info: &ProfilerInfo, extents: Extents) -> Result<Census, HRESULT> {
+    take_within(info, Some(extents))
+}
+
+fn take_within(info: &ProfilerInfo, as_left: Option<Extents>) -> Result<Census, HRESULT> {
     let mut walk = Walk {
         info,
         by_class: HashMap::with_capacity(4096),
@@ -49,6 +67,8 @@ pub fn take(info: &ProfilerInfo) -> Result<Census, HRESULT> {
         run: (0, TypeTotals::default()),
         pace: Pace::new(None),
         stopped: None,
+        as_left,
+        allocated_since: 0,
     };
     let started = Instant::now();
     heap_walk::walk(info, &mut walk)?;
@@ -56,7 +76,15 @@ pub fn take(info: &ProfilerInfo) -> Result<Census, HRESULT> {
     walk.flush_run();
     let objects = walk.by_class.values().map(|t| t.count).sum();
     let bytes = walk.by_class.values().map(|t| t.bytes).sum();
-    Ok(Census { by_class: walk.by_class, objects, bytes, pause, unreadable: walk.unreadable, stopped: walk.stopped })
+    Ok(Census {
+        by_class: walk.by_class,
+        objects,
+        bytes,
+        pause,
+        unreadable: walk.unreadable,
+        stopped: walk.stopped,
+        allocated_since: walk.allocated_since,
+    })
 }
 
 impl Walk<'_> {
@@ -77,6 +105,10 @@ impl ObjectVisitor for Walk<'_> {
         if let Some(why) = self.pace.step() {
             self.stopped = Some(why);
             return false;
+        }
+        if self.as_left.as_mut().is_some_and(|extents| !extents.contains(object)) {
+            self.allocated_since += 1;
+            return true;
         }
         match (self.info.class_of_object(object), self.info.object_size(object)) {
             (Ok(class), Ok(size)) => {

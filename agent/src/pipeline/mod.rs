@@ -88,6 +88,8 @@ struct Pipeline<'a> {
     full_gc_to_report: Option<u32>,
     last_retained_report: Option<Instant>,
     census_unsupported: bool,
+    /// Census walks refused in a row.
+    census_failures: u32,
     /// Located statics and field layouts, kept between retention requests.
     retention: retention::Retention,
     thinning_window: Instant,
@@ -160,6 +162,7 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         full_gc_to_report: None,
         last_retained_report: None,
         census_unsupported: false,
+        census_failures: 0,
         retention: retention::Retention::default(),
         thinning_window: Instant::now(),
         thinning_samples: 0,

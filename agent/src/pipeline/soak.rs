@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TryRecvError;
 
 use super::{POLL, Pipeline, census, gc_stats, retention, unix_ms};
-use crate::capture::Event;
+use crate::capture::{Event, gc_extents};
 use crate::clr::types::ClassID;
+use crate::clr::types::{E_NOINTERFACE, E_NOTIMPL};
 use crate::output::records::{self, Census as CensusRecord, CensusOther, CensusType, Num, Retained};
 
 /// Events held while a retention search lets the application run between its walks (beyond
@@ -17,6 +18,9 @@ pub(super) const HELD_EVENTS: usize = 1 << 12;
 /// Most types listed in a census (the rest are summed in `other`).
 pub(super) const MAX_CENSUS_TYPES: usize = 5000;
 
+/// Census walks the runtime refuses in a row before the census is given up for good.
+pub(super) const CENSUS_FAILURES_TO_GIVE_UP: u32 = 5;
+
 /// Least time between two `retained` reports.
 pub(super) const MIN_RETAINED_SPACING: Duration = Duration::from_millis(500);
 
@@ -25,7 +29,14 @@ impl Pipeline<'_> {
     /// census and what survived. True when told to stop meanwhile.
     pub(super) fn full_gc_then_census(&mut self, census: bool) -> bool {
         let gc_started = Instant::now();
-        if let Err(hr) = self.agent.info.force_gc() {
+        if census {
+            gc_extents::arm();
+        }
+        let forced = self.agent.info.force_gc();
+        // The GC's own record of where it left the heap: taken before anything else, so that a
+        // later GC of the application's does not replace it.
+        let as_left = census.then(gc_extents::take);
+        if let Err(hr) = forced {
             tracing::warn!("ForceGC failed: {hr:#x}");
             return false;
         }
@@ -36,7 +47,7 @@ impl Pipeline<'_> {
         if self.drain() {
             return true;
         }
-        let by_class = if census { self.take_census() } else { None };
+        let by_class = as_left.and_then(|as_left| self.take_census(as_left));
         self.report_retained_after_full_gc();
         if !self.agent.config.retention.is_empty() {
             let request = retention::Request::new(self.agent.config.retention.clone());
@@ -134,17 +145,30 @@ impl Pipeline<'_> {
 
     /// Counts every object on the heap by type (right after a full GC) and reports it; returns
     /// the counts by class.
-    pub(super) fn take_census(&mut self) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
+    pub(super) fn take_census(
+        &mut self,
+        as_left: gc_extents::Recorded,
+    ) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
         if self.census_unsupported {
             return None;
         }
-        match census::take(&self.agent.info) {
-            Ok(c) if c.stopped.is_some() => {
+        let taken = match as_left {
+            gc_extents::Recorded::Extents(extents, _) if !extents.is_empty() => {
+                census::take_as_left_by_gc(&self.agent.info, extents).map(|c| (c, true))
+            }
+            other => {
+                tracing::debug!("census counts what was allocated since the GC too: {other:?}");
+                census::take(&self.agent.info).map(|c| (c, false))
+            }
+        };
+        match taken {
+            Ok((c, _)) if c.stopped.is_some() => {
                 // Part of the heap only: a census that says less than is there is not sent.
                 tracing::info!("census abandoned: {:?}", c.stopped);
                 None
             }
-            Ok(c) => {
+            Ok((c, as_left)) => {
+                self.census_failures = 0;
                 // (name, count, bytes), largest first.
                 let mut types: Vec<(std::sync::Arc<str>, u64, u64)> =
                     c.by_class.iter().map(|(&class, t)| (self.names.class(class), t.count, t.bytes)).collect();
@@ -167,6 +191,7 @@ impl Pipeline<'_> {
                     objects: Num::some(c.objects),
                     bytes: Num::some(c.bytes),
                     unreadable: Num::some(c.unreadable),
+                    allocated_since_gc: as_left.then(|| c.allocated_since.into()),
                     heap: Some(self.heap_record()),
                     types: types
                         .into_iter()
@@ -178,20 +203,47 @@ impl Pipeline<'_> {
                         .collect(),
                     other: Some(other),
                 };
-                tracing::debug!("census: {} objects, {} bytes, {:?} pause", c.objects, c.bytes, c.pause);
+                tracing::debug!(
+                    "census: {} objects, {} bytes, {:?} pause; {} allocated since the GC left out",
+                    c.objects,
+                    c.bytes,
+                    c.pause,
+                    c.allocated_since
+                );
                 let payload = records::line("census", &record);
                 self.deliver(&payload, &[]);
                 self.aim_after_census(&c.by_class);
                 Some(c.by_class)
             }
             Err(hr) => {
-                self.census_unsupported = true;
-                let message = format!(
-                    "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
-                     soak verdicts use sampled survivors only"
-                );
-                tracing::warn!("{message}");
-                self.status("warn", &message);
+                // Without the API (before .NET 9) it never works; any other refusal may pass
+                // (this census is skipped), unless it keeps coming.
+                self.census_failures += 1;
+                let lacking = hr == E_NOINTERFACE || hr == E_NOTIMPL;
+                if lacking || self.census_failures >= CENSUS_FAILURES_TO_GIVE_UP {
+                    self.census_unsupported = true;
+                    let message = if lacking {
+                        format!(
+                            "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
+                             soak verdicts use sampled survivors only"
+                        )
+                    } else {
+                        format!(
+                            "heap census given up after {} refusals in a row (EnumerateGCHeapObjects: {hr:#x}): \
+                             soak verdicts use sampled survivors only",
+                            self.census_failures
+                        )
+                    };
+                    tracing::warn!("{message}");
+                    self.status("warn", &message);
+                } else {
+                    let message = format!(
+                        "heap census skipped at this GC: the runtime refused the walk (EnumerateGCHeapObjects: {hr:#x}); \
+                         trying again at the next one"
+                    );
+                    tracing::warn!("{message}");
+                    self.status("warn", &message);
+                }
                 None
             }
         }

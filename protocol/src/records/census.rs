@@ -36,6 +36,10 @@ pub struct Census {
     pub objects: Option<Num>,
     pub bytes: Option<Num>,
     pub unreadable: Option<Num>,
+    /// Objects the walk met outside the heap as the GC left it, allocated after the GC and left
+    /// out of the counts; absent when the agent could not tell (then they are counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_since_gc: Option<Num>,
     pub heap: Option<HeapSizes>,
     pub types: Vec<CensusType>,
     pub other: Option<CensusOther>,

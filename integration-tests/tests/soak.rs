@@ -177,6 +177,35 @@ fn passes_without_failing_subjects(r: &SoakRun) {
 fn bounded_cache_plateaus_and_passes(r: &SoakRun) {
     passes_without_failing_subjects(r);
     assert_eq!(verdict(r, "type:SoakApp.CacheEntry"), "plateaued", "{}", r.summary());
+    census_counts_the_heap_as_the_gc_left_it(r);
+}
+
+/// The cache holds exactly 40 000 entries once full. The application runs between the induced
+/// GC and the census walk, adding entries and evicting others (garbage not yet collected): the
+/// census leaves out what was allocated since the GC, so it counts exactly 40 000 each time
+/// (it counted 40 024–40 147 before, and the flat cache read as growing).
+fn census_counts_the_heap_as_the_gc_left_it(r: &SoakRun) {
+    let recording = std::fs::read_to_string(r.out.join("recording.ndjson")).unwrap();
+    let censuses: Vec<Value> = recording
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "census")
+        .collect();
+    let entries = |c: &Value| {
+        c["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type_name"] == "SoakApp.CacheEntry")
+            .map_or(0, |t| t["count"].as_u64().unwrap())
+    };
+    let counts: Vec<u64> = censuses.iter().map(entries).collect();
+    let full = counts.iter().position(|&n| n >= 40_000).unwrap_or_else(|| panic!("never full: {counts:?}"));
+    assert!(counts[full..].iter().all(|&n| n == 40_000), "CacheEntry by census: {counts:?}");
+    assert!(counts.len() - full >= 3, "too few censuses of the full cache: {counts:?}");
+    let since: Vec<Option<u64>> = censuses.iter().map(|c| c["allocated_since_gc"].as_u64()).collect();
+    assert!(since.iter().all(Option::is_some), "every census says what it left out: {since:?}");
+    assert!(since.iter().any(|n| n.unwrap() > 100), "the application allocated between GC and walk: {since:?}");
 }
 
 fn warmup_then_flat_passes(r: &SoakRun) {

@@ -15,6 +15,7 @@
 pub mod census;
 pub mod code_versions;
 mod commands;
+mod courtesy;
 pub mod duty_cycle;
 pub mod exact;
 pub mod gate;
@@ -135,6 +136,7 @@ pub fn spawn(agent: &'static Agent, events: Receiver<Event>, done: Sender<()>) -
 
 fn run(agent: &'static Agent, events: Receiver<Event>) {
     crate::clr::own_thread::mark();
+    courtesy::give_way_to_the_application();
     if let Err(hr) = agent.info.initialize_current_thread() {
         tracing::warn!("InitializeCurrentThread failed: {hr:#x}");
     }

@@ -13,6 +13,7 @@
 
 use integration_tests::*;
 use serde_json::Value;
+use std::time::Duration;
 
 fn number(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("not a count: {value}"))
@@ -80,4 +81,45 @@ fn induced_full_gcs_leave_the_agent_thread_unknown_to_the_runtime() {
     assert!(induced >= 2 && censuses >= 2 && retentions >= 2, "{induced} {censuses} {retentions}: {last:#}");
     assert_agent_thread_unknown_throughout(&bench, "");
     assert_eq!(number(&last["agent"]["sync_refused"]), 0, "{last:#}");
+}
+
+/// The scheduling policy of every thread of `pid` by name (field 41 of `/proc/PID/task/TID/stat`,
+/// counted after the parenthesised name, which may hold spaces).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(task.path().join("comm")), std::fs::read_to_string(task.path().join("stat")))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        // Fields from the third (state) on; the policy is the 41st field overall.
+        let policy = after_name.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        threads.push((comm.trim_end().to_string(), policy));
+    }
+    threads
+}
+
+/// The agent thread's bursts (resolving samples, writing records) give way to the application:
+/// the live agent thread runs under SCHED_BATCH, and the application's threads keep the default.
+#[test]
+fn the_agent_thread_runs_under_sched_batch_and_the_application_threads_do_not() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.ndjson"), dir.path().join("agent.log"));
+    let mut c = dotnet_app("LeakApp", Build::FrameworkDependent).command();
+    c.args(["strings", "20"]).envs(agent_env(&out, &log, "1s"));
+    let mut run = Running::start(c);
+    run.wait_for_line("ready", Duration::from_secs(60));
+    wait_for_summaries(&out, 1, Duration::from_secs(30));
+    let threads = thread_policies(run.pid());
+    eprintln!("{threads:?}");
+    let agent: Vec<_> = threads.iter().filter(|(name, _)| name == "leakscope-agent").collect();
+    assert_eq!(agent.len(), 1, "one agent thread: {threads:?}");
+    assert_eq!(agent[0].1, SCHED_BATCH, "the agent thread's policy: {threads:?}");
+    let others: Vec<_> = threads.iter().filter(|(name, _)| !name.starts_with("leakscope")).collect();
+    assert!(others.len() >= 3, "the application's threads: {threads:?}");
+    assert!(others.iter().all(|(_, policy)| *policy == SCHED_OTHER), "the application's threads: {threads:?}");
 }

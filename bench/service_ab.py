@@ -7,9 +7,11 @@ requests it finished, its CPU time, and how long each request spent in the app. 
 on-phases to off-phases inside each process removes the spread between processes, which on this
 VM is bimodal and ±10-20 % (bench/service_overhead.py, BENCHMARKS.md).
 
-What it measures: requests/s, CPU time per request and the app-side p99 (time from the first
-middleware to the response, not the client's view: queueing in the kernel and Kestrel before
-the app is not in it) with sampling on against sampling off. Not in it: the agent loaded but
+What it measures: requests/s, CPU time per request, the app-side p99 (time from the first
+middleware to the response: queueing in the kernel and Kestrel before the app is not in it) and
+the client's p99 (wrk_timed.lua stamps each request with its send time on the same clock, the
+service echoes it, and wrk times the response: wrk's own view, per 100 ms) with sampling on
+against sampling off. Not in it: the agent loaded but
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
 usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin] [--perf]
@@ -73,6 +75,41 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
     return sums, rows, [per_phase[i] for i in sorted(per_phase)], intervals
 
 
+def read_client_ticks(path):
+    """wrk_timed.lua's histograms of the client's latency: [(tick start ns, histogram)]."""
+    return [(int(f[0]), list(map(int, f[1:]))) for f in (line.split() for line in open(path)) if f]
+
+
+def split_client(client_ticks, spans, start_ns, end_ns, on_of=None):
+    """The client's latency histograms per side (on/off) and per phase, over 100 ms ticks wholly
+    inside a settled phase and the measured window (a response counts in the tick it arrived in)."""
+    sums, per_phase = {True: None, False: None}, {}
+    for t0, h in client_ticks:
+        t1 = t0 + 100_000_000
+        if t0 < start_ns or t1 > end_ns:
+            continue
+        for i, (lo, hi, on) in enumerate(spans):
+            if lo <= t0 and t1 <= hi:
+                side = on_of(i) if on_of else on
+                sums[side] = list(h) if sums[side] is None else [a + b for a, b in zip(sums[side], h)]
+                _, merged = per_phase.setdefault(i, (side, [0] * len(h)))
+                for b, n in enumerate(h):
+                    merged[b] += n
+                break
+    return sums, [per_phase[i] for i in sorted(per_phase)]
+
+
+def client_ratios(client_ticks, spans, start_ns, end_ns, on_of=None):
+    """On/off ratios of the client's p99 and p50, pooled and (p99) phase by phase with drift removed."""
+    sums, per_phase = split_client(client_ticks, spans, start_ns, end_ns, on_of)
+    if sums[True] is None or sums[False] is None:
+        return None
+    return {"client_p99": quantile_us(sums[True], 0.99) / quantile_us(sums[False], 0.99),
+            "client_p50": quantile_us(sums[True], 0.5) / quantile_us(sums[False], 0.5),
+            "client_p99_detrended": detrended_quantile(per_phase, 0.99),
+            "client_p99_us": (quantile_us(sums[True], 0.99), quantile_us(sums[False], 0.99))}
+
+
 def detrended_quantile(per_phase, q):
     """Each phase's own q-quantile, then the drift-removed on/off ratio of those: a tail is
     compared phase by phase, so a few bad seconds weigh as phases, not as their requests."""
@@ -122,6 +159,7 @@ def main():
     row_differences = collections.defaultdict(list)  # --perf: per process, µs per request on − off
     for n in range(a.processes):
         port, ticks_path = free_port(), os.path.join(work, f"{n}.ticks")
+        client_path = os.path.join(work, f"{n}.client")
         proc, out_dir = launch("leakscope", dll, port, work, n, a, extra_env=[
             ("SERVICE_TICKS", ticks_path), ("LEAKSCOPE_BENCH_AB_PHASE_MS", str(a.phase_ms))])
         try:
@@ -137,7 +175,9 @@ def main():
                 wrk(port, max(1, a.warmup // 3), a.connections, a.pin)
             profiler = perf_phases.record(pid, os.path.join(work, f"{n}.perf")) if a.perf else None
             start = time.monotonic_ns()  # CLOCK_MONOTONIC, the agent's and the service's clock
-            wrk(port, a.seconds, a.connections, a.pin)
+            # The measured run times each response as the client sees it (wrk_timed.lua).
+            wrk(port, a.seconds, a.connections, a.pin, script="wrk_timed.lua",
+                env=dict(os.environ, WRK_TICKS=client_path))
             end = time.monotonic_ns()
             if profiler:
                 profiler.send_signal(signal.SIGINT)
@@ -147,6 +187,7 @@ def main():
         if a.keep:
             os.makedirs(a.keep, exist_ok=True)
             shutil.copy(ticks_path, a.keep)
+            shutil.copy(client_path, a.keep)
             shutil.copy(os.path.join(out_dir, "agent.log"), os.path.join(a.keep, f"{n}.log"))
             with open(os.path.join(a.keep, f"{n}.window"), "w") as f:
                 f.write(f"{start} {end}\n")
@@ -174,15 +215,23 @@ def main():
         r["rps_detrended"] = detrended(rows, key=4)
         r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
         r["p99_detrended"] = detrended_quantile(per_phase, 0.99)
+        client_ticks = read_client_ticks(client_path)
+        client = client_ratios(client_ticks, spans, start, end)
+        if client is None:
+            raise RuntimeError(f"process {n + 1}: the client timed no response in an on- or an off-phase")
+        r.update(client)
         results.append(r)
         relabel = {i: rng.random() < 0.5 for i in phase_ids}
         p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
         if p:
             relabelled = [(relabel[i], h) for i, (_, h) in zip(sorted(phase_ids), per_phase)]
             p["p99_detrended"] = detrended_quantile(relabelled, 0.99)
+            p.update(client_ratios(client_ticks, spans, start, end, on_of=lambda i: relabel[i]) or {})
             placebo.append(p)
         print(f"process {n + 1}/{a.processes}: on/off requests/s {r['rps']:.4f}, CPU per request "
-              f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}; {switches} phase changes, "
+              f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}, client p99 {r['client_p99']:.4f} "
+              f"({r['client_p99_us'][0]:.0f}/{r['client_p99_us'][1]:.0f} µs), p50 {r['client_p50']:.4f}; "
+              f"{switches} phase changes, "
               f"on-share {r['on_share']:.2f}", file=sys.stderr)
 
     def line(name, values):
@@ -198,11 +247,14 @@ def main():
                        ("cpu_per_request", "CPU per request"),
                        ("cpu_per_request_detrended", "CPU per request, drift removed"),
                        ("p99", "app-side p99"), ("p99_detrended", "app-side p99 phase by phase, drift removed"),
-                       ("p50", "app-side p50")):
+                       ("p50", "app-side p50"), ("client_p99", "client's p99 (wrk_timed.lua)"),
+                       ("client_p99_detrended", "client's p99 phase by phase, drift removed"),
+                       ("client_p50", "client's p50")):
         print(line(f"sampling on / off, {label}", [r[key] for r in results]))
     for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
-                       ("p99_detrended", "app-side p99 phase by phase, drift removed")):
-        print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo]))
+                       ("p99_detrended", "app-side p99 phase by phase, drift removed"),
+                       ("client_p99", "client's p99"), ("client_p99_detrended", "client's p99 phase by phase, drift removed")):
+        print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo if key in r]))
     if a.perf:
         per_request = lambda on, seconds: seconds / max(requests[on], 1) * 1e6
         total = {on: per_request(on, sum(cpu_rows[on].values())) for on in (True, False)}

@@ -95,10 +95,10 @@ def wait_healthy(port, proc, timeout=60):
     raise RuntimeError("server never answered /health")
 
 
-def wrk(port, seconds, connections, pin):
+def wrk(port, seconds, connections, pin, script="wrk.lua", env=None):
     cmd = (["taskset", "-c", "0"] if pin else []) + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-           os.path.join(ROOT, "bench/Service/wrk.lua"), f"http://127.0.0.1:{port}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+           os.path.join(ROOT, "bench/Service", script), f"http://127.0.0.1:{port}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)

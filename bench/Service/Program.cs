@@ -27,6 +27,10 @@ if (Environment.GetEnvironmentVariable("SERVICE_TICKS") is { Length: > 0 } ticks
     app.Use(async (context, next) =>
     {
         long started = Stopwatch.GetTimestamp();
+        // The client's send time (bench/Service/wrk_timed.lua), echoed so it can time the
+        // response as it sees it.
+        if (context.Request.Headers.TryGetValue("X-Sent", out var sent))
+            context.Response.Headers["X-Sent"] = sent;
         await next(context);
         ticks.Record(Stopwatch.GetElapsedTime(started));
     });

@@ -14,7 +14,7 @@ service echoes it, and wrk times the response: wrk's own view, per 100 ms) with 
 against sampling off. Not in it: the agent loaded but
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
-usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak] [--pin] [--perf]
+usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak [N]] [--pin] [--perf]
 Needs: cargo build --release --workspace; dotnet; wrk; perf for --perf (scripts/setup.sh --with-bench-tools).
 """
 import argparse, collections, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
@@ -22,7 +22,7 @@ import argparse, collections, os, random, shutil, signal, statistics, subprocess
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import perf_phases  # noqa: E402
 from agent_ab import SETTLE_NS, detrended, neighbour_slope, phases  # noqa: E402
-from service_overhead import (CLI, bootstrap_median_ci, build_service, free_port, launch,  # noqa: E402
+from service_overhead import (CLI, bootstrap_median_ci, build_service, free_port, launch, leak_label,  # noqa: E402
                               report_text, require_leak_named, server_pid, stop, wait_healthy, wrk)
 
 BUCKETS_PER_DOUBLING = 8
@@ -137,7 +137,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--phase-ms", type=int, default=1000)
-    ap.add_argument("--leak", action="store_true", help="plant a leak; every report.txt must name its call site")
+    ap.add_argument("--leak", nargs="?", type=int, const=1, default=0, metavar="N",
+                    help="plant a leak (an audit line per order request, or one in N); every report.txt must name its call site")
     ap.add_argument("--pin", action="store_true", help="the server on CPU 1, wrk on CPU 0")
     ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for the server (repeatable), e.g. DOTNET_TieredPGO=0")
@@ -240,7 +241,7 @@ def main():
                 f"range {min(values):.3f}-{max(values):.3f}, {len(values)} processes")
 
     print(f"\nservice: bench/Service under `leakscope run` (agent + shim, defaults), wrk -t1 -c{a.connections}, "
-          f"{a.seconds} s measured after {a.warmup} s warm-up{', planted leak on' if a.leak else ''}"
+          f"{a.seconds} s measured after {a.warmup} s warm-up{leak_label(a.leak)}"
           f"{', server on CPU 1 and wrk on CPU 0' if a.pin else ''}; sampling on or off in random phases of "
           f"{a.phase_ms} ms; 100 ms ticks, the first {SETTLE_NS // 1_000_000} ms after each phase change left out")
     for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),

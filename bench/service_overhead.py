@@ -14,11 +14,11 @@ of the dotnet process, /proc/PID/stat) before and after. Reports requests/s, p99
 server CPU time per request, with per-triple ratios against the plain run of the same triple and
 95% bootstrap intervals of their medians.
 
-With --leak the server also plants a leak (an audit line per request kept in a static list); the
-ratios are then measured with the leak present, and every leakscope run's report.txt must name
-the leaking call site (AuditTrail.Record), or the benchmark fails.
+With --leak the server also plants a leak (an audit line per order request, or one in N, kept in a
+static list); the ratios are then measured with the leak present, and every leakscope run's
+report.txt must name the leaking call site (AuditTrail.Record), or the benchmark fails.
 
-usage: bench/service_overhead.py [--triples N] [--seconds S] [--warmup S] [--connections C] [--leak]
+usage: bench/service_overhead.py [--triples N] [--seconds S] [--warmup S] [--connections C] [--leak [N]]
                                  [--pin] [--runtime-env KEY=VALUE]...
 Needs: cargo build --release --workspace; dotnet; wrk; dotnet-trace (scripts/setup.sh --with-bench-tools).
 """
@@ -111,7 +111,7 @@ def wrk(port, seconds, connections, pin, script="wrk.lua", env=None):
 
 def launch(side, dll, port, work, i, a, extra_env=()):
     """Starts one side's server; `extra_env` (KEY, VALUE) pairs are set after the cleaning."""
-    server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak"] if a.leak else [])
+    server = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"] + (["--leak", str(a.leak)] if a.leak else [])
     env = dict(os.environ, DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1")
     for k in [k for k in env if k.startswith(("CORECLR_", "LEAKSCOPE_")) or k in ("LD_PRELOAD", "DOTNET_PerfMapEnabled")]:
         del env[k]
@@ -185,7 +185,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=20, help="seconds of load before measuring: tiered JIT settles")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--leak", action="store_true", help="plant a leak; leakscope must name its call site")
+    ap.add_argument("--leak", nargs="?", type=int, const=1, default=0, metavar="N",
+                    help="plant a leak (an audit line per order request, or one in N); leakscope must name its call site")
     ap.add_argument("--pin", action="store_true", help="the server side on CPU 1, wrk on CPU 0 (taskset)")
     ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for every side's server (repeatable), e.g. DOTNET_TieredPGO=0")
@@ -209,7 +210,7 @@ def main():
 
     med = lambda side, key: statistics.median(r[key] for r in results[side])
     print(f"\nservice: bench/Service under wrk -t1 -c{a.connections}, {a.seconds} s measured after {a.warmup} s warm-up, "
-          f"{a.triples} interleaved triples{' (planted leak on)' if a.leak else ''}"
+          f"{a.triples} interleaved triples{leak_label(a.leak)}"
           f"{', server on CPU 1 and wrk on CPU 0' if a.pin else ''}"
           f"{''.join(', ' + kv for kv in a.runtime_env)}, medians")
     print("| side | requests/s | p99 (ms) | server CPU per request (us) |")
@@ -230,6 +231,14 @@ def main():
 def report_text(out_dir):
     path = os.path.join(out_dir, "report.txt")
     return open(path).read() if os.path.exists(path) else ""
+
+
+def leak_label(one_in):
+    """How the run's header says which leak was planted."""
+    if not one_in:
+        return ""
+    return " (planted leak: an audit line per order request)" if one_in == 1 else \
+        f" (planted leak: an audit line per {one_in} order requests)"
 
 
 def require_leak_named(reports, work):

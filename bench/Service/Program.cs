@@ -2,9 +2,10 @@
 // look things up in an in-memory cache (filling it on a miss), build a response object graph
 // and serialize it with System.Text.Json.
 //
-// usage: dotnet Service.dll [--urls http://127.0.0.1:PORT] [--leak]
-// With --leak, every request also records an audit line in a static list that is never
-// trimmed: a planted leak, for checking that leakscope names its call site under load.
+// usage: dotnet Service.dll [--urls http://127.0.0.1:PORT] [--leak [N]]
+// With --leak, every order request (or one in N) also records an audit line in a static list
+// that is never trimmed: a planted leak, for checking that leakscope names its call site under
+// load.
 // Prints "ready" once it listens.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -12,8 +13,14 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Caching.Memory;
 
-var leak = args.Contains("--leak");
-var builder = WebApplication.CreateSlimBuilder(args.Where(a => a != "--leak").ToArray());
+int leak = Array.IndexOf(args, "--leak");
+if (leak >= 0)
+{
+    bool counted = leak + 1 < args.Length && int.TryParse(args[leak + 1], out AuditTrail.OneIn) && AuditTrail.OneIn > 0;
+    if (!counted) AuditTrail.OneIn = 1;
+    args = args.Where((_, i) => i != leak && !(counted && i == leak + 1)).ToArray();
+}
+var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.ClearProviders();
 builder.Services.AddMemoryCache(o => o.SizeLimit = 20_000);
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ServiceJson.Default));
@@ -43,7 +50,7 @@ app.MapGet("/orders/{customer:int}", (int customer, int? page, IMemoryCache cach
     var orders = Catalog.OrdersOf(customer % 5000, cache);
     int from = (page ?? 0) * 10 % Math.Max(orders.Count, 1);
     var pageItems = orders.Skip(from).Take(10).Select(o => new OrderView(o.Id, o.Sku, o.Quantity * o.UnitPrice, o.Tags)).ToList();
-    if (leak) AuditTrail.Record(customer, pageItems.Count);
+    AuditTrail.Record(customer, pageItems.Count);
     return Results.Json(new OrdersPage(customer, from, orders.Count, pageItems), ServiceJson.Default.OrdersPage);
 });
 
@@ -79,13 +86,17 @@ static class Catalog
         })!;
 }
 
-/// The planted leak: one audit line per request, kept forever.
+/// The planted leak: one audit line per order request (or one in `OneIn`), kept forever.
 static class AuditTrail
 {
+    /// 0: no leak.
+    public static int OneIn;
     static readonly List<string> Lines = new();
+    static long _requests;
 
     public static void Record(int customer, int count)
     {
+        if (OneIn == 0 || (OneIn > 1 && Interlocked.Increment(ref _requests) % OneIn != 0)) return;
         var line = $"{DateTime.UtcNow:O} customer={customer} items={count}";
         lock (Lines) Lines.Add(line);
     }

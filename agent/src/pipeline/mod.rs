@@ -120,8 +120,6 @@ struct Pipeline<'a> {
     /// That the runtime knows this thread (and refuses its synchronous calls) has been said in a
     /// status.
     thread_known_reported: bool,
-    /// Bounds how long the thread works before offering the core back to the application.
-    stretch: courtesy::Stretch,
 }
 
 /// Starts the agent thread. `done` is signalled when it has flushed and stopped.
@@ -186,7 +184,6 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         log_problem_reported: false,
         bad_events_reported: false,
         thread_known_reported: false,
-        stretch: courtesy::Stretch::new(),
     };
     for problem in &agent.startup_problems {
         p.status("warn", problem);
@@ -254,7 +251,6 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         // callback that queues an event pay for waking it (a futex call and a context switch).
         let wake = next_induced.map_or(next_tick, |t| t.min(next_tick)).min(Instant::now() + POLL);
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
-        p.stretch.begin();
     }
     // Shutdown: what the callbacks queued before it, a last summary, and goodbye.
     let _ = p.drain();
@@ -329,10 +325,7 @@ impl Pipeline<'_> {
         loop {
             match self.events.try_recv() {
                 Ok(Event::Stop) | Err(TryRecvError::Disconnected) => return true,
-                Ok(event) => {
-                    self.apply(event);
-                    self.stretch.between_units();
-                }
+                Ok(event) => self.apply(event),
                 Err(TryRecvError::Empty) => return false,
             }
         }
@@ -482,13 +475,9 @@ impl Pipeline<'_> {
     fn sweep(&mut self) {
         let started = Instant::now();
         let info = &self.agent.info;
-        let stretch = &mut self.stretch;
         self.survivors.sweep(
             &self.history,
-            |h| {
-                stretch.between_units();
-                info.object_from_handle(h).map(|o| o != 0).unwrap_or(false)
-            },
+            |h| info.object_from_handle(h).map(|o| o != 0).unwrap_or(false),
             |h| {
                 let _ = info.destroy_handle(h);
             },

@@ -209,7 +209,6 @@ impl Pipeline<'_> {
                 memory_limit_bytes: Num::some(agent.config.memory_limit_bytes),
                 sweep_ms: Num::some(self.last_sweep.as_secs_f64() * 1e3),
                 thread_cpu_ms: Num::some(thread_cpu_ms()),
-                yields: Num::some(self.stretch.yields),
                 capture_us_per_sample: Num::some(per_followed_sample_us(
                     counters.handle_ns.load(Ordering::Relaxed) + counters.stack_ns.load(Ordering::Relaxed),
                 )),

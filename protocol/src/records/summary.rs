@@ -98,10 +98,6 @@ pub struct AgentHealth {
     /// CPU time the agent's own thread has used since it started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread_cpu_ms: Option<Num>,
-    /// Times the agent thread offered the core back to the application in the middle of its work
-    /// (after each ~20 µs of it), since it started.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub yields: Option<Num>,
     /// Mean time a followed sample costs the allocating thread (handle + stack), microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_us_per_sample: Option<Num>,

@@ -51,6 +51,19 @@ def quantile_us(histogram, q):
     return 2 ** (len(histogram) / BUCKETS_PER_DOUBLING)
 
 
+def settled_phase(spans, t0, t1, start_ns, end_ns):
+    """The index of the settled phase that wholly holds the tick [t0, t1), if the tick is also
+    inside the measured window; else None."""
+    if t0 < start_ns or t1 > end_ns:
+        return None
+    return next((i for i, (lo, hi, _) in enumerate(spans) if lo <= t0 and t1 <= hi), None)
+
+
+def merged(total, histogram):
+    """`total` with `histogram` added bucket by bucket (a copy of it when `total` is None)."""
+    return list(histogram) if total is None else [a + b for a, b in zip(total, histogram)]
+
+
 def split(ticks, spans, start_ns, end_ns, on_of=None):
     """Sums per side (on/off): requests, CPU ns, wall ns and the merged histogram, over tick
     intervals wholly inside a settled phase and the measured window."""
@@ -59,19 +72,16 @@ def split(ticks, spans, start_ns, end_ns, on_of=None):
     per_phase = {}  # phase -> (on, merged histogram)
     intervals = []  # (t0, t1, on) of every tick interval counted
     for (t0, d0, c0, h0), (t1, d1, c1, _) in zip(ticks, ticks[1:]):
-        if t0 < start_ns or t1 > end_ns:
+        i = settled_phase(spans, t0, t1, start_ns, end_ns)
+        if i is None:
             continue
-        for i, (lo, hi, on) in enumerate(spans):
-            if lo <= t0 and t1 <= hi:
-                s = sums[on_of(i) if on_of else on]
-                s[0] += d1 - d0; s[1] += c1 - c0; s[2] += t1 - t0
-                s[3] = list(h0) if s[3] is None else [a + b for a, b in zip(s[3], h0)]
-                rows.append((i, on, d1 - d0, c1 - c0, t1 - t0))
-                intervals.append((t0, t1, on))
-                _, h = per_phase.setdefault(i, (on, [0] * len(h0)))
-                for b, n in enumerate(h0):
-                    h[b] += n
-                break
+        on = spans[i][2]
+        s = sums[on_of(i) if on_of else on]
+        s[0] += d1 - d0; s[1] += c1 - c0; s[2] += t1 - t0
+        s[3] = merged(s[3], h0)
+        rows.append((i, on, d1 - d0, c1 - c0, t1 - t0))
+        intervals.append((t0, t1, on))
+        per_phase[i] = (on, merged(per_phase.get(i, (on, None))[1], h0))
     return sums, rows, [per_phase[i] for i in sorted(per_phase)], intervals
 
 
@@ -81,21 +91,17 @@ def read_client_ticks(path):
 
 
 def split_client(client_ticks, spans, start_ns, end_ns, on_of=None):
-    """The client's latency histograms per side (on/off) and per phase, over 100 ms ticks wholly
-    inside a settled phase and the measured window (a response counts in the tick it arrived in)."""
+    """The client's latency histograms per side (on/off, or as `on_of` relabels the phases) and per
+    phase, over 100 ms ticks wholly inside a settled phase and the measured window (a response
+    counts in the tick it arrived in)."""
     sums, per_phase = {True: None, False: None}, {}
     for t0, h in client_ticks:
-        t1 = t0 + 100_000_000
-        if t0 < start_ns or t1 > end_ns:
+        i = settled_phase(spans, t0, t0 + 100_000_000, start_ns, end_ns)
+        if i is None:
             continue
-        for i, (lo, hi, on) in enumerate(spans):
-            if lo <= t0 and t1 <= hi:
-                side = on_of(i) if on_of else on
-                sums[side] = list(h) if sums[side] is None else [a + b for a, b in zip(sums[side], h)]
-                _, merged = per_phase.setdefault(i, (side, [0] * len(h)))
-                for b, n in enumerate(h):
-                    merged[b] += n
-                break
+        side = on_of(i) if on_of else spans[i][2]
+        sums[side] = merged(sums[side], h)
+        per_phase[i] = (side, merged(per_phase.get(i, (side, None))[1], h))
     return sums, [per_phase[i] for i in sorted(per_phase)]
 
 
@@ -104,10 +110,11 @@ def client_ratios(client_ticks, spans, start_ns, end_ns, on_of=None):
     sums, per_phase = split_client(client_ticks, spans, start_ns, end_ns, on_of)
     if sums[True] is None or sums[False] is None:
         return None
-    return {"client_p99": quantile_us(sums[True], 0.99) / quantile_us(sums[False], 0.99),
+    p99 = (quantile_us(sums[True], 0.99), quantile_us(sums[False], 0.99))
+    return {"client_p99": p99[0] / p99[1],
             "client_p50": quantile_us(sums[True], 0.5) / quantile_us(sums[False], 0.5),
             "client_p99_detrended": detrended_quantile(per_phase, 0.99),
-            "client_p99_us": (quantile_us(sums[True], 0.99), quantile_us(sums[False], 0.99))}
+            "client_p99_us": p99}
 
 
 def detrended_quantile(per_phase, q):

@@ -18,7 +18,7 @@ DEBIAN_REGISTRY=/usr/share/cargo/registry
 DEBIAN_CRATES=(
   libc crossbeam-channel parking-lot once-cell serde serde-derive serde-json
   tracing tracing-subscriber clap clap-derive tempfile prost prost-derive flate2
-  prometheus tiny-http serde-yaml
+  prometheus tiny-http serde-yaml rustc-hash
 )
 
 crates_io_reachable() {

@@ -9,7 +9,7 @@
 //!   `Opaque`, so samples through it keep falling back rather than be walked wrongly.
 //! - When a module unloads, everything keyed by code address is forgotten.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::code_versions;
 use super::native_code::{NativeHome, NativeModules};
@@ -27,13 +27,13 @@ const PROLOGUE_BYTES: usize = 64;
 pub struct IpResolver<'a> {
     info: &'a ProfilerInfo,
     /// Return address → the function holding the call before it (0: not managed code).
-    functions: HashMap<usize, FunctionID>,
+    functions: FxHashMap<usize, FunctionID>,
     native: NativeModules,
     /// Where dynamic methods' code is (when the runtime writes a perf map).
     perf_map: PerfMap,
     /// Addresses already classified (the table may have refused some), with the module of
     /// the managed function holding them.
-    classified: HashMap<usize, (Verdict, Option<ModuleID>)>,
+    classified: FxHashMap<usize, (Verdict, Option<ModuleID>)>,
     pub learnt: Learnt,
     /// Verdicts the table could not take (full).
     pub refused: u64,
@@ -44,10 +44,10 @@ impl<'a> IpResolver<'a> {
         let native = NativeModules::new(info.runtime_code_address());
         IpResolver {
             info,
-            functions: HashMap::new(),
+            functions: FxHashMap::default(),
             native,
             perf_map: PerfMap::from_env(),
-            classified: HashMap::new(),
+            classified: FxHashMap::default(),
             learnt: Learnt::default(),
             refused: 0,
         }

@@ -74,7 +74,7 @@ struct Pipeline<'a> {
     /// The module of every function seen in a stack, recorded when first seen (while its code is
     /// certainly loaded), so that an unload can tell its functions without asking the runtime
     /// about functions whose code may be gone.
-    function_modules: std::collections::HashMap<crate::clr::types::FunctionID, Option<crate::clr::types::ModuleID>>,
+    function_modules: rustc_hash::FxHashMap<crate::clr::types::FunctionID, Option<crate::clr::types::ModuleID>>,
     stacks: Stacks,
     survivors: Survivors,
     gc: GcStats,
@@ -387,8 +387,13 @@ impl Pipeline<'_> {
             check,
         } = sample;
         self.ips.learn(&self.agent.capture.verdicts, &unknown_returns);
-        self.ips.resolve(&mut frames);
-        self.note_modules(&frames);
+        // Most samples repeat a stack already seen: found by its return addresses, it needs no
+        // resolving (check mode compares every sample's functions, so it always resolves).
+        let walk = if check.is_some() { stack_table::Walk::NotWalked } else { self.stacks.known_walk(&frames) };
+        if !matches!(walk, stack_table::Walk::Known(_)) {
+            self.ips.resolve(&mut frames);
+            self.note_modules(&frames);
+        }
         if let Some(reference) = check {
             self.note_modules(&reference);
             self.check_stack(&frames, reference);
@@ -407,7 +412,15 @@ impl Pipeline<'_> {
             self.agent.capture.counters.tracked.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let stack = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
+        let stack = match walk {
+            stack_table::Walk::Known(id) => id,
+            stack_table::Walk::New(returns) => {
+                let id = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
+                self.stacks.remember_walk(returns, id);
+                id
+            }
+            stack_table::Walk::NotWalked => self.stacks.intern(frames, &mut self.names, Some(&mut self.lines)),
+        };
         let (weight_objects, weight_bytes) = if exact {
             (1.0, size as f64)
         } else {

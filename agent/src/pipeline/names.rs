@@ -34,8 +34,8 @@ pub struct FunctionName {
 
 pub struct Names<R> {
     runtime: R,
-    classes: HashMap<ClassID, Arc<str>>,
-    functions: HashMap<FunctionID, FunctionName>,
+    classes: rustc_hash::FxHashMap<ClassID, Arc<str>>,
+    functions: rustc_hash::FxHashMap<FunctionID, FunctionName>,
     framework_prefixes: Vec<String>,
 }
 
@@ -43,7 +43,7 @@ const MAX_NESTING: usize = 16;
 
 impl<R: Runtime> Names<R> {
     pub fn new(runtime: R, framework_prefixes: Vec<String>) -> Self {
-        Names { runtime, classes: HashMap::new(), functions: HashMap::new(), framework_prefixes }
+        Names { runtime, classes: Default::default(), functions: Default::default(), framework_prefixes }
     }
 
     /// Fully qualified type name of a class.

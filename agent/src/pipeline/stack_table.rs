@@ -1,8 +1,9 @@
 //! Interning captured stacks: each distinct stack gets a small id, its frames' names, and its
 //! call site — the first frame in user code.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::lines::Lines;
 use super::names::{Names, Runtime};
@@ -22,11 +23,46 @@ pub struct StackInfo {
 
 #[derive(Default)]
 pub struct Stacks {
-    ids: HashMap<Vec<Frame>, StackId>,
+    ids: FxHashMap<Vec<Frame>, StackId>,
     stacks: Vec<StackInfo>,
+    /// Stacks the frame walk captured, by their return addresses alone: a walk seen before is
+    /// one lookup away from its id, without resolving or naming its frames again. An address
+    /// stands for the same function until its module unloads, which clears this. At most one
+    /// entry per stack (the addresses decide the frames).
+    walks: FxHashMap<Box<[usize]>, StackId>,
+    scratch: Vec<usize>,
+}
+
+/// What the sample path learns from `Stacks::known_walk`.
+pub enum Walk {
+    /// Seen before: its id.
+    Known(StackId),
+    /// A walk not seen yet: its return addresses, for `remember_walk` once it is interned.
+    New(Box<[usize]>),
+    /// Not a walk (frames from DoStackSnapshot, or none): intern it as it is.
+    NotWalked,
 }
 
 impl Stacks {
+    /// Looks a sample's frames up by return address, when they all came from the frame walk
+    /// (no function resolved yet).
+    pub fn known_walk(&mut self, frames: &[Frame]) -> Walk {
+        if frames.is_empty() || frames.iter().any(|f| f.function != 0) {
+            return Walk::NotWalked;
+        }
+        self.scratch.clear();
+        self.scratch.extend(frames.iter().map(|f| f.ip));
+        match self.walks.get(self.scratch.as_slice()) {
+            Some(&id) => Walk::Known(id),
+            None => Walk::New(self.scratch.as_slice().into()),
+        }
+    }
+
+    /// Records that the walk with these return addresses was interned as `id`.
+    pub fn remember_walk(&mut self, returns: Box<[usize]>, id: StackId) {
+        self.walks.insert(returns, id);
+    }
+
     pub fn intern<R: Runtime>(
         &mut self,
         frames: Vec<Frame>,
@@ -65,6 +101,8 @@ impl Stacks {
     /// ids may be reused for other code); the stacks already named keep their names.
     pub fn forget_module(&mut self, in_module: impl Fn(crate::clr::types::FunctionID) -> bool) {
         self.ids.retain(|frames, _| !frames.iter().any(|f| in_module(f.function)));
+        // Walks hold addresses only: which of them were in the module is not known here.
+        self.walks.clear();
     }
 
     pub fn get(&self, id: StackId) -> &StackInfo {
@@ -84,5 +122,42 @@ impl Stacks {
             stacks.stacks.push(StackInfo { frames: vec![site.clone()], lines: vec![None], site, site_line: None });
         }
         stacks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walked(ips: &[usize]) -> Vec<Frame> {
+        ips.iter().map(|&ip| Frame { function: 0, ip }).collect()
+    }
+
+    #[test]
+    fn a_walk_is_known_by_its_return_addresses_once_remembered() {
+        let mut stacks = Stacks::default();
+        let Walk::New(returns) = stacks.known_walk(&walked(&[0x10, 0x20, 0x30])) else { panic!("first sight") };
+        assert_eq!(&*returns, &[0x10, 0x20, 0x30]);
+        stacks.remember_walk(returns, 7);
+        assert!(matches!(stacks.known_walk(&walked(&[0x10, 0x20, 0x30])), Walk::Known(7)));
+        // Same addresses in another order, or one more frame: another stack.
+        assert!(matches!(stacks.known_walk(&walked(&[0x20, 0x10, 0x30])), Walk::New(_)));
+        assert!(matches!(stacks.known_walk(&walked(&[0x10, 0x20, 0x30, 0x40])), Walk::New(_)));
+    }
+
+    #[test]
+    fn frames_with_functions_or_none_are_not_walks() {
+        let mut stacks = Stacks::default();
+        let snapshot = vec![Frame { function: 0x5000, ip: 0x10 }];
+        assert!(matches!(stacks.known_walk(&snapshot), Walk::NotWalked));
+        assert!(matches!(stacks.known_walk(&[]), Walk::NotWalked));
+    }
+
+    #[test]
+    fn an_unloading_module_forgets_every_walk() {
+        let mut stacks = Stacks::default();
+        stacks.remember_walk(Box::new([0x10]), 0);
+        stacks.forget_module(|_| false);
+        assert!(matches!(stacks.known_walk(&walked(&[0x10])), Walk::New(_)));
     }
 }

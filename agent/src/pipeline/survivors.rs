@@ -114,7 +114,7 @@ pub struct Survivors {
     /// Collected samples per (type, stack): with the live samples, they tell the collector how
     /// many samples came and went between two summaries, which sets the sampling noise of a
     /// difference (a leak's samples only come; churn's come and go).
-    collected: HashMap<(ClassID, StackId), u64>,
+    collected: rustc_hash::FxHashMap<(ClassID, StackId), u64>,
     collected_overflow: bool,
 }
 

@@ -14,7 +14,8 @@ service echoes it, and wrk times the response: wrk's own view, per 100 ms) with 
 against sampling off. Not in it: the agent loaded but
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
-usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak [N]] [--pin] [--perf]
+usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak [N]] [--pin] [--perf] [--keep DIR]
+       bench/service_ab.py --analyse DIR [DIR ...]   (pools the processes earlier runs of the same code kept)
 Needs: cargo build --release --workspace; dotnet; wrk; perf for --perf (scripts/setup.sh --with-bench-tools).
 """
 import argparse, collections, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
@@ -137,6 +138,89 @@ def ratios(sums):
     }
 
 
+def analyse(ticks_path, client_path, log_path, start, end, rng):
+    """One process's on/off ratios and its placebo's (phases relabelled at random), from its
+    service ticks, its client ticks and its agent log: (ratios or None, placebo or None, per-side
+    sums, the tick intervals counted)."""
+    ticks = read_ticks(ticks_path)
+    spans, switches = phases(log_path, ticks[0][0])
+    sums, rows, per_phase, intervals = split(ticks, spans, start, end)
+    r = ratios(sums)
+    if r is None:
+        return None, None, sums, intervals
+    # Drift removed (each phase against its neighbours): requests/s, and CPU per request
+    # (the inverse of requests per CPU-second).
+    r["rps_detrended"] = detrended(rows, key=4)
+    r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
+    r["p99_detrended"] = detrended_quantile(per_phase, 0.99)
+    r["switches"] = switches
+    client_ticks = read_client_ticks(client_path)
+    client = client_ratios(client_ticks, spans, start, end)
+    if client is None:
+        raise RuntimeError(f"{client_path}: the client timed no response in an on- or an off-phase")
+    r.update(client)
+    phase_ids = {row[0] for row in rows}
+    relabel = {i: rng.random() < 0.5 for i in phase_ids}
+    p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
+    if p:
+        relabelled = [(relabel[i], h) for i, (_, h) in zip(sorted(phase_ids), per_phase)]
+        p["p99_detrended"] = detrended_quantile(relabelled, 0.99)
+        p.update(client_ratios(client_ticks, spans, start, end, on_of=lambda i: relabel[i]) or {})
+    return r, p, sums, intervals
+
+
+def process_line(label, r):
+    return (f"process {label}: on/off requests/s {r['rps']:.4f}, CPU per request "
+            f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}, client p99 {r['client_p99']:.4f} "
+            f"({r['client_p99_us'][0]:.0f}/{r['client_p99_us'][1]:.0f} µs), p50 {r['client_p50']:.4f}; "
+            f"{r['switches']} phase changes, on-share {r['on_share']:.2f}")
+
+
+def summary(results, placebo):
+    """Medians over processes of the on/off ratios and of the placebo's, with 95 % intervals."""
+    def line(name, values):
+        lo, hi = bootstrap_median_ci(values)
+        return (f"{name}: median {statistics.median(values):.4f} (95% bootstrap CI {lo:.4f}-{hi:.4f}), "
+                f"range {min(values):.3f}-{max(values):.3f}, {len(values)} processes")
+
+    for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),
+                       ("cpu_per_request", "CPU per request"),
+                       ("cpu_per_request_detrended", "CPU per request, drift removed"),
+                       ("p99", "app-side p99"), ("p99_detrended", "app-side p99 phase by phase, drift removed"),
+                       ("p50", "app-side p50"), ("client_p99", "client's p99 (wrk_timed.lua)"),
+                       ("client_p99_detrended", "client's p99 phase by phase, drift removed"),
+                       ("client_p50", "client's p50")):
+        print(line(f"sampling on / off, {label}", [r[key] for r in results]))
+    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
+                       ("p99_detrended", "app-side p99 phase by phase, drift removed"),
+                       ("client_p99", "client's p99"), ("client_p99_detrended", "client's p99 phase by phase, drift removed")):
+        print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo if key in r]))
+
+
+def analyse_kept(dirs):
+    """--analyse: the processes that earlier runs kept (--keep), pooled in one summary. Pool only
+    runs of the same code and settings: nothing here checks that."""
+    rng = random.Random(7)
+    results, placebo = [], []
+    for d in dirs:
+        kept = sorted(int(f.split(".")[0]) for f in os.listdir(d) if f.endswith(".window"))
+        if not kept:
+            sys.exit(f"{d}: no kept processes (*.window)")
+        for n in kept:
+            start, end = map(int, open(os.path.join(d, f"{n}.window")).read().split())
+            r, p, _, _ = analyse(os.path.join(d, f"{n}.ticks"), os.path.join(d, f"{n}.client"),
+                                 os.path.join(d, f"{n}.log"), start, end, rng)
+            if r is None:
+                print(f"{d}, process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
+                continue
+            results.append(r)
+            if p:
+                placebo.append(p)
+            print(process_line(f"{d} {n + 1}", r), file=sys.stderr)
+    print(f"\nservice, {len(results)} processes pooled from kept runs: {', '.join(dirs)}")
+    summary(results, placebo)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--processes", type=int, default=10)
@@ -152,7 +236,11 @@ def main():
     ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
     ap.add_argument("--perf", action="store_true",
                     help="also profile the server (perf cpu-clock) and show where sampling's cost goes")
+    ap.add_argument("--analyse", nargs="+", metavar="DIR",
+                    help="measure nothing: pool the processes that earlier runs kept (--keep) in these directories")
     a = ap.parse_args()
+    if a.analyse:
+        return analyse_kept(a.analyse)
     if not os.path.exists(CLI):
         sys.exit("build first: cargo build --release --workspace")
     for tool in ["wrk"] + (["perf"] if a.perf else []):
@@ -199,9 +287,7 @@ def main():
             shutil.copy(os.path.join(out_dir, "agent.log"), os.path.join(a.keep, f"{n}.log"))
             with open(os.path.join(a.keep, f"{n}.window"), "w") as f:
                 f.write(f"{start} {end}\n")
-        ticks = read_ticks(ticks_path)
-        spans, switches = phases(os.path.join(out_dir, "agent.log"), ticks[0][0])
-        sums, rows, per_phase, intervals = split(ticks, spans, start, end)
+        r, p, sums, intervals = analyse(ticks_path, client_path, os.path.join(out_dir, "agent.log"), start, end, rng)
         if a.perf:
             split_rows = perf_phases.split(os.path.join(work, f"{n}.perf"), intervals)
             for on, counter in split_rows.items():
@@ -212,57 +298,20 @@ def main():
                       / max(sums[on][0], 1) * 1e6 for on in (True, False)}
                 row_differences[key].append(us[True] - us[False])
             os.remove(os.path.join(work, f"{n}.perf"))
-        phase_ids = {row[0] for row in rows}
-        r = ratios(sums)
         reports.append(report_text(out_dir))
         if r is None:
             print(f"process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
             continue
-        # Drift removed (each phase against its neighbours): requests/s, and CPU per request
-        # (the inverse of requests per CPU-second).
-        r["rps_detrended"] = detrended(rows, key=4)
-        r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
-        r["p99_detrended"] = detrended_quantile(per_phase, 0.99)
-        client_ticks = read_client_ticks(client_path)
-        client = client_ratios(client_ticks, spans, start, end)
-        if client is None:
-            raise RuntimeError(f"process {n + 1}: the client timed no response in an on- or an off-phase")
-        r.update(client)
         results.append(r)
-        relabel = {i: rng.random() < 0.5 for i in phase_ids}
-        p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
         if p:
-            relabelled = [(relabel[i], h) for i, (_, h) in zip(sorted(phase_ids), per_phase)]
-            p["p99_detrended"] = detrended_quantile(relabelled, 0.99)
-            p.update(client_ratios(client_ticks, spans, start, end, on_of=lambda i: relabel[i]) or {})
             placebo.append(p)
-        print(f"process {n + 1}/{a.processes}: on/off requests/s {r['rps']:.4f}, CPU per request "
-              f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}, client p99 {r['client_p99']:.4f} "
-              f"({r['client_p99_us'][0]:.0f}/{r['client_p99_us'][1]:.0f} µs), p50 {r['client_p50']:.4f}; "
-              f"{switches} phase changes, "
-              f"on-share {r['on_share']:.2f}", file=sys.stderr)
-
-    def line(name, values):
-        lo, hi = bootstrap_median_ci(values)
-        return (f"{name}: median {statistics.median(values):.4f} (95% bootstrap CI {lo:.4f}-{hi:.4f}), "
-                f"range {min(values):.3f}-{max(values):.3f}, {len(values)} processes")
+        print(process_line(f"{n + 1}/{a.processes}", r), file=sys.stderr)
 
     print(f"\nservice: bench/Service under `leakscope run` (agent + shim, defaults), wrk -t1 -c{a.connections}, "
           f"{a.seconds} s measured after {a.warmup} s warm-up{leak_label(a.leak)}"
           f"{', server on CPU 1 and wrk on CPU 0' if a.pin else ''}; sampling on or off in random phases of "
           f"{a.phase_ms} ms; 100 ms ticks, the first {SETTLE_NS // 1_000_000} ms after each phase change left out")
-    for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),
-                       ("cpu_per_request", "CPU per request"),
-                       ("cpu_per_request_detrended", "CPU per request, drift removed"),
-                       ("p99", "app-side p99"), ("p99_detrended", "app-side p99 phase by phase, drift removed"),
-                       ("p50", "app-side p50"), ("client_p99", "client's p99 (wrk_timed.lua)"),
-                       ("client_p99_detrended", "client's p99 phase by phase, drift removed"),
-                       ("client_p50", "client's p50")):
-        print(line(f"sampling on / off, {label}", [r[key] for r in results]))
-    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
-                       ("p99_detrended", "app-side p99 phase by phase, drift removed"),
-                       ("client_p99", "client's p99"), ("client_p99_detrended", "client's p99 phase by phase, drift removed")):
-        print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo if key in r]))
+    summary(results, placebo)
     if a.perf:
         per_request = lambda on, seconds: seconds / max(requests[on], 1) * 1e6
         total = {on: per_request(on, sum(cpu_rows[on].values())) for on in (True, False)}

@@ -163,6 +163,8 @@ def analyse(ticks_path, client_path, log_path, start, end, rng):
     relabel = {i: rng.random() < 0.5 for i in phase_ids}
     p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
     if p:
+        p["rps_detrended"] = detrended(rows, on_of=lambda i, _: relabel[i], key=4)
+        p["cpu_per_request_detrended"] = 1 / detrended(rows, on_of=lambda i, _: relabel[i], key=3)
         relabelled = [(relabel[i], h) for i, (_, h) in zip(sorted(phase_ids), per_phase)]
         p["p99_detrended"] = detrended_quantile(relabelled, 0.99)
         p.update(client_ratios(client_ticks, spans, start, end, on_of=lambda i: relabel[i]) or {})
@@ -191,7 +193,9 @@ def summary(results, placebo):
                        ("client_p99_detrended", "client's p99 phase by phase, drift removed"),
                        ("client_p50", "client's p50")):
         print(line(f"sampling on / off, {label}", [r[key] for r in results]))
-    for key, label in (("rps", "requests/s"), ("cpu_per_request", "CPU per request"), ("p99", "app-side p99"),
+    for key, label in (("rps", "requests/s"), ("rps_detrended", "requests/s, drift removed"),
+                       ("cpu_per_request", "CPU per request"),
+                       ("cpu_per_request_detrended", "CPU per request, drift removed"), ("p99", "app-side p99"),
                        ("p99_detrended", "app-side p99 phase by phase, drift removed"),
                        ("client_p99", "client's p99"), ("client_p99_detrended", "client's p99 phase by phase, drift removed")):
         print(line(f"placebo (phases relabelled at random), {label}", [r[key] for r in placebo if key in r]))

@@ -18,7 +18,7 @@ usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connect
        bench/service_ab.py --analyse DIR [DIR ...]   (pools the processes earlier runs of the same code kept)
 Needs: cargo build --release --workspace; dotnet; wrk; perf for --perf (scripts/setup.sh --with-bench-tools).
 """
-import argparse, collections, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, collections, datetime, os, random, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import perf_phases  # noqa: E402
@@ -27,6 +27,14 @@ from service_overhead import (CLI, bootstrap_median_ci, build_service, free_port
                               report_text, require_leak_named, server_pid, stop, wait_healthy, wrk)
 
 BUCKETS_PER_DOUBLING = 8
+# The collector's retention search, in the agent's log (wall-clock stamps): asked for once when a
+# type is confirmed growing (and at the end), it pauses the application for a full GC and a few
+# heap walks. That is an investigation, not the always-on cost the phases compare: a phase that
+# holds one is left out on both sides (and counted).
+SEARCH_ASKED = re.compile(r"^(\S+Z) .*retention paths requested")
+SEARCH_DONE = re.compile(r"^(\S+Z) .*retention: \d+ types? in")
+PHASE_LOGGED = re.compile(r"^(\S+Z) .*bench a/b: phase \w+ between \d+ and (\d+) ns")
+SEARCH_MARGIN_NS = 200_000_000
 
 
 def read_ticks(path):
@@ -138,12 +146,40 @@ def ratios(sums):
     }
 
 
+def wall_ns(stamp):
+    return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def retention_searches(log_path):
+    """[(from_ns, to_ns)] on CLOCK_MONOTONIC of the retention searches in an agent log. The log's
+    stamps are wall-clock; each phase switch logs its monotonic time too, which gives the offset."""
+    offsets, asked, windows = [], None, []
+    for line in open(log_path, errors="replace"):
+        if m := PHASE_LOGGED.search(line):
+            offsets.append(wall_ns(m.group(1)) - int(m.group(2)))
+        elif m := SEARCH_ASKED.search(line):
+            asked = wall_ns(m.group(1)) if asked is None else asked
+        elif (m := SEARCH_DONE.search(line)) and asked is not None:
+            windows.append((asked, wall_ns(m.group(1))))
+            asked = None
+    if asked is not None:
+        windows.append((asked, float("inf")))
+    if windows and not offsets:
+        raise RuntimeError(f"{log_path}: retention searches but no phase switch to place them by")
+    offset = statistics.median(offsets) if offsets else 0
+    return [(lo - offset - SEARCH_MARGIN_NS, hi - offset + SEARCH_MARGIN_NS) for lo, hi in windows]
+
+
 def analyse(ticks_path, client_path, log_path, start, end, rng):
     """One process's on/off ratios and its placebo's (phases relabelled at random), from its
     service ticks, its client ticks and its agent log: (ratios or None, placebo or None, per-side
     sums, the tick intervals counted)."""
     ticks = read_ticks(ticks_path)
     spans, switches = phases(log_path, ticks[0][0])
+    searches = retention_searches(log_path)
+    kept = [span for span in spans if not any(lo < span[1] and span[0] < hi for lo, hi in searches)]
+    left_out = len(spans) - len(kept)
+    spans = kept
     sums, rows, per_phase, intervals = split(ticks, spans, start, end)
     r = ratios(sums)
     if r is None:
@@ -154,6 +190,7 @@ def analyse(ticks_path, client_path, log_path, start, end, rng):
     r["cpu_per_request_detrended"] = 1 / detrended(rows, key=3)
     r["p99_detrended"] = detrended_quantile(per_phase, 0.99)
     r["switches"] = switches
+    r["left_out"] = left_out
     client_ticks = read_client_ticks(client_path)
     client = client_ratios(client_ticks, spans, start, end)
     if client is None:
@@ -175,7 +212,8 @@ def process_line(label, r):
     return (f"process {label}: on/off requests/s {r['rps']:.4f}, CPU per request "
             f"{r['cpu_per_request']:.4f}, app p99 {r['p99']:.4f}, p50 {r['p50']:.4f}, client p99 {r['client_p99']:.4f} "
             f"({r['client_p99_us'][0]:.0f}/{r['client_p99_us'][1]:.0f} µs), p50 {r['client_p50']:.4f}; "
-            f"{r['switches']} phase changes, on-share {r['on_share']:.2f}")
+            f"{r['switches']} phase changes, on-share {r['on_share']:.2f}"
+            + (f"; {r['left_out']} phases holding a retention search left out" if r["left_out"] else ""))
 
 
 def summary(results, placebo):

@@ -412,15 +412,7 @@ impl Pipeline<'_> {
             self.agent.capture.counters.tracked.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let stack = match walk {
-            stack_table::Walk::Known(id) => id,
-            stack_table::Walk::New(returns) => {
-                let id = self.stacks.intern(frames, &mut self.names, Some(&mut self.lines));
-                self.stacks.remember_walk(returns, id);
-                id
-            }
-            stack_table::Walk::NotWalked => self.stacks.intern(frames, &mut self.names, Some(&mut self.lines)),
-        };
+        let stack = self.stacks.intern_sample(walk, frames, &mut self.names, Some(&mut self.lines));
         let (weight_objects, weight_bytes) = if exact {
             (1.0, size as f64)
         } else {

@@ -37,7 +37,7 @@ pub struct Stacks {
 pub enum Walk {
     /// Seen before: its id.
     Known(StackId),
-    /// A walk not seen yet: its return addresses, for `remember_walk` once it is interned.
+    /// A walk not seen yet: its return addresses, remembered once it is interned.
     New(Box<[usize]>),
     /// Not a walk (frames from DoStackSnapshot, or none): intern it as it is.
     NotWalked,
@@ -58,9 +58,24 @@ impl Stacks {
         }
     }
 
-    /// Records that the walk with these return addresses was interned as `id`.
-    pub fn remember_walk(&mut self, returns: Box<[usize]>, id: StackId) {
-        self.walks.insert(returns, id);
+    /// The id of a sample's stack: a known walk's, or its frames interned (a new walk is then
+    /// remembered by its return addresses).
+    pub fn intern_sample<R: Runtime>(
+        &mut self,
+        walk: Walk,
+        frames: Vec<Frame>,
+        names: &mut Names<R>,
+        lines: Option<&mut Lines<'_>>,
+    ) -> StackId {
+        match walk {
+            Walk::Known(id) => id,
+            Walk::New(returns) => {
+                let id = self.intern(frames, names, lines);
+                self.walks.insert(returns, id);
+                id
+            }
+            Walk::NotWalked => self.intern(frames, names, lines),
+        }
     }
 
     pub fn intern<R: Runtime>(
@@ -138,7 +153,7 @@ mod tests {
         let mut stacks = Stacks::default();
         let Walk::New(returns) = stacks.known_walk(&walked(&[0x10, 0x20, 0x30])) else { panic!("first sight") };
         assert_eq!(&*returns, &[0x10, 0x20, 0x30]);
-        stacks.remember_walk(returns, 7);
+        stacks.walks.insert(returns, 7);
         assert!(matches!(stacks.known_walk(&walked(&[0x10, 0x20, 0x30])), Walk::Known(7)));
         // Same addresses in another order, or one more frame: another stack.
         assert!(matches!(stacks.known_walk(&walked(&[0x20, 0x10, 0x30])), Walk::New(_)));
@@ -156,7 +171,7 @@ mod tests {
     #[test]
     fn an_unloading_module_forgets_every_walk() {
         let mut stacks = Stacks::default();
-        stacks.remember_walk(Box::new([0x10]), 0);
+        stacks.walks.insert(Box::new([0x10]), 0);
         stacks.forget_module(|_| false);
         assert!(matches!(stacks.known_walk(&walked(&[0x10])), Walk::New(_)));
     }

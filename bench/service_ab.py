@@ -177,9 +177,10 @@ def analyse(ticks_path, client_path, log_path, start, end, rng):
     ticks = read_ticks(ticks_path)
     spans, switches = phases(log_path, ticks[0][0])
     searches = retention_searches(log_path)
-    kept = [span for span in spans if not any(lo < span[1] and span[0] < hi for lo, hi in searches)]
-    left_out = len(spans) - len(kept)
-    spans = kept
+    held = [span for span in spans if any(lo < span[1] and span[0] < hi for lo, hi in searches)]
+    # Counted only inside the measured window (the search asked for at the end comes after it).
+    left_out = sum(1 for lo, hi, _ in held if lo < end and start < hi)
+    spans = [span for span in spans if span not in held]
     sums, rows, per_phase, intervals = split(ticks, spans, start, end)
     r = ratios(sums)
     if r is None:
@@ -214,6 +215,17 @@ def process_line(label, r):
             f"({r['client_p99_us'][0]:.0f}/{r['client_p99_us'][1]:.0f} µs), p50 {r['client_p50']:.4f}; "
             f"{r['switches']} phase changes, on-share {r['on_share']:.2f}"
             + (f"; {r['left_out']} phases holding a retention search left out" if r["left_out"] else ""))
+
+
+def tally(label, r, p, results, placebo):
+    """Adds one process's ratios (and its placebo's) to the pooled lists and prints its line."""
+    if r is None:
+        print(f"process {label}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
+        return
+    results.append(r)
+    if p:
+        placebo.append(p)
+    print(process_line(label, r), file=sys.stderr)
 
 
 def summary(results, placebo):
@@ -252,13 +264,7 @@ def analyse_kept(dirs):
             start, end = map(int, open(os.path.join(d, f"{n}.window")).read().split())
             r, p, _, _ = analyse(os.path.join(d, f"{n}.ticks"), os.path.join(d, f"{n}.client"),
                                  os.path.join(d, f"{n}.log"), start, end, rng)
-            if r is None:
-                print(f"{d}, process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
-                continue
-            results.append(r)
-            if p:
-                placebo.append(p)
-            print(process_line(f"{d} {n + 1}", r), file=sys.stderr)
+            tally(f"{d} {n + 1}", r, p, results, placebo)
     print(f"\nservice, {len(results)} processes pooled from kept runs: {', '.join(dirs)}")
     summary(results, placebo)
 
@@ -341,13 +347,7 @@ def main():
                 row_differences[key].append(us[True] - us[False])
             os.remove(os.path.join(work, f"{n}.perf"))
         reports.append(report_text(out_dir))
-        if r is None:
-            print(f"process {n + 1}: no on- or no off-phase in the measured window; left out", file=sys.stderr)
-            continue
-        results.append(r)
-        if p:
-            placebo.append(p)
-        print(process_line(f"{n + 1}/{a.processes}", r), file=sys.stderr)
+        tally(f"{n + 1}/{a.processes}", r, p, results, placebo)
 
     print(f"\nservice: bench/Service under `leakscope run` (agent + shim, defaults), wrk -t1 -c{a.connections}, "
           f"{a.seconds} s measured after {a.warmup} s warm-up{leak_label(a.leak)}"

@@ -26,6 +26,8 @@ pub const E_NOINTERFACE: HRESULT = 0x8000_4002_u32 as i32;
 pub const E_NOTIMPL: HRESULT = 0x8000_4001_u32 as i32;
 pub const E_POINTER: HRESULT = 0x8000_4003_u32 as i32;
 pub const E_FAIL: HRESULT = 0x8000_4005_u32 as i32;
+/// The runtime has not finished starting; the profiler may try again once it has.
+pub const CORPROF_E_RUNTIME_UNINITIALIZED: HRESULT = 0x8013_1371_u32 as i32;
 pub const CLASS_E_NOAGGREGATION: HRESULT = 0x8004_0110_u32 as i32;
 pub const CLASS_E_CLASSNOTAVAILABLE: HRESULT = 0x8004_0111_u32 as i32;
 /// Returned from `Initialize` to decline loading without an error.

@@ -12,10 +12,17 @@ use crate::output::records::{self, Num, Peek as PeekRecord};
 /// A command that pauses the worker (an induced full GC and a heap walk).
 #[derive(Debug, PartialEq)]
 pub(super) enum Pausing {
-    Census,
+    /// `tries`: how often this request was tried already (the runtime may not be ready).
+    Census {
+        tries: u32,
+    },
     Retention(retention::Request),
     Peek(peek::Request),
 }
+
+/// A commanded census the runtime refuses for a passing reason is tried this often, spaced by
+/// the gate (a second or more apart), before the collector is told it cannot have one now.
+const COMMANDED_CENSUS_TRIES: u32 = 20;
 
 /// What the collector asked for, as far as the loop is concerned.
 pub(super) enum Command {
@@ -58,7 +65,7 @@ pub(super) fn parse(line: &str) -> Parsed {
     let cmd = parsed.as_ref().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string));
     let command = parsed.as_ref().unwrap_or(&serde_json::Value::Null);
     let pausing = match cmd.as_deref() {
-        Some("census") => Pausing::Census,
+        Some("census") => Pausing::Census { tries: 0 },
         Some("retention") => match retention::Request::from_command(command) {
             Ok(request) => Pausing::Retention(request),
             Err(why) => return Parsed::Ignored(format!("a retention command: {why}")),
@@ -125,10 +132,20 @@ impl Pipeline<'_> {
     /// Runs one pausing command; true when told to stop meanwhile.
     pub(super) fn run_pausing(&mut self, pausing: Pausing) -> bool {
         let started = Instant::now();
+        let mut again = None;
         let stop = match pausing {
-            Pausing::Census => {
-                tracing::info!("census requested by the collector");
-                self.full_gc_then_census(true)
+            Pausing::Census { tries } => {
+                match tries {
+                    0 => tracing::info!("census requested by the collector"),
+                    n => tracing::info!("census requested by the collector: try {}", n + 1),
+                }
+                let unavailable_before = self.census_unavailable.is_some();
+                self.census_missed = None;
+                let stop = self.full_gc_then_census(true);
+                if !stop {
+                    again = self.census_not_answered(tries, unavailable_before);
+                }
+                stop
             }
             Pausing::Retention(request) => {
                 tracing::info!("retention paths requested for {:?}", request.types);
@@ -156,7 +173,35 @@ impl Pipeline<'_> {
             }
         };
         self.gate.finished(started, Instant::now());
+        if let Some(census) = again {
+            if let Err(gate::Taken { retry_after }) = self.gate.requeue(census) {
+                // Another command took the waiting place meanwhile: the collector asks again.
+                self.refusal("census", &gate::Notice { retry_after, also_refused: 0 });
+            }
+        }
         stop
+    }
+
+    /// After a commanded census that sent no census: the census to try again (the runtime may
+    /// not have been ready), or nothing, with the reason told to the collector — whoever asked
+    /// hears an answer, never silence.
+    fn census_not_answered(&mut self, tries: u32, unavailable_before: bool) -> Option<Pausing> {
+        if let Some(why) = self.census_unavailable.clone() {
+            // Said in a status when it was decided; said again to a later asker.
+            if unavailable_before {
+                self.command_warning(&why);
+            }
+            return None;
+        }
+        let why = self.census_missed.take()?;
+        if tries + 1 < COMMANDED_CENSUS_TRIES {
+            tracing::info!("census not taken ({why}); trying again when the spacing allows");
+            return Some(Pausing::Census { tries: tries + 1 });
+        }
+        self.command_warning(&format!(
+            "heap census unavailable for this request: {why}, at each of {COMMANDED_CENSUS_TRIES} tries; ask again later"
+        ));
+        None
     }
 
     /// Samples instances of `request`'s types with their fields (right after a full GC).
@@ -258,7 +303,7 @@ mod tests {
 
     #[test]
     fn command_lines_are_read_into_what_they_ask_for() {
-        assert_eq!(parse(r#"{"cmd":"census"}"#), Parsed::Pausing(Pausing::Census, "census".into()));
+        assert_eq!(parse(r#"{"cmd":"census"}"#), Parsed::Pausing(Pausing::Census { tries: 0 }, "census".into()));
         assert_eq!(parse(r#"{"cmd":"detach"}"#), Parsed::Detach);
         match parse(r#"{"cmd":"retention","types":["LeakApp.Subscriber"],"max_paths":3}"#) {
             Parsed::Pausing(Pausing::Retention(r), cmd) => {

@@ -45,6 +45,12 @@ pub enum Offer<T> {
     Refused { retry_after: Duration },
 }
 
+/// The waiting place was taken: the command was not kept.
+#[derive(Debug, PartialEq)]
+pub struct Taken {
+    pub retry_after: Duration,
+}
+
 /// A refusal status to send now: the command refused, when to retry, and how many other
 /// refusals it stands for.
 pub struct Notice {
@@ -88,6 +94,16 @@ impl<T> Gate<T> {
         self.refused_total += 1;
         // The waiting one runs first, then the spacing after it (at least the minimum).
         Offer::Refused { retry_after: left + MIN_SPACING }
+    }
+
+    /// Puts back a command that ran without its result (the runtime was not ready), to run
+    /// again at its turn; refused when another command waits already.
+    pub fn requeue(&mut self, command: T) -> Result<(), Taken> {
+        if self.waiting.is_some() {
+            return Err(Taken { retry_after: self.wait_left(Instant::now()) + MIN_SPACING });
+        }
+        self.waiting = Some(command);
+        Ok(())
     }
 
     /// The waiting command, once its turn has come.
@@ -136,5 +152,20 @@ mod tests {
         assert_eq!(gate.due(t2), Some(2));
         let later = gate.notice(Duration::from_secs(1), t2 + Duration::from_millis(100));
         assert_eq!(later.map(|n| n.also_refused), Some(1));
+    }
+
+    #[test]
+    fn a_command_put_back_runs_at_its_turn_unless_another_waits() {
+        let t0 = Instant::now();
+        let mut gate = Gate::default();
+        assert_eq!(gate.offer(1, t0), Offer::Run(1));
+        gate.finished(t0, t0 + Duration::from_millis(10));
+        assert_eq!(gate.requeue(1), Ok(()));
+        assert_eq!(gate.due(t0 + Duration::from_millis(500)), None, "spaced like any other");
+        assert_eq!(gate.due(t0 + Duration::from_millis(1010)), Some(1));
+        gate.finished(t0 + Duration::from_millis(1010), t0 + Duration::from_millis(1020));
+        assert!(matches!(gate.offer(2, t0 + Duration::from_millis(1030)), Offer::Queued { .. }));
+        assert!(gate.requeue(1).is_err(), "the waiting place is taken");
+        assert_eq!(gate.due(t0 + Duration::from_millis(2100)), Some(2));
     }
 }

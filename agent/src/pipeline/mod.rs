@@ -88,7 +88,11 @@ struct Pipeline<'a> {
     /// A full GC has ended and its survivors are not reported yet.
     full_gc_to_report: Option<u32>,
     last_retained_report: Option<Instant>,
-    census_unsupported: bool,
+    /// Why the census is given up for good (said in a status, and again to whoever asks).
+    census_unavailable: Option<String>,
+    /// Why the latest census was not taken, when it may be taken later (a commanded one is
+    /// tried again).
+    census_missed: Option<String>,
     /// Census walks refused in a row.
     census_failures: u32,
     /// Located statics and field layouts, kept between retention requests.
@@ -163,7 +167,8 @@ fn run(agent: &'static Agent, events: Receiver<Event>) {
         swept_at_gc: 0,
         full_gc_to_report: None,
         last_retained_report: None,
-        census_unsupported: false,
+        census_unavailable: None,
+        census_missed: None,
         census_failures: 0,
         retention: retention::Retention::default(),
         thinning_window: Instant::now(),

@@ -8,7 +8,7 @@ use crossbeam_channel::TryRecvError;
 use super::{POLL, Pipeline, census, gc_stats, retention, unix_ms};
 use crate::capture::{Event, gc_extents};
 use crate::clr::types::ClassID;
-use crate::clr::types::{E_NOINTERFACE, E_NOTIMPL};
+use crate::clr::types::{CORPROF_E_RUNTIME_UNINITIALIZED, E_NOINTERFACE, E_NOTIMPL};
 use crate::output::records::{self, Census as CensusRecord, CensusOther, CensusType, Num, Retained};
 
 /// Events held while a retention search lets the application run between its walks (beyond
@@ -38,6 +38,9 @@ impl Pipeline<'_> {
         let as_left = census.then(gc_extents::take);
         if let Err(hr) = forced {
             tracing::warn!("ForceGC failed: {hr:#x}");
+            if census {
+                self.census_missed = Some(format!("the runtime refused the full GC (ForceGC: {hr:#x})"));
+            }
             return false;
         }
         // ForceGC returns once the blocking GC is over: the application stood still that long too.
@@ -149,7 +152,7 @@ impl Pipeline<'_> {
         &mut self,
         as_left: gc_extents::Recorded,
     ) -> Option<std::collections::HashMap<ClassID, census::TypeTotals>> {
-        if self.census_unsupported {
+        if self.census_unavailable.is_some() {
             return None;
         }
         let taken = match as_left {
@@ -165,10 +168,12 @@ impl Pipeline<'_> {
             Ok((c, _)) if c.stopped.is_some() => {
                 // Part of the heap only: a census that says less than is there is not sent.
                 tracing::info!("census abandoned: {:?}", c.stopped);
+                self.census_missed = Some(format!("the census was abandoned ({:?})", c.stopped));
                 None
             }
             Ok((c, as_left)) => {
                 self.census_failures = 0;
+                self.census_missed = None;
                 // (name, count, bytes), largest first.
                 let mut types: Vec<(std::sync::Arc<str>, u64, u64)> =
                     c.by_class.iter().map(|(&class, t)| (self.names.class(class), t.count, t.bytes)).collect();
@@ -215,13 +220,23 @@ impl Pipeline<'_> {
                 self.aim_after_census(&c.by_class);
                 Some(c.by_class)
             }
+            Err(hr) if hr == CORPROF_E_RUNTIME_UNINITIALIZED => {
+                // Early in start-up (a collector may ask within milliseconds of the load): the
+                // runtime says to try again once it has started, so this is no failure.
+                let why = format!(
+                    "the runtime has not finished starting (EnumerateGCHeapObjects: {hr:#x}, CORPROF_E_RUNTIME_UNINITIALIZED)"
+                );
+                tracing::info!("heap census not taken: {why}");
+                self.census_missed = Some(why);
+                None
+            }
             Err(hr) => {
                 // Without the API (before .NET 9) it never works; any other refusal may pass
                 // (this census is skipped), unless it keeps coming.
                 self.census_failures += 1;
                 let lacking = hr == E_NOINTERFACE || hr == E_NOTIMPL;
                 if lacking || self.census_failures >= CENSUS_FAILURES_TO_GIVE_UP {
-                    self.census_unsupported = true;
+                    // "census unavailable" is what the collector looks for: a final answer.
                     let message = if lacking {
                         format!(
                             "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
@@ -229,20 +244,21 @@ impl Pipeline<'_> {
                         )
                     } else {
                         format!(
-                            "heap census given up after {} refusals in a row (EnumerateGCHeapObjects: {hr:#x}): \
+                            "heap census unavailable: given up after {} refusals in a row (EnumerateGCHeapObjects: {hr:#x}): \
                              soak verdicts use sampled survivors only",
                             self.census_failures
                         )
                     };
                     tracing::warn!("{message}");
                     self.status("warn", &message);
+                    self.census_unavailable = Some(message);
+                    self.census_missed = None;
                 } else {
-                    let message = format!(
-                        "heap census skipped at this GC: the runtime refused the walk (EnumerateGCHeapObjects: {hr:#x}); \
-                         trying again at the next one"
-                    );
+                    let why = format!("the runtime refused the walk (EnumerateGCHeapObjects: {hr:#x})");
+                    let message = format!("heap census skipped at this GC: {why}; it is tried again");
                     tracing::warn!("{message}");
                     self.status("warn", &message);
+                    self.census_missed = Some(why);
                 }
                 None
             }

@@ -96,6 +96,17 @@ struct Pending {
     resend: Vec<(Instant, Resend)>,
 }
 
+/// Why a capture is written now: what a missing answer is put down to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    /// Every answer asked for is in, refused, or past its wait.
+    Settled,
+    /// The worker's agent disconnected (the worker exited, most often).
+    AgentGone,
+    /// The session ended first.
+    SessionOver,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Resend {
     Census,
@@ -277,7 +288,7 @@ impl Captures {
             // A shim alone, or a file being read: nobody to ask; the snapshot is what we have.
             let mut p = pending(0, breaches, Vec::new());
             p.census_refused = Some("no agent connection to ask for a census".to_string());
-            let ev = self.write(session, pid, p);
+            let ev = self.write(session, pid, p, Ending::Settled);
             self.done(session, ev.clone());
             return ev;
         };
@@ -323,26 +334,30 @@ impl Captures {
 
     fn finish_ready(&mut self, session: &mut Session) -> Vec<CaptureEvent> {
         let open: BTreeSet<ConnId> = session.connections().collect();
-        let ready: Vec<u32> = self
+        let ready: Vec<(u32, Ending)> = self
             .tap
             .borrow()
             .pending
             .iter()
-            .filter(|(_, p)| {
-                let gone = !open.contains(&p.conn);
+            .filter_map(|(pid, p)| {
                 let census_over = p.census || p.census_refused.is_some() || p.asked.elapsed() >= CENSUS_WAIT;
                 let paths_over = p.paths_for.is_empty()
                     || p.retention
                     || p.census_refused.is_some()
                     || p.census_at.unwrap_or(p.asked).elapsed() >= PATHS_WAIT;
-                gone || (census_over && paths_over)
+                if census_over && paths_over {
+                    Some((*pid, Ending::Settled))
+                } else if !open.contains(&p.conn) {
+                    Some((*pid, Ending::AgentGone))
+                } else {
+                    None
+                }
             })
-            .map(|(pid, _)| *pid)
             .collect();
         let mut events = Vec::new();
-        for pid in ready {
+        for (pid, ending) in ready {
             let Some(p) = self.tap.borrow_mut().pending.remove(&pid) else { continue };
-            if let Some(ev) = self.write(session, pid, p) {
+            if let Some(ev) = self.write(session, pid, p, ending) {
                 events.push(ev.clone());
                 self.done(session, Some(ev));
             }
@@ -355,7 +370,7 @@ impl Captures {
         let pending: Vec<(u32, Pending)> = self.tap.borrow_mut().pending.drain().collect();
         let mut events = Vec::new();
         for (pid, p) in pending {
-            if let Some(ev) = self.write(session, pid, p) {
+            if let Some(ev) = self.write(session, pid, p, Ending::SessionOver) {
                 events.push(ev.clone());
                 self.done(session, Some(ev));
             }
@@ -392,18 +407,22 @@ impl Captures {
         self.last = Some(text);
     }
 
-    fn write(&mut self, session: &mut Session, pid: u32, p: Pending) -> Option<CaptureEvent> {
+    fn write(&mut self, session: &mut Session, pid: u32, p: Pending, ending: Ending) -> Option<CaptureEvent> {
         let agent = session.store.producer(&ProducerKey { pid, source: Source::Agent });
         let cmdline = agent.and_then(|a| a.cmdline()).map(str::to_string);
         let mut missing = Vec::new();
         if !p.census {
             missing.push(match &p.census_refused {
                 Some(why) => format!("census: {why}"),
-                None => format!("census: no answer within {}", crate::units::format_duration(CENSUS_WAIT)),
+                None => format!("census: {}", unanswered(ending, p.asked.elapsed(), CENSUS_WAIT)),
             });
         }
         if !p.paths_for.is_empty() && !p.retention {
-            missing.push("paths: no answer in time".to_string());
+            missing.push(if p.census_refused.is_some() && ending == Ending::Settled {
+                "paths: not waited for (the census was refused)".to_string()
+            } else {
+                format!("paths: {}", unanswered(ending, p.census_at.unwrap_or(p.asked).elapsed(), PATHS_WAIT))
+            });
         }
         if p.dropped > 0 {
             missing.push(format!("{} lines past the {} MiB a capture keeps", p.dropped, MAX_CAPTURE_BYTES >> 20));
@@ -477,6 +496,17 @@ impl Captures {
     }
 }
 
+/// Why an answer is missing: the wait ran out, or the worker or the session ended first (then
+/// with the time actually waited, so a short wait is never passed off as the full one).
+fn unanswered(ending: Ending, waited: Duration, limit: Duration) -> String {
+    let waited = crate::units::format_duration(Duration::from_secs(waited.as_secs()));
+    match ending {
+        Ending::Settled => format!("no answer within {}", crate::units::format_duration(limit)),
+        Ending::AgentGone => format!("the worker's agent disconnected {waited} after the request, before answering"),
+        Ending::SessionOver => format!("the session ended {waited} after the request, before an answer"),
+    }
+}
+
 fn census_command() -> String {
     r#"{"cmd":"census"}"#.to_string()
 }
@@ -542,6 +572,17 @@ mod tests {
 
     fn agent(pid: u32) -> ProducerKey {
         ProducerKey { pid, source: Source::Agent }
+    }
+
+    #[test]
+    fn a_missing_answer_says_how_long_it_was_waited_for_and_why_the_wait_ended() {
+        let waited = Duration::from_millis(20_400);
+        assert_eq!(unanswered(Ending::Settled, CENSUS_WAIT, CENSUS_WAIT), "no answer within 2m00s");
+        let gone = unanswered(Ending::AgentGone, waited, CENSUS_WAIT);
+        assert!(gone.contains("disconnected 20s after the request"), "{gone}");
+        assert!(!gone.contains("2m"), "{gone}");
+        let over = unanswered(Ending::SessionOver, waited, PATHS_WAIT);
+        assert!(over.contains("session ended 20s after"), "{over}");
     }
 
     #[test]

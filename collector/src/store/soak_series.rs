@@ -220,7 +220,9 @@ impl SoakData {
         if message.starts_with("soak mode") && self.announced.is_none() {
             self.announced = Some(message.to_string());
         }
-        if message.contains("census unavailable") && self.census_unavailable.is_none() {
+        // Given up for good, not only for one commanded census ("… for this request").
+        let for_good = message.contains("census unavailable") && !message.contains("for this request");
+        if for_good && self.census_unavailable.is_none() {
             self.census_unavailable = Some(message.to_string());
         }
     }

@@ -57,6 +57,9 @@ pub struct Config {
     /// Fault injection for tests (`LEAKSCOPE_TEST_WALK_DELAY_US`): every object a heap walk
     /// visits costs this many extra microseconds, so a test can catch a walk in progress.
     pub test_walk_delay_us: usize,
+    /// Fault injection for tests (`LEAKSCOPE_TEST_WALK_REFUSALS`): the first this many heap
+    /// walks are refused as the runtime refuses them early in start-up.
+    pub test_walk_refusals: usize,
     /// Benchmarks only (`LEAKSCOPE_BENCH_AB_PHASE_MS`): allocation sampling goes on and off in
     /// phases of this many ms, each on or off at random, so one process measures its own cost
     /// (0 = never; `pipeline/duty_cycle.rs`).
@@ -164,6 +167,7 @@ impl Default for Config {
             peek_strings: PeekStrings::NotAllowed,
             orphan_timeout: Duration::from_secs(60),
             test_walk_delay_us: 0,
+            test_walk_refusals: 0,
             bench_ab_phase_ms: 0,
         }
     }
@@ -270,6 +274,7 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Loaded {
     number("LEAKSCOPE_MAX_SITES", 1, 1_000_000, &mut c.max_sites);
     number("LEAKSCOPE_STACK_DEPTH", 1, 1024, &mut c.stack_depth);
     number("LEAKSCOPE_TEST_WALK_DELAY_US", 0, 10_000, &mut c.test_walk_delay_us);
+    number("LEAKSCOPE_TEST_WALK_REFUSALS", 0, 1000, &mut c.test_walk_refusals);
     number("LEAKSCOPE_BENCH_AB_PHASE_MS", 0, 60_000, &mut c.bench_ab_phase_ms);
     if let Some(v) = non_empty("LEAKSCOPE_STACK_CAPTURE", &mut problems) {
         match v.trim().to_ascii_lowercase().as_str() {
@@ -428,6 +433,7 @@ mod tests {
         "LEAKSCOPE_MAX_SITES",
         "LEAKSCOPE_STACK_DEPTH",
         "LEAKSCOPE_TEST_WALK_DELAY_US",
+        "LEAKSCOPE_TEST_WALK_REFUSALS",
         "LEAKSCOPE_FRAMEWORK_PREFIXES",
         "LEAKSCOPE_CENSUS",
         "LEAKSCOPE_EXACT",

@@ -95,6 +95,7 @@ pub unsafe fn initialize(unknown: *mut c_void, start: Start) -> HRESULT {
     }
     let config = loaded.config;
     crate::pipeline::heap_walk::set_test_delay_us(config.test_walk_delay_us);
+    crate::pipeline::heap_walk::set_test_refusals(config.test_walk_refusals);
     if loaded.disabled_by_user {
         tracing::info!("LEAKSCOPE_ENABLED is off: not profiling");
         return CORPROF_E_PROFILER_CANCEL_ACTIVATION;

@@ -180,6 +180,16 @@ fn run_with_rules(
     rules: &[&str],
     extra: &[&str],
 ) -> (PathBuf, PathBuf, String, tempfile::TempDir) {
+    run_with_rules_env(scenario, seconds, rules, extra, &[])
+}
+
+fn run_with_rules_env(
+    scenario: &str,
+    seconds: &str,
+    rules: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (PathBuf, PathBuf, String, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let captures = tmp.path().join("captures");
@@ -191,7 +201,7 @@ fn run_with_rules(
     }
     c.arg("--capture").arg(&captures).args(["--capture-warmup", &format!("{WARMUP_MS}ms")]).args(extra);
     c.arg("--").arg(&app.program).args(&app.leading_args).args([scenario, seconds]);
-    c.env("TMPDIR", tmp.path());
+    c.env("TMPDIR", tmp.path()).envs(env.iter().copied());
     let output = run_with_timeout(c, Duration::from_secs(180));
     let err = text(&output.stderr);
     assert!(output.status.success(), "{err}");
@@ -227,6 +237,41 @@ fn run_captures_a_churning_worker_only_for_a_size_rule_and_only_once() {
     assert_eq!(records[0]["census"], true, "{}", records[0]);
     let lines = read_records(&files[0]);
     assert_eq!(of_type(&lines, "census").len(), 1);
+}
+
+/// A size rule breaks at the first summary, a few ms after the agent's load, and the runtime
+/// refuses heap walks until it has finished starting (CORPROF_E_RUNTIME_UNINITIALIZED; played here
+/// by `LEAKSCOPE_TEST_WALK_REFUSALS`): the agent tries the census again and answers it.
+#[test]
+fn a_census_asked_for_before_the_runtime_is_ready_is_tried_again_and_answered() {
+    let (out, captures, err, _tmp) =
+        run_with_rules_env("churn", "12", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "3")]);
+    let records = capture_records(&out);
+    assert_eq!(records.len(), 1, "{records:?}\n{err}");
+    assert_eq!(records[0]["census"], true, "{}", records[0]);
+    assert_eq!(records[0]["missing"], serde_json::json!([]), "{}", records[0]);
+    let files = snapshots(&captures, "ndjson");
+    assert_eq!(of_type(&read_records(&files[0]), "census").len(), 1);
+    let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
+    assert!(log.contains("census requested by the collector: try 4"), "{log}");
+}
+
+/// A worker that exits before its census could be taken: the snapshot says the agent left, and
+/// after how long — not that the full two minutes were waited.
+#[test]
+fn a_capture_whose_worker_exits_first_says_so_and_after_how_long() {
+    let (out, _captures, err, _tmp) =
+        run_with_rules_env("churn", "6", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "1000")]);
+    let records = capture_records(&out);
+    assert_eq!(records.len(), 1, "{records:?}\n{err}");
+    assert_eq!(records[0]["census"], false, "{}", records[0]);
+    let missing = records[0]["missing"].to_string();
+    assert!(missing.contains("census: the worker's agent disconnected"), "{missing}");
+    assert!(!missing.contains("2m00s"), "{missing}");
+    let waited_ms = records[0]["unix_ms"].as_u64().unwrap() - records[0]["asked_unix_ms"].as_u64().unwrap();
+    assert!(waited_ms < 60_000, "{waited_ms} ms");
+    let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
+    assert!(log.contains("census not taken"), "{log}");
 }
 
 /// Half a rule, a bad rule, and a capture directory that is a link are refused before anything

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Pipeline, census, gate, peek, retention, unix_ms};
+use super::{Pipeline, census, gate, heap_walk, peek, retention, unix_ms};
 use crate::clr::types::ClassID;
 use crate::output::Batch;
 use crate::output::records::{self, Num, Peek as PeekRecord};
@@ -223,12 +223,10 @@ impl Pipeline<'_> {
                     pause_ms: Num::some(0.0),
                     strings: request.strings,
                     strings_withheld: strings_withheld.map(str::to_string),
-                    error: Some(format!(
-                        "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
-                    )),
+                    error: Some(heap_walk::refused(hr)),
                     types: Vec::new(),
                 };
-                self.status("warn", "peek unavailable: the runtime cannot walk its heap (.NET 9 or later needed)");
+                self.command_warning(&format!("peek unavailable: {}", heap_walk::refused(hr)));
                 let payload = records::line("peek", &record);
                 self.deliver(&payload, &[]);
                 return;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::clr::own_thread;
 use crate::clr::profiler_info::ProfilerInfo;
-use crate::clr::types::{CORPROF_E_SUSPENSION_IN_PROGRESS, E_FAIL, HRESULT};
+use crate::clr::types::{
+    CORPROF_E_RUNTIME_UNINITIALIZED, CORPROF_E_SUSPENSION_IN_PROGRESS, E_FAIL, E_NOINTERFACE, E_NOTIMPL, HRESULT,
+};
 use crate::clr::walks::{ObjectVisitor, on_object};
 
 /// `LEAKSCOPE_TEST_WALK_DELAY_US`, set once at start-up.
@@ -29,6 +31,34 @@ pub fn test_delay() {
         while Instant::now() < until {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// `LEAKSCOPE_TEST_WALK_REFUSALS`: walks still to refuse.
+static TEST_REFUSALS: AtomicU32 = AtomicU32::new(0);
+
+/// Fault injection for tests: the next `n` walks are refused with
+/// `CORPROF_E_RUNTIME_UNINITIALIZED`, as the runtime refuses them before it has finished starting.
+pub fn set_test_refusals(n: usize) {
+    TEST_REFUSALS.store(n.min(u32::MAX as usize) as u32, Ordering::Relaxed);
+}
+
+fn test_refusal() -> bool {
+    TEST_REFUSALS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+}
+
+/// Why the runtime refused a walk, in words that do not guess: only a missing API means an
+/// older runtime.
+pub fn refused(hr: HRESULT) -> String {
+    match hr {
+        E_NOINTERFACE | E_NOTIMPL => {
+            format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)")
+        }
+        CORPROF_E_RUNTIME_UNINITIALIZED => format!(
+            "cannot walk the heap yet: the runtime has not finished starting (EnumerateGCHeapObjects: {hr:#x}, \
+             CORPROF_E_RUNTIME_UNINITIALIZED); ask again in a moment"
+        ),
+        _ => format!("the runtime refused the heap walk (EnumerateGCHeapObjects: {hr:#x})"),
     }
 }
 
@@ -79,6 +109,9 @@ impl Pace {
 /// in every soak-mode census and retention request of the tests; until then the agent thread had
 /// always become known (through `ForceGC`) before its first walk.
 pub fn walk<V: ObjectVisitor>(info: &ProfilerInfo, visitor: &mut V) -> Result<(), HRESULT> {
+    if test_refusal() {
+        return Err(CORPROF_E_RUNTIME_UNINITIALIZED);
+    }
     let _signals = crate::stop::SignalWatch::start();
     // An address, to cross to the spare thread; this thread waits for the walk meanwhile.
     let state = visitor as *mut V as usize;
@@ -118,6 +151,16 @@ fn retry_while_suspending<T>(mut suspend: impl FnMut() -> Result<T, HRESULT>, wa
 mod tests {
     use super::*;
     use crate::clr::types::E_FAIL;
+
+    /// Only a missing API is put down to an older runtime; a refusal at start-up says to ask again.
+    #[test]
+    fn a_refused_walk_is_explained_without_guessing() {
+        assert!(refused(E_NOINTERFACE).contains(".NET 9 or later"));
+        let early = refused(CORPROF_E_RUNTIME_UNINITIALIZED);
+        assert!(early.contains("not finished starting") && !early.contains(".NET 9"), "{early}");
+        let other = refused(E_FAIL);
+        assert!(other.contains("0x80004005") && !other.contains(".NET 9"), "{other}");
+    }
 
     /// A suspension under way is waited out; any other failure is returned at once; one that
     /// lasts past the wait is returned too.

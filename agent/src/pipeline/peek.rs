@@ -246,8 +246,7 @@ pub fn run(
         let result = heap_walk::walk(info, &mut walk);
         record.pause_ms = Num::some((started.elapsed().as_secs_f64() * 1e5).round() / 100.0);
         if let Err(hr) = result {
-            record.error =
-                Some(format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"));
+            record.error = Some(heap_walk::refused(hr));
             return record;
         }
         match &walk.stopped {

@@ -368,9 +368,12 @@ impl Captures {
     /// At the end of the session: whatever is pending is written as it is.
     pub fn flush(&mut self, session: &mut Session) -> Vec<CaptureEvent> {
         let pending: Vec<(u32, Pending)> = self.tap.borrow_mut().pending.drain().collect();
+        let open: BTreeSet<ConnId> = session.connections().collect();
         let mut events = Vec::new();
         for (pid, p) in pending {
-            if let Some(ev) = self.write(session, pid, p, Ending::SessionOver) {
+            // `run` ends when its worker does: then it is the worker that went first.
+            let ending = if open.contains(&p.conn) { Ending::SessionOver } else { Ending::AgentGone };
+            if let Some(ev) = self.write(session, pid, p, ending) {
                 events.push(ev.clone());
                 self.done(session, Some(ev));
             }

@@ -194,9 +194,7 @@ impl Retention {
                     &taken
                 }
                 Err(hr) => {
-                    record.error = Some(format!(
-                        "cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)"
-                    ));
+                    record.error = Some(crate::pipeline::heap_walk::refused(hr));
                     record.elapsed_ms = Num::some(ms(started.elapsed()));
                     return record;
                 }

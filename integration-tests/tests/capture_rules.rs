@@ -256,6 +256,21 @@ fn a_census_asked_for_before_the_runtime_is_ready_is_tried_again_and_answered() 
     assert!(log.contains("census requested by the collector: try 4"), "{log}");
 }
 
+/// The same refusals with a leaking worker, whose capture asks for paths too: both answers come,
+/// in whichever order the agent's gate lets the two requests run.
+#[test]
+fn a_leak_capture_gets_its_census_and_its_paths_through_refused_walks() {
+    let (out, captures, err, _tmp) =
+        run_with_rules_env("strings", "25", &["growth > 1MB/h"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "2")]);
+    let records = capture_records(&out);
+    assert_eq!(records.len(), 1, "{records:?}\n{err}");
+    assert_eq!(records[0]["missing"], serde_json::json!([]), "{}", records[0]);
+    let pid = records[0]["pid"].as_u64().unwrap() as u32;
+    assert_leak_snapshot(&snapshots(&captures, "ndjson")[0], pid, &records[0]);
+    let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
+    assert!(log.contains("census not taken"), "{log}");
+}
+
 /// A worker that exits before its census could be taken: the snapshot says the agent left, and
 /// after how long — not that the full two minutes were waited.
 #[test]

@@ -92,6 +92,9 @@ struct Pending {
     census_at: Option<Instant>,
     census_refused: Option<String>,
     retention: bool,
+    /// A retention answer came before the census (the runtime refused the census at start-up and
+    /// the paths ran first, on a runtime not ready): asked again once the census is in.
+    retention_too_early: bool,
     /// Requests the agent refused, to send again at these times.
     resend: Vec<(Instant, Resend)>,
 }
@@ -145,8 +148,12 @@ impl Tap {
             Ok(Record::Census(_)) => {
                 p.census = true;
                 p.census_at = Some(Instant::now());
+                if std::mem::take(&mut p.retention_too_early) {
+                    p.resend.push((Instant::now(), Resend::Retention));
+                }
             }
             Ok(Record::Retention(_)) if p.census => p.retention = true,
+            Ok(Record::Retention(_)) => p.retention_too_early = !p.paths_for.is_empty(),
             Ok(Record::Status(s)) if s.message.contains("census unavailable") => {
                 p.census_refused = Some(s.message.clone());
             }
@@ -533,6 +540,7 @@ fn pending(conn: ConnId, breaches: Vec<Breach>, paths_for: Vec<String>) -> Pendi
         census_at: None,
         census_refused: None,
         retention: false,
+        retention_too_early: false,
         resend: Vec::new(),
     }
 }
@@ -602,6 +610,20 @@ mod tests {
         tap.line(&agent(8), refused);
         tap.line(&ProducerKey { pid: 7, source: Source::Shim }, refused);
         assert_eq!(tap.pending[&7].lines.len(), 1);
+    }
+
+    #[test]
+    fn paths_answered_before_the_census_are_asked_for_again_after_it() {
+        let mut tap = tap_with(7, &["App.Entry"]);
+        tap.line(
+            &agent(7),
+            br#"{"v":1,"type":"retention","source":"agent","pid":7,"types":[],"error":"cannot walk the heap yet"}"#,
+        );
+        assert!(!tap.pending[&7].retention && tap.pending[&7].resend.is_empty());
+        tap.line(&agent(7), br#"{"v":1,"type":"census","source":"agent","pid":7,"gc":3,"types":[]}"#);
+        let p = &tap.pending[&7];
+        assert_eq!(p.resend.iter().map(|r| r.1).collect::<Vec<_>>(), vec![Resend::Retention]);
+        assert!(!p.retention, "the early answer does not count");
     }
 
     #[test]

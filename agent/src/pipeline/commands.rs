@@ -172,9 +172,10 @@ impl Pipeline<'_> {
                 stop
             }
         };
-        self.gate.finished(started, Instant::now());
+        let ended = Instant::now();
+        self.gate.finished(started, ended);
         if let Some(census) = again {
-            if let Err(gate::Taken { retry_after }) = self.gate.requeue(census) {
+            if let Err(gate::Taken { retry_after }) = self.gate.requeue(census, ended) {
                 // Another command took the waiting place meanwhile: the collector asks again.
                 self.refusal("census", &gate::Notice { retry_after, also_refused: 0 });
             }

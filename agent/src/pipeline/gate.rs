@@ -98,9 +98,9 @@ impl<T> Gate<T> {
 
     /// Puts back a command that ran without its result (the runtime was not ready), to run
     /// again at its turn; refused when another command waits already.
-    pub fn requeue(&mut self, command: T) -> Result<(), Taken> {
+    pub fn requeue(&mut self, command: T, now: Instant) -> Result<(), Taken> {
         if self.waiting.is_some() {
-            return Err(Taken { retry_after: self.wait_left(Instant::now()) + MIN_SPACING });
+            return Err(Taken { retry_after: self.wait_left(now) + MIN_SPACING });
         }
         self.waiting = Some(command);
         Ok(())
@@ -160,12 +160,12 @@ mod tests {
         let mut gate = Gate::default();
         assert_eq!(gate.offer(1, t0), Offer::Run(1));
         gate.finished(t0, t0 + Duration::from_millis(10));
-        assert_eq!(gate.requeue(1), Ok(()));
+        assert_eq!(gate.requeue(1, t0 + Duration::from_millis(10)), Ok(()));
         assert_eq!(gate.due(t0 + Duration::from_millis(500)), None, "spaced like any other");
         assert_eq!(gate.due(t0 + Duration::from_millis(1010)), Some(1));
         gate.finished(t0 + Duration::from_millis(1010), t0 + Duration::from_millis(1020));
         assert!(matches!(gate.offer(2, t0 + Duration::from_millis(1030)), Offer::Queued { .. }));
-        assert!(gate.requeue(1).is_err(), "the waiting place is taken");
+        assert!(gate.requeue(1, t0 + Duration::from_millis(1030)).is_err(), "the waiting place is taken");
         assert_eq!(gate.due(t0 + Duration::from_millis(2100)), Some(2));
     }
 }

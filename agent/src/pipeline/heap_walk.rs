@@ -47,16 +47,21 @@ fn test_refusal() -> bool {
     TEST_REFUSALS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
 }
 
+/// A refusal that never passes: the runtime lacks the API (before .NET 9).
+pub fn api_missing(hr: HRESULT) -> bool {
+    hr == E_NOINTERFACE || hr == E_NOTIMPL
+}
+
 /// Why the runtime refused a walk, in words that do not guess: only a missing API means an
 /// older runtime.
 pub fn refused(hr: HRESULT) -> String {
+    if api_missing(hr) {
+        return format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)");
+    }
     match hr {
-        E_NOINTERFACE | E_NOTIMPL => {
-            format!("cannot walk the heap (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9 or later)")
-        }
         CORPROF_E_RUNTIME_UNINITIALIZED => format!(
             "cannot walk the heap yet: the runtime has not finished starting (EnumerateGCHeapObjects: {hr:#x}, \
-             CORPROF_E_RUNTIME_UNINITIALIZED); ask again in a moment"
+             CORPROF_E_RUNTIME_UNINITIALIZED)"
         ),
         _ => format!("the runtime refused the heap walk (EnumerateGCHeapObjects: {hr:#x})"),
     }

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
 
-use super::{POLL, Pipeline, census, gc_stats, retention, unix_ms};
+use super::{POLL, Pipeline, census, gc_stats, heap_walk, retention, unix_ms};
 use crate::capture::{Event, gc_extents};
+use crate::clr::types::CORPROF_E_RUNTIME_UNINITIALIZED;
 use crate::clr::types::ClassID;
-use crate::clr::types::{CORPROF_E_RUNTIME_UNINITIALIZED, E_NOINTERFACE, E_NOTIMPL};
 use crate::output::records::{self, Census as CensusRecord, CensusOther, CensusType, Num, Retained};
 
 /// Events held while a retention search lets the application run between its walks (beyond
@@ -223,9 +223,7 @@ impl Pipeline<'_> {
             Err(hr) if hr == CORPROF_E_RUNTIME_UNINITIALIZED => {
                 // Early in start-up (a collector may ask within milliseconds of the load): the
                 // runtime says to try again once it has started, so this is no failure.
-                let why = format!(
-                    "the runtime has not finished starting (EnumerateGCHeapObjects: {hr:#x}, CORPROF_E_RUNTIME_UNINITIALIZED)"
-                );
+                let why = heap_walk::refused(hr);
                 tracing::info!("heap census not taken: {why}");
                 self.census_missed = Some(why);
                 None
@@ -234,7 +232,7 @@ impl Pipeline<'_> {
                 // Without the API (before .NET 9) it never works; any other refusal may pass
                 // (this census is skipped), unless it keeps coming.
                 self.census_failures += 1;
-                let lacking = hr == E_NOINTERFACE || hr == E_NOTIMPL;
+                let lacking = heap_walk::api_missing(hr);
                 if lacking || self.census_failures >= CENSUS_FAILURES_TO_GIVE_UP {
                     // "census unavailable" is what the collector looks for: a final answer.
                     let message = if lacking {
@@ -254,7 +252,7 @@ impl Pipeline<'_> {
                     self.census_unavailable = Some(message);
                     self.census_missed = None;
                 } else {
-                    let why = format!("the runtime refused the walk (EnumerateGCHeapObjects: {hr:#x})");
+                    let why = heap_walk::refused(hr);
                     let message = format!("heap census skipped at this GC: {why}; it is tried again");
                     tracing::warn!("{message}");
                     self.status("warn", &message);

@@ -17,10 +17,19 @@ def record(pid, data):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def row_of(frames):
+def row_of(frames, by_symbol=None):
     """The row a sample counts in: leakscope's agent (its own code and the runtime code it
-    calls), the JIT (tiering's background compiles), otherwise the shared object it was in."""
+    calls), the JIT (tiering's background compiles), otherwise the shared object it was in; for
+    a sample with a frame in the object named by `by_symbol` (e.g. libleakscope_agent), that object
+    and its outermost and innermost functions there."""
     objects = [obj.rsplit("/", 1)[-1] for _, obj in frames]
+    if by_symbol:
+        # The outermost frame in that object (whose work it is) and the innermost (where the
+        # time went).
+        inside = [sym.split("+")[0].replace("leakscope_agent::", "") for (sym, _), o in zip(frames, objects)
+                  if by_symbol in o]
+        if inside:
+            return f"{by_symbol}: {inside[-1][:50]} › {inside[0][:60]}"
     if any("libleakscope_agent" in o for o in objects):
         return "leakscope agent (with the runtime code it calls)"
     if any("libleakscope_shim" in o for o in objects):
@@ -35,8 +44,9 @@ def row_of(frames):
     return top
 
 
-def split(data, intervals):
-    """{on: Counter(row -> CPU seconds)} over perf samples inside `intervals` [(t0_ns, t1_ns, on)]."""
+def split(data, intervals, by_symbol=None):
+    """{on: Counter(row -> CPU seconds)} over perf samples inside `intervals` [(t0_ns, t1_ns, on)];
+    `by_symbol`: see `row_of`."""
     intervals = sorted(intervals)
     starts = [t0 for t0, _, _ in intervals]
     out = {True: collections.Counter(), False: collections.Counter()}
@@ -46,7 +56,7 @@ def split(data, intervals):
     def flush(t, frames):
         k = bisect.bisect_right(starts, t) - 1
         if frames and k >= 0 and t < intervals[k][1]:
-            out[intervals[k][2]][row_of(frames)] += 1 / FREQ
+            out[intervals[k][2]][row_of(frames, by_symbol)] += 1 / FREQ
 
     t, frames = None, []
     for line in script.splitlines():

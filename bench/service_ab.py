@@ -14,7 +14,7 @@ service echoes it, and wrk times the response: wrk's own view, per 100 ms) with 
 against sampling off. Not in it: the agent loaded but
 idle and the shim, present in both phases (between processes: bench/service_overhead.py).
 
-usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak [N]] [--pin] [--perf] [--keep DIR]
+usage: bench/service_ab.py [--processes N] [--seconds S] [--warmup S] [--connections C] [--leak [N]] [--pin] [--perf [--perf-symbols OBJECT]] [--keep DIR]
        bench/service_ab.py --analyse DIR [DIR ...]   (pools the processes earlier runs of the same code kept)
 Needs: cargo build --release --workspace; dotnet; wrk; perf for --perf (scripts/setup.sh --with-bench-tools).
 """
@@ -199,6 +199,9 @@ def analyse(ticks_path, client_path, log_path, start, end, rng):
     r.update(client)
     phase_ids = {row[0] for row in rows}
     relabel = {i: rng.random() < 0.5 for i in phase_ids}
+    # A phase that holds client ticks but no whole server tick (the two tick on their own
+    # clocks' hundred-millisecond grids) gets its own draw.
+    relabel = collections.defaultdict(lambda: rng.random() < 0.5, relabel)
     p = ratios(split(ticks, spans, start, end, on_of=lambda i: relabel[i])[0])
     if p:
         p["rps_detrended"] = detrended(rows, on_of=lambda i, _: relabel[i], key=4)
@@ -281,9 +284,12 @@ def main():
     ap.add_argument("--pin", action="store_true", help="the server on CPU 1, wrk on CPU 0")
     ap.add_argument("--runtime-env", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for the server (repeatable), e.g. DOTNET_TieredPGO=0")
-    ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here")
+    ap.add_argument("--keep", metavar="DIR", help="keep each process's ticks and agent log here (and, with --perf, its perf data)")
     ap.add_argument("--perf", action="store_true",
                     help="also profile the server (perf cpu-clock) and show where sampling's cost goes")
+    ap.add_argument("--perf-symbols", metavar="OBJECT",
+                    help="with --perf: the samples with a frame in this shared object (e.g. libleakscope_agent) "
+                         "in rows by its outermost and innermost function there")
     ap.add_argument("--analyse", nargs="+", metavar="DIR",
                     help="measure nothing: pool the processes that earlier runs kept (--keep) in these directories")
     a = ap.parse_args()
@@ -337,7 +343,7 @@ def main():
                 f.write(f"{start} {end}\n")
         r, p, sums, intervals = analyse(ticks_path, client_path, os.path.join(out_dir, "agent.log"), start, end, rng)
         if a.perf:
-            split_rows = perf_phases.split(os.path.join(work, f"{n}.perf"), intervals)
+            split_rows = perf_phases.split(os.path.join(work, f"{n}.perf"), intervals, a.perf_symbols)
             for on, counter in split_rows.items():
                 cpu_rows[on] += counter
                 requests[on] += sums[on][0]
@@ -345,7 +351,11 @@ def main():
                 us = {on: (sum(split_rows[on].values()) if key == "**total**" else split_rows[on][key])
                       / max(sums[on][0], 1) * 1e6 for on in (True, False)}
                 row_differences[key].append(us[True] - us[False])
-            os.remove(os.path.join(work, f"{n}.perf"))
+            if a.keep:
+                # Kept for a closer look (`perf script -i`), with the phases in N.ticks.
+                shutil.move(os.path.join(work, f"{n}.perf"), os.path.join(a.keep, f"{n}.perf"))
+            else:
+                os.remove(os.path.join(work, f"{n}.perf"))
         reports.append(report_text(out_dir))
         tally(f"{n + 1}/{a.processes}", r, p, results, placebo)
 

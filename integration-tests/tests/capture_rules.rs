@@ -271,6 +271,27 @@ fn a_leak_capture_gets_its_census_and_its_paths_through_refused_walks() {
     assert!(log.contains("census not taken"), "{log}");
 }
 
+/// A runtime that refuses every walk: after its 20 tries the agent says the census will not come
+/// for this request, in a field the collector acts on, and the snapshot is written with why —
+/// neither waiting out the two minutes nor the worker's end.
+#[test]
+fn a_census_refused_at_every_try_is_reported_unavailable_for_that_request() {
+    let (out, _captures, err, _tmp) =
+        run_with_rules_env("churn", "32", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "1000")]);
+    let records = capture_records(&out);
+    assert_eq!(records.len(), 1, "{records:?}\n{err}");
+    assert_eq!(records[0]["census"], false, "{}", records[0]);
+    let missing = records[0]["missing"].to_string();
+    assert!(missing.contains("census: heap census unavailable for this request"), "{missing}");
+    assert!(missing.contains("at each of 20 tries"), "{missing}");
+    let waited_ms = records[0]["unix_ms"].as_u64().unwrap() - records[0]["asked_unix_ms"].as_u64().unwrap();
+    // The 20 tries take ~20 s (19.4 s measured); the worker runs 32.
+    assert!(waited_ms < 30_000, "{waited_ms} ms: waited for the worker's end, not for the agent's answer");
+    let recording = read_records_lenient(&out.join("recording.ndjson"));
+    let said = recording.iter().filter(|r| r["type"] == "status" && r["unavailable"] == "census_request").count();
+    assert_eq!(said, 1, "the agent's status carries `unavailable`");
+}
+
 /// A worker that exits before its census could be taken: the snapshot says the agent left, and
 /// after how long — not that the full two minutes were waited.
 #[test]

@@ -14,6 +14,12 @@ pub fn status(level: &str, message: &str) -> Status {
     Status { level: Some(level.to_string()), message: message.to_string(), ..Status::default() }
 }
 
+/// A `status` warning that says what will not come (`UNAVAILABLE_CENSUS`, …), for the collector
+/// to act on without reading the words.
+pub fn unavailable(what: &str, message: &str) -> Status {
+    Status { unavailable: Some(what.to_string()), ..status("warn", message) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,7 +44,18 @@ mod tests {
             (Some("warn"), Some("census"), Some(2400))
         );
         // Fields the agent has no value for are left out, not sent as null.
-        assert!(v.get("t_ms").is_none(), "{text}");
+        assert!(v.get("t_ms").is_none() && v.get("unavailable").is_none(), "{text}");
         assert!(unknown_fields(text.trim_end()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_census_that_will_not_come_says_so_in_a_field_the_collector_reads_back() {
+        for (what, for_good) in [(UNAVAILABLE_CENSUS, true), (UNAVAILABLE_CENSUS_REQUEST, false)] {
+            let text = line("status", &unavailable(what, "the runtime refused the walk"));
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!((v["level"].as_str(), v["unavailable"].as_str()), (Some("warn"), Some(what)));
+            let Ok((_, Record::Status(back))) = decode(v) else { panic!("{text}") };
+            assert_eq!((back.census_given_up(), back.census_not_coming()), (for_good, true), "{text}");
+        }
     }
 }

@@ -190,7 +190,7 @@ impl Pipeline<'_> {
         if let Some(why) = self.census_unavailable.clone() {
             // Said in a status when it was decided; said again to a later asker.
             if unavailable_before {
-                self.command_warning(&why);
+                self.command_status(&records::unavailable(records::UNAVAILABLE_CENSUS, &why));
             }
             return None;
         }
@@ -199,8 +199,11 @@ impl Pipeline<'_> {
             tracing::info!("census not taken ({why}); trying again when the spacing allows");
             return Some(Pausing::Census { tries: tries + 1 });
         }
-        self.command_warning(&format!(
-            "heap census unavailable for this request: {why}, at each of {COMMANDED_CENSUS_TRIES} tries; ask again later"
+        self.command_status(&records::unavailable(
+            records::UNAVAILABLE_CENSUS_REQUEST,
+            &format!(
+                "heap census unavailable for this request: {why}, at each of {COMMANDED_CENSUS_TRIES} tries; ask again later"
+            ),
         ));
         None
     }
@@ -257,8 +260,13 @@ impl Pipeline<'_> {
 
     /// A `status` about a command, not kept for replay to later connections.
     pub(super) fn command_warning(&mut self, message: &str) {
-        tracing::warn!("{message}");
-        let line = records::line("status", &records::status("warn", message));
+        self.command_status(&records::status("warn", message));
+    }
+
+    /// A warning to whoever sent the command, not kept for later connections.
+    pub(super) fn command_status(&mut self, body: &records::Status) {
+        tracing::warn!("{}", body.message);
+        let line = records::line("status", body);
         self.notify(&line);
     }
 

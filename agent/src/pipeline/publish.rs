@@ -115,7 +115,12 @@ impl Pipeline<'_> {
     }
 
     pub(super) fn status(&mut self, level: &'static str, message: &str) {
-        let line = records::line("status", &records::status(level, message));
+        self.status_record(&records::status(level, message));
+    }
+
+    /// A status kept for later connections too (replayed with the hello).
+    pub(super) fn status_record(&mut self, body: &records::Status) {
+        let line = records::line("status", body);
         self.statuses.push(line.clone());
         if self.statuses.len() > STATUS_REPLAY {
             self.statuses.remove(0);

@@ -234,7 +234,8 @@ impl Pipeline<'_> {
                 self.census_failures += 1;
                 let lacking = heap_walk::api_missing(hr);
                 if lacking || self.census_failures >= CENSUS_FAILURES_TO_GIVE_UP {
-                    // "census unavailable" is what the collector looks for: a final answer.
+                    // `unavailable: census` tells the collector no census will come (older
+                    // collectors look for the words "census unavailable").
                     let message = if lacking {
                         format!(
                             "heap census unavailable on this runtime (EnumerateGCHeapObjects: {hr:#x}; it needs .NET 9+): \
@@ -248,7 +249,7 @@ impl Pipeline<'_> {
                         )
                     };
                     tracing::warn!("{message}");
-                    self.status("warn", &message);
+                    self.status_record(&records::unavailable(records::UNAVAILABLE_CENSUS, &message));
                     self.census_unavailable = Some(message);
                     self.census_missed = None;
                 } else {

@@ -154,7 +154,7 @@ impl Tap {
             }
             Ok(Record::Retention(_)) if p.census => p.retention = true,
             Ok(Record::Retention(_)) => p.retention_too_early = !p.paths_for.is_empty(),
-            Ok(Record::Status(s)) if s.message.contains("census unavailable") => {
+            Ok(Record::Status(s)) if s.census_not_coming() => {
                 p.census_refused = Some(s.message.clone());
             }
             Ok(Record::Status(_)) => {

@@ -8,7 +8,7 @@ use crate::commands::{print_stderr, print_stdout};
 use crate::error::{CliError, CliResult};
 use crate::ingest::{Recorder, Replies};
 use crate::live::ViewMode;
-use crate::protocol::Source;
+use crate::protocol::{Source, census_not_coming};
 use crate::session::Session;
 use crate::session_info::SessionInfo;
 use crate::signals;
@@ -295,7 +295,11 @@ fn agent(session: &Session) -> Option<&crate::store::Producer> {
 
 /// The agent's word that it cannot count the heap on this runtime.
 fn census_refused(session: &Session) -> Option<String> {
-    agent(session)?.statuses.iter().find(|s| s.message.contains("census unavailable")).map(|s| s.message.clone())
+    agent(session)?
+        .statuses
+        .iter()
+        .find(|s| census_not_coming(s.unavailable.as_deref(), &s.message))
+        .map(|s| s.message.clone())
 }
 
 fn json(point: &Point, top: usize) -> serde_json::Value {

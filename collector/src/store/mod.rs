@@ -303,7 +303,7 @@ impl Store {
                 None => producer.budget_dropped += 1,
             },
             Record::Status(s) => {
-                producer.soak.note_status(&s.message);
+                producer.soak.note_status(&s);
                 producer.status_total += 1;
                 if producer.statuses.len() >= MAX_STATUS_KEPT {
                     producer.statuses.pop_front();
@@ -312,6 +312,7 @@ impl Store {
                     level: s.level.unwrap_or_else(|| "info".to_string()),
                     message: s.message,
                     t_ms: s.t_ms.map(|n| n.u64()).or(producer.last_t_ms),
+                    unavailable: s.unavailable,
                 });
             }
             Record::Bye(b) => {

@@ -33,6 +33,8 @@ pub struct StatusEntry {
     pub level: String,
     pub message: String,
     pub t_ms: Option<u64>,
+    /// What the status says will not come (PROTOCOL.md `status`).
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! type and site series is capped (the smallest absent ones are evicted first).
 
 use super::series::{SeriesPoint, Stack, compact};
+use crate::protocol::Status;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -216,13 +217,13 @@ impl SoakData {
     }
 
     /// Remembers the agent's own statements about soak mode (PROTOCOL.md `status`).
-    pub(crate) fn note_status(&mut self, message: &str) {
+    pub(crate) fn note_status(&mut self, status: &Status) {
+        let message = &status.message;
         if message.starts_with("soak mode") && self.announced.is_none() {
             self.announced = Some(message.to_string());
         }
-        // Given up for good, not only for one commanded census ("… for this request").
-        let for_good = message.contains("census unavailable") && !message.contains("for this request");
-        if for_good && self.census_unavailable.is_none() {
+        // Given up for good, not only for one commanded census.
+        if status.census_given_up() && self.census_unavailable.is_none() {
             self.census_unavailable = Some(message.to_string());
         }
     }

@@ -22,7 +22,9 @@ mod summary;
 pub use capture::{Breach, Capture};
 pub use census::{Census, CensusOther, CensusType};
 pub use hello::{AgentConfig, Hello, RetentionRootKinds, ShimConfig};
-pub use lines::{Bye, StackRecord, Status};
+pub use lines::{
+    Bye, StackRecord, Status, UNAVAILABLE_CENSUS, UNAVAILABLE_CENSUS_REQUEST, census_given_up, census_not_coming,
+};
 pub use native::{NativeSite, NativeSummary};
 pub use num::Num;
 pub use peek::{Peek, PeekField, PeekInstance, PeekType};

@@ -46,6 +46,14 @@ fn capture_records(out: &Path) -> Vec<Value> {
     read_records_lenient(&out.join("recording.ndjson")).into_iter().filter(|r| r["type"] == "capture").collect()
 }
 
+/// The one `capture` record of a run that must have written exactly one; `err` is the run's
+/// stderr, shown when it did not.
+fn the_only_capture(out: &Path, err: &str) -> Value {
+    let mut records = capture_records(out);
+    assert_eq!(records.len(), 1, "{records:?}\n{err}");
+    records.remove(0)
+}
+
 /// A snapshot of the leaking worker: its census, the paths of System.String, the rule.
 fn assert_leak_snapshot(file: &Path, pid: u32, record: &Value) {
     let lines = read_records(file);
@@ -136,11 +144,10 @@ fn listen_captures_the_leaking_worker_once_and_the_churning_one_never() {
         files[0].file_name().unwrap().to_str().unwrap().starts_with(&format!("capture-{leak_pid}-")),
         "the snapshot is not the leaking worker's ({leak_pid}; churn {churn_pid}): {files:?}"
     );
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["pid"], leak_pid);
-    assert_leak_snapshot(&files[0], leak_pid, &records[0]);
-    let asked = asked_after_start_ms(&records[0], &out.join("recording.ndjson"), leak_pid);
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["pid"], leak_pid);
+    assert_leak_snapshot(&files[0], leak_pid, &record);
+    let asked = asked_after_start_ms(&record, &out.join("recording.ndjson"), leak_pid);
     let bound = WARMUP_MS + MIN_POINTS * INTERVAL_MS + SLACK_MS;
     eprintln!("capture asked {asked} ms after the leaking worker's agent started (bound {bound} ms)");
     assert!(asked <= bound, "asked {asked} ms after start, bound {bound} ms");
@@ -215,11 +222,10 @@ fn run_captures_a_leaking_worker_once() {
     let (out, captures, err, _tmp) = run_with_rules("strings", "25", &["growth > 1MB/h", "rss > 20GB"], &[]);
     let files = snapshots(&captures, "ndjson");
     assert_eq!(files.len(), 1, "{files:?}\n{err}");
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}");
-    let pid = records[0]["pid"].as_u64().unwrap() as u32;
-    assert_leak_snapshot(&files[0], pid, &records[0]);
-    let asked = asked_after_start_ms(&records[0], &out.join("recording.ndjson"), pid);
+    let record = the_only_capture(&out, &err);
+    let pid = record["pid"].as_u64().unwrap() as u32;
+    assert_leak_snapshot(&files[0], pid, &record);
+    let asked = asked_after_start_ms(&record, &out.join("recording.ndjson"), pid);
     assert!(asked <= WARMUP_MS + MIN_POINTS * INTERVAL_MS + SLACK_MS, "asked {asked} ms after start");
 }
 
@@ -231,10 +237,9 @@ fn run_captures_a_churning_worker_only_for_a_size_rule_and_only_once() {
         run_with_rules("churn", "20", &["growth > 1MB/h", "rss > 1MB"], &["--capture-every", "3s"]);
     let files = snapshots(&captures, "ndjson");
     assert_eq!(files.len(), 1, "{files:?}\n{err}");
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["rules"], serde_json::json!(["rss > 1MB"]), "{}", records[0]);
-    assert_eq!(records[0]["census"], true, "{}", records[0]);
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["rules"], serde_json::json!(["rss > 1MB"]), "{}", record);
+    assert_eq!(record["census"], true, "{}", record);
     let lines = read_records(&files[0]);
     assert_eq!(of_type(&lines, "census").len(), 1);
 }
@@ -246,10 +251,9 @@ fn run_captures_a_churning_worker_only_for_a_size_rule_and_only_once() {
 fn a_census_asked_for_before_the_runtime_is_ready_is_tried_again_and_answered() {
     let (out, captures, err, _tmp) =
         run_with_rules_env("churn", "12", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "3")]);
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}\n{err}");
-    assert_eq!(records[0]["census"], true, "{}", records[0]);
-    assert_eq!(records[0]["missing"], serde_json::json!([]), "{}", records[0]);
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["census"], true, "{}", record);
+    assert_eq!(record["missing"], serde_json::json!([]), "{}", record);
     let files = snapshots(&captures, "ndjson");
     assert_eq!(of_type(&read_records(&files[0]), "census").len(), 1);
     let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
@@ -262,11 +266,10 @@ fn a_census_asked_for_before_the_runtime_is_ready_is_tried_again_and_answered() 
 fn a_leak_capture_gets_its_census_and_its_paths_through_refused_walks() {
     let (out, captures, err, _tmp) =
         run_with_rules_env("strings", "25", &["growth > 1MB/h"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "2")]);
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}\n{err}");
-    assert_eq!(records[0]["missing"], serde_json::json!([]), "{}", records[0]);
-    let pid = records[0]["pid"].as_u64().unwrap() as u32;
-    assert_leak_snapshot(&snapshots(&captures, "ndjson")[0], pid, &records[0]);
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["missing"], serde_json::json!([]), "{}", record);
+    let pid = record["pid"].as_u64().unwrap() as u32;
+    assert_leak_snapshot(&snapshots(&captures, "ndjson")[0], pid, &record);
     let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
     assert!(log.contains("census not taken"), "{log}");
 }
@@ -278,13 +281,12 @@ fn a_leak_capture_gets_its_census_and_its_paths_through_refused_walks() {
 fn a_census_refused_at_every_try_is_reported_unavailable_for_that_request() {
     let (out, _captures, err, _tmp) =
         run_with_rules_env("churn", "32", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "1000")]);
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}\n{err}");
-    assert_eq!(records[0]["census"], false, "{}", records[0]);
-    let missing = records[0]["missing"].to_string();
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["census"], false, "{}", record);
+    let missing = record["missing"].to_string();
     assert!(missing.contains("census: heap census unavailable for this request"), "{missing}");
     assert!(missing.contains("at each of 20 tries"), "{missing}");
-    let waited_ms = records[0]["unix_ms"].as_u64().unwrap() - records[0]["asked_unix_ms"].as_u64().unwrap();
+    let waited_ms = record["unix_ms"].as_u64().unwrap() - record["asked_unix_ms"].as_u64().unwrap();
     // The 20 tries take ~20 s (19.4 s measured); the worker runs 32.
     assert!(waited_ms < 30_000, "{waited_ms} ms: waited for the worker's end, not for the agent's answer");
     let recording = read_records_lenient(&out.join("recording.ndjson"));
@@ -298,13 +300,12 @@ fn a_census_refused_at_every_try_is_reported_unavailable_for_that_request() {
 fn a_capture_whose_worker_exits_first_says_so_and_after_how_long() {
     let (out, _captures, err, _tmp) =
         run_with_rules_env("churn", "6", &["rss > 1MB"], &[], &[("LEAKSCOPE_TEST_WALK_REFUSALS", "1000")]);
-    let records = capture_records(&out);
-    assert_eq!(records.len(), 1, "{records:?}\n{err}");
-    assert_eq!(records[0]["census"], false, "{}", records[0]);
-    let missing = records[0]["missing"].to_string();
+    let record = the_only_capture(&out, &err);
+    assert_eq!(record["census"], false, "{}", record);
+    let missing = record["missing"].to_string();
     assert!(missing.contains("census: the worker's agent disconnected"), "{missing}");
     assert!(!missing.contains("2m00s"), "{missing}");
-    let waited_ms = records[0]["unix_ms"].as_u64().unwrap() - records[0]["asked_unix_ms"].as_u64().unwrap();
+    let waited_ms = record["unix_ms"].as_u64().unwrap() - record["asked_unix_ms"].as_u64().unwrap();
     assert!(waited_ms < 60_000, "{waited_ms} ms");
     let log = std::fs::read_to_string(out.join("agent.log")).unwrap();
     assert!(log.contains("census not taken"), "{log}");

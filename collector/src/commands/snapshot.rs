@@ -293,7 +293,7 @@ fn agent(session: &Session) -> Option<&crate::store::Producer> {
     session.store.producers().find(|p| p.key.source == Source::Agent)
 }
 
-/// The agent's word that it cannot count the heap on this runtime.
+/// The agent's word that no census will come: given up on this runtime, or for this request.
 fn census_refused(session: &Session) -> Option<String> {
     agent(session)?
         .statuses

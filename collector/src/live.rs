@@ -8,7 +8,7 @@ use crate::report::{gc_text, health_text, heap_parts};
 use crate::sites::{self, SiteRow};
 use crate::store::{Connection, ProcessView, Store};
 use crate::terminal::{self, Style, pad_left, pad_right, paint, truncate_visible};
-use crate::units::{format_bytes, format_clock, format_count, format_rate_per_min};
+use crate::units::{format_bytes, format_clock, format_count};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -367,10 +367,7 @@ fn site_lines(
     }
     let shown = room.saturating_sub(2).min(rows.len());
     for r in rows.iter().take(shown) {
-        let growth = match r.growth.verdict {
-            LiveVerdict::InsufficientData => "…".to_string(),
-            _ => format_rate_per_min(r.growth.bytes_per_min),
-        };
+        let growth = sites::growth_text(&r.growth, r.full_gc_check).unwrap_or_else(|| "…".to_string());
         let pid = if multi { pad_right(&r.pid.to_string(), pid_col) } else { String::new() };
         let label =
             if r.growth.verdict == LiveVerdict::Growing { paint(&r.label(), Style::Bold, colour) } else { r.label() };
@@ -436,9 +433,10 @@ pub fn plain_line(store: &Store, managed: &[SiteRow], native: &[SiteRow], info: 
                 "{} {} {}",
                 r.label(),
                 format_bytes(r.latest.bytes),
-                match r.growth.verdict {
-                    LiveVerdict::InsufficientData => "(collecting data)".to_string(),
-                    v => format!("{} {}", format_rate_per_min(r.growth.bytes_per_min), v.as_str()),
+                match sites::growth_text(&r.growth, r.full_gc_check) {
+                    None => "(collecting data)".to_string(),
+                    Some(rate) if rate == sites::NO_TREND => r.growth.verdict.as_str().to_string(),
+                    Some(rate) => format!("{rate} {}", r.growth.verdict.as_str()),
                 }
             )
         })
@@ -533,5 +531,21 @@ mod tests {
             plain_line(&Store::new(), &[], &[], &info()),
             "leakscope [00:01:02] waiting for the agent/shim to connect (/tmp/s.sock)"
         );
+    }
+
+    #[test]
+    fn a_steady_site_without_a_trend_shows_no_rate() {
+        // A one-off step inside the window: a large slope that Mann–Kendall does not find.
+        let store = crate::report::tests::sample_store();
+        let (mut m, n) = rows(&store);
+        m[0].growth.verdict = LiveVerdict::Steady;
+        m[0].growth.significant = false;
+        m[0].growth.bytes_per_min = 26_300_000.0;
+        let line = plain_line(&store, &m[..1], &n, &info());
+        assert!(line.contains("(OrderAudit.cs:17) 3.00 MB steady"), "{line}");
+        assert!(!line.contains("MB/min steady"), "{line}");
+        let text = render_frame(&store, &m[..1], &n, &info(), 160, 40, false).join("\n");
+        let row = text.lines().find(|l| l.contains("Demo.OrderAudit.Record")).unwrap();
+        assert!(row.contains("no trend") && row.contains("steady") && !row.contains("MB/min"), "{row}");
     }
 }

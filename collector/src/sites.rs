@@ -87,6 +87,22 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
         .collect()
 }
 
+/// A site's growth as the tables and the live line show it: the slope, or "no trend" for a
+/// steady site whose slope is noise (no significant trend, or a rise a full GC took back) —
+/// "+26 MB/min steady" after a one-off step would read as a contradiction. None while there is
+/// too little data (each view has its own word for that).
+pub fn growth_text(growth: &Growth, full_gc_check: Option<FullGcCheck>) -> Option<String> {
+    let fell_back = matches!(full_gc_check, Some(FullGcCheck::FellBack { .. }));
+    match growth.verdict {
+        LiveVerdict::InsufficientData => None,
+        LiveVerdict::Steady if !growth.significant || fell_back => Some(NO_TREND.to_string()),
+        _ => Some(crate::units::format_rate_per_min(growth.bytes_per_min)),
+    }
+}
+
+/// What a steady site without a trend shows in place of a rate.
+pub const NO_TREND: &str = "no trend";
+
 /// A managed rise is a leak suspect only once it has survived a full GC; garbage that died old
 /// falls back at the first one.
 fn verdict_after_full_gcs(check: FullGcCheck) -> LiveVerdict {
@@ -115,4 +131,35 @@ pub fn sort_ranked(rows: &mut [SiteRow]) {
             .then_with(|| b.peak_bytes.total_cmp(&a.peak_bytes))
             .then_with(|| a.site.cmp(&b.site))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn growth(verdict: LiveVerdict, significant: bool) -> Growth {
+        Growth {
+            verdict,
+            bytes_per_min: 26_300_000.0,
+            ci95_bytes_per_min: None,
+            p_value: 0.02,
+            significant,
+            growth_bytes: 0.0,
+            window_start_ms: 0.0,
+            window_ms: 60_000.0,
+            points: 12,
+        }
+    }
+
+    #[test]
+    fn a_steady_site_quotes_its_rate_only_when_it_has_a_trend() {
+        assert_eq!(growth_text(&growth(LiveVerdict::Steady, false), None).as_deref(), Some(NO_TREND));
+        assert_eq!(growth_text(&growth(LiveVerdict::Steady, true), None).as_deref(), Some("+26.3 MB/min"));
+        let fell_back = FullGcCheck::FellBack { bytes: 0.0, full_gc_ms: 1.0 };
+        assert_eq!(growth_text(&growth(LiveVerdict::Steady, true), Some(fell_back)).as_deref(), Some(NO_TREND));
+        for v in [LiveVerdict::Growing, LiveVerdict::Rising, LiveVerdict::Plateaued] {
+            assert_eq!(growth_text(&growth(v, true), None).as_deref(), Some("+26.3 MB/min"), "{v:?}");
+        }
+        assert_eq!(growth_text(&growth(LiveVerdict::InsufficientData, false), None), None);
+    }
 }

@@ -94,6 +94,9 @@ pub struct Growth {
     pub ci95_bytes_per_min: Option<[f64; 2]>,
     /// One-sided Mann–Kendall p-value for an increasing trend.
     pub p_value: f64,
+    /// Mann–Kendall finds a trend, up or down, at the verdicts' level (`Thresholds::alpha`):
+    /// without one the slope is noise (or one step), not a rate to quote.
+    pub significant: bool,
     /// Slope × window length: how much the site grew over the analysed window.
     pub growth_bytes: f64,
     /// Producer time (ms) of the first analysed point, and the analysed span.
@@ -109,6 +112,7 @@ impl Growth {
             bytes_per_min: 0.0,
             ci95_bytes_per_min: None,
             p_value: 1.0,
+            significant: false,
             growth_bytes: 0.0,
             window_start_ms,
             window_ms,
@@ -137,6 +141,7 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
     let growth_bytes = sen.slope * span;
     let peak = peak_bytes.max(values.iter().cloned().fold(0.0, f64::max));
     let significant = mk.p_increasing < th.alpha;
+    let falling = super::stats::upper_tail_normal(-mk.z) < th.alpha;
     let material = growth_bytes > th.min_growth_bytes && growth_bytes > th.min_growth_fraction * peak;
     let verdict = if significant && material {
         let recent = &window[window.len() / 2..];
@@ -155,6 +160,7 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
         bytes_per_min: sen.slope * MS_PER_MIN,
         ci95_bytes_per_min: sen.ci95.map(|(lo, hi)| [lo * MS_PER_MIN, hi * MS_PER_MIN]),
         p_value: mk.p_increasing,
+        significant: significant || falling,
         growth_bytes,
         window_start_ms: start_ms,
         window_ms: span,

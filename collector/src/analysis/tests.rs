@@ -280,3 +280,29 @@ fn thinning_keeps_the_endpoints() {
     assert_eq!(thin[0].t_ms, 0.0);
     assert_eq!(thin[239].t_ms, 999.0);
 }
+
+#[test]
+fn a_one_off_step_is_steady_and_not_a_significant_trend_though_its_slope_is_large() {
+    // What the demo's live line showed: a native site steps from 415 kB to 6.09 MB once, and
+    // the window holds a few points before the step and more after it.
+    let points = series(14, 1000.0, |i, _| if i < 8 { 415_000.0 } else { 6_090_000.0 });
+    let g = assess(&points, 6_090_000.0, &Thresholds::default(), Some(10.0 * 60_000.0));
+    assert_eq!(g.verdict, LiveVerdict::Steady, "{g:?}");
+    assert!(g.bytes_per_min > 1.0 * MB, "the slope is large, which is why it must not be quoted: {g:?}");
+    assert!(!g.significant, "{g:?}");
+}
+
+#[test]
+fn a_small_steady_trend_is_significant_and_a_fall_is_too() {
+    // +20 kB a minute on a 50 MB site: real, but far below materiality.
+    let small = series(60, 60_000.0, |i, _| 50.0 * MB + 20_480.0 * i as f64);
+    let g = verdict_of(&small);
+    assert_eq!(g.verdict, LiveVerdict::Steady, "{g:?}");
+    assert!(g.significant && g.bytes_per_min > 0.0, "{g:?}");
+    let falling = series(60, 60_000.0, |i, _| 100.0 * MB - MB * i as f64);
+    let g = verdict_of(&falling);
+    assert_eq!(g.verdict, LiveVerdict::Steady, "{g:?}");
+    assert!(g.significant && g.bytes_per_min < 0.0, "{g:?}");
+    let flat = series(60, 60_000.0, |i, _| 20.0 * MB + if i % 2 == 0 { 300_000.0 } else { 0.0 });
+    assert!(!verdict_of(&flat).significant);
+}

@@ -333,6 +333,7 @@ mod tests {
                 bytes_per_min: 1000.0,
                 ci95_bytes_per_min: None,
                 p_value: 0.0,
+                significant: true,
                 growth_bytes: 0.0,
                 window_start_ms: 0.0,
                 window_ms: 0.0,

@@ -3,12 +3,12 @@
 
 use super::model::*;
 use super::sufficiency;
-use crate::analysis::LiveVerdict;
 use crate::protocol::{AgentHealth, GcStats, HeapSizes};
 use crate::retention_view::kept_alive_lines;
+use crate::sites::growth_text;
 use crate::soak::SoakVerdict;
 use crate::store::{InputStats, site_label};
-use crate::units::{format_bytes, format_count, format_duration, format_rate_per_min};
+use crate::units::{format_bytes, format_count, format_duration};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -291,10 +291,7 @@ pub fn render_summary(r: &Report, out_dir: Option<&Path>) -> String {
                 Some(_) => site_label(site.type_name.as_deref(), &site.site, site.location.as_deref()),
                 None => format!("native @ {}", site.site),
             };
-            let growth = match site.growth.verdict {
-                LiveVerdict::InsufficientData => "—".to_string(),
-                _ => format_rate_per_min(site.growth.bytes_per_min),
-            };
+            let growth = growth_text(&site.growth, site.full_gc_check).unwrap_or_else(|| "—".to_string());
             let _ = writeln!(
                 o,
                 "    {:<17} {:>14} {:>10}  {label}",
@@ -407,10 +404,7 @@ fn site_table(o: &mut String, title: &str, sites: &[SiteReport], total: usize, m
     );
     for s in sites.iter().take(shown) {
         let label = site_label(s.type_name.as_deref(), &s.site, s.location.as_deref());
-        let growth = match s.growth.verdict {
-            LiveVerdict::InsufficientData => "—".to_string(),
-            _ => format_rate_per_min(s.growth.bytes_per_min),
-        };
+        let growth = growth_text(&s.growth, s.full_gc_check).unwrap_or_else(|| "—".to_string());
         let _ = writeln!(
             o,
             "    {:<17} {:>14} {:>10} {:>10} {:>10}  {label}",

@@ -435,7 +435,7 @@ pub fn plain_line(store: &Store, managed: &[SiteRow], native: &[SiteRow], info: 
                 format_bytes(r.latest.bytes),
                 match sites::growth_text(&r.growth, r.full_gc_check) {
                     None => "(collecting data)".to_string(),
-                    Some(rate) if rate == sites::NO_TREND => r.growth.verdict.as_str().to_string(),
+                    Some(_) if !sites::quotes_rate(&r.growth, r.full_gc_check) => r.growth.verdict.as_str().to_string(),
                     Some(rate) => format!("{rate} {}", r.growth.verdict.as_str()),
                 }
             )

@@ -92,16 +92,22 @@ pub fn assessed(producer: &Producer, th: &Thresholds, recent_window_ms: Option<f
 /// "+26 MB/min steady" after a one-off step would read as a contradiction. None while there is
 /// too little data (each view has its own word for that).
 pub fn growth_text(growth: &Growth, full_gc_check: Option<FullGcCheck>) -> Option<String> {
-    let fell_back = matches!(full_gc_check, Some(FullGcCheck::FellBack { .. }));
     match growth.verdict {
         LiveVerdict::InsufficientData => None,
-        LiveVerdict::Steady if !growth.significant || fell_back => Some(NO_TREND.to_string()),
+        _ if !quotes_rate(growth, full_gc_check) => Some(NO_TREND.to_string()),
         _ => Some(crate::units::format_rate_per_min(growth.bytes_per_min)),
     }
 }
 
+/// Whether a site's slope is a rate to show: every verdict's but a steady site's without a
+/// significant trend or whose rise fell back at a full GC.
+pub fn quotes_rate(growth: &Growth, full_gc_check: Option<FullGcCheck>) -> bool {
+    let fell_back = matches!(full_gc_check, Some(FullGcCheck::FellBack { .. }));
+    !(growth.verdict == LiveVerdict::Steady && (!growth.significant || fell_back))
+}
+
 /// What a steady site without a trend shows in place of a rate.
-pub const NO_TREND: &str = "no trend";
+const NO_TREND: &str = "no trend";
 
 /// A managed rise is a leak suspect only once it has survived a full GC; garbage that died old
 /// falls back at the first one.

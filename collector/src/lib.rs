@@ -29,6 +29,7 @@ pub mod report;
 
 // Verdicts and views over the store: soak verdicts, ranked sites, retention paths, the
 // session's own facts, snapshot files.
+pub mod held_verdicts;
 pub mod path_growth;
 pub mod retention_view;
 pub mod session_info;

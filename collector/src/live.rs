@@ -3,6 +3,7 @@
 //! from the store, so they are unit-tested without a terminal.
 
 use crate::analysis::{LiveVerdict, Thresholds};
+use crate::held_verdicts::HeldVerdicts;
 use crate::protocol::Source;
 use crate::report::{gc_text, health_text, heap_parts};
 use crate::sites::{self, SiteRow};
@@ -64,6 +65,8 @@ pub struct LiveView {
     ranked_at: Option<Instant>,
     managed: Vec<SiteRow>,
     native: Vec<SiteRow>,
+    /// Suspects shown in earlier frames, kept while their rise goes on (no flicker).
+    held: HeldVerdicts,
     last_draw: Option<Instant>,
     last_plain: Option<Instant>,
 }
@@ -80,6 +83,7 @@ impl LiveView {
             ranked_at: None,
             managed: Vec::new(),
             native: Vec::new(),
+            held: HeldVerdicts::default(),
             last_draw: None,
             last_plain: None,
         }
@@ -94,8 +98,10 @@ impl LiveView {
         if store.data_version != self.ranked_version && due {
             let window = Some(RECENT_WINDOW_MS);
             self.managed = sites::ranked(store, Source::Agent, &self.thresholds, window);
+            self.held.apply(Source::Agent, &mut self.managed);
             self.managed.truncate(ROWS_KEPT);
             self.native = sites::ranked(store, Source::Shim, &self.thresholds, window);
+            self.held.apply(Source::Shim, &mut self.native);
             self.native.truncate(ROWS_KEPT);
             self.ranked_version = store.data_version;
             self.ranked_at = Some(Instant::now());
@@ -497,6 +503,32 @@ mod tests {
         assert!(text.contains("│ handled 1000 messages"));
         assert!(text.contains("agent 42 [warn]: tracking budget full"));
         assert!(!text.contains('\x1b'), "no escapes without colour");
+    }
+
+    /// The view remembers what it showed: a leak it called growing is not demoted to "rising"
+    /// when the next ranking, fresh, lacks a confirming full GC, while the rise goes on.
+    #[test]
+    fn a_site_shown_growing_stays_growing_while_its_rise_goes_on() {
+        let confirmed = crate::report::tests::sample_store();
+        let unconfirmed = crate::report::tests::sample_store_with_full_gcs(false);
+        let leak = |view: &LiveView| {
+            let row = view.managed.iter().find(|r| r.site == "Demo.OrderAudit.Record").unwrap();
+            (row.growth.verdict, row.growth.still_rising)
+        };
+        let mut fresh = LiveView::new(ViewMode::Quiet);
+        fresh.rerank(&unconfirmed);
+        assert_eq!(leak(&fresh), (LiveVerdict::Rising, true), "fresh, without a full GC: rising");
+
+        let mut view = LiveView::new(ViewMode::Quiet);
+        view.rerank(&confirmed);
+        assert_eq!(leak(&view).0, LiveVerdict::Growing);
+        // Due again at once, though the two stores' versions may be equal.
+        (view.ranked_at, view.ranked_version) = (None, u64::MAX);
+        view.rerank(&unconfirmed);
+        assert_eq!(leak(&view).0, LiveVerdict::Growing, "held: the rise goes on");
+        assert_eq!(view.managed[0].site, "Demo.OrderAudit.Record", "and it still ranks first");
+        let line = plain_line(&unconfirmed, &view.managed, &view.native, &info());
+        assert!(line.contains("Demo.OrderAudit.Record") && line.contains("growing"), "{line}");
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
             ci95_bytes_per_min: None,
             p_value: 0.02,
             significant,
+            still_rising: false,
             growth_bytes: 0.0,
             window_start_ms: 0.0,
             window_ms: 60_000.0,

@@ -97,6 +97,11 @@ pub struct Growth {
     /// Mann–Kendall finds a trend, up or down, at the verdicts' level (`Thresholds::alpha`):
     /// without one the slope is noise (or one step), not a rate to quote.
     pub significant: bool,
+    /// An upward trend at the verdicts' level whose recent half still rises (its slope at
+    /// least `Thresholds::still_growing_fraction` of the window's), material or not: what lets
+    /// a live view keep showing a suspect while its rise dips under the materiality floor.
+    #[serde(skip)]
+    pub still_rising: bool,
     /// Slope × window length: how much the site grew over the analysed window.
     pub growth_bytes: f64,
     /// Producer time (ms) of the first analysed point, and the analysed span.
@@ -113,6 +118,7 @@ impl Growth {
             ci95_bytes_per_min: None,
             p_value: 1.0,
             significant: false,
+            still_rising: false,
             growth_bytes: 0.0,
             window_start_ms,
             window_ms,
@@ -143,16 +149,15 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
     let significant = mk.p_increasing < th.alpha;
     let falling = super::stats::upper_tail_normal(-mk.z) < th.alpha;
     let material = growth_bytes > th.min_growth_bytes && growth_bytes > th.min_growth_fraction * peak;
-    let verdict = if significant && material {
+    let still_rising = significant && {
         let recent = &window[window.len() / 2..];
         let recent_slope = theil_sen(recent, None).map(|s| s.slope).unwrap_or(0.0);
-        if recent.len() >= 4 && recent_slope < th.still_growing_fraction * sen.slope {
-            LiveVerdict::Plateaued
-        } else {
-            LiveVerdict::Growing
-        }
-    } else {
-        LiveVerdict::Steady
+        !(recent.len() >= 4 && recent_slope < th.still_growing_fraction * sen.slope)
+    };
+    let verdict = match (significant && material, still_rising) {
+        (true, true) => LiveVerdict::Growing,
+        (true, false) => LiveVerdict::Plateaued,
+        (false, _) => LiveVerdict::Steady,
     };
     const MS_PER_MIN: f64 = 60_000.0;
     Growth {
@@ -161,6 +166,7 @@ pub fn assess(points: &[Point], peak_bytes: f64, th: &Thresholds, recent_window_
         ci95_bytes_per_min: sen.ci95.map(|(lo, hi)| [lo * MS_PER_MIN, hi * MS_PER_MIN]),
         p_value: mk.p_increasing,
         significant: significant || falling,
+        still_rising,
         growth_bytes,
         window_start_ms: start_ms,
         window_ms: span,

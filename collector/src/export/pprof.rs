@@ -334,6 +334,7 @@ mod tests {
                 ci95_bytes_per_min: None,
                 p_value: 0.0,
                 significant: true,
+                still_rising: true,
                 growth_bytes: 0.0,
                 window_start_ms: 0.0,
                 window_ms: 0.0,

@@ -16,6 +16,7 @@ pub use address::parse_metrics_addr;
 pub use worker::service_from_cmdline;
 
 use crate::analysis::Thresholds;
+use crate::held_verdicts::HeldVerdicts;
 use crate::store::Store;
 use families::Sample;
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ pub struct Exporter {
     text: server::Shared,
     /// Per worker: what its samples were built from, and the samples.
     cache: HashMap<u32, (ChangeKey, Vec<Sample>)>,
+    /// Each worker's sites shown growing or rising, held while their rise goes on.
+    held: HashMap<u32, HeldVerdicts>,
     captures: HashMap<u32, u64>,
     rendered_at: Option<Instant>,
     rendered_version: Option<Version>,
@@ -67,6 +70,7 @@ impl Exporter {
             thresholds: Thresholds::default(),
             text,
             cache: HashMap::new(),
+            held: HashMap::new(),
             captures: HashMap::new(),
             rendered_at: None,
             rendered_version: None,
@@ -121,11 +125,13 @@ impl Exporter {
             if self.cache.get(&view.pid).is_some_and(|(k, _)| *k == key) {
                 continue;
             }
-            let samples = worker::samples(&view, &self.host, self.top, captures, &self.thresholds);
+            let held = self.held.entry(view.pid).or_default();
+            let samples = worker::samples(&view, &self.host, self.top, captures, &self.thresholds, held);
             self.cache.insert(view.pid, (key, samples));
         }
         // Workers that went away disappear from the metrics (Prometheus marks them stale).
         self.cache.retain(|pid, _| live.contains(pid));
+        self.held.retain(|pid, _| live.contains(pid));
         let workers = Sample { def: &worker::WORKERS, labels: Vec::new(), value: live.len() as f64 };
         let mut pids: Vec<&u32> = self.cache.keys().collect();
         pids.sort();
@@ -227,6 +233,42 @@ mod tests {
         let want = format!(r#"type="{ty}""#);
         let line = lines_of(text, metric).into_iter().find(|l| l.contains(&want))?;
         line.rsplit(' ').next()?.parse().ok()
+    }
+
+    /// A site the exporter called growing is not demoted to rising when the next look, fresh,
+    /// lacks a confirming full GC, while the rise goes on: an alert's `for:` clock keeps running.
+    #[test]
+    fn a_site_shown_growing_stays_growing_while_its_rise_goes_on() {
+        let store = |full_gcs: bool| {
+            let mut store = Store::new();
+            store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":9,"interval_ms":2000}"#);
+            // One 100 kB sample more every 2 s; full GCs after the 14th and the 28th point.
+            for i in 0..30u64 {
+                let line = format!(
+                    r#"{{"v":1,"type":"summary","source":"agent","pid":9,"t_ms":{},"gc":{{"count":[{i},1,{}]}},"sites":[{{"type_name":"Leak","site":"A.Append","samples":{},"objects":{i},"bytes":{}}}]}}"#,
+                    2000 * (i + 1),
+                    if full_gcs { i / 14 } else { 0 },
+                    i + 1,
+                    100_000 * (i + 1),
+                );
+                store.ingest_line(line.as_bytes());
+            }
+            store
+        };
+        let shown = |text: &str, verdict: &str| {
+            let want = format!(r#"verdict="{verdict}""#);
+            lines_of(text, "leakscope_site_verdict").iter().any(|l| l.contains(&want) && l.ends_with(" 1"))
+        };
+        let fresh = render_once(&store(false), 10);
+        assert!(shown(&fresh, "rising"), "without a full GC, fresh: rising\n{fresh}");
+
+        let mut exporter = Exporter::new(SocketAddr::from(([127, 0, 0, 1], 0)), 10, server::Shared::default());
+        let first = exporter.render(&store(true));
+        assert!(shown(&first, "growing"), "{first}");
+        exporter.cache.clear(); // new data, whatever the change key says
+        let next = exporter.render(&store(false));
+        assert!(shown(&next, "growing") && !shown(&next, "rising"), "held\n{next}");
+        assert!(lines_of(&next, "leakscope_verdict").iter().any(|l| l.contains("leak_suspected") && l.ends_with(" 1")));
     }
 
     #[test]

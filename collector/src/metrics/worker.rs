@@ -3,6 +3,7 @@
 
 use super::families::{Def, Kind, Sample};
 use crate::analysis::{LiveVerdict, Thresholds};
+use crate::held_verdicts::HeldVerdicts;
 use crate::live::RECENT_WINDOW_MS;
 use crate::sites::{self, SiteRow};
 use crate::store::{Connection, ProcessView, Producer};
@@ -74,8 +75,17 @@ pub fn change_key(view: &ProcessView<'_>, captures: u64) -> (u64, u64, u32, u32,
     (a.0 + s.0, captures, a.1, s.1, a.2, s.2)
 }
 
-/// The samples of one worker. `top` caps the sites (managed and native, each) and census types.
-pub fn samples(view: &ProcessView<'_>, host: &str, top: usize, captures: u64, th: &Thresholds) -> Vec<Sample> {
+/// The samples of one worker. `top` caps the sites (managed and native, each) and census types;
+/// `held` is what the worker's earlier samples called growing or rising, kept while the rise
+/// goes on, so that a site's verdict does not flicker (and reset an alert's `for:` clock).
+pub fn samples(
+    view: &ProcessView<'_>,
+    host: &str,
+    top: usize,
+    captures: u64,
+    th: &Thresholds,
+    held: &mut HeldVerdicts,
+) -> Vec<Sample> {
     let base: Vec<(&'static str, String)> =
         vec![("pid", view.pid.to_string()), ("service", service_name(view)), ("host", host.to_string())];
     let mut out = Samples { base: &base, list: Vec::new() };
@@ -91,10 +101,10 @@ pub fn samples(view: &ProcessView<'_>, host: &str, top: usize, captures: u64, th
     );
     let mut worst = None;
     if let Some(agent) = view.agent {
-        agent_samples(&mut out, agent, top, th, &mut worst);
+        agent_samples(&mut out, agent, top, th, held, &mut worst);
     }
     if let Some(shim) = view.shim {
-        shim_samples(&mut out, shim, top, th, &mut worst);
+        shim_samples(&mut out, shim, top, th, held, &mut worst);
     }
     if let Some(rss) = view.rss() {
         out.push(&RSS, &[], rss as f64);
@@ -146,8 +156,15 @@ fn worse(a: Option<LiveVerdict>, b: LiveVerdict) -> Option<LiveVerdict> {
 
 /// Ranked sites of a producer, those still listed only (a site gone from the summaries has no
 /// live samples left), and how many were left out.
-fn top_sites(p: &Producer, top: usize, th: &Thresholds, worst: &mut Option<LiveVerdict>) -> (Vec<SiteRow>, usize) {
+fn top_sites(
+    p: &Producer,
+    top: usize,
+    th: &Thresholds,
+    held: &mut HeldVerdicts,
+    worst: &mut Option<LiveVerdict>,
+) -> (Vec<SiteRow>, usize) {
     let mut rows = sites::assessed(p, th, Some(RECENT_WINDOW_MS));
+    held.apply(p.key.source, &mut rows);
     for r in &rows {
         *worst = worse(*worst, r.growth.verdict);
     }
@@ -163,9 +180,10 @@ fn agent_samples(
     agent: &Producer,
     top: usize,
     th: &Thresholds,
+    held: &mut HeldVerdicts,
     worst: &mut Option<LiveVerdict>,
 ) {
-    let (rows, omitted) = top_sites(agent, top, th, worst);
+    let (rows, omitted) = top_sites(agent, top, th, held, worst);
     for r in &rows {
         let labels = [
             ("type", r.type_name.clone().unwrap_or_default()),
@@ -254,8 +272,15 @@ fn agent_samples(
     }
 }
 
-fn shim_samples(out: &mut Samples<'_>, shim: &Producer, top: usize, th: &Thresholds, worst: &mut Option<LiveVerdict>) {
-    let (rows, omitted) = top_sites(shim, top, th, worst);
+fn shim_samples(
+    out: &mut Samples<'_>,
+    shim: &Producer,
+    top: usize,
+    th: &Thresholds,
+    held: &mut HeldVerdicts,
+    worst: &mut Option<LiveVerdict>,
+) {
+    let (rows, omitted) = top_sites(shim, top, th, held, worst);
     for r in &rows {
         let labels = [("site", r.site.clone())];
         out.push(&NATIVE_SITE_BYTES, &labels, r.latest.bytes);

@@ -51,7 +51,7 @@ pub(crate) fn sample_store() -> Store {
     sample_store_with_full_gcs(true)
 }
 
-fn sample_store_with_full_gcs(full_gcs: bool) -> Store {
+pub(crate) fn sample_store_with_full_gcs(full_gcs: bool) -> Store {
     let mut store = Store::new();
     store.ingest_line(br#"{"v":1,"type":"hello","source":"agent","pid":42,"version":"0.1.0","cmdline":"dotnet Demo.dll","interval_ms":2000,"runtime":"10.0.12","sampling":"AllocationSampled","mode":"sampled"}"#);
     store.ingest_line(br#"{"v":1,"type":"stack","source":"agent","pid":42,"id":1,"frames":["Demo.OrderAudit.Record","Demo.OrderWorker.Handle","Demo.Program.Main"],"lines":["OrderAudit.cs:17","OrderWorker.cs:20",null]}"#);

@@ -1,8 +1,8 @@
 //! What a live view has shown as a suspect, held while the rise goes on.
 //!
-//! The live view re-assesses every site every interval, and early in a run a real leak sits near
-//! the materiality floor (1 MB over a window of tens of seconds) and after its last full GC's
-//! confirmation has left the window. Assessed afresh, such a leak can go growing → steady →
+//! The live view re-assesses every site every interval. Early in a run a real leak's growth over
+//! the window sits near the materiality floor (1 MB over tens of seconds), and the full GC that
+//! confirmed it soon leaves the window; assessed afresh, such a leak can go growing → steady →
 //! rising → growing in its first minute, and the live table's top row flips with it. A site
 //! shown as growing (or rising) keeps that word while Mann–Kendall still finds its rise and its
 //! recent half still rises ([`Growth::still_rising`]); it takes the fresh verdict as soon as the

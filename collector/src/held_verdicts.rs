@@ -11,7 +11,7 @@
 
 use crate::analysis::{FullGcCheck, Growth, LiveVerdict};
 use crate::protocol::Source;
-use crate::sites::{SiteRow, sort_ranked};
+use crate::sites::SiteRow;
 use std::collections::HashMap;
 
 /// The suspects shown in the last ranking of each source, by process and site.
@@ -21,14 +21,17 @@ pub struct HeldVerdicts {
 }
 
 impl HeldVerdicts {
-    /// Applies the holds to a fresh ranking of `source` (all its rows, before any truncation,
-    /// so that a site is not forgotten for being off the screen), remembers what is shown now,
-    /// and sorts the rows again.
+    /// Applies the holds to the freshly assessed sites of `source` (all its rows, before any
+    /// truncation, so that a site is not forgotten for being off the screen) and remembers what
+    /// is shown now. A held verdict can move a row up: rank the rows afterwards
+    /// ([`crate::sites::sort_ranked`]).
     pub fn apply(&mut self, source: Source, rows: &mut [SiteRow]) {
         let (mut before, others): (HashMap<_, _>, HashMap<_, _>) =
             std::mem::take(&mut self.shown).into_iter().partition(|((s, _, _), _)| *s == source);
         self.shown = others;
-        for row in rows.iter_mut() {
+        // Only a suspect, or a site whose rise goes on, can hold or be held: the others (most
+        // rows) need no key, and a hold they had ends with `before`.
+        for row in rows.iter_mut().filter(|r| is_suspect(r.growth.verdict) || r.growth.still_rising) {
             let key = (source, row.pid, row.label());
             if let Some(held) = before.remove(&key) {
                 row.growth.verdict = held_verdict(held, &row.growth, row.full_gc_check);
@@ -37,7 +40,6 @@ impl HeldVerdicts {
                 self.shown.insert(key, row.growth.verdict);
             }
         }
-        sort_ranked(rows);
     }
 }
 
@@ -52,13 +54,7 @@ fn held_verdict(held: LiveVerdict, fresh: &Growth, check: Option<FullGcCheck>) -
     match fresh.verdict {
         // A fresh rise that lost its confirmation (the full GC left the window) or its
         // materiality (a short window's slope dipped), while the rise itself goes on.
-        LiveVerdict::Rising | LiveVerdict::Steady if goes_on && is_suspect(held) => {
-            if held == LiveVerdict::Growing {
-                LiveVerdict::Growing
-            } else {
-                LiveVerdict::Rising
-            }
-        }
+        LiveVerdict::Rising | LiveVerdict::Steady if goes_on && is_suspect(held) => held,
         fresh_verdict => fresh_verdict,
     }
 }
@@ -66,6 +62,7 @@ fn held_verdict(held: LiveVerdict, fresh: &Growth, check: Option<FullGcCheck>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sites::sort_ranked;
     use crate::store::SiteLatest;
 
     fn growth(verdict: LiveVerdict, still_rising: bool) -> Growth {
@@ -111,6 +108,7 @@ mod tests {
         let mut first = vec![row("Cache.Load", Steady, false, 9e6), row("Audit.Record", Growing, true, 2e6)];
         sort_ranked(&mut first);
         held.apply(Source::Agent, &mut first);
+        sort_ranked(&mut first);
         assert_eq!(verdicts(&first), [("Audit.Record", Growing), ("Cache.Load", Steady)]);
 
         // The rise dips under the materiality floor: fresh "steady", held "growing", still first.
@@ -118,6 +116,7 @@ mod tests {
         sort_ranked(&mut dipped);
         assert_eq!(dipped[0].site, "Cache.Load", "fresh, the cache would rank first");
         held.apply(Source::Agent, &mut dipped);
+        sort_ranked(&mut dipped);
         assert_eq!(verdicts(&dipped), [("Audit.Record", Growing), ("Cache.Load", Steady)]);
 
         // The confirming full GC left the window: fresh "rising", still shown "growing".

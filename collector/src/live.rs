@@ -96,16 +96,20 @@ impl LiveView {
     fn rerank(&mut self, store: &Store) {
         let due = self.ranked_at.is_none_or(|t| t.elapsed() >= RERANK_EVERY);
         if store.data_version != self.ranked_version && due {
-            let window = Some(RECENT_WINDOW_MS);
-            self.managed = sites::ranked(store, Source::Agent, &self.thresholds, window);
-            self.held.apply(Source::Agent, &mut self.managed);
-            self.managed.truncate(ROWS_KEPT);
-            self.native = sites::ranked(store, Source::Shim, &self.thresholds, window);
-            self.held.apply(Source::Shim, &mut self.native);
-            self.native.truncate(ROWS_KEPT);
+            self.managed = self.ranked_held(store, Source::Agent);
+            self.native = self.ranked_held(store, Source::Shim);
             self.ranked_version = store.data_version;
             self.ranked_at = Some(Instant::now());
         }
+    }
+
+    /// The top sites of `source`, ranked with the verdicts this view holds.
+    fn ranked_held(&mut self, store: &Store, source: Source) -> Vec<SiteRow> {
+        let mut rows = sites::assessed_all(store, source, &self.thresholds, Some(RECENT_WINDOW_MS));
+        self.held.apply(source, &mut rows);
+        sites::sort_ranked(&mut rows);
+        rows.truncate(ROWS_KEPT);
+        rows
     }
 
     /// Called often; draws when due (every second on a terminal, every interval otherwise).

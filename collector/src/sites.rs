@@ -33,10 +33,14 @@ impl SiteRow {
 /// Assesses every site of every producer of `source` and ranks them: growing first (fastest
 /// first), then by current live bytes. `recent_window_ms` as in [`analysis::assess`].
 pub fn ranked(store: &Store, source: Source, th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<SiteRow> {
-    let mut rows: Vec<SiteRow> =
-        store.producers().filter(|p| p.key.source == source).flat_map(|p| assessed(p, th, recent_window_ms)).collect();
+    let mut rows = assessed_all(store, source, th, recent_window_ms);
     sort_ranked(&mut rows);
     rows
+}
+
+/// Every site of every producer of `source` with its assessment, unsorted.
+pub fn assessed_all(store: &Store, source: Source, th: &Thresholds, recent_window_ms: Option<f64>) -> Vec<SiteRow> {
+    store.producers().filter(|p| p.key.source == source).flat_map(|p| assessed(p, th, recent_window_ms)).collect()
 }
 
 /// Every site of one producer with its assessment, unsorted.
